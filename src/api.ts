@@ -1,0 +1,30 @@
+/**
+ * The module `kubehyve` that plugins import. Inside the compiled binary it is registered as a virtual
+ * module (see src/core/plugin-api-module.ts), so a drop-in plugin file needs no node_modules.
+ * Everything exported here is public API, versioned by API_VERSION.
+ */
+export * as v from "valibot";
+export { API_VERSION, definePlugin, nodesOf } from "./core/contract.ts";
+export type {
+  AnyPlugin,
+  Change,
+  CheckResult,
+  HookHandler,
+  Hooks,
+  Logger,
+  Plugin,
+  PluginContext,
+  RenderedFile,
+  SshKey,
+  StateStore,
+} from "./core/contract.ts";
+export { diag, hasErrors } from "./core/diagnostics.ts";
+export type { Diagnostic, Severity } from "./core/diagnostics.ts";
+export type { Cluster, DataDisk, HostSpec, NetworkSpec, NodeRole, NodeSpec, StageSpec } from "./core/model.ts";
+export { mapLimit } from "./core/concurrency.ts";
+export { formatSize, parseSize, GiB, MiB } from "./core/units.ts";
+export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } from "./targets/target.ts";
+export type { RunOptions, RunResult, Target } from "./targets/target.ts";
+export { shellJoin, shellQuote } from "./targets/quote.ts";
+export type { KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
+export type { ArtifactCache, ArtifactRequest } from "./artifacts/types.ts";

@@ -1,0 +1,144 @@
+/**
+ * The plugin contract: the public, versioned API that built-in and drop-in plugins share. A plugin is
+ * a plain object; `definePlugin` only carries its types. Nothing a built-in can do is out of reach of
+ * a drop-in: both get exactly this context.
+ */
+import type { GenericSchema, InferOutput } from "valibot";
+import type { Diagnostic } from "./diagnostics.ts";
+import type { Cluster, NodeSpec } from "./model.ts";
+import type { Target } from "../targets/target.ts";
+import type { KubeClient } from "../kube/types.ts";
+import type { ArtifactCache } from "../artifacts/types.ts";
+
+/** The plugin API version this binary speaks. A plugin declaring another one is not loaded. */
+export const API_VERSION = 1;
+
+/** One intended mutation found by `check`; the list of changes is the plan. */
+export interface Change {
+  /** Human line: "create VM cp1: 2 vCPU, 4 GiB, 20 GiB disk". */
+  summary: string;
+  /** The host or node it happens on. */
+  target?: string;
+  /** Machine-readable kind, for apply to dispatch on: `vm.create`, `vm.restart`. */
+  kind?: string;
+  /** Extra lines shown with --verbose (a config diff). */
+  detail?: string;
+  /** Disruptive (restarts a VM, reinstalls): apply asks unless --yes. */
+  disruptive?: boolean;
+  /** Whatever apply needs to carry out this change. */
+  data?: unknown;
+}
+
+export interface CheckResult {
+  changes: Change[];
+  diagnostics: Diagnostic[];
+}
+
+/** A file a stage generates, written by `render -o DIR` to `DIR/<slot>/<path>`. */
+export interface RenderedFile {
+  path: string;
+  content: string | Uint8Array;
+  /** Octal permission bits; secrets are 0o600. */
+  mode?: number;
+}
+
+export interface Logger {
+  debug(message: string): void;
+  info(message: string): void;
+  warn(message: string): void;
+  /** Long steps: "task 12 of ~540: download images" — shown as progress, not a log line each time. */
+  progress(message: string, current?: number, total?: number): void;
+}
+
+/** Small persisted key/value store of one plugin, in the state dir. */
+export interface StateStore {
+  get<T = unknown>(key: string): T | undefined;
+  /** Persisted at once; in a dry run kept in memory only, so a plan never changes state. */
+  set(key: string, value: unknown): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+export interface Hooks {
+  /**
+   * Calls every loaded plugin's handler of `name` (with that plugin's own context) and returns
+   * their results in stage order. No handler: an empty list.
+   */
+  call<T = unknown>(name: string, payload?: unknown): Promise<T[]>;
+}
+
+export interface SshKey {
+  privateKeyPath: string;
+  publicKey: string;
+}
+
+export interface PluginContext<O = Record<string, unknown>> {
+  readonly cluster: Cluster;
+  readonly options: O;
+  /** This plugin's id and the slot it fills. */
+  readonly plugin: { id: string; slot: string };
+  /** The hypervisor host: local, or over ssh when the cluster file names an `ssh://` host. */
+  readonly host: Target;
+  /** A node, over ssh as `core` with the cluster key. */
+  node(name: string): Target;
+  /** The Kubernetes client over the admin kubeconfig (`kubeconfigPath`). Throws until it exists. */
+  kube(): Promise<KubeClient>;
+  readonly kubeconfigPath: string;
+  readonly artifacts: ArtifactCache;
+  readonly log: Logger;
+  readonly state: StateStore;
+  /** This plugin's private directory in the state dir (mode 0700), for generated files. */
+  readonly dir: string;
+  /** The cluster's own SSH key pair, generated once into the state dir. */
+  clusterKey(): Promise<SshKey>;
+  readonly dryRun: boolean;
+  /** An earlier stage still has pending changes, so this one cannot be inspected yet. */
+  readonly upstreamPending: boolean;
+  readonly signal: AbortSignal;
+  /** --yes was given: disruptive changes and destruction go ahead without asking. */
+  readonly assumeYes: boolean;
+  /** Asks the user; true under --yes, false when nobody can answer (no terminal, --json). */
+  confirm(question: string): Promise<boolean>;
+  /**
+   * Every mutation goes through here. In a dry run it records `description` and returns undefined
+   * without calling `fn`, so the plan is honest by construction.
+   */
+  wet<T>(description: string, fn: () => Promise<T>, opts?: { target?: string }): Promise<T | undefined>;
+  /** Runs on the way out, also after a failure or Ctrl-C (last registered, first run). */
+  onCleanup(fn: () => Promise<void> | void): void;
+  readonly hooks: Hooks;
+}
+
+export type HookHandler<O> = (ctx: PluginContext<O>, payload: unknown) => unknown | Promise<unknown>;
+
+export interface Plugin<S extends GenericSchema = GenericSchema, O = InferOutput<S>> {
+  /** `slot/name`, e.g. `lb/metallb`. */
+  id: string;
+  title: string;
+  apiVersion: number;
+  version?: string;
+  /** Slots this one runs after; built-in slots keep their order, a third-party slot needs this. */
+  after?: string[];
+  /** valibot schema of this stage's options in the cluster file (defaults included). */
+  options?: S;
+  check(ctx: PluginContext<O>): Promise<CheckResult>;
+  apply?(ctx: PluginContext<O>, changes: Change[]): Promise<void>;
+  verify?(ctx: PluginContext<O>): Promise<Diagnostic[]>;
+  render?(ctx: PluginContext<O>): Promise<RenderedFile[]>;
+  destroy?(ctx: PluginContext<O>): Promise<void>;
+  hooks?: Record<string, HookHandler<O>>;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the registry holds plugins of every options type
+export type AnyPlugin = Plugin<any, any>;
+
+/** Identity function that only carries types. */
+export function definePlugin<S extends GenericSchema, O = InferOutput<S>>(plugin: Plugin<S, O>): Plugin<S, O>;
+export function definePlugin<O = Record<string, unknown>>(plugin: Plugin<GenericSchema, O>): Plugin<GenericSchema, O>;
+export function definePlugin(plugin: AnyPlugin): AnyPlugin {
+  return plugin;
+}
+
+/** The nodes of a role, in file order. */
+export function nodesOf(cluster: Cluster, role: NodeSpec["role"]): NodeSpec[] {
+  return cluster.nodes.filter((n) => n.role === role);
+}

@@ -1,0 +1,48 @@
+/** The validated cluster, as every stage sees it. Sizes are bytes; names are DNS labels. */
+export type NodeRole = "control-plane" | "worker";
+
+export interface DataDisk {
+  /** `data1`, `data2`, … unless named in the cluster file. */
+  name: string;
+  size: number;
+}
+
+export interface NodeSpec {
+  name: string;
+  role: NodeRole;
+  cpus: number;
+  memory: number;
+  disk: number;
+  address: string;
+  disks: DataDisk[];
+}
+
+export type HostSpec = { kind: "local" } | { kind: "ssh"; user: string; hostname: string; port: number };
+
+export interface NetworkSpec {
+  domain: string;
+  gateway: string;
+  dns: string[];
+  /** Node subnet in CIDR notation; every node address lies inside it. */
+  subnet: string;
+  /** Addresses the router's DHCP server hands out: node addresses must stay clear of it. */
+  dhcpRange?: { start: string; end: string };
+  podCidr: string;
+  serviceCidr: string;
+}
+
+export interface StageSpec {
+  /** Plugin id `slot/name`, resolved from the short form `name` the file may use. */
+  plugin: string;
+  options: Record<string, unknown>;
+}
+
+export interface Cluster {
+  name: string;
+  host: HostSpec;
+  network: NetworkSpec;
+  nodes: NodeSpec[];
+  ssh: { authorizedKeys: string[] };
+  /** Keyed by slot, in the order the file lists them. */
+  stages: Record<string, StageSpec>;
+}

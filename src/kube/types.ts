@@ -1,0 +1,44 @@
+/** The Kubernetes client as plugins see it (ctx.kube()). */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    generation?: number;
+    resourceVersion?: string;
+    [key: string]: unknown;
+  };
+  // biome-ignore lint/suspicious/noExplicitAny: arbitrary API objects
+  spec?: any;
+  // biome-ignore lint/suspicious/noExplicitAny: arbitrary API objects
+  status?: any;
+  [key: string]: unknown;
+}
+
+export interface ListOptions {
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+}
+
+export interface KubeClient {
+  /** The API server URL from the kubeconfig. */
+  readonly server: string;
+  /** GET one object; undefined on 404. */
+  get<T extends KubeObject = KubeObject>(
+    apiVersion: string,
+    kind: string,
+    name: string,
+    namespace?: string,
+  ): Promise<T | undefined>;
+  list<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, opts?: ListOptions): Promise<T[]>;
+  /** Server-side apply of one object (fieldManager kubehyve, force). */
+  apply<T extends KubeObject = KubeObject>(obj: KubeObject): Promise<T>;
+  /** Deletes one object; false when it was not there. */
+  delete(apiVersion: string, kind: string, name: string, namespace?: string): Promise<boolean>;
+  /** Server version (`/version`), e.g. { gitVersion: "v1.35.0" }. */
+  version(): Promise<{ gitVersion: string; major?: string; minor?: string }>;
+}

@@ -1,0 +1,72 @@
+/**
+ * Where a command runs. Commands are argv arrays, never shell strings: the local target hands them
+ * to the kernel as they are, the ssh target quotes each word once (see quote.ts).
+ */
+export interface RunOptions {
+  /** Kill the command after this long; the result then has code 124 and says so in stderr. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  stdin?: string | Uint8Array;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Called with each chunk of stdout as it arrives (progress of long commands). */
+  onStdout?: (chunk: string) => void;
+  onStderr?: (chunk: string) => void;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Target {
+  /** Human name used in log lines: `local`, `root@hv1`, `core@cp1`. */
+  readonly name: string;
+  run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  /** Releases connections (the ssh master). Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Exit code used when a command was killed by its timeout (as timeout(1) does). */
+export const TIMEOUT_EXIT = 124;
+
+export class CommandError extends Error {
+  constructor(
+    readonly target: string,
+    readonly argv: readonly string[],
+    readonly result: RunResult,
+  ) {
+    const err = result.stderr.trim() || result.stdout.trim();
+    super(`${target}: \`${argv.join(" ")}\` exited ${result.code}${err ? `: ${err.split("\n").slice(-3).join(" | ")}` : ""}`);
+    this.name = "CommandError";
+  }
+}
+
+/** Runs a command and throws CommandError unless it exits 0. */
+export async function runOk(target: Target, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+  const result = await target.run(argv, opts);
+  if (result.code !== 0) throw new CommandError(target.name, argv, result);
+  return result;
+}
+
+/** Reads a file on a target; undefined when it does not exist. */
+export async function readTargetFile(target: Target, path: string): Promise<string | undefined> {
+  const result = await target.run(["cat", "--", path]);
+  return result.code === 0 ? result.stdout : undefined;
+}
+
+/**
+ * Writes a file on a target through stdin, replacing it atomically (write to a temporary file in the
+ * same directory, then rename). `mode` is an octal string such as "0600".
+ */
+export async function writeTargetFile(
+  target: Target,
+  path: string,
+  content: string | Uint8Array,
+  mode = "0644",
+): Promise<void> {
+  // The script is constant; the path travels as a positional argument, never inside the script.
+  const script = 'set -e; umask 077; tmp="$1.kubehyve.$$"; cat > "$tmp"; chmod "$2" "$tmp"; mv -f "$tmp" "$1"';
+  await runOk(target, ["sh", "-c", script, "sh", path, mode], { stdin: content });
+}
