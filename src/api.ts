@@ -20,7 +20,15 @@ export type {
 } from "./core/contract.ts";
 export { diag, hasErrors } from "./core/diagnostics.ts";
 export type { Diagnostic, Severity } from "./core/diagnostics.ts";
-export type { Cluster, DataDisk, HostSpec, NetworkSpec, NodeRole, NodeSpec, StageSpec } from "./core/model.ts";
+export type {
+  Cluster,
+  DataDisk,
+  HostSpec,
+  NetworkSpec,
+  NodeRole,
+  NodeSpec,
+  StageSpec,
+} from "./core/model.ts";
 export { mapLimit } from "./core/concurrency.ts";
 export { formatSize, parseSize, GiB, MiB } from "./core/units.ts";
 export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } from "./targets/target.ts";

@@ -133,7 +133,9 @@ export type AnyPlugin = Plugin<any, any>;
 
 /** Identity function that only carries types. */
 export function definePlugin<S extends GenericSchema, O = InferOutput<S>>(plugin: Plugin<S, O>): Plugin<S, O>;
-export function definePlugin<O = Record<string, unknown>>(plugin: Plugin<GenericSchema, O>): Plugin<GenericSchema, O>;
+export function definePlugin<O = Record<string, unknown>>(
+  plugin: Plugin<GenericSchema, O>,
+): Plugin<GenericSchema, O>;
 export function definePlugin(plugin: AnyPlugin): AnyPlugin {
   return plugin;
 }

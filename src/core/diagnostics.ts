@@ -23,7 +23,12 @@ export interface Diagnostic {
 type Extra = Partial<Omit<Diagnostic, "code" | "severity" | "summary">>;
 
 function make(severity: Severity) {
-  return (code: string, summary: string, extra: Extra = {}): Diagnostic => ({ code, severity, summary, ...extra });
+  return (code: string, summary: string, extra: Extra = {}): Diagnostic => ({
+    code,
+    severity,
+    summary,
+    ...extra,
+  });
 }
 
 export const diag = {

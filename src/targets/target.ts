@@ -38,7 +38,9 @@ export class CommandError extends Error {
     readonly result: RunResult,
   ) {
     const err = result.stderr.trim() || result.stdout.trim();
-    super(`${target}: \`${argv.join(" ")}\` exited ${result.code}${err ? `: ${err.split("\n").slice(-3).join(" | ")}` : ""}`);
+    super(
+      `${target}: \`${argv.join(" ")}\` exited ${result.code}${err ? `: ${err.split("\n").slice(-3).join(" | ")}` : ""}`,
+    );
     this.name = "CommandError";
   }
 }
@@ -67,6 +69,7 @@ export async function writeTargetFile(
   mode = "0644",
 ): Promise<void> {
   // The script is constant; the path travels as a positional argument, never inside the script.
-  const script = 'set -e; umask 077; tmp="$1.kubehyve.$$"; cat > "$tmp"; chmod "$2" "$tmp"; mv -f "$tmp" "$1"';
+  const script =
+    'set -e; umask 077; tmp="$1.kubehyve.$$"; cat > "$tmp"; chmod "$2" "$tmp"; mv -f "$tmp" "$1"';
   await runOk(target, ["sh", "-c", script, "sh", path, mode], { stdin: content });
 }

@@ -1,0 +1,47 @@
+/**
+ * Builds the standalone binaries into dist/: FreeBSD x64 (the target that matters), Linux x64 and,
+ * where cheap, Linux arm64. `bun build.ts [--target linux-x64,...]`.
+ *
+ * The binaries ignore a bunfig.toml or .env in the user's working directory: kubehyve runs as root
+ * in whatever directory the user is in, and must not pick up someone else's runtime settings.
+ */
+import { $ } from "bun";
+import pkg from "./package.json" with { type: "json" };
+
+const ALL = ["freebsd-x64", "linux-x64", "linux-arm64"] as const;
+const flag = process.argv.indexOf("--target");
+const targets = flag > 0 ? process.argv[flag + 1]!.split(",") : [...ALL];
+
+const commit =
+  (await $`git rev-parse --short=12 HEAD`.nothrow().quiet()).stdout.toString().trim() || "unknown";
+const dirty = (await $`git status --porcelain --untracked-files=no`.nothrow().quiet()).stdout
+  .toString()
+  .trim()
+  ? "-dirty"
+  : "";
+
+for (const target of targets) {
+  if (!ALL.includes(target as (typeof ALL)[number]))
+    throw new Error(`unknown target ${target}; known: ${ALL.join(", ")}`);
+  const outfile = `dist/kubehyve-${target}`;
+  const started = performance.now();
+  const result = await Bun.build({
+    entrypoints: ["src/main.ts"],
+    minify: true,
+    sourcemap: "none",
+    define: { KUBEHYVE_COMMIT: JSON.stringify(`${commit}${dirty}`) },
+    compile: {
+      target: `bun-${target}` as Bun.Build.CompileTarget,
+      outfile,
+      autoloadBunfig: false,
+      autoloadDotenv: false,
+    },
+  });
+  if (!result.success) {
+    for (const log of result.logs) console.error(log);
+    process.exit(1);
+  }
+  console.log(
+    `${outfile} (${pkg.version}, ${commit}${dirty}) in ${Math.round(performance.now() - started)} ms`,
+  );
+}

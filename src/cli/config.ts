@@ -1,0 +1,48 @@
+import { defineCommand } from "citty";
+import { consola } from "consola";
+import { clusterJsonSchema } from "../core/json-schema.ts";
+import { exampleArg, globalArgs, loadCluster, loadRegistry } from "./_shared.ts";
+
+const schema = defineCommand({
+  meta: {
+    name: "schema",
+    description:
+      "Print the JSON Schema of the cluster file, built-in plugins' options included (for editors)",
+  },
+  args: { ...globalArgs },
+  async run({ args }) {
+    const registry = await loadRegistry(args);
+    const plugins = registry.entries.flatMap((e) => (e.plugin ? [e.plugin] : []));
+    process.stdout.write(`${JSON.stringify(clusterJsonSchema(plugins), null, 2)}\n`);
+    return 0;
+  },
+});
+
+const validate = defineCommand({
+  meta: {
+    name: "validate",
+    description: "Check the cluster file and every stage's options; touches nothing",
+  },
+  args: { ...globalArgs, ...exampleArg },
+  async run({ args }) {
+    const { config } = await loadCluster(args);
+    const c = config.cluster;
+    if (args.json) {
+      process.stdout.write(
+        `${JSON.stringify({ v: 1, type: "config.valid", file: config.source, cluster: c.name, nodes: c.nodes.length, stages: config.stages.map((s) => s.plugin.id), warnings: config.warnings })}\n`,
+      );
+      return 0;
+    }
+    consola.success(
+      `${config.source} is valid: cluster ${c.name}, ${c.nodes.length} nodes, stages ${config.stages.map((s) => s.plugin.id).join(", ") || "(none)"}`,
+    );
+    for (const w of config.warnings)
+      consola.warn(`${w.path ? `${w.path}: ` : ""}${w.summary}${w.hint ? ` (${w.hint})` : ""}`);
+    return 0;
+  },
+});
+
+export default defineCommand({
+  meta: { name: "config", description: "The cluster file: its JSON Schema, or validate one" },
+  subCommands: { schema, validate },
+});

@@ -1,0 +1,186 @@
+/**
+ * The command line: a lazy map of commands (only the one being run is imported), flags checked
+ * before anything runs, and errors turned into messages and exit codes. This is the only layer that
+ * prints errors or exits.
+ */
+import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
+import { CancelledError, ExitCode, InputError, KubehyveError } from "../core/errors.ts";
+import { versionLine } from "./version-info.ts";
+
+type Loader = () => Promise<CommandDef<ArgsDef>>;
+const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
+
+export const commands: Record<string, Loader> = {
+  init: () => load(import("./init.ts")),
+  plan: () => load(import("./plan.ts")),
+  up: () => load(import("./up.ts")),
+  verify: () => load(import("./verify.ts")),
+  doctor: () => load(import("./doctor.ts")),
+  down: () => load(import("./down.ts")),
+  render: () => load(import("./render.ts")),
+  plugins: () => load(import("./plugins.ts")),
+  config: () => load(import("./config.ts")),
+  kubeconfig: () => load(import("./kubeconfig.ts")),
+  version: () => load(import("./version.ts")),
+};
+
+export const main = defineCommand({
+  meta: { name: "kubehyve", description: "A production-shaped Kubernetes lab on one FreeBSD host" },
+  subCommands: commands,
+});
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+export function suggest(input: string, candidates: readonly string[]): string | undefined {
+  let best: { name: string; d: number } | undefined;
+  for (const name of candidates) {
+    const d = name.startsWith(input) && input.length >= 2 ? 0.5 : distance(input, name);
+    if (d <= Math.max(2, Math.floor(name.length / 3)) && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+function flagNames(args: ArgsDef): { names: Set<string>; values: Set<string> } {
+  const names = new Set(["help", "h"]);
+  const values = new Set<string>();
+  for (const [name, def] of Object.entries(args)) {
+    if (def.type === "positional") continue;
+    const alias = (def as { alias?: string | string[] }).alias;
+    const aliases = alias === undefined ? [] : Array.isArray(alias) ? alias : [alias];
+    for (const n of [name, ...aliases]) {
+      names.add(n);
+      if (def.type === "string" || def.type === "enum") values.add(n);
+    }
+  }
+  return { names, values };
+}
+
+/** Refuses flags a command does not know, with a suggestion; citty itself would ignore them. */
+export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: string): void {
+  const { names, values } = flagNames(args);
+  for (let i = 0; i < rawArgs.length; i++) {
+    const token = rawArgs[i]!;
+    if (token === "--") break;
+    if (!token.startsWith("-") || token === "-") continue;
+    const [flag] = token.replace(/^--?/, "").split("=");
+    const shortGroup = !token.startsWith("--") && flag!.length > 1 ? flag!.split("") : [flag!];
+    for (const name of shortGroup) {
+      const plain = name.startsWith("no-") && names.has(name.slice(3)) ? name.slice(3) : name;
+      if (!names.has(plain)) {
+        const guess = suggest(
+          plain,
+          [...names].filter((n) => n.length > 1),
+        );
+        throw new InputError(
+          `unknown flag ${token} for kubehyve ${command}`,
+          guess ? `did you mean --${guess}?` : `see kubehyve ${command} --help`,
+        );
+      }
+      if (values.has(plain) && !token.includes("=")) i++;
+    }
+  }
+}
+
+async function usage(path: string[]): Promise<string> {
+  let cmd: CommandDef<ArgsDef> = main as CommandDef<ArgsDef>;
+  let parent: CommandDef<ArgsDef> | undefined;
+  for (const name of path) {
+    const subs = (await cmd.subCommands) as Record<string, Loader | CommandDef<ArgsDef>> | undefined;
+    const sub = subs?.[name];
+    if (!sub) break;
+    parent = cmd;
+    cmd = typeof sub === "function" ? await (sub as Loader)() : sub;
+  }
+  return renderUsage(cmd, parent);
+}
+
+/** Splits `kubehyve [flags] cmd [sub] [flags]` into the command path and the rest. */
+async function resolvePath(
+  rawArgs: string[],
+): Promise<{ path: string[]; rest: string[]; leaf: CommandDef<ArgsDef> }> {
+  let cmd: CommandDef<ArgsDef> = main as CommandDef<ArgsDef>;
+  const path: string[] = [];
+  const rest = [...rawArgs];
+  for (;;) {
+    const subs = (await cmd.subCommands) as Record<string, Loader | CommandDef<ArgsDef>> | undefined;
+    if (!subs) break;
+    const index = rest.findIndex((a) => !a.startsWith("-"));
+    if (index < 0) break;
+    const name = rest[index]!;
+    const sub = subs[name];
+    if (!sub) {
+      const guess = suggest(name, Object.keys(subs));
+      const where = path.length ? `kubehyve ${path.join(" ")}` : "kubehyve";
+      throw new InputError(
+        `unknown command "${name}" for ${where}`,
+        guess ? `did you mean \`${where} ${guess}\`?` : `${where} --help lists the commands`,
+      );
+    }
+    rest.splice(index, 1);
+    path.push(name);
+    cmd = typeof sub === "function" ? await (sub as Loader)() : sub;
+  }
+  return { path, rest, leaf: cmd };
+}
+
+export function printError(error: unknown, json: boolean): number {
+  const known = error instanceof KubehyveError;
+  const exitCode = known ? error.exitCode : ExitCode.phaseFailed;
+  if (json) {
+    const problems = error instanceof InputError ? error.problems : undefined;
+    process.stdout.write(
+      `${JSON.stringify({ v: 1, type: "error", message: (error as Error).message, hint: known ? error.hint : undefined, problems, exitCode })}\n`,
+    );
+    return exitCode;
+  }
+  if (!known) {
+    process.stderr.write(`✖ kubehyve hit a bug: ${(error as Error)?.stack ?? String(error)}\n`);
+    return exitCode;
+  }
+  process.stderr.write(`✖ ${error.message}\n`);
+  if (error instanceof InputError) {
+    for (const p of error.problems) {
+      const where = p.where ? `${p.where}: ` : "";
+      process.stderr.write(`  ${where}${p.path ? `${p.path}: ` : ""}${p.message}\n`);
+    }
+  }
+  if (error.hint) process.stderr.write(`  → ${error.hint}\n`);
+  if (error instanceof CancelledError)
+    process.stderr.write("  stopped; the journal in the state dir says where\n");
+  return exitCode;
+}
+
+/** Runs the CLI and returns the exit code. */
+export async function runCli(rawArgs: string[]): Promise<number> {
+  const json = rawArgs.includes("--json");
+  try {
+    if (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-V")) {
+      process.stdout.write(`${versionLine()}\n`);
+      return 0;
+    }
+    const { path, rest, leaf } = await resolvePath(rawArgs);
+    if (rest.includes("--help") || rest.includes("-h") || path.length === 0) {
+      process.stdout.write(`${await usage(path)}\n`);
+      return path.length === 0 && !rest.some((a) => a === "--help" || a === "-h") ? ExitCode.badInput : 0;
+    }
+    const args = ((await leaf.args) ?? {}) as ArgsDef;
+    checkFlags(rest, args, path.join(" "));
+    const { result } = await runCommand(leaf, { rawArgs: rest });
+    return typeof result === "number" ? result : 0;
+  } catch (error) {
+    return printError(error, json);
+  }
+}

@@ -1,0 +1,28 @@
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { defineCommand } from "citty";
+import { consola } from "consola";
+import { InputError } from "../core/errors.ts";
+import { writeFileAtomic } from "../core/fsutil.ts";
+import { exampleText, globalArgs } from "./_shared.ts";
+
+export default defineCommand({
+  meta: { name: "init", description: "Write a commented example cluster file to start from" },
+  args: {
+    ...globalArgs,
+    force: { type: "boolean", description: "Overwrite an existing file" },
+  },
+  async run({ args }) {
+    const path = resolve(args.config ?? "kubehyve.yaml");
+    if (existsSync(path) && !args.force) {
+      throw new InputError(
+        `${path} exists already; nothing was written`,
+        "keep it, or overwrite it with kubehyve init --force",
+      );
+    }
+    await writeFileAtomic(path, exampleText, 0o644);
+    if (args.json) process.stdout.write(`${JSON.stringify({ v: 1, type: "init", file: path })}\n`);
+    else consola.success(`wrote ${path}: edit the nodes and network, then run kubehyve plan`);
+    return 0;
+  },
+});

@@ -1,0 +1,14 @@
+import { defineCommand } from "citty";
+import { runStages } from "./_run.ts";
+import { exampleArg, globalArgs, selectionArgs } from "./_shared.ts";
+
+export default defineCommand({
+  meta: { name: "plan", description: "Show what `up` would change, without changing anything" },
+  args: {
+    ...globalArgs,
+    ...exampleArg,
+    ...selectionArgs,
+    offline: { type: "boolean", description: "Inspect nothing: plan a fresh install" },
+  },
+  run: ({ args }) => runStages("plan", args, { offline: args.offline }),
+});

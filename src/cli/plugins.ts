@@ -1,0 +1,35 @@
+import { defineCommand } from "citty";
+import { consola } from "consola";
+import { globalArgs, loadRegistry } from "./_shared.ts";
+
+export default defineCommand({
+  meta: {
+    name: "plugins",
+    description: "List the plugins: built-in and drop-in, with origin, version and load status",
+  },
+  args: { ...globalArgs },
+  async run({ args }) {
+    const registry = await loadRegistry(args);
+    if (args.json) {
+      for (const e of registry.entries) {
+        process.stdout.write(
+          `${JSON.stringify({ v: 1, type: "plugin", id: e.id, origin: e.origin, version: e.version, status: e.status, title: e.plugin?.title })}\n`,
+        );
+      }
+      for (const d of registry.diagnostics)
+        process.stdout.write(`${JSON.stringify({ v: 1, type: "diagnostic", stage: "plugins", ...d })}\n`);
+    } else {
+      const width = Math.max(4, ...registry.entries.map((e) => e.id.length));
+      for (const e of registry.entries) {
+        const mark = e.status === "loaded" ? "✔" : "✖";
+        consola.log(
+          `${mark} ${e.id.padEnd(width)}  ${(e.version ?? "-").padEnd(8)} ${e.status.padEnd(7)} ${e.origin}`,
+        );
+      }
+      for (const d of registry.diagnostics)
+        consola.log(`  ✖ ${d.summary}${d.hint ? `\n      → ${d.hint}` : ""}`);
+      consola.log(`plugin path: ${registry.searchPath.join(":")}`);
+    }
+    return registry.diagnostics.some((d) => d.severity === "error") ? 1 : 0;
+  },
+});

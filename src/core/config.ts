@@ -1,0 +1,361 @@
+/**
+ * Reads a cluster file: YAML (a syntax error names file:line:column), the core schema, then each
+ * stage's options with its plugin's schema, then the checks that span fields. Every problem is
+ * collected and reported at once with its path; nothing is touched before the file is valid.
+ */
+import { readFile } from "node:fs/promises";
+import * as v from "valibot";
+import { isMap, isSeq, LineCounter, parseDocument, type Document } from "yaml";
+import type { AnyPlugin } from "./contract.ts";
+import { diag, type Diagnostic } from "./diagnostics.ts";
+import { InputError } from "./errors.ts";
+import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
+import type { Cluster, HostSpec, NodeSpec } from "./model.ts";
+import { ClusterFileSchema, type ClusterFile } from "./schema.ts";
+import { parseSize } from "./units.ts";
+
+export interface Stage {
+  slot: string;
+  plugin: AnyPlugin;
+  options: unknown;
+}
+
+/** What config needs to know of the loaded plugins. */
+export interface PluginLookup {
+  find(id: string): AnyPlugin | undefined;
+  /** Directories searched for drop-in plugins, for the "not found" message. */
+  searchPath: readonly string[];
+}
+
+export interface LoadedConfig {
+  cluster: Cluster;
+  /** Stages in the file's order; the engine orders them. */
+  stages: Stage[];
+  /** Findings that do not stop a run (an even number of etcd members). */
+  warnings: Diagnostic[];
+  source: string;
+}
+
+export interface Problem {
+  path: string;
+  message: string;
+  /** `file:line:column` where the path could be located in the source. */
+  where?: string;
+}
+
+type PathKey = string | number;
+
+/** `nodes[1].memory` from ["nodes", 1, "memory"]. */
+export function formatPath(path: readonly PathKey[]): string {
+  return path.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? k : `.${k}`)).join("");
+}
+
+class ProblemList {
+  readonly items: Problem[] = [];
+  constructor(
+    private readonly source: string,
+    private readonly doc?: Document,
+    private readonly lines?: LineCounter,
+  ) {}
+
+  add(path: readonly PathKey[], message: string): void {
+    this.items.push({ path: formatPath(path), message, where: this.locate(path) });
+  }
+
+  /** The position of the deepest node of `path` present in the document. */
+  private locate(path: readonly PathKey[]): string | undefined {
+    if (!this.doc || !this.lines) return undefined;
+    for (let depth = path.length; depth >= 0; depth--) {
+      const node = depth === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, depth), true);
+      const range = (node as { range?: [number, number, number] } | undefined)?.range;
+      if (range) {
+        const { line, col } = this.lines.linePos(range[0]);
+        return `${this.source}:${line}:${col}`;
+      }
+    }
+    return undefined;
+  }
+}
+
+function issuePath(issue: v.BaseIssue<unknown>): PathKey[] {
+  return (issue.path ?? []).map((item) => item.key as PathKey);
+}
+
+function describeIssue(issue: v.BaseIssue<unknown>): string {
+  // valibot's own messages for type mismatches name the received value; ours name the fix.
+  if (issue.kind === "schema" && issue.type === "strict_object" && issue.expected === "never") {
+    return `unknown field (${issue.received.replaceAll('"', "")} is not one of the fields allowed here)`;
+  }
+  if (issue.input === undefined && issue.kind === "schema") return "is required";
+  return issue.message;
+}
+
+function parseHost(url: string): HostSpec {
+  if (url === "local") return { kind: "local" };
+  const m = /^ssh:\/\/(?:([^@]+)@)?([^:]+)(?::(\d+))?$/.exec(url)!;
+  return { kind: "ssh", user: m[1] ?? "root", hostname: m[2]!, port: m[3] ? Number(m[3]) : 22 };
+}
+
+function normalize(file: ClusterFile): Cluster {
+  const nodes: NodeSpec[] = file.nodes.map((n) => ({
+    name: n.name,
+    role: n.role,
+    cpus: n.cpus,
+    memory: parseSize(n.memory)!,
+    disk: parseSize(n.disk)!,
+    address: n.address,
+    disks: n.disks.map((d, i) =>
+      typeof d === "object"
+        ? { name: d.name ?? `data${i + 1}`, size: parseSize(d.size)! }
+        : { name: `data${i + 1}`, size: parseSize(d)! },
+    ),
+  }));
+  const [start, end] = file.network.dhcpRange?.split("-").map((s) => s.trim()) ?? [];
+  return {
+    name: file.name,
+    host: parseHost(file.host),
+    network: {
+      domain: file.network.domain,
+      gateway: file.network.gateway,
+      dns: file.network.dns ?? [file.network.gateway],
+      subnet: file.network.subnet,
+      dhcpRange: start && end ? { start, end } : undefined,
+      podCidr: file.network.podCidr,
+      serviceCidr: file.network.serviceCidr,
+    },
+    nodes,
+    ssh: { authorizedKeys: file.ssh.authorizedKeys ?? [] },
+    stages: Object.fromEntries(
+      Object.entries(file.stages).map(([slot, { plugin, ...options }]) => [
+        slot,
+        { plugin: plugin.includes("/") ? plugin : `${slot}/${plugin}`, options },
+      ]),
+    ),
+  };
+}
+
+/**
+ * The fields the cross-field checks need, taken leniently from the raw file: a field of the wrong
+ * form is left out (the schema reports it), so these checks still run and every problem is
+ * reported in one go.
+ */
+interface LenientView {
+  subnet?: Cidr;
+  subnetText?: string;
+  gateway?: number;
+  gatewayText?: string;
+  dhcp?: { start: number; end: number };
+  podCidr?: string;
+  serviceCidr?: string;
+  nodes: { name?: string; address?: string; role?: unknown; diskNames: (string | undefined)[] }[];
+  stages: [string, unknown][];
+}
+
+const str = (x: unknown) => (typeof x === "string" ? x : undefined);
+const obj = (x: unknown) =>
+  x && typeof x === "object" && !Array.isArray(x) ? (x as Record<string, unknown>) : {};
+
+function lenientView(raw: unknown): LenientView {
+  const root = obj(raw);
+  const net = obj(root.network);
+  const subnetText = str(net.subnet);
+  const gatewayText = str(net.gateway);
+  const [start, end] = (str(net.dhcpRange) ?? "").split("-").map((p) => parseIpv4(p.trim()));
+  const cidrOr = (x: unknown, fallback: string) =>
+    x === undefined ? fallback : str(x) && parseCidr(str(x)!) ? str(x) : undefined;
+  return {
+    subnet: subnetText ? parseCidr(subnetText) : undefined,
+    subnetText,
+    gateway: gatewayText ? parseIpv4(gatewayText) : undefined,
+    gatewayText,
+    dhcp: start !== undefined && end !== undefined ? { start, end } : undefined,
+    podCidr: cidrOr(net.podCidr, "10.233.64.0/18"),
+    serviceCidr: cidrOr(net.serviceCidr, "10.233.0.0/18"),
+    nodes: (Array.isArray(root.nodes) ? root.nodes : []).map((n) => {
+      const node = obj(n);
+      const address = str(node.address);
+      return {
+        name: str(node.name),
+        address: address && parseIpv4(address) !== undefined ? address : undefined,
+        role: node.role,
+        diskNames: (Array.isArray(node.disks) ? node.disks : []).map(
+          (d, i) => (d && typeof d === "object" ? str(obj(d).name) : undefined) ?? `data${i + 1}`,
+        ),
+      };
+    }),
+    stages: Object.entries(obj(root.stages)),
+  };
+}
+
+/** Checks that span several fields. */
+function checkSemantics(view: LenientView, problems: ProblemList, warnings: Diagnostic[]): void {
+  const { subnet, subnetText, gateway, dhcp } = view;
+  if (subnet && gateway !== undefined && !cidrContains(subnet, gateway)) {
+    problems.add(["network", "gateway"], `${view.gatewayText} is outside the node subnet ${subnetText}`);
+  }
+  for (const field of ["podCidr", "serviceCidr"] as const) {
+    const text = view[field];
+    if (subnet && text && cidrsOverlap(parseCidr(text)!, subnet)) {
+      problems.add(
+        ["network", field],
+        `${text} overlaps the node subnet ${subnetText}: pick a range the lab's LAN does not use`,
+      );
+    }
+  }
+  if (
+    view.podCidr &&
+    view.serviceCidr &&
+    cidrsOverlap(parseCidr(view.podCidr)!, parseCidr(view.serviceCidr)!)
+  ) {
+    problems.add(["network", "serviceCidr"], `${view.serviceCidr} overlaps podCidr ${view.podCidr}`);
+  }
+
+  const names = new Map<string, number>();
+  const addresses = new Map<string, number>();
+  view.nodes.forEach((node, i) => {
+    if (node.name !== undefined) {
+      const seen = names.get(node.name);
+      if (seen !== undefined)
+        problems.add(["nodes", i, "name"], `"${node.name}" is also the name of nodes[${seen}]`);
+      else names.set(node.name, i);
+    }
+    const diskNames = new Set<string>();
+    node.diskNames.forEach((name, j) => {
+      if (name && diskNames.has(name))
+        problems.add(["nodes", i, "disks", j], `two data disks are named "${name}"`);
+      if (name) diskNames.add(name);
+    });
+    if (node.address === undefined) return;
+    const seen = addresses.get(node.address);
+    if (seen !== undefined)
+      problems.add(["nodes", i, "address"], `${node.address} is also the address of nodes[${seen}]`);
+    else addresses.set(node.address, i);
+    if (!subnet) return;
+    const address = parseIpv4(node.address)!;
+    const broadcast = subnet.network + 2 ** (32 - subnet.prefix) - 1;
+    if (!cidrContains(subnet, address)) {
+      problems.add(["nodes", i, "address"], `${node.address} is outside the node subnet ${subnetText}`);
+    } else if (address === subnet.network || address === broadcast) {
+      problems.add(
+        ["nodes", i, "address"],
+        `${node.address} is the ${address === broadcast ? "broadcast" : "network"} address of ${subnetText}`,
+      );
+    } else if (address === gateway) {
+      problems.add(["nodes", i, "address"], `${node.address} is the gateway's address`);
+    } else if (dhcp && address >= dhcp.start && address <= dhcp.end) {
+      problems.add(
+        ["nodes", i, "address"],
+        `${node.address} lies in the DHCP range ${formatIpv4(dhcp.start)}-${formatIpv4(dhcp.end)}: the router could hand it to another machine`,
+      );
+    }
+  });
+
+  const controlPlanes = view.nodes.filter((n) => n.role === "control-plane").length;
+  if (view.nodes.length && controlPlanes === 0) {
+    problems.add(["nodes"], 'needs at least one node with role "control-plane"');
+  } else if (controlPlanes > 0 && controlPlanes % 2 === 0) {
+    warnings.push(
+      diag.warn(
+        "config.etcd-even-members",
+        `${controlPlanes} control-plane nodes make an even number of etcd members`,
+        {
+          path: "nodes",
+          detail:
+            "etcd needs a majority to work: an even count tolerates no more failures than one member fewer.",
+          hint: `use ${controlPlanes - 1} or ${controlPlanes + 1} control-plane nodes`,
+        },
+      ),
+    );
+  }
+}
+
+function resolveStages(view: LenientView, plugins: PluginLookup, problems: ProblemList): Stage[] {
+  const stages: Stage[] = [];
+  for (const [slot, raw] of view.stages) {
+    const { plugin: name, ...rawOptions } = obj(raw);
+    if (typeof name !== "string" || !/^([a-z0-9-]+\/)?[a-z0-9-]+$/.test(name)) continue; // the schema reports it
+    const id = name.includes("/") ? name : `${slot}/${name}`;
+    const pluginSlot = id.split("/")[0];
+    if (pluginSlot !== slot) {
+      problems.add(["stages", slot, "plugin"], `plugin ${id} fills the slot "${pluginSlot}", not "${slot}"`);
+      continue;
+    }
+    const plugin = plugins.find(id);
+    if (!plugin) {
+      const where = plugins.searchPath.length ? plugins.searchPath.join(", ") : "(no plugin directory)";
+      problems.add(
+        ["stages", slot, "plugin"],
+        `no plugin ${id} is built in or found in the plugin path: ${where}`,
+      );
+      continue;
+    }
+    let options: unknown = rawOptions;
+    if (plugin.options) {
+      const result = v.safeParse(plugin.options, rawOptions);
+      if (result.success) options = result.output;
+      else
+        for (const issue of result.issues)
+          problems.add(["stages", slot, ...issuePath(issue)], describeIssue(issue));
+    }
+    stages.push({ slot, plugin, options });
+  }
+  return stages;
+}
+
+/** Parses and validates a cluster file's text. Throws InputError listing every problem. */
+export function parseClusterText(text: string, source: string, plugins: PluginLookup): LoadedConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length) {
+    const problems = doc.errors.map((e) => {
+      const pos = e.linePos?.[0];
+      return {
+        path: "",
+        message: e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""),
+        where: pos ? `${source}:${pos.line}:${pos.col}` : source,
+      };
+    });
+    throw new InputError(`${source} is not valid YAML`, undefined, problems);
+  }
+  const raw = doc.toJS();
+  const problems = new ProblemList(source, doc, lines);
+  if (!isMap(doc.contents)) {
+    problems.add(
+      [],
+      isSeq(doc.contents)
+        ? "must be a mapping (name:, network:, nodes:, stages:), not a list"
+        : "must be a mapping with name:, network:, nodes: and stages:",
+    );
+    throw invalid(source, problems);
+  }
+  const parsed = v.safeParse(ClusterFileSchema, raw);
+  if (!parsed.success)
+    for (const issue of parsed.issues) problems.add(issuePath(issue), describeIssue(issue));
+  const view = lenientView(raw);
+  const warnings: Diagnostic[] = [];
+  checkSemantics(view, problems, warnings);
+  const stages = resolveStages(view, plugins, problems);
+  if (problems.items.length || !parsed.success) throw invalid(source, problems);
+  return { cluster: normalize(parsed.output), stages, warnings, source };
+}
+
+function invalid(source: string, problems: ProblemList): InputError {
+  const n = problems.items.length;
+  return new InputError(`${source} has ${n} problem${n === 1 ? "" : "s"}`, undefined, problems.items);
+}
+
+export async function loadClusterFile(path: string, plugins: PluginLookup): Promise<LoadedConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new InputError(
+      code === "ENOENT"
+        ? `cluster file ${path} does not exist`
+        : `cannot read cluster file ${path}: ${(error as Error).message}`,
+      code === "ENOENT" ? "write one with `kubehyve init`, or name another with -c FILE" : undefined,
+    );
+  }
+  return parseClusterText(text, path, plugins);
+}

@@ -1,0 +1,185 @@
+/**
+ * Builds the context a plugin phase runs with. The engine makes one per stage and run; tests of a
+ * plugin make one directly, replacing only the heavy boundaries (targets, Kubernetes, downloads).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ArtifactCache, ArtifactRequest } from "../artifacts/types.ts";
+import type { KubeClient } from "../kube/types.ts";
+import { clusterKeyPath, defaultTargets, TargetPool } from "../targets/pool.ts";
+import type { Target } from "../targets/target.ts";
+import type { AnyPlugin, Hooks, Logger, PluginContext, SshKey } from "./contract.ts";
+import { CancelledError, KubehyveError } from "./errors.ts";
+import { ensurePrivateDir } from "./fsutil.ts";
+import type { Cluster, NodeSpec } from "./model.ts";
+import { memoryReporter, type Reporter } from "./reporter.ts";
+import { openStateStore } from "./state.ts";
+
+export interface ContextArgs {
+  cluster: Cluster;
+  plugin: AnyPlugin;
+  options: unknown;
+  stateDir: string;
+  dryRun?: boolean;
+  upstreamPending?: boolean;
+  assumeYes?: boolean;
+  signal?: AbortSignal;
+  /** Replace the host or node targets (tests: a simulated host, a loopback sshd). */
+  targets?: { host?: Target; node?: (node: NodeSpec) => Target };
+  /** Shared by the stages of a run, so each target is connected once. */
+  pool?: TargetPool;
+  hooks?: Hooks;
+  kube?: () => Promise<KubeClient>;
+  artifacts?: ArtifactCache;
+  reporter?: Reporter;
+  /** Answers questions when --yes was not given; default: nobody can answer, so no. */
+  ask?: (question: string) => Promise<boolean>;
+}
+
+export type TestablePluginContext = PluginContext<never> & {
+  /** Every ctx.wet description, in order, whether or not it ran. */
+  wetLog: string[];
+  runCleanups(): Promise<void>;
+};
+
+export function kubeconfigPathOf(stateDir: string): string {
+  return join(stateDir, "kubeconfig");
+}
+
+/** Reads the mirror base URL for downloads (air-gapped labs, tests) from KUBEHYVE_MIRROR. */
+function lazyArtifacts(stateDir: string): ArtifactCache {
+  const dir = join(stateDir, "cache");
+  let cache: Promise<ArtifactCache> | undefined;
+  const get = () => {
+    cache ??= import("../artifacts/cache.ts").then(
+      (m) => new m.DownloadCache({ dir, mirror: process.env.KUBEHYVE_MIRROR || undefined }) as ArtifactCache,
+    );
+    return cache;
+  };
+  return {
+    dir,
+    pathOf: (req: ArtifactRequest) => join(dir, req.name ?? new URL(req.url).pathname.split("/").pop()!),
+    has: async (req) => (await get()).has(req),
+    fetch: async (req, opts) => (await get()).fetch(req, opts),
+  };
+}
+
+export function createPluginContext(args: ContextArgs): TestablePluginContext {
+  const slot = args.plugin.id.split("/")[0]!;
+  const dryRun = args.dryRun ?? false;
+  const signal = args.signal ?? new AbortController().signal;
+  const reporter = args.reporter ?? memoryReporter();
+  const pool = args.pool ?? new TargetPool(defaultTargets(args.cluster, args.stateDir));
+  const wetLog: string[] = [];
+  const cleanups: (() => Promise<void> | void)[] = [];
+  const kubeconfigPath = kubeconfigPathOf(args.stateDir);
+  const dir = join(args.stateDir, slot);
+  let kubeClient: Promise<KubeClient> | undefined;
+
+  const log: Logger = {
+    debug: (message) => reporter.emit({ type: "log", stage: slot, level: "debug", message }),
+    info: (message) => reporter.emit({ type: "log", stage: slot, level: "info", message }),
+    warn: (message) => reporter.emit({ type: "log", stage: slot, level: "warn", message }),
+    progress: (message, current, total) =>
+      reporter.emit({ type: "progress", stage: slot, message, current, total }),
+  };
+
+  const ctx: TestablePluginContext = {
+    cluster: args.cluster,
+    options: args.options as never,
+    plugin: { id: args.plugin.id, slot },
+    get host() {
+      return args.targets?.host ?? pool.host();
+    },
+    node(name) {
+      const node = args.cluster.nodes.find((n) => n.name === name);
+      if (!node) throw new KubehyveError(`no node named ${name} in the cluster file`);
+      return args.targets?.node?.(node) ?? pool.node(node);
+    },
+    kubeconfigPath,
+    kube() {
+      if (args.kube) return args.kube();
+      kubeClient ??= (async () => {
+        if (!existsSync(kubeconfigPath)) {
+          throw new KubehyveError(
+            `no admin kubeconfig at ${kubeconfigPath} yet`,
+            1,
+            "the k8s stage writes it: run kubehyve up",
+          );
+        }
+        const { createKubeClient } = await import("../kube/client.ts");
+        return createKubeClient(kubeconfigPath);
+      })();
+      return kubeClient;
+    },
+    artifacts: args.artifacts ?? lazyArtifacts(args.stateDir),
+    log,
+    state: openStateStore(args.stateDir, slot, dryRun),
+    dir,
+    async clusterKey(): Promise<SshKey> {
+      const privateKeyPath = clusterKeyPath(args.stateDir);
+      if (!existsSync(privateKeyPath)) {
+        // Generated even in a dry run: it lives only in the state dir, and plan, render and up must
+        // all show the same key.
+        await ensurePrivateDir(join(args.stateDir, "ssh"));
+        const proc = Bun.spawn(
+          [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            `kubehyve@${args.cluster.name}`,
+            "-f",
+            privateKeyPath,
+          ],
+          {
+            stdout: "pipe",
+            stderr: "pipe",
+          },
+        );
+        if ((await proc.exited) !== 0) {
+          throw new KubehyveError(
+            `ssh-keygen could not create ${privateKeyPath}: ${(await new Response(proc.stderr).text()).trim()}`,
+          );
+        }
+      }
+      return { privateKeyPath, publicKey: readFileSync(`${privateKeyPath}.pub`, "utf8").trim() };
+    },
+    dryRun,
+    upstreamPending: args.upstreamPending ?? false,
+    signal,
+    assumeYes: args.assumeYes ?? false,
+    async confirm(question) {
+      if (args.assumeYes) return true;
+      return args.ask ? args.ask(question) : false;
+    },
+    async wet(description, fn, opts) {
+      wetLog.push(description);
+      reporter.emit({ type: "wet", stage: slot, description, target: opts?.target, dryRun });
+      if (dryRun) return undefined;
+      // Ctrl-C stops between steps: a mutation that has not started does not start.
+      if (signal.aborted) throw new CancelledError(`interrupted before: ${description}`);
+      await ensurePrivateDir(dir);
+      return fn();
+    },
+    onCleanup(fn) {
+      cleanups.push(fn);
+    },
+    hooks: args.hooks ?? { call: async () => [] },
+    wetLog,
+    async runCleanups() {
+      while (cleanups.length) {
+        const fn = cleanups.pop()!;
+        try {
+          await fn();
+        } catch (error) {
+          log.warn(`cleanup failed: ${(error as Error).message}`);
+        }
+      }
+    },
+  };
+  return ctx;
+}

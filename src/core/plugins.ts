@@ -1,0 +1,158 @@
+/**
+ * Finds and loads plugins: the built-ins handed over by main.ts, then drop-in `.ts`/`.js` files from
+ * the plugin path. Loading never throws: a file that fails to import, declares another API version,
+ * repeats an id or sits where others could have written it becomes a diagnostic, shown by `plugins`
+ * and `doctor`, and the plugin is not used.
+ */
+import { readdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { API_VERSION, type AnyPlugin } from "./contract.ts";
+import { diag, type Diagnostic } from "./diagnostics.ts";
+import type { PluginLookup } from "./config.ts";
+import { registerPluginApiModule } from "./plugin-api-module.ts";
+
+export const DEFAULT_PLUGIN_DIR = "/usr/local/lib/kubehyve/plugins";
+
+export interface PluginEntry {
+  id: string;
+  /** `built-in`, or the file it came from. */
+  origin: string;
+  version?: string;
+  status: "loaded" | "refused" | "failed";
+  plugin?: AnyPlugin;
+}
+
+export interface PluginRegistry extends PluginLookup {
+  entries: PluginEntry[];
+  diagnostics: Diagnostic[];
+}
+
+/** --plugin-dir first, then $KUBEHYVE_PLUGIN_PATH (colon-separated), then the system directory. */
+export function pluginSearchPath(flagDirs: readonly string[] = [], env = process.env): string[] {
+  const fromEnv = (env.KUBEHYVE_PLUGIN_PATH ?? "").split(":").filter(Boolean);
+  return [...new Set([...flagDirs, ...fromEnv, DEFAULT_PLUGIN_DIR].map((d) => resolve(d)))];
+}
+
+const ID_PATTERN = /^[a-z0-9-]+\/[a-z0-9-]+$/;
+
+/** Why a plugin object cannot be used, or undefined when it can. */
+function shapeProblem(candidate: unknown): string | undefined {
+  if (!candidate || typeof candidate !== "object")
+    return "its default export is not a plugin object (use `export default definePlugin({...})`)";
+  const p = candidate as Partial<AnyPlugin>;
+  if (typeof p.id !== "string" || !ID_PATTERN.test(p.id))
+    return `its id ${JSON.stringify(p.id)} is not of the form slot/name (lower-case)`;
+  if (typeof p.title !== "string") return "it has no title";
+  if (typeof p.check !== "function") return "it has no check function";
+  if (p.after !== undefined && (!Array.isArray(p.after) || p.after.some((s) => typeof s !== "string")))
+    return "its after is not a list of slot names";
+  return undefined;
+}
+
+/** Group- or world-writable: someone else could replace the code kubehyve runs as root. */
+function writableByOthers(path: string): boolean {
+  return (statSync(path).mode & 0o022) !== 0;
+}
+
+export async function loadPlugins(
+  builtins: readonly AnyPlugin[],
+  searchPath: readonly string[],
+): Promise<PluginRegistry> {
+  const entries: PluginEntry[] = [];
+  const diagnostics: Diagnostic[] = [];
+  const byId = new Map<string, PluginEntry>();
+
+  const accept = (plugin: AnyPlugin, origin: string) => {
+    const entry: PluginEntry = { id: plugin.id, origin, version: plugin.version, status: "loaded", plugin };
+    const existing = byId.get(plugin.id);
+    if (existing) {
+      entry.status = "refused";
+      entry.plugin = undefined;
+      diagnostics.push(
+        diag.error(
+          "plugin.duplicate-id",
+          `plugin ${plugin.id} from ${origin} repeats the id of the one from ${existing.origin}`,
+          {
+            hint: `rename one of them, or remove ${origin}`,
+          },
+        ),
+      );
+    } else if (plugin.apiVersion !== API_VERSION) {
+      entry.status = "refused";
+      entry.plugin = undefined;
+      diagnostics.push(
+        diag.error(
+          "plugin.api-version",
+          `plugin ${plugin.id} (${origin}) needs plugin API ${plugin.apiVersion}; this kubehyve speaks ${API_VERSION}`,
+          {
+            hint: "use a release of the plugin made for this kubehyve, or a kubehyve that speaks its API",
+          },
+        ),
+      );
+    } else {
+      byId.set(plugin.id, entry);
+    }
+    entries.push(entry);
+  };
+
+  for (const plugin of builtins) accept(plugin, "built-in");
+
+  const files: string[] = [];
+  for (const dir of searchPath) {
+    let names: string[];
+    try {
+      names = readdirSync(dir).sort();
+    } catch {
+      continue; // A directory that does not exist is simply empty.
+    }
+    const dirRefused = writableByOthers(dir);
+    for (const name of names) {
+      if (!/\.(ts|js|mjs)$/.test(name) || name.endsWith(".d.ts") || name.startsWith(".")) continue;
+      const file = join(dir, name);
+      if (!statSync(file).isFile()) continue;
+      if (dirRefused || writableByOthers(file)) {
+        entries.push({ id: name, origin: file, status: "refused" });
+        diagnostics.push(
+          diag.error(
+            "plugin.unsafe-permissions",
+            `plugin file ${file} is not loaded: ${dirRefused ? `its directory ${dir} is` : "it is"} writable by group or others`,
+            {
+              hint: `chmod go-w ${dirRefused ? dir : file}`,
+            },
+          ),
+        );
+        continue;
+      }
+      files.push(file);
+    }
+  }
+
+  if (files.length) registerPluginApiModule();
+  for (const file of files) {
+    try {
+      const mod = await import(file);
+      const problem = shapeProblem(mod.default);
+      if (problem) {
+        entries.push({ id: file.split("/").pop()!, origin: file, status: "failed" });
+        diagnostics.push(diag.error("plugin.invalid", `plugin file ${file} is not loaded: ${problem}`));
+        continue;
+      }
+      accept(mod.default as AnyPlugin, file);
+    } catch (error) {
+      entries.push({ id: file.split("/").pop()!, origin: file, status: "failed" });
+      diagnostics.push(
+        diag.error("plugin.load-failed", `plugin file ${file} failed to load`, {
+          detail: (error as Error).message,
+          hint: "fix the file, or move it out of the plugin path",
+        }),
+      );
+    }
+  }
+
+  return {
+    entries,
+    diagnostics,
+    searchPath,
+    find: (id) => byId.get(id)?.plugin,
+  };
+}

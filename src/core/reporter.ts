@@ -1,0 +1,180 @@
+/**
+ * All output of a run flows through one reporter as events. The human reporter draws lines with
+ * consola; the JSON reporter writes each event as one NDJSON line on stdout and nothing else there.
+ * Every reporter also tees the events into the run's log file, so a failure can name it.
+ *
+ * Event shape, version 1 (`v: 1`), documented in the README; fields are only ever added.
+ */
+import { appendFileSync } from "node:fs";
+import { createConsola, type ConsolaInstance } from "consola";
+import type { Change } from "./contract.ts";
+import type { Diagnostic } from "./diagnostics.ts";
+
+export const EVENT_VERSION = 1;
+
+export type Phase = "check" | "apply" | "verify" | "render" | "destroy";
+export type PhaseStatus = "ok" | "changes" | "up-to-date" | "failed" | "skipped" | "cancelled";
+
+export type RunEvent =
+  | { type: "run.start"; command: string; cluster: string; stages: string[]; dryRun: boolean }
+  | { type: "phase.start"; stage: string; plugin: string; phase: Phase }
+  | {
+      type: "phase.end";
+      stage: string;
+      plugin: string;
+      phase: Phase;
+      status: PhaseStatus;
+      durationMs: number;
+      error?: string;
+    }
+  | ({ type: "change"; stage: string } & Omit<Change, "data">)
+  | ({ type: "diagnostic"; stage: string; phase?: Phase } & Diagnostic)
+  | { type: "wet"; stage: string; description: string; target?: string; dryRun: boolean }
+  | { type: "log"; stage?: string; level: "debug" | "info" | "warn"; message: string }
+  | { type: "progress"; stage: string; message: string; current?: number; total?: number }
+  | {
+      type: "run.end";
+      status: "ok" | "failed" | "cancelled";
+      exitCode: number;
+      durationMs: number;
+      logFile?: string;
+      message?: string;
+    };
+
+export interface Reporter {
+  emit(event: RunEvent): void;
+  /** The run's full log, written as it goes. */
+  logFile?: string;
+}
+
+function tee(logFile: string | undefined, event: RunEvent): void {
+  if (!logFile) return;
+  try {
+    appendFileSync(logFile, `${JSON.stringify({ ts: new Date().toISOString(), ...event })}\n`, {
+      mode: 0o600,
+    });
+  } catch {
+    // The log is a convenience; a full disk must not turn a successful run into a failure.
+  }
+}
+
+/** NDJSON on stdout: one event per line, `v` first. */
+export function jsonReporter(
+  logFile?: string,
+  write: (line: string) => void = (l) => process.stdout.write(l),
+): Reporter {
+  return {
+    logFile,
+    emit(event) {
+      tee(logFile, event);
+      if (event.type === "log" && event.level === "debug") return;
+      write(`${JSON.stringify({ v: EVENT_VERSION, ts: new Date().toISOString(), ...event })}\n`);
+    },
+  };
+}
+
+/** Collects events; for tests and for commands that summarise at the end. */
+export function memoryReporter(): Reporter & { events: RunEvent[] } {
+  const events: RunEvent[] = [];
+  return { events, emit: (e) => events.push(e) };
+}
+
+const SYMBOL = { ok: "✔", info: "ℹ", warn: "⚠", error: "✖" } as const;
+
+function seconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/**
+ * Lines for people. Progress of long steps is one line redrawn in place on a terminal, and on a
+ * pipe a line at most every few seconds, so logs stay readable.
+ */
+export function humanReporter(
+  opts: { verbose?: boolean; logFile?: string; consola?: ConsolaInstance } = {},
+): Reporter {
+  const out = opts.consola ?? createConsola({ level: opts.verbose ? 4 : 3, formatOptions: { date: false } });
+  const stderr = process.stderr;
+  const live = Boolean(stderr.isTTY) && !process.env.CI;
+  let progressShown = false;
+  let lastProgressAt = 0;
+  const clearProgress = () => {
+    if (progressShown) {
+      stderr.write("\r\x1b[2K");
+      progressShown = false;
+    }
+  };
+  return {
+    logFile: opts.logFile,
+    emit(event) {
+      tee(opts.logFile, event);
+      if (event.type !== "progress") clearProgress();
+      switch (event.type) {
+        case "run.start":
+          out.info(
+            `${event.command} ${event.cluster}: ${event.stages.join(" → ") || "no stages"}${event.dryRun ? " (dry run)" : ""}`,
+          );
+          break;
+        case "phase.start":
+          out.debug(`${event.stage}: ${event.phase} (${event.plugin})`);
+          break;
+        case "phase.end": {
+          const label = `${event.stage} ${event.phase}`;
+          const took = seconds(event.durationMs);
+          if (event.status === "failed")
+            out.error(`${label} failed after ${took}${event.error ? `: ${event.error}` : ""}`);
+          else if (event.status === "cancelled") out.warn(`${label} interrupted after ${took}`);
+          else if (event.status === "skipped") out.info(`${label} skipped`);
+          else out.success(`${label} ${event.status === "ok" ? "done" : event.status} (${took})`);
+          break;
+        }
+        case "change":
+          out.log(
+            `  + ${event.target ? `${event.target}: ` : ""}${event.summary}${event.disruptive ? " (disruptive)" : ""}`,
+          );
+          if (opts.verbose && event.detail) out.log(event.detail.replace(/^/gm, "      "));
+          break;
+        case "diagnostic": {
+          if (event.severity === "ok" && !opts.verbose) break;
+          const where = [event.target, event.path].filter(Boolean).join(" ");
+          out.log(
+            `  ${SYMBOL[event.severity]} ${event.summary}${where ? ` [${where}]` : ""} (${event.code})`,
+          );
+          if (event.detail && (opts.verbose || event.severity === "error"))
+            out.log(event.detail.replace(/^/gm, "      "));
+          if (event.hint && event.severity !== "ok") out.log(`      → ${event.hint}`);
+          break;
+        }
+        case "wet":
+          if (event.dryRun) out.debug(`  would ${event.description}`);
+          else out.info(`${event.stage}: ${event.target ? `${event.target}: ` : ""}${event.description}`);
+          break;
+        case "log":
+          if (event.level === "warn")
+            out.warn(event.stage ? `${event.stage}: ${event.message}` : event.message);
+          else if (event.level === "info")
+            out.info(event.stage ? `${event.stage}: ${event.message}` : event.message);
+          else out.debug(event.stage ? `${event.stage}: ${event.message}` : event.message);
+          break;
+        case "progress": {
+          const count =
+            event.current !== undefined ? ` [${event.current}${event.total ? `/${event.total}` : ""}]` : "";
+          const line = `${event.stage}:${count} ${event.message}`;
+          if (live) {
+            stderr.write(`\r\x1b[2K${line.slice(0, (stderr.columns || 100) - 1)}`);
+            progressShown = true;
+          } else if (Date.now() - lastProgressAt > 5000) {
+            lastProgressAt = Date.now();
+            out.info(line);
+          }
+          break;
+        }
+        case "run.end":
+          if (event.status === "ok")
+            out.success(`${event.message ?? "done"} in ${seconds(event.durationMs)}`);
+          else if (event.message) out.error(event.message);
+          if (event.status !== "ok" && event.logFile) out.info(`full log: ${event.logFile}`);
+          break;
+      }
+    },
+  };
+}

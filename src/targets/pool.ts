@@ -1,0 +1,82 @@
+/**
+ * The targets of one run: the hypervisor host and the nodes, each created once (so an ssh target
+ * keeps one multiplexed connection for the whole run) and closed together at the end.
+ */
+import { join } from "node:path";
+import type { Cluster, NodeSpec } from "../core/model.ts";
+import { KubehyveError } from "../core/errors.ts";
+import { LocalTarget } from "./local.ts";
+import { SshTarget } from "./ssh.ts";
+import type { RunResult, Target } from "./target.ts";
+
+export interface TargetFactory {
+  host(): Target;
+  node(node: NodeSpec): Target;
+}
+
+export function clusterKeyPath(stateDir: string): string {
+  return join(stateDir, "ssh", "id_ed25519");
+}
+
+/** Targets as the cluster file declares them: local or ssh:// host, nodes as `core` over ssh. */
+export function defaultTargets(cluster: Cluster, stateDir: string): TargetFactory {
+  return {
+    host: () =>
+      cluster.host.kind === "local"
+        ? new LocalTarget()
+        : new SshTarget({
+            user: cluster.host.user,
+            host: cluster.host.hostname,
+            port: cluster.host.port,
+            stateDir,
+          }),
+    node: (node) =>
+      new SshTarget({
+        user: "core",
+        host: node.address,
+        port: 22,
+        identityFile: clusterKeyPath(stateDir),
+        stateDir,
+        name: `core@${node.name}`,
+      }),
+  };
+}
+
+/** For `plan --offline` and `render`: any attempt to reach a machine is a bug in the plugin asking. */
+export class OfflineTarget implements Target {
+  constructor(readonly name: string) {}
+  async run(argv: readonly string[]): Promise<RunResult> {
+    throw new KubehyveError(`offline: refusing to run \`${argv.join(" ")}\` on ${this.name}`);
+  }
+  async close(): Promise<void> {}
+}
+
+export const offlineTargets: TargetFactory = {
+  host: () => new OfflineTarget("host"),
+  node: (node) => new OfflineTarget(node.name),
+};
+
+export class TargetPool {
+  private hostTarget?: Target;
+  private readonly nodes = new Map<string, Target>();
+  constructor(private readonly factory: TargetFactory) {}
+
+  host(): Target {
+    this.hostTarget ??= this.factory.host();
+    return this.hostTarget;
+  }
+
+  node(node: NodeSpec): Target {
+    let target = this.nodes.get(node.name);
+    if (!target) {
+      target = this.factory.node(node);
+      this.nodes.set(node.name, target);
+    }
+    return target;
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [this.hostTarget, ...this.nodes.values()].filter((t): t is Target => t !== undefined);
+    await Promise.allSettled(all.map((t) => t.close()));
+  }
+}
