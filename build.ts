@@ -29,7 +29,11 @@ for (const target of targets) {
     entrypoints: ["src/main.ts"],
     minify: true,
     sourcemap: "none",
-    define: { KUBEHYVE_COMMIT: JSON.stringify(`${commit}${dirty}`) },
+    define: {
+      KUBEHYVE_COMMIT: JSON.stringify(`${commit}${dirty}`),
+      // Fixed, not inherited: built from a test runner (NODE_ENV=test), consola would go quiet.
+      "process.env.NODE_ENV": JSON.stringify("production"),
+    },
     compile: {
       target: `bun-${target}` as Bun.Build.CompileTarget,
       outfile,

@@ -81,6 +81,9 @@ class StageFailure extends KubehyveError {
   }
 }
 
+/** The user said no to a question the run needed answered. */
+class Declined extends KubehyveError {}
+
 /** The stages a --only/--from/--until selection keeps, in run order. */
 export function selectStages(ordered: readonly Stage[], select: StageSelection = {}): Stage[] {
   const slots = ordered.map((s) => s.slot);
@@ -98,8 +101,7 @@ export function selectStages(ordered: readonly Stage[], select: StageSelection =
 }
 
 function errorMessage(error: unknown): string {
-  if (error instanceof CommandError || error instanceof KubehyveError) return error.message;
-  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+  return error instanceof Error ? error.message : String(error);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number | undefined, what: string): Promise<T> {
@@ -107,7 +109,12 @@ function withTimeout<T>(promise: Promise<T>, ms: number | undefined, what: strin
   let timer: Timer | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new KubehyveError(`${what} did not finish within ${Math.round(ms / 1000)} s`)),
+      () =>
+        reject(
+          new KubehyveError(
+            `${what} did not finish within ${ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}`,
+          ),
+        ),
       ms,
     );
   });
@@ -239,6 +246,10 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
       o.status = cancelled ? "cancelled" : "failed";
       o.failedPhase = phase;
       const message = errorMessage(error);
+      if (error instanceof Error && !(error instanceof KubehyveError) && !(error instanceof CommandError)) {
+        // Not an expected failure: keep the stack in the run's log for the bug report.
+        rep.emit({ type: "log", stage: o.slot, level: "debug", message: error.stack ?? message });
+      }
       rep.emit({
         type: "phase.end",
         stage: o.slot,
@@ -473,7 +484,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
               )
             : false;
           if (!ok)
-            throw new KubehyveError("not confirmed: nothing was changed (run again with --yes to tear down)");
+            throw new Declined("not confirmed: nothing was changed (run again with --yes to tear down)");
         }
         for (const stage of reversed) {
           const o = newOutcome(stage);
@@ -496,7 +507,11 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
           const files = await runPhase(
             o,
             "render",
-            () => stage.plugin.render!(contextOf(stage, true)),
+            async () => {
+              const files = await stage.plugin.render!(contextOf(stage, true));
+              for (const file of files) safeRenderPath(stage.slot, file.path);
+              return files;
+            },
             () => "ok",
           );
           rendered.push({ slot: stage.slot, files });
@@ -530,6 +545,9 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   } catch (error) {
     if (error instanceof CancelledError) {
       exitCode = ExitCode.interrupted;
+      endMessage = error.message;
+    } else if (error instanceof Declined) {
+      exitCode = ExitCode.phaseFailed;
       endMessage = error.message;
     } else if (error instanceof StageFailure) {
       exitCode = ExitCode.phaseFailed;

@@ -1,0 +1,551 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Stage } from "../../src/core/config.ts";
+import { type AnyPlugin, type Change, definePlugin } from "../../src/core/contract.ts";
+import { diag } from "../../src/core/diagnostics.ts";
+import { runEngine, type EngineRequest } from "../../src/core/engine.ts";
+import { LockHeldError } from "../../src/core/errors.ts";
+import { Journal } from "../../src/core/journal.ts";
+import type { Cluster } from "../../src/core/model.ts";
+import { orderStages } from "../../src/core/order.ts";
+import { memoryReporter } from "../../src/core/reporter.ts";
+import { RecordingTarget } from "../../src/targets/recording.ts";
+
+const cluster: Cluster = {
+  name: "t",
+  host: { kind: "local" },
+  network: {
+    domain: "lab.test",
+    gateway: "10.0.0.1",
+    dns: ["10.0.0.1"],
+    subnet: "10.0.0.0/24",
+    podCidr: "10.1.0.0/16",
+    serviceCidr: "10.2.0.0/16",
+  },
+  nodes: [
+    {
+      name: "n1",
+      role: "control-plane",
+      cpus: 2,
+      memory: 4 * 1024 ** 3,
+      disk: 20 * 1024 ** 3,
+      address: "10.0.0.10",
+      disks: [],
+    },
+  ],
+  ssh: { authorizedKeys: [] },
+  stages: {},
+};
+
+/**
+ * A tiny plugin whose world is one in-memory "desired vs actual" flag. Every call is written to the
+ * shared log so tests can assert the order of phases across stages.
+ */
+function fakePlugin(
+  slot: string,
+  log: string[],
+  world: Record<string, boolean>,
+  opts: {
+    checkError?: boolean;
+    verifyError?: boolean;
+    applyThrows?: boolean;
+    disruptive?: boolean;
+    after?: string[];
+    onApply?: () => void;
+  } = {},
+): Stage {
+  const plugin = definePlugin({
+    id: `${slot}/fake`,
+    title: `fake ${slot}`,
+    apiVersion: 1,
+    after: opts.after,
+    async check(ctx) {
+      log.push(`${slot}:check${ctx.upstreamPending ? ":pending" : ""}`);
+      const changes: Change[] = world[slot] ? [] : [{ summary: `make ${slot}`, disruptive: opts.disruptive }];
+      return {
+        changes,
+        diagnostics: opts.checkError
+          ? [diag.error(`${slot}.broken`, `${slot} is broken`, { hint: "fix it" })]
+          : [],
+      };
+    },
+    async apply(ctx) {
+      log.push(`${slot}:apply`);
+      opts.onApply?.();
+      if (opts.applyThrows) throw new Error(`${slot} exploded`);
+      await ctx.wet(`set ${slot}`, async () => {
+        log.push(`${slot}:mutate`);
+        world[slot] = true;
+      });
+    },
+    async verify() {
+      log.push(`${slot}:verify`);
+      return opts.verifyError
+        ? [diag.error(`${slot}.unhealthy`, `${slot} is unhealthy`)]
+        : [diag.ok(`${slot}.fine`, `${slot} works`)];
+    },
+    async destroy(ctx) {
+      log.push(`${slot}:destroy`);
+      await ctx.wet(`remove ${slot}`, async () => {
+        world[slot] = false;
+      });
+    },
+  });
+  return { slot, plugin: plugin as AnyPlugin, options: {} };
+}
+
+let stateDir: string;
+beforeEach(() => {
+  stateDir = mkdtempSync(join(tmpdir(), "kubehyve-engine-"));
+});
+afterEach(() => rmSync(stateDir, { recursive: true, force: true }));
+
+function run(command: EngineRequest["command"], stages: Stage[], extra: Partial<EngineRequest> = {}) {
+  const reporter = memoryReporter();
+  const host = new RecordingTarget();
+  const promise = runEngine({
+    command,
+    cluster,
+    stages,
+    stateDir,
+    reporter,
+    targets: { host: () => host, node: () => host },
+    ...extra,
+  });
+  return { promise, reporter };
+}
+
+describe("up", () => {
+  test("runs check, apply and verify stage by stage in pipeline order", async () => {
+    const log: string[] = [];
+    const world = {};
+    // Listed out of order on purpose: the pipeline decides.
+    const stages = [
+      fakePlugin("k8s", log, world),
+      fakePlugin("hypervisor", log, world),
+      fakePlugin("os", log, world),
+    ];
+    const { promise } = run("up", stages);
+    expect((await promise).exitCode).toBe(0);
+    expect(log).toEqual([
+      "hypervisor:check",
+      "hypervisor:apply",
+      "hypervisor:mutate",
+      "hypervisor:verify",
+      "os:check",
+      "os:apply",
+      "os:mutate",
+      "os:verify",
+      "k8s:check",
+      "k8s:apply",
+      "k8s:mutate",
+      "k8s:verify",
+    ]);
+  });
+
+  test("skips apply when check finds nothing to change, and still verifies", async () => {
+    const log: string[] = [];
+    const { promise, reporter } = run("up", [fakePlugin("hypervisor", log, { hypervisor: true })]);
+    const result = await promise;
+    expect(result.exitCode).toBe(0);
+    expect(log).toEqual(["hypervisor:check", "hypervisor:verify"]);
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({ type: "phase.end", phase: "check", status: "up-to-date" }),
+    );
+  });
+
+  test("stops at the first stage whose check reports an error", async () => {
+    const log: string[] = [];
+    const world = {};
+    const { promise, reporter } = run("up", [
+      fakePlugin("hypervisor", log, world, { checkError: true }),
+      fakePlugin("os", log, world),
+    ]);
+    const result = await promise;
+    expect(result.exitCode).toBe(1);
+    expect(log).toEqual(["hypervisor:check"]);
+    const end = reporter.events.at(-1);
+    expect(end).toMatchObject({ type: "run.end", status: "failed", exitCode: 1 });
+    expect((end as { message: string }).message).toContain("hypervisor check failed: hypervisor is broken");
+  });
+
+  test("stops when verify reports an error after apply", async () => {
+    const log: string[] = [];
+    const world = {};
+    const { promise } = run("up", [
+      fakePlugin("hypervisor", log, world, { verifyError: true }),
+      fakePlugin("os", log, world),
+    ]);
+    expect((await promise).exitCode).toBe(1);
+    expect(log).toEqual(["hypervisor:check", "hypervisor:apply", "hypervisor:mutate", "hypervisor:verify"]);
+  });
+
+  test("a crashing apply fails the run with the stage, the phase and the message", async () => {
+    const log: string[] = [];
+    const { promise, reporter } = run("up", [fakePlugin("os", log, {}, { applyThrows: true })]);
+    expect((await promise).exitCode).toBe(1);
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({
+        type: "phase.end",
+        stage: "os",
+        phase: "apply",
+        status: "failed",
+        error: "os exploded",
+      }),
+    );
+  });
+
+  test("asks before disruptive changes and changes nothing when refused", async () => {
+    const log: string[] = [];
+    const world: Record<string, boolean> = {};
+    const questions: string[] = [];
+    const { promise } = run("up", [fakePlugin("hypervisor", log, world, { disruptive: true })], {
+      ask: async (q) => {
+        questions.push(q);
+        return false;
+      },
+    });
+    const result = await promise;
+    expect(result.exitCode).toBe(1);
+    expect(questions).toEqual(["hypervisor: make hypervisor. Go ahead?"]);
+    expect(world.hypervisor).toBeUndefined();
+    expect(log).toEqual(["hypervisor:check"]);
+  });
+
+  test("--yes lets disruptive changes through without asking", async () => {
+    const log: string[] = [];
+    const world: Record<string, boolean> = {};
+    const { promise } = run("up", [fakePlugin("hypervisor", log, world, { disruptive: true })], {
+      assumeYes: true,
+      ask: async () => {
+        throw new Error("must not ask");
+      },
+    });
+    expect((await promise).exitCode).toBe(0);
+    expect(world.hypervisor).toBe(true);
+  });
+
+  test("--only, --from and --until select stages; an unknown one is bad input", async () => {
+    const log: string[] = [];
+    const world = {};
+    const stages = ["hypervisor", "os", "k8s", "net"].map((s) => fakePlugin(s, log, world));
+    await run("up", stages, { select: { from: "os", until: "k8s" } }).promise;
+    expect(log.filter((l) => l.endsWith(":check"))).toEqual(["os:check", "k8s:check"]);
+    log.length = 0;
+    await run("up", stages, { select: { only: ["net"] } }).promise;
+    expect(log.filter((l) => l.endsWith(":check"))).toEqual(["net:check"]);
+    await expect(run("up", stages, { select: { only: ["storage"] } }).promise).rejects.toThrow(
+      'no stage "storage"',
+    );
+  });
+});
+
+describe("plan", () => {
+  test("performs no mutation and records what would be done", async () => {
+    const log: string[] = [];
+    const world: Record<string, boolean> = {};
+    const { promise, reporter } = run("plan", [fakePlugin("hypervisor", log, world)]);
+    // A plan never calls apply; a dry-run ctx.wet never calls its function.
+    expect((await promise).exitCode).toBe(0);
+    expect(world).toEqual({});
+    expect(log).toEqual(["hypervisor:check"]);
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({ type: "change", stage: "hypervisor", summary: "make hypervisor" }),
+    );
+  });
+
+  test("up --dry-run with a plugin that applies anyway records wet lines and runs nothing", async () => {
+    const world: Record<string, boolean> = {};
+    const log: string[] = [];
+    const stage = fakePlugin("os", log, world);
+    const { createPluginContext } = await import("../../src/core/context.ts");
+    const ctx = createPluginContext({ cluster, plugin: stage.plugin, options: {}, stateDir, dryRun: true });
+    await stage.plugin.apply!(ctx, []);
+    expect(ctx.wetLog).toEqual(["set os"]);
+    expect(log).toEqual(["os:apply"]);
+    expect(world).toEqual({});
+  });
+
+  test("tells later stages that an earlier one still has pending changes", async () => {
+    const log: string[] = [];
+    const world = { hypervisor: true };
+    const stages = [
+      fakePlugin("hypervisor", log, world),
+      fakePlugin("os", log, world),
+      fakePlugin("k8s", log, world),
+    ];
+    await run("plan", stages).promise;
+    expect(log).toEqual(["hypervisor:check", "os:check", "k8s:check:pending"]);
+  });
+
+  test("--offline marks every stage pending and refuses to reach any machine", async () => {
+    const log: string[] = [];
+    let error: unknown;
+    const probing = definePlugin({
+      id: "hypervisor/probe",
+      title: "probe",
+      apiVersion: 1,
+      async check(ctx) {
+        log.push(`pending=${ctx.upstreamPending}`);
+        try {
+          await ctx.host.run(["uname"]);
+        } catch (e) {
+          error = e;
+        }
+        return { changes: [], diagnostics: [] };
+      },
+    });
+    const reporter = memoryReporter();
+    await runEngine({
+      command: "plan",
+      offline: true,
+      cluster,
+      stages: [{ slot: "hypervisor", plugin: probing as AnyPlugin, options: {} }],
+      stateDir,
+      reporter,
+    });
+    expect(log).toEqual(["pending=true"]);
+    expect(String(error)).toContain("offline: refusing to run `uname`");
+  });
+});
+
+describe("order", () => {
+  test("puts a third-party slot where its after says", () => {
+    const log: string[] = [];
+    const w = {};
+    const ordered = orderStages([
+      fakePlugin("backup", log, w, { after: ["k8s"] }),
+      fakePlugin("net", log, w),
+      fakePlugin("k8s", log, w),
+      fakePlugin("hypervisor", log, w),
+    ]);
+    expect(ordered.map((s) => s.slot)).toEqual(["hypervisor", "k8s", "net", "backup"]);
+  });
+
+  test("runs a third-party slot without after at the end", () => {
+    const log: string[] = [];
+    const w = {};
+    expect(
+      orderStages([fakePlugin("extra", log, w), fakePlugin("lb", log, w), fakePlugin("k8s", log, w)]).map(
+        (s) => s.slot,
+      ),
+    ).toEqual(["k8s", "lb", "extra"]);
+  });
+
+  test("refuses a cycle and names the slots on it", () => {
+    const log: string[] = [];
+    const w = {};
+    expect(() =>
+      orderStages([fakePlugin("a", log, w, { after: ["b"] }), fakePlugin("b", log, w, { after: ["a"] })]),
+    ).toThrow(/cycle: a \(after b\); b \(after a\)/);
+  });
+});
+
+describe("journal and lock", () => {
+  test("the journal records every phase and the run's outcome", async () => {
+    const log: string[] = [];
+    const { promise } = run("up", [
+      fakePlugin("hypervisor", log, {}),
+      fakePlugin("os", log, {}, { verifyError: true }),
+    ]);
+    const { runId } = await promise;
+    const entries = new Journal(stateDir).read().filter((e) => e.run === runId);
+    expect(entries.map((e) => [e.stage ?? "-", e.phase ?? "-", e.status])).toEqual([
+      ["-", "-", "started"],
+      ["hypervisor", "check", "changes"],
+      ["hypervisor", "apply", "ok"],
+      ["hypervisor", "verify", "ok"],
+      ["os", "check", "changes"],
+      ["os", "apply", "ok"],
+      ["os", "verify", "ok"],
+      ["-", "-", "failed"],
+    ]);
+    expect(entries.at(-1)!.message).toBe("os verify failed: os is unhealthy");
+  });
+
+  test("a second run is refused while the first holds the lock, naming its pid", async () => {
+    const holder = Bun.spawn(["sleep", "30"]);
+    try {
+      writeFileSync(join(stateDir, "lock"), JSON.stringify({ pid: holder.pid, command: "up" }));
+      const promise = run("up", [fakePlugin("hypervisor", [], {})]).promise;
+      await expect(promise).rejects.toBeInstanceOf(LockHeldError);
+      await expect(promise).rejects.toThrow(`pid ${holder.pid}`);
+      // The other run's lock is left alone.
+      expect(JSON.parse(readFileSync(join(stateDir, "lock"), "utf8")).pid).toBe(holder.pid);
+    } finally {
+      holder.kill();
+    }
+  });
+
+  test("a lock left by a dead run is taken over with a warning, and released at the end", async () => {
+    const dead = Bun.spawn(["true"]);
+    await dead.exited;
+    writeFileSync(join(stateDir, "lock"), JSON.stringify({ pid: dead.pid, command: "up" }));
+    const { promise, reporter } = run("up", [fakePlugin("hypervisor", [], {})]);
+    expect((await promise).exitCode).toBe(0);
+    expect(reporter.events).toContainEqual({
+      type: "log",
+      level: "warn",
+      message: `took over the lock left by a run that is gone (pid ${dead.pid})`,
+    });
+    expect(existsSync(join(stateDir, "lock"))).toBe(false);
+  });
+});
+
+describe("cancellation", () => {
+  test("Ctrl-C during a stage stops before the next step, runs cleanups and records where it stopped", async () => {
+    const log: string[] = [];
+    const world: Record<string, boolean> = {};
+    const controller = new AbortController();
+    const cleaned: string[] = [];
+    const interrupting = definePlugin({
+      id: "hypervisor/slow",
+      title: "slow",
+      apiVersion: 1,
+      async check() {
+        return { changes: [{ summary: "two steps" }], diagnostics: [] };
+      },
+      async apply(ctx) {
+        ctx.onCleanup(() => {
+          cleaned.push("hypervisor");
+        });
+        await ctx.wet("step 1", async () => {
+          log.push("step 1");
+          controller.abort(); // the user presses Ctrl-C during step 1
+        });
+        await ctx.wet("step 2", async () => {
+          log.push("step 2");
+        });
+      },
+    });
+    const { promise, reporter } = run(
+      "up",
+      [{ slot: "hypervisor", plugin: interrupting as AnyPlugin, options: {} }, fakePlugin("os", log, world)],
+      {
+        signal: controller.signal,
+      },
+    );
+    const result = await promise;
+    expect(result.exitCode).toBe(130);
+    expect(log).toEqual(["step 1"]);
+    expect(cleaned).toEqual(["hypervisor"]);
+    expect(world.os).toBeUndefined();
+    expect(reporter.events.at(-1)).toMatchObject({ type: "run.end", status: "cancelled" });
+    const last = new Journal(stateDir).read().filter((e) => e.stage);
+    expect(last.at(-1)).toMatchObject({ stage: "hypervisor", phase: "apply", status: "cancelled" });
+  });
+});
+
+describe("doctor, verify and down", () => {
+  test("doctor inspects every stage, reports pending changes and errors, and changes nothing", async () => {
+    const log: string[] = [];
+    const world: Record<string, boolean> = { os: true };
+    const { promise, reporter } = run("doctor", [
+      fakePlugin("hypervisor", log, world),
+      fakePlugin("os", log, world, { verifyError: true }),
+    ]);
+    const result = await promise;
+    expect(result.exitCode).toBe(1);
+    expect(log.filter((l) => l.includes("apply") || l.includes("mutate"))).toEqual([]);
+    const diagnostics = reporter.events
+      .filter((e) => e.type === "diagnostic")
+      .map((e) => (e as { code: string }).code);
+    expect(diagnostics).toEqual(["engine.changes-pending", "hypervisor.fine", "os.unhealthy"]);
+    expect(reporter.events.at(-1)).toMatchObject({
+      type: "run.end",
+      message: "doctor: 1 error, 0 warnings, 2 fine",
+    });
+  });
+
+  test("doctor gives up on a stage that hangs, and still reports the others", async () => {
+    const hanging = definePlugin({
+      id: "os/hang",
+      title: "hang",
+      apiVersion: 1,
+      check: () => new Promise(() => {}),
+    });
+    const { promise, reporter } = run(
+      "doctor",
+      [
+        fakePlugin("hypervisor", [], { hypervisor: true }),
+        { slot: "os", plugin: hanging as AnyPlugin, options: {} },
+      ],
+      {
+        phaseTimeoutMs: 200,
+      },
+    );
+    const result = await promise;
+    expect(result.exitCode).toBe(1);
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({
+        type: "diagnostic",
+        stage: "os",
+        code: "engine.phase-failed",
+        detail: "os check did not finish within 200 ms",
+      }),
+    );
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({ type: "diagnostic", stage: "hypervisor", code: "hypervisor.fine" }),
+    );
+  });
+
+  test("verify runs only verify", async () => {
+    const log: string[] = [];
+    expect(
+      (await run("verify", [fakePlugin("hypervisor", log, {}), fakePlugin("os", log, {})]).promise).exitCode,
+    ).toBe(0);
+    expect(log).toEqual(["hypervisor:verify", "os:verify"]);
+  });
+
+  test("down destroys in reverse order, and only after confirmation", async () => {
+    const log: string[] = [];
+    const world = { hypervisor: true, os: true };
+    const refused = await run("down", [fakePlugin("hypervisor", log, world), fakePlugin("os", log, world)], {
+      ask: async () => false,
+    }).promise;
+    expect(refused.exitCode).toBe(1);
+    expect(log).toEqual([]);
+    const done = await run("down", [fakePlugin("hypervisor", log, world), fakePlugin("os", log, world)], {
+      ask: async () => true,
+    }).promise;
+    expect(done.exitCode).toBe(0);
+    expect(log).toEqual(["os:destroy", "hypervisor:destroy"]);
+    expect(world).toEqual({ hypervisor: false, os: false });
+  });
+});
+
+describe("render", () => {
+  test("writes each stage's files under DIR/<slot>/ and refuses paths that leave it", async () => {
+    const out = join(stateDir, "out");
+    const good = definePlugin({
+      id: "os/files",
+      title: "files",
+      apiVersion: 1,
+      check: async () => ({ changes: [], diagnostics: [] }),
+      render: async () => [
+        { path: "nodes/n1.ign", content: "{}" },
+        { path: "secret.key", content: "k", mode: 0o600 },
+      ],
+    });
+    const result = await run("render", [{ slot: "os", plugin: good as AnyPlugin, options: {} }], {
+      renderDir: out,
+    }).promise;
+    expect(result.exitCode).toBe(0);
+    expect(readFileSync(join(out, "os/nodes/n1.ign"), "utf8")).toBe("{}");
+    const { statSync } = await import("node:fs");
+    expect(statSync(join(out, "os/secret.key")).mode & 0o777).toBe(0o600);
+
+    const evil = definePlugin({
+      ...good,
+      id: "k8s/evil",
+      render: async () => [{ path: "../../escape", content: "x" }],
+    });
+    const bad = await run("render", [{ slot: "k8s", plugin: evil as AnyPlugin, options: {} }], {
+      renderDir: out,
+    }).promise;
+    expect(bad.exitCode).toBe(1);
+    expect(existsSync(join(stateDir, "escape"))).toBe(false);
+  });
+});

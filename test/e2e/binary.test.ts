@@ -1,0 +1,231 @@
+/**
+ * End to end with the compiled Linux binary, as a user runs it: NO_COLOR, a fresh working
+ * directory, exit codes and exact text.
+ */
+import { beforeAll, describe, expect, test } from "bun:test";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
+
+const ROOT = join(import.meta.dir, "../..");
+const BIN = join(ROOT, "dist/kubehyve-linux-x64");
+const FIXTURES = join(ROOT, "test/fixtures/plugins");
+
+beforeAll(() => {
+  // Always test the binary of the code under test, never a stale one.
+  const build = Bun.spawnSync([process.execPath, "build.ts", "--target", "linux-x64"], {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  if (!build.success) throw new Error(`build failed: ${build.stderr.toString()}`);
+}, 120_000);
+
+function kubehyve(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
+  const home = opts.cwd ?? mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
+  const proc = Bun.spawnSync([BIN, ...args], {
+    cwd: home,
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: home,
+      NO_COLOR: "1",
+      XDG_STATE_HOME: join(home, "state"),
+      ...opts.env,
+    },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return {
+    code: proc.exitCode,
+    stdout: proc.stdout.toString(),
+    stderr: proc.stderr.toString(),
+    out: proc.stdout.toString() + proc.stderr.toString(),
+  };
+}
+
+describe("the compiled binary", () => {
+  test("--version prints the package version and the commit", () => {
+    const r = kubehyve(["--version"]);
+    expect(r.code).toBe(0);
+    const commit = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: ROOT })
+      .stdout.toString()
+      .trim();
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^kubehyve ${pkg.version.replaceAll(".", "\\.")} \\(commit ${commit}(-dirty)?, bun [\\d.]+, linux-x64\\)\\n$`,
+      ),
+    );
+  });
+
+  test("does not pick up a bunfig.toml or .env from the working directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
+    writeFileSync(join(dir, "bunfig.toml"), 'preload = ["./evil.ts"]\n');
+    writeFileSync(join(dir, "evil.ts"), 'console.log("EVIL");\n');
+    writeFileSync(join(dir, ".env"), "KUBEHYVE_PLUGIN_PATH=/nonexistent-from-dotenv\n");
+    const r = kubehyve(["plugins"], { cwd: dir });
+    expect(r.out).not.toContain("EVIL");
+    expect(r.out).not.toContain("nonexistent-from-dotenv");
+  });
+
+  test("init writes a commented example that validates, and refuses to overwrite it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
+    const first = kubehyve(["init"], { cwd: dir });
+    expect(first.code).toBe(0);
+    const text = readFileSync(join(dir, "kubehyve.yaml"), "utf8");
+    expect(text).toStartWith("# kubehyve cluster file");
+    const again = kubehyve(["init"], { cwd: dir });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toBe(
+      `✖ ${join(dir, "kubehyve.yaml")} exists already; nothing was written\n  → keep it, or overwrite it with kubehyve init --force\n`,
+    );
+    expect(readFileSync(join(dir, "kubehyve.yaml"), "utf8")).toBe(text);
+    const valid = kubehyve(["config", "validate"], { cwd: dir });
+    expect(valid.code).toBe(0);
+    expect(valid.out).toContain(`${join(dir, "kubehyve.yaml")} is valid: cluster lab, 3 nodes`);
+  });
+
+  test("config validate names file:line:column and exits 2 on a broken file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
+    writeFileSync(
+      join(dir, "k.yaml"),
+      "name: lab\nnetwork:\n  gateway: 192.168.1.1\n  subnet: 192.168.1.0/24\nnodes:\n  - name: cp1\n    role: boss\n    address: 192.168.1.2\n",
+    );
+    const r = kubehyve(["config", "validate", "-c", "k.yaml"], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${join(dir, "k.yaml")}:7:11: nodes[0].role: must be "control-plane" or "worker"`,
+    );
+    expect(r.stderr).not.toContain("    at ");
+  });
+
+  test("a missing cluster file is bad input with a way forward", () => {
+    const r = kubehyve(["plan"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /cluster file .*kubehyve\.yaml does not exist\n {2}→ write one with `kubehyve init`/,
+    );
+  });
+
+  test("plan --example --offline plans the example lab without touching anything", () => {
+    const r = kubehyve(["plan", "--example", "--offline"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("plan lab:");
+    expect(r.out).toMatch(/plan: \d+ changes?/);
+  });
+
+  test("render --example writes the generated files per slot", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
+    const r = kubehyve(["render", "--example", "-o", "out"], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/rendered \d+ files into /);
+  });
+
+  test("--json writes only NDJSON events on stdout", () => {
+    const r = kubehyve(["plan", "--example", "--offline", "--json"]);
+    expect(r.code).toBe(0);
+    const events = r.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(events[0]).toMatchObject({ v: 1, type: "run.start", command: "plan", cluster: "lab" });
+    expect(events.at(-1)).toMatchObject({ v: 1, type: "run.end", status: "ok", exitCode: 0 });
+  });
+
+  test("a mistyped command or flag gets a suggestion and exit code 2", () => {
+    const cmd = kubehyve(["doctr"]);
+    expect(cmd.code).toBe(2);
+    expect(cmd.stderr).toBe('✖ unknown command "doctr" for kubehyve\n  → did you mean `kubehyve doctor`?\n');
+    const flag = kubehyve(["plan", "--ofline"]);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toBe("✖ unknown flag --ofline for kubehyve plan\n  → did you mean --offline?\n");
+  });
+});
+
+describe("a drop-in plugin", () => {
+  function lab() {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-dropin-"));
+    const plugins = join(dir, "plugins");
+    mkdirSync(plugins, { mode: 0o755 });
+    chmodSync(plugins, 0o755);
+    copyFileSync(join(FIXTURES, "greeter.ts"), join(plugins, "greeter.ts"));
+    chmodSync(join(plugins, "greeter.ts"), 0o644);
+    const greeting = join(dir, "greeting.txt");
+    writeFileSync(
+      join(dir, "kubehyve.yaml"),
+      `name: dropin\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  greeter:\n    plugin: hello\n    message: hi there\n    file: ${greeting}\n`,
+    );
+    return { dir, plugins, greeting, state: join(dir, "state") };
+  }
+
+  test("is loaded by the compiled binary, listed with its origin and version, and run by up", () => {
+    const { dir, plugins, greeting, state } = lab();
+    const list = kubehyve(["plugins", "--plugin-dir", plugins], { cwd: dir });
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(
+      new RegExp(`✔ greeter/hello +1\\.2\\.3 +loaded +${join(plugins, "greeter.ts")}`),
+    );
+
+    const up = kubehyve(["up", "--plugin-dir", plugins, "--state-dir", state], { cwd: dir });
+    expect(up.code).toBe(0);
+    expect(readFileSync(greeting, "utf8")).toBe("hi there");
+    expect(up.out).toContain("greeter apply done");
+
+    const again = kubehyve(["up", "--plugin-dir", plugins, "--state-dir", state], { cwd: dir });
+    expect(again.code).toBe(0);
+    expect(again.out).toContain("greeter check up-to-date");
+    expect(again.out).not.toContain("greeter apply");
+
+    // The plugin's state is persisted privately.
+    expect(statSync(state).mode & 0o777).toBe(0o700);
+    expect(JSON.parse(readFileSync(join(state, "state/greeter.json"), "utf8"))).toEqual({
+      written: "hi there",
+    });
+    expect(statSync(join(state, "state/greeter.json")).mode & 0o777).toBe(0o600);
+  });
+
+  test("is refused in a world-writable directory, and the stage then names the plugin path", () => {
+    const { dir, plugins, greeting, state } = lab();
+    chmodSync(plugins, 0o777);
+    const list = kubehyve(["plugins", "--plugin-dir", plugins], { cwd: dir });
+    expect(list.code).toBe(1);
+    expect(list.stdout).toContain(
+      `plugin file ${join(plugins, "greeter.ts")} is not loaded: its directory ${plugins} is writable by group or others`,
+    );
+    expect(list.stdout).toContain(`→ chmod go-w ${plugins}`);
+    const up = kubehyve(["up", "--plugin-dir", plugins, "--state-dir", state], { cwd: dir });
+    expect(up.code).toBe(2);
+    expect(up.stderr).toContain(
+      `stages.greeter.plugin: no plugin greeter/hello is built in or found in the plugin path: ${plugins}`,
+    );
+    expect(existsSync(greeting)).toBe(false);
+  });
+
+  test("written for another plugin API version is refused with a diagnostic, not a crash", () => {
+    const { dir, plugins } = lab();
+    copyFileSync(join(FIXTURES, "broken-api.ts"), join(plugins, "broken-api.ts"));
+    const list = kubehyve(["plugins", "--plugin-dir", plugins], { cwd: dir });
+    expect(list.code).toBe(1);
+    expect(list.stdout).toContain("plugin future/thing");
+    expect(list.stdout).toContain("needs plugin API 2; this kubehyve speaks 1");
+    expect(list.stdout).toMatch(/✔ greeter\/hello/);
+  });
+
+  test("that fails to import is a diagnostic naming the file", () => {
+    const { dir, plugins } = lab();
+    writeFileSync(join(plugins, "syntax.ts"), "export default definePlugin({ id: \n");
+    chmodSync(join(plugins, "syntax.ts"), 0o644);
+    const list = kubehyve(["plugins", "--plugin-dir", plugins], { cwd: dir });
+    expect(list.code).toBe(1);
+    expect(list.stdout).toContain(`plugin file ${join(plugins, "syntax.ts")} failed to load`);
+  });
+});
