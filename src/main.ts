@@ -2,12 +2,22 @@
  * Entry point of the kubehyve binary: hands the built-in plugins to the core (lazily, so --version
  * stays fast) and runs the command line.
  */
-import { provideBuiltins } from "./cli/builtins.ts";
-import { runCli } from "./cli/index.ts";
+import { versionLine } from "./cli/version-info.ts";
 
-provideBuiltins(async () => (await import("../plugins/index.ts")).builtinPlugins);
-
-const code = await runCli(process.argv.slice(2));
+const argv = process.argv.slice(2);
+let code: number;
+if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+  // The fast path scripts and health checks hit: no command parser, no plugins.
+  process.stdout.write(`${versionLine()}\n`);
+  code = 0;
+} else {
+  const [{ provideBuiltins }, { runCli }] = await Promise.all([
+    import("./cli/builtins.ts"),
+    import("./cli/index.ts"),
+  ]);
+  provideBuiltins(async () => (await import("../plugins/index.ts")).builtinPlugins);
+  code = await runCli(argv);
+}
 // Writes to a pipe are asynchronous: let them drain, then exit explicitly so that nothing left
 // open (an ssh ControlPersist master, a keep-alive socket) keeps the process waiting.
 const drain = (stream: NodeJS.WriteStream) =>

@@ -5,7 +5,6 @@
  */
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../core/errors.ts";
-import { versionLine } from "./version-info.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -167,10 +166,6 @@ export function printError(error: unknown, json: boolean): number {
 export async function runCli(rawArgs: string[]): Promise<number> {
   const json = rawArgs.includes("--json");
   try {
-    if (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-V")) {
-      process.stdout.write(`${versionLine()}\n`);
-      return 0;
-    }
     const { path, rest, leaf } = await resolvePath(rawArgs);
     if (rest.includes("--help") || rest.includes("-h") || path.length === 0) {
       process.stdout.write(`${await usage(path)}\n`);

@@ -9,11 +9,15 @@ declare const KUBEHYVE_COMMIT: string | undefined;
 export function version(): { version: string; commit: string; bun: string; platform: string } {
   let commit = typeof KUBEHYVE_COMMIT === "string" ? KUBEHYVE_COMMIT : "";
   if (!commit) {
-    const git = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], {
-      cwd: import.meta.dir,
-      stderr: "ignore",
-    });
-    commit = git.success ? `${git.stdout.toString().trim()}-source` : "unknown";
+    try {
+      const git = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], {
+        cwd: import.meta.dir,
+        stderr: "ignore",
+      });
+      commit = git.success ? `${git.stdout.toString().trim()}-source` : "unknown";
+    } catch {
+      commit = "unknown"; // no git, or not run from a checkout
+    }
   }
   return { version: pkg.version, commit, bun: Bun.version, platform: `${process.platform}-${process.arch}` };
 }
