@@ -1,0 +1,193 @@
+/**
+ * The machine kubehyve runs on. Commands go to the kernel as argv (posix_spawn through Bun.spawn):
+ * no shell sees them, so no word needs quoting.
+ */
+
+import { stat } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
+import { CancelledError } from "../core/errors.ts";
+import { type RunOptions, type RunResult, type Target, TIMEOUT_EXIT } from "./target.ts";
+
+/** How long a killed command gets between SIGTERM and SIGKILL. */
+const KILL_GRACE_MS = 2000;
+/**
+ * How long output is still read after the process exited. Something the command left running in the
+ * background (or, for ssh, a multiplexing master that owns the remote end of the pipes) may hold the
+ * pipes open; the result must not wait for it forever.
+ */
+const DRAIN_AFTER_EXIT_MS = 2000;
+/** After a kill the result is wanted now: whatever the killed command left behind is not waited for. */
+const DRAIN_AFTER_KILL_MS = 250;
+
+export class LocalTarget implements Target {
+  readonly name = "local";
+
+  run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    return spawnCommand(this.name, argv, opts);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/**
+ * Runs argv as a child process and collects its output. Shared by the local and ssh targets (for
+ * ssh, argv is the `ssh` client's own command line).
+ *
+ * - a missing or non-executable program gives code 127 or 126 with a clear stderr, as a shell would;
+ * - the timeout kills the command's whole process group and gives code 124;
+ * - an abort kills it the same way and then throws CancelledError: the run is over, there is no
+ *   result to inspect;
+ * - death by a signal gives 128 + the signal number, as in a shell.
+ */
+export async function spawnCommand(
+  targetName: string,
+  argv: readonly string[],
+  opts: RunOptions = {},
+  /** The command as the caller knows it, for messages (the ssh target passes the remote argv). */
+  shown: readonly string[] = argv,
+): Promise<RunResult> {
+  const [program] = argv;
+  if (program === undefined || program === "") throw new Error(`${targetName}: cannot run an empty command`);
+  const interrupted = () =>
+    Object.assign(new CancelledError(`${targetName}: interrupted \`${shown.join(" ")}\``), {
+      cause: opts.signal?.reason,
+    });
+  if (opts.signal?.aborted) throw interrupted();
+
+  let proc: Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+  try {
+    proc = Bun.spawn([...argv], {
+      cwd: opts.cwd,
+      env: opts.env ? { ...process.env, ...opts.env } : undefined,
+      stdin: opts.stdin === undefined ? "ignore" : toBytes(opts.stdin),
+      stdout: "pipe",
+      stderr: "pipe",
+      // Its own process group, so that a timeout or abort also ends what the command started. A
+      // Ctrl-C at the terminal therefore reaches kubehyve alone, which turns it into an abort.
+      detached: true,
+    }) as Bun.Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+  } catch (error) {
+    return await spawnFailure(targetName, program, opts.cwd, error);
+  }
+
+  let reason: "timeout" | "abort" | undefined;
+  const kill = (why: "timeout" | "abort") => {
+    if (reason || proc.exitCode !== null || proc.signalCode !== null) return;
+    reason = why;
+    signalGroup(proc.pid, "SIGTERM");
+    const hard = setTimeout(() => signalGroup(proc.pid, "SIGKILL"), KILL_GRACE_MS);
+    void proc.exited.finally(() => clearTimeout(hard));
+  };
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => kill("timeout"), opts.timeoutMs);
+  const onAbort = () => kill("abort");
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+
+  const exited = proc.exited;
+  const drainMs = () => (reason ? DRAIN_AFTER_KILL_MS : DRAIN_AFTER_EXIT_MS);
+  const stdout = collect(proc.stdout, opts.onStdout, exited, drainMs);
+  const stderr = collect(proc.stderr, opts.onStderr, exited, drainMs);
+  try {
+    await exited;
+    const result: RunResult = { code: exitCodeOf(proc), stdout: await stdout, stderr: await stderr };
+    if (reason === "abort") throw interrupted();
+    if (reason === "timeout") {
+      const seconds = (opts.timeoutMs ?? 0) / 1000;
+      result.code = TIMEOUT_EXIT;
+      result.stderr += `${result.stderr && !result.stderr.endsWith("\n") ? "\n" : ""}${targetName}: \`${shown.join(" ")}\` timed out after ${seconds}s\n`;
+    }
+    return result;
+  } finally {
+    if (timer) clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+function toBytes(input: string | Uint8Array): Uint8Array {
+  return typeof input === "string" ? new TextEncoder().encode(input) : input;
+}
+
+function exitCodeOf(proc: Bun.Subprocess): number {
+  if (proc.exitCode !== null) return proc.exitCode;
+  const signal = proc.signalCode;
+  const number = signal ? osConstants.signals[signal as keyof typeof osConstants.signals] : undefined;
+  return 128 + (number ?? 0);
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // The group is already gone.
+  }
+}
+
+/** Reads a stream to its end (or until shortly after the process exited), streaming chunks to `onChunk`. */
+async function collect(
+  stream: ReadableStream<Uint8Array>,
+  onChunk: ((chunk: string) => void) | undefined,
+  exited: Promise<number>,
+  drainMs: () => number,
+): Promise<string> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  const streaming = onChunk ? new TextDecoder() : undefined;
+  let drainTimer: ReturnType<typeof setTimeout> | undefined;
+  void exited.then(() => {
+    drainTimer = setTimeout(() => void reader.cancel().catch(() => {}), drainMs());
+  });
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      if (onChunk && streaming) {
+        const text = streaming.decode(value, { stream: true });
+        if (text) onChunk(text);
+      }
+    }
+  } catch {
+    // Cancelled after the drain period: keep what arrived.
+  } finally {
+    if (drainTimer) clearTimeout(drainTimer);
+  }
+  if (onChunk && streaming) {
+    const rest = streaming.decode();
+    if (rest) onChunk(rest);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}
+
+async function spawnFailure(
+  targetName: string,
+  program: string,
+  cwd: string | undefined,
+  error: unknown,
+): Promise<RunResult> {
+  const code = (error as { code?: string }).code;
+  if (cwd !== undefined && code === "ENOENT") {
+    const dir = await stat(cwd).catch(() => undefined);
+    if (!dir?.isDirectory())
+      throw new Error(`${targetName}: cannot run ${program}: working directory ${cwd} does not exist`);
+  }
+  if (code === "ENOENT") {
+    const why = program.includes("/") ? "no such file" : "command not found in PATH";
+    return { code: 127, stdout: "", stderr: `${targetName}: ${program}: ${why}\n` };
+  }
+  if (code === "EACCES") {
+    return {
+      code: 126,
+      stdout: "",
+      stderr: `${targetName}: ${program}: permission denied (not an executable file)\n`,
+    };
+  }
+  if (code === "ENOEXEC") {
+    return {
+      code: 126,
+      stdout: "",
+      stderr: `${targetName}: ${program}: cannot execute (not a program or script this system runs)\n`,
+    };
+  }
+  throw new Error(
+    `${targetName}: cannot run ${program}: ${error instanceof Error ? error.message : String(error)}`,
+  );
+}

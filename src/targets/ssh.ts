@@ -1,0 +1,449 @@
+/**
+ * A machine reached with the system OpenSSH client: the FreeBSD host given as `ssh://user@host`, and
+ * the nodes (as `core`). One multiplexed connection per target serves every command (ControlMaster),
+ * and the host key is pinned on first contact in the state dir's known_hosts: a changed key stops
+ * the run, it is never accepted silently.
+ *
+ * A timeout or an abort ends the local ssh client at once. The remote command is not signalled (ssh
+ * has no way to, short of a pty, which would merge stderr into stdout): it runs on until it ends or
+ * writes to its closed output. Where a remote command must not outlive its limit, run it under the
+ * remote timeout(1) as well.
+ */
+import { createHash } from "node:crypto";
+import { chmod, lstat, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { CancelledError, KubehyveError } from "../core/errors.ts";
+import { spawnCommand } from "./local.ts";
+import { shellJoin } from "./quote.ts";
+import type { RunOptions, RunResult, Target } from "./target.ts";
+
+export interface SshTargetOptions {
+  user: string;
+  host: string;
+  /** Defaults to 22. */
+  port?: number;
+  /** Private key to log in with; without it, ssh uses the agent and the user's default keys. */
+  identityFile?: string;
+  /** The cluster's state dir: known_hosts and the control socket live in `<stateDir>/ssh/`. */
+  stateDir: string;
+  /** Name in log lines; defaults to `user@host` (with `:port` when not 22). */
+  name?: string;
+  /** Defaults to 10 seconds. */
+  connectTimeoutSec?: number;
+  /** More `-o` options for ssh, e.g. `{ ProxyJump: "bastion" }`. They cannot override the pinned ones. */
+  extraOptions?: Record<string, string>;
+}
+
+export type SshErrorKind = "host-key-changed" | "unreachable" | "auth-failed" | "ssh-failed";
+
+/** ssh itself failed (exit 255 with its own message): the command never ran. */
+export class SshError extends KubehyveError {
+  constructor(
+    readonly kind: SshErrorKind,
+    readonly target: string,
+    message: string,
+    hint?: string,
+    readonly stderr = "",
+  ) {
+    super(message, undefined, hint);
+    this.name = "SshError";
+  }
+}
+
+/** FreeBSD's sun_path holds 104 bytes including the final NUL (Linux: 108). */
+const SUN_PATH_MAX = 104;
+/** ssh binds the master socket as `<ControlPath>.<16 random characters>` first, then renames it. */
+const CONTROL_TEMP_SUFFIX = 17;
+/** OpenSSH's sshd allows 10 sessions per connection (MaxSessions); stay below it. */
+const MAX_SESSIONS = 8;
+/** Right after a command went through the master, it is assumed alive without asking it. */
+const MASTER_FRESH_MS = 20_000;
+/** Options the target depends on: extraOptions cannot replace them. */
+const PINNED = new Set(
+  [
+    "BatchMode",
+    "ControlMaster",
+    "ControlPath",
+    "ControlPersist",
+    "UserKnownHostsFile",
+    "GlobalKnownHostsFile",
+    "StrictHostKeyChecking",
+    "HashKnownHosts",
+    "IdentitiesOnly",
+    "IdentityFile",
+    "Port",
+    "User",
+    "Hostname",
+    "LogLevel",
+  ].map((o) => o.toLowerCase()),
+);
+
+export class SshTarget implements Target {
+  readonly name: string;
+  readonly user: string;
+  readonly host: string;
+  readonly port: number;
+  readonly knownHostsFile: string;
+  private readonly sshDir: string;
+  private readonly options: SshTargetOptions;
+  private controlPath?: Promise<string>;
+  private masterReady?: Promise<void>;
+  private masterUsedAt = 0;
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(options: SshTargetOptions) {
+    checkHost(options.host, "SshTarget");
+    checkUser(options.user, "SshTarget");
+    const port = options.port ?? 22;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new KubehyveError(
+        `ssh target ${options.user}@${options.host}: port ${port} is not between 1 and 65535`,
+      );
+    }
+    for (const key of Object.keys(options.extraOptions ?? {})) {
+      if (PINNED.has(key.toLowerCase())) {
+        throw new KubehyveError(`ssh target ${options.user}@${options.host}: extraOptions cannot set ${key}`);
+      }
+      if (!/^[A-Za-z]+$/.test(key))
+        throw new KubehyveError(`ssh target: ${JSON.stringify(key)} is not an ssh option name`);
+    }
+    this.options = options;
+    this.user = options.user;
+    this.host = options.host;
+    this.port = port;
+    this.name = options.name ?? `${options.user}@${options.host}${port === 22 ? "" : `:${port}`}`;
+    this.sshDir = join(resolve(options.stateDir), "ssh");
+    this.knownHostsFile = join(this.sshDir, "known_hosts");
+  }
+
+  async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    if (argv.length === 0 || argv[0] === "") throw new Error(`${this.name}: cannot run an empty command`);
+    const remote = shellJoin(withEnvAndCwd(argv, opts));
+    await this.ensureMaster(opts);
+    await this.acquireSession();
+    try {
+      const result = await spawnCommand(
+        this.name,
+        [...(await this.sshArgs()), "--", this.destination(), remote],
+        {
+          ...opts,
+          env: undefined,
+          cwd: undefined,
+        },
+        argv,
+      );
+      this.throwIfSshFailed(result, argv);
+      this.masterUsedAt = Date.now();
+      return result;
+    } finally {
+      this.releaseSession();
+    }
+  }
+
+  /** Stops the master connection. Safe to call twice and when there never was one. */
+  async close(): Promise<void> {
+    this.masterReady = undefined;
+    this.masterUsedAt = 0;
+    // Never used: there is no master of ours to stop.
+    if (!this.controlPath) return;
+    const args = await this.sshArgs();
+    await spawnCommand(this.name, [...args, "-O", "exit", "--", this.destination()], { timeoutMs: 10_000 });
+  }
+
+  /** The ssh options shared by every invocation, without destination and command. */
+  async sshArgs(): Promise<string[]> {
+    const controlPath = await this.ensureControlPath();
+    const o = (key: string, value: string) => ["-o", `${key}=${value}`];
+    const args = [
+      "ssh",
+      "-T",
+      ...o("BatchMode", "yes"),
+      ...o("ControlMaster", "auto"),
+      ...o("ControlPersist", "60s"),
+      ...o("ControlPath", controlPath),
+      ...o("UserKnownHostsFile", this.knownHostsFile),
+      // The state dir is the one record of which keys are trusted for this cluster.
+      ...o("GlobalKnownHostsFile", "/dev/null"),
+      ...o("StrictHostKeyChecking", "accept-new"),
+      // Readable entries (Debian's ssh_config hashes them): the file lists only this cluster's machines.
+      ...o("HashKnownHosts", "no"),
+      ...o("ConnectTimeout", String(this.options.connectTimeoutSec ?? 10)),
+      ...o("ServerAliveInterval", "15"),
+      ...o("ServerAliveCountMax", "4"),
+      // Without it the first command's stderr would start with "Permanently added … to known hosts".
+      ...o("LogLevel", "ERROR"),
+      ...o("Port", String(this.port)),
+    ];
+    if (this.options.identityFile) {
+      args.push("-i", this.options.identityFile, ...o("IdentitiesOnly", "yes"));
+    }
+    for (const [key, value] of Object.entries(this.options.extraOptions ?? {})) args.push(...o(key, value));
+    return args;
+  }
+
+  private destination(): string {
+    return `${this.user}@${this.host}`;
+  }
+
+  private ensureControlPath(): Promise<string> {
+    this.controlPath ??= this.prepareSshDir().catch((error) => {
+      this.controlPath = undefined;
+      throw error;
+    });
+    return this.controlPath;
+  }
+
+  private async prepareSshDir(): Promise<string> {
+    await mkdir(this.sshDir, { recursive: true, mode: 0o700 });
+    await chmod(this.sshDir, 0o700);
+    const id = `${this.user}@${this.host}:${this.port}`;
+    const inStateDir = join(this.sshDir, `cm-${shortHash(id)}`);
+    if (Buffer.byteLength(inStateDir) + CONTROL_TEMP_SUFFIX < SUN_PATH_MAX) return inStateDir;
+    // A deep state dir leaves no room for a socket path: use a private dir of this user in /tmp,
+    // keyed by state dir too so that two clusters never share a master.
+    const uid = process.getuid?.() ?? 0;
+    const fallbackDir = join(tmpdir(), `kubehyve-${uid}`);
+    await mkdir(fallbackDir, { recursive: true, mode: 0o700 });
+    const info = await lstat(fallbackDir);
+    if (!info.isDirectory() || info.uid !== uid || (info.mode & 0o077) !== 0) {
+      throw new KubehyveError(
+        `${this.name}: ${fallbackDir} must be a directory owned by uid ${uid} with mode 0700 (it holds ssh control sockets)`,
+        undefined,
+        `rm -rf ${fallbackDir}, or use a shorter --state-dir`,
+      );
+    }
+    const fallback = join(fallbackDir, `cm-${shortHash(`${this.sshDir}\0${id}`)}`);
+    if (Buffer.byteLength(fallback) + CONTROL_TEMP_SUFFIX >= SUN_PATH_MAX) {
+      throw new KubehyveError(
+        `${this.name}: no path for the ssh control socket fits in ${SUN_PATH_MAX} bytes`,
+      );
+    }
+    return fallback;
+  }
+
+  /**
+   * The first command of a burst opens the master alone: with ControlMaster=auto, commands started
+   * together before any master exists would each open their own connection.
+   */
+  private async ensureMaster(opts: RunOptions): Promise<void> {
+    for (;;) {
+      if (Date.now() - this.masterUsedAt < MASTER_FRESH_MS) return;
+      this.masterReady ??= this.openMaster(opts).finally(() => {
+        this.masterReady = undefined;
+      });
+      try {
+        await this.masterReady;
+        return;
+      } catch (error) {
+        // The command that was opening the connection was cancelled; this one was not: open it anew.
+        if (error instanceof CancelledError && !opts.signal?.aborted) continue;
+        throw error;
+      }
+    }
+  }
+
+  private async openMaster(opts: RunOptions): Promise<void> {
+    const args = await this.sshArgs();
+    const check = await spawnCommand(this.name, [...args, "-O", "check", "--", this.destination()], {
+      timeoutMs: 10_000,
+      signal: opts.signal,
+    });
+    if (check.code === 0) return;
+    // `true` runs once over the new connection; ControlPersist then keeps the master for what follows.
+    const first = await spawnCommand(this.name, [...args, "--", this.destination(), "true"], {
+      timeoutMs: ((this.options.connectTimeoutSec ?? 10) + 20) * 1000,
+      signal: opts.signal,
+    });
+    this.throwIfSshFailed(first, ["true"]);
+    if (first.code !== 0) {
+      throw new SshError(
+        "ssh-failed",
+        this.name,
+        `${this.name}: opening the ssh connection failed: ${oneLine(first)}`,
+      );
+    }
+    this.masterUsedAt = Date.now();
+  }
+
+  private throwIfSshFailed(result: RunResult, argv: readonly string[]): void {
+    if (result.code !== 255) return;
+    const failure = classifySshFailure(result.stderr);
+    if (!failure) return;
+    const where = `${this.user}@${this.host} port ${this.port}`;
+    const detail = sshMessage(result.stderr);
+    switch (failure) {
+      case "host-key-changed": {
+        const entry = this.port === 22 ? this.host : `[${this.host}]:${this.port}`;
+        throw new SshError(
+          failure,
+          this.name,
+          `${this.name}: the host key of ${where} differs from the one pinned in ${this.knownHostsFile}; ` +
+            "refusing to connect (the machine was reinstalled, or someone is intercepting the connection)",
+          `if the machine was reinstalled, forget the old key: ssh-keygen -f ${this.knownHostsFile} -R '${entry}'`,
+          result.stderr,
+        );
+      }
+      case "unreachable":
+        throw new SshError(
+          failure,
+          this.name,
+          `${this.name}: cannot reach ${where}: ${detail}`,
+          `check that the machine is up and sshd listens: nc -z ${this.host} ${this.port}`,
+          result.stderr,
+        );
+      case "auth-failed":
+        throw new SshError(
+          failure,
+          this.name,
+          `${this.name}: ${where} refused the login: ${detail}`,
+          /Load key .*: bad permissions/.test(result.stderr)
+            ? `ssh ignores a private key that others can read: chmod 600 ${this.options.identityFile ?? "<key file>"}`
+            : this.options.identityFile
+              ? `authorize ${this.options.identityFile}.pub for ${this.user} on ${this.host}`
+              : `authorize your key for ${this.user} on ${this.host} (ssh-copy-id -p ${this.port} ${this.destination()})`,
+          result.stderr,
+        );
+      case "ssh-failed":
+        throw new SshError(
+          failure,
+          this.name,
+          `${this.name}: ssh failed before running \`${argv.join(" ")}\`: ${detail}`,
+          undefined,
+          result.stderr,
+        );
+    }
+  }
+
+  private async acquireSession(): Promise<void> {
+    if (this.active < MAX_SESSIONS) {
+      this.active++;
+      return;
+    }
+    await new Promise<void>((resolveTurn) => this.waiting.push(resolveTurn));
+  }
+
+  private releaseSession(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active--;
+  }
+}
+
+/*
+ * ssh's own messages, each anchored at the start of a line so that a remote command which exited 255
+ * after printing something alike ("curl: … Connection refused") is not mistaken for ssh failing.
+ * Sources (OpenSSH 9): sshconnect.c (host keys, connect), ssh.c (name resolution), sshconnect2.c
+ * (authentication), kex.c and packet.c (connection lost), mux.c (multiplexing).
+ */
+const HOST_KEY_CHANGED =
+  /^(@ +WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!|Host key verification failed\.)/m;
+const AUTH_FAILED =
+  /^\S+@\S+: Permission denied \([^)]*\)\.\r?$|^Received disconnect from .*: Too many authentication failures/m;
+const UNREACHABLE =
+  /^(ssh: connect to host |ssh: Could not resolve hostname |kex_exchange_identification: |banner exchange: |Connection (closed|reset|timed out) by |Connection to \S+ (closed by remote host|timed out)|Unable to negotiate with )/m;
+const OTHER_SSH_FAILURE = /^(ssh: |mux_client_|muxclient: |Control socket |ControlSocket )/m;
+
+/** Tells ssh's own failures (exit 255 plus one of its messages) from a remote command that exited 255. */
+export function classifySshFailure(stderr: string): SshErrorKind | undefined {
+  if (HOST_KEY_CHANGED.test(stderr)) return "host-key-changed";
+  if (AUTH_FAILED.test(stderr)) return "auth-failed";
+  if (UNREACHABLE.test(stderr)) return "unreachable";
+  if (OTHER_SSH_FAILURE.test(stderr)) return "ssh-failed";
+  return undefined;
+}
+
+/** ssh's own message without the warning banner: the last non-decorative line. */
+function sshMessage(stderr: string): string {
+  const lines = stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("@"));
+  return (lines.at(-1) ?? "ssh exited 255").replace(/^ssh: /, "");
+}
+
+function oneLine(result: RunResult): string {
+  return (result.stderr.trim() || result.stdout.trim() || `exit code ${result.code}`).split("\n").join(" | ");
+}
+
+function shortHash(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+}
+
+/**
+ * sshd passes no environment and starts in the home directory: both are set on the remote side,
+ * through env(1) and a constant sh script that takes the directory as an argument.
+ */
+function withEnvAndCwd(argv: readonly string[], opts: RunOptions): string[] {
+  let command = [...argv];
+  if (opts.cwd !== undefined)
+    command = ["sh", "-c", 'cd -- "$1" && shift && exec "$@"', "sh", opts.cwd, ...command];
+  const env = Object.entries(opts.env ?? {});
+  if (env.length > 0) {
+    for (const [name] of env) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+        throw new Error(`not an environment variable name: ${JSON.stringify(name)}`);
+    }
+    command = ["env", ...env.map(([name, value]) => `${name}=${value}`), ...command];
+  }
+  return command;
+}
+
+function checkHost(host: string, what: string): void {
+  // An IPv6 literal, or a name or IPv4 address; never something ssh could read as an option.
+  if (!/^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/.test(host)) {
+    throw new KubehyveError(`${what}: ${JSON.stringify(host)} is not a host name or IP address`);
+  }
+}
+
+function checkUser(user: string, what: string): void {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(user)) {
+    throw new KubehyveError(`${what}: ${JSON.stringify(user)} is not a user name`);
+  }
+}
+
+export interface SshUrl {
+  user: string;
+  host: string;
+  port: number;
+}
+
+/**
+ * Parses `ssh://user@host[:port]` (the cluster file's remote host). The user defaults to root
+ * (kubehyve runs as root on the host) and the port to 22; IPv6 addresses go in brackets.
+ */
+export function parseSshUrl(text: string): SshUrl {
+  const bad = (why: string) =>
+    new KubehyveError(
+      `${JSON.stringify(text)} is not a valid ssh URL: ${why}`,
+      undefined,
+      "write it as ssh://user@host:port",
+    );
+  const match = /^ssh:\/\/(?:([^@/?#]*)@)?(\[[^\]]*\]|[^:/?#[\]]*)(?::([^/?#]*))?\/?$/.exec(text.trim());
+  if (!match) {
+    if (!text.trim().startsWith("ssh://")) throw bad("it must start with ssh://");
+    throw bad("it may hold only a user, a host and a port");
+  }
+  const [, rawUser, rawHost = "", rawPort] = match;
+  const user = rawUser === undefined ? "root" : decodeURIComponent(rawUser);
+  if (user.includes(":")) throw bad("a password does not belong in it (use a key)");
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(user)) throw bad(`${JSON.stringify(user)} is not a user name`);
+  const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
+  if (host === "") throw bad("the host is missing");
+  if (
+    rawHost.startsWith("[")
+      ? !/^[0-9A-Fa-f:.]+$/.test(host) || !host.includes(":")
+      : !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)
+  ) {
+    throw bad(`${JSON.stringify(host)} is not a host name or IP address`);
+  }
+  let port = 22;
+  if (rawPort !== undefined) {
+    if (!/^\d{1,5}$/.test(rawPort) || Number(rawPort) < 1 || Number(rawPort) > 65535) {
+      throw bad(`the port ${JSON.stringify(rawPort)} is not a number between 1 and 65535`);
+    }
+    port = Number(rawPort);
+  }
+  return { user, host, port };
+}

@@ -1,0 +1,393 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mapLimit } from "../../src/core/concurrency.ts";
+import { CancelledError } from "../../src/core/errors.ts";
+import { LocalTarget, spawnCommand } from "../../src/targets/local.ts";
+import { classifySshFailure, parseSshUrl, SshError, SshTarget } from "../../src/targets/ssh.ts";
+import { runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
+import { have } from "../lab/prereq.ts";
+import { type Sshd, startSshd } from "../lab/sshd.ts";
+
+const haveOpenSsh = have("sshd", "openssh-server") && have("ssh", "openssh-client");
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+});
+
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function targetFor(
+  sshd: Sshd,
+  stateDir: string,
+  extra: Partial<ConstructorParameters<typeof SshTarget>[0]> = {},
+) {
+  const target = new SshTarget({
+    user: sshd.user,
+    host: sshd.host,
+    port: sshd.port,
+    identityFile: sshd.identityFile,
+    stateDir,
+    ...extra,
+  });
+  cleanups.push(() => target.close());
+  return target;
+}
+
+async function acceptedLogins(sshd: Sshd): Promise<number> {
+  const log = await readFile(join(sshd.dir, "sshd.log"), "utf8");
+  return log
+    .split("\n")
+    .filter((line) => line.startsWith(`Accepted publickey for ${sshd.user} from 127.0.0.1`)).length;
+}
+
+/** A loopback port nothing listens on: bound by us, then released. */
+function closedPort(): number {
+  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = server.port;
+  server.stop(true);
+  return port;
+}
+
+describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
+  let sshd: Sshd;
+  let target: SshTarget;
+  let stateDir: string;
+
+  beforeAll(async () => {
+    sshd = await startSshd({ env: { KUBEHYVE_SESSION_MARK: "set by sshd" } });
+    cleanups.push(() => sshd.stop());
+    stateDir = await tempDir("kubehyve-ssh-state-");
+    target = targetFor(sshd, stateDir);
+  });
+
+  test("is named user@host:port unless a name is given", () => {
+    expect(target.name).toBe(`${sshd.user}@127.0.0.1:${sshd.port}`);
+    expect(targetFor(sshd, stateDir, { name: "core@cp1" }).name).toBe("core@cp1");
+  });
+
+  test("returns the remote exit code, stdout and stderr", async () => {
+    const result = await target.run(["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    expect(result).toEqual({ code: 7, stdout: "out\n", stderr: "err\n" });
+  });
+
+  test("returns a remote command's own exit code 255 as a result, not as an ssh failure", async () => {
+    const result = await target.run(["sh", "-c", "echo 'failed on purpose' >&2; exit 255"]);
+    expect(result).toEqual({ code: 255, stdout: "", stderr: "failed on purpose\n" });
+  });
+
+  test("runs in the session environment sshd sets", async () => {
+    const result = await runOk(target, ["sh", "-c", 'echo "$KUBEHYVE_SESSION_MARK"']);
+    expect(result.stdout).toBe("set by sshd\n");
+  });
+
+  test("feeds stdin to the remote command", async () => {
+    const payload = "line one\nline 'two' $(x)\n";
+    expect((await runOk(target, ["cat"], { stdin: payload })).stdout).toBe(payload);
+    const bytes = new Uint8Array([0xde, 0xad, 0xbe, 0xef]);
+    expect((await runOk(target, ["od", "-An", "-tx1"], { stdin: bytes })).stdout.trim()).toBe("de ad be ef");
+  });
+
+  test("sets env and the working directory on the remote side", async () => {
+    const dir = await tempDir("kubehyve-ssh-cwd-");
+    const result = await runOk(target, ["sh", "-c", 'printf "%s|%s" "$A_VAR" "$(pwd -P)"'], {
+      env: { A_VAR: "a value" },
+      cwd: dir,
+    });
+    expect(result.stdout).toBe(`a value|${dir}`);
+  });
+
+  test("streams remote output to the callbacks as it arrives", async () => {
+    const go = join(await tempDir("kubehyve-ssh-stream-"), "go");
+    const chunks: string[] = [];
+    // The remote command goes on only once the callback has seen its first line (sshd runs on this
+    // machine, so it sees the file the callback creates): without streaming it would time out.
+    const script = `echo first; while [ ! -e "$1" ]; do sleep 0.02; done; echo second`;
+    const result = await target.run(["sh", "-c", script, "sh", go], {
+      timeoutMs: 10_000,
+      onStdout: (chunk) => {
+        chunks.push(chunk);
+        if (chunk.includes("first")) writeFileSync(go, "");
+      },
+    });
+    expect(result).toEqual({ code: 0, stdout: "first\nsecond\n", stderr: "" });
+    expect(chunks.join("")).toBe("first\nsecond\n");
+  });
+
+  test("stops waiting at the timeout and reports code 124 naming the remote command", async () => {
+    const started = Date.now();
+    const result = await target.run(["sleep", "8"], { timeoutMs: 500 });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(result.code).toBe(TIMEOUT_EXIT);
+    expect(result.stderr).toBe(`${target.name}: \`sleep 8\` timed out after 0.5s\n`);
+  });
+
+  test("an abort rejects with CancelledError and leaves the target usable", async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 300);
+    await expect(target.run(["sleep", "8"], { signal: controller.signal })).rejects.toBeInstanceOf(
+      CancelledError,
+    );
+    expect((await runOk(target, ["echo", "still here"])).stdout).toBe("still here\n");
+  });
+
+  test("a command cancelled while the connection opens does not take the others down with it", async () => {
+    const fresh = targetFor(sshd, await tempDir("kubehyve-ssh-cancel-"));
+    // The first call opens the connection for both; it is cancelled long before that can finish.
+    const cancelled = fresh.run(["echo", "a"], { signal: AbortSignal.timeout(20) });
+    const other = fresh.run(["echo", "b"]);
+    await expect(cancelled).rejects.toBeInstanceOf(CancelledError);
+    expect((await other).stdout).toBe("b\n");
+  });
+
+  test("runs 20 commands, 10 at a time, over one ssh connection", async () => {
+    const fresh = targetFor(sshd, await tempDir("kubehyve-ssh-mux-"));
+    const before = await acceptedLogins(sshd);
+    const results = await mapLimit(
+      Array.from({ length: 20 }, (_, i) => i),
+      10,
+      (i) => runOk(fresh, ["echo", `command ${i}`]),
+    );
+    expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 20 }, (_, i) => `command ${i}\n`));
+    expect((await acceptedLogins(sshd)) - before).toBe(1);
+  });
+
+  test("a second target object on the same state dir reuses the running connection", async () => {
+    const dir = await tempDir("kubehyve-ssh-reuse-");
+    await runOk(targetFor(sshd, dir), ["true"]);
+    const before = await acceptedLogins(sshd);
+    await runOk(targetFor(sshd, dir), ["true"]);
+    expect(await acceptedLogins(sshd)).toBe(before);
+  });
+
+  test("close() ends the connection and can be called twice", async () => {
+    const dir = await tempDir("kubehyve-ssh-close-");
+    const closing = targetFor(sshd, dir);
+    await runOk(closing, ["true"]);
+    const args = await closing.sshArgs();
+    const check = () => spawnCommand("test", [...args, "-O", "check", "--", `${sshd.user}@127.0.0.1`]);
+    expect((await check()).code).toBe(0);
+    await closing.close();
+    await closing.close();
+    expect((await check()).code).toBe(255);
+    const before = await acceptedLogins(sshd);
+    expect((await runOk(closing, ["echo", "again"])).stdout).toBe("again\n");
+    expect(await acceptedLogins(sshd)).toBe(before + 1);
+  });
+
+  test("pins the host key on first contact in the state dir's known_hosts, in a 0700 dir", async () => {
+    const dir = await tempDir("kubehyve-ssh-pin-");
+    await runOk(targetFor(sshd, dir), ["true"]);
+    const sshDir = join(dir, "ssh");
+    expect((await stat(sshDir)).mode & 0o777).toBe(0o700);
+    const knownHosts = await readFile(join(sshDir, "known_hosts"), "utf8");
+    const [type, key] = sshd.hostPublicKey.split(" ");
+    expect(knownHosts.trim()).toBe(`[127.0.0.1]:${sshd.port} ${type} ${key}`);
+  });
+
+  test("puts the control socket in the state dir, short enough for FreeBSD's 104-byte sun_path", async () => {
+    const args = await target.sshArgs();
+    const controlPath = args.find((a) => a.startsWith("ControlPath="))?.slice("ControlPath=".length) ?? "";
+    expect(controlPath.startsWith(join(stateDir, "ssh", "cm-"))).toBe(true);
+    expect(Buffer.byteLength(controlPath) + 17).toBeLessThan(104);
+  });
+
+  test("moves the control socket to a private /tmp dir when the state dir is too deep for a socket", async () => {
+    const deep = join(await tempDir("kubehyve-ssh-deep-"), "a-rather-long-cluster-directory-name".repeat(3));
+    await mkdir(deep, { recursive: true });
+    const deepTarget = targetFor(sshd, deep);
+    expect((await runOk(deepTarget, ["echo", "deep"])).stdout).toBe("deep\n");
+    const args = await deepTarget.sshArgs();
+    const controlPath = args.find((a) => a.startsWith("ControlPath="))?.slice("ControlPath=".length) ?? "";
+    expect(Buffer.byteLength(controlPath) + 17).toBeLessThan(104);
+    const socketDir = await stat(join(controlPath, ".."));
+    expect(socketDir.mode & 0o777).toBe(0o700);
+    // known_hosts stays with the cluster even when the socket cannot.
+    expect(await Bun.file(join(deep, "ssh", "known_hosts")).exists()).toBe(true);
+  });
+
+  test("a key that is not authorized is refused with a clear error naming the key", async () => {
+    const dir = await tempDir("kubehyve-ssh-auth-");
+    const otherKey = join(dir, "other_key");
+    await runOk(new LocalTarget(), ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", otherKey]);
+    const error = await targetFor(sshd, dir, { identityFile: otherKey })
+      .run(["true"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshError);
+    expect((error as SshError).kind).toBe("auth-failed");
+    expect((error as SshError).message).toContain("refused the login: ");
+    expect((error as SshError).message).toContain("Permission denied (publickey)");
+    expect((error as SshError).hint).toBe(`authorize ${otherKey}.pub for ${sshd.user} on 127.0.0.1`);
+  });
+
+  test("refuses extraOptions that would undo the pinned ones", () => {
+    expect(
+      () =>
+        new SshTarget({
+          user: "root",
+          host: "127.0.0.1",
+          stateDir,
+          extraOptions: { StrictHostKeyChecking: "no" },
+        }),
+    ).toThrow("extraOptions cannot set StrictHostKeyChecking");
+  });
+
+  test("refuses a host that ssh could read as an option", () => {
+    expect(() => new SshTarget({ user: "root", host: "-oProxyCommand=id", stateDir })).toThrow(
+      '"-oProxyCommand=id" is not a host name or IP address',
+    );
+  });
+});
+
+describe.skipIf(!haveOpenSsh)("SshTarget when the host key changes", () => {
+  test("refuses a rotated host key with an error naming known_hosts and the ssh-keygen -R command", async () => {
+    const sshd = await startSshd();
+    cleanups.push(() => sshd.stop());
+    const stateDir = await tempDir("kubehyve-ssh-rotate-");
+    const first = targetFor(sshd, stateDir);
+    await runOk(first, ["true"]);
+    await first.close();
+
+    await sshd.rotateHostKey();
+    const knownHosts = join(stateDir, "ssh", "known_hosts");
+    const error = await targetFor(sshd, stateDir)
+      .run(["touch", "/nonexistent/never-run"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshError);
+    const sshError = error as SshError;
+    expect(sshError.kind).toBe("host-key-changed");
+    expect(sshError.message).toContain(`differs from the one pinned in ${knownHosts}`);
+    expect(sshError.hint).toBe(
+      `if the machine was reinstalled, forget the old key: ssh-keygen -f ${knownHosts} -R '[127.0.0.1]:${sshd.port}'`,
+    );
+    expect(sshError.stderr).toContain("REMOTE HOST IDENTIFICATION HAS CHANGED");
+
+    // The hint works: after forgetting the old key, the new one is pinned on the next contact.
+    await runOk(new LocalTarget(), ["ssh-keygen", "-f", knownHosts, "-R", `[127.0.0.1]:${sshd.port}`]);
+    expect((await runOk(targetFor(sshd, stateDir), ["echo", "trusted again"])).stdout).toBe(
+      "trusted again\n",
+    );
+    const [type, key] = sshd.hostPublicKey.split(" ");
+    expect((await readFile(knownHosts, "utf8")).trim()).toBe(`[127.0.0.1]:${sshd.port} ${type} ${key}`);
+  });
+});
+
+describe.skipIf(!haveOpenSsh)("SshTarget when the host cannot be reached", () => {
+  test("a closed port gives a clear error naming the host and port", async () => {
+    const port = closedPort();
+    const target = new SshTarget({
+      user: "root",
+      host: "127.0.0.1",
+      port,
+      stateDir: await tempDir("kubehyve-ssh-down-"),
+    });
+    const error = await target.run(["true"]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshError);
+    expect((error as SshError).kind).toBe("unreachable");
+    expect((error as SshError).message).toBe(
+      `root@127.0.0.1:${port}: cannot reach root@127.0.0.1 port ${port}: connect to host 127.0.0.1 port ${port}: Connection refused`,
+    );
+    expect((error as SshError).hint).toBe(
+      `check that the machine is up and sshd listens: nc -z 127.0.0.1 ${port}`,
+    );
+    await target.close();
+  });
+
+  test("a name that does not resolve gives a clear error", async () => {
+    const target = new SshTarget({
+      user: "core",
+      host: "cp1.invalid",
+      stateDir: await tempDir("kubehyve-ssh-dns-"),
+    });
+    const error = await target.run(["true"]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshError);
+    expect((error as SshError).kind).toBe("unreachable");
+    expect((error as SshError).message).toStartWith(
+      "core@cp1.invalid: cannot reach core@cp1.invalid port 22: ",
+    );
+    expect((error as SshError).message).toContain("Could not resolve hostname cp1.invalid");
+  });
+});
+
+/**
+ * ssh's own messages, as OpenSSH 9.2 (Debian 12) prints them with LogLevel=ERROR, captured verbatim
+ * from the ssh client; their text comes from sshconnect.c (host keys), sshconnect2.c (authentication)
+ * and ssh.c / misc.c (connecting). The \r\n line ends are ssh's own.
+ */
+const SAMPLES = {
+  hostKeyChanged:
+    '@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\nIT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\r\nSomeone could be eavesdropping on you right now (man-in-the-middle attack)!\r\nIt is also possible that a host key has just been changed.\r\nThe fingerprint for the ED25519 key sent by the remote host is\nSHA256:9mXtdSQ2cmFPaMEjm/MOrj317cDh+JCtl6oj9B6XgA8.\r\nPlease contact your system administrator.\r\nAdd correct host key in /tmp/kubehyve-sshd-IS3lf5/kh to get rid of this message.\r\nOffending ED25519 key in /tmp/kubehyve-sshd-IS3lf5/kh:1\r\n  remove with:\r\n  ssh-keygen -f "/tmp/kubehyve-sshd-IS3lf5/kh" -R "[127.0.0.1]:39863"\r\nHost key for [127.0.0.1]:39863 has changed and you have requested strict checking.\r\nHost key verification failed.\r\n',
+  badKeyPermissions:
+    "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n@         WARNING: UNPROTECTED PRIVATE KEY FILE!          @\r\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\nPermissions 0666 for '/dev/null' are too open.\r\nIt is required that your private key files are NOT accessible by others.\r\nThis private key will be ignored.\r\nLoad key \"/dev/null\": bad permissions\r\nroot@127.0.0.1: Permission denied (publickey).\r\n",
+  refused: "ssh: connect to host 127.0.0.1 port 1: Connection refused\r\n",
+  unresolved: "ssh: Could not resolve hostname nonexistent.invalid: Name or service not known\r\n",
+};
+
+describe("classifySshFailure", () => {
+  test("recognizes a changed host key", () => {
+    expect(classifySshFailure(SAMPLES.hostKeyChanged)).toBe("host-key-changed");
+  });
+
+  test("recognizes a refused login, also when the key file was ignored", () => {
+    expect(classifySshFailure(SAMPLES.badKeyPermissions)).toBe("auth-failed");
+  });
+
+  test("recognizes a host that cannot be reached or resolved", () => {
+    expect(classifySshFailure(SAMPLES.refused)).toBe("unreachable");
+    expect(classifySshFailure(SAMPLES.unresolved)).toBe("unreachable");
+  });
+
+  test("leaves the stderr of a remote command that exited 255 to the caller", () => {
+    expect(classifySshFailure("")).toBeUndefined();
+    expect(classifySshFailure("error: something remote went wrong\n")).toBeUndefined();
+    expect(classifySshFailure("ls: cannot open directory '/root': Permission denied\n")).toBeUndefined();
+    expect(
+      classifySshFailure(
+        "curl: (7) Failed to connect to 127.0.0.1 port 6443 after 0 ms: Connection refused\n",
+      ),
+    ).toBeUndefined();
+  });
+});
+
+describe("parseSshUrl", () => {
+  test("reads user, host and port", () => {
+    expect(parseSshUrl("ssh://admin@hv1.lab.home.arpa:2222")).toEqual({
+      user: "admin",
+      host: "hv1.lab.home.arpa",
+      port: 2222,
+    });
+  });
+
+  test("defaults the user to root and the port to 22", () => {
+    expect(parseSshUrl("ssh://192.168.1.10")).toEqual({ user: "root", host: "192.168.1.10", port: 22 });
+    expect(parseSshUrl("ssh://root@hv1/")).toEqual({ user: "root", host: "hv1", port: 22 });
+  });
+
+  test("reads an IPv6 address in brackets", () => {
+    expect(parseSshUrl("ssh://root@[fd00::10]:22")).toEqual({ user: "root", host: "fd00::10", port: 22 });
+  });
+
+  test.each([
+    ["root@hv1", "it must start with ssh://"],
+    ["http://root@hv1", "it must start with ssh://"],
+    ["ssh://root@hv1:0", 'the port "0" is not a number between 1 and 65535'],
+    ["ssh://root@hv1:65536", 'the port "65536" is not a number between 1 and 65535'],
+    ["ssh://root@hv1:ssh", 'the port "ssh" is not a number between 1 and 65535'],
+    ["ssh://root:secret@hv1", "a password does not belong in it"],
+    ["ssh://root@", "the host is missing"],
+    ["ssh://root@-oProxyCommand=x", '"-oProxyCommand=x" is not a host name or IP address'],
+    ["ssh://root@hv1/some/path", "it may hold only a user, a host and a port"],
+    ["ssh://root@hv1?x=1", "it may hold only a user, a host and a port"],
+    ["ssh://ro ot@hv1", '"ro ot" is not a user name'],
+    ["ssh://root@[not-ipv6]", '"not-ipv6" is not a host name or IP address'],
+  ])("rejects %p: %s", (url, why) => {
+    expect(() => parseSshUrl(url)).toThrow(`${JSON.stringify(url)} is not a valid ssh URL: ${why}`);
+  });
+});
