@@ -41,4 +41,9 @@ export interface KubeClient {
   delete(apiVersion: string, kind: string, name: string, namespace?: string): Promise<boolean>;
   /** Server version (`/version`), e.g. { gitVersion: "v1.35.0" }. */
   version(): Promise<{ gitVersion: string; major?: string; minor?: string }>;
+  /**
+   * Forgets the cached discovery, so kinds of CRDs applied since are found. Optional for
+   * compatibility with other implementations; the kubehyve client always has it.
+   */
+  refreshDiscovery?(): Promise<void>;
 }

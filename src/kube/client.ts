@@ -1,0 +1,414 @@
+/**
+ * The Kubernetes client: REST over ofetch (Bun's fetch underneath, whose `tls` option ofetch passes
+ * through), TLS always verified against the kubeconfig's CA, client certificate or bearer token.
+ * kind -> resource comes from discovery; writes are server-side apply, one object per request.
+ */
+import { ofetch } from "ofetch";
+import { stringify } from "yaml";
+import { CancelledError } from "../core/errors.ts";
+import {
+  AGGREGATED_DISCOVERY_ACCEPT,
+  parseAggregatedDiscovery,
+  parseResourceList,
+  type ResourceInfo,
+  resourceKey,
+  resourcePath,
+  splitApiVersion,
+} from "./discovery.ts";
+import { type KubeCredentials, loadKubeconfig } from "./kubeconfig.ts";
+import { KubeApiError, KubeRequestError, KubeTransportError } from "./status.ts";
+import type { KubeClient, KubeObject, ListOptions } from "./types.ts";
+
+export interface KubeClientOptions {
+  /** Context to use instead of current-context. */
+  context?: string;
+  /** Retries after the first attempt on 429, 5xx and refused connections (default 5). */
+  retries?: number;
+  /** First backoff delay; doubled per retry up to maxDelayMs (defaults 200 ms and 5 s). */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Longest Retry-After the client waits for (default 30 s); a longer one is cut to this. */
+  maxRetryAfterMs?: number;
+  /** Per-request timeout (default 30 s). */
+  timeoutMs?: number;
+  /** Cancels every request and backoff wait of this client. */
+  signal?: AbortSignal;
+  fieldManager?: string;
+}
+
+export interface KubeClientImpl extends KubeClient {
+  readonly credentials: KubeCredentials;
+  /** Forgets what discovery found; the next call asks the server again (after applying CRDs). */
+  refreshDiscovery(): Promise<void>;
+  /** The resource serving apiVersion+kind, from discovery. */
+  resourceFor(apiVersion: string, kind: string): Promise<ResourceInfo>;
+}
+
+const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
+const RETRY_TRANSPORT = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ConnectionRefused"]);
+const TLS_CODES: Record<string, string> = {
+  SELF_SIGNED_CERT_IN_CHAIN: "the server certificate is not signed by the kubeconfig's certificate authority",
+  DEPTH_ZERO_SELF_SIGNED_CERT:
+    "the server certificate is self-signed and not the kubeconfig's certificate authority",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    "the server certificate is not signed by the kubeconfig's certificate authority",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    "the server certificate is not signed by the kubeconfig's certificate authority",
+  ERR_TLS_CERT_ALTNAME_INVALID: "the server certificate does not name this host or address",
+  CERT_HAS_EXPIRED: "the server certificate has expired",
+  EPROTO: "the server may have refused the client certificate",
+};
+
+interface Response<T> {
+  status: number;
+  data: T;
+  headers: Headers;
+}
+
+/** The error and its causes: ofetch wraps fetch's error, which may wrap the system one. */
+function causes(error: unknown): { code?: unknown; name?: unknown; cause?: unknown }[] {
+  const out = [];
+  let e: unknown = error;
+  for (let depth = 0; depth < 5 && typeof e === "object" && e !== null; depth++) {
+    out.push(e as { code?: unknown; name?: unknown; cause?: unknown });
+    e = (e as { cause?: unknown }).cause;
+  }
+  return out;
+}
+
+function errorCode(error: unknown): string {
+  for (const e of causes(error)) {
+    if (e.name === "TimeoutError") return "TimeoutError";
+    if (typeof e.code === "string" && e.code) return e.code;
+  }
+  return "";
+}
+
+function errorText(error: unknown): string {
+  const cause = (error as { cause?: { message?: string } }).cause;
+  return cause?.message ?? (error as Error).message ?? String(error);
+}
+
+/**
+ * A 5xx that will fail the same way every time. Server-side apply of a field the schema lacks is
+ * answered 500 "failed to create typed patch object" (apimachinery managedfields), not a 4xx.
+ */
+function isPermanent(status: number, body: string): boolean {
+  return status === 500 && body.includes("failed to create typed patch object");
+}
+
+/** Seconds of a Retry-After header (delta-seconds or an HTTP date), undefined when absent or bad. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now) / 1000));
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new CancelledError());
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new CancelledError());
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * A client for the cluster in a kubeconfig file (path) or already resolved credentials.
+ */
+export async function createKubeClient(
+  kubeconfig: string | KubeCredentials,
+  opts: KubeClientOptions = {},
+): Promise<KubeClientImpl> {
+  const creds =
+    typeof kubeconfig === "string" ? await loadKubeconfig(kubeconfig, { context: opts.context }) : kubeconfig;
+  const retries = opts.retries ?? 5;
+  const baseDelay = opts.baseDelayMs ?? 200;
+  const maxDelay = opts.maxDelayMs ?? 5000;
+  const fieldManager = opts.fieldManager ?? "kubehyve";
+  const tls = { ca: creds.ca, cert: creds.cert, key: creds.key, rejectUnauthorized: true };
+  const authHeaders: Record<string, string> = creds.token ? { Authorization: `Bearer ${creds.token}` } : {};
+  const http = ofetch.create({ baseURL: creds.server, retry: 0, ignoreResponseError: true });
+
+  async function request<T = unknown>(
+    method: string,
+    path: string,
+    init: {
+      query?: Record<string, string | undefined>;
+      body?: string;
+      contentType?: string;
+      accept?: string;
+    } = {},
+  ): Promise<Response<T>> {
+    const query = Object.fromEntries(
+      Object.entries(init.query ?? {}).filter(([, v]) => v !== undefined && v !== ""),
+    );
+    const shown = Object.keys(query).length
+      ? `${path}?${new URLSearchParams(query as Record<string, string>)}`
+      : path;
+    for (let attempt = 1; ; attempt++) {
+      if (opts.signal?.aborted) throw new CancelledError();
+      const signals = [AbortSignal.timeout(opts.timeoutMs ?? 30_000), ...(opts.signal ? [opts.signal] : [])];
+      let wait: number;
+      try {
+        const res = await http.raw(path, {
+          method,
+          query,
+          body: init.body,
+          headers: {
+            Accept: init.accept ?? "application/json",
+            "User-Agent": "kubehyve",
+            ...(init.contentType ? { "Content-Type": init.contentType } : {}),
+            ...authHeaders,
+          },
+          // Bun-specific fetch option; ofetch hands its options to fetch unchanged.
+          tls,
+          signal: AbortSignal.any(signals),
+          responseType: "text",
+        } as Parameters<typeof http.raw>[1]);
+        const text = (res._data as string | undefined) ?? "";
+        if (res.status < 400) {
+          let data: unknown = text;
+          if (text && (res.headers.get("content-type") ?? "").includes("json")) data = JSON.parse(text);
+          return { status: res.status, data: data as T, headers: res.headers };
+        }
+        if (!RETRY_STATUS.has(res.status) || attempt > retries || isPermanent(res.status, text)) {
+          throw KubeApiError.fromResponse(method, shown, res.status, text, attempt);
+        }
+        const retryAfter = parseRetryAfter(res.headers.get("retry-after"));
+        wait =
+          retryAfter !== undefined
+            ? Math.min(Math.max(retryAfter * 1000, backoff(attempt)), opts.maxRetryAfterMs ?? 30_000)
+            : backoff(attempt);
+      } catch (error) {
+        if (error instanceof KubeApiError || error instanceof CancelledError) throw error;
+        if (opts.signal?.aborted) throw new CancelledError();
+        const code = errorCode(error);
+        const url = `${creds.server}${shown}`;
+        if (code in TLS_CODES || code.startsWith("ERR_TLS") || code.includes("CERT")) {
+          throw new KubeTransportError(
+            method,
+            url,
+            code,
+            `${code === "EPROTO" ? "TLS handshake failed" : "TLS verification failed"} (${code}): ${TLS_CODES[code] ?? errorText(error)} (kubeconfig ${creds.source})`,
+          );
+        }
+        if (code === "TimeoutError") {
+          if (attempt > retries) {
+            const after = `no response within ${opts.timeoutMs ?? 30_000} ms`;
+            throw new KubeTransportError(method, url, "timeout", after, attempt);
+          }
+          wait = backoff(attempt);
+        } else if (RETRY_TRANSPORT.has(code)) {
+          if (attempt > retries) {
+            throw new KubeTransportError(
+              method,
+              url,
+              code,
+              code === "ECONNRESET"
+                ? "connection reset by the server (a server also does this when it rejects the client certificate)"
+                : `cannot connect (${code}): ${errorText(error)}`,
+              attempt,
+            );
+          }
+          wait = backoff(attempt);
+        } else {
+          throw new KubeTransportError(method, url, code || "unknown", errorText(error), attempt);
+        }
+      }
+      await sleep(wait, opts.signal);
+    }
+  }
+
+  function backoff(attempt: number): number {
+    const exp = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1));
+    // Jitter keeps several clients from retrying in lockstep against a recovering server.
+    return Math.round(exp * (0.8 + Math.random() * 0.4));
+  }
+
+  let resources = new Map<string, ResourceInfo>();
+  let aggregated: Promise<boolean> | undefined;
+  const legacyFetched = new Map<string, Promise<void>>();
+
+  function remember(list: ResourceInfo[]): void {
+    for (const r of list) resources.set(resourceKey(r.group, r.version, r.kind), r);
+  }
+
+  /** Aggregated discovery from /api and /apis; false when the server answers in the legacy format. */
+  async function loadAggregated(): Promise<boolean> {
+    for (const path of ["/api", "/apis"]) {
+      const res = await request<Record<string, unknown>>("GET", path, {
+        accept: AGGREGATED_DISCOVERY_ACCEPT,
+      });
+      if (typeof res.data !== "object" || res.data?.kind !== "APIGroupDiscoveryList") return false;
+      remember(parseAggregatedDiscovery(res.data));
+    }
+    return true;
+  }
+
+  /** Legacy discovery of one group version (`/api/v1`, `/apis/apps/v1`); a 404 means it is not served. */
+  async function loadLegacy(group: string, version: string): Promise<void> {
+    const path = group ? `/apis/${group}/${version}` : `/api/${version}`;
+    try {
+      const res = await request("GET", path);
+      remember(parseResourceList(res.data));
+    } catch (error) {
+      if (error instanceof KubeApiError && error.httpStatus === 404) return;
+      throw error;
+    }
+  }
+
+  async function lookup(apiVersion: string, kind: string): Promise<ResourceInfo | undefined> {
+    const { group, version } = splitApiVersion(apiVersion);
+    const key = resourceKey(group, version, kind);
+    const hit = resources.get(key);
+    if (hit) return hit;
+    aggregated ??= loadAggregated().catch((error) => {
+      aggregated = undefined;
+      throw error;
+    });
+    if (!(await aggregated)) {
+      const gv = `${group}/${version}`;
+      let pending = legacyFetched.get(gv);
+      if (!pending) {
+        pending = loadLegacy(group, version).catch((error) => {
+          legacyFetched.delete(gv);
+          throw error;
+        });
+        legacyFetched.set(gv, pending);
+      }
+      await pending;
+    }
+    return resources.get(key);
+  }
+
+  async function resourceFor(apiVersion: string, kind: string): Promise<ResourceInfo> {
+    if (!apiVersion || !kind) {
+      throw new KubeRequestError(
+        `an object needs apiVersion and kind (got ${JSON.stringify({ apiVersion, kind })})`,
+      );
+    }
+    let info = await lookup(apiVersion, kind);
+    if (!info) {
+      // A kind unknown to a cached discovery may have appeared since (a CRD applied by another run).
+      await refreshDiscovery();
+      info = await lookup(apiVersion, kind);
+    }
+    if (!info) {
+      throw new KubeRequestError(
+        `the server at ${creds.server} serves no ${kind} in ${apiVersion}`,
+        "if a CustomResourceDefinition defines it, apply it and wait until it is Established",
+      );
+    }
+    return info;
+  }
+
+  async function refreshDiscovery(): Promise<void> {
+    resources = new Map();
+    aggregated = undefined;
+    legacyFetched.clear();
+  }
+
+  function needNamespace(
+    method: string,
+    info: ResourceInfo,
+    kind: string,
+    name: string,
+    namespace?: string,
+  ): string | undefined {
+    if (!info.namespaced) return undefined;
+    if (!namespace) {
+      throw new KubeRequestError(
+        `${method} ${kind} ${name}: ${info.resource} are namespaced, so a namespace is required`,
+      );
+    }
+    return namespace;
+  }
+
+  const client: KubeClientImpl = {
+    server: creds.server,
+    credentials: creds,
+    refreshDiscovery,
+    resourceFor,
+
+    async get<T extends KubeObject = KubeObject>(
+      apiVersion: string,
+      kind: string,
+      name: string,
+      namespace?: string,
+    ) {
+      const info = await resourceFor(apiVersion, kind);
+      const ns = needNamespace("GET", info, kind, name, namespace);
+      try {
+        return (await request<T>("GET", resourcePath(info, ns, name))).data;
+      } catch (error) {
+        if (error instanceof KubeApiError && error.httpStatus === 404) return undefined;
+        throw error;
+      }
+    },
+
+    async list<T extends KubeObject = KubeObject>(
+      apiVersion: string,
+      kind: string,
+      listOpts: ListOptions = {},
+    ) {
+      const info = await resourceFor(apiVersion, kind);
+      const res = await request<{ items?: T[] }>("GET", resourcePath(info, listOpts.namespace), {
+        query: { labelSelector: listOpts.labelSelector, fieldSelector: listOpts.fieldSelector },
+      });
+      // List items carry no kind/apiVersion on the wire (see list-serviceaccounts.client-go-golden.http).
+      return (res.data.items ?? []).map((item) => ({ ...item, apiVersion, kind }));
+    },
+
+    async apply<T extends KubeObject = KubeObject>(obj: KubeObject) {
+      const name = obj?.metadata?.name;
+      if (!name) throw new KubeRequestError(`cannot apply ${obj?.kind ?? "an object"} without metadata.name`);
+      const info = await resourceFor(obj.apiVersion, obj.kind);
+      const ns = needNamespace("PATCH", info, obj.kind, name, obj.metadata.namespace);
+      const res = await request<T>("PATCH", resourcePath(info, ns, name), {
+        // Strict, as kubectl sends it: a duplicate key in the manifest is an error, not a silent pick.
+        query: { fieldManager, force: "true", fieldValidation: "Strict" },
+        body: stringify(obj),
+        contentType: "application/apply-patch+yaml",
+      });
+      return res.data;
+    },
+
+    async delete(apiVersion: string, kind: string, name: string, namespace?: string) {
+      const info = await resourceFor(apiVersion, kind);
+      const ns = needNamespace("DELETE", info, kind, name, namespace);
+      try {
+        await request("DELETE", resourcePath(info, ns, name), {
+          body: JSON.stringify({ kind: "DeleteOptions", apiVersion: "v1", propagationPolicy: "Background" }),
+          contentType: "application/json",
+        });
+        return true;
+      } catch (error) {
+        if (error instanceof KubeApiError && error.httpStatus === 404) return false;
+        throw error;
+      }
+    },
+
+    async version() {
+      const res = await request<{ gitVersion?: string; major?: string; minor?: string }>("GET", "/version");
+      if (!res.data?.gitVersion) {
+        throw new KubeApiError(
+          "GET",
+          "/version",
+          res.status,
+          "BadResponse",
+          `no gitVersion in ${JSON.stringify(res.data)}`,
+        );
+      }
+      return { gitVersion: res.data.gitVersion, major: res.data.major, minor: res.data.minor };
+    },
+  };
+  return client;
+}

@@ -1,0 +1,124 @@
+/**
+ * Errors from the Kubernetes API. A failed call answers with a `Status` object (kind Status,
+ * apiVersion v1: metadata, status "Failure", message, reason, details, code), see
+ * k8s.io/apimachinery/pkg/apis/meta/v1 types.go `Status`; the error keeps its message and reason
+ * and names the request, so "what and where" is in one line.
+ */
+import { KubehyveError } from "../core/errors.ts";
+
+export interface StatusCause {
+  reason?: string;
+  message?: string;
+  field?: string;
+}
+
+export interface KubeStatus {
+  kind: "Status";
+  apiVersion?: string;
+  status?: string;
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: {
+    name?: string;
+    group?: string;
+    kind?: string;
+    causes?: StatusCause[];
+    retryAfterSeconds?: number;
+  };
+}
+
+/** The Status object in a response body, or undefined when the body is something else. */
+export function parseStatus(body: unknown): KubeStatus | undefined {
+  let value = body;
+  if (typeof value === "string") {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      return undefined;
+    }
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const record = value as Record<string, unknown>;
+  return record.kind === "Status" ? (record as unknown as KubeStatus) : undefined;
+}
+
+export class KubeApiError extends KubehyveError {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly httpStatus: number,
+    readonly reason: string,
+    readonly apiMessage: string,
+    readonly causes: StatusCause[] = [],
+    readonly attempts = 1,
+  ) {
+    const tries = attempts > 1 ? ` (gave up after ${attempts} attempts)` : "";
+    super(`${method} ${path}: ${httpStatus} ${reason}: ${apiMessage}${tries}`);
+    this.name = "KubeApiError";
+  }
+
+  /** Builds the error from a response: the Status message when there is one, else the raw text. */
+  static fromResponse(
+    method: string,
+    path: string,
+    httpStatus: number,
+    body: unknown,
+    attempts = 1,
+  ): KubeApiError {
+    const status = parseStatus(body);
+    const text = typeof body === "string" ? body.trim() : "";
+    return new KubeApiError(
+      method,
+      path,
+      httpStatus,
+      status?.reason || reasonForCode(httpStatus),
+      status?.message || text || "(empty response)",
+      status?.details?.causes ?? [],
+      attempts,
+    );
+  }
+}
+
+/** The reason a server sends with a code when the body does not name one (StatusReason constants). */
+export function reasonForCode(code: number): string {
+  const reasons: Record<number, string> = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+  };
+  return reasons[code] ?? `HTTP${code}`;
+}
+
+/** Transport failures (no HTTP response at all): refused connections, TLS, DNS, timeouts. */
+export class KubeTransportError extends KubehyveError {
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly code: string,
+    detail: string,
+    readonly attempts = 1,
+  ) {
+    const tries = attempts > 1 ? ` (gave up after ${attempts} attempts)` : "";
+    super(`${method} ${url}: ${detail}${tries}`);
+    this.name = "KubeTransportError";
+  }
+}
+
+/** A request the client cannot even make: an unknown kind, a namespaced object without a namespace. */
+export class KubeRequestError extends KubehyveError {
+  constructor(message: string, hint?: string) {
+    super(hint ? `${message} (${hint})` : message, undefined, hint);
+    this.name = "KubeRequestError";
+  }
+}

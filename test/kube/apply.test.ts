@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { applyManifests, parseManifests } from "../../src/kube/apply.ts";
+import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
+import { have } from "../lab/prereq.ts";
+import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+
+const ORACLES = join(import.meta.dir, "../..", "../shared/oracles");
+const oracle = (path: string) => readFileSync(join(ORACLES, path), "utf8");
+
+describe("parsing manifests", () => {
+  test("reads every CRD of Traefik's upstream multi-document file", () => {
+    const objects = parseManifests(oracle("traefik/kubernetes-crd-definition-v1.yml"), "traefik crds");
+    expect(objects.length).toBeGreaterThan(5);
+    expect(objects.every((o) => o.kind === "CustomResourceDefinition")).toBe(true);
+    expect(objects.map((o) => o.metadata.name)).toContain("ingressroutes.traefik.io");
+  });
+
+  test("skips empty documents and flattens a List", () => {
+    const text = `---
+# only a comment
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: a, namespace: default}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: b, namespace: default}
+`;
+    expect(parseManifests(text, "list.yaml").map((o) => o.metadata.name)).toEqual(["a", "b"]);
+  });
+
+  test("names the document that lacks a name", () => {
+    const text =
+      "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {}\n";
+    expect(() => parseManifests(text, "bad.yaml")).toThrow(
+      "manifest bad.yaml: document 2 (ConfigMap): metadata.name is missing",
+    );
+  });
+});
+
+describe.skipIf(!have("openssl", "openssl"))("applying manifests", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+
+  beforeAll(async () => {
+    server = await startKubeApiServer({ reconcileDelayMs: 100 });
+    client = await createKubeClient(server.kubeconfigPath, { baseDelayMs: 10 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("applies MetalLB's CRD before its custom resource, whatever the input order", async () => {
+    const crds = parseManifests(oracle("metallb/crds/metallb.io_ipaddresspools.yaml"), "metallb crd");
+    const pool = parseManifests(oracle("metallb/samples/ipaddresspool_simple.yaml"), "metallb sample");
+    const ns = { apiVersion: "v1", kind: "Namespace", metadata: { name: "metallb-system" } };
+    // Discovery is cached before the CRD exists: the client must refresh it to find IPAddressPool.
+    await client.resourceFor("v1", "Namespace");
+    const applied = await applyManifests(client, [...pool, ...crds, ns], { intervalMs: 20 });
+    expect(applied.map((o) => o.kind)).toEqual(["Namespace", "CustomResourceDefinition", "IPAddressPool"]);
+    const patches = server.requests.filter((r) => r.method === "PATCH").map((r) => r.path);
+    expect(patches).toEqual([
+      "/api/v1/namespaces/metallb-system",
+      "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ipaddresspools.metallb.io",
+      `/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/${pool[0]!.metadata.name}`,
+    ]);
+  });
+
+  test("fails naming the CRD that never becomes Established", async () => {
+    const crds = parseManifests(oracle("metallb/crds/metallb.io_l2advertisements.yaml"), "metallb crd");
+    server.setReady(
+      {
+        apiVersion: "apiextensions.k8s.io/v1",
+        kind: "CustomResourceDefinition",
+        name: "l2advertisements.metallb.io",
+      },
+      false,
+    );
+    await expect(applyManifests(client, crds, { crdTimeoutMs: 400, intervalMs: 50 })).rejects.toThrow(
+      "waiting for CustomResourceDefinition l2advertisements.metallb.io to be ready: condition Established is False (Installing: the initial names have not been accepted yet)",
+    );
+  });
+});

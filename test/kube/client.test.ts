@@ -1,0 +1,382 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
+import { resolveKubeconfig } from "../../src/kube/kubeconfig.ts";
+import { KubeApiError, KubeTransportError } from "../../src/kube/status.ts";
+import { have } from "../lab/prereq.ts";
+import { createPki } from "../lab/kube/pki.ts";
+import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+
+const fast = { baseDelayMs: 10, maxDelayMs: 50 };
+
+const crd = {
+  apiVersion: "apiextensions.k8s.io/v1",
+  kind: "CustomResourceDefinition",
+  metadata: { name: "ipaddresspools.metallb.io" },
+  spec: {
+    group: "metallb.io",
+    names: {
+      kind: "IPAddressPool",
+      listKind: "IPAddressPoolList",
+      plural: "ipaddresspools",
+      singular: "ipaddresspool",
+    },
+    scope: "Namespaced",
+    versions: [
+      {
+        name: "v1beta1",
+        served: true,
+        storage: true,
+        schema: {
+          openAPIV3Schema: {
+            type: "object",
+            properties: {
+              spec: {
+                type: "object",
+                properties: { addresses: { type: "array", items: { type: "string" } } },
+              },
+            },
+          },
+        },
+      },
+    ],
+  },
+};
+
+describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the API test server", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+    client = await createKubeClient(server.kubeconfigPath, fast);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("reads the server version", async () => {
+    expect(await client.version()).toMatchObject({ gitVersion: "v1.35.0", major: "1", minor: "35" });
+  });
+
+  test("maps core and apps kinds to resources through aggregated discovery", async () => {
+    await client.refreshDiscovery();
+    server.requests.length = 0;
+    expect(await client.resourceFor("v1", "ConfigMap")).toMatchObject({
+      group: "",
+      resource: "configmaps",
+      namespaced: true,
+    });
+    expect(await client.resourceFor("apps/v1", "DaemonSet")).toMatchObject({
+      group: "apps",
+      resource: "daemonsets",
+      namespaced: true,
+    });
+    expect(await client.resourceFor("v1", "Node")).toMatchObject({ resource: "nodes", namespaced: false });
+    const discovery = server.requests.filter((r) => r.path === "/api" || r.path === "/apis");
+    expect(discovery.map((r) => r.path)).toEqual(["/api", "/apis"]);
+    expect(discovery[0]?.accept).toContain("as=APIGroupDiscoveryList");
+  });
+
+  test("finds a CRD-defined kind only after the CRD is applied and discovery refreshed", async () => {
+    await expect(client.resourceFor("metallb.io/v1beta1", "IPAddressPool")).rejects.toThrow(
+      /serves no IPAddressPool in metallb.io\/v1beta1/,
+    );
+    await client.apply(crd);
+    server.reconcile();
+    await client.refreshDiscovery();
+    expect(await client.resourceFor("metallb.io/v1beta1", "IPAddressPool")).toMatchObject({
+      group: "metallb.io",
+      resource: "ipaddresspools",
+      namespaced: true,
+    });
+    await client.apply({
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: { name: "metallb-system" },
+    });
+    const pool = await client.apply({
+      apiVersion: "metallb.io/v1beta1",
+      kind: "IPAddressPool",
+      metadata: { name: "lab", namespace: "metallb-system" },
+      spec: { addresses: ["192.168.1.240-192.168.1.250"] },
+    });
+    expect(pool.spec.addresses).toEqual(["192.168.1.240-192.168.1.250"]);
+    expect(server.get("metallb.io/v1beta1", "IPAddressPool", "lab", "metallb-system")).toBeDefined();
+  });
+
+  test("applies with server-side apply: one PATCH per object, YAML body, kubehyve as forced field manager", async () => {
+    server.requests.length = 0;
+    const cm = await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "settings", namespace: "default", labels: { app: "lab" } },
+      data: { mode: "one" },
+    });
+    expect(cm.metadata.resourceVersion).toMatch(/^\d+$/);
+    const patch = server.requests.find((r) => r.method === "PATCH");
+    expect(patch?.path).toBe("/api/v1/namespaces/default/configmaps/settings");
+    expect(patch?.query).toBe("?fieldManager=kubehyve&force=true&fieldValidation=Strict");
+    expect(patch?.contentType).toBe("application/apply-patch+yaml");
+    expect(patch?.body).toContain("mode: one");
+    const managed = cm.metadata.managedFields as { manager: string; operation: string }[];
+    expect(managed.map((m) => [m.manager, m.operation])).toEqual([["kubehyve", "Apply"]]);
+  });
+
+  test("re-applying drops fields the previous apply set and keeps the rest", async () => {
+    await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "prune", namespace: "default" },
+      data: { a: "1", b: "2" },
+    });
+    const after = await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "prune", namespace: "default" },
+      data: { a: "1" },
+    });
+    expect(after.data).toEqual({ a: "1" });
+  });
+
+  test("gets an object, and undefined for one that does not exist", async () => {
+    const cm = await client.get("v1", "ConfigMap", "settings", "default");
+    expect(cm?.data).toEqual({ mode: "one" });
+    expect(await client.get("v1", "ConfigMap", "missing", "default")).toBeUndefined();
+  });
+
+  test("lists with a label selector and gives items their kind and apiVersion back", async () => {
+    await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "other", namespace: "kube-system" },
+    });
+    const labelled = await client.list("v1", "ConfigMap", { labelSelector: "app=lab" });
+    expect(labelled.map((o) => o.metadata.name)).toEqual(["settings"]);
+    expect(labelled[0]).toMatchObject({ apiVersion: "v1", kind: "ConfigMap" });
+    const inKubeSystem = await client.list("v1", "ConfigMap", { namespace: "kube-system" });
+    expect(inKubeSystem.map((o) => o.metadata.name)).toEqual(["other"]);
+    const byName = await client.list("v1", "ConfigMap", { fieldSelector: "metadata.name=prune" });
+    expect(byName.map((o) => o.metadata.namespace)).toEqual(["default"]);
+  });
+
+  test("deletes an object and reports false when it was already gone", async () => {
+    expect(await client.delete("v1", "ConfigMap", "other", "kube-system")).toBe(true);
+    expect(await client.delete("v1", "ConfigMap", "other", "kube-system")).toBe(false);
+    expect(server.get("v1", "ConfigMap", "other", "kube-system")).toBeUndefined();
+  });
+
+  test("bumps the generation only when the spec changes", async () => {
+    const base = {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "web", namespace: "default" },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: "web" } },
+        template: { metadata: { labels: { app: "web" } } },
+      },
+    };
+    const first = await client.apply(base);
+    expect(first.metadata.generation).toBe(1);
+    const same = await client.apply({ ...base, metadata: { ...base.metadata, labels: { tier: "front" } } });
+    expect(same.metadata.generation).toBe(1);
+    const changed = await client.apply({ ...base, spec: { ...base.spec, replicas: 3 } });
+    expect(changed.metadata.generation).toBe(2);
+  });
+
+  test("carries the Status message and the path in API errors", async () => {
+    const error = await client
+      .apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "Bad_Name", namespace: "default" } })
+      .catch((e) => e);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.httpStatus).toBe(422);
+    expect(error.message).toContain("PATCH /api/v1/namespaces/default/configmaps/Bad_Name");
+    expect(error.message).toContain(
+      'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name"',
+    );
+    const missingNs = await client
+      .apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x", namespace: "nowhere" } })
+      .catch((e) => e);
+    expect(missingNs.message).toContain('404 NotFound: namespaces "nowhere" not found');
+  });
+
+  test("retries on 429 honouring Retry-After, then succeeds", async () => {
+    server.injectFault({ path: /^\/version$/, status: 429, times: 2, retryAfter: 1 });
+    server.requests.length = 0;
+    const started = Date.now();
+    expect((await client.version()).gitVersion).toBe("v1.35.0");
+    const elapsed = Date.now() - started;
+    expect(server.requests.map((r) => r.status)).toEqual([429, 429, 200]);
+    // Two Retry-After: 1 waits, far above the 10 ms backoff the client would otherwise use.
+    expect(elapsed).toBeGreaterThanOrEqual(1900);
+  });
+
+  test("retries on 503 and 500 with backoff, then succeeds", async () => {
+    server.injectFault({ path: /configmaps\/settings$/, status: 503, times: 1 });
+    server.injectFault({ path: /configmaps\/settings$/, status: 500, times: 1 });
+    server.requests.length = 0;
+    const cm = await client.get("v1", "ConfigMap", "settings", "default");
+    expect(cm?.metadata.name).toBe("settings");
+    expect(server.requests.map((r) => r.status)).toEqual([503, 500, 200]);
+  });
+
+  test("gives up after a bounded number of retries with a clear error", async () => {
+    const limited = await createKubeClient(server.kubeconfigPath, { ...fast, retries: 3 });
+    server.injectFault({ path: /^\/version$/, status: 503, times: Number.POSITIVE_INFINITY });
+    server.requests.length = 0;
+    const error = await limited.version().catch((e) => e);
+    server.clearFaults();
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toBe(
+      "GET /version: 503 ServiceUnavailable: the server is currently unable to handle the request (gave up after 4 attempts)",
+    );
+    expect(server.requests).toHaveLength(4);
+  });
+
+  test("retries a request that times out, and names the timeout when it gives up", async () => {
+    const impatient = await createKubeClient(server.kubeconfigPath, { ...fast, timeoutMs: 150, retries: 1 });
+    server.injectFault({ path: /^\/version$/, status: 503, times: 1, delayMs: 600 });
+    expect((await impatient.version()).gitVersion).toBe("v1.35.0");
+    server.injectFault({ path: /^\/version$/, status: 503, times: 2, delayMs: 600 });
+    const error = await impatient.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeTransportError);
+    expect(error.message).toBe(
+      `GET ${server.url}/version: no response within 150 ms (gave up after 2 attempts)`,
+    );
+  });
+
+  test("explains a request it cannot make without asking the server", async () => {
+    server.requests.length = 0;
+    await expect(client.get("v1", "ConfigMap", "settings")).rejects.toThrow(
+      "GET ConfigMap settings: configmaps are namespaced, so a namespace is required",
+    );
+    await expect(
+      client.apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "" } }),
+    ).rejects.toThrow("cannot apply ConfigMap without metadata.name");
+    expect(server.requests.filter((r) => r.path.includes("configmaps"))).toHaveLength(0);
+  });
+
+  test("does not retry a client error", async () => {
+    server.requests.length = 0;
+    await client
+      .apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "X", namespace: "default" } })
+      .catch(() => {});
+    expect(server.requests.filter((r) => r.method === "PATCH")).toHaveLength(1);
+  });
+
+  test("falls back to legacy discovery when the server does not speak the aggregated format", async () => {
+    const legacy = await startKubeApiServer({ legacyDiscoveryOnly: true });
+    try {
+      const c = await createKubeClient(legacy.kubeconfigPath, fast);
+      expect(await c.resourceFor("apps/v1", "StatefulSet")).toMatchObject({
+        resource: "statefulsets",
+        namespaced: true,
+      });
+      expect(await c.resourceFor("storage.k8s.io/v1", "StorageClass")).toMatchObject({ namespaced: false });
+      const paths = legacy.requests.map((r) => r.path);
+      expect(paths).toContain("/apis/apps/v1");
+      expect(paths).toContain("/apis/storage.k8s.io/v1");
+    } finally {
+      await legacy.stop();
+    }
+  });
+});
+
+describe.skipIf(!have("openssl", "openssl"))("TLS and authentication of the client", () => {
+  let server: KubeApiServer;
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("refuses a server whose certificate is not signed by the kubeconfig's CA", async () => {
+    const other = createPki({ cn: "some-other-ca" });
+    try {
+      const creds = await resolveKubeconfig(server.kubeconfig, "admin.conf");
+      const client = await createKubeClient({ ...creds, ca: other.caCert }, fast);
+      const error = await client.version().catch((e) => e);
+      expect(error).toBeInstanceOf(KubeTransportError);
+      expect(error.message).toContain(`GET ${server.url}/version: TLS verification failed`);
+      expect(error.message).toContain("not signed by the kubeconfig's certificate authority");
+      expect(server.requests.filter((r) => r.path === "/version")).toHaveLength(0);
+    } finally {
+      other.remove();
+    }
+  });
+
+  test("is refused by the server without a client certificate", async () => {
+    const creds = await resolveKubeconfig(server.kubeconfig, "admin.conf");
+    const client = await createKubeClient({ ...creds, cert: undefined, key: undefined }, fast);
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeTransportError);
+    expect(error.message).toContain(
+      "TLS handshake failed (EPROTO): the server may have refused the client certificate",
+    );
+    expect(server.requests.filter((r) => r.path === "/version")).toHaveLength(0);
+  });
+
+  test("is refused with a client certificate from another CA", async () => {
+    const other = createPki({ cn: "rogue-ca" });
+    try {
+      const creds = await resolveKubeconfig(server.kubeconfig, "admin.conf");
+      const client = await createKubeClient({ ...creds, cert: other.clientCert, key: other.clientKey }, fast);
+      await expect(client.version()).rejects.toBeInstanceOf(KubeTransportError);
+    } finally {
+      other.remove();
+    }
+  });
+
+  test("authenticates with a bearer token when the kubeconfig has one", async () => {
+    const tokenServer = await startKubeApiServer({ token: "s3cr3t-token" });
+    try {
+      const good = await createKubeClient(tokenServer.kubeconfigPath, fast);
+      expect((await good.version()).gitVersion).toBe("v1.35.0");
+      const creds = await resolveKubeconfig(tokenServer.kubeconfig, "admin.conf");
+      const bad = await createKubeClient({ ...creds, token: "wrong" }, fast);
+      await expect(bad.version()).rejects.toThrow("GET /version: 401 Unauthorized: Unauthorized");
+    } finally {
+      await tokenServer.stop();
+    }
+  });
+
+  test("retries refused connections and gives up with a clear error", async () => {
+    const creds = await resolveKubeconfig(server.kubeconfig, "admin.conf");
+    const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
+    const closedPort = probe.port;
+    await probe.stop(true);
+    const client = await createKubeClient(
+      { ...creds, server: `https://127.0.0.1:${closedPort}` },
+      { ...fast, retries: 2 },
+    );
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeTransportError);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^GET https://127\\.0\\.0\\.1:${closedPort}/version: cannot connect \\(ECONNREFUSED\\).*\\(gave up after 3 attempts\\)$`,
+      ),
+    );
+  });
+
+  test("reaches a server that comes up while it is retrying", async () => {
+    const pki = createPki({ cn: "restart-ca" });
+    try {
+      const first = await startKubeApiServer({ pki });
+      const creds = await resolveKubeconfig(first.kubeconfig, "admin.conf");
+      await first.stop();
+      const client = await createKubeClient(creds, { baseDelayMs: 100, maxDelayMs: 200, retries: 10 });
+      const pending = client.version();
+      await Bun.sleep(300);
+      const second = await startKubeApiServer({ pki, port: first.port });
+      try {
+        expect((await pending).gitVersion).toBe("v1.35.0");
+        expect(second.requests.map((r) => r.path)).toEqual(["/version"]);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      pki.remove();
+    }
+  });
+});
