@@ -19,6 +19,7 @@ export type {
   StateStore,
 } from "./core/contract.ts";
 export { diag, hasErrors } from "./core/diagnostics.ts";
+export { KubehyveError } from "./core/errors.ts";
 export type { Diagnostic, Severity } from "./core/diagnostics.ts";
 export type {
   Cluster,
@@ -35,4 +36,10 @@ export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } fr
 export type { RunOptions, RunResult, Target } from "./targets/target.ts";
 export { shellJoin, shellQuote } from "./targets/quote.ts";
 export type { KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
+export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
+export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
+export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
+export { KubeApiError, KubeRequestError, KubeTransportError } from "./kube/status.ts";
+/** YAML for generated files (inventories, manifests): the same library that reads cluster files. */
+export { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 export type { ArtifactCache, ArtifactRequest } from "./artifacts/types.ts";

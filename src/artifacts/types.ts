@@ -15,6 +15,11 @@ export interface ArtifactCache {
   /** True when the artifact is in the cache and its hash was verified when it was stored. */
   has(req: ArtifactRequest): Promise<boolean>;
   /**
+   * The URL a download of `url` really goes to (the mirror's base with the same path), for documents
+   * a plugin reads itself because they cannot be pinned, such as release stream metadata.
+   */
+  resolveUrl(url: string): string;
+  /**
    * Downloads into the cache while hashing (once; a cached file is not downloaded again) and returns
    * its path. A hash mismatch deletes the file and throws, naming both hashes.
    */

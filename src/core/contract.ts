@@ -96,6 +96,11 @@ export interface PluginContext<O = Record<string, unknown>> {
   readonly signal: AbortSignal;
   /** --yes was given: disruptive changes and destruction go ahead without asking. */
   readonly assumeYes: boolean;
+  /**
+   * --upgrade was given: a stage may move what it pinned on the first run (an OS image release) to
+   * the newest. Without it, re-runs reproduce the pinned releases and a newer one is only reported.
+   */
+  readonly upgrade: boolean;
   /** Asks the user; true under --yes, false when nobody can answer (no terminal, --json). */
   confirm(question: string): Promise<boolean>;
   /**

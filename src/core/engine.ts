@@ -41,6 +41,8 @@ export interface EngineRequest {
   offline?: boolean;
   select?: StageSelection;
   assumeYes?: boolean;
+  /** up --upgrade: stages may move pinned releases to the newest. */
+  upgrade?: boolean;
   ask?: (question: string) => Promise<boolean>;
   signal?: AbortSignal;
   targets?: TargetFactory;
@@ -181,6 +183,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         dryRun,
         upstreamPending,
         assumeYes: req.assumeYes,
+        upgrade: req.upgrade,
         signal,
         pool,
         hooks,

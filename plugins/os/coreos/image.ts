@@ -1,0 +1,156 @@
+/**
+ * The image pipeline: stream metadata -> verified qcow2.xz in the download cache -> one golden raw
+ * image on the host (`xz` from the base system, `qemu-img` from qemu-tools). Each node's boot disk is
+ * a copy or a ZFS clone of it, made by the hypervisor stage.
+ */
+import { dirname, join } from "node:path";
+import { type ArtifactCache, runOk, type Target } from "kubehyve";
+import { parseStreamMetadata, type StreamImage } from "./stream.ts";
+
+/** What the state records, so a re-run uses the same release until an upgrade is asked for. */
+export interface PinnedImage extends StreamImage {
+  streamUrl: string;
+}
+
+const RELEASE = /^[0-9A-Za-z][0-9A-Za-z._-]*$/;
+
+export async function fetchStreamImage(
+  artifacts: ArtifactCache,
+  streamUrl: string,
+  signal?: AbortSignal,
+): Promise<PinnedImage> {
+  const url = artifacts.resolveUrl?.(streamUrl) ?? streamUrl;
+  const shown = url === streamUrl ? url : `${url} (mirror of ${streamUrl})`;
+  let response: Response;
+  try {
+    response = await fetch(url, { signal, redirect: "follow" });
+  } catch (error) {
+    throw new Error(`cannot read stream metadata ${shown}: ${(error as Error).message}`);
+  }
+  if (!response.ok) throw new Error(`cannot read stream metadata ${shown}: HTTP ${response.status}`);
+  const image = parseStreamMetadata(await response.text(), shown);
+  if (!RELEASE.test(image.release))
+    throw new Error(
+      `stream metadata ${shown}: release ${JSON.stringify(image.release)} is not a release name`,
+    );
+  return { ...image, streamUrl };
+}
+
+export function artifactOf(image: PinnedImage) {
+  return {
+    url: image.location,
+    sha256: image.sha256,
+    name: `fedora-coreos-${image.release}-qemu.x86_64.qcow2.xz`,
+  };
+}
+
+export function goldenImagePath(imagesDir: string, release: string): string {
+  return join(imagesDir, `fedora-coreos-${release}-qemu.x86_64.raw`);
+}
+
+export async function hostHasFile(host: Target, path: string): Promise<boolean> {
+  return (await host.run(["test", "-f", path])).code === 0;
+}
+
+/**
+ * Decompresses next to the cached download (`-k` keeps the .xz, so the cache stays valid), converts
+ * to raw once, and renames into place last: a golden image that exists is a complete one.
+ */
+export async function buildGoldenImage(
+  host: Target,
+  compressed: string,
+  golden: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  if (!compressed.endsWith(".xz")) throw new Error(`${compressed} is not an .xz file`);
+  const qcow2 = compressed.slice(0, -3);
+  const part = `${golden}.part`;
+  await runOk(host, ["mkdir", "-p", dirname(golden)], { signal });
+  try {
+    await runOk(host, ["xz", "--decompress", "--keep", "--force", compressed], { signal });
+    await runOk(host, ["qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow2, part], { signal });
+    await runOk(host, ["mv", "-f", part, golden], { signal });
+  } finally {
+    await host.run(["rm", "-f", qcow2, part]);
+  }
+}
+
+/** The programs the pipeline runs on the host, with the package that provides each on FreeBSD. */
+export const HOST_TOOLS = [
+  { argv: ["qemu-img", "--version"], name: "qemu-img", hint: "pkg install qemu-tools" },
+  {
+    argv: ["xz", "--version"],
+    name: "xz",
+    hint: "xz is part of the FreeBSD base system: reinstall it or put it on PATH",
+  },
+] as const;
+
+/**
+ * The dataset of a vm-bhyve ZFS datastore: the one mounted exactly at the datastore directory.
+ * zfs-list(8) takes a path as well as a name; `-H` prints tab-separated fields without a header.
+ */
+export async function zfsDatasetAt(host: Target, dir: string): Promise<string | undefined> {
+  const result = await host.run(["zfs", "list", "-H", "-o", "name,mountpoint", dir]).catch(() => undefined);
+  if (result?.code !== 0) return undefined;
+  const [name, mountpoint] = (result.stdout.split("\n")[0] ?? "").split("\t");
+  return name && mountpoint === dir ? name : undefined;
+}
+
+export function goldenZvolOf(dataset: string, release: string): string {
+  return `${dataset}/kubehyve-fcos-${release}`;
+}
+
+/** `virtual-size` of `qemu-img info --output=json` (qemu's block/qapi ImageInfo), in bytes. */
+export function parseQemuImgVirtualSize(json: string): number {
+  let info: unknown;
+  try {
+    info = JSON.parse(json);
+  } catch {
+    throw new Error("qemu-img info did not print JSON");
+  }
+  const size = (info as { "virtual-size"?: unknown } | null)?.["virtual-size"];
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0)
+    throw new Error("qemu-img info gave no virtual-size");
+  return size;
+}
+
+export async function hostHasSnapshot(host: Target, snapshot: string): Promise<boolean> {
+  return (
+    (await host.run(["zfs", "list", "-H", "-o", "name", "-t", "snapshot", snapshot]).catch(() => undefined))
+      ?.code === 0
+  );
+}
+
+/**
+ * The ZFS flavour of the golden image: a zvol of the image's virtual size holding the raw image,
+ * and a snapshot the hypervisor clones per node (instant, no extra space). The snapshot is taken
+ * last, so a zvol without it is the rest of an interrupted build and is made again.
+ */
+export async function buildGoldenZvol(
+  host: Target,
+  compressed: string,
+  zvol: string,
+  signal?: AbortSignal,
+): Promise<string> {
+  if (!compressed.endsWith(".xz")) throw new Error(`${compressed} is not an .xz file`);
+  const snapshot = `${zvol}@golden`;
+  if (await hostHasSnapshot(host, snapshot)) return snapshot;
+  const qcow2 = compressed.slice(0, -3);
+  try {
+    await runOk(host, ["xz", "--decompress", "--keep", "--force", compressed], { signal });
+    const size = parseQemuImgVirtualSize(
+      (await runOk(host, ["qemu-img", "info", "--output=json", qcow2], { signal })).stdout,
+    );
+    if ((await host.run(["zfs", "list", "-H", "-o", "name", zvol])).code === 0)
+      await runOk(host, ["zfs", "destroy", zvol], { signal });
+    // volmode=dev: GEOM must not taste the guest's partitions on the host.
+    await runOk(host, ["zfs", "create", "-V", String(size), "-o", "volmode=dev", zvol], { signal });
+    await runOk(host, ["qemu-img", "convert", "-n", "-f", "qcow2", "-O", "raw", qcow2, `/dev/zvol/${zvol}`], {
+      signal,
+    });
+    await runOk(host, ["zfs", "snapshot", snapshot], { signal });
+  } finally {
+    await host.run(["rm", "-f", qcow2]);
+  }
+  return snapshot;
+}

@@ -1,0 +1,399 @@
+/**
+ * The image pipeline end to end on this machine: stream metadata in the upstream format and a small
+ * qcow2.xz (made here with qemu-img and xz) served over HTTP on loopback through the cache's mirror,
+ * real xz and qemu-img on the local host target.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import plugin, { FWCFG_NAME, fwcfgBhyveOptions, type NodeBoot } from "../../../../plugins/os/coreos/index.ts";
+import { DownloadCache } from "../../../../src/artifacts/cache.ts";
+import { createPluginContext } from "../../../../src/core/context.ts";
+import type { Cluster } from "../../../../src/core/model.ts";
+import { LocalTarget } from "../../../../src/targets/local.ts";
+import { OfflineTarget } from "../../../../src/targets/pool.ts";
+import type { RunOptions, RunResult, Target } from "../../../../src/targets/target.ts";
+import { type FileServer, serveFiles } from "../../../lab/http.ts";
+import { have } from "../../../lab/prereq.ts";
+import { coreosOptions, labCluster, ORACLES } from "./lab.ts";
+
+const sha256 = (data: Uint8Array | string) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
+const UPSTREAM_STABLE = readFileSync(
+  join(ORACLES, "releases/fcos/fedora-coreos-streams/streams/stable.json"),
+  "utf8",
+);
+const RELEASE = "44.20260707.3.1";
+const IMAGE_PATH = new URL(
+  JSON.parse(UPSTREAM_STABLE).architectures.x86_64.artifacts.qemu.formats["qcow2.xz"].disk.location,
+).pathname;
+
+/** The upstream document with the qemu qcow2.xz checksums replaced by those of the test image. */
+function streamWith(sha: string, uncompressed: string, release = RELEASE): string {
+  const doc = JSON.parse(UPSTREAM_STABLE);
+  const qemu = doc.architectures.x86_64.artifacts.qemu;
+  qemu.release = release;
+  qemu.formats["qcow2.xz"].disk.sha256 = sha;
+  qemu.formats["qcow2.xz"].disk["uncompressed-sha256"] = uncompressed;
+  return JSON.stringify(doc, null, 2);
+}
+
+function run(argv: string[]) {
+  const proc = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
+  if (proc.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${proc.stderr.toString()}`);
+}
+
+/**
+ * The host with a ZFS datastore: `zfs` is answered by a stand-in keeping datasets in memory, in the
+ * formats of zfs-list(8), zfs-create(8) and zfs-snapshot(8) (../shared/oracles/freebsd/openzfs/
+ * zfs-2.2.7); a zvol's device node /dev/zvol/NAME is a file in a temp dir. Everything else (xz,
+ * qemu-img, mv, rm) runs for real on this machine.
+ */
+class ZfsHost implements Target {
+  readonly name = "local";
+  readonly calls: string[][] = [];
+  readonly datasets = new Map<string, { type: "filesystem" | "volume" | "snapshot"; mountpoint: string }>([
+    ["zroot", { type: "filesystem", mountpoint: "/zroot" }],
+    ["zroot/vm", { type: "filesystem", mountpoint: "/zroot/vm" }],
+  ]);
+  private readonly local = new LocalTarget();
+  constructor(private readonly zvolDir: string) {}
+
+  zvolFile(name: string): string {
+    return join(this.zvolDir, name.replaceAll("/", "_"));
+  }
+
+  async run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    this.calls.push([...argv]);
+    if (argv[0] === "zfs") return this.zfs(argv.slice(1));
+    return this.local.run(
+      argv.map((a) => (a.startsWith("/dev/zvol/") ? this.zvolFile(a.slice("/dev/zvol/".length)) : a)),
+      opts,
+    );
+  }
+
+  async close(): Promise<void> {}
+
+  private async zfs(args: string[]): Promise<RunResult> {
+    const ok = (stdout = ""): RunResult => ({ code: 0, stdout, stderr: "" });
+    const missing = (name: string): RunResult => ({
+      code: 1,
+      stdout: "",
+      stderr: `cannot open '${name}': dataset does not exist\n`,
+    });
+    const [verb, ...rest] = args;
+    const target = rest.at(-1)!;
+    if (verb === "list") {
+      const fields = (rest[rest.indexOf("-o") + 1] ?? "name").split(",");
+      const type = rest.includes("-t") ? rest[rest.indexOf("-t") + 1] : undefined;
+      // A path names the dataset mounted there (zfs-list(8): "by the absolute pathname").
+      const name = target.startsWith("/")
+        ? [...this.datasets].find(([, d]) => d.mountpoint === target)?.[0]
+        : this.datasets.has(target)
+          ? target
+          : undefined;
+      const found = name === undefined ? undefined : this.datasets.get(name);
+      if (!found || (type && found.type !== type)) return missing(target);
+      const value = (f: string) => (f === "name" ? name! : f === "mountpoint" ? found.mountpoint : "-");
+      return ok(`${fields.map(value).join("\t")}\n`);
+    }
+    if (verb === "create" && rest[0] === "-V") {
+      const parent = target.split("/").slice(0, -1).join("/");
+      if (!this.datasets.has(parent)) return missing(parent);
+      if (this.datasets.has(target))
+        return { code: 1, stdout: "", stderr: `cannot create '${target}': dataset already exists\n` };
+      this.datasets.set(target, { type: "volume", mountpoint: "-" });
+      await writeFile(this.zvolFile(target), "");
+      await truncate(this.zvolFile(target), Number(rest[1]));
+      return ok();
+    }
+    if (verb === "snapshot") {
+      const [dataset] = target.split("@");
+      if (!this.datasets.has(dataset!)) return missing(dataset!);
+      this.datasets.set(target, { type: "snapshot", mountpoint: "-" });
+      return ok();
+    }
+    if (verb === "destroy") {
+      if (!this.datasets.delete(target)) return missing(target);
+      return ok();
+    }
+    return { code: 2, stdout: "", stderr: `zfs stand-in: unsupported ${args.join(" ")}\n` };
+  }
+}
+
+describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
+  "os/coreos image pipeline",
+  () => {
+    let tmp: string;
+    let server: FileServer;
+    let raw: Uint8Array;
+    let xz: Uint8Array;
+
+    beforeAll(async () => {
+      tmp = await mkdtemp(join(tmpdir(), "kubehyve-fcos-"));
+      // A disk with content in it, so the raw golden image can be compared byte for byte.
+      raw = new Uint8Array(4 * 1024 * 1024).map((_, i) => (i % 4096 < 16 ? (i >> 12) % 256 : 0));
+      await writeFile(join(tmp, "src.raw"), raw);
+      run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", join(tmp, "src.raw"), join(tmp, "disk.qcow2")]);
+      const qcow2 = await readFile(join(tmp, "disk.qcow2"));
+      run(["xz", "-k", join(tmp, "disk.qcow2")]);
+      xz = await readFile(join(tmp, "disk.qcow2.xz"));
+      server = serveFiles({
+        "/streams/stable.json": streamWith(sha256(xz), sha256(qcow2)),
+        [IMAGE_PATH]: xz,
+      });
+    });
+    afterAll(async () => {
+      await server?.stop();
+      await rm(tmp, { recursive: true, force: true });
+    });
+
+    async function context(
+      stateDir: string,
+      extra: { dryRun?: boolean; cluster?: Cluster; cacheDir?: string } = {},
+    ) {
+      const cluster = extra.cluster ?? labCluster();
+      const artifacts = new DownloadCache({
+        dir: extra.cacheDir ?? join(stateDir, "cache"),
+        mirror: server.url,
+      });
+      return createPluginContext({
+        cluster,
+        plugin,
+        options: coreosOptions(),
+        stateDir,
+        dryRun: extra.dryRun,
+        // The VMs do not exist yet: every node is unreachable (its target refuses to run anything).
+        targets: { host: new LocalTarget(), node: (node) => new OfflineTarget(node.name) },
+        artifacts,
+      });
+    }
+
+    test("check plans the image and every Ignition config, apply builds a raw golden image once", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const ctx = await context(stateDir);
+      const first = await plugin.check(ctx as never);
+      expect(first.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
+      expect(withoutSshWait(first.changes).map((c) => c.kind)).toEqual([
+        "image.golden",
+        "ignition.write",
+        "ignition.write",
+        "ignition.write",
+      ]);
+      expect(first.changes[0]!.summary).toContain(`Fedora CoreOS stable ${RELEASE}`);
+
+      const before = server.hits(IMAGE_PATH);
+      await plugin.apply!(ctx as never, withoutSshWait(first.changes));
+      expect(server.hits(IMAGE_PATH) - before).toBe(1);
+
+      const golden = join(stateDir, "os", "images", `fedora-coreos-${RELEASE}-qemu.x86_64.raw`);
+      expect(sha256(await readFile(golden))).toBe(sha256(raw));
+      // The decompressed qcow2 was a step, not a result: only the verified download stays cached.
+      expect(existsSync(join(stateDir, "cache", `fedora-coreos-${RELEASE}-qemu.x86_64.qcow2.xz`))).toBe(true);
+      expect(existsSync(join(stateDir, "cache", `fedora-coreos-${RELEASE}-qemu.x86_64.qcow2`))).toBe(false);
+      for (const name of ["cp1", "w1", "w2"]) {
+        const ign = join(stateDir, "os", "ignition", `${name}.ign`);
+        expect((await stat(ign)).mode & 0o777).toBe(0o600);
+        expect(JSON.parse(await readFile(ign, "utf8")).ignition.version).toBe("3.3.0");
+      }
+      const state = JSON.parse(await readFile(join(stateDir, "state", "os.json"), "utf8"));
+      expect(state.image.release).toBe(RELEASE);
+      expect(state.image.sha256).toBe(sha256(xz));
+
+      // A second run over the same state: nothing to do and nothing downloaded.
+      const requests = server.requests.length;
+      const again = await context(stateDir);
+      const second = await plugin.check(again as never);
+      expect(withoutSshWait(second.changes)).toEqual([]);
+      const boot = (await plugin.hooks!["hypervisor:node-boot"]!(again as never, {
+        node: labCluster().nodes[0],
+        vmDir: "/vm/cp1",
+      })) as NodeBoot;
+      expect(boot).toEqual({
+        bhyveOptions: `-o lpc.fwcfg=qemu -f name=${FWCFG_NAME},file=${join(stateDir, "os", "ignition", "cp1.ign")}`,
+        bootImage: { kind: "file", path: golden },
+      });
+      expect(again.wetLog).toEqual([]);
+      expect(server.hits(IMAGE_PATH) - before).toBe(1);
+      // Only stream metadata was read again (to tell about newer releases), never the image.
+      expect(server.requests.slice(requests).every((r) => r.path === "/streams/stable.json")).toBe(true);
+    });
+
+    test("the hypervisor hook alone prepares the image and the node's Ignition config", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const ctx = await context(stateDir);
+      const boot = (await plugin.hooks!["hypervisor:node-boot"]!(ctx as never, {
+        node: labCluster().nodes[1],
+        vmDir: "/vm/w1",
+      })) as NodeBoot;
+      expect(boot.bootImage).toEqual({
+        kind: "file",
+        path: join(stateDir, "os", "images", `fedora-coreos-${RELEASE}-qemu.x86_64.raw`),
+      });
+      expect(existsSync(join(stateDir, "os", "ignition", "w1.ign"))).toBe(true);
+      expect(existsSync(join(stateDir, "os", "ignition", "cp1.ign"))).toBe(false);
+      await expect(
+        plugin.hooks!["hypervisor:node-boot"]!(ctx as never, { node: { name: "w9" }, vmDir: "/vm/w9" }),
+      ).rejects.toThrow('hypervisor:node-boot was called for "w9", which is not a node of this cluster');
+    });
+
+    test("on a ZFS datastore the golden image is a zvol snapshot, built once for all nodes", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const host = new ZfsHost(await mkdtemp(join(tmp, "zvol-")));
+      const ctx = createPluginContext({
+        cluster: labCluster(),
+        plugin,
+        options: coreosOptions(),
+        stateDir,
+        targets: { host, node: (node) => new OfflineTarget(node.name) },
+        artifacts: new DownloadCache({ dir: join(stateDir, "cache"), mirror: server.url }),
+      });
+      const hook = plugin.hooks!["hypervisor:node-boot"]!;
+      const before = server.hits(IMAGE_PATH);
+      const zvol = `zroot/vm/kubehyve-fcos-${RELEASE}`;
+      const boot = (await hook(ctx as never, {
+        node: labCluster().nodes[0],
+        vmDir: "/zroot/vm/cp1",
+      })) as NodeBoot;
+      expect(boot.bootImage).toEqual({ kind: "zfs-snapshot", snapshot: `${zvol}@golden` });
+      expect(sha256(await readFile(host.zvolFile(zvol)))).toBe(sha256(raw));
+      expect(host.calls.filter((c) => c[0] === "zfs" && c[1] !== "list")).toEqual([
+        ["zfs", "create", "-V", String(raw.byteLength), "-o", "volmode=dev", zvol],
+        ["zfs", "snapshot", `${zvol}@golden`],
+      ]);
+
+      const again = (await hook(ctx as never, {
+        node: labCluster().nodes[1],
+        vmDir: "/zroot/vm/w1",
+      })) as NodeBoot;
+      expect(again.bootImage).toEqual(boot.bootImage);
+      expect(server.hits(IMAGE_PATH) - before).toBe(1);
+      expect(host.calls.filter((c) => c[1] === "create")).toHaveLength(1);
+
+      // The os stage's own check then finds the zvol image in place.
+      const { changes } = await plugin.check(ctx as never);
+      expect(changes.filter((c) => c.kind?.startsWith("image."))).toEqual([]);
+    });
+
+    test("a dry run plans the download and the build and touches nothing", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const ctx = await context(stateDir, { dryRun: true });
+      const before = server.hits(IMAGE_PATH);
+      const { changes } = await plugin.check(ctx as never);
+      await plugin.apply!(ctx as never, withoutSshWait(changes));
+      expect(ctx.wetLog[0]).toStartWith(`download Fedora CoreOS ${RELEASE}`);
+      expect(ctx.wetLog[1]).toStartWith("build the golden image");
+      expect(ctx.wetLog.filter((w) => w.startsWith("write the Ignition config of"))).toHaveLength(3);
+      expect(server.hits(IMAGE_PATH)).toBe(before);
+      expect(existsSync(join(stateDir, "os", "images"))).toBe(false);
+      expect(existsSync(join(stateDir, "state", "os.json"))).toBe(false);
+    });
+
+    test("a checksum mismatch is rejected, the download removed and no golden image built", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const wrong = sha256("something else");
+      server.set("/streams/stable.json", streamWith(wrong, wrong));
+      try {
+        const ctx = await context(stateDir);
+        const { changes } = await plugin.check(ctx as never);
+        const error = await plugin.apply!(ctx as never, withoutSshWait(changes)).catch((e: Error) => e);
+        expect(error).toBeInstanceOf(Error);
+        expect((error as Error).message).toContain(wrong);
+        expect((error as Error).message).toContain(sha256(xz));
+        expect((error as Error).message).toContain(IMAGE_PATH);
+        expect(existsSync(join(stateDir, "cache", `fedora-coreos-${RELEASE}-qemu.x86_64.qcow2.xz`))).toBe(
+          false,
+        );
+        expect(existsSync(join(stateDir, "os", "images", `fedora-coreos-${RELEASE}-qemu.x86_64.raw`))).toBe(
+          false,
+        );
+        expect(existsSync(join(stateDir, "state", "os.json"))).toBe(false);
+      } finally {
+        server.set(
+          "/streams/stable.json",
+          streamWith(sha256(xz), sha256(await readFile(join(tmp, "disk.qcow2")))),
+        );
+      }
+    });
+
+    test("a newer release is only reported, and becomes a change on request", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const ctx = await context(stateDir);
+      await plugin.apply!(ctx as never, withoutSshWait((await plugin.check(ctx as never)).changes));
+      const qcow2 = await readFile(join(tmp, "disk.qcow2"));
+      server.set("/streams/stable.json", streamWith(sha256(xz), sha256(qcow2), "44.20260801.3.0"));
+      try {
+        const later = await context(stateDir);
+        const result = await plugin.check(later as never);
+        expect(withoutSshWait(result.changes)).toEqual([]);
+        expect(result.diagnostics.find((d) => d.code === "coreos.newer-release")?.summary).toBe(
+          `Fedora CoreOS 44.20260801.3.0 is out; new nodes get ${RELEASE}`,
+        );
+        const upgrading = Object.assign(await context(stateDir), { upgrade: true });
+        const upgrade = await plugin.check(upgrading as never);
+        expect(upgrade.changes[0]?.summary).toBe(
+          `download Fedora CoreOS stable 44.20260801.3.0 and build the golden image (was ${RELEASE}; running nodes keep theirs, Zincati updates them)`,
+        );
+      } finally {
+        server.set("/streams/stable.json", streamWith(sha256(xz), sha256(qcow2)));
+      }
+    });
+
+    test("an unreachable stream is an error diagnostic naming the URL", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const cluster = labCluster({ stages: { os: { plugin: "os/coreos", options: {} } } });
+      const ctx = createPluginContext({
+        cluster,
+        plugin,
+        options: coreosOptions({ stream: "next" }),
+        stateDir,
+        targets: { host: new LocalTarget(), node: (node) => new OfflineTarget(node.name) },
+        artifacts: new DownloadCache({ dir: join(stateDir, "cache"), mirror: server.url }),
+      });
+      const { diagnostics, changes } = await plugin.check(ctx as never);
+      expect(changes.filter((c) => c.kind?.startsWith("image."))).toEqual([]);
+      expect(diagnostics.find((d) => d.code === "coreos.stream")?.summary).toBe(
+        `cannot read stream metadata ${server.url}/streams/next.json (mirror of https://builds.coreos.fedoraproject.org/streams/next.json): HTTP 404`,
+      );
+    });
+
+    test("destroy removes the golden images and Ignition configs and forgets the release", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const ctx = await context(stateDir);
+      await plugin.apply!(ctx as never, withoutSshWait((await plugin.check(ctx as never)).changes));
+      expect(existsSync(join(stateDir, "os", "images"))).toBe(true);
+      await plugin.destroy!(ctx as never);
+      expect(existsSync(join(stateDir, "os", "images"))).toBe(false);
+      expect(existsSync(join(stateDir, "os", "ignition"))).toBe(false);
+      expect(JSON.parse(await readFile(join(stateDir, "state", "os.json"), "utf8"))).toEqual({});
+      // The verified download stays cached: bringing the lab back needs no new download.
+      expect(existsSync(join(stateDir, "cache", `fedora-coreos-${RELEASE}-qemu.x86_64.qcow2.xz`))).toBe(true);
+    });
+
+    test("render gives every node's Ignition config", async () => {
+      const stateDir = await mkdtemp(join(tmp, "state-"));
+      const files = await plugin.render!((await context(stateDir)) as never);
+      expect(files.map((f) => [f.path, f.mode])).toEqual([
+        ["cp1.ign", 0o600],
+        ["w1.ign", 0o600],
+        ["w2.ign", 0o600],
+      ]);
+    });
+  },
+);
+
+/** The nodes do not exist in these tests: leave out the changes that wait for them to boot. */
+function withoutSshWait<T extends { kind?: string }>(changes: T[]): T[] {
+  return changes.filter((c) => c.kind !== "ssh.wait");
+}
+
+describe("fwcfgBhyveOptions", () => {
+  test("refuses a path that vm-bhyve would split at a blank", () => {
+    expect(() => fwcfgBhyveOptions("/var/db/my lab/os/ignition/cp1.ign")).toThrow("contains white space");
+    expect(() => fwcfgBhyveOptions("/var/db/lab[1]/os/ignition/cp1.ign")).toThrow("glob character");
+    expect(fwcfgBhyveOptions("/var/db/kubehyve/lab/os/ignition/cp1.ign")).toBe(
+      "-o lpc.fwcfg=qemu -f name=opt/com.coreos/config,file=/var/db/kubehyve/lab/os/ignition/cp1.ign",
+    );
+  });
+});
