@@ -4,7 +4,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ArtifactCache, ArtifactRequest } from "../artifacts/types.ts";
+import { DownloadCache } from "../artifacts/cache.ts";
+import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
 import { clusterKeyPath, defaultTargets, TargetPool } from "../targets/pool.ts";
 import type { Target } from "../targets/target.ts";
@@ -23,6 +24,7 @@ export interface ContextArgs {
   dryRun?: boolean;
   upstreamPending?: boolean;
   assumeYes?: boolean;
+  upgrade?: boolean;
   signal?: AbortSignal;
   /** Replace the host or node targets (tests: a simulated host, a loopback sshd). */
   targets?: { host?: Target; node?: (node: NodeSpec) => Target };
@@ -44,24 +46,6 @@ export type TestablePluginContext = PluginContext<never> & {
 
 export function kubeconfigPathOf(stateDir: string): string {
   return join(stateDir, "kubeconfig");
-}
-
-/** Reads the mirror base URL for downloads (air-gapped labs, tests) from KUBEHYVE_MIRROR. */
-function lazyArtifacts(stateDir: string): ArtifactCache {
-  const dir = join(stateDir, "cache");
-  let cache: Promise<ArtifactCache> | undefined;
-  const get = () => {
-    cache ??= import("../artifacts/cache.ts").then(
-      (m) => new m.DownloadCache({ dir, mirror: process.env.KUBEHYVE_MIRROR || undefined }) as ArtifactCache,
-    );
-    return cache;
-  };
-  return {
-    dir,
-    pathOf: (req: ArtifactRequest) => join(dir, req.name ?? new URL(req.url).pathname.split("/").pop()!),
-    has: async (req) => (await get()).has(req),
-    fetch: async (req, opts) => (await get()).fetch(req, opts),
-  };
 }
 
 export function createPluginContext(args: ContextArgs): TestablePluginContext {
@@ -99,7 +83,8 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     kubeconfigPath,
     kube() {
       if (args.kube) return args.kube();
-      kubeClient ??= (async () => {
+      if (kubeClient) return kubeClient;
+      const client = (async () => {
         if (!existsSync(kubeconfigPath)) {
           throw new KubehyveError(
             `no admin kubeconfig at ${kubeconfigPath} yet`,
@@ -108,11 +93,21 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
           );
         }
         const { createKubeClient } = await import("../kube/client.ts");
-        return createKubeClient(kubeconfigPath);
+        return createKubeClient(kubeconfigPath, { signal });
       })();
-      return kubeClient;
+      // A failure is not remembered: the k8s stage may write the kubeconfig later in this run.
+      client.catch(() => {
+        if (kubeClient === client) kubeClient = undefined;
+      });
+      kubeClient = client;
+      return client;
     },
-    artifacts: args.artifacts ?? lazyArtifacts(args.stateDir),
+    artifacts:
+      args.artifacts ??
+      new DownloadCache({
+        dir: join(args.stateDir, "cache"),
+        mirror: process.env.KUBEHYVE_MIRROR || undefined,
+      }),
     log,
     state: openStateStore(args.stateDir, slot, dryRun),
     dir,
@@ -152,6 +147,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     upstreamPending: args.upstreamPending ?? false,
     signal,
     assumeYes: args.assumeYes ?? false,
+    upgrade: args.upgrade ?? false,
     async confirm(question) {
       if (args.assumeYes) return true;
       return args.ask ? args.ask(question) : false;
