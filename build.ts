@@ -10,7 +10,12 @@ import pkg from "./package.json" with { type: "json" };
 
 const ALL = ["freebsd-x64", "linux-x64", "linux-arm64"] as const;
 const flag = process.argv.indexOf("--target");
-const targets = flag > 0 ? process.argv[flag + 1]!.split(",") : [...ALL];
+const targetList = flag > 0 ? process.argv[flag + 1] : ALL.join(",");
+if (!targetList) {
+  console.error(`--target needs a value: one or more of ${ALL.join(", ")}, comma-separated`);
+  process.exit(2);
+}
+const targets = targetList.split(",");
 
 const commit =
   (await $`git rev-parse --short=12 HEAD`.nothrow().quiet()).stdout.toString().trim() || "unknown";
@@ -21,8 +26,10 @@ const dirty = (await $`git status --porcelain --untracked-files=no`.nothrow().qu
   : "";
 
 for (const target of targets) {
-  if (!ALL.includes(target as (typeof ALL)[number]))
-    throw new Error(`unknown target ${target}; known: ${ALL.join(", ")}`);
+  if (!ALL.includes(target as (typeof ALL)[number])) {
+    console.error(`unknown target ${target}; known: ${ALL.join(", ")}`);
+    process.exit(2);
+  }
   const outfile = `dist/kubehyve-${target}`;
   const started = performance.now();
   const result = await Bun.build({

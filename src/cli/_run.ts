@@ -13,6 +13,7 @@ export interface StageFlags extends GlobalFlags {
   only?: string;
   from?: string;
   until?: string;
+  upgrade?: boolean;
 }
 
 export async function runStages(
@@ -34,6 +35,7 @@ export async function runStages(
     reporter,
     select: { only: splitList(flags.only), from: flags.from, until: flags.until },
     assumeYes: flags.yes,
+    upgrade: flags.upgrade,
     ask: askFor(flags),
     signal: interruptSignal(),
     preflight: command === "doctor" ? [...config.warnings, ...registry.diagnostics] : undefined,

@@ -7,47 +7,26 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import type { ArgsDef } from "citty";
 import { consola } from "consola";
-import { loadClusterFile, parseClusterText, type LoadedConfig } from "../core/config.ts";
-import { InputError } from "../core/errors.ts";
-import { loadPlugins, pluginSearchPath, type PluginRegistry } from "../core/plugins.ts";
-import { humanReporter, jsonReporter, type Reporter } from "../core/reporter.ts";
+import { type LoadedConfig, loadClusterFile, parseClusterText } from "../core/config.ts";
+import { CancelledError, InputError } from "../core/errors.ts";
 import { ensurePrivateDir } from "../core/fsutil.ts";
-import { builtinPlugins } from "./builtins.ts";
+import { loadPlugins, type PluginRegistry, pluginSearchPath } from "../core/plugins.ts";
+import { humanReporter, jsonReporter, type Reporter } from "../core/reporter.ts";
 import exampleText from "../example/kubehyve.yaml" with { type: "text" };
+import { builtinPlugins } from "./builtins.ts";
 
 export const EXAMPLE_SOURCE = "<built-in example lab>";
+
+export { exampleArg, globalArgs, selectionArgs } from "./_args.ts";
 export { exampleText };
 
-export const globalArgs = {
-  config: {
-    type: "string",
-    alias: "c",
-    description: "Cluster file (default: ./kubehyve.yaml, then /usr/local/etc/kubehyve/kubehyve.yaml)",
-    valueHint: "FILE",
+export const upgradeArg = {
+  upgrade: {
+    type: "boolean",
+    alias: "upgrade-image",
+    description:
+      "Move pinned releases (such as the Fedora CoreOS image) to the newest; without it re-runs reproduce them",
   },
-  "state-dir": {
-    type: "string",
-    description: "State directory of this cluster (keys, kubeconfig, journal, cache)",
-    valueHint: "DIR",
-  },
-  json: { type: "boolean", description: "Write NDJSON events on stdout and nothing else" },
-  verbose: { type: "boolean", description: "Show debug lines and details" },
-  yes: { type: "boolean", alias: "y", description: "Answer yes to every question (restarts, teardown)" },
-  "plugin-dir": {
-    type: "string",
-    description: "Look for drop-in plugins here first (colon-separated for several)",
-    valueHint: "DIR",
-  },
-} as const satisfies ArgsDef;
-
-export const exampleArg = {
-  example: { type: "boolean", description: "Use the built-in example lab instead of a cluster file" },
-} as const satisfies ArgsDef;
-
-export const selectionArgs = {
-  only: { type: "string", description: "Run only these stages (comma-separated slots)", valueHint: "SLOTS" },
-  from: { type: "string", description: "Start at this stage", valueHint: "SLOT" },
-  until: { type: "string", description: "Stop after this stage", valueHint: "SLOT" },
 } as const satisfies ArgsDef;
 
 export interface GlobalFlags {
@@ -118,17 +97,25 @@ export function askFor(flags: GlobalFlags): ((question: string) => Promise<boole
     (await consola.prompt(question, { type: "confirm", initial: false, cancel: "default" })) === true;
 }
 
-/** Ctrl-C stops the run between steps; a second Ctrl-C leaves at once. */
+/**
+ * Ctrl-C stops the run between steps; a second Ctrl-C leaves at once. The commands a target runs
+ * sit in process groups of their own, so the terminal's SIGINT reaches kubehyve alone: aborting
+ * this signal is what stops them (the targets kill a command's group when its signal aborts).
+ * SIGTERM does the same, and a second SIGTERM leaves at once too.
+ */
 export function interruptSignal(): AbortSignal {
   const controller = new AbortController();
-  let count = 0;
-  process.on("SIGINT", () => {
-    count++;
-    if (count > 1) process.exit(130);
-    process.stderr.write("\ninterrupted: stopping after the current step (Ctrl-C again to leave now)\n");
-    controller.abort(new Error("interrupted"));
-  });
-  process.on("SIGTERM", () => controller.abort(new Error("terminated")));
+  const seen = { SIGINT: 0, SIGTERM: 0 };
+  const on = (name: keyof typeof seen, exitCode: number, message: string) =>
+    process.on(name, () => {
+      if (++seen[name] > 1) process.exit(exitCode);
+      if (controller.signal.aborted) return;
+      process.stderr.write(message);
+      // A CancelledError, so that a plugin rethrowing `signal.reason` ends the run as interrupted.
+      controller.abort(new CancelledError(name === "SIGINT" ? "interrupted" : "terminated"));
+    });
+  on("SIGINT", 130, "\ninterrupted: stopping after the current step (Ctrl-C again to leave now)\n");
+  on("SIGTERM", 143, "terminated: stopping after the current step\n");
   return controller.signal;
 }
 

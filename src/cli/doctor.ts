@@ -1,4 +1,5 @@
 import { defineCommand } from "citty";
+import { InputError } from "../core/errors.ts";
 import { runStages } from "./_run.ts";
 import { globalArgs } from "./_shared.ts";
 
@@ -15,6 +16,14 @@ export default defineCommand({
       valueHint: "SECONDS",
     },
   },
-  run: ({ args }) =>
-    runStages("doctor", args, { phaseTimeoutMs: args.timeout ? Number(args.timeout) * 1000 : undefined }),
+  run: ({ args }) => {
+    const seconds = args.timeout === undefined ? undefined : Number(args.timeout);
+    // Number("abc") is NaN, which the engine would take as "no timeout at all".
+    if (seconds !== undefined && !(Number.isFinite(seconds) && seconds > 0))
+      throw new InputError(
+        `--timeout ${JSON.stringify(args.timeout)} is not a number of seconds`,
+        "kubehyve doctor --timeout 300",
+      );
+    return runStages("doctor", args, { phaseTimeoutMs: seconds === undefined ? undefined : seconds * 1000 });
+  },
 });

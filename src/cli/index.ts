@@ -5,6 +5,7 @@
  */
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../core/errors.ts";
+import { globalArgs, selectionArgs } from "./_args.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -88,7 +89,12 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
           guess ? `did you mean --${guess}?` : `see kubehyve ${command} --help`,
         );
       }
-      if (values.has(plain) && !token.includes("=")) i++;
+      if (values.has(plain) && !token.includes("=")) {
+        // citty would quietly take the flag as empty, and -c would fall back to the default file.
+        if (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--")
+          throw new InputError(`${token} needs a value`, `see kubehyve ${command} --help`);
+        i++;
+      }
     }
   }
 }
@@ -106,6 +112,22 @@ async function usage(path: string[]): Promise<string> {
   return renderUsage(cmd, parent);
 }
 
+/** The shared flags that take a value: their value may stand before the command's name. */
+const valueFlags = flagNames({ ...globalArgs, ...selectionArgs }).values;
+
+/** Where the next command name is in `rest`: the first word that is neither a flag nor a flag's value. */
+function nextWord(rest: readonly string[]): number {
+  for (let i = 0; i < rest.length; i++) {
+    const token = rest[i]!;
+    if (token === "--") return -1;
+    if (!token.startsWith("-") || token === "-") return i;
+    const name = token.replace(/^--?/, "");
+    // `-c FILE` / `--state-dir DIR`: FILE is the flag's value, not a command.
+    if (!name.includes("=") && valueFlags.has(token.startsWith("--") ? name : name.slice(-1))) i++;
+  }
+  return -1;
+}
+
 /** Splits `kubehyve [flags] cmd [sub] [flags]` into the command path and the rest. */
 async function resolvePath(
   rawArgs: string[],
@@ -116,7 +138,7 @@ async function resolvePath(
   for (;;) {
     const subs = (await cmd.subCommands) as Record<string, Loader | CommandDef<ArgsDef>> | undefined;
     if (!subs) break;
-    const index = rest.findIndex((a) => !a.startsWith("-"));
+    const index = nextWord(rest);
     if (index < 0) break;
     const name = rest[index]!;
     const sub = subs[name];
@@ -135,7 +157,30 @@ async function resolvePath(
   return { path, rest, leaf: cmd };
 }
 
-export function printError(error: unknown, json: boolean): number {
+/**
+ * An error of the operating system on one of kubehyve's own files (the state dir, the cluster file,
+ * the plugin path): the user's to fix, so it is shown as a message, not as a bug with a stack.
+ */
+function systemError(error: unknown): KubehyveError | undefined {
+  const e = error as NodeJS.ErrnoException | undefined;
+  if (!(e instanceof Error) || typeof e.code !== "string" || !/^E[A-Z]+$/.test(e.code) || !e.syscall)
+    return undefined;
+  const where = e.path ? ` ${e.path}` : "";
+  const hints: Record<string, string> = {
+    EACCES: `check the permissions of${where || " the path"}; kubehyve up and down normally run as root, or pass --state-dir DIR`,
+    EPERM: `check the permissions of${where || " the path"}; kubehyve up and down normally run as root`,
+    EROFS: "the file system is read-only: pass --state-dir DIR on a writable one",
+    ENOTDIR: `a file stands where a directory is expected${where ? ` on the way to${where}` : ""}`,
+    EEXIST: `something is in the way at${where || " the path"}`,
+    ENOSPC: "the disk is full",
+  };
+  return new KubehyveError(e.message, ExitCode.phaseFailed, hints[e.code]);
+}
+
+export function printError(thrown: unknown, json: boolean, verbose = false): number {
+  const system = systemError(thrown);
+  if (system && verbose && !json) process.stderr.write(`${(thrown as Error).stack}\n`);
+  const error = system ?? thrown;
   const known = error instanceof KubehyveError;
   const exitCode = known ? error.exitCode : ExitCode.phaseFailed;
   if (json) {
@@ -176,6 +221,6 @@ export async function runCli(rawArgs: string[]): Promise<number> {
     const { result } = await runCommand(leaf, { rawArgs: rest });
     return typeof result === "number" ? result : 0;
   } catch (error) {
-    return printError(error, json);
+    return printError(error, json, rawArgs.includes("--verbose"));
   }
 }

@@ -1,11 +1,22 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { kubeconfigPathOf } from "../core/context.ts";
 import { KubehyveError } from "../core/errors.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
+
+/**
+ * The file kubectl itself would write new entries to (client-go clientcmd PathOptions
+ * GetDefaultFilename): the only $KUBECONFIG file, else the first of its files that exists, else
+ * the last of them; without $KUBECONFIG, ~/.kube/config.
+ */
+export function mergeTarget(env = process.env, home = homedir()): string {
+  const files = (env.KUBECONFIG ?? "").split(delimiter).filter(Boolean);
+  if (!files.length) return join(home, ".kube", "config");
+  return files.find((f) => files.length === 1 || existsSync(f)) ?? files.at(-1)!;
+}
 
 export default defineCommand({
   meta: {
@@ -29,13 +40,20 @@ export default defineCommand({
         "kubehyve up writes it once Kubernetes is installed",
       );
     if (!args.merge) {
-      process.stdout.write(`${path}\n`);
+      // --json promises NDJSON on stdout and nothing else, so the path comes as an event there too.
+      process.stdout.write(
+        args.json ? `${JSON.stringify({ v: 1, type: "kubeconfig", path })}\n` : `${path}\n`,
+      );
       return 0;
     }
-    const target = process.env.KUBECONFIG?.split(":")[0] || join(homedir(), ".kube", "config");
+    const target = mergeTarget();
     const { mergeKubeconfig } = await import("../kube/kubeconfig.ts");
     await mergeKubeconfig(target, readFileSync(path, "utf8"), config.cluster.name);
-    if (!args.json)
+    if (args.json)
+      process.stdout.write(
+        `${JSON.stringify({ v: 1, type: "kubeconfig.merged", path, file: target, context: config.cluster.name })}\n`,
+      );
+    else
       consola.success(
         `merged ${config.cluster.name} into ${target}: kubectl --context ${config.cluster.name} get nodes`,
       );

@@ -1,12 +1,13 @@
 import { defineCommand } from "citty";
 import { runStages } from "./_run.ts";
-import { globalArgs, selectionArgs } from "./_shared.ts";
+import { globalArgs, selectionArgs, upgradeArg } from "./_shared.ts";
 
 export default defineCommand({
   meta: { name: "up", description: "Build the cluster, or bring it back to what the cluster file says" },
   args: {
     ...globalArgs,
     ...selectionArgs,
+    ...upgradeArg,
     "dry-run": { type: "boolean", description: "Only plan: the same as kubehyve plan" },
   },
   run: ({ args }) => runStages(args["dry-run"] ? "plan" : "up", args),

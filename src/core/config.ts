@@ -5,13 +5,13 @@
  */
 import { readFile } from "node:fs/promises";
 import * as v from "valibot";
-import { isMap, isSeq, LineCounter, parseDocument, type Document } from "yaml";
+import { type Document, isMap, isSeq, LineCounter, parseDocument } from "yaml";
 import type { AnyPlugin } from "./contract.ts";
-import { diag, type Diagnostic } from "./diagnostics.ts";
+import { type Diagnostic, diag } from "./diagnostics.ts";
 import { InputError } from "./errors.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
 import type { Cluster, HostSpec, NodeSpec } from "./model.ts";
-import { ClusterFileSchema, type ClusterFile } from "./schema.ts";
+import { type ClusterFile, ClusterFileSchema } from "./schema.ts";
 import { parseSize } from "./units.ts";
 
 export interface Stage {

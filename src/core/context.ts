@@ -14,6 +14,7 @@ import { CancelledError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir } from "./fsutil.ts";
 import type { Cluster, NodeSpec } from "./model.ts";
 import { memoryReporter, type Reporter } from "./reporter.ts";
+import { signalBinder } from "./signal-target.ts";
 import { openStateStore } from "./state.ts";
 
 export interface ContextArgs {
@@ -48,10 +49,35 @@ export function kubeconfigPathOf(stateDir: string): string {
   return join(stateDir, "kubeconfig");
 }
 
+/**
+ * One ssh-keygen per key file, however many stages (doctor runs them side by side) and nodes ask at
+ * once: a second one would find the first one's file and fail.
+ */
+const keygens = new Map<string, Promise<void>>();
+
+async function generateClusterKey(stateDir: string, privateKeyPath: string, comment: string): Promise<void> {
+  await ensurePrivateDir(join(stateDir, "ssh"));
+  const proc = Bun.spawn(
+    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", privateKeyPath],
+    {
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
+  if ((await proc.exited) !== 0) {
+    throw new KubehyveError(
+      `ssh-keygen could not create ${privateKeyPath}: ${(await new Response(proc.stderr).text()).trim()}`,
+    );
+  }
+}
+
 export function createPluginContext(args: ContextArgs): TestablePluginContext {
   const slot = args.plugin.id.split("/")[0]!;
   const dryRun = args.dryRun ?? false;
   const signal = args.signal ?? new AbortController().signal;
+  // Commands run in process groups of their own, out of reach of the terminal's Ctrl-C: every run
+  // on the plugin's targets stops with the run's signal, passed or not.
+  const bind = signalBinder(signal);
   const reporter = args.reporter ?? memoryReporter();
   const pool = args.pool ?? new TargetPool(defaultTargets(args.cluster, args.stateDir));
   const wetLog: string[] = [];
@@ -73,12 +99,12 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     options: args.options as never,
     plugin: { id: args.plugin.id, slot },
     get host() {
-      return args.targets?.host ?? pool.host();
+      return bind(args.targets?.host ?? pool.host());
     },
     node(name) {
       const node = args.cluster.nodes.find((n) => n.name === name);
       if (!node) throw new KubehyveError(`no node named ${name} in the cluster file`);
-      return args.targets?.node?.(node) ?? pool.node(node);
+      return bind(args.targets?.node?.(node) ?? pool.node(node));
     },
     kubeconfigPath,
     kube() {
@@ -116,30 +142,16 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
       if (!existsSync(privateKeyPath)) {
         // Generated even in a dry run: it lives only in the state dir, and plan, render and up must
         // all show the same key.
-        await ensurePrivateDir(join(args.stateDir, "ssh"));
-        const proc = Bun.spawn(
-          [
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            `kubehyve@${args.cluster.name}`,
-            "-f",
+        let pending = keygens.get(privateKeyPath);
+        if (!pending) {
+          pending = generateClusterKey(
+            args.stateDir,
             privateKeyPath,
-          ],
-          {
-            stdout: "pipe",
-            stderr: "pipe",
-          },
-        );
-        if ((await proc.exited) !== 0) {
-          throw new KubehyveError(
-            `ssh-keygen could not create ${privateKeyPath}: ${(await new Response(proc.stderr).text()).trim()}`,
-          );
+            `kubehyve@${args.cluster.name}`,
+          ).finally(() => keygens.delete(privateKeyPath));
+          keygens.set(privateKeyPath, pending);
         }
+        await pending;
       }
       return { privateKeyPath, publicKey: readFileSync(`${privateKeyPath}.pub`, "utf8").trim() };
     },

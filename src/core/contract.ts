@@ -4,11 +4,11 @@
  * a drop-in: both get exactly this context.
  */
 import type { GenericSchema, InferOutput } from "valibot";
+import type { ArtifactCache } from "../artifacts/types.ts";
+import type { KubeClient } from "../kube/types.ts";
+import type { Target } from "../targets/target.ts";
 import type { Diagnostic } from "./diagnostics.ts";
 import type { Cluster, NodeSpec } from "./model.ts";
-import type { Target } from "../targets/target.ts";
-import type { KubeClient } from "../kube/types.ts";
-import type { ArtifactCache } from "../artifacts/types.ts";
 
 /** The plugin API version this binary speaks. A plugin declaring another one is not loaded. */
 export const API_VERSION = 1;

@@ -8,12 +8,12 @@ import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join, normalize, relative } from "node:path";
 import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
-import { offlineTargets, TargetPool, type TargetFactory, defaultTargets } from "../targets/pool.ts";
+import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "../targets/pool.ts";
 import { CommandError } from "../targets/target.ts";
 import type { Stage } from "./config.ts";
 import { createPluginContext, type TestablePluginContext } from "./context.ts";
 import type { Change, Hooks, RenderedFile } from "./contract.ts";
-import { diag, hasErrors, type Diagnostic } from "./diagnostics.ts";
+import { type Diagnostic, diag, hasErrors } from "./diagnostics.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir } from "./fsutil.ts";
 import { acquireLock, Journal, type Lock } from "./journal.ts";
@@ -407,8 +407,10 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
               changes: [],
               diagnostics: [],
             };
-            const ctx = contextOf(stage, false, buffer);
             try {
+              // Inside the try: a stage whose context cannot be built (a corrupt state file) is one
+              // finding among the others, not the end of doctor.
+              const ctx = contextOf(stage, false, buffer);
               const checked = await runPhase(
                 o,
                 "check",
@@ -556,19 +558,26 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
       exitCode = ExitCode.phaseFailed;
       endMessage = `${error.stage} ${error.phase} failed: ${error.message.split("\n")[0]}`;
     } else {
+      // Not a phase's failure (a corrupt state file, a bug): the journal must not call the run ok.
+      exitCode = error instanceof KubehyveError ? error.exitCode : ExitCode.phaseFailed;
+      endMessage = errorMessage(error);
       throw error;
     }
   } finally {
-    for (const ctx of contexts.values()) await ctx.runCleanups();
-    await pool.closeAll();
-    journal.record({
-      run: runId,
-      command: req.command,
-      status: exitCode === 0 ? "ok" : exitCode === ExitCode.interrupted ? "cancelled" : "failed",
-      durationMs: Date.now() - started,
-      message: endMessage,
-    });
-    lock?.release();
+    try {
+      for (const ctx of contexts.values()) await ctx.runCleanups();
+      await pool.closeAll();
+      journal.record({
+        run: runId,
+        command: req.command,
+        status: exitCode === 0 ? "ok" : exitCode === ExitCode.interrupted ? "cancelled" : "failed",
+        durationMs: Date.now() - started,
+        message: endMessage,
+      });
+    } finally {
+      // A journal that cannot be written (full disk) must not leave the lock held.
+      lock?.release();
+    }
   }
   reporter.emit({
     type: "run.end",

@@ -38,10 +38,15 @@ export class LockHeldError extends KubehyveError {
     readonly lockFile: string,
     readonly holderPid: number,
   ) {
+    // Without a known holder there is no pid to name: `kill -1` would signal every process.
     super(
-      `another kubehyve run (pid ${holderPid}) holds the lock ${lockFile}`,
+      holderPid > 0
+        ? `another kubehyve run (pid ${holderPid}) holds the lock ${lockFile}`
+        : `the lock ${lockFile} cannot be taken over`,
       ExitCode.lockHeld,
-      `wait for it to finish, or stop it: kill ${holderPid}`,
+      holderPid > 0
+        ? `wait for it to finish, or stop it: kill ${holderPid}`
+        : `if no kubehyve run is going on, remove it: rm -r ${lockFile}`,
     );
     this.name = "LockHeldError";
   }

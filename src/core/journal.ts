@@ -3,6 +3,7 @@
  * keeps two runs from changing one cluster at once.
  */
 import { appendFileSync, closeSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { uptime } from "node:os";
 import { join } from "node:path";
 import { LockHeldError } from "./errors.ts";
 
@@ -29,14 +30,21 @@ export class Journal {
     });
   }
   read(): (JournalEntry & { ts: string })[] {
+    let text: string;
     try {
-      return readFileSync(this.file, "utf8")
-        .split("\n")
-        .filter(Boolean)
-        .map((line) => JSON.parse(line));
+      text = readFileSync(this.file, "utf8");
     } catch {
       return [];
     }
+    // A run killed mid-append leaves half a line: skip it, not the whole history.
+    return text.split("\n").flatMap((line) => {
+      if (!line) return [];
+      try {
+        return [JSON.parse(line)];
+      } catch {
+        return [];
+      }
+    });
   }
 }
 
@@ -82,12 +90,18 @@ export function acquireLock(stateDir: string, command: string): Lock {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
     let holder: number | undefined;
+    let since: number | undefined;
     try {
-      holder = JSON.parse(readFileSync(file, "utf8")).pid;
+      const content = JSON.parse(readFileSync(file, "utf8"));
+      if (Number.isInteger(content.pid) && content.pid > 0) holder = content.pid;
+      since = Date.parse(content.since);
     } catch {
       // Unreadable or half-written by a run that died while writing it: stale.
     }
-    if (holder !== undefined && holder !== process.pid && alive(holder))
+    // The state dir outlives a reboot, pids do not: a lock older than the boot belongs to no live
+    // run, even if some other program now has its pid. The minute of slack absorbs clock steps.
+    const beforeBoot = since !== undefined && since < Date.now() - uptime() * 1000 - 60_000;
+    if (holder !== undefined && holder !== process.pid && !beforeBoot && alive(holder))
       throw new LockHeldError(file, holder);
     tookOverFrom = holder ?? -1;
     try {

@@ -3,7 +3,7 @@
  * with every known plugin's options under its stage. Checks that JSON Schema cannot say (sizes,
  * CIDR maths) are left to `kubehyve config validate`.
  */
-import { toJsonSchema, type JsonSchema } from "@valibot/to-json-schema";
+import { type JsonSchema, toJsonSchema } from "@valibot/to-json-schema";
 import type * as v from "valibot";
 import type { AnyPlugin } from "./contract.ts";
 import { ClusterFileSchema } from "./schema.ts";

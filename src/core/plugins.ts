@@ -4,11 +4,11 @@
  * repeats an id or sits where others could have written it becomes a diagnostic, shown by `plugins`
  * and `doctor`, and the plugin is not used.
  */
-import { readdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { API_VERSION, type AnyPlugin } from "./contract.ts";
-import { diag, type Diagnostic } from "./diagnostics.ts";
+import { lstatSync, readdirSync, realpathSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import type { PluginLookup } from "./config.ts";
+import { type AnyPlugin, API_VERSION } from "./contract.ts";
+import { type Diagnostic, diag } from "./diagnostics.ts";
 import { registerPluginApiModule } from "./plugin-api-module.ts";
 
 export const DEFAULT_PLUGIN_DIR = "/usr/local/lib/kubehyve/plugins";
@@ -49,9 +49,16 @@ function shapeProblem(candidate: unknown): string | undefined {
   return undefined;
 }
 
-/** Group- or world-writable: someone else could replace the code kubehyve runs as root. */
-function writableByOthers(path: string): boolean {
-  return (statSync(path).mode & 0o022) !== 0;
+/**
+ * Why someone other than this user or root could replace the code at `path`, which kubehyve runs as
+ * root: group- or world-writable, or owned by another user (who can chmod it back at will).
+ */
+function unsafeBecause(path: string): string | undefined {
+  const st = statSync(path);
+  if ((st.mode & 0o022) !== 0) return "writable by group or others";
+  const me = process.getuid?.();
+  if (me !== undefined && st.uid !== 0 && st.uid !== me) return `owned by another user (uid ${st.uid})`;
+  return undefined;
 }
 
 export async function loadPlugins(
@@ -105,19 +112,51 @@ export async function loadPlugins(
     } catch {
       continue; // A directory that does not exist is simply empty.
     }
-    const dirRefused = writableByOthers(dir);
+    const dirProblem = unsafeBecause(dir);
     for (const name of names) {
       if (!/\.(ts|js|mjs)$/.test(name) || name.endsWith(".d.ts") || name.startsWith(".")) continue;
       const file = join(dir, name);
-      if (!statSync(file).isFile()) continue;
-      if (dirRefused || writableByOthers(file)) {
+      let problem: { path: string; subject: string; why: string } | undefined;
+      try {
+        if (!statSync(file).isFile()) continue;
+        // A symlink is judged by where it leads: the file and the directory it really lives in.
+        const real = realpathSync(file);
+        const realDir = dirname(real);
+        const fileProblem = unsafeBecause(real);
+        const linked = lstatSync(file).isSymbolicLink();
+        const realDirProblem = realDir === realpathSync(dir) ? undefined : unsafeBecause(realDir);
+        problem = dirProblem
+          ? { path: dir, subject: `its directory ${dir} is`, why: dirProblem }
+          : fileProblem
+            ? {
+                path: real,
+                subject: linked ? `${real}, where it leads, is` : "it is",
+                why: fileProblem,
+              }
+            : realDirProblem
+              ? { path: realDir, subject: `${realDir}, where it leads, is`, why: realDirProblem }
+              : undefined;
+      } catch (error) {
+        // A dangling symlink, or a file that vanished or cannot be read.
+        entries.push({ id: name, origin: file, status: "failed" });
+        diagnostics.push(
+          diag.error("plugin.unreadable", `plugin file ${file} cannot be read`, {
+            detail: (error as Error).message,
+            hint: "fix the file, or move it out of the plugin path",
+          }),
+        );
+        continue;
+      }
+      if (problem) {
         entries.push({ id: name, origin: file, status: "refused" });
         diagnostics.push(
           diag.error(
             "plugin.unsafe-permissions",
-            `plugin file ${file} is not loaded: ${dirRefused ? `its directory ${dir} is` : "it is"} writable by group or others`,
+            `plugin file ${file} is not loaded: ${problem.subject} ${problem.why}`,
             {
-              hint: `chmod go-w ${dirRefused ? dir : file}`,
+              hint: problem.why.startsWith("owned")
+                ? `chown root ${problem.path}, or remove it`
+                : `chmod go-w ${problem.path}`,
             },
           ),
         );

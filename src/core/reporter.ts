@@ -6,7 +6,7 @@
  * Event shape, version 1 (`v: 1`), documented in the README; fields are only ever added.
  */
 import { appendFileSync } from "node:fs";
-import { createConsola, type ConsolaInstance } from "consola";
+import { type ConsolaInstance, createConsola } from "consola";
 import type { Change } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
 
@@ -95,6 +95,10 @@ export function humanReporter(
   const out = opts.consola ?? createConsola({ level: opts.verbose ? 4 : 3, formatOptions: { date: false } });
   const stderr = process.stderr;
   const live = Boolean(stderr.isTTY) && !process.env.CI;
+  // consola draws errors and warnings as a badge between blank lines (" ERROR  …"); a run's
+  // failure lines keep the one-line, one-symbol form of every other line, and of the CLI's ✖.
+  const error = (message: string) => out.error({ message, badge: false });
+  const warn = (message: string) => out.warn({ message, badge: false });
   let progressShown = false;
   let lastProgressAt = 0;
   const clearProgress = () => {
@@ -121,8 +125,8 @@ export function humanReporter(
           const label = `${event.stage} ${event.phase}`;
           const took = seconds(event.durationMs);
           if (event.status === "failed")
-            out.error(`${label} failed after ${took}${event.error ? `: ${event.error}` : ""}`);
-          else if (event.status === "cancelled") out.warn(`${label} interrupted after ${took}`);
+            error(`${label} failed after ${took}${event.error ? `: ${event.error}` : ""}`);
+          else if (event.status === "cancelled") warn(`${label} interrupted after ${took}`);
           else if (event.status === "skipped") out.info(`${label} skipped`);
           else out.success(`${label} ${event.status === "ok" ? "done" : event.status} (${took})`);
           break;
@@ -149,8 +153,7 @@ export function humanReporter(
           else out.info(`${event.stage}: ${event.target ? `${event.target}: ` : ""}${event.description}`);
           break;
         case "log":
-          if (event.level === "warn")
-            out.warn(event.stage ? `${event.stage}: ${event.message}` : event.message);
+          if (event.level === "warn") warn(event.stage ? `${event.stage}: ${event.message}` : event.message);
           else if (event.level === "info")
             out.info(event.stage ? `${event.stage}: ${event.message}` : event.message);
           else out.debug(event.stage ? `${event.stage}: ${event.message}` : event.message);
@@ -171,7 +174,7 @@ export function humanReporter(
         case "run.end":
           if (event.status === "ok")
             out.success(`${event.message ?? "done"} in ${seconds(event.durationMs)}`);
-          else if (event.message) out.error(event.message);
+          else if (event.message) error(event.message);
           if (event.status !== "ok" && event.logFile) out.info(`full log: ${event.logFile}`);
           break;
       }

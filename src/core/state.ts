@@ -1,9 +1,9 @@
 /** Per-plugin key/value state, one JSON file per slot in the state dir. */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { StateStore } from "./contract.ts";
-import { writeFileAtomic } from "./fsutil.ts";
 import { KubehyveError } from "./errors.ts";
+import { ensurePrivateDir, writeFileAtomic } from "./fsutil.ts";
 
 export function stateFileOf(stateDir: string, slot: string): string {
   return join(stateDir, "state", `${slot}.json`);
@@ -13,18 +13,36 @@ export function openStateStore(stateDir: string, slot: string, dryRun: boolean):
   const file = stateFileOf(stateDir, slot);
   let data: Record<string, unknown> = {};
   if (existsSync(file)) {
+    let parsed: unknown;
+    let problem: string | undefined;
     try {
-      data = JSON.parse(readFileSync(file, "utf8"));
+      parsed = JSON.parse(readFileSync(file, "utf8"));
     } catch (error) {
+      problem = `is not valid JSON: ${(error as Error).message}`;
+    }
+    // `null` or a list parses fine but would break every get and set.
+    if (!problem && (!parsed || typeof parsed !== "object" || Array.isArray(parsed)))
+      problem = "does not hold a JSON object";
+    if (problem)
       throw new KubehyveError(
-        `state file ${file} is not valid JSON: ${(error as Error).message}`,
+        `state file ${file} ${problem}`,
         1,
         `move it aside and re-run: mv ${file} ${file}.broken`,
       );
-    }
+    data = parsed as Record<string, unknown>;
   }
-  const persist = async () => {
-    if (!dryRun) await writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`, 0o600);
+  // Writes go one after the other, each with the data as it is then: two sets in parallel (one per
+  // node) must not let the older snapshot land last and drop the other's key.
+  let writing: Promise<void> = Promise.resolve();
+  const persist = () => {
+    if (dryRun) return Promise.resolve();
+    const write = async () => {
+      // The state may hold secrets: its directory is private even if something else created it.
+      await ensurePrivateDir(dirname(file));
+      await writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`, 0o600);
+    };
+    writing = writing.then(write, write);
+    return writing;
   };
   return {
     get: <T>(key: string) => data[key] as T | undefined,

@@ -3,8 +3,8 @@
  * keeps one multiplexed connection for the whole run) and closed together at the end.
  */
 import { join } from "node:path";
-import type { Cluster, NodeSpec } from "../core/model.ts";
 import { KubehyveError } from "../core/errors.ts";
+import type { Cluster, NodeSpec } from "../core/model.ts";
 import { LocalTarget } from "./local.ts";
 import { SshTarget } from "./ssh.ts";
 import type { RunResult, Target } from "./target.ts";

@@ -93,7 +93,7 @@ describe("a valid cluster file", () => {
 /** Each case: a broken file, and the path and message its problem must carry. */
 const BROKEN: [string, string, string, RegExp][] = [
   ["an upper-case cluster name", VALID.replace("name: lab", "name: Lab"), "name", /DNS label/],
-  ["a missing network", VALID.replace(/network:\n(  .*\n)+/, ""), "network", /required/],
+  ["a missing network", VALID.replace(/network:\n( {2}.*\n)+/, ""), "network", /required/],
   [
     "a gateway that is not an address",
     VALID.replace("gateway: 192.168.1.1", "gateway: 192.168.1.300"),
@@ -130,7 +130,7 @@ const BROKEN: [string, string, string, RegExp][] = [
     "network.dhcpRange",
     /first-last/,
   ],
-  ["no nodes at all", VALID.replace(/nodes:\n(  .*\n)+/, "nodes: []\n"), "nodes", /at least one node/],
+  ["no nodes at all", VALID.replace(/nodes:\n( {2}.*\n)+/, "nodes: []\n"), "nodes", /at least one node/],
   ["a node name with an underscore", VALID.replace("name: w1", "name: w_1"), "nodes[1].name", /DNS label/],
   ["a hostile node name", VALID.replace("name: w1", 'name: "w1; rm -rf /"'), "nodes[1].name", /DNS label/],
   [

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Stage } from "../../src/core/config.ts";
 import { type AnyPlugin, type Change, definePlugin } from "../../src/core/contract.ts";
 import { diag } from "../../src/core/diagnostics.ts";
-import { runEngine, type EngineRequest } from "../../src/core/engine.ts";
+import { type EngineRequest, runEngine } from "../../src/core/engine.ts";
 import { LockHeldError } from "../../src/core/errors.ts";
 import { Journal } from "../../src/core/journal.ts";
 import type { Cluster } from "../../src/core/model.ts";

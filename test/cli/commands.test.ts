@@ -1,0 +1,309 @@
+/**
+ * The command line run from source as a user runs it: a child process with NO_COLOR, no terminal,
+ * a fresh directory, and a drop-in plugin whose world is one file on this machine. Exact lines,
+ * exit codes, and what is (not) left behind.
+ */
+import { describe, expect, test } from "bun:test";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { mergeTarget } from "../../src/cli/kubeconfig.ts";
+
+const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+/**
+ * A drop-in plugin: keeps `file` saying "on". Its apply can fail, or run a command that writes its
+ * pid to `pidFile` and sleeps (with or without the run's signal, or ignoring it altogether).
+ */
+const PLUGIN = `import { definePlugin, readTargetFile, v, writeTargetFile } from "kubehyve";
+export default definePlugin({
+  id: "marker/file",
+  title: "marker file",
+  apiVersion: 1,
+  options: v.object({
+    file: v.string(),
+    pidFile: v.optional(v.string()),
+    mode: v.optional(v.picklist(["ok", "fail", "sleep", "hang"]), "ok"),
+  }),
+  async check(ctx) {
+    const current = await readTargetFile(ctx.host, ctx.options.file);
+    return { changes: current === "on" ? [] : [{ summary: "switch " + ctx.options.file + " on" }], diagnostics: [] };
+  },
+  async apply(ctx) {
+    const { mode, pidFile, file } = ctx.options;
+    if (mode === "fail") throw new Error("the disk caught fire");
+    if (mode === "sleep")
+      await ctx.host.run(["sh", "-c", 'echo $$ > "$1"; exec sleep 60', "sh", pidFile], { signal: ctx.signal });
+    if (mode === "hang") {
+      await ctx.wet("note the pid", () => writeTargetFile(ctx.host, pidFile, String(process.pid)));
+      await new Promise(() => {});
+    }
+    await ctx.wet("switch " + file + " on", () => writeTargetFile(ctx.host, file, "on"));
+  },
+  async destroy(ctx) {
+    await ctx.wet("remove " + ctx.options.file, async () => {
+      await ctx.host.run(["rm", "-f", ctx.options.file]);
+    });
+  },
+});
+`;
+
+function lab(mode = "ok") {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-cli-"));
+  const plugins = join(dir, "plugins");
+  mkdirSync(plugins);
+  chmodSync(plugins, 0o755);
+  writeFileSync(join(plugins, "marker.ts"), PLUGIN);
+  chmodSync(join(plugins, "marker.ts"), 0o644);
+  const file = join(dir, "marker.txt");
+  const pidFile = join(dir, "pid");
+  writeFileSync(
+    join(dir, "kubehyve.yaml"),
+    `name: marklab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  marker:\n    plugin: file\n    file: ${file}\n    pidFile: ${pidFile}\n    mode: ${mode}\n`,
+  );
+  const state = join(dir, "state");
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, NO_COLOR: "1" };
+  const argv = (args: string[]) => [
+    process.execPath,
+    MAIN,
+    ...args,
+    "--plugin-dir",
+    plugins,
+    "--state-dir",
+    state,
+  ];
+  const run = (args: string[], extraEnv: Record<string, string> = {}) => {
+    const proc = Bun.spawnSync(argv(args), {
+      cwd: dir,
+      env: { ...env, ...extraEnv },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+  };
+  const spawn = (args: string[]) =>
+    Bun.spawn(argv(args), { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const journal = () =>
+    readFileSync(join(state, "journal.ndjson"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+  return { dir, file, pidFile, state, run, spawn, journal };
+}
+
+async function waitForFile(path: string): Promise<string> {
+  for (let i = 0; i < 1000; i++) {
+    if (existsSync(path) && readFileSync(path, "utf8").trim()) return readFileSync(path, "utf8").trim();
+    await Bun.sleep(10);
+  }
+  throw new Error(`${path} never appeared`);
+}
+
+const gone = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+};
+
+describe("a failing run on a terminal-less NO_COLOR output", () => {
+  test("names the stage, the phase and the private log file, one line each", () => {
+    const { run, state } = lab("fail");
+    const r = run(["up", "-c", "kubehyve.yaml"]);
+    expect(r.code).toBe(1);
+    const logLine = r.stdout.split("\n").find((l) => l.startsWith("ℹ full log: "));
+    expect(logLine).toBeDefined();
+    const logFile = logLine!.slice("ℹ full log: ".length);
+    expect(logFile).toStartWith(`${join(state, "logs")}/`);
+    expect(r.stdout).toContain("✔ marker check changes (");
+    expect(r.stderr).toMatch(
+      /^✖ marker apply failed after \d+ ms: the disk caught fire\n✖ marker apply failed: the disk caught fire\n$/,
+    );
+    // The log holds the same failure, privately.
+    expect(statSync(logFile).mode & 0o777).toBe(0o600);
+    expect(statSync(join(state, "logs")).mode & 0o777).toBe(0o700);
+    const events = readFileSync(logFile, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "phase.end", stage: "marker", phase: "apply", status: "failed" }),
+    );
+  });
+});
+
+describe("down without a terminal", () => {
+  test("cannot be confirmed: exits 1 and changes nothing; --yes tears down", () => {
+    const { run, file, journal } = lab();
+    expect(run(["up"]).code).toBe(0);
+    expect(readFileSync(file, "utf8")).toBe("on");
+
+    const no = run(["down"]);
+    expect(no.code).toBe(1);
+    expect(no.stderr).toContain("✖ not confirmed: nothing was changed (run again with --yes to tear down)\n");
+    expect(readFileSync(file, "utf8")).toBe("on");
+    expect(journal().filter((e) => e.command === "down" && e.phase)).toEqual([]);
+
+    const yes = run(["down", "--yes"]);
+    expect(yes.code).toBe(0);
+    expect(existsSync(file)).toBe(false);
+  });
+});
+
+describe("Ctrl-C", () => {
+  test("aborts the run's signal: the running command is killed, the run ends 130 and frees the lock", async () => {
+    const { spawn, pidFile, state, file, journal } = lab("sleep");
+    const proc = spawn(["up"]);
+    const pid = Number(await waitForFile(pidFile));
+    proc.kill("SIGINT");
+    const code = await Promise.race([proc.exited, Bun.sleep(10_000).then(() => "still running")]);
+    expect(code).toBe(130);
+    expect(gone(pid)).toBe(true);
+    expect(existsSync(file)).toBe(false);
+    expect(existsSync(join(state, "lock"))).toBe(false);
+    const stderr = await new Response(proc.stderr).text();
+    expect(stderr).toContain("interrupted: stopping after the current step (Ctrl-C again to leave now)");
+    expect(journal().at(-1)).toMatchObject({ command: "up", status: "cancelled" });
+  });
+
+  test("a second SIGTERM leaves at once when a step does not stop", async () => {
+    const { spawn, pidFile } = lab("hang");
+    const proc = spawn(["up"]);
+    await waitForFile(pidFile);
+    proc.kill("SIGTERM");
+    await Bun.sleep(200);
+    expect(proc.exitCode).toBeNull();
+    proc.kill("SIGTERM");
+    const code = await Promise.race([proc.exited, Bun.sleep(5000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    expect(code).toBe(143);
+  });
+});
+
+describe("kubehyve kubeconfig", () => {
+  /** The layout of kubeadm's admin.conf, as Kubespray leaves it on the control plane. */
+  const adminConf = `apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: ${Buffer.from("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").toString("base64")}
+    server: https://10.9.0.10:6443
+  name: cluster.local
+contexts:
+- context:
+    cluster: cluster.local
+    user: kubernetes-admin
+  name: kubernetes-admin@cluster.local
+current-context: kubernetes-admin@cluster.local
+kind: Config
+preferences: {}
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate-data: ${Buffer.from("-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n").toString("base64")}
+    client-key-data: ${Buffer.from("-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n").toString("base64")}
+`;
+
+  test("before Kubernetes is installed is a clear error with the way forward", () => {
+    const { run, state } = lab();
+    const r = run(["kubeconfig"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `✖ no admin kubeconfig for marklab at ${join(state, "kubeconfig")} yet\n  → kubehyve up writes it once Kubernetes is installed\n`,
+    );
+    expect(r.stdout).toBe("");
+  });
+
+  test("prints the path, as a line or as one JSON event", () => {
+    const { run, state } = lab();
+    mkdirSync(state, { recursive: true, mode: 0o700 });
+    writeFileSync(join(state, "kubeconfig"), adminConf, { mode: 0o600 });
+    const r = run(["kubeconfig"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${join(state, "kubeconfig")}\n`);
+    const json = run(["kubeconfig", "--json"]);
+    expect(JSON.parse(json.stdout)).toEqual({ v: 1, type: "kubeconfig", path: join(state, "kubeconfig") });
+  });
+
+  test("--merge adds the cluster to ~/.kube/config, 0600, under the cluster's name", () => {
+    const { run, state, dir } = lab();
+    mkdirSync(state, { recursive: true, mode: 0o700 });
+    writeFileSync(join(state, "kubeconfig"), adminConf, { mode: 0o600 });
+    const r = run(["kubeconfig", "--merge"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("merged marklab into ");
+    const target = join(dir, ".kube", "config");
+    expect(statSync(target).mode & 0o777).toBe(0o600);
+    const merged = parse(readFileSync(target, "utf8"));
+    expect(merged["current-context"]).toBe("marklab");
+    expect(merged.contexts).toEqual([
+      { name: "marklab", context: { cluster: "marklab", user: "marklab-admin" } },
+    ]);
+    expect(merged.clusters[0].cluster.server).toBe("https://10.9.0.10:6443");
+  });
+
+  test("--merge writes where kubectl would: the first $KUBECONFIG file that exists, else the last", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-kcfg-"));
+    const [a, b, c] = [join(dir, "a"), join(dir, "b"), join(dir, "c")];
+    expect(mergeTarget({ KUBECONFIG: `${a}:${b}:${c}` }, dir)).toBe(c);
+    writeFileSync(b, "");
+    expect(mergeTarget({ KUBECONFIG: `${a}:${b}:${c}` }, dir)).toBe(b);
+    expect(mergeTarget({ KUBECONFIG: a }, dir)).toBe(a);
+    expect(mergeTarget({ KUBECONFIG: "" }, dir)).toBe(join(dir, ".kube", "config"));
+    expect(mergeTarget({}, dir)).toBe(join(dir, ".kube", "config"));
+  });
+});
+
+describe("bad input is a message, not a stack trace", () => {
+  test("global flags before the command are flags, not a command name", () => {
+    const { run } = lab();
+    const plan = run(["-c", "kubehyve.yaml", "plan"]);
+    expect(plan.code).toBe(0);
+    expect(plan.stdout).toContain("plan marklab: marker");
+    const validate = run(["config", "-c", "kubehyve.yaml", "validate"]);
+    expect(validate.code).toBe(0);
+    expect(validate.stdout).toContain("kubehyve.yaml is valid: cluster marklab");
+  });
+
+  test("a flag that needs a value and has none is refused, not taken as empty", () => {
+    const { dir } = lab();
+    // Last on the line: anything after it would be taken as its value.
+    const r = Bun.spawnSync([process.execPath, MAIN, "plan", "--example", "--only"], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? "", HOME: dir, NO_COLOR: "1" },
+      stderr: "pipe",
+    });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.toString()).toBe("✖ --only needs a value\n  → see kubehyve plan --help\n");
+  });
+
+  test("a state dir that cannot be created names the path and what to do", () => {
+    const { run, dir } = lab();
+    writeFileSync(join(dir, "in-the-way"), "");
+    const bare = readFileSync(join(dir, "kubehyve.yaml"), "utf8").split("stages:")[0]!;
+    writeFileSync(join(dir, "bare.yaml"), bare);
+    const r = Bun.spawnSync(
+      [process.execPath, MAIN, "plan", "-c", "bare.yaml", "--state-dir", join(dir, "in-the-way")],
+      { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir, NO_COLOR: "1" }, stderr: "pipe" },
+    );
+    expect(r.exitCode).toBe(1);
+    const stderr = r.stderr.toString();
+    expect(stderr).toStartWith(`✖ ENOTDIR: not a directory, mkdir '${join(dir, "in-the-way")}`);
+    expect(stderr).toContain("  → a file stands where a directory is expected");
+    expect(stderr).not.toContain("    at ");
+    expect(run(["doctor", "--timeout", "soon"]).stderr).toBe(
+      '✖ --timeout "soon" is not a number of seconds\n  → kubehyve doctor --timeout 300\n',
+    );
+  });
+});

@@ -1,0 +1,316 @@
+/**
+ * The plugin context as a plugin sees it, and the state-dir files under it: the cluster key, the
+ * state store, ctx.wet, the journal, the lock and atomic writes. Real files in a temporary state
+ * dir, real ssh-keygen and real child processes.
+ */
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createPluginContext } from "../../src/core/context.ts";
+import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
+import { CancelledError, KubehyveError, LockHeldError } from "../../src/core/errors.ts";
+import { writeFileAtomic } from "../../src/core/fsutil.ts";
+import { acquireLock, Journal } from "../../src/core/journal.ts";
+import type { Cluster } from "../../src/core/model.ts";
+import { signalBinder } from "../../src/core/signal-target.ts";
+import { LocalTarget } from "../../src/targets/local.ts";
+import { RecordingTarget } from "../../src/targets/recording.ts";
+import { have } from "../lab/prereq.ts";
+
+const cluster: Cluster = {
+  name: "ctxlab",
+  host: { kind: "local" },
+  network: {
+    domain: "lab.test",
+    gateway: "10.0.0.1",
+    dns: ["10.0.0.1"],
+    subnet: "10.0.0.0/24",
+    podCidr: "10.1.0.0/16",
+    serviceCidr: "10.2.0.0/16",
+  },
+  nodes: [
+    {
+      name: "n1",
+      role: "control-plane",
+      cpus: 2,
+      memory: 4 * 1024 ** 3,
+      disk: 20 * 1024 ** 3,
+      address: "10.0.0.10",
+      disks: [],
+    },
+  ],
+  ssh: { authorizedKeys: [] },
+  stages: {},
+};
+
+const plugin = definePlugin({
+  id: "os/probe",
+  title: "probe",
+  apiVersion: 1,
+  async check() {
+    return { changes: [], diagnostics: [] };
+  },
+}) as AnyPlugin;
+
+let stateDir: string;
+beforeEach(() => {
+  stateDir = join(mkdtempSync(join(tmpdir(), "kubehyve-ctx-")), "state");
+});
+afterEach(() => rmSync(join(stateDir, ".."), { recursive: true, force: true }));
+
+const mode = (path: string) => statSync(path).mode & 0o777;
+const context = (extra: Partial<Parameters<typeof createPluginContext>[0]> = {}) =>
+  createPluginContext({ cluster, plugin, options: {}, stateDir, ...extra });
+
+describe.skipIf(!have("ssh-keygen", "openssh-client"))("the cluster key", () => {
+  test("is generated once, 0600 in a 0700 dir, and the same key on every later call and context", async () => {
+    const first = await context().clusterKey();
+    expect(first.privateKeyPath).toBe(join(stateDir, "ssh", "id_ed25519"));
+    expect(first.publicKey).toMatch(/^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5[A-Za-z0-9+/]+=* kubehyve@ctxlab$/);
+    expect(mode(first.privateKeyPath)).toBe(0o600);
+    expect(mode(join(stateDir, "ssh"))).toBe(0o700);
+    expect(mode(stateDir)).toBe(0o700);
+    const inode = statSync(first.privateKeyPath).ino;
+
+    const again = await context().clusterKey();
+    expect(again).toEqual(first);
+    expect(statSync(again.privateKeyPath).ino).toBe(inode);
+
+    // The public key really belongs to the private key on disk.
+    const derived = Bun.spawnSync(["ssh-keygen", "-y", "-f", first.privateKeyPath]);
+    expect(derived.exitCode).toBe(0);
+    expect(first.publicKey.startsWith(derived.stdout.toString().trim())).toBe(true);
+  });
+
+  test("is generated in a dry run too, so plan and up show the same key", async () => {
+    const planned = await context({ dryRun: true }).clusterKey();
+    expect(existsSync(planned.privateKeyPath)).toBe(true);
+    expect((await context().clusterKey()).publicKey).toBe(planned.publicKey);
+  });
+});
+
+describe("the state store", () => {
+  test("persists each value at once, 0600 in a 0700 dir, for the next run's context", async () => {
+    const ctx = context();
+    await ctx.state.set("image", { version: "41.1", sha256: "ab" });
+    await ctx.state.set("vms", ["cp1"]);
+    await ctx.state.delete("vms");
+    const file = join(stateDir, "state", "os.json");
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual({ image: { version: "41.1", sha256: "ab" } });
+    expect(mode(file)).toBe(0o600);
+    expect(mode(join(stateDir, "state"))).toBe(0o700);
+    expect(context().state.get("image")).toEqual({ version: "41.1", sha256: "ab" });
+  });
+
+  test("makes a state directory that someone else created private before writing into it", async () => {
+    mkdirSync(join(stateDir, "state"), { recursive: true, mode: 0o755 });
+    await context().state.set("k", 1);
+    expect(mode(join(stateDir, "state"))).toBe(0o700);
+  });
+
+  test("keeps every key when values are set in parallel", async () => {
+    const ctx = context();
+    await Promise.all(Array.from({ length: 20 }, (_, i) => ctx.state.set(`node${i}`, i)));
+    const saved = JSON.parse(readFileSync(join(stateDir, "state", "os.json"), "utf8"));
+    expect(Object.keys(saved)).toHaveLength(20);
+    expect(readdirSync(join(stateDir, "state"))).toEqual(["os.json"]);
+  });
+
+  test("in a dry run keeps writes in memory only", async () => {
+    const ctx = context({ dryRun: true });
+    await ctx.state.set("planned", true);
+    expect(ctx.state.get("planned")).toBe(true);
+    expect(existsSync(join(stateDir, "state", "os.json"))).toBe(false);
+    expect(context().state.get("planned")).toBeUndefined();
+  });
+
+  test("refuses a corrupt state file with its path and a way out", () => {
+    const file = join(stateDir, "state", "os.json");
+    mkdirSync(join(stateDir, "state"), { recursive: true });
+    writeFileSync(file, '{"image": ');
+    const error = (() => {
+      try {
+        context();
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(KubehyveError);
+    expect((error as KubehyveError).message).toStartWith(`state file ${file} is not valid JSON: `);
+    expect((error as KubehyveError).hint).toBe(`move it aside and re-run: mv ${file} ${file}.broken`);
+  });
+
+  test("refuses a state file that is valid JSON but not an object", () => {
+    const file = join(stateDir, "state", "os.json");
+    mkdirSync(join(stateDir, "state"), { recursive: true });
+    for (const text of ["null", "[1,2]", '"text"']) {
+      writeFileSync(file, text);
+      expect(() => context()).toThrow(`state file ${file} does not hold a JSON object`);
+    }
+  });
+});
+
+describe("ctx.wet", () => {
+  test("records every description in order and runs the mutation, in the plugin's private dir", async () => {
+    const ctx = context();
+    const done: string[] = [];
+    expect(await ctx.wet("first", async () => done.push("first"))).toBe(1);
+    await ctx.wet("second", async () => {
+      done.push("second");
+    });
+    expect(ctx.wetLog).toEqual(["first", "second"]);
+    expect(done).toEqual(["first", "second"]);
+    expect(mode(ctx.dir)).toBe(0o700);
+  });
+
+  test("in a dry run records the description and does not call the mutation", async () => {
+    const ctx = context({ dryRun: true });
+    let called = false;
+    expect(
+      await ctx.wet("delete everything", async () => {
+        called = true;
+      }),
+    ).toBeUndefined();
+    expect(called).toBe(false);
+    expect(ctx.wetLog).toEqual(["delete everything"]);
+  });
+
+  test("after Ctrl-C does not start a mutation, but still lists it", async () => {
+    const controller = new AbortController();
+    const ctx = context({ signal: controller.signal });
+    await ctx.wet("before", async () => {});
+    controller.abort();
+    let called = false;
+    const attempt = ctx.wet("after", async () => {
+      called = true;
+    });
+    await expect(attempt).rejects.toBeInstanceOf(CancelledError);
+    await expect(attempt).rejects.toThrow("interrupted before: after");
+    expect(called).toBe(false);
+    expect(ctx.wetLog).toEqual(["before", "after"]);
+  });
+
+  test("confirm says yes under --yes and no when nobody can answer", async () => {
+    expect(await context({ assumeYes: true }).confirm("restart?")).toBe(true);
+    expect(await context().confirm("restart?")).toBe(false);
+    expect(await context({ ask: async () => true }).confirm("restart?")).toBe(true);
+  });
+});
+
+describe("targets bound to the run's signal", () => {
+  test("an abort kills a local command that was started without a signal", async () => {
+    const controller = new AbortController();
+    const host = signalBinder(controller.signal)(new LocalTarget());
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-bind-"));
+    const pidFile = join(dir, "pid");
+    const started = Date.now();
+    const running = host.run(["sh", "-c", `echo $$ > ${pidFile}; exec sleep 60`]);
+    while (!existsSync(pidFile) || !readFileSync(pidFile, "utf8").trim()) await Bun.sleep(10);
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    controller.abort();
+    await expect(running).rejects.toBeInstanceOf(CancelledError);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(() => process.kill(pid, 0)).toThrow();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the caller's own signal still works, and the run's is added to it", async () => {
+    const run = new AbortController();
+    const own = new AbortController();
+    const recording = new RecordingTarget().on(["true"], { code: 0 });
+    const bind = signalBinder(run.signal);
+    const host = bind(recording);
+    await host.run(["true"]);
+    await host.run(["true"], { signal: own.signal, timeoutMs: 5 });
+    expect(recording.calls[0]!.opts.signal).toBe(run.signal);
+    const combined = recording.calls[1]!.opts.signal!;
+    expect(recording.calls[1]!.opts.timeoutMs).toBe(5);
+    expect(combined.aborted).toBe(false);
+    own.abort();
+    expect(combined.aborted).toBe(true);
+
+    // One wrapper per target, and everything else passes through to the target itself.
+    expect(bind(recording)).toBe(host);
+    expect(host.name).toBe("recording");
+    expect((host as RecordingTarget).calls).toBe(recording.calls);
+  });
+});
+
+describe("the journal and the lock", () => {
+  test("a half-written last line (a run killed mid-append) does not hide the history before it", () => {
+    mkdirSync(stateDir, { recursive: true });
+    const journal = new Journal(stateDir);
+    journal.record({ run: "r1", command: "up", status: "ok" });
+    writeFileSync(journal.file, `${readFileSync(journal.file, "utf8")}{"run":"r2","comm`);
+    expect(journal.read().map((e) => e.run)).toEqual(["r1"]);
+  });
+
+  test("a lock held by a live run is refused; one from before the last boot is taken over", async () => {
+    mkdirSync(stateDir, { recursive: true });
+    const live = Bun.spawn(["sleep", "30"]);
+    try {
+      const file = join(stateDir, "lock");
+      writeFileSync(file, JSON.stringify({ pid: live.pid, command: "up", since: new Date().toISOString() }));
+      expect(() => acquireLock(stateDir, "up")).toThrow(LockHeldError);
+
+      // Same pid, but written before the machine booted: that pid is someone else's now.
+      const longAgo = new Date(Date.now() - 10 * 365 * 86_400_000).toISOString();
+      writeFileSync(file, JSON.stringify({ pid: live.pid, command: "up", since: longAgo }));
+      const lock = acquireLock(stateDir, "up");
+      expect(lock.tookOverFrom).toBe(live.pid);
+      expect(JSON.parse(readFileSync(file, "utf8")).pid).toBe(process.pid);
+      lock.release();
+      expect(existsSync(file)).toBe(false);
+    } finally {
+      live.kill();
+    }
+  });
+
+  test("a lock naming no usable pid is stale, not a process group or every process", () => {
+    mkdirSync(stateDir, { recursive: true });
+    for (const pid of [0, -1, "12", null]) {
+      writeFileSync(join(stateDir, "lock"), JSON.stringify({ pid, command: "up" }));
+      const lock = acquireLock(stateDir, "up");
+      expect(lock.tookOverFrom).toBe(-1);
+      lock.release();
+    }
+  });
+});
+
+describe("atomic writes", () => {
+  test("several writes of one file at once all succeed, leave no temporary file and keep 0600", async () => {
+    const dir = join(stateDir, "w");
+    const file = join(dir, "secret");
+    await Promise.all(Array.from({ length: 10 }, (_, i) => writeFileAtomic(file, `v${i}`)));
+    expect(readFileSync(file, "utf8")).toMatch(/^v\d$/);
+    expect(readdirSync(dir)).toEqual(["secret"]);
+    expect(mode(file)).toBe(0o600);
+    expect(mode(dir)).toBe(0o700);
+  });
+});
+
+describe("a lock that cannot be taken over", () => {
+  test("names no pid to kill when it names no holder", () => {
+    mkdirSync(join(stateDir, "lock"), { recursive: true });
+    const error = (() => {
+      try {
+        acquireLock(stateDir, "up");
+      } catch (e) {
+        return e as LockHeldError;
+      }
+    })();
+    expect(error).toBeInstanceOf(LockHeldError);
+    expect(error!.message).toBe(`the lock ${join(stateDir, "lock")} cannot be taken over`);
+    expect(error!.hint).toBe(`if no kubehyve run is going on, remove it: rm -r ${join(stateDir, "lock")}`);
+  });
+});

@@ -1,0 +1,163 @@
+/**
+ * The plugin loader, in-process: drop-in files written into a fresh directory per test (the module
+ * cache keys on the path), loaded next to a built-in.
+ */
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
+import { loadPlugins } from "../../src/core/plugins.ts";
+
+const builtin = definePlugin({
+  id: "greeter/hello",
+  title: "built-in greeter",
+  apiVersion: 1,
+  async check() {
+    return { changes: [], diagnostics: [] };
+  },
+}) as AnyPlugin;
+
+const dropIn = (id: string) => `import { definePlugin } from "kubehyve";
+export default definePlugin({
+  id: ${JSON.stringify(id)},
+  title: "drop-in",
+  apiVersion: 1,
+  version: "0.1.0",
+  async check() {
+    return { changes: [], diagnostics: [] };
+  },
+});
+`;
+
+let root: string;
+let dir: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "kubehyve-loader-"));
+  dir = join(root, "plugins");
+  mkdirSync(dir);
+  chmodSync(dir, 0o755);
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+function write(name: string, text: string, mode = 0o644): string {
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  chmodSync(file, mode);
+  return file;
+}
+
+describe("the plugin loader", () => {
+  test("loads a drop-in file next to the built-ins", async () => {
+    const file = write("other.ts", dropIn("extra/thing"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([]);
+    expect(registry.find("greeter/hello")).toBe(builtin);
+    expect(registry.find("extra/thing")?.title).toBe("drop-in");
+    expect(registry.entries.map((e) => [e.id, e.origin, e.status])).toEqual([
+      ["greeter/hello", "built-in", "loaded"],
+      ["extra/thing", file, "loaded"],
+    ]);
+  });
+
+  test("refuses a drop-in that repeats a built-in's id, naming both origins, and keeps the built-in", async () => {
+    const file = write("greeter.ts", dropIn("greeter/hello"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.find("greeter/hello")).toBe(builtin);
+    expect(registry.entries.find((e) => e.origin === file)?.status).toBe("refused");
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.duplicate-id",
+        severity: "error",
+        summary: `plugin greeter/hello from ${file} repeats the id of the one from built-in`,
+        hint: `rename one of them, or remove ${file}`,
+      }),
+    ]);
+  });
+
+  test("refuses a file whose default export is not a plugin, saying why", async () => {
+    const number = write("number.ts", "export default 42;\n");
+    const none = write("none.ts", "export const plugin = {};\n");
+    const badId = write(
+      "bad-id.ts",
+      'export default { id: "Not An Id", title: "x", apiVersion: 1, check: async () => ({ changes: [], diagnostics: [] }) };\n',
+    );
+    const noCheck = write("no-check.ts", 'export default { id: "a/b", title: "x", apiVersion: 1 };\n');
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.entries.every((e) => e.status === "failed")).toBe(true);
+    expect(registry.diagnostics.map((d) => [d.code, d.summary])).toEqual([
+      [
+        "plugin.invalid",
+        `plugin file ${badId} is not loaded: its id "Not An Id" is not of the form slot/name (lower-case)`,
+      ],
+      ["plugin.invalid", `plugin file ${noCheck} is not loaded: it has no check function`],
+      [
+        "plugin.invalid",
+        `plugin file ${none} is not loaded: its default export is not a plugin object (use \`export default definePlugin({...})\`)`,
+      ],
+      [
+        "plugin.invalid",
+        `plugin file ${number} is not loaded: its default export is not a plugin object (use \`export default definePlugin({...})\`)`,
+      ],
+    ]);
+  });
+
+  test("refuses a group-writable file in a safe directory, and loads its safe neighbour", async () => {
+    const unsafe = write("unsafe.ts", dropIn("extra/unsafe"), 0o664);
+    write("safe.ts", dropIn("extra/safe"), 0o644);
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.find("extra/unsafe")).toBeUndefined();
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.unsafe-permissions",
+        summary: `plugin file ${unsafe} is not loaded: it is writable by group or others`,
+        hint: `chmod go-w ${unsafe}`,
+      }),
+    ]);
+  });
+
+  test("judges a symlinked plugin by the directory it leads into", async () => {
+    const open = join(root, "open");
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    writeFileSync(join(open, "real.ts"), dropIn("extra/linked"));
+    chmodSync(join(open, "real.ts"), 0o644);
+    symlinkSync(join(open, "real.ts"), join(dir, "linked.ts"));
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.find("extra/linked")).toBeUndefined();
+    expect(registry.diagnostics[0]).toMatchObject({
+      code: "plugin.unsafe-permissions",
+      summary: `plugin file ${join(dir, "linked.ts")} is not loaded: ${open}, where it leads, is writable by group or others`,
+      hint: `chmod go-w ${open}`,
+    });
+  });
+
+  test("reports a dangling symlink as a diagnostic instead of failing every command", async () => {
+    symlinkSync(join(root, "gone.ts"), join(dir, "gone.ts"));
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.unreadable",
+        summary: `plugin file ${join(dir, "gone.ts")} cannot be read`,
+      }),
+    ]);
+  });
+
+  test.skipIf(process.getuid?.() !== 0)(
+    "refuses a file owned by another user, who could make it writable again at will",
+    async () => {
+      const file = write("theirs.ts", dropIn("extra/theirs"));
+      chownSync(file, 65534, 65534);
+      const registry = await loadPlugins([], [dir]);
+      expect(registry.find("extra/theirs")).toBeUndefined();
+      expect(registry.diagnostics[0]).toMatchObject({
+        code: "plugin.unsafe-permissions",
+        summary: `plugin file ${file} is not loaded: it is owned by another user (uid 65534)`,
+        hint: `chown root ${file}, or remove it`,
+      });
+    },
+  );
+});
