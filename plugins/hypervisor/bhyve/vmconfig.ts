@@ -1,0 +1,155 @@
+/**
+ * The vm-bhyve guest configuration of a node, and how it compares with what is on the host. Only keys
+ * documented in vm-bhyve's vm.8 (GUEST CONFIGURATION FORMAT) are written; `cpu` is the one exception
+ * the man page leaves out, documented as required in vm-bhyve's sample-templates/config.sample.
+ */
+import { createHash } from "node:crypto";
+import { formatSize, GiB, MiB, type NodeSpec } from "kubehyve";
+import type { BhyveOptions } from "./options.ts";
+
+/**
+ * A locally administered, unicast MAC that stays the same for a node across rebuilds, so DHCP
+ * reservations and ARP caches survive `down`/`up`: `02` (the locally administered bit set, the
+ * multicast bit clear) followed by the first five bytes of sha256("CLUSTER/NODE"). vm-bhyve's own
+ * OUI 58:9c:fc is avoided because vm-bhyve hands out addresses from it at random.
+ */
+export function macFor(cluster: string, node: string): string {
+  const hash = createHash("sha256").update(`${cluster}/${node}`).digest();
+  return ["02", ...[...hash.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
+}
+
+/** A name-based UUID (RFC 9562 version 5 layout over sha256) for the guest's SMBIOS, stable like the MAC. */
+export function uuidFor(cluster: string, node: string): string {
+  const hash = createHash("sha256").update(`kubehyve-smbios/${cluster}/${node}`).digest();
+  const b = [...hash.subarray(0, 16)];
+  b[6] = (b[6]! & 0x0f) | 0x50;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const hex = b.map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** vm.8 `memory`: megabytes or gigabytes with the M and G suffixes. */
+export function formatVmMemory(bytes: number): string {
+  return bytes % GiB === 0 ? `${bytes / GiB}G` : `${Math.ceil(bytes / MiB)}M`;
+}
+
+/** Reads vm.8 memory values back to bytes: `4G`, `4096M`, `512m`, bare bytes. */
+export function parseVmMemory(text: string): number | undefined {
+  const m = /^(\d+)([KMGT]?)$/i.exec(text.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * 1024 ** " KMGT".indexOf((m[2] || " ").toUpperCase());
+}
+
+/** The disk device type for the datastore: zvols on ZFS, sparse files in a plain directory. */
+export function diskDevOf(options: Pick<BhyveOptions, "vmDir" | "diskDev">): "sparse-zvol" | "zvol" | "file" {
+  if (options.diskDev) return options.diskDev;
+  return options.vmDir.startsWith("zfs:") ? "sparse-zvol" : "file";
+}
+
+export interface DiskPlan {
+  index: number;
+  /** `disk0` for a zvol, `disk0.img` for a file (vm.8 disk0_name). */
+  name: string;
+  size: number;
+  /** The data disk's name in the cluster file; undefined for the boot disk. */
+  dataDisk?: string;
+}
+
+export function disksOf(node: NodeSpec, dev: "sparse-zvol" | "zvol" | "file"): DiskPlan[] {
+  const fileName = (i: number) => (dev === "file" ? `disk${i}.img` : `disk${i}`);
+  return [
+    { index: 0, name: fileName(0), size: node.disk },
+    ...node.disks.map((d, i) => ({ index: i + 1, name: fileName(i + 1), size: d.size, dataDisk: d.name })),
+  ];
+}
+
+export interface VmConfigInput {
+  cluster: string;
+  node: NodeSpec;
+  options: BhyveOptions;
+  /** From the os stage's `hypervisor:node-boot` hook: extra bhyve arguments (fw_cfg, …). */
+  bhyveOptions?: string;
+}
+
+/** The guest config as ordered key/value pairs. */
+export function vmConfigEntries({ cluster, node, options, bhyveOptions }: VmConfigInput): [string, string][] {
+  const dev = diskDevOf(options);
+  const entries: [string, string][] = [
+    ["loader", "uefi"],
+    ["cpu", String(node.cpus)],
+    ["memory", formatVmMemory(node.memory)],
+    ["uuid", uuidFor(cluster, node.name)],
+    // A serial console is enough for CoreOS, and a frame buffer would need a VNC port per guest.
+    ["graphics", "no"],
+    ["utctime", "yes"],
+    ["network0_type", "virtio-net"],
+    ["network0_switch", options.switch],
+    ["network0_mac", macFor(cluster, node.name)],
+  ];
+  for (const disk of disksOf(node, dev)) {
+    entries.push([`disk${disk.index}_type`, options.diskType]);
+    entries.push([`disk${disk.index}_name`, disk.name]);
+    if (dev !== "file") entries.push([`disk${disk.index}_dev`, dev]);
+  }
+  if (bhyveOptions?.trim()) entries.push(["bhyve_options", bhyveOptions.trim()]);
+  return entries;
+}
+
+function quote(value: string): string {
+  // vm.8: '#' starts a comment even inside quotes, and the file is read by sh-like rules.
+  if (/[#"\\$`\n]/.test(value))
+    throw new Error(`vm-bhyve config value cannot contain # " \\ $ \` or a newline: ${value}`);
+  return `"${value}"`;
+}
+
+export function renderVmConfig(input: VmConfigInput): string {
+  const header = [
+    `# ${input.node.name} of cluster ${input.cluster}: written by kubehyve (hypervisor/bhyve).`,
+    `# ${input.node.cpus} vCPU, ${formatSize(input.node.memory)}; edits here are reported as drift by \`kubehyve plan\`.`,
+  ];
+  return `${[...header, ...vmConfigEntries(input).map(([k, v]) => `${k}=${quote(v)}`)].join("\n")}\n`;
+}
+
+/**
+ * The template `vm create` provisions the guest from: the config plus `diskN_size` (vm.8: "only
+ * supported in templates"), so vm-bhyve creates the dataset and every disk itself.
+ */
+export function renderVmTemplate(input: VmConfigInput): string {
+  const dev = diskDevOf(input.options);
+  const sizes = disksOf(input.node, dev).map((d) => `disk${d.index}_size=${quote(String(d.size))}`);
+  return `${renderVmConfig(input)}${sizes.join("\n")}\n`;
+}
+
+export interface ConfigDrift {
+  key: string;
+  expected?: string;
+  actual?: string;
+}
+
+/** Differences between the wanted and the actual config; memory compared by value (4G = 4096M). */
+export function diffVmConfig(expected: [string, string][], actual: Map<string, string>): ConfigDrift[] {
+  const drift: ConfigDrift[] = [];
+  const wanted = new Map(expected);
+  for (const [key, value] of wanted) {
+    const have = actual.get(key);
+    const same =
+      key === "memory" ? have !== undefined && parseVmMemory(have) === parseVmMemory(value) : have === value;
+    if (!same) drift.push({ key, expected: value, actual: have });
+  }
+  for (const [key, value] of actual) if (!wanted.has(key)) drift.push({ key, actual: value });
+  return drift;
+}
+
+export function describeDrift(drift: readonly ConfigDrift[]): string {
+  return drift
+    .map(
+      (d) =>
+        `${d.key}: ${d.actual === undefined ? "(unset)" : d.actual} -> ${d.expected === undefined ? "(removed)" : d.expected}`,
+    )
+    .join("\n");
+}
+
+/** Disk keys differ: kubehyve does not add, remove or resize disks of an existing guest. */
+export function diskDrift(drift: readonly ConfigDrift[]): ConfigDrift[] {
+  return drift.filter((d) => /^disk\d+_(name|dev)$/.test(d.key));
+}

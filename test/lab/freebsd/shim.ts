@@ -1,0 +1,1135 @@
+/**
+ * The FreeBSD commands of the simulated host, one program dispatching on its first arguments:
+ * `bun shim.ts ROOT NAME ARGS…` (the wrappers in the host's bin dir add ROOT and NAME). Every command
+ * cites where its behaviour and output format come from; the ones whose man page was not available
+ * follow the upstream source or a verbatim capture in ../shared/oracles/freebsd/samples.
+ */
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  truncateSync,
+} from "node:fs";
+import { join } from "node:path";
+import {
+  commandLog,
+  type HostState,
+  type InterfaceState,
+  readRcFile,
+  readState,
+  updateState,
+  withLock,
+  writeRcVars,
+} from "./state.ts";
+
+class Exit extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+let out = "";
+let err = "";
+const print = (line = "") => {
+  out += `${line}\n`;
+};
+const eprint = (line: string) => {
+  err += `${line}\n`;
+};
+const fail = (message: string, code = 1): never => {
+  eprint(message);
+  throw new Exit(code);
+};
+
+function main(argv: string[]): number {
+  const [root, name, ...args] = argv;
+  if (!root || !name) throw new Error("usage: shim.ts ROOT COMMAND [ARGS...]");
+  appendFileSync(commandLog(root), `${JSON.stringify([name, ...args])}\n`);
+  const boot = readState(root);
+  if (boot.latencyMs > 0) Bun.sleepSync(boot.latencyMs);
+  const fault = takeFault(root, name, args);
+  if (fault) {
+    eprint(fault.stderr);
+    return fault.code;
+  }
+  const commands: Record<string, (root: string, args: string[]) => void> = {
+    "freebsd-version": freebsdVersion,
+    uname,
+    id,
+    kldstat,
+    sysctl,
+    sysrc,
+    dmesg,
+    zpool,
+    zfs,
+    pkg,
+    ifconfig,
+    vm,
+  };
+  const real = boot.passthrough[name];
+  if (real) {
+    const proc = Bun.spawnSync([real, ...args], { stdio: ["inherit", "inherit", "inherit"] });
+    return proc.exitCode ?? 128;
+  }
+  const command = commands[name];
+  if (!command) return fail(`shim: unknown command ${name}`, 127);
+  command(root, args);
+  return 0;
+}
+
+function takeFault(root: string, name: string, args: string[]) {
+  // Most invocations have no fault waiting: they do not take the lock, so parallel reads stay parallel.
+  if (!readState(root).faults.some((f) => f.command === name)) return undefined;
+  return updateState(root, (state) => {
+    const index = state.faults.findIndex(
+      (f) => f.command === name && (f.args ?? []).every((a, i) => args[i] === a),
+    );
+    if (index < 0) return undefined;
+    return state.faults.splice(index, 1)[0];
+  });
+}
+
+/** getopt(3) for the flag letters a command knows; returns the flags and the operands. */
+function getopt(args: string[], spec: string): { flags: Map<string, string | true>; rest: string[] } {
+  const flags = new Map<string, string | true>();
+  let i = 0;
+  for (; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") {
+      i++;
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") break;
+    for (let j = 1; j < arg.length; j++) {
+      const letter = arg[j]!;
+      const at = spec.indexOf(letter);
+      if (at < 0) fail(`illegal option -- ${letter}`, 64);
+      if (spec[at + 1] === ":") {
+        const value = arg.slice(j + 1) || args[++i];
+        if (value === undefined) fail(`option requires an argument -- ${letter}`, 64);
+        flags.set(letter, value!);
+        break;
+      }
+      flags.set(letter, true);
+    }
+  }
+  return { flags, rest: args.slice(i) };
+}
+
+// freebsd-version(1) (../shared/oracles/freebsd/freebsd-version.1): -k, -r, -u print the installed
+// kernel, running kernel and userland versions, in that order; no flag means -u.
+function freebsdVersion(root: string, args: string[]) {
+  const { flags } = getopt(args, "kruj:");
+  const state = readState(root);
+  const wanted = ["k", "r", "u"].filter((f) => flags.has(f));
+  for (const _ of wanted.length ? wanted : ["u"]) print(state.version);
+}
+
+// uname(1): -s sysname, -r release, -m machine, -K __FreeBSD_version of the kernel (uname.1, FreeBSD).
+function uname(root: string, args: string[]) {
+  const { flags } = getopt(args, "aKmnoprsUv");
+  const state = readState(root);
+  if (flags.has("a")) {
+    print(`FreeBSD ${state.hostname} ${state.version} FreeBSD ${state.version} GENERIC amd64`);
+    return;
+  }
+  const parts: string[] = [];
+  if (flags.has("s") || flags.size === 0) parts.push("FreeBSD");
+  if (flags.has("n")) parts.push(state.hostname);
+  if (flags.has("r")) parts.push(state.version);
+  if (flags.has("m")) parts.push("amd64");
+  if (flags.has("K")) parts.push(String(state.osreldate));
+  print(parts.join(" "));
+}
+
+// id(1): -u prints the effective user id.
+function id(root: string, args: string[]) {
+  const state = readState(root);
+  if (args[0] === "-u") print(String(state.uid));
+  else print(`uid=${state.uid}(${state.uid === 0 ? "root" : "user"}) gid=0(wheel) groups=0(wheel)`);
+}
+
+// kldstat(8): column layout from ../shared/oracles/freebsd/samples/kldstat-manpage-examples.txt;
+// -q -m NAME prints nothing and exits 1 when the module is absent ("kldstat -q -n fakefile || …").
+function kldstat(root: string, args: string[]) {
+  const { flags } = getopt(args, "qm:n:vdhi:");
+  const state = readState(root);
+  const modules = [
+    { id: 1, refs: 38, file: "kernel", modules: ["kernel"] },
+    { id: 2, refs: 1, file: "zfs.ko", modules: ["zfs"] },
+    ...(state.vmm.loaded ? [{ id: 17, refs: 1, file: "vmm.ko", modules: ["vmm"] }] : []),
+  ];
+  const byModule = flags.get("m");
+  if (typeof byModule === "string") {
+    const found = modules.find((m) => m.modules.includes(byModule));
+    if (!found) {
+      if (!flags.has("q")) eprint(`kldstat: can't find module ${byModule}: No such file or directory`);
+      throw new Exit(1);
+    }
+    if (!flags.has("q")) {
+      print("Id  Refs Name");
+      print(`${String(found.id).padStart(3)} ${String(found.refs).padStart(4)} ${byModule}`);
+    }
+    return;
+  }
+  const byFile = flags.get("n");
+  const list =
+    typeof byFile === "string"
+      ? modules.filter((m) => m.file.replace(/\.ko$/, "") === byFile.replace(/\.ko$/, ""))
+      : modules;
+  if (typeof byFile === "string" && list.length === 0) {
+    if (!flags.has("q")) eprint(`kldstat: can't find file ${byFile}: No such file or directory`);
+    throw new Exit(1);
+  }
+  if (flags.has("q")) return;
+  print("Id Refs Address                Size Name");
+  for (const m of list)
+    print(`${String(m.id).padStart(2)} ${String(m.refs).padStart(4)} 0xffffffff80200000  2448f20 ${m.file}`);
+}
+
+function sysctlValues(state: HostState): Record<string, string> {
+  const values: Record<string, string> = {
+    "kern.ostype": "FreeBSD",
+    "kern.osrelease": state.version,
+    "kern.osreldate": String(state.osreldate),
+    "kern.hostname": state.hostname,
+    "hw.machine": "amd64",
+    "hw.model":
+      state.cpuVendor === "intel"
+        ? "Intel(R) Xeon(R) CPU E5-2650 v4 @ 2.20GHz"
+        : "AMD Ryzen 7 5800X 8-Core Processor",
+    "hw.ncpu": String(state.ncpu),
+    "hw.physmem": String(state.physmem),
+    "hw.realmem": String(state.physmem + 512 * 1024 ** 2),
+    "vfs.zfs.arc_max": String(state.arcMax),
+    "vfs.zfs.arc.max": String(state.arcMax),
+    "net.link.tap.up_on_open": "1",
+  };
+  // The hw.vmm tree exists only while vmm.ko is loaded (sys/amd64/vmm/vmm.c, intel/vmx.c, amd/svm.c).
+  if (state.vmm.loaded) {
+    values["hw.vmm.maxcpu"] = String(state.vmm.maxcpu);
+    if (state.cpuVendor === "intel") {
+      values["hw.vmm.vmx.initialized"] = state.vmm.loadable ? "1" : "0";
+      values["hw.vmm.vmx.cap.unrestricted_guest"] = state.vmm.unrestrictedGuest ? "1" : "0";
+    } else {
+      values["hw.vmm.svm.features"] = state.vmm.loadable ? "4294967295" : "0";
+    }
+  }
+  return values;
+}
+
+// sysctl(8): "name: value" lines, -n values only, -e "name=value", -i ignores unknown names, an
+// unknown name otherwise fails with "sysctl: unknown oid 'NAME'" (sbin/sysctl/sysctl.c).
+function sysctl(root: string, args: string[]) {
+  const { flags, rest } = getopt(args, "aeinNqbdhoxtTW");
+  const values = sysctlValues(readState(root));
+  let failed = false;
+  for (const arg of rest) {
+    const [name, assigned] = arg.split("=", 2) as [string, string | undefined];
+    const value = values[name];
+    if (value === undefined) {
+      if (flags.has("i")) continue;
+      if (!flags.has("q")) eprint(`sysctl: unknown oid '${name}'`);
+      failed = true;
+      continue;
+    }
+    if (assigned !== undefined) {
+      print(`${name}: ${value} -> ${assigned}`);
+      continue;
+    }
+    if (flags.has("n")) print(value);
+    else if (flags.has("e")) print(`${name}=${value}`);
+    else print(`${name}: ${value}`);
+  }
+  if (failed) throw new Exit(1);
+}
+
+const rcConf = (root: string) => join(root, "etc", "rc.conf");
+
+// sysrc(8) (usr.sbin/sysrc): "name: value" when reading, "name: old -> new" when setting, -n value
+// only, -e sh(1) syntax, -i ignores unknown variables, -x deletes, -f FILE, name+=value appends with
+// a space; an unknown variable is "sysrc: unknown variable 'NAME'" and exit 1.
+function sysrc(root: string, args: string[]) {
+  const { flags, rest } = getopt(args, "f:neiqxvacdADhjNR:");
+  const file = typeof flags.get("f") === "string" ? (flags.get("f") as string) : rcConf(root);
+  withLock(root, () => {
+    const vars = readRcFile(file);
+    let failed = false;
+    for (const arg of rest) {
+      const m = /^([A-Za-z_][A-Za-z0-9_]*)(\+|-)?(?:=(.*))?$/s.exec(arg);
+      if (!m) fail(`sysrc: invalid variable name '${arg}'`);
+      const [, name, op, value] = m!;
+      const old = vars.get(name!);
+      if (flags.has("x")) {
+        if (old === undefined && !flags.has("i")) {
+          eprint(`sysrc: unknown variable '${name}'`);
+          failed = true;
+        }
+        writeRcVars(file, { [name!]: undefined });
+        continue;
+      }
+      if (value === undefined) {
+        if (old === undefined) {
+          if (!flags.has("i")) {
+            eprint(`sysrc: unknown variable '${name}'`);
+            failed = true;
+          }
+          continue;
+        }
+        if (flags.has("n")) print(old);
+        else if (flags.has("e")) print(`${name}="${old}"`);
+        else print(`${name}: ${old}`);
+        continue;
+      }
+      let next = value;
+      const words = (old ?? "").split(/\s+/).filter(Boolean);
+      if (op === "+")
+        next = [...words, ...value.split(/\s+/).filter((w) => w && !words.includes(w))].join(" ");
+      if (op === "-") next = words.filter((w) => !value.split(/\s+/).includes(w)).join(" ");
+      writeRcVars(file, { [name!]: next });
+      vars.set(name!, next);
+      if (!flags.has("q")) print(`${name}: ${old ?? ""} -> ${next}`);
+    }
+    if (failed) throw new Exit(1);
+  });
+}
+
+// dmesg(8): the kernel message buffer, one message per line.
+function dmesg(root: string) {
+  for (const line of readState(root).dmesg) print(line);
+}
+
+function poolAlloc(state: HostState, pool: string): number {
+  let alloc = state.pools[pool]!.baseAlloc;
+  for (const [name, ds] of Object.entries(state.datasets)) {
+    if (name.split("/")[0] === pool && ds.type === "volume" && !ds.sparse) alloc += ds.volsize ?? 0;
+  }
+  return alloc;
+}
+
+function human(bytes: number): string {
+  const units = ["B", "K", "M", "G", "T"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? String(v) : `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)}${units[u]}`;
+}
+
+function table(rows: string[][], scripted: boolean): void {
+  if (scripted) {
+    for (const row of rows.slice(1)) print(row.join("\t"));
+    return;
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const row of rows)
+    print(
+      row
+        .map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!)))
+        .join("  ")
+        .trimEnd(),
+    );
+}
+
+// zpool-list(8) (../shared/oracles/freebsd/openzfs/zfs-2.2.7/zpool-list.8): -H tab-separated without
+// header, -p exact numbers, -o picks properties (zpoolprops.7 names).
+function zpool(root: string, args: string[]) {
+  if (args[0] !== "list") fail(`shim zpool: only 'list' is simulated, not '${args[0]}'`, 2);
+  const { flags, rest } = getopt(args.slice(1), "gHLpPvo:T:");
+  const state = readState(root);
+  const props =
+    typeof flags.get("o") === "string"
+      ? (flags.get("o") as string).split(",")
+      : ["name", "size", "alloc", "free", "ckpoint", "expandsz", "frag", "cap", "dedup", "health", "altroot"];
+  const exact = flags.has("p");
+  const pools = rest.length ? rest : Object.keys(state.pools);
+  const rows = [props.map((p) => p.toUpperCase())];
+  for (const name of pools) {
+    const pool = state.pools[name];
+    if (!pool) fail(`cannot open '${name}': no such pool`);
+    const alloc = Math.min(poolAlloc(state, name), pool!.size);
+    const free = pool!.size - alloc;
+    const value: Record<string, string> = {
+      name,
+      size: exact ? String(pool!.size) : human(pool!.size),
+      allocated: exact ? String(alloc) : human(alloc),
+      alloc: exact ? String(alloc) : human(alloc),
+      free: exact ? String(free) : human(free),
+      ckpoint: "-",
+      expandsz: "-",
+      frag: exact ? "3" : "3%",
+      fragmentation: exact ? "3" : "3%",
+      cap: exact
+        ? String(Math.floor((alloc / pool!.size) * 100))
+        : `${Math.floor((alloc / pool!.size) * 100)}%`,
+      capacity: exact
+        ? String(Math.floor((alloc / pool!.size) * 100))
+        : `${Math.floor((alloc / pool!.size) * 100)}%`,
+      dedup: "1.00x",
+      health: "ONLINE",
+      altroot: "-",
+    };
+    rows.push(props.map((p) => value[p] ?? "-"));
+  }
+  table(rows, flags.has("H"));
+}
+
+function datasetProps(state: HostState, name: string, exact: boolean): Record<string, string> {
+  const ds = state.datasets[name]!;
+  const size = ds.type === "volume" ? (ds.volsize ?? 0) : 0;
+  const pool = name.split(/[/@]/)[0]!;
+  const avail = state.pools[pool]!.size - Math.min(poolAlloc(state, pool), state.pools[pool]!.size);
+  const show = (n: number) => (exact ? String(n) : human(n));
+  return {
+    name,
+    type: ds.type,
+    used: show(ds.type === "volume" && !ds.sparse ? size : 0),
+    avail: ds.type === "snapshot" ? "-" : show(avail),
+    available: ds.type === "snapshot" ? "-" : show(avail),
+    refer: show(0),
+    referenced: show(0),
+    mountpoint: ds.type === "filesystem" ? (ds.mountpoint ?? "none") : "-",
+    mounted: ds.type === "filesystem" ? (ds.mounted ? "yes" : "no") : "-",
+    volsize: ds.type === "volume" ? show(size) : "-",
+    origin: ds.origin ?? "-",
+    refreservation: ds.type === "volume" && !ds.sparse ? show(size) : exact ? "0" : "none",
+  };
+}
+
+// zfs(8): list/get per zfs-list.8 and zfs-set.8 (-H, -p, -o), create per zfs-create.8 (-p, -s -V),
+// destroy -r/-f, clone per zfs-clone.8, snapshot per zfs-snapshot.8, set volsize (zfsprops.7);
+// "cannot open 'NAME': dataset does not exist" is libzfs' wording.
+function zfs(root: string, args: string[]) {
+  const sub = args[0];
+  const state = readState(root);
+  const exists = (name: string) => state.datasets[name] !== undefined;
+  if (sub === "list") {
+    const { flags, rest } = getopt(args.slice(1), "HprSs:o:t:d:");
+    const props =
+      typeof flags.get("o") === "string"
+        ? (flags.get("o") as string).split(",")
+        : ["name", "used", "avail", "refer", "mountpoint"];
+    const types =
+      typeof flags.get("t") === "string" ? (flags.get("t") as string).split(",") : ["filesystem", "volume"];
+    let names = rest.length ? rest : Object.keys(state.datasets).sort();
+    for (const n of rest) if (!exists(n)) fail(`cannot open '${n}': dataset does not exist`);
+    if (flags.has("r"))
+      names = Object.keys(state.datasets)
+        .filter((d) => names.some((n) => d === n || d.startsWith(`${n}/`) || d.startsWith(`${n}@`)))
+        .sort();
+    names = names.filter(
+      (n) => types.includes("all") || types.includes(state.datasets[n]!.type) || rest.includes(n),
+    );
+    const rows = [props.map((p) => p.toUpperCase())];
+    for (const n of names) {
+      const values = datasetProps(state, n, flags.has("p"));
+      rows.push(props.map((p) => values[p] ?? "-"));
+    }
+    table(rows, flags.has("H"));
+    return;
+  }
+  if (sub === "get") {
+    const { flags, rest } = getopt(args.slice(1), "Hprd:o:s:t:");
+    const fields =
+      typeof flags.get("o") === "string"
+        ? (flags.get("o") as string).split(",")
+        : ["name", "property", "value", "source"];
+    const [propList, ...names] = rest;
+    if (!propList) fail("missing property argument", 2);
+    const rows = [fields.map((f) => f.toUpperCase())];
+    for (const n of names) {
+      if (!exists(n)) fail(`cannot open '${n}': dataset does not exist`);
+      const values = datasetProps(state, n, flags.has("p"));
+      for (const p of propList!.split(",")) {
+        const row: Record<string, string> = { name: n, property: p, value: values[p] ?? "-", source: "-" };
+        rows.push(fields.map((f) => row[f] ?? "-"));
+      }
+    }
+    table(rows, flags.has("H"));
+    return;
+  }
+  const mutate = (fn: (s: HostState) => void) => updateState(root, fn);
+  if (sub === "create") {
+    const { flags, rest } = getopt(args.slice(1), "psV:b:o:u");
+    const name = rest[0];
+    if (!name) fail("missing dataset name", 2);
+    mutate((s) => {
+      if (s.datasets[name!]) fail(`cannot create '${name}': dataset already exists`);
+      const parent = name!.split("/").slice(0, -1).join("/");
+      if (!s.pools[name!.split("/")[0]!])
+        fail(`cannot create '${name}': no such pool '${name!.split("/")[0]}'`);
+      if (parent && !s.datasets[parent]) {
+        if (!flags.has("p")) fail(`cannot create '${name}': parent does not exist`);
+        const parts = name!.split("/");
+        for (let i = 2; i < parts.length; i++) {
+          const p = parts.slice(0, i).join("/");
+          if (!s.datasets[p]) {
+            s.datasets[p] = { type: "filesystem", mountpoint: join(root, p), mounted: true };
+            mkdirSync(join(root, p), { recursive: true });
+          }
+        }
+      }
+      const volsize = flags.get("V");
+      if (typeof volsize === "string") {
+        s.datasets[name!] = { type: "volume", volsize: parseZfsSize(volsize), sparse: flags.has("s") };
+      } else {
+        s.datasets[name!] = { type: "filesystem", mountpoint: join(root, name!), mounted: true };
+        mkdirSync(join(root, name!), { recursive: true });
+      }
+    });
+    return;
+  }
+  if (sub === "destroy") {
+    const { flags, rest } = getopt(args.slice(1), "rRfnpv");
+    const name = rest[0]!;
+    mutate((s) => {
+      if (!s.datasets[name]) fail(`cannot open '${name}': dataset does not exist`);
+      const children = Object.keys(s.datasets).filter(
+        (d) => d.startsWith(`${name}/`) || d.startsWith(`${name}@`),
+      );
+      if (children.length && !flags.has("r"))
+        fail(
+          `cannot destroy '${name}': filesystem has children\nuse '-r' to destroy the following datasets:\n${children.join("\n")}`,
+        );
+      for (const d of [...children, name]) {
+        const ds = s.datasets[d]!;
+        if (ds.type === "filesystem" && ds.mountpoint)
+          rmSync(ds.mountpoint, { recursive: true, force: true });
+        delete s.datasets[d];
+      }
+    });
+    return;
+  }
+  if (sub === "snapshot") {
+    const name = args.at(-1)!;
+    mutate((s) => {
+      const [base] = name.split("@");
+      if (!s.datasets[base!]) fail(`cannot open '${base}': dataset does not exist`);
+      s.datasets[name] = { type: "snapshot" };
+    });
+    return;
+  }
+  if (sub === "clone") {
+    const { rest } = getopt(args.slice(1), "po:u");
+    const [snapshot, target] = rest as [string, string];
+    mutate((s) => {
+      if (!s.datasets[snapshot]) fail(`cannot open '${snapshot}': dataset does not exist`);
+      if (s.datasets[target]) fail(`cannot create '${target}': dataset already exists`);
+      const source = s.datasets[snapshot.split("@")[0]!]!;
+      s.datasets[target] =
+        source.type === "volume"
+          ? { type: "volume", volsize: source.volsize, sparse: true, origin: snapshot }
+          : { type: "filesystem", mountpoint: join(root, target), mounted: true, origin: snapshot };
+    });
+    return;
+  }
+  if (sub === "set") {
+    const [assignment, name] = args.slice(1) as [string, string];
+    const [prop, value] = assignment.split("=") as [string, string];
+    mutate((s) => {
+      const ds = s.datasets[name];
+      if (!ds) fail(`cannot open '${name}': dataset does not exist`);
+      if (prop === "volsize") ds!.volsize = parseZfsSize(value);
+    });
+    return;
+  }
+  fail(`shim zfs: '${sub}' is not simulated`, 2);
+}
+
+function parseZfsSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGTP]?)B?$/i.exec(text);
+  if (!m) fail(`bad numeric value '${text}'`);
+  const power = " KMGTP".indexOf((m![2] || " ").toUpperCase());
+  return Math.floor(Number(m![1]) * 1024 ** Math.max(0, power));
+}
+
+// pkg-info(8) (../shared/oracles/freebsd/pkg/pkg-info.8): -e exits 0 or 1, -E prints name-version,
+// the default (-f) prints the full record; an absent package is "No package(s) matching NAME".
+function pkg(root: string, args: string[]) {
+  if (args[0] !== "info") fail(`shim pkg: only 'info' is simulated, not '${args[0]}'`, 2);
+  const { flags, rest } = getopt(args.slice(1), "ABbDdEefIklOopqRrsCgix");
+  const packages = readState(root).packages;
+  for (const name of rest) {
+    const version = packages[name];
+    if (version === undefined) {
+      if (flags.has("e")) throw new Exit(1);
+      fail(`pkg: No package(s) matching ${name}`, 70);
+    }
+    if (flags.has("e")) continue;
+    if (flags.has("E")) print(`${name}-${version}`);
+    else
+      print(
+        `${name}-${version}\nName           : ${name}\nVersion        : ${version}\nOrigin         : sysutils/${name}\nArchitecture   : FreeBSD:14:*`,
+      );
+  }
+}
+
+function interfaceStanza(name: string, i: InterfaceState): string[] {
+  // Layout of sbin/ifconfig (af_link.c, ifbridge.c, ifgroup.c); the bridge lines follow
+  // ../shared/oracles/freebsd/samples/ifconfig-vm-public.txt.
+  const flags =
+    i.kind === "loopback"
+      ? "8049<UP,LOOPBACK,RUNNING,MULTICAST>"
+      : i.up
+        ? i.kind === "tap"
+          ? "8943<UP,BROADCAST,RUNNING,PROMISC,SIMPLEX,MULTICAST>"
+          : "8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST>"
+        : "8802<BROADCAST,SIMPLEX,MULTICAST>";
+  const lines = [`${name}: flags=${flags} metric 0 mtu ${i.mtu}`];
+  if (i.description) lines.push(`\tdescription: ${i.description}`);
+  if (i.kind !== "loopback") lines.push(`\tether ${i.ether}`);
+  if (i.inet) lines.push(`\tinet ${i.inet} netmask 0xffffff00 broadcast ${i.inet.replace(/\.\d+$/, ".255")}`);
+  if (i.kind === "bridge") {
+    lines.push("\tid 00:00:00:00:00:00 priority 32768 hellotime 2 fwddelay 15");
+    lines.push("\tmaxage 20 holdcnt 6 proto rstp maxaddr 2000 timeout 1200");
+    lines.push("\troot id 00:00:00:00:00:00 priority 32768 ifcost 0 port 0");
+    i.members.forEach((m, n) => {
+      lines.push(`\tmember: ${m} flags=143<LEARNING,DISCOVER,AUTOEDGE,AUTOPTP>`);
+      lines.push(
+        `\t        ifmaxaddr 0 port ${n + 1} priority 128 path cost ${m.startsWith("tap") ? 2000000 : 20000}`,
+      );
+    });
+  }
+  if (i.groups.length) lines.push(`\tgroups: ${i.groups.join(" ")}`);
+  if (i.kind === "ether" || i.kind === "tap") lines.push("\tmedia: Ethernet autoselect", "\tstatus: active");
+  lines.push(
+    i.kind === "bridge"
+      ? "\tnd6 options=9<PERFORMNUD,IFDISABLED>"
+      : "\tnd6 options=29<PERFORMNUD,IFDISABLED,AUTO_LINKLOCAL>",
+  );
+  if (i.openedBy) lines.push(`\tOpened by PID ${i.openedBy}`);
+  return lines;
+}
+
+function randomMac(prefix = "58:9c:fc"): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(3));
+  return `${prefix}:${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":")}`;
+}
+
+// ifconfig(8): all interfaces without arguments (or -a), one with its name, -g GROUP lists members
+// of a group, "NAME create", "NAME destroy", "BRIDGE addm/deletem IF", "descr", "up".
+function ifconfig(root: string, args: string[]) {
+  if (args.length === 0 || args[0] === "-a") {
+    const state = readState(root);
+    for (const [name, i] of Object.entries(state.interfaces))
+      for (const line of interfaceStanza(name, i)) print(line);
+    return;
+  }
+  if (args[0] === "-g") {
+    const group = args[1]!;
+    for (const [name, i] of Object.entries(readState(root).interfaces))
+      if (i.groups.includes(group)) print(name);
+    return;
+  }
+  const [name, ...ops] = args as [string, ...string[]];
+  if (ops.length === 0) {
+    const i = readState(root).interfaces[name];
+    if (!i) fail(`ifconfig: interface ${name} does not exist`);
+    for (const line of interfaceStanza(name, i!)) print(line);
+    return;
+  }
+  updateState(root, (s) => {
+    if (ops[0] === "create") {
+      print(createInterface(s, name.replace(/\d+$/, "") as "bridge" | "tap"));
+      return;
+    }
+    const i = s.interfaces[name];
+    if (!i) fail(`ifconfig: interface ${name} does not exist`);
+    for (let k = 0; k < ops.length; k++) {
+      const op = ops[k]!;
+      if (op === "destroy") delete s.interfaces[name];
+      else if (op === "up") i!.up = true;
+      else if (op === "down") i!.up = false;
+      else if (op === "descr" || op === "description") i!.description = ops[++k];
+      else if (op === "addm") i!.members.push(ops[++k]!);
+      else if (op === "deletem") {
+        const member = ops[++k];
+        i!.members = i!.members.filter((m) => m !== member);
+      } else if (op === "group") i!.groups.push(ops[++k]!);
+      else fail(`ifconfig: ${op}: bad value`);
+    }
+  });
+}
+
+function createInterface(s: HostState, kind: "bridge" | "tap", wanted?: string): string {
+  let n = 0;
+  while (s.interfaces[`${kind}${n}`]) n++;
+  const name = wanted ?? `${kind}${n}`;
+  s.interfaces[name] = {
+    kind,
+    ether: randomMac(kind === "tap" ? "58:9c:fc" : "02:4f:8a"),
+    mtu: 1500,
+    up: false,
+    groups: [kind],
+    members: [],
+  };
+  return name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// vm(8): vm-bhyve 1.7.5 (../shared/oracles/releases/vm-bhyve/vm.8; behaviour and messages from the
+// freebsd/vm-bhyve sources at tag v1.7.5: vm, lib/vm-base, lib/vm-core, lib/vm-run, lib/vm-switch*,
+// lib/vm-util, lib/vm-zfs).
+// ---------------------------------------------------------------------------------------------
+
+const VM_VERSION_LINE = (v: string) => `vm-bhyve: Bhyve virtual machine management v${v}`;
+
+interface VmEnv {
+  state: HostState;
+  /** The datastore directory ($VM_DS_PATH). */
+  dir: string;
+  /** The ZFS dataset of the datastore, when vm_dir is `zfs:…`. */
+  dataset?: string;
+  rc: Map<string, string>;
+}
+
+const vmErr = (message: string): never => fail(`/usr/local/sbin/vm: ERROR: ${message}`);
+const vmWarn = (message: string) => eprint(`/usr/local/sbin/vm: WARNING: ${message}`);
+
+function vmSetup(root: string, state: HostState): VmEnv {
+  const rc = readRcFile(rcConf(root));
+  // lib/vm-base: enabled in rc.conf, root, vmm loadable, then zfs::init and the datastore dirs.
+  if (!/^(yes|true|on|1)$/i.test(rc.get("vm_enable") ?? ""))
+    vmErr("$vm_enable is not enabled in /etc/rc.conf!");
+  if (state.uid !== 0) vmErr("virtual machines can only be managed by root");
+  if (!state.vmm.loaded) {
+    if (!state.vmm.loadable) vmErr("kernel vmm not initialised (no VT-x / AMD SVM cpu support?)");
+    state.vmm.loaded = true;
+  }
+  const vmDir = rc.get("vm_dir") ?? "";
+  let dir = vmDir;
+  let dataset: string | undefined;
+  if (vmDir.startsWith("zfs:")) {
+    dataset = vmDir.slice(4);
+    const ds = state.datasets[dataset];
+    if (ds?.type !== "filesystem" || !ds.mounted)
+      vmErr(`unable to locate mountpoint for ZFS dataset ${dataset}`);
+    dir = ds!.mountpoint!;
+  }
+  if (!dir || !existsSync(dir)) vmErr("$vm_dir has not been configured or is not a valid directory");
+  for (const sub of [".config", ".templates", ".iso", ".img"]) mkdirSync(join(dir, sub), { recursive: true });
+  return { state, dir, dataset, rc };
+}
+
+const systemConf = (env: VmEnv) => join(env.dir, ".config", "system.conf");
+const guestDir = (env: VmEnv, name: string) => join(env.dir, name);
+const guestConf = (env: VmEnv, name: string) => join(env.dir, name, `${name}.conf`);
+
+function guestLog(env: VmEnv, name: string, ...messages: string[]) {
+  // util::log: "$(date -Iseconds): message" appended to $VM_DS_PATH/NAME/vm-bhyve.log.
+  const stamp = isoSeconds(new Date());
+  appendFileSync(join(guestDir(env, name), "vm-bhyve.log"), messages.map((m) => `${stamp}: ${m}\n`).join(""));
+}
+
+function isoSeconds(d: Date): string {
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}+00:00`;
+}
+
+/** Guests whose asynchronous stop has come due are down now, as vm-run's loop ends. */
+function settleStops(env: VmEnv) {
+  for (const [name, run] of Object.entries(env.state.running)) {
+    if (run.stopAt !== undefined && Date.now() >= run.stopAt) guestDown(env, name, 1);
+  }
+}
+
+function guestDown(env: VmEnv, name: string, status: number) {
+  const run = env.state.running[name];
+  if (!run) return;
+  const messages = [`bhyve exited with status ${status}`];
+  for (const tap of run.taps) {
+    messages.push(`destroying network device ${tap}`);
+    for (const i of Object.values(env.state.interfaces)) i.members = i.members.filter((m) => m !== tap);
+    delete env.state.interfaces[tap];
+  }
+  messages.push("stopped");
+  if (existsSync(guestDir(env, name))) guestLog(env, name, ...messages);
+  delete env.state.running[name];
+}
+
+function listGuests(env: VmEnv): string[] {
+  return readdirSync(env.dir)
+    .filter((n) => !n.startsWith(".") && existsSync(guestConf(env, n)))
+    .sort();
+}
+
+function switchBridge(env: VmEnv, name: string): string | undefined {
+  return Object.entries(env.state.interfaces).find(
+    ([, i]) => i.kind === "bridge" && i.groups.includes(`viid-${viid(name)}@`),
+  )?.[0];
+}
+
+/** switch::__viid: a short id of the switch name, used as an interface group to find its bridge. */
+function viid(name: string): string {
+  return new Bun.CryptoHasher("md5").update(name).digest("hex").slice(0, 5);
+}
+
+function vm(root: string, args: string[]) {
+  const [sub, ...rest] = args;
+  if (sub === "version") {
+    const version = readState(root).packages["vm-bhyve"];
+    if (version === undefined) fail("sh: vm: not found", 127);
+    print(VM_VERSION_LINE(version!));
+    return;
+  }
+  if (readState(root).packages["vm-bhyve"] === undefined) fail("sh: vm: not found", 127);
+  const readOnly = sub === "list" || (sub === "switch" && rest[0] === "list");
+  const snapshot = readState(root);
+  const stopsDue = Object.values(snapshot.running).some(
+    (r) => r.stopAt !== undefined && Date.now() >= r.stopAt,
+  );
+  if (readOnly && !stopsDue && snapshot.vmm.loaded) {
+    vmDispatch(root, snapshot, sub, rest);
+    return;
+  }
+  // A failing subcommand still keeps what it did before failing, as the shell script would.
+  let failure: unknown;
+  updateState(root, (state) => {
+    try {
+      vmDispatch(root, state, sub, rest);
+    } catch (error) {
+      failure = error;
+    }
+  });
+  if (failure) throw failure;
+}
+
+function vmDispatch(root: string, state: HostState, sub: string | undefined, rest: string[]) {
+  const env = vmSetup(root, state);
+  settleStops(env);
+  switch (sub) {
+    case "init":
+      return vmInit(env);
+    case "list":
+      return vmList(env, rest);
+    case "switch":
+      return vmSwitch(env, rest);
+    case "create":
+      return vmCreate(env, rest);
+    case "start":
+      return vmStart(root, env, rest);
+    case "stop":
+      return vmStop(env, rest);
+    case "poweroff":
+      return vmPoweroff(env, rest);
+    case "destroy":
+      return vmDestroy(env, rest);
+    default:
+      return vmErr(`unknown command '${sub}'. please run 'vm usage' or view the manpage for help`);
+  }
+}
+
+function vmInit(env: VmEnv) {
+  // util::setup then switch::init: every configured switch gets its bridge and member ports.
+  const conf = readRcFile(systemConf(env));
+  for (const sw of (conf.get("switch_list") ?? "").split(/\s+/).filter(Boolean)) ensureBridge(env, sw, conf);
+}
+
+function ensureBridge(env: VmEnv, sw: string, conf: Map<string, string>) {
+  let bridge = switchBridge(env, sw);
+  if (!bridge) {
+    bridge = createInterface(env.state, "bridge", sw.length <= 12 ? `vm-${sw}` : undefined);
+    const i = env.state.interfaces[bridge]!;
+    i.groups.push("vm-switch", `viid-${viid(sw)}@`);
+    i.up = true;
+  }
+  const i = env.state.interfaces[bridge]!;
+  for (const port of (conf.get(`ports_${sw}`) ?? "").split(/\s+/).filter(Boolean)) {
+    if (env.state.interfaces[port] && !i.members.includes(port)) i.members.push(port);
+  }
+  return bridge;
+}
+
+function vmSwitch(env: VmEnv, args: string[]) {
+  const [sub, ...rest] = args;
+  const file = systemConf(env);
+  const conf = readRcFile(file);
+  const switches = (conf.get("switch_list") ?? "").split(/\s+/).filter(Boolean);
+  if (sub === "list") {
+    // switch::list + switch::standard::show, through column -t.
+    const rows = [["NAME", "TYPE", "IFACE", "ADDRESS", "PRIVATE", "MTU", "VLAN", "PORTS"]];
+    for (const sw of switches) {
+      rows.push([
+        sw,
+        conf.get(`type_${sw}`) ?? "standard",
+        switchBridge(env, sw) ?? "-",
+        conf.get(`addr_${sw}`) || "-",
+        conf.get(`private_${sw}`) || "no",
+        conf.get(`mtu_${sw}`) || "-",
+        conf.get(`vlan_${sw}`) || "-",
+        conf.get(`ports_${sw}`) || "-",
+      ]);
+    }
+    table(rows, false);
+    return;
+  }
+  if (sub === "create") {
+    const { flags, rest: names } = getopt(rest, "t:i:n:b:m:a:p");
+    const sw = names[0];
+    if (!sw)
+      fail(
+        "usage: vm switch create [-t type] [-i interface] [-n vlan-id] [-m mtu] [-a address] [-p] name",
+        1,
+      );
+    if (!/^[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]$|^[A-Za-z0-9]$/.test(sw!)) vmErr("invalid switch name");
+    if (switches.includes(sw!)) vmErr(`switch ${sw} already exists`);
+    const iface = flags.get("i");
+    writeRcVars(file, {
+      switch_list: [...switches, sw!].join(" "),
+      [`type_${sw}`]: "standard",
+      ...(typeof iface === "string" ? { [`ports_${sw}`]: iface } : {}),
+    });
+    ensureBridge(env, sw!, readRcFile(file));
+    return;
+  }
+  if (sub === "add") {
+    const [sw, iface] = rest as [string, string];
+    if (!switches.includes(sw)) vmErr(`unable to locate switch id`);
+    if (!env.state.interfaces[iface]) fail(`ifconfig: interface ${iface} does not exist`);
+    const ports = (conf.get(`ports_${sw}`) ?? "").split(/\s+/).filter(Boolean);
+    if (!ports.includes(iface)) ports.push(iface);
+    writeRcVars(file, { [`ports_${sw}`]: ports.join(" ") });
+    ensureBridge(env, sw, readRcFile(file));
+    return;
+  }
+  fail(`shim vm: 'switch ${sub}' is not simulated`, 2);
+}
+
+function vmList(env: VmEnv, args: string[]) {
+  // core::list: NAME DATASTORE LOADER CPU MEMORY VNC AUTO STATE through `column -ts^`.
+  const { flags } = getopt(args, "rv");
+  const autostart = (env.rc.get("vm_list") ?? "").split(/\s+/).filter(Boolean);
+  const rows = [["NAME", "DATASTORE", "LOADER", "CPU", "MEMORY", "VNC", "AUTO", "STATE"]];
+  for (const name of listGuests(env)) {
+    const conf = readRcFile(guestConf(env, name));
+    const run = env.state.running[name];
+    if (flags.has("r") && !run) continue;
+    const position = autostart.indexOf(name);
+    rows.push([
+      name,
+      "default",
+      conf.get("loader") || "none",
+      conf.get("cpu") ?? "",
+      conf.get("memory") ?? "",
+      "-",
+      position >= 0 ? `Yes [${position + 1}]` : "No",
+      run ? `Running (${run.pid})` : "Stopped",
+    ]);
+  }
+  table(rows, false);
+}
+
+function vmCreate(env: VmEnv, args: string[]) {
+  // core::create: template copy, uuid, static MAC, one disk per diskN_name (disk0 size from -s).
+  const { flags, rest } = getopt(args, "d:t:s:i:c:m:Ck:n:u:");
+  const name = rest[0];
+  if (!name) fail("usage: vm create [-d datastore] [-t template] [-s size] name");
+  if (!/^[a-z0-9][.a-z0-9_-]{0,229}[a-z0-9]$/i.test(name!)) vmErr(`invalid virtual machine name - '${name}'`);
+  if (existsSync(guestConf(env, name!))) vmErr(`virtual machine already exists in ${env.dir}/${name}`);
+  const template = join(env.dir, ".templates", `${(flags.get("t") as string | undefined) ?? "default"}.conf`);
+  if (!existsSync(template)) vmErr(`unable to find template ${template}`);
+  const tpl = readRcFile(template);
+  if (!tpl.get("disk0_name")) vmErr("template is missing disk0_name specification");
+  if (env.dataset)
+    updateDatasets(
+      env,
+      (d) =>
+        (d[`${env.dataset}/${name}`] = {
+          type: "filesystem",
+          mountpoint: guestDir(env, name!),
+          mounted: true,
+        }),
+    );
+  mkdirSync(guestDir(env, name!), { recursive: true });
+  copyFileSync(template, guestConf(env, name!));
+  const changes: Record<string, string | undefined> = { uuid: crypto.randomUUID() };
+  // vm::generate_static_mac runs for every new guest, template MAC or not.
+  if (tpl.get("network0_type")) changes.network0_mac = randomMac();
+  if (typeof flags.get("c") === "string") changes.cpu = flags.get("c") as string;
+  if (typeof flags.get("m") === "string") changes.memory = flags.get("m") as string;
+  for (let n = 0; tpl.get(`disk${n}_name`); n++) {
+    const disk = tpl.get(`disk${n}_name`)!;
+    const dev = tpl.get(`disk${n}_dev`) ?? "file";
+    const size =
+      n === 0 && typeof flags.get("s") === "string"
+        ? (flags.get("s") as string)
+        : (tpl.get(`disk${n}_size`) ?? "20G");
+    if (dev === "zvol" || dev === "sparse-zvol") {
+      if (!env.dataset) vmErr("cannot use ZVOL storage unless ZFS support is enabled");
+      updateDatasets(
+        env,
+        (d) =>
+          (d[`${env.dataset}/${name}/${disk}`] = {
+            type: "volume",
+            volsize: parseZfsSize(size),
+            sparse: dev === "sparse-zvol",
+          }),
+      );
+    } else if (dev !== "custom" && dev !== "iscsi") {
+      const path = join(guestDir(env, name!), disk);
+      appendFileSync(path, "");
+      truncateSync(path, parseZfsSize(size));
+    }
+    changes[`disk${n}_size`] = undefined;
+  }
+  writeRcVars(guestConf(env, name!), changes);
+}
+
+function updateDatasets(env: VmEnv, fn: (d: HostState["datasets"]) => void) {
+  fn(env.state.datasets);
+}
+
+function vmStart(root: string, env: VmEnv, args: string[]) {
+  const { rest } = getopt(args, "fi");
+  let failures = 0;
+  for (const name of rest) {
+    print(`Starting ${name}`);
+    if (!existsSync(guestConf(env, name))) {
+      print(`  ! ${name} does not seem to be a valid virtual machine`);
+      failures++;
+      continue;
+    }
+    print(`  * found guest in ${guestDir(env, name)}`);
+    if (env.state.running[name]) {
+      print("  ! guest appears to be running already");
+      failures++;
+      continue;
+    }
+    const conf = readRcFile(guestConf(env, name));
+    if (!conf.get("cpu") || !conf.get("memory")) {
+      print("  ! incomplete virtual machine configuration");
+      failures++;
+      continue;
+    }
+    print("  * booting...");
+    // What `vm _run` does in the background: its outcome only shows in the guest's log.
+    vmRun(root, env, name, conf);
+  }
+  if (failures) throw new Exit(failures);
+}
+
+function vmRun(root: string, env: VmEnv, name: string, conf: Map<string, string>) {
+  const loader = conf.get("loader") ?? "";
+  guestLog(
+    env,
+    name,
+    "initialising",
+    ` [loader: ${loader}]`,
+    ` [cpu: ${conf.get("cpu")}]`,
+    ` [memory: ${conf.get("memory")}]`,
+    " [hostbridge: standard]",
+    " [com ports: com1]",
+    ` [uuid: ${conf.get("uuid") ?? ""}]`,
+    " [debug mode: no]",
+    ` [primary disk: ${conf.get("disk0_name") ?? ""}]`,
+    ` [primary disk dev: ${conf.get("disk0_dev") ?? "file"}]`,
+  );
+  if (loader.startsWith("uefi")) {
+    const bootrom = join(root, "usr/local/share/uefi-firmware/BHYVE_UEFI.fd");
+    if (!existsSync(bootrom)) {
+      guestLog(env, name, "fatal; unable to locate firmware /usr/local/share/uefi-firmware/BHYVE_UEFI.fd");
+      return;
+    }
+  }
+  const pid = env.state.nextPid++;
+  const taps: string[] = [];
+  for (let n = 0; conf.get(`network${n}_type`); n++) {
+    const tap = createInterface(env.state, "tap");
+    const sw = conf.get(`network${n}_switch`) ?? "";
+    const i = env.state.interfaces[tap]!;
+    i.description = `vmnet/${name}/${n}/${sw || "custom"}`;
+    i.groups.push("vm-port");
+    i.openedBy = pid;
+    taps.push(tap);
+    guestLog(env, name, `initialising network device ${tap}`);
+    const bridge = sw ? switchBridge(env, sw) : undefined;
+    if (sw && bridge) {
+      guestLog(
+        env,
+        name,
+        `adding ${tap} -> ${bridge} (${sw} addm)`,
+        `bring up ${tap} -> ${bridge} (${sw} addm)`,
+      );
+      env.state.interfaces[bridge]!.members.push(tap);
+      i.up = true;
+    } else if (sw) {
+      guestLog(env, name, `failed to find virtual switch '${sw}'`);
+    }
+  }
+  guestLog(
+    env,
+    name,
+    "booting",
+    ` [bhyve options: -c ${conf.get("cpu")} -m ${conf.get("memory")} -AHPw -u ${conf.get("bhyve_options") ?? ""}]`.replace(
+      / \]$/,
+      "]",
+    ),
+    "starting bhyve (run 1)",
+  );
+  env.state.running[name] = { pid, taps };
+  if (env.state.failingGuests.includes(name)) guestDown(env, name, 4);
+}
+
+function vmStop(env: VmEnv, names: string[]) {
+  // core::stop: ACPI shutdown, returns at once; the guest goes down when it has shut down.
+  for (const name of names) {
+    const run = env.state.running[name];
+    if (!run) {
+      vmWarn(`${name} doesn't appear to be a running virtual machine`);
+      continue;
+    }
+    print(`Sending ACPI shutdown to ${name}`);
+    run.stopAt ??= Date.now() + env.state.stopDelayMs;
+  }
+}
+
+function vmPoweroff(env: VmEnv, args: string[]) {
+  const { flags, rest } = getopt(args, "f");
+  const name = rest[0]!;
+  if (!env.state.running[name]) vmErr(`${name} doesn't appear to be a running virtual machine`);
+  if (!flags.has("f")) {
+    // util::confirm reads the answer from stdin; with nobody there, nothing happens.
+    out += "Are you sure you want to forcefully poweroff this virtual machine (y/n)? ";
+    return;
+  }
+  guestDown(env, name, 1);
+}
+
+function vmDestroy(env: VmEnv, args: string[]) {
+  const { flags, rest } = getopt(args, "f");
+  const name = rest[0]!;
+  if (!existsSync(guestConf(env, name))) vmErr(`${name} doesn't appear to be a valid virtual machine`);
+  if (env.state.running[name]) {
+    vmWarn(`${name} appears to be running locally (vmm exists)`);
+    throw new Exit(1);
+  }
+  if (!flags.has("f")) {
+    out += "Are you sure you want to completely remove this virtual machine (y/n)? ";
+    return;
+  }
+  if (env.dataset) {
+    const base = `${env.dataset}/${name}`;
+    for (const d of Object.keys(env.state.datasets))
+      if (d === base || d.startsWith(`${base}/`) || d.startsWith(`${base}@`)) delete env.state.datasets[d];
+  }
+  rmSync(guestDir(env, name), { recursive: true, force: true });
+}
+
+let code: number;
+try {
+  code = main(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof Exit) code = error.code;
+  else {
+    err += `shim: ${(error as Error).stack ?? error}\n`;
+    code = 70;
+  }
+}
+process.stdout.write(out);
+process.stderr.write(err);
+process.exitCode = code;

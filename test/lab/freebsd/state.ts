@@ -1,0 +1,170 @@
+/**
+ * The simulated FreeBSD host's state: one JSON file in the host's temp root, read and written under a
+ * lock by every shim invocation, so `vm create`, `vm start`, `vm list` and `zfs list` agree with each
+ * other whichever process runs them. Files that FreeBSD keeps on disk (rc.conf, vm-bhyve's
+ * system.conf, guest configs and logs, disk images) are real files under the root instead.
+ */
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+
+export interface PoolState {
+  size: number;
+  /** Bytes allocated by everything that is not a simulated thick zvol. */
+  baseAlloc: number;
+}
+
+export interface DatasetState {
+  type: "filesystem" | "volume" | "snapshot";
+  /** Real directory under the root (filesystems only). */
+  mountpoint?: string;
+  mounted?: boolean;
+  volsize?: number;
+  /** Sparse volumes (`zfs create -s -V`) reserve nothing. */
+  sparse?: boolean;
+  origin?: string;
+}
+
+export interface InterfaceState {
+  kind: "ether" | "bridge" | "tap" | "loopback";
+  ether: string;
+  mtu: number;
+  up: boolean;
+  description?: string;
+  groups: string[];
+  members: string[];
+  inet?: string;
+  openedBy?: number;
+}
+
+export interface GuestRun {
+  pid: number;
+  taps: string[];
+  /** vm stop is asynchronous: the guest goes down at this time (epoch ms). */
+  stopAt?: number;
+}
+
+export interface ShimFault {
+  command: string;
+  /** Leading arguments the invocation must have, e.g. ["start"] for `vm start …`. */
+  args?: string[];
+  code: number;
+  stderr: string;
+}
+
+export interface HostState {
+  version: string;
+  osreldate: number;
+  uid: number;
+  hostname: string;
+  cpuVendor: "intel" | "amd";
+  physmem: number;
+  ncpu: number;
+  arcMax: number;
+  vmm: { loaded: boolean; loadable: boolean; unrestrictedGuest: boolean; maxcpu: number };
+  /** Kernel message buffer lines, as dmesg(8) prints them. */
+  dmesg: string[];
+  packages: Record<string, string>;
+  pools: Record<string, PoolState>;
+  datasets: Record<string, DatasetState>;
+  interfaces: Record<string, InterfaceState>;
+  running: Record<string, GuestRun>;
+  /** Guests whose next `vm start` fails the way a broken guest does (bhyve exits 4). */
+  failingGuests: string[];
+  faults: ShimFault[];
+  latencyMs: number;
+  stopDelayMs: number;
+  /** Real programs (sh, cat, test, …) that are logged like the shims, then run as they are. */
+  passthrough: Record<string, string>;
+  nextPid: number;
+}
+
+export const stateFile = (root: string) => join(root, ".sim", "state.json");
+export const commandLog = (root: string) => join(root, ".sim", "commands.ndjson");
+const lockDir = (root: string) => join(root, ".sim", "lock");
+
+export function readState(root: string): HostState {
+  return JSON.parse(readFileSync(stateFile(root), "utf8")) as HostState;
+}
+
+export function writeState(root: string, state: HostState): void {
+  const tmp = `${stateFile(root)}.${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(state, null, 1));
+  renameSync(tmp, stateFile(root));
+}
+
+/** Runs `fn` holding the host lock (a directory, which mkdir creates atomically). */
+export function withLock<T>(root: string, fn: () => T): T {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      mkdirSync(lockDir(root));
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      if (Date.now() > deadline) throw new Error(`simulated host lock ${lockDir(root)} held for 10 s`);
+      Bun.sleepSync(2);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(lockDir(root), { recursive: true, force: true });
+  }
+}
+
+export function updateState<T>(root: string, fn: (state: HostState) => T): T {
+  return withLock(root, () => {
+    const state = readState(root);
+    const result = fn(state);
+    writeState(root, state);
+    return result;
+  });
+}
+
+/** rc.conf-style files (rc.conf, system.conf, guest configs): `name="value"` lines, `#` comments. */
+export function parseRcText(text: string): Map<string, string> {
+  const vars = new Map<string, string>();
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/#.*$/, "");
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line.trimEnd());
+    if (!m) continue;
+    let value = m[2]!.trim();
+    if (/^".*"$/.test(value) || /^'.*'$/.test(value)) value = value.slice(1, -1);
+    vars.set(m[1]!, value);
+  }
+  return vars;
+}
+
+export function readRcFile(path: string): Map<string, string> {
+  return existsSync(path) ? parseRcText(readFileSync(path, "utf8")) : new Map();
+}
+
+/** Sets or removes variables the way sysrc(8) does: the line is replaced in place or appended. */
+export function writeRcVars(path: string, changes: Record<string, string | undefined>): void {
+  const lines = existsSync(path) ? readFileSync(path, "utf8").split("\n") : [];
+  if (lines.at(-1) === "") lines.pop();
+  for (const [name, value] of Object.entries(changes)) {
+    const index = lines.findIndex((l) => l.startsWith(`${name}=`));
+    if (value === undefined) {
+      if (index >= 0) lines.splice(index, 1);
+    } else if (index >= 0) {
+      lines[index] = `${name}="${value}"`;
+    } else {
+      lines.push(`${name}="${value}"`);
+    }
+  }
+  writeFileSync(path, lines.length ? `${lines.join("\n")}\n` : "");
+}
+
+export function touch(path: string): void {
+  closeSync(openSync(path, "a"));
+}

@@ -1,0 +1,114 @@
+/** The example lab and a plugin context on a simulated host, shared by the bhyve stage's tests. */
+
+import { bhyvePlugin } from "../../../../plugins/hypervisor/bhyve/index.ts";
+import {
+  type BhyveOptions,
+  type BhyveOptionsInput,
+  parseBhyveOptions,
+} from "../../../../plugins/hypervisor/bhyve/options.ts";
+import { createPluginContext, type TestablePluginContext } from "../../../../src/core/context.ts";
+import type { Hooks } from "../../../../src/core/contract.ts";
+import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
+import { GiB } from "../../../../src/core/units.ts";
+import type { Target } from "../../../../src/targets/target.ts";
+
+const node = (
+  name: string,
+  role: NodeSpec["role"],
+  address: string,
+  extra: Partial<NodeSpec> = {},
+): NodeSpec => ({
+  name,
+  role,
+  cpus: 2,
+  memory: 4 * GiB,
+  disk: 20 * GiB,
+  address,
+  disks: [],
+  ...extra,
+});
+
+/** The example lab: cp1 and workers w1/w2 with one 50 GiB data disk each. */
+export function exampleCluster(overrides: Partial<Cluster> = {}): Cluster {
+  return {
+    name: "lab",
+    host: { kind: "local" },
+    network: {
+      domain: "lab.home.arpa",
+      gateway: "192.168.1.1",
+      dns: ["192.168.1.1"],
+      subnet: "192.168.1.0/24",
+      podCidr: "10.233.64.0/18",
+      serviceCidr: "10.233.0.0/18",
+    },
+    nodes: [
+      node("cp1", "control-plane", "192.168.1.21"),
+      node("w1", "worker", "192.168.1.22", { disks: [{ name: "data1", size: 50 * GiB }] }),
+      node("w2", "worker", "192.168.1.23", { disks: [{ name: "data1", size: 50 * GiB }] }),
+    ],
+    ssh: { authorizedKeys: [] },
+    stages: { hypervisor: { plugin: "hypervisor/bhyve", options: {} } },
+    ...overrides,
+  };
+}
+
+export function workers(n: number): NodeSpec[] {
+  return Array.from({ length: n }, (_, i) => node(`w${i + 1}`, "worker", `192.168.1.${22 + i}`));
+}
+
+export interface LabContextArgs {
+  host: Target;
+  stateDir: string;
+  cluster?: Cluster;
+  options?: BhyveOptionsInput;
+  assumeYes?: boolean;
+  dryRun?: boolean;
+  hooks?: Hooks;
+  ask?: (question: string) => Promise<boolean>;
+}
+
+export function labContext(args: LabContextArgs): TestablePluginContext & { options: BhyveOptions } {
+  const options = parseBhyveOptions({ nic: "em0", ...args.options });
+  return createPluginContext({
+    cluster: args.cluster ?? exampleCluster(),
+    plugin: bhyvePlugin,
+    options,
+    stateDir: args.stateDir,
+    dryRun: args.dryRun,
+    assumeYes: args.assumeYes,
+    hooks: args.hooks,
+    ask: args.ask,
+    targets: { host: args.host },
+  }) as TestablePluginContext & { options: BhyveOptions };
+}
+
+/** What `kubehyve up` does with one stage: check, apply the changes, verify. */
+export async function up(ctx: TestablePluginContext & { options: BhyveOptions }) {
+  const plan = await bhyvePlugin.check(ctx);
+  if (plan.changes.length) await bhyvePlugin.apply!(ctx, plan.changes);
+  const verified = await bhyvePlugin.verify!(ctx);
+  return { plan, verified };
+}
+
+/** Host commands that change something; everything else only reads. */
+export function isMutating(argv: readonly string[]): boolean {
+  const [cmd, sub, ...rest] = argv;
+  switch (cmd) {
+    case "vm":
+      return !["list", "version", "info"].includes(sub ?? "") && !(sub === "switch" && rest[0] === "list");
+    case "sysrc":
+      return argv.slice(1).some((a) => a.includes("=")) || argv.includes("-x");
+    case "zfs":
+      return !["list", "get"].includes(sub ?? "");
+    case "ifconfig":
+      return argv.length > 2 || (argv.length === 2 && !argv[1]!.startsWith("-"));
+    case "sh":
+    case "rm":
+    case "mkdir":
+    case "dd":
+    case "truncate":
+      return true;
+    default:
+      return false;
+  }
+}

@@ -1,0 +1,188 @@
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseBhyveOptions } from "../../../../plugins/hypervisor/bhyve/options.ts";
+import { parseRcVars } from "../../../../plugins/hypervisor/bhyve/parse.ts";
+import {
+  describeDrift,
+  diffVmConfig,
+  diskDrift,
+  formatVmMemory,
+  macFor,
+  parseVmMemory,
+  renderVmConfig,
+  renderVmTemplate,
+  uuidFor,
+  vmConfigEntries,
+} from "../../../../plugins/hypervisor/bhyve/vmconfig.ts";
+import { GiB, MiB } from "../../../../src/core/units.ts";
+import { exampleCluster } from "./lab.ts";
+
+const VM_BHYVE = join(import.meta.dir, "../../../..", "../shared/oracles/releases/vm-bhyve");
+
+/**
+ * The guest config keys vm.8 documents: the `.It` entries of GUEST CONFIGURATION FORMAT, where a
+ * trailing X or 0 stands for any device number (network0_type, passthruX, grub_runX).
+ */
+function documentedKeys(): RegExp[] {
+  const man = readFileSync(join(VM_BHYVE, "vm.8"), "utf8");
+  const section = man.slice(man.indexOf(".Sh GUEST CONFIGURATION FORMAT"), man.indexOf(".Sh SEE ALSO"));
+  const keys = [...section.matchAll(/^\.It (?:Cm )?(\S+)$/gm)].map((m) => m[1]!);
+  expect(keys.length).toBeGreaterThan(50);
+  return keys.map((key) => new RegExp(`^${key.replace(/(X|0)(?=_|$)/, "\\d+")}$`));
+}
+
+/** Keys config.sample marks as required, for those vm.8 forgets (cpu). */
+function requiredInConfigSample(): string[] {
+  const sample = readFileSync(join(VM_BHYVE, "sample-templates/config.sample"), "utf8");
+  return [...sample.matchAll(/^# (\w+) \(required\)$/gm)].map((m) => m[1]!);
+}
+
+const cluster = exampleCluster();
+const options = parseBhyveOptions({ nic: "em0" });
+
+describe("the VM config of a node", () => {
+  test("uses only keys documented in vm-bhyve's vm.8, and cpu which config.sample documents as required", () => {
+    const documented = documentedKeys();
+    const required = requiredInConfigSample();
+    expect(required).toContain("cpu");
+    expect(documented.some((re) => re.test("cpu"))).toBe(false);
+    for (const nvme of [false, true]) {
+      for (const node of cluster.nodes) {
+        const opts = parseBhyveOptions({
+          diskType: nvme ? "nvme" : "virtio-blk",
+          vmDir: nvme ? "/vm" : "zfs:zroot/vm",
+        });
+        const keys = [
+          ...parseRcVars(
+            renderVmConfig({ cluster: cluster.name, node, options: opts, bhyveOptions: "-s 31,fwcfg" }),
+          ).keys(),
+        ];
+        const undocumented = keys.filter(
+          (k) => !documented.some((re) => re.test(k)) && !required.includes(k),
+        );
+        expect(undocumented).toEqual([]);
+      }
+    }
+  });
+
+  test("boots UEFI with virtio-net, graphics off, a data disk per declared disk and the hook's bhyve options", () => {
+    const w1 = cluster.nodes[1]!;
+    const config = Object.fromEntries(
+      parseRcVars(
+        renderVmConfig({
+          cluster: "lab",
+          node: w1,
+          options,
+          bhyveOptions: " -f name=opt/com.coreos/config,file=/zroot/vm/w1/ignition.json ",
+        }),
+      ),
+    );
+    expect(config).toEqual({
+      loader: "uefi",
+      cpu: "2",
+      memory: "4G",
+      uuid: uuidFor("lab", "w1"),
+      graphics: "no",
+      utctime: "yes",
+      network0_type: "virtio-net",
+      network0_switch: "public",
+      network0_mac: macFor("lab", "w1"),
+      disk0_type: "virtio-blk",
+      disk0_name: "disk0",
+      disk0_dev: "sparse-zvol",
+      disk1_type: "virtio-blk",
+      disk1_name: "disk1",
+      disk1_dev: "sparse-zvol",
+      bhyve_options: "-f name=opt/com.coreos/config,file=/zroot/vm/w1/ignition.json",
+    });
+  });
+
+  test("uses sparse files named disk0.img in a plain directory datastore", () => {
+    const entries = Object.fromEntries(
+      vmConfigEntries({
+        cluster: "lab",
+        node: cluster.nodes[0]!,
+        options: parseBhyveOptions({ vmDir: "/vm" }),
+      }),
+    );
+    expect(entries.disk0_name).toBe("disk0.img");
+    expect(entries.disk0_dev).toBeUndefined();
+  });
+
+  test("gives vm create each disk's size in bytes in the template only", () => {
+    const template = parseRcVars(renderVmTemplate({ cluster: "lab", node: cluster.nodes[1]!, options }));
+    expect(template.get("disk0_size")).toBe(String(20 * GiB));
+    expect(template.get("disk1_size")).toBe(String(50 * GiB));
+    expect(
+      parseRcVars(renderVmConfig({ cluster: "lab", node: cluster.nodes[1]!, options })).has("disk0_size"),
+    ).toBe(false);
+  });
+
+  test("refuses values that would break vm-bhyve's config parsing", () => {
+    expect(() =>
+      renderVmConfig({ cluster: "lab", node: cluster.nodes[0]!, options, bhyveOptions: "-s 31,fwcfg # x" }),
+    ).toThrow(/cannot contain/);
+  });
+});
+
+describe("identity and sizes", () => {
+  test("derives a locally administered unicast MAC from cluster and node name", () => {
+    const mac = macFor("lab", "cp1");
+    expect(mac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+    const first = Number.parseInt(mac.slice(0, 2), 16);
+    expect(first & 0b10).toBe(0b10);
+    expect(first & 0b01).toBe(0);
+    expect(macFor("lab", "cp1")).toBe(mac);
+    expect(new Set([macFor("lab", "cp1"), macFor("lab", "w1"), macFor("lab2", "cp1")]).size).toBe(3);
+  });
+
+  test("derives a version 5 layout UUID that stays the same for a node", () => {
+    expect(uuidFor("lab", "cp1")).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
+    expect(uuidFor("lab", "cp1")).toBe(uuidFor("lab", "cp1"));
+    expect(uuidFor("lab", "cp1")).not.toBe(uuidFor("lab", "w1"));
+  });
+
+  test("writes memory with vm.8's M and G suffixes and reads both back", () => {
+    expect(formatVmMemory(4 * GiB)).toBe("4G");
+    expect(formatVmMemory(1536 * MiB)).toBe("1536M");
+    expect(parseVmMemory("4096M")).toBe(4 * GiB);
+    expect(parseVmMemory("4G")).toBe(4 * GiB);
+    expect(parseVmMemory("lots")).toBeUndefined();
+  });
+});
+
+describe("drift", () => {
+  const entries = vmConfigEntries({ cluster: "lab", node: cluster.nodes[1]!, options });
+
+  test("finds none when the host has the same config, memory written another way", () => {
+    const actual = new Map(entries);
+    actual.set("memory", "4096M");
+    expect(diffVmConfig(entries, actual)).toEqual([]);
+  });
+
+  test("names changed, missing and extra keys", () => {
+    const actual = new Map(entries);
+    actual.set("memory", "8G");
+    actual.delete("graphics");
+    actual.set("wired_memory", "yes");
+    const drift = diffVmConfig(entries, actual);
+    expect(drift).toEqual([
+      { key: "memory", expected: "4G", actual: "8G" },
+      { key: "graphics", expected: "no", actual: undefined },
+      { key: "wired_memory", actual: "yes" },
+    ]);
+    expect(describeDrift(drift)).toBe(
+      "memory: 8G -> 4G\ngraphics: (unset) -> no\nwired_memory: yes -> (removed)",
+    );
+    expect(diskDrift(drift)).toEqual([]);
+  });
+
+  test("tells disk changes apart, which cannot be applied in place", () => {
+    const actual = new Map(entries);
+    actual.delete("disk1_name");
+    expect(diskDrift(diffVmConfig(entries, actual)).map((d) => d.key)).toEqual(["disk1_name"]);
+  });
+});
