@@ -1,0 +1,71 @@
+/**
+ * What a failed Kubespray run means, in words a person can act on. Kubespray's asserts often print
+ * only "Assertion failed"; the task name says which one it was (the names below are those of
+ * roles/kubernetes/preinstall/tasks/0040-verify-settings.yml and playbooks/ansible_version.yml).
+ */
+import type { TaskFailure } from "./progress.ts";
+
+/** roles/kubernetes/preinstall/defaults/main.yml */
+export const MINIMAL_CONTROL_PLANE_MEMORY_MB = 1500;
+export const MINIMAL_NODE_MEMORY_MB = 1024;
+
+export interface HintContext {
+  /** Node name to its address, for ssh hints. */
+  addresses: Record<string, string>;
+  sshUser: string;
+  privateKeyPath: string;
+  logFile: string;
+}
+
+export function kubesprayHint(failure: TaskFailure, hc: HintContext): string | undefined {
+  const task = failure.task;
+  const text = `${failure.message}\n${failure.detail ?? ""}`;
+  if (task.includes("Stop if memory is too small for control plane nodes")) {
+    return `Kubespray needs at least ${MINIMAL_CONTROL_PLANE_MEMORY_MB} MB of memory on a control plane node (as the node reports it, which is a little less than the VM's size): raise its memory in the cluster file, e.g. nodes[].memory: 4GiB`;
+  }
+  if (task.includes("Stop if memory is too small for nodes")) {
+    return `Kubespray needs at least ${MINIMAL_NODE_MEMORY_MB} MB of memory on a worker node (as the node reports it, which is a little less than the VM's size): raise its memory in the cluster file, e.g. nodes[].memory: 2GiB`;
+  }
+  if (task.includes("Stop if the os does not support")) {
+    return "Kubespray does not know this operating system: the nodes must run Fedora CoreOS from the os stage";
+  }
+  if (task.includes("Stop if ip var does not match local ips")) {
+    return "the node's address in the cluster file is not configured on the node: check the os stage's network settings";
+  }
+  if (text.includes("Ansible must be between")) {
+    return "the Ansible that ran is not the version this Kubespray release requires: recreate the runner (remove the venv directory in the state dir and run kubehyve up again)";
+  }
+  if (text.includes("Python netaddr is not present")) {
+    return "the runner lacks python netaddr: recreate the venv (remove it from the state dir and run kubehyve up again)";
+  }
+  if (failure.unreachable) {
+    const address = hc.addresses[failure.host];
+    const login = address ? `ssh -i ${hc.privateKeyPath} ${hc.sshUser}@${address} true` : "ssh to the node";
+    return `the node did not answer over SSH. Kubespray reboots Fedora CoreOS nodes to layer packages (docs/operating_systems/fcos.md: "Restart playbook again"): wait for it to come back and run kubehyve up again; to test the login: ${login}`;
+  }
+  if (/rpm-ostree/.test(text)) {
+    return "rpm-ostree could not layer packages; Kubespray reboots the node afterwards. Run kubehyve up again once the node is back";
+  }
+  return undefined;
+}
+
+/** The closing lines of a failed run: host, task, message, hint, and where the whole log is. */
+export function formatFailureReport(
+  playbook: string,
+  exitCode: number,
+  failures: readonly TaskFailure[],
+  hc: HintContext,
+): string {
+  const lines = [`${playbook} failed (ansible-playbook exited ${exitCode})`];
+  if (failures.length === 0) lines.push("no task failure was reported; the log shows why Ansible stopped");
+  for (const f of failures) {
+    lines.push(
+      `${f.host}: task "${f.task}"${f.path ? ` (${f.path})` : ""} ${f.unreachable ? "unreachable" : "failed"}: ${f.message}`,
+    );
+    if (f.detail) lines.push(...f.detail.split("\n").map((l) => `  ${l}`));
+    const hint = kubesprayHint(f, hc);
+    if (hint) lines.push(`  hint: ${hint}`);
+  }
+  lines.push(`full log: ${hc.logFile}`);
+  return lines.join("\n");
+}

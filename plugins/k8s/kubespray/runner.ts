@@ -1,0 +1,316 @@
+/**
+ * Where and how ansible-playbook runs. Ansible runs on the machine that runs kubehyve (the FreeBSD
+ * host in the usual setup); it only needs to reach the nodes over SSH. See README.md for why the
+ * default is a Python venv on the host and not a container.
+ */
+import { constants, createWriteStream } from "node:fs";
+import { access, mkdir, readFile, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { type Diagnostic, diag } from "kubehyve";
+import type { KubesprayOptions } from "./options.ts";
+import { type AnsibleEvent, parseAnsibleEvent } from "./progress.ts";
+
+export interface Spawned {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a local program from an argv array; never through a shell. */
+export async function spawnLocal(
+  argv: readonly string[],
+  opts: {
+    cwd?: string;
+    env?: Record<string, string>;
+    signal?: AbortSignal;
+    onStdoutLine?: (line: string) => void;
+    onStderr?: (chunk: string) => void;
+  } = {},
+): Promise<Spawned> {
+  let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
+  try {
+    proc = Bun.spawn([...argv], {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+  } catch (error) {
+    // Bun throws synchronously when the program does not exist: report it like a failed command.
+    return { code: 127, stdout: "", stderr: `${argv[0]}: ${(error as Error).message}` };
+  }
+  const abort = () => proc.kill("SIGTERM");
+  opts.signal?.addEventListener("abort", abort, { once: true });
+  const readAll = async (stream: ReadableStream<Uint8Array>, onText: (text: string) => void) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) onText(decoder.decode(chunk, { stream: true }));
+    onText(decoder.decode());
+  };
+  let stdout = "";
+  let stderr = "";
+  let partial = "";
+  try {
+    await Promise.all([
+      readAll(proc.stdout, (text) => {
+        stdout += text;
+        if (!opts.onStdoutLine) return;
+        partial += text;
+        const lines = partial.split("\n");
+        partial = lines.pop() ?? "";
+        for (const line of lines) opts.onStdoutLine(line);
+      }),
+      readAll(proc.stderr, (text) => {
+        stderr += text;
+        opts.onStderr?.(text);
+      }),
+    ]);
+    if (partial && opts.onStdoutLine) opts.onStdoutLine(partial);
+    return { code: await proc.exited, stdout, stderr };
+  } finally {
+    opts.signal?.removeEventListener("abort", abort);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.F_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The runtime Ansible runs in. */
+export interface AnsibleRunner {
+  readonly kind: KubesprayOptions["runner"]["kind"];
+  /** What doctor and check report about the runner, without changing anything. */
+  prerequisites(): Promise<Diagnostic[]>;
+  /** True when `prepare` has nothing left to do for this Kubespray tree. */
+  isPrepared(kubesprayDir: string): Promise<boolean>;
+  /** Makes the runtime (a venv with the release's pinned requirements). Called inside ctx.wet. */
+  prepare(kubesprayDir: string, signal?: AbortSignal): Promise<void>;
+  /** The argv that starts ansible-playbook. */
+  command(): string[];
+}
+
+export function createRunner(options: KubesprayOptions, stateDir: string): AnsibleRunner {
+  const runner = options.runner;
+  if (runner.kind === "system") return systemRunner(runner.ansiblePlaybook);
+  return venvRunner(runner.python, runner.dir ?? join(stateDir, `venv-${options.version}`));
+}
+
+function systemRunner(ansiblePlaybook: string): AnsibleRunner {
+  return {
+    kind: "system",
+    async prerequisites() {
+      const r = await spawnLocal([ansiblePlaybook, "--version"]);
+      if (r.code !== 0) {
+        return [
+          diag.error("kubespray.runner-missing", `${ansiblePlaybook} cannot run here`, {
+            detail: r.stderr.trim() || r.stdout.trim(),
+            hint: 'install ansible-core 2.18.x, or use the default runner: stages.k8s.runner: { kind: "venv" }',
+            path: "stages.k8s.runner.ansiblePlaybook",
+          }),
+        ];
+      }
+      return [diag.ok("kubespray.runner", `ansible-playbook: ${r.stdout.split("\n")[0]?.trim()}`)];
+    },
+    isPrepared: async () => true,
+    prepare: async () => {},
+    command: () => [ansiblePlaybook],
+  };
+}
+
+/**
+ * Kubespray's requirements.txt without the packages the host's package manager provides. On FreeBSD
+ * cryptography has no wheel on PyPI and building it needs a Rust toolchain, so pkg's
+ * py311-cryptography (seen through --system-site-packages) stands in for the pinned one.
+ */
+export function venvRequirements(requirementsTxt: string): { install: string[]; fromSystem: string[] } {
+  const install: string[] = [];
+  const fromSystem: string[] = [];
+  for (const raw of requirementsTxt.split("\n")) {
+    const line = raw.replace(/#.*$/, "").trim();
+    if (!line) continue;
+    const name = line.split(/[<>=!~;[\s]/)[0]!.toLowerCase();
+    if (SYSTEM_PACKAGES.has(name)) fromSystem.push(line);
+    else install.push(line);
+  }
+  return { install, fromSystem };
+}
+
+const SYSTEM_PACKAGES = new Set(["cryptography"]);
+
+function venvRunner(python: string, dir: string): AnsibleRunner {
+  const marker = join(dir, ".kubehyve-requirements");
+  return {
+    kind: "venv",
+    async prerequisites() {
+      const found: Diagnostic[] = [];
+      const r = await spawnLocal([
+        python,
+        "-c",
+        "import sys, venv, ensurepip; print(sys.version.split()[0])",
+      ]);
+      if (r.code !== 0) {
+        found.push(
+          diag.error(
+            "kubespray.python-missing",
+            `${python} with venv and ensurepip is needed to run Kubespray`,
+            {
+              detail: r.stderr.trim(),
+              hint: "pkg install python311 (FreeBSD) or apt-get install python3-venv (Debian)",
+              path: "stages.k8s.runner.python",
+            },
+          ),
+        );
+        return found;
+      }
+      found.push(diag.ok("kubespray.python", `${python} ${r.stdout.trim()}`));
+      const c = await spawnLocal([python, "-c", "import cryptography; print(cryptography.__version__)"]);
+      if (c.code !== 0) {
+        found.push(
+          diag.error(
+            "kubespray.cryptography-missing",
+            `the Python module cryptography is not installed for ${python}`,
+            {
+              detail:
+                "Kubespray's community.crypto needs it; pip cannot build it on FreeBSD without a Rust toolchain",
+              hint: "pkg install py311-cryptography (FreeBSD) or apt-get install python3-cryptography (Debian)",
+            },
+          ),
+        );
+      } else {
+        found.push(
+          diag.ok("kubespray.cryptography", `cryptography ${c.stdout.trim()} from the system packages`),
+        );
+      }
+      const ssh = await spawnLocal(["ssh", "-V"]);
+      if (ssh.code !== 0) {
+        found.push(
+          diag.error("kubespray.ssh-missing", "the OpenSSH client (ssh) is not installed", {
+            hint: "it is part of the FreeBSD base system; apt-get install openssh-client",
+          }),
+        );
+      }
+      return found;
+    },
+    async isPrepared(kubesprayDir) {
+      const wanted = await readFile(join(kubesprayDir, "requirements.txt"), "utf8").catch(() => undefined);
+      const have = await readFile(marker, "utf8").catch(() => undefined);
+      return wanted !== undefined && have === wanted && (await exists(join(dir, "bin", "ansible-playbook")));
+    },
+    async prepare(kubesprayDir, signal) {
+      const requirementsTxt = await readFile(join(kubesprayDir, "requirements.txt"), "utf8");
+      const { install } = venvRequirements(requirementsTxt);
+      // The marker is written last: a venv without it (pip failed half-way) is made again from scratch.
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dirname(dir), { recursive: true, mode: 0o700 });
+      const steps: string[][] = [[python, "-m", "venv", "--system-site-packages", dir]];
+      if (install.length > 0) {
+        steps.push([
+          join(dir, "bin", "python"),
+          "-m",
+          "pip",
+          "install",
+          "--disable-pip-version-check",
+          "--no-input",
+          ...install,
+        ]);
+      }
+      for (const argv of steps) {
+        const r = await spawnLocal(argv, { signal });
+        if (r.code !== 0) {
+          const output = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-5).join(" | ");
+          throw new Error(`${argv.slice(0, 4).join(" ")} exited ${r.code}: ${output}`);
+        }
+      }
+      await Bun.write(marker, requirementsTxt);
+    },
+    command: () => [join(dir, "bin", "ansible-playbook")],
+  };
+}
+
+export interface PlaybookRequest {
+  kubesprayDir: string;
+  inventoryDir: string;
+  /** Relative to the Kubespray tree: `cluster.yml`, `playbooks/facts.yml`. */
+  playbook: string;
+  limit?: readonly string[];
+  extraVars?: Record<string, string | boolean>;
+  /** Where the whole output goes (appended). */
+  logFile: string;
+  /** Private dir for Ansible's fact cache and known_hosts. */
+  workDir: string;
+  signal?: AbortSignal;
+  onEvent?: (event: AnsibleEvent) => void;
+}
+
+/** The argv of one playbook run; a list, so no value is ever parsed by a shell. */
+export function playbookArgv(runner: AnsibleRunner, req: PlaybookRequest): string[] {
+  const argv = [...runner.command(), "-i", join(req.inventoryDir, "hosts.yaml"), "-b"];
+  if (req.limit && req.limit.length > 0) argv.push("--limit", req.limit.join(","));
+  if (req.extraVars && Object.keys(req.extraVars).length > 0) argv.push("-e", JSON.stringify(req.extraVars));
+  argv.push(req.playbook);
+  return argv;
+}
+
+export function playbookEnv(req: PlaybookRequest): Record<string, string> {
+  const cfg = join(req.kubesprayDir, "ansible.cfg");
+  return {
+    ANSIBLE_CONFIG: cfg,
+    ANSIBLE_STDOUT_CALLBACK: "ansible.posix.jsonl",
+    ANSIBLE_NOCOLOR: "1",
+    ANSIBLE_FORCE_COLOR: "0",
+    ANSIBLE_RETRY_FILES_ENABLED: "0",
+    // Kubespray's ansible.cfg caches facts in /tmp; this lab's facts stay in its state dir.
+    ANSIBLE_CACHE_PLUGIN_CONNECTION: join(req.workDir, "facts"),
+    // Kubespray's ansible.cfg turns host key checking off; a node's key is trusted on first use and
+    // a changed key is an error, as for every other SSH connection of this tool.
+    ANSIBLE_HOST_KEY_CHECKING: "True",
+    ANSIBLE_SSH_ARGS: [
+      "-o ControlMaster=auto",
+      "-o ControlPersist=30m",
+      "-o ConnectionAttempts=100",
+      `-o UserKnownHostsFile=${join(req.workDir, "known_hosts")}`,
+      "-o StrictHostKeyChecking=accept-new",
+    ].join(" "),
+  };
+}
+
+export interface PlaybookResult {
+  code: number;
+  argv: string[];
+}
+
+export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): Promise<PlaybookResult> {
+  const argv = playbookArgv(runner, req);
+  if (/\s/.test(req.workDir)) {
+    // ANSIBLE_SSH_ARGS is split on spaces by Ansible itself.
+    throw new Error(
+      `the state dir ${req.workDir} contains white space, which Ansible's ssh_args cannot carry`,
+    );
+  }
+  await mkdir(join(req.workDir, "facts"), { recursive: true, mode: 0o700 });
+  await mkdir(dirname(req.logFile), { recursive: true, mode: 0o700 });
+  const log = createWriteStream(req.logFile, { flags: "a", mode: 0o600 });
+  log.write(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
+  try {
+    const r = await spawnLocal(argv, {
+      cwd: req.kubesprayDir,
+      env: playbookEnv(req),
+      signal: req.signal,
+      onStdoutLine: (line) => {
+        log.write(`${line}\n`);
+        const event = parseAnsibleEvent(line);
+        if (event) req.onEvent?.(event);
+      },
+      onStderr: (chunk) => log.write(chunk),
+    });
+    log.write(`# exit ${r.code}\n`);
+    return { code: r.code, argv };
+  } finally {
+    await new Promise<void>((resolve) => log.end(resolve));
+  }
+}

@@ -1,0 +1,311 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { v } from "kubehyve";
+import { parse } from "yaml";
+import {
+  baseGroupVars,
+  buildInventory,
+  GROUP_VARS_FILE,
+  INVENTORY_FILE,
+  mergeGroupVars,
+  renderGroupVars,
+  renderInventory,
+} from "../../../../plugins/k8s/kubespray/inventory.ts";
+import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
+import { toYaml } from "../../../../plugins/k8s/kubespray/yaml.ts";
+import type { Cluster } from "../../../../src/core/model.ts";
+import { have } from "../../../lab/prereq.ts";
+
+const ORACLES = join(import.meta.dir, "../../../../../shared/oracles");
+const oracle = (path: string) => readFile(join(ORACLES, path), "utf8");
+const GiB = 1024 ** 3;
+
+/** The example lab: one control plane, two workers with a data disk each. */
+const exampleLab: Cluster = {
+  name: "lab",
+  host: { kind: "local" },
+  network: {
+    domain: "lab.home.arpa",
+    gateway: "192.168.1.1",
+    dns: ["192.168.1.1"],
+    subnet: "192.168.1.0/24",
+    podCidr: "10.233.64.0/18",
+    serviceCidr: "10.233.0.0/18",
+  },
+  nodes: [
+    {
+      name: "cp1",
+      role: "control-plane",
+      cpus: 2,
+      memory: 4 * GiB,
+      disk: 20 * GiB,
+      address: "192.168.1.21",
+      disks: [],
+    },
+    {
+      name: "w1",
+      role: "worker",
+      cpus: 2,
+      memory: 4 * GiB,
+      disk: 20 * GiB,
+      address: "192.168.1.22",
+      disks: [{ name: "data1", size: 50 * GiB }],
+    },
+    {
+      name: "w2",
+      role: "worker",
+      cpus: 2,
+      memory: 4 * GiB,
+      disk: 20 * GiB,
+      address: "192.168.1.23",
+      disks: [{ name: "data1", size: 50 * GiB }],
+    },
+  ],
+  ssh: { authorizedKeys: [] },
+  stages: { k8s: { plugin: "k8s/kubespray", options: {} }, net: { plugin: "net/calico", options: {} } },
+};
+const options = v.parse(optionsSchema, {});
+const KEY = "/var/db/kubehyve/lab/ssh/id_ed25519";
+
+async function ansibleInventory(dir: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn(["ansible-inventory", "-i", join(dir, INVENTORY_FILE), "--list"], {
+    env: {
+      ...process.env,
+      // ansible-inventory exits 0 on a file it cannot parse unless told otherwise (oracles README).
+      ANSIBLE_INVENTORY_ENABLED: "yaml",
+      ANSIBLE_INVENTORY_UNPARSED_FAILED: "True",
+      ANSIBLE_NOCOLOR: "1",
+    },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [code, stdout, stderr] = await Promise.all([
+    proc.exited,
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+  ]);
+  return { code, stdout, stderr };
+}
+
+async function writeInventory(dir: string, hosts: string, groupVars: string): Promise<void> {
+  await mkdir(join(dir, "group_vars", "k8s_cluster"), { recursive: true });
+  await writeFile(join(dir, INVENTORY_FILE), hosts);
+  await writeFile(join(dir, GROUP_VARS_FILE), groupVars);
+}
+
+describe.skipIf(!have("ansible-inventory", "ansible"))("the inventory as ansible-inventory reads it", () => {
+  let dir: string;
+  // biome-ignore lint/suspicious/noExplicitAny: ansible-inventory's JSON
+  let listed: any;
+  const vars = mergeGroupVars(baseGroupVars(exampleLab, options), [{ kube_proxy_strict_arp: true }], {}).vars;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "kubehyve-inventory-"));
+    await writeInventory(
+      dir,
+      renderInventory({ cluster: exampleLab, options, privateKeyPath: KEY }),
+      renderGroupVars(vars),
+    );
+    const r = await ansibleInventory(dir);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    listed = JSON.parse(r.stdout);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("an inventory Ansible cannot parse fails the check, so passing it means something", async () => {
+    const broken = await mkdtemp(join(tmpdir(), "kubehyve-inventory-"));
+    try {
+      await writeInventory(broken, "all:\n  hosts: [cp1\n", "");
+      expect((await ansibleInventory(broken)).code).not.toBe(0);
+    } finally {
+      await rm(broken, { recursive: true, force: true });
+    }
+  });
+
+  test("has the groups of Kubespray's sample inventory, with k8s_cluster made of the control planes and the workers", async () => {
+    const ini = await oracle("kubespray/inventory.ini");
+    const sampleGroups = [...ini.matchAll(/^\[([a-z_]+)(?::children)?\]$/gm)].map((m) => m[1]);
+    expect(sampleGroups).toEqual(["kube_control_plane", "etcd", "kube_node"]);
+    expect(await oracle("kubespray/inventory.md")).toContain(
+      "**k8s_cluster** is dynamically defined as the union of **kube_node**, **kube_control_plane**",
+    );
+    for (const group of sampleGroups) expect(listed[group!]).toBeDefined();
+    expect(listed.kube_control_plane.hosts).toEqual(["cp1"]);
+    expect(listed.etcd.hosts).toEqual(["cp1"]);
+    expect(listed.kube_node.hosts).toEqual(["w1", "w2"]);
+    expect(listed.k8s_cluster.children).toEqual(["kube_control_plane", "kube_node"]);
+  });
+
+  test("gives every host the address variables the sample names and the login of the cluster key", () => {
+    expect(listed._meta.hostvars.w2).toMatchObject({
+      ansible_host: "192.168.1.23",
+      ip: "192.168.1.23",
+      access_ip: "192.168.1.23",
+      ansible_user: "core",
+      ansible_port: 22,
+      ansible_ssh_private_key_file: KEY,
+    });
+  });
+
+  test("hands the group vars to every host of k8s_cluster with their types intact", () => {
+    expect(listed._meta.hostvars.cp1).toMatchObject({
+      kube_version: "1.35.4",
+      kube_network_plugin: "cni",
+      kube_pods_subnet: "10.233.64.0/18",
+      kube_service_addresses: "10.233.0.0/18",
+      container_manager: "containerd",
+      kube_proxy_mode: "ipvs",
+      kube_proxy_strict_arp: true,
+      kubeconfig_localhost: true,
+      upstream_dns_servers: ["192.168.1.1"],
+    });
+  });
+
+  test("sets only variables Kubespray defines, to values its inventory validation accepts", async () => {
+    const known = [
+      await oracle("kubespray/group_vars/k8s_cluster/k8s-cluster.yml"),
+      await oracle("kubespray/group_vars/k8s_cluster/addons.yml"),
+      await oracle("kubespray/group_vars/all/all.yml"),
+      await oracle("kubespray/group_vars/all/containerd.yml"),
+      await oracle("releases/kubespray/roles/kubespray_defaults/defaults/main/main.yml"),
+    ].join("\n");
+    for (const name of Object.keys(vars)) {
+      expect({ name, known: new RegExp(`^#? ?${name}:`, "m").test(known) }).toEqual({ name, known: true });
+    }
+    const validation = await oracle("kubespray/roles/validate_inventory-tasks-main.yml");
+    const allowed = (name: string) => {
+      const m = validation.match(new RegExp(`- ${name} in (\\[[^\\]]+\\])`));
+      if (!m) throw new Error(`no allowed values for ${name} in validate_inventory`);
+      return JSON.parse(m[1]!.replaceAll("'", '"')) as string[];
+    };
+    expect(allowed("kube_network_plugin")).toContain(vars.kube_network_plugin as string);
+    expect(allowed("kube_proxy_mode")).toContain(vars.kube_proxy_mode as string);
+    expect(allowed("container_manager")).toContain(vars.container_manager as string);
+  });
+});
+
+describe("group vars", () => {
+  test("leave networking to Kubespray's Calico when no net stage is declared", () => {
+    const { net: _net, ...stages } = exampleLab.stages;
+    expect(baseGroupVars({ ...exampleLab, stages }, options).kube_network_plugin).toBe("calico");
+  });
+
+  test("take other stages' answers in stage order and report a conflict", () => {
+    const merged = mergeGroupVars(
+      { kube_proxy_mode: "ipvs" },
+      [{ kube_proxy_strict_arp: true }, { kube_proxy_strict_arp: false }],
+      {},
+    );
+    expect(merged.vars).toEqual({ kube_proxy_mode: "ipvs", kube_proxy_strict_arp: false });
+    expect(merged.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "kubespray.hook-vars-conflict",
+        severity: "warn",
+        summary: expect.stringContaining("kube_proxy_strict_arp"),
+      }),
+    ]);
+  });
+
+  test("merge nested maps and report only the leaves that differ", () => {
+    const merged = mergeGroupVars(
+      { containerd_registries_mirrors: { a: 1, b: 2 } },
+      [{ containerd_registries_mirrors: { b: 2, c: 3 } }],
+      {},
+    );
+    expect(merged.vars).toEqual({ containerd_registries_mirrors: { a: 1, b: 2, c: 3 } });
+    expect(merged.diagnostics).toEqual([]);
+  });
+
+  test("let extraVars win over everything without a warning", () => {
+    const merged = mergeGroupVars({ kube_proxy_mode: "ipvs" }, [{ kube_proxy_mode: "iptables" }], {
+      kube_proxy_mode: "nftables",
+    });
+    expect(merged.vars.kube_proxy_mode).toBe("nftables");
+    expect(merged.diagnostics.map((d) => d.code)).toEqual(["kubespray.hook-vars-conflict"]);
+  });
+
+  test("reject an answer that is not a map of variables", () => {
+    const merged = mergeGroupVars({}, [["kube_proxy_strict_arp"], undefined], {});
+    expect(merged.diagnostics).toEqual([
+      expect.objectContaining({ code: "kubespray.hook-vars-invalid", severity: "error" }),
+    ]);
+  });
+});
+
+describe("inventory options", () => {
+  test("take the ssh user and port from the options", () => {
+    const custom = v.parse(optionsSchema, { ssh: { user: "admin", port: 2222 } });
+    const inv = buildInventory({ cluster: exampleLab, options: custom, privateKeyPath: KEY }) as {
+      all: { vars: Record<string, unknown> };
+    };
+    expect(inv.all.vars).toMatchObject({ ansible_user: "admin", ansible_port: 2222 });
+  });
+
+  test("a cluster of control planes only schedules pods on them", () => {
+    const single = { ...exampleLab, nodes: exampleLab.nodes.slice(0, 1) };
+    const inv = parse(renderInventory({ cluster: single, options, privateKeyPath: KEY }));
+    expect(Object.keys(inv.all.children.kube_node.hosts)).toEqual(["cp1"]);
+  });
+
+  test("reject a Kubespray version that is not a release tag, naming the expected form", () => {
+    const r = v.safeParse(optionsSchema, { version: "2.31" });
+    expect(r.success).toBe(false);
+    expect(r.issues?.[0]?.message).toContain('a Kubespray release tag such as "v2.31.0"');
+  });
+});
+
+describe("toYaml", () => {
+  test("writes strings YAML would otherwise read as other types so they come back as strings", () => {
+    const data = {
+      yes: "yes",
+      octal: "0755",
+      version: "1.35",
+      colon: "a: b",
+      hash: "#not a comment",
+      multi: "line one\nline two",
+      quote: `it's "quoted"`,
+      unicode: "Grüße",
+      empty: "",
+      nothing: null,
+      list: [1, "two", { three: true }, []],
+      nested: { deeper: { deepest: false }, emptyMap: {} },
+      "key with space": 1,
+    };
+    expect(parse(toYaml(data))).toEqual(data);
+  });
+
+  test.skipIf(!have("python3", "python3-yaml"))(
+    "writes what PyYAML, Ansible's YAML reader, reads back unchanged",
+    async () => {
+      const data = {
+        yes: "no",
+        on: "off",
+        Y: "n",
+        null: "~",
+        "1.35": "1.35",
+        list: ["yes", 0o755, "0755", null],
+        t: true,
+      };
+      const proc = Bun.spawn(
+        ["python3", "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
+        {
+          stdin: new TextEncoder().encode(toYaml(data)),
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
+      const [code, out, err] = await Promise.all([
+        proc.exited,
+        new Response(proc.stdout).text(),
+        new Response(proc.stderr).text(),
+      ]);
+      expect({ code, err }).toEqual({ code: 0, err: "" });
+      expect(JSON.parse(out)).toEqual(data);
+    },
+  );
+});

@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { v } from "kubehyve";
+import { parse } from "yaml";
+import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
+import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
+import { createPluginContext } from "../../../../src/core/context.ts";
+import { have } from "../../../lab/prereq.ts";
+import { labCluster, node } from "./lab.ts";
+
+describe.skipIf(!have("ssh-keygen", "openssh-client"))("k8s/kubespray without a cluster", () => {
+  let stateDir: string;
+  beforeAll(async () => {
+    stateDir = await mkdtemp(join(tmpdir(), "kubehyve-kubespray-plan-"));
+  });
+  afterAll(async () => {
+    await rm(stateDir, { recursive: true, force: true });
+  });
+
+  const cluster = labCluster([node("cp1", "control-plane"), node("w1", "worker")]);
+  const options = v.parse(optionsSchema, {
+    release: { sha256: "a".repeat(64) },
+    runner: { kind: "venv", python: "python3" },
+  });
+
+  test("render gives the inventory and the group vars, with what other stages asked for", async () => {
+    const ctx = createPluginContext({
+      cluster,
+      plugin: kubesprayPlugin,
+      options,
+      stateDir,
+      hooks: { call: async <T>() => [{ kube_proxy_strict_arp: true } as T] },
+    });
+    const files = await kubesprayPlugin.render!(ctx);
+    expect(files.map((f) => f.path)).toEqual([
+      "inventory/hosts.yaml",
+      "inventory/group_vars/k8s_cluster/kubehyve.yml",
+    ]);
+    expect(parse(String(files[0]!.content)).all.vars.ansible_ssh_private_key_file).toBe(
+      join(stateDir, "ssh", "id_ed25519"),
+    );
+    expect(String(files[1]!.content)).toContain("kube_proxy_strict_arp: true");
+  });
+
+  test("a dry run lists every step of an install and changes nothing", async () => {
+    const ctx = createPluginContext({ cluster, plugin: kubesprayPlugin, options, stateDir, dryRun: true });
+    const { changes } = await kubesprayPlugin.check(ctx);
+    await kubesprayPlugin.apply!(ctx, changes);
+    expect(ctx.wetLog).toEqual([
+      `write the Kubespray inventory to ${join(stateDir, "k8s", "inventory")}`,
+      `fetch Kubespray v2.31.0 and unpack it into ${join(stateDir, "k8s", "kubespray-v2.31.0")}`,
+      "create the Ansible venv for Kubespray v2.31.0",
+      "run ansible-playbook cluster.yml (Kubespray v2.31.0)",
+      `copy the admin kubeconfig to ${join(stateDir, "kubeconfig")} (server on 127.0.0.1)`,
+    ]);
+    expect(await readdir(stateDir)).toEqual(["ssh"]);
+  });
+});
