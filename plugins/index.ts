@@ -3,5 +3,12 @@
  * them through the same contract as any drop-in plugin.
  */
 import type { AnyPlugin } from "kubehyve";
+import bhyve from "./hypervisor/bhyve/index.ts";
+import kubespray from "./k8s/kubespray/index.ts";
+import coreos from "./os/coreos/index.ts";
 
-export const builtinPlugins: readonly AnyPlugin[] = [];
+export const builtinPlugins: readonly AnyPlugin[] = [
+  bhyve as AnyPlugin,
+  coreos as AnyPlugin,
+  kubespray as AnyPlugin,
+];

@@ -4,7 +4,10 @@
  * Everything exported here is public API, versioned by API_VERSION.
  */
 export * as v from "valibot";
-export { API_VERSION, definePlugin, nodesOf } from "./core/contract.ts";
+/** YAML for generated files (inventories, manifests): the same library that reads cluster files. */
+export { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+export type { ArtifactCache, ArtifactRequest } from "./artifacts/types.ts";
+export { mapLimit } from "./core/concurrency.ts";
 export type {
   AnyPlugin,
   Change,
@@ -18,9 +21,10 @@ export type {
   SshKey,
   StateStore,
 } from "./core/contract.ts";
+export { API_VERSION, definePlugin, nodesOf } from "./core/contract.ts";
+export type { Diagnostic, Severity } from "./core/diagnostics.ts";
 export { diag, hasErrors } from "./core/diagnostics.ts";
 export { KubehyveError } from "./core/errors.ts";
-export type { Diagnostic, Severity } from "./core/diagnostics.ts";
 export type {
   Cluster,
   DataDisk,
@@ -30,16 +34,12 @@ export type {
   NodeSpec,
   StageSpec,
 } from "./core/model.ts";
-export { mapLimit } from "./core/concurrency.ts";
-export { formatSize, parseSize, GiB, MiB } from "./core/units.ts";
-export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } from "./targets/target.ts";
-export type { RunOptions, RunResult, Target } from "./targets/target.ts";
-export { shellJoin, shellQuote } from "./targets/quote.ts";
-export type { KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
-export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
-export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
+export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
+export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
+export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
 export { KubeApiError, KubeRequestError, KubeTransportError } from "./kube/status.ts";
-/** YAML for generated files (inventories, manifests): the same library that reads cluster files. */
-export { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-export type { ArtifactCache, ArtifactRequest } from "./artifacts/types.ts";
+export type { KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
+export { shellJoin, shellQuote } from "./targets/quote.ts";
+export type { RunOptions, RunResult, Target } from "./targets/target.ts";
+export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } from "./targets/target.ts";

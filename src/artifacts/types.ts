@@ -23,5 +23,8 @@ export interface ArtifactCache {
    * Downloads into the cache while hashing (once; a cached file is not downloaded again) and returns
    * its path. A hash mismatch deletes the file and throws, naming both hashes.
    */
-  fetch(req: ArtifactRequest, opts?: { signal?: AbortSignal; onProgress?: (done: number, total?: number) => void }): Promise<string>;
+  fetch(
+    req: ArtifactRequest,
+    opts?: { signal?: AbortSignal; onProgress?: (done: number, total?: number) => void },
+  ): Promise<string>;
 }

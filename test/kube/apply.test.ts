@@ -3,8 +3,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { applyManifests, parseManifests } from "../../src/kube/apply.ts";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
-import { have } from "../lab/prereq.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+import { have } from "../lab/prereq.ts";
 
 const ORACLES = join(import.meta.dir, "../..", "../shared/oracles");
 const oracle = (path: string) => readFileSync(join(ORACLES, path), "utf8");

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
 import { resolveKubeconfig } from "../../src/kube/kubeconfig.ts";
 import { KubeApiError, KubeTransportError } from "../../src/kube/status.ts";
-import { have } from "../lab/prereq.ts";
 import { createPki } from "../lab/kube/pki.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+import { have } from "../lab/prereq.ts";
 
 const fast = { baseDelayMs: 10, maxDelayMs: 50 };
 

@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import { applyManifests, parseManifests } from "../../src/kube/apply.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
-import { have } from "../lab/prereq.ts";
 import { defaultControllers } from "../lab/kube/controllers.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+import { have } from "../lab/prereq.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: walking JSON documents
 type Json = any;

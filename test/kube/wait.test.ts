@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
 import { CancelledError } from "../../src/core/errors.ts";
+import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
 import { waitFor } from "../../src/kube/readiness.ts";
-import { have } from "../lab/prereq.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+import { have } from "../lab/prereq.ts";
 
 const deployment = (name: string, replicas = 2) => ({
   apiVersion: "apps/v1",

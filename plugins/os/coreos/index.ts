@@ -588,6 +588,8 @@ export default definePlugin({
           `hypervisor:node-boot for ${node.name} needs the VM's directory as an absolute vmDir`,
         );
       }
+      // Nothing may be inspected (render, plan --offline): say how the VM boots, not from what.
+      if (ctx.upstreamPending) return { bhyveOptions: fwcfgBhyveOptions(ignitionPathOf(ctx, node)) };
       const { image } = await planImage(ctx);
       // A ZFS datastore (its directory is a dataset's mountpoint) gets a zvol the nodes are cloned from.
       const dataset = await zfsDatasetAt(ctx.host, dirname(vmDir));
