@@ -259,9 +259,11 @@ export async function verifyDns(ctx: Ctx): Promise<Diagnostic[]> {
         if (answer.addresses.includes(node.address)) continue;
         got = answer.addresses.length
           ? `answers ${answer.addresses.join(", ")}`
-          : answer.rcode === 3
+          : answer.status === "NXDOMAIN"
             ? "answers NXDOMAIN"
-            : "has no A record";
+            : answer.status === "refused"
+              ? "refuses the query"
+              : "has no A record";
       } catch (error) {
         got = (error as Error).message;
       }
