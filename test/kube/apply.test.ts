@@ -1,17 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { applyManifests, parseManifests } from "../../src/kube/apply.ts";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+import { oracle } from "../lab/oracles.ts";
 import { have } from "../lab/prereq.ts";
 
-const ORACLES = join(import.meta.dir, "../..", "../shared/oracles");
-const oracle = (path: string) => readFileSync(join(ORACLES, path), "utf8");
+const readOracle = (path: string) => readFileSync(oracle(path), "utf8");
 
 describe("parsing manifests", () => {
   test("reads every CRD of Traefik's upstream multi-document file", () => {
-    const objects = parseManifests(oracle("traefik/kubernetes-crd-definition-v1.yml"), "traefik crds");
+    const objects = parseManifests(readOracle("traefik/kubernetes-crd-definition-v1.yml"), "traefik crds");
     expect(objects.length).toBeGreaterThan(5);
     expect(objects.every((o) => o.kind === "CustomResourceDefinition")).toBe(true);
     expect(objects.map((o) => o.metadata.name)).toContain("ingressroutes.traefik.io");
@@ -56,8 +55,8 @@ describe.skipIf(!have("openssl", "openssl"))("applying manifests", () => {
   });
 
   test("applies MetalLB's CRD before its custom resource, whatever the input order", async () => {
-    const crds = parseManifests(oracle("metallb/crds/metallb.io_ipaddresspools.yaml"), "metallb crd");
-    const pool = parseManifests(oracle("metallb/samples/ipaddresspool_simple.yaml"), "metallb sample");
+    const crds = parseManifests(readOracle("metallb/crds/metallb.io_ipaddresspools.yaml"), "metallb crd");
+    const pool = parseManifests(readOracle("metallb/samples/ipaddresspool_simple.yaml"), "metallb sample");
     const ns = { apiVersion: "v1", kind: "Namespace", metadata: { name: "metallb-system" } };
     // Discovery is cached before the CRD exists: the client must refresh it to find IPAddressPool.
     await client.resourceFor("v1", "Namespace");
@@ -72,7 +71,7 @@ describe.skipIf(!have("openssl", "openssl"))("applying manifests", () => {
   });
 
   test("fails naming the CRD that never becomes Established", async () => {
-    const crds = parseManifests(oracle("metallb/crds/metallb.io_l2advertisements.yaml"), "metallb crd");
+    const crds = parseManifests(readOracle("metallb/crds/metallb.io_l2advertisements.yaml"), "metallb crd");
     server.setReady(
       {
         apiVersion: "apiextensions.k8s.io/v1",

@@ -8,11 +8,12 @@ import {
   splitApiVersion,
 } from "../../src/kube/discovery.ts";
 import { aggregatedDiscovery, builtinResources, legacyResourceList } from "../lab/kube/resources.ts";
+import { oracle } from "../lab/oracles.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: walking JSON documents
 type Json = any;
 
-const SAMPLES = join(import.meta.dir, "../..", "../shared/oracles/kubernetes/api-samples");
+const SAMPLES = oracle("kubernetes/api-samples");
 const load = (name: string) => JSON.parse(readFileSync(join(SAMPLES, name), "utf8"));
 
 describe("parsing aggregated discovery", () => {

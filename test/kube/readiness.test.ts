@@ -4,12 +4,13 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import { isReady } from "../../src/kube/readiness.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
+import { oracle } from "../lab/oracles.ts";
 
-const ORACLES = join(import.meta.dir, "../..", "../shared/oracles/kubernetes");
+const KUBERNETES = oracle("kubernetes");
 
 /** An upstream api-samples file (JSON or YAML), parsed fresh so a test may change its copy. */
 function sample(name: string): KubeObject {
-  return parse(readFileSync(join(ORACLES, "api-samples", name), "utf8")) as KubeObject;
+  return parse(readFileSync(join(KUBERNETES, "api-samples", name), "utf8")) as KubeObject;
 }
 
 /**
@@ -17,7 +18,7 @@ function sample(name: string): KubeObject {
  * every field, deletionTimestamp included, which `live` takes out.
  */
 function fixture(name: string, apiVersion: string, kind: string, live = true): KubeObject {
-  const body = JSON.parse(readFileSync(join(ORACLES, "roundtrip-fixtures", name), "utf8"));
+  const body = JSON.parse(readFileSync(join(KUBERNETES, "roundtrip-fixtures", name), "utf8"));
   if (live) delete body.metadata.deletionTimestamp;
   return { ...body, apiVersion, kind } as KubeObject;
 }

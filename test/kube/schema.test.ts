@@ -5,8 +5,8 @@ import { parseManifests } from "../../src/kube/apply.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
 import { resourcesOfCrd } from "../lab/kube/resources.ts";
 import { validateAgainstSchema } from "../lab/kube/schema.ts";
+import { ORACLES } from "../lab/oracles.ts";
 
-const ORACLES = join(import.meta.dir, "../..", "../shared/oracles");
 const objectsIn = (path: string) => parseManifests(readFileSync(join(ORACLES, path), "utf8"), path);
 
 /** openAPIV3Schema of every served kind+version in the CRD files, keyed `group/version/Kind`. */

@@ -6,12 +6,13 @@ import { applyManifests, parseManifests } from "../../src/kube/apply.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { defaultControllers } from "../lab/kube/controllers.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+import { oracle } from "../lab/oracles.ts";
 import { have } from "../lab/prereq.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: walking JSON documents
 type Json = any;
 
-const SAMPLES = join(import.meta.dir, "../..", "../shared/oracles/kubernetes/api-samples");
+const SAMPLES = oracle("kubernetes/api-samples");
 const sampleText = (name: string) => readFileSync(join(SAMPLES, name), "utf8");
 const oracleText = (path: string) => readFileSync(join(SAMPLES, "../..", path), "utf8");
 

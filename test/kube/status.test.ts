@@ -3,8 +3,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseRetryAfter } from "../../src/kube/client.ts";
 import { KubeApiError, parseStatus } from "../../src/kube/status.ts";
+import { oracle } from "../lab/oracles.ts";
 
-const SAMPLES = join(import.meta.dir, "../..", "../shared/oracles/kubernetes/api-samples");
+const SAMPLES = oracle("kubernetes/api-samples");
 const sample = (name: string) => readFileSync(join(SAMPLES, name), "utf8");
 
 describe("errors from Status bodies", () => {

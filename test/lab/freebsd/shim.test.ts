@@ -2,9 +2,10 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseSwitchList, parseVmList, parseZpoolList } from "../../../plugins/hypervisor/bhyve/parse.ts";
+import { oracle } from "../oracles.ts";
 import { createFreebsdHost, type FreebsdHost, run } from "./host.ts";
 
-const SAMPLES = join(import.meta.dir, "../../..", "../shared/oracles/freebsd/samples");
+const SAMPLES = oracle("freebsd/samples");
 
 let host: FreebsdHost;
 beforeEach(() => {

@@ -16,8 +16,7 @@ import {
   tapsOf,
   versionAtLeast,
 } from "../../../../plugins/hypervisor/bhyve/parse.ts";
-
-const ORACLES = join(import.meta.dir, "../../../..", "../shared/oracles");
+import { ORACLES } from "../../../lab/oracles.ts";
 
 /** A sample file without its `# source:` line, and the command output that follows a prompt line. */
 function sample(name: string, after?: RegExp): string {

@@ -16,9 +16,10 @@ import {
   vmConfigEntries,
 } from "../../../../plugins/hypervisor/bhyve/vmconfig.ts";
 import { GiB, MiB } from "../../../../src/core/units.ts";
+import { oracle } from "../../../lab/oracles.ts";
 import { exampleCluster } from "./lab.ts";
 
-const VM_BHYVE = join(import.meta.dir, "../../../..", "../shared/oracles/releases/vm-bhyve");
+const VM_BHYVE = oracle("releases/vm-bhyve");
 
 /**
  * The guest config keys vm.8 documents: the `.It` entries of GUEST CONFIGURATION FORMAT, where a

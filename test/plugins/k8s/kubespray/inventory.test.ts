@@ -16,10 +16,10 @@ import {
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import { toYaml } from "../../../../plugins/k8s/kubespray/yaml.ts";
 import type { Cluster } from "../../../../src/core/model.ts";
+import { oracle } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
 
-const ORACLES = join(import.meta.dir, "../../../../../shared/oracles");
-const oracle = (path: string) => readFile(join(ORACLES, path), "utf8");
+const readOracle = (path: string) => readFile(oracle(path), "utf8");
 const GiB = 1024 ** 3;
 
 /** The example lab: one control plane, two workers with a data disk each. */
@@ -128,10 +128,10 @@ describe.skipIf(!have("ansible-inventory", "ansible"))("the inventory as ansible
   });
 
   test("has the groups of Kubespray's sample inventory, with k8s_cluster made of the control planes and the workers", async () => {
-    const ini = await oracle("kubespray/inventory.ini");
+    const ini = await readOracle("kubespray/inventory.ini");
     const sampleGroups = [...ini.matchAll(/^\[([a-z_]+)(?::children)?\]$/gm)].map((m) => m[1]);
     expect(sampleGroups).toEqual(["kube_control_plane", "etcd", "kube_node"]);
-    expect(await oracle("kubespray/inventory.md")).toContain(
+    expect(await readOracle("kubespray/inventory.md")).toContain(
       "**k8s_cluster** is dynamically defined as the union of **kube_node**, **kube_control_plane**",
     );
     for (const group of sampleGroups) expect(listed[group!]).toBeDefined();
@@ -168,16 +168,16 @@ describe.skipIf(!have("ansible-inventory", "ansible"))("the inventory as ansible
 
   test("sets only variables Kubespray defines, to values its inventory validation accepts", async () => {
     const known = [
-      await oracle("kubespray/group_vars/k8s_cluster/k8s-cluster.yml"),
-      await oracle("kubespray/group_vars/k8s_cluster/addons.yml"),
-      await oracle("kubespray/group_vars/all/all.yml"),
-      await oracle("kubespray/group_vars/all/containerd.yml"),
-      await oracle("releases/kubespray/roles/kubespray_defaults/defaults/main/main.yml"),
+      await readOracle("kubespray/group_vars/k8s_cluster/k8s-cluster.yml"),
+      await readOracle("kubespray/group_vars/k8s_cluster/addons.yml"),
+      await readOracle("kubespray/group_vars/all/all.yml"),
+      await readOracle("kubespray/group_vars/all/containerd.yml"),
+      await readOracle("releases/kubespray/roles/kubespray_defaults/defaults/main/main.yml"),
     ].join("\n");
     for (const name of Object.keys(vars)) {
       expect({ name, known: new RegExp(`^#? ?${name}:`, "m").test(known) }).toEqual({ name, known: true });
     }
-    const validation = await oracle("kubespray/roles/validate_inventory-tasks-main.yml");
+    const validation = await readOracle("kubespray/roles/validate_inventory-tasks-main.yml");
     const allowed = (name: string) => {
       const m = validation.match(new RegExp(`- ${name} in (\\[[^\\]]+\\])`));
       if (!m) throw new Error(`no allowed values for ${name} in validate_inventory`);

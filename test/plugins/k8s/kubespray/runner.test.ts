@@ -12,9 +12,8 @@ import {
   spawnLocal,
   venvRequirements,
 } from "../../../../plugins/k8s/kubespray/runner.ts";
+import { ORACLES } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
-
-const ORACLES = join(import.meta.dir, "../../../../../shared/oracles");
 
 describe("venv requirements", () => {
   test("install Kubespray's pins except cryptography, which comes from the system packages", async () => {

@@ -1,11 +1,10 @@
-/** The example lab of src/example/kubehyve.yaml as a validated Cluster, for the os/coreos tests. */
-import { join } from "node:path";
 import * as v from "valibot";
 import { type CoreosOptions, CoreosOptionsSchema } from "../../../../plugins/os/coreos/options.ts";
 import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
 import { GiB } from "../../../../src/core/units.ts";
+import { ORACLES } from "../../../lab/oracles.ts";
 
-export const ORACLES = join(import.meta.dir, "../../../..", "../shared/oracles");
+export { ORACLES };
 
 function node(name: string, role: NodeSpec["role"], address: string, dataDisks: number): NodeSpec {
   return {
