@@ -64,6 +64,8 @@ const SSH_WAIT_MS = 10 * 60_000;
 const PROBE_TIMEOUT_MS = 60_000;
 /** The fw_cfg file name Fedora CoreOS reads on the qemu platform (fedora-coreos-docs provisioning-qemu.adoc). */
 export const FWCFG_NAME = "opt/com.coreos/config";
+/** Writable on Fedora CoreOS (under /var), unlike Kubespray's default under /usr. */
+export const FLEXVOLUME_DIR = "/var/lib/kubelet/volumeplugins";
 
 export function imagesDirOf(ctx: Pick<Ctx, "dir">): string {
   return join(ctx.dir, "images");
@@ -582,6 +584,14 @@ export default definePlugin({
   },
 
   hooks: {
+    /**
+     * Fedora CoreOS mounts /usr read-only, and Kubespray's default flexvolume directory is under
+     * /usr/libexec: add-ons that install volume drivers there (Calico's, Rook's) would fail. The
+     * kubelet is pointed at a writable directory instead.
+     */
+    async "k8s:kubespray-vars"() {
+      return { kubelet_flexvolumes_plugins_dir: FLEXVOLUME_DIR };
+    },
     async "hypervisor:node-boot"(ctx, payload): Promise<NodeBoot> {
       const node = parseBootPayload(ctx, payload);
       const vmDir = (payload as { vmDir?: unknown }).vmDir;
