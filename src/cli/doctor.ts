@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { InputError } from "../core/errors.ts";
 import { runStages } from "./_run.ts";
-import { globalArgs } from "./_shared.ts";
+import { exampleArg, globalArgs } from "./_shared.ts";
 
 export default defineCommand({
   meta: {
@@ -10,6 +10,7 @@ export default defineCommand({
   },
   args: {
     ...globalArgs,
+    ...exampleArg,
     timeout: {
       type: "string",
       description: "Seconds one stage's check or verify may take (default 120)",

@@ -145,7 +145,8 @@ export function humanReporter(
           );
           if (event.detail && (opts.verbose || event.severity === "error"))
             out.log(event.detail.replace(/^/gm, "      "));
-          if (event.hint && event.severity !== "ok") out.log(`      → ${event.hint}`);
+          if (event.hint && event.severity !== "ok")
+            out.log(`      → ${event.hint.replace(/\n/g, "\n        ")}`);
           break;
         }
         case "wet":

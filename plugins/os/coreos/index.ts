@@ -277,14 +277,13 @@ export async function verifyDns(ctx: Ctx): Promise<Diagnostic[]> {
       diag.ok("coreos.dns", `every node name resolves to its address through ${network.dns.join(", ")}`),
     ];
   }
-  const lines = [...new Set(missing.map((m) => dnsmasqLine(ctx, m.node)))];
   return missing.map((m) =>
     diag.error(
       "coreos.dns-missing",
       `${m.node.name}.${network.domain} does not resolve to ${m.node.address} through ${m.server}:${port} (it ${m.got})`,
       {
         target: m.node.name,
-        hint: `add to the router's dnsmasq configuration and reload it:\n${lines.join("\n")}`,
+        hint: `add to the router's dnsmasq configuration and reload it: ${dnsmasqLine(ctx, m.node)}`,
       },
     ),
   );
@@ -600,8 +599,10 @@ export default definePlugin({
           `hypervisor:node-boot for ${node.name} needs the VM's directory as an absolute vmDir`,
         );
       }
-      // Nothing may be inspected (render, plan --offline): say how the VM boots, not from what.
-      if (ctx.upstreamPending) return { bhyveOptions: fwcfgBhyveOptions(ignitionPathOf(ctx, node)) };
+      // A plan (or render) needs only how the VM boots, to compare configs; from which image is
+      // decided when the VM is created. Nothing is inspected or downloaded for it.
+      if (ctx.dryRun || ctx.upstreamPending)
+        return { bhyveOptions: fwcfgBhyveOptions(ignitionPathOf(ctx, node)) };
       const { image } = await planImage(ctx);
       // A ZFS datastore (its directory is a dataset's mountpoint) gets a zvol the nodes are cloned from.
       const dataset = await zfsDatasetAt(ctx.host, dirname(vmDir));
