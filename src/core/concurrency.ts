@@ -1,3 +1,5 @@
+import { CancelledError } from "./errors.ts";
+
 /**
  * Runs `fn` over `items` with at most `limit` calls in flight, keeping the order of results.
  * The first failure stops new calls from starting and is rethrown once the running ones settle.
@@ -29,4 +31,20 @@ export async function mapLimit<T, R>(
   await Promise.all(workers);
   if (failure) throw failure.error;
   return results;
+}
+
+/** Waits `ms`, or rejects with CancelledError as soon as `signal` aborts (at once if it already has). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new CancelledError());
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new CancelledError());
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }

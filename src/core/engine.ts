@@ -227,6 +227,19 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
     if (signal.aborted) throw new CancelledError(`interrupted before ${o.slot} ${phase}`);
     rep.emit({ type: "phase.start", stage: o.slot, plugin: o.plugin, phase });
     const t0 = Date.now();
+    const end = (error?: string) => {
+      const durationMs = Date.now() - t0;
+      rep.emit({
+        type: "phase.end",
+        stage: o.slot,
+        plugin: o.plugin,
+        phase,
+        status: o.status,
+        durationMs,
+        ...(error === undefined ? {} : { error: error.split("\n")[0] }),
+      });
+      record(o, phase, durationMs, error);
+    };
     try {
       const result = await withTimeout(
         fn(),
@@ -234,15 +247,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         `${o.slot} ${phase}`,
       );
       o.status = statusOf(result);
-      rep.emit({
-        type: "phase.end",
-        stage: o.slot,
-        plugin: o.plugin,
-        phase,
-        status: o.status,
-        durationMs: Date.now() - t0,
-      });
-      record(o, phase, Date.now() - t0);
+      end();
       return result;
     } catch (error) {
       const cancelled = error instanceof CancelledError || signal.aborted;
@@ -253,16 +258,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         // Not an expected failure: keep the stack in the run's log for the bug report.
         rep.emit({ type: "log", stage: o.slot, level: "debug", message: error.stack ?? message });
       }
-      rep.emit({
-        type: "phase.end",
-        stage: o.slot,
-        plugin: o.plugin,
-        phase,
-        status: o.status,
-        durationMs: Date.now() - t0,
-        error: message.split("\n")[0],
-      });
-      record(o, phase, Date.now() - t0, message);
+      end(message);
       if (cancelled)
         throw error instanceof CancelledError
           ? error

@@ -5,6 +5,7 @@
  */
 import { ofetch } from "ofetch";
 import { stringify } from "yaml";
+import { sleep } from "../core/concurrency.ts";
 import { CancelledError } from "../core/errors.ts";
 import {
   AGGREGATED_DISCOVERY_ACCEPT,
@@ -103,21 +104,6 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   if (/^\d+$/.test(value.trim())) return Number(value.trim());
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now) / 1000));
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new CancelledError());
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new CancelledError());
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /**

@@ -5,6 +5,7 @@
  * kinds kstatus leaves generic, a Ready or Available condition must be True. Nodes use their Ready
  * condition, LoadBalancer Services need an ingress address.
  */
+import { sleep } from "../core/concurrency.ts";
 import { CancelledError, KubehyveError } from "../core/errors.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
@@ -190,20 +191,6 @@ export function describeRef(ref: ObjectRef): string {
   return `${ref.kind} ${ref.namespace ? `${ref.namespace}/` : ""}${ref.name}`;
 }
 
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new CancelledError());
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 /**
  * Polls until the object is ready and returns it. On timeout the error names the object and the
  * last reason it was not ready; on abort it throws CancelledError.
@@ -232,7 +219,7 @@ export async function waitFor(
       );
     }
     try {
-      await delay(Math.min(intervalMs, left), opts.signal);
+      await sleep(Math.min(intervalMs, left), opts.signal);
     } catch {
       throw new CancelledError(`interrupted while waiting for ${describeRef(ref)}: ${reason}`);
     }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DownloadCache } from "../../src/artifacts/cache.ts";
 import { type FileServer, serveFiles } from "../lab/http.ts";
+import { createPki } from "../lab/kube/pki.ts";
 import { have } from "../lab/prereq.ts";
 
 const sha256 = (data: string | Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
@@ -153,36 +154,11 @@ describe("DownloadCache", () => {
 describe.skipIf(!have("openssl", "openssl"))("DownloadCache over TLS", () => {
   test("refuses a server whose certificate is not trusted", async () => {
     const dir = await mkdtemp(join(tmp, "tls-"));
-    const key = join(dir, "key.pem");
-    const cert = join(dir, "cert.pem");
-    const gen = Bun.spawnSync(
-      [
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-      ].concat([
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-      ]),
-      { stderr: "pipe" },
-    );
-    expect(gen.exitCode).toBe(0);
+    // A certificate for 127.0.0.1 from a CA of this run only: nothing the client trusts vouches for it.
+    const pki = createPki({ cn: "untrusted" });
     const tls = serveFiles(
       { "/image.qcow2.xz": IMAGE },
-      { tls: { cert: await readFile(cert, "utf8"), key: await readFile(key, "utf8") } },
+      { tls: { cert: pki.serverCert, key: pki.serverKey } },
     );
     try {
       const cache = new DownloadCache({ dir: join(dir, "cache") });
@@ -194,6 +170,7 @@ describe.skipIf(!have("openssl", "openssl"))("DownloadCache over TLS", () => {
       expect(existsSync(join(dir, "cache", "image.qcow2.xz"))).toBe(false);
     } finally {
       await tls.stop();
+      pki.remove();
     }
   });
 });

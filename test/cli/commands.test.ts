@@ -4,19 +4,13 @@
  * exit codes, and what is (not) left behind.
  */
 import { describe, expect, test } from "bun:test";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { mergeTarget } from "../../src/cli/kubeconfig.ts";
+import { dropInLab, runCli, userEnv } from "../lab/cli.ts";
+import { adminConf } from "../lab/kube/kubeconfig.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -58,20 +52,17 @@ export default definePlugin({
 `;
 
 function lab(mode = "ok") {
-  const dir = mkdtempSync(join(tmpdir(), "kubehyve-cli-"));
-  const plugins = join(dir, "plugins");
-  mkdirSync(plugins);
-  chmodSync(plugins, 0o755);
-  writeFileSync(join(plugins, "marker.ts"), PLUGIN);
-  chmodSync(join(plugins, "marker.ts"), 0o644);
-  const file = join(dir, "marker.txt");
-  const pidFile = join(dir, "pid");
-  writeFileSync(
-    join(dir, "kubehyve.yaml"),
-    `name: marklab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  marker:\n    plugin: file\n    file: ${file}\n    pidFile: ${pidFile}\n    mode: ${mode}\n`,
-  );
-  const state = join(dir, "state");
-  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, NO_COLOR: "1" };
+  const paths = (dir: string) => ({ file: join(dir, "marker.txt"), pidFile: join(dir, "pid") });
+  const { dir, plugins, state } = dropInLab({
+    prefix: "kubehyve-cli-",
+    name: "marklab",
+    plugins: { "marker.ts": PLUGIN },
+    stages: (dir) => {
+      const { file, pidFile } = paths(dir);
+      return `  marker:\n    plugin: file\n    file: ${file}\n    pidFile: ${pidFile}\n    mode: ${mode}\n`;
+    },
+  });
+  const { file, pidFile } = paths(dir);
   const argv = (args: string[]) => [
     process.execPath,
     MAIN,
@@ -81,18 +72,9 @@ function lab(mode = "ok") {
     "--state-dir",
     state,
   ];
-  const run = (args: string[], extraEnv: Record<string, string> = {}) => {
-    const proc = Bun.spawnSync(argv(args), {
-      cwd: dir,
-      env: { ...env, ...extraEnv },
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
-  };
+  const run = (args: string[], env: Record<string, string> = {}) => runCli(argv(args), { cwd: dir, env });
   const spawn = (args: string[]) =>
-    Bun.spawn(argv(args), { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    Bun.spawn(argv(args), { cwd: dir, env: userEnv(dir), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const journal = () =>
     readFileSync(join(state, "journal.ndjson"), "utf8")
       .trim()
@@ -193,27 +175,7 @@ describe("Ctrl-C", () => {
 });
 
 describe("kubehyve kubeconfig", () => {
-  /** The layout of kubeadm's admin.conf, as Kubespray leaves it on the control plane. */
-  const adminConf = `apiVersion: v1
-clusters:
-- cluster:
-    certificate-authority-data: ${Buffer.from("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").toString("base64")}
-    server: https://10.9.0.10:6443
-  name: cluster.local
-contexts:
-- context:
-    cluster: cluster.local
-    user: kubernetes-admin
-  name: kubernetes-admin@cluster.local
-current-context: kubernetes-admin@cluster.local
-kind: Config
-preferences: {}
-users:
-- name: kubernetes-admin
-  user:
-    client-certificate-data: ${Buffer.from("-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n").toString("base64")}
-    client-key-data: ${Buffer.from("-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n").toString("base64")}
-`;
+  const adminKubeconfig = adminConf("https://10.9.0.10:6443");
 
   test("before Kubernetes is installed is a clear error with the way forward", () => {
     const { run, state } = lab();
@@ -228,7 +190,7 @@ users:
   test("prints the path, as a line or as one JSON event", () => {
     const { run, state } = lab();
     mkdirSync(state, { recursive: true, mode: 0o700 });
-    writeFileSync(join(state, "kubeconfig"), adminConf, { mode: 0o600 });
+    writeFileSync(join(state, "kubeconfig"), adminKubeconfig, { mode: 0o600 });
     const r = run(["kubeconfig"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${join(state, "kubeconfig")}\n`);
@@ -239,7 +201,7 @@ users:
   test("--merge adds the cluster to ~/.kube/config, 0600, under the cluster's name", () => {
     const { run, state, dir } = lab();
     mkdirSync(state, { recursive: true, mode: 0o700 });
-    writeFileSync(join(state, "kubeconfig"), adminConf, { mode: 0o600 });
+    writeFileSync(join(state, "kubeconfig"), adminKubeconfig, { mode: 0o600 });
     const r = run(["kubeconfig", "--merge"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("merged marklab into ");
@@ -279,13 +241,9 @@ describe("bad input is a message, not a stack trace", () => {
   test("a flag that needs a value and has none is refused, not taken as empty", () => {
     const { dir } = lab();
     // Last on the line: anything after it would be taken as its value.
-    const r = Bun.spawnSync([process.execPath, MAIN, "plan", "--example", "--only"], {
-      cwd: dir,
-      env: { PATH: process.env.PATH ?? "", HOME: dir, NO_COLOR: "1" },
-      stderr: "pipe",
-    });
-    expect(r.exitCode).toBe(2);
-    expect(r.stderr.toString()).toBe("✖ --only needs a value\n  → see kubehyve plan --help\n");
+    const r = runCli([process.execPath, MAIN, "plan", "--example", "--only"], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("✖ --only needs a value\n  → see kubehyve plan --help\n");
   });
 
   test("a state dir that cannot be created names the path and what to do", () => {
@@ -293,12 +251,11 @@ describe("bad input is a message, not a stack trace", () => {
     writeFileSync(join(dir, "in-the-way"), "");
     const bare = readFileSync(join(dir, "kubehyve.yaml"), "utf8").split("stages:")[0]!;
     writeFileSync(join(dir, "bare.yaml"), bare);
-    const r = Bun.spawnSync(
+    const { code, stderr } = runCli(
       [process.execPath, MAIN, "plan", "-c", "bare.yaml", "--state-dir", join(dir, "in-the-way")],
-      { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir, NO_COLOR: "1" }, stderr: "pipe" },
+      { cwd: dir },
     );
-    expect(r.exitCode).toBe(1);
-    const stderr = r.stderr.toString();
+    expect(code).toBe(1);
     expect(stderr).toStartWith(`✖ ENOTDIR: not a directory, mkdir '${join(dir, "in-the-way")}`);
     expect(stderr).toContain("  → a file stands where a directory is expected");
     expect(stderr).not.toContain("    at ");

@@ -21,37 +21,14 @@ import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { CancelledError, KubehyveError, LockHeldError } from "../../src/core/errors.ts";
 import { writeFileAtomic } from "../../src/core/fsutil.ts";
 import { acquireLock, Journal } from "../../src/core/journal.ts";
-import type { Cluster } from "../../src/core/model.ts";
 import { signalBinder } from "../../src/core/signal-target.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
+import { labCluster, labNode } from "../lab/cluster.ts";
 import { have } from "../lab/prereq.ts";
 
-const cluster: Cluster = {
-  name: "ctxlab",
-  host: { kind: "local" },
-  network: {
-    domain: "lab.test",
-    gateway: "10.0.0.1",
-    dns: ["10.0.0.1"],
-    subnet: "10.0.0.0/24",
-    podCidr: "10.1.0.0/16",
-    serviceCidr: "10.2.0.0/16",
-  },
-  nodes: [
-    {
-      name: "n1",
-      role: "control-plane",
-      cpus: 2,
-      memory: 4 * 1024 ** 3,
-      disk: 20 * 1024 ** 3,
-      address: "10.0.0.10",
-      disks: [],
-    },
-  ],
-  ssh: { authorizedKeys: [] },
-  stages: {},
-};
+// One node is enough: the core treats every node alike.
+const cluster = labCluster({ name: "ctxlab", nodes: [labNode("cp1", "control-plane", "192.168.1.21")] });
 
 const plugin = definePlugin({
   id: "os/probe",

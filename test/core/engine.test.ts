@@ -8,36 +8,13 @@ import { diag } from "../../src/core/diagnostics.ts";
 import { type EngineRequest, runEngine } from "../../src/core/engine.ts";
 import { LockHeldError } from "../../src/core/errors.ts";
 import { Journal } from "../../src/core/journal.ts";
-import type { Cluster } from "../../src/core/model.ts";
 import { orderStages } from "../../src/core/order.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
+import { labCluster, labNode } from "../lab/cluster.ts";
 
-const cluster: Cluster = {
-  name: "t",
-  host: { kind: "local" },
-  network: {
-    domain: "lab.test",
-    gateway: "10.0.0.1",
-    dns: ["10.0.0.1"],
-    subnet: "10.0.0.0/24",
-    podCidr: "10.1.0.0/16",
-    serviceCidr: "10.2.0.0/16",
-  },
-  nodes: [
-    {
-      name: "n1",
-      role: "control-plane",
-      cpus: 2,
-      memory: 4 * 1024 ** 3,
-      disk: 20 * 1024 ** 3,
-      address: "10.0.0.10",
-      disks: [],
-    },
-  ],
-  ssh: { authorizedKeys: [] },
-  stages: {},
-};
+// One node is enough: the core treats every node alike.
+const cluster = labCluster({ name: "t", nodes: [labNode("cp1", "control-plane", "192.168.1.21")] });
 
 /**
  * A tiny plugin whose world is one in-memory "desired vs actual" flag. Every call is written to the

@@ -7,7 +7,6 @@ import {
   chmodSync,
   copyFileSync,
   existsSync,
-  mkdirSync,
   mkdtempSync,
   readFileSync,
   statSync,
@@ -16,6 +15,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
+import { dropInLab, runCli } from "../lab/cli.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const BIN = join(ROOT, "dist/kubehyve-linux-x64");
@@ -33,24 +33,7 @@ beforeAll(() => {
 
 function kubehyve(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
   const home = opts.cwd ?? mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
-  const proc = Bun.spawnSync([BIN, ...args], {
-    cwd: home,
-    env: {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: home,
-      NO_COLOR: "1",
-      XDG_STATE_HOME: join(home, "state"),
-      ...opts.env,
-    },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return {
-    code: proc.exitCode,
-    stdout: proc.stdout.toString(),
-    stderr: proc.stderr.toString(),
-    out: proc.stdout.toString() + proc.stderr.toString(),
-  };
+  return runCli([BIN, ...args], { cwd: home, env: { XDG_STATE_HOME: join(home, "state"), ...opts.env } });
 }
 
 describe("the compiled binary", () => {
@@ -153,18 +136,14 @@ describe("the compiled binary", () => {
 
 describe("a drop-in plugin", () => {
   function lab() {
-    const dir = mkdtempSync(join(tmpdir(), "kubehyve-dropin-"));
-    const plugins = join(dir, "plugins");
-    mkdirSync(plugins, { mode: 0o755 });
-    chmodSync(plugins, 0o755);
-    copyFileSync(join(FIXTURES, "greeter.ts"), join(plugins, "greeter.ts"));
-    chmodSync(join(plugins, "greeter.ts"), 0o644);
-    const greeting = join(dir, "greeting.txt");
-    writeFileSync(
-      join(dir, "kubehyve.yaml"),
-      `name: dropin\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  greeter:\n    plugin: hello\n    message: hi there\n    file: ${greeting}\n`,
-    );
-    return { dir, plugins, greeting, state: join(dir, "state") };
+    const greetingIn = (dir: string) => join(dir, "greeting.txt");
+    const { dir, plugins, state } = dropInLab({
+      prefix: "kubehyve-dropin-",
+      name: "dropin",
+      plugins: { "greeter.ts": readFileSync(join(FIXTURES, "greeter.ts"), "utf8") },
+      stages: (dir) => `  greeter:\n    plugin: hello\n    message: hi there\n    file: ${greetingIn(dir)}\n`,
+    });
+    return { dir, plugins, greeting: greetingIn(dir), state };
   }
 
   test("is loaded by the compiled binary, listed with its origin and version, and run by up", () => {

@@ -4,36 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { mergeKubeconfig, resolveKubeconfig, rewriteServer } from "../../src/kube/kubeconfig.ts";
-
-// PEM blocks only need their armour here: the parser checks the framing, TLS checks the content.
-const CA = "-----BEGIN CERTIFICATE-----\nMIIBca\n-----END CERTIFICATE-----\n";
-const CERT = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n";
-const KEY = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQ\n-----END EC PRIVATE KEY-----\n";
-const b64 = (s: string) => Buffer.from(s).toString("base64");
-
-/** The layout of Kubespray's admin.conf (kubeadm's kubeconfig phase): names cluster.local and kubernetes-admin. */
-function adminConf(server = "https://127.0.0.1:6443"): string {
-  return `apiVersion: v1
-clusters:
-- cluster:
-    certificate-authority-data: ${b64(CA)}
-    server: ${server}
-  name: cluster.local
-contexts:
-- context:
-    cluster: cluster.local
-    user: kubernetes-admin
-  name: kubernetes-admin@cluster.local
-current-context: kubernetes-admin@cluster.local
-kind: Config
-preferences: {}
-users:
-- name: kubernetes-admin
-  user:
-    client-certificate-data: ${b64(CERT)}
-    client-key-data: ${b64(KEY)}
-`;
-}
+import { adminConf, b64, CA, CERT, KEY } from "../lab/kube/kubeconfig.ts";
 
 let dir: string;
 beforeEach(() => {

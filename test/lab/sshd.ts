@@ -293,3 +293,8 @@ async function childPids(pid: number): Promise<number[]> {
   }
   return found;
 }
+
+/** What a client needs to log in to the server: user, address and the authorized key. */
+export function loginOf(sshd: Sshd): { user: string; host: string; port: number; identityFile: string } {
+  return { user: sshd.user, host: sshd.host, port: sshd.port, identityFile: sshd.identityFile };
+}

@@ -12,7 +12,7 @@ import { shellJoin, shellQuote } from "../../src/targets/quote.ts";
 import { SshTarget } from "../../src/targets/ssh.ts";
 import { runOk } from "../../src/targets/target.ts";
 import { have } from "../lab/prereq.ts";
-import { type Sshd, startSshd } from "../lab/sshd.ts";
+import { loginOf, type Sshd, startSshd } from "../lab/sshd.ts";
 
 const HOSTILE = [
   "",
@@ -177,13 +177,7 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("ssh", "openssh-client"
     beforeAll(async () => {
       sshd = await startSshd();
       stateDir = await mkdtemp(join(tmpdir(), "kubehyve-quote-state-"));
-      target = new SshTarget({
-        user: sshd.user,
-        host: sshd.host,
-        port: sshd.port,
-        identityFile: sshd.identityFile,
-        stateDir,
-      });
+      target = new SshTarget({ ...loginOf(sshd), stateDir });
     });
 
     afterAll(async () => {

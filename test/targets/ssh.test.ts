@@ -9,7 +9,7 @@ import { LocalTarget, spawnCommand } from "../../src/targets/local.ts";
 import { classifySshFailure, parseSshUrl, SshError, SshTarget } from "../../src/targets/ssh.ts";
 import { runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
 import { have } from "../lab/prereq.ts";
-import { type Sshd, startSshd } from "../lab/sshd.ts";
+import { loginOf, type Sshd, startSshd } from "../lab/sshd.ts";
 
 const haveOpenSsh = have("sshd", "openssh-server") && have("ssh", "openssh-client");
 
@@ -29,14 +29,7 @@ function targetFor(
   stateDir: string,
   extra: Partial<ConstructorParameters<typeof SshTarget>[0]> = {},
 ) {
-  const target = new SshTarget({
-    user: sshd.user,
-    host: sshd.host,
-    port: sshd.port,
-    identityFile: sshd.identityFile,
-    stateDir,
-    ...extra,
-  });
+  const target = new SshTarget({ ...loginOf(sshd), stateDir, ...extra });
   cleanups.push(() => target.close());
   return target;
 }

@@ -225,12 +225,28 @@ async function estimateTasks(
   return r.code === 0 ? countListedTasks(r.stdout) || undefined : undefined;
 }
 
+/** What prepare() leaves for a run: the runner, the unpacked tree and the key the nodes accept. */
+interface Prepared {
+  runner: AnsibleRunner;
+  kubesprayDir: string;
+  privateKeyPath: string;
+  groupVars: string;
+}
+
+/** One playbook on the prepared tree and inventory, with progress lines and a failure report. */
 async function runWithProgress(
   ctx: Ctx,
-  runner: AnsibleRunner,
-  req: PlaybookRequest,
-  privateKeyPath: string,
+  prepared: Prepared,
+  step: Pick<PlaybookRequest, "playbook" | "limit" | "extraVars" | "logFile">,
 ): Promise<void> {
+  const { runner, privateKeyPath } = prepared;
+  const req: PlaybookRequest = {
+    kubesprayDir: prepared.kubesprayDir,
+    inventoryDir: inventoryDirOf(ctx),
+    workDir: ctx.dir,
+    signal: ctx.signal,
+    ...step,
+  };
   const total = await estimateTasks(ctx, runner, req);
   const progress = new RunProgress(total);
   ctx.log.info(`${req.playbook}: log in ${req.logFile}`);
@@ -276,11 +292,7 @@ function logFileOf(ctx: Ctx, playbook: string): string {
 }
 
 /** Writes the inventory, fetches Kubespray and prepares the runner; returns what a run needs. */
-async function prepare(
-  ctx: Ctx,
-): Promise<
-  { runner: AnsibleRunner; kubesprayDir: string; privateKeyPath: string; groupVars: string } | undefined
-> {
+async function prepare(ctx: Ctx): Promise<Prepared | undefined> {
   const release = resolvedRelease(ctx.options);
   if (!release.sha256) {
     const d = missingSha256(ctx);
@@ -329,20 +341,7 @@ async function apply(ctx: Ctx, changes: Change[]): Promise<void> {
     await ctx.wet(
       `run ansible-playbook ${step.playbook}${where} (Kubespray ${ctx.options.version})`,
       async () => {
-        if (!prepared) return;
-        await runWithProgress(
-          ctx,
-          prepared.runner,
-          {
-            kubesprayDir: prepared.kubesprayDir,
-            inventoryDir: inventoryDirOf(ctx),
-            workDir: ctx.dir,
-            logFile,
-            signal: ctx.signal,
-            ...step,
-          },
-          prepared.privateKeyPath,
-        );
+        if (prepared) await runWithProgress(ctx, prepared, { logFile, ...step });
       },
     );
   }
@@ -373,21 +372,12 @@ async function destroy(ctx: Ctx): Promise<void> {
   const logFile = logFileOf(ctx, "reset.yml");
   await ctx.wet(`run ansible-playbook reset.yml (Kubespray ${ctx.options.version})`, async () => {
     if (!prepared) return;
-    await runWithProgress(
-      ctx,
-      prepared.runner,
-      // reset.yml pauses for a typed "yes" unless reset_confirmation is set; `down` asked already.
-      {
-        kubesprayDir: prepared.kubesprayDir,
-        inventoryDir: inventoryDirOf(ctx),
-        workDir: ctx.dir,
-        logFile,
-        signal: ctx.signal,
-        playbook: "reset.yml",
-        extraVars: { reset_confirmation: "yes" },
-      },
-      prepared.privateKeyPath,
-    );
+    // reset.yml pauses for a typed "yes" unless reset_confirmation is set; `down` asked already.
+    await runWithProgress(ctx, prepared, {
+      logFile,
+      playbook: "reset.yml",
+      extraVars: { reset_confirmation: "yes" },
+    });
   });
   await ctx.wet(`remove the admin kubeconfig ${ctx.kubeconfigPath}`, async () => {
     await rm(ctx.kubeconfigPath, { force: true });

@@ -25,6 +25,9 @@ function openssl(args: string[], cwd: string): void {
   }
 }
 
+/** A fresh unencrypted P-256 key for `openssl req`. */
+const NEW_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
 /** A CA and certificates signed by it; `cn` names the CA so two runs' CAs are told apart in errors. */
 export function createPki(opts: { cn?: string; serverSans?: string[] } = {}): Pki {
   const dir = mkdtempSync(join(tmpdir(), "kubehyve-kube-pki-"));
@@ -33,11 +36,7 @@ export function createPki(opts: { cn?: string; serverSans?: string[] } = {}): Pk
     [
       "req",
       "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
+      ...NEW_EC_KEY,
       "-keyout",
       "ca.key",
       "-out",
@@ -54,21 +53,7 @@ export function createPki(opts: { cn?: string; serverSans?: string[] } = {}): Pk
   );
   const sign = (name: string, subject: string, ext: string) => {
     openssl(
-      [
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        `${name}.key`,
-        "-out",
-        `${name}.csr`,
-        "-subj",
-        subject,
-      ],
+      ["req", "-new", ...NEW_EC_KEY, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject],
       dir,
     );
     writeFileSync(join(dir, `${name}.ext`), ext);

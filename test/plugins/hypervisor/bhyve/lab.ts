@@ -9,51 +9,16 @@ import {
 import { createPluginContext, type TestablePluginContext } from "../../../../src/core/context.ts";
 import type { Hooks } from "../../../../src/core/contract.ts";
 import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
-import { GiB } from "../../../../src/core/units.ts";
 import type { Target } from "../../../../src/targets/target.ts";
+import { labCluster, labNode } from "../../../lab/cluster.ts";
 
-const node = (
-  name: string,
-  role: NodeSpec["role"],
-  address: string,
-  extra: Partial<NodeSpec> = {},
-): NodeSpec => ({
-  name,
-  role,
-  cpus: 2,
-  memory: 4 * GiB,
-  disk: 20 * GiB,
-  address,
-  disks: [],
-  ...extra,
-});
-
-/** The example lab: cp1 and workers w1/w2 with one 50 GiB data disk each. */
+/** The example lab with the hypervisor stage. */
 export function exampleCluster(overrides: Partial<Cluster> = {}): Cluster {
-  return {
-    name: "lab",
-    host: { kind: "local" },
-    network: {
-      domain: "lab.home.arpa",
-      gateway: "192.168.1.1",
-      dns: ["192.168.1.1"],
-      subnet: "192.168.1.0/24",
-      podCidr: "10.233.64.0/18",
-      serviceCidr: "10.233.0.0/18",
-    },
-    nodes: [
-      node("cp1", "control-plane", "192.168.1.21"),
-      node("w1", "worker", "192.168.1.22", { disks: [{ name: "data1", size: 50 * GiB }] }),
-      node("w2", "worker", "192.168.1.23", { disks: [{ name: "data1", size: 50 * GiB }] }),
-    ],
-    ssh: { authorizedKeys: [] },
-    stages: { hypervisor: { plugin: "hypervisor/bhyve", options: {} } },
-    ...overrides,
-  };
+  return labCluster({ stages: { hypervisor: { plugin: "hypervisor/bhyve", options: {} } }, ...overrides });
 }
 
 export function workers(n: number): NodeSpec[] {
-  return Array.from({ length: n }, (_, i) => node(`w${i + 1}`, "worker", `192.168.1.${22 + i}`));
+  return Array.from({ length: n }, (_, i) => labNode(`w${i + 1}`, "worker", `192.168.1.${22 + i}`));
 }
 
 export interface LabContextArgs {

@@ -6,7 +6,7 @@ import { bhyvePlugin } from "../../../../plugins/hypervisor/bhyve/index.ts";
 import { SshTarget } from "../../../../src/targets/ssh.ts";
 import { createFreebsdHost, type FreebsdHost, run } from "../../../lab/freebsd/host.ts";
 import { have } from "../../../lab/prereq.ts";
-import { type Sshd, startSshd } from "../../../lab/sshd.ts";
+import { loginOf, type Sshd, startSshd } from "../../../lab/sshd.ts";
 import { exampleCluster, isMutating, labContext, up } from "./lab.ts";
 
 describe.skipIf(!have("sshd", "openssh-server"))("hypervisor/bhyve driving a remote host over ssh", () => {
@@ -20,14 +20,7 @@ describe.skipIf(!have("sshd", "openssh-server"))("hypervisor/bhyve driving a rem
     // The sessions find the shims first on PATH, as root on hv1 finds FreeBSD's own commands.
     sshd = await startSshd({ env: host.env });
     stateDir = mkdtempSync(join(tmpdir(), "kubehyve-bhyve-remote-"));
-    target = new SshTarget({
-      user: sshd.user,
-      host: sshd.host,
-      port: sshd.port,
-      identityFile: sshd.identityFile,
-      stateDir,
-      name: "root@hv1",
-    });
+    target = new SshTarget({ ...loginOf(sshd), stateDir, name: "root@hv1" });
   });
 
   afterAll(async () => {

@@ -15,62 +15,34 @@ import {
 } from "../../../../plugins/k8s/kubespray/inventory.ts";
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import { toYaml } from "../../../../plugins/k8s/kubespray/yaml.ts";
-import type { Cluster } from "../../../../src/core/model.ts";
+import { labCluster } from "../../../lab/cluster.ts";
 import { oracle } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
 
 const readOracle = (path: string) => readFile(oracle(path), "utf8");
-const GiB = 1024 ** 3;
 
 /** The example lab: one control plane, two workers with a data disk each. */
-const exampleLab: Cluster = {
-  name: "lab",
-  host: { kind: "local" },
-  network: {
-    domain: "lab.home.arpa",
-    gateway: "192.168.1.1",
-    dns: ["192.168.1.1"],
-    subnet: "192.168.1.0/24",
-    podCidr: "10.233.64.0/18",
-    serviceCidr: "10.233.0.0/18",
-  },
-  nodes: [
-    {
-      name: "cp1",
-      role: "control-plane",
-      cpus: 2,
-      memory: 4 * GiB,
-      disk: 20 * GiB,
-      address: "192.168.1.21",
-      disks: [],
-    },
-    {
-      name: "w1",
-      role: "worker",
-      cpus: 2,
-      memory: 4 * GiB,
-      disk: 20 * GiB,
-      address: "192.168.1.22",
-      disks: [{ name: "data1", size: 50 * GiB }],
-    },
-    {
-      name: "w2",
-      role: "worker",
-      cpus: 2,
-      memory: 4 * GiB,
-      disk: 20 * GiB,
-      address: "192.168.1.23",
-      disks: [{ name: "data1", size: 50 * GiB }],
-    },
-  ],
-  ssh: { authorizedKeys: [] },
+const exampleLab = labCluster({
   stages: { k8s: { plugin: "k8s/kubespray", options: {} }, net: { plugin: "net/calico", options: {} } },
-};
+});
 const options = v.parse(optionsSchema, {});
 const KEY = "/var/db/kubehyve/lab/ssh/id_ed25519";
 
-async function ansibleInventory(dir: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn(["ansible-inventory", "-i", join(dir, INVENTORY_FILE), "--list"], {
+async function spawnText(
+  argv: string[],
+  opts: { env?: Record<string, string | undefined>; stdin?: Uint8Array } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn(argv, { env: opts.env, stdin: opts.stdin, stdout: "pipe", stderr: "pipe" });
+  const [code, stdout, stderr] = await Promise.all([
+    proc.exited,
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+  ]);
+  return { code, stdout, stderr };
+}
+
+function ansibleInventory(dir: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return spawnText(["ansible-inventory", "-i", join(dir, INVENTORY_FILE), "--list"], {
     env: {
       ...process.env,
       // ansible-inventory exits 0 on a file it cannot parse unless told otherwise (oracles README).
@@ -78,15 +50,7 @@ async function ansibleInventory(dir: string): Promise<{ code: number; stdout: st
       ANSIBLE_INVENTORY_UNPARSED_FAILED: "True",
       ANSIBLE_NOCOLOR: "1",
     },
-    stdout: "pipe",
-    stderr: "pipe",
   });
-  const [code, stdout, stderr] = await Promise.all([
-    proc.exited,
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-  ]);
-  return { code, stdout, stderr };
 }
 
 async function writeInventory(dir: string, hosts: string, groupVars: string): Promise<void> {
@@ -291,19 +255,14 @@ describe("toYaml", () => {
         list: ["yes", 0o755, "0755", null],
         t: true,
       };
-      const proc = Bun.spawn(
+      const {
+        code,
+        stdout: out,
+        stderr: err,
+      } = await spawnText(
         ["python3", "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
-        {
-          stdin: new TextEncoder().encode(toYaml(data)),
-          stdout: "pipe",
-          stderr: "pipe",
-        },
+        { stdin: new TextEncoder().encode(toYaml(data)) },
       );
-      const [code, out, err] = await Promise.all([
-        proc.exited,
-        new Response(proc.stdout).text(),
-        new Response(proc.stderr).text(),
-      ]);
       expect({ code, err }).toEqual({ code: 0, err: "" });
       expect(JSON.parse(out)).toEqual(data);
     },

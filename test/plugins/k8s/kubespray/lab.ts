@@ -13,37 +13,26 @@ import { DownloadCache } from "../../../../src/artifacts/cache.ts";
 import { createPluginContext, type TestablePluginContext } from "../../../../src/core/context.ts";
 import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
 import { memoryReporter, type RunEvent } from "../../../../src/core/reporter.ts";
+import { labCluster as exampleLab, labNode } from "../../../lab/cluster.ts";
 import { type FileServer, serveFiles } from "../../../lab/http.ts";
 import { type KubeApiServer, startKubeApiServer } from "../../../lab/kube/server.ts";
 import { type Sshd, startSshd } from "../../../lab/sshd.ts";
 
 export const STAND_IN_TREE = join(import.meta.dir, "../../../lab/kubespray");
-const GiB = 1024 ** 3;
 
 export function node(name: string, role: NodeSpec["role"]): NodeSpec {
   // Every node is the loopback sshd; Kubespray tells them apart by inventory name only.
-  return { name, role, cpus: 2, memory: 4 * GiB, disk: 20 * GiB, address: "127.0.0.1", disks: [] };
+  return labNode(name, role, "127.0.0.1");
 }
 
 export function labCluster(nodes: NodeSpec[], withNetStage = true): Cluster {
-  return {
-    name: "lab",
-    host: { kind: "local" },
-    network: {
-      domain: "lab.home.arpa",
-      gateway: "192.168.1.1",
-      dns: ["192.168.1.1"],
-      subnet: "192.168.1.0/24",
-      podCidr: "10.233.64.0/18",
-      serviceCidr: "10.233.0.0/18",
-    },
+  return exampleLab({
     nodes,
-    ssh: { authorizedKeys: [] },
     stages: {
       k8s: { plugin: "k8s/kubespray", options: {} },
       ...(withNetStage ? { net: { plugin: "net/calico", options: {} } } : {}),
     },
-  };
+  });
 }
 
 export interface Lab {

@@ -1,0 +1,64 @@
+/**
+ * Runs the command line the way a user's shell would without a terminal: a child process with
+ * NO_COLOR, stdin closed, HOME pointing at the test's own directory and nothing else inherited but PATH.
+ */
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout then stderr, for text that may land on either. */
+  out: string;
+}
+
+/** PATH, HOME and NO_COLOR: nothing from the test runner's environment leaks into the command. */
+export function userEnv(home: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, NO_COLOR: "1", ...extra };
+}
+
+/** `argv` is the whole command: the binary, or the runtime and src/main.ts, then the arguments. */
+export function runCli(argv: string[], opts: { cwd: string; env?: Record<string, string> }): CliResult {
+  const proc = Bun.spawnSync(argv, {
+    cwd: opts.cwd,
+    env: userEnv(opts.cwd, opts.env),
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const stdout = proc.stdout.toString();
+  const stderr = proc.stderr.toString();
+  return { code: proc.exitCode, stdout, stderr, out: stdout + stderr };
+}
+
+/**
+ * A fresh directory for a run with drop-in plugins: `plugins/` (0755, the given files 0644, as the
+ * loader demands) and a kubehyve.yaml naming one node on 10.9.0.0/24 and the stages (YAML text
+ * indented under `stages:`, given the directory). The state dir is `state/` inside it, not created.
+ */
+export function dropInLab(opts: {
+  prefix: string;
+  name: string;
+  plugins: Record<string, string>;
+  stages: (dir: string) => string;
+}): {
+  dir: string;
+  plugins: string;
+  state: string;
+} {
+  const dir = mkdtempSync(join(tmpdir(), opts.prefix));
+  const plugins = join(dir, "plugins");
+  mkdirSync(plugins, { mode: 0o755 });
+  chmodSync(plugins, 0o755);
+  for (const [file, content] of Object.entries(opts.plugins)) {
+    writeFileSync(join(plugins, file), content);
+    chmodSync(join(plugins, file), 0o644);
+  }
+  writeFileSync(
+    join(dir, "kubehyve.yaml"),
+    `name: ${opts.name}\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n${opts.stages(dir)}`,
+  );
+  return { dir, plugins, state: join(dir, "state") };
+}
