@@ -28,7 +28,7 @@ export interface ContextArgs {
   upgrade?: boolean;
   signal?: AbortSignal;
   /** Replace the host or node targets (tests: a simulated host, a loopback sshd). */
-  targets?: { host?: Target; node?: (node: NodeSpec) => Target };
+  targets?: { host?: Target; node?: (node: NodeSpec) => Target; local?: Target };
   /** Shared by the stages of a run, so each target is connected once. */
   pool?: TargetPool;
   hooks?: Hooks;
@@ -100,6 +100,9 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     plugin: { id: args.plugin.id, slot },
     get host() {
       return bind(args.targets?.host ?? pool.host());
+    },
+    get local() {
+      return bind(args.targets?.local ?? pool.local());
     },
     node(name) {
       const node = args.cluster.nodes.find((n) => n.name === name);

@@ -80,6 +80,11 @@ export interface PluginContext<O = Record<string, unknown>> {
   readonly host: Target;
   /** A node, over ssh as `core` with the cluster key. */
   node(name: string): Target;
+  /**
+   * The machine kubehyve itself runs on, for tools that run beside it (Ansible). The same as
+   * `host` when the host is local; refused, like every target, when nothing may be inspected.
+   */
+  readonly local: Target;
   /** The Kubernetes client over the admin kubeconfig (`kubeconfigPath`). Throws until it exists. */
   kube(): Promise<KubeClient>;
   readonly kubeconfigPath: string;

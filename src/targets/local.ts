@@ -59,7 +59,7 @@ export async function spawnCommand(
     proc = Bun.spawn([...argv], {
       cwd: opts.cwd,
       env: opts.env ? { ...process.env, ...opts.env } : undefined,
-      stdin: opts.stdin === undefined ? "ignore" : toBytes(opts.stdin),
+      stdin: opts.stdin === undefined ? "ignore" : stdinOf(opts.stdin),
       stdout: "pipe",
       stderr: "pipe",
       // Its own process group, so that a timeout or abort also ends what the command started. A
@@ -102,8 +102,11 @@ export async function spawnCommand(
   }
 }
 
-function toBytes(input: string | Uint8Array): Uint8Array {
-  return typeof input === "string" ? new TextEncoder().encode(input) : input;
+/** A file is streamed from disk, so a large one (a disk image) never sits in memory whole. */
+function stdinOf(input: NonNullable<RunOptions["stdin"]>): Uint8Array | Bun.BunFile {
+  if (typeof input === "string") return new TextEncoder().encode(input);
+  if (input instanceof Uint8Array) return input;
+  return Bun.file(input.file);
 }
 
 function exitCodeOf(proc: Bun.Subprocess): number {

@@ -12,6 +12,8 @@ import type { RunResult, Target } from "./target.ts";
 export interface TargetFactory {
   host(): Target;
   node(node: NodeSpec): Target;
+  /** The machine kubehyve runs on (Ansible, downloads' helpers); local when not given. */
+  local?(): Target;
 }
 
 export function clusterKeyPath(stateDir: string): string {
@@ -54,16 +56,23 @@ export class OfflineTarget implements Target {
 export const offlineTargets: TargetFactory = {
   host: () => new OfflineTarget("host"),
   node: (node) => new OfflineTarget(node.name),
+  local: () => new OfflineTarget("local"),
 };
 
 export class TargetPool {
   private hostTarget?: Target;
+  private localTarget?: Target;
   private readonly nodes = new Map<string, Target>();
   constructor(private readonly factory: TargetFactory) {}
 
   host(): Target {
     this.hostTarget ??= this.factory.host();
     return this.hostTarget;
+  }
+
+  local(): Target {
+    this.localTarget ??= this.factory.local?.() ?? new LocalTarget();
+    return this.localTarget;
   }
 
   node(node: NodeSpec): Target {
@@ -76,7 +85,9 @@ export class TargetPool {
   }
 
   async closeAll(): Promise<void> {
-    const all = [this.hostTarget, ...this.nodes.values()].filter((t): t is Target => t !== undefined);
+    const all = [this.hostTarget, this.localTarget, ...this.nodes.values()].filter(
+      (t): t is Target => t !== undefined,
+    );
     await Promise.allSettled(all.map((t) => t.close()));
   }
 }

@@ -6,7 +6,8 @@ export interface RunOptions {
   /** Kill the command after this long; the result then has code 124 and says so in stderr. */
   timeoutMs?: number;
   signal?: AbortSignal;
-  stdin?: string | Uint8Array;
+  /** What the command reads: text, bytes, or a local file streamed from disk (`{ file }`). */
+  stdin?: string | Uint8Array | { file: string };
   env?: Record<string, string>;
   cwd?: string;
   /** Called with each chunk of stdout as it arrives (progress of long commands). */
