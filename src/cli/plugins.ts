@@ -1,6 +1,13 @@
 import { defineCommand } from "citty";
 import { consola } from "consola";
+import type { PluginEntry } from "../core/plugins.ts";
 import { globalArgs, loadRegistry } from "./_shared.ts";
+import { version } from "./version-info.ts";
+
+/** Built-in plugins are released with the binary: their version is its version. */
+function versionOf(e: PluginEntry): string | undefined {
+  return e.version ?? (e.origin === "built-in" ? version().version : undefined);
+}
 
 export default defineCommand({
   meta: {
@@ -13,7 +20,7 @@ export default defineCommand({
     if (args.json) {
       for (const e of registry.entries) {
         process.stdout.write(
-          `${JSON.stringify({ v: 1, type: "plugin", id: e.id, origin: e.origin, version: e.version, status: e.status, title: e.plugin?.title })}\n`,
+          `${JSON.stringify({ v: 1, type: "plugin", id: e.id, origin: e.origin, version: versionOf(e), status: e.status, title: e.plugin?.title })}\n`,
         );
       }
       for (const d of registry.diagnostics)
@@ -23,7 +30,7 @@ export default defineCommand({
       for (const e of registry.entries) {
         const mark = e.status === "loaded" ? "✔" : "✖";
         consola.log(
-          `${mark} ${e.id.padEnd(width)}  ${(e.version ?? "-").padEnd(8)} ${e.status.padEnd(7)} ${e.origin}`,
+          `${mark} ${e.id.padEnd(width)}  ${(versionOf(e) ?? "-").padEnd(8)} ${e.status.padEnd(7)} ${e.origin}`,
         );
       }
       for (const d of registry.diagnostics)
