@@ -1,0 +1,38 @@
+import { describe, expect, test } from "bun:test";
+import Ajv from "ajv";
+import { parse } from "yaml";
+import { builtinPlugins } from "../../plugins/index.ts";
+import { clusterJsonSchema } from "../../src/core/json-schema.ts";
+import exampleText from "../../src/example/kubehyve.yaml" with { type: "text" };
+
+const schema = clusterJsonSchema(builtinPlugins);
+const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
+
+describe("the cluster file's JSON Schema", () => {
+  test("accepts the example lab, every built-in stage's options included", () => {
+    const ok = validate(parse(exampleText));
+    expect(validate.errors ?? []).toEqual([]);
+    expect(ok).toBe(true);
+  });
+
+  test("describes every built-in plugin's options under its stage", () => {
+    const stages = (
+      schema as {
+        properties: { stages: { properties: Record<string, { properties: Record<string, unknown> }> } };
+      }
+    ).properties.stages.properties;
+    expect(Object.keys(stages).sort()).toEqual(["hypervisor", "k8s", "os"]);
+    expect(Object.keys(stages.hypervisor!.properties)).toContain("vmDir");
+    expect(Object.keys(stages.os!.properties)).toContain("stream");
+  });
+
+  test("lets an editor flag a misspelt stage option and a wrong node role", () => {
+    const file = parse(exampleText);
+    file.stages.os.strem = "stable";
+    file.nodes[0].role = "master";
+    expect(validate(file)).toBe(false);
+    const where = (validate.errors ?? []).map((e) => e.instancePath);
+    expect(where).toContain("/stages/os");
+    expect(where).toContain("/nodes/0/role");
+  });
+});
