@@ -35,7 +35,6 @@ import {
   playbookArgv,
   playbookEnv,
   runPlaybook,
-  spawnLocal,
 } from "./runner.ts";
 
 type Ctx = PluginContext<KubesprayOptions>;
@@ -133,7 +132,7 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
       : [{ ...missingSha256(ctx), severity: "warn" as const }];
     return { changes: [install], diagnostics: missing };
   }
-  const runner = createRunner(ctx.options, ctx.dir);
+  const runner = createRunner(ctx.options, ctx.dir, ctx.local);
   diagnostics.push(...(await runner.prerequisites()));
   const rendered = await renderFiles(ctx);
   diagnostics.push(...rendered.diagnostics);
@@ -221,7 +220,7 @@ async function estimateTasks(
   const recorded = counts[`${ctx.options.version}/${req.playbook}`];
   if (recorded) return recorded;
   const argv = [...playbookArgv(runner, req), "--list-tasks"];
-  const r = await spawnLocal(argv, { cwd: req.kubesprayDir, env: playbookEnv(req), signal: ctx.signal });
+  const r = await runner.target.run(argv, { cwd: req.kubesprayDir, env: playbookEnv(req) });
   return r.code === 0 ? countListedTasks(r.stdout) || undefined : undefined;
 }
 
@@ -306,16 +305,17 @@ async function prepare(ctx: Ctx): Promise<Prepared | undefined> {
   const kubesprayDir = kubesprayDirOf(ctx.dir, ctx.options.version);
   await ctx.wet(`fetch Kubespray ${ctx.options.version} and unpack it into ${kubesprayDir}`, () =>
     ensureKubespray(
+      ctx.local,
       ctx.artifacts,
       { ...release, sha256, version: ctx.options.version },
       kubesprayDir,
       ctx.signal,
     ),
   );
-  const runner = createRunner(ctx.options, ctx.dir);
+  const runner = createRunner(ctx.options, ctx.dir, ctx.local);
   if (!(await runner.isPrepared(kubesprayDir))) {
     await ctx.wet(`create the Ansible ${runner.kind} for Kubespray ${ctx.options.version}`, () =>
-      runner.prepare(kubesprayDir, ctx.signal),
+      runner.prepare(kubesprayDir),
     );
   }
   if (ctx.dryRun) return undefined;

@@ -1,8 +1,7 @@
 /** Kubespray's release tarball: fetched through the artifact cache, unpacked once per version. */
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { ArtifactCache } from "kubehyve";
-import { spawnLocal } from "./runner.ts";
+import type { ArtifactCache, Target } from "kubehyve";
 
 const MARKER = ".kubehyve-unpacked";
 
@@ -19,9 +18,11 @@ export async function isUnpacked(dir: string, sha256: string): Promise<boolean> 
 /**
  * Downloads (or finds in the cache) the tarball and unpacks it into `dir`. The top directory of
  * GitHub's archive (`kubespray-2.31.0/`) is stripped. Unpacking goes to a temporary directory that is
- * renamed at the end, so an interrupted run never leaves a tree that looks complete.
+ * renamed at the end, so an interrupted run never leaves a tree that looks complete. `local` (the
+ * machine kubehyve runs on, `ctx.local`) runs tar.
  */
 export async function ensureKubespray(
+  local: Target,
   artifacts: ArtifactCache,
   release: { url: string; sha256: string; version: string },
   dir: string,
@@ -35,7 +36,7 @@ export async function ensureKubespray(
   const tmp = `${dir}.partial`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true, mode: 0o700 });
-  const r = await spawnLocal(["tar", "-xzf", tarball, "-C", tmp, "--strip-components=1"], { signal });
+  const r = await local.run(["tar", "-xzf", tarball, "-C", tmp, "--strip-components=1"], { signal });
   if (r.code !== 0) {
     await rm(tmp, { recursive: true, force: true });
     throw new Error(`unpacking ${tarball} into ${tmp} failed (tar exited ${r.code}): ${r.stderr.trim()}`);

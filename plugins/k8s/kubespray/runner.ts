@@ -6,70 +6,31 @@
 import { constants, createWriteStream } from "node:fs";
 import { access, mkdir, readFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { type Diagnostic, diag } from "kubehyve";
+import { type Diagnostic, diag, type Target } from "kubehyve";
 import type { KubesprayOptions } from "./options.ts";
 import { type AnsibleEvent, parseAnsibleEvent } from "./progress.ts";
 
-export interface Spawned {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+/** How long a version probe (doctor, check) may take before it counts as not working. */
+const PROBE_TIMEOUT_MS = 60_000;
 
-/** Runs a local program from an argv array; never through a shell. */
-export async function spawnLocal(
-  argv: readonly string[],
-  opts: {
-    cwd?: string;
-    env?: Record<string, string>;
-    signal?: AbortSignal;
-    onStdoutLine?: (line: string) => void;
-    onStderr?: (chunk: string) => void;
-  } = {},
-): Promise<Spawned> {
-  let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
-  try {
-    proc = Bun.spawn([...argv], {
-      cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-  } catch (error) {
-    // Bun throws synchronously when the program does not exist: report it like a failed command.
-    return { code: 127, stdout: "", stderr: `${argv[0]}: ${(error as Error).message}` };
-  }
-  const abort = () => proc.kill("SIGTERM");
-  opts.signal?.addEventListener("abort", abort, { once: true });
-  const readAll = async (stream: ReadableStream<Uint8Array>, onText: (text: string) => void) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) onText(decoder.decode(chunk, { stream: true }));
-    onText(decoder.decode());
-  };
-  let stdout = "";
-  let stderr = "";
+/**
+ * Cuts streamed output into lines for a line-based consumer: `push` each chunk as it arrives, then
+ * `end` hands over a last line that has no newline.
+ */
+export function lineSplitter(onLine: (line: string) => void): { push(chunk: string): void; end(): void } {
   let partial = "";
-  try {
-    await Promise.all([
-      readAll(proc.stdout, (text) => {
-        stdout += text;
-        if (!opts.onStdoutLine) return;
-        partial += text;
-        const lines = partial.split("\n");
-        partial = lines.pop() ?? "";
-        for (const line of lines) opts.onStdoutLine(line);
-      }),
-      readAll(proc.stderr, (text) => {
-        stderr += text;
-        opts.onStderr?.(text);
-      }),
-    ]);
-    if (partial && opts.onStdoutLine) opts.onStdoutLine(partial);
-    return { code: await proc.exited, stdout, stderr };
-  } finally {
-    opts.signal?.removeEventListener("abort", abort);
-  }
+  return {
+    push(chunk) {
+      partial += chunk;
+      const lines = partial.split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) onLine(line);
+    },
+    end() {
+      if (partial) onLine(partial);
+      partial = "";
+    },
+  };
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -84,27 +45,31 @@ async function exists(path: string): Promise<boolean> {
 /** The runtime Ansible runs in. */
 export interface AnsibleRunner {
   readonly kind: KubesprayOptions["runner"]["kind"];
+  /** The machine Ansible runs on: the one kubehyve runs on (`ctx.local`). */
+  readonly target: Target;
   /** What doctor and check report about the runner, without changing anything. */
   prerequisites(): Promise<Diagnostic[]>;
   /** True when `prepare` has nothing left to do for this Kubespray tree. */
   isPrepared(kubesprayDir: string): Promise<boolean>;
   /** Makes the runtime (a venv with the release's pinned requirements). Called inside ctx.wet. */
-  prepare(kubesprayDir: string, signal?: AbortSignal): Promise<void>;
+  prepare(kubesprayDir: string): Promise<void>;
   /** The argv that starts ansible-playbook. */
   command(): string[];
 }
 
-export function createRunner(options: KubesprayOptions, stateDir: string): AnsibleRunner {
+/** `local` is where Ansible runs: `ctx.local`, which stops with the run's signal. */
+export function createRunner(options: KubesprayOptions, stateDir: string, local: Target): AnsibleRunner {
   const runner = options.runner;
-  if (runner.kind === "system") return systemRunner(runner.ansiblePlaybook);
-  return venvRunner(runner.python, runner.dir ?? join(stateDir, `venv-${options.version}`));
+  if (runner.kind === "system") return systemRunner(local, runner.ansiblePlaybook);
+  return venvRunner(local, runner.python, runner.dir ?? join(stateDir, `venv-${options.version}`));
 }
 
-function systemRunner(ansiblePlaybook: string): AnsibleRunner {
+function systemRunner(local: Target, ansiblePlaybook: string): AnsibleRunner {
   return {
     kind: "system",
+    target: local,
     async prerequisites() {
-      const r = await spawnLocal([ansiblePlaybook, "--version"]);
+      const r = await local.run([ansiblePlaybook, "--version"], { timeoutMs: PROBE_TIMEOUT_MS });
       if (r.code !== 0) {
         return [
           diag.error("kubespray.runner-missing", `${ansiblePlaybook} cannot run here`, {
@@ -142,17 +107,15 @@ export function venvRequirements(requirementsTxt: string): { install: string[]; 
 
 const SYSTEM_PACKAGES = new Set(["cryptography"]);
 
-function venvRunner(python: string, dir: string): AnsibleRunner {
+function venvRunner(local: Target, python: string, dir: string): AnsibleRunner {
   const marker = join(dir, ".kubehyve-requirements");
+  const probe = (argv: string[]) => local.run(argv, { timeoutMs: PROBE_TIMEOUT_MS });
   return {
     kind: "venv",
+    target: local,
     async prerequisites() {
       const found: Diagnostic[] = [];
-      const r = await spawnLocal([
-        python,
-        "-c",
-        "import sys, venv, ensurepip; print(sys.version.split()[0])",
-      ]);
+      const r = await probe([python, "-c", "import sys, venv, ensurepip; print(sys.version.split()[0])"]);
       if (r.code !== 0) {
         found.push(
           diag.error(
@@ -168,7 +131,7 @@ function venvRunner(python: string, dir: string): AnsibleRunner {
         return found;
       }
       found.push(diag.ok("kubespray.python", `${python} ${r.stdout.trim()}`));
-      const c = await spawnLocal([python, "-c", "import cryptography; print(cryptography.__version__)"]);
+      const c = await probe([python, "-c", "import cryptography; print(cryptography.__version__)"]);
       if (c.code !== 0) {
         found.push(
           diag.error(
@@ -186,7 +149,7 @@ function venvRunner(python: string, dir: string): AnsibleRunner {
           diag.ok("kubespray.cryptography", `cryptography ${c.stdout.trim()} from the system packages`),
         );
       }
-      const ssh = await spawnLocal(["ssh", "-V"]);
+      const ssh = await probe(["ssh", "-V"]);
       if (ssh.code !== 0) {
         found.push(
           diag.error("kubespray.ssh-missing", "the OpenSSH client (ssh) is not installed", {
@@ -201,7 +164,7 @@ function venvRunner(python: string, dir: string): AnsibleRunner {
       const have = await readFile(marker, "utf8").catch(() => undefined);
       return wanted !== undefined && have === wanted && (await exists(join(dir, "bin", "ansible-playbook")));
     },
-    async prepare(kubesprayDir, signal) {
+    async prepare(kubesprayDir) {
       const requirementsTxt = await readFile(join(kubesprayDir, "requirements.txt"), "utf8");
       const { install } = venvRequirements(requirementsTxt);
       // The marker is written last: a venv without it (pip failed half-way) is made again from scratch.
@@ -220,7 +183,7 @@ function venvRunner(python: string, dir: string): AnsibleRunner {
         ]);
       }
       for (const argv of steps) {
-        const r = await spawnLocal(argv, { signal });
+        const r = await local.run(argv);
         if (r.code !== 0) {
           const output = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-5).join(" | ");
           throw new Error(`${argv.slice(0, 4).join(" ")} exited ${r.code}: ${output}`);
@@ -284,6 +247,10 @@ export interface PlaybookResult {
   argv: string[];
 }
 
+/**
+ * Runs one playbook on the runner's target, its output appended to `logFile` (0600). A run stopped
+ * by the signal (Ctrl-C) rejects with the target's cancellation error after the log says so.
+ */
 export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): Promise<PlaybookResult> {
   const argv = playbookArgv(runner, req);
   if (/\s/.test(req.workDir)) {
@@ -296,20 +263,26 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
   await mkdir(dirname(req.logFile), { recursive: true, mode: 0o700 });
   const log = createWriteStream(req.logFile, { flags: "a", mode: 0o600 });
   log.write(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
+  const lines = lineSplitter((line) => {
+    log.write(`${line}\n`);
+    const event = parseAnsibleEvent(line);
+    if (event) req.onEvent?.(event);
+  });
   try {
-    const r = await spawnLocal(argv, {
+    const r = await runner.target.run(argv, {
       cwd: req.kubesprayDir,
       env: playbookEnv(req),
       signal: req.signal,
-      onStdoutLine: (line) => {
-        log.write(`${line}\n`);
-        const event = parseAnsibleEvent(line);
-        if (event) req.onEvent?.(event);
-      },
+      onStdout: (chunk) => lines.push(chunk),
       onStderr: (chunk) => log.write(chunk),
     });
+    lines.end();
     log.write(`# exit ${r.code}\n`);
     return { code: r.code, argv };
+  } catch (error) {
+    lines.end();
+    log.write(`# ${error instanceof Error ? error.message : String(error)}\n`);
+    throw error;
   } finally {
     await new Promise<void>((resolve) => log.end(resolve));
   }
