@@ -154,3 +154,71 @@ export async function buildGoldenZvol(
   }
   return snapshot;
 }
+
+/**
+ * The sha256 program of a host: FreeBSD's base system has `sha256` (md5(1): `-q` prints only the
+ * digest), GNU coreutils has `sha256sum` (`<digest>  <file>`). The first found wins.
+ */
+export type Sha256Tool = "sha256" | "sha256sum";
+
+export async function sha256ToolOf(host: Target, signal?: AbortSignal): Promise<Sha256Tool | undefined> {
+  const script =
+    'for t in sha256 sha256sum; do if command -v "$t" >/dev/null 2>&1; then echo "$t"; exit 0; fi; done; exit 1';
+  const result = await host.run(["sh", "-c", script], { signal }).catch(() => undefined);
+  const tool = result?.code === 0 ? result.stdout.trim() : "";
+  return tool === "sha256" || tool === "sha256sum" ? tool : undefined;
+}
+
+/**
+ * The digest in the output of `sha256 -q FILE` or `sha256sum FILE`. GNU sha256sum starts the line
+ * with a backslash when it had to escape the file name.
+ */
+export function parseSha256Output(stdout: string): string | undefined {
+  const first = (stdout.trim().split(/\s+/)[0] ?? "").replace(/^\\/, "").toLowerCase();
+  return /^[0-9a-f]{64}$/.test(first) ? first : undefined;
+}
+
+/** The sha256 of a file on the host; undefined when there is no such file. */
+export async function hostSha256(
+  host: Target,
+  tool: Sha256Tool,
+  path: string,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
+  if (!(await hostHasFile(host, path))) return undefined;
+  const argv = tool === "sha256" ? ["sha256", "-q", path] : ["sha256sum", path];
+  const result = await runOk(host, argv, { signal });
+  const digest = parseSha256Output(result.stdout);
+  if (!digest)
+    throw new Error(`${host.name}: \`${argv.join(" ")}\` printed no sha256: ${result.stdout.trim()}`);
+  return digest;
+}
+
+/**
+ * Streams a local file to the host (never whole in memory) into `<path>.part`, checks its sha256
+ * there and only then renames it into place: a copy that exists at `path` arrived whole.
+ */
+export async function copyVerifiedToHost(
+  host: Target,
+  tool: Sha256Tool,
+  local: string,
+  path: string,
+  sha256: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  const part = `${path}.part`;
+  await runOk(host, ["mkdir", "-p", dirname(path)], { signal });
+  try {
+    // The script is constant; the path is a positional argument.
+    await runOk(host, ["sh", "-c", 'cat > "$1"', "sh", part], { stdin: { file: local }, signal });
+    const got = await hostSha256(host, tool, part, signal);
+    if (got !== sha256) {
+      throw new Error(
+        `${host.name}: the copy of ${local} at ${part} has sha256 ${got ?? "(no file)"}, not ${sha256}: it was removed; check the disk and the connection, then run again`,
+      );
+    }
+    await runOk(host, ["mv", "-f", part, path], { signal });
+  } finally {
+    await host.run(["rm", "-f", part]);
+  }
+}

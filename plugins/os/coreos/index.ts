@@ -25,13 +25,16 @@ import {
   artifactOf,
   buildGoldenImage,
   buildGoldenZvol,
+  copyVerifiedToHost,
   fetchStreamImage,
   goldenImagePath,
   goldenZvolOf,
   HOST_TOOLS,
   hostHasFile,
   hostHasSnapshot,
+  hostSha256,
   type PinnedImage,
+  sha256ToolOf,
   zfsDatasetAt,
 } from "./image.ts";
 import { type CoreosOptions, CoreosOptionsSchema, streamUrlOf } from "./options.ts";
@@ -67,12 +70,36 @@ export const FWCFG_NAME = "opt/com.coreos/config";
 /** Writable on Fedora CoreOS (under /var), unlike Kubespray's default under /usr. */
 export const FLEXVOLUME_DIR = "/var/lib/kubelet/volumeplugins";
 
-export function imagesDirOf(ctx: Pick<Ctx, "dir">): string {
-  return join(ctx.dir, "images");
+type PathCtx = Pick<Ctx, "dir" | "cluster" | "options">;
+
+function isRemote(ctx: Pick<Ctx, "cluster">): boolean {
+  return ctx.cluster.host.kind !== "local";
 }
 
-export function ignitionPathOf(ctx: Pick<Ctx, "dir">, node: Pick<NodeSpec, "name">): string {
-  return join(ctx.dir, "ignition", `${node.name}.ign`);
+/**
+ * The stage's directory on the hypervisor host, where bhyve and vm-bhyve read the golden image and
+ * the Ignition configs: the state dir when kubehyve runs on the host, `hostDir` over ssh.
+ */
+export function hostDirOf(ctx: PathCtx): string {
+  if (!isRemote(ctx)) return ctx.dir;
+  return ctx.options.hostDir ?? `/var/db/kubehyve/${ctx.cluster.name}/os`;
+}
+
+export function imagesDirOf(ctx: PathCtx): string {
+  return join(hostDirOf(ctx), "images");
+}
+
+export function ignitionDirOf(ctx: PathCtx): string {
+  return join(hostDirOf(ctx), "ignition");
+}
+
+export function ignitionPathOf(ctx: PathCtx, node: Pick<NodeSpec, "name">): string {
+  return join(ignitionDirOf(ctx), `${node.name}.ign`);
+}
+
+/** Where a remote host keeps its verified copy of a download (the local cache's counterpart). */
+export function hostCacheDirOf(ctx: PathCtx): string {
+  return join(hostDirOf(ctx), "cache");
 }
 
 /** bhyve(8): `-o lpc.fwcfg=qemu` selects QEMU's fw_cfg, `-f name,file=PATH` adds a file to it. */
@@ -81,7 +108,7 @@ export function fwcfgBhyveOptions(ignitionPath: string): string {
   // path and a glob character could expand it.
   if (/[\s*?[\]]/.test(ignitionPath)) {
     throw new Error(
-      `the Ignition config path ${JSON.stringify(ignitionPath)} contains white space or a glob character, which vm-bhyve's bhyve_options would split or expand: use a state dir without them`,
+      `the Ignition config path ${JSON.stringify(ignitionPath)} contains white space or a glob character, which vm-bhyve's bhyve_options would split or expand: use a state dir (with an ssh:// host, a hostDir) without them`,
     );
   }
   return `-o lpc.fwcfg=qemu -f name=${FWCFG_NAME},file=${ignitionPath}`;
@@ -151,6 +178,10 @@ function describeGolden(boot: BootImage): string {
   return boot.kind === "file" ? boot.path : `zvol snapshot ${boot.snapshot}`;
 }
 
+// The hypervisor creates several VMs at once and asks for each one's boot image: one build (and
+// one copy to a remote host) per golden image and context, which the others wait for.
+const builds = new WeakMap<object, Map<string, Promise<void>>>();
+
 /** Downloads (verified while streaming) and converts the release once; returns the golden image. */
 async function ensureGoldenImage(
   ctx: Ctx,
@@ -158,30 +189,78 @@ async function ensureGoldenImage(
   place: GoldenPlace = placeOf(ctx),
 ): Promise<BootImage> {
   const boot = goldenOf(ctx, image.release, place);
-  if (!(await goldenExists(ctx, boot))) {
-    const artifact = artifactOf(image);
-    await ctx.wet(`download Fedora CoreOS ${image.release} (${image.location}, sha256 ${image.sha256})`, () =>
-      ctx.artifacts.fetch(artifact, {
-        signal: ctx.signal,
-        onProgress: (done, total) => ctx.log.progress(`download Fedora CoreOS ${image.release}`, done, total),
-      }),
-    );
-    const compressed = ctx.artifacts.pathOf(artifact);
-    await ctx.wet(
-      `build the golden image ${describeGolden(boot)}`,
-      async () => {
-        if (boot.kind === "file") await buildGoldenImage(ctx.host, compressed, boot.path, ctx.signal);
-        else await buildGoldenZvol(ctx.host, compressed, boot.snapshot.replace(/@golden$/, ""), ctx.signal);
-      },
-      { target: ctx.host.name },
-    );
+  let running = builds.get(ctx);
+  if (!running) {
+    running = new Map();
+    builds.set(ctx, running);
   }
+  const key = describeGolden(boot);
+  let build = running.get(key);
+  if (!build) {
+    build = buildGolden(ctx, image, boot);
+    running.set(key, build);
+    const inContext = running;
+    build.catch(() => inContext.delete(key));
+  }
+  await build;
   const pinned = ctx.state.get<PinnedImage>(STATE_IMAGE);
   if (pinned?.release !== image.release || pinned?.streamUrl !== image.streamUrl)
     await ctx.state.set(STATE_IMAGE, image);
   if (JSON.stringify(ctx.state.get(STATE_PLACE)) !== JSON.stringify(place))
     await ctx.state.set(STATE_PLACE, place);
   return boot;
+}
+
+async function buildGolden(ctx: Ctx, image: PinnedImage, boot: BootImage): Promise<void> {
+  if (await goldenExists(ctx, boot)) return;
+  const compressed = isRemote(ctx) ? await ensureHostCopy(ctx, image) : await download(ctx, image);
+  await ctx.wet(
+    `build the golden image ${describeGolden(boot)}`,
+    async () => {
+      if (boot.kind === "file") await buildGoldenImage(ctx.host, compressed, boot.path, ctx.signal);
+      else await buildGoldenZvol(ctx.host, compressed, boot.snapshot.replace(/@golden$/, ""), ctx.signal);
+    },
+    { target: ctx.host.name },
+  );
+}
+
+/** Into the artifact cache where kubehyve runs, verified while it streams; returns the local path. */
+async function download(ctx: Ctx, image: PinnedImage): Promise<string> {
+  const artifact = artifactOf(image);
+  await ctx.wet(`download Fedora CoreOS ${image.release} (${image.location}, sha256 ${image.sha256})`, () =>
+    ctx.artifacts.fetch(artifact, {
+      signal: ctx.signal,
+      onProgress: (done, total) => ctx.log.progress(`download Fedora CoreOS ${image.release}`, done, total),
+    }),
+  );
+  return ctx.artifacts.pathOf(artifact);
+}
+
+/**
+ * The verified download on a remote host, copied from the local cache unless a copy with the
+ * release's sha256 is there already. The copy is hashed on the host again before each build, so a
+ * damaged one is found and replaced rather than turned into a golden image.
+ */
+async function ensureHostCopy(ctx: Ctx, image: PinnedImage): Promise<string> {
+  const artifact = artifactOf(image);
+  const path = join(hostCacheDirOf(ctx), artifact.name);
+  const tool = await sha256ToolOf(ctx.host, ctx.signal);
+  if (!tool) {
+    throw new Error(
+      `${ctx.host.name} has neither sha256 nor sha256sum, so the copy of Fedora CoreOS ${image.release} cannot be checked there`,
+    );
+  }
+  const have = await hostSha256(ctx.host, tool, path, ctx.signal);
+  if (have === image.sha256) return path;
+  if (have !== undefined)
+    ctx.log.warn(`${ctx.host.name}: ${path} has sha256 ${have}, not ${image.sha256}: it is copied again`);
+  const local = await download(ctx, image);
+  await ctx.wet(
+    `copy ${artifact.name} to ${ctx.host.name}:${path} and check its sha256 there`,
+    () => copyVerifiedToHost(ctx.host, tool, local, path, image.sha256, ctx.signal),
+    { target: ctx.host.name },
+  );
+  return path;
 }
 
 async function writeIgnition(ctx: Ctx, node: NodeSpec): Promise<string> {
@@ -191,7 +270,7 @@ async function writeIgnition(ctx: Ctx, node: NodeSpec): Promise<string> {
     await ctx.wet(
       `write the Ignition config of ${node.name} to ${path}`,
       async () => {
-        await runOk(ctx.host, ["mkdir", "-p", "-m", "0700", join(ctx.dir, "ignition")]);
+        await runOk(ctx.host, ["mkdir", "-p", "-m", "0700", ignitionDirOf(ctx)]);
         await writeTargetFile(ctx.host, path, content, "0600");
       },
       { target: ctx.host.name },
@@ -230,6 +309,14 @@ async function waitForSsh(ctx: Ctx, node: NodeSpec): Promise<void> {
 
 async function checkHostTools(ctx: Ctx): Promise<Diagnostic[]> {
   const out: Diagnostic[] = [];
+  if (isRemote(ctx) && !(await sha256ToolOf(ctx.host, ctx.signal))) {
+    out.push(
+      diag.error("coreos.tool-missing", `neither sha256 nor sha256sum is available on ${ctx.host.name}`, {
+        hint: "sha256 is part of the FreeBSD base system (md5(1)): reinstall it or put it on PATH",
+        target: ctx.host.name,
+      }),
+    );
+  }
   for (const tool of HOST_TOOLS) {
     const result = await ctx.host.run(tool.argv).catch(() => ({ code: 127, stdout: "", stderr: "" }));
     if (result.code !== 0) {
@@ -481,19 +568,6 @@ export default definePlugin({
   async check(ctx) {
     const changes: Change[] = [];
     const diagnostics: Diagnostic[] = [];
-    if (ctx.cluster.host.kind !== "local") {
-      diagnostics.push(
-        diag.error(
-          "coreos.remote-host",
-          "os/coreos builds the golden image where kubehyve runs, so it must run on the hypervisor host",
-          {
-            path: "host",
-            hint: "copy the kubehyve binary to the FreeBSD host and run it there as root",
-          },
-        ),
-      );
-      return { changes, diagnostics };
-    }
     if (ctx.upstreamPending) return { changes: freshInstall(ctx), diagnostics };
     diagnostics.push(...(await checkHostTools(ctx)));
 
@@ -566,9 +640,15 @@ export default definePlugin({
   },
 
   async destroy(ctx) {
-    await ctx.wet(`remove the golden images and Ignition configs in ${ctx.dir}`, async () => {
-      await runOk(ctx.host, ["rm", "-rf", imagesDirOf(ctx), join(ctx.dir, "ignition")]);
-    });
+    // The verified download stays (the local cache, or the copy on a remote host), so bringing the
+    // lab back needs no new download or copy.
+    await ctx.wet(
+      `remove the golden images and Ignition configs in ${hostDirOf(ctx)}`,
+      async () => {
+        await runOk(ctx.host, ["rm", "-rf", imagesDirOf(ctx), ignitionDirOf(ctx)]);
+      },
+      { target: ctx.host.name },
+    );
     const place = placeOf(ctx);
     const pinned = ctx.state.get<PinnedImage>(STATE_IMAGE);
     if (place.kind === "zfs" && pinned) {

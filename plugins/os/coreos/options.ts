@@ -60,6 +60,21 @@ export const CoreosOptionsSchema = v.strictObject({
   kernelArgs: v.optional(v.array(KernelArgSchema), []),
   /** Memory the OS must report; default 90% of the node's memory (the kernel keeps the rest). */
   minMemory: v.optional(SizeSchema),
+  /**
+   * With an `ssh://` host: the stage's directory on the host (golden images, Ignition configs, the
+   * verified copy of the download); default `/var/db/kubehyve/<cluster>/os`. A local host keeps them
+   * in the state dir.
+   */
+  hostDir: v.optional(
+    v.pipe(
+      v.string(),
+      // The Ignition path under it goes into vm-bhyve's bhyve_options, which splits and globs.
+      v.regex(
+        /^\/[^\s*?[\]]*[^\s*?[\]/]$/,
+        "an absolute path without blanks, glob characters or a trailing slash",
+      ),
+    ),
+  ),
   /** Port of the cluster's DNS servers, for labs whose resolver listens elsewhere. */
   dnsPort: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535)), 53),
 });

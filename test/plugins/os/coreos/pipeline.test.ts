@@ -5,18 +5,21 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseSha256Output } from "../../../../plugins/os/coreos/image.ts";
 import plugin, { FWCFG_NAME, fwcfgBhyveOptions, type NodeBoot } from "../../../../plugins/os/coreos/index.ts";
 import { DownloadCache } from "../../../../src/artifacts/cache.ts";
 import { createPluginContext } from "../../../../src/core/context.ts";
 import type { Cluster } from "../../../../src/core/model.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
 import { OfflineTarget } from "../../../../src/targets/pool.ts";
+import { SshTarget } from "../../../../src/targets/ssh.ts";
 import type { RunOptions, RunResult, Target } from "../../../../src/targets/target.ts";
 import { type FileServer, serveFiles } from "../../../lab/http.ts";
 import { have } from "../../../lab/prereq.ts";
+import { loginOf, type Sshd, startSshd } from "../../../lab/sshd.ts";
 import { coreosOptions, labCluster, ORACLES } from "./lab.ts";
 
 const sha256 = (data: Uint8Array | string) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
@@ -380,6 +383,237 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
         ["w2.ign", 0o600],
       ]);
     });
+
+    /**
+     * The host over ssh: a real sshd on loopback stands for root@hv1, and everything it runs (sh, cat,
+     * sha256sum, xz, qemu-img, mv) runs for real behind it. kubehyve's own machine is a local target.
+     */
+    describe.skipIf(!have("sshd", "openssh-server"))("with the hypervisor host over ssh", () => {
+      let sshd: Sshd;
+      let host: SshTarget;
+      const remote = labCluster({ host: { kind: "ssh", user: "root", hostname: "hv1", port: 22 } });
+      const xzName = `fedora-coreos-${RELEASE}-qemu.x86_64.qcow2.xz`;
+      const rawName = `fedora-coreos-${RELEASE}-qemu.x86_64.raw`;
+
+      beforeAll(async () => {
+        sshd = await startSshd();
+        host = new SshTarget({
+          ...loginOf(sshd),
+          stateDir: await mkdtemp(join(tmp, "ssh-")),
+          name: "root@hv1",
+        });
+      });
+      afterAll(async () => {
+        await host?.close();
+        await sshd?.stop();
+      });
+
+      async function remoteContext(stateDir: string, hostDir: string, extra: { cacheDir?: string } = {}) {
+        return createPluginContext({
+          cluster: remote,
+          plugin,
+          options: coreosOptions({ hostDir }),
+          stateDir,
+          targets: { host, local: new LocalTarget(), node: (node) => new OfflineTarget(node.name) },
+          artifacts: new DownloadCache({
+            dir: extra.cacheDir ?? join(stateDir, "cache"),
+            mirror: server.url,
+          }),
+        });
+      }
+      const count = (log: string[], prefix: string) => log.filter((w) => w.startsWith(prefix)).length;
+
+      test("the verified download is copied to the host once and converted there, and the Ignition configs are written there 0600", async () => {
+        const stateDir = await mkdtemp(join(tmp, "state-"));
+        const hostDir = join(await mkdtemp(join(tmp, "hv1-")), "os");
+        const ctx = await remoteContext(stateDir, hostDir);
+        const first = await plugin.check(ctx as never);
+        expect(first.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
+        expect(withoutSshWait(first.changes).map((c) => [c.kind, c.target])).toEqual([
+          ["image.golden", "root@hv1"],
+          ["ignition.write", "cp1"],
+          ["ignition.write", "w1"],
+          ["ignition.write", "w2"],
+        ]);
+        const before = server.hits(IMAGE_PATH);
+        await plugin.apply!(ctx as never, withoutSshWait(first.changes));
+        expect(server.hits(IMAGE_PATH) - before).toBe(1);
+        expect(count(ctx.wetLog, "download Fedora CoreOS")).toBe(1);
+        expect(count(ctx.wetLog, `copy ${xzName} to root@hv1:${join(hostDir, "cache", xzName)}`)).toBe(1);
+        expect(count(ctx.wetLog, "build the golden image")).toBe(1);
+
+        // The golden image is on the host, built from the host's copy, which stays and is all that stays.
+        const golden = join(hostDir, "images", rawName);
+        expect(sha256(await readFile(golden))).toBe(sha256(raw));
+        expect(sha256(await readFile(join(hostDir, "cache", xzName)))).toBe(sha256(xz));
+        expect((await readdir(join(hostDir, "cache"))).sort()).toEqual([xzName]);
+        expect(await readdir(join(hostDir, "images"))).toEqual([rawName]);
+        expect((await stat(join(hostDir, "ignition"))).mode & 0o777).toBe(0o700);
+        const rendered = await plugin.render!(ctx as never);
+        for (const name of ["cp1", "w1", "w2"]) {
+          const ign = join(hostDir, "ignition", `${name}.ign`);
+          expect((await stat(ign)).mode & 0o777).toBe(0o600);
+          expect(await readFile(ign, "utf8")).toBe(
+            rendered.find((f) => f.path === `${name}.ign`)!.content as string,
+          );
+        }
+        // Nothing bhyve reads stays where kubehyve runs.
+        expect(existsSync(join(stateDir, "os", "images"))).toBe(false);
+        expect(existsSync(join(stateDir, "os", "ignition"))).toBe(false);
+
+        // A second run: nothing to do, nothing copied, and the hypervisor is given paths on the host.
+        const again = await remoteContext(stateDir, hostDir);
+        expect(withoutSshWait((await plugin.check(again as never)).changes)).toEqual([]);
+        const boot = (await plugin.hooks!["hypervisor:node-boot"]!(again as never, {
+          node: remote.nodes[0],
+          vmDir: "/vm/cp1",
+        })) as NodeBoot;
+        expect(boot).toEqual({
+          bhyveOptions: `-o lpc.fwcfg=qemu -f name=${FWCFG_NAME},file=${join(hostDir, "ignition", "cp1.ign")}`,
+          bootImage: { kind: "file", path: golden },
+        });
+        expect(again.wetLog).toEqual([]);
+
+        // A changed Ignition config on the host is found by check and written again.
+        await writeFile(join(hostDir, "ignition", "w1.ign"), "{}");
+        const drifted = await remoteContext(stateDir, hostDir);
+        const changes = withoutSshWait((await plugin.check(drifted as never)).changes);
+        expect(changes.map((c) => [c.kind, c.target])).toEqual([["ignition.write", "w1"]]);
+        await plugin.apply!(drifted as never, changes);
+        expect(await readFile(join(hostDir, "ignition", "w1.ign"), "utf8")).toBe(
+          rendered.find((f) => f.path === "w1.ign")!.content as string,
+        );
+
+        // The host's copy damaged between runs (and the golden image gone): the hash on the host
+        // finds it, and it is replaced from the local cache without a new download.
+        const copy = join(hostDir, "cache", xzName);
+        const damaged = new Uint8Array(await readFile(copy));
+        damaged[damaged.length >> 1]! ^= 0xff;
+        await writeFile(copy, damaged);
+        await rm(golden);
+        const repair = await remoteContext(stateDir, hostDir);
+        const plan = withoutSshWait((await plugin.check(repair as never)).changes);
+        expect(plan.map((c) => c.kind)).toEqual(["image.golden"]);
+        await plugin.apply!(repair as never, plan);
+        expect(count(repair.wetLog, `copy ${xzName}`)).toBe(1);
+        expect(sha256(await readFile(copy))).toBe(sha256(xz));
+        expect(sha256(await readFile(golden))).toBe(sha256(raw));
+        expect(server.hits(IMAGE_PATH) - before).toBe(1);
+
+        // With the golden image gone but the copy sound, the image is rebuilt without copying.
+        await rm(golden);
+        const rebuild = await remoteContext(stateDir, hostDir);
+        await plugin.apply!(rebuild as never, withoutSshWait((await plugin.check(rebuild as never)).changes));
+        expect(count(rebuild.wetLog, "copy")).toBe(0);
+        expect(count(rebuild.wetLog, "build the golden image")).toBe(1);
+        expect(sha256(await readFile(golden))).toBe(sha256(raw));
+      });
+
+      test("a copy that arrives damaged is refused on the host and nothing is built from it", async () => {
+        const stateDir = await mkdtemp(join(tmp, "state-"));
+        const hostDir = join(await mkdtemp(join(tmp, "hv1-")), "os");
+        const ctx = await remoteContext(stateDir, hostDir);
+        const { changes } = await plugin.check(ctx as never);
+        const image = (changes[0]!.data as { image: { location: string; sha256: string } }).image;
+        // The local cache vouches for a file that was verified when stored and changed since.
+        const cached = await ctx.artifacts.fetch({ url: image.location, sha256: image.sha256, name: xzName });
+        await writeFile(cached, "not the image");
+        const error = await plugin.apply!(ctx as never, withoutSshWait(changes)).catch((e: Error) => e);
+        expect(error).toBeInstanceOf(Error);
+        expect((error as Error).message).toContain(`root@hv1: the copy of ${cached}`);
+        expect((error as Error).message).toContain(sha256("not the image"));
+        expect((error as Error).message).toContain(sha256(xz));
+        expect(await readdir(join(hostDir, "cache"))).toEqual([]);
+        expect(existsSync(join(hostDir, "images", rawName))).toBe(false);
+        expect(existsSync(join(stateDir, "state", "os.json"))).toBe(false);
+      });
+
+      test("the hypervisor asking for every node at once gets one copy and one build, and destroy keeps the copy", async () => {
+        const stateDir = await mkdtemp(join(tmp, "state-"));
+        const hostDir = join(await mkdtemp(join(tmp, "hv1-")), "os");
+        const ctx = await remoteContext(stateDir, hostDir);
+        const hook = plugin.hooks!["hypervisor:node-boot"]!;
+        const boots = (await Promise.all(
+          remote.nodes.map((node) => hook(ctx as never, { node, vmDir: `/vm/${node.name}` })),
+        )) as NodeBoot[];
+        expect(boots.map((b) => b.bootImage)).toEqual(
+          Array(3).fill({ kind: "file", path: join(hostDir, "images", rawName) }),
+        );
+        expect(count(ctx.wetLog, "copy")).toBe(1);
+        expect(count(ctx.wetLog, "build the golden image")).toBe(1);
+        expect(count(ctx.wetLog, "write the Ignition config of")).toBe(3);
+        expect(sha256(await readFile(join(hostDir, "images", rawName)))).toBe(sha256(raw));
+
+        // destroy clears the host's images and configs; the verified copy stays for the next lab.
+        await plugin.destroy!(ctx as never);
+        expect(existsSync(join(hostDir, "images"))).toBe(false);
+        expect(existsSync(join(hostDir, "ignition"))).toBe(false);
+        expect(await readdir(join(hostDir, "cache"))).toEqual([xzName]);
+      });
+
+      test("a plan names the Ignition file on the host and touches neither machine", async () => {
+        const stateDir = await mkdtemp(join(tmp, "state-"));
+        const requests = server.requests.length;
+        for (const flags of [{ dryRun: true }, { dryRun: true, upstreamPending: true }]) {
+          const ctx = createPluginContext({
+            cluster: remote,
+            plugin,
+            options: coreosOptions(),
+            stateDir,
+            ...flags,
+            // Both machines refuse every command: a plan that ran one would fail.
+            targets: {
+              host: new OfflineTarget("root@hv1"),
+              local: new OfflineTarget("local"),
+              node: (node) => new OfflineTarget(node.name),
+            },
+            artifacts: new DownloadCache({ dir: join(stateDir, "cache"), mirror: server.url }),
+          });
+          const boot = (await plugin.hooks!["hypervisor:node-boot"]!(ctx as never, {
+            node: remote.nodes[0],
+            vmDir: "/vm/cp1",
+          })) as NodeBoot;
+          expect(boot).toEqual({
+            bhyveOptions: `-o lpc.fwcfg=qemu -f name=${FWCFG_NAME},file=/var/db/kubehyve/lab/os/ignition/cp1.ign`,
+          });
+          if (flags.upstreamPending) {
+            const { changes, diagnostics } = await plugin.check(ctx as never);
+            expect(diagnostics).toEqual([]);
+            expect(changes.map((c) => c.kind)[0]).toBe("image.golden");
+          }
+          expect(ctx.wetLog).toEqual([]);
+        }
+        expect(server.requests.length).toBe(requests);
+      });
+
+      test("check names a host without sha256 or sha256sum", async () => {
+        const stateDir = await mkdtemp(join(tmp, "state-"));
+        // The lookup runs in sh, whose `command -v` is built in: an empty PATH finds no sha256 program.
+        const bare = await mkdtemp(join(tmp, "bin-"));
+        const restricted: Target = {
+          name: "root@hv1",
+          run: (argv, opts) =>
+            argv[0] === "sh" ? host.run(["env", `PATH=${bare}`, ...argv], opts) : host.run(argv, opts),
+          close: async () => {},
+        };
+        const ctx = createPluginContext({
+          cluster: remote,
+          plugin,
+          options: coreosOptions({ hostDir: join(tmp, "never") }),
+          stateDir,
+          targets: {
+            host: restricted,
+            local: new LocalTarget(),
+            node: (node) => new OfflineTarget(node.name),
+          },
+          artifacts: new DownloadCache({ dir: join(stateDir, "cache"), mirror: server.url }),
+        });
+        const { diagnostics } = await plugin.check(ctx as never);
+        expect(diagnostics.filter((d) => d.severity === "error").map((d) => d.summary)).toEqual([
+          "neither sha256 nor sha256sum is available on root@hv1",
+        ]);
+      });
+    });
   },
 );
 
@@ -395,5 +629,30 @@ describe("fwcfgBhyveOptions", () => {
     expect(fwcfgBhyveOptions("/var/db/kubehyve/lab/os/ignition/cp1.ign")).toBe(
       "-o lpc.fwcfg=qemu -f name=opt/com.coreos/config,file=/var/db/kubehyve/lab/os/ignition/cp1.ign",
     );
+  });
+});
+
+describe("parseSha256Output", () => {
+  const empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+  test("reads FreeBSD's `sha256 -q FILE`, which prints the digest alone (md5(1), -q)", () => {
+    expect(parseSha256Output(`${empty}\n`)).toBe(empty);
+  });
+  test("reads GNU `sha256sum FILE`, digest, two blanks and the name, escaped or not", () => {
+    expect(parseSha256Output(`${empty}  /var/db/kubehyve/lab/os/cache/x.qcow2.xz\n`)).toBe(empty);
+    // coreutils escapes a name holding a newline or backslash and marks the line with a backslash.
+    expect(parseSha256Output(`\\${empty}  /tmp/a\\nb\n`)).toBe(empty);
+  });
+  test("gives nothing for output without a digest", () => {
+    expect(parseSha256Output("sha256: /nope: No such file or directory\n")).toBeUndefined();
+    expect(parseSha256Output("")).toBeUndefined();
+    expect(parseSha256Output(empty.slice(1))).toBeUndefined();
+  });
+});
+
+describe("the hostDir option", () => {
+  test("takes an absolute path vm-bhyve's bhyve_options can carry", () => {
+    expect(coreosOptions({ hostDir: "/var/db/kubehyve/lab/os" }).hostDir).toBe("/var/db/kubehyve/lab/os");
+    for (const bad of ["var/db/kubehyve", "/var/db/my lab", "/var/db/lab*", "/var/db/kubehyve/", "/"])
+      expect(() => coreosOptions({ hostDir: bad })).toThrow("an absolute path without blanks");
   });
 });
