@@ -13,6 +13,7 @@ import { ensurePrivateDir } from "../core/fsutil.ts";
 import { loadPlugins, type PluginRegistry, pluginSearchPath } from "../core/plugins.ts";
 import { humanReporter, jsonReporter, type Reporter } from "../core/reporter.ts";
 import exampleText from "../example/kubehyve.yaml" with { type: "text" };
+import { killRunningCommands } from "../targets/local.ts";
 import { builtinPlugins } from "./builtins.ts";
 
 export const EXAMPLE_SOURCE = "<built-in example lab>";
@@ -108,7 +109,10 @@ export function interruptSignal(): AbortSignal {
   const seen = { SIGINT: 0, SIGTERM: 0 };
   const on = (name: keyof typeof seen, exitCode: number, message: string) =>
     process.on(name, () => {
-      if (++seen[name] > 1) process.exit(exitCode);
+      if (++seen[name] > 1) {
+        killRunningCommands();
+        process.exit(exitCode);
+      }
       if (controller.signal.aborted) return;
       process.stderr.write(message);
       // A CancelledError, so that a plugin rethrowing `signal.reason` ends the run as interrupted.

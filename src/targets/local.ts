@@ -39,6 +39,17 @@ export class LocalTarget implements Target {
  *   result to inspect;
  * - death by a signal gives 128 + the signal number, as in a shell.
  */
+/** Process groups of the commands running now, so that leaving in a hurry can end them too. */
+const running = new Set<number>();
+
+/**
+ * Kills every command still running, with all it started. For leaving at once (a second Ctrl-C):
+ * the commands sit in process groups of their own, so nothing else would stop them.
+ */
+export function killRunningCommands(): void {
+  for (const pid of running) signalGroup(pid, "SIGKILL");
+}
+
 export async function spawnCommand(
   targetName: string,
   argv: readonly string[],
@@ -69,6 +80,9 @@ export async function spawnCommand(
   } catch (error) {
     return await spawnFailure(targetName, program, opts.cwd, error);
   }
+
+  running.add(proc.pid);
+  void proc.exited.finally(() => running.delete(proc.pid));
 
   let reason: "timeout" | "abort" | undefined;
   const kill = (why: "timeout" | "abort") => {

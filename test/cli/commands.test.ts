@@ -26,7 +26,7 @@ export default definePlugin({
   options: v.object({
     file: v.string(),
     pidFile: v.optional(v.string()),
-    mode: v.optional(v.picklist(["ok", "fail", "sleep", "hang"]), "ok"),
+    mode: v.optional(v.picklist(["ok", "fail", "sleep", "hang", "stubborn"]), "ok"),
   }),
   async check(ctx) {
     const current = await readTargetFile(ctx.host, ctx.options.file);
@@ -37,6 +37,9 @@ export default definePlugin({
     if (mode === "fail") throw new Error("the disk caught fire");
     if (mode === "sleep")
       await ctx.host.run(["sh", "-c", 'echo $$ > "$1"; exec sleep 60', "sh", pidFile], { signal: ctx.signal });
+    if (mode === "stubborn")
+      // A command that ignores SIGTERM (an ignored signal stays ignored across exec).
+      await ctx.host.run(["sh", "-c", 'trap "" TERM; echo $$ > "$1"; exec sleep 60', "sh", pidFile]);
     if (mode === "hang") {
       await ctx.wet("note the pid", () => writeTargetFile(ctx.host, pidFile, String(process.pid)));
       await new Promise(() => {});
@@ -91,10 +94,17 @@ async function waitForFile(path: string): Promise<string> {
   throw new Error(`${path} never appeared`);
 }
 
+/** No such process, or only its zombie left for whoever adopted it to reap. */
 const gone = (pid: number) => {
   try {
     process.kill(pid, 0);
-    return false;
+  } catch {
+    return true;
+  }
+  try {
+    // proc(5): "pid (comm) state …"; the state letter follows the last ")".
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] === "Z";
   } catch {
     return true;
   }
@@ -171,6 +181,24 @@ describe("Ctrl-C", () => {
     const code = await Promise.race([proc.exited, Bun.sleep(5000).then(() => "still running")]);
     if (code === "still running") proc.kill("SIGKILL");
     expect(code).toBe(143);
+  });
+
+  test("leaving at once also ends a running command that ignores SIGTERM", async () => {
+    const { spawn, pidFile } = lab("stubborn");
+    const proc = spawn(["up"]);
+    const pid = Number(await waitForFile(pidFile));
+    proc.kill("SIGINT");
+    await Bun.sleep(200);
+    // The first Ctrl-C asked the command to stop; it ignores that, so the run still waits.
+    expect(proc.exitCode).toBeNull();
+    expect(gone(pid)).toBe(false);
+    proc.kill("SIGINT");
+    const code = await Promise.race([proc.exited, Bun.sleep(5000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    expect(code).toBe(130);
+    // Killed with kubehyve, not left behind to run out its minute.
+    await Bun.sleep(100);
+    expect(gone(pid)).toBe(true);
   });
 });
 
