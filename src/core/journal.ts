@@ -2,7 +2,7 @@
  * The state dir's memory of runs: `journal.ndjson` gets one line per phase outcome, and `lock`
  * keeps two runs from changing one cluster at once.
  */
-import { appendFileSync, closeSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { appendFileSync, linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { uptime } from "node:os";
 import { join } from "node:path";
 import { LockHeldError } from "./errors.ts";
@@ -71,42 +71,85 @@ export interface Lock {
  */
 export function acquireLock(stateDir: string, command: string): Lock {
   const file = join(stateDir, "lock");
+  const mine = JSON.stringify({ pid: process.pid, command, since: new Date().toISOString() });
+  // The lock appears whole or not at all: written aside, then linked into place, which fails when
+  // a lock exists. Another run can never read a lock that is still being written.
+  const draft = `${file}.${process.pid}.new`;
+  writeFileSync(draft, mine, { mode: 0o600 });
   let tookOverFrom: number | undefined;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fd = openSync(file, "wx", 0o600);
-      writeSync(fd, JSON.stringify({ pid: process.pid, command, since: new Date().toISOString() }));
-      closeSync(fd);
-      return {
-        file,
-        tookOverFrom,
-        release: () => {
-          try {
-            unlinkSync(file);
-          } catch {}
-        },
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        linkSync(draft, file);
+        return {
+          file,
+          tookOverFrom,
+          release: () => {
+            try {
+              unlinkSync(file);
+            } catch {}
+          },
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      }
+      const seen = readLock(file);
+      if (seen === undefined) continue; // released meanwhile
+      if (!isStale(seen)) throw new LockHeldError(file, seen.pid!);
+      // Move the stale lock aside under a name of our own: of two runs taking it over at once,
+      // only one moves it. If what was moved is not the lock judged stale, another run had
+      // already replaced it: put that one back and look again.
+      const aside = `${file}.${process.pid}.stale`;
+      try {
+        renameSync(file, aside);
+      } catch {
+        continue;
+      }
+      const moved = readLock(aside);
+      if (moved?.text !== seen.text) {
+        try {
+          linkSync(aside, file);
+        } catch {}
+        unlinkSync(aside);
+        continue;
+      }
+      unlinkSync(aside);
+      tookOverFrom = seen.pid ?? -1;
     }
-    let holder: number | undefined;
-    let since: number | undefined;
+    throw new LockHeldError(file, readLock(file)?.pid ?? -1);
+  } finally {
     try {
-      const content = JSON.parse(readFileSync(file, "utf8"));
-      if (Number.isInteger(content.pid) && content.pid > 0) holder = content.pid;
-      since = Date.parse(content.since);
-    } catch {
-      // Unreadable or half-written by a run that died while writing it: stale.
-    }
-    // The state dir outlives a reboot, pids do not: a lock older than the boot belongs to no live
-    // run, even if some other program now has its pid. The minute of slack absorbs clock steps.
-    const beforeBoot = since !== undefined && since < Date.now() - uptime() * 1000 - 60_000;
-    if (holder !== undefined && holder !== process.pid && !beforeBoot && alive(holder))
-      throw new LockHeldError(file, holder);
-    tookOverFrom = holder ?? -1;
-    try {
-      unlinkSync(file);
+      unlinkSync(draft);
     } catch {}
   }
-  throw new LockHeldError(file, tookOverFrom ?? -1);
+}
+
+interface SeenLock {
+  text: string;
+  pid?: number;
+  since?: number;
+}
+
+function readLock(file: string): SeenLock | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+  try {
+    const content = JSON.parse(text);
+    const pid = Number.isInteger(content.pid) && content.pid > 0 ? content.pid : undefined;
+    return { text, pid, since: Date.parse(content.since) };
+  } catch {
+    return { text }; // unreadable: stale
+  }
+}
+
+function isStale(lock: SeenLock): boolean {
+  if (lock.pid === undefined || lock.pid === process.pid) return true;
+  // The state dir outlives a reboot, pids do not: a lock older than the boot belongs to no live
+  // run, even if some other program now has its pid. The minute of slack absorbs clock steps.
+  const beforeBoot = lock.since !== undefined && lock.since < Date.now() - uptime() * 1000 - 60_000;
+  return beforeBoot || !alive(lock.pid);
 }
