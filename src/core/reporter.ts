@@ -160,8 +160,13 @@ export function humanReporter(
           else out.debug(event.stage ? `${event.stage}: ${event.message}` : event.message);
           break;
         case "progress": {
+          // A share of a known total reads best as a percentage (bytes of a download, tasks of a run).
           const count =
-            event.current !== undefined ? ` [${event.current}${event.total ? `/${event.total}` : ""}]` : "";
+            event.current === undefined
+              ? ""
+              : event.total
+                ? ` [${Math.min(100, Math.floor((event.current / event.total) * 100))}%]`
+                : ` [${event.current}]`;
           const line = `${event.stage}:${count} ${event.message}`;
           if (live) {
             stderr.write(`\r\x1b[2K${line.slice(0, (stderr.columns || 100) - 1)}`);
