@@ -575,35 +575,42 @@ export default definePlugin({
     changes.push(...image.changes);
     diagnostics.push(...image.diagnostics);
 
-    for (const node of ctx.cluster.nodes) {
-      const want = await renderNodeIgnition(ctx, node);
-      const have = await readTargetFile(ctx.host, ignitionPathOf(ctx, node));
-      if (have !== want) {
-        changes.push({
-          kind: "ignition.write",
-          target: node.name,
-          summary:
-            have === undefined
-              ? `write the Ignition config of ${node.name}`
-              : `update the Ignition config of ${node.name} (Ignition runs on first boot only: it applies when the VM is re-created)`,
-          data: { node: node.name },
-        });
-      }
-      if (!ctx.upstreamPending) {
+    // Nodes are looked at side by side: an unreachable one costs its SSH timeout once, not per node.
+    const perNode = await mapLimit(
+      ctx.cluster.nodes,
+      8,
+      async (node): Promise<Change[]> => {
+        const found: Change[] = [];
+        const want = await renderNodeIgnition(ctx, node);
+        const have = await readTargetFile(ctx.host, ignitionPathOf(ctx, node));
+        if (have !== want) {
+          found.push({
+            kind: "ignition.write",
+            target: node.name,
+            summary:
+              have === undefined
+                ? `write the Ignition config of ${node.name}`
+                : `update the Ignition config of ${node.name} (Ignition runs on first boot only: it applies when the VM is re-created)`,
+            data: { node: node.name },
+          });
+        }
         const reach = await ctx
           .node(node.name)
           .run(["true"], { timeoutMs: 20_000, signal: ctx.signal })
           .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
         if (reach.code !== 0) {
-          changes.push({
+          found.push({
             kind: "ssh.wait",
             target: node.name,
             summary: `wait for ${node.name} to answer over SSH as core`,
             data: { node: node.name },
           });
         }
-      }
-    }
+        return found;
+      },
+      ctx.signal,
+    );
+    changes.push(...perNode.flat());
     return { changes, diagnostics };
   },
 
