@@ -336,7 +336,21 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   checkSemantics(view, problems, warnings);
   const stages = resolveStages(view, plugins, problems);
   if (problems.items.length || !parsed.success) throw invalid(source, problems);
-  return { cluster: normalize(parsed.output), stages, warnings, source };
+  const cluster = normalize(parsed.output);
+  // The stages' own rules need a cluster that passed the core checks; they see it as every stage will.
+  for (const stage of stages) {
+    for (const d of stage.plugin.validate?.({ cluster, options: stage.options }) ?? []) {
+      if (d.severity === "error") problems.add(parsePath(d.path ?? `stages.${stage.slot}`), d.summary);
+      else warnings.push(d);
+    }
+  }
+  if (problems.items.length) throw invalid(source, problems);
+  return { cluster, stages, warnings, source };
+}
+
+/** ["nodes", 1, "memory"] from `nodes[1].memory`: the inverse of formatPath. */
+export function parsePath(path: string): PathKey[] {
+  return [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] === undefined ? m[1]! : Number(m[2])));
 }
 
 function invalid(source: string, problems: ProblemList): InputError {

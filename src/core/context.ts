@@ -12,6 +12,7 @@ import type { Target } from "../targets/target.ts";
 import type { AnyPlugin, Hooks, Logger, PluginContext, SshKey } from "./contract.ts";
 import { CancelledError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir } from "./fsutil.ts";
+import { clusterIdentity } from "./identity.ts";
 import type { Cluster, NodeSpec } from "./model.ts";
 import { memoryReporter, type Reporter } from "./reporter.ts";
 import { signalBinder } from "./signal-target.ts";
@@ -23,6 +24,8 @@ export interface ContextArgs {
   options: unknown;
   stateDir: string;
   dryRun?: boolean;
+  /** The cluster's identity; default: the one kept in the state dir, made (and kept unless a dry run) when missing. */
+  clusterId?: string;
   upstreamPending?: boolean;
   assumeYes?: boolean;
   upgrade?: boolean;
@@ -85,6 +88,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
   const kubeconfigPath = kubeconfigPathOf(args.stateDir);
   const dir = join(args.stateDir, slot);
   let kubeClient: Promise<KubeClient> | undefined;
+  let clusterId = args.clusterId;
 
   const log: Logger = {
     debug: (message) => reporter.emit({ type: "log", stage: slot, level: "debug", message }),
@@ -157,6 +161,10 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
         await pending;
       }
       return { privateKeyPath, publicKey: readFileSync(`${privateKeyPath}.pub`, "utf8").trim() };
+    },
+    get clusterId() {
+      clusterId ??= clusterIdentity(args.stateDir, !dryRun);
+      return clusterId;
     },
     dryRun,
     upstreamPending: args.upstreamPending ?? false,

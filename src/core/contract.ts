@@ -95,6 +95,13 @@ export interface PluginContext<O = Record<string, unknown>> {
   readonly dir: string;
   /** The cluster's own SSH key pair, generated once into the state dir. */
   clusterKey(): Promise<SshKey>;
+  /**
+   * This cluster's identity (a UUID), made at its first `up` and kept in the state dir. Everything
+   * a stage creates on a host carries it (a vm-bhyve config variable, a ZFS user property, a marker
+   * file), and a stage changes or destroys only what carries it: a name alone is not ownership.
+   * Before the first `up` a plan gets a fresh id that nothing on any host carries yet.
+   */
+  readonly clusterId: string;
   readonly dryRun: boolean;
   /** An earlier stage still has pending changes, so this one cannot be inspected yet. */
   readonly upstreamPending: boolean;
@@ -130,6 +137,14 @@ export interface Plugin<S extends GenericSchema = GenericSchema, O = InferOutput
   after?: string[];
   /** valibot schema of this stage's options in the cluster file (defaults included). */
   options?: S;
+  /**
+   * Checks of the whole cluster file that only this stage knows (vm-bhyve's name rules, the
+   * Kubernetes versions a Kubespray release installs), run by every command that reads the file,
+   * after the core schema and this stage's options passed. Pure: it touches no host. Each
+   * diagnostic's `path` is a cluster-file path (`nodes[1].name`, `stages.k8s.version`); errors make
+   * the file invalid (exit 2), warnings are shown and the run goes on.
+   */
+  validate?(input: { cluster: Cluster; options: O }): Diagnostic[];
   check(ctx: PluginContext<O>): Promise<CheckResult>;
   apply?(ctx: PluginContext<O>, changes: Change[]): Promise<void>;
   verify?(ctx: PluginContext<O>): Promise<Diagnostic[]>;

@@ -16,6 +16,7 @@ import type { Change, Hooks, RenderedFile } from "./contract.ts";
 import { type Diagnostic, diag, hasErrors } from "./diagnostics.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir } from "./fsutil.ts";
+import { clusterIdentity } from "./identity.ts";
 import { acquireLock, Journal, type Lock } from "./journal.ts";
 import type { Cluster } from "./model.ts";
 import { orderStages } from "./order.ts";
@@ -157,6 +158,8 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
     }
   }
 
+  // Made and kept by the first real `up`; every other command reads it (or gets a throwaway one).
+  const clusterId = clusterIdentity(req.stateDir, req.command === "up" && !dryRun);
   const pool = new TargetPool(
     offline ? offlineTargets : (req.targets ?? defaultTargets(req.cluster, req.stateDir)),
   );
@@ -181,6 +184,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         options: stage.options,
         stateDir: req.stateDir,
         dryRun,
+        clusterId,
         upstreamPending,
         assumeYes: req.assumeYes,
         upgrade: req.upgrade,

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
-import { type PluginLookup, parseClusterText } from "../../src/core/config.ts";
+import { formatPath, type PluginLookup, parseClusterText, parsePath } from "../../src/core/config.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
+import { diag } from "../../src/core/diagnostics.ts";
 import { InputError } from "../../src/core/errors.ts";
 
 const fakeHypervisor = definePlugin({
@@ -289,5 +290,69 @@ describe("a broken cluster file", () => {
 
   test("an empty file is explained", () => {
     expect(problemsOf("")[0]!.message).toMatch(/must be a mapping/);
+  });
+});
+
+describe("a stage's own validation", () => {
+  const strictHypervisor = definePlugin({
+    ...fakeHypervisor,
+    validate: ({ cluster, options }) => [
+      ...cluster.nodes
+        .map((n, i) => [n, i] as const)
+        .filter(([n]) => n.name.length < 2)
+        .map(([n, i]) =>
+          diag.error("fake.short-name", `"${n.name}" is too short for this hypervisor`, {
+            path: `nodes[${i}].name`,
+          }),
+        ),
+      ...(options.switch === "public"
+        ? [diag.warn("fake.default-switch", "the default switch is shared", { path: "stages.hypervisor" })]
+        : []),
+    ],
+  });
+  const lookup: PluginLookup = { find: () => strictHypervisor as AnyPlugin, searchPath: [] };
+
+  test("reports its errors with the cluster-file path and position, exit 2", () => {
+    const text = VALID.replace("name: w1", "name: w");
+    let error: InputError | undefined;
+    try {
+      parseClusterText(text, "kubehyve.yaml", lookup);
+    } catch (e) {
+      error = e as InputError;
+    }
+    expect(error).toBeInstanceOf(InputError);
+    expect(error!.exitCode).toBe(2);
+    expect(error!.problems).toEqual([
+      {
+        path: "nodes[1].name",
+        message: '"w" is too short for this hypervisor',
+        where: "kubehyve.yaml:10:11",
+      },
+    ]);
+  });
+
+  test("passes its warnings on without refusing the file", () => {
+    const { warnings } = parseClusterText(VALID, "kubehyve.yaml", lookup);
+    expect(warnings.map((w) => w.code)).toEqual(["fake.default-switch"]);
+  });
+
+  test("sees options with their defaults, as the stage will", () => {
+    const seen: unknown[] = [];
+    const spy = definePlugin({
+      ...fakeHypervisor,
+      validate: ({ options }) => {
+        seen.push(options);
+        return [];
+      },
+    });
+    parseClusterText(VALID, "kubehyve.yaml", { find: () => spy as AnyPlugin, searchPath: [] });
+    expect(seen).toEqual([{ switch: "public", hostReserve: "2GiB" }]);
+  });
+});
+
+describe("parsePath", () => {
+  test("is the inverse of formatPath", () => {
+    for (const path of [["nodes", 1, "memory"], ["stages", "k8s", "release", "sha256"], ["name"]] as const)
+      expect(parsePath(formatPath(path))).toEqual([...path]);
   });
 });

@@ -20,6 +20,7 @@ import { createPluginContext } from "../../src/core/context.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { CancelledError, KubehyveError, LockHeldError } from "../../src/core/errors.ts";
 import { writeFileAtomic } from "../../src/core/fsutil.ts";
+import { readClusterId } from "../../src/core/identity.ts";
 import { acquireLock, Journal } from "../../src/core/journal.ts";
 import { signalBinder } from "../../src/core/signal-target.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
@@ -289,5 +290,27 @@ describe("a lock that cannot be taken over", () => {
     expect(error).toBeInstanceOf(LockHeldError);
     expect(error!.message).toBe(`the lock ${join(stateDir, "lock")} cannot be taken over`);
     expect(error!.hint).toBe(`if no kubehyve run is going on, remove it: rm -r ${join(stateDir, "lock")}`);
+  });
+});
+
+describe("the cluster identity", () => {
+  test("is made once by a real run, kept 0600, and the same in every later context", () => {
+    const id = context().clusterId;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(mode(join(stateDir, "cluster-id"))).toBe(0o600);
+    expect(context({ dryRun: true }).clusterId).toBe(id);
+    expect(readClusterId(stateDir)).toBe(id);
+  });
+
+  test("a plan before the first up gets an id that is not kept", () => {
+    expect(context({ dryRun: true }).clusterId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(existsSync(join(stateDir, "cluster-id"))).toBe(false);
+  });
+
+  test("a damaged id file is refused with its path, not replaced", () => {
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(join(stateDir, "cluster-id"), "not an id\n");
+    expect(() => context().clusterId).toThrow(/cluster-id does not hold a cluster id/);
+    expect(readFileSync(join(stateDir, "cluster-id"), "utf8")).toBe("not an id\n");
   });
 });

@@ -1,0 +1,47 @@
+/**
+ * A cluster's identity: a random id made at its first `up` and kept in the state dir. Everything a
+ * stage creates on a host carries it, so that `up` and `down` act only on what this cluster made:
+ * two clusters with the same node names, or a VM someone made by hand, are never mistaken for ours.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { KubehyveError } from "./errors.ts";
+
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function identityFileOf(stateDir: string): string {
+  return join(stateDir, "cluster-id");
+}
+
+/** The id kept in the state dir, or undefined before the cluster's first `up`. */
+export function readClusterId(stateDir: string): string | undefined {
+  const file = identityFileOf(stateDir);
+  if (!existsSync(file)) return undefined;
+  const id = readFileSync(file, "utf8").trim();
+  if (!ID.test(id))
+    throw new KubehyveError(
+      `${file} does not hold a cluster id (a UUID)`,
+      1,
+      "it names which VMs, switches and datasets on the host belong to this cluster: restore it from a backup of the state dir",
+    );
+  return id;
+}
+
+/**
+ * The cluster's id: the kept one, else a new one, written when `keep` (a real `up`). A plan before
+ * the first `up` gets a fresh id that nothing on any host carries yet, which is the truth.
+ */
+export function clusterIdentity(stateDir: string, keep: boolean): string {
+  const kept = readClusterId(stateDir);
+  if (kept) return kept;
+  const id = crypto.randomUUID();
+  if (keep) {
+    const file = identityFileOf(stateDir);
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    // Aside, then renamed: a reader never sees half an id.
+    const draft = `${file}.${process.pid}.new`;
+    writeFileSync(draft, `${id}\n`, { mode: 0o600, flag: "wx" });
+    renameSync(draft, file);
+  }
+  return id;
+}
