@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Installs the real programs the test suite runs against, from Debian's packages:
-# OpenSSH (a loopback sshd stands in for nodes and remote hosts), ignition-validate, dnsmasq,
-# qemu-img and xz (the Fedora CoreOS image pipeline), Ansible (Kubespray's runner), openssl
-# (certificates of the Kubernetes API test server), file (checks the FreeBSD binary).
+# Installs the real programs the test suite runs against, from Debian's packages: every package
+# named in scripts/prerequisites.txt, the one list that test/lab/prereq.ts's have() also reads.
 set -euo pipefail
+cd "$(dirname "$0")"
 
-packages=(openssh-server openssh-client ignition dnsmasq-base qemu-utils xz-utils ansible openssl file git)
+mapfile -t packages < <(sed -e 's/#.*//' prerequisites.txt | awk 'NF >= 2 { print $2 }' | sort -u)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,7 +13,7 @@ done
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${missing[*]}" >&2
-  echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+  echo "install them as root: apt-get install -y ${missing[*]}" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive

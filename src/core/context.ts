@@ -11,11 +11,12 @@ import { clusterKeyPath, defaultTargets, TargetPool } from "../targets/pool.ts";
 import type { Target } from "../targets/target.ts";
 import type { AnyPlugin, Hooks, Logger, PluginContext, SshKey } from "./contract.ts";
 import { CancelledError, KubehyveError } from "./errors.ts";
-import { ensurePrivateDir } from "./fsutil.ts";
+import { ensurePrivateDir, writeFileAtomic } from "./fsutil.ts";
 import { clusterIdentity } from "./identity.ts";
 import type { Cluster, NodeSpec } from "./model.ts";
 import { memoryReporter, type Reporter } from "./reporter.ts";
 import { signalBinder } from "./signal-target.ts";
+import { generateEd25519KeyPair } from "./sshkey.ts";
 import { openStateStore } from "./state.ts";
 
 export interface ContextArgs {
@@ -53,25 +54,17 @@ export function kubeconfigPathOf(stateDir: string): string {
 }
 
 /**
- * One ssh-keygen per key file, however many stages (doctor runs them side by side) and nodes ask at
- * once: a second one would find the first one's file and fail.
+ * One key per key file, however many stages (doctor runs them side by side) and nodes ask at once:
+ * a second generator would replace the key the first one already handed out.
  */
 const keygens = new Map<string, Promise<void>>();
 
 async function generateClusterKey(stateDir: string, privateKeyPath: string, comment: string): Promise<void> {
   await ensurePrivateDir(join(stateDir, "ssh"));
-  const proc = Bun.spawn(
-    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", privateKeyPath],
-    {
-      stdout: "pipe",
-      stderr: "pipe",
-    },
-  );
-  if ((await proc.exited) !== 0) {
-    throw new KubehyveError(
-      `ssh-keygen could not create ${privateKeyPath}: ${(await new Response(proc.stderr).text()).trim()}`,
-    );
-  }
+  const pair = generateEd25519KeyPair(comment);
+  // The public half first: whoever finds the private key finds its .pub beside it.
+  await writeFileAtomic(`${privateKeyPath}.pub`, `${pair.publicKey}\n`, 0o644);
+  await writeFileAtomic(privateKeyPath, pair.privateKey, 0o600);
 }
 
 export function createPluginContext(args: ContextArgs): TestablePluginContext {

@@ -113,6 +113,24 @@ describe("the compiled binary", () => {
     expect(r.out).toMatch(/rendered \d+ files into /);
   });
 
+  test("render and plan --offline of a real cluster file need no program beside the binary", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
+    expect(kubehyve(["init"], { cwd: dir }).code).toBe(0);
+    // An empty PATH: no ssh-keygen, no sh, nothing a minimal system might lack.
+    const env = { PATH: join(dir, "empty-path") };
+    const render = kubehyve(["render", "-o", "out"], { cwd: dir, env });
+    expect(render.stderr).toBe("");
+    expect(render.code).toBe(0);
+    const key = join(dir, "state", "kubehyve", "lab", "ssh", "id_ed25519");
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    expect(readFileSync(`${key}.pub`, "utf8")).toMatch(/^ssh-ed25519 \S+ kubehyve@lab\n$/);
+    const made = readFileSync(key, "utf8");
+    const plan = kubehyve(["plan", "--offline"], { cwd: dir, env });
+    expect(plan.code).toBe(0);
+    // The key render made is the cluster's key from now on: plan did not replace it.
+    expect(readFileSync(key, "utf8")).toBe(made);
+  });
+
   test("--json writes only NDJSON events on stdout", () => {
     const r = kubehyve(["plan", "--example", "--offline", "--json"]);
     expect(r.code).toBe(0);
