@@ -31,8 +31,8 @@ if ! command -v debootstrap >/dev/null; then
 fi
 
 mirror="${KUBEHYVE_DEBIAN_MIRROR:-$(
-  { grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{ print $2 }'
-    grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{ print $2 }'; } | grep -v security | head -n 1
+  { grep -sh '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{ print $2 }'
+    grep -sh '^deb ' /etc/apt/sources.list | awk '{ print $2 }'; } | grep -v security | head -n 1 || true
 )}"
 mirror="${mirror:-http://deb.debian.org/debian}"
 
