@@ -92,7 +92,7 @@ bind /dev/pts
 # A clean clone, and the upstream oracle data beside it, as the tests expect.
 mkdir -p "$root/work"
 git clone -q "$repo" "$root/work/kubehyve"
-cp -a "$shared" "$root/work/shared"
+mkdir -p "$root/work/shared" && cp -a "$shared/." "$root/work/shared/"
 
 # The README's commands: the first two lines of its first sh block, comments dropped.
 mapfile -t commands < <(awk '/^```sh$/ { inblock = 1; next } inblock && /^```/ { exit } inblock' "$repo/README.md" |
