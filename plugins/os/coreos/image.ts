@@ -4,7 +4,7 @@
  * a copy or a ZFS clone of it, made by the hypervisor stage.
  */
 import { dirname, join } from "node:path";
-import { type ArtifactCache, runOk, type Target } from "kubehyve";
+import { type ArtifactCache, KubehyveError, runOk, type Target } from "kubehyve";
 import { parseStreamMetadata, type StreamImage } from "./stream.ts";
 
 /** What the state records, so a re-run uses the same release until an upgrade is asked for. */
@@ -21,16 +21,22 @@ export async function fetchStreamImage(
 ): Promise<PinnedImage> {
   const url = artifacts.resolveUrl?.(streamUrl) ?? streamUrl;
   const shown = url === streamUrl ? url : `${url} (mirror of ${streamUrl})`;
+  // config validate refuses these already; a caller that skipped it must not read file: or http.
+  if (url === streamUrl && new URL(url).protocol !== "https:")
+    throw new KubehyveError(`stream metadata ${shown} is not an https URL, and no mirror serves it`, 2);
   let response: Response;
   try {
     response = await fetch(url, { signal, redirect: "follow" });
   } catch (error) {
-    throw new Error(`cannot read stream metadata ${shown}: ${(error as Error).message}`);
+    throw new KubehyveError(`cannot read stream metadata ${shown}: ${(error as Error).message}`);
   }
-  if (!response.ok) throw new Error(`cannot read stream metadata ${shown}: HTTP ${response.status}`);
+  // The metadata pins every image by sha256: a redirect must not have taken it away from https.
+  if (url === streamUrl && response.url && new URL(response.url).protocol !== "https:")
+    throw new KubehyveError(`stream metadata ${shown} was redirected to ${response.url}, which is not https`);
+  if (!response.ok) throw new KubehyveError(`cannot read stream metadata ${shown}: HTTP ${response.status}`);
   const image = parseStreamMetadata(await response.text(), shown);
   if (!RELEASE.test(image.release))
-    throw new Error(
+    throw new KubehyveError(
       `stream metadata ${shown}: release ${JSON.stringify(image.release)} is not a release name`,
     );
   return { ...image, streamUrl };
