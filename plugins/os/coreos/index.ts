@@ -11,6 +11,7 @@ import {
   definePlugin,
   diag,
   formatSize,
+  KubehyveError,
   mapLimit,
   type NodeSpec,
   type PluginContext,
@@ -19,8 +20,9 @@ import {
   runOk,
   writeTargetFile,
 } from "kubehyve";
+import { segmentProblem } from "./allowlists.ts";
 import { resolveA } from "./dns.ts";
-import { renderIgnition, serializeIgnition } from "./ignition.ts";
+import { OWN_FILE_PATHS, renderIgnition, serializeIgnition } from "./ignition.ts";
 import {
   artifactOf,
   buildGoldenImage,
@@ -37,7 +39,8 @@ import {
   sha256ToolOf,
   zfsDatasetAt,
 } from "./image.ts";
-import { type CoreosOptions, CoreosOptionsSchema, streamUrlOf } from "./options.ts";
+import { collectNodeFiles, NODE_FILES_HOOK, type NodeFilesPayload } from "./node-files.ts";
+import { type CoreosOptions, CoreosOptionsSchema, streamUrlOf, validateCoreos } from "./options.ts";
 import {
   isFedoraCoreos,
   NO_FWCFG_CONFIG,
@@ -60,6 +63,14 @@ export interface NodeBoot {
 const STATE_IMAGE = "image";
 /** Where the golden image lives: a file, or a zvol in the ZFS datastore the hypervisor uses. */
 const STATE_PLACE = "golden";
+/**
+ * Each node's VM directory, as the hypervisor named it in `hypervisor:node-boot`: destroy keeps a
+ * node's Ignition config while `<vmDir>/<node>.conf` (the VM) exists, since bhyve reads the config
+ * at every start of the VM.
+ */
+const STATE_VM_DIRS = "vmDirs";
+/** The golden image files built on the host, so destroy removes those and nothing else. */
+const STATE_GOLDEN_FILES = "goldenFiles";
 
 export type GoldenPlace = { kind: "file" } | { kind: "zfs"; dataset: string };
 type BootImage = NonNullable<NodeBoot["bootImage"]>;
@@ -67,8 +78,6 @@ const SSH_WAIT_MS = 10 * 60_000;
 const PROBE_TIMEOUT_MS = 60_000;
 /** The fw_cfg file name Fedora CoreOS reads on the qemu platform (fedora-coreos-docs provisioning-qemu.adoc). */
 export const FWCFG_NAME = "opt/com.coreos/config";
-/** Writable on Fedora CoreOS (under /var), unlike Kubespray's default under /usr. */
-export const FLEXVOLUME_DIR = "/var/lib/kubelet/volumeplugins";
 
 type PathCtx = Pick<Ctx, "dir" | "cluster" | "options">;
 
@@ -105,10 +114,13 @@ export function hostCacheDirOf(ctx: PathCtx): string {
 /** bhyve(8): `-o lpc.fwcfg=qemu` selects QEMU's fw_cfg, `-f name,file=PATH` adds a file to it. */
 export function fwcfgBhyveOptions(ignitionPath: string): string {
   // vm-bhyve's vm-run expands bhyve_options unquoted (`set -- ${_opts}`): a blank would split the
-  // path and a glob character could expand it.
-  if (/[\s*?[\]]/.test(ignitionPath)) {
-    throw new Error(
-      `the Ignition config path ${JSON.stringify(ignitionPath)} contains white space or a glob character, which vm-bhyve's bhyve_options would split or expand: use a state dir (with an ssh:// host, a hostDir) without them`,
+  // path, a glob character could expand it, and bhyve's -f splits at the comma.
+  const problem = ignitionPath.startsWith("/") ? segmentProblem(ignitionPath) : "is not absolute";
+  if (problem) {
+    throw new KubehyveError(
+      `the Ignition config path ${JSON.stringify(ignitionPath)} ${problem}`,
+      1,
+      "use a state dir (with an ssh:// host, a hostDir) made of letters, digits and . _ + -",
     );
   }
   return `-o lpc.fwcfg=qemu -f name=${FWCFG_NAME},file=${ignitionPath}`;
@@ -116,8 +128,16 @@ export function fwcfgBhyveOptions(ignitionPath: string): string {
 
 export async function renderNodeIgnition(ctx: Ctx, node: NodeSpec): Promise<string> {
   const key = await ctx.clusterKey();
+  const payload: NodeFilesPayload = { node };
+  const nodeFiles = collectNodeFiles(node, await ctx.hooks.call(NODE_FILES_HOOK, payload), OWN_FILE_PATHS);
   return serializeIgnition(
-    renderIgnition({ cluster: ctx.cluster, node, options: ctx.options, clusterPublicKey: key.publicKey }),
+    renderIgnition({
+      cluster: ctx.cluster,
+      node,
+      options: ctx.options,
+      clusterPublicKey: key.publicKey,
+      nodeFiles,
+    }),
   );
 }
 
@@ -217,11 +237,19 @@ async function buildGolden(ctx: Ctx, image: PinnedImage, boot: BootImage): Promi
   await ctx.wet(
     `build the golden image ${describeGolden(boot)}`,
     async () => {
-      if (boot.kind === "file") await buildGoldenImage(ctx.host, compressed, boot.path, ctx.signal);
-      else await buildGoldenZvol(ctx.host, compressed, boot.snapshot.replace(/@golden$/, ""), ctx.signal);
+      if (boot.kind === "file") {
+        await rememberGoldenFile(ctx, boot.path);
+        await buildGoldenImage(ctx.host, compressed, boot.path, ctx.signal);
+      } else await buildGoldenZvol(ctx.host, compressed, boot.snapshot.replace(/@golden$/, ""), ctx.signal);
     },
     { target: ctx.host.name },
   );
+}
+
+/** Recorded before the build starts, so an interrupted build's leftovers are ours to remove too. */
+async function rememberGoldenFile(ctx: Ctx, path: string): Promise<void> {
+  const known = ctx.state.get<string[]>(STATE_GOLDEN_FILES) ?? [];
+  if (!known.includes(path)) await ctx.state.set(STATE_GOLDEN_FILES, [...known, path]);
 }
 
 /** Into the artifact cache where kubehyve runs, verified while it streams; returns the local path. */
@@ -246,7 +274,7 @@ async function ensureHostCopy(ctx: Ctx, image: PinnedImage): Promise<string> {
   const path = join(hostCacheDirOf(ctx), artifact.name);
   const tool = await sha256ToolOf(ctx.host, ctx.signal);
   if (!tool) {
-    throw new Error(
+    throw new KubehyveError(
       `${ctx.host.name} has neither sha256 nor sha256sum, so the copy of Fedora CoreOS ${image.release} cannot be checked there`,
     );
   }
@@ -283,7 +311,7 @@ function parseBootPayload(ctx: Ctx, payload: unknown): NodeSpec {
   const name = (payload as { node?: { name?: unknown } } | undefined)?.node?.name;
   const node = ctx.cluster.nodes.find((n) => n.name === name);
   if (!node)
-    throw new Error(
+    throw new KubehyveError(
       `hypervisor:node-boot was called for ${JSON.stringify(name)}, which is not a node of this cluster`,
     );
   return node;
@@ -302,7 +330,7 @@ async function waitForSsh(ctx: Ctx, node: NodeSpec): Promise<void> {
     last = result.stderr.trim();
     await Bun.sleep(5_000);
   }
-  throw new Error(
+  throw new KubehyveError(
     `${node.name} (${node.address}) did not answer over SSH as core within ${SSH_WAIT_MS / 60_000} minutes${last ? `: ${last}` : ""}; watch its console: vm console ${node.name}`,
   );
 }
@@ -374,6 +402,30 @@ export async function verifyDns(ctx: Ctx): Promise<Diagnostic[]> {
       },
     ),
   );
+}
+
+/**
+ * bhyve opens every `-f` file when the VM starts, each time: without its Ignition config a VM that
+ * runs now cannot start again (bhyve exits 64, and vm-bhyve's log does not say why).
+ */
+export async function verifyIgnitionFiles(ctx: Ctx): Promise<Diagnostic[]> {
+  const out: Diagnostic[] = [];
+  for (const node of ctx.cluster.nodes) {
+    const path = ignitionPathOf(ctx, node);
+    if (await hostHasFile(ctx.host, path)) continue;
+    out.push(
+      diag.error(
+        "coreos.ignition-missing",
+        `the Ignition config of ${node.name} is missing: ${ctx.host.name}:${path}`,
+        {
+          target: node.name,
+          detail: `bhyve reads it at every start of VM ${node.name} (bhyve_options -f name=${FWCFG_NAME},file=${path}), so the VM cannot start again without it`,
+          hint: "kubehyve up writes it again",
+        },
+      ),
+    );
+  }
+  return out;
 }
 
 export async function verifyNode(ctx: Ctx, node: NodeSpec): Promise<Diagnostic[]> {
@@ -540,6 +592,79 @@ async function checkImage(ctx: Ctx): Promise<CheckResult> {
   return { changes, diagnostics };
 }
 
+async function rememberVmDir(ctx: Ctx, node: NodeSpec, vmDir: string): Promise<void> {
+  const known = ctx.state.get<Record<string, string>>(STATE_VM_DIRS) ?? {};
+  if (known[node.name] !== vmDir) await ctx.state.set(STATE_VM_DIRS, { ...known, [node.name]: vmDir });
+}
+
+/**
+ * Whether the VM that reads a node's Ignition config still exists: vm-bhyve knows a guest by its
+ * `<dir>/<name>.conf` (lib/vm-datastore, datastore::get_guest), which `vm destroy` removes with the
+ * directory (lib/vm-core, core::destroy). A node the hypervisor never asked about has no VM of ours.
+ */
+async function vmExists(ctx: Ctx, node: NodeSpec): Promise<boolean> {
+  const vmDir = ctx.state.get<Record<string, string>>(STATE_VM_DIRS)?.[node.name];
+  return vmDir !== undefined && hostHasFile(ctx.host, join(vmDir, `${node.name}.conf`));
+}
+
+/**
+ * Removes the Ignition config of every node whose VM is gone (and the directory, once empty);
+ * returns the nodes whose config stays because their VM still exists.
+ */
+async function removeIgnitionOfGoneVms(ctx: Ctx): Promise<NodeSpec[]> {
+  const kept: NodeSpec[] = [];
+  for (const node of ctx.cluster.nodes) {
+    const path = ignitionPathOf(ctx, node);
+    if (!(await hostHasFile(ctx.host, path))) continue;
+    if (await vmExists(ctx, node)) {
+      kept.push(node);
+      continue;
+    }
+    await ctx.wet(
+      `remove the Ignition config of ${node.name} (${path}): its VM is gone`,
+      async () => {
+        await runOk(ctx.host, ["rm", "-f", path]);
+      },
+      { target: ctx.host.name },
+    );
+  }
+  if (!kept.length && !ctx.dryRun) {
+    // rmdir removes only an empty directory: anything else in it stays.
+    await ctx.host.run(["rmdir", ignitionDirOf(ctx)]).catch(() => undefined);
+    await ctx.state.delete(STATE_VM_DIRS);
+  }
+  return kept;
+}
+
+/**
+ * The golden image files this stage built, by name (not the whole images directory, which under a
+ * hostDir might hold something else); the verified download stays (the local cache, or the copy on
+ * a remote host), so bringing the lab back needs no new download or copy.
+ */
+async function removeGoldenFiles(ctx: Ctx): Promise<void> {
+  const pinned = ctx.state.get<PinnedImage>(STATE_IMAGE);
+  const files = new Set(ctx.state.get<string[]>(STATE_GOLDEN_FILES) ?? []);
+  if (pinned) files.add(goldenImagePath(imagesDirOf(ctx), pinned.release));
+  const present: string[] = [];
+  for (const file of files) {
+    if ((await hostHasFile(ctx.host, file)) || (await hostHasFile(ctx.host, `${file}.part`)))
+      present.push(file);
+  }
+  if (present.length) {
+    await ctx.wet(
+      `remove the golden image${present.length === 1 ? "" : "s"} ${present.join(", ")}`,
+      async () => {
+        await runOk(ctx.host, ["rm", "-f", ...present.flatMap((f) => [f, `${f}.part`])]);
+      },
+      { target: ctx.host.name },
+    );
+  }
+  if (!ctx.dryRun) {
+    await ctx.host.run(["rmdir", imagesDirOf(ctx)]).catch(() => undefined);
+    await ctx.state.delete(STATE_GOLDEN_FILES);
+  }
+}
+
 /**
  * The plan while an earlier stage still has work to do (or nothing may be inspected): every node
  * gets everything. These changes are only shown; `up` checks again once the VMs exist.
@@ -564,6 +689,7 @@ export default definePlugin({
   apiVersion: 1,
   after: ["hypervisor"],
   options: CoreosOptionsSchema,
+  validate: (input) => validateCoreos(input),
 
   async check(ctx) {
     const changes: Change[] = [];
@@ -582,14 +708,15 @@ export default definePlugin({
       async (node): Promise<Change[]> => {
         const found: Change[] = [];
         const want = await renderNodeIgnition(ctx, node);
-        const have = await readTargetFile(ctx.host, ignitionPathOf(ctx, node));
+        const path = ignitionPathOf(ctx, node);
+        const have = await readTargetFile(ctx.host, path);
         if (have !== want) {
           found.push({
             kind: "ignition.write",
             target: node.name,
             summary:
               have === undefined
-                ? `write the Ignition config of ${node.name}`
+                ? `write the Ignition config of ${node.name} to ${path}`
                 : `update the Ignition config of ${node.name} (Ignition runs on first boot only: it applies when the VM is re-created)`,
             data: { node: node.name },
           });
@@ -635,7 +762,7 @@ export default definePlugin({
 
   async verify(ctx) {
     const perNode = await mapLimit(ctx.cluster.nodes, 4, (node) => verifyNode(ctx, node), ctx.signal);
-    return [...perNode.flat(), ...(await verifyDns(ctx))];
+    return [...(await verifyIgnitionFiles(ctx)), ...perNode.flat(), ...(await verifyDns(ctx))];
   },
 
   async render(ctx): Promise<RenderedFile[]> {
@@ -647,15 +774,7 @@ export default definePlugin({
   },
 
   async destroy(ctx) {
-    // The verified download stays (the local cache, or the copy on a remote host), so bringing the
-    // lab back needs no new download or copy.
-    await ctx.wet(
-      `remove the golden images and Ignition configs in ${hostDirOf(ctx)}`,
-      async () => {
-        await runOk(ctx.host, ["rm", "-rf", imagesDirOf(ctx), ignitionDirOf(ctx)]);
-      },
-      { target: ctx.host.name },
-    );
+    await removeGoldenFiles(ctx);
     const place = placeOf(ctx);
     const pinned = ctx.state.get<PinnedImage>(STATE_IMAGE);
     if (place.kind === "zfs" && pinned) {
@@ -667,29 +786,42 @@ export default definePlugin({
     }
     await ctx.state.delete(STATE_IMAGE);
     await ctx.state.delete(STATE_PLACE);
+    // Stages are destroyed backwards, so the VMs still exist now, and bhyve reads each Ignition
+    // config at every start of its VM. Configs of VMs that are gone go now; the others once the
+    // hypervisor stage has destroyed their VMs, on the way out of this run.
+    const kept = await removeIgnitionOfGoneVms(ctx);
+    if (!kept.length) return;
+    if (ctx.dryRun) {
+      await ctx.wet(
+        `remove the Ignition configs of ${kept.map((n) => n.name).join(", ")} in ${ignitionDirOf(ctx)} once their VMs are destroyed`,
+        async () => undefined,
+        { target: ctx.host.name },
+      );
+      return;
+    }
+    ctx.onCleanup(async () => {
+      for (const node of await removeIgnitionOfGoneVms(ctx)) {
+        ctx.log.warn(
+          `kept ${ignitionPathOf(ctx, node)}: VM ${node.name} still exists, and bhyve reads the file at every start of it; \`kubehyve down\` removes it once the VM is gone`,
+        );
+      }
+    });
   },
 
   hooks: {
-    /**
-     * Fedora CoreOS mounts /usr read-only, and Kubespray's default flexvolume directory is under
-     * /usr/libexec: add-ons that install volume drivers there (Calico's, Rook's) would fail. The
-     * kubelet is pointed at a writable directory instead.
-     */
-    async "k8s:kubespray-vars"() {
-      return { kubelet_flexvolumes_plugins_dir: FLEXVOLUME_DIR };
-    },
     async "hypervisor:node-boot"(ctx, payload): Promise<NodeBoot> {
       const node = parseBootPayload(ctx, payload);
       const vmDir = (payload as { vmDir?: unknown }).vmDir;
       if (typeof vmDir !== "string" || !vmDir.startsWith("/")) {
-        throw new Error(
+        throw new KubehyveError(
           `hypervisor:node-boot for ${node.name} needs the VM's directory as an absolute vmDir`,
         );
       }
+      // Before anything is built: a path bhyve_options cannot carry fails every node alike.
+      const bhyveOptions = fwcfgBhyveOptions(ignitionPathOf(ctx, node));
       // A plan (or render) needs only how the VM boots, to compare configs; from which image is
       // decided when the VM is created. Nothing is inspected or downloaded for it.
-      if (ctx.dryRun || ctx.upstreamPending)
-        return { bhyveOptions: fwcfgBhyveOptions(ignitionPathOf(ctx, node)) };
+      if (ctx.dryRun || ctx.upstreamPending) return { bhyveOptions };
       const { image } = await planImage(ctx);
       // A ZFS datastore (its directory is a dataset's mountpoint) gets a zvol the nodes are cloned from.
       const dataset = await zfsDatasetAt(ctx.host, dirname(vmDir));
@@ -698,8 +830,9 @@ export default definePlugin({
         image,
         dataset ? { kind: "zfs", dataset } : { kind: "file" },
       );
-      const ignition = await writeIgnition(ctx, node);
-      return { bhyveOptions: fwcfgBhyveOptions(ignition), bootImage };
+      await rememberVmDir(ctx, node, vmDir);
+      await writeIgnition(ctx, node);
+      return { bhyveOptions, bootImage };
     },
   },
 });
