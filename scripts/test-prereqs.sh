@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the real programs the test suite runs against, from Debian's packages:
-# OpenSSH (a loopback sshd stands in for nodes and remote hosts), ignition-validate, dnsmasq,
+# OpenSSH (a loopback sshd stands in for nodes and remote hosts), Ignition (ignition-validate and
+# the Ignition binary itself), NetworkManager (nmcli --offline parses the keyfiles), dnsmasq,
 # qemu-img and xz (the Fedora CoreOS image pipeline), Ansible (Kubespray's runner), openssl
 # (certificates of the Kubernetes API test server), file (checks the FreeBSD binary).
 set -euo pipefail
 
-packages=(openssh-server openssh-client ignition dnsmasq-base qemu-utils xz-utils ansible openssl file git)
+packages=(openssh-server openssh-client ignition network-manager dnsmasq-base qemu-utils xz-utils ansible openssl file git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
