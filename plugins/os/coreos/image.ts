@@ -68,6 +68,7 @@ export async function buildGoldenImage(
   golden: string,
   signal?: AbortSignal,
 ): Promise<void> {
+  // artifactOf always names an .xz: anything else is a bug of the caller, not a user's mistake.
   if (!compressed.endsWith(".xz")) throw new Error(`${compressed} is not an .xz file`);
   const qcow2 = compressed.slice(0, -3);
   const part = `${golden}.part`;
@@ -112,11 +113,11 @@ export function parseQemuImgVirtualSize(json: string): number {
   try {
     info = JSON.parse(json);
   } catch {
-    throw new Error("qemu-img info did not print JSON");
+    throw new KubehyveError("qemu-img info did not print JSON");
   }
   const size = (info as { "virtual-size"?: unknown } | null)?.["virtual-size"];
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0)
-    throw new Error("qemu-img info gave no virtual-size");
+    throw new KubehyveError("qemu-img info gave no virtual-size");
   return size;
 }
 
@@ -138,6 +139,7 @@ export async function buildGoldenZvol(
   zvol: string,
   signal?: AbortSignal,
 ): Promise<string> {
+  // artifactOf always names an .xz: anything else is a bug of the caller, not a user's mistake.
   if (!compressed.endsWith(".xz")) throw new Error(`${compressed} is not an .xz file`);
   const snapshot = `${zvol}@golden`;
   if (await hostHasSnapshot(host, snapshot)) return snapshot;
@@ -196,7 +198,7 @@ export async function hostSha256(
   const result = await runOk(host, argv, { signal });
   const digest = parseSha256Output(result.stdout);
   if (!digest)
-    throw new Error(`${host.name}: \`${argv.join(" ")}\` printed no sha256: ${result.stdout.trim()}`);
+    throw new KubehyveError(`${host.name}: \`${argv.join(" ")}\` printed no sha256: ${result.stdout.trim()}`);
   return digest;
 }
 
@@ -219,7 +221,7 @@ export async function copyVerifiedToHost(
     await runOk(host, ["sh", "-c", 'cat > "$1"', "sh", part], { stdin: { file: local }, signal });
     const got = await hostSha256(host, tool, part, signal);
     if (got !== sha256) {
-      throw new Error(
+      throw new KubehyveError(
         `${host.name}: the copy of ${local} at ${part} has sha256 ${got ?? "(no file)"}, not ${sha256}: it was removed; check the disk and the connection, then run again`,
       );
     }

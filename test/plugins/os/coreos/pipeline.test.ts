@@ -9,7 +9,8 @@ import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseSha256Output } from "../../../../plugins/os/coreos/image.ts";
-import plugin, { FWCFG_NAME, fwcfgBhyveOptions, type NodeBoot } from "../../../../plugins/os/coreos/index.ts";
+import plugin, { type NodeBoot } from "../../../../plugins/os/coreos/index.ts";
+import { FWCFG_NAME, fwcfgBhyveOptions } from "../../../../plugins/os/coreos/paths.ts";
 import { DownloadCache } from "../../../../src/artifacts/cache.ts";
 import { createPluginContext } from "../../../../src/core/context.ts";
 import { KubehyveError } from "../../../../src/core/errors.ts";
