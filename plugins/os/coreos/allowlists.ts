@@ -118,7 +118,7 @@ export function streamUrlProblem(text: string): string | undefined {
     return "must be a URL such as https://builds.coreos.fedoraproject.org/streams/stable.json";
   }
   if (url.protocol !== "https:" && url.protocol !== "http:")
-    return `must be an https URL, not ${url.protocol}: the stream metadata pins every image by its sha256, so it must come from a server that proves who it is`;
+    return `must be an https URL (this one is ${url.protocol}); the stream metadata pins every image by its sha256, so it must come from a server that proves who it is`;
   if (url.username || url.password)
     return "must not carry a user name or password: they would show in every plan and log";
   if (!url.hostname) return "must name a host";

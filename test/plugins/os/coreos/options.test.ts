@@ -81,9 +81,9 @@ describe("streamUrl", () => {
   });
 
   test.each([
-    ["file:", "file:///etc/shadow", "must be an https URL, not file:"],
-    ["ftp:", "ftp://mirror.example/streams/stable.json", "must be an https URL, not ftp:"],
-    ["data:", "data:,{}", "must be an https URL, not data:"],
+    ["file:", "file:///etc/shadow", "must be an https URL (this one is file:)"],
+    ["ftp:", "ftp://mirror.example/streams/stable.json", "must be an https URL (this one is ftp:)"],
+    ["data:", "data:,{}", "must be an https URL (this one is data:)"],
     ["not a URL", "builds.coreos.fedoraproject.org/streams/stable.json", "must be a URL"],
     ["credentials", "https://user:secret@mirror.example/stable.json", "must not carry a user name"],
   ])("refuses %s", (_what, value, message) => {
