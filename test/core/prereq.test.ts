@@ -11,7 +11,7 @@ describe("the prerequisite list", () => {
     const list = listedPrerequisites();
     expect(list.length).toBeGreaterThan(10);
     for (const { command, debianPackage } of list) {
-      expect(command).toMatch(/^[a-z0-9][a-z0-9.+_-]*$/);
+      expect(command).toMatch(/^(\/[a-z0-9._-]+)*\/?[a-z0-9][a-z0-9.+_-]*$/);
       expect(debianPackage).toMatch(/^[a-z0-9][a-z0-9.+-]+$/);
     }
     expect(list).toContainEqual({ command: "sudo", debianPackage: "sudo" });

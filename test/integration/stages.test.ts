@@ -6,7 +6,6 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parse } from "yaml";
 import { builtinPlugins } from "../../plugins/index.ts";
 import { parseClusterText } from "../../src/core/config.ts";
 import { runEngine } from "../../src/core/engine.ts";
@@ -22,7 +21,7 @@ const lookup = {
 };
 
 describe("the example lab's stages together", () => {
-  test("render gives the VM configs the os stage's fw_cfg options, and Kubespray a writable flexvolume directory", async () => {
+  test("render gives the VM configs the os stage's fw_cfg options", async () => {
     const { cluster, stages } = parseClusterText(exampleText, "example", lookup);
     const out = join(dir, "out");
     const result = await runEngine({
@@ -39,10 +38,6 @@ describe("the example lab's stages together", () => {
     expect(vm).toContain(
       `bhyve_options="-o lpc.fwcfg=qemu -f name=opt/com.coreos/config,file=${join(dir, "state/os/ignition/cp1.ign")}"`,
     );
-
-    const vars = parse(readFileSync(join(out, "k8s/inventory/group_vars/k8s_cluster/kubehyve.yml"), "utf8"));
-    // Fedora CoreOS's /usr is read-only; Kubespray's default is /usr/libexec/kubernetes/kubelet-plugins/volume/exec.
-    expect(vars.kubelet_flexvolumes_plugins_dir).toBe("/var/lib/kubelet/volumeplugins");
 
     const ignition = JSON.parse(readFileSync(join(out, "os/w1.ign"), "utf8"));
     expect(ignition.ignition.version).toBe("3.3.0");

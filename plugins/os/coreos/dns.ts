@@ -4,6 +4,7 @@
  * reports.
  */
 import { Resolver } from "node:dns/promises";
+import { KubehyveError } from "kubehyve";
 
 export interface DnsAnswer {
   addresses: string[];
@@ -31,9 +32,9 @@ export async function resolveA(
       case "EREFUSED":
         return { addresses: [], status: "refused" };
       case "ETIMEOUT":
-        throw new Error(`no answer from ${server}:${port} within ${timeoutMs} ms`);
+        throw new KubehyveError(`no answer from ${server}:${port} within ${timeoutMs} ms`);
       default:
-        throw new Error(`DNS server ${server}:${port}: ${(error as Error).message}`);
+        throw new KubehyveError(`DNS server ${server}:${port}: ${(error as Error).message}`);
     }
   }
 }

@@ -4,8 +4,9 @@
  * It holds public keys and plain settings only: nothing secret reaches the node this way, because
  * the config stays readable on the host and through fw_cfg inside the guest.
  */
-import type { Cluster, NodeSpec } from "kubehyve";
+import { type Cluster, KubehyveError, type NodeSpec } from "kubehyve";
 import { nodeMac } from "./mac.ts";
+import type { NodeFile } from "./node-files.ts";
 import type { CoreosOptions, ZincatiOptions } from "./options.ts";
 
 export const IGNITION_VERSION = "3.3.0";
@@ -34,7 +35,12 @@ export interface IgnitionInput {
   options: Pick<CoreosOptions, "zincati" | "kernelArgs">;
   /** The cluster's own ed25519 public key (ctx.clusterKey()). */
   clusterPublicKey: string;
+  /** What other stages asked for through `os:node-files`, already checked (node-files.ts). */
+  nodeFiles?: readonly Required<NodeFile>[];
 }
+
+/** The files the os stage writes itself: no other stage may ask for them. */
+export const OWN_FILE_PATHS = ["/etc/hostname", NM_KEYFILE_PATH, ZINCATI_PATH] as const;
 
 function dataUrl(content: string): string {
   return `data:,${encodeURIComponent(content)}`;
@@ -47,7 +53,7 @@ function file(path: string, content: string, mode: number): IgnitionFile {
 function prefixOf(subnet: string): number {
   const prefix = Number(subnet.split("/")[1]);
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32)
-    throw new Error(`network.subnet ${subnet} has no prefix length`);
+    throw new KubehyveError(`network.subnet ${subnet} has no prefix length`, 2);
   return prefix;
 }
 
@@ -55,6 +61,11 @@ function prefixOf(subnet: string): number {
  * A NetworkManager keyfile (the format of fedora-coreos-docs sysconfig-network-configuration.adoc:
  * `address1=ADDR/PREFIX,GATEWAY`, `dns=` and `dns-search=` lists ending in `;`), matched by MAC.
  * NetworkManager ignores keyfiles that others can read, hence mode 0600 in the config.
+ *
+ * It is written the way NetworkManager writes it back (`nmcli --offline connection modify` keeps
+ * every line, in its order; see the tests): keys in NetworkManager's order, the MAC in upper case,
+ * and no line that only repeats a default (`autoconnect` is true unless set, nm-settings-nmcli(5)).
+ * A line NetworkManager would drop is a value it did not take.
  */
 export function renderNmKeyfile(cluster: Cluster, node: NodeSpec): string {
   const net = cluster.network;
@@ -62,17 +73,16 @@ export function renderNmKeyfile(cluster: Cluster, node: NodeSpec): string {
     "[connection]",
     "id=kubehyve",
     "type=ethernet",
-    "autoconnect=true",
     "",
     "[ethernet]",
-    `mac-address=${nodeMac(cluster.name, node.name)}`,
+    `mac-address=${nodeMac(cluster.name, node.name).toUpperCase()}`,
     "",
     "[ipv4]",
-    "method=manual",
     `address1=${node.address}/${prefixOf(net.subnet)},${net.gateway}`,
     `dns=${net.dns.map((d) => `${d};`).join("")}`,
     `dns-search=${net.domain};`,
     "may-fail=false",
+    "method=manual",
     "",
     "[ipv6]",
     "method=disabled",
@@ -116,6 +126,7 @@ export function renderIgnition(input: IgnitionInput): IgnitionConfig {
         file("/etc/hostname", `${node.name}\n`, 0o644),
         file(NM_KEYFILE_PATH, renderNmKeyfile(cluster, node), 0o600),
         file(ZINCATI_PATH, renderZincati(options.zincati), 0o644),
+        ...(input.nodeFiles ?? []).map((f) => file(f.path, f.contents, f.mode)),
       ],
     },
   };

@@ -4,7 +4,7 @@
  * a copy or a ZFS clone of it, made by the hypervisor stage.
  */
 import { dirname, join } from "node:path";
-import { type ArtifactCache, runOk, type Target } from "kubehyve";
+import { type ArtifactCache, KubehyveError, runOk, type Target } from "kubehyve";
 import { parseStreamMetadata, type StreamImage } from "./stream.ts";
 
 /** What the state records, so a re-run uses the same release until an upgrade is asked for. */
@@ -21,16 +21,22 @@ export async function fetchStreamImage(
 ): Promise<PinnedImage> {
   const url = artifacts.resolveUrl?.(streamUrl) ?? streamUrl;
   const shown = url === streamUrl ? url : `${url} (mirror of ${streamUrl})`;
+  // config validate refuses these already; a caller that skipped it must not read file: or http.
+  if (url === streamUrl && new URL(url).protocol !== "https:")
+    throw new KubehyveError(`stream metadata ${shown} is not an https URL, and no mirror serves it`, 2);
   let response: Response;
   try {
     response = await fetch(url, { signal, redirect: "follow" });
   } catch (error) {
-    throw new Error(`cannot read stream metadata ${shown}: ${(error as Error).message}`);
+    throw new KubehyveError(`cannot read stream metadata ${shown}: ${(error as Error).message}`);
   }
-  if (!response.ok) throw new Error(`cannot read stream metadata ${shown}: HTTP ${response.status}`);
+  // The metadata pins every image by sha256: a redirect must not have taken it away from https.
+  if (url === streamUrl && response.url && new URL(response.url).protocol !== "https:")
+    throw new KubehyveError(`stream metadata ${shown} was redirected to ${response.url}, which is not https`);
+  if (!response.ok) throw new KubehyveError(`cannot read stream metadata ${shown}: HTTP ${response.status}`);
   const image = parseStreamMetadata(await response.text(), shown);
   if (!RELEASE.test(image.release))
-    throw new Error(
+    throw new KubehyveError(
       `stream metadata ${shown}: release ${JSON.stringify(image.release)} is not a release name`,
     );
   return { ...image, streamUrl };
@@ -62,6 +68,7 @@ export async function buildGoldenImage(
   golden: string,
   signal?: AbortSignal,
 ): Promise<void> {
+  // artifactOf always names an .xz: anything else is a bug of the caller, not a user's mistake.
   if (!compressed.endsWith(".xz")) throw new Error(`${compressed} is not an .xz file`);
   const qcow2 = compressed.slice(0, -3);
   const part = `${golden}.part`;
@@ -106,11 +113,11 @@ export function parseQemuImgVirtualSize(json: string): number {
   try {
     info = JSON.parse(json);
   } catch {
-    throw new Error("qemu-img info did not print JSON");
+    throw new KubehyveError("qemu-img info did not print JSON");
   }
   const size = (info as { "virtual-size"?: unknown } | null)?.["virtual-size"];
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0)
-    throw new Error("qemu-img info gave no virtual-size");
+    throw new KubehyveError("qemu-img info gave no virtual-size");
   return size;
 }
 
@@ -132,6 +139,7 @@ export async function buildGoldenZvol(
   zvol: string,
   signal?: AbortSignal,
 ): Promise<string> {
+  // artifactOf always names an .xz: anything else is a bug of the caller, not a user's mistake.
   if (!compressed.endsWith(".xz")) throw new Error(`${compressed} is not an .xz file`);
   const snapshot = `${zvol}@golden`;
   if (await hostHasSnapshot(host, snapshot)) return snapshot;
@@ -190,7 +198,7 @@ export async function hostSha256(
   const result = await runOk(host, argv, { signal });
   const digest = parseSha256Output(result.stdout);
   if (!digest)
-    throw new Error(`${host.name}: \`${argv.join(" ")}\` printed no sha256: ${result.stdout.trim()}`);
+    throw new KubehyveError(`${host.name}: \`${argv.join(" ")}\` printed no sha256: ${result.stdout.trim()}`);
   return digest;
 }
 
@@ -213,7 +221,7 @@ export async function copyVerifiedToHost(
     await runOk(host, ["sh", "-c", 'cat > "$1"', "sh", part], { stdin: { file: local }, signal });
     const got = await hostSha256(host, tool, part, signal);
     if (got !== sha256) {
-      throw new Error(
+      throw new KubehyveError(
         `${host.name}: the copy of ${local} at ${part} has sha256 ${got ?? "(no file)"}, not ${sha256}: it was removed; check the disk and the connection, then run again`,
       );
     }

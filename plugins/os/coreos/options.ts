@@ -1,5 +1,15 @@
-/** The os/coreos options block of the cluster file, with its defaults. */
-import { parseSize, v } from "kubehyve";
+/**
+ * The os/coreos options block of the cluster file, with its defaults. Every free-form value is held
+ * to an allowlist here, so a bad one fails `config validate` (exit 2) before any host is touched.
+ */
+import { type Cluster, type Diagnostic, diag, parseSize, v } from "kubehyve";
+import {
+  hostDirProblem,
+  isZincatiTimeZone,
+  kernelArgProblem,
+  MAX_KERNEL_ARGS_LENGTH,
+  streamUrlProblem,
+} from "./allowlists.ts";
 
 export const STREAMS = ["stable", "testing", "next"] as const;
 export type Stream = (typeof STREAMS)[number];
@@ -25,7 +35,13 @@ const PeriodicSchema = v.strictObject({
   ),
   lengthMinutes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10080)), 240),
   timeZone: v.optional(
-    v.pipe(v.string(), v.regex(/^[A-Za-z0-9_+\-/]+$/, "an IANA time zone such as Europe/Berlin")),
+    v.pipe(
+      v.string(),
+      v.check(
+        isZincatiTimeZone,
+        'must be "localtime" or a time zone name of the IANA database, spelled as it is there, such as Europe/Berlin',
+      ),
+    ),
   ),
 });
 
@@ -41,23 +57,44 @@ const SizeSchema = v.pipe(
   v.check((n) => Number.isFinite(n) && n > 0, "a size such as 3GiB"),
 );
 
-// A kernel argument is one word: Ignition's kernelArguments take them one by one.
 const KernelArgSchema = v.pipe(
   v.string(),
-  v.regex(/^[^\s"'\\]+$/, "one kernel argument, without spaces or quotes"),
+  v.check(
+    (arg) => kernelArgProblem(arg) === undefined,
+    (issue) => kernelArgProblem(issue.input as string) ?? "not a kernel argument",
+  ),
+);
+
+const KernelArgsSchema = v.pipe(
+  v.array(KernelArgSchema),
+  v.check(
+    (args) => args.join(" ").length <= MAX_KERNEL_ARGS_LENGTH,
+    `together at most ${MAX_KERNEL_ARGS_LENGTH} characters: the whole kernel command line is limited to 2048 on x86, and Fedora CoreOS's boot entry already uses about 500 of them`,
+  ),
 );
 
 export const CoreosOptionsSchema = v.strictObject({
   stream: v.optional(v.picklist(STREAMS), "stable"),
-  /** Stream metadata URL; default the official one of `stream`. */
-  streamUrl: v.optional(v.pipe(v.string(), v.url())),
+  /**
+   * Stream metadata URL; default the official one of `stream`. https, or http when a mirror
+   * (KUBEHYVE_MIRROR) serves it (see `validateCoreos`).
+   */
+  streamUrl: v.optional(
+    v.pipe(
+      v.string(),
+      v.check(
+        (url) => streamUrlProblem(url) === undefined,
+        (issue) => streamUrlProblem(issue.input as string) ?? "not a stream URL",
+      ),
+    ),
+  ),
   zincati: v.optional(ZincatiSchema, {
     strategy: "periodic",
     days: ["Sat", "Sun"],
     startTime: "02:00",
     lengthMinutes: 240,
   }),
-  kernelArgs: v.optional(v.array(KernelArgSchema), []),
+  kernelArgs: v.optional(KernelArgsSchema, []),
   /** Memory the OS must report; default 90% of the node's memory (the kernel keeps the rest). */
   minMemory: v.optional(SizeSchema),
   /**
@@ -68,10 +105,9 @@ export const CoreosOptionsSchema = v.strictObject({
   hostDir: v.optional(
     v.pipe(
       v.string(),
-      // The Ignition path under it goes into vm-bhyve's bhyve_options, which splits and globs.
-      v.regex(
-        /^\/[^\s*?[\]]*[^\s*?[\]/]$/,
-        "an absolute path without blanks, glob characters or a trailing slash",
+      v.check(
+        (path) => hostDirProblem(path) === undefined,
+        (issue) => hostDirProblem(issue.input as string) ?? "not a plain absolute path",
       ),
     ),
   ),
@@ -84,4 +120,27 @@ export type ZincatiOptions = v.InferOutput<typeof ZincatiSchema>;
 
 export function streamUrlOf(options: CoreosOptions): string {
   return options.streamUrl ?? officialStreamUrl(options.stream);
+}
+
+/**
+ * The rules the schema cannot know: a plain-http stream URL is only fetched through a mirror (the
+ * download cache's KUBEHYVE_MIRROR replaces its scheme and host), so without one it is refused here,
+ * before anything is fetched.
+ */
+export function validateCoreos(
+  input: { cluster: Cluster; options: CoreosOptions },
+  env: Record<string, string | undefined> = process.env,
+): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const url = input.options.streamUrl;
+  if (url && new URL(url).protocol === "http:" && !env.KUBEHYVE_MIRROR) {
+    out.push(
+      diag.error(
+        "coreos.stream-url-http",
+        `must be an https URL: ${url} is plain http, which only a mirror may serve (set KUBEHYVE_MIRROR to it)`,
+        { path: "stages.os.streamUrl" },
+      ),
+    );
+  }
+  return out;
 }

@@ -4,6 +4,7 @@
  * `release` and `formats.<format>.disk` with `location`, `sha256`, `uncompressed-sha256`, `signature`.
  * There is no JSON schema, so every field used is checked here and a missing one is named by path.
  */
+import { KubehyveError } from "kubehyve";
 
 export interface StreamImage {
   stream: string;
@@ -17,7 +18,7 @@ export interface StreamImage {
   signature?: string;
 }
 
-export class StreamMetadataError extends Error {
+export class StreamMetadataError extends KubehyveError {
   constructor(source: string, problem: string) {
     super(`stream metadata from ${source}: ${problem}`);
     this.name = "StreamMetadataError";

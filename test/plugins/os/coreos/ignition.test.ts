@@ -89,7 +89,7 @@ describe("renderIgnition", () => {
     expect(entry.mode).toBe(0o600);
     const keyfile = fileContents(config, NM_KEYFILE_PATH);
     expect(keyfile).toBe(renderNmKeyfile(cluster, w1));
-    expect(keyfile).toContain(`mac-address=${nodeMac("lab", "w1")}\n`);
+    expect(keyfile).toContain(`mac-address=${nodeMac("lab", "w1").toUpperCase()}\n`);
     expect(keyfile).toContain("address1=192.168.1.22/24,192.168.1.1\n");
     expect(keyfile).toContain("dns=192.168.1.1;\n");
     expect(keyfile).toContain("dns-search=lab.home.arpa;\n");

@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { renderNodeIgnition } from "../../../../plugins/os/coreos/configs.ts";
 import plugin from "../../../../plugins/os/coreos/index.ts";
+import { ignitionPathOf } from "../../../../plugins/os/coreos/paths.ts";
 import { createPluginContext } from "../../../../src/core/context.ts";
 import type { Diagnostic } from "../../../../src/core/diagnostics.ts";
 import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
@@ -148,6 +150,12 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("dnsmasq", "dnsmasq-bas
           },
         },
       });
+      // `up` wrote every node's Ignition config on the host (here: this machine).
+      for (const node of cluster.nodes) {
+        const path = ignitionPathOf(ctx as never, node);
+        await mkdir(join(path, ".."), { recursive: true });
+        await writeFile(path, await renderNodeIgnition(ctx as never, node), { mode: 0o600 });
+      }
       return plugin.verify!(ctx as never);
     }
 

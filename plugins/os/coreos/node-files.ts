@@ -1,0 +1,84 @@
+/**
+ * The `os:node-files` hook: files other stages need on every node from its first boot, written by
+ * Ignition. A network plugin asks for a sysctl drop-in or a NetworkManager drop-in this way (Calico:
+ * Kubespray's docs/operating_systems/fcos.md wants /etc/sysctl.d/reverse-path-filter.conf), without
+ * the os stage knowing about it.
+ *
+ * The hook is called once per node with `{ node }` (the NodeSpec); each stage answers nothing, or
+ * `{ files: [{ path, contents, mode? }] }`. Answers are validated here, because they end up as root
+ * files on every node: a bad one is a bug of the stage that gave it, reported as such.
+ */
+import { KubehyveError, type NodeSpec } from "kubehyve";
+
+export const NODE_FILES_HOOK = "os:node-files";
+
+/** One file a stage wants on a node. */
+export interface NodeFile {
+  /** Absolute path under /etc or /var (Fedora CoreOS's /usr is read-only). */
+  path: string;
+  /** UTF-8 text; written as is. */
+  contents: string;
+  /** Permission bits, 0o644 unless given; no setuid, setgid or sticky bit. */
+  mode?: number;
+}
+
+/** What a stage answers to `os:node-files`. */
+export interface NodeFilesAnswer {
+  files?: NodeFile[];
+}
+
+/** What `os:node-files` is called with. */
+export interface NodeFilesPayload {
+  node: NodeSpec;
+}
+
+/** More would only slow the byte-by-byte fw_cfg read (README, caveats) and hint at a misuse. */
+const MAX_FILE_BYTES = 64 * 1024;
+const MAX_FILES = 32;
+const GUEST_PATH = /^\/(?:etc|var)(?:\/[A-Za-z0-9_@+][A-Za-z0-9._@+:-]*)+$/;
+
+function refuse(node: NodeSpec, problem: string): never {
+  throw new KubehyveError(
+    `a stage answered ${NODE_FILES_HOOK} for ${node.name} with ${problem}`,
+    1,
+    "this is a bug of the plugin that gave the answer: update or remove it",
+  );
+}
+
+/**
+ * The files every answer asks for, checked: plain paths under /etc or /var, none twice and none of
+ * the os stage's own (`reserved`), text of a sane size, plain permission bits.
+ */
+export function collectNodeFiles(
+  node: NodeSpec,
+  answers: readonly unknown[],
+  reserved: readonly string[],
+): Required<NodeFile>[] {
+  const out: Required<NodeFile>[] = [];
+  for (const answer of answers) {
+    if (answer === undefined || answer === null) continue;
+    if (typeof answer !== "object" || Array.isArray(answer))
+      refuse(node, `a ${Array.isArray(answer) ? "list" : typeof answer}, not { files: [...] }`);
+    const files = (answer as NodeFilesAnswer).files;
+    if (files === undefined) continue;
+    if (!Array.isArray(files)) refuse(node, "files that are not a list");
+    for (const file of files as unknown[]) {
+      const { path, contents, mode = 0o644 } = (file ?? {}) as Partial<NodeFile>;
+      if (typeof path !== "string" || !GUEST_PATH.test(path) || path.split("/").includes(".."))
+        refuse(node, `the path ${JSON.stringify(path)}: give a plain absolute path under /etc or /var`);
+      if (reserved.includes(path)) refuse(node, `${path}, which the os stage writes itself`);
+      if (out.some((f) => f.path === path)) refuse(node, `${path} twice (or two stages want it)`);
+      if (typeof contents !== "string") refuse(node, `no text for ${path}`);
+      const bytes = new TextEncoder().encode(contents).byteLength;
+      if (bytes > MAX_FILE_BYTES) refuse(node, `${path} of ${bytes} bytes, more than ${MAX_FILE_BYTES}`);
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0o777)
+        refuse(
+          node,
+          `the mode ${Number.isInteger(mode) ? `0o${mode.toString(8)}` : String(mode)} for ${path}: give permission bits such as 0o644`,
+        );
+      out.push({ path, contents, mode });
+    }
+  }
+  if (out.length > MAX_FILES) refuse(node, `${out.length} files, more than ${MAX_FILES}`);
+  return out;
+}

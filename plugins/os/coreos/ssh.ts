@@ -1,0 +1,31 @@
+/** Whether a node answers over SSH as core, and waiting until it does after its first boot. */
+import { KubehyveError, type NodeSpec } from "kubehyve";
+import type { Ctx } from "./paths.ts";
+
+const SSH_WAIT_MS = 10 * 60_000;
+const REACH_TIMEOUT_MS = 20_000;
+
+/** One `true` over the node's ssh target: the node is up and takes the cluster key. */
+export async function answersSsh(ctx: Ctx, node: NodeSpec): Promise<{ ok: boolean; error: string }> {
+  const result = await ctx
+    .node(node.name)
+    .run(["true"], { timeoutMs: REACH_TIMEOUT_MS, signal: ctx.signal })
+    .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
+  return { ok: result.code === 0, error: result.stderr.trim() };
+}
+
+/** After a VM's first boot: up to 10 minutes, one try every 5 s; the error names the last failure. */
+export async function waitForSsh(ctx: Ctx, node: NodeSpec): Promise<void> {
+  const deadline = Date.now() + SSH_WAIT_MS;
+  let last = "";
+  while (Date.now() < deadline) {
+    if (ctx.signal.aborted) throw ctx.signal.reason ?? new KubehyveError("interrupted");
+    const answer = await answersSsh(ctx, node);
+    if (answer.ok) return;
+    last = answer.error;
+    await Bun.sleep(5_000);
+  }
+  throw new KubehyveError(
+    `${node.name} (${node.address}) did not answer over SSH as core within ${SSH_WAIT_MS / 60_000} minutes${last ? `: ${last}` : ""}; watch its console: vm console ${node.name}`,
+  );
+}

@@ -1,0 +1,136 @@
+/**
+ * The `os:node-files` hook: a stage asks, through the engine, for files on every node, and the os
+ * stage puts them into each node's Ignition config; answers that would be unsafe on a node are
+ * refused, naming the node.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { builtinPlugins } from "../../../../plugins/index.ts";
+import type { IgnitionConfig } from "../../../../plugins/os/coreos/ignition.ts";
+import { OWN_FILE_PATHS } from "../../../../plugins/os/coreos/ignition.ts";
+import { collectNodeFiles } from "../../../../plugins/os/coreos/node-files.ts";
+import { parseClusterText } from "../../../../src/core/config.ts";
+import type { AnyPlugin } from "../../../../src/core/contract.ts";
+import { runEngine } from "../../../../src/core/engine.ts";
+import { KubehyveError } from "../../../../src/core/errors.ts";
+import { memoryReporter } from "../../../../src/core/reporter.ts";
+import exampleText from "../../../../src/example/kubehyve.yaml" with { type: "text" };
+import { labNode } from "../../../lab/cluster.ts";
+import { nodeFilesFixture } from "./lab.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "kubehyve-node-files-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const lookup = { find: (id: string) => builtinPlugins.find((p) => p.id === id), searchPath: [] };
+
+async function renderWith(extra: AnyPlugin[], name: string) {
+  const { cluster, stages } = parseClusterText(exampleText, "example", lookup);
+  const out = join(dir, name);
+  const reporter = memoryReporter();
+  const result = await runEngine({
+    command: "render",
+    cluster,
+    stages: [...stages, ...extra.map((plugin) => ({ slot: plugin.id.split("/")[0]!, plugin, options: {} }))],
+    stateDir: join(dir, `${name}-state`),
+    reporter,
+    renderDir: out,
+  });
+  return { result, reporter, out };
+}
+
+describe("os:node-files through the engine", () => {
+  test("puts the sysctl a network stage asks for into every node's Ignition config", async () => {
+    const { result, out } = await renderWith([nodeFilesFixture as AnyPlugin], "with-fixture");
+    expect(result.exitCode).toBe(0);
+    for (const node of ["cp1", "w1", "w2"]) {
+      const config = JSON.parse(readFileSync(join(out, "os", `${node}.ign`), "utf8")) as IgnitionConfig;
+      const sysctl = config.storage.files.find((f) => f.path === "/etc/sysctl.d/reverse-path-filter.conf");
+      expect(sysctl).toEqual({
+        path: "/etc/sysctl.d/reverse-path-filter.conf",
+        mode: 0o644,
+        overwrite: true,
+        contents: { source: `data:,${encodeURIComponent("net.ipv4.conf.all.rp_filter=1\n")}` },
+      });
+      expect(config.storage.files.map((f) => f.path)).toContain("/etc/NetworkManager/conf.d/calico.conf");
+    }
+  });
+
+  test("without such a stage the configs hold only the os stage's own files", async () => {
+    const { out } = await renderWith([], "without");
+    const config = JSON.parse(readFileSync(join(out, "os", "cp1.ign"), "utf8")) as IgnitionConfig;
+    expect(config.storage.files.map((f) => f.path)).toEqual([...OWN_FILE_PATHS]);
+  });
+
+  test("an answer the os stage refuses fails the render, naming the node and the hook", async () => {
+    const bad = {
+      ...nodeFilesFixture,
+      id: "net/bad",
+      hooks: { "os:node-files": () => ({ files: [{ path: "/usr/bin/x", contents: "" }] }) },
+    };
+    const { result, reporter } = await renderWith([bad as AnyPlugin], "bad");
+    expect(result.exitCode).not.toBe(0);
+    const ended = reporter.events.find((e) => e.type === "run.end") as { message?: string };
+    expect(ended.message).toContain('a stage answered os:node-files for cp1 with the path "/usr/bin/x"');
+  });
+});
+
+describe("collectNodeFiles", () => {
+  const node = labNode("cp1", "control-plane", "192.168.1.21");
+  const collect = (...answers: unknown[]) => collectNodeFiles(node, answers, OWN_FILE_PATHS);
+
+  test("takes files under /etc and /var with their modes, 0644 by default, and skips empty answers", () => {
+    expect(
+      collect(
+        undefined,
+        {},
+        { files: [{ path: "/etc/a.conf", contents: "a" }] },
+        { files: [{ path: "/var/lib/b@1:x", contents: "b", mode: 0o600 }] },
+      ),
+    ).toEqual([
+      { path: "/etc/a.conf", contents: "a", mode: 0o644 },
+      { path: "/var/lib/b@1:x", contents: "b", mode: 0o600 },
+    ]);
+  });
+
+  test.each([
+    ["a path under /usr", { files: [{ path: "/usr/lib/x", contents: "" }] }, 'the path "/usr/lib/x"'],
+    ["a relative path", { files: [{ path: "etc/x", contents: "" }] }, 'the path "etc/x"'],
+    [
+      "a path that climbs out",
+      { files: [{ path: "/etc/../usr/x", contents: "" }] },
+      'the path "/etc/../usr/x"',
+    ],
+    ["a blank in the path", { files: [{ path: "/etc/a b", contents: "" }] }, 'the path "/etc/a b"'],
+    [
+      "the os stage's own keyfile",
+      { files: [{ path: OWN_FILE_PATHS[1], contents: "" }] },
+      "which the os stage writes itself",
+    ],
+    ["no text", { files: [{ path: "/etc/x" }] }, "no text for /etc/x"],
+    [
+      "a setuid mode",
+      { files: [{ path: "/etc/x", contents: "", mode: 0o4755 }] },
+      "the mode 0o4755 for /etc/x",
+    ],
+    ["a fractional mode", { files: [{ path: "/etc/x", contents: "", mode: 1.5 }] }, "the mode 1.5"],
+    ["a list instead of a map", [{ path: "/etc/x" }], "a list, not { files: [...] }"],
+    ["files that are no list", { files: "/etc/x" }, "files that are not a list"],
+    ["a file too large", { files: [{ path: "/etc/x", contents: "x".repeat(65 * 1024) }] }, "more than 65536"],
+  ])("refuses %s", (_what, answer, message) => {
+    expect(() => collect(answer)).toThrow(KubehyveError);
+    expect(() => collect(answer)).toThrow(message);
+  });
+
+  test("refuses two answers for the same file", () => {
+    const one = { files: [{ path: "/etc/sysctl.d/x.conf", contents: "a" }] };
+    expect(() => collect(one, one)).toThrow("/etc/sysctl.d/x.conf twice");
+  });
+});
+
+describe("what the os stage answers other stages", () => {
+  test("only the hypervisor's boot question: Kubespray picks its own volume plugin dir on a read-only /usr", async () => {
+    const { default: coreos } = await import("../../../../plugins/os/coreos/index.ts");
+    expect(Object.keys(coreos.hooks ?? {})).toEqual(["hypervisor:node-boot"]);
+  });
+});
