@@ -50,7 +50,8 @@ describe.skipIf(!have("ssh-keygen", "openssh-client"))("k8s/kubespray without a 
     await kubesprayPlugin.apply!(ctx, changes);
     expect(ctx.wetLog).toEqual([
       `write the Kubespray inventory to ${join(stateDir, "k8s", "inventory")}`,
-      `fetch Kubespray v2.31.0 and unpack it into ${join(stateDir, "k8s", "kubespray-v2.31.0")}`,
+      "record the control planes' order cp1 and etcd member names",
+      `fetch Kubespray v2.31.0 into ${join(stateDir, "cache", "kubespray-v2.31.0")}, verified by its tree-sha256-v1 5739f59bab42016d667a979ad6b467816966a7887f8079dbbf43811f039bda33`,
       "create the Ansible venv for Kubespray v2.31.0",
       "run ansible-playbook cluster.yml (Kubespray v2.31.0)",
       `copy the admin kubeconfig to ${join(stateDir, "kubeconfig")} (server on 127.0.0.1)`,
