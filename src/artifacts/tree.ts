@@ -257,8 +257,16 @@ export async function unpackTarball(
           : new KubehyveError(`${shown} is not a readable tarball: ${error.message}`),
       ),
     );
+    // A tarball ends with zero blocks; without them it was cut short, maybe right between entries.
+    let ended = false;
+    parser.on("eof", () => {
+      ended = true;
+    });
     parser.on("close", () => {
-      if (!failure) resolve();
+      if (failure) return;
+      if (!ended)
+        fail(new RefusedArchive(`${shown} is cut short: it ends before the tar end-of-archive blocks`));
+      else resolve();
     });
     opts.signal?.addEventListener("abort", () => fail(opts.signal!.reason), { once: true });
     input.on("error", fail);

@@ -231,6 +231,17 @@ describe("unpacking a tarball", () => {
     );
   });
 
+  test("refuses an archive cut short between two entries", async () => {
+    const root = await mkdtemp(join(tmp, "cut-"));
+    const archive = join(root, "a.tar");
+    const whole = buildTarball(GOOD, false);
+    // Without its end-of-archive blocks, and without the last entry: every header is still whole.
+    await writeFile(archive, whole.subarray(0, whole.byteLength - 1024 - 512));
+    await expect(unpackTarball(archive, join(root, "tree"))).rejects.toThrow(
+      "is cut short: it ends before the tar end-of-archive blocks",
+    );
+  });
+
   test("says a file that is not a tarball is not one", async () => {
     const root = await mkdtemp(join(tmp, "junk-"));
     const archive = join(root, "a.tar.gz");

@@ -36,6 +36,7 @@ import {
   type PlaybookRequest,
   playbookArgv,
   playbookEnv,
+  runnerDirDiagnostics,
   runPlaybook,
 } from "./runner.ts";
 import {
@@ -156,10 +157,9 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
   };
   if (ctx.upstreamPending) {
     // Nothing can be inspected yet: plan the full install. The runner directory is on this machine,
-    // so whether it may be taken is said now, so that the plan does not hide what will stop `up`.
-    const runner = createRunner(ctx.options, ctx.dir, ctx.local, ctx.clusterId);
-    const taken = (await runner.prerequisites()).filter((d) => d.code.startsWith("kubespray.runner-dir"));
-    return { changes: [install], diagnostics: taken };
+    // so whether it may be taken is said now (no program runs: a plan may be offline), so that the
+    // plan does not hide what will stop `up`.
+    return { changes: [install], diagnostics: runnerDirDiagnostics(ctx.options, ctx.dir, ctx.clusterId) };
   }
   const runner = createRunner(ctx.options, ctx.dir, ctx.local, ctx.clusterId);
   diagnostics.push(...(await runner.prerequisites()));
@@ -168,6 +168,11 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
 
   {
     const { nodes, error } = await registeredNodes(ctx);
+    // A cluster that was installed keeps its etcd members, whether or not its API answers now.
+    if (ctx.state.get<Installed>("installed") || nodes) {
+      const refused = etcdMembershipProblems(ctx, nodes);
+      if (refused.length > 0) return { changes: [], diagnostics: [...diagnostics, ...refused] };
+    }
     if (error !== undefined) {
       diagnostics.push(
         diag.warn("kubespray.api-unreachable", "the Kubernetes API does not answer", {
@@ -182,8 +187,6 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
     } else if (nodes === undefined) {
       changes.push(install);
     } else {
-      const refused = etcdMembershipProblems(ctx, nodes);
-      if (refused.length > 0) return { changes: [], diagnostics: [...diagnostics, ...refused] };
       const a = assessCluster(ctx.cluster.nodes, nodes, ctx.options.kubernetesVersion);
       if (a.kind !== "up-to-date") changes.push(changeFor(a, ctx));
       else {
@@ -205,13 +208,15 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
  * Kubespray cannot add or remove etcd members with a plain cluster.yml (docs/operations/nodes.md),
  * so a control plane that the recorded cluster lacks, or one that left the cluster file while it is
  * still registered, stops check with the procedure spelled out. Once the user has carried it out
- * (the node registered, or gone), the order follows.
+ * (the node registered, or gone), the order follows. `registered` is undefined when the API does
+ * not answer.
  */
-function etcdMembershipProblems(ctx: Ctx, registered: readonly KubeObject[]): Diagnostic[] {
+function etcdMembershipProblems(ctx: Ctx, registered: readonly KubeObject[] | undefined): Diagnostic[] {
   const topology = topologyOf(ctx);
-  const names = new Set(registered.map((n) => n.metadata.name));
-  const added = topology.added.filter((n) => !names.has(n));
-  const removed = topology.removed.filter((n) => names.has(n));
+  // Without an answer from the API, nothing counts as done: every change is refused.
+  const names = registered && new Set(registered.map((n) => n.metadata.name));
+  const added = topology.added.filter((n) => !names?.has(n));
+  const removed = topology.removed.filter((n) => !names || names.has(n));
   const found: Diagnostic[] = [];
   const runner = createRunner(ctx.options, ctx.dir, ctx.local, ctx.clusterId);
   const where = {

@@ -117,6 +117,18 @@ export function runnerDirProblem(owner: DirectoryOwner, dir: string): Diagnostic
   return undefined;
 }
 
+/** Whether the venv directory may be taken, read from this machine's filesystem only (no probe runs). */
+export function runnerDirDiagnostics(
+  options: KubesprayOptions,
+  stageDir: string,
+  clusterId: string,
+): Diagnostic[] {
+  const dir = venvDirOf(options, stageDir);
+  if (!dir) return [];
+  const problem = runnerDirProblem(directoryOwner(dir, clusterId, stageDir), dir);
+  return problem ? [problem] : [];
+}
+
 /** The runtime Ansible runs in. */
 export interface AnsibleRunner {
   readonly kind: KubesprayOptions["runner"]["kind"];

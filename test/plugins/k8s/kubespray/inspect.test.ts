@@ -257,4 +257,36 @@ describe("verify and check against the Kubernetes API test server", () => {
     expect(changes.map((c) => c.kind)).toEqual(["kubespray.converge"]);
     expect(diagnostics.find((d) => d.code === "kubespray.api-unreachable")?.severity).toBe("warn");
   }, 60_000);
+
+  test("a control plane added while the API does not answer is refused, not run through cluster.yml", async () => {
+    const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = closed.port;
+    closed.stop(true);
+    const text = (await readFile(server.kubeconfigPath, "utf8")).replace(
+      `127.0.0.1:${server.port}`,
+      `127.0.0.1:${port}`,
+    );
+    const dir = join(stateDir, "unreachable-grown");
+    await writeFileAtomic(join(dir, "kubeconfig"), text);
+    const cp2 = node("cp2", "control-plane");
+    const cp3 = node("cp3", "control-plane");
+    const ctx = createPluginContext({
+      cluster: labCluster([cp1, cp2, cp3, w1]),
+      plugin: kubesprayPlugin,
+      options: v.parse(optionsSchema, { runner: { kind: "system" } }),
+      stateDir: dir,
+    });
+    await ctx.state.set("installed", {
+      kubesprayVersion: "v2.31.0",
+      kubernetesVersion: "1.35.4",
+      nodes: ["cp1", "w1"],
+      groupVars: "",
+    });
+    await ctx.state.set("etcd", { order: ["cp1"], names: { cp1: "cp1" } });
+    const { changes, diagnostics } = await kubesprayPlugin.check(ctx);
+    expect(changes).toEqual([]);
+    expect(diagnostics.find((d) => d.code === "kubespray.control-plane-add")?.summary).toBe(
+      "adding control planes cp2, cp3 to a running cluster is not done by kubehyve",
+    );
+  }, 60_000);
 });
