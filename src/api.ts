@@ -6,7 +6,9 @@
 export * as v from "valibot";
 /** YAML for generated files (inventories, manifests): the same library that reads cluster files. */
 export { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-export type { ArtifactCache, ArtifactRequest } from "./artifacts/types.ts";
+export type { TreeDigest } from "./artifacts/tree.ts";
+export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
+export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";
 export { mapLimit } from "./core/concurrency.ts";
 export type {
   AnyPlugin,

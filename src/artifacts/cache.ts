@@ -2,16 +2,21 @@
  * The download cache behind ctx.artifacts. Every artifact is pinned by sha256: the body is streamed
  * to `<name>.part` while hashing, checked, then renamed into place, and the verified hash is written
  * to a `<name>.sha256` sidecar (sha256sum format) so `has()` never rereads gigabytes of image.
+ *
+ * A source tree is pinned by its content instead (`fetchTree`, see tree.ts): the archive is unpacked
+ * into a private temporary directory, digested, compared, and renamed to `<name>/`, with the digest
+ * in a `<name>.tree-sha256-v1` sidecar.
  */
 
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
-import { readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { FetchError, ofetch } from "ofetch";
 import { KubehyveError } from "../core/errors.ts";
 import { ensurePrivateDir, writeFileAtomic } from "../core/fsutil.ts";
-import type { ArtifactCache, ArtifactRequest } from "./types.ts";
+import { TREE_DIGEST_V1, treeSha256V1, unpackTarball } from "./tree.ts";
+import type { ArtifactCache, ArtifactRequest, TreeRequest } from "./types.ts";
 
 export interface DownloadCacheOptions {
   dir: string;
@@ -75,18 +80,97 @@ export class DownloadCache implements ArtifactCache {
     if (await this.has(req)) return path;
     const running = this.inflight.get(path);
     if (running) return running;
-    const download = this.download(req, path, opts).finally(() => this.inflight.delete(path));
+    const download = (async () => {
+      await ensurePrivateDir(this.dir);
+      // A stale sidecar must never vouch for the bytes about to replace the file.
+      await rm(`${path}.sha256`, { force: true });
+      const actual = await this.download(req.url, `${path}.part`, opts, req.sha256);
+      await rename(`${path}.part`, path);
+      await writeFileAtomic(`${path}.sha256`, `${actual}  ${basename(path)}\n`, 0o600);
+      return path;
+    })().finally(() => this.inflight.delete(path));
     this.inflight.set(path, download);
     return download;
   }
 
-  private async download(req: ArtifactRequest, path: string, opts: NonNullable<FetchOpts>): Promise<string> {
-    await ensurePrivateDir(this.dir);
-    const url = this.resolveUrl(req.url);
-    const shown = url === req.url ? url : `${url} (mirror of ${req.url})`;
-    const part = `${path}.part`;
-    // A stale sidecar must never vouch for the bytes about to replace the file.
-    await rm(`${path}.sha256`, { force: true });
+  treePathOf(req: TreeRequest): string {
+    return join(this.dir, treeNameOf(req));
+  }
+
+  async hasTree(req: TreeRequest): Promise<boolean> {
+    const expected = checkedTreeDigest(req);
+    const path = this.treePathOf(req);
+    const recorded = await readFile(`${path}.${TREE_DIGEST_V1}`, "utf8").catch(() => undefined);
+    if (recorded?.split(/\s+/)[0] !== expected) return false;
+    return stat(path).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+  }
+
+  async fetchTree(req: TreeRequest, opts: FetchOpts = {}): Promise<string> {
+    const expected = checkedTreeDigest(req);
+    if (req.sha256 !== undefined) checkedSha256({ url: req.url, sha256: req.sha256 });
+    const path = this.treePathOf(req);
+    const running = this.inflight.get(path);
+    if (running) return running;
+    const work = (async () => {
+      // The sidecar says what was verified; the tree is digested again before each use all the
+      // same, because whatever runs from it (Ansible, as root on the nodes) may have changed it.
+      if (await this.hasTree(req)) {
+        const now = await treeSha256V1(path);
+        if (now.digest === expected) return path;
+      }
+      await ensurePrivateDir(this.dir);
+      await rm(`${path}.${TREE_DIGEST_V1}`, { force: true });
+      const url = this.resolveUrl(req.url);
+      const shown = url === req.url ? url : `${url} (mirror of ${req.url})`;
+      // mkdtemp makes a 0700 directory no one else can have prepared.
+      const work = await mkdtemp(join(this.dir, `.${basename(path)}.unpack-`));
+      try {
+        let archive: string;
+        if (req.sha256 !== undefined) {
+          // The stricter pin: the archive's own bytes, kept in the cache like any download.
+          archive = await this.fetch(
+            { url: req.url, sha256: req.sha256, name: `${basename(path)}.archive` },
+            opts,
+          );
+        } else {
+          archive = join(work, "archive");
+          await this.download(req.url, archive, opts, undefined);
+        }
+        const tree = join(work, "tree");
+        await unpackTarball(archive, tree, { signal: opts.signal, shown });
+        const got = await treeSha256V1(tree);
+        if (got.digest !== expected) {
+          throw new KubehyveError(
+            `content mismatch for ${shown}: expected ${TREE_DIGEST_V1} ${expected}, got ${got.digest} (${got.entries} entries); the unpacked tree was deleted`,
+            1,
+            "the archive does not hold the pinned content: check the URL and the pinned digest",
+          );
+        }
+        // The cache is this tool's own directory: what lies at the tree's name is a tree it made.
+        await rm(path, { recursive: true, force: true });
+        await rename(tree, path);
+        await writeFileAtomic(`${path}.${TREE_DIGEST_V1}`, `${got.digest}  ${basename(path)}\n`, 0o600);
+        return path;
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+    })().finally(() => this.inflight.delete(path));
+    this.inflight.set(path, work);
+    return work;
+  }
+
+  /** Streams `url` to `part` while hashing; returns the sha256, after checking it when `expected`. */
+  private async download(
+    originalUrl: string,
+    part: string,
+    opts: NonNullable<FetchOpts>,
+    expected: string | undefined,
+  ): Promise<string> {
+    const url = this.resolveUrl(originalUrl);
+    const shown = url === originalUrl ? url : `${url} (mirror of ${originalUrl})`;
 
     let body: ReadableStream<Uint8Array>;
     let total: number | undefined;
@@ -129,18 +213,16 @@ export class DownloadCache implements ArtifactCache {
     }
 
     const actual = hasher.digest("hex");
-    if (actual !== req.sha256) {
+    if (expected !== undefined && actual !== expected) {
       await rm(part, { force: true });
-      await rm(path, { force: true });
+      await rm(part.replace(/\.part$/, ""), { force: true });
       throw new KubehyveError(
-        `checksum mismatch for ${shown}: expected sha256 ${req.sha256}, got ${actual}; the file was deleted`,
+        `checksum mismatch for ${shown}: expected sha256 ${expected}, got ${actual}; the file was deleted`,
         1,
         "the download was corrupted or the pinned checksum is wrong: retry, and if it fails again check the source",
       );
     }
-    await rename(part, path);
-    await writeFileAtomic(`${path}.sha256`, `${actual}  ${basename(path)}\n`, 0o600);
-    return path;
+    return actual;
   }
 }
 
@@ -161,6 +243,29 @@ function nameOf(req: ArtifactRequest): string {
     );
   }
   return name;
+}
+
+function treeNameOf(req: TreeRequest): string {
+  const name =
+    req.name ??
+    decodeURIComponent(basename(parseUrl(req.url).pathname)).replace(/\.(tar(\.[a-z0-9]+)?|tgz)$/, "");
+  if (!SAFE_NAME.test(name) || /\.(part|sha256|archive|tree-sha256-v1)$/.test(name)) {
+    throw new KubehyveError(
+      `tree name ${JSON.stringify(name)} (from ${req.url}) is not a plain directory name`,
+      2,
+    );
+  }
+  return name;
+}
+
+function checkedTreeDigest(req: TreeRequest): string {
+  if (!SHA256.test(req.treeSha256V1)) {
+    throw new KubehyveError(
+      `artifact ${req.url}: ${TREE_DIGEST_V1} ${JSON.stringify(req.treeSha256V1)} is not 64 lower-case hex digits`,
+      2,
+    );
+  }
+  return req.treeSha256V1;
 }
 
 function checkedSha256(req: ArtifactRequest): string {

@@ -7,6 +7,21 @@ export interface ArtifactRequest {
   name?: string;
 }
 
+/**
+ * A source tree pinned by its content: an archive (tar, gzip or zstd) holding one top directory, whose
+ * unpacked content must have the `tree-sha256-v1` digest (see src/artifacts/tree.ts). For archives
+ * their host builds on the fly, whose bytes change while their content does not.
+ */
+export interface TreeRequest {
+  url: string;
+  /** Lower-case hex tree-sha256-v1 digest of the content under the archive's top directory. */
+  treeSha256V1: string;
+  /** Optional stricter pin of the archive's bytes; the archive is then kept in the cache too. */
+  sha256?: string;
+  /** Directory name in the cache; defaults to the URL's last path segment without `.tar.gz`. */
+  name?: string;
+}
+
 export interface ArtifactCache {
   /** The cache directory. */
   readonly dir: string;
@@ -25,6 +40,21 @@ export interface ArtifactCache {
    */
   fetch(
     req: ArtifactRequest,
+    opts?: { signal?: AbortSignal; onProgress?: (done: number, total?: number) => void },
+  ): Promise<string>;
+  /** Directory the tree has (or will have) in the cache. */
+  treePathOf(req: TreeRequest): string;
+  /** True when the tree is in the cache and its digest was verified when it was stored. */
+  hasTree(req: TreeRequest): Promise<boolean>;
+  /**
+   * Downloads and unpacks the archive into a private temporary directory (refusing absolute paths,
+   * `..`, device files and links that leave the tree), digests the content, and renames it into the
+   * cache when the digest matches; returns the tree's directory. A mismatch deletes the tree and
+   * throws, naming both digests. A tree already in the cache is digested again and used when it
+   * still matches, so a tree changed since is fetched anew.
+   */
+  fetchTree(
+    req: TreeRequest,
     opts?: { signal?: AbortSignal; onProgress?: (done: number, total?: number) => void },
   ): Promise<string>;
 }

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import * as v from "valibot";
 import { type Document, isMap, isSeq, LineCounter, parseDocument } from "yaml";
 import type { AnyPlugin } from "./contract.ts";
-import { type Diagnostic, diag } from "./diagnostics.ts";
+import type { Diagnostic } from "./diagnostics.ts";
 import { InputError } from "./errors.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
 import type { Cluster, HostSpec, NodeSpec } from "./model.ts";
@@ -188,7 +188,7 @@ function lenientView(raw: unknown): LenientView {
 }
 
 /** Checks that span several fields. */
-function checkSemantics(view: LenientView, problems: ProblemList, warnings: Diagnostic[]): void {
+function checkSemantics(view: LenientView, problems: ProblemList): void {
   const { subnet, subnetText, gateway, dhcp } = view;
   if (subnet && gateway !== undefined && !cidrContains(subnet, gateway)) {
     problems.add(["network", "gateway"], `${view.gatewayText} is outside the node subnet ${subnetText}`);
@@ -253,20 +253,8 @@ function checkSemantics(view: LenientView, problems: ProblemList, warnings: Diag
   const controlPlanes = view.nodes.filter((n) => n.role === "control-plane").length;
   if (view.nodes.length && controlPlanes === 0) {
     problems.add(["nodes"], 'needs at least one node with role "control-plane"');
-  } else if (controlPlanes > 0 && controlPlanes % 2 === 0) {
-    warnings.push(
-      diag.warn(
-        "config.etcd-even-members",
-        `${controlPlanes} control-plane nodes make an even number of etcd members`,
-        {
-          path: "nodes",
-          detail:
-            "etcd needs a majority to work: an even count tolerates no more failures than one member fewer.",
-          hint: `use ${controlPlanes - 1} or ${controlPlanes + 1} control-plane nodes`,
-        },
-      ),
-    );
   }
+  // Whether an even number of control planes (etcd members) may run is the k8s stage's to say.
 }
 
 function resolveStages(view: LenientView, plugins: PluginLookup, problems: ProblemList): Stage[] {
@@ -333,7 +321,7 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
     for (const issue of parsed.issues) problems.add(issuePath(issue), describeIssue(issue));
   const view = lenientView(raw);
   const warnings: Diagnostic[] = [];
-  checkSemantics(view, problems, warnings);
+  checkSemantics(view, problems);
   const stages = resolveStages(view, plugins, problems);
   if (problems.items.length || !parsed.success) throw invalid(source, problems);
   const cluster = normalize(parsed.output);

@@ -3,7 +3,7 @@
  * only "Assertion failed"; the task name says which one it was (the names below are those of
  * roles/kubernetes/preinstall/tasks/0040-verify-settings.yml and playbooks/ansible_version.yml).
  */
-import type { TaskFailure } from "./progress.ts";
+import { REBOOT_WAIT_TASK, type TaskFailure } from "./progress.ts";
 
 /** roles/kubernetes/preinstall/defaults/main.yml */
 export const MINIMAL_CONTROL_PLANE_MEMORY_MB = 1500;
@@ -29,6 +29,9 @@ export function kubesprayHint(failure: TaskFailure, hc: HintContext): string | u
   if (task.includes("Stop if the os does not support")) {
     return "Kubespray does not know this operating system: the nodes must run Fedora CoreOS from the os stage";
   }
+  if (REBOOT_WAIT_TASK.test(task)) {
+    return "the node did not come back within Kubespray's 240 s after its rpm-ostree reboot: check its console (vm console), then run kubehyve up again";
+  }
   if (task.includes("Stop if ip var does not match local ips")) {
     return "the node's address in the cluster file is not configured on the node: check the os stage's network settings";
   }
@@ -41,12 +44,26 @@ export function kubesprayHint(failure: TaskFailure, hc: HintContext): string | u
   if (failure.unreachable) {
     const address = hc.addresses[failure.host];
     const login = address ? `ssh -i ${hc.privateKeyPath} ${hc.sshUser}@${address} true` : "ssh to the node";
-    return `the node did not answer over SSH. Kubespray reboots Fedora CoreOS nodes to layer packages (docs/operating_systems/fcos.md: "Restart playbook again"): wait for it to come back and run kubehyve up again; to test the login: ${login}`;
+    return `the node did not answer over SSH. If Kubespray rebooted it to layer packages, the run was already started once more; otherwise wait for it to come back and run kubehyve up again; to test the login: ${login}`;
   }
   if (/rpm-ostree/.test(text)) {
     return "rpm-ostree could not layer packages; Kubespray reboots the node afterwards. Run kubehyve up again once the node is back";
   }
   return undefined;
+}
+
+/**
+ * True when a failed run failed only because Kubespray rebooted Fedora CoreOS nodes during bootstrap:
+ * every failure is on a host that ran the rpm-ostree reboot in this run, and is that host being
+ * unreachable (a task ran while it restarted) or the wait for it timing out. Kubespray's
+ * docs/operating_systems/fcos.md: "playbook may fail while bootstrap. Restart playbook again."
+ */
+export function failedByBootstrapReboot(
+  failures: readonly TaskFailure[],
+  rebooted: readonly string[],
+): boolean {
+  if (failures.length === 0) return false;
+  return failures.every((f) => rebooted.includes(f.host) && (f.unreachable || REBOOT_WAIT_TASK.test(f.task)));
 }
 
 /** The closing lines of a failed run: host, task, message, hint, and where the whole log is. */

@@ -10,11 +10,12 @@ import {
   definePlugin,
   diag,
   type KubeClient,
+  KubehyveError,
   type KubeObject,
   type PluginContext,
   type RenderedFile,
 } from "kubehyve";
-import { formatFailureReport, type HintContext } from "./failures.ts";
+import { failedByBootstrapReboot, formatFailureReport, type HintContext } from "./failures.ts";
 import { type Assessment, assessCluster, verifyCluster } from "./inspect.ts";
 import {
   baseGroupVars,
@@ -25,17 +26,28 @@ import {
   renderInventory,
 } from "./inventory.ts";
 import { adminConfPathOf, handOverKubeconfig } from "./kubeconfig.ts";
+import { verifyNodes } from "./nodes.ts";
 import { type KubesprayOptions, optionsSchema, resolvedRelease } from "./options.ts";
-import { countListedTasks, formatProgress, RunProgress } from "./progress.ts";
-import { ensureKubespray, kubesprayDirOf } from "./release.ts";
+import { countListedTasks, formatProgress, RunProgress, type TaskFailure } from "./progress.ts";
+import { ensureKubespray, treeRequestOf } from "./release.ts";
 import {
   type AnsibleRunner,
   createRunner,
   type PlaybookRequest,
   playbookArgv,
   playbookEnv,
+  runnerDirDiagnostics,
   runPlaybook,
 } from "./runner.ts";
+import {
+  addControlPlaneProcedure,
+  type EtcdRecord,
+  removeControlPlaneProcedure,
+  resolveTopology,
+  STATE_KEY,
+  type Topology,
+} from "./topology.ts";
+import { checkKubesprayVars, validateStage } from "./validate.ts";
 
 type Ctx = PluginContext<KubesprayOptions>;
 
@@ -54,10 +66,28 @@ function inventoryDirOf(ctx: Ctx): string {
   return join(ctx.dir, "inventory");
 }
 
+/** The control planes' order and etcd names: recorded in state, never taken from the file's order. */
+function topologyOf(ctx: Ctx): Topology {
+  return resolveTopology(
+    ctx.cluster.nodes,
+    ctx.state.get<EtcdRecord>(STATE_KEY),
+    ctx.state.get<Installed>("installed")?.nodes,
+  );
+}
+
 async function renderFiles(ctx: Ctx): Promise<{ files: RenderedFile[]; diagnostics: Diagnostic[] }> {
   const key = await ctx.clusterKey();
   const answers = await ctx.hooks.call<Record<string, unknown>>(HOOK);
   const merged = mergeGroupVars(baseGroupVars(ctx.cluster, ctx.options), answers, ctx.options.extraVars);
+  // Other stages' answers are only known now; what the user set was checked by validate() already.
+  const diagnostics = [
+    ...merged.diagnostics,
+    ...checkKubesprayVars(merged.vars, {
+      extraVarKeys: new Set(Object.keys(ctx.options.extraVars)),
+      nodeCount: ctx.cluster.nodes.length,
+      kubesprayVersion: ctx.options.version,
+    }).filter((d) => !d.path?.startsWith("stages.k8s.extraVars.") && !d.path?.startsWith("network.")),
+  ];
   return {
     files: [
       {
@@ -66,11 +96,12 @@ async function renderFiles(ctx: Ctx): Promise<{ files: RenderedFile[]; diagnosti
           cluster: ctx.cluster,
           options: ctx.options,
           privateKeyPath: key.privateKeyPath,
+          etcd: topologyOf(ctx),
         }),
       },
       { path: `inventory/${GROUP_VARS_FILE}`, content: renderGroupVars(merged.vars) },
     ],
-    diagnostics: merged.diagnostics,
+    diagnostics,
   };
 }
 
@@ -125,20 +156,23 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
     summary: `install Kubernetes ${ctx.options.kubernetesVersion} on ${ctx.cluster.nodes.map((n) => n.name).join(", ")} with Kubespray ${ctx.options.version} (cluster.yml)`,
   };
   if (ctx.upstreamPending) {
-    // Nothing can be inspected yet: plan the full install. A missing pin is said now, as a warning,
-    // so that the plan does not hide what will stop `up` when it reaches this stage.
-    const missing = resolvedRelease(ctx.options).sha256
-      ? []
-      : [{ ...missingSha256(ctx), severity: "warn" as const }];
-    return { changes: [install], diagnostics: missing };
+    // Nothing can be inspected yet: plan the full install. The runner directory is on this machine,
+    // so whether it may be taken is said now (no program runs: a plan may be offline), so that the
+    // plan does not hide what will stop `up`.
+    return { changes: [install], diagnostics: runnerDirDiagnostics(ctx.options, ctx.dir, ctx.clusterId) };
   }
-  const runner = createRunner(ctx.options, ctx.dir, ctx.local);
+  const runner = createRunner(ctx.options, ctx.dir, ctx.local, ctx.clusterId);
   diagnostics.push(...(await runner.prerequisites()));
   const rendered = await renderFiles(ctx);
   diagnostics.push(...rendered.diagnostics);
 
   {
     const { nodes, error } = await registeredNodes(ctx);
+    // A cluster that was installed keeps its etcd members, whether or not its API answers now.
+    if (ctx.state.get<Installed>("installed") || nodes) {
+      const refused = etcdMembershipProblems(ctx, nodes);
+      if (refused.length > 0) return { changes: [], diagnostics: [...diagnostics, ...refused] };
+    }
     if (error !== undefined) {
       diagnostics.push(
         diag.warn("kubespray.api-unreachable", "the Kubernetes API does not answer", {
@@ -167,21 +201,78 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
       }
     }
   }
-  if (changes.length > 0 && !resolvedRelease(ctx.options).sha256) diagnostics.push(missingSha256(ctx));
   return { changes, diagnostics };
 }
 
-function missingSha256(ctx: Ctx): Diagnostic {
-  const { url } = resolvedRelease(ctx.options);
-  return diag.error(
-    "kubespray.release-sha256-missing",
-    `the sha256 of the Kubespray ${ctx.options.version} tarball is not set`,
-    {
-      detail: `kubehyve verifies every download; no hash of ${url} is pinned in this release of kubehyve`,
-      hint: `fetch ${url} once, check it, and set stages.k8s.release.sha256 to the output of: sha256sum kubespray-${ctx.options.version}.tar.gz`,
-      path: "stages.k8s.release.sha256",
-    },
-  );
+/**
+ * Kubespray cannot add or remove etcd members with a plain cluster.yml (docs/operations/nodes.md),
+ * so a control plane that the recorded cluster lacks, or one that left the cluster file while it is
+ * still registered, stops check with the procedure spelled out. Once the user has carried it out
+ * (the node registered, or gone), the order follows. `registered` is undefined when the API does
+ * not answer.
+ */
+function etcdMembershipProblems(ctx: Ctx, registered: readonly KubeObject[] | undefined): Diagnostic[] {
+  const topology = topologyOf(ctx);
+  // Without an answer from the API, nothing counts as done: every change is refused.
+  const names = registered && new Set(registered.map((n) => n.metadata.name));
+  const added = topology.added.filter((n) => !names?.has(n));
+  const removed = topology.removed.filter((n) => !names || names.has(n));
+  const found: Diagnostic[] = [];
+  const runner = createRunner(ctx.options, ctx.dir, ctx.local, ctx.clusterId);
+  const where = {
+    kubesprayDir: ctx.artifacts.treePathOf(treeRequestOf(pinnedRelease(ctx), ctx.options.version)),
+    inventory: join(inventoryDirOf(ctx), INVENTORY_FILE),
+    ansiblePlaybook: runner.command().join(" "),
+  };
+  if (added.length > 0) {
+    found.push(
+      diag.error(
+        "kubespray.control-plane-add",
+        `adding control plane${added.length > 1 ? "s" : ""} ${added.join(", ")} to a running cluster is not done by kubehyve`,
+        {
+          detail: addControlPlaneProcedure({
+            added,
+            existing: topology.order.length - topology.added.length,
+            ...where,
+          }),
+          hint: "follow the procedure above, or remove the new control planes from the cluster file",
+          path: "nodes",
+        },
+      ),
+    );
+  }
+  if (removed.length > 0) {
+    const record = ctx.state.get<EtcdRecord>(STATE_KEY);
+    found.push(
+      diag.error(
+        "kubespray.control-plane-remove",
+        `removing control plane${removed.length > 1 ? "s" : ""} ${removed.join(", ")} from a running cluster is not done by kubehyve`,
+        {
+          detail: removeControlPlaneProcedure({
+            removed,
+            first: record?.order[0] !== undefined && removed.includes(record.order[0]),
+            ...where,
+          }),
+          hint: "follow the procedure above, or put the control planes back into the cluster file",
+          path: "nodes",
+        },
+      ),
+    );
+  }
+  return found;
+}
+
+/** The release with its content pin; validate() has refused a version without one. */
+function pinnedRelease(ctx: Ctx) {
+  const release = resolvedRelease(ctx.options);
+  if (!release.treeSha256V1) {
+    throw new KubehyveError(
+      `no tree-sha256-v1 digest is known for Kubespray ${ctx.options.version}`,
+      2,
+      "set stages.k8s.release.tree-sha256-v1",
+    );
+  }
+  return { ...release, treeSha256V1: release.treeSha256V1 };
 }
 
 /** The playbooks one change needs, in order. */
@@ -232,12 +323,38 @@ interface Prepared {
   groupVars: string;
 }
 
-/** One playbook on the prepared tree and inventory, with progress lines and a failure report. */
+/**
+ * One playbook on the prepared tree and inventory, with progress lines and a failure report. A run
+ * that failed only because Kubespray rebooted Fedora CoreOS nodes for rpm-ostree is started once
+ * more by itself, as Kubespray's docs/operating_systems/fcos.md asks ("Restart playbook again").
+ */
 async function runWithProgress(
   ctx: Ctx,
   prepared: Prepared,
   step: Pick<PlaybookRequest, "playbook" | "limit" | "extraVars" | "logFile">,
 ): Promise<void> {
+  const first = await runOnce(ctx, prepared, step);
+  if (!first) return;
+  if (!failedByBootstrapReboot(first.failures, first.rebooted)) throw new Error(first.report);
+  const hosts = ctx.cluster.nodes
+    .map((n) => n.name)
+    .filter((h) => first.rebooted.includes(h) && first.failures.some((f) => f.host === h));
+  ctx.log.info(
+    `${step.playbook}: ${hosts.join(", ")} rebooted to apply the packages rpm-ostree layered (Kubespray's bootstrap_os), and the run lost ${hosts.length > 1 ? "them" : "it"} while ${hosts.length > 1 ? "they" : "it"} restarted; running ${step.playbook} once more, as Kubespray's docs/operating_systems/fcos.md says`,
+  );
+  const again = await runOnce(ctx, prepared, {
+    ...step,
+    logFile: step.logFile.replace(/\.log$/, "-again.log"),
+  });
+  if (again) throw new Error(again.report);
+}
+
+/** Runs a playbook; undefined when it succeeded, else what its failure was. */
+async function runOnce(
+  ctx: Ctx,
+  prepared: Prepared,
+  step: Pick<PlaybookRequest, "playbook" | "limit" | "extraVars" | "logFile">,
+): Promise<{ report: string; failures: TaskFailure[]; rebooted: string[] } | undefined> {
   const { runner, privateKeyPath } = prepared;
   const req: PlaybookRequest = {
     kubesprayDir: prepared.kubesprayDir,
@@ -266,15 +383,23 @@ async function runWithProgress(
     const failures = progress
       .failures()
       .map((f) => ({ ...f, path: f.path?.replace(`${req.kubesprayDir}/`, "") }));
-    throw new Error(
-      formatFailureReport(req.playbook, result.code, failures, hintContext(ctx, privateKeyPath, req.logFile)),
-    );
+    return {
+      report: formatFailureReport(
+        req.playbook,
+        result.code,
+        failures,
+        hintContext(ctx, privateKeyPath, req.logFile),
+      ),
+      failures,
+      rebooted: progress.rebooted(),
+    };
   }
   const counts = ctx.state.get<Record<string, number>>("taskCounts") ?? {};
   await ctx.state.set("taskCounts", {
     ...counts,
     [`${ctx.options.version}/${req.playbook}`]: progress.tasksStarted,
   });
+  return undefined;
 }
 
 async function writeRendered(dir: string, files: RenderedFile[]): Promise<void> {
@@ -292,27 +417,22 @@ function logFileOf(ctx: Ctx, playbook: string): string {
 
 /** Writes the inventory, fetches Kubespray and prepares the runner; returns what a run needs. */
 async function prepare(ctx: Ctx): Promise<Prepared | undefined> {
-  const release = resolvedRelease(ctx.options);
-  if (!release.sha256) {
-    const d = missingSha256(ctx);
-    throw new Error(`${d.summary}: ${d.hint}`);
-  }
-  const sha256 = release.sha256;
+  const tree = treeRequestOf(pinnedRelease(ctx), ctx.options.version);
   const { files } = await renderFiles(ctx);
   const key = await ctx.clusterKey();
   const inventoryDir = inventoryDirOf(ctx);
   await ctx.wet(`write the Kubespray inventory to ${inventoryDir}`, () => writeRendered(ctx.dir, files));
-  const kubesprayDir = kubesprayDirOf(ctx.dir, ctx.options.version);
-  await ctx.wet(`fetch Kubespray ${ctx.options.version} and unpack it into ${kubesprayDir}`, () =>
-    ensureKubespray(
-      ctx.local,
-      ctx.artifacts,
-      { ...release, sha256, version: ctx.options.version },
-      kubesprayDir,
-      ctx.signal,
-    ),
+  // Recorded before the first playbook: from then on etcd members may exist under these names.
+  const topology = topologyOf(ctx);
+  await ctx.wet(`record the control planes' order ${topology.order.join(", ")} and etcd member names`, () =>
+    ctx.state.set(STATE_KEY, { order: topology.order, names: topology.names } satisfies EtcdRecord),
   );
-  const runner = createRunner(ctx.options, ctx.dir, ctx.local);
+  const kubesprayDir = ctx.artifacts.treePathOf(tree);
+  await ctx.wet(
+    `fetch Kubespray ${ctx.options.version} into ${kubesprayDir}, verified by its tree-sha256-v1 ${tree.treeSha256V1}`,
+    () => ensureKubespray(ctx.artifacts, tree, ctx.signal),
+  );
+  const runner = createRunner(ctx.options, ctx.dir, ctx.local, ctx.clusterId);
   if (!(await runner.isPrepared(kubesprayDir))) {
     await ctx.wet(`create the Ansible ${runner.kind} for Kubespray ${ctx.options.version}`, () =>
       runner.prepare(kubesprayDir),
@@ -392,11 +512,13 @@ export const kubesprayPlugin = definePlugin({
   options: optionsSchema,
   check,
   apply,
+  validate: validateStage,
   async verify(ctx) {
     let kube: KubeClient;
     try {
       kube = await ctx.kube();
     } catch (error) {
+      // Nothing was installed yet, so there is nothing on the nodes to look at either.
       return [
         diag.error("kubespray.no-kubeconfig", "there is no admin kubeconfig to reach the cluster with", {
           detail: (error as Error).message,
@@ -404,10 +526,12 @@ export const kubesprayPlugin = definePlugin({
         }),
       ];
     }
+    const nodes = await verifyNodes(ctx.cluster.nodes, (name) => ctx.node(name));
     try {
-      return await verifyCluster(kube, ctx.cluster.nodes, ctx.options.kubernetesVersion);
+      return [...(await verifyCluster(kube, ctx.cluster.nodes, ctx.options.kubernetesVersion)), ...nodes];
     } catch (error) {
       return [
+        ...nodes,
         diag.error("kubespray.api-unreachable", `the Kubernetes API at ${kube.server} does not answer`, {
           detail: (error as Error).message,
           hint: "check that the control plane VMs run: kubehyve doctor",

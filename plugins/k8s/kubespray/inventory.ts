@@ -4,6 +4,7 @@
  */
 import { type Cluster, type Diagnostic, diag } from "kubehyve";
 import type { KubesprayOptions } from "./options.ts";
+import { type EtcdRecord, resolveTopology } from "./topology.ts";
 import { toYaml } from "./yaml.ts";
 
 export const INVENTORY_FILE = "hosts.yaml";
@@ -14,6 +15,8 @@ export interface InventoryInput {
   options: KubesprayOptions;
   /** The cluster's private key, as seen from where Ansible runs. */
   privateKeyPath: string;
+  /** The control planes' order and etcd member names (topology.ts); default: a first run's. */
+  etcd?: EtcdRecord;
 }
 
 type HostVars = Record<string, string | number>;
@@ -21,12 +24,19 @@ type HostVars = Record<string, string | number>;
 /** hosts.yaml as an object: every node under `all.hosts`, groups listing names only. */
 export function buildInventory(input: InventoryInput): Record<string, unknown> {
   const { cluster, options, privateKeyPath } = input;
+  const etcd = input.etcd ?? resolveTopology(cluster.nodes, undefined);
   const hosts: Record<string, HostVars> = {};
   for (const node of cluster.nodes) {
     hosts[node.name] = { ansible_host: node.address, ip: node.address, access_ip: node.address };
+    // Named, not numbered: Kubespray's default "etcd<position>" renames members when the order changes.
+    const member = etcd.names[node.name];
+    if (member !== undefined) hosts[node.name]!.etcd_member_name = member;
   }
   const members = (names: string[]) => Object.fromEntries(names.map((n) => [n, null]));
-  const controlPlanes = cluster.nodes.filter((n) => n.role === "control-plane").map((n) => n.name);
+  // Kubespray's order, recorded at the first run: its first control plane stays first.
+  const controlPlanes = etcd.order.filter((n) =>
+    cluster.nodes.some((d) => d.name === n && d.role === "control-plane"),
+  );
   const workers = cluster.nodes.filter((n) => n.role === "worker").map((n) => n.name);
   // A cluster file without workers still needs schedulable nodes: the control planes take pods then.
   const kubeNodes = workers.length > 0 ? workers : controlPlanes;
@@ -101,8 +111,9 @@ function conflicts(a: Record<string, unknown>, b: Record<string, unknown>, prefi
 
 /**
  * Base vars, then each stage's answer to the `k8s:kubespray-vars` hook in stage order (a later stage
- * wins a conflict, which is reported), then the user's extraVars (which win silently: they are the
- * user's explicit word).
+ * wins a conflict, which is reported), then the user's extraVars, which always win and replace a
+ * variable whole, as a variable of higher precedence does in Ansible (hash_behaviour=replace): they
+ * are the user's explicit word, and nothing of a stage's answer is mixed into them.
  */
 export function mergeGroupVars(
   base: Record<string, unknown>,
@@ -139,7 +150,7 @@ export function mergeGroupVars(
     }
     vars = deepMerge(vars, answer);
   });
-  return { vars: deepMerge(vars, extraVars), diagnostics };
+  return { vars: { ...vars, ...extraVars }, diagnostics };
 }
 
 function lookup(obj: Record<string, unknown>, path: string): unknown {

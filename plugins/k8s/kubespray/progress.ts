@@ -171,6 +171,8 @@ export class RunProgress {
   /** Per host, its last failure that nothing has followed yet. */
   private pending = new Map<string, TaskFailure>();
   private stats?: Record<string, HostStats>;
+  /** Hosts that ran Kubespray's rpm-ostree reboot in this run (roles/bootstrap_os/tasks/fedora-coreos.yml). */
+  private rebootedHosts = new Set<string>();
 
   constructor(private total?: number) {}
 
@@ -191,6 +193,8 @@ export class RunProgress {
         const t = this.tally[event.host] ?? emptyTally();
         this.tally[event.host] = t;
         this.pending.delete(event.host);
+        if (REBOOT_TASK.test(event.task.name) && event.status !== "skipped")
+          this.rebootedHosts.add(event.host);
         if (event.status === "failed" || event.status === "unreachable") {
           const { message, detail } = failureMessage(event.result);
           this.pending.set(event.host, {
@@ -244,7 +248,17 @@ export class RunProgress {
   get tasksStarted(): number {
     return this.taskCount;
   }
+
+  /** The hosts Kubespray rebooted for rpm-ostree in this run. */
+  rebooted(): string[] {
+    return [...this.rebootedHosts];
+  }
 }
+
+/** The task of roles/bootstrap_os/tasks/fedora-coreos.yml that reboots a node after rpm-ostree install. */
+export const REBOOT_TASK = /(^|: )Reboot immediately for updated ostree$/;
+/** The task right after it, which fails when the node is not back within its timeout. */
+export const REBOOT_WAIT_TASK = /(^|: )Wait for the reboot to complete$/;
 
 /** "task 12 of ~540: kubernetes/preinstall : Stop if … — cp1 ok 10 changed 2, w1 ok 9 failed 1" */
 export function formatProgress(s: ProgressSnapshot): string {

@@ -3,10 +3,10 @@
  * host in the usual setup); it only needs to reach the nodes over SSH. See README.md for why the
  * default is a Python venv on the host and not a container.
  */
-import { constants, createWriteStream } from "node:fs";
-import { access, mkdir, readFile, rm } from "node:fs/promises";
+import { constants, createWriteStream, lstatSync, readdirSync, readFileSync } from "node:fs";
+import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { type Diagnostic, diag, type Target } from "kubehyve";
+import { type Diagnostic, diag, KubehyveError, type Target } from "kubehyve";
 import type { KubesprayOptions } from "./options.ts";
 import { type AnsibleEvent, parseAnsibleEvent } from "./progress.ts";
 
@@ -42,6 +42,93 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** The file that marks a venv directory as made by kubehyve for one cluster: it holds the cluster's id. */
+export const VENV_MARKER = ".kubehyve-venv";
+
+export type DirectoryOwner =
+  | { kind: "absent" }
+  | { kind: "empty" }
+  | { kind: "ours" }
+  | { kind: "other-cluster"; clusterId: string }
+  | { kind: "foreign"; why: string };
+
+/**
+ * Whose directory `dir` is. Ours: it carries this cluster's marker, or it lies in the stage's own
+ * directory of the state dir (`ownDir`, where earlier releases made venvs before they were marked).
+ * Read-only and synchronous, so that validate() can ask too.
+ */
+export function directoryOwner(dir: string, clusterId: string | undefined, ownDir?: string): DirectoryOwner {
+  let info: ReturnType<typeof lstatSync>;
+  try {
+    info = lstatSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { kind: "absent" };
+    return { kind: "foreign", why: `it cannot be read: ${(error as Error).message}` };
+  }
+  if (info.isSymbolicLink()) return { kind: "foreign", why: "it is a symlink" };
+  if (!info.isDirectory()) return { kind: "foreign", why: "it is not a directory" };
+  let marker: string | undefined;
+  try {
+    marker = readFileSync(join(dir, VENV_MARKER), "utf8").trim();
+  } catch {
+    marker = undefined;
+  }
+  if (marker !== undefined) {
+    if (clusterId !== undefined && marker === clusterId) return { kind: "ours" };
+    return { kind: "other-cluster", clusterId: marker };
+  }
+  if (ownDir && dir.startsWith(`${ownDir}/`)) return { kind: "ours" };
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    return { kind: "foreign", why: `it cannot be read: ${(error as Error).message}` };
+  }
+  if (names.length === 0) return { kind: "empty" };
+  return {
+    kind: "foreign",
+    why: `it holds ${names.length} entr${names.length === 1 ? "y" : "ies"} and no ${VENV_MARKER} marker`,
+  };
+}
+
+/** The diagnostic for a runner directory kubehyve must not take; undefined when it may. */
+export function runnerDirProblem(owner: DirectoryOwner, dir: string): Diagnostic | undefined {
+  if (owner.kind === "foreign") {
+    return diag.error(
+      "kubespray.runner-dir-foreign",
+      `the runner directory ${dir} was not made by kubehyve: ${owner.why}`,
+      {
+        detail: "kubehyve removes and recreates its venv directory, so it never takes one it did not make",
+        hint: "point stages.k8s.runner.dir at a new or empty directory, or leave it out (the venv then lives in the state dir)",
+        path: "stages.k8s.runner.dir",
+      },
+    );
+  }
+  if (owner.kind === "other-cluster") {
+    return diag.error(
+      "kubespray.runner-dir-other-cluster",
+      `the runner directory ${dir} belongs to another cluster (id ${owner.clusterId})`,
+      {
+        hint: "give each cluster its own stages.k8s.runner.dir, or leave it out",
+        path: "stages.k8s.runner.dir",
+      },
+    );
+  }
+  return undefined;
+}
+
+/** Whether the venv directory may be taken, read from this machine's filesystem only (no probe runs). */
+export function runnerDirDiagnostics(
+  options: KubesprayOptions,
+  stageDir: string,
+  clusterId: string,
+): Diagnostic[] {
+  const dir = venvDirOf(options, stageDir);
+  if (!dir) return [];
+  const problem = runnerDirProblem(directoryOwner(dir, clusterId, stageDir), dir);
+  return problem ? [problem] : [];
+}
+
 /** The runtime Ansible runs in. */
 export interface AnsibleRunner {
   readonly kind: KubesprayOptions["runner"]["kind"];
@@ -57,11 +144,24 @@ export interface AnsibleRunner {
   command(): string[];
 }
 
-/** `local` is where Ansible runs: `ctx.local`, which stops with the run's signal. */
-export function createRunner(options: KubesprayOptions, stateDir: string, local: Target): AnsibleRunner {
+export function venvDirOf(options: KubesprayOptions, stageDir: string): string | undefined {
+  if (options.runner.kind !== "venv") return undefined;
+  return options.runner.dir ?? join(stageDir, `venv-${options.version}`);
+}
+
+/**
+ * `local` is where Ansible runs: `ctx.local`, which stops with the run's signal. `stageDir` is the
+ * stage's directory in the state dir; `clusterId` marks the venv directory as this cluster's.
+ */
+export function createRunner(
+  options: KubesprayOptions,
+  stageDir: string,
+  local: Target,
+  clusterId: string,
+): AnsibleRunner {
   const runner = options.runner;
   if (runner.kind === "system") return systemRunner(local, runner.ansiblePlaybook);
-  return venvRunner(local, runner.python, runner.dir ?? join(stateDir, `venv-${options.version}`));
+  return venvRunner(local, runner.python, venvDirOf(options, stageDir)!, { clusterId, stageDir });
 }
 
 function systemRunner(local: Target, ansiblePlaybook: string): AnsibleRunner {
@@ -107,7 +207,12 @@ export function venvRequirements(requirementsTxt: string): { install: string[]; 
 
 const SYSTEM_PACKAGES = new Set(["cryptography"]);
 
-function venvRunner(local: Target, python: string, dir: string): AnsibleRunner {
+function venvRunner(
+  local: Target,
+  python: string,
+  dir: string,
+  owner: { clusterId: string; stageDir: string },
+): AnsibleRunner {
   const marker = join(dir, ".kubehyve-requirements");
   const probe = (argv: string[]) => local.run(argv, { timeoutMs: PROBE_TIMEOUT_MS });
   return {
@@ -115,6 +220,8 @@ function venvRunner(local: Target, python: string, dir: string): AnsibleRunner {
     target: local,
     async prerequisites() {
       const found: Diagnostic[] = [];
+      const taken = runnerDirProblem(directoryOwner(dir, owner.clusterId, owner.stageDir), dir);
+      if (taken) found.push(taken);
       const r = await probe([python, "-c", "import sys, venv, ensurepip; print(sys.version.split()[0])"]);
       if (r.code !== 0) {
         found.push(
@@ -167,9 +274,15 @@ function venvRunner(local: Target, python: string, dir: string): AnsibleRunner {
     async prepare(kubesprayDir) {
       const requirementsTxt = await readFile(join(kubesprayDir, "requirements.txt"), "utf8");
       const { install } = venvRequirements(requirementsTxt);
-      // The marker is written last: a venv without it (pip failed half-way) is made again from scratch.
-      await rm(dir, { recursive: true, force: true });
+      const found = directoryOwner(dir, owner.clusterId, owner.stageDir);
+      const taken = runnerDirProblem(found, dir);
+      if (taken) throw new KubehyveError(taken.summary, 1, taken.hint);
+      // The requirements record is written last: a venv without it (pip failed half-way) is made
+      // again from scratch. Only a directory this cluster made is removed for that.
+      if (found.kind === "ours") await rm(dir, { recursive: true, force: true });
       await mkdir(dirname(dir), { recursive: true, mode: 0o700 });
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(join(dir, VENV_MARKER), `${owner.clusterId}\n`, { mode: 0o600 });
       const steps: string[][] = [[python, "-m", "venv", "--system-site-packages", dir]];
       if (install.length > 0) {
         steps.push([
@@ -210,9 +323,22 @@ export interface PlaybookRequest {
   onEvent?: (event: AnsibleEvent) => void;
 }
 
+/**
+ * Tags every playbook run skips. `system-packages` is the role roles/bootstrap_os/tasks/main.yml
+ * imports (internal_facts.yml runs it from cluster, scale, facts, upgrade_cluster and reset). At
+ * v2.31.0 its task "Install python3-libdnf5 on Fedora >= 41" runs `dnf install` with no
+ * is_fedora_coreos guard, which fails on Fedora CoreOS (read-only /usr, no dnf of its own); every
+ * other task of the role is guarded off CoreOS (roles/system_packages/tasks/main.yml), and the
+ * libdnf5 binding is only for the dnf module, which Kubespray never uses on CoreOS. Skipping the
+ * tag changes nothing else and leaves the nodes alone; layering python3-libdnf5 instead would cost
+ * another rpm-ostree deployment and still run a dnf that is not there.
+ */
+export const SKIPPED_TAGS = ["system-packages"];
+
 /** The argv of one playbook run; a list, so no value is ever parsed by a shell. */
 export function playbookArgv(runner: AnsibleRunner, req: PlaybookRequest): string[] {
   const argv = [...runner.command(), "-i", join(req.inventoryDir, "hosts.yaml"), "-b"];
+  argv.push("--skip-tags", SKIPPED_TAGS.join(","));
   if (req.limit && req.limit.length > 0) argv.push("--limit", req.limit.join(","));
   if (req.extraVars && Object.keys(req.extraVars).length > 0) argv.push("-e", JSON.stringify(req.extraVars));
   argv.push(req.playbook);

@@ -10,7 +10,10 @@ import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import { createPluginContext } from "../../../../src/core/context.ts";
 import { writeFileAtomic } from "../../../../src/core/fsutil.ts";
 import { createKubeClient } from "../../../../src/kube/client.ts";
+import type { Target } from "../../../../src/targets/target.ts";
 import { type KubeApiServer, startKubeApiServer } from "../../../lab/kube/server.ts";
+import { have } from "../../../lab/prereq.ts";
+import { KUBELET_ENV_FCOS, startFakeNode } from "./fake-node.ts";
 import { labCluster, node } from "./lab.ts";
 
 const cp1 = node("cp1", "control-plane");
@@ -184,17 +187,42 @@ describe("verify and check against the Kubernetes API test server", () => {
     });
   });
 
-  test("the plugin's verify reads the cluster through ctx.kube()", async () => {
-    const ctx = createPluginContext({
-      cluster: labCluster([cp1, w1, w2]),
-      plugin: kubesprayPlugin,
-      options: v.parse(optionsSchema, { runner: { kind: "system" } }),
-      stateDir,
-      kube: () => createKubeClient(server.kubeconfigPath),
-    });
-    const found = await kubesprayPlugin.verify!(ctx);
-    expect(found.every((d) => d.severity === "ok")).toBe(true);
-  });
+  test.skipIf(!(have("sshd", "openssh-server") && have("sudo", "sudo")))(
+    "the plugin's verify reads the cluster through ctx.kube() and looks at every node",
+    async () => {
+      const fake = await startFakeNode(stateDir);
+      const targets: Target[] = [];
+      try {
+        await fake.write("/etc/kubernetes/kubelet.env", KUBELET_ENV_FCOS);
+        await fake.mkdir("/var/lib/kubelet/volumeplugins");
+        const ctx = createPluginContext({
+          cluster: labCluster([cp1, w1, w2]),
+          plugin: kubesprayPlugin,
+          options: v.parse(optionsSchema, { runner: { kind: "system" } }),
+          stateDir,
+          kube: () => createKubeClient(server.kubeconfigPath),
+          targets: {
+            node: (n) => {
+              const t = fake.target(n, stateDir);
+              targets.push(t);
+              return t;
+            },
+          },
+        });
+        const found = await kubesprayPlugin.verify!(ctx);
+        expect(found.filter((d) => d.severity !== "ok")).toEqual([]);
+        expect(found.filter((d) => d.code === "kubespray.volume-plugin-dir").map((d) => d.target)).toEqual([
+          "cp1",
+          "w1",
+          "w2",
+        ]);
+      } finally {
+        await Promise.all(targets.map((t) => t.close()));
+        await fake.sshd.stop();
+      }
+    },
+    60_000,
+  );
 
   test("verify before any install reports the missing kubeconfig instead of throwing", async () => {
     const ctx = createPluginContext({
@@ -222,7 +250,7 @@ describe("verify and check against the Kubernetes API test server", () => {
     const ctx = createPluginContext({
       cluster: labCluster([cp1, w1]),
       plugin: kubesprayPlugin,
-      options: v.parse(optionsSchema, { runner: { kind: "system" }, release: { sha256: "0".repeat(64) } }),
+      options: v.parse(optionsSchema, { runner: { kind: "system" } }),
       stateDir: dir,
     });
     const { changes, diagnostics } = await kubesprayPlugin.check(ctx);
@@ -230,18 +258,35 @@ describe("verify and check against the Kubernetes API test server", () => {
     expect(diagnostics.find((d) => d.code === "kubespray.api-unreachable")?.severity).toBe("warn");
   }, 60_000);
 
-  test("check asks for the release sha256 before any run, naming the option to set", async () => {
+  test("a control plane added while the API does not answer is refused, not run through cluster.yml", async () => {
+    const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = closed.port;
+    closed.stop(true);
+    const text = (await readFile(server.kubeconfigPath, "utf8")).replace(
+      `127.0.0.1:${server.port}`,
+      `127.0.0.1:${port}`,
+    );
+    const dir = join(stateDir, "unreachable-grown");
+    await writeFileAtomic(join(dir, "kubeconfig"), text);
+    const cp2 = node("cp2", "control-plane");
+    const cp3 = node("cp3", "control-plane");
     const ctx = createPluginContext({
-      cluster: labCluster([cp1, w1]),
+      cluster: labCluster([cp1, cp2, cp3, w1]),
       plugin: kubesprayPlugin,
       options: v.parse(optionsSchema, { runner: { kind: "system" } }),
-      stateDir: join(stateDir, "fresh"),
+      stateDir: dir,
     });
+    await ctx.state.set("installed", {
+      kubesprayVersion: "v2.31.0",
+      kubernetesVersion: "1.35.4",
+      nodes: ["cp1", "w1"],
+      groupVars: "",
+    });
+    await ctx.state.set("etcd", { order: ["cp1"], names: { cp1: "cp1" } });
     const { changes, diagnostics } = await kubesprayPlugin.check(ctx);
-    expect(changes.map((c) => c.kind)).toEqual(["kubespray.install"]);
-    expect(diagnostics.find((d) => d.code === "kubespray.release-sha256-missing")).toMatchObject({
-      severity: "error",
-      path: "stages.k8s.release.sha256",
-    });
-  });
+    expect(changes).toEqual([]);
+    expect(diagnostics.find((d) => d.code === "kubespray.control-plane-add")?.summary).toBe(
+      "adding control planes cp2, cp3 to a running cluster is not done by kubehyve",
+    );
+  }, 60_000);
 });

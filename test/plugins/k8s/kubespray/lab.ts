@@ -10,6 +10,7 @@ import { v } from "kubehyve";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
 import { type KubesprayOptions, optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import { DownloadCache } from "../../../../src/artifacts/cache.ts";
+import { treeSha256V1 } from "../../../../src/artifacts/tree.ts";
 import { createPluginContext, type TestablePluginContext } from "../../../../src/core/context.ts";
 import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
 import { memoryReporter, type RunEvent } from "../../../../src/core/reporter.ts";
@@ -43,7 +44,8 @@ export interface Lab {
   stateDir: string;
   standInRoot: string;
   tarballUrl: string;
-  sha256: string;
+  /** tree-sha256-v1 of the stand-in tree, the release's content pin. */
+  treeDigest: string;
   options(extra?: Record<string, unknown>, extraVars?: Record<string, unknown>): KubesprayOptions;
   context(
     cluster: Cluster,
@@ -77,7 +79,7 @@ export async function startLab(): Promise<Lab> {
   });
   if ((await tar.exited) !== 0) throw new Error(`tar failed: ${await new Response(tar.stderr).text()}`);
   const bytes = new Uint8Array(await readFile(tarball));
-  const sha256 = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+  const treeDigest = (await treeSha256V1(tree)).digest;
   const path = "/kubernetes-sigs/kubespray/archive/refs/tags/v2.31.0.tar.gz";
   const files = serveFiles({ [path]: bytes });
   const tarballUrl = `${files.url}${path}`;
@@ -90,11 +92,11 @@ export async function startLab(): Promise<Lab> {
     stateDir,
     standInRoot,
     tarballUrl,
-    sha256,
+    treeDigest,
     options(extra = {}, extraVars = {}) {
       return v.parse(optionsSchema, {
         runner: { kind: "system" },
-        release: { url: tarballUrl, sha256 },
+        release: { url: tarballUrl, "tree-sha256-v1": treeDigest },
         ssh: { user: sshd.user, port: sshd.port },
         extraVars: {
           stand_in_root: standInRoot,

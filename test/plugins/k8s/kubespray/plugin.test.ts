@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { v } from "kubehyve";
@@ -7,6 +7,7 @@ import { parse } from "yaml";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import { createPluginContext } from "../../../../src/core/context.ts";
+import type { Target } from "../../../../src/targets/target.ts";
 import { have } from "../../../lab/prereq.ts";
 import { labCluster, node } from "./lab.ts";
 
@@ -44,13 +45,40 @@ describe.skipIf(!have("ssh-keygen", "openssh-client"))("k8s/kubespray without a 
     expect(String(files[1]!.content)).toContain("kube_proxy_strict_arp: true");
   });
 
+  test("a plan before the earlier stages are done names a runner directory it may not take, starting no program", async () => {
+    const theirs = await mkdtemp(join(tmpdir(), "kubehyve-their-dir-"));
+    await mkdir(theirs, { recursive: true });
+    await writeFile(join(theirs, "notes.txt"), "mine\n");
+    const refusing: Target = {
+      name: "local",
+      run: async (argv) => {
+        throw new Error(`nothing may run in a plan: ${argv.join(" ")}`);
+      },
+      close: async () => {},
+    };
+    const ctx = createPluginContext({
+      cluster,
+      plugin: kubesprayPlugin,
+      options: v.parse(optionsSchema, { runner: { kind: "venv", dir: theirs } }),
+      stateDir: join(theirs, "state"),
+      dryRun: true,
+      upstreamPending: true,
+      targets: { local: refusing },
+    });
+    const { changes, diagnostics } = await kubesprayPlugin.check(ctx);
+    expect(changes.map((c) => c.kind)).toEqual(["kubespray.install"]);
+    expect(diagnostics.map((d) => [d.code, d.severity])).toEqual([["kubespray.runner-dir-foreign", "error"]]);
+    await rm(theirs, { recursive: true, force: true });
+  });
+
   test("a dry run lists every step of an install and changes nothing", async () => {
     const ctx = createPluginContext({ cluster, plugin: kubesprayPlugin, options, stateDir, dryRun: true });
     const { changes } = await kubesprayPlugin.check(ctx);
     await kubesprayPlugin.apply!(ctx, changes);
     expect(ctx.wetLog).toEqual([
       `write the Kubespray inventory to ${join(stateDir, "k8s", "inventory")}`,
-      `fetch Kubespray v2.31.0 and unpack it into ${join(stateDir, "k8s", "kubespray-v2.31.0")}`,
+      "record the control planes' order cp1 and etcd member names",
+      `fetch Kubespray v2.31.0 into ${join(stateDir, "cache", "kubespray-v2.31.0")}, verified by its tree-sha256-v1 5739f59bab42016d667a979ad6b467816966a7887f8079dbbf43811f039bda33`,
       "create the Ansible venv for Kubespray v2.31.0",
       "run ansible-playbook cluster.yml (Kubespray v2.31.0)",
       `copy the admin kubeconfig to ${join(stateDir, "kubeconfig")} (server on 127.0.0.1)`,

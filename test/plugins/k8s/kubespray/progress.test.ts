@@ -175,7 +175,9 @@ describe("Kubespray hints", () => {
 
   test("point an unreachable node at Kubespray's reboot and at the login to try", () => {
     const hint = kubesprayHint(failure("x", "Failed to connect to the host via ssh", true), hc);
-    expect(hint).toContain("reboots Fedora CoreOS nodes");
+    expect(hint).toContain(
+      "If Kubespray rebooted it to layer packages, the run was already started once more",
+    );
     expect(hint).toContain("ssh -i /state/ssh/id_ed25519 core@192.168.1.21 true");
   });
 
@@ -193,5 +195,34 @@ describe("Kubespray hints", () => {
     expect(report).toBe(
       "cluster.yml failed (ansible-playbook exited 250)\nno task failure was reported; the log shows why Ansible stopped\nfull log: /state/k8s/logs/x.log",
     );
+  });
+});
+
+describe("Kubespray's rpm-ostree reboot in the events", () => {
+  test("counts a host as rebooted when the reboot task ran on it, not when it was skipped", () => {
+    const progress = new RunProgress();
+    const task = (name: string) => ({ id: name, name: `bootstrap_os : ${name}` });
+    progress.feed({
+      type: "result",
+      status: "changed",
+      host: "cp1",
+      task: task("Reboot immediately for updated ostree"),
+      result: {},
+    });
+    progress.feed({
+      type: "result",
+      status: "skipped",
+      host: "w1",
+      task: task("Reboot immediately for updated ostree"),
+      result: {},
+    });
+    progress.feed({
+      type: "result",
+      status: "unreachable",
+      host: "w2",
+      task: task("Reboot immediately for updated ostree"),
+      result: {},
+    });
+    expect(progress.rebooted()).toEqual(["cp1", "w2"]);
   });
 });

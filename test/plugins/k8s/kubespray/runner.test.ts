@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type RunOptions, runOk, type Target, v } from "kubehyve";
+import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
 import { pointServerAt } from "../../../../plugins/k8s/kubespray/kubeconfig.ts";
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import type { AnsibleEvent } from "../../../../plugins/k8s/kubespray/progress.ts";
@@ -16,10 +18,12 @@ import {
 } from "../../../../plugins/k8s/kubespray/runner.ts";
 import { CancelledError } from "../../../../src/core/errors.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
+import { labCluster } from "../../../lab/cluster.ts";
 import { ORACLES } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
 
 const local = new LocalTarget();
+const CLUSTER_ID = "0b4f6c2e-8d1a-4c3b-9e2f-5a6b7c8d9e0f";
 
 /** ctx.local as seen by a user who points pip at a local wheelhouse; it records every argv. */
 function withPipEnv(target: Target, env: Record<string, string>, seen: string[][]): Target {
@@ -77,7 +81,12 @@ describe("venv requirements", () => {
 });
 
 describe("the ansible-playbook command", () => {
-  const runner = createRunner(v.parse(optionsSchema, { runner: { kind: "system" } }), "/state/k8s", local);
+  const runner = createRunner(
+    v.parse(optionsSchema, { runner: { kind: "system" } }),
+    "/state/k8s",
+    local,
+    CLUSTER_ID,
+  );
   const req = {
     kubesprayDir: "/state/k8s/kubespray-v2.31.0",
     inventoryDir: "/state/k8s/inventory",
@@ -86,7 +95,7 @@ describe("the ansible-playbook command", () => {
     workDir: "/state/k8s",
   };
 
-  test("is an argv list with the inventory, become, the limit and the extra vars as one JSON word", () => {
+  test("is an argv list with the inventory, become, the skipped tags, the limit and the extra vars as one JSON word", () => {
     const argv = playbookArgv(runner, {
       ...req,
       limit: ["w2", "w3"],
@@ -97,6 +106,9 @@ describe("the ansible-playbook command", () => {
       "-i",
       "/state/k8s/inventory/hosts.yaml",
       "-b",
+      // Every run skips Kubespray's system_packages role, whose dnf task fails on Fedora CoreOS.
+      "--skip-tags",
+      "system-packages",
       "--limit",
       "w2,w3",
       "-e",
@@ -135,6 +147,7 @@ describe("runner prerequisites", () => {
       }),
       "/tmp",
       local,
+      CLUSTER_ID,
     );
     expect(await runner.prerequisites()).toEqual([
       expect.objectContaining({
@@ -148,7 +161,12 @@ describe("runner prerequisites", () => {
   test.skipIf(!have("ansible-playbook", "ansible"))(
     "a working ansible-playbook is reported with its version",
     async () => {
-      const runner = createRunner(v.parse(optionsSchema, { runner: { kind: "system" } }), "/tmp", local);
+      const runner = createRunner(
+        v.parse(optionsSchema, { runner: { kind: "system" } }),
+        "/tmp",
+        local,
+        CLUSTER_ID,
+      );
       const [found] = await runner.prerequisites();
       expect(found).toMatchObject({
         code: "kubespray.runner",
@@ -160,9 +178,10 @@ describe("runner prerequisites", () => {
 
   test("a missing Python for the venv is an error with the package to install", async () => {
     const runner = createRunner(
-      v.parse(optionsSchema, { runner: { kind: "venv", python: "python-kubehyve-missing" } }),
+      v.parse(optionsSchema, { runner: { kind: "venv", python: "python3.99" } }),
       "/tmp",
       local,
+      CLUSTER_ID,
     );
     expect(await runner.prerequisites()).toEqual([
       expect.objectContaining({
@@ -179,15 +198,17 @@ describe.skipIf(!have("python3", "python3-venv"))("the venv runner", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "kubehyve-venv-"));
   });
+  // Venvs are thousands of files: removing them takes a while on a busy machine.
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
-  });
+  }, 60_000);
 
   test("checks Python, venv and the system's cryptography", async () => {
     const runner = createRunner(
       v.parse(optionsSchema, { runner: { kind: "venv", python: "python3" } }),
       dir,
       local,
+      CLUSTER_ID,
     );
     const found = await runner.prerequisites();
     expect(found.map((d) => [d.code, d.severity])).toEqual([
@@ -209,6 +230,7 @@ describe.skipIf(!have("python3", "python3-venv"))("the venv runner", () => {
       v.parse(optionsSchema, { runner: { kind: "venv", python: "python3", dir: venvDir } }),
       dir,
       local,
+      CLUSTER_ID,
     );
     expect(await runner.isPrepared(tree)).toBe(false);
     await runner.prepare(tree);
@@ -244,6 +266,7 @@ describe.skipIf(!have("python3", "python3-venv"))("the venv runner", () => {
       v.parse(optionsSchema, { runner: { kind: "venv", python: "python3", dir: venvDir } }),
       dir,
       target,
+      CLUSTER_ID,
     );
     await runner.prepare(tree);
     expect(seen).toEqual([
@@ -285,6 +308,7 @@ describe.skipIf(!have("python3", "python3-venv"))("the venv runner", () => {
       v.parse(optionsSchema, { runner: { kind: "venv", python: "python3", dir: venvDir } }),
       dir,
       target,
+      CLUSTER_ID,
     );
     await expect(runner.prepare(tree)).rejects.toThrow(
       /bin\/python -m pip install exited 1: .*No matching distribution found for kubehyve-stand-in==2\.0\.0/,
@@ -293,14 +317,127 @@ describe.skipIf(!have("python3", "python3-venv"))("the venv runner", () => {
   }, 120_000);
 });
 
+describe.skipIf(!have("python3", "python3-venv"))("the venv runner's directory", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "kubehyve-venv-owner-"));
+  });
+  // Venvs are thousands of files: removing them takes a while on a busy machine.
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  async function treeWith(requirements: string): Promise<string> {
+    const tree = await mkdtemp(join(dir, "tree-"));
+    await writeFile(join(tree, "requirements.txt"), requirements);
+    return tree;
+  }
+  const runnerAt = (venvDir: string, clusterId = CLUSTER_ID) =>
+    createRunner(
+      v.parse(optionsSchema, { runner: { kind: "venv", python: "python3", dir: venvDir } }),
+      join(dir, "state", "k8s"),
+      local,
+      clusterId,
+    );
+
+  test("a directory someone else made is refused, and nothing in it is removed", async () => {
+    const theirs = join(dir, "their-project");
+    await mkdir(join(theirs, "src"), { recursive: true });
+    await writeFile(join(theirs, "src", "precious.txt"), "keep me\n");
+    const runner = runnerAt(theirs);
+    expect(await runner.prerequisites()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          code: "kubespray.runner-dir-foreign",
+          severity: "error",
+          path: "stages.k8s.runner.dir",
+          summary: expect.stringContaining(
+            `${theirs} was not made by kubehyve: it holds 1 entry and no .kubehyve-venv marker`,
+          ),
+        }),
+      ]),
+    );
+    await expect(runner.prepare(await treeWith("cryptography==50.0.0\n"))).rejects.toThrow(
+      "was not made by kubehyve",
+    );
+    expect(await readFile(join(theirs, "src", "precious.txt"), "utf8")).toBe("keep me\n");
+  });
+
+  test("a symlink is refused as the venv directory", async () => {
+    const elsewhere = join(dir, "elsewhere");
+    await mkdir(elsewhere, { recursive: true });
+    const link = join(dir, "venv-link");
+    await symlink(elsewhere, link);
+    await expect(runnerAt(link).prepare(await treeWith("cryptography==50.0.0\n"))).rejects.toThrow(
+      "it is a symlink",
+    );
+  });
+
+  test("an empty directory is taken and marked with the cluster's id, then made again as its own", async () => {
+    const venvDir = join(dir, "empty-venv");
+    await mkdir(venvDir);
+    const runner = runnerAt(venvDir);
+    const tree = await treeWith("cryptography==50.0.0\n");
+    await runner.prepare(tree);
+    expect(await readFile(join(venvDir, ".kubehyve-venv"), "utf8")).toBe(`${CLUSTER_ID}\n`);
+    expect((await stat(join(venvDir, ".kubehyve-venv"))).mode & 0o777).toBe(0o600);
+    await writeFile(join(venvDir, "left-over"), "");
+    await runner.prepare(tree);
+    // Its own directory is made again from scratch.
+    expect(existsSync(join(venvDir, "left-over"))).toBe(false);
+    expect(await readFile(join(venvDir, ".kubehyve-venv"), "utf8")).toBe(`${CLUSTER_ID}\n`);
+  }, 120_000);
+
+  test("another cluster's venv is refused, naming its owner", async () => {
+    const venvDir = join(dir, "shared-venv");
+    await mkdir(venvDir);
+    await writeFile(join(venvDir, ".kubehyve-venv"), "7d0c9a8e-1111-4222-8333-944455556666\n");
+    await writeFile(join(venvDir, "pyvenv.cfg"), "home = /usr/bin\n");
+    const runner = runnerAt(venvDir);
+    await expect(runner.prepare(await treeWith("cryptography==50.0.0\n"))).rejects.toThrow(
+      "belongs to another cluster (id 7d0c9a8e-1111-4222-8333-944455556666)",
+    );
+    expect(existsSync(join(venvDir, "pyvenv.cfg"))).toBe(true);
+  });
+
+  test("config validate refuses a foreign runner directory and system or unsafe paths", () => {
+    const theirs = join(dir, "their-project");
+    const parse = (runner: Record<string, unknown>) =>
+      v.safeParse(optionsSchema, { runner: { kind: "venv", ...runner } });
+    for (const bad of [
+      "/",
+      "/usr/local",
+      "/etc/kubehyve",
+      "relative/venv",
+      "/opt/a b",
+      "/opt/x/../y",
+      "/opt/$(id)",
+      "/opt/x/",
+    ]) {
+      expect(parse({ dir: bad }).success).toBe(false);
+    }
+    for (const bad of ["python3; rm -rf /", "/usr/bin/perl", "../python3", "py"]) {
+      expect(parse({ python: bad }).success).toBe(false);
+    }
+    expect(parse({ python: "/usr/local/bin/python3.11", dir: "/opt/kubehyve/venv" }).success).toBe(true);
+    const options = v.parse(optionsSchema, { runner: { kind: "venv", dir: theirs } });
+    expect(kubesprayPlugin.validate!({ cluster: labCluster(), options })).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "kubespray.runner-dir-foreign", path: "stages.k8s.runner.dir" }),
+      ]),
+    );
+  });
+});
+
 describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))("a playbook run", () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "kubehyve-playbook-"));
   });
+  // Venvs are thousands of files: removing them takes a while on a busy machine.
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
-  });
+  }, 60_000);
 
   test("stops with its whole process group when the run is interrupted, its output kept in a private log", async () => {
     const tree = join(dir, "kubespray");
@@ -329,7 +466,12 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))(
     const logFile = join(dir, "logs", "long.log");
     const events: AnsibleEvent[] = [];
     const controller = new AbortController();
-    const runner = createRunner(v.parse(optionsSchema, { runner: { kind: "system" } }), dir, local);
+    const runner = createRunner(
+      v.parse(optionsSchema, { runner: { kind: "system" } }),
+      dir,
+      local,
+      CLUSTER_ID,
+    );
     const running = runPlaybook(runner, {
       kubesprayDir: tree,
       inventoryDir,
