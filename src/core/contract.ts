@@ -140,7 +140,8 @@ export interface Plugin<S extends GenericSchema = GenericSchema, O = InferOutput
   /**
    * Checks of the whole cluster file that only this stage knows (vm-bhyve's name rules, the
    * Kubernetes versions a Kubespray release installs), run by every command that reads the file,
-   * after the core schema and this stage's options passed. Pure: it touches no host. Each
+   * after the core schema and this stage's options passed. It changes nothing and starts no program
+   * (it may read a local path an option names); it touches no host. Each
    * diagnostic's `path` is a cluster-file path (`nodes[1].name`, `stages.k8s.version`); errors make
    * the file invalid (exit 2), warnings are shown and the run goes on.
    */
