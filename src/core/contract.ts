@@ -58,12 +58,38 @@ export interface StateStore {
   delete(key: string): Promise<void>;
 }
 
+/**
+ * The hooks stages offer one another: for each name, the payload a caller passes and what each
+ * handler answers. The stage that calls a hook declares it, where its callers and answerers can
+ * both see it, by augmenting this interface (as nuxt's modules augment `NuxtHooks`):
+ *
+ *   declare module "kubehyve" {
+ *     interface HookTypes {
+ *       "os:node-files": { payload: { node: NodeSpec }; answer: { files?: NodeFile[] } };
+ *     }
+ *   }
+ *
+ * Names are `slot:what`, the slot being the caller's. Answers still come from another stage's code,
+ * so the caller checks them at run time too; the types catch a misspelt name or payload.
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: filled in by each hook's declaring stage
+export interface HookTypes {}
+
+export type HookName = keyof HookTypes & string;
+/** What a caller of hook `N` passes. */
+export type HookPayload<N extends HookName> = HookTypes[N] extends { payload: infer P } ? P : never;
+/** What one handler of hook `N` answers. */
+export type HookAnswer<N extends HookName> = HookTypes[N] extends { answer: infer A } ? A : never;
+
 export interface Hooks {
   /**
    * Calls every loaded plugin's handler of `name` (with that plugin's own context) and returns
-   * their results in stage order. No handler: an empty list.
+   * their answers in stage order. No handler: an empty list.
    */
-  call<T = unknown>(name: string, payload?: unknown): Promise<T[]>;
+  call<N extends HookName>(
+    name: N,
+    ...payload: undefined extends HookPayload<N> ? [payload?: HookPayload<N>] : [payload: HookPayload<N>]
+  ): Promise<HookAnswer<N>[]>;
 }
 
 export interface SshKey {
@@ -125,7 +151,13 @@ export interface PluginContext<O = Record<string, unknown>> {
   readonly hooks: Hooks;
 }
 
-export type HookHandler<O> = (ctx: PluginContext<O>, payload: unknown) => unknown | Promise<unknown>;
+export type HookHandler<O, N extends HookName = HookName> = (
+  ctx: PluginContext<O>,
+  payload: HookPayload<N>,
+) => HookAnswer<N> | Promise<HookAnswer<N>>;
+
+/** A plugin's handlers, each typed by the hook it answers. */
+export type HookHandlers<O> = { [N in HookName]?: HookHandler<O, N> };
 
 export interface Plugin<S extends GenericSchema = GenericSchema, O = InferOutput<S>> {
   /** `slot/name`, e.g. `lb/metallb`. */
@@ -151,7 +183,7 @@ export interface Plugin<S extends GenericSchema = GenericSchema, O = InferOutput
   verify?(ctx: PluginContext<O>): Promise<Diagnostic[]>;
   render?(ctx: PluginContext<O>): Promise<RenderedFile[]>;
   destroy?(ctx: PluginContext<O>): Promise<void>;
-  hooks?: Record<string, HookHandler<O>>;
+  hooks?: HookHandlers<O>;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds plugins of every options type

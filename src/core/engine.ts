@@ -165,13 +165,13 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   );
   const contexts = new Map<string, TestablePluginContext>();
   const hooks: Hooks = {
-    async call<T>(name: string, payload?: unknown): Promise<T[]> {
-      const results: T[] = [];
+    async call(name, ...[payload]) {
+      const answers = [];
       for (const stage of ordered) {
         const handler = stage.plugin.hooks?.[name];
-        if (handler) results.push((await handler(contextOf(stage), payload)) as T);
+        if (handler) answers.push(await handler(contextOf(stage), payload as never));
       }
-      return results;
+      return answers;
     },
   };
   const contextOf = (stage: Stage, upstreamPending = offline, stageReporter: Reporter = reporter) => {

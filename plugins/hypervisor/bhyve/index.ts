@@ -61,7 +61,7 @@ const POLL_MS = 250;
 
 async function nodeBoot(ctx: Ctx, node: Ctx["cluster"]["nodes"][number], vmDir: string): Promise<NodeBoot> {
   const payload: NodeBootPayload = { node, vmDir };
-  return mergeNodeBoot(await ctx.hooks.call<NodeBoot>(NODE_BOOT_HOOK, payload));
+  return mergeNodeBoot(await ctx.hooks.call(NODE_BOOT_HOOK, payload));
 }
 
 async function observeVms(ctx: Ctx, facts: HostFacts): Promise<VmObservation[]> {

@@ -23,6 +23,13 @@ export interface NodeBootPayload {
 
 export const NODE_BOOT_HOOK = "hypervisor:node-boot";
 
+declare module "kubehyve" {
+  interface HookTypes {
+    /** Asked per node before its VM is made or compared: how it boots (the os stage answers). */
+    [NODE_BOOT_HOOK]: { payload: NodeBootPayload; answer: NodeBoot | undefined };
+  }
+}
+
 /** Several handlers: bhyve options add up, the first boot image wins. */
 export function mergeNodeBoot(results: readonly (NodeBoot | undefined | null)[]): NodeBoot {
   const options = results.map((r) => r?.bhyveOptions?.trim()).filter((o): o is string => !!o);

@@ -62,6 +62,13 @@ interface Installed {
 
 const HOOK = "k8s:kubespray-vars";
 
+declare module "kubehyve" {
+  interface HookTypes {
+    /** Group vars other stages need (MetalLB: kube_proxy_strict_arp); the user's extraVars win. */
+    [HOOK]: { payload: undefined; answer: Record<string, unknown> | undefined };
+  }
+}
+
 function inventoryDirOf(ctx: Ctx): string {
   return join(ctx.dir, "inventory");
 }
@@ -77,7 +84,7 @@ function topologyOf(ctx: Ctx): Topology {
 
 async function renderFiles(ctx: Ctx): Promise<{ files: RenderedFile[]; diagnostics: Diagnostic[] }> {
   const key = await ctx.clusterKey();
-  const answers = await ctx.hooks.call<Record<string, unknown>>(HOOK);
+  const answers = await ctx.hooks.call(HOOK);
   const merged = mergeGroupVars(baseGroupVars(ctx.cluster, ctx.options), answers, ctx.options.extraVars);
   // Other stages' answers are only known now; what the user set was checked by validate() already.
   const diagnostics = [

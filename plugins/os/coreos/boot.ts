@@ -4,18 +4,15 @@
  * real run builds the golden image and writes the node's config before the VM is created.
  */
 import { dirname } from "node:path";
-import { KubehyveError, type NodeSpec } from "kubehyve";
+import { type HookAnswer, type HookPayload, KubehyveError, type NodeSpec } from "kubehyve";
 import { writeIgnition } from "./configs.ts";
-import { type BootImage, ensureGoldenImage, planImage } from "./golden.ts";
+import { ensureGoldenImage, planImage } from "./golden.ts";
 import { zfsDatasetAt } from "./image.ts";
 import { type Ctx, fwcfgBhyveOptions, ignitionPathOf } from "./paths.ts";
 import { rememberVmDir } from "./state.ts";
 
-/** What the hypervisor stage's "hypervisor:node-boot" hook gets back. */
-export interface NodeBoot {
-  bhyveOptions?: string;
-  bootImage?: BootImage;
-}
+/** What the hypervisor stage's "hypervisor:node-boot" hook gets back (declared by that stage). */
+export type NodeBoot = NonNullable<HookAnswer<"hypervisor:node-boot">>;
 
 function parseBootPayload(ctx: Ctx, payload: unknown): NodeSpec {
   const name = (payload as { node?: { name?: unknown } } | undefined)?.node?.name;
@@ -27,9 +24,10 @@ function parseBootPayload(ctx: Ctx, payload: unknown): NodeSpec {
   return node;
 }
 
-export async function nodeBoot(ctx: Ctx, payload: unknown): Promise<NodeBoot> {
+// The payload is typed, and still checked: it comes from another stage's code.
+export async function nodeBoot(ctx: Ctx, payload: HookPayload<"hypervisor:node-boot">): Promise<NodeBoot> {
   const node = parseBootPayload(ctx, payload);
-  const vmDir = (payload as { vmDir?: unknown }).vmDir;
+  const vmDir: unknown = payload.vmDir;
   if (typeof vmDir !== "string" || !vmDir.startsWith("/")) {
     throw new KubehyveError(
       `hypervisor:node-boot for ${node.name} needs the VM's directory as an absolute vmDir`,

@@ -12,6 +12,12 @@ import { KubehyveError, type NodeSpec } from "kubehyve";
 
 export const NODE_FILES_HOOK = "os:node-files";
 
+declare module "kubehyve" {
+  interface HookTypes {
+    [NODE_FILES_HOOK]: { payload: NodeFilesPayload; answer: NodeFilesAnswer | undefined };
+  }
+}
+
 /** One file a stage wants on a node. */
 export interface NodeFile {
   /** Absolute path under /etc or /var (Fedora CoreOS's /usr is read-only). */

@@ -6,7 +6,7 @@
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { v } from "kubehyve";
+import { type Hooks, v } from "kubehyve";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
 import { type KubesprayOptions, optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import { DownloadCache } from "../../../../src/artifacts/cache.ts";
@@ -50,7 +50,7 @@ export interface Lab {
   context(
     cluster: Cluster,
     options: KubesprayOptions,
-    more?: { assumeYes?: boolean; hooks?: { call<T>(name: string): Promise<T[]> } },
+    more?: { assumeYes?: boolean; hooks?: Hooks },
   ): TestablePluginContext & { events: RunEvent[] };
   readNodeFile(nodeName: string, file: string): Promise<string | undefined>;
   stop(): Promise<void>;

@@ -8,6 +8,7 @@ import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import { createPluginContext } from "../../../../src/core/context.ts";
 import type { Target } from "../../../../src/targets/target.ts";
+import { answering } from "../../../lab/hooks.ts";
 import { have } from "../../../lab/prereq.ts";
 import { labCluster, node } from "./lab.ts";
 
@@ -32,7 +33,7 @@ describe.skipIf(!have("ssh-keygen", "openssh-client"))("k8s/kubespray without a 
       plugin: kubesprayPlugin,
       options,
       stateDir,
-      hooks: { call: async <T>() => [{ kube_proxy_strict_arp: true } as T] },
+      hooks: answering({ "k8s:kubespray-vars": [{ kube_proxy_strict_arp: true }] }),
     });
     const files = await kubesprayPlugin.render!(ctx);
     expect(files.map((f) => f.path)).toEqual([

@@ -10,6 +10,7 @@ import { parseYaml } from "kubehyve";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
 import { type AnsibleRunner, playbookArgv, playbookEnv } from "../../../../plugins/k8s/kubespray/runner.ts";
 import type { RunEvent } from "../../../../src/core/reporter.ts";
+import { answering } from "../../../lab/hooks.ts";
 import { have } from "../../../lab/prereq.ts";
 import { type Lab, labCluster, node, startLab } from "./lab.ts";
 
@@ -39,10 +40,7 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
   test("a cluster that does not exist yet is installed with cluster.yml and hands over its kubeconfig", async () => {
     const cluster = labCluster([cp1, w1]);
     const ctx = lab.context(cluster, lab.options(), {
-      hooks: {
-        call: async <T>(name: string) =>
-          name === "k8s:kubespray-vars" ? [{ kube_proxy_strict_arp: true } as T] : [],
-      },
+      hooks: answering({ "k8s:kubespray-vars": [{ kube_proxy_strict_arp: true }] }),
     });
     const { changes, diagnostics } = await kubesprayPlugin.check(ctx);
     expect(diagnostics.filter((d) => d.severity === "error")).toEqual([]);
@@ -124,7 +122,7 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
     lab.kube.setNodeReady("w1", true);
     const cluster = labCluster([cp1, w1]);
     const ctx = lab.context(cluster, lab.options(), {
-      hooks: { call: async <T>() => [{ kube_proxy_strict_arp: true } as T] },
+      hooks: answering({ "k8s:kubespray-vars": [{ kube_proxy_strict_arp: true }] }),
     });
     const { changes } = await kubesprayPlugin.check(ctx);
     expect(changes).toEqual([]);
@@ -148,7 +146,7 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
   test("a declared worker missing from the cluster is added with facts.yml and scale.yml limited to it", async () => {
     const cluster = labCluster([cp1, w1, w2]);
     const ctx = lab.context(cluster, lab.options(), {
-      hooks: { call: async <T>() => [{ kube_proxy_strict_arp: true } as T] },
+      hooks: answering({ "k8s:kubespray-vars": [{ kube_proxy_strict_arp: true }] }),
     });
     const { changes } = await kubesprayPlugin.check(ctx);
     expect(changes.map((c) => c.kind)).toEqual(["kubespray.scale"]);

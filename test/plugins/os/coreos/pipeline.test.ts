@@ -212,7 +212,7 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
       const second = await plugin.check(again as never);
       expect(withoutSshWait(second.changes)).toEqual([]);
       const boot = (await plugin.hooks!["hypervisor:node-boot"]!(again as never, {
-        node: labCluster().nodes[0],
+        node: labCluster().nodes[0]!,
         vmDir: "/vm/cp1",
       })) as NodeBoot;
       expect(boot).toEqual({
@@ -229,7 +229,7 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
       const stateDir = await mkdtemp(join(tmp, "state-"));
       const ctx = await context(stateDir);
       const boot = (await plugin.hooks!["hypervisor:node-boot"]!(ctx as never, {
-        node: labCluster().nodes[1],
+        node: labCluster().nodes[1]!,
         vmDir: "/vm/w1",
       })) as NodeBoot;
       expect(boot.bootImage).toEqual({
@@ -239,7 +239,10 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
       expect(existsSync(join(stateDir, "os", "ignition", "w1.ign"))).toBe(true);
       expect(existsSync(join(stateDir, "os", "ignition", "cp1.ign"))).toBe(false);
       await expect(
-        plugin.hooks!["hypervisor:node-boot"]!(ctx as never, { node: { name: "w9" }, vmDir: "/vm/w9" }),
+        plugin.hooks!["hypervisor:node-boot"]!(ctx as never, {
+          node: { name: "w9" } as never,
+          vmDir: "/vm/w9",
+        }),
       ).rejects.toThrow('hypervisor:node-boot was called for "w9", which is not a node of this cluster');
     });
 
@@ -258,7 +261,7 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
       const before = server.hits(IMAGE_PATH);
       const zvol = `zroot/vm/kubehyve-fcos-${RELEASE}`;
       const boot = (await hook(ctx as never, {
-        node: labCluster().nodes[0],
+        node: labCluster().nodes[0]!,
         vmDir: "/zroot/vm/cp1",
       })) as NodeBoot;
       expect(boot.bootImage).toEqual({ kind: "zfs-snapshot", snapshot: `${zvol}@golden` });
@@ -269,7 +272,7 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
       ]);
 
       const again = (await hook(ctx as never, {
-        node: labCluster().nodes[1],
+        node: labCluster().nodes[1]!,
         vmDir: "/zroot/vm/w1",
       })) as NodeBoot;
       expect(again.bootImage).toEqual(boot.bootImage);
@@ -467,7 +470,7 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
         const again = await remoteContext(stateDir, hostDir);
         expect(withoutSshWait((await plugin.check(again as never)).changes)).toEqual([]);
         const boot = (await plugin.hooks!["hypervisor:node-boot"]!(again as never, {
-          node: remote.nodes[0],
+          node: remote.nodes[0]!,
           vmDir: "/vm/cp1",
         })) as NodeBoot;
         expect(boot).toEqual({
@@ -572,7 +575,7 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
             artifacts: new DownloadCache({ dir: join(stateDir, "cache"), mirror: server.url }),
           });
           const boot = (await plugin.hooks!["hypervisor:node-boot"]!(ctx as never, {
-            node: remote.nodes[0],
+            node: remote.nodes[0]!,
             vmDir: "/vm/cp1",
           })) as NodeBoot;
           expect(boot).toEqual({
