@@ -6,6 +6,7 @@ import {
   interruptSignal,
   loadCluster,
   makeReporter,
+  nonEmpty,
   splitList,
 } from "./_shared.ts";
 
@@ -22,6 +23,12 @@ export async function runStages(
   extra: Partial<Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "phaseTimeoutMs">> = {},
 ): Promise<number> {
   const { registry, config, stateDir } = await loadCluster(flags);
+  // Refused before anything is written: an empty item is a typo, never "every stage".
+  const select = {
+    only: splitList(flags.only),
+    from: nonEmpty(flags.from, "--from"),
+    until: nonEmpty(flags.until, "--until"),
+  };
   const reporter = await makeReporter(flags, stateDir, command);
   for (const w of config.warnings) reporter.emit({ type: "diagnostic", stage: "config", ...w });
   if (command !== "doctor") {
@@ -33,7 +40,7 @@ export async function runStages(
     stages: config.stages,
     stateDir,
     reporter,
-    select: { only: splitList(flags.only), from: flags.from, until: flags.until },
+    select,
     assumeYes: flags.yes,
     upgrade: flags.upgrade,
     ask: askFor(flags),
