@@ -1,5 +1,6 @@
 /** The common path of the commands that run the stage engine. */
 import { type Command, type EngineRequest, runEngine } from "../core/engine.ts";
+import { prepareStateDir } from "../core/state-dir.ts";
 import {
   askFor,
   type GlobalFlags,
@@ -29,6 +30,8 @@ export async function runStages(
     from: nonEmpty(flags.from, "--from"),
     until: nonEmpty(flags.until, "--until"),
   };
+  // Checked (or made) before anything is written into it, the run's log included.
+  prepareStateDir(stateDir);
   const reporter = await makeReporter(flags, stateDir, command);
   for (const w of config.warnings) reporter.emit({ type: "diagnostic", stage: "config", ...w });
   if (command !== "doctor") {
