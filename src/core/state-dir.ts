@@ -6,7 +6,8 @@
  * a link, a foreign file or a writable file inside it. After that check only this user (or root)
  * can add anything to it, so what kubehyve reads later is what it, or its user, put there.
  */
-import { lstatSync, readdirSync, readlinkSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensurePrivateDirSync, ownershipProblem, UnsafePathError } from "./fsutil.ts";
 
@@ -42,4 +43,20 @@ export function prepareStateDir(dir: string): void {
     if (checkEntry(dir, path) && KEPT_FOLDERS.has(name))
       for (const inner of readdirSync(path)) checkEntry(dir, join(path, inner));
   }
+}
+
+/**
+ * A state dir for one run of the built-in example, removed when the process ends: the example
+ * must leave nothing in the state dir of a real cluster that happens to share its name (`lab`),
+ * nor a key nobody will use.
+ */
+export function throwawayStateDir(): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-example-"));
+  const remove = () => {
+    process.off("exit", remove);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // Also when a second Ctrl-C leaves at once.
+  process.on("exit", remove);
+  return { dir, remove };
 }

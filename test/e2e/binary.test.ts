@@ -7,7 +7,9 @@ import {
   chmodSync,
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   statSync,
   writeFileSync,
@@ -111,6 +113,21 @@ describe("the compiled binary", () => {
     const r = kubehyve(["render", "--example", "-o", "out"], { cwd: dir });
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/rendered \d+ files into /);
+  });
+
+  test("the example leaves nothing behind: no state dir, no key, no temporary folder", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
+    const temp = join(dir, "tmp");
+    mkdirSync(temp, { mode: 0o700 });
+    const env = { TMPDIR: temp };
+    expect(kubehyve(["render", "--example", "-o", "out"], { cwd: dir, env }).code).toBe(0);
+    expect(kubehyve(["plan", "--example", "--offline"], { cwd: dir, env }).code).toBe(0);
+    expect(kubehyve(["plan", "--example", "--offline", "--json"], { cwd: dir, env }).code).toBe(0);
+    // The state dir a real cluster called `lab` would have is untouched.
+    expect(existsSync(join(dir, "state"))).toBe(false);
+    expect(readdirSync(temp)).toEqual([]);
+    // The rendered files did get their (throwaway) cluster key.
+    expect(readFileSync(join(dir, "out", "os", "cp1.ign"), "utf8")).toContain("ssh-ed25519 ");
   });
 
   test("--json writes only NDJSON events on stdout", () => {
