@@ -21,7 +21,9 @@ export interface StageFlags extends GlobalFlags {
 export async function runStages(
   command: Command,
   flags: StageFlags,
-  extra: Partial<Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "phaseTimeoutMs">> = {},
+  extra: Partial<
+    Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "renderForce" | "phaseTimeoutMs">
+  > = {},
 ): Promise<number> {
   const { registry, config, stateDir: named } = await loadCluster(flags);
   // Refused before anything is written: an empty item is a typo, never "every stage".
