@@ -148,7 +148,9 @@ export function humanReporter(
           break;
         }
         case "wet":
-          if (event.dryRun) out.debug(`  would ${event.description}`);
+          // A dry run's mutations are its whole answer (`down --dry-run`: what would be destroyed).
+          if (event.dryRun)
+            out.log(`  would ${event.description}${event.target ? ` [${event.target}]` : ""}`);
           else out.info(`${event.stage}: ${event.target ? `${event.target}: ` : ""}${event.description}`);
           break;
         case "log":

@@ -1,11 +1,13 @@
 /**
- * What the command line prints must arrive: `--json` events past a pipe's buffer were cut off (the
- * process exited before the pipe drained). The command line from source with a drop-in plugin, a
- * pipe read slowly.
+ * What the command line prints must arrive, and must say what matters: `--json` events past a
+ * pipe's buffer were cut off when the run failed (the process exited before the pipe drained), and
+ * `down --dry-run` listed what it would destroy only with --verbose. The command line from source
+ * with drop-in plugins, a pipe read slowly by the test.
  */
 import { describe, expect, test } from "bun:test";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { dropInLab, userEnv } from "../lab/cli.ts";
+import { dropInLab, runCli, userEnv } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -18,6 +20,20 @@ export default definePlugin({
   async check(ctx) {
     for (let i = 0; i < 2000; i++) ctx.log.info("line " + i + " " + "x".repeat(200));
     return { changes: [], diagnostics: ctx.options.fail ? [diag.error("noisy.broke", "it broke")] : [] };
+  },
+});
+`;
+
+/** Its destroy removes a file the cluster owns. */
+const MARKER = `import { definePlugin } from "kubehyve";
+import { rmSync } from "node:fs";
+export default definePlugin({
+  id: "marker/file",
+  title: "a file the cluster owns",
+  apiVersion: 1,
+  async check() { return { changes: [], diagnostics: [] }; },
+  async destroy(ctx) {
+    await ctx.wet("remove " + ctx.options.file, async () => rmSync(ctx.options.file), { target: "local" });
   },
 });
 `;
@@ -62,4 +78,25 @@ describe("--json on a pipe", () => {
       expect(events.at(-1)).toMatchObject({ type: "run.end", status: fail ? "failed" : "ok" });
     }, 30_000);
   }
+});
+
+describe("down --dry-run", () => {
+  test("lists what it would destroy without --verbose, and destroys nothing", () => {
+    const { dir, plugins, state } = dropInLab({
+      prefix: "kubehyve-down-",
+      name: "downlab",
+      plugins: { "marker.ts": MARKER },
+      stages: (dir) => `  marker:\n    plugin: file\n    file: ${join(dir, "marker.txt")}\n`,
+    });
+    const marker = join(dir, "marker.txt");
+    writeFileSync(marker, "the cluster's");
+    const r = runCli(
+      [process.execPath, MAIN, "down", "--dry-run", "--plugin-dir", plugins, "--state-dir", state],
+      { cwd: dir },
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n")).toContain(`  would remove ${marker} [local]`);
+    expect(r.stdout).toContain("down: dry run, nothing changed");
+    expect(existsSync(marker)).toBe(true);
+  });
 });
