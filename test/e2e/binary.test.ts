@@ -216,6 +216,49 @@ describe("a drop-in plugin", () => {
     expect(list.stdout).toMatch(/✔ greeter\/hello/);
   });
 
+  test("loads what it imports from a safe folder, and refuses what others could have written", () => {
+    const { dir, plugins } = lab();
+    mkdirSync(join(plugins, "lib"), { mode: 0o755 });
+    writeFileSync(join(plugins, "lib", "title.ts"), 'export const title = "titled by a helper";\n');
+    chmodSync(join(plugins, "lib", "title.ts"), 0o644);
+    const helped = (id: string, from: string) =>
+      `import { definePlugin } from "kubehyve";\nimport { title } from "${from}";\nexport default definePlugin({ id: "${id}", title, apiVersion: 1, async check() { return { changes: [], diagnostics: [] }; } });\n`;
+    writeFileSync(join(plugins, "helped.ts"), helped("helped/one", "./lib/title.ts"));
+    mkdirSync(join(plugins, "open"));
+    chmodSync(join(plugins, "open"), 0o777);
+    writeFileSync(join(plugins, "open", "title.ts"), 'export const title = "anyone";\n');
+    writeFileSync(join(plugins, "opened.ts"), helped("opened/one", "./open/title.ts"));
+    // A package in a node_modules above the plugin folder: a bare import would find it.
+    mkdirSync(join(dir, "node_modules", "evil"), { recursive: true });
+    writeFileSync(join(dir, "node_modules", "evil", "package.json"), '{"name":"evil","main":"index.js"}');
+    writeFileSync(join(dir, "node_modules", "evil", "index.js"), 'exports.title = "EVIL";\n');
+    writeFileSync(join(plugins, "bare.ts"), helped("bare/one", "evil"));
+    for (const f of ["helped.ts", "opened.ts", "bare.ts", "open/title.ts"])
+      chmodSync(join(plugins, f), 0o644);
+
+    const list = kubehyve(["plugins", "--plugin-dir", plugins, "--json"], { cwd: dir });
+    expect(list.code).toBe(1);
+    const events = list.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(events.find((e) => e.id === "helped/one")).toMatchObject({
+      status: "loaded",
+      title: "titled by a helper",
+    });
+    expect(events.filter((e) => e.origin?.endsWith("opened.ts") || e.origin?.endsWith("bare.ts"))).toEqual([
+      expect.objectContaining({ status: "refused", origin: join(plugins, "bare.ts") }),
+      expect.objectContaining({ status: "refused", origin: join(plugins, "opened.ts") }),
+    ]);
+    const summaries = events.filter((e) => e.type === "diagnostic").map((e) => e.summary);
+    expect(summaries).toEqual([
+      `plugin file ${join(plugins, "bare.ts")} is not loaded: it imports "evil", but a drop-in plugin imports only from "kubehyve" and node: built-ins`,
+      `plugin file ${join(plugins, "opened.ts")} is not loaded: ${join(plugins, "open", "title.ts")}, which it loads: its directory ${join(plugins, "open")} is writable by group or others`,
+    ]);
+    expect(list.stdout).not.toContain("EVIL");
+    expect(list.stdout).not.toContain('"anyone"');
+  });
+
   test("that fails to import is a diagnostic naming the file", () => {
     const { dir, plugins } = lab();
     writeFileSync(join(plugins, "syntax.ts"), "export default definePlugin({ id: \n");
