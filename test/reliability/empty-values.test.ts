@@ -5,7 +5,7 @@
  * exit 2, before anything runs. The command line from source, with a drop-in plugin whose destroy
  * removes a file, so that a teardown would show.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ArgsDef } from "citty";
@@ -14,6 +14,9 @@ import { InputError } from "../../src/core/errors.ts";
 import { dropInLab, runCli } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+// Each test starts the command line a few times: room for a 2-core machine under load.
+setDefaultTimeout(30_000);
 
 const PLUGIN = `import { definePlugin } from "kubehyve";
 import { rmSync } from "node:fs";

@@ -4,7 +4,7 @@
  * folder either. A real cluster file's render makes that cluster's key once, in its state dir, and
  * every later command uses the same one. The command line from source.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,9 @@ import { runCli } from "../lab/cli.ts";
 import { have } from "../lab/prereq.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+// Each test starts the command line a few times: room for a 2-core machine under load.
+setDefaultTimeout(30_000);
 
 function lab() {
   const dir = mkdtempSync(join(tmpdir(), "kubehyve-example-state-"));

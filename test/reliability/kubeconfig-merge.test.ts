@@ -4,7 +4,7 @@
  * the file's comments, must write through a symlinked ~/.kube/config, and keeps a backup. The
  * command line from source, HOME pointing at the test's directory.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   lstatSync,
   mkdirSync,
@@ -22,6 +22,9 @@ import { runCli } from "../lab/cli.ts";
 import { adminConf } from "../lab/kube/kubeconfig.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+// Each test starts the command line a few times: room for a 2-core machine under load.
+setDefaultTimeout(30_000);
 
 /** The user's own kubeconfig: a work cluster that happens to be called `lab` too. */
 const THEIRS = `# my clusters, kept in dotfiles

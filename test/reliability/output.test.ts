@@ -4,12 +4,15 @@
  * `down --dry-run` listed what it would destroy only with --verbose. The command line from source
  * with drop-in plugins, a pipe read slowly by the test.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dropInLab, runCli, userEnv } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+// Each test starts the command line a few times: room for a 2-core machine under load.
+setDefaultTimeout(30_000);
 
 /** Says a great deal in check, then fails it (or not). */
 const NOISY = `import { definePlugin, diag } from "kubehyve";

@@ -4,7 +4,7 @@
  * did not write, and a failure leaves DIR as it was. The command line from source with the
  * built-in example, and the writer itself for the cases the example cannot stage.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   existsSync,
   mkdirSync,
@@ -23,6 +23,9 @@ import { MANIFEST, writeRenderOutput } from "../../src/core/render-output.ts";
 import { runCli } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+// Each test starts the command line a few times: room for a 2-core machine under load.
+setDefaultTimeout(30_000);
 
 function fresh(): string {
   return mkdtempSync(join(tmpdir(), "kubehyve-render-"));

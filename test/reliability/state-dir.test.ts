@@ -4,7 +4,7 @@
  * links planted in it must be refused, with nothing in it or about it changed. The command line
  * from source, `plan --offline` of the example cluster file (it inspects nothing).
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   chmodSync,
   chownSync,
@@ -25,6 +25,9 @@ import { Journal } from "../../src/core/journal.ts";
 import { runCli } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+// Each test starts the command line a few times: room for a 2-core machine under load.
+setDefaultTimeout(30_000);
 const NOBODY = 65534;
 const mode = (path: string) => statSync(path).mode & 0o7777;
 
