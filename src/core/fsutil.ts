@@ -92,14 +92,14 @@ export function ownershipProblem(
  * an ancestor is not judged: `sudo kubehyve --state-dir ~/lab` keeps its state under a home that
  * belongs to the person running sudo.
  */
-function checkAncestors(existing: string, what: string): void {
+function checkAncestors(existing: string, what: string, target: string): void {
   let dir = realpathSync(existing);
   for (;;) {
     const st = lstatSync(dir);
     if (writableByOthers(st) && !sticky(st))
       throw new UnsafePathError(
         dir,
-        `${what}: ${dir}, on the way to it, is writable by group or others (and not sticky)`,
+        `${what} ${target}: ${dir}, on the way to it, is writable by group or others (and not sticky)`,
         `chmod go-w ${dir}, or use a directory elsewhere`,
       );
     const parent = dirname(dir);
@@ -125,7 +125,7 @@ export function ensurePrivateDirSync(dir: string, what = "directory"): void {
   const st = lstatOrUndefined(path);
   if (st) {
     checkPrivateDir(path, st, what);
-    checkAncestors(dirname(path), what);
+    checkAncestors(dirname(path), what, path);
     return;
   }
   // Walk up to the first thing that exists, then make each missing level in turn, never with
@@ -145,7 +145,7 @@ export function ensurePrivateDirSync(dir: string, what = "directory"): void {
           ExitCode.badInput,
           `a file stands where a directory is expected on the way to ${path}`,
         );
-      checkAncestors(parent, what);
+      checkAncestors(parent, what, path);
       break;
     }
     at = parent;

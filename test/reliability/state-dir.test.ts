@@ -143,7 +143,9 @@ describe("--state-dir", () => {
     chmodSync(open, 0o777);
     const r = plan("--state-dir", join(open, "state"));
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`${open}, on the way to it, is writable by group or others (and not sticky)`);
+    expect(r.stderr).toBe(
+      `✖ state dir ${join(open, "state")}: ${open}, on the way to it, is writable by group or others (and not sticky)\n  → chmod go-w ${open}, or use a directory elsewhere\n`,
+    );
     expect(readdirSync(open)).toEqual([]);
   });
 
