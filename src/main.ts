@@ -17,9 +17,15 @@ if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   provideBuiltins(async () => (await import("../plugins/index.ts")).builtinPlugins);
   const code = await runCli(argv);
   // Writes to a pipe are asynchronous: let them drain, then exit explicitly so that nothing left
-  // open (an ssh ControlPersist master, a keep-alive socket) keeps the process waiting.
+  // open (an ssh ControlPersist master, a keep-alive socket) keeps the process waiting. Only
+  // end()'s callback waits for what is still queued: an empty write's callback comes at once, and
+  // process.exit then cut off --json output past the pipe's 64 KiB. A reader that went away (EPIPE)
+  // ends the stream too.
   const drain = (stream: NodeJS.WriteStream) =>
-    new Promise<void>((resolve) => stream.write("", () => resolve()));
+    new Promise<void>((resolve) => {
+      stream.once("error", () => resolve());
+      stream.end(() => resolve());
+    });
   await Promise.all([drain(process.stdout), drain(process.stderr)]);
   process.exit(code);
 }

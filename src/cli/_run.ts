@@ -1,11 +1,13 @@
 /** The common path of the commands that run the stage engine. */
 import { type Command, type EngineRequest, runEngine } from "../core/engine.ts";
+import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
 import {
   askFor,
   type GlobalFlags,
   interruptSignal,
   loadCluster,
   makeReporter,
+  nonEmpty,
   splitList,
 } from "./_shared.ts";
 
@@ -19,27 +21,46 @@ export interface StageFlags extends GlobalFlags {
 export async function runStages(
   command: Command,
   flags: StageFlags,
-  extra: Partial<Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "phaseTimeoutMs">> = {},
+  extra: Partial<
+    Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "renderForce" | "phaseTimeoutMs">
+  > = {},
 ): Promise<number> {
-  const { registry, config, stateDir } = await loadCluster(flags);
-  const reporter = await makeReporter(flags, stateDir, command);
-  for (const w of config.warnings) reporter.emit({ type: "diagnostic", stage: "config", ...w });
-  if (command !== "doctor") {
-    for (const d of registry.diagnostics) reporter.emit({ type: "diagnostic", stage: "plugins", ...d });
+  const { registry, config, stateDir: named } = await loadCluster(flags);
+  // Refused before anything is written: an empty item is a typo, never "every stage".
+  const select = {
+    only: splitList(flags.only),
+    from: nonEmpty(flags.from, "--from"),
+    until: nonEmpty(flags.until, "--until"),
+  };
+  // The example lab is nobody's cluster: it runs in a state dir of its own, gone when it ends, so
+  // that it leaves no key or journal in the state dir of a real cluster that shares its name.
+  const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
+  const stateDir = throwaway?.dir ?? named;
+  try {
+    // Checked (or made) before anything is written into it, the run's log included.
+    prepareStateDir(stateDir);
+    // A log in a directory about to be removed would be named in vain.
+    const reporter = await makeReporter(flags, throwaway ? undefined : stateDir, command);
+    for (const w of config.warnings) reporter.emit({ type: "diagnostic", stage: "config", ...w });
+    if (command !== "doctor") {
+      for (const d of registry.diagnostics) reporter.emit({ type: "diagnostic", stage: "plugins", ...d });
+    }
+    const result = await runEngine({
+      command,
+      cluster: config.cluster,
+      stages: config.stages,
+      stateDir,
+      reporter,
+      select,
+      assumeYes: flags.yes,
+      upgrade: flags.upgrade,
+      ask: askFor(flags),
+      signal: interruptSignal(),
+      preflight: command === "doctor" ? [...config.warnings, ...registry.diagnostics] : undefined,
+      ...extra,
+    });
+    return result.exitCode;
+  } finally {
+    throwaway?.remove();
   }
-  const result = await runEngine({
-    command,
-    cluster: config.cluster,
-    stages: config.stages,
-    stateDir,
-    reporter,
-    select: { only: splitList(flags.only), from: flags.from, until: flags.until },
-    assumeYes: flags.yes,
-    upgrade: flags.upgrade,
-    ask: askFor(flags),
-    signal: interruptSignal(),
-    preflight: command === "doctor" ? [...config.warnings, ...registry.diagnostics] : undefined,
-    ...extra,
-  });
-  return result.exitCode;
 }

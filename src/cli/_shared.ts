@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import type { ArgsDef } from "citty";
 import { consola } from "consola";
 import { type LoadedConfig, loadClusterFile, parseClusterText } from "../core/config.ts";
@@ -42,9 +42,19 @@ export interface GlobalFlags {
 
 export const SYSTEM_CONFIG = "/usr/local/etc/kubehyve/kubehyve.yaml";
 
+/** An empty value is refused rather than taken as "not given" (the command line refuses it first). */
+export function nonEmpty(value: string | undefined, flag: string): string | undefined {
+  if (value !== undefined && !value.trim())
+    throw new InputError(
+      `${flag} was given an empty value; nothing was done`,
+      `give ${flag} a value, or leave it out`,
+    );
+  return value;
+}
+
 /** -c FILE, else ./kubehyve.yaml, else the system-wide file. */
 export function resolveConfigPath(flag: string | undefined, cwd = process.cwd()): string {
-  if (flag) return resolve(cwd, flag);
+  if (nonEmpty(flag, "--config") !== undefined) return resolve(cwd, flag!);
   const local = resolve(cwd, "kubehyve.yaml");
   if (existsSync(local) || !existsSync(SYSTEM_CONFIG)) return local;
   return SYSTEM_CONFIG;
@@ -53,12 +63,14 @@ export function resolveConfigPath(flag: string | undefined, cwd = process.cwd())
 /** /var/db/kubehyve/<cluster> on FreeBSD, $XDG_STATE_HOME/kubehyve/<cluster> elsewhere. */
 export function defaultStateDir(cluster: string, platform = process.platform, env = process.env): string {
   if (platform === "freebsd") return join("/var/db/kubehyve", cluster);
-  const base = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
+  // The XDG Base Directory spec: a relative $XDG_STATE_HOME is invalid and must be ignored.
+  const xdg = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : undefined;
+  const base = xdg ?? join(env.HOME || homedir(), ".local", "state");
   return join(base, "kubehyve", cluster);
 }
 
 export async function loadRegistry(flags: GlobalFlags): Promise<PluginRegistry> {
-  const dirs = (flags["plugin-dir"] ?? "").split(":").filter(Boolean);
+  const dirs = splitList(nonEmpty(flags["plugin-dir"], "--plugin-dir"), "--plugin-dir", ":") ?? [];
   return loadPlugins(await builtinPlugins(), pluginSearchPath(dirs));
 }
 
@@ -73,7 +85,9 @@ export async function loadCluster(flags: GlobalFlags): Promise<Loaded> {
   const config = flags.example
     ? parseClusterText(exampleText, EXAMPLE_SOURCE, registry)
     : await loadClusterFile(resolveConfigPath(flags.config), registry);
-  const stateDir = resolve(flags["state-dir"] ?? defaultStateDir(config.cluster.name));
+  const stateDir = resolve(
+    nonEmpty(flags["state-dir"], "--state-dir") ?? defaultStateDir(config.cluster.name),
+  );
   return { registry, config, stateDir };
 }
 
@@ -123,13 +137,16 @@ export function interruptSignal(): AbortSignal {
   return controller.signal;
 }
 
-export function splitList(value: string | undefined): string[] | undefined {
-  return value
-    ? value
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean)
-    : undefined;
+/** `a,b` as a list; an empty item (`a,,b`, `a,`) is refused: it is a typo, never "all". */
+export function splitList(value: string | undefined, flag = "--only", separator = ","): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(separator).map((s) => s.trim());
+  if (items.some((s) => !s))
+    throw new InputError(
+      `${flag} ${JSON.stringify(value)} has an empty item; nothing was done`,
+      `list the items separated by "${separator}", without an empty one`,
+    );
+  return items;
 }
 
 export function requireNoPositionals(positionals: readonly string[], command: string): void {

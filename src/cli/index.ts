@@ -89,11 +89,21 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
           guess ? `did you mean --${guess}?` : `see kubehyve ${command} --help`,
         );
       }
-      if (values.has(plain) && !token.includes("=")) {
+      if (values.has(plain)) {
+        const inline = token.includes("=");
         // citty would quietly take the flag as empty, and -c would fall back to the default file.
-        if (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--")
+        if (!inline && (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--"))
           throw new InputError(`${token} needs a value`, `see kubehyve ${command} --help`);
-        i++;
+        const value = inline ? token.slice(token.indexOf("=") + 1) : rawArgs[++i]!;
+        // An empty value is most often an unset variable (`-c "$CLUSTER"`): taken as "no value",
+        // -c "" would act on ./kubehyve.yaml and --state-dir "" on the working directory.
+        if (!value.trim()) {
+          const shown = inline ? token.slice(0, token.indexOf("=")) : token;
+          throw new InputError(
+            `${shown} was given an empty value${inline ? "" : ` (${JSON.stringify(value)})`}; nothing was done`,
+            `give ${shown} a value, or leave the flag out: see kubehyve ${command} --help`,
+          );
+        }
       }
     }
   }

@@ -1,10 +1,13 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { kubeconfigPathOf } from "../core/context.ts";
 import { KubehyveError } from "../core/errors.ts";
+import { readPrivateFile } from "../core/fsutil.ts";
+import { readClusterId } from "../core/identity.ts";
+import { prepareStateDir } from "../core/state-dir.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
 
 /**
@@ -29,11 +32,18 @@ export default defineCommand({
       type: "boolean",
       description: "Merge it into $KUBECONFIG or ~/.kube/config under the cluster's name",
     },
+    overwrite: {
+      type: "boolean",
+      description: "With --merge: replace entries of the same name that another cluster wrote",
+    },
   },
   async run({ args }) {
     const { config, stateDir } = await loadCluster(args);
     const path = kubeconfigPathOf(stateDir);
-    if (!existsSync(path))
+    // Only an existing state dir is checked: there is nothing to read in one that is not there.
+    if (existsSync(stateDir)) prepareStateDir(stateDir);
+    const admin = readPrivateFile(path);
+    if (admin === undefined)
       throw new KubehyveError(
         `no admin kubeconfig for ${config.cluster.name} at ${path} yet`,
         1,
@@ -48,15 +58,25 @@ export default defineCommand({
     }
     const target = mergeTarget();
     const { mergeKubeconfig } = await import("../kube/kubeconfig.ts");
-    await mergeKubeconfig(target, readFileSync(path, "utf8"), config.cluster.name);
+    const result = await mergeKubeconfig(target, admin, config.cluster.name, {
+      clusterId: readClusterId(stateDir),
+      overwrite: args.overwrite,
+    });
+    const name = config.cluster.name;
     if (args.json)
       process.stdout.write(
-        `${JSON.stringify({ v: 1, type: "kubeconfig.merged", path, file: target, context: config.cluster.name })}\n`,
+        `${JSON.stringify({ v: 1, type: "kubeconfig.merged", path, file: result.file, context: name, changed: result.changed, backup: result.backup, replaced: result.replaced })}\n`,
       );
-    else
+    else {
+      const where = result.file === target ? target : `${target} (→ ${result.file})`;
       consola.success(
-        `merged ${config.cluster.name} into ${target}: kubectl --context ${config.cluster.name} get nodes`,
+        result.changed
+          ? `merged ${name} into ${where}: kubectl --context ${name} get nodes`
+          : `${where} has ${name} already: kubectl --context ${name} get nodes`,
       );
+      if (result.replaced.length) consola.info(`replaced ${result.replaced.join(", ")}`);
+      if (result.backup) consola.info(`the file as it was: ${result.backup}`);
+    }
     return 0;
   },
 });

@@ -4,15 +4,14 @@
  * check, verify and doctor only read, down walks the stages backwards through destroy, render asks
  * each stage for its files and touches no host.
  */
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, join, normalize, relative } from "node:path";
+import { join, normalize, relative } from "node:path";
 import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
 import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "../targets/pool.ts";
 import { CommandError } from "../targets/target.ts";
 import type { Stage } from "./config.ts";
 import { createPluginContext, type TestablePluginContext } from "./context.ts";
-import type { Change, Hooks, RenderedFile } from "./contract.ts";
+import type { Change, Hooks } from "./contract.ts";
 import { type Diagnostic, diag, hasErrors } from "./diagnostics.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir } from "./fsutil.ts";
@@ -20,6 +19,7 @@ import { clusterIdentity } from "./identity.ts";
 import { acquireLock, Journal, type Lock } from "./journal.ts";
 import type { Cluster } from "./model.ts";
 import { orderStages } from "./order.ts";
+import { type RenderedSlot, writeRenderOutput } from "./render-output.ts";
 import { memoryReporter, type Phase, type PhaseStatus, type Reporter } from "./reporter.ts";
 
 export type Command = "plan" | "up" | "verify" | "doctor" | "down" | "render";
@@ -51,6 +51,8 @@ export interface EngineRequest {
   artifacts?: ArtifactCache;
   /** For render: where the files go. */
   renderDir?: string;
+  /** For render: write into a directory render did not make, and replace its own edited files. */
+  renderForce?: boolean;
   /** doctor: how long one stage's check or verify may take. */
   phaseTimeoutMs?: number;
   /** Shown first by doctor: config warnings, plugin load problems. */
@@ -505,7 +507,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
       }
       case "render": {
         if (!req.renderDir) throw new InputError("render needs an output directory: -o DIR");
-        const rendered: { slot: string; files: RenderedFile[] }[] = [];
+        const rendered: RenderedSlot[] = [];
         for (const stage of selected) {
           const o = newOutcome(stage);
           if (!stage.plugin.render) continue;
@@ -521,28 +523,16 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
           );
           rendered.push({ slot: stage.slot, files });
         }
-        // Everything is rendered before anything is written, and each slot's folder is replaced
-        // whole: a failure leaves the output directory as it was.
-        for (const { slot, files } of rendered) {
-          const target = join(req.renderDir, slot);
-          const staging = `${target}.${process.pid}.tmp`;
-          await rm(staging, { recursive: true, force: true });
-          for (const file of files) {
-            const path = join(staging, safeRenderPath(slot, file.path));
-            await mkdir(dirname(path), { recursive: true });
-            await writeFile(path, file.content, { mode: file.mode ?? 0o644 });
-          }
-          await rm(target, { recursive: true, force: true });
-          await mkdir(dirname(target), { recursive: true });
-          await rename(staging, target);
-          for (const file of files)
-            reporter.emit({
-              type: "log",
-              stage: slot,
-              level: "info",
-              message: `wrote ${relative(process.cwd(), join(target, file.path)) || file.path}`,
-            });
-        }
+        // Everything is rendered before anything is written; the output directory gets only
+        // files render itself wrote, and a failure leaves it as it was.
+        const written = writeRenderOutput(req.renderDir, rendered, { force: req.renderForce });
+        for (const rel of written)
+          reporter.emit({
+            type: "log",
+            stage: rel.split("/")[0]!,
+            level: "info",
+            message: `wrote ${relative(process.cwd(), join(req.renderDir, rel)) || rel}`,
+          });
         endMessage = `rendered ${rendered.reduce((n, r) => n + r.files.length, 0)} files into ${req.renderDir}`;
         break;
       }

@@ -1,28 +1,251 @@
-/** Local file helpers for the state dir: secrets 0600 in 0700 directories, atomic replacement. */
-import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
+/**
+ * Local file helpers for the state dir: secrets 0600 in 0700 directories, atomic replacement, and
+ * never a step through a symbolic link or into a directory someone else could have prepared.
+ *
+ * kubehyve runs as root. A directory it did not create is never chmodded into shape (that would
+ * make a shared /tmp-like directory, or the working directory, private to root, and trust whatever
+ * was already in it): it is checked, and refused when someone else could write there.
+ */
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  type Stats,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { chmod, chown, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { ExitCode, KubehyveError } from "./errors.ts";
 
-export async function ensurePrivateDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  // mkdir leaves an existing directory's mode alone; the state dir must not be readable by others.
-  await chmod(dir, 0o700);
+/** A path kubehyve will not use: a link, someone else's, writable by others. Nothing was changed. */
+export class UnsafePathError extends KubehyveError {
+  constructor(
+    readonly path: string,
+    message: string,
+    hint?: string,
+  ) {
+    super(message, ExitCode.badInput, hint);
+    this.name = "UnsafePathError";
+  }
+}
+
+const me = () => process.getuid?.() ?? 0;
+
+/** Group- or world-writable. */
+export const writableByOthers = (st: Stats) => (st.mode & 0o022) !== 0;
+const sticky = (st: Stats) => (st.mode & 0o1000) !== 0;
+
+function kindOf(st: Stats): string {
+  if (st.isSymbolicLink()) return "a symbolic link";
+  if (st.isDirectory()) return "a directory";
+  if (st.isFile()) return "a file";
+  if (st.isFIFO()) return "a named pipe";
+  if (st.isSocket()) return "a socket";
+  return "a device";
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (error) {
+    // ENOTDIR: a file on the way; the walk up to the first existing parent names it.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Why `path` (lstat'ed as `st`) is not this user's own: a link, another type than asked for, owned
+ * by someone else, or writable by group or others. Undefined when it is fine.
+ */
+export function ownershipProblem(
+  st: Stats,
+  want: "directory" | "file",
+): { why: string; fix: (path: string) => string } | undefined {
+  if (st.isSymbolicLink())
+    return { why: "is a symbolic link", fix: (p) => `remove the link if you did not make it: rm ${p}` };
+  if (want === "directory" ? !st.isDirectory() : !st.isFile())
+    return {
+      why: `is ${kindOf(st)}, not ${want === "directory" ? "a directory" : "a file"}`,
+      fix: (p) => `move ${p} away`,
+    };
+  if (st.uid !== me())
+    return {
+      why: `is owned by uid ${st.uid}, not by the user running kubehyve (uid ${me()})`,
+      fix: (p) => `use a ${want} of your own, or if you trust it: chown ${me()} ${p}`,
+    };
+  if (writableByOthers(st)) return { why: "is writable by group or others", fix: (p) => `chmod go-w ${p}` };
+  return undefined;
+}
+
+/**
+ * Refuses an ancestor directory that others can write without the sticky bit: whoever can write
+ * there can swap the directory below it for one of their own between two runs, or during one.
+ * A sticky one (/tmp) is fine: nobody but its owner can rename or remove an entry in it. Who owns
+ * an ancestor is not judged: `sudo kubehyve --state-dir ~/lab` keeps its state under a home that
+ * belongs to the person running sudo.
+ */
+function checkAncestors(existing: string, what: string, target: string): void {
+  let dir = realpathSync(existing);
+  for (;;) {
+    const st = lstatSync(dir);
+    if (writableByOthers(st) && !sticky(st))
+      throw new UnsafePathError(
+        dir,
+        `${what} ${target}: ${dir}, on the way to it, is writable by group or others (and not sticky)`,
+        `chmod go-w ${dir}, or use a directory elsewhere`,
+      );
+    const parent = dirname(dir);
+    if (parent === dir) return;
+    dir = parent;
+  }
+}
+
+/** The checks of an existing directory that kubehyve keeps private things in. */
+function checkPrivateDir(dir: string, st: Stats, what: string): void {
+  const problem = ownershipProblem(st, "directory");
+  if (problem) throw new UnsafePathError(dir, `${what} ${dir} ${problem.why}`, problem.fix(dir));
+}
+
+/**
+ * Makes sure `dir` is a private directory of this user: created 0700 (with its missing parents,
+ * each 0700) when it does not exist; when it does, it must be a real directory (not a link), owned
+ * by this user and not writable by group or others, and it is left exactly as it is. Directories
+ * above it must not be writable by others unless sticky. Throws UnsafePathError otherwise.
+ */
+export function ensurePrivateDirSync(dir: string, what = "directory"): void {
+  const path = resolve(dir);
+  const st = lstatOrUndefined(path);
+  if (st) {
+    checkPrivateDir(path, st, what);
+    checkAncestors(dirname(path), what, path);
+    return;
+  }
+  // Walk up to the first thing that exists, then make each missing level in turn, never with
+  // `recursive` (which follows a link that appears on the way).
+  const missing: string[] = [];
+  let at = path;
+  for (;;) {
+    missing.unshift(at);
+    const parent = dirname(at);
+    if (parent === at) break;
+    const pst = lstatOrUndefined(parent);
+    if (pst) {
+      // An existing parent may be a link (FreeBSD's /home is one to /usr/home): judged where it leads.
+      if (!(pst.isSymbolicLink() ? statSync(parent) : pst).isDirectory())
+        throw new KubehyveError(
+          `${what} ${path} cannot be made: ${parent} is ${kindOf(pst)}`,
+          ExitCode.badInput,
+          `a file stands where a directory is expected on the way to ${path}`,
+        );
+      checkAncestors(parent, what, path);
+      break;
+    }
+    at = parent;
+  }
+  for (const level of missing) {
+    try {
+      mkdirSync(level, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    // Whatever is there now, made by us or by someone quicker, must pass the same checks.
+    checkPrivateDir(level, lstatSync(level), what);
+  }
+}
+
+export async function ensurePrivateDir(dir: string, what?: string): Promise<void> {
+  ensurePrivateDirSync(dir, what);
+}
+
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
+const APPEND_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
+
+function openChecked(path: string, flags: number, mode?: number): number {
+  let fd: number;
+  try {
+    fd = openSync(path, flags, mode);
+  } catch (error) {
+    // O_NOFOLLOW on a link: ELOOP on Linux, EMLINK on FreeBSD.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ELOOP" || code === "EMLINK")
+      throw new UnsafePathError(
+        path,
+        `${path} is a symbolic link; kubehyve does not follow links in its state dir`,
+        `remove the link if you did not make it: rm ${path}`,
+      );
+    throw error;
+  }
+  try {
+    const problem = ownershipProblem(fstatSync(fd), "file");
+    if (problem) throw new UnsafePathError(path, `${path} ${problem.why}`, problem.fix(path));
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  return fd;
+}
+
+/**
+ * Reads one of kubehyve's own files (state, journal, identity): never through a link, and only a
+ * regular file of this user that nobody else can write. Undefined when it does not exist.
+ */
+export function readPrivateFile(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openChecked(path, READ_FLAGS);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  try {
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Appends to one of kubehyve's own files (journal, run log), made 0600; never through a link. */
+export function appendPrivateFile(path: string, text: string): void {
+  const fd = openChecked(path, APPEND_FLAGS, 0o600);
+  try {
+    const bytes = Buffer.from(text);
+    let done = 0;
+    while (done < bytes.length) done += writeSync(fd, bytes, done);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 let tmpCounter = 0;
 
-/** Writes through a temporary file and a rename, so a crash never leaves half a file. */
+/**
+ * Writes through a temporary file and a rename, so a crash never leaves half a file. The rename
+ * replaces a link at `path` rather than writing where it leads. `owner` keeps a file that belongs
+ * to someone else theirs when root rewrites it (a person's ~/.kube/config under sudo).
+ */
 export async function writeFileAtomic(
   path: string,
   content: string | Uint8Array,
   mode = 0o600,
+  owner?: { uid: number; gid: number },
 ): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const dir = dirname(path);
+  if (!lstatOrUndefined(dir)) ensurePrivateDirSync(dir);
   // Unique per call: two writes of one file in flight at once must not share (and steal) a temp file.
   const tmp = `${path}.${process.pid}.${++tmpCounter}.tmp`;
   try {
     // "wx": never write through something already lying at the temporary name (a symlink).
     await writeFile(tmp, content, { mode, flag: "wx" });
     await chmod(tmp, mode);
+    if (owner && me() === 0) await chown(tmp, owner.uid, owner.gid);
     await rename(tmp, path);
   } catch (error) {
     await rm(tmp, { force: true });

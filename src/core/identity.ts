@@ -3,9 +3,10 @@
  * stage creates on a host carries it, so that `up` and `down` act only on what this cluster made:
  * two clusters with the same node names, or a VM someone made by hand, are never mistaken for ours.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KubehyveError } from "./errors.ts";
+import { ensurePrivateDirSync, readPrivateFile } from "./fsutil.ts";
 
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -16,8 +17,8 @@ export function identityFileOf(stateDir: string): string {
 /** The id kept in the state dir, or undefined before the cluster's first `up`. */
 export function readClusterId(stateDir: string): string | undefined {
   const file = identityFileOf(stateDir);
-  if (!existsSync(file)) return undefined;
-  const id = readFileSync(file, "utf8").trim();
+  const id = readPrivateFile(file)?.trim();
+  if (id === undefined) return undefined;
   if (!ID.test(id))
     throw new KubehyveError(
       `${file} does not hold a cluster id (a UUID)`,
@@ -37,7 +38,7 @@ export function clusterIdentity(stateDir: string, keep: boolean): string {
   const id = crypto.randomUUID();
   if (keep) {
     const file = identityFileOf(stateDir);
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    ensurePrivateDirSync(stateDir, "state dir");
     // Aside, then renamed: a reader never sees half an id.
     const draft = `${file}.${process.pid}.new`;
     writeFileSync(draft, `${id}\n`, { mode: 0o600, flag: "wx" });

@@ -2,10 +2,11 @@
  * The state dir's memory of runs: `journal.ndjson` gets one line per phase outcome, and `lock`
  * keeps two runs from changing one cluster at once.
  */
-import { appendFileSync, linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { uptime } from "node:os";
 import { join } from "node:path";
 import { LockHeldError } from "./errors.ts";
+import { appendPrivateFile, readPrivateFile } from "./fsutil.ts";
 
 export interface JournalEntry {
   run: string;
@@ -25,17 +26,17 @@ export class Journal {
     this.file = join(stateDir, "journal.ndjson");
   }
   record(entry: JournalEntry): void {
-    appendFileSync(this.file, `${JSON.stringify({ ts: new Date().toISOString(), ...entry })}\n`, {
-      mode: 0o600,
-    });
+    // Never through a link: root appending to wherever a planted journal.ndjson points.
+    appendPrivateFile(this.file, `${JSON.stringify({ ts: new Date().toISOString(), ...entry })}\n`);
   }
   read(): (JournalEntry & { ts: string })[] {
-    let text: string;
+    let text: string | undefined;
     try {
-      text = readFileSync(this.file, "utf8");
+      text = readPrivateFile(this.file);
     } catch {
       return [];
     }
+    if (text === undefined) return [];
     // A run killed mid-append leaves half a line: skip it, not the whole history.
     return text.split("\n").flatMap((line) => {
       if (!line) return [];

@@ -4,12 +4,13 @@
  * repeats an id or sits where others could have written it becomes a diagnostic, shown by `plugins`
  * and `doctor`, and the plugin is not used.
  */
-import { lstatSync, readdirSync, realpathSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { readdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import type { PluginLookup } from "./config.ts";
 import { type AnyPlugin, API_VERSION } from "./contract.ts";
 import { type Diagnostic, diag } from "./diagnostics.ts";
 import { registerPluginApiModule } from "./plugin-api-module.ts";
+import { type Distrust, distrust, distrustHint, UntrustedPluginCode } from "./plugin-trust.ts";
 
 export const DEFAULT_PLUGIN_DIR = "/usr/local/lib/kubehyve/plugins";
 
@@ -46,18 +47,6 @@ function shapeProblem(candidate: unknown): string | undefined {
   if (typeof p.check !== "function") return "it has no check function";
   if (p.after !== undefined && (!Array.isArray(p.after) || p.after.some((s) => typeof s !== "string")))
     return "its after is not a list of slot names";
-  return undefined;
-}
-
-/**
- * Why someone other than this user or root could replace the code at `path`, which kubehyve runs as
- * root: group- or world-writable, or owned by another user (who can chmod it back at will).
- */
-function unsafeBecause(path: string): string | undefined {
-  const st = statSync(path);
-  if ((st.mode & 0o022) !== 0) return "writable by group or others";
-  const me = process.getuid?.();
-  if (me !== undefined && st.uid !== 0 && st.uid !== me) return `owned by another user (uid ${st.uid})`;
   return undefined;
 }
 
@@ -112,30 +101,13 @@ export async function loadPlugins(
     } catch {
       continue; // A directory that does not exist is simply empty.
     }
-    const dirProblem = unsafeBecause(dir);
     for (const name of names) {
       if (!/\.(ts|js|mjs)$/.test(name) || name.endsWith(".d.ts") || name.startsWith(".")) continue;
       const file = join(dir, name);
-      let problem: { path: string; subject: string; why: string } | undefined;
+      let problem: Distrust | undefined;
       try {
         if (!statSync(file).isFile()) continue;
-        // A symlink is judged by where it leads: the file and the directory it really lives in.
-        const real = realpathSync(file);
-        const realDir = dirname(real);
-        const fileProblem = unsafeBecause(real);
-        const linked = lstatSync(file).isSymbolicLink();
-        const realDirProblem = realDir === realpathSync(dir) ? undefined : unsafeBecause(realDir);
-        problem = dirProblem
-          ? { path: dir, subject: `its directory ${dir} is`, why: dirProblem }
-          : fileProblem
-            ? {
-                path: real,
-                subject: linked ? `${real}, where it leads, is` : "it is",
-                why: fileProblem,
-              }
-            : realDirProblem
-              ? { path: realDir, subject: `${realDir}, where it leads, is`, why: realDirProblem }
-              : undefined;
+        problem = distrust(file);
       } catch (error) {
         // A dangling symlink, or a file that vanished or cannot be read.
         entries.push({ id: name, origin: file, status: "failed" });
@@ -153,11 +125,7 @@ export async function loadPlugins(
           diag.error(
             "plugin.unsafe-permissions",
             `plugin file ${file} is not loaded: ${problem.subject} ${problem.why}`,
-            {
-              hint: problem.why.startsWith("owned")
-                ? `chown root ${problem.path}, or remove it`
-                : `chmod go-w ${problem.path}`,
-            },
+            { hint: distrustHint(problem) },
           ),
         );
         continue;
@@ -178,6 +146,18 @@ export async function loadPlugins(
       }
       accept(mod.default as AnyPlugin, file);
     } catch (error) {
+      if (error instanceof UntrustedPluginCode) {
+        // Something it imports is refused: the plugin is refused with it, the reason named.
+        entries.push({ id: file.split("/").pop()!, origin: file, status: "refused" });
+        diagnostics.push(
+          diag.error(
+            "plugin.unsafe-import",
+            `plugin file ${file} is not loaded: ${error.file === file ? "" : `${error.file}, which it loads: `}${error.reason}`,
+            { hint: error.hint },
+          ),
+        );
+        continue;
+      }
       entries.push({ id: file.split("/").pop()!, origin: file, status: "failed" });
       diagnostics.push(
         diag.error("plugin.load-failed", `plugin file ${file} failed to load`, {

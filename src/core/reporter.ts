@@ -5,10 +5,10 @@
  *
  * Event shape, version 1 (`v: 1`), documented in the README; fields are only ever added.
  */
-import { appendFileSync } from "node:fs";
 import { type ConsolaInstance, createConsola } from "consola";
 import type { Change } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
+import { appendPrivateFile } from "./fsutil.ts";
 
 export const EVENT_VERSION = 1;
 
@@ -50,9 +50,7 @@ export interface Reporter {
 function tee(logFile: string | undefined, event: RunEvent): void {
   if (!logFile) return;
   try {
-    appendFileSync(logFile, `${JSON.stringify({ ts: new Date().toISOString(), ...event })}\n`, {
-      mode: 0o600,
-    });
+    appendPrivateFile(logFile, `${JSON.stringify({ ts: new Date().toISOString(), ...event })}\n`);
   } catch {
     // The log is a convenience; a full disk must not turn a successful run into a failure.
   }
@@ -150,7 +148,9 @@ export function humanReporter(
           break;
         }
         case "wet":
-          if (event.dryRun) out.debug(`  would ${event.description}`);
+          // A dry run's mutations are its whole answer (`down --dry-run`: what would be destroyed).
+          if (event.dryRun)
+            out.log(`  would ${event.description}${event.target ? ` [${event.target}]` : ""}`);
           else out.info(`${event.stage}: ${event.target ? `${event.target}: ` : ""}${event.description}`);
           break;
         case "log":

@@ -1,9 +1,8 @@
 /** Per-plugin key/value state, one JSON file per slot in the state dir. */
-import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { StateStore } from "./contract.ts";
 import { KubehyveError } from "./errors.ts";
-import { ensurePrivateDir, writeFileAtomic } from "./fsutil.ts";
+import { ensurePrivateDir, readPrivateFile, writeFileAtomic } from "./fsutil.ts";
 
 export function stateFileOf(stateDir: string, slot: string): string {
   return join(stateDir, "state", `${slot}.json`);
@@ -12,11 +11,13 @@ export function stateFileOf(stateDir: string, slot: string): string {
 export function openStateStore(stateDir: string, slot: string, dryRun: boolean): StateStore {
   const file = stateFileOf(stateDir, slot);
   let data: Record<string, unknown> = {};
-  if (existsSync(file)) {
+  // Never through a link, nor a file someone else could have written: the state steers the stages.
+  const text = readPrivateFile(file);
+  if (text !== undefined) {
     let parsed: unknown;
     let problem: string | undefined;
     try {
-      parsed = JSON.parse(readFileSync(file, "utf8"));
+      parsed = JSON.parse(text);
     } catch (error) {
       problem = `is not valid JSON: ${(error as Error).message}`;
     }
@@ -37,7 +38,7 @@ export function openStateStore(stateDir: string, slot: string, dryRun: boolean):
   const persist = () => {
     if (dryRun) return Promise.resolve();
     const write = async () => {
-      // The state may hold secrets: its directory is private even if something else created it.
+      // The state may hold secrets: its directory is made private, or refused if others can write it.
       await ensurePrivateDir(dirname(file));
       await writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`, 0o600);
     };

@@ -3,9 +3,10 @@
  * NamedAuthInfo, NamedContext): reading the credentials of one context, rewriting the server URL
  * and merging a cluster's admin kubeconfig into the user's ~/.kube/config.
  */
-import { readFile } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { chown, lstat, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { isMap, isSeq, parseDocument, stringify, type YAMLMap } from "yaml";
+import { isMap, isScalar, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
 import { KubehyveError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/fsutil.ts";
 
@@ -264,33 +265,82 @@ export function rewriteServer(kubeconfigText: string, url: string, source = "kub
   return doc.toString({ indentSeq: false });
 }
 
-function listOf(config: Obj, field: string, target: string): Obj[] {
-  const value = config[field];
-  if (value === undefined || value === null) return [];
-  if (!Array.isArray(value)) throw new KubeconfigError(target, field, "must be a list");
-  return value as Obj[];
-}
-
-function upsert(list: Obj[], entry: Obj): Obj[] {
-  const at = list.findIndex((e) => isObj(e) && e.name === entry.name);
-  if (at < 0) return [...list, entry];
-  const copy = [...list];
-  copy[at] = entry;
-  return copy;
-}
-
 /** The names a cluster's entries get in a merged kubeconfig. */
 export function mergedNames(name: string): { cluster: string; user: string; context: string } {
   return { cluster: name, user: `${name}-admin`, context: name };
 }
 
 /**
- * Merges the current context of `sourceText` (a cluster's admin kubeconfig) into the kubeconfig at
- * `targetPath` as cluster `name`, user `name-admin` and context `name`. Only entries with those
- * names are replaced; current-context changes only when the target had none (a new or empty file).
- * The file is replaced atomically with mode 0600.
+ * The mark kubehyve leaves on the entries it merges (clientcmd's `extensions`, a NamedExtension
+ * list that kubectl keeps, as minikube's `cluster_info` shows): an entry carrying this cluster's id
+ * is ours to update, anything else of the same name belongs to someone else.
  */
-export async function mergeKubeconfig(targetPath: string, sourceText: string, name: string): Promise<void> {
+const MARK = "kubehyve";
+
+function markOf(id: string | undefined): Obj {
+  return id ? { extensions: [{ name: MARK, extension: { "cluster-id": id } }] } : {};
+}
+
+function carriesMark(body: unknown, id: string | undefined): boolean {
+  if (!id || !isObj(body) || !Array.isArray(body.extensions)) return false;
+  return body.extensions.some(
+    (e: unknown) => isObj(e) && e.name === MARK && isObj(e.extension) && e.extension["cluster-id"] === id,
+  );
+}
+
+const sameJson = (a: unknown, b: unknown) => JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (!isObj(value)) return value;
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .map((k) => [k, sortKeys(value[k])]),
+  );
+}
+
+/** Where writing `path` really lands: through every symbolic link, to the file they lead to. */
+async function followLinks(path: string): Promise<string> {
+  let at = resolve(path);
+  for (let hops = 0; hops < 40; hops++) {
+    let st: Stats;
+    try {
+      st = await lstat(at);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return at;
+      throw e;
+    }
+    if (!st.isSymbolicLink()) return at;
+    at = resolve(dirname(at), await readlink(at));
+  }
+  throw new KubeconfigError(path, "(file)", "too many levels of symbolic links");
+}
+
+export interface MergeResult {
+  /** The file written: the target, or where its symbolic links lead. */
+  file: string;
+  /** A copy of the file as it was, when there was one and it changed. */
+  backup?: string;
+  changed: boolean;
+  /** Entries of the same name that were replaced (only ever with `overwrite`, or marked ours). */
+  replaced: string[];
+}
+
+/**
+ * Merges the current context of `sourceText` (a cluster's admin kubeconfig) into the kubeconfig at
+ * `targetPath` as cluster `name`, user `name-admin` and context `name`, each marked with the
+ * cluster's id. An entry of the same name that is not this cluster's (not marked with `clusterId`)
+ * is never replaced unless `overwrite`: the merge is refused and nothing changes. current-context
+ * changes only when the target had none. The rest of the file stays as it was, comments included;
+ * a symbolic link is written through, to its target, atomically there, keeping the file's owner;
+ * the file's previous content is kept beside it as `<file>.kubehyve-backup-<time>`.
+ */
+export async function mergeKubeconfig(
+  targetPath: string,
+  sourceText: string,
+  name: string,
+  opts: { clusterId?: string; overwrite?: boolean; now?: Date } = {},
+): Promise<MergeResult> {
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) {
     throw new KubeconfigError(targetPath, "name", `${JSON.stringify(name)} is not a valid cluster name`);
   }
@@ -303,32 +353,92 @@ export async function mergeKubeconfig(targetPath: string, sourceText: string, na
   const cluster = named(source, "clusters", "cluster", String(ctx.cluster), "admin kubeconfig");
   const user = named(source, "users", "user", String(ctx.user), "admin kubeconfig");
 
-  let existing = "";
+  const file = await followLinks(targetPath);
+  let existing: string | undefined;
+  let owner: { uid: number; gid: number } | undefined;
   try {
-    existing = await readFile(targetPath, "utf8");
+    const st = await stat(file);
+    if (!st.isFile()) throw new KubeconfigError(targetPath, "(file)", "is not a regular file");
+    owner = { uid: st.uid, gid: st.gid };
+    existing = await readFile(file, "utf8");
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") {
+    if (e instanceof KubeconfigError) throw e;
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT")
       throw new KubeconfigError(
         targetPath,
         "(file)",
         `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`,
       );
-    }
   }
-  const target = parseYamlObject(existing, targetPath);
+  // Checked as data first: the same errors as every other kubeconfig, with their line.
+  parseYamlObject(existing ?? "", targetPath);
+  const doc = parseDocument(existing ?? "");
+  if (doc.contents === null) doc.contents = doc.createNode({}) as never;
+  const root = doc.contents as unknown as YAMLMap;
+  if (!root.has("apiVersion")) root.set("apiVersion", "v1");
+  if (!root.has("kind")) root.set("kind", "Config");
+
   const names = mergedNames(name);
-  const hadCurrent = typeof target["current-context"] === "string" && target["current-context"] !== "";
-  const merged: Obj = {
-    apiVersion: target.apiVersion ?? "v1",
-    kind: target.kind ?? "Config",
-    ...target,
-    clusters: upsert(listOf(target, "clusters", targetPath), { name: names.cluster, cluster }),
-    contexts: upsert(listOf(target, "contexts", targetPath), {
-      name: names.context,
-      context: { cluster: names.cluster, user: names.user },
-    }),
-    users: upsert(listOf(target, "users", targetPath), { name: names.user, user }),
-    "current-context": hadCurrent ? target["current-context"] : names.context,
-  };
-  await writeFileAtomic(targetPath, stringify(merged, { indentSeq: false }), 0o600);
+  const mark = markOf(opts.clusterId);
+  const wanted: { field: string; key: string; entry: Obj }[] = [
+    { field: "clusters", key: "cluster", entry: { name: names.cluster, cluster: { ...cluster, ...mark } } },
+    {
+      field: "contexts",
+      key: "context",
+      entry: { name: names.context, context: { cluster: names.cluster, user: names.user, ...mark } },
+    },
+    { field: "users", key: "user", entry: { name: names.user, user: { ...user, ...mark } } },
+  ];
+  const clashes: string[] = [];
+  const replaced: string[] = [];
+  const edits: (() => void)[] = [];
+  for (const { field, key, entry } of wanted) {
+    let list: unknown = root.get(field, true);
+    if (list === undefined || list === null || (isScalar(list) && list.value === null)) {
+      list = doc.createNode([]);
+      root.set(field, list);
+    }
+    if (!isSeq(list)) throw new KubeconfigError(targetPath, field, "must be a list");
+    const items = (list as YAMLSeq).items;
+    const at = items.findIndex((item) => isMap(item) && item.get("name") === entry.name);
+    if (at < 0) {
+      edits.push(() => items.push(doc.createNode(entry)));
+      continue;
+    }
+    const present = (items[at] as YAMLMap).toJSON() as Obj;
+    if (sameJson(present, entry)) continue;
+    const what = `${key} ${JSON.stringify(entry.name)}`;
+    if (!carriesMark(present[key], opts.clusterId) && !opts.overwrite) {
+      const server = key === "cluster" && isObj(present.cluster) ? present.cluster.server : undefined;
+      clashes.push(`${what}${typeof server === "string" ? ` (server ${server})` : ""}`);
+      continue;
+    }
+    replaced.push(what);
+    edits.push(() => {
+      items[at] = doc.createNode(entry);
+    });
+  }
+  if (clashes.length)
+    throw new KubehyveError(
+      `${targetPath} already has ${clashes.join(", ")} that this cluster did not write; nothing was changed`,
+      1,
+      "another cluster may go by that name: kubehyve kubeconfig --merge --overwrite replaces them (a backup of the file is kept)",
+    );
+  for (const edit of edits) edit();
+  const current = root.get("current-context");
+  if (typeof current !== "string" || current === "") root.set("current-context", names.context);
+
+  // kubectl writes sequences unindented; keep that, so that a merge reads like kubectl's own.
+  const text = doc.toString({ indentSeq: false });
+  if (existing !== undefined && text === existing) return { file, changed: false, replaced };
+  let backup: string | undefined;
+  if (existing !== undefined && existing.trim() !== "") {
+    const stamp = (opts.now ?? new Date()).toISOString().replace(/[:.]/g, "-");
+    backup = `${file}.kubehyve-backup-${stamp}`;
+    await writeFile(backup, existing, { mode: 0o600, flag: "wx" });
+    if (owner && process.getuid?.() === 0) await chown(backup, owner.uid, owner.gid);
+  }
+  // A kubeconfig holds credentials: 0600, whatever the old file's mode was.
+  await writeFileAtomic(file, text, 0o600, owner);
+  return { file, backup, changed: true, replaced };
 }

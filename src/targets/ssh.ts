@@ -10,10 +10,11 @@
  * remote timeout(1) as well.
  */
 import { createHash } from "node:crypto";
-import { chmod, lstat, mkdir } from "node:fs/promises";
+import { lstat, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CancelledError, KubehyveError } from "../core/errors.ts";
+import { ensurePrivateDir } from "../core/fsutil.ts";
 import { spawnCommand } from "./local.ts";
 import { shellJoin } from "./quote.ts";
 import type { RunOptions, RunResult, Target } from "./target.ts";
@@ -196,8 +197,8 @@ export class SshTarget implements Target {
   }
 
   private async prepareSshDir(): Promise<string> {
-    await mkdir(this.sshDir, { recursive: true, mode: 0o700 });
-    await chmod(this.sshDir, 0o700);
+    // Made 0700, or refused when it is a link or others can write it; never chmodded into shape.
+    await ensurePrivateDir(this.sshDir);
     const id = `${this.user}@${this.host}:${this.port}`;
     const inStateDir = join(this.sshDir, `cm-${shortHash(id)}`);
     if (Buffer.byteLength(inStateDir) + CONTROL_TEMP_SUFFIX < SUN_PATH_MAX) return inStateDir;

@@ -279,14 +279,18 @@ describe("bad input is a message, not a stack trace", () => {
     writeFileSync(join(dir, "in-the-way"), "");
     const bare = readFileSync(join(dir, "kubehyve.yaml"), "utf8").split("stages:")[0]!;
     writeFileSync(join(dir, "bare.yaml"), bare);
-    const { code, stderr } = runCli(
-      [process.execPath, MAIN, "plan", "-c", "bare.yaml", "--state-dir", join(dir, "in-the-way")],
-      { cwd: dir },
+    const plan = (stateDir: string) =>
+      runCli([process.execPath, MAIN, "plan", "-c", "bare.yaml", "--state-dir", stateDir], { cwd: dir });
+    const below = plan(join(dir, "in-the-way", "state"));
+    expect(below.code).toBe(2);
+    expect(below.stderr).toBe(
+      `✖ state dir ${join(dir, "in-the-way", "state")} cannot be made: ${join(dir, "in-the-way")} is a file\n  → a file stands where a directory is expected on the way to ${join(dir, "in-the-way", "state")}\n`,
     );
-    expect(code).toBe(1);
-    expect(stderr).toStartWith(`✖ ENOTDIR: not a directory, mkdir '${join(dir, "in-the-way")}`);
-    expect(stderr).toContain("  → a file stands where a directory is expected");
-    expect(stderr).not.toContain("    at ");
+    const itself = plan(join(dir, "in-the-way"));
+    expect(itself.code).toBe(2);
+    expect(itself.stderr).toBe(
+      `✖ state dir ${join(dir, "in-the-way")} is a file, not a directory\n  → move ${join(dir, "in-the-way")} away\n`,
+    );
     expect(run(["doctor", "--timeout", "soon"]).stderr).toBe(
       '✖ --timeout "soon" is not a number of seconds\n  → kubehyve doctor --timeout 300\n',
     );

@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -12,6 +13,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -90,10 +92,29 @@ describe("the state store", () => {
     expect(context().state.get("image")).toEqual({ version: "41.1", sha256: "ab" });
   });
 
-  test("makes a state directory that someone else created private before writing into it", async () => {
+  test("writes into a state directory made 0755 by someone else without changing its mode", async () => {
     mkdirSync(join(stateDir, "state"), { recursive: true, mode: 0o755 });
     await context().state.set("k", 1);
-    expect(mode(join(stateDir, "state"))).toBe(0o700);
+    expect(mode(join(stateDir, "state"))).toBe(0o755);
+    expect(mode(join(stateDir, "state", "os.json"))).toBe(0o600);
+  });
+
+  test("refuses a state directory that others can write, and leaves it as it is", async () => {
+    mkdirSync(join(stateDir, "state"), { recursive: true });
+    chmodSync(join(stateDir, "state"), 0o777);
+    await expect(context().state.set("k", 1)).rejects.toThrow(
+      `directory ${join(stateDir, "state")} is writable by group or others`,
+    );
+    expect(mode(join(stateDir, "state"))).toBe(0o777);
+    expect(existsSync(join(stateDir, "state", "os.json"))).toBe(false);
+  });
+
+  test("refuses a state file that is a symbolic link instead of reading where it leads", async () => {
+    mkdirSync(join(stateDir, "state"), { recursive: true, mode: 0o700 });
+    const elsewhere = join(stateDir, "..", "planted.json");
+    writeFileSync(elsewhere, '{"image": "planted"}');
+    symlinkSync(elsewhere, join(stateDir, "state", "os.json"));
+    expect(() => context()).toThrow(`${join(stateDir, "state", "os.json")} is a symbolic link`);
   });
 
   test("keeps every key when values are set in parallel", async () => {

@@ -7,7 +7,9 @@ import {
   chmodSync,
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   statSync,
   writeFileSync,
@@ -131,6 +133,21 @@ describe("the compiled binary", () => {
     expect(readFileSync(key, "utf8")).toBe(made);
   });
 
+  test("the example leaves nothing behind: no state dir, no key, no temporary folder", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-e2e-"));
+    const temp = join(dir, "tmp");
+    mkdirSync(temp, { mode: 0o700 });
+    const env = { TMPDIR: temp };
+    expect(kubehyve(["render", "--example", "-o", "out"], { cwd: dir, env }).code).toBe(0);
+    expect(kubehyve(["plan", "--example", "--offline"], { cwd: dir, env }).code).toBe(0);
+    expect(kubehyve(["plan", "--example", "--offline", "--json"], { cwd: dir, env }).code).toBe(0);
+    // The state dir a real cluster called `lab` would have is untouched.
+    expect(existsSync(join(dir, "state"))).toBe(false);
+    expect(readdirSync(temp)).toEqual([]);
+    // The rendered files did get their (throwaway) cluster key.
+    expect(readFileSync(join(dir, "out", "os", "cp1.ign"), "utf8")).toContain("ssh-ed25519 ");
+  });
+
   test("--json writes only NDJSON events on stdout", () => {
     const r = kubehyve(["plan", "--example", "--offline", "--json"]);
     expect(r.code).toBe(0);
@@ -215,6 +232,49 @@ describe("a drop-in plugin", () => {
     expect(list.stdout).toContain("plugin future/thing");
     expect(list.stdout).toContain("needs plugin API 2; this kubehyve speaks 1");
     expect(list.stdout).toMatch(/✔ greeter\/hello/);
+  });
+
+  test("loads what it imports from a safe folder, and refuses what others could have written", () => {
+    const { dir, plugins } = lab();
+    mkdirSync(join(plugins, "lib"), { mode: 0o755 });
+    writeFileSync(join(plugins, "lib", "title.ts"), 'export const title = "titled by a helper";\n');
+    chmodSync(join(plugins, "lib", "title.ts"), 0o644);
+    const helped = (id: string, from: string) =>
+      `import { definePlugin } from "kubehyve";\nimport { title } from "${from}";\nexport default definePlugin({ id: "${id}", title, apiVersion: 1, async check() { return { changes: [], diagnostics: [] }; } });\n`;
+    writeFileSync(join(plugins, "helped.ts"), helped("helped/one", "./lib/title.ts"));
+    mkdirSync(join(plugins, "open"));
+    chmodSync(join(plugins, "open"), 0o777);
+    writeFileSync(join(plugins, "open", "title.ts"), 'export const title = "anyone";\n');
+    writeFileSync(join(plugins, "opened.ts"), helped("opened/one", "./open/title.ts"));
+    // A package in a node_modules above the plugin folder: a bare import would find it.
+    mkdirSync(join(dir, "node_modules", "evil"), { recursive: true });
+    writeFileSync(join(dir, "node_modules", "evil", "package.json"), '{"name":"evil","main":"index.js"}');
+    writeFileSync(join(dir, "node_modules", "evil", "index.js"), 'exports.title = "EVIL";\n');
+    writeFileSync(join(plugins, "bare.ts"), helped("bare/one", "evil"));
+    for (const f of ["helped.ts", "opened.ts", "bare.ts", "open/title.ts"])
+      chmodSync(join(plugins, f), 0o644);
+
+    const list = kubehyve(["plugins", "--plugin-dir", plugins, "--json"], { cwd: dir });
+    expect(list.code).toBe(1);
+    const events = list.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(events.find((e) => e.id === "helped/one")).toMatchObject({
+      status: "loaded",
+      title: "titled by a helper",
+    });
+    expect(events.filter((e) => e.origin?.endsWith("opened.ts") || e.origin?.endsWith("bare.ts"))).toEqual([
+      expect.objectContaining({ status: "refused", origin: join(plugins, "bare.ts") }),
+      expect.objectContaining({ status: "refused", origin: join(plugins, "opened.ts") }),
+    ]);
+    const summaries = events.filter((e) => e.type === "diagnostic").map((e) => e.summary);
+    expect(summaries).toEqual([
+      `plugin file ${join(plugins, "bare.ts")} is not loaded: it imports "evil", but a drop-in plugin imports only from "kubehyve" and node: built-ins`,
+      `plugin file ${join(plugins, "opened.ts")} is not loaded: ${join(plugins, "open", "title.ts")}, which it loads: its directory ${join(plugins, "open")} is writable by group or others`,
+    ]);
+    expect(list.stdout).not.toContain("EVIL");
+    expect(list.stdout).not.toContain('"anyone"');
   });
 
   test("that fails to import is a diagnostic naming the file", () => {

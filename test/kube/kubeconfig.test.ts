@@ -1,5 +1,16 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -140,15 +151,124 @@ describe("merging into ~/.kube/config", () => {
     expect(statSync(target).mode & 0o777).toBe(0o600);
   });
 
-  test("replaces the entries of the same name on a second merge", async () => {
+  const ID = "5f0c3a52-8f3e-4a4e-9d1a-0b6f2f1c2d3e";
+  const markOf = (id: string) => ({ extensions: [{ name: "kubehyve", extension: { "cluster-id": id } }] });
+  const mark = markOf(ID);
+
+  test("replaces its own entries on a second merge: those marked with this cluster's id", async () => {
     const target = join(dir, "config");
     writeFileSync(target, JSON.stringify(other));
-    await mergeKubeconfig(target, adminConf("https://192.168.1.21:6443"), "lab");
-    await mergeKubeconfig(target, adminConf("https://192.168.1.31:6443"), "lab");
+    await mergeKubeconfig(target, adminConf("https://192.168.1.21:6443"), "lab", { clusterId: ID });
+    const first = parse(readFileSync(target, "utf8"));
+    expect(first.clusters[1].cluster.extensions).toEqual(mark.extensions);
+    expect(first.users[1].user.extensions).toEqual(mark.extensions);
+    expect(first.contexts[1].context).toEqual({ cluster: "lab", user: "lab-admin", ...mark });
+    const again = await mergeKubeconfig(target, adminConf("https://192.168.1.31:6443"), "lab", {
+      clusterId: ID,
+    });
+    expect(again.replaced).toEqual(['cluster "lab"']);
     const merged = parse(readFileSync(target, "utf8"));
     expect(merged.clusters.map((c: { name: string }) => c.name)).toEqual(["work", "lab"]);
     expect(merged.clusters[1].cluster.server).toBe("https://192.168.1.31:6443");
     expect(merged.users).toHaveLength(2);
+  });
+
+  test("refuses entries of the same name that another cluster wrote, and changes nothing", async () => {
+    const target = join(dir, "config");
+    const theirs = {
+      ...other,
+      clusters: [...other.clusters, { name: "lab", cluster: { server: "https://lab.work.example:6443" } }],
+      users: [...other.users, { name: "lab-admin", user: { token: "their-token" } }],
+    };
+    const text = JSON.stringify(theirs);
+    writeFileSync(target, text);
+    await expect(mergeKubeconfig(target, adminConf(), "lab", { clusterId: ID })).rejects.toThrow(
+      `${target} already has cluster "lab" (server https://lab.work.example:6443), user "lab-admin" that this cluster did not write; nothing was changed`,
+    );
+    expect(readFileSync(target, "utf8")).toBe(text);
+    expect(readdirSync(dir)).toEqual(["config"]);
+    // Another cluster's marked entries are someone else's too.
+    const marked = { ...theirs, users: [{ name: "lab-admin", user: { token: "t", ...markOf("other-id") } }] };
+    writeFileSync(target, JSON.stringify(marked));
+    await expect(mergeKubeconfig(target, adminConf(), "lab", { clusterId: ID })).rejects.toThrow(
+      "nothing was changed",
+    );
+  });
+
+  test("--overwrite replaces them, keeping the old file as a backup beside it", async () => {
+    const target = join(dir, "config");
+    const theirs = {
+      ...other,
+      users: [...other.users, { name: "lab-admin", user: { token: "their-token" } }],
+    };
+    writeFileSync(target, JSON.stringify(theirs));
+    const result = await mergeKubeconfig(target, adminConf(), "lab", {
+      clusterId: ID,
+      overwrite: true,
+      now: new Date("2026-01-02T03:04:05.678Z"),
+    });
+    expect(result.replaced).toEqual(['user "lab-admin"']);
+    expect(result.backup).toBe(`${target}.kubehyve-backup-2026-01-02T03-04-05-678Z`);
+    expect(parse(readFileSync(result.backup!, "utf8"))).toEqual(theirs);
+    expect(statSync(result.backup!).mode & 0o777).toBe(0o600);
+    expect(parse(readFileSync(target, "utf8")).users[1].user.token).toBeUndefined();
+  });
+
+  test("keeps the comments and the rest of the file as it was", async () => {
+    const target = join(dir, "config");
+    const text = `# my clusters: do not lose them
+apiVersion: v1
+kind: Config
+clusters:
+- name: work # the one that pays
+  cluster:
+    server: https://work.example:6443
+contexts:
+- name: work
+  context:
+    cluster: work
+    user: work-user # rotated monthly
+users:
+- name: work-user
+  user:
+    token: t0k3n
+current-context: work
+`;
+    writeFileSync(target, text);
+    await mergeKubeconfig(target, adminConf(), "lab", { clusterId: ID });
+    const merged = readFileSync(target, "utf8");
+    expect(merged).toStartWith(text.split("contexts:")[0]!);
+    expect(merged).toContain("    user: work-user # rotated monthly\n");
+    expect(merged).toContain("token: t0k3n");
+    expect(merged).toContain("current-context: work\n");
+    expect(parse(merged).clusters.map((c: { name: string }) => c.name)).toEqual(["work", "lab"]);
+  });
+
+  test("writes through a symbolic link to the file it leads to, atomically there", async () => {
+    const dotfiles = join(dir, "dotfiles");
+    mkdirSync(dotfiles);
+    const real = join(dotfiles, "kubeconfig");
+    writeFileSync(real, JSON.stringify(other), { mode: 0o600 });
+    const link = join(dir, "config");
+    symlinkSync("dotfiles/kubeconfig", link);
+    const result = await mergeKubeconfig(link, adminConf(), "lab", { clusterId: ID });
+    expect(result.file).toBe(real);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(link)).toBe("dotfiles/kubeconfig");
+    expect(parse(readFileSync(real, "utf8")).clusters).toHaveLength(2);
+    expect(readdirSync(dotfiles).filter((f) => !f.includes("kubehyve-backup"))).toEqual(["kubeconfig"]);
+  });
+
+  test("a second merge of the same cluster changes nothing and makes no backup", async () => {
+    const target = join(dir, "config");
+    writeFileSync(target, JSON.stringify(other));
+    await mergeKubeconfig(target, adminConf(), "lab", { clusterId: ID });
+    const before = readFileSync(target, "utf8");
+    const backups = readdirSync(dir).length;
+    const again = await mergeKubeconfig(target, adminConf(), "lab", { clusterId: ID });
+    expect(again.changed).toBe(false);
+    expect(readFileSync(target, "utf8")).toBe(before);
+    expect(readdirSync(dir)).toHaveLength(backups);
   });
 
   test("makes the cluster current in a new file", async () => {

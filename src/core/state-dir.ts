@@ -1,0 +1,62 @@
+/**
+ * The state dir of a cluster holds its SSH key, kubeconfig, identity, journal and lock: whoever can
+ * change what is in it controls the cluster, and kubehyve runs as root. So before a command uses
+ * it, the directory and everything kubehyve keeps in it is checked, and nothing is repaired: a
+ * directory that is a link, belongs to another user or that others can write is refused, and so is
+ * a link, a foreign file or a writable file inside it. After that check only this user (or root)
+ * can add anything to it, so what kubehyve reads later is what it, or its user, put there.
+ */
+import { lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensurePrivateDirSync, ownershipProblem, UnsafePathError } from "./fsutil.ts";
+
+/** Folders of the state dir whose entries kubehyve itself reads and writes (not the stages' own). */
+const KEPT_FOLDERS = new Set(["ssh", "state", "logs", "cache"]);
+
+function checkEntry(stateDir: string, path: string): boolean {
+  const st = lstatSync(path);
+  // ssh keeps its ControlMaster sockets next to known_hosts; a socket cannot redirect a write.
+  if (st.isSocket()) return false;
+  const problem = ownershipProblem(st, st.isDirectory() ? "directory" : "file");
+  if (problem) {
+    const link = st.isSymbolicLink() ? ` (to ${readlinkSync(path)})` : "";
+    throw new UnsafePathError(
+      path,
+      `state dir ${stateDir}: ${path} ${problem.why}${link}; kubehyve does not use a state dir that someone else could have changed`,
+      problem.fix(path),
+    );
+  }
+  return st.isDirectory();
+}
+
+/**
+ * Makes or checks the state dir (see ensurePrivateDirSync) and the entries kubehyve reads in it:
+ * the top level (journal, lock, cluster-id, kubeconfig, the stages' folders) and the contents of
+ * ssh/, state/, logs/ and cache/. A stage's own folder is checked itself but not walked: what a
+ * stage keeps there (a Python venv, with its links) is its business.
+ */
+export function prepareStateDir(dir: string): void {
+  ensurePrivateDirSync(dir, "state dir");
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (checkEntry(dir, path) && KEPT_FOLDERS.has(name))
+      for (const inner of readdirSync(path)) checkEntry(dir, join(path, inner));
+  }
+}
+
+/**
+ * A state dir for one run of the built-in example, removed when the process ends: the example
+ * must leave nothing in the state dir of a real cluster that happens to share its name (`lab`),
+ * nor a key nobody will use.
+ */
+export function throwawayStateDir(): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-example-"));
+  const remove = () => {
+    process.off("exit", remove);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // Also when a second Ctrl-C leaves at once.
+  process.on("exit", remove);
+  return { dir, remove };
+}

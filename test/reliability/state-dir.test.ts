@@ -1,0 +1,203 @@
+/**
+ * The state dir holds the cluster's key, kubeconfig, identity and journal, and kubehyve runs as
+ * root: `--state-dir` naming a shared directory, a link, another user's directory, or one with
+ * links planted in it must be refused, with nothing in it or about it changed. The command line
+ * from source, `plan --offline` of the example cluster file (it inspects nothing).
+ */
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { appendPrivateFile, ensurePrivateDirSync, readPrivateFile } from "../../src/core/fsutil.ts";
+import { Journal } from "../../src/core/journal.ts";
+import { runCli } from "../lab/cli.ts";
+
+const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+// Each test starts the command line a few times: room for a 2-core machine under load.
+setDefaultTimeout(30_000);
+const NOBODY = 65534;
+const mode = (path: string) => statSync(path).mode & 0o7777;
+
+/** A fresh directory with the example cluster file (`kubehyve init`), and `plan --offline` there. */
+function lab() {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-statedir-"));
+  expect(runCli([process.execPath, MAIN, "init"], { cwd: dir }).code).toBe(0);
+  const plan = (...args: string[]) =>
+    runCli([process.execPath, MAIN, "plan", "--offline", ...args], {
+      cwd: dir,
+      env: { XDG_STATE_HOME: join(dir, "xdg") },
+    });
+  return { dir, plan };
+}
+
+describe("--state-dir", () => {
+  test("refuses a world-writable shared directory and leaves its mode alone", () => {
+    const { dir, plan } = lab();
+    const shared = join(dir, "shared");
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    const r = plan("--state-dir", shared);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`✖ state dir ${shared} is writable by group or others\n  → chmod go-w ${shared}\n`);
+    expect(mode(shared)).toBe(0o1777);
+    expect(readdirSync(shared)).toEqual([]);
+  });
+
+  test('refuses "" instead of taking the working directory, whose mode stays as it was', () => {
+    const { dir, plan } = lab();
+    chmodSync(dir, 0o755);
+    const r = plan("--state-dir", "");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--state-dir was given an empty value");
+    expect(mode(dir)).toBe(0o755);
+    // (bun itself keeps a .bun folder in $HOME, which the test points here.)
+    expect(readdirSync(dir).filter((f) => f !== ".bun")).toEqual(["kubehyve.yaml"]);
+  });
+
+  test("refuses a symbolic link, and writes nothing where it leads", () => {
+    const { dir, plan } = lab();
+    const real = join(dir, "real");
+    mkdirSync(real, { mode: 0o700 });
+    symlinkSync(real, join(dir, "link"));
+    const r = plan("--state-dir", join(dir, "link"));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toStartWith(`✖ state dir ${join(dir, "link")} is a symbolic link\n`);
+    expect(readdirSync(real)).toEqual([]);
+  });
+
+  test("refuses a directory owned by another user, and writes nothing into it", () => {
+    const { dir, plan } = lab();
+    const theirs = join(dir, "theirs");
+    mkdirSync(theirs, { mode: 0o700 });
+    chownSync(theirs, NOBODY, NOBODY);
+    const r = plan("--state-dir", theirs);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `✖ state dir ${theirs} is owned by uid ${NOBODY}, not by the user running kubehyve (uid ${process.getuid!()})`,
+    );
+    expect(readdirSync(theirs)).toEqual([]);
+  });
+
+  test("refuses a journal.ndjson planted as a link: the file it points at gets nothing appended", () => {
+    const { dir, plan } = lab();
+    const state = join(dir, "state");
+    mkdirSync(state, { mode: 0o700 });
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "precious\n");
+    symlinkSync(victim, join(state, "journal.ndjson"));
+    const r = plan("--state-dir", state);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${join(state, "journal.ndjson")} is a symbolic link (to ${victim}); kubehyve does not use a state dir that someone else could have changed`,
+    );
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+  });
+
+  test("refuses a planted cluster key: another user's file, or a link, in ssh/", () => {
+    const { dir, plan } = lab();
+    const state = join(dir, "state");
+    mkdirSync(join(state, "ssh"), { recursive: true, mode: 0o700 });
+    const key = join(state, "ssh", "id_ed25519");
+    writeFileSync(key, "-----BEGIN OPENSSH PRIVATE KEY-----\n", { mode: 0o600 });
+    chownSync(key, NOBODY, NOBODY);
+    const owned = plan("--state-dir", state);
+    expect(owned.code).toBe(2);
+    expect(owned.stderr).toContain(`${key} is owned by uid ${NOBODY}`);
+
+    writeFileSync(join(dir, "their-key"), "-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    rmSync(key);
+    symlinkSync(join(dir, "their-key"), key);
+    const linked = plan("--state-dir", state);
+    expect(linked.code).toBe(2);
+    expect(linked.stderr).toContain(`${key} is a symbolic link`);
+  });
+
+  test("refuses a folder of its own that others can write, without chmodding it", () => {
+    const { dir, plan } = lab();
+    const state = join(dir, "state");
+    mkdirSync(join(state, "cache"), { recursive: true, mode: 0o700 });
+    chmodSync(join(state, "cache"), 0o777);
+    const r = plan("--state-dir", state);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${join(state, "cache")} is writable by group or others`);
+    expect(mode(join(state, "cache"))).toBe(0o777);
+  });
+
+  test("refuses to make one below a directory that others can write (and that is not sticky)", () => {
+    const { dir, plan } = lab();
+    const open = join(dir, "open");
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const r = plan("--state-dir", join(open, "state"));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ state dir ${join(open, "state")}: ${open}, on the way to it, is writable by group or others (and not sticky)\n  → chmod go-w ${open}, or use a directory elsewhere\n`,
+    );
+    expect(readdirSync(open)).toEqual([]);
+  });
+
+  test("makes a missing one 0700, its missing parents too; leaves an existing 0755 one 0755", () => {
+    const { dir, plan } = lab();
+    const deep = join(dir, "a", "b", "state");
+    expect(plan("--state-dir", deep).code).toBe(0);
+    for (const p of [join(dir, "a"), join(dir, "a", "b"), deep]) expect(mode(p)).toBe(0o700);
+    const mine = join(dir, "mine");
+    mkdirSync(mine);
+    chmodSync(mine, 0o755);
+    expect(plan("--state-dir", mine).code).toBe(0);
+    expect(mode(mine)).toBe(0o755);
+    expect(existsSync(join(mine, "journal.ndjson"))).toBe(true);
+  });
+});
+
+describe("files in the state dir", () => {
+  test("are appended to and read only when they are this user's regular files, never through a link", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-statefile-"));
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "x\n");
+    symlinkSync(victim, join(dir, "journal.ndjson"));
+    expect(() => new Journal(dir).record({ run: "r", command: "up", status: "started" })).toThrow(
+      `${join(dir, "journal.ndjson")} is a symbolic link; kubehyve does not follow links in its state dir`,
+    );
+    expect(() => readPrivateFile(join(dir, "journal.ndjson"))).toThrow("is a symbolic link");
+    expect(readFileSync(victim, "utf8")).toBe("x\n");
+
+    const theirs = join(dir, "theirs");
+    writeFileSync(theirs, "{}");
+    chownSync(theirs, NOBODY, NOBODY);
+    expect(() => readPrivateFile(theirs)).toThrow(`${theirs} is owned by uid ${NOBODY}`);
+    expect(() => appendPrivateFile(theirs, "more")).toThrow(`${theirs} is owned by uid ${NOBODY}`);
+    expect(readFileSync(theirs, "utf8")).toBe("{}");
+
+    appendPrivateFile(join(dir, "log"), "one\n");
+    appendPrivateFile(join(dir, "log"), "two\n");
+    expect(readPrivateFile(join(dir, "log"))).toBe("one\ntwo\n");
+    expect(mode(join(dir, "log"))).toBe(0o600);
+    expect(readPrivateFile(join(dir, "absent"))).toBeUndefined();
+  });
+
+  test("a parent that is a link (FreeBSD's /home to /usr/home) is followed to make a new one below it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-statefile-"));
+    mkdirSync(join(dir, "usr-home"));
+    symlinkSync(join(dir, "usr-home"), join(dir, "home"));
+    ensurePrivateDirSync(join(dir, "home", "lab"));
+    expect(mode(join(dir, "usr-home", "lab"))).toBe(0o700);
+    // The state dir itself as a link is another matter: refused.
+    expect(() => ensurePrivateDirSync(join(dir, "home"))).toThrow(
+      `directory ${join(dir, "home")} is a symbolic link`,
+    );
+  });
+});
