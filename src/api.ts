@@ -41,6 +41,7 @@ export type {
   NodeSpec,
   StageSpec,
 } from "./core/model.ts";
+export { type Pending, type PollOptions, pending, poll, sleep } from "./core/poll.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
 export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
