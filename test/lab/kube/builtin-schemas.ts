@@ -181,7 +181,14 @@ const core: Record<string, Schema> = {
     type: str,
   }),
   [`${CORE}.ServicePort`]: obj(
-    { appProtocol: str, name: str, nodePort: int, port: int, protocol: str, targetPort: intOrString },
+    {
+      appProtocol: str,
+      name: str,
+      nodePort: int,
+      port: int,
+      protocol: { ...str, default: "TCP" },
+      targetPort: intOrString,
+    },
     { required: ["port"] },
   ),
   [`${CORE}.ServiceStatus`]: obj({

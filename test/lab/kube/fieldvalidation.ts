@@ -17,7 +17,7 @@
  * Warning header (handlers/rest.go addStrictDecodingWarnings, parseYAMLWarnings).
  */
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
-import { isObj, type Obj } from "./ssa.ts";
+import { isObj, itemPathElement, type Obj, pathString } from "./ssa.ts";
 import { fieldType, itemType, type TypeNode } from "./types.ts";
 
 export type Directive = "Strict" | "Warn" | "Ignore";
@@ -189,4 +189,27 @@ export function warningsOf(errors: string[]): string[] {
 /** A Warning header value (apimachinery util/net NewWarningHeader: code 299, agent "-"). */
 export function warningHeader(text: string): string {
   return `299 - "${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}
+
+/**
+ * Undeclared fields of an apply body as the typed conversion names them: field paths of
+ * structured-merge-diff, list items by key (`.spec.containers[name="web"].imagePolicy`).
+ */
+export function undeclaredFields(value: unknown, t: TypeNode, path: string[] = []): string[] {
+  const out: string[] = [];
+  if (Array.isArray(value)) {
+    if (t.kind !== "list") return out;
+    const it = itemType(t);
+    value.forEach((item, i) => {
+      out.push(...undeclaredFields(item, it, [...path, itemPathElement(t, item, i)]));
+    });
+    return out;
+  }
+  if (!isObj(value) || (t.kind !== "struct" && t.kind !== "map")) return out;
+  for (const k of Object.keys(value)) {
+    const ft = fieldType(t, k);
+    if (!ft) out.push(pathString([...path, `f:${k}`]));
+    else out.push(...undeclaredFields(value[k], ft, [...path, `f:${k}`]));
+  }
+  return out;
 }

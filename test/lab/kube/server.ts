@@ -21,6 +21,7 @@ import {
   parseWithDuplicates,
   pruneUnknown,
   strictErrors,
+  undeclaredFields,
   unknownFields,
   warningHeader,
   warningsOf,
@@ -506,12 +507,24 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (causes.length) throw invalid(res, name, causes);
   }
 
-  function checkBody(res: ServedResource, body: unknown, namespace: string | undefined, name?: string): Obj {
+  function checkBody(
+    res: ServedResource,
+    body: unknown,
+    namespace: string | undefined,
+    name?: string,
+    apply = false,
+  ): Obj {
     if (!isObj(body))
       throw badRequest(
         "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
       );
     const expected = res.group ? `${res.group}/${res.version}` : res.version;
+    // Create and update decode with the endpoint's group-version-kind as default (create.go
+    // decoder.Decode(body, &defaultGVK, ...)); an apply configuration must name both itself.
+    if (!apply) {
+      body.apiVersion ??= expected;
+      body.kind ??= res.kind;
+    }
     if (body.apiVersion !== expected) {
       throw badRequest(
         `the API version in the data (${String(body.apiVersion)}) does not match the expected API version (${expected})`,
@@ -723,13 +736,13 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   ): Response {
     const o = writeOptions(url, ctx, "PatchOptions", true);
     const body = parseBody(text, "application/apply-patch+yaml", true);
-    const config = checkBody(res, body.value, namespace, name);
+    const config = checkBody(res, body.value, namespace, name, true);
     if (res.namespaced && namespace) requireNamespace(namespace);
     const t = typeFor(res);
     const forType = clone(config);
     // With a status subresource, the main resource ignores status and the subresource the rest.
     if (res.status && sub !== "status") delete forType.status;
-    const unknown = unknownFields(forType, t, false);
+    const unknown = undeclaredFields(forType, t);
     if (unknown.length) throw typedPatchError(res, namespace, name, unknown);
     const live = store.get(key(res, namespace, name));
     if (sub === "status" && !live) throw notFound(res, name);
@@ -1179,7 +1192,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     unknown: string[],
   ): HttpError {
     const gvk = `${res.group}/${res.version}, Kind=${res.kind}`;
-    const lines = unknown.map((u) => `.${u}: field not declared in schema`);
+    const lines = unknown.map((u) => `${u}: field not declared in schema`);
     const detail = lines.length === 1 ? lines[0] : `errors:\n  ${lines.join("\n  ")}`;
     return new HttpError(500, {
       kind: "Status",

@@ -18,7 +18,7 @@
  * ten update managers, and the ordering subtleties of merging associative lists (items keep the
  * live order, new ones are appended).
  */
-import { fieldType, itemType, type TypeNode } from "./types.ts";
+import { fieldType, itemType, resolve, type TypeNode } from "./types.ts";
 
 export type Obj = Record<string, unknown>;
 
@@ -183,12 +183,23 @@ function valueString(v: unknown): string {
   return String(v);
 }
 
-/** The path element of a list item (typed/helpers.go listItemToPathElement). */
-function itemPathElement(t: TypeNode, item: unknown, index: number): string {
+/**
+ * The path element of a list item (typed/helpers.go listItemToPathElement). A key field the item
+ * leaves out takes its schema default, as protocol: TCP of a container port does
+ * (keyedAssociativeListItemToPathElement; ssa-dryrun-response-deployment.managedFields sample).
+ */
+export function itemPathElement(t: TypeNode, item: unknown, index: number): string {
   if (t.kind === "list" && t.listType === "map" && isObj(item)) {
+    const it = itemType(t);
     // Key fields sorted by name, as fieldpath.KeyByFields / FieldList.Sort leave them.
     const key: Obj = {};
-    for (const k of [...t.keys].sort()) if (item[k] !== undefined) key[k] = item[k];
+    for (const k of [...t.keys].sort()) {
+      if (item[k] !== undefined) key[k] = item[k];
+      else if (it.kind === "struct" && it.fields.has(k)) {
+        const d = resolve(it.fields.get(k)!, it.defs).default;
+        if (d !== undefined) key[k] = d;
+      }
+    }
     return `k:${JSON.stringify(key)}`;
   }
   if (t.kind === "list" && t.listType === "set") return `v:${JSON.stringify(item)}`;
