@@ -490,7 +490,25 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       causes.push({ reason: CAUSE_REASON[p.kind], message: p.message, field: p.field });
     }
     const pattern = res.kind === "Namespace" || res.kind === "Service" ? NAME_LABEL : NAME_SUBDOMAIN;
-    if (!name) {
+    // RBAC objects are named by path segment (pkg/apis/rbac/validation ValidateRBACName:
+    // apimachinery pkg/api/validation/path IsValidPathSegmentName), so "metallb-system:controller" is fine.
+    const pathSegment = res.group === "rbac.authorization.k8s.io";
+    const segmentProblem =
+      name === "." || name === ".."
+        ? `may not be '${name}'`
+        : name.includes("/")
+          ? "may not contain '/'"
+          : name.includes("%")
+            ? "may not contain '%'"
+            : undefined;
+    if (name && pathSegment) {
+      if (segmentProblem)
+        causes.push({
+          reason: "FieldValueInvalid",
+          message: `Invalid value: "${name}": ${segmentProblem}`,
+          field: "metadata.name",
+        });
+    } else if (!name) {
       causes.push({
         reason: "FieldValueRequired",
         message: "Required value: name or generateName is required",
