@@ -250,6 +250,15 @@ describe.skipIf(!have("openssl", "openssl"))("formats of the test server", () =>
     expect(pool.properties.spec.properties.addresses.type).toBe("array");
     expect(doc.components.schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]).toBeDefined();
     const apps = (await (await call("GET", "/openapi/v3/apis/apps/v1")).json()) as Json;
+    const patch = apps.paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"].patch;
+    expect(patch["x-kubernetes-group-version-kind"]).toEqual({
+      group: "apps",
+      kind: "Deployment",
+      version: "v1",
+    });
+    expect(patch.parameters.filter((p: Json) => p.in === "query").map((p: Json) => p.name)).toContain(
+      "fieldValidation",
+    );
     const containers = apps.components.schemas["io.k8s.api.core.v1.PodSpec"].properties.containers;
     expect(containers["x-kubernetes-list-type"]).toBe("map");
     expect(containers["x-kubernetes-list-map-keys"]).toEqual(["name"]);

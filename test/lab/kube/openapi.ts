@@ -69,7 +69,17 @@ export function groupVersionDocument(resources: ServedResource[], gitVersion: st
     paths[base] = { get: { "x-kubernetes-action": "list", "x-kubernetes-group-version-kind": gvk } };
     paths[`${base}/{name}`] = {
       get: { "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk },
-      patch: { "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk },
+      // kubectl decides whether the server validates fields and runs dry runs by finding these
+      // parameters on the PATCH operation of the kind (cli-runtime query_param_verifier_v3.go).
+      patch: {
+        "x-kubernetes-action": "patch",
+        "x-kubernetes-group-version-kind": gvk,
+        parameters: ["dryRun", "fieldManager", "fieldValidation", "force"].map((name) => ({
+          name,
+          in: "query",
+          schema: { type: name === "force" ? "boolean" : "string", uniqueItems: true },
+        })),
+      },
     };
   }
   return {

@@ -294,6 +294,33 @@ export function merge(lhs: unknown, rhs: unknown, t: TypeNode): unknown {
   return out;
 }
 
+/**
+ * The fields of a subtree that appears or goes: its leaves and, as compareWalker.compare inserts
+ * every node missing on one side, its maps and lists themselves, which is why Update entries carry
+ * "." on new labels, data, finalizers and conditions. Structs are left out: the empty object a
+ * create starts from (the Go zero value) already holds the non-pointer ones, and which structs are
+ * pointers the schema does not say.
+ */
+function wholeSubtree(value: unknown, t: TypeNode, set: FieldSet, path: string[]): void {
+  if (isLeaf(t, value)) {
+    if (path.length) set.insert(path);
+    return;
+  }
+  if (Array.isArray(value)) {
+    const it = itemType(t);
+    value.forEach((item, i) => {
+      const p = [...path, itemPathElement(t, item, i)];
+      wholeSubtree(item, it, set, p);
+      set.insert(p);
+    });
+    if (path.length) set.insert(path);
+    return;
+  }
+  for (const [k, v] of Object.entries(value as Obj))
+    wholeSubtree(v, fieldType(t, k) ?? { kind: "untyped" }, set, [...path, `f:${k}`]);
+  if (path.length && t.kind !== "struct") set.insert(path);
+}
+
 export interface Comparison {
   added: FieldSet;
   modified: FieldSet;
@@ -310,11 +337,11 @@ export function compare(
 ): Comparison {
   if (old === undefined && neu === undefined) return out;
   if (old === undefined) {
-    toFieldSet(neu, t, out.added, path);
+    wholeSubtree(neu, t, out.added, path);
     return out;
   }
   if (neu === undefined) {
-    toFieldSet(old, t, out.removed, path);
+    wholeSubtree(old, t, out.removed, path);
     return out;
   }
   if (isLeaf(t, old) || isLeaf(t, neu) || Array.isArray(old) !== Array.isArray(neu)) {
@@ -328,10 +355,10 @@ export function compare(
     for (const pe of new Set([...a.keys(), ...b.keys()])) {
       const p = [...path, pe];
       if (!a.has(pe)) {
-        toFieldSet(b.get(pe), it, out.added, p);
+        wholeSubtree(b.get(pe), it, out.added, p);
         out.added.insert(p);
       } else if (!b.has(pe)) {
-        toFieldSet(a.get(pe), it, out.removed, p);
+        wholeSubtree(a.get(pe), it, out.removed, p);
         out.removed.insert(p);
       } else compare(a.get(pe), b.get(pe), it, out, p);
     }
@@ -573,7 +600,7 @@ export function applyConfig(opts: {
     const backSet = ensureNamedFieldsAreMembers(toFieldSet(ownedBack, t), t);
     result = removeItems(merged, mergedSet.difference(backSet).intersection(lastM), t) as Obj;
   }
-  update(opts.live, result, t, managers, key, opts.force, ignored);
+  update(live, result, t, managers, key, opts.force, ignored);
   me.set = withoutIgnored(me.set, STRIP);
   if (me.set.empty()) managers.delete(key);
   if (!deepEqual(withoutMeta(live), withoutMeta(result))) me.time = opts.now;
@@ -602,7 +629,8 @@ export function updateObject(opts: {
     set: new FieldSet(),
   };
   const key = managerKey(probe);
-  const cmp = update(opts.live, opts.object, opts.type, managers, key, true, opts.ignored);
+  // A create compares against the empty object the registry starts from (New()).
+  const cmp = update(opts.live ?? {}, opts.object, opts.type, managers, key, true, opts.ignored);
   const previous = managers.get(key)?.set ?? new FieldSet();
   const set = withoutIgnored(previous.difference(cmp.removed).union(cmp.modified).union(cmp.added), STRIP);
   if (set.empty()) managers.delete(key);
