@@ -213,6 +213,65 @@ describe.skipIf(!have("openssl", "openssl"))("formats of the test server", () =>
     expect(body.message).toEndWith('strict decoding error: duplicate field "data.a", unknown field "extra"');
   });
 
+  test("a strategic merge patch merges containers by name and honours $patch: delete; a JSON patch edits by pointer", async () => {
+    await client.apply({
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "patched", namespace: "default" },
+      spec: {
+        selector: { matchLabels: { app: "p" } },
+        template: {
+          metadata: { labels: { app: "p" } },
+          spec: {
+            containers: [
+              { name: "a", image: "a:1" },
+              { name: "b", image: "b:1" },
+            ],
+          },
+        },
+      },
+    });
+    const smp = (patch: unknown) =>
+      call(
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/patched?fieldManager=kubectl-edit",
+        JSON.stringify(patch),
+        {
+          "Content-Type": "application/strategic-merge-patch+json",
+        },
+      );
+    const first = (await (
+      await smp({ spec: { template: { spec: { containers: [{ name: "b", image: "b:2" }] } } } })
+    ).json()) as Json;
+    expect(first.spec.template.spec.containers).toEqual([
+      { name: "a", image: "a:1" },
+      { name: "b", image: "b:2" },
+    ]);
+    const second = (await (
+      await smp({ spec: { template: { spec: { containers: [{ name: "a", $patch: "delete" }] } } } })
+    ).json()) as Json;
+    expect(second.spec.template.spec.containers.map((c: Json) => c.name)).toEqual(["b"]);
+    const json = await call(
+      "PATCH",
+      "/apis/apps/v1/namespaces/default/deployments/patched",
+      JSON.stringify([
+        { op: "add", path: "/metadata/labels", value: { tier: "web" } },
+        { op: "replace", path: "/spec/template/spec/containers/0/image", value: "b:3" },
+      ]),
+      { "Content-Type": "application/json-patch+json" },
+    );
+    const patched = (await json.json()) as Json;
+    expect(patched.metadata.labels).toEqual({ tier: "web" });
+    expect(patched.spec.template.spec.containers[0].image).toBe("b:3");
+    const failed = await call(
+      "PATCH",
+      "/apis/apps/v1/namespaces/default/deployments/patched",
+      JSON.stringify([{ op: "test", path: "/spec/replicas", value: 7 }]),
+      { "Content-Type": "application/json-patch+json" },
+    );
+    expect(failed.status).toBe(422);
+  });
+
   test("a bad dryRun or fieldValidation value is refused like the options validation does", async () => {
     const res = await call(
       "POST",

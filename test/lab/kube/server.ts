@@ -27,6 +27,7 @@ import {
   warningsOf,
 } from "./fieldvalidation.ts";
 import { discoveryDocument, groupVersionDocument, gvPath, swaggerDocument } from "./openapi.ts";
+import { JsonPatchError, jsonPatch, strategicMergePatch } from "./patches.ts";
 import { createPki, type Pki } from "./pki.ts";
 import {
   aggregatedDiscovery,
@@ -947,18 +948,34 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       return req.text().then((text) => {
         if (type === "application/apply-patch+yaml")
           return handleApply(res, namespace, name, text, url, ctx, sub);
-        // Strategic merge differs from a JSON merge patch only for lists with patch keys; none matter here.
-        if (type === "application/merge-patch+json" || type === "application/strategic-merge-patch+json") {
+        const kinds = [
+          "application/merge-patch+json",
+          "application/strategic-merge-patch+json",
+          "application/json-patch+json",
+        ];
+        if (kinds.includes(type)) {
           const o = writeOptions(url, ctx, "PatchOptions");
           const live = store.get(k);
           if (!live) throw notFound(res, name);
           const body = parseBody(text, "application/json");
+          const patched = (() => {
+            const base = stripForMerge(live);
+            if (type === "application/merge-patch+json") return mergePatch(base, body.value) as Obj;
+            if (type === "application/strategic-merge-patch+json")
+              return strategicMergePatch(base, body.value, typeFor(res)) as Obj;
+            try {
+              return jsonPatch(base, body.value);
+            } catch (e) {
+              if (!(e instanceof JsonPatchError)) throw e;
+              throw new HttpError(422, statusBody(422, "Invalid", e.message));
+            }
+          })();
           let next: Obj;
           if (sub === "status") {
             next = clone(live);
-            next.status = mergePatch(live.status, isObj(body.value) ? body.value.status : undefined) as Obj;
+            next.status = patched.status;
           } else {
-            next = mergePatch(stripForMerge(live), body.value) as Obj;
+            next = patched;
             if (res.status) next.status = live.status;
           }
           next = patchValidated(res, next, body, o.directive, ctx);
