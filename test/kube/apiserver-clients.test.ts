@@ -428,6 +428,15 @@ describe.skipIf(!have("openssl", "openssl"))("the test server through client-nod
     const exact = (await (await at(rv)).json()) as Json;
     expect(exact.metadata.resourceVersion).toBe(rv);
     expect(exact.items[0].data).toEqual({ v: "1" });
+    const everything = (await (
+      await fetch(
+        `${server.url}/api/v1/namespaces/default/configmaps?resourceVersion=${rv}&resourceVersionMatch=Exact`,
+        { tls },
+      )
+    ).json()) as Json;
+    // Only this namespace's ConfigMaps as they were: no other kind, no other namespace.
+    expect(everything.items.length).toBeGreaterThan(1);
+    expect(everything.items.every((i: Json) => i.metadata.namespace === "default" && "data" in i)).toBe(true);
     server.compact();
     const gone = await at(rv);
     expect(gone.status).toBe(410);

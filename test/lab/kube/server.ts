@@ -1108,9 +1108,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         );
       }
       if (match === "Exact") {
-        const all = [...store.values()].filter((o) =>
-          keyOfObj(res)(o).startsWith(`${res.group}/${res.resource}/`),
-        );
+        const all = objectsOf(res.group, res.resource);
         const snapshot = hub.snapshotAt(rv, all, keyOfObj(res), `${res.group}/${res.resource}`);
         if (!snapshot) {
           throw new HttpError(
