@@ -447,6 +447,29 @@ describe.skipIf(!have("openssl", "openssl"))("the test server through client-nod
     expect(ahead.status).toBe(504);
   });
 
+  test("both clients list by label and delete alike, client-node reading the Success Status a delete answers", async () => {
+    for (const name of ["l1", "l2", "l3"]) {
+      await ours.apply({
+        ...configMap(name, {}),
+        metadata: { name, namespace: "default", labels: { set: name === "l3" ? "b" : "a" } },
+      });
+    }
+    const theirs = await core.listNamespacedConfigMap({ namespace: "default", labelSelector: "set=a" });
+    const mine = await ours.list("v1", "ConfigMap", { namespace: "default", labelSelector: "set=a" });
+    expect(theirs.items.map((i: Json) => i.metadata.name)).toEqual(mine.map((i) => i.metadata.name));
+    expect(mine.map((i) => i.metadata.name)).toEqual(["l1", "l2"]);
+    const uid = (server.get("v1", "ConfigMap", "l1", "default") as Json).metadata.uid;
+    const status = await core.deleteNamespacedConfigMap({ name: "l1", namespace: "default" });
+    // store.go finalizeDelete: a Success Status naming what went, the resource as kind.
+    expect(status).toMatchObject({ status: "Success", details: { name: "l1", kind: "configmaps", uid } });
+    expect(await ours.delete("v1", "ConfigMap", "l2", "default")).toBe(true);
+    expect(await ours.delete("v1", "ConfigMap", "l1", "default")).toBe(false);
+    const gone = await core
+      .readNamespacedConfigMap({ name: "l2", namespace: "default" })
+      .catch((e: Json) => e);
+    expect(gone.code).toBe(404);
+  });
+
   test("SelfSubjectAccessReview allows the admin everything", async () => {
     const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
     const review = await authz.createSelfSubjectAccessReview({
