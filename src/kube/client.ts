@@ -17,8 +17,8 @@ import {
   splitApiVersion,
 } from "./discovery.ts";
 import { type KubeCredentials, loadKubeconfig } from "./kubeconfig.ts";
-import { KubeApiError, KubeRequestError, KubeTransportError } from "./status.ts";
-import type { KubeClient, KubeObject, ListOptions } from "./types.ts";
+import { KubeApiError, KubeApplyConflictError, KubeRequestError, KubeTransportError } from "./status.ts";
+import type { ApplyOptions, DeleteOptions, KubeClient, KubeObject, ListOptions } from "./types.ts";
 
 export interface KubeClientOptions {
   /** Context to use instead of current-context. */
@@ -34,7 +34,10 @@ export interface KubeClientOptions {
   timeoutMs?: number;
   /** Cancels every request and backoff wait of this client. */
   signal?: AbortSignal;
+  /** The field manager of every write (default kubehyve); the server records who owns which field by it. */
   fieldManager?: string;
+  /** Called with the text of each Warning header the server sends (deprecations, unknown fields under Warn). */
+  onWarning?: (text: string) => void;
 }
 
 export interface KubeClientImpl extends KubeClient {
@@ -96,6 +99,15 @@ function errorText(error: unknown): string {
  */
 function isPermanent(status: number, body: string): boolean {
   return status === 500 && body.includes("failed to create typed patch object");
+}
+
+/** The texts of a Warning header (`299 - "text", 299 - "other"`, RFC 7234 quoted strings). */
+export function parseWarnings(header: string | null): string[] {
+  if (!header) return [];
+  const out: string[] = [];
+  const re = /\d{3} \S+ "((?:[^"\\]|\\.)*)"/g;
+  for (let m = re.exec(header); m; m = re.exec(header)) out.push(m[1]!.replace(/\\(.)/g, "$1"));
+  return out;
 }
 
 /** Seconds of a Retry-After header (delta-seconds or an HTTP date), undefined when absent or bad. */
@@ -160,6 +172,7 @@ export async function createKubeClient(
           responseType: "text",
         } as Parameters<typeof http.raw>[1]);
         const text = (res._data as string | undefined) ?? "";
+        if (opts.onWarning) for (const w of parseWarnings(res.headers.get("warning"))) opts.onWarning(w);
         if (res.status < 400) {
           let data: unknown = text;
           if (text && (res.headers.get("content-type") ?? "").includes("json")) data = JSON.parse(text);
@@ -353,25 +366,52 @@ export async function createKubeClient(
       return (res.data.items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },
 
-    async apply<T extends KubeObject = KubeObject>(obj: KubeObject) {
+    async apply<T extends KubeObject = KubeObject>(obj: KubeObject, applyOpts: ApplyOptions = {}) {
       const name = obj?.metadata?.name;
       if (!name) throw new KubeRequestError(`cannot apply ${obj?.kind ?? "an object"} without metadata.name`);
       const info = await resourceFor(obj.apiVersion, obj.kind);
       const ns = needNamespace("PATCH", info, obj.kind, name, obj.metadata.namespace);
-      const res = await request<T>("PATCH", resourcePath(info, ns, name), {
-        // Strict, as kubectl sends it: a duplicate key in the manifest is an error, not a silent pick.
-        query: { fieldManager, force: "true", fieldValidation: "Strict" },
-        body: stringify(obj),
-        contentType: "application/apply-patch+yaml",
-      });
-      return res.data;
+      const force = applyOpts.force ?? true;
+      try {
+        const res = await request<T>("PATCH", resourcePath(info, ns, name), {
+          // Strict, as kubectl sends it: a duplicate key in the manifest is an error, not a silent pick.
+          query: {
+            ...(applyOpts.dryRun ? { dryRun: "All" } : {}),
+            fieldManager,
+            ...(force ? { force: "true" } : {}),
+            fieldValidation: "Strict",
+          },
+          body: stringify(obj),
+          contentType: "application/apply-patch+yaml",
+        });
+        return res.data;
+      } catch (error) {
+        const conflicts =
+          error instanceof KubeApiError ? KubeApplyConflictError.conflictsOf(error) : undefined;
+        if (!conflicts) throw error;
+        const e = error as KubeApiError;
+        throw new KubeApplyConflictError(
+          e.method,
+          e.path,
+          e.apiMessage,
+          `${obj.kind} ${ns ? `${ns}/` : ""}${name}`,
+          conflicts,
+        );
+      }
     },
 
-    async delete(apiVersion: string, kind: string, name: string, namespace?: string) {
+    async delete(
+      apiVersion: string,
+      kind: string,
+      name: string,
+      namespace?: string,
+      deleteOpts: DeleteOptions = {},
+    ) {
       const info = await resourceFor(apiVersion, kind);
       const ns = needNamespace("DELETE", info, kind, name, namespace);
       try {
         await request("DELETE", resourcePath(info, ns, name), {
+          query: deleteOpts.dryRun ? { dryRun: "All" } : {},
           body: JSON.stringify({ kind: "DeleteOptions", apiVersion: "v1", propagationPolicy: "Background" }),
           contentType: "application/json",
         });

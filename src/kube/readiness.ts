@@ -194,6 +194,16 @@ export function describeRef(ref: ObjectRef): string {
 /**
  * Polls until the object is ready and returns it. On timeout the error names the object and the
  * last reason it was not ready; on abort it throws CancelledError.
+ *
+ * Polling rather than a watch, on purpose. kubehyve waits for one object at a time, for seconds to
+ * minutes, on a lab cluster: a GET every two seconds is no load, and its worst case is two seconds
+ * late. A watch would have to be re-established when the server ends it (timeoutSeconds, a
+ * restart of kube-apiserver during a Kubespray upgrade, a proxy cutting an idle stream), relist on
+ * 410 Expired, and still read the object once before watching to avoid missing a ready state
+ * reached in between; each of those is a way to hang or miss the transition, in exchange for
+ * nothing the user can see. Each poll goes through the client's retries, so an API server that is
+ * briefly down only delays the wait. (kubectl wait watches because it may wait on thousands of
+ * objects at once; the test server serves watches for clients like it.)
  */
 export async function waitFor(
   client: KubeClient,

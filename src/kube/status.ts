@@ -122,3 +122,51 @@ export class KubeRequestError extends KubehyveError {
     this.name = "KubeRequestError";
   }
 }
+
+/** One field another manager owns, as a 409 apply conflict names it (details.causes[].field/message). */
+export interface ApplyConflict {
+  /** The field path, e.g. `.spec.replicas` or `.spec.template.spec.containers[name="x"].image`. */
+  field: string;
+  /** The owner as the server names it: `"tigera-operator"` or `"kubectl" using apps/v1 at ...`. */
+  manager: string;
+}
+
+/**
+ * A server-side apply refused because other field managers own fields it changes
+ * (k8s.io/apimachinery managedfields/internal/conflict.go NewConflictError: causes of reason
+ * FieldManagerConflict, one per field, message `conflict with "manager"`).
+ */
+export class KubeApplyConflictError extends KubeApiError {
+  constructor(
+    method: string,
+    path: string,
+    apiMessage: string,
+    readonly object: string,
+    readonly conflicts: ApplyConflict[],
+  ) {
+    super(
+      method,
+      path,
+      409,
+      "Conflict",
+      apiMessage,
+      conflicts.map((c) => ({
+        reason: "FieldManagerConflict",
+        message: `conflict with ${c.manager}`,
+        field: c.field,
+      })),
+    );
+    const list = conflicts.map((c) => `${c.field} (owned by ${c.manager})`).join(", ");
+    this.message = `apply of ${object} conflicts with fields other managers own: ${list}`;
+    this.name = "KubeApplyConflictError";
+  }
+
+  /** The conflicts of a 409 apply answer, or undefined when it is some other Conflict. */
+  static conflictsOf(error: KubeApiError): ApplyConflict[] | undefined {
+    if (error.httpStatus !== 409) return undefined;
+    const found = error.causes
+      .filter((c) => c.reason === "FieldManagerConflict" && c.field)
+      .map((c) => ({ field: c.field!, manager: (c.message ?? "").replace(/^conflict with /, "") }));
+    return found.length ? found : undefined;
+  }
+}

@@ -24,6 +24,24 @@ export interface ListOptions {
   fieldSelector?: string;
 }
 
+export interface ApplyOptions {
+  /**
+   * dryRun=All: the server validates and admits the object and answers with what it would store,
+   * but stores nothing (for `plan`).
+   */
+  dryRun?: boolean;
+  /**
+   * Take over fields other field managers own (default true: kubehyve's manifests are the truth for
+   * the fields they set). With false, such a field is a KubeApplyConflictError naming it and its owner.
+   */
+  force?: boolean;
+}
+
+export interface DeleteOptions {
+  /** dryRun=All: the server checks the deletion and answers, but deletes nothing. */
+  dryRun?: boolean;
+}
+
 export interface KubeClient {
   /** The API server URL from the kubeconfig. */
   readonly server: string;
@@ -35,10 +53,16 @@ export interface KubeClient {
     namespace?: string,
   ): Promise<T | undefined>;
   list<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, opts?: ListOptions): Promise<T[]>;
-  /** Server-side apply of one object (fieldManager kubehyve, force). */
-  apply<T extends KubeObject = KubeObject>(obj: KubeObject): Promise<T>;
+  /** Server-side apply of one object (fieldManager kubehyve, forced unless `force: false`). */
+  apply<T extends KubeObject = KubeObject>(obj: KubeObject, opts?: ApplyOptions): Promise<T>;
   /** Deletes one object; false when it was not there. */
-  delete(apiVersion: string, kind: string, name: string, namespace?: string): Promise<boolean>;
+  delete(
+    apiVersion: string,
+    kind: string,
+    name: string,
+    namespace?: string,
+    opts?: DeleteOptions,
+  ): Promise<boolean>;
   /** Server version (`/version`), e.g. { gitVersion: "v1.35.0" }. */
   version(): Promise<{ gitVersion: string; major?: string; minor?: string }>;
   /**

@@ -22,6 +22,10 @@ export interface ServedResource {
   crd?: string;
   /** The CRD version's openAPIV3Schema, which objects of this resource are validated against. */
   schema?: Record<string, unknown>;
+  /** The CRD version's additionalPrinterColumns, for Table answers. */
+  printerColumns?: unknown[];
+  /** Verbs, when not the usual eight (SelfSubjectAccessReview is create-only). */
+  verbs?: string[];
 }
 
 const VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -63,6 +67,21 @@ export function builtinResources(): ServedResource[] {
     }),
     r("rbac.authorization.k8s.io", "v1", "Role", "roles", true, { status: false }),
     r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, { status: false }),
+    r(
+      "admissionregistration.k8s.io",
+      "v1",
+      "ValidatingWebhookConfiguration",
+      "validatingwebhookconfigurations",
+      false,
+      {
+        status: false,
+        categories: ["api-extensions"],
+      },
+    ),
+    r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false, {
+      status: false,
+      verbs: ["create"],
+    }),
   ];
 }
 
@@ -78,6 +97,7 @@ export function resourcesOfCrd(crd: Record<string, unknown>): ServedResource[] {
     served?: boolean;
     subresources?: { status?: unknown };
     schema?: { openAPIV3Schema?: Record<string, unknown> };
+    additionalPrinterColumns?: unknown[];
   }[] = Array.isArray(spec.versions) ? spec.versions : [];
   return versions
     .filter((v) => v.served !== false)
@@ -93,6 +113,7 @@ export function resourcesOfCrd(crd: Record<string, unknown>): ServedResource[] {
       status: v.subresources?.status !== undefined,
       crd: name,
       schema: v.schema?.openAPIV3Schema,
+      printerColumns: v.additionalPrinterColumns,
     }));
 }
 
@@ -108,7 +129,7 @@ export function legacyResourceList(
       singularName: res.singular,
       namespaced: res.namespaced,
       kind: res.kind,
-      verbs: VERBS,
+      verbs: res.verbs ?? VERBS,
       ...(res.shortNames ? { shortNames: res.shortNames } : {}),
       ...(res.categories ? { categories: res.categories } : {}),
     });
@@ -147,7 +168,7 @@ export function aggregatedDiscovery(resources: ServedResource[], core: boolean):
         responseKind: { group: "", version: "", kind: res.kind },
         scope: res.namespaced ? "Namespaced" : "Cluster",
         singularResource: res.singular,
-        verbs: VERBS,
+        verbs: res.verbs ?? VERBS,
         ...(res.shortNames ? { shortNames: res.shortNames } : {}),
         ...(res.categories ? { categories: res.categories } : {}),
         ...(res.status

@@ -1,14 +1,33 @@
 /**
  * The Kubernetes API test server: HTTPS on 127.0.0.1 with a per-run CA, requiring a client
  * certificate signed by it (Bun.serve tls requestCert + rejectUnauthorized: the handshake itself
- * fails without one), speaking the real REST paths, discovery (legacy and aggregated), server-side
- * apply and Status errors. Response shapes follow ../shared/oracles/kubernetes/api-samples (see its
- * README); controllers (./controllers.ts) fill in status where a real cluster's controllers would.
+ * fails without one), speaking the real REST paths, discovery (legacy and aggregated), OpenAPI,
+ * server-side apply with field ownership and conflicts, dry runs, field validation, watches,
+ * tables, SelfSubjectAccessReview and Status errors. Response shapes follow
+ * ../shared/oracles/kubernetes/api-samples (see its README); controllers (./controllers.ts) fill in
+ * status where a real cluster's controllers would. Each behaviour cites the kube-apiserver code it
+ * follows, in the modules named below and at the handlers here (k8s.io/apiserver
+ * pkg/endpoints/handlers: create.go, update.go, patch.go, delete.go, get.go, watch.go).
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { stringify as stringifyYaml } from "yaml";
+import { ADMIN, authorize, forbiddenMessage, type User, VIEWER } from "./authz.ts";
+import { builtinSchemaName } from "./builtin-schemas.ts";
 import { type Controller, type ControllerView, defaultControllers } from "./controllers.ts";
+import {
+  type Directive,
+  type ParsedBody,
+  parseWithDuplicates,
+  pruneUnknown,
+  strictErrors,
+  undeclaredFields,
+  unknownFields,
+  warningHeader,
+  warningsOf,
+} from "./fieldvalidation.ts";
+import { discoveryDocument, groupVersionDocument, gvPath, swaggerDocument } from "./openapi.ts";
+import { JsonPatchError, jsonPatch, strategicMergePatch } from "./patches.ts";
 import { createPki, type Pki } from "./pki.ts";
 import {
   aggregatedDiscovery,
@@ -20,7 +39,26 @@ import {
 } from "./resources.ts";
 import { type SchemaProblem, validateAgainstSchema } from "./schema.ts";
 import { matchesLabels, parseFieldSelector, parseLabelSelector } from "./selectors.ts";
-import { clone, fieldsV1, isObj, mergeApplied, mergePatch, type Obj, specPart } from "./ssa.ts";
+import {
+  ApplyConflicts,
+  applyConfig,
+  clone,
+  conflictStatus,
+  decodeManagedFields,
+  deepEqual,
+  encodeManagedFields,
+  type FieldSet,
+  ignoredFields,
+  isObj,
+  type ManagerSet,
+  mergePatch,
+  type Obj,
+  specPart,
+  updateObject,
+} from "./ssa.ts";
+import { toTable, wantsTable } from "./tables.ts";
+import { BUILTIN_DEFS, crdRootSchema, type TypeNode, typeOf } from "./types.ts";
+import { type EventType, WatchHub } from "./watch.ts";
 
 export interface StatusCause {
   reason: string;
@@ -52,6 +90,8 @@ export interface RequestLogEntry {
   accept: string | null;
   status: number;
   body?: string;
+  /** Warning headers of the answer (field validation in Warn mode). */
+  warnings?: string[];
 }
 
 export interface ObjectRef {
@@ -71,6 +111,8 @@ export interface KubeApiServerOptions {
   legacyDiscoveryOnly?: boolean;
   /** Authenticate by this bearer token instead of client certificates (no client certificate is requested). */
   token?: string;
+  /** With `token`: a second token for the restricted user kubehyve-viewer (ClusterRole view). */
+  viewerToken?: string;
   gitVersion?: string;
   /** Fixed port (0 or unset: any free one). */
   port?: number;
@@ -78,6 +120,10 @@ export interface KubeApiServerOptions {
   reconcileDelayMs?: number;
   /** Namespaces that exist from the start; default default, kube-system, kube-public, kube-node-lease. */
   namespaces?: string[];
+  /** Watch events kept for resuming watches (default 1000); older resourceVersions are 410 Expired. */
+  watchHistory?: number;
+  /** How often a watch with allowWatchBookmarks gets a BOOKMARK (default 60 s, as upstream). */
+  bookmarkIntervalMs?: number;
 }
 
 export interface KubeApiServer {
@@ -86,6 +132,8 @@ export interface KubeApiServer {
   /** kubeconfig text with the CA and the admin client certificate inlined (or the token). */
   kubeconfig: string;
   kubeconfigPath: string;
+  /** With `viewerToken`: a kubeconfig of the restricted user. */
+  viewerKubeconfig?: string;
   caCert: string;
   pki: Pki;
   /** Stores an object as given (status included), creating or replacing; runs controllers afterwards. */
@@ -110,6 +158,10 @@ export interface KubeApiServer {
   validators: Validator[];
   /** Runs the controllers now instead of waiting for the scheduled pass. */
   reconcile(): void;
+  /** The resourceVersion of the last write. */
+  resourceVersion(): number;
+  /** Forgets the watch history, as an etcd compaction does: older resourceVersions become too old. */
+  compact(): void;
   stop(): Promise<void>;
 }
 
@@ -128,6 +180,15 @@ const CAUSE_REASON: Record<SchemaProblem["kind"], string> = {
   enum: "FieldValueNotSupported",
   pattern: "FieldValueInvalid",
   other: "FieldValueInvalid",
+};
+
+/** Which controller writes a kind's status, as its managedFields entry names it. */
+const STATUS_MANAGERS: Record<string, string> = {
+  deployment: "kube-controller-manager",
+  daemonset: "kube-controller-manager",
+  statefulset: "kube-controller-manager",
+  "pvc-binder": "kube-controller-manager",
+  "crd-establishing": "kube-apiserver",
 };
 
 class HttpError extends Error {
@@ -191,6 +252,20 @@ function invalid(res: ServedResource, name: string, causes: StatusCause[]): Http
   );
 }
 
+/** errors.NewInvalid of a request's options (CreateOptions.meta.k8s.io "" is invalid: ...). */
+function invalidOptions(kind: string, causes: StatusCause[]): HttpError {
+  const parts = causes.map((c) => `${c.field}: ${c.message}`);
+  const summary = parts.length === 1 ? parts[0] : `[${parts.join(", ")}]`;
+  return new HttpError(
+    422,
+    statusBody(422, "Invalid", `${kind}.meta.k8s.io "" is invalid: ${summary}`, {
+      group: "meta.k8s.io",
+      kind,
+      causes,
+    }),
+  );
+}
+
 function nowRfc3339(): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
 }
@@ -202,23 +277,49 @@ function gvOf(apiVersion: string): { group: string; version: string } {
     : { group: apiVersion.slice(0, i), version: apiVersion.slice(i + 1) };
 }
 
+/** What one request carries through the handlers: who asks, and the warnings of the answer. */
+interface RequestContext {
+  user: User;
+  warnings: string[];
+  userAgent: string;
+  signal: AbortSignal;
+}
+
+/** The options every write takes (CreateOptions, UpdateOptions, PatchOptions, DeleteOptions). */
+interface WriteOptions {
+  dryRun: boolean;
+  manager: string;
+  directive: Directive;
+  force: boolean;
+}
+
+/** Kinds whose objects carry metadata.generation (their registry strategies set it). */
+function hasGeneration(res: ServedResource): boolean {
+  return !!res.crd || res.group === "apps" || res.kind === "CustomResourceDefinition" || res.kind === "Pod";
+}
+
 export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promise<KubeApiServer> {
   const pki = opts.pki ?? createPki({ cn: `kubehyve-test-ca-${process.pid}-${Date.now()}` });
   const builtins = builtinResources();
   const controllers = opts.controllers ?? defaultControllers();
   const validators = opts.validators ?? [];
+  const gitVersion = opts.gitVersion ?? "v1.35.0";
   const requests: RequestLogEntry[] = [];
   const faults: Fault[] = [];
   const held = new Set<string>();
   // group/resource/namespace/name -> object; one copy per group, served at every version of it.
   const store = new Map<string, Obj>();
-  // The last configuration each manager applied to an object, to prune fields it dropped.
-  const appliedBy = new Map<string, Obj>();
   let resourceVersion = 100;
+  const hub = new WatchHub(opts.watchHistory ?? 1000, () => resourceVersion);
   let reconcileTimer: ReturnType<typeof setTimeout> | undefined;
+  const typeCache = new Map<string, { schema: unknown; type: TypeNode }>();
 
   const key = (res: ServedResource, namespace: string | undefined, name: string) =>
     `${res.group}/${res.resource}/${res.namespaced ? (namespace ?? "") : ""}/${name}`;
+  const keyOfObj = (res: ServedResource) => (o: Obj) => {
+    const m = o.metadata as Obj;
+    return key(res, m.namespace as string | undefined, String(m.name));
+  };
 
   function served(): ServedResource[] {
     const out = [...builtins];
@@ -236,6 +337,21 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     const res = served().find((r) => r.group === group && r.version === version && r.kind === kind);
     if (!res) throw new Error(`the test server serves no ${kind} in ${apiVersion}`);
     return res;
+  }
+
+  /** The structural type of a resource's objects: its built-in schema, or its CRD version's. */
+  function typeFor(res: ServedResource): TypeNode {
+    const k = `${res.group}/${res.version}/${res.kind}`;
+    const hit = typeCache.get(k);
+    if (hit && hit.schema === res.schema) return hit.type;
+    let type: TypeNode;
+    if (res.crd) type = typeOf(crdRootSchema(res.schema), BUILTIN_DEFS);
+    else {
+      const name = builtinSchemaName(res.group, res.version, res.kind);
+      type = name ? typeOf({ $ref: `#/components/schemas/${name}` }, BUILTIN_DEFS) : { kind: "untyped" };
+    }
+    typeCache.set(k, { schema: res.schema, type });
+    return type;
   }
 
   const refKey = (apiVersion: string, kind: string, name: string, namespace?: string) =>
@@ -260,9 +376,34 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     now: nowRfc3339,
   };
 
-  function bump(obj: Obj): void {
+  /**
+   * The one way into the store: the write gets the next resourceVersion (etcd's revision) and
+   * becomes a watch event. A deleted object's event carries the deletion's resourceVersion, as
+   * etcd3's watcher reports it.
+   */
+  function commit(res: ServedResource, type: EventType, obj: Obj, previous?: Obj): Obj {
     resourceVersion++;
-    (obj.metadata as Obj).resourceVersion = String(resourceVersion);
+    const meta = obj.metadata as Obj;
+    const k = key(res, meta.namespace as string | undefined, String(meta.name));
+    const stored = clone(obj);
+    (stored.metadata as Obj).resourceVersion = String(resourceVersion);
+    if (type === "DELETED") store.delete(k);
+    else store.set(k, stored);
+    hub.record({
+      rv: resourceVersion,
+      type,
+      resourceKey: `${res.group}/${res.resource}`,
+      namespace: res.namespaced ? (meta.namespace as string | undefined) : undefined,
+      object: stored,
+      previous,
+    });
+    if (type !== "DELETED") scheduleReconcile();
+    return stored;
+  }
+
+  function save(res: ServedResource, obj: Obj, previous?: Obj): Obj {
+    if (res.kind === "Namespace") obj.status ??= { phase: "Active" };
+    return commit(res, previous ? "MODIFIED" : "ADDED", obj, previous);
   }
 
   function reconcile(): void {
@@ -273,11 +414,31 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       let changed = false;
       for (const controller of controllers) {
         for (const owned of controller.owns) {
+          const [group, kind] = owned.split("/") as [string, string];
+          const res = served().find((r) => r.group === group && r.kind === kind);
+          if (!res) continue;
           for (const obj of view.list(owned)) {
             const status = controller.reconcile(obj, view);
             if (status === undefined || JSON.stringify(status) === JSON.stringify(obj.status)) continue;
-            obj.status = status;
-            bump(obj);
+            const next = clone(obj);
+            next.status = status;
+            const manager = STATUS_MANAGERS[controller.name];
+            if (manager) {
+              // The controller writes through the status subresource, and owns what it wrote there.
+              const managers = updateObject({
+                live: obj,
+                object: next,
+                type: typeFor(res),
+                managers: decodeManagedFields((obj.metadata as Obj).managedFields),
+                manager,
+                apiVersion: `${res.group ? `${res.group}/` : ""}${res.version}`,
+                subresource: "status",
+                ignored: ignoreAllBut(next, "status"),
+                now: nowRfc3339(),
+              });
+              (next.metadata as Obj).managedFields = encodeManagedFields(managers);
+            }
+            commit(res, "MODIFIED", next, obj);
             changed = true;
           }
         }
@@ -291,22 +452,26 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     reconcileTimer = setTimeout(reconcile, opts.reconcileDelayMs ?? 0);
   }
 
+  /** System fields of metadata (rest.FillObjectMetaSystemFields on create, kept from the live object on update). */
   function stamp(res: ServedResource, obj: Obj, previous: Obj | undefined): Obj {
     const meta = obj.metadata as Obj;
     if (previous) {
       const prevMeta = previous.metadata as Obj;
       meta.uid = prevMeta.uid;
       meta.creationTimestamp = prevMeta.creationTimestamp;
-      meta.generation =
-        specPart(previous) === specPart(obj) ? prevMeta.generation : Number(prevMeta.generation ?? 1) + 1;
-      if (res.status) obj.status = previous.status;
+      meta.resourceVersion = prevMeta.resourceVersion;
+      if (hasGeneration(res)) {
+        meta.generation =
+          specPart(previous) === specPart(obj) ? prevMeta.generation : Number(prevMeta.generation ?? 1) + 1;
+      } else delete meta.generation;
     } else {
       meta.uid = crypto.randomUUID();
       meta.creationTimestamp = nowRfc3339();
-      meta.generation = 1;
+      if (hasGeneration(res)) meta.generation = 1;
+      else delete meta.generation;
+      delete meta.resourceVersion;
       if (res.status) delete obj.status;
     }
-    bump(obj);
     return obj;
   }
 
@@ -318,22 +483,33 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     return validateAgainstSchema(body, res.schema);
   }
 
-  function validate(res: ServedResource, obj: Obj, name: string, strict = false): void {
+  /** Validation and admission: the 422 Invalid of the registry's strategy and of the validators. */
+  function validate(res: ServedResource, obj: Obj, name: string): void {
     const causes: StatusCause[] = [];
-    const problems = schemaProblems(res, obj);
-    const unknown = problems.filter((p) => p.kind === "unknown");
-    if (strict && unknown.length) {
-      // fieldValidation=Strict on create/update: a BadRequest listing the fields (runtime.StrictDecodingError).
-      throw badRequest(
-        `strict decoding error: ${unknown.map((u) => `unknown field "${u.field}"`).join(", ")}`,
-      );
-    }
-    for (const p of problems) {
+    for (const p of schemaProblems(res, obj)) {
       if (p.kind === "unknown") continue;
       causes.push({ reason: CAUSE_REASON[p.kind], message: p.message, field: p.field });
     }
     const pattern = res.kind === "Namespace" || res.kind === "Service" ? NAME_LABEL : NAME_SUBDOMAIN;
-    if (!name) {
+    // RBAC objects are named by path segment (pkg/apis/rbac/validation ValidateRBACName:
+    // apimachinery pkg/api/validation/path IsValidPathSegmentName), so "metallb-system:controller" is fine.
+    const pathSegment = res.group === "rbac.authorization.k8s.io";
+    const segmentProblem =
+      name === "." || name === ".."
+        ? `may not be '${name}'`
+        : name.includes("/")
+          ? "may not contain '/'"
+          : name.includes("%")
+            ? "may not contain '%'"
+            : undefined;
+    if (name && pathSegment) {
+      if (segmentProblem)
+        causes.push({
+          reason: "FieldValueInvalid",
+          message: `Invalid value: "${name}": ${segmentProblem}`,
+          field: "metadata.name",
+        });
+    } else if (!name) {
       causes.push({
         reason: "FieldValueRequired",
         message: "Required value: name or generateName is required",
@@ -350,12 +526,24 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (causes.length) throw invalid(res, name, causes);
   }
 
-  function checkBody(res: ServedResource, body: unknown, namespace: string | undefined, name?: string): Obj {
+  function checkBody(
+    res: ServedResource,
+    body: unknown,
+    namespace: string | undefined,
+    name?: string,
+    apply = false,
+  ): Obj {
     if (!isObj(body))
       throw badRequest(
         "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
       );
     const expected = res.group ? `${res.group}/${res.version}` : res.version;
+    // Create and update decode with the endpoint's group-version-kind as default (create.go
+    // decoder.Decode(body, &defaultGVK, ...)); an apply configuration must name both itself.
+    if (!apply) {
+      body.apiVersion ??= expected;
+      body.kind ??= res.kind;
+    }
     if (body.apiVersion !== expected) {
       throw badRequest(
         `the API version in the data (${String(body.apiVersion)}) does not match the expected API version (${expected})`,
@@ -399,29 +587,22 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     }
   }
 
-  function save(res: ServedResource, obj: Obj): Obj {
-    const meta = obj.metadata as Obj;
-    store.set(key(res, meta.namespace as string | undefined, String(meta.name)), obj);
-    if (res.kind === "Namespace") obj.status ??= { phase: "Active" };
-    scheduleReconcile();
-    return obj;
-  }
-
   function remove(res: ServedResource, namespace: string | undefined, name: string): Obj | undefined {
     const k = key(res, namespace, name);
     const obj = store.get(k);
     if (!obj) return undefined;
-    store.delete(k);
-    for (const a of [...appliedBy.keys()]) if (a.endsWith(`|${k}`)) appliedBy.delete(a);
+    commit(res, "DELETED", clone(obj), obj);
     if (res.kind === "Namespace") {
       // The namespace controller deletes everything in a namespace before the namespace itself goes.
-      for (const k2 of [...store.keys()]) if (k2.split("/")[2] === name) store.delete(k2);
+      for (const r of served()) {
+        if (!r.namespaced) continue;
+        for (const o of objectsOf(r.group, r.resource, name)) commit(r, "DELETED", clone(o), o);
+      }
     }
     if (res.kind === "CustomResourceDefinition") {
       for (const r of resourcesOfCrd(obj))
-        for (const k2 of [...store.keys()]) if (k2.startsWith(`${r.group}/${r.resource}/`)) store.delete(k2);
+        for (const o of objectsOf(r.group, r.resource)) commit(r, "DELETED", clone(o), o);
     }
-    scheduleReconcile();
     return obj;
   }
 
@@ -436,90 +617,212 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     return out;
   }
 
-  function applyPatch(
+  /** Fields that belong to another endpoint: the status subresource owns only status. */
+  function ignoreAllBut(obj: Obj, keep: string): FieldSet {
+    return ignoredFields(Object.keys(obj).filter((k) => k !== keep && k !== "apiVersion" && k !== "kind"));
+  }
+
+  function ignoredFor(res: ServedResource, obj: Obj, sub?: string): FieldSet {
+    if (sub === "status") return ignoreAllBut(obj, "status");
+    return ignoredFields(res.status ? ["status"] : []);
+  }
+
+  /**
+   * The options of a write, validated as ValidateCreateOptions / ValidateUpdateOptions /
+   * ValidatePatchOptions / ValidateDeleteOptions do (apimachinery pkg/apis/meta/v1/validation).
+   * Without fieldManager, the manager is the User-Agent up to its first "/" (create.go
+   * managerOrUserAgent). Without fieldValidation, the directive is Warn (rest.go fieldValidation).
+   */
+  function writeOptions(
+    url: URL,
+    ctx: RequestContext,
+    kind: "CreateOptions" | "UpdateOptions" | "PatchOptions" | "DeleteOptions",
+    apply = false,
+    bodyDryRun: unknown[] = [],
+  ): WriteOptions {
+    const causes: StatusCause[] = [];
+    const dryRun = [...url.searchParams.getAll("dryRun"), ...bodyDryRun.map(String)];
+    if (dryRun.some((d) => d !== "All")) {
+      causes.push({
+        reason: "FieldValueNotSupported",
+        message: `Unsupported value: ${JSON.stringify(dryRun)}: supported values: "All"`,
+        field: "dryRun",
+      });
+    }
+    const manager = url.searchParams.get("fieldManager") ?? "";
+    if (kind === "PatchOptions" && apply && !manager) {
+      causes.push({
+        reason: "FieldValueRequired",
+        message: "Required value: is required for apply patch",
+        field: "fieldManager",
+      });
+    }
+    if (manager.length > 128) {
+      causes.push({
+        reason: "FieldValueTooLong",
+        message: "Too long: may not be more than 128 bytes",
+        field: "fieldManager",
+      });
+    }
+    const force = url.searchParams.get("force");
+    if (kind === "PatchOptions" && !apply && force !== null) {
+      causes.push({
+        reason: "FieldValueForbidden",
+        message: "Forbidden: may not be specified for non-apply patch",
+        field: "force",
+      });
+    }
+    const fv = url.searchParams.get("fieldValidation") ?? "";
+    if (kind !== "DeleteOptions" && !["", "Ignore", "Warn", "Strict"].includes(fv)) {
+      causes.push({
+        reason: "FieldValueNotSupported",
+        message: `Unsupported value: ${JSON.stringify(fv)}: supported values: "", "Ignore", "Strict", "Warn"`,
+        field: "fieldValidation",
+      });
+    }
+    if (causes.length) throw invalidOptions(kind, causes);
+    return {
+      dryRun: dryRun.length > 0,
+      manager: manager || ctx.userAgent.split("/")[0]!.slice(0, 128),
+      directive: (fv || "Warn") as Directive,
+      force: force === "true" || force === "1",
+    };
+  }
+
+  function parseBody(text: string, contentType: string, asYaml = false): ParsedBody {
+    const yaml = asYaml || contentType.includes("yaml");
+    try {
+      return parseWithDuplicates(text, yaml);
+    } catch (e) {
+      throw badRequest(
+        yaml
+          ? `error decoding patch: ${(e as Error).message}`
+          : `couldn't decode the request body: ${(e as Error).message.split("\n")[0]}`,
+      );
+    }
+  }
+
+  /** Create and update bodies under the directive (create.go / update.go with the strict serializer). */
+  function fieldValidated(
+    res: ServedResource,
+    body: ParsedBody,
+    directive: Directive,
+    ctx: RequestContext,
+  ): unknown {
+    const t = typeFor(res);
+    if (directive !== "Ignore") {
+      const errors = strictErrors(body, t, !!res.crd);
+      if (errors.length && directive === "Strict")
+        throw badRequest(`strict decoding error: ${errors.join(", ")}`);
+      ctx.warnings.push(...warningsOf(errors));
+    }
+    return pruneUnknown(body.value, t);
+  }
+
+  function managersOf(obj: Obj | undefined): Map<string, ManagerSet> {
+    return decodeManagedFields(obj ? (obj.metadata as Obj).managedFields : undefined);
+  }
+
+  function withManagedFields(obj: Obj, managers: Map<string, ManagerSet>): Obj {
+    const entries = encodeManagedFields(managers);
+    if (entries.length) (obj.metadata as Obj).managedFields = entries;
+    else delete (obj.metadata as Obj).managedFields;
+    return obj;
+  }
+
+  const apiVersionOf = (res: ServedResource) => (res.group ? `${res.group}/${res.version}` : res.version);
+
+  /**
+   * Persists a write, or with dryRun=All only answers with what would be stored: the
+   * DryRunnableStorage of k8s.io/apiserver pkg/registry/generic/registry/dryrun.go runs validation
+   * and admission, then copies the object out without writing (a created object has no
+   * resourceVersion yet; an updated one keeps the live one).
+   */
+  function persist(res: ServedResource, next: Obj, live: Obj | undefined, dryRun: boolean): Obj {
+    if (dryRun) return next;
+    if (live && deepEqual(live, next)) return live;
+    return save(res, next, live);
+  }
+
+  function handleApply(
     res: ServedResource,
     namespace: string | undefined,
     name: string,
     text: string,
     url: URL,
+    ctx: RequestContext,
     sub?: string,
   ): Response {
-    const manager = url.searchParams.get("fieldManager");
-    if (!manager) {
-      throw new HttpError(
-        422,
-        statusBody(
-          422,
-          "Invalid",
-          'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
-          {
-            group: "meta.k8s.io",
-            kind: "PatchOptions",
-            causes: [
-              {
-                reason: "FieldValueRequired",
-                message: "Required value: is required for apply patch",
-                field: "fieldManager",
-              },
-            ],
-          },
-        ),
-      );
-    }
-    let body: unknown;
-    try {
-      body = parseYaml(text);
-    } catch (e) {
-      throw badRequest(`error decoding YAML: ${(e as Error).message.split("\n")[0]}`);
-    }
-    const applied = checkBody(res, body, namespace, name);
+    const o = writeOptions(url, ctx, "PatchOptions", true);
+    const body = parseBody(text, "application/apply-patch+yaml", true);
+    const config = checkBody(res, body.value, namespace, name, true);
     if (res.namespaced && namespace) requireNamespace(namespace);
-    const k = key(res, namespace, name);
-    const live = store.get(k);
-    const ak = `${manager}|${sub ?? ""}|${k}`;
+    const t = typeFor(res);
+    const forType = clone(config);
+    // With a status subresource, the main resource ignores status and the subresource the rest.
+    if (res.status && sub !== "status") delete forType.status;
+    const unknown = undeclaredFields(forType, t);
+    if (unknown.length) throw typedPatchError(res, namespace, name, unknown);
+    const live = store.get(key(res, namespace, name));
+    if (sub === "status" && !live) throw notFound(res, name);
+    let result: ReturnType<typeof applyConfig>;
+    try {
+      result = applyConfig({
+        live: live ? stripForMerge(live) : undefined,
+        config: forType,
+        type: t,
+        managers: managersOf(live),
+        manager: o.manager,
+        apiVersion: apiVersionOf(res),
+        ...(sub ? { subresource: sub } : {}),
+        force: o.force,
+        ignored: ignoredFor(res, forType, sub),
+        now: nowRfc3339(),
+      });
+    } catch (error) {
+      if (!(error instanceof ApplyConflicts)) throw error;
+      const { message, causes } = conflictStatus(error.conflicts);
+      // errors.NewApplyConflict: a Conflict with causes and no name or kind in the details.
+      throw new HttpError(409, statusBody(409, "Conflict", message, { causes }));
+    }
     let next: Obj;
     if (sub === "status") {
-      if (!live) throw notFound(res, name);
-      next = clone(live);
-      next.status = mergeApplied(
-        live.status as Obj | undefined,
-        (applied.status ?? {}) as Obj,
-        appliedBy.get(ak)?.status as Obj,
-      );
-      bump(next);
+      next = clone(live!);
+      next.status = result.object.status;
     } else {
-      const forStore = clone(applied);
-      // With a status subresource, writes to the main resource leave status alone.
-      if (res.status) delete forStore.status;
-      const unknown = schemaProblems(res, forStore).filter((p) => p.kind === "unknown");
-      if (unknown.length) throw typedPatchError(res, namespace, name, unknown);
-      next = mergeApplied(live, forStore, appliedBy.get(ak));
-      validate(res, next, name);
-      stamp(res, next, live);
+      next = result.object;
+      if (res.status) {
+        if (live?.status !== undefined) next.status = live.status;
+        else delete next.status;
+      }
     }
-    const meta = next.metadata as Obj;
-    const managed = (Array.isArray(meta.managedFields) ? (meta.managedFields as Obj[]) : []).filter(
-      (m) => !(m.manager === manager && m.operation === "Apply" && (m.subresource ?? "") === (sub ?? "")),
-    );
-    managed.push({
-      manager,
-      operation: "Apply",
-      apiVersion: applied.apiVersion,
-      time: nowRfc3339(),
-      fieldsType: "FieldsV1",
-      fieldsV1: fieldsV1(applied),
-      ...(sub ? { subresource: sub } : {}),
-    });
-    meta.managedFields = managed;
-    appliedBy.set(ak, clone(applied));
-    save(res, next);
-    return json(live ? 200 : 201, present(res, next));
+    next.apiVersion = apiVersionOf(res);
+    next.kind = res.kind;
+    withManagedFields(next, result.managers);
+    validate(res, next, name);
+    stamp(res, next, live);
+    // patch.go applyPatcher: duplicates are looked at after the apply itself succeeded.
+    if (o.directive !== "Ignore" && body.duplicates.length) {
+      const err = `error converting YAML to JSON: yaml: unmarshal errors:\n  ${body.duplicates.join("\n  ")}`;
+      if (o.directive === "Strict") throw badRequest(`error strict decoding patch: ${err}`);
+      ctx.warnings.push(...body.duplicates);
+    }
+    const stored = persist(res, next, live, o.dryRun);
+    return json(live ? 200 : 201, present(res, stored));
+  }
+
+  /** The live object as the merge sees it: its managedFields are bookkeeping, not content. */
+  function stripForMerge(live: Obj): Obj {
+    const copy = clone(live);
+    delete (copy.metadata as Obj).managedFields;
+    return copy;
   }
 
   function handleResource(
     req: Request,
     url: URL,
     res: ServedResource,
+    ctx: RequestContext,
     namespace: string | undefined,
     name?: string,
     sub?: string,
@@ -527,35 +830,44 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     const method = req.method;
     if (sub !== undefined && sub !== "status") throw NO_RESOURCE();
     if (sub === "status" && !res.status) throw NO_RESOURCE();
-    if (url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1") {
-      // Nothing in kubehyve watches; a test that starts to should fail loudly rather than get a list.
+    const watching = url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1";
+    const verb =
+      method === "GET"
+        ? name === undefined
+          ? watching
+            ? "watch"
+            : "list"
+          : "get"
+        : (({ POST: "create", PUT: "update", PATCH: "patch", DELETE: "delete" } as Record<string, string>)[
+            method
+          ] ?? method.toLowerCase());
+    const attrs = { verb, group: res.group, resource: res.resource, subresource: sub, namespace, name };
+    if (!authorize(ctx.user, attrs).allowed) {
       throw new HttpError(
-        405,
-        statusBody(405, "MethodNotAllowed", "watch is not implemented by the test server"),
+        403,
+        statusBody(403, "Forbidden", forbiddenMessage(ctx.user, attrs), {
+          ...(name ? { name } : {}),
+          ...(res.group ? { group: res.group } : {}),
+          kind: res.resource,
+        }),
       );
     }
+    if (res.kind === "SelfSubjectAccessReview") {
+      if (method !== "POST" || name !== undefined) throw methodNotAllowed(method);
+      return req.text().then((text) => selfSubjectAccessReview(res, text, ctx));
+    }
     if (name === undefined) {
-      if (method === "GET") {
-        const labels = parseSelector(url, "labelSelector", parseLabelSelector);
-        const fields = parseSelector(url, "fieldSelector", parseFieldSelector);
-        const items = objectsOf(res.group, res.resource, res.namespaced ? namespace : undefined)
-          .filter((o) => matchesLabels(labels, (o.metadata as Obj).labels as Record<string, string>))
-          .filter((o) => fields.every((f) => f(o)))
-          .map((o) => present(res, o, true));
-        return json(200, {
-          kind: `${res.kind}List`,
-          apiVersion: res.group ? `${res.group}/${res.version}` : res.version,
-          metadata: { resourceVersion: String(resourceVersion) },
-          items,
-        });
-      }
+      if (method === "GET")
+        return watching ? watch(url, res, namespace, ctx) : list(req, url, res, namespace);
       if (method === "POST") {
         return req.text().then((text) => {
-          const obj = checkBody(res, parseBody(text), namespace);
+          const o = writeOptions(url, ctx, "CreateOptions");
+          const body = parseBody(text, req.headers.get("content-type") ?? "");
+          const obj = checkBody(res, fieldValidated(res, body, o.directive, ctx), namespace);
           const meta = obj.metadata as Obj;
           const objName = String(meta.name ?? "");
           if (res.namespaced && namespace) requireNamespace(namespace);
-          validate(res, obj, objName, strictFields(url));
+          validate(res, obj, objName);
           if (store.has(key(res, namespace, objName))) {
             throw new HttpError(
               409,
@@ -566,7 +878,20 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
               }),
             );
           }
-          return json(201, present(res, save(res, stamp(res, obj, undefined))));
+          stamp(res, obj, undefined);
+          delete meta.managedFields;
+          const managers = updateObject({
+            live: undefined,
+            object: obj,
+            type: typeFor(res),
+            managers: new Map(),
+            manager: o.manager,
+            apiVersion: apiVersionOf(res),
+            ignored: ignoredFor(res, obj),
+            now: nowRfc3339(),
+          });
+          withManagedFields(obj, managers);
+          return json(201, present(res, persist(res, obj, undefined, o.dryRun)));
         });
       }
       throw methodNotAllowed(method);
@@ -575,16 +900,16 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (method === "GET") {
       const obj = store.get(k);
       if (!obj) throw notFound(res, name);
+      if (wantsTable(req.headers.get("accept")))
+        return json(200, toTable(res, [obj], String((obj.metadata as Obj).resourceVersion)));
       return json(200, present(res, obj));
     }
-    if (method === "DELETE") {
-      const obj = remove(res, namespace, name);
-      if (!obj) throw notFound(res, name);
-      return json(200, present(res, obj));
-    }
+    if (method === "DELETE") return req.text().then((text) => del(res, namespace, name, url, text, ctx));
     if (method === "PUT") {
       return req.text().then((text) => {
-        const obj = checkBody(res, parseBody(text), namespace, name);
+        const o = writeOptions(url, ctx, "UpdateOptions");
+        const body = parseBody(text, req.headers.get("content-type") ?? "");
+        const obj = checkBody(res, fieldValidated(res, body, o.directive, ctx), namespace, name);
         const live = store.get(k);
         if (!live) throw notFound(res, name);
         const rv = (obj.metadata as Obj).resourceVersion;
@@ -593,36 +918,82 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         if (sub === "status") {
           next = clone(live);
           next.status = obj.status;
-          bump(next);
         } else {
-          validate(res, obj, name, strictFields(url));
-          next = stamp(res, obj, live);
-          (next.metadata as Obj).managedFields = (live.metadata as Obj).managedFields;
+          next = obj;
+          if (res.status) next.status = live.status;
         }
-        return json(200, present(res, save(res, next)));
+        // A body with managedFields sets them (fieldmanager.go decodeLiveOrNew); else the live ones count.
+        const own = (obj.metadata as Obj).managedFields;
+        const managers = Array.isArray(own) && sub !== "status" ? decodeManagedFields(own) : managersOf(live);
+        delete (next.metadata as Obj).managedFields;
+        stamp(res, next, live);
+        const updated = updateObject({
+          live: stripForMerge(live),
+          object: next,
+          type: typeFor(res),
+          managers,
+          manager: o.manager,
+          apiVersion: apiVersionOf(res),
+          ...(sub ? { subresource: sub } : {}),
+          ignored: ignoredFor(res, next, sub),
+          now: nowRfc3339(),
+        });
+        withManagedFields(next, updated);
+        validate(res, next, name);
+        return json(200, present(res, persist(res, next, live, o.dryRun)));
       });
     }
     if (method === "PATCH") {
       const type = (req.headers.get("content-type") ?? "").split(";")[0]!.trim();
       return req.text().then((text) => {
-        if (type === "application/apply-patch+yaml") return applyPatch(res, namespace, name, text, url, sub);
-        // Strategic merge differs from a JSON merge patch only for lists with patch keys; none matter here.
-        if (type === "application/merge-patch+json" || type === "application/strategic-merge-patch+json") {
+        if (type === "application/apply-patch+yaml")
+          return handleApply(res, namespace, name, text, url, ctx, sub);
+        const kinds = [
+          "application/merge-patch+json",
+          "application/strategic-merge-patch+json",
+          "application/json-patch+json",
+        ];
+        if (kinds.includes(type)) {
+          const o = writeOptions(url, ctx, "PatchOptions");
           const live = store.get(k);
           if (!live) throw notFound(res, name);
-          const patch = parseBody(text);
+          const body = parseBody(text, "application/json");
+          const patched = (() => {
+            const base = stripForMerge(live);
+            if (type === "application/merge-patch+json") return mergePatch(base, body.value) as Obj;
+            if (type === "application/strategic-merge-patch+json")
+              return strategicMergePatch(base, body.value, typeFor(res)) as Obj;
+            try {
+              return jsonPatch(base, body.value);
+            } catch (e) {
+              if (!(e instanceof JsonPatchError)) throw e;
+              throw new HttpError(422, statusBody(422, "Invalid", e.message));
+            }
+          })();
           let next: Obj;
           if (sub === "status") {
             next = clone(live);
-            next.status = mergePatch(live.status, isObj(patch) ? patch.status : undefined) as Obj;
-            bump(next);
+            next.status = patched.status;
           } else {
-            next = mergePatch(live, patch) as Obj;
+            next = patched;
             if (res.status) next.status = live.status;
-            validate(res, next, name, strictFields(url));
-            stamp(res, next, live);
           }
-          return json(200, present(res, save(res, next)));
+          next = patchValidated(res, next, body, o.directive, ctx);
+          stamp(res, next, live);
+          const managers = updateObject({
+            live: stripForMerge(live),
+            object: next,
+            type: typeFor(res),
+            managers: managersOf(live),
+            manager: o.manager,
+            apiVersion: apiVersionOf(res),
+            ...(sub ? { subresource: sub } : {}),
+            ignored: ignoredFor(res, next, sub),
+            now: nowRfc3339(),
+          });
+          withManagedFields(next, managers);
+          validate(res, next, name);
+          return json(200, present(res, persist(res, next, live, o.dryRun)));
         }
         throw new HttpError(
           415,
@@ -637,8 +1008,209 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     throw methodNotAllowed(method);
   }
 
-  function strictFields(url: URL): boolean {
-    return url.searchParams.get("fieldValidation") === "Strict";
+  /**
+   * A merge patch under the directive (patch.go jsonPatcher.applyPatchToCurrentObject): the
+   * patch's duplicates and the patched object's unknown fields; Strict is a 422 on field "patch".
+   */
+  function patchValidated(
+    res: ServedResource,
+    next: Obj,
+    body: ParsedBody,
+    directive: Directive,
+    ctx: RequestContext,
+  ): Obj {
+    const t = typeFor(res);
+    if (directive === "Ignore") return pruneUnknown(next, t) as Obj;
+    const errors = [
+      ...body.duplicates,
+      ...unknownFields(next, t, true).map((f) => `unknown field ${JSON.stringify(f)}`),
+    ];
+    if (errors.length && directive === "Strict") {
+      const patched = JSON.stringify(next);
+      const message = `Invalid value: ${JSON.stringify(patched)}: strict decoding error: ${errors.join(", ")}`;
+      throw new HttpError(
+        422,
+        statusBody(422, "Invalid", ` "" is invalid: patch: ${message}`, {
+          causes: [{ reason: "FieldValueInvalid", message, field: "patch" }],
+        }),
+      );
+    }
+    ctx.warnings.push(...errors);
+    return pruneUnknown(next, t) as Obj;
+  }
+
+  /**
+   * DELETE (delete.go, registry/generic/registry/store.go Delete): dryRun answers without deleting;
+   * the answer is the deleted object for kinds whose store has ReturnDeletedObject (Services, custom
+   * resources) and a Success Status with the name, group, kind (the resource) and uid otherwise
+   * (store.go finalizeDelete).
+   */
+  function del(
+    res: ServedResource,
+    namespace: string | undefined,
+    name: string,
+    url: URL,
+    text: string,
+    ctx: RequestContext,
+  ): Response {
+    let bodyDryRun: unknown[] = [];
+    if (text.trim()) {
+      const opts = parseBody(text, "application/json").value;
+      if (isObj(opts) && Array.isArray(opts.dryRun)) bodyDryRun = opts.dryRun;
+    }
+    const o = writeOptions(url, ctx, "DeleteOptions", false, bodyDryRun);
+    const obj = store.get(key(res, namespace, name));
+    if (!obj) throw notFound(res, name);
+    if (!o.dryRun) remove(res, namespace, name);
+    if (res.crd || res.kind === "Service" || res.kind === "Pod") return json(200, present(res, obj));
+    return json(200, {
+      kind: "Status",
+      apiVersion: "v1",
+      metadata: {},
+      status: "Success",
+      details: {
+        name,
+        ...(res.group ? { group: res.group } : {}),
+        kind: res.resource,
+        uid: (obj.metadata as Obj).uid,
+      },
+    });
+  }
+
+  /**
+   * LIST with the resourceVersion semantics of the API concepts ("Resource versions" in
+   * kubernetes/website content/en/docs/reference/using-api/api-concepts.md; cacher.go GetList):
+   * unset is the latest state, "0" any state (here the latest), N with the default
+   * resourceVersionMatch=NotOlderThan at least N (504 "Too large resource version" when N is
+   * ahead), and resourceVersionMatch=Exact the state at N, from the watch history, or 410 Expired.
+   */
+  function list(req: Request, url: URL, res: ServedResource, namespace: string | undefined): Response {
+    const labels = parseSelector(url, "labelSelector", parseLabelSelector);
+    const fields = parseSelector(url, "fieldSelector", parseFieldSelector);
+    const rvParam = url.searchParams.get("resourceVersion") ?? "";
+    const match = url.searchParams.get("resourceVersionMatch") ?? "";
+    let objects = objectsOf(res.group, res.resource, res.namespaced ? namespace : undefined);
+    let listRv = resourceVersion;
+    if (match && !rvParam) {
+      throw badRequest(`resourceVersionMatch is forbidden unless resourceVersion is provided`);
+    }
+    if (rvParam && rvParam !== "0") {
+      const rv = Number(rvParam);
+      if (!Number.isInteger(rv) || rv < 0) throw badRequest(`invalid resource version "${rvParam}"`);
+      if (rv > resourceVersion) {
+        // storage.NewTooLargeResourceVersionError after the watch cache did not catch up.
+        throw new HttpError(
+          504,
+          statusBody(504, "Timeout", `Too large resource version: ${rv}, current: ${resourceVersion}`, {
+            causes: [{ reason: "ResourceVersionTooLarge", message: "Too large resource version" }],
+            retryAfterSeconds: 1,
+          }),
+        );
+      }
+      if (match === "Exact") {
+        const all = objectsOf(res.group, res.resource);
+        const snapshot = hub.snapshotAt(rv, all, keyOfObj(res), `${res.group}/${res.resource}`);
+        if (!snapshot) {
+          throw new HttpError(
+            410,
+            statusBody(410, "Expired", `too old resource version: ${rv} (${hub.oldest()})`),
+          );
+        }
+        objects = snapshot.filter(
+          (o) => !res.namespaced || namespace === undefined || (o.metadata as Obj).namespace === namespace,
+        );
+        listRv = rv;
+      }
+    }
+    const items = objects
+      .filter((o) => matchesLabels(labels, (o.metadata as Obj).labels as Record<string, string>))
+      .filter((o) => fields.every((f) => f(o)))
+      .sort((a, b) => (keyOfObj(res)(a) < keyOfObj(res)(b) ? -1 : 1));
+    if (wantsTable(req.headers.get("accept"))) return json(200, toTable(res, items, String(listRv)));
+    return json(200, {
+      kind: `${res.kind}List`,
+      apiVersion: apiVersionOf(res),
+      metadata: { resourceVersion: String(listRv) },
+      items: items.map((o) => present(res, o, true)),
+    });
+  }
+
+  /** WATCH (handlers/watch.go serveWatch over the cacher; see ./watch.ts). */
+  function watch(
+    url: URL,
+    res: ServedResource,
+    namespace: string | undefined,
+    ctx: RequestContext,
+  ): Response {
+    const labels = parseSelector(url, "labelSelector", parseLabelSelector);
+    const fields = parseSelector(url, "fieldSelector", parseFieldSelector);
+    const matches = (o: Obj) =>
+      matchesLabels(labels, (o.metadata as Obj).labels as Record<string, string>) &&
+      fields.every((f) => f(o));
+    const timeoutSeconds = Number(url.searchParams.get("timeoutSeconds") ?? "");
+    // Without timeoutSeconds the server picks one between minRequestTimeout (30 min) and twice that.
+    const timeoutMs =
+      Number.isFinite(timeoutSeconds) && timeoutSeconds > 0 ? timeoutSeconds * 1000 : 1800_000;
+    const ns = res.namespaced ? namespace : undefined;
+    return hub.open({
+      filter: {
+        resourceKey: `${res.group}/${res.resource}`,
+        namespace: ns,
+        matches,
+        present: (o) => ({ ...present(res, o), kind: res.kind }),
+      },
+      resourceVersion: url.searchParams.get("resourceVersion") ?? undefined,
+      initial: objectsOf(res.group, res.resource, ns).filter(matches),
+      allowBookmarks: url.searchParams.get("allowWatchBookmarks") === "true",
+      bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000,
+      timeoutMs,
+      signal: ctx.signal,
+      bookmarkObject: () => ({
+        kind: res.kind,
+        apiVersion: apiVersionOf(res),
+        metadata: { resourceVersion: String(resourceVersion) },
+      }),
+    });
+  }
+
+  /**
+   * POST selfsubjectaccessreviews (pkg/registry/authorization/selfsubjectaccessreview in
+   * kubernetes/kubernetes): the spec comes back with status.allowed (and denied, reason) as the
+   * authorizer decides for the requesting user.
+   */
+  function selfSubjectAccessReview(res: ServedResource, text: string, ctx: RequestContext): Response {
+    const body = checkBody(res, parseBody(text, "application/json").value, undefined);
+    // biome-ignore lint/suspicious/noExplicitAny: request body
+    const spec = (body.spec ?? {}) as any;
+    const ra = spec.resourceAttributes;
+    const na = spec.nonResourceAttributes;
+    if (!ra && !na) {
+      throw invalid(res, "", [
+        {
+          reason: "FieldValueRequired",
+          message:
+            "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+          field: "spec.resourceAttributes",
+        },
+      ]);
+    }
+    const decision = ra
+      ? authorize(ctx.user, {
+          verb: ra.verb ?? "",
+          group: ra.group ?? "",
+          resource: ra.resource ?? "",
+          subresource: ra.subresource || undefined,
+          namespace: ra.namespace || undefined,
+          name: ra.name || undefined,
+        })
+      : authorize(ctx.user, { verb: na.verb ?? "", group: "", resource: "" });
+    return json(201, {
+      kind: "SelfSubjectAccessReview",
+      apiVersion: "authorization.k8s.io/v1",
+      metadata: {},
+      spec,
+      status: { allowed: decision.allowed, ...(decision.reason ? { reason: decision.reason } : {}) },
+    });
   }
 
   /**
@@ -650,10 +1222,10 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     res: ServedResource,
     namespace: string | undefined,
     name: string,
-    unknown: SchemaProblem[],
+    unknown: string[],
   ): HttpError {
     const gvk = `${res.group}/${res.version}, Kind=${res.kind}`;
-    const lines = unknown.map((u) => `.${u.field}: field not declared in schema`);
+    const lines = unknown.map((u) => `${u}: field not declared in schema`);
     const detail = lines.length === 1 ? lines[0] : `errors:\n  ${lines.join("\n  ")}`;
     return new HttpError(500, {
       kind: "Status",
@@ -686,18 +1258,6 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         `the server does not allow this method on the requested resource (${method})`,
       ),
     );
-  }
-
-  function parseBody(text: string): unknown {
-    try {
-      return JSON.parse(text);
-    } catch {
-      try {
-        return parseYaml(text);
-      } catch (e) {
-        throw badRequest(`couldn't decode the request body: ${(e as Error).message.split("\n")[0]}`);
-      }
-    }
   }
 
   function parseSelector<T>(url: URL, param: string, parse: (s: string) => T[]): T[] {
@@ -751,11 +1311,23 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     });
   }
 
-  function route(req: Request, url: URL): Response | Promise<Response> {
+  /** /openapi/v2, /openapi/v3 and /openapi/v3/<group-version> (see ./openapi.ts). */
+  function openapi(segments: string[]): Response | undefined {
+    if (segments[0] !== "openapi") return undefined;
+    const all = served();
+    if (segments.length === 2 && segments[1] === "v2") return json(200, swaggerDocument(all, gitVersion));
+    if (segments[1] !== "v3") throw NO_RESOURCE();
+    if (segments.length === 2) return json(200, discoveryDocument(all, gitVersion));
+    const gv = segments.slice(2).join("/");
+    const list = all.filter((r) => gvPath(r.group, r.version) === gv);
+    if (!list.length) throw NO_RESOURCE();
+    return json(200, groupVersionDocument(list, gitVersion));
+  }
+
+  function route(req: Request, url: URL, ctx: RequestContext): Response | Promise<Response> {
     const segments = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
     if (segments.length === 1 && segments[0] === "version") {
       // Shape of k8s.io/apimachinery/pkg/version Info.
-      const gitVersion = opts.gitVersion ?? "v1.35.0";
       const [major, minor] = gitVersion.replace(/^v/, "").split(".");
       return json(200, {
         major,
@@ -770,7 +1342,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       });
     }
     if (req.method === "GET") {
-      const answer = discovery(req, segments);
+      const answer = openapi(segments) ?? discovery(req, segments);
       if (answer) return answer;
     }
     let group: string;
@@ -799,7 +1371,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (!res) throw NO_RESOURCE();
     if (namespace !== undefined && !res.namespaced) throw NO_RESOURCE();
     if (res.namespaced && namespace === undefined && name !== undefined) throw NO_RESOURCE();
-    return handleResource(req, url, res, namespace, name, sub);
+    return handleResource(req, url, res, ctx, namespace, name, sub);
   }
 
   async function takeFault(req: Request, url: URL): Promise<Response | undefined> {
@@ -838,6 +1410,15 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     );
   }
 
+  /** The requesting user: the admin by client certificate or token, the viewer by its token. */
+  function authenticate(req: Request): User | undefined {
+    if (opts.token === undefined) return ADMIN;
+    const auth = req.headers.get("authorization");
+    if (auth === `Bearer ${opts.token}`) return ADMIN;
+    if (opts.viewerToken !== undefined && auth === `Bearer ${opts.viewerToken}`) return VIEWER;
+    return undefined;
+  }
+
   async function handle(req: Request): Promise<Response> {
     const url = new URL(req.url);
     const entry: RequestLogEntry = {
@@ -850,14 +1431,21 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     };
     requests.push(entry);
     let response: Response;
+    const user = authenticate(req);
+    const ctx: RequestContext = {
+      user: user ?? ADMIN,
+      warnings: [],
+      userAgent: req.headers.get("user-agent") ?? "",
+      signal: req.signal,
+    };
     try {
-      if (opts.token !== undefined && req.headers.get("authorization") !== `Bearer ${opts.token}`) {
+      if (!user) {
         response = json(401, statusBody(401, "Unauthorized", "Unauthorized"));
       } else {
         if (req.method === "PATCH" || req.method === "POST" || req.method === "PUT") {
           entry.body = await req.clone().text();
         }
-        response = (await takeFault(req, url)) ?? (await route(req, url));
+        response = (await takeFault(req, url)) ?? (await route(req, url, ctx));
       }
     } catch (error) {
       if (error instanceof HttpError) {
@@ -872,6 +1460,10 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         );
       }
     }
+    // The warning recorder deduplicates (k8s.io/apiserver pkg/endpoints/filters/warning.go).
+    const warnings = [...new Set(ctx.warnings)];
+    for (const w of warnings) response.headers.append("Warning", warningHeader(w));
+    if (warnings.length) entry.warnings = warnings;
     entry.status = response.status;
     return response;
   }
@@ -879,6 +1471,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: opts.port ?? 0,
+    // Watches stay open far longer than Bun's default idle timeout of 10 s.
+    idleTimeout: 0,
     tls: {
       cert: pki.serverCert,
       key: pki.serverKey,
@@ -897,30 +1491,30 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   }
 
   const b64 = (s: string) => Buffer.from(s).toString("base64");
-  const kubeconfig = stringifyYaml({
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [
-      { name: "cluster.local", cluster: { "certificate-authority-data": b64(pki.caCert), server: url } },
-    ],
-    contexts: [
-      {
-        name: "kubernetes-admin@cluster.local",
-        context: { cluster: "cluster.local", user: "kubernetes-admin" },
-      },
-    ],
-    "current-context": "kubernetes-admin@cluster.local",
-    preferences: {},
-    users: [
-      {
-        name: "kubernetes-admin",
-        user:
-          opts.token !== undefined
-            ? { token: opts.token }
-            : { "client-certificate-data": b64(pki.clientCert), "client-key-data": b64(pki.clientKey) },
-      },
-    ],
-  });
+  const kubeconfigFor = (userName: string, user: Obj) =>
+    stringifyYaml({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [
+        { name: "cluster.local", cluster: { "certificate-authority-data": b64(pki.caCert), server: url } },
+      ],
+      contexts: [
+        { name: `${userName}@cluster.local`, context: { cluster: "cluster.local", user: userName } },
+      ],
+      "current-context": `${userName}@cluster.local`,
+      preferences: {},
+      users: [{ name: userName, user }],
+    });
+  const kubeconfig = kubeconfigFor(
+    "kubernetes-admin",
+    opts.token !== undefined
+      ? { token: opts.token }
+      : { "client-certificate-data": b64(pki.clientCert), "client-key-data": b64(pki.clientKey) },
+  );
+  const viewerKubeconfig =
+    opts.token !== undefined && opts.viewerToken !== undefined
+      ? kubeconfigFor(VIEWER.name, { token: opts.viewerToken })
+      : undefined;
   const kubeconfigPath = join(pki.dir, `admin-${port}.conf`);
   writeFileSync(kubeconfigPath, kubeconfig, { mode: 0o600 });
 
@@ -929,6 +1523,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     port,
     kubeconfig,
     kubeconfigPath,
+    ...(viewerKubeconfig ? { viewerKubeconfig } : {}),
     caCert: pki.caCert,
     pki,
     requests,
@@ -944,7 +1539,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       const status = copy.status;
       stamp(res, copy, live);
       if (status !== undefined) copy.status = status;
-      return clone(save(res, copy));
+      return clone(save(res, copy, live));
     },
     get(apiVersion, kind, name, namespace) {
       const res = findByKind(apiVersion, kind);
@@ -963,26 +1558,27 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     setNodeReady(name, ready, extra = {}) {
       const res = findByKind("v1", "Node");
       const k = key(res, undefined, name);
-      const node =
-        store.get(k) ??
-        stamp(
-          res,
-          {
-            apiVersion: "v1",
-            kind: "Node",
-            metadata: {
-              name,
-              labels: {
-                "kubernetes.io/arch": "amd64",
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                ...extra.labels,
+      const live = store.get(k);
+      const node = live
+        ? clone(live)
+        : stamp(
+            res,
+            {
+              apiVersion: "v1",
+              kind: "Node",
+              metadata: {
+                name,
+                labels: {
+                  "kubernetes.io/arch": "amd64",
+                  "kubernetes.io/hostname": name,
+                  "kubernetes.io/os": "linux",
+                  ...extra.labels,
+                },
               },
+              spec: {},
             },
-            spec: {},
-          },
-          undefined,
-        );
+            undefined,
+          );
       const now = nowRfc3339();
       // Condition texts of the kubelet, as in node-v1.23.3-kube-worker-1.website-debug-cluster-excerpt.yaml.
       const readyCondition = ready
@@ -1016,14 +1612,12 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         nodeInfo: status.nodeInfo ?? {
           architecture: "amd64",
           containerRuntimeVersion: "containerd://2.1.4",
-          kubeletVersion: opts.gitVersion ?? "v1.35.0",
+          kubeletVersion: gitVersion,
           operatingSystem: "linux",
           osImage: "Fedora CoreOS 43.20260101.3.0",
         },
       };
-      bump(node);
-      save(res, node);
-      return clone(node);
+      return clone(save(res, node, live));
     },
     setReady(ref, ready) {
       const k = refKey(ref.apiVersion, ref.kind, ref.name, ref.namespace);
@@ -1038,8 +1632,11 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       faults.length = 0;
     },
     reconcile,
+    resourceVersion: () => resourceVersion,
+    compact: () => hub.compact(),
     async stop() {
       if (reconcileTimer) clearTimeout(reconcileTimer);
+      hub.closeAll();
       await server.stop(true);
       if (!opts.pki) pki.remove();
     },
