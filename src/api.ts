@@ -31,7 +31,7 @@ export type {
 export { API_VERSION, definePlugin, nodesOf } from "./core/contract.ts";
 export type { Diagnostic, Severity } from "./core/diagnostics.ts";
 export { diag, hasErrors } from "./core/diagnostics.ts";
-export { KubehyveError } from "./core/errors.ts";
+export { CancelledError, KubehyveError } from "./core/errors.ts";
 export type {
   Cluster,
   DataDisk,

@@ -2,29 +2,12 @@
  * One way to wait, as talos's `conditions.PollingCondition` does it (pkg/conditions/poll.go): a
  * named condition is probed at an interval until it holds, the last reason it did not hold is kept,
  * and a timeout says both what was waited for and why it is not there yet. Cancellation ends the
- * wait at once, also in the middle of a sleep.
+ * wait at once, also in the middle of a sleep (concurrency.ts's sleep).
  */
+import { sleep } from "./concurrency.ts";
 import { CancelledError, KubehyveError } from "./errors.ts";
 
-/** Resolves after `ms`, or rejects with CancelledError as soon as `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return Promise.reject(cancelled(signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(cancelled(signal!));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function cancelled(signal: AbortSignal): Error {
-  return signal.reason instanceof CancelledError ? signal.reason : new CancelledError();
-}
+export { sleep } from "./concurrency.ts";
 
 const PENDING = Symbol("pending");
 
@@ -50,15 +33,18 @@ export interface PollOptions {
   signal?: AbortSignal;
 }
 
-function duration(ms: number): string {
-  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
+/** `0.6s`, `30s`: as the targets word their timeouts. */
+export function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`;
 }
 
 /**
  * Probes until it returns something other than `pending(…)`, and returns that. A probe that throws
  * ends the wait with its error: a probe that meets a passing failure (a refused connection while a
- * VM boots) says so by returning `pending(String(error))`. The timeout is a KubehyveError:
- * "<description>: not done after 30 s: <the last reason>".
+ * VM boots) says so by returning `pending(String(error))`. `description` names what is awaited
+ * ("Deployment kube-system/coredns to be ready"); the timeout is a KubehyveError "timed out after
+ * 30s waiting for <description>: <the last reason>", and an abort a CancelledError
+ * "interrupted while waiting for <description>: <the last reason>".
  */
 export async function poll<T>(
   description: string,
@@ -68,14 +54,19 @@ export async function poll<T>(
   const interval = opts.intervalMs ?? 1000;
   const deadline = Date.now() + opts.timeoutMs;
   let reason = "not probed yet";
+  const interrupted = () => new CancelledError(`interrupted while waiting for ${description}: ${reason}`);
   for (;;) {
-    if (opts.signal?.aborted) throw cancelled(opts.signal);
+    if (opts.signal?.aborted) throw interrupted();
     const result = await probe();
     if (!isPending(result)) return result;
     reason = result[PENDING];
     const left = deadline - Date.now();
     if (left <= 0)
-      throw new KubehyveError(`${description}: not done after ${duration(opts.timeoutMs)}: ${reason}`);
-    await sleep(Math.min(interval, left), opts.signal);
+      throw new KubehyveError(
+        `timed out after ${formatSeconds(opts.timeoutMs)} waiting for ${description}: ${reason}`,
+      );
+    await sleep(Math.min(interval, left), opts.signal).catch(() => {
+      throw interrupted();
+    });
   }
 }

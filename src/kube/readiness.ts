@@ -5,8 +5,7 @@
  * kinds kstatus leaves generic, a Ready or Available condition must be True. Nodes use their Ready
  * condition, LoadBalancer Services need an ingress address.
  */
-import { sleep } from "../core/concurrency.ts";
-import { CancelledError, KubehyveError } from "../core/errors.ts";
+import { pending, poll } from "../core/poll.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
 export interface Readiness {
@@ -210,32 +209,18 @@ export async function waitFor(
   ref: ObjectRef,
   opts: WaitOptions = {},
 ): Promise<KubeObject> {
-  const timeoutMs = opts.timeoutMs ?? 300_000;
-  const intervalMs = opts.intervalMs ?? 2000;
-  const deadline = Date.now() + timeoutMs;
   const judge = opts.until ?? isReady;
-  let reason = "not checked yet";
-  for (;;) {
-    if (opts.signal?.aborted) throw new CancelledError(`interrupted while waiting for ${describeRef(ref)}`);
-    const obj = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
-    const verdict = obj ? judge(obj) : notReady("not found");
-    if (verdict.ready && obj) return obj;
-    if (verdict.reason !== reason) opts.onProgress?.(verdict.reason);
-    reason = verdict.reason;
-    const left = deadline - Date.now();
-    if (left <= 0) {
-      throw new KubehyveError(
-        `timed out after ${formatMs(timeoutMs)} waiting for ${describeRef(ref)} to be ready: ${reason}`,
-      );
-    }
-    try {
-      await sleep(Math.min(intervalMs, left), opts.signal);
-    } catch {
-      throw new CancelledError(`interrupted while waiting for ${describeRef(ref)}: ${reason}`);
-    }
-  }
-}
-
-function formatMs(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`;
+  let reported: string | undefined;
+  return poll(
+    `${describeRef(ref)} to be ready`,
+    async () => {
+      const obj = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
+      const verdict = obj ? judge(obj) : notReady("not found");
+      if (verdict.ready && obj) return obj;
+      if (verdict.reason !== reported) opts.onProgress?.(verdict.reason);
+      reported = verdict.reason;
+      return pending(verdict.reason);
+    },
+    { timeoutMs: opts.timeoutMs ?? 300_000, intervalMs: opts.intervalMs ?? 2000, signal: opts.signal },
+  );
 }

@@ -17,11 +17,13 @@ describe("poll", () => {
   test("a timeout names what was waited for and the last reason it was not there", async () => {
     let calls = 0;
     const error = await poll("VM cp1 to stop", async () => pending(`still running (probe ${++calls})`), {
-      timeoutMs: 50,
+      timeoutMs: 100,
       intervalMs: 10,
     }).catch((e) => e);
     expect(error).toBeInstanceOf(KubehyveError);
-    expect(error.message).toBe(`VM cp1 to stop: not done after 50 ms: still running (probe ${calls})`);
+    expect(error.message).toBe(
+      `timed out after 0.1s waiting for VM cp1 to stop: still running (probe ${calls})`,
+    );
     expect(calls).toBeGreaterThan(1);
   });
 
@@ -51,6 +53,7 @@ describe("poll", () => {
       signal: controller.signal,
     }).catch((e) => e);
     expect(error).toBeInstanceOf(CancelledError);
+    expect(error.message).toBe("interrupted while waiting for forever: no");
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
@@ -69,7 +72,7 @@ describe("sleep", () => {
     await expect(sleep(10_000, aborted)).rejects.toBeInstanceOf(CancelledError);
     const controller = new AbortController();
     const during = sleep(10_000, controller.signal);
-    controller.abort(new CancelledError("interrupted by the user"));
-    await expect(during).rejects.toThrow("interrupted by the user");
+    controller.abort();
+    await expect(during).rejects.toBeInstanceOf(CancelledError);
   });
 });

@@ -108,7 +108,9 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
       { timeoutMs: 10_000, intervalMs: 1000, signal: controller.signal },
     ).catch((e) => e);
     expect(error).toBeInstanceOf(CancelledError);
-    expect(error.message).toBe("interrupted while waiting for ConfigMap default/never: not found");
+    expect(error.message).toBe(
+      "interrupted while waiting for ConfigMap default/never to be ready: not found",
+    );
     expect(Date.now() - started).toBeLessThan(1000);
   });
 });

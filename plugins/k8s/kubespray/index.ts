@@ -342,7 +342,7 @@ async function runWithProgress(
 ): Promise<void> {
   const first = await runOnce(ctx, prepared, step);
   if (!first) return;
-  if (!failedByBootstrapReboot(first.failures, first.rebooted)) throw new Error(first.report);
+  if (!failedByBootstrapReboot(first.failures, first.rebooted)) throw new KubehyveError(first.report);
   const hosts = ctx.cluster.nodes
     .map((n) => n.name)
     .filter((h) => first.rebooted.includes(h) && first.failures.some((f) => f.host === h));
@@ -353,7 +353,7 @@ async function runWithProgress(
     ...step,
     logFile: step.logFile.replace(/\.log$/, "-again.log"),
   });
-  if (again) throw new Error(again.report);
+  if (again) throw new KubehyveError(again.report);
 }
 
 /** Runs a playbook; undefined when it succeeded, else what its failure was. */
@@ -472,7 +472,7 @@ async function apply(ctx: Ctx, changes: Change[]): Promise<void> {
       },
     );
   }
-  if (!controlPlane) throw new Error("the cluster file declares no control-plane node");
+  if (!controlPlane) throw new KubehyveError("the cluster file declares no control-plane node");
   await ctx.wet(
     `copy the admin kubeconfig to ${ctx.kubeconfigPath} (server on ${controlPlane.address})`,
     () => handOverKubeconfig(adminConfPathOf(inventoryDirOf(ctx)), ctx.kubeconfigPath, controlPlane.address),

@@ -5,6 +5,7 @@
  */
 import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { KubehyveError } from "kubehyve";
 
 export function adminConfPathOf(inventoryDir: string): string {
   return join(inventoryDir, "artifacts", "admin.conf");
@@ -26,12 +27,12 @@ export function pointServerAt(kubeconfig: string, address: string): string {
     try {
       url = new URL(unquoted);
     } catch {
-      throw new Error(`the kubeconfig's server ${value} is not a URL`);
+      throw new KubehyveError(`the kubeconfig's server ${value} is not a URL`);
     }
     const host = address.includes(":") ? `[${address}]` : address;
     return `${indent}server: ${url.protocol}//${host}:${url.port || "443"}`;
   });
-  if (found === 0) throw new Error("the kubeconfig names no cluster server (no `server:` line)");
+  if (found === 0) throw new KubehyveError("the kubeconfig names no cluster server (no `server:` line)");
   return out;
 }
 
@@ -41,7 +42,7 @@ export async function handOverKubeconfig(adminConf: string, dest: string, addres
   try {
     text = await readFile(adminConf, "utf8");
   } catch {
-    throw new Error(
+    throw new KubehyveError(
       `Kubespray did not write the admin kubeconfig ${adminConf} (is kubeconfig_localhost set?)`,
     );
   }

@@ -299,7 +299,7 @@ function venvRunner(
         const r = await local.run(argv);
         if (r.code !== 0) {
           const output = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-5).join(" | ");
-          throw new Error(`${argv.slice(0, 4).join(" ")} exited ${r.code}: ${output}`);
+          throw new KubehyveError(`${argv.slice(0, 4).join(" ")} exited ${r.code}: ${output}`);
         }
       }
       await Bun.write(marker, requirementsTxt);
@@ -381,7 +381,7 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
   const argv = playbookArgv(runner, req);
   if (/\s/.test(req.workDir)) {
     // ANSIBLE_SSH_ARGS is split on spaces by Ansible itself.
-    throw new Error(
+    throw new KubehyveError(
       `the state dir ${req.workDir} contains white space, which Ansible's ssh_args cannot carry`,
     );
   }

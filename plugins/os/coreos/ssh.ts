@@ -1,5 +1,5 @@
 /** Whether a node answers over SSH as core, and waiting until it does after its first boot. */
-import { KubehyveError, type NodeSpec } from "kubehyve";
+import { CancelledError, KubehyveError, type NodeSpec, pending, poll } from "kubehyve";
 import type { Ctx } from "./paths.ts";
 
 const SSH_WAIT_MS = 10 * 60_000;
@@ -16,16 +16,17 @@ export async function answersSsh(ctx: Ctx, node: NodeSpec): Promise<{ ok: boolea
 
 /** After a VM's first boot: up to 10 minutes, one try every 5 s; the error names the last failure. */
 export async function waitForSsh(ctx: Ctx, node: NodeSpec): Promise<void> {
-  const deadline = Date.now() + SSH_WAIT_MS;
-  let last = "";
-  while (Date.now() < deadline) {
-    if (ctx.signal.aborted) throw ctx.signal.reason ?? new KubehyveError("interrupted");
-    const answer = await answersSsh(ctx, node);
-    if (answer.ok) return;
-    last = answer.error;
-    await Bun.sleep(5_000);
+  try {
+    await poll(
+      `${node.name} (${node.address}) to answer over SSH as core`,
+      async () => {
+        const answer = await answersSsh(ctx, node);
+        return answer.ok ? true : pending(answer.error || "no answer");
+      },
+      { timeoutMs: SSH_WAIT_MS, intervalMs: 5_000, signal: ctx.signal },
+    );
+  } catch (error) {
+    if (error instanceof CancelledError) throw error;
+    throw new KubehyveError(`${(error as Error).message}; watch its console: vm console ${node.name}`);
   }
-  throw new KubehyveError(
-    `${node.name} (${node.address}) did not answer over SSH as core within ${SSH_WAIT_MS / 60_000} minutes${last ? `: ${last}` : ""}; watch its console: vm console ${node.name}`,
-  );
 }
