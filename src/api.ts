@@ -3,6 +3,9 @@
  * module (see src/core/plugin-api-module.ts), so a drop-in plugin file needs no node_modules.
  * Everything exported here is public API, versioned by API_VERSION.
  */
+
+/** Defaults merged the unjs way: `defu(highest, …, lowest)`, and createDefu for custom rules. */
+export { createDefu, defu } from "defu";
 export * as v from "valibot";
 /** YAML for generated files (inventories, manifests): the same library that reads cluster files. */
 export { parse as parseYaml, stringify as stringifyYaml } from "yaml";

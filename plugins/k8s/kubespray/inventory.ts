@@ -2,7 +2,7 @@
  * Kubespray's inventory from the cluster file: hosts.yaml (the YAML form of
  * inventory/sample/inventory.ini, see docs/ansible/inventory.md) and the group vars this stage owns.
  */
-import { type Cluster, type Diagnostic, diag } from "kubehyve";
+import { type Cluster, createDefu, type Diagnostic, diag } from "kubehyve";
 import type { KubesprayOptions } from "./options.ts";
 import { type EtcdRecord, resolveTopology } from "./topology.ts";
 import { toYaml } from "./yaml.ts";
@@ -87,14 +87,15 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(over)) {
-    const prev = out[key];
-    out[key] = isPlainObject(prev) && isPlainObject(value) ? deepMerge(prev, value) : value;
-  }
-  return out;
-}
+/**
+ * A later stage's answer wins a variable: maps merge key by key, but a list is one Ansible value and
+ * is replaced whole, not concatenated as defu does by default.
+ */
+const mergeVars = createDefu((into, key, value) => {
+  if (!Array.isArray(value) && !Array.isArray(into[key])) return false;
+  (into as Record<string, unknown>)[key as string] = value;
+  return true;
+});
 
 /** Leaf paths where `a` and `b` both have a value and the values differ. */
 function conflicts(a: Record<string, unknown>, b: Record<string, unknown>, prefix = ""): string[] {
@@ -148,7 +149,7 @@ export function mergeGroupVars(
         ),
       );
     }
-    vars = deepMerge(vars, answer);
+    vars = mergeVars(answer, vars);
   });
   return { vars: { ...vars, ...extraVars }, diagnostics };
 }

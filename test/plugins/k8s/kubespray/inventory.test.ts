@@ -185,6 +185,18 @@ describe("group vars", () => {
     expect(merged.diagnostics).toEqual([]);
   });
 
+  test("replace a list whole: an Ansible list is one value, not a set to add to", () => {
+    const merged = mergeGroupVars(
+      { kube_apiserver_enable_admission_plugins: ["NodeRestriction"], dns_extra: { a: [1] } },
+      [{ kube_apiserver_enable_admission_plugins: ["PodSecurity"], dns_extra: { a: [2] } }],
+      {},
+    );
+    expect(merged.vars).toEqual({
+      kube_apiserver_enable_admission_plugins: ["PodSecurity"],
+      dns_extra: { a: [2] },
+    });
+  });
+
   test("let extraVars win over everything without a warning", () => {
     const merged = mergeGroupVars({ kube_proxy_mode: "ipvs" }, [{ kube_proxy_mode: "iptables" }], {
       kube_proxy_mode: "nftables",
