@@ -7,11 +7,21 @@
  * unrestricted guest, ZFS pool `zroot` (500 GiB), vm-bhyve 1.7.5 and the UEFI firmware installed, NIC
  * em0, and nothing configured for vm-bhyve yet.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalTarget } from "../../../src/targets/local.ts";
 import type { Target } from "../../../src/targets/target.ts";
+import { oracle } from "../oracles.ts";
 import {
   commandLog,
   type HostState,
@@ -19,8 +29,10 @@ import {
   readState,
   stateFile,
   updateState,
+  VM_BHYVE_EXAMPLES,
   writeRcVars,
   writeState,
+  zvolBacking,
 } from "./state.ts";
 
 export const SHIM_COMMANDS = [
@@ -42,7 +54,19 @@ export const SHIM_COMMANDS = [
  * Programs the host has for real (the target helpers use them to read and write files): they are
  * logged like the shims, so a test sees every command run on the host, then run unchanged.
  */
-export const PASSTHROUGH_COMMANDS = ["sh", "cat", "grep", "test", "rm", "mkdir", "dd", "truncate"] as const;
+export const PASSTHROUGH_COMMANDS = [
+  "sh",
+  "cat",
+  "grep",
+  "test",
+  "rm",
+  "mkdir",
+  "dd",
+  "truncate",
+  "mv",
+  "chmod",
+  "ls",
+] as const;
 
 const GiB = 1024 ** 3;
 const FIRMWARE = "usr/local/share/uefi-firmware/BHYVE_UEFI.fd";
@@ -76,6 +100,8 @@ export interface SimulatedVm {
   /** Edits the guest's config file the way a person with an editor would. */
   edit(changes: Record<string, string | undefined>): void;
   log(): string;
+  /** Leaves a run.lock as vm-bhyve does when its host dies with the guest running (vm::lock). */
+  lock(hostname?: string): void;
 }
 
 export interface FreebsdHost {
@@ -102,6 +128,8 @@ export interface FreebsdHost {
   prepareVmBhyve(opts?: { dataset?: string; switchName?: string; nic?: string }): void;
   /** A VM that is not the cluster's: created by hand with vm-bhyve's default template. */
   createForeignVm(name: string, opts?: { running?: boolean }): void;
+  /** The contents of zvol NAME (what /dev/zvol/NAME holds on the host), or undefined if never written. */
+  zvol(name: string): Buffer | undefined;
   cleanup(): void;
 }
 
@@ -168,6 +196,7 @@ function initialState(root: string, opts: FreebsdHostOptions): HostState {
       },
     },
     running: {},
+    modules: [],
     failingGuests: [],
     faults: [],
     latencyMs: opts.latencyMs ?? 0,
@@ -188,9 +217,14 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
   const binDir = join(root, ".sim", "bin");
   const stateDir = join(root, ".sim");
   mkdirSync(binDir, { recursive: true });
-  for (const dir of ["etc", "zroot", "usr/local/share/uefi-firmware"])
+  for (const dir of ["etc", "zroot", "usr/local/share/uefi-firmware", VM_BHYVE_EXAMPLES])
     mkdirSync(join(root, dir), { recursive: true });
   writeFileSync(join(root, FIRMWARE), "simulated BHYVE_UEFI.fd\n");
+  // The vm-bhyve package installs its sample templates there (its Makefile: EXAMPLESDIR).
+  copyFileSync(
+    oracle("vm-bhyve/sample-templates/default.conf"),
+    join(root, VM_BHYVE_EXAMPLES, "default.conf"),
+  );
   writeFileSync(
     join(root, "etc/rc.conf"),
     'hostname="hv1.lab.home.arpa"\nzfs_enable="YES"\nifconfig_em0="DHCP"\n',
@@ -324,6 +358,7 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
         configPath,
         config: exists ? Object.fromEntries(readRcFile(configPath)) : {},
         edit: (changes) => writeRcVars(configPath, changes),
+        lock: (hostname = readState(root).hostname) => writeFileSync(join(dir, "run.lock"), `${hostname}\n`),
         log: () =>
           existsSync(join(dir, "vm-bhyve.log")) ? readFileSync(join(dir, "vm-bhyve.log"), "utf8") : "",
       };
@@ -336,15 +371,14 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
       run(host, ["vm", "switch", "add", switchName, nic]);
     },
     createForeignVm(name, { running = false } = {}) {
-      const templates = join(datastore(), ".templates");
-      mkdirSync(templates, { recursive: true });
-      // vm-bhyve's sample default.conf (../shared/oracles/releases/vm-bhyve/sample-templates/default.conf).
-      writeFileSync(
-        join(templates, "default.conf"),
-        'loader="bhyveload"\ncpu=1\nmemory=256M\nnetwork0_type="virtio-net"\nnetwork0_switch="public"\ndisk0_type="virtio-blk"\ndisk0_name="disk0.img"\n',
-      );
+      // `vm init` puts vm-bhyve's sample default.conf into .templates (util::setup).
+      run(host, ["vm", "init"]);
       run(host, ["vm", "create", "-s", "1G", name]);
       if (running) run(host, ["vm", "start", name]);
+    },
+    zvol(name) {
+      const path = zvolBacking(root, name);
+      return existsSync(path) ? readFileSync(path) : undefined;
     },
     cleanup() {
       rmSync(root, { recursive: true, force: true });
