@@ -3,7 +3,7 @@
  * and a hint. A pure function of the facts read by inspect.ts, so every rule is tested on its own.
  */
 import { type Cluster, type Diagnostic, diag, formatSize, GiB } from "kubehyve";
-import type { HostFacts } from "./inspect.ts";
+import { failure, type HostFacts } from "./inspect.ts";
 import type { BhyveOptions } from "./options.ts";
 import { biosDisabledLine, parseFreebsdVersion, parseVmVersion, versionAtLeast } from "./parse.ts";
 import { diskDevOf, disksOf, parseVmMemory } from "./vmconfig.ts";
@@ -21,6 +21,30 @@ export function hostPreflight(
 ): Diagnostic[] {
   const out: Diagnostic[] = [];
   const at = { target };
+
+  // A read whose command failed says nothing about the host: reported as such, never as a "no".
+  for (const { argv, result } of facts.failedReads) {
+    out.push(
+      diag.error("bhyve.host-read-failed", `could not read the host: ${argv.join(" ")} failed`, {
+        ...at,
+        detail: failure(argv, result),
+        hint: "the command failed rather than answered; run it on the host to see why, then: kubehyve plan",
+      }),
+    );
+  }
+  if (facts.datastore.error) {
+    out.push(
+      diag.error(
+        "bhyve.host-read-failed",
+        `could not read the VM datastore ${facts.datastore.kind === "zfs" ? facts.datastore.dataset : facts.datastore.path}`,
+        {
+          ...at,
+          detail: facts.datastore.error,
+          hint: "the command failed rather than answered; run it on the host to see why, then: kubehyve plan",
+        },
+      ),
+    );
+  }
 
   const version = parseFreebsdVersion(facts.freebsdVersion.stdout);
   if (facts.freebsdVersion.code !== 0 || !version) {
@@ -180,6 +204,7 @@ function vmmDiagnostics(facts: HostFacts, at: { target: string }): Diagnostic[] 
       ),
     ];
   }
+  if (facts.vmmUnknown) return [];
   if (!facts.vmmLoaded) {
     return [
       diag.error("bhyve.vmm-not-loaded", "the vmm kernel module is not loaded", {

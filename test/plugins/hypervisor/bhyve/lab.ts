@@ -72,6 +72,8 @@ export function isMutating(argv: readonly string[]): boolean {
     case "mkdir":
     case "dd":
     case "truncate":
+    case "mv":
+    case "chmod":
       return true;
     default:
       return false;

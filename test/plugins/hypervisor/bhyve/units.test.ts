@@ -28,7 +28,7 @@ describe("options", () => {
   });
 
   test("refuse a switch name vm-bhyve cannot turn into an interface name, and a relative vmDir", () => {
-    expect(() => parseBhyveOptions({ switch: "a-very-long-switch" })).toThrow(/up to 12 letters/);
+    expect(() => parseBhyveOptions({ switch: "a-very-long-switch" })).toThrow(/2 to 12 letters/);
     expect(() => parseBhyveOptions({ vmDir: "vms" })).toThrow(/zfs:pool\/dataset/);
     expect(() => parseBhyveOptions({ hostReserve: "lots" })).toThrow(/must be a size/);
   });
@@ -54,21 +54,26 @@ describe("the node-boot hook's results", () => {
 describe("VM changes", () => {
   test("leave alone a node whose name a VM in another datastore already has", () => {
     const cluster = exampleCluster();
-    const { changes, diagnostics } = vmChanges(cluster, parseBhyveOptions({}), [
-      {
-        node: cluster.nodes[0]!,
-        dir: "/zroot/vm/cp1",
-        listed: {
-          name: "cp1",
-          datastore: "fantom",
-          loader: "uefi",
-          cpu: "2",
-          memory: "4G",
-          state: { kind: "stopped" },
+    const { changes, diagnostics } = vmChanges(
+      cluster,
+      "6f1c2a4e-8d3b-4c5e-9f7a-1b2c3d4e5f60",
+      parseBhyveOptions({}),
+      [
+        {
+          node: cluster.nodes[0]!,
+          dir: "/zroot/vm/cp1",
+          listed: {
+            name: "cp1",
+            datastore: "fantom",
+            loader: "uefi",
+            cpu: "2",
+            memory: "4G",
+            state: { kind: "stopped" },
+          },
+          boot: {},
         },
-        boot: {},
-      },
-    ]);
+      ],
+    );
     expect(changes).toEqual([]);
     expect(diagnostics.map((d) => d.code)).toEqual(["bhyve.vm-in-other-datastore"]);
   });
