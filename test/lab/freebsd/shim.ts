@@ -1211,7 +1211,9 @@ function vmList(env: VmEnv, args: string[]) {
     ];
     if (verbose) {
       const memory = (conf.get("memory") ?? "0").toUpperCase();
-      const kib = Number.parseInt(memory, 10) * 1024 ** Math.max(0, " KMGT".indexOf(memory.slice(-1))) || 0;
+      // ps reports RSS in KiB; a guest's resident size is taken to be its memory.
+      const unit = " KMGT".indexOf(memory.slice(-1));
+      const kib = unit > 0 ? Number.parseInt(memory, 10) * 1024 ** (unit - 1) : Number.parseInt(memory, 10) / 1024;
       row.push(
         (run ? "0.0" : "-").padStart(5),
         (run ? bytesHuman(kib) : "-").padStart(8),
