@@ -9,11 +9,15 @@
  */
 import {
   chmodSync,
+  closeSync,
   copyFileSync,
   existsSync,
+  fstatSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
+  readSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -89,7 +93,9 @@ export type Fault =
   /** The pool has only this many bytes free. */
   | { kind: "pool-full"; pool?: string; free: number }
   /** The guest's next start fails after `vm start` returned (bhyve exits with status 4). */
-  | { kind: "guest-start-fails"; vm: string };
+  | { kind: "guest-start-fails"; vm: string }
+  /** Every matching invocation takes `ms` longer (before it does anything), until the host is made anew. */
+  | { kind: "slow"; command: string; args?: string[]; ms: number };
 
 export interface SimulatedVm {
   exists: boolean;
@@ -116,6 +122,8 @@ export interface FreebsdHost {
   log(): string[][];
   clearLog(): void;
   inject(fault: Fault): void;
+  /** Drops the fail-once and slow faults still waiting. */
+  clearFaults(): void;
   setLatency(ms: number): void;
   /** How long a guest takes to go down after `vm stop`. */
   setStopDelay(ms: number): void;
@@ -128,8 +136,11 @@ export interface FreebsdHost {
   prepareVmBhyve(opts?: { dataset?: string; switchName?: string; nic?: string }): void;
   /** A VM that is not the cluster's: created by hand with vm-bhyve's default template. */
   createForeignVm(name: string, opts?: { running?: boolean }): void;
-  /** The contents of zvol NAME (what /dev/zvol/NAME holds on the host), or undefined if never written. */
-  zvol(name: string): Buffer | undefined;
+  /**
+   * The first `length` bytes of zvol NAME (what /dev/zvol/NAME holds on the host), or undefined if
+   * it was never read or written; `size` is the whole zvol's.
+   */
+  zvol(name: string, length?: number): (Buffer & { size: number }) | undefined;
   cleanup(): void;
 }
 
@@ -199,6 +210,7 @@ function initialState(root: string, opts: FreebsdHostOptions): HostState {
     modules: [],
     failingGuests: [],
     faults: [],
+    slow: [],
     latencyMs: opts.latencyMs ?? 0,
     stopDelayMs: opts.stopDelayMs ?? 150,
     nextPid: 41000,
@@ -326,9 +338,17 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
           case "guest-start-fails":
             s.failingGuests.push(fault.vm);
             break;
+          case "slow":
+            s.slow.push({ command: fault.command, args: fault.args, ms: fault.ms });
+            break;
         }
       });
     },
+    clearFaults: () =>
+      updateState(root, (s) => {
+        s.faults = [];
+        s.slow = [];
+      }),
     setLatency: (ms) =>
       updateState(root, (s) => {
         s.latencyMs = ms;
@@ -376,9 +396,18 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
       run(host, ["vm", "create", "-s", "1G", name]);
       if (running) run(host, ["vm", "start", name]);
     },
-    zvol(name) {
+    zvol(name, length = 65536) {
       const path = zvolBacking(root, name);
-      return existsSync(path) ? readFileSync(path) : undefined;
+      if (!existsSync(path)) return undefined;
+      const fd = openSync(path, "r");
+      try {
+        const size = fstatSync(fd).size;
+        const head = Buffer.alloc(Math.min(length, size));
+        readSync(fd, head, 0, head.length, 0);
+        return Object.assign(head, { size });
+      } finally {
+        closeSync(fd);
+      }
     },
     cleanup() {
       rmSync(root, { recursive: true, force: true });

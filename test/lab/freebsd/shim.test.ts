@@ -328,7 +328,7 @@ describe("the simulated zfs", () => {
     run(host, ["zfs", "create", "-s", "-V", "16384", "zroot/vm/small"]);
     run(host, ["dd", `if=${image}`, "of=/dev/zvol/zroot/vm/small", "conv=sparse"]);
     expect(host.zvol("zroot/vm/small")!.subarray(0, 50).toString()).toBe("IMAGE".repeat(10));
-    expect(host.zvol("zroot/vm/small")!.length).toBe(16384);
+    expect(host.zvol("zroot/vm/small")!.size).toBe(16384);
     run(host, ["zfs", "rename", "zroot/vm/small", "zroot/vm/renamed"]);
     expect(host.zvol("zroot/vm/renamed")!.subarray(0, 5).toString()).toBe("IMAGE");
     writeFileSync(image, Buffer.alloc(20000, 1));

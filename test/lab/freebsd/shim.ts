@@ -59,6 +59,8 @@ function main(argv: string[]): number {
   appendFileSync(commandLog(root), `${JSON.stringify([name, ...args])}\n`);
   const boot = readState(root);
   if (boot.latencyMs > 0) Bun.sleepSync(boot.latencyMs);
+  const slow = boot.slow?.find((f) => f.command === name && (f.args ?? []).every((a, i) => args[i] === a));
+  if (slow) Bun.sleepSync(slow.ms);
   const fault = takeFault(root, name, args);
   if (fault) {
     eprint(fault.stderr);
@@ -1213,7 +1215,8 @@ function vmList(env: VmEnv, args: string[]) {
       const memory = (conf.get("memory") ?? "0").toUpperCase();
       // ps reports RSS in KiB; a guest's resident size is taken to be its memory.
       const unit = " KMGT".indexOf(memory.slice(-1));
-      const kib = unit > 0 ? Number.parseInt(memory, 10) * 1024 ** (unit - 1) : Number.parseInt(memory, 10) / 1024;
+      const kib =
+        unit > 0 ? Number.parseInt(memory, 10) * 1024 ** (unit - 1) : Number.parseInt(memory, 10) / 1024;
       row.push(
         (run ? "0.0" : "-").padStart(5),
         (run ? bytesHuman(kib) : "-").padStart(8),

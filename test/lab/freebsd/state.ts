@@ -89,6 +89,8 @@ export interface HostState {
   /** Guests whose next `vm start` fails the way a broken guest does (bhyve exits 4). */
   failingGuests: string[];
   faults: ShimFault[];
+  /** Commands that take this much longer than the latency, every time (a slow copy, a slow vm create). */
+  slow: { command: string; args?: string[]; ms: number }[];
   latencyMs: number;
   stopDelayMs: number;
   /** Real programs (sh, cat, test, …) that are logged like the shims, then run as they are. */
