@@ -98,8 +98,11 @@ export async function listFiles(
   if (!paths.length) return { files };
   const result = await host.run(["ls", "-lnd", "--", ...paths]);
   const entries = parseLsLong(result.stdout);
+  // FreeBSD: "ls: PATH: No such file or directory"; GNU: "ls: cannot access 'PATH': No such …".
   const missing = (p: string) =>
-    result.stderr.split("\n").some((l) => l.includes(`${p}: `) && /No such file or directory/.test(l));
+    result.stderr
+      .split("\n")
+      .some((l) => (l.includes(`${p}: `) || l.includes(`'${p}': `)) && /No such file or directory/.test(l));
   let failed: string | undefined;
   for (const path of paths) {
     const entry = entries.get(path);

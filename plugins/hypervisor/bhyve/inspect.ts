@@ -75,7 +75,8 @@ export interface HostFacts {
   /** Reads whose command failed rather than answered no (kldstat, test, sysrc), shown as such. */
   failedReads: FailedRead[];
   rc: Map<string, string>;
-  pools: PoolEntry[];
+  /** Undefined when zpool list failed (not: there are no pools). */
+  pools?: PoolEntry[];
   /**
    * The guests; empty while vm-bhyve is not enabled yet, undefined when it is enabled but could not
    * be listed (`vmListError` says why).
@@ -201,18 +202,35 @@ export async function inspectHost(host: Target, options: BhyveOptions): Promise<
   const skipped = { code: 0, stdout: "", stderr: "" };
   // Without a clear answer from kldstat, vm (which would load vmm) is not run either.
   const askVm = vmmLoaded && isYes(rc.get("vm_enable")) && sysrc.code === 0;
+  const reads = {
+    freebsdVersion: ["freebsd-version", "-u"],
+    uid: ["id", "-u"],
+    sysctl: ["sysctl", "-i", ...SYSCTLS],
+    vmVersion: ["vm", "version"],
+    zpool: ["zpool", "list", "-Hp", "-o", "name,size,alloc,free"],
+  };
   const [freebsdVersion, uid, sysctl, vmVersion, firmware, zpool, vmList, switchList, datastore] =
     await Promise.all([
-      host.run(["freebsd-version", "-u"]),
-      host.run(["id", "-u"]),
-      host.run(["sysctl", "-i", ...SYSCTLS]),
-      host.run(["vm", "version"]),
+      host.run(reads.freebsdVersion),
+      host.run(reads.uid),
+      host.run(reads.sysctl),
+      host.run(reads.vmVersion),
       host.run(["test", "-f", options.firmware]),
-      host.run(["zpool", "list", "-Hp", "-o", "name,size,alloc,free"]),
+      host.run(reads.zpool),
       askVm ? host.run(["vm", "list"]) : skipped,
       askVm ? host.run(["vm", "switch", "list"]) : skipped,
       readDatastore(host, options),
     ]);
+  // A command that is not there (127, as a shell says) is an answer: that program is missing. Any
+  // other failure only says the read failed.
+  for (const [key, result] of [
+    ["freebsdVersion", freebsdVersion],
+    ["uid", uid],
+    ["sysctl", sysctl],
+    ["vmVersion", vmVersion],
+    ["zpool", zpool],
+  ] as const)
+    if (result.code !== 0 && result.code !== 127) failedReads.push({ argv: reads[key], result });
   const switches = askVm && switchList.code === 0 ? parseSwitchList(switchList.stdout) : undefined;
   const sysctls = parseSysctl(sysctl.stdout);
   const initialised =
@@ -240,7 +258,7 @@ export async function inspectHost(host: Target, options: BhyveOptions): Promise<
     firmwarePresent: firmwareAnswer !== "no",
     failedReads,
     rc,
-    pools: zpool.code === 0 ? parseZpoolList(zpool.stdout) : [],
+    pools: zpool.code === 0 ? parseZpoolList(zpool.stdout) : zpool.code === 127 ? [] : undefined,
     // Without vm-bhyve enabled or without its datastore there can be no guests yet.
     vms: listed
       ? parseVmList(vmList.stdout)

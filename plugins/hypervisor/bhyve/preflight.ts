@@ -46,8 +46,11 @@ export function hostPreflight(
     );
   }
 
+  const failed = (r: { code: number }) => r.code !== 0 && r.code !== 127;
   const version = parseFreebsdVersion(facts.freebsdVersion.stdout);
-  if (facts.freebsdVersion.code !== 0 || !version) {
+  if (failed(facts.freebsdVersion)) {
+    // Reported above as a failed read.
+  } else if (facts.freebsdVersion.code !== 0 || !version) {
     out.push(
       diag.error("bhyve.not-freebsd", "the host does not look like FreeBSD: freebsd-version failed", {
         ...at,
@@ -67,7 +70,7 @@ export function hostPreflight(
     out.push(diag.ok("bhyve.freebsd-version", `FreeBSD ${version.text}`, at));
   }
 
-  if (facts.uid.stdout.trim() !== "0") {
+  if (!failed(facts.uid) && facts.uid.stdout.trim() !== "0") {
     out.push(
       diag.error(
         "bhyve.not-root",
@@ -83,7 +86,9 @@ export function hostPreflight(
   out.push(...vmmDiagnostics(facts, at));
 
   const vmVersion = parseVmVersion(facts.vmVersion.stdout);
-  if (facts.vmVersion.code !== 0 || !vmVersion) {
+  if (failed(facts.vmVersion)) {
+    // Reported above as a failed read.
+  } else if (facts.vmVersion.code !== 0 || !vmVersion) {
     out.push(
       diag.error("bhyve.vm-bhyve-missing", "vm-bhyve is not installed", {
         ...at,
@@ -137,7 +142,7 @@ export function hostPreflight(
       }),
     );
   }
-  if (ds.kind === "zfs" && !facts.pools.some((p) => p.name === ds.pool)) {
+  if (ds.kind === "zfs" && facts.pools && !facts.pools.some((p) => p.name === ds.pool)) {
     out.push(
       diag.error("bhyve.pool-missing", `ZFS pool ${ds.pool} of vmDir ${options.vmDir} does not exist`, {
         ...at,
@@ -335,7 +340,7 @@ function capacityDiagnostics(
 
   const ds = facts.datastore;
   if (ds.kind === "zfs") {
-    const pool = facts.pools.find((p) => p.name === ds.pool);
+    const pool = facts.pools?.find((p) => p.name === ds.pool);
     const existing = new Set((facts.vms ?? []).map((v) => v.name));
     const dev = diskDevOf(options);
     const toCreate = cluster.nodes.filter((n) => !existing.has(n.name));

@@ -107,11 +107,13 @@ export function vmConfigEntries({
 }
 
 function quote(value: string): string {
-  // vm.8: '#' starts a comment even inside quotes, and the file is read by sh-like rules. The
-  // options' allowlists keep such values out; this is the last line of defence.
-  if (/[#"\\$`\n\r\0]/.test(value))
+  // vm.8: '#' starts a comment even inside quotes, and the file is read by sh-like rules; vm-run
+  // also expands bhyve_options unquoted (`set -- ${_opts}`, lib/vm-run line 216), so a glob
+  // character would be matched against file names. The options' allowlists keep such values out;
+  // this is the last line of defence.
+  if (/[#"\\$`\n\r\0*?[]/.test(value))
     throw new KubehyveError(
-      `a vm-bhyve config value cannot contain # " \\ $ \` or a newline: ${JSON.stringify(value)}`,
+      `a vm-bhyve config value cannot contain # " \\ $ \` * ? [ or a newline: ${JSON.stringify(value)}`,
     );
   return `"${value}"`;
 }

@@ -397,7 +397,13 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
       if (running) run(host, ["vm", "start", name]);
     },
     zvol(name, length = 65536) {
-      const path = zvolBacking(root, name);
+      // A clone never written since holds what its origin snapshot holds.
+      let path = zvolBacking(root, name);
+      let origin = readState(root).datasets[name]?.origin;
+      while (!existsSync(path) && origin) {
+        path = zvolBacking(root, origin);
+        origin = readState(root).datasets[origin.split("@")[0]!]?.origin;
+      }
       if (!existsSync(path)) return undefined;
       const fd = openSync(path, "r");
       try {

@@ -116,8 +116,28 @@ export function writeState(root: string, state: HostState): void {
   renameSync(tmp, stateFile(root));
 }
 
+let signalsHeld = false;
+
+/**
+ * A command stopped by a signal while it changes the host's state would leave the lock behind and
+ * the state half-written, which no real host does: a signal that arrives once a command has started
+ * changing the state ends it right after it is done (the handler runs when its synchronous work
+ * has returned), as if it had come a moment later.
+ */
+function holdSignals() {
+  if (signalsHeld) return;
+  signalsHeld = true;
+  for (const [signal, code] of [
+    ["SIGTERM", 143],
+    ["SIGINT", 130],
+    ["SIGHUP", 129],
+  ] as const)
+    process.on(signal, () => process.exit(code));
+}
+
 /** Runs `fn` holding the host lock (a directory, which mkdir creates atomically). */
 export function withLock<T>(root: string, fn: () => T): T {
+  holdSignals();
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {

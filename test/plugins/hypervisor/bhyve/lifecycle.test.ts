@@ -336,6 +336,10 @@ describe("hypervisor/bhyve on the simulated host", () => {
     expect(host.log()).toContainEqual(["mv", "-f", temporary, join(vmDir, "cp1", "disk0.img")]);
     for (const file of ["cp1/disk0.img", "w1/disk0.img", "w1/disk1.img"])
       expect((statSync(join(vmDir, file)).mode & 0o777).toString(8)).toBe("600");
+    // A later plan reads every disk back (ls -lnd, whose GNU and FreeBSD error lines differ).
+    const again = await bhyvePlugin.check(ctx);
+    expect(again.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
+    expect(again.changes).toEqual([]);
   });
 
   test("render writes each VM's config without touching the host", async () => {

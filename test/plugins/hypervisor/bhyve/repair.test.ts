@@ -265,6 +265,13 @@ describe("failed reads", () => {
       "`kldstat -q -m vmm` exited 124 (timed out): local: `kldstat -q -m vmm` timed out after 30s",
       `\`test -f ${host.firmwarePath}\` exited 2: test: I/O error`,
     ]);
+    // The same for a zpool list that times out: no "pool missing".
+    host.inject({ kind: "fail-once", command: "zpool", code: 124, stderr: "timed out" });
+    const pools = await bhyvePlugin.check(ctxFor());
+    expect(pools.diagnostics.map((d) => d.code)).not.toContain("bhyve.pool-missing");
+    expect(pools.diagnostics.find((d) => d.code === "bhyve.host-read-failed")!.detail).toBe(
+      "`zpool list -Hp -o name,size,alloc,free` exited 124 (timed out): timed out",
+    );
     // Nothing is planned for VMs whose host could not be read (vm list needs vmm).
     expect(plan.changes.filter((c) => c.kind?.startsWith("vm."))).toEqual([]);
     // A real negative answer is still reported as what it is.

@@ -163,7 +163,7 @@ describe("the VM config of a node", () => {
   });
 
   test("refuses values that would break vm-bhyve's config parsing", () => {
-    for (const bad of ["-s 31,fwcfg # x", 'a"b', "a$(id)", "a`id`", "a\nb", "a\\b"])
+    for (const bad of ["-s 31,fwcfg # x", 'a"b', "a$(id)", "a`id`", "a\nb", "a\\b", "-f /vm/*", "a?", "[ab]"])
       expect(() =>
         renderVmConfig({ cluster: "lab", clusterId, node: cluster.nodes[0]!, options, bhyveOptions: bad }),
       ).toThrow(/cannot contain/);
