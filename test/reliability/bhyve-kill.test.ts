@@ -7,8 +7,8 @@
  *
  * The CLI is run as a user runs it, with a drop-in plugin in the os stage's place that hands every
  * node a boot image through the `hypervisor:node-boot` hook, so that kills land in the copies too.
- * Trials take turns between a file image copied onto zvols with dd, a ZFS snapshot cloned, and a
- * directory datastore whose disks are files.
+ * Trials take turns between a file image copied onto zvols with dd, a ZFS snapshot cloned, a
+ * directory datastore whose disks are files, and file disks in a ZFS datastore.
  *
  *   KUBEHYVE_KILL_TRIALS=60 KUBEHYVE_INTERRUPT_TRIALS=8 KUBEHYVE_KILL_SEED=7 bun test test/reliability
  */
@@ -66,8 +66,8 @@ export default definePlugin({
 });
 `;
 
-type Variant = "zvol-dd" | "zvol-clone" | "file";
-const VARIANTS: Variant[] = ["zvol-dd", "zvol-clone", "file"];
+type Variant = "zvol-dd" | "zvol-clone" | "file" | "zfs-file";
+const VARIANTS: Variant[] = ["zvol-dd", "zvol-clone", "file", "zfs-file"];
 
 interface Lab {
   host: FreebsdHost;
@@ -125,6 +125,7 @@ stages:
   hypervisor:
     plugin: bhyve
     vmDir: ${variant === "file" ? vmDir : "zfs:zroot/vm"}
+    diskDev: ${variant.endsWith("file") ? "file" : "sparse-zvol"}
     nic: em0
     firmware: ${host.firmwarePath}
     stopTimeoutSec: 5
@@ -217,7 +218,7 @@ function existingVms(lab: Lab): string[] {
 
 function completeDisks(lab: Lab): string[] {
   const problems: string[] = [];
-  if (lab.variant === "file") {
+  if (lab.variant.endsWith("file")) {
     const disks = { "cp1/disk0.img": 20, "w1/disk0.img": 20, "w1/disk1.img": 50 };
     for (const [disk, gib] of Object.entries(disks)) {
       const path = join(lab.vmDir, disk);

@@ -24,6 +24,7 @@ import {
   type Datastore,
   datastorePath,
   datastoreSpec,
+  type GuestDataset,
   type HostFacts,
   inspectHost,
   readDatastore,
@@ -132,7 +133,9 @@ async function observeVms(
                 const path = `${guestDirOf(ds, n.name)}/${d.name}`;
                 return [path, `${path}${TEMP_SUFFIX}`];
               })
-            : [guestDirOf(ds, n.name)],
+            : ds.kind === "dir"
+              ? [guestDirOf(ds, n.name)]
+              : [],
         )
       : [];
   const [texts, files, boots] = await Promise.all([
@@ -163,22 +166,13 @@ async function observeVms(
         leftovers.paths.push(`${conf}${TEMP_SUFFIX}`);
       let disks: Map<number, DiskFact> | undefined;
       let dirInUse: boolean | undefined;
-      if (dataset) {
-        disks = new Map(
-          disksOf(node, dev).map((d) => {
-            const volume = dataset.volumes.get(d.name);
-            return [
-              d.index,
-              volume
-                ? { present: true, size: volume.volsize, blocksize: volume.volblocksize }
-                : { present: false },
-            ];
-          }),
-        );
-        if (ours && ownerOf(dataset.mark, dataset.markName, clusterId).kind === "ours")
+      if (dev !== "file") {
+        // zvols: in the datastore's one zfs get (inspect.ts).
+        if (dataset) disks = zvolFacts(node, dev, dataset);
+        if (dataset && ours && ownerOf(dataset.mark, dataset.markName, clusterId).kind === "ours")
           for (const name of dataset.volumes.keys())
             if (name.endsWith(TEMP_SUFFIX)) leftovers.datasets.push(`${dataset.name}/${name}`);
-      } else if (dev === "file" && listed.has(node.name)) {
+      } else if (listed.has(node.name)) {
         disks = new Map(
           disksOf(node, dev).map((d) => {
             const fact = files.files.get(`${dir}/${d.name}`);
@@ -189,7 +183,7 @@ async function observeVms(
           for (const d of disksOf(node, dev))
             if (files.files.get(`${dir}/${d.name}${TEMP_SUFFIX}`))
               leftovers.paths.push(`${dir}/${d.name}${TEMP_SUFFIX}`);
-      } else if (dev === "file" && files.files.get(dir)) {
+      } else if (ds.kind === "dir" && files.files.get(dir)) {
         // A directory without a config: vm create would use it, and vm destroy remove it whole.
         const inside = await ctx.host.run(["ls", "-A", "--", dir]);
         dirInUse = inside.code !== 0 || inside.stdout.trim() !== "";
@@ -198,6 +192,22 @@ async function observeVms(
     }),
   );
   return { vms, texts, leftovers, unreadable: files.failed };
+}
+
+function zvolFacts(
+  node: Ctx["cluster"]["nodes"][number],
+  dev: "sparse-zvol" | "zvol",
+  dataset: GuestDataset,
+): Map<number, DiskFact> {
+  return new Map(
+    disksOf(node, dev).map((d) => {
+      const volume = dataset.volumes.get(d.name);
+      const fact: DiskFact = volume
+        ? { present: true, size: volume.volsize, blocksize: volume.volblocksize }
+        : { present: false };
+      return [d.index, fact];
+    }),
+  );
 }
 
 /**

@@ -143,7 +143,8 @@ export function renderVmTemplate(input: VmConfigInput & { bootImage: boolean }):
   ];
   if (input.bootImage && dev === "file") lines.push('disk0_dev="custom"');
   lines.push(`${CONFIG_CREATING}="creating"`);
-  if (dev !== "file")
+  // vm create makes a dataset for every guest of a ZFS datastore, whatever its disks are (zfs::make_dataset).
+  if (input.options.vmDir.startsWith("zfs:"))
     // vm-bhyve turns the first blank into " -o " (zfs::__format_options): exactly two options fit.
     lines.push(
       `zfs_dataset_opts=${quote(`${ZFS_MARK}=${input.clusterId} ${ZFS_MARK_NAME}=${input.cluster}`)}`,

@@ -4,7 +4,7 @@
  * interrupted command itself leaves no template or temporary file behind.
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bhyvePlugin, type NodeBoot } from "../../../../plugins/hypervisor/bhyve/index.ts";
@@ -244,6 +244,36 @@ describe("file disks", () => {
     ]);
     await bhyvePlugin.apply!(ctx(), plan.changes);
     expect((statSync(join(vmDir, "w1/disk1.img")).mode & 0o777).toString(8)).toBe("600");
+  });
+});
+
+describe("other datastores", () => {
+  test("file disks in a ZFS datastore are read as files, and a second up changes nothing", async () => {
+    const ctx = () =>
+      labContext({
+        host: hostTarget(host),
+        stateDir,
+        options: { firmware: host.firmwarePath, diskDev: "file" },
+      });
+    const result = await up(ctx());
+    expect(errorsOf(result.verified)).toEqual([]);
+    expect(host.vm("w1").config).toMatchObject({ disk0_name: "disk0.img", disk1_name: "disk1.img" });
+    const again = await bhyvePlugin.check(ctx());
+    expect(errorsOf(again.diagnostics)).toEqual([]);
+    expect(again.changes).toEqual([]);
+  });
+
+  test("a directory datastore's directory with a node's name and files in it is not made a VM", async () => {
+    const vmDir = join(host.root, "vm");
+    const ctx = () =>
+      labContext({ host: hostTarget(host), stateDir, options: { firmware: host.firmwarePath, vmDir } });
+    mkdirSync(join(vmDir, "w1"), { recursive: true });
+    writeFileSync(join(vmDir, "w1", "notes.txt"), "mine");
+    // An empty one is what vm create makes first: it is used.
+    mkdirSync(join(vmDir, "w2"), { recursive: true });
+    const plan = await bhyvePlugin.check(ctx());
+    expect(errorsOf(plan.diagnostics)).toEqual(["bhyve.dir-not-ours"]);
+    expect(plan.changes.some((c) => c.target === "w2" && c.kind === "vm.create")).toBe(true);
   });
 });
 
