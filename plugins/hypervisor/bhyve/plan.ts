@@ -13,6 +13,7 @@ import {
   describeOwner,
   type Owner,
   ownerOf,
+  ZFS_MARK,
 } from "./marks.ts";
 import type { BhyveOptions } from "./options.ts";
 import type { VmListEntry } from "./parse.ts";
@@ -212,7 +213,14 @@ function repairSummary(node: string, missing: DiskPlan[], boot: NodeBoot, writeC
   return `make the missing disks of VM ${node}: ${steps.join(", ")}`;
 }
 
-function notOurs(node: NodeSpec, owner: Owner, conf: string, clusterId: string): Diagnostic {
+function notOurs(
+  node: NodeSpec,
+  owner: Owner,
+  conf: string,
+  clusterId: string,
+  dataset: string | undefined,
+): Diagnostic {
+  const mark = `sysrc -f ${conf} ${CONFIG_MARK}=${clusterId}${dataset ? `; zfs set ${ZFS_MARK}=${clusterId} ${dataset}` : ""}`;
   return diag.error(
     "bhyve.vm-not-ours",
     `a VM named ${node.name} exists on the host and ${describeOwner(owner)}; kubehyve neither adopts nor changes it`,
@@ -222,7 +230,7 @@ function notOurs(node: NodeSpec, owner: Owner, conf: string, clusterId: string):
       hint:
         owner.kind === "other"
           ? `give this cluster other node names, or take the other cluster down first (kubehyve down with its cluster file)`
-          : `rename the node in the cluster file; or, if this VM is meant to be this cluster's node, mark it: sysrc -f ${conf} ${CONFIG_MARK}=${clusterId}`,
+          : `rename the node in the cluster file; or, if this VM is meant to be this cluster's node, mark it: ${mark}`,
     },
   );
 }
@@ -301,7 +309,10 @@ export function vmChanges(
     }
     const owner = ownerOf(config?.get(CONFIG_MARK), config?.get(CONFIG_MARK_NAME), clusterId);
     if (owner.kind !== "ours") {
-      diagnostics.push(notOurs(node, owner, conf, clusterId));
+      const zfsDataset = options.vmDir.startsWith("zfs:")
+        ? `${options.vmDir.slice(4)}/${node.name}`
+        : undefined;
+      diagnostics.push(notOurs(node, owner, conf, clusterId, zfsDataset));
       continue;
     }
     if (options.vmDir.startsWith("zfs:") && datasetOwner?.kind !== "ours") {

@@ -85,6 +85,10 @@ describe("what the bhyve stage owns", () => {
       "a VM named cp1 exists on the host and carries no kubehyve mark: it was made by hand, by another tool or by an older kubehyve; kubehyve neither adopts nor changes it",
     );
     expect(result.errors[0]!.hint).toContain("rename the node in the cluster file");
+    // Handing it to the cluster takes both marks: the config's and the dataset's.
+    expect(result.errors[0]!.hint).toMatch(
+      /mark it: sysrc -f \S+\/cp1\/cp1\.conf kubehyve_cluster=[0-9a-f-]{36}; zfs set kubehyve:cluster=[0-9a-f-]{36} zroot\/vm\/cp1$/,
+    );
     // Refused at check: nothing at all happened on the host, not even to the other nodes.
     expect(mutations()).toEqual([]);
     expect(readFileSync(host.vm("cp1").configPath, "utf8")).toBe(before);
