@@ -64,7 +64,12 @@ try {
     );
     // up runs check and then verify, which must read the guests again after a possible apply.
     const allowed = phase.name.startsWith("up")
-      ? new Set(["vm list", "vm switch list", "ifconfig", `zfs list -Hp -o name,mounted,mountpoint zroot/vm`])
+      ? new Set([
+          "vm list",
+          "vm switch list",
+          "ifconfig",
+          "zfs get -Hp -d 2 -t filesystem,volume -o name,property,value,source mounted,mountpoint,volsize,volblocksize,kubehyve:cluster,kubehyve:cluster-name zroot/vm",
+        ])
       : new Set<string>();
     if (repeated.some((c) => !allowed.has(c)) || ms >= targetMs) failed = true;
   }

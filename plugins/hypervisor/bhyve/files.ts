@@ -1,5 +1,7 @@
-/** Reading several small text files on a host with one command instead of one `cat` each. */
-import type { Target } from "kubehyve";
+/** Reading and writing the host's files: several small ones in one command, each write whole or not at all. */
+import { CommandError, type Target } from "kubehyve";
+import { TEMP_SUFFIX } from "./marks.ts";
+import { parseLsLong } from "./parse.ts";
 
 /**
  * `grep -H '' FILE…` prints every line of every file as `FILE:line` (POSIX grep; -H is in FreeBSD
@@ -21,11 +23,95 @@ export async function readTextFiles(
     if (path) lines.get(path)!.push(line.slice(path.length + 1));
   }
   for (const path of paths) {
+    // "grep: PATH: No such file or directory": the path with its colon, so that a missing
+    // x.conf.kubehyve-new is not taken for a missing x.conf.
     const missing = result.stderr
       .split("\n")
-      .some((l) => l.includes(path) && /No such file|not found|cannot open/i.test(l));
+      .some((l) => l.includes(`${path}: `) && /No such file|not found|cannot open/i.test(l));
     const content = lines.get(path)!;
     files.set(path, missing ? undefined : content.length ? `${content.join("\n")}\n` : "");
   }
   return files;
+}
+
+/** The exit codes a script's signal traps leave with, as a shell reports death by that signal. */
+const SIGNAL_TRAPS = "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
+
+/**
+ * Runs a constant script with `sh -c`, the values as positional arguments (never inside the script).
+ * On failure the error names `shown`, the command the script is about, not the script.
+ */
+export async function runScript(
+  host: Target,
+  shown: readonly string[],
+  script: string,
+  args: readonly string[],
+  stdin?: string,
+): Promise<void> {
+  const result = await host.run(["sh", "-c", script, "sh", ...args], stdin === undefined ? {} : { stdin });
+  if (result.code !== 0) throw new CommandError(host.name, shown, result);
+}
+
+/**
+ * Writes a file whole or not at all: to PATH + TEMP_SUFFIX (umask 077), checked to hold every byte
+ * (a writer killed half-way closes the pipe early, and `cat` would take the short file for all of
+ * it), then renamed over PATH. The temporary file is removed when the script fails or is stopped
+ * by a signal (the targets end a command with SIGTERM on Ctrl-C), so no host command is needed
+ * afterwards to clean up; one killed outright (SIGKILL) leaves it under a name the next run knows.
+ */
+export async function writeHostFile(
+  host: Target,
+  path: string,
+  content: string,
+  mode = "0644",
+): Promise<void> {
+  const script = [
+    "set -eu",
+    "umask 077",
+    `tmp="$1${TEMP_SUFFIX}"; done=0`,
+    `trap '[ "$done" = 1 ] || rm -f "$tmp"' EXIT`,
+    SIGNAL_TRAPS,
+    'cat > "$tmp"',
+    'n=$(wc -c < "$tmp")',
+    '[ "$n" -eq "$3" ] || { echo "$1: only $n of $3 bytes arrived" >&2; exit 1; }',
+    'chmod "$2" "$tmp"',
+    'mv -f "$tmp" "$1"',
+    "done=1",
+  ].join("\n");
+  await runScript(host, ["write", path], script, [path, mode, String(Buffer.byteLength(content))], content);
+}
+
+export interface FileFact {
+  mode: string;
+  size: number;
+}
+
+/**
+ * `ls -lnd` of every path in one command: present ones with mode and size, missing ones undefined.
+ * `failed` when ls failed for another reason than missing files (the answer is then incomplete).
+ */
+export async function listFiles(
+  host: Target,
+  paths: readonly string[],
+): Promise<{ files: Map<string, FileFact | undefined>; failed?: string }> {
+  const files = new Map<string, FileFact | undefined>();
+  if (!paths.length) return { files };
+  const result = await host.run(["ls", "-lnd", "--", ...paths]);
+  const entries = parseLsLong(result.stdout);
+  // FreeBSD: "ls: PATH: No such file or directory"; GNU: "ls: cannot access 'PATH': No such …".
+  const missing = (p: string) =>
+    result.stderr
+      .split("\n")
+      .some((l) => (l.includes(`${p}: `) || l.includes(`'${p}': `)) && /No such file or directory/.test(l));
+  let failed: string | undefined;
+  for (const path of paths) {
+    const entry = entries.get(path);
+    if (entry) files.set(path, { mode: entry.mode, size: entry.size });
+    else {
+      files.set(path, undefined);
+      if (!missing(path))
+        failed ??= `ls -lnd exited ${result.code}: ${result.stderr.trim() || `no output for ${path}`}`;
+    }
+  }
+  return { files, failed };
 }

@@ -256,3 +256,45 @@ export function biosDisabledLine(dmesg: string): string | undefined {
   // sys/amd64/vmm/amd/svm.c: "SVM disabled by BIOS".
   return dmesg.split("\n").find((l) => /VMX operation disabled by BIOS|SVM:? disabled by BIOS/i.test(l));
 }
+
+export interface ZfsProperty {
+  value: string;
+  /** zfs-get.8: `local`, `default`, `inherited from NAME`, `-` (read-only or unset), … */
+  source: string;
+}
+
+/**
+ * `zfs get -Hp -o name,property,value,source PROPS …` (zfs-get.8: one tab-separated line per
+ * dataset and property; an unset user property has value and source `-`), by dataset then property.
+ */
+export function parseZfsGet(text: string): Map<string, Map<string, ZfsProperty>> {
+  const datasets = new Map<string, Map<string, ZfsProperty>>();
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const [name = "", property = "", value = "", source = ""] = line.split("\t");
+    if (!datasets.has(name)) datasets.set(name, new Map());
+    datasets.get(name)!.set(property, { value, source });
+  }
+  return datasets;
+}
+
+export interface LsEntry {
+  /** The mode column: `-rw-------`, `drwxr-xr-x` (without a trailing `+` or `@`). */
+  mode: string;
+  size: number;
+  path: string;
+}
+
+/**
+ * `ls -lnd PATH…` (POSIX ls -l: mode, links, owner, group, size, date and time, name; -n numeric ids,
+ * the same columns in FreeBSD's and GNU's ls). Names are the last field: the paths kubehyve lists
+ * come from its allowlists and hold no blanks.
+ */
+export function parseLsLong(text: string): Map<string, LsEntry> {
+  const entries = new Map<string, LsEntry>();
+  for (const line of text.split("\n")) {
+    const m = /^([-bcdlps][-rwxsStTx]{9})\S*\s+\d+\s+\S+\s+\S+\s+(\d+)\s+.*\s(\/\S+)$/.exec(line);
+    if (m) entries.set(m[3]!, { mode: m[1]!, size: Number(m[2]), path: m[3]! });
+  }
+  return entries;
+}

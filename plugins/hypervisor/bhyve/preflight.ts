@@ -3,7 +3,7 @@
  * and a hint. A pure function of the facts read by inspect.ts, so every rule is tested on its own.
  */
 import { type Cluster, type Diagnostic, diag, formatSize, GiB } from "kubehyve";
-import type { HostFacts } from "./inspect.ts";
+import { failure, type HostFacts } from "./inspect.ts";
 import type { BhyveOptions } from "./options.ts";
 import { biosDisabledLine, parseFreebsdVersion, parseVmVersion, versionAtLeast } from "./parse.ts";
 import { diskDevOf, disksOf, parseVmMemory } from "./vmconfig.ts";
@@ -22,8 +22,35 @@ export function hostPreflight(
   const out: Diagnostic[] = [];
   const at = { target };
 
+  // A read whose command failed says nothing about the host: reported as such, never as a "no".
+  for (const { argv, result } of facts.failedReads) {
+    out.push(
+      diag.error("bhyve.host-read-failed", `could not read the host: ${argv.join(" ")} failed`, {
+        ...at,
+        detail: failure(argv, result),
+        hint: "the command failed rather than answered; run it on the host to see why, then: kubehyve plan",
+      }),
+    );
+  }
+  if (facts.datastore.error) {
+    out.push(
+      diag.error(
+        "bhyve.host-read-failed",
+        `could not read the VM datastore ${facts.datastore.kind === "zfs" ? facts.datastore.dataset : facts.datastore.path}`,
+        {
+          ...at,
+          detail: facts.datastore.error,
+          hint: "the command failed rather than answered; run it on the host to see why, then: kubehyve plan",
+        },
+      ),
+    );
+  }
+
+  const failed = (r: { code: number }) => r.code !== 0 && r.code !== 127;
   const version = parseFreebsdVersion(facts.freebsdVersion.stdout);
-  if (facts.freebsdVersion.code !== 0 || !version) {
+  if (failed(facts.freebsdVersion)) {
+    // Reported above as a failed read.
+  } else if (facts.freebsdVersion.code !== 0 || !version) {
     out.push(
       diag.error("bhyve.not-freebsd", "the host does not look like FreeBSD: freebsd-version failed", {
         ...at,
@@ -43,7 +70,7 @@ export function hostPreflight(
     out.push(diag.ok("bhyve.freebsd-version", `FreeBSD ${version.text}`, at));
   }
 
-  if (facts.uid.stdout.trim() !== "0") {
+  if (!failed(facts.uid) && facts.uid.stdout.trim() !== "0") {
     out.push(
       diag.error(
         "bhyve.not-root",
@@ -59,7 +86,9 @@ export function hostPreflight(
   out.push(...vmmDiagnostics(facts, at));
 
   const vmVersion = parseVmVersion(facts.vmVersion.stdout);
-  if (facts.vmVersion.code !== 0 || !vmVersion) {
+  if (failed(facts.vmVersion)) {
+    // Reported above as a failed read.
+  } else if (facts.vmVersion.code !== 0 || !vmVersion) {
     out.push(
       diag.error("bhyve.vm-bhyve-missing", "vm-bhyve is not installed", {
         ...at,
@@ -113,7 +142,7 @@ export function hostPreflight(
       }),
     );
   }
-  if (ds.kind === "zfs" && !facts.pools.some((p) => p.name === ds.pool)) {
+  if (ds.kind === "zfs" && facts.pools && !facts.pools.some((p) => p.name === ds.pool)) {
     out.push(
       diag.error("bhyve.pool-missing", `ZFS pool ${ds.pool} of vmDir ${options.vmDir} does not exist`, {
         ...at,
@@ -180,6 +209,7 @@ function vmmDiagnostics(facts: HostFacts, at: { target: string }): Diagnostic[] 
       ),
     ];
   }
+  if (facts.vmmUnknown) return [];
   if (!facts.vmmLoaded) {
     return [
       diag.error("bhyve.vmm-not-loaded", "the vmm kernel module is not loaded", {
@@ -310,7 +340,7 @@ function capacityDiagnostics(
 
   const ds = facts.datastore;
   if (ds.kind === "zfs") {
-    const pool = facts.pools.find((p) => p.name === ds.pool);
+    const pool = facts.pools?.find((p) => p.name === ds.pool);
     const existing = new Set((facts.vms ?? []).map((v) => v.name));
     const dev = diskDevOf(options);
     const toCreate = cluster.nodes.filter((n) => !existing.has(n.name));

@@ -4,7 +4,8 @@
  * the man page leaves out, documented as required in vm-bhyve's sample-templates/config.sample.
  */
 import { createHash } from "node:crypto";
-import { formatSize, GiB, MiB, type NodeSpec } from "kubehyve";
+import { formatSize, GiB, KubehyveError, MiB, type NodeSpec } from "kubehyve";
+import { CONFIG_CREATING, CONFIG_MARK, CONFIG_MARK_NAME, ZFS_MARK, ZFS_MARK_NAME } from "./marks.ts";
 import type { BhyveOptions } from "./options.ts";
 
 /**
@@ -65,6 +66,8 @@ export function disksOf(node: NodeSpec, dev: "sparse-zvol" | "zvol" | "file"): D
 
 export interface VmConfigInput {
   cluster: string;
+  /** The cluster's identity, the mark that makes the VM this cluster's. */
+  clusterId: string;
   node: NodeSpec;
   options: BhyveOptions;
   /** From the os stage's `hypervisor:node-boot` hook: extra bhyve arguments (fw_cfg, …). */
@@ -72,9 +75,17 @@ export interface VmConfigInput {
 }
 
 /** The guest config as ordered key/value pairs. */
-export function vmConfigEntries({ cluster, node, options, bhyveOptions }: VmConfigInput): [string, string][] {
+export function vmConfigEntries({
+  cluster,
+  clusterId,
+  node,
+  options,
+  bhyveOptions,
+}: VmConfigInput): [string, string][] {
   const dev = diskDevOf(options);
   const entries: [string, string][] = [
+    [CONFIG_MARK, clusterId],
+    [CONFIG_MARK_NAME, cluster],
     ["loader", "uefi"],
     ["cpu", String(node.cpus)],
     ["memory", formatVmMemory(node.memory)],
@@ -96,9 +107,14 @@ export function vmConfigEntries({ cluster, node, options, bhyveOptions }: VmConf
 }
 
 function quote(value: string): string {
-  // vm.8: '#' starts a comment even inside quotes, and the file is read by sh-like rules.
-  if (/[#"\\$`\n]/.test(value))
-    throw new Error(`vm-bhyve config value cannot contain # " \\ $ \` or a newline: ${value}`);
+  // vm.8: '#' starts a comment even inside quotes, and the file is read by sh-like rules; vm-run
+  // also expands bhyve_options unquoted (`set -- ${_opts}`, lib/vm-run line 216), so a glob
+  // character would be matched against file names. The options' allowlists keep such values out;
+  // this is the last line of defence.
+  if (/[#"\\$`\n\r\0*?[]/.test(value))
+    throw new KubehyveError(
+      `a vm-bhyve config value cannot contain # " \\ $ \` * ? [ or a newline: ${JSON.stringify(value)}`,
+    );
   return `"${value}"`;
 }
 
@@ -112,12 +128,30 @@ export function renderVmConfig(input: VmConfigInput): string {
 
 /**
  * The template `vm create` provisions the guest from: the config plus `diskN_size` (vm.8: "only
- * supported in templates"), so vm-bhyve creates the dataset and every disk itself.
+ * supported in templates"), so vm-bhyve creates the dataset, marked through `zfs_dataset_opts`, and
+ * the disks. A boot disk that receives an image is left out (`custom`: core::create makes nothing
+ * for it, lib/vm-core lines 230-231): it is copied under a temporary name and renamed when complete,
+ * so a boot disk that exists is a complete one. CONFIG_CREATING tells a copy of the template, which
+ * an interrupted run may leave as the VM's config, from the config written afterwards.
  */
-export function renderVmTemplate(input: VmConfigInput): string {
+export function renderVmTemplate(input: VmConfigInput & { bootImage: boolean }): string {
   const dev = diskDevOf(input.options);
-  const sizes = disksOf(input.node, dev).map((d) => `disk${d.index}_size=${quote(String(d.size))}`);
-  return `${renderVmConfig(input)}${sizes.join("\n")}\n`;
+  const lines = [
+    ...vmConfigEntries(input).map(([k, v]) =>
+      k === "disk0_dev" && input.bootImage ? `${k}="custom"` : `${k}=${quote(v)}`,
+    ),
+  ];
+  if (input.bootImage && dev === "file") lines.push('disk0_dev="custom"');
+  lines.push(`${CONFIG_CREATING}="creating"`);
+  // vm create makes a dataset for every guest of a ZFS datastore, whatever its disks are (zfs::make_dataset).
+  if (input.options.vmDir.startsWith("zfs:"))
+    // vm-bhyve turns the first blank into " -o " (zfs::__format_options): exactly two options fit.
+    lines.push(
+      `zfs_dataset_opts=${quote(`${ZFS_MARK}=${input.clusterId} ${ZFS_MARK_NAME}=${input.cluster}`)}`,
+    );
+  for (const d of disksOf(input.node, dev))
+    if (!(d.index === 0 && input.bootImage)) lines.push(`disk${d.index}_size=${quote(String(d.size))}`);
+  return `# template of ${input.node.name} (cluster ${input.cluster}), used once by vm create: written by kubehyve.\n${lines.join("\n")}\n`;
 }
 
 export interface ConfigDrift {

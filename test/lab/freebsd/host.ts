@@ -7,11 +7,25 @@
  * unrestricted guest, ZFS pool `zroot` (500 GiB), vm-bhyve 1.7.5 and the UEFI firmware installed, NIC
  * em0, and nothing configured for vm-bhyve yet.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalTarget } from "../../../src/targets/local.ts";
 import type { Target } from "../../../src/targets/target.ts";
+import { oracle } from "../oracles.ts";
 import {
   commandLog,
   type HostState,
@@ -19,8 +33,10 @@ import {
   readState,
   stateFile,
   updateState,
+  VM_BHYVE_EXAMPLES,
   writeRcVars,
   writeState,
+  zvolBacking,
 } from "./state.ts";
 
 export const SHIM_COMMANDS = [
@@ -42,7 +58,19 @@ export const SHIM_COMMANDS = [
  * Programs the host has for real (the target helpers use them to read and write files): they are
  * logged like the shims, so a test sees every command run on the host, then run unchanged.
  */
-export const PASSTHROUGH_COMMANDS = ["sh", "cat", "grep", "test", "rm", "mkdir", "dd", "truncate"] as const;
+export const PASSTHROUGH_COMMANDS = [
+  "sh",
+  "cat",
+  "grep",
+  "test",
+  "rm",
+  "mkdir",
+  "dd",
+  "truncate",
+  "mv",
+  "chmod",
+  "ls",
+] as const;
 
 const GiB = 1024 ** 3;
 const FIRMWARE = "usr/local/share/uefi-firmware/BHYVE_UEFI.fd";
@@ -65,7 +93,9 @@ export type Fault =
   /** The pool has only this many bytes free. */
   | { kind: "pool-full"; pool?: string; free: number }
   /** The guest's next start fails after `vm start` returned (bhyve exits with status 4). */
-  | { kind: "guest-start-fails"; vm: string };
+  | { kind: "guest-start-fails"; vm: string }
+  /** Every matching invocation takes `ms` longer (before it does anything), until the host is made anew. */
+  | { kind: "slow"; command: string; args?: string[]; ms: number };
 
 export interface SimulatedVm {
   exists: boolean;
@@ -76,6 +106,8 @@ export interface SimulatedVm {
   /** Edits the guest's config file the way a person with an editor would. */
   edit(changes: Record<string, string | undefined>): void;
   log(): string;
+  /** Leaves a run.lock as vm-bhyve does when its host dies with the guest running (vm::lock). */
+  lock(hostname?: string): void;
 }
 
 export interface FreebsdHost {
@@ -90,6 +122,8 @@ export interface FreebsdHost {
   log(): string[][];
   clearLog(): void;
   inject(fault: Fault): void;
+  /** Drops the fail-once and slow faults still waiting. */
+  clearFaults(): void;
   setLatency(ms: number): void;
   /** How long a guest takes to go down after `vm stop`. */
   setStopDelay(ms: number): void;
@@ -102,6 +136,11 @@ export interface FreebsdHost {
   prepareVmBhyve(opts?: { dataset?: string; switchName?: string; nic?: string }): void;
   /** A VM that is not the cluster's: created by hand with vm-bhyve's default template. */
   createForeignVm(name: string, opts?: { running?: boolean }): void;
+  /**
+   * The first `length` bytes of zvol NAME (what /dev/zvol/NAME holds on the host), or undefined if
+   * it was never read or written; `size` is the whole zvol's.
+   */
+  zvol(name: string, length?: number): (Buffer & { size: number }) | undefined;
   cleanup(): void;
 }
 
@@ -168,8 +207,10 @@ function initialState(root: string, opts: FreebsdHostOptions): HostState {
       },
     },
     running: {},
+    modules: [],
     failingGuests: [],
     faults: [],
+    slow: [],
     latencyMs: opts.latencyMs ?? 0,
     stopDelayMs: opts.stopDelayMs ?? 150,
     nextPid: 41000,
@@ -188,9 +229,14 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
   const binDir = join(root, ".sim", "bin");
   const stateDir = join(root, ".sim");
   mkdirSync(binDir, { recursive: true });
-  for (const dir of ["etc", "zroot", "usr/local/share/uefi-firmware"])
+  for (const dir of ["etc", "zroot", "usr/local/share/uefi-firmware", VM_BHYVE_EXAMPLES])
     mkdirSync(join(root, dir), { recursive: true });
   writeFileSync(join(root, FIRMWARE), "simulated BHYVE_UEFI.fd\n");
+  // The vm-bhyve package installs its sample templates there (its Makefile: EXAMPLESDIR).
+  copyFileSync(
+    oracle("vm-bhyve/sample-templates/default.conf"),
+    join(root, VM_BHYVE_EXAMPLES, "default.conf"),
+  );
   writeFileSync(
     join(root, "etc/rc.conf"),
     'hostname="hv1.lab.home.arpa"\nzfs_enable="YES"\nifconfig_em0="DHCP"\n',
@@ -292,9 +338,17 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
           case "guest-start-fails":
             s.failingGuests.push(fault.vm);
             break;
+          case "slow":
+            s.slow.push({ command: fault.command, args: fault.args, ms: fault.ms });
+            break;
         }
       });
     },
+    clearFaults: () =>
+      updateState(root, (s) => {
+        s.faults = [];
+        s.slow = [];
+      }),
     setLatency: (ms) =>
       updateState(root, (s) => {
         s.latencyMs = ms;
@@ -324,6 +378,7 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
         configPath,
         config: exists ? Object.fromEntries(readRcFile(configPath)) : {},
         edit: (changes) => writeRcVars(configPath, changes),
+        lock: (hostname = readState(root).hostname) => writeFileSync(join(dir, "run.lock"), `${hostname}\n`),
         log: () =>
           existsSync(join(dir, "vm-bhyve.log")) ? readFileSync(join(dir, "vm-bhyve.log"), "utf8") : "",
       };
@@ -336,15 +391,29 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
       run(host, ["vm", "switch", "add", switchName, nic]);
     },
     createForeignVm(name, { running = false } = {}) {
-      const templates = join(datastore(), ".templates");
-      mkdirSync(templates, { recursive: true });
-      // vm-bhyve's sample default.conf (../shared/oracles/releases/vm-bhyve/sample-templates/default.conf).
-      writeFileSync(
-        join(templates, "default.conf"),
-        'loader="bhyveload"\ncpu=1\nmemory=256M\nnetwork0_type="virtio-net"\nnetwork0_switch="public"\ndisk0_type="virtio-blk"\ndisk0_name="disk0.img"\n',
-      );
+      // `vm init` puts vm-bhyve's sample default.conf into .templates (util::setup).
+      run(host, ["vm", "init"]);
       run(host, ["vm", "create", "-s", "1G", name]);
       if (running) run(host, ["vm", "start", name]);
+    },
+    zvol(name, length = 65536) {
+      // A clone never written since holds what its origin snapshot holds.
+      let path = zvolBacking(root, name);
+      let origin = readState(root).datasets[name]?.origin;
+      while (!existsSync(path) && origin) {
+        path = zvolBacking(root, origin);
+        origin = readState(root).datasets[origin.split("@")[0]!]?.origin;
+      }
+      if (!existsSync(path)) return undefined;
+      const fd = openSync(path, "r");
+      try {
+        const size = fstatSync(fd).size;
+        const head = Buffer.alloc(Math.min(length, size));
+        readSync(fd, head, 0, head.length, 0);
+        return Object.assign(head, { size });
+      } finally {
+        closeSync(fd);
+      }
     },
     cleanup() {
       rmSync(root, { recursive: true, force: true });

@@ -1,11 +1,18 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseSwitchList, parseVmList, parseZpoolList } from "../../../plugins/hypervisor/bhyve/parse.ts";
+import {
+  parseColumns,
+  parseSwitchList,
+  parseVmList,
+  parseZpoolList,
+} from "../../../plugins/hypervisor/bhyve/parse.ts";
 import { oracle } from "../oracles.ts";
 import { createFreebsdHost, type FreebsdHost, run } from "./host.ts";
 
 const SAMPLES = oracle("freebsd/samples");
+// Every command is a process; on a busy machine a test of several takes seconds.
+setDefaultTimeout(20_000);
 
 let host: FreebsdHost;
 beforeEach(() => {
@@ -40,6 +47,8 @@ describe("the simulated FreeBSD host", () => {
 
   test("keeps create, start, stop, destroy and list in agreement, with stop taking its time", async () => {
     host.createForeignVm("legacy", { running: true });
+    // Long enough for the commands below to run while the guest is still shutting down.
+    host.setStopDelay(2000);
     expect(parseVmList(run(host, ["vm", "list"]))[0]!.state.kind).toBe("running");
     expect(run(host, ["vm", "stop", "legacy"])).toBe("Sending ACPI shutdown to legacy\n");
     expect(parseVmList(run(host, ["vm", "list"]))[0]!.state.kind).toBe("running");
@@ -47,7 +56,7 @@ describe("the simulated FreeBSD host", () => {
       code: 1,
       stderr: expect.stringContaining("appears to be running"),
     });
-    await Bun.sleep(200);
+    await Bun.sleep(2100);
     expect(parseVmList(run(host, ["vm", "list"]))[0]!.state.kind).toBe("stopped");
     expect(host.vm("legacy").log()).toContain(": bhyve exited with status 1\n");
     run(host, ["vm", "destroy", "-f", "legacy"]);
@@ -123,5 +132,207 @@ describe("the simulated FreeBSD host", () => {
       stderr: "/usr/local/sbin/vm: ERROR: $vm_enable is not enabled in /etc/rc.conf!\n",
     });
     expect(run(host, ["vm", "version"])).toBe("vm-bhyve: Bhyve virtual machine management v1.7.5\n");
+  });
+});
+
+describe("the simulated vm-bhyve, as v1.7.5's scripts behave", () => {
+  const withStdin = (argv: string[], stdin: string) => {
+    const proc = Bun.spawnSync(argv, { env: { ...process.env, ...host.env }, stdin: Buffer.from(stdin) });
+    return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+  };
+
+  test("vm poweroff and vm destroy without -f go ahead on an empty stdin, and do nothing when told no", async () => {
+    // util::confirm's `while read` ends at the end of its input having run no body: status 0, yes.
+    host.createForeignVm("legacy", { running: true });
+    expect(withStdin(["vm", "poweroff", "legacy"], "n\n")).toMatchObject({ code: 0 });
+    expect(host.vm("legacy").running).toBe(true);
+    expect(withStdin(["vm", "poweroff", "legacy"], "")).toMatchObject({ code: 0, stdout: "", stderr: "" });
+    expect(host.vm("legacy").running).toBe(false);
+    expect(withStdin(["vm", "destroy", "legacy"], "maybe\nno\n")).toMatchObject({ code: 0 });
+    expect(host.vm("legacy").exists).toBe(true);
+    expect(withStdin(["vm", "destroy", "legacy"], "")).toMatchObject({ code: 0 });
+    expect(host.vm("legacy").exists).toBe(false);
+  });
+
+  test("vm start takes a run.lock, a stale one shows as Locked (host), and vm destroy refuses a locked guest", async () => {
+    host.createForeignVm("legacy", { running: true });
+    const lock = join(host.vm("legacy").dir, "run.lock");
+    expect(readFileSync(lock, "utf8")).toBe("hv1.lab.home.arpa\n");
+    run(host, ["vm", "poweroff", "-f", "legacy"]);
+    expect(existsSync(lock)).toBe(false);
+    // The host died with the guest running on another node sharing the datastore.
+    host.vm("legacy").lock("hv2.lab.home.arpa");
+    expect(parseVmList(run(host, ["vm", "list"]))[0]!.state).toEqual({
+      kind: "locked",
+      host: "hv2.lab.home.arpa",
+    });
+    // -r leaves out Stopped guests only (core::list).
+    expect(parseVmList(run(host, ["vm", "list", "-r"])).map((v) => v.name)).toEqual(["legacy"]);
+    expect(tryRun(["vm", "destroy", "-f", "legacy"])).toMatchObject({
+      code: 1,
+      stderr: "/usr/local/sbin/vm: WARNING: legacy appears to be running on hv2.lab.home.arpa (locked)\n",
+    });
+    expect(tryRun(["vm", "start", "legacy"])).toMatchObject({
+      code: 1,
+      stdout: expect.stringContaining("  ! guest appears to be running already\n"),
+    });
+  });
+
+  test("logs a start with vm-run's lines, in its order, and the bhyve command line's parts", () => {
+    host.createForeignVm("legacy", { running: true });
+    const uuid = host.vm("legacy").config.uuid!;
+    const mac = host.vm("legacy").config.network0_mac!;
+    const messages = host
+      .vm("legacy")
+      .log()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.replace(/^\S+: /, ""));
+    const dir = host.vm("legacy").dir;
+    expect(messages).toEqual([
+      `generated static mac ${mac}`,
+      "initialising",
+      " [loader: bhyveload]",
+      " [cpu: 1]",
+      " [memory: 256M]",
+      " [hostbridge: standard]",
+      " [com ports: com1]",
+      ` [uuid: ${uuid}]`,
+      " [debug mode: no]",
+      " [primary disk: disk0.img]",
+      " [primary disk dev: file]",
+      "initialising network device tap0",
+      "adding tap0 -> vm-public (public addm)",
+      "bring up tap0 -> vm-public (public addm)",
+      "booting",
+      ` [bhyve options: -c 1 -m 256M -AHPw -U ${uuid} -u]`,
+      ` [bhyve devices: -s 0,hostbridge -s 31,lpc -s 0:4:0,virtio-blk,${dir}/disk0.img -s 0:5:0,virtio-net,tap0,mac=${mac}]`,
+      " [bhyve console: -l com1,/dev/nmdm-legacy.1A]",
+      "starting bhyve (run 1)",
+    ]);
+  });
+
+  test("puts a UEFI guest's firmware before its bhyve_options and its disks in slots of their own", () => {
+    host.createForeignVm("uefi1");
+    host.vm("uefi1").edit({
+      loader: "uefi",
+      disk1_type: "nvme",
+      disk1_name: "disk1.img",
+      bhyve_options: "-o lpc.fwcfg=qemu",
+    });
+    writeFileSync(join(host.vm("uefi1").dir, "disk1.img"), "");
+    run(host, ["vm", "start", "uefi1"]);
+    const log = host.vm("uefi1").log();
+    const uuid = host.vm("uefi1").config.uuid!;
+    expect(log).toContain(
+      ` [bhyve options: -c 1 -m 256M -AHPw -l bootrom,/usr/local/share/uefi-firmware/BHYVE_UEFI.fd -o lpc.fwcfg=qemu -U ${uuid} -u]\n`,
+    );
+    expect(log).toMatch(
+      / \[bhyve devices: -s 0,hostbridge -s 31,lpc -s 0:4:0,virtio-blk,\S+\/disk0\.img -s 0:5:0,nvme,\S+\/disk1\.img -s 0:6:0,virtio-net,tap0,mac=\S+\]\n/,
+    );
+  });
+
+  test("a guest whose disk is missing stops at once, bhyve exiting 4", () => {
+    host.createForeignVm("legacy");
+    rmSync(join(host.vm("legacy").dir, "disk0.img"));
+    run(host, ["vm", "start", "legacy"]);
+    expect(host.vm("legacy").log()).toMatch(/starting bhyve \(run 1\)\n.*: bhyve exited with status 4\n/);
+    expect(host.vm("legacy").running).toBe(false);
+  });
+
+  test("vm list -v adds %CPU, RSZ and UPTIME before STATE", () => {
+    host.createForeignVm("legacy", { running: true });
+    const out = run(host, ["vm", "list", "-v"]);
+    expect(out.split("\n")[0]!.split(/\s+/)).toEqual([
+      "NAME",
+      "DATASTORE",
+      "LOADER",
+      "CPU",
+      "MEMORY",
+      "VNC",
+      "AUTO",
+      "%CPU",
+      "RSZ",
+      "UPTIME",
+      "STATE",
+    ]);
+    expect(parseColumns(out)[0]).toMatchObject({ "%CPU": "0.0", RSZ: "256.0M", UPTIME: "00:00" });
+    expect(parseVmList(out)[0]!.state.kind).toBe("running");
+  });
+
+  test("vm init makes what vm-bhyve's makes: null.iso, the sample default template, its kernel modules", () => {
+    const dir = host.vmDir();
+    expect(readFileSync(join(dir, ".config/null.iso"), "utf8")).toBe("");
+    expect(readFileSync(join(dir, ".templates/default.conf"), "utf8")).toBe(
+      readFileSync(oracle("vm-bhyve/sample-templates/default.conf"), "utf8"),
+    );
+    for (const mod of ["nmdm", "if_bridge", "if_tuntap", "vmm"])
+      expect(tryRun(["kldstat", "-q", "-m", mod]).code).toBe(0);
+  });
+
+  test("vm create marks the dataset with zfs_dataset_opts and makes no disk for a custom one", () => {
+    const template = join(host.vmDir(), ".templates", "marked.conf");
+    writeFileSync(
+      template,
+      'loader="uefi"\ncpu=1\nmemory=1G\ndisk0_type="virtio-blk"\ndisk0_name="disk0"\ndisk0_dev="custom"\ndisk1_type="virtio-blk"\ndisk1_name="disk1"\ndisk1_dev="sparse-zvol"\ndisk1_size="1G"\nzfs_dataset_opts="a:b=1 c:d=2"\n',
+    );
+    run(host, ["vm", "create", "-t", "marked", "guest1"]);
+    const datasets = host.state().datasets;
+    expect(datasets["zroot/vm/guest1"]!.props).toEqual({ "a:b": "1", "c:d": "2" });
+    expect(Object.keys(datasets).filter((d) => d.startsWith("zroot/vm/guest1/"))).toEqual([
+      "zroot/vm/guest1/disk1",
+    ]);
+    expect(datasets["zroot/vm/guest1/disk1"]).toMatchObject({ volmode: "dev", sparse: true });
+    expect(tryRun(["vm", "create", "-t", "marked", "g"])).toMatchObject({
+      code: 1,
+      stderr: "/usr/local/sbin/vm: ERROR: invalid virtual machine name - 'g'\n",
+    });
+  });
+});
+
+describe("the simulated zfs", () => {
+  test("inherits user properties and says where from", () => {
+    run(host, ["zfs", "create", "-o", "kubehyve:cluster=abc", "zroot/vm/g1"]);
+    run(host, ["zfs", "create", "-s", "-V", "1G", "zroot/vm/g1/disk0"]);
+    expect(
+      run(host, [
+        "zfs",
+        "get",
+        "-Hp",
+        "-r",
+        "-o",
+        "name,property,value,source",
+        "kubehyve:cluster",
+        "zroot/vm",
+      ]),
+    ).toBe(
+      "zroot/vm\tkubehyve:cluster\t-\t-\nzroot/vm/g1\tkubehyve:cluster\tabc\tlocal\nzroot/vm/g1/disk0\tkubehyve:cluster\tabc\tinherited from zroot/vm/g1\n",
+    );
+  });
+
+  test("rounds a zvol up to its block size on create and refuses such a size on set", () => {
+    run(host, ["zfs", "create", "-V", "1000000", "zroot/vm/odd"]);
+    expect(run(host, ["zfs", "get", "-Hp", "-o", "value", "volsize", "zroot/vm/odd"])).toBe("1015808\n");
+    expect(tryRun(["zfs", "set", "volsize=2000000", "zroot/vm/odd"])).toMatchObject({
+      code: 1,
+      stderr: "cannot set property for 'zroot/vm/odd': Invalid argument\n",
+    });
+    expect(tryRun(["zfs", "create", "-V", "0", "zroot/vm/zero"]).stderr).toBe(
+      "cannot create 'zroot/vm/zero': volume size cannot be zero\n",
+    );
+  });
+
+  test("holds a zvol's contents behind /dev/zvol: dd writes them, never past the end, and rename keeps them", () => {
+    const image = join(host.root, "image.raw");
+    writeFileSync(image, "IMAGE".repeat(10));
+    run(host, ["zfs", "create", "-s", "-V", "16384", "zroot/vm/small"]);
+    run(host, ["dd", `if=${image}`, "of=/dev/zvol/zroot/vm/small", "conv=sparse"]);
+    expect(host.zvol("zroot/vm/small")!.subarray(0, 50).toString()).toBe("IMAGE".repeat(10));
+    expect(host.zvol("zroot/vm/small")!.size).toBe(16384);
+    run(host, ["zfs", "rename", "zroot/vm/small", "zroot/vm/renamed"]);
+    expect(host.zvol("zroot/vm/renamed")!.subarray(0, 5).toString()).toBe("IMAGE");
+    writeFileSync(image, Buffer.alloc(20000, 1));
+    expect(tryRun(["dd", `if=${image}`, "of=/dev/zvol/zroot/vm/renamed"])).toMatchObject({ code: 1 });
+    expect(tryRun(["ls", "/dev/zvol/zroot/vm/absent"]).code).not.toBe(0);
   });
 });

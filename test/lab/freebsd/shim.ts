@@ -6,14 +6,21 @@
  */
 import {
   appendFileSync,
+  chmodSync,
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
+  readFileSync,
+  renameSync,
   rmSync,
+  statSync,
   truncateSync,
+  writeFileSync,
 } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
   commandLog,
   type HostState,
@@ -21,8 +28,10 @@ import {
   readRcFile,
   readState,
   updateState,
+  VM_BHYVE_EXAMPLES,
   withLock,
   writeRcVars,
+  zvolBacking,
 } from "./state.ts";
 
 class Exit extends Error {
@@ -50,6 +59,8 @@ function main(argv: string[]): number {
   appendFileSync(commandLog(root), `${JSON.stringify([name, ...args])}\n`);
   const boot = readState(root);
   if (boot.latencyMs > 0) Bun.sleepSync(boot.latencyMs);
+  const slow = boot.slow?.find((f) => f.command === name && (f.args ?? []).every((a, i) => args[i] === a));
+  if (slow) Bun.sleepSync(slow.ms);
   const fault = takeFault(root, name, args);
   if (fault) {
     eprint(fault.stderr);
@@ -70,14 +81,60 @@ function main(argv: string[]): number {
     vm,
   };
   const real = boot.passthrough[name];
-  if (real) {
-    const proc = Bun.spawnSync([real, ...args], { stdio: ["inherit", "inherit", "inherit"] });
-    return proc.exitCode ?? 128;
-  }
+  if (real) return passthrough(root, boot, name, real, args);
   const command = commands[name];
   if (!command) return fail(`shim: unknown command ${name}`, 127);
   command(root, args);
   return 0;
+}
+
+/**
+ * A program the host has for real, run unchanged except that /dev/zvol/NAME (as an argument, or
+ * after `if=`/`of=`) becomes the file that holds the simulated zvol's contents: FreeBSD shows every
+ * zvol of volmode=dev there (zfsprops.7 volmode). A zvol is a device: dd never truncates it and
+ * cannot write past its end.
+ */
+function passthrough(root: string, state: HostState, name: string, real: string, args: string[]): number {
+  const volumes: string[] = [];
+  const mapped = args.map((arg) => {
+    const m = /^((?:if|of)=)?\/dev\/zvol\/(.+)$/.exec(arg);
+    if (!m) return arg;
+    const volume = m[2]!;
+    const ds = state.datasets[volume];
+    if (ds?.type !== "volume") return `${m[1] ?? ""}${join(root, ".sim", "zvol-absent", volume)}`;
+    ensureBacking(root, state, volume);
+    if (m[1] === "of=") volumes.push(volume);
+    return `${m[1] ?? ""}${zvolBacking(root, volume)}`;
+  });
+  if (name === "dd" && volumes.length) {
+    const conv = mapped.findIndex((a) => a.startsWith("conv="));
+    if (conv >= 0) mapped[conv] = `${mapped[conv]},notrunc`;
+    else mapped.push("conv=notrunc");
+  }
+  const proc = Bun.spawnSync([real, ...mapped], { stdio: ["inherit", "inherit", "inherit"] });
+  for (const volume of volumes) {
+    const size = state.datasets[volume]!.volsize ?? 0;
+    if (statSync(zvolBacking(root, volume)).size > size) {
+      truncateSync(zvolBacking(root, volume), size);
+      eprint(`dd: /dev/zvol/${volume}: end of device`);
+      return 1;
+    }
+  }
+  return proc.exitCode ?? 128;
+}
+
+/** The contents of a zvol, made when first read or written: zeros, or those of the snapshot it was cloned from. */
+function ensureBacking(root: string, state: HostState, volume: string) {
+  const path = zvolBacking(root, volume);
+  if (existsSync(path)) return;
+  mkdirSync(dirname(path), { recursive: true });
+  const origin = state.datasets[volume]!.origin;
+  const draft = `${path}.${process.pid}`;
+  if (origin && existsSync(zvolBacking(root, origin)))
+    Bun.spawnSync(["cp", "--sparse=always", zvolBacking(root, origin), draft]);
+  else closeSync(openSync(draft, "w"));
+  truncateSync(draft, state.datasets[volume]!.volsize ?? 0);
+  renameSync(draft, path);
 }
 
 function takeFault(root: string, name: string, args: string[]) {
@@ -161,6 +218,7 @@ function kldstat(root: string, args: string[]) {
     { id: 1, refs: 38, file: "kernel", modules: ["kernel"] },
     { id: 2, refs: 1, file: "zfs.ko", modules: ["zfs"] },
     ...(state.vmm.loaded ? [{ id: 17, refs: 1, file: "vmm.ko", modules: ["vmm"] }] : []),
+    ...state.modules.map((mod, i) => ({ id: 18 + i, refs: 1, file: `${mod}.ko`, modules: [mod] })),
   ];
   const byModule = flags.get("m");
   if (typeof byModule === "string") {
@@ -379,6 +437,9 @@ function zpool(root: string, args: string[]) {
   table(rows, flags.has("H"));
 }
 
+/** OpenZFS 2.2's default volblocksize (ZVOL_DEFAULT_BLOCKSIZE, include/sys/fs/zfs.h). */
+const ZVOL_DEFAULT_BLOCKSIZE = 16 * 1024;
+
 function datasetProps(state: HostState, name: string, exact: boolean): Record<string, string> {
   const ds = state.datasets[name]!;
   const size = ds.type === "volume" ? (ds.volsize ?? 0) : 0;
@@ -396,14 +457,106 @@ function datasetProps(state: HostState, name: string, exact: boolean): Record<st
     mountpoint: ds.type === "filesystem" ? (ds.mountpoint ?? "none") : "-",
     mounted: ds.type === "filesystem" ? (ds.mounted ? "yes" : "no") : "-",
     volsize: ds.type === "volume" ? show(size) : "-",
+    volblocksize: ds.type === "volume" ? show(ds.volblocksize ?? ZVOL_DEFAULT_BLOCKSIZE) : "-",
+    volmode: ds.type === "volume" ? (ds.volmode ?? "default") : "-",
     origin: ds.origin ?? "-",
     refreservation: ds.type === "volume" && !ds.sparse ? show(size) : exact ? "0" : "none",
   };
 }
 
-// zfs(8): list/get per zfs-list.8 and zfs-set.8 (-H, -p, -o), create per zfs-create.8 (-p, -s -V),
-// destroy -r/-f, clone per zfs-clone.8, snapshot per zfs-snapshot.8, set volsize (zfsprops.7);
-// "cannot open 'NAME': dataset does not exist" is libzfs' wording.
+/**
+ * A property as `zfs get` shows it: value and source (zfs-get.8: local, default, inherited from
+ * NAME, or - for read-only and unset ones). User properties (a colon in the name, zfsprops.7 "User
+ * Properties") are inherited from the nearest ancestor that sets them; unset, both are "-".
+ */
+function propertyOf(state: HostState, name: string, prop: string, exact: boolean): [string, string] {
+  if (prop.includes(":")) {
+    const parts = name.split("@")[0]!.split("/");
+    for (let i = parts.length; i > 0; i--) {
+      const at = parts.slice(0, i).join("/");
+      const value = state.datasets[at]?.props?.[prop];
+      if (value !== undefined) return [value, at === name ? "local" : `inherited from ${at}`];
+    }
+    return ["-", "-"];
+  }
+  const value = datasetProps(state, name, exact)[prop];
+  if (value === undefined) fail(`bad property list: invalid property '${prop}'`, 2);
+  const source =
+    prop === "volsize" ? "local" : ["volblocksize", "volmode", "mountpoint"].includes(prop) ? "default" : "-";
+  return [value!, value === "-" ? "-" : source];
+}
+
+/** The datasets under `names` down to `depth` levels (-r: all), as zfs-list.8's -r and -d select them. */
+function descendants(state: HostState, names: string[], depth: number): string[] {
+  const levels = (d: string) => d.split(/[/@]/).length;
+  return Object.keys(state.datasets)
+    .filter((d) =>
+      names.some(
+        (n) =>
+          d === n || ((d.startsWith(`${n}/`) || d.startsWith(`${n}@`)) && levels(d) - levels(n) <= depth),
+      ),
+    )
+    .sort();
+}
+
+/** Repeated `-o a=b` options of zfs create, zfs clone. */
+function propertyOptions(
+  args: string[],
+  letters: string,
+): { flags: Map<string, string | true>; props: Record<string, string>; rest: string[] } {
+  const props: Record<string, string> = {};
+  const kept: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "-o") {
+      const [k, ...v] = (args[++i] ?? "").split("=");
+      if (!k || !v.length) fail(`missing '=' for property=value argument`, 2);
+      props[k!] = v.join("=");
+    } else kept.push(args[i]!);
+  }
+  const { flags, rest } = getopt(kept, letters);
+  return { flags, props, rest };
+}
+
+/**
+ * A zvol's size as zfs create sets it: cmd/zfs/zfs_main.c (zfs_do_create) rounds a size that is not
+ * a multiple of volblocksize up to one; libzfs refuses 0 ("volume size cannot be zero").
+ */
+function createVolume(
+  s: HostState,
+  name: string,
+  size: string,
+  opts: { sparse: boolean; props: Record<string, string> },
+): void {
+  const { volblocksize, volmode, ...user } = opts.props;
+  const block = volblocksize ? parseZfsSize(volblocksize) : ZVOL_DEFAULT_BLOCKSIZE;
+  let volsize = parseZfsSize(size);
+  if (volsize === 0) fail(`cannot create '${name}': volume size cannot be zero`);
+  if (volsize % block) volsize = Math.ceil(volsize / block) * block;
+  s.datasets[name] = {
+    type: "volume",
+    volsize,
+    sparse: opts.sparse,
+    volblocksize: block,
+    ...(volmode ? { volmode } : {}),
+    ...(Object.keys(user).length ? { props: user } : {}),
+  };
+}
+
+/** Whatever a destroyed or renamed zvol kept in its simulated contents goes with it. */
+function moveBacking(root: string, from: string, to?: string) {
+  const path = zvolBacking(root, from);
+  if (!existsSync(path)) return;
+  if (to === undefined) rmSync(path, { force: true });
+  else {
+    mkdirSync(dirname(zvolBacking(root, to)), { recursive: true });
+    renameSync(path, zvolBacking(root, to));
+  }
+}
+
+// zfs(8): list/get per zfs-list.8 and zfs-get.8 (-H, -p, -o, -r, -d, -t), create per zfs-create.8
+// (-p, -s -V, -o), destroy -r/-f, clone per zfs-clone.8, snapshot per zfs-snapshot.8, rename, set
+// (zfsprops.7: volsize, user properties); "cannot open 'NAME': dataset does not exist" is libzfs'
+// wording (../shared/oracles/freebsd/openzfs/zfs-2.2.7).
 function zfs(root: string, args: string[]) {
   const sub = args[0];
   const state = readState(root);
@@ -418,18 +571,13 @@ function zfs(root: string, args: string[]) {
       typeof flags.get("t") === "string" ? (flags.get("t") as string).split(",") : ["filesystem", "volume"];
     let names = rest.length ? rest : Object.keys(state.datasets).sort();
     for (const n of rest) if (!exists(n)) fail(`cannot open '${n}': dataset does not exist`);
-    if (flags.has("r"))
-      names = Object.keys(state.datasets)
-        .filter((d) => names.some((n) => d === n || d.startsWith(`${n}/`) || d.startsWith(`${n}@`)))
-        .sort();
+    const depth = typeof flags.get("d") === "string" ? Number(flags.get("d")) : flags.has("r") ? Infinity : 0;
+    if (depth > 0) names = descendants(state, names, depth);
     names = names.filter(
       (n) => types.includes("all") || types.includes(state.datasets[n]!.type) || rest.includes(n),
     );
     const rows = [props.map((p) => p.toUpperCase())];
-    for (const n of names) {
-      const values = datasetProps(state, n, flags.has("p"));
-      rows.push(props.map((p) => values[p] ?? "-"));
-    }
+    for (const n of names) rows.push(props.map((p) => propertyOf(state, n, p, flags.has("p"))[0]));
     table(rows, flags.has("H"));
     return;
   }
@@ -439,14 +587,19 @@ function zfs(root: string, args: string[]) {
       typeof flags.get("o") === "string"
         ? (flags.get("o") as string).split(",")
         : ["name", "property", "value", "source"];
-    const [propList, ...names] = rest;
+    const [propList, ...given] = rest;
     if (!propList) fail("missing property argument", 2);
+    for (const n of given) if (!exists(n)) fail(`cannot open '${n}': dataset does not exist`);
+    const types = typeof flags.get("t") === "string" ? (flags.get("t") as string).split(",") : ["all"];
+    const depth = typeof flags.get("d") === "string" ? Number(flags.get("d")) : flags.has("r") ? Infinity : 0;
+    const names = (depth > 0 ? descendants(state, given, depth) : given).filter(
+      (n) => types.includes("all") || types.includes(state.datasets[n]!.type),
+    );
     const rows = [fields.map((f) => f.toUpperCase())];
     for (const n of names) {
-      if (!exists(n)) fail(`cannot open '${n}': dataset does not exist`);
-      const values = datasetProps(state, n, flags.has("p"));
       for (const p of propList!.split(",")) {
-        const row: Record<string, string> = { name: n, property: p, value: values[p] ?? "-", source: "-" };
+        const [value, source] = propertyOf(state, n, p, flags.has("p"));
+        const row: Record<string, string> = { name: n, property: p, value, source };
         rows.push(fields.map((f) => row[f] ?? "-"));
       }
     }
@@ -455,11 +608,15 @@ function zfs(root: string, args: string[]) {
   }
   const mutate = (fn: (s: HostState) => void) => updateState(root, fn);
   if (sub === "create") {
-    const { flags, rest } = getopt(args.slice(1), "psV:b:o:u");
+    const { flags, props, rest } = propertyOptions(args.slice(1), "psV:b:u");
     const name = rest[0];
     if (!name) fail("missing dataset name", 2);
     mutate((s) => {
-      if (s.datasets[name!]) fail(`cannot create '${name}': dataset already exists`);
+      if (s.datasets[name!]) {
+        // zfs_do_create: with -p an existing dataset is not an error.
+        if (flags.has("p")) return;
+        fail(`cannot create '${name}': dataset already exists`);
+      }
       const parent = name!.split("/").slice(0, -1).join("/");
       if (!s.pools[name!.split("/")[0]!])
         fail(`cannot create '${name}': no such pool '${name!.split("/")[0]}'`);
@@ -469,16 +626,27 @@ function zfs(root: string, args: string[]) {
         for (let i = 2; i < parts.length; i++) {
           const p = parts.slice(0, i).join("/");
           if (!s.datasets[p]) {
+            // zfs-create.8 -p: properties given with -o are not applied to the parents.
             s.datasets[p] = { type: "filesystem", mountpoint: join(root, p), mounted: true };
             mkdirSync(join(root, p), { recursive: true });
           }
         }
       }
+      if (s.datasets[parent]?.type === "volume") fail(`cannot create '${name}': parent is not a filesystem`);
       const volsize = flags.get("V");
+      const block = flags.get("b");
       if (typeof volsize === "string") {
-        s.datasets[name!] = { type: "volume", volsize: parseZfsSize(volsize), sparse: flags.has("s") };
+        createVolume(s, name!, volsize, {
+          sparse: flags.has("s"),
+          props: { ...props, ...(typeof block === "string" ? { volblocksize: block } : {}) },
+        });
       } else {
-        s.datasets[name!] = { type: "filesystem", mountpoint: join(root, name!), mounted: true };
+        s.datasets[name!] = {
+          type: "filesystem",
+          mountpoint: join(root, name!),
+          mounted: true,
+          ...(Object.keys(props).length ? { props } : {}),
+        };
         mkdirSync(join(root, name!), { recursive: true });
       }
     });
@@ -500,6 +668,7 @@ function zfs(root: string, args: string[]) {
         const ds = s.datasets[d]!;
         if (ds.type === "filesystem" && ds.mountpoint)
           rmSync(ds.mountpoint, { recursive: true, force: true });
+        moveBacking(root, d);
         delete s.datasets[d];
       }
     });
@@ -511,30 +680,88 @@ function zfs(root: string, args: string[]) {
       const [base] = name.split("@");
       if (!s.datasets[base!]) fail(`cannot open '${base}': dataset does not exist`);
       s.datasets[name] = { type: "snapshot" };
+      // A snapshot keeps the zvol's contents as they are now.
+      const from = zvolBacking(root, base!);
+      if (existsSync(from)) Bun.spawnSync(["cp", "--sparse=always", from, zvolBacking(root, name)]);
     });
     return;
   }
   if (sub === "clone") {
-    const { rest } = getopt(args.slice(1), "po:u");
+    const { props, rest } = propertyOptions(args.slice(1), "pu");
     const [snapshot, target] = rest as [string, string];
     mutate((s) => {
       if (!s.datasets[snapshot]) fail(`cannot open '${snapshot}': dataset does not exist`);
       if (s.datasets[target]) fail(`cannot create '${target}': dataset already exists`);
+      if (!s.datasets[target.split("/").slice(0, -1).join("/")])
+        fail(`cannot create '${target}': parent does not exist`);
       const source = s.datasets[snapshot.split("@")[0]!]!;
+      const { volmode, ...user } = props;
       s.datasets[target] =
         source.type === "volume"
-          ? { type: "volume", volsize: source.volsize, sparse: true, origin: snapshot }
+          ? {
+              type: "volume",
+              volsize: source.volsize,
+              sparse: true,
+              origin: snapshot,
+              volblocksize: source.volblocksize ?? ZVOL_DEFAULT_BLOCKSIZE,
+              ...(volmode ? { volmode } : {}),
+              ...(Object.keys(user).length ? { props: user } : {}),
+            }
           : { type: "filesystem", mountpoint: join(root, target), mounted: true, origin: snapshot };
     });
     return;
   }
+  if (sub === "rename") {
+    const { rest } = getopt(args.slice(1), "fpu");
+    const [from, to] = rest as [string, string];
+    mutate((s) => {
+      if (!s.datasets[from]) fail(`cannot open '${from}': dataset does not exist`);
+      if (s.datasets[to]) fail(`cannot rename to '${to}': dataset already exists`);
+      if (!s.datasets[to.split("/").slice(0, -1).join("/")])
+        fail(`cannot rename to '${to}': parent does not exist`);
+      for (const d of Object.keys(s.datasets).filter(
+        (d) => d === from || d.startsWith(`${from}/`) || d.startsWith(`${from}@`),
+      )) {
+        const moved = to + d.slice(from.length);
+        const ds = s.datasets[d]!;
+        if (ds.type === "filesystem" && ds.mountpoint) {
+          const mountpoint = join(root, moved);
+          if (existsSync(ds.mountpoint)) renameSync(ds.mountpoint, mountpoint);
+          ds.mountpoint = mountpoint;
+        }
+        moveBacking(root, d, moved);
+        s.datasets[moved] = ds;
+        delete s.datasets[d];
+      }
+    });
+    return;
+  }
   if (sub === "set") {
-    const [assignment, name] = args.slice(1) as [string, string];
-    const [prop, value] = assignment.split("=") as [string, string];
+    const assignments = args.slice(1, -1);
+    const name = args.at(-1)!;
+    if (!assignments.length) fail("missing property=value argument(s)", 2);
     mutate((s) => {
       const ds = s.datasets[name];
       if (!ds) fail(`cannot open '${name}': dataset does not exist`);
-      if (prop === "volsize") ds!.volsize = parseZfsSize(value);
+      for (const assignment of assignments) {
+        const [prop, ...rest] = assignment.split("=");
+        const value = rest.join("=");
+        if (!rest.length) fail(`missing '=' for property=value argument`, 2);
+        if (prop!.includes(":")) {
+          ds!.props = { ...ds!.props, [prop!]: value };
+        } else if (prop === "volsize") {
+          if (ds!.type !== "volume")
+            fail(`cannot set property for '${name}': 'volsize' does not apply to datasets of this type`);
+          // module/zfs/zvol.c zvol_check_volsize: EINVAL unless a multiple of volblocksize.
+          const size = parseZfsSize(value);
+          if (size === 0 || size % (ds!.volblocksize ?? ZVOL_DEFAULT_BLOCKSIZE))
+            fail(`cannot set property for '${name}': Invalid argument`);
+          ds!.volsize = size;
+          if (existsSync(zvolBacking(root, name))) truncateSync(zvolBacking(root, name), size);
+        } else if (prop === "volmode") {
+          ds!.volmode = value;
+        } else fail(`cannot set property for '${name}': property '${prop}' is not simulated`, 2);
+      }
     });
     return;
   }
@@ -672,14 +899,15 @@ function createInterface(s: HostState, kind: "bridge" | "tap", wanted?: string):
 }
 
 // ---------------------------------------------------------------------------------------------
-// vm(8): vm-bhyve 1.7.5 (../shared/oracles/releases/vm-bhyve/vm.8; behaviour and messages from the
-// freebsd/vm-bhyve sources at tag v1.7.5: vm, lib/vm-base, lib/vm-core, lib/vm-run, lib/vm-switch*,
-// lib/vm-util, lib/vm-zfs).
+// vm(8): vm-bhyve 1.7.5 (../shared/oracles/vm-bhyve/vm.8; behaviour and messages from the
+// freebsd/vm-bhyve sources at tag v1.7.5, commit ca67ef8: vm, lib/vm-base, lib/vm-config,
+// lib/vm-core, lib/vm-run, lib/vm-switch*, lib/vm-util, lib/vm-zfs; line numbers are of that tag).
 // ---------------------------------------------------------------------------------------------
 
 const VM_VERSION_LINE = (v: string) => `vm-bhyve: Bhyve virtual machine management v${v}`;
 
 interface VmEnv {
+  root: string;
   state: HostState;
   /** The datastore directory ($VM_DS_PATH). */
   dir: string;
@@ -712,13 +940,16 @@ function vmSetup(root: string, state: HostState): VmEnv {
     dir = ds!.mountpoint!;
   }
   if (!dir || !existsSync(dir)) vmErr("$vm_dir has not been configured or is not a valid directory");
+  // lib/vm-base lines 27-31, on every command: .config (with an empty null.iso), .templates, .iso, .img.
   for (const sub of [".config", ".templates", ".iso", ".img"]) mkdirSync(join(dir, sub), { recursive: true });
-  return { state, dir, dataset, rc };
+  if (!existsSync(join(dir, ".config", "null.iso"))) writeFileSync(join(dir, ".config", "null.iso"), "");
+  return { root, state, dir, dataset, rc };
 }
 
 const systemConf = (env: VmEnv) => join(env.dir, ".config", "system.conf");
 const guestDir = (env: VmEnv, name: string) => join(env.dir, name);
 const guestConf = (env: VmEnv, name: string) => join(env.dir, name, `${name}.conf`);
+const runLock = (env: VmEnv, name: string) => join(env.dir, name, "run.lock");
 
 function guestLog(env: VmEnv, name: string, ...messages: string[]) {
   // util::log: "$(date -Iseconds): message" appended to $VM_DS_PATH/NAME/vm-bhyve.log.
@@ -729,6 +960,26 @@ function guestLog(env: VmEnv, name: string, ...messages: string[]) {
 function isoSeconds(d: Date): string {
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}+00:00`;
+}
+
+/**
+ * util::confirm (lib/vm-util lines 338-348): `while read -p "MSG (y/n)? " _resp` until an answer
+ * starting with y (yes) or n (no). At the end of its input `read` fails, the loop ends without
+ * running its body, and a while loop that ran no body exits 0 (POSIX sh): with nothing on stdin,
+ * the answer is yes. The prompt goes to stderr only when stdin is a terminal (sh(1) read -p).
+ */
+function confirm(): boolean {
+  let input = "";
+  try {
+    input = readFileSync(0, "utf8");
+  } catch {
+    // No stdin at all reads as its end.
+  }
+  for (const line of input.split("\n")) {
+    if (line.startsWith("y")) return true;
+    if (line.startsWith("n")) return false;
+  }
+  return true;
 }
 
 /** Guests whose asynchronous stop has come due are down now, as vm-run's loop ends. */
@@ -748,7 +999,12 @@ function guestDown(env: VmEnv, name: string, status: number) {
     delete env.state.interfaces[tap];
   }
   messages.push("stopped");
-  if (existsSync(guestDir(env, name))) guestLog(env, name, ...messages);
+  if (existsSync(guestDir(env, name))) {
+    guestLog(env, name, ...messages);
+    // vm::unlock (lib/vm-run lines 388-392).
+    for (const f of ["run.lock", "suspending.lock", "console"])
+      rmSync(join(guestDir(env, name), f), { force: true });
+  }
   delete env.state.running[name];
 }
 
@@ -812,7 +1068,7 @@ function vmDispatch(root: string, state: HostState, sub: string | undefined, res
     case "create":
       return vmCreate(env, rest);
     case "start":
-      return vmStart(root, env, rest);
+      return vmStart(env, rest);
     case "stop":
       return vmStop(env, rest);
     case "poweroff":
@@ -825,7 +1081,14 @@ function vmDispatch(root: string, state: HostState, sub: string | undefined, res
 }
 
 function vmInit(env: VmEnv) {
-  // util::setup then switch::init: every configured switch gets its bridge and member ports.
+  // cmd::parse: init runs util::setup (lib/vm-util lines 7-25), then switch::init: the modules
+  // nmdm, if_bridge and if_tuntap (FreeBSD 13+), net.link.tap.up_on_open=1, a copy of the sample
+  // default template when there is none, then every configured switch gets its bridge and ports.
+  for (const mod of ["nmdm", "if_bridge", "if_tuntap"])
+    if (!env.state.modules.includes(mod)) env.state.modules.push(mod);
+  const example = join(env.root, VM_BHYVE_EXAMPLES, "default.conf");
+  const template = join(env.dir, ".templates", "default.conf");
+  if (existsSync(example) && !existsSync(template)) copyFileSync(example, template);
   const conf = readRcFile(systemConf(env));
   for (const sw of (conf.get("switch_list") ?? "").split(/\s+/).filter(Boolean)) ensureBridge(env, sw, conf);
 }
@@ -845,13 +1108,16 @@ function ensureBridge(env: VmEnv, sw: string, conf: Map<string, string>) {
   return bridge;
 }
 
+/** util::check_name (lib/vm-util lines 376-389), FreeBSD 13 and later. */
+const VM_NAME = /^[a-z0-9][.a-z0-9_-]{0,229}[a-z0-9]$/i;
+
 function vmSwitch(env: VmEnv, args: string[]) {
   const [sub, ...rest] = args;
   const file = systemConf(env);
   const conf = readRcFile(file);
   const switches = (conf.get("switch_list") ?? "").split(/\s+/).filter(Boolean);
   if (sub === "list") {
-    // switch::list + switch::standard::show, through column -t.
+    // switch::list + switch::standard::show, through column -ts^.
     const rows = [["NAME", "TYPE", "IFACE", "ADDRESS", "PRIVATE", "MTU", "VLAN", "PORTS"]];
     for (const sw of switches) {
       rows.push([
@@ -870,27 +1136,23 @@ function vmSwitch(env: VmEnv, args: string[]) {
   }
   if (sub === "create") {
     const { flags, rest: names } = getopt(rest, "t:i:n:b:m:a:p");
-    const sw = names[0];
-    if (!sw)
-      fail(
-        "usage: vm switch create [-t type] [-i interface] [-n vlan-id] [-m mtu] [-a address] [-p] name",
-        1,
-      );
-    if (!/^[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]$|^[A-Za-z0-9]$/.test(sw!)) vmErr("invalid switch name");
-    if (switches.includes(sw!)) vmErr(`switch ${sw} already exists`);
+    const sw = names[0] ?? "";
+    // switch::create (lib/vm-switch lines 71-132).
+    if (!VM_NAME.test(sw)) vmErr(`invalid switch name - '${sw}'`);
+    if (switches.includes(sw)) vmErr(`switch ${sw} already exists`);
     const iface = flags.get("i");
     writeRcVars(file, {
-      switch_list: [...switches, sw!].join(" "),
+      switch_list: [...switches, sw].join(" "),
       [`type_${sw}`]: "standard",
       ...(typeof iface === "string" ? { [`ports_${sw}`]: iface } : {}),
     });
-    ensureBridge(env, sw!, readRcFile(file));
+    ensureBridge(env, sw, readRcFile(file));
     return;
   }
   if (sub === "add") {
     const [sw, iface] = rest as [string, string];
     if (!switches.includes(sw)) vmErr(`unable to locate switch id`);
-    if (!env.state.interfaces[iface]) fail(`ifconfig: interface ${iface} does not exist`);
+    if (!env.state.interfaces[iface]) vmErr(`failed to add member ${iface} to the virtual switch ${sw}`);
     const ports = (conf.get(`ports_${sw}`) ?? "").split(/\s+/).filter(Boolean);
     if (!ports.includes(iface)) ports.push(iface);
     writeRcVars(file, { [`ports_${sw}`]: ports.join(" ") });
@@ -900,17 +1162,47 @@ function vmSwitch(env: VmEnv, args: string[]) {
   fail(`shim vm: 'switch ${sub}' is not simulated`, 2);
 }
 
+/** info::__bytes_human (lib/vm-info lines 425-451): ps's RSS in KiB, one decimal, K/M/G/T. */
+function bytesHuman(kib: number): string {
+  let value = kib;
+  let unit = 1;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)}${" KMGT"[unit]}`;
+}
+
+/** ps -o etime (the elapsed time `[[dd-]hh:]mm:ss`), with vm-bhyve's `sed 's/\-/d /'`. */
+function etime(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const [d, h, m, sec] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60, s % 60];
+  if (d) return `${d}d ${pad(h)}:${pad(m)}:${pad(sec)}`;
+  return h ? `${pad(h)}:${pad(m)}:${pad(sec)}` : `${pad(m)}:${pad(sec)}`;
+}
+
 function vmList(env: VmEnv, args: string[]) {
-  // core::list: NAME DATASTORE LOADER CPU MEMORY VNC AUTO STATE through `column -ts^`.
+  // core::list (lib/vm-core lines 8-110): NAME DATASTORE LOADER CPU MEMORY VNC AUTO STATE through
+  // `column -ts^`; -v adds %CPU RSZ UPTIME (printf %5s %8s %14s) before STATE. A stopped guest
+  // with a run.lock is "Locked (HOST)" (lines 90-94); -r leaves out Stopped and Suspended only.
   const { flags } = getopt(args, "rv");
+  const verbose = flags.has("v");
   const autostart = (env.rc.get("vm_list") ?? "").split(/\s+/).filter(Boolean);
-  const rows = [["NAME", "DATASTORE", "LOADER", "CPU", "MEMORY", "VNC", "AUTO", "STATE"]];
+  const rows = [
+    verbose
+      ? ["NAME", "DATASTORE", "LOADER", "CPU", "MEMORY", "VNC", "AUTO", "%CPU", "RSZ", "UPTIME", "STATE"]
+      : ["NAME", "DATASTORE", "LOADER", "CPU", "MEMORY", "VNC", "AUTO", "STATE"],
+  ];
   for (const name of listGuests(env)) {
     const conf = readRcFile(guestConf(env, name));
     const run = env.state.running[name];
-    if (flags.has("r") && !run) continue;
+    let state = run ? `Running (${run.pid})` : "Stopped";
+    if (!run && existsSync(runLock(env, name)))
+      state = `Locked (${readFileSync(runLock(env, name), "utf8").split("\n")[0]})`;
+    if (flags.has("r") && state === "Stopped") continue;
     const position = autostart.indexOf(name);
-    rows.push([
+    const row = [
       name,
       "default",
       conf.get("loader") || "none",
@@ -918,73 +1210,117 @@ function vmList(env: VmEnv, args: string[]) {
       conf.get("memory") ?? "",
       "-",
       position >= 0 ? `Yes [${position + 1}]` : "No",
-      run ? `Running (${run.pid})` : "Stopped",
-    ]);
+    ];
+    if (verbose) {
+      const memory = (conf.get("memory") ?? "0").toUpperCase();
+      // ps reports RSS in KiB; a guest's resident size is taken to be its memory.
+      const unit = " KMGT".indexOf(memory.slice(-1));
+      const kib =
+        unit > 0 ? Number.parseInt(memory, 10) * 1024 ** (unit - 1) : Number.parseInt(memory, 10) / 1024;
+      row.push(
+        (run ? "0.0" : "-").padStart(5),
+        (run ? bytesHuman(kib) : "-").padStart(8),
+        (run ? etime(Date.now() - run.startedAt) : "-").padStart(14),
+      );
+    }
+    rows.push([...row, state]);
   }
   table(rows, false);
 }
 
+/** zfs::__format_options (lib/vm-zfs lines 116-128): `sed -e 's/\ / -o /'` turns only the first blank. */
+function zfsOptions(value: string | undefined): Record<string, string> {
+  if (!value) return {};
+  const words = `-o ${value.replace(" ", " -o ")}`.split(/\s+/);
+  const props: Record<string, string> = {};
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] !== "-o") vmErr(`failed to create new ZFS dataset (zfs: invalid option '${words[i]}')`);
+    const [k, ...v] = (words[++i] ?? "").split("=");
+    props[k!] = v.join("=");
+  }
+  return props;
+}
+
 function vmCreate(env: VmEnv, args: string[]) {
-  // core::create: template copy, uuid, static MAC, one disk per diskN_name (disk0 size from -s).
+  // core::create (lib/vm-core lines 119-259).
   const { flags, rest } = getopt(args, "d:t:s:i:c:m:Ck:n:u:");
   const name = rest[0];
   if (!name) fail("usage: vm create [-d datastore] [-t template] [-s size] name");
-  if (!/^[a-z0-9][.a-z0-9_-]{0,229}[a-z0-9]$/i.test(name!)) vmErr(`invalid virtual machine name - '${name}'`);
+  if (!VM_NAME.test(name!)) vmErr(`invalid virtual machine name - '${name}'`);
   if (existsSync(guestConf(env, name!))) vmErr(`virtual machine already exists in ${env.dir}/${name}`);
-  const template = join(env.dir, ".templates", `${(flags.get("t") as string | undefined) ?? "default"}.conf`);
+  const templateName = (flags.get("t") as string | undefined) ?? "default";
+  const template = join(env.dir, ".templates", `${templateName}.conf`);
   if (!existsSync(template)) vmErr(`unable to find template ${template}`);
   const tpl = readRcFile(template);
   if (!tpl.get("disk0_name")) vmErr("template is missing disk0_name specification");
-  if (env.dataset)
-    updateDatasets(
-      env,
-      (d) =>
-        (d[`${env.dataset}/${name}`] = {
-          type: "filesystem",
-          mountpoint: guestDir(env, name!),
-          mounted: true,
-        }),
-    );
+  // zfs::make_dataset (lib/vm-zfs lines 48-57) with the template's zfs_dataset_opts.
+  if (env.dataset) {
+    const dataset = `${env.dataset}/${name}`;
+    if (env.state.datasets[dataset]) vmErr(`failed to create new ZFS dataset ${dataset}`);
+    const props = zfsOptions(tpl.get("zfs_dataset_opts"));
+    env.state.datasets[dataset] = {
+      type: "filesystem",
+      mountpoint: guestDir(env, name!),
+      mounted: true,
+      ...(Object.keys(props).length ? { props } : {}),
+    };
+  }
   mkdirSync(guestDir(env, name!), { recursive: true });
   copyFileSync(template, guestConf(env, name!));
   const changes: Record<string, string | undefined> = { uuid: crypto.randomUUID() };
-  // vm::generate_static_mac runs for every new guest, template MAC or not.
-  if (tpl.get("network0_type")) changes.network0_mac = randomMac();
+  // vm::generate_static_mac (lib/vm-run lines 1015-1030) runs once, for network0, template MAC or not.
+  changes.network0_mac = randomMac();
+  guestLog(env, name!, `generated static mac ${changes.network0_mac}`);
   if (typeof flags.get("c") === "string") changes.cpu = flags.get("c") as string;
   if (typeof flags.get("m") === "string") changes.memory = flags.get("m") as string;
-  for (let n = 0; tpl.get(`disk${n}_name`); n++) {
-    const disk = tpl.get(`disk${n}_name`)!;
-    const dev = tpl.get(`disk${n}_dev`) ?? "file";
-    const size =
-      n === 0 && typeof flags.get("s") === "string"
-        ? (flags.get("s") as string)
-        : (tpl.get(`disk${n}_size`) ?? "20G");
-    if (dev === "zvol" || dev === "sparse-zvol") {
-      if (!env.dataset) vmErr("cannot use ZVOL storage unless ZFS support is enabled");
-      updateDatasets(
-        env,
-        (d) =>
-          (d[`${env.dataset}/${name}/${disk}`] = {
-            type: "volume",
-            volsize: parseZfsSize(size),
-            sparse: dev === "sparse-zvol",
-          }),
-      );
-    } else if (dev !== "custom" && dev !== "iscsi") {
-      const path = join(guestDir(env, name!), disk);
-      appendFileSync(path, "");
-      truncateSync(path, parseZfsSize(size));
+  const zvolOpts = zfsOptions(tpl.get("zfs_zvol_opts"));
+  // A failure half-way leaves what was made so far, as the script does.
+  try {
+    for (let n = 0; tpl.get(`disk${n}_name`); n++) {
+      const disk = tpl.get(`disk${n}_name`)!;
+      const dev = tpl.get(`disk${n}_dev`) ?? "file";
+      const size =
+        n === 0 && typeof flags.get("s") === "string"
+          ? (flags.get("s") as string)
+          : (tpl.get(`disk${n}_size`) ?? "20G");
+      if (dev === "zvol" || dev === "sparse-zvol") {
+        // zfs::make_zvol (lib/vm-zfs lines 95-108): zfs create [-s]V SIZE -o volmode=dev OPTS.
+        if (!env.dataset) vmErr("cannot use ZVOL storage unless ZFS support is enabled");
+        const zvol = `${env.dataset}/${name}/${disk}`;
+        if (env.state.datasets[zvol]) vmErr(`failed to create new ZVOL ${zvol}`);
+        createVolume(env.state, zvol, size, {
+          sparse: dev === "sparse-zvol",
+          props: { volmode: "dev", ...zvolOpts },
+        });
+      } else if (dev !== "custom" && dev !== "iscsi") {
+        // truncate, then "make sure only owner can read the disk image" (lines 234-241).
+        const path = join(guestDir(env, name!), disk);
+        closeSync(openSync(path, "a"));
+        truncateSync(path, parseZfsSize(size));
+        chmodSync(path, 0o600);
+      }
+      changes[`disk${n}_size`] = undefined;
     }
-    changes[`disk${n}_size`] = undefined;
+  } finally {
+    writeRcVars(guestConf(env, name!), changes);
   }
-  writeRcVars(guestConf(env, name!), changes);
 }
 
-function updateDatasets(env: VmEnv, fn: (d: HostState["datasets"]) => void) {
-  fn(env.state.datasets);
+/** The path bhyve opens for a disk: vm::get_disk_path (lib/vm-run lines 865-878). */
+function diskPath(env: VmEnv, name: string, disk: string, dev: string): string {
+  if (dev === "zvol" || dev === "sparse-zvol") return `/dev/zvol/${env.dataset}/${name}/${disk}`;
+  if (dev === "custom") return disk;
+  return join(guestDir(env, name), disk);
 }
 
-function vmStart(root: string, env: VmEnv, args: string[]) {
+function diskExists(env: VmEnv, path: string): boolean {
+  if (path.startsWith("/dev/zvol/"))
+    return env.state.datasets[path.slice("/dev/zvol/".length)]?.type === "volume";
+  return existsSync(path);
+}
+
+function vmStart(env: VmEnv, args: string[]) {
+  // core::start and core::__start (lib/vm-core lines 794-926).
   const { rest } = getopt(args, "fi");
   let failures = 0;
   for (const name of rest) {
@@ -995,7 +1331,11 @@ function vmStart(root: string, env: VmEnv, args: string[]) {
       continue;
     }
     print(`  * found guest in ${guestDir(env, name)}`);
-    if (env.state.running[name]) {
+    // vm::confirm_stopped NAME 1 (lib/vm-run lines 969-994): a lock of this host is skipped.
+    const lock = existsSync(runLock(env, name))
+      ? readFileSync(runLock(env, name), "utf8").split("\n")[0]
+      : undefined;
+    if (env.state.running[name] || (lock !== undefined && lock !== env.state.hostname)) {
       print("  ! guest appears to be running already");
       failures++;
       continue;
@@ -1008,37 +1348,98 @@ function vmStart(root: string, env: VmEnv, args: string[]) {
     }
     print("  * booting...");
     // What `vm _run` does in the background: its outcome only shows in the guest's log.
-    vmRun(root, env, name, conf);
+    vmRun(env, name, conf);
   }
   if (failures) throw new Exit(failures);
 }
 
-function vmRun(root: string, env: VmEnv, name: string, conf: Map<string, string>) {
+const yes = (value: string | undefined, fallback = false) =>
+  value === undefined || value === "" ? fallback : !/^(no|false|off|0)$/i.test(value);
+
+/** vm::run (lib/vm-run lines 13-291) up to bhyve running, and its log lines in their order. */
+function vmRun(env: VmEnv, name: string, conf: Map<string, string>) {
   const loader = conf.get("loader") ?? "";
+  const cpu = conf.get("cpu")!;
+  const memory = conf.get("memory")!;
+  let uuid = conf.get("uuid") ?? "";
+  if (!uuid) {
+    uuid = crypto.randomUUID();
+    writeRcVars(guestConf(env, name), { uuid });
+  }
+  const hostbridge = conf.get("hostbridge") ?? "standard";
+  const bootDev = conf.get("disk0_dev") ?? "file";
   guestLog(
     env,
     name,
     "initialising",
     ` [loader: ${loader}]`,
-    ` [cpu: ${conf.get("cpu")}]`,
-    ` [memory: ${conf.get("memory")}]`,
-    " [hostbridge: standard]",
-    " [com ports: com1]",
-    ` [uuid: ${conf.get("uuid") ?? ""}]`,
-    " [debug mode: no]",
+    ` [cpu: ${cpu}]`,
+    ` [memory: ${memory}]`,
+    ` [hostbridge: ${hostbridge}]`,
+    ` [com ports: ${conf.get("comports") ?? "com1"}]`,
+    ` [uuid: ${uuid}]`,
+    ` [debug mode: ${conf.get("debug") ?? "no"}]`,
     ` [primary disk: ${conf.get("disk0_name") ?? ""}]`,
-    ` [primary disk dev: ${conf.get("disk0_dev") ?? "file"}]`,
+    ` [primary disk dev: ${bootDev}]`,
   );
-  if (loader.startsWith("uefi")) {
-    const bootrom = join(root, "usr/local/share/uefi-firmware/BHYVE_UEFI.fd");
-    if (!existsSync(bootrom)) {
-      guestLog(env, name, "fatal; unable to locate firmware /usr/local/share/uefi-firmware/BHYVE_UEFI.fd");
+  // Options in the order vm::run builds them (lines 95-134).
+  let opts = "-AHPw";
+  if (yes(conf.get("ignore_msr"))) opts += "w";
+  const uefi = loader.replace(/-.*$/, "") === "uefi";
+  if (uefi) {
+    // vm::uefi (lines 297-344).
+    const bootrom =
+      loader === "uefi-devel"
+        ? "/usr/local/share/uefi-firmware/BHYVE_UEFI_CODE-devel.fd"
+        : loader === "uefi-csm"
+          ? "/usr/local/share/uefi-firmware/BHYVE_UEFI_CSM.fd"
+          : loader === "uefi-custom"
+            ? `${env.dir}/.config/BHYVE_UEFI.fd`
+            : "/usr/local/share/uefi-firmware/BHYVE_UEFI.fd";
+    if (!existsSync(bootrom.startsWith(env.dir) ? bootrom : join(env.root, bootrom))) {
+      guestLog(env, name, `fatal; unable to locate firmware ${bootrom}`);
       return;
     }
+    opts += ` -l bootrom,${bootrom}`;
+  }
+  if (conf.get("bhyve_options")) opts += ` ${conf.get("bhyve_options")}`;
+  if (yes(conf.get("wired_memory"))) opts += " -S";
+  opts = `-c ${cpu} -m ${memory} ${opts}`;
+  if (uuid) opts += ` -U ${uuid}`;
+  if (yes(conf.get("utctime"), true)) opts += " -u";
+
+  // The device string (lines 143-152): com ports, hostbridge and lpc, disks, networking, rand.
+  const console: string[] = [];
+  const comstring: string[] = [];
+  (conf.get("comports") ?? "com1").split(/\s+/).forEach((port, i) => {
+    console.push(`${port}=/dev/nmdm-${name}.${i + 1}B`);
+    comstring.push(`-l ${port},/dev/nmdm-${name}.${i + 1}A`);
+  });
+  const devices: string[] = [];
+  if (!hostbridge.startsWith("no"))
+    devices.push(hostbridge === "amd" ? "-s 0,amd_hostbridge" : "-s 0,hostbridge");
+  devices.push(`-s 31,lpc${conf.get("fwcfg") ? `,fwcfg=${conf.get("fwcfg")}` : ""}`);
+  let slot = Number(conf.get("start_slot") ?? 4);
+  let func = 0;
+  const disks: string[] = [];
+  for (let n = 0; conf.get(`disk${n}_name`) && conf.get(`disk${n}_type`); n++) {
+    const path = diskPath(env, name, conf.get(`disk${n}_name`)!, conf.get(`disk${n}_dev`) ?? "file");
+    disks.push(path);
+    const extra = conf.get(`disk${n}_opts`);
+    devices.push(`-s 0:${slot}:${func},${conf.get(`disk${n}_type`)},${path}${extra ? `,${extra}` : ""}`);
+    if (uefi) slot++;
+    else func++;
+  }
+  if (disks.length && !uefi) {
+    slot++;
+    func = 0;
   }
   const pid = env.state.nextPid++;
   const taps: string[] = [];
-  for (let n = 0; conf.get(`network${n}_type`); n++) {
+  let nics = 0;
+  for (let n = 0; conf.get(`network${n}_type`); n++, nics++) {
+    // switch::provision and switch::standard::provision (lib/vm-switch lines 426-445,
+    // lib/vm-switch-standard lines 330-383).
     const tap = createInterface(env.state, "tap");
     const sw = conf.get(`network${n}_switch`) ?? "";
     const i = env.state.interfaces[tap]!;
@@ -1060,23 +1461,35 @@ function vmRun(root: string, env: VmEnv, name: string, conf: Map<string, string>
     } else if (sw) {
       guestLog(env, name, `failed to find virtual switch '${sw}'`);
     }
+    const mac = conf.get(`network${n}_mac`);
+    devices.push(`-s 0:${slot}:${func},${conf.get(`network${n}_type`)},${tap}${mac ? `,mac=${mac}` : ""}`);
+    func++;
   }
+  if (nics) {
+    slot++;
+    func = 0;
+  }
+  if (yes(conf.get("virt_random"))) devices.push(`-s 0:${slot++}:0,virtio-rnd`);
+  writeFileSync(join(guestDir(env, name), "console"), `${console.join("\n")}\n`);
+  // vm::lock (lines 380-382): the host's name, before "booting".
+  writeFileSync(runLock(env, name), `${env.state.hostname}\n`);
   guestLog(
     env,
     name,
     "booting",
-    ` [bhyve options: -c ${conf.get("cpu")} -m ${conf.get("memory")} -AHPw -u ${conf.get("bhyve_options") ?? ""}]`.replace(
-      / \]$/,
-      "]",
-    ),
+    ` [bhyve options: ${opts}]`,
+    ` [bhyve devices: ${devices.join(" ")}]`,
+    ` [bhyve console: ${comstring.join(" ")}]`,
     "starting bhyve (run 1)",
   );
-  env.state.running[name] = { pid, taps };
-  if (env.state.failingGuests.includes(name)) guestDown(env, name, 4);
+  env.state.running[name] = { pid, taps, startedAt: Date.now() };
+  // bhyve exits 4 when a device cannot be set up (bhyve.8 EXIT STATUS), a missing disk among them.
+  if (env.state.failingGuests.includes(name) || disks.some((d) => !diskExists(env, d)))
+    guestDown(env, name, 4);
 }
 
 function vmStop(env: VmEnv, names: string[]) {
-  // core::stop: ACPI shutdown, returns at once; the guest goes down when it has shut down.
+  // core::stop (lib/vm-core lines 948-981): ACPI shutdown, returns at once; the guest goes down when it has shut down.
   for (const name of names) {
     const run = env.state.running[name];
     if (!run) {
@@ -1089,33 +1502,38 @@ function vmStop(env: VmEnv, names: string[]) {
 }
 
 function vmPoweroff(env: VmEnv, args: string[]) {
+  // core::poweroff (lib/vm-core lines 1047-1063).
   const { flags, rest } = getopt(args, "f");
   const name = rest[0]!;
   if (!env.state.running[name]) vmErr(`${name} doesn't appear to be a running virtual machine`);
-  if (!flags.has("f")) {
-    // util::confirm reads the answer from stdin; with nobody there, nothing happens.
-    out += "Are you sure you want to forcefully poweroff this virtual machine (y/n)? ";
-    return;
-  }
+  if (!flags.has("f") && !confirm()) return;
   guestDown(env, name, 1);
 }
 
 function vmDestroy(env: VmEnv, args: string[]) {
+  // core::destroy (lib/vm-core lines 1070-1099).
   const { flags, rest } = getopt(args, "f");
   const name = rest[0]!;
   if (!existsSync(guestConf(env, name))) vmErr(`${name} doesn't appear to be a valid virtual machine`);
+  // vm::confirm_stopped NAME, without skipping this host's lock: any run.lock refuses.
+  if (existsSync(runLock(env, name))) {
+    vmWarn(
+      `${name} appears to be running on ${readFileSync(runLock(env, name), "utf8").split("\n")[0]} (locked)`,
+    );
+    throw new Exit(1);
+  }
   if (env.state.running[name]) {
     vmWarn(`${name} appears to be running locally (vmm exists)`);
     throw new Exit(1);
   }
-  if (!flags.has("f")) {
-    out += "Are you sure you want to completely remove this virtual machine (y/n)? ";
-    return;
-  }
+  if (!flags.has("f") && !confirm()) return;
   if (env.dataset) {
     const base = `${env.dataset}/${name}`;
     for (const d of Object.keys(env.state.datasets))
-      if (d === base || d.startsWith(`${base}/`) || d.startsWith(`${base}@`)) delete env.state.datasets[d];
+      if (d === base || d.startsWith(`${base}/`) || d.startsWith(`${base}@`)) {
+        moveBacking(env.root, d);
+        delete env.state.datasets[d];
+      }
   }
   rmSync(guestDir(env, name), { recursive: true, force: true });
 }

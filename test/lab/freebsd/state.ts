@@ -31,6 +31,11 @@ export interface DatasetState {
   /** Sparse volumes (`zfs create -s -V`) reserve nothing. */
   sparse?: boolean;
   origin?: string;
+  /** zvols: volblocksize (OpenZFS 2.2 default 16K) and volmode (vm-bhyve creates them volmode=dev). */
+  volblocksize?: number;
+  volmode?: string;
+  /** Properties set on this dataset itself (`zfs create -o`, `zfs set`): user properties such as kubehyve:cluster. */
+  props?: Record<string, string>;
 }
 
 export interface InterfaceState {
@@ -48,6 +53,8 @@ export interface InterfaceState {
 export interface GuestRun {
   pid: number;
   taps: string[];
+  /** When bhyve started (epoch ms), for `vm list -v`'s UPTIME. */
+  startedAt: number;
   /** vm stop is asynchronous: the guest goes down at this time (epoch ms). */
   stopAt?: number;
 }
@@ -77,9 +84,13 @@ export interface HostState {
   datasets: Record<string, DatasetState>;
   interfaces: Record<string, InterfaceState>;
   running: Record<string, GuestRun>;
+  /** Kernel modules loaded besides kernel, zfs and vmm (vm init loads nmdm, if_bridge, if_tuntap). */
+  modules: string[];
   /** Guests whose next `vm start` fails the way a broken guest does (bhyve exits 4). */
   failingGuests: string[];
   faults: ShimFault[];
+  /** Commands that take this much longer than the latency, every time (a slow copy, a slow vm create). */
+  slow: { command: string; args?: string[]; ms: number }[];
   latencyMs: number;
   stopDelayMs: number;
   /** Real programs (sh, cat, test, …) that are logged like the shims, then run as they are. */
@@ -89,6 +100,10 @@ export interface HostState {
 
 export const stateFile = (root: string) => join(root, ".sim", "state.json");
 export const commandLog = (root: string) => join(root, ".sim", "commands.ndjson");
+/** Where the vm-bhyve package installs its sample templates, under the root (its Makefile: EXAMPLESDIR). */
+export const VM_BHYVE_EXAMPLES = "usr/local/share/examples/vm-bhyve";
+/** The simulated contents of zvol NAME, which the host shows as /dev/zvol/NAME. */
+export const zvolBacking = (root: string, name: string) => join(root, ".sim", "zvol", name);
 const lockDir = (root: string) => join(root, ".sim", "lock");
 
 export function readState(root: string): HostState {
@@ -101,8 +116,28 @@ export function writeState(root: string, state: HostState): void {
   renameSync(tmp, stateFile(root));
 }
 
+let signalsHeld = false;
+
+/**
+ * A command stopped by a signal while it changes the host's state would leave the lock behind and
+ * the state half-written, which no real host does: a signal that arrives once a command has started
+ * changing the state ends it right after it is done (the handler runs when its synchronous work
+ * has returned), as if it had come a moment later.
+ */
+function holdSignals() {
+  if (signalsHeld) return;
+  signalsHeld = true;
+  for (const [signal, code] of [
+    ["SIGTERM", 143],
+    ["SIGINT", 130],
+    ["SIGHUP", 129],
+  ] as const)
+    process.on(signal, () => process.exit(code));
+}
+
 /** Runs `fn` holding the host lock (a directory, which mkdir creates atomically). */
 export function withLock<T>(root: string, fn: () => T): T {
+  holdSignals();
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {

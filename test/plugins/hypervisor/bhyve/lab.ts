@@ -30,6 +30,7 @@ export interface LabContextArgs {
   dryRun?: boolean;
   hooks?: Hooks;
   ask?: (question: string) => Promise<boolean>;
+  signal?: AbortSignal;
 }
 
 export function labContext(args: LabContextArgs): TestablePluginContext & { options: BhyveOptions } {
@@ -43,6 +44,7 @@ export function labContext(args: LabContextArgs): TestablePluginContext & { opti
     assumeYes: args.assumeYes,
     hooks: args.hooks,
     ask: args.ask,
+    signal: args.signal,
     targets: { host: args.host },
   }) as TestablePluginContext & { options: BhyveOptions };
 }
@@ -72,6 +74,8 @@ export function isMutating(argv: readonly string[]): boolean {
     case "mkdir":
     case "dd":
     case "truncate":
+    case "mv":
+    case "chmod":
       return true;
     default:
       return false;

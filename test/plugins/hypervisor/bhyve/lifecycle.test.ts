@@ -1,5 +1,5 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bhyvePlugin, type NodeBoot } from "../../../../plugins/hypervisor/bhyve/index.ts";
@@ -11,6 +11,9 @@ import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { GiB } from "../../../../src/core/units.ts";
 import { createFreebsdHost, type FreebsdHost, hostTarget, run } from "../../../lab/freebsd/host.ts";
 import { exampleCluster, isMutating, labContext, up } from "./lab.ts";
+
+// Every host command is a process on the simulated host: a whole `up` takes seconds on a busy machine.
+setDefaultTimeout(30_000);
 
 let host: FreebsdHost;
 let stateDir: string;
@@ -96,10 +99,12 @@ describe("hypervisor/bhyve on the simulated host", () => {
       type: "volume",
       volsize: 50 * GiB,
       sparse: true,
+      volblocksize: 16 * 1024,
+      volmode: "dev",
     });
     expect(host.rcConf()).toMatchObject({ vm_enable: "YES", vm_dir: "zfs:zroot/vm", vm_list: "cp1 w1 w2" });
-    // The template vm create used is gone again.
-    expect(run(host, ["sh", "-c", 'ls "$1"', "sh", join(host.vmDir(), ".templates")]).trim()).toBe("");
+    // The templates vm create used are gone again; vm init's copy of vm-bhyve's sample stays.
+    expect(readdirSync(join(host.vmDir(), ".templates"))).toEqual(["default.conf"]);
 
     // Each phase reads what it needs once.
     for (const phase of [() => bhyvePlugin.check(ctxFor()), () => bhyvePlugin.verify!(ctxFor())]) {
@@ -142,7 +147,14 @@ describe("hypervisor/bhyve on the simulated host", () => {
 
     await bhyvePlugin.apply!(ctxFor({ assumeYes: true }), plan.changes);
     expect(host.vm("w2")).toMatchObject({ running: true, config: expect.objectContaining({ memory: "4G" }) });
-    expect(mutations().map((a) => a.slice(0, 2).join(" "))).toEqual(["vm stop", "sh -c", "vm start"]);
+    // The config is written aside and renamed over the old one.
+    expect(mutations().map((a) => a.slice(0, 2).join(" "))).toEqual([
+      "vm stop",
+      "sh -c",
+      "chmod 0644",
+      "mv -f",
+      "vm start",
+    ]);
     expect((await bhyvePlugin.check(ctxFor())).changes).toEqual([]);
   });
 
@@ -226,16 +238,19 @@ describe("hypervisor/bhyve on the simulated host", () => {
   });
 
   test("names the failed command, and a later up finishes the job", async () => {
+    const template = `kubehyve-${ctxFor().clusterId}-cp1`;
     host.inject({
       kind: "fail-once",
       command: "vm",
-      args: ["create", "-t", "kubehyve-lab-cp1"],
+      args: ["create", "-t", template],
       code: 1,
       stderr: "/usr/local/sbin/vm: ERROR: failed to create new ZFS dataset zroot/vm/cp1",
     });
     await expect(up(ctxFor())).rejects.toThrow(
-      "hv1: `vm create -t kubehyve-lab-cp1 cp1` exited 1: /usr/local/sbin/vm: ERROR: failed to create new ZFS dataset zroot/vm/cp1",
+      `hv1: \`vm create -t ${template} cp1\` exited 1: /usr/local/sbin/vm: ERROR: failed to create new ZFS dataset zroot/vm/cp1`,
     );
+    // The template went with the failed vm create.
+    expect(readdirSync(join(host.vmDir(), ".templates"))).toEqual(["default.conf"]);
     const again = await up(ctxFor());
     expect(again.plan.changes.map((c) => c.summary)).toContain("create VM cp1: 2 vCPU, 4 GiB, 20 GiB disk");
     expect(again.verified.every((d) => d.severity === "ok")).toBe(true);
@@ -289,6 +304,8 @@ describe("hypervisor/bhyve on the simulated host", () => {
       type: "volume",
       volsize: 20 * GiB,
       sparse: true,
+      volblocksize: 16 * 1024,
+      volmode: "dev",
       origin: "zroot/images/fcos@44.20260707.3.1",
     });
     host.clearLog();
@@ -313,9 +330,16 @@ describe("hypervisor/bhyve on the simulated host", () => {
     expect(disk.size).toBe(20 * GiB);
     expect(await disk.slice(0, 16).text()).toBe("FCOS-IMAGE-BYTES");
     expect(host.vm("w1").config).toMatchObject({ disk0_name: "disk0.img", disk1_name: "disk1.img" });
-    expect(host.log().some((a) => a[0] === "dd" && a.includes(`of=${join(vmDir, "cp1", "disk0.img")}`))).toBe(
-      true,
-    );
+    // Copied under a temporary name, renamed once complete; readable by root only, as vm-bhyve's own.
+    const temporary = `${join(vmDir, "cp1", "disk0.img")}.kubehyve-new`;
+    expect(host.log().some((a) => a[0] === "dd" && a.includes(`of=${temporary}`))).toBe(true);
+    expect(host.log()).toContainEqual(["mv", "-f", temporary, join(vmDir, "cp1", "disk0.img")]);
+    for (const file of ["cp1/disk0.img", "w1/disk0.img", "w1/disk1.img"])
+      expect((statSync(join(vmDir, file)).mode & 0o777).toString(8)).toBe("600");
+    // A later plan reads every disk back (ls -lnd, whose GNU and FreeBSD error lines differ).
+    const again = await bhyvePlugin.check(ctx);
+    expect(again.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
+    expect(again.changes).toEqual([]);
   });
 
   test("render writes each VM's config without touching the host", async () => {

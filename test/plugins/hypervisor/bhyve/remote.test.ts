@@ -78,5 +78,5 @@ describe.skipIf(!have("sshd", "openssh-server"))("hypervisor/bhyve driving a rem
 
     const logins = readFileSync(join(sshd.dir, "sshd.log"), "utf8").match(/Accepted publickey/g) ?? [];
     expect(logins).toHaveLength(1);
-  });
+  }, 30_000);
 });

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readTextFiles } from "../../../../plugins/hypervisor/bhyve/files.ts";
+import { listFiles, readTextFiles } from "../../../../plugins/hypervisor/bhyve/files.ts";
 import { parseBhyveOptions } from "../../../../plugins/hypervisor/bhyve/options.ts";
 import { mergeNodeBoot, vmChanges } from "../../../../plugins/hypervisor/bhyve/plan.ts";
 import { GiB } from "../../../../src/core/units.ts";
@@ -28,7 +28,7 @@ describe("options", () => {
   });
 
   test("refuse a switch name vm-bhyve cannot turn into an interface name, and a relative vmDir", () => {
-    expect(() => parseBhyveOptions({ switch: "a-very-long-switch" })).toThrow(/up to 12 letters/);
+    expect(() => parseBhyveOptions({ switch: "a-very-long-switch" })).toThrow(/2 to 12 letters/);
     expect(() => parseBhyveOptions({ vmDir: "vms" })).toThrow(/zfs:pool\/dataset/);
     expect(() => parseBhyveOptions({ hostReserve: "lots" })).toThrow(/must be a size/);
   });
@@ -54,21 +54,26 @@ describe("the node-boot hook's results", () => {
 describe("VM changes", () => {
   test("leave alone a node whose name a VM in another datastore already has", () => {
     const cluster = exampleCluster();
-    const { changes, diagnostics } = vmChanges(cluster, parseBhyveOptions({}), [
-      {
-        node: cluster.nodes[0]!,
-        dir: "/zroot/vm/cp1",
-        listed: {
-          name: "cp1",
-          datastore: "fantom",
-          loader: "uefi",
-          cpu: "2",
-          memory: "4G",
-          state: { kind: "stopped" },
+    const { changes, diagnostics } = vmChanges(
+      cluster,
+      "6f1c2a4e-8d3b-4c5e-9f7a-1b2c3d4e5f60",
+      parseBhyveOptions({}),
+      [
+        {
+          node: cluster.nodes[0]!,
+          dir: "/zroot/vm/cp1",
+          listed: {
+            name: "cp1",
+            datastore: "fantom",
+            loader: "uefi",
+            cpu: "2",
+            memory: "4G",
+            state: { kind: "stopped" },
+          },
+          boot: {},
         },
-        boot: {},
-      },
-    ]);
+      ],
+    );
     expect(changes).toEqual([]);
     expect(diagnostics.map((d) => d.code)).toEqual(["bhyve.vm-in-other-datastore"]);
   });
@@ -92,5 +97,46 @@ describe("readTextFiles", () => {
       [empty]: "",
       [join(dir, "missing.conf")]: undefined,
     });
+  });
+});
+
+describe("readTextFiles, with a missing file whose name begins with a present one's", () => {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-bhyve-files-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("still reads the present one", async () => {
+    const conf = join(dir, "cp1.conf");
+    writeFileSync(conf, 'kubehyve_cluster="x"\n');
+    const files = await readTextFiles(new LocalTarget(), [conf, `${conf}.kubehyve-new`]);
+    expect(Object.fromEntries(files)).toEqual({
+      [conf]: 'kubehyve_cluster="x"\n',
+      [`${conf}.kubehyve-new`]: undefined,
+    });
+  });
+});
+
+describe("listFiles", () => {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-bhyve-ls-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("gives mode and size of what exists and tells a missing file from a failed ls", async () => {
+    const disk = join(dir, "disk0.img");
+    writeFileSync(disk, "12345");
+    chmodSync(disk, 0o600);
+    const { files, failed } = await listFiles(new LocalTarget(), [disk, `${disk}.kubehyve-new`]);
+    expect(Object.fromEntries(files)).toEqual({
+      [disk]: { mode: "-rw-------", size: 5 },
+      [`${disk}.kubehyve-new`]: undefined,
+    });
+    expect(failed).toBeUndefined();
+    // The stderr of FreeBSD's ls, which does not quote the path.
+    const freebsd = {
+      name: "hv1",
+      run: async () => ({ code: 1, stdout: "", stderr: `ls: ${disk}: No such file or directory\n` }),
+      close: async () => {},
+    };
+    expect((await listFiles(freebsd, [disk])).failed).toBeUndefined();
+    const broken = { ...freebsd, run: async () => ({ code: 124, stdout: "", stderr: "timed out\n" }) };
+    expect((await listFiles(broken, [disk])).failed).toBe("ls -lnd exited 124: timed out");
   });
 });

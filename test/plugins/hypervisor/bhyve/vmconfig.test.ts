@@ -41,13 +41,16 @@ function requiredInConfigSample(): string[] {
 
 const cluster = exampleCluster();
 const options = parseBhyveOptions({ nic: "em0" });
+const clusterId = "6f1c2a4e-8d3b-4c5e-9f7a-1b2c3d4e5f60";
 
 describe("the VM config of a node", () => {
-  test("uses only keys documented in vm-bhyve's vm.8, and cpu which config.sample documents as required", () => {
+  test("uses only keys documented in vm-bhyve's vm.8, cpu which config.sample documents as required, and the cluster's marks, which vm-bhyve knows nothing of", () => {
     const documented = documentedKeys();
     const required = requiredInConfigSample();
     expect(required).toContain("cpu");
     expect(documented.some((re) => re.test("cpu"))).toBe(false);
+    const marks = ["kubehyve_cluster", "kubehyve_cluster_name"];
+    expect(marks.filter((k) => documented.some((re) => re.test(k)) || required.includes(k))).toEqual([]);
     for (const nvme of [false, true]) {
       for (const node of cluster.nodes) {
         const opts = parseBhyveOptions({
@@ -56,11 +59,18 @@ describe("the VM config of a node", () => {
         });
         const keys = [
           ...parseRcVars(
-            renderVmConfig({ cluster: cluster.name, node, options: opts, bhyveOptions: "-s 31,fwcfg" }),
+            renderVmConfig({
+              cluster: cluster.name,
+              clusterId,
+              node,
+              options: opts,
+              bhyveOptions: "-s 31,fwcfg",
+            }),
           ).keys(),
         ];
+        expect(keys.slice(0, 2)).toEqual(marks);
         const undocumented = keys.filter(
-          (k) => !documented.some((re) => re.test(k)) && !required.includes(k),
+          (k) => !documented.some((re) => re.test(k)) && !required.includes(k) && !marks.includes(k),
         );
         expect(undocumented).toEqual([]);
       }
@@ -73,6 +83,7 @@ describe("the VM config of a node", () => {
       parseRcVars(
         renderVmConfig({
           cluster: "lab",
+          clusterId,
           node: w1,
           options,
           bhyveOptions: " -f name=opt/com.coreos/config,file=/zroot/vm/w1/ignition.json ",
@@ -80,6 +91,8 @@ describe("the VM config of a node", () => {
       ),
     );
     expect(config).toEqual({
+      kubehyve_cluster: clusterId,
+      kubehyve_cluster_name: "lab",
       loader: "uefi",
       cpu: "2",
       memory: "4G",
@@ -103,6 +116,7 @@ describe("the VM config of a node", () => {
     const entries = Object.fromEntries(
       vmConfigEntries({
         cluster: "lab",
+        clusterId,
         node: cluster.nodes[0]!,
         options: parseBhyveOptions({ vmDir: "/vm" }),
       }),
@@ -112,18 +126,47 @@ describe("the VM config of a node", () => {
   });
 
   test("gives vm create each disk's size in bytes in the template only", () => {
-    const template = parseRcVars(renderVmTemplate({ cluster: "lab", node: cluster.nodes[1]!, options }));
+    const input = { cluster: "lab", clusterId, node: cluster.nodes[1]!, options };
+    const template = parseRcVars(renderVmTemplate({ ...input, bootImage: false }));
     expect(template.get("disk0_size")).toBe(String(20 * GiB));
     expect(template.get("disk1_size")).toBe(String(50 * GiB));
-    expect(
-      parseRcVars(renderVmConfig({ cluster: "lab", node: cluster.nodes[1]!, options })).has("disk0_size"),
-    ).toBe(false);
+    expect(parseRcVars(renderVmConfig(input)).has("disk0_size")).toBe(false);
+  });
+
+  test("marks the template, and the dataset vm create makes from it, with the cluster's id", () => {
+    const input = { cluster: "lab", clusterId, node: cluster.nodes[1]!, options };
+    const template = parseRcVars(renderVmTemplate({ ...input, bootImage: false }));
+    expect(template.get("kubehyve_cluster")).toBe(clusterId);
+    // vm-bhyve turns the first blank into " -o " (zfs::__format_options): two properties, one blank.
+    expect(template.get("zfs_dataset_opts")).toBe(`kubehyve:cluster=${clusterId} kubehyve:cluster-name=lab`);
+    // Only in the template: a config that still has it is vm create's copy, not yet ours.
+    expect(template.get("kubehyve_state")).toBe("creating");
+    expect(parseRcVars(renderVmConfig(input)).has("kubehyve_state")).toBe(false);
+    expect(parseRcVars(renderVmConfig(input)).has("zfs_dataset_opts")).toBe(false);
+  });
+
+  test("leaves the boot disk that receives an image to kubehyve, so that one that exists is complete", () => {
+    for (const vmDir of ["zfs:zroot/vm", "/vm"]) {
+      const input = {
+        cluster: "lab",
+        clusterId,
+        node: cluster.nodes[1]!,
+        options: parseBhyveOptions({ vmDir }),
+      };
+      const template = parseRcVars(renderVmTemplate({ ...input, bootImage: true }));
+      // core::create makes nothing for a custom disk (lib/vm-core lines 230-231).
+      expect(template.get("disk0_dev")).toBe("custom");
+      expect(template.has("disk0_size")).toBe(false);
+      expect(template.get("disk1_size")).toBe(String(50 * GiB));
+      expect(template.get("disk1_dev")).toBe(vmDir === "/vm" ? undefined : "sparse-zvol");
+    }
   });
 
   test("refuses values that would break vm-bhyve's config parsing", () => {
-    expect(() =>
-      renderVmConfig({ cluster: "lab", node: cluster.nodes[0]!, options, bhyveOptions: "-s 31,fwcfg # x" }),
-    ).toThrow(/cannot contain/);
+    for (const bad of ["-s 31,fwcfg # x", 'a"b', "a$(id)", "a`id`", "a\nb", "a\\b", "-f /vm/*", "a?", "[ab]"])
+      expect(() =>
+        renderVmConfig({ cluster: "lab", clusterId, node: cluster.nodes[0]!, options, bhyveOptions: bad }),
+      ).toThrow(/cannot contain/);
   });
 });
 
@@ -156,7 +199,7 @@ describe("identity and sizes", () => {
 });
 
 describe("drift", () => {
-  const entries = vmConfigEntries({ cluster: "lab", node: cluster.nodes[1]!, options });
+  const entries = vmConfigEntries({ cluster: "lab", clusterId, node: cluster.nodes[1]!, options });
 
   test("finds none when the host has the same config, memory written another way", () => {
     const actual = new Map(entries);
