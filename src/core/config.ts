@@ -11,6 +11,7 @@ import type { Diagnostic } from "./diagnostics.ts";
 import { InputError } from "./errors.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
 import type { Cluster, HostSpec, NodeSpec } from "./model.ts";
+import { nodeMac, nodeUuid } from "./node-identity.ts";
 import { type ClusterFile, ClusterFileSchema } from "./schema.ts";
 import { parseSize } from "./units.ts";
 
@@ -104,6 +105,8 @@ function normalize(file: ClusterFile): Cluster {
     memory: parseSize(n.memory)!,
     disk: parseSize(n.disk)!,
     address: n.address,
+    mac: nodeMac(file.name, n.name),
+    uuid: nodeUuid(file.name, n.name),
     disks: n.disks.map((d, i) =>
       typeof d === "object"
         ? { name: d.name ?? `data${i + 1}`, size: parseSize(d.size)! }

@@ -15,6 +15,10 @@ export interface NodeSpec {
   disk: number;
   address: string;
   disks: DataDisk[];
+  /** The MAC of the node's NIC, derived from the cluster's and node's names (node-identity.ts). */
+  mac: string;
+  /** The VM's SMBIOS UUID, derived likewise. */
+  uuid: string;
 }
 
 export type HostSpec = { kind: "local" } | { kind: "ssh"; user: string; hostname: string; port: number };

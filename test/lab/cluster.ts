@@ -4,6 +4,7 @@
  * stages' expected VM sizes and memory budgets are written for that.
  */
 import type { Cluster, DataDisk, NodeSpec } from "../../src/core/model.ts";
+import { nodeMac, nodeUuid } from "../../src/core/node-identity.ts";
 import { GiB } from "../../src/core/units.ts";
 
 /** The example's extra worker disk, as the config parser names it. */
@@ -13,14 +14,26 @@ export function labNode(
   name: string,
   role: NodeSpec["role"],
   address: string,
-  extra: Partial<Omit<NodeSpec, "name" | "role" | "address">> = {},
+  extra: Partial<Omit<NodeSpec, "name" | "role" | "address" | "mac" | "uuid">> = {},
 ): NodeSpec {
-  return { name, role, cpus: 2, memory: 4 * GiB, disk: 20 * GiB, address, disks: [], ...extra };
+  return {
+    name,
+    role,
+    cpus: 2,
+    memory: 4 * GiB,
+    disk: 20 * GiB,
+    address,
+    disks: [],
+    ...extra,
+    // As the config parser derives them for a cluster named "lab"; labCluster derives them for its name.
+    mac: nodeMac("lab", name),
+    uuid: nodeUuid("lab", name),
+  };
 }
 
 /** cp1 and workers w1/w2 with one data disk each on 192.168.1.0/24, no stages unless given. */
 export function labCluster(overrides: Partial<Cluster> = {}): Cluster {
-  return {
+  const cluster: Cluster = {
     name: "lab",
     host: { kind: "local" },
     network: {
@@ -39,5 +52,10 @@ export function labCluster(overrides: Partial<Cluster> = {}): Cluster {
     ssh: { authorizedKeys: [] },
     stages: {},
     ...overrides,
+  };
+  const name = cluster.name;
+  return {
+    ...cluster,
+    nodes: cluster.nodes.map((n) => ({ ...n, mac: nodeMac(name, n.name), uuid: nodeUuid(name, n.name) })),
   };
 }

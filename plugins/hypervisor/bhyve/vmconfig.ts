@@ -3,31 +3,9 @@
  * documented in vm-bhyve's vm.8 (GUEST CONFIGURATION FORMAT) are written; `cpu` is the one exception
  * the man page leaves out, documented as required in vm-bhyve's sample-templates/config.sample.
  */
-import { createHash } from "node:crypto";
 import { formatSize, GiB, KubehyveError, MiB, type NodeSpec } from "kubehyve";
 import { CONFIG_CREATING, CONFIG_MARK, CONFIG_MARK_NAME, ZFS_MARK, ZFS_MARK_NAME } from "./marks.ts";
 import type { BhyveOptions } from "./options.ts";
-
-/**
- * A locally administered, unicast MAC that stays the same for a node across rebuilds, so DHCP
- * reservations and ARP caches survive `down`/`up`: `02` (the locally administered bit set, the
- * multicast bit clear) followed by the first five bytes of sha256("CLUSTER/NODE"). vm-bhyve's own
- * OUI 58:9c:fc is avoided because vm-bhyve hands out addresses from it at random.
- */
-export function macFor(cluster: string, node: string): string {
-  const hash = createHash("sha256").update(`${cluster}/${node}`).digest();
-  return ["02", ...[...hash.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
-}
-
-/** A name-based UUID (RFC 9562 version 5 layout over sha256) for the guest's SMBIOS, stable like the MAC. */
-export function uuidFor(cluster: string, node: string): string {
-  const hash = createHash("sha256").update(`kubehyve-smbios/${cluster}/${node}`).digest();
-  const b = [...hash.subarray(0, 16)];
-  b[6] = (b[6]! & 0x0f) | 0x50;
-  b[8] = (b[8]! & 0x3f) | 0x80;
-  const hex = b.map((x) => x.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
 
 /** vm.8 `memory`: megabytes or gigabytes with the M and G suffixes. */
 export function formatVmMemory(bytes: number): string {
@@ -89,13 +67,14 @@ export function vmConfigEntries({
     ["loader", "uefi"],
     ["cpu", String(node.cpus)],
     ["memory", formatVmMemory(node.memory)],
-    ["uuid", uuidFor(cluster, node.name)],
+    ["uuid", node.uuid],
     // A serial console is enough for CoreOS, and a frame buffer would need a VNC port per guest.
     ["graphics", "no"],
     ["utctime", "yes"],
     ["network0_type", "virtio-net"],
     ["network0_switch", options.switch],
-    ["network0_mac", macFor(cluster, node.name)],
+    // Derived once in the cluster model: the os stage matches the NIC by this MAC.
+    ["network0_mac", node.mac],
   ];
   for (const disk of disksOf(node, dev)) {
     entries.push([`disk${disk.index}_type`, options.diskType]);

@@ -5,7 +5,6 @@
  * the config stays readable on the host and through fw_cfg inside the guest.
  */
 import { type Cluster, KubehyveError, type NodeSpec } from "kubehyve";
-import { nodeMac } from "./mac.ts";
 import type { NodeFile } from "./node-files.ts";
 import type { CoreosOptions, ZincatiOptions } from "./options.ts";
 
@@ -75,7 +74,7 @@ export function renderNmKeyfile(cluster: Cluster, node: NodeSpec): string {
     "type=ethernet",
     "",
     "[ethernet]",
-    `mac-address=${nodeMac(cluster.name, node.name).toUpperCase()}`,
+    `mac-address=${node.mac.toUpperCase()}`,
     "",
     "[ipv4]",
     `address1=${node.address}/${prefixOf(net.subnet)},${net.gateway}`,

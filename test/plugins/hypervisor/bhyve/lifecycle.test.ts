@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bhyvePlugin, type NodeBoot } from "../../../../plugins/hypervisor/bhyve/index.ts";
 import { parseBhyveOptions } from "../../../../plugins/hypervisor/bhyve/options.ts";
-import { macFor } from "../../../../plugins/hypervisor/bhyve/vmconfig.ts";
 import type { AnyPlugin } from "../../../../src/core/contract.ts";
 import { type EngineRequest, runEngine } from "../../../../src/core/engine.ts";
+import { nodeMac } from "../../../../src/core/node-identity.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { GiB } from "../../../../src/core/units.ts";
 import { createFreebsdHost, type FreebsdHost, hostTarget, run } from "../../../lab/freebsd/host.ts";
@@ -91,7 +91,7 @@ describe("hypervisor/bhyve on the simulated host", () => {
         loader: "uefi",
         cpu: "2",
         memory: "4G",
-        network0_mac: macFor("lab", name),
+        network0_mac: nodeMac("lab", name),
       });
     }
     expect(host.vm("w1").config.disk1_name).toBe("disk1");
@@ -345,7 +345,7 @@ describe("hypervisor/bhyve on the simulated host", () => {
   test("render writes each VM's config without touching the host", async () => {
     const files = await bhyvePlugin.render!(ctxFor());
     expect(files.map((f) => f.path)).toEqual(["cp1/cp1.conf", "w1/w1.conf", "w2/w2.conf"]);
-    expect(String(files[1]!.content)).toContain(`network0_mac="${macFor("lab", "w1")}"`);
+    expect(String(files[1]!.content)).toContain(`network0_mac="${nodeMac("lab", "w1")}"`);
     expect(host.log()).toEqual([]);
   });
 });

@@ -8,13 +8,12 @@ import {
   diffVmConfig,
   diskDrift,
   formatVmMemory,
-  macFor,
   parseVmMemory,
   renderVmConfig,
   renderVmTemplate,
-  uuidFor,
   vmConfigEntries,
 } from "../../../../plugins/hypervisor/bhyve/vmconfig.ts";
+import { nodeMac, nodeUuid } from "../../../../src/core/node-identity.ts";
 import { GiB, MiB } from "../../../../src/core/units.ts";
 import { oracle } from "../../../lab/oracles.ts";
 import { exampleCluster } from "./lab.ts";
@@ -96,12 +95,12 @@ describe("the VM config of a node", () => {
       loader: "uefi",
       cpu: "2",
       memory: "4G",
-      uuid: uuidFor("lab", "w1"),
+      uuid: nodeUuid("lab", "w1"),
       graphics: "no",
       utctime: "yes",
       network0_type: "virtio-net",
       network0_switch: "public",
-      network0_mac: macFor("lab", "w1"),
+      network0_mac: nodeMac("lab", "w1"),
       disk0_type: "virtio-blk",
       disk0_name: "disk0",
       disk0_dev: "sparse-zvol",
@@ -171,24 +170,6 @@ describe("the VM config of a node", () => {
 });
 
 describe("identity and sizes", () => {
-  test("derives a locally administered unicast MAC from cluster and node name", () => {
-    const mac = macFor("lab", "cp1");
-    expect(mac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
-    const first = Number.parseInt(mac.slice(0, 2), 16);
-    expect(first & 0b10).toBe(0b10);
-    expect(first & 0b01).toBe(0);
-    expect(macFor("lab", "cp1")).toBe(mac);
-    expect(new Set([macFor("lab", "cp1"), macFor("lab", "w1"), macFor("lab2", "cp1")]).size).toBe(3);
-  });
-
-  test("derives a version 5 layout UUID that stays the same for a node", () => {
-    expect(uuidFor("lab", "cp1")).toMatch(
-      /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
-    );
-    expect(uuidFor("lab", "cp1")).toBe(uuidFor("lab", "cp1"));
-    expect(uuidFor("lab", "cp1")).not.toBe(uuidFor("lab", "w1"));
-  });
-
   test("writes memory with vm.8's M and G suffixes and reads both back", () => {
     expect(formatVmMemory(4 * GiB)).toBe("4G");
     expect(formatVmMemory(1536 * MiB)).toBe("1536M");

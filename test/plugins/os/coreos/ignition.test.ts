@@ -13,8 +13,8 @@ import {
   serializeIgnition,
   ZINCATI_PATH,
 } from "../../../../plugins/os/coreos/ignition.ts";
-import { nodeMac } from "../../../../plugins/os/coreos/mac.ts";
 import { CoreosOptionsSchema } from "../../../../plugins/os/coreos/options.ts";
+import { nodeMac } from "../../../../src/core/node-identity.ts";
 import { have } from "../../../lab/prereq.ts";
 import { coreosOptions, labCluster, ORACLES } from "./lab.ts";
 
@@ -51,19 +51,6 @@ const VARIANTS: Record<string, Record<string, unknown>> = {
     },
   },
 };
-
-describe("the node MAC shared with the hypervisor stage", () => {
-  test("is 02: followed by the first five bytes of sha256(cluster/node)", () => {
-    // The shared vector: `printf lab/cp1 | sha256sum` starts 1639b1ae9f, lab/w1 12d76a7ae6, lab/w2 bb7dc3bbc4.
-    expect(nodeMac("lab", "cp1")).toBe("02:16:39:b1:ae:9f");
-    expect(nodeMac("lab", "w1")).toBe("02:12:d7:6a:7a:e6");
-    expect(nodeMac("lab", "w2")).toBe("02:bb:7d:c3:bb:c4");
-    const digest = Bun.spawnSync(["sha256sum"], {
-      stdin: new TextEncoder().encode("other/n9"),
-    }).stdout.toString();
-    expect(nodeMac("other", "n9")).toBe(`02:${digest.slice(0, 10).match(/../g)!.join(":")}`);
-  });
-});
 
 describe("renderIgnition", () => {
   test("gives core the cluster key and the user's keys, and sets the hostname", () => {
