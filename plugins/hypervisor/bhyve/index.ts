@@ -5,6 +5,7 @@
  * or by another cluster is refused by `up` and left alone by `down`.
  */
 import {
+  CancelledError,
   type Change,
   type CheckResult,
   CommandError,
@@ -14,6 +15,8 @@ import {
   KubehyveError,
   mapLimit,
   type PluginContext,
+  pending,
+  poll,
   type RenderedFile,
   readTargetFile,
   runOk,
@@ -280,50 +283,48 @@ async function vmList(host: Target): Promise<Map<string, VmListEntry>> {
   return new Map(parseVmList(result.stdout).map((vm) => [vm.name, vm]));
 }
 
-async function poll<T>(
-  signal: AbortSignal,
-  timeoutMs: number,
-  read: () => Promise<T | undefined>,
-): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value !== undefined || Date.now() >= deadline) return value;
-    if (signal.aborted) throw signal.reason ?? new Error("aborted");
-    await Bun.sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())));
-  }
+/** Whether `vm list` still shows the guest running. */
+async function isRunning(host: Target, name: string): Promise<boolean> {
+  return (await vmList(host)).get(name)?.state.kind === "running";
+}
+
+function waitStopped(ctx: Ctx, name: string, timeoutMs: number): Promise<true> {
+  return poll(
+    `VM ${name} to stop`,
+    async () => ((await isRunning(ctx.host, name)) ? pending("vm list still shows it running") : true),
+    { timeoutMs, intervalMs: POLL_MS, signal: ctx.signal },
+  );
 }
 
 /** `vm stop` only sends the ACPI shutdown; wait for the guest to be down, power it off after the timeout. */
 async function stopVm(ctx: Ctx, name: string): Promise<void> {
   await runOk(ctx.host, ["vm", "stop", name]);
-  const stopped = await poll(ctx.signal, ctx.options.stopTimeoutSec * 1000, async () =>
-    (await vmList(ctx.host)).get(name)?.state.kind === "running" ? undefined : true,
-  );
-  if (stopped) return;
+  try {
+    await waitStopped(ctx, name, ctx.options.stopTimeoutSec * 1000);
+    return;
+  } catch (error) {
+    if (error instanceof CancelledError) throw error;
+  }
   ctx.log.warn(
     `${ctx.host.name}: ${name} did not shut down within ${ctx.options.stopTimeoutSec} s; powering it off`,
   );
   // -f: vm-bhyve asks first otherwise, and with nothing on stdin its util::confirm takes that for yes.
   await runOk(ctx.host, ["vm", "poweroff", "-f", name]);
-  const off = await poll(ctx.signal, 10_000, async () =>
-    (await vmList(ctx.host)).get(name)?.state.kind === "running" ? undefined : true,
-  );
-  if (!off) throw new KubehyveError(`${ctx.host.name}: VM ${name} is still running after vm poweroff -f`);
+  await waitStopped(ctx, name, 10_000);
 }
 
 /** `vm start` returns before the guest boots: the outcome is in the guest's vm-bhyve.log. */
 async function startVm(ctx: Ctx, ds: Datastore, name: string): Promise<void> {
   await runOk(ctx.host, ["vm", "start", name]);
   const logPath = `${guestDirOf(ds, name)}/vm-bhyve.log`;
-  const run = await poll(ctx.signal, ctx.options.startTimeoutSec * 1000, async () => {
-    const log = parseGuestLog((await readTargetFile(ctx.host, logPath)) ?? "");
-    return log.errors.length || log.booted || log.ended ? log : undefined;
-  });
-  if (!run)
-    throw new KubehyveError(
-      `${ctx.host.name}: VM ${name} did not reach "starting bhyve" within ${ctx.options.startTimeoutSec} s; see ${logPath}`,
-    );
+  const run = await poll(
+    `VM ${name} to reach "starting bhyve" in ${logPath}`,
+    async () => {
+      const log = parseGuestLog((await readTargetFile(ctx.host, logPath)) ?? "");
+      return log.errors.length || log.booted || log.ended ? log : pending("the log has no such line yet");
+    },
+    { timeoutMs: ctx.options.startTimeoutSec * 1000, intervalMs: POLL_MS, signal: ctx.signal },
+  );
   if (run.errors.length)
     throw new KubehyveError(
       `${ctx.host.name}: VM ${name} failed to start: ${run.errors.join("; ")} (from ${logPath})`,
