@@ -416,7 +416,7 @@ export interface SshUrl {
 export function parseSshUrl(text: string): SshUrl {
   const bad = (why: string) =>
     new KubehyveError(
-      `${JSON.stringify(text)} is not a valid ssh URL: ${why}`,
+      `${JSON.stringify(text.length > 100 ? `${text.slice(0, 99)}…` : text)} is not a valid ssh URL: ${why}`,
       undefined,
       "write it as ssh://user@host:port",
     );
@@ -426,15 +426,14 @@ export function parseSshUrl(text: string): SshUrl {
     throw bad("it may hold only a user, a host and a port");
   }
   const [, rawUser, rawHost = "", rawPort] = match;
-  const user = rawUser === undefined ? "root" : decodeURIComponent(rawUser);
+  // Taken as written: a user name has nothing to percent-encode, and decoding could make one up.
+  const user = rawUser === undefined ? "root" : rawUser;
   if (user.includes(":")) throw bad("a password does not belong in it (use a key)");
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(user)) throw bad(`${JSON.stringify(user)} is not a user name`);
+  if (!isUserName(user)) throw bad(`${JSON.stringify(user)} is not a user name`);
   const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
   if (host === "") throw bad("the host is missing");
   if (
-    rawHost.startsWith("[")
-      ? !/^[0-9A-Fa-f:.]+$/.test(host) || !host.includes(":")
-      : !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)
+    rawHost.startsWith("[") ? !/^[0-9A-Fa-f:.]{2,45}$/.test(host) || !host.includes(":") : !isHostName(host)
   ) {
     throw bad(`${JSON.stringify(host)} is not a host name or IP address`);
   }
@@ -446,4 +445,26 @@ export function parseSshUrl(text: string): SshUrl {
     port = Number(rawPort);
   }
   return { user, host, port };
+}
+
+/**
+ * A login name as FreeBSD and Linux allow one (pw(8), useradd(8)): letters, digits, `_`, `.`, `-`,
+ * not starting with `-` or `.`, at most 32 characters (MAXLOGNAME is 33 with the NUL).
+ */
+export function isUserName(user: string): boolean {
+  return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(user);
+}
+
+/**
+ * A host name by RFC 1123 (labels of letters, digits and `-`, 1 to 63 long, not starting or ending
+ * with `-`, at most 253 in all), or an IPv4 address: a name of digits and dots only must be an
+ * address ("999.1.1.1" is neither).
+ */
+export function isHostName(host: string): boolean {
+  if (host.length > 253) return false;
+  if (/^[\d.]+$/.test(host)) {
+    const parts = host.split(".");
+    return parts.length === 4 && parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) <= 255);
+  }
+  return host.split(".").every((label) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label));
 }
