@@ -16,8 +16,9 @@ import type { Change, Hooks, RenderedFile } from "./contract.ts";
 import { type Diagnostic, diag, hasErrors } from "./diagnostics.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir } from "./fsutil.ts";
+import { acquireHostLock, type HostLock } from "./host-lock.ts";
 import { clusterIdentity } from "./identity.ts";
-import { acquireLock, Journal, type Lock } from "./journal.ts";
+import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
 import type { Cluster } from "./model.ts";
 import { orderStages } from "./order.ts";
 import { memoryReporter, type Phase, type PhaseStatus, type Reporter } from "./reporter.ts";
@@ -133,6 +134,38 @@ function safeRenderPath(slot: string, path: string): string {
   return clean;
 }
 
+/**
+ * A lock taken over is journaled twice: the run that held it gets the end line it never wrote
+ * (killed, or its machine went down), and this run says that it took over, from whom and why.
+ */
+function recordTakeover(journal: Journal, runId: string, command: string, stale: StaleLock): void {
+  const entries = journal.read();
+  const ended = new Set(entries.filter((e) => !e.stage && e.status !== "started").map((e) => e.run));
+  // A lock of an older version names no run: its runs' ids end with the holder's pid.
+  const candidates = stale.run
+    ? [stale.run]
+    : entries
+        .filter((e) => e.status === "started" && stale.pid !== undefined && e.run.endsWith(`-${stale.pid}`))
+        .map((e) => e.run)
+        .slice(-1);
+  for (const run of candidates) {
+    if (ended.has(run)) continue;
+    const started = entries.find((e) => e.run === run && e.status === "started");
+    journal.record({
+      run,
+      command: started?.command ?? stale.command ?? "unknown",
+      status: "killed",
+      message: `the run ended without finishing (${stale.why}); found by run ${runId}, which took over its lock`,
+    });
+  }
+  journal.record({
+    run: runId,
+    command,
+    status: "lock-taken-over",
+    message: `took over the lock of ${stale.pid ? `pid ${stale.pid}` : "a run"}${stale.run ? ` (run ${stale.run})` : ""}: ${stale.why}`,
+  });
+}
+
 export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   const started = Date.now();
   const runId = `${new Date(started).toISOString().replace(/[:.]/g, "-")}-${process.pid}`;
@@ -148,7 +181,8 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   const journal = new Journal(req.stateDir);
   let lock: Lock | undefined;
   if (!dryRun) {
-    lock = acquireLock(req.stateDir, req.command);
+    lock = acquireLock(req.stateDir, req.command, runId);
+    if (lock.takenOver) recordTakeover(journal, runId, req.command, lock.takenOver);
     if (lock.tookOverFrom !== undefined) {
       reporter.emit({
         type: "log",
@@ -309,9 +343,53 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   });
   journal.record({ run: runId, command: req.command, status: "started" });
 
+  // Leaving at once (a second Ctrl-C exits the process) skips the finally below: the journal still
+  // gets its end line and the state dir's lock is freed. The host lock cannot be (that takes a
+  // command): the next run finds its holder gone and takes it over.
+  let finished = false;
+  const onExit = () => {
+    if (finished) return;
+    try {
+      journal.record({
+        run: runId,
+        command: req.command,
+        status: "killed",
+        durationMs: Date.now() - started,
+        message:
+          "kubehyve left before the run finished (a second interrupt); the commands still running were killed",
+      });
+    } catch {}
+    lock?.release();
+  };
+  process.on("exit", onExit);
+
   let exitCode: number = ExitCode.ok;
   let endMessage: string | undefined;
+  let hostLock: HostLock | undefined;
   try {
+    if (!dryRun && (req.command === "up" || req.command === "down") && pool.hostLock) {
+      if (!pool.hostLock.startsWith("/"))
+        throw new InputError(`the host lock ${JSON.stringify(pool.hostLock)} is not an absolute path`);
+      hostLock = await acquireHostLock(pool.host(), pool.hostLock, {
+        run: runId,
+        command: req.command,
+        cluster: req.cluster.name,
+        stateDir: req.stateDir,
+      });
+      if (hostLock.takenOver) {
+        journal.record({
+          run: runId,
+          command: req.command,
+          status: "lock-taken-over",
+          message: `took over the host lock ${hostLock.path} of ${hostLock.takenOver.holder}: ${hostLock.takenOver.why}`,
+        });
+        reporter.emit({
+          type: "log",
+          level: "warn",
+          message: `took over the host lock ${hostLock.path} left by a run that is gone (${hostLock.takenOver.why})`,
+        });
+      }
+    }
     switch (req.command) {
       case "plan":
       case "up": {
@@ -322,10 +400,14 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
           const checked = await runPhase(
             o,
             "check",
-            () => stage.plugin.check(ctx),
+            async () => {
+              const r = await stage.plugin.check(ctx);
+              // Set before the phase's journal line is written, which counts them.
+              o.changes = r.changes;
+              return r;
+            },
             (r) => (r.changes.length ? "changes" : "up-to-date"),
           );
-          o.changes = checked.changes;
           for (const c of checked.changes)
             reporter.emit({
               type: "change",
@@ -414,7 +496,11 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
               const checked = await runPhase(
                 o,
                 "check",
-                () => stage.plugin.check(ctx),
+                async () => {
+                  const r = await stage.plugin.check(ctx);
+                  o.changes = r.changes;
+                  return r;
+                },
                 (r) => (r.changes.length ? "changes" : "up-to-date"),
                 buffer,
               );
@@ -566,6 +652,15 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   } finally {
     try {
       for (const ctx of contexts.values()) await ctx.runCleanups();
+      if (hostLock) {
+        await hostLock.release().catch((error: unknown) =>
+          reporter.emit({
+            type: "log",
+            level: "warn",
+            message: `could not release the host lock ${hostLock!.path}: ${errorMessage(error)}`,
+          }),
+        );
+      }
       await pool.closeAll();
       journal.record({
         run: runId,
@@ -575,6 +670,8 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         message: endMessage,
       });
     } finally {
+      finished = true;
+      process.off("exit", onExit);
       // A journal that cannot be written (full disk) must not leave the lock held.
       lock?.release();
     }

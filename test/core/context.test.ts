@@ -20,6 +20,7 @@ import { createPluginContext } from "../../src/core/context.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { CancelledError, KubehyveError, LockHeldError } from "../../src/core/errors.ts";
 import { writeFileAtomic } from "../../src/core/fsutil.ts";
+import { machineId, processStart } from "../../src/core/holder.ts";
 import { readClusterId } from "../../src/core/identity.ts";
 import { acquireLock, Journal } from "../../src/core/journal.ts";
 import { signalBinder } from "../../src/core/signal-target.ts";
@@ -238,12 +239,13 @@ describe("the journal and the lock", () => {
     const live = Bun.spawn(["sleep", "30"]);
     try {
       const file = join(stateDir, "lock");
-      writeFileSync(file, JSON.stringify({ pid: live.pid, command: "up", since: new Date().toISOString() }));
+      const holder = { pid: live.pid, start: processStart(live.pid), machine: machineId() };
+      writeFileSync(file, JSON.stringify({ ...holder, command: "up", since: new Date().toISOString() }));
       expect(() => acquireLock(stateDir, "up")).toThrow(LockHeldError);
 
       // Same pid, but written before the machine booted: that pid is someone else's now.
       const longAgo = new Date(Date.now() - 10 * 365 * 86_400_000).toISOString();
-      writeFileSync(file, JSON.stringify({ pid: live.pid, command: "up", since: longAgo }));
+      writeFileSync(file, JSON.stringify({ ...holder, command: "up", since: longAgo }));
       const lock = acquireLock(stateDir, "up");
       expect(lock.tookOverFrom).toBe(live.pid);
       expect(JSON.parse(readFileSync(file, "utf8")).pid).toBe(process.pid);

@@ -7,6 +7,7 @@ import { type AnyPlugin, type Change, definePlugin } from "../../src/core/contra
 import { diag } from "../../src/core/diagnostics.ts";
 import { type EngineRequest, runEngine } from "../../src/core/engine.ts";
 import { LockHeldError } from "../../src/core/errors.ts";
+import { machineId, processStart } from "../../src/core/holder.ts";
 import { Journal } from "../../src/core/journal.ts";
 import { orderStages } from "../../src/core/order.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
@@ -344,11 +345,26 @@ describe("journal and lock", () => {
 
   test("a second run is refused while the first holds the lock, naming its pid", async () => {
     const holder = Bun.spawn(["sleep", "30"]);
+    const since = new Date().toISOString();
     try {
-      writeFileSync(join(stateDir, "lock"), JSON.stringify({ pid: holder.pid, command: "up" }));
+      writeFileSync(
+        join(stateDir, "lock"),
+        JSON.stringify({
+          pid: holder.pid,
+          start: processStart(holder.pid),
+          machine: machineId(),
+          command: "up",
+          since,
+        }),
+      );
       const promise = run("up", [fakePlugin("hypervisor", [], {})]).promise;
       await expect(promise).rejects.toBeInstanceOf(LockHeldError);
-      await expect(promise).rejects.toThrow(`pid ${holder.pid}`);
+      await expect(promise).rejects.toThrow(
+        `another kubehyve run (pid ${holder.pid}, \`up\` since ${since}) holds the lock`,
+      );
+      await expect(promise).rejects.toMatchObject({
+        hint: `wait for it to finish, or stop it: kill ${holder.pid}`,
+      });
       // The other run's lock is left alone.
       expect(JSON.parse(readFileSync(join(stateDir, "lock"), "utf8")).pid).toBe(holder.pid);
     } finally {
@@ -368,6 +384,93 @@ describe("journal and lock", () => {
       message: `took over the lock left by a run that is gone (pid ${dead.pid})`,
     });
     expect(existsSync(join(stateDir, "lock"))).toBe(false);
+  });
+});
+
+describe("a lock whose pid now names another process", () => {
+  test("pid 1 with another start time is taken over, and the killed run's journal is closed", async () => {
+    const journal = new Journal(stateDir);
+    journal.record({ run: "2025-01-01T00-00-00-000Z-1", command: "up", status: "started" });
+    journal.record({
+      run: "2025-01-01T00-00-00-000Z-1",
+      command: "up",
+      stage: "hypervisor",
+      phase: "apply",
+      status: "ok",
+    });
+    writeFileSync(
+      join(stateDir, "lock"),
+      JSON.stringify({
+        pid: 1,
+        start: "linux:another-boot:17",
+        machine: machineId(),
+        run: "2025-01-01T00-00-00-000Z-1",
+        command: "up",
+        since: new Date().toISOString(),
+      }),
+    );
+    const { promise } = run("up", [fakePlugin("hypervisor", [], {})]);
+    const { runId, exitCode } = await promise;
+    expect(exitCode).toBe(0);
+    const lines = journal.read();
+    expect(lines.find((e) => e.run === "2025-01-01T00-00-00-000Z-1" && e.status === "killed")).toMatchObject({
+      command: "up",
+      message: expect.stringContaining(`found by run ${runId}, which took over its lock`),
+    });
+    expect(lines.find((e) => e.run === runId && e.status === "lock-taken-over")!.message).toMatch(
+      /^took over the lock of pid 1 \(run 2025-01-01T00-00-00-000Z-1\): /,
+    );
+  });
+
+  test("an old lock without a start time, naming a live program that is not kubehyve, is taken over", async () => {
+    const other = Bun.spawn(["sleep", "30"]);
+    try {
+      writeFileSync(
+        join(stateDir, "lock"),
+        JSON.stringify({ pid: other.pid, command: "up", since: new Date().toISOString() }),
+      );
+      const { promise, reporter } = run("up", [fakePlugin("hypervisor", [], {})]);
+      expect((await promise).exitCode).toBe(0);
+      expect(reporter.events).toContainEqual(
+        expect.objectContaining({
+          level: "warn",
+          message: `took over the lock left by a run that is gone (pid ${other.pid})`,
+        }),
+      );
+    } finally {
+      other.kill();
+    }
+  });
+
+  test("a holder on another machine cannot be checked: refused, and no process is named to kill", async () => {
+    writeFileSync(
+      join(stateDir, "lock"),
+      JSON.stringify({
+        pid: 1,
+        start: "x",
+        machine: "elsewhere/boot",
+        command: "up",
+        since: new Date().toISOString(),
+      }),
+    );
+    const promise = run("up", [fakePlugin("hypervisor", [], {})]).promise;
+    await expect(promise).rejects.toBeInstanceOf(LockHeldError);
+    const error = (await promise.catch((e) => e)) as LockHeldError;
+    expect(error.message).toContain("it was taken on another machine, elsewhere");
+    expect(error.hint).toBe(`if no kubehyve run is going on, remove it: rm ${join(stateDir, "lock")}`);
+    expect(error.hint).not.toContain("kill");
+  });
+});
+
+describe("the journal's check lines", () => {
+  test("count the changes check found", async () => {
+    const { promise } = run("up", [fakePlugin("hypervisor", [], {}), fakePlugin("os", [], { os: true })]);
+    const { runId } = await promise;
+    const checks = new Journal(stateDir).read().filter((e) => e.run === runId && e.phase === "check");
+    expect(checks.map((e) => [e.stage, e.changes])).toEqual([
+      ["hypervisor", 1],
+      ["os", 0],
+    ]);
   });
 });
 
