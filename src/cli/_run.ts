@@ -3,7 +3,7 @@ import { type Command, type EngineRequest, runEngine } from "../core/engine.ts";
 import {
   askFor,
   type GlobalFlags,
-  interruptSignal,
+  interruptSignals,
   loadCluster,
   makeReporter,
   splitList,
@@ -37,7 +37,7 @@ export async function runStages(
     assumeYes: flags.yes,
     upgrade: flags.upgrade,
     ask: askFor(flags),
-    signal: interruptSignal(),
+    ...interruptSignals(),
     preflight: command === "doctor" ? [...config.warnings, ...registry.diagnostics] : undefined,
     ...extra,
   });

@@ -7,15 +7,16 @@ import { join } from "node:path";
 import { DownloadCache } from "../artifacts/cache.ts";
 import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
+import { LocalTarget } from "../targets/local.ts";
 import { clusterKeyPath, defaultTargets, TargetPool } from "../targets/pool.ts";
 import type { Target } from "../targets/target.ts";
 import type { AnyPlugin, Hooks, Logger, PluginContext, SshKey } from "./contract.ts";
 import { CancelledError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir } from "./fsutil.ts";
 import { clusterIdentity } from "./identity.ts";
-import type { Cluster, NodeSpec } from "./model.ts";
+import { type Cluster, type CommandTimeouts, DEFAULT_TIMEOUTS, type NodeSpec } from "./model.ts";
 import { memoryReporter, type Reporter } from "./reporter.ts";
-import { signalBinder } from "./signal-target.ts";
+import { changeScope, policyBinder } from "./signal-target.ts";
 import { openStateStore } from "./state.ts";
 
 export interface ContextArgs {
@@ -29,7 +30,12 @@ export interface ContextArgs {
   upstreamPending?: boolean;
   assumeYes?: boolean;
   upgrade?: boolean;
+  /** The run's signal (the first Ctrl-C): stop between steps; kills only cancellable commands. */
   signal?: AbortSignal;
+  /** The hard abort (a second Ctrl-C, doctor's limit for a stage): kills every command. */
+  abort?: AbortSignal;
+  /** Default limits of commands; the cluster's, else DEFAULT_TIMEOUTS. */
+  timeouts?: CommandTimeouts;
   /** Replace the host or node targets (tests: a simulated host, a loopback sshd). */
   targets?: { host?: Target; node?: (node: NodeSpec) => Target; local?: Target };
   /** Shared by the stages of a run, so each target is connected once. */
@@ -60,17 +66,12 @@ const keygens = new Map<string, Promise<void>>();
 
 async function generateClusterKey(stateDir: string, privateKeyPath: string, comment: string): Promise<void> {
   await ensurePrivateDir(join(stateDir, "ssh"));
-  const proc = Bun.spawn(
+  const result = await new LocalTarget().run(
     ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", privateKeyPath],
-    {
-      stdout: "pipe",
-      stderr: "pipe",
-    },
+    { timeoutMs: 30_000 },
   );
-  if ((await proc.exited) !== 0) {
-    throw new KubehyveError(
-      `ssh-keygen could not create ${privateKeyPath}: ${(await new Response(proc.stderr).text()).trim()}`,
-    );
+  if (result.code !== 0) {
+    throw new KubehyveError(`ssh-keygen could not create ${privateKeyPath}: ${result.stderr.trim()}`);
   }
 }
 
@@ -78,9 +79,15 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
   const slot = args.plugin.id.split("/")[0]!;
   const dryRun = args.dryRun ?? false;
   const signal = args.signal ?? new AbortController().signal;
-  // Commands run in process groups of their own, out of reach of the terminal's Ctrl-C: every run
-  // on the plugin's targets stops with the run's signal, passed or not.
-  const bind = signalBinder(signal);
+  let cleaning = false;
+  // Every command on the plugin's targets gets a limit, and stops only as signal-target.ts says:
+  // the first Ctrl-C lets it finish unless it is cancellable, the hard abort kills it.
+  const bind = policyBinder({
+    signal,
+    abort: args.abort,
+    timeouts: args.timeouts ?? args.cluster.timeouts ?? DEFAULT_TIMEOUTS,
+    cleaningUp: () => cleaning,
+  });
   const reporter = args.reporter ?? memoryReporter();
   const pool = args.pool ?? new TargetPool(defaultTargets(args.cluster, args.stateDir));
   const wetLog: string[] = [];
@@ -179,10 +186,12 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
       wetLog.push(description);
       reporter.emit({ type: "wet", stage: slot, description, target: opts?.target, dryRun });
       if (dryRun) return undefined;
-      // Ctrl-C stops between steps: a mutation that has not started does not start.
-      if (signal.aborted) throw new CancelledError(`interrupted before: ${description}`);
+      // Ctrl-C stops between steps: a mutation that has not started does not start. A cleanup's
+      // own steps still run: they are how the run stops cleanly.
+      if (signal.aborted && !cleaning) throw new CancelledError(`interrupted before: ${description}`);
       await ensurePrivateDir(dir);
-      return fn();
+      // Commands started from here are changes, for their default limit.
+      return changeScope.run(true, fn);
     },
     onCleanup(fn) {
       cleanups.push(fn);
@@ -190,6 +199,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     hooks: args.hooks ?? { call: async () => [] },
     wetLog,
     async runCleanups() {
+      cleaning = true;
       while (cleanups.length) {
         const fn = cleanups.pop()!;
         try {

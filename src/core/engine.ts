@@ -46,13 +46,16 @@ export interface EngineRequest {
   /** up --upgrade: stages may move pinned releases to the newest. */
   upgrade?: boolean;
   ask?: (question: string) => Promise<boolean>;
+  /** The first Ctrl-C: the run stops between steps (see core/signal-target.ts). */
   signal?: AbortSignal;
+  /** The second Ctrl-C: every running command is killed. */
+  abort?: AbortSignal;
   targets?: TargetFactory;
   kube?: () => Promise<KubeClient>;
   artifacts?: ArtifactCache;
   /** For render: where the files go. */
   renderDir?: string;
-  /** doctor: how long one stage's check or verify may take. */
+  /** doctor: how long one stage's check or verify may take; then the stage's commands are killed. */
   phaseTimeoutMs?: number;
   /** Shown first by doctor: config warnings, plugin load problems. */
   preflight?: Diagnostic[];
@@ -108,19 +111,23 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number | undefined, what: string): Promise<T> {
+/** Rejects after `ms`, and calls `giveUp` then: what the promise started must not run on unowned. */
+function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number | undefined,
+  what: string,
+  giveUp?: (error: Error) => void,
+): Promise<T> {
   if (!ms) return promise;
   let timer: Timer | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new KubehyveError(
-            `${what} did not finish within ${ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}`,
-          ),
-        ),
-      ms,
-    );
+    timer = setTimeout(() => {
+      const error = new KubehyveError(
+        `${what} did not finish within ${ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}`,
+      );
+      giveUp?.(error);
+      reject(error);
+    }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -208,10 +215,14 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
       return results;
     },
   };
+  const abort = req.abort;
+  /** Per stage, for doctor: given up on at its phase's limit, which kills the stage's commands. */
+  const stageStops = new Map<string, AbortController>();
   const contextOf = (stage: Stage, upstreamPending = offline, stageReporter: Reporter = reporter) => {
     const key = `${stage.slot}:${upstreamPending}:${stageReporter === reporter}`;
     let ctx = contexts.get(key);
     if (!ctx) {
+      const stop = stageStops.get(stage.slot)?.signal;
       ctx = createPluginContext({
         cluster: req.cluster,
         plugin: stage.plugin,
@@ -222,7 +233,8 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         upstreamPending,
         assumeYes: req.assumeYes,
         upgrade: req.upgrade,
-        signal,
+        signal: stop ? AbortSignal.any([signal, stop]) : signal,
+        abort: stop ? (abort ? AbortSignal.any([abort, stop]) : stop) : abort,
         pool,
         hooks,
         kube: offline
@@ -283,6 +295,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         fn(),
         req.command === "doctor" ? (req.phaseTimeoutMs ?? 120_000) : undefined,
         `${o.slot} ${phase}`,
+        (error) => stageStops.get(o.slot)?.abort(error),
       );
       o.status = statusOf(result);
       end();
@@ -481,6 +494,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         // Stages are inspected side by side; each one's lines are held back and printed in order.
         const buffers = await Promise.all(
           selected.map(async (stage) => {
+            stageStops.set(stage.slot, new AbortController());
             const buffer = memoryReporter();
             const o: StageOutcome = {
               slot: stage.slot,

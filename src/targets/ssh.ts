@@ -4,10 +4,11 @@
  * and the host key is pinned on first contact in the state dir's known_hosts: a changed key stops
  * the run, it is never accepted silently.
  *
- * A timeout or an abort ends the local ssh client at once. The remote command is not signalled (ssh
- * has no way to, short of a pty, which would merge stderr into stdout): it runs on until it ends or
- * writes to its closed output. Where a remote command must not outlive its limit, run it under the
- * remote timeout(1) as well.
+ * A timeout or an abort ends the local ssh client at once. The remote command cannot be signalled
+ * through ssh (short of a pty, which would merge stderr into stdout), so every remote command runs
+ * under the remote timeout(1) (FreeBSD's and GNU's take the same `-k` and seconds), set a little
+ * past the local limit: that is its owner on the remote side, which ends it, and what it started,
+ * when the local side has given up on it or left.
  */
 import { createHash } from "node:crypto";
 import { chmod, lstat, mkdir } from "node:fs/promises";
@@ -16,7 +17,7 @@ import { join, resolve } from "node:path";
 import { CancelledError, KubehyveError } from "../core/errors.ts";
 import { spawnCommand } from "./local.ts";
 import { shellJoin } from "./quote.ts";
-import type { RunOptions, RunResult, Target } from "./target.ts";
+import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, type Target } from "./target.ts";
 
 export interface SshTargetOptions {
   user: string;
@@ -59,6 +60,12 @@ const CONTROL_TEMP_SUFFIX = 17;
 const MAX_SESSIONS = 8;
 /** Right after a command went through the master, it is assumed alive without asking it. */
 const MASTER_FRESH_MS = 20_000;
+/**
+ * The remote timeout(1) fires this long after the local limit (the local side reports the timeout;
+ * the remote one only cleans up), and sends SIGKILL this long after its SIGTERM.
+ */
+const REMOTE_GRACE_S = 10;
+const REMOTE_KILL_AFTER_S = 5;
 /** Options the target depends on: extraOptions cannot replace them. */
 const PINNED = new Set(
   [
@@ -120,7 +127,14 @@ export class SshTarget implements Target {
 
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     if (argv.length === 0 || argv[0] === "") throw new Error(`${this.name}: cannot run an empty command`);
-    const remote = shellJoin(withEnvAndCwd(argv, opts));
+    const limitMs = opts.timeoutMs ?? FALLBACK_TIMEOUT_MS;
+    const remote = shellJoin([
+      "timeout",
+      "-k",
+      String(REMOTE_KILL_AFTER_S),
+      String(Math.ceil(limitMs / 1000) + REMOTE_GRACE_S),
+      ...withEnvAndCwd(argv, opts),
+    ]);
     await this.ensureMaster(opts);
     await this.acquireSession();
     try {
@@ -129,6 +143,7 @@ export class SshTarget implements Target {
         [...(await this.sshArgs()), "--", this.destination(), remote],
         {
           ...opts,
+          timeoutMs: limitMs,
           env: undefined,
           cwd: undefined,
         },

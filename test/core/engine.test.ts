@@ -11,6 +11,7 @@ import { machineId, processStart } from "../../src/core/holder.ts";
 import { Journal } from "../../src/core/journal.ts";
 import { orderStages } from "../../src/core/order.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
+import { LocalTarget } from "../../src/targets/local.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
 import { labCluster, labNode } from "../lab/cluster.ts";
 
@@ -72,6 +73,21 @@ function fakePlugin(
     },
   });
   return { slot, plugin: plugin as AnyPlugin, options: {} };
+}
+
+/** Running, and not a zombie waiting to be reaped. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] !== "Z";
+  } catch {
+    return false;
+  }
 }
 
 let stateDir: string;
@@ -569,6 +585,29 @@ describe("doctor, verify and down", () => {
     expect(reporter.events).toContainEqual(
       expect.objectContaining({ type: "diagnostic", stage: "hypervisor", code: "hypervisor.fine" }),
     );
+  });
+
+  test("doctor --timeout kills the commands of the stage it gives up on", async () => {
+    const pidFile = join(stateDir, "sleep.pid");
+    const hanging = definePlugin({
+      id: "os/hang",
+      title: "hang",
+      apiVersion: 1,
+      async check(ctx) {
+        await ctx.host.run(["sh", "-c", 'echo $$ > "$1"; exec sleep 30', "sh", pidFile]);
+        return { changes: [], diagnostics: [] };
+      },
+    });
+    const started = Date.now();
+    const result = await run("doctor", [{ slot: "os", plugin: hanging as AnyPlugin, options: {} }], {
+      phaseTimeoutMs: 500,
+      targets: { host: () => new LocalTarget(), node: () => new LocalTarget() },
+    }).promise;
+    expect(result.exitCode).toBe(1);
+    expect(Date.now() - started).toBeLessThan(5000);
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    for (let i = 0; i < 100 && alive(pid); i++) await Bun.sleep(20);
+    expect(alive(pid)).toBe(false);
   });
 
   test("verify runs only verify", async () => {

@@ -51,7 +51,8 @@ function main(argv: string[]): number {
   const boot = readState(root);
   if (boot.latencyMs > 0) Bun.sleepSync(boot.latencyMs);
   const fault = takeFault(root, name, args);
-  if (fault) {
+  if (fault?.hangMs !== undefined) Bun.sleepSync(fault.hangMs);
+  else if (fault) {
     eprint(fault.stderr);
     return fault.code;
   }
