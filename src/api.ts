@@ -27,6 +27,7 @@ export { diag, hasErrors } from "./core/diagnostics.ts";
 export { KubehyveError } from "./core/errors.ts";
 export type {
   Cluster,
+  CommandTimeouts,
   DataDisk,
   HostSpec,
   NetworkSpec,
@@ -34,6 +35,7 @@ export type {
   NodeSpec,
   StageSpec,
 } from "./core/model.ts";
+export { CommandTimeoutError } from "./core/signal-target.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
 export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
@@ -41,5 +43,5 @@ export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
 export { KubeApiError, KubeRequestError, KubeTransportError } from "./kube/status.ts";
 export type { KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
 export { shellJoin, shellQuote } from "./targets/quote.ts";
-export type { RunOptions, RunResult, Target } from "./targets/target.ts";
+export type { CommandKind, RunOptions, RunResult, Target } from "./targets/target.ts";
 export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } from "./targets/target.ts";

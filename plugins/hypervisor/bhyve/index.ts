@@ -240,7 +240,9 @@ async function installBootImage(
     dev === "file"
       ? `${guestDirOf(ds, name)}/disk0.img`
       : `/dev/zvol/${(ds as { dataset: string }).dataset}/${name}/disk0`;
-  await runOk(host, ["dd", `if=${image.path}`, `of=${destination}`, "bs=1048576", "conv=sparse"]);
+  await runOk(host, ["dd", `if=${image.path}`, `of=${destination}`, "bs=1048576", "conv=sparse"], {
+    kind: "long",
+  });
   if (dev === "file") await runOk(host, ["truncate", "-s", String(size), destination]);
 }
 

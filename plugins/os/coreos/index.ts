@@ -296,7 +296,7 @@ async function waitForSsh(ctx: Ctx, node: NodeSpec): Promise<void> {
     if (ctx.signal.aborted) throw ctx.signal.reason ?? new Error("aborted");
     const result = await ctx
       .node(node.name)
-      .run(["true"], { timeoutMs: 20_000, signal: ctx.signal })
+      .run(["true"], { timeoutMs: 20_000, signal: ctx.signal, cancellable: true })
       .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
     if (result.code === 0) return;
     last = result.stderr.trim();
@@ -380,7 +380,7 @@ export async function verifyNode(ctx: Ctx, node: NodeSpec): Promise<Diagnostic[]
   const at = { target: node.name };
   const result = await ctx
     .node(node.name)
-    .run(["sh", "-c", PROBE_SCRIPT], { timeoutMs: PROBE_TIMEOUT_MS, signal: ctx.signal })
+    .run(["sh", "-c", PROBE_SCRIPT], { timeoutMs: PROBE_TIMEOUT_MS, signal: ctx.signal, cancellable: true })
     .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
   if (!result.stdout.includes("@@end")) {
     return [
@@ -596,7 +596,7 @@ export default definePlugin({
         }
         const reach = await ctx
           .node(node.name)
-          .run(["true"], { timeoutMs: 20_000, signal: ctx.signal })
+          .run(["true"], { timeoutMs: 20_000, signal: ctx.signal, cancellable: true })
           .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
         if (reach.code !== 0) {
           found.push({
