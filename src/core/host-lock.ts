@@ -11,7 +11,7 @@
  */
 
 import type { RunOptions, Target } from "../targets/target.ts";
-import { LockHeldError } from "./errors.ts";
+import { KubehyveError, LockHeldError } from "./errors.ts";
 import { type Holder, judgeHolder, machineId, me } from "./holder.ts";
 
 export const DEFAULT_HOST_LOCK = "/var/run/kubehyve.lock";
@@ -72,11 +72,11 @@ export async function acquireHostLock(host: Target, path: string, info: HostLock
     }
     if (take.code === 4) continue; // released meanwhile
     if (take.code !== 3)
-      throw new LockHeldError(path, -1, {
-        verified: false,
-        what: `${host.name}: ${(take.stderr || take.stdout).trim() || `exit ${take.code}`}`,
-        remove: `check that ${path} can be created on ${host.name}`,
-      });
+      throw new KubehyveError(
+        `cannot take the host lock ${path} on ${host.name}: ${(take.stderr || take.stdout).trim().split("\n").slice(-2).join(" | ") || `exit ${take.code}`}`,
+        undefined,
+        "up and down run as root on the host; $KUBEHYVE_HOST_LOCK may name another place for the lock",
+      );
     const text = take.stdout.replace(/\n$/, "");
     const seen = parseHolder(text);
     const verdict = seen

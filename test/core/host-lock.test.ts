@@ -15,7 +15,10 @@ import { machineId, processStart } from "../../src/core/holder.ts";
 import { Journal } from "../../src/core/journal.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
+import { SshTarget } from "../../src/targets/ssh.ts";
 import { labCluster, labNode } from "../lab/cluster.ts";
+import { have } from "../lab/prereq.ts";
+import { loginOf, startSshd } from "../lab/sshd.ts";
 
 let dir: string;
 let hostLock: string;
@@ -159,6 +162,29 @@ describe("the host lock", () => {
     expect(JSON.parse(readFileSync(hostLock, "utf8"))).toEqual(record);
   });
 
+  test("that cannot be created fails the run with the place and the reason, before any stage", async () => {
+    hostLock = join(dir, "missing-dir", "kubehyve.lock");
+    const seen: string[] = [];
+    const probe = definePlugin({
+      id: "hypervisor/probe",
+      title: "probe",
+      apiVersion: 1,
+      async check() {
+        seen.push("check");
+        return { changes: [], diagnostics: [] };
+      },
+    });
+    const error = (await up("lab", join(dir, "s"), {
+      slot: "hypervisor",
+      plugin: probe as AnyPlugin,
+      options: {},
+    }).promise.catch((e) => e)) as Error;
+    expect(error.message).toMatch(
+      new RegExp(`^cannot take the host lock ${hostLock} on local: .*(No such file|cannot create)`),
+    );
+    expect(seen).toEqual([]);
+  });
+
   test("is not taken by a dry run or a plan", async () => {
     const seen: boolean[] = [];
     const probe = definePlugin({
@@ -176,4 +202,37 @@ describe("the host lock", () => {
     await up("lab", join(dir, "s"), stage).promise;
     expect(seen).toEqual([false, false, true]);
   });
+});
+
+describe.skipIf(!have("sshd", "openssh-server"))("the host lock over ssh", () => {
+  test("is taken, refused to a second state dir and released through the remote shell", async () => {
+    const sshd = await startSshd();
+    const stateOne = join(dir, "state-one");
+    const target = new SshTarget({ ...loginOf(sshd), stateDir: stateOne, name: "root@hv1" });
+    try {
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      const targets = { host: () => target, node: () => target, hostLock };
+      const first = up("one", stateOne, gated(gate, join(dir, "one.txt")), { targets });
+      for (let i = 0; i < 500 && !existsSync(hostLock); i++) await Bun.sleep(10);
+      // The record went through the remote shell's quoting unchanged.
+      expect(JSON.parse(readFileSync(hostLock, "utf8"))).toMatchObject({
+        cluster: "one",
+        stateDir: stateOne,
+      });
+      const second = await up("two", join(dir, "state-two"), gated(Promise.resolve(), join(dir, "two.txt")), {
+        targets,
+      }).promise.catch((e) => e);
+      expect(second).toBeInstanceOf(LockHeldError);
+      expect((second as LockHeldError).message).toContain("on root@hv1: `up` of cluster one");
+      open();
+      expect((await first.promise).exitCode).toBe(0);
+      expect(existsSync(hostLock)).toBe(false);
+    } finally {
+      await target.close();
+      await sshd.stop();
+    }
+  }, 60_000);
 });
