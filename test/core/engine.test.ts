@@ -534,6 +534,37 @@ describe("cancellation", () => {
   });
 });
 
+describe("cleanups after Ctrl-C", () => {
+  test("run with working targets: their host commands and their own steps still run", async () => {
+    const controller = new AbortController();
+    const marker = join(stateDir, "cleaned");
+    const plugin = definePlugin({
+      id: "hypervisor/tidy",
+      title: "tidy",
+      apiVersion: 1,
+      async check() {
+        return { changes: [{ summary: "one step" }], diagnostics: [] };
+      },
+      async apply(ctx) {
+        ctx.onCleanup(() =>
+          ctx.wet("remove the temporary file", async () => {
+            const r = await ctx.host.run(["sh", "-c", 'echo cleaned > "$1"', "sh", marker]);
+            if (r.code !== 0) throw new Error(r.stderr);
+          }),
+        );
+        await ctx.wet("step", async () => controller.abort());
+        await ctx.wet("next step", async () => {});
+      },
+    });
+    const result = await run("up", [{ slot: "hypervisor", plugin: plugin as AnyPlugin, options: {} }], {
+      signal: controller.signal,
+      targets: { host: () => new LocalTarget(), node: () => new LocalTarget() },
+    }).promise;
+    expect(result.exitCode).toBe(130);
+    expect(readFileSync(marker, "utf8")).toBe("cleaned\n");
+  });
+});
+
 describe("doctor, verify and down", () => {
   test("doctor inspects every stage, reports pending changes and errors, and changes nothing", async () => {
     const log: string[] = [];
