@@ -251,6 +251,8 @@ describe("a plugin's targets", () => {
     run.abort();
     hard.abort();
     await expect(running).rejects.toBeInstanceOf(CancelledError);
+    // The group got its signal together; the child may take a moment longer than the shell to go.
+    for (let i = 0; i < 100 && !gone(child); i++) await Bun.sleep(20);
     expect(gone(child)).toBe(true);
     rmSync(dir, { recursive: true, force: true });
   });
