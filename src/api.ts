@@ -37,6 +37,7 @@ export { diag, hasErrors } from "./core/diagnostics.ts";
 export { CancelledError, KubehyveError } from "./core/errors.ts";
 export type {
   Cluster,
+  CommandTimeouts,
   DataDisk,
   HostSpec,
   NetworkSpec,
@@ -45,6 +46,7 @@ export type {
   StageSpec,
 } from "./core/model.ts";
 export { type Pending, type PollOptions, pending, poll, sleep } from "./core/poll.ts";
+export { CommandTimeoutError } from "./core/signal-target.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
 export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
@@ -53,5 +55,5 @@ export type { ApplyConflict } from "./kube/status.ts";
 export { KubeApiError, KubeApplyConflictError, KubeRequestError, KubeTransportError } from "./kube/status.ts";
 export type { ApplyOptions, DeleteOptions, KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
 export { shellJoin, shellQuote } from "./targets/quote.ts";
-export type { RunOptions, RunResult, Target } from "./targets/target.ts";
+export type { CommandKind, RunOptions, RunResult, Target } from "./targets/target.ts";
 export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } from "./targets/target.ts";

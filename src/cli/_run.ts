@@ -4,7 +4,7 @@ import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
 import {
   askFor,
   type GlobalFlags,
-  interruptSignal,
+  interruptSignals,
   loadCluster,
   makeReporter,
   nonEmpty,
@@ -55,7 +55,7 @@ export async function runStages(
       assumeYes: flags.yes,
       upgrade: flags.upgrade,
       ask: askFor(flags),
-      signal: interruptSignal(),
+      ...interruptSignals(),
       preflight: command === "doctor" ? [...config.warnings, ...registry.diagnostics] : undefined,
       ...extra,
     });

@@ -113,17 +113,20 @@ export function askFor(flags: GlobalFlags): ((question: string) => Promise<boole
 }
 
 /**
- * Ctrl-C stops the run between steps; a second Ctrl-C leaves at once. The commands a target runs
- * sit in process groups of their own, so the terminal's SIGINT reaches kubehyve alone: aborting
- * this signal is what stops them (the targets kill a command's group when its signal aborts).
- * SIGTERM does the same, and a second SIGTERM leaves at once too.
+ * Ctrl-C stops the run between steps: `signal` aborts, the running step finishes (only commands
+ * declared safe to cancel are killed, see core/signal-target.ts), cleanups run with working
+ * targets. A second Ctrl-C leaves at once: `abort` aborts and every running command is killed with
+ * all it started (they sit in process groups of their own, so the terminal's SIGINT reaches
+ * kubehyve alone). SIGTERM does the same, and a second SIGTERM leaves at once too.
  */
-export function interruptSignal(): AbortSignal {
+export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal } {
   const controller = new AbortController();
+  const hard = new AbortController();
   const seen = { SIGINT: 0, SIGTERM: 0 };
   const on = (name: keyof typeof seen, exitCode: number, message: string) =>
     process.on(name, () => {
       if (++seen[name] > 1) {
+        hard.abort(new CancelledError("left at once"));
         killRunningCommands();
         process.exit(exitCode);
       }
@@ -134,7 +137,7 @@ export function interruptSignal(): AbortSignal {
     });
   on("SIGINT", 130, "\ninterrupted: stopping after the current step (Ctrl-C again to leave now)\n");
   on("SIGTERM", 143, "terminated: stopping after the current step\n");
-  return controller.signal;
+  return { signal: controller.signal, abort: hard.signal };
 }
 
 /** `a,b` as a list; an empty item (`a,,b`, `a,`) is refused: it is a typo, never "all". */

@@ -3,17 +3,26 @@
  * stage's options with its plugin's schema, then the checks that span fields. Every problem is
  * collected and reported at once with its path; nothing is touched before the file is valid.
  */
-import { readFile } from "node:fs/promises";
 import * as v from "valibot";
-import { type Document, isMap, isSeq, LineCounter, parseDocument } from "yaml";
+import { type Document, isMap, isSeq, type LineCounter } from "yaml";
+import { parseSshUrl } from "../targets/ssh.ts";
 import type { AnyPlugin } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
+import { parseDuration } from "./duration.ts";
 import { InputError } from "./errors.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
-import type { Cluster, HostSpec, NodeSpec } from "./model.ts";
+import { type Cluster, DEFAULT_TIMEOUTS, type HostSpec, type NodeSpec } from "./model.ts";
 import { nodeMac, nodeUuid } from "./node-identity.ts";
 import { type ClusterFile, ClusterFileSchema } from "./schema.ts";
 import { parseSize } from "./units.ts";
+import {
+  decodeUtf8,
+  parseBoundedYaml,
+  readBoundedFile,
+  shorten,
+  YAML_LIMITS,
+  YamlRefused,
+} from "./yaml-input.ts";
 
 export interface Stage {
   slot: string;
@@ -32,7 +41,7 @@ export interface LoadedConfig {
   cluster: Cluster;
   /** Stages in the file's order; the engine orders them. */
   stages: Stage[];
-  /** Findings that do not stop a run (an even number of etcd members). */
+  /** Findings that do not stop a run (a stage's validate() warnings). */
   warnings: Diagnostic[];
   source: string;
 }
@@ -52,15 +61,31 @@ export function formatPath(path: readonly PathKey[]): string {
 }
 
 class ProblemList {
-  readonly items: Problem[] = [];
+  private readonly found: { path: readonly PathKey[]; message: string }[] = [];
   constructor(
     private readonly source: string,
     private readonly doc?: Document,
     private readonly lines?: LineCounter,
   ) {}
 
+  get count(): number {
+    return this.found.length;
+  }
+
   add(path: readonly PathKey[], message: string): void {
-    this.items.push({ path: formatPath(path), message, where: this.locate(path) });
+    this.found.push({ path, message });
+  }
+
+  /**
+   * The first YAML_LIMITS.problems problems, located. Paths and messages carry the file's own
+   * text (keys, names), so each is cut short: a megabyte key must not become a megabyte message.
+   */
+  get items(): Problem[] {
+    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message }) => ({
+      path: shorten(formatPath(path.map((k) => (typeof k === "string" ? shorten(k, 64) : k))), 200),
+      message: shorten(message, 400),
+      where: this.locate(path),
+    }));
   }
 
   /** The position of the deepest node of `path` present in the document. */
@@ -85,7 +110,10 @@ function issuePath(issue: v.BaseIssue<unknown>): PathKey[] {
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   // valibot's own messages for type mismatches name the received value; ours name the fix.
   if (issue.kind === "schema" && issue.type === "strict_object" && issue.expected === "never") {
-    return `unknown field (${issue.received.replaceAll('"', "")} is not one of the fields allowed here)`;
+    const key = issue.received.replaceAll('"', "");
+    if (key === "<<")
+      return "unknown field: YAML merge keys (<<) are not supported; write the fields out, or share a value with an anchor and an alias";
+    return `unknown field (${shorten(key, 64)} is not one of the fields allowed here)`;
   }
   if (issue.input === undefined && issue.kind === "schema") return "is required";
   return issue.message;
@@ -93,8 +121,8 @@ function describeIssue(issue: v.BaseIssue<unknown>): string {
 
 function parseHost(url: string): HostSpec {
   if (url === "local") return { kind: "local" };
-  const m = /^ssh:\/\/(?:([^@]+)@)?([^:]+)(?::(\d+))?$/.exec(url)!;
-  return { kind: "ssh", user: m[1] ?? "root", hostname: m[2]!, port: m[3] ? Number(m[3]) : 22 };
+  const { user, host, port } = parseSshUrl(url);
+  return { kind: "ssh", user, hostname: host, port };
 }
 
 function normalize(file: ClusterFile): Cluster {
@@ -128,6 +156,12 @@ function normalize(file: ClusterFile): Cluster {
     },
     nodes,
     ssh: { authorizedKeys: file.ssh.authorizedKeys ?? [] },
+    timeouts: {
+      read: file.timeouts.read === undefined ? DEFAULT_TIMEOUTS.read : parseDuration(file.timeouts.read)!,
+      change:
+        file.timeouts.change === undefined ? DEFAULT_TIMEOUTS.change : parseDuration(file.timeouts.change)!,
+      long: file.timeouts.long === undefined ? DEFAULT_TIMEOUTS.long : parseDuration(file.timeouts.long)!,
+    },
     stages: Object.fromEntries(
       Object.entries(file.stages).map(([slot, { plugin, ...options }]) => [
         slot,
@@ -295,20 +329,14 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
 
 /** Parses and validates a cluster file's text. Throws InputError listing every problem. */
 export function parseClusterText(text: string, source: string, plugins: PluginLookup): LoadedConfig {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) {
-    const problems = doc.errors.map((e) => {
-      const pos = e.linePos?.[0];
-      return {
-        path: "",
-        message: e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, ""),
-        where: pos ? `${source}:${pos.line}:${pos.col}` : source,
-      };
-    });
-    throw new InputError(`${source} is not valid YAML`, undefined, problems);
+  let parsedYaml: ReturnType<typeof parseBoundedYaml>;
+  try {
+    parsedYaml = parseBoundedYaml(text);
+  } catch (error) {
+    if (error instanceof YamlRefused) throw notYaml(source, error);
+    throw error;
   }
-  const raw = doc.toJS();
+  const { doc, lines, value: raw } = parsedYaml;
   const problems = new ProblemList(source, doc, lines);
   if (!isMap(doc.contents)) {
     problems.add(
@@ -326,7 +354,7 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   const warnings: Diagnostic[] = [];
   checkSemantics(view, problems);
   const stages = resolveStages(view, plugins, problems);
-  if (problems.items.length || !parsed.success) throw invalid(source, problems);
+  if (problems.count || !parsed.success) throw invalid(source, problems);
   const cluster = normalize(parsed.output);
   // The stages' own rules need a cluster that passed the core checks; they see it as every stage will.
   for (const stage of stages) {
@@ -335,7 +363,7 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
       else warnings.push(d);
     }
   }
-  if (problems.items.length) throw invalid(source, problems);
+  if (problems.count) throw invalid(source, problems);
   return { cluster, stages, warnings, source };
 }
 
@@ -345,22 +373,52 @@ export function parsePath(path: string): PathKey[] {
 }
 
 function invalid(source: string, problems: ProblemList): InputError {
-  const n = problems.items.length;
-  return new InputError(`${source} has ${n} problem${n === 1 ? "" : "s"}`, undefined, problems.items);
+  const n = problems.count;
+  const shown = n > YAML_LIMITS.problems ? ` (the first ${YAML_LIMITS.problems} follow)` : "";
+  return new InputError(`${source} has ${n} problem${n === 1 ? "" : "s"}${shown}`, undefined, problems.items);
+}
+
+function notYaml(source: string, refused: YamlRefused): InputError {
+  return new InputError(
+    `${source} is not a usable YAML cluster file`,
+    undefined,
+    refused.problems.map((p) => ({
+      path: "",
+      message: shorten(p.message, 400),
+      where: p.line === undefined ? source : `${source}:${p.line}:${p.col}`,
+    })),
+  );
 }
 
 export async function loadClusterFile(path: string, plugins: PluginLookup): Promise<LoadedConfig> {
+  const read = await readBoundedFile(path);
+  if ("failure" in read) {
+    const { failure } = read;
+    switch (failure.kind) {
+      case "missing":
+        throw new InputError(
+          `cluster file ${path} does not exist`,
+          "write one with `kubehyve init`, or name another with -c FILE",
+        );
+      case "not-regular":
+        throw new InputError(
+          `cluster file ${path} is ${failure.what}, not a regular file`,
+          "name the cluster file itself with -c FILE",
+        );
+      case "too-large":
+        throw new InputError(
+          `cluster file ${path} is larger than ${YAML_LIMITS.bytes / 1024 / 1024} MiB (${failure.size} bytes): no lab needs that much`,
+        );
+      case "unreadable":
+        throw new InputError(`cannot read cluster file ${path}: ${failure.message}`);
+    }
+  }
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = decodeUtf8(read.bytes);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new InputError(
-      code === "ENOENT"
-        ? `cluster file ${path} does not exist`
-        : `cannot read cluster file ${path}: ${(error as Error).message}`,
-      code === "ENOENT" ? "write one with `kubehyve init`, or name another with -c FILE" : undefined,
-    );
+    if (error instanceof YamlRefused) throw notYaml(path, error);
+    throw error;
   }
   return parseClusterText(text, path, plugins);
 }

@@ -13,9 +13,9 @@ import type { AnyPlugin, Hooks, Logger, PluginContext, SshKey } from "./contract
 import { CancelledError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir, writeFileAtomic } from "./fsutil.ts";
 import { clusterIdentity } from "./identity.ts";
-import type { Cluster, NodeSpec } from "./model.ts";
+import { type Cluster, type CommandTimeouts, DEFAULT_TIMEOUTS, type NodeSpec } from "./model.ts";
 import { memoryReporter, type Reporter } from "./reporter.ts";
-import { signalBinder } from "./signal-target.ts";
+import { changeScope, policyBinder } from "./signal-target.ts";
 import { generateEd25519KeyPair } from "./sshkey.ts";
 import { openStateStore } from "./state.ts";
 
@@ -30,7 +30,12 @@ export interface ContextArgs {
   upstreamPending?: boolean;
   assumeYes?: boolean;
   upgrade?: boolean;
+  /** The run's signal (the first Ctrl-C): stop between steps; kills only cancellable commands. */
   signal?: AbortSignal;
+  /** The hard abort (a second Ctrl-C, doctor's limit for a stage): kills every command. */
+  abort?: AbortSignal;
+  /** Default limits of commands; the cluster's, else DEFAULT_TIMEOUTS. */
+  timeouts?: CommandTimeouts;
   /** Replace the host or node targets (tests: a simulated host, a loopback sshd). */
   targets?: { host?: Target; node?: (node: NodeSpec) => Target; local?: Target };
   /** Shared by the stages of a run, so each target is connected once. */
@@ -71,9 +76,15 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
   const slot = args.plugin.id.split("/")[0]!;
   const dryRun = args.dryRun ?? false;
   const signal = args.signal ?? new AbortController().signal;
-  // Commands run in process groups of their own, out of reach of the terminal's Ctrl-C: every run
-  // on the plugin's targets stops with the run's signal, passed or not.
-  const bind = signalBinder(signal);
+  let cleaning = false;
+  // Every command on the plugin's targets gets a limit, and stops only as signal-target.ts says:
+  // the first Ctrl-C lets it finish unless it is cancellable, the hard abort kills it.
+  const bind = policyBinder({
+    signal,
+    abort: args.abort,
+    timeouts: args.timeouts ?? args.cluster.timeouts ?? DEFAULT_TIMEOUTS,
+    cleaningUp: () => cleaning,
+  });
   const reporter = args.reporter ?? memoryReporter();
   const pool = args.pool ?? new TargetPool(defaultTargets(args.cluster, args.stateDir));
   const wetLog: string[] = [];
@@ -172,10 +183,12 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
       wetLog.push(description);
       reporter.emit({ type: "wet", stage: slot, description, target: opts?.target, dryRun });
       if (dryRun) return undefined;
-      // Ctrl-C stops between steps: a mutation that has not started does not start.
-      if (signal.aborted) throw new CancelledError(`interrupted before: ${description}`);
+      // Ctrl-C stops between steps: a mutation that has not started does not start. A cleanup's
+      // own steps still run: they are how the run stops cleanly.
+      if (signal.aborted && !cleaning) throw new CancelledError(`interrupted before: ${description}`);
       await ensurePrivateDir(dir);
-      return fn();
+      // Commands started from here are changes, for their default limit.
+      return changeScope.run(true, fn);
     },
     onCleanup(fn) {
       cleanups.push(fn);
@@ -183,6 +196,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     hooks: args.hooks ?? { call: async () => [] },
     wetLog,
     async runCleanups() {
+      cleaning = true;
       while (cleanups.length) {
         const fn = cleanups.pop()!;
         try {

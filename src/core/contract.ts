@@ -131,6 +131,11 @@ export interface PluginContext<O = Record<string, unknown>> {
   readonly dryRun: boolean;
   /** An earlier stage still has pending changes, so this one cannot be inspected yet. */
   readonly upstreamPending: boolean;
+  /**
+   * Aborts at the first Ctrl-C: stop between steps. ctx.wet starts no new mutation after it, and
+   * the targets do not kill a running command for it unless the command was run with
+   * `{ cancellable: true }`. A second Ctrl-C kills every command.
+   */
   readonly signal: AbortSignal;
   /** --yes was given: disruptive changes and destruction go ahead without asking. */
   readonly assumeYes: boolean;
@@ -143,10 +148,14 @@ export interface PluginContext<O = Record<string, unknown>> {
   confirm(question: string): Promise<boolean>;
   /**
    * Every mutation goes through here. In a dry run it records `description` and returns undefined
-   * without calling `fn`, so the plan is honest by construction.
+   * without calling `fn`, so the plan is honest by construction. Commands `fn` runs are changes:
+   * they get the cluster file's `timeouts.change` unless given a kind or a limit of their own.
    */
   wet<T>(description: string, fn: () => Promise<T>, opts?: { target?: string }): Promise<T | undefined>;
-  /** Runs on the way out, also after a failure or Ctrl-C (last registered, first run). */
+  /**
+   * Runs on the way out, also after a failure or Ctrl-C (last registered, first run), with working
+   * targets: after Ctrl-C its commands and ctx.wet steps still run.
+   */
   onCleanup(fn: () => Promise<void> | void): void;
   readonly hooks: Hooks;
 }

@@ -15,8 +15,9 @@ import type { Change, Hooks } from "./contract.ts";
 import { type Diagnostic, diag, hasErrors } from "./diagnostics.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "./errors.ts";
 import { ensurePrivateDir } from "./fsutil.ts";
+import { acquireHostLock, type HostLock } from "./host-lock.ts";
 import { clusterIdentity } from "./identity.ts";
-import { acquireLock, Journal, type Lock } from "./journal.ts";
+import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
 import type { Cluster } from "./model.ts";
 import { orderStages } from "./order.ts";
 import { type RenderedSlot, writeRenderOutput } from "./render-output.ts";
@@ -45,7 +46,10 @@ export interface EngineRequest {
   /** up --upgrade: stages may move pinned releases to the newest. */
   upgrade?: boolean;
   ask?: (question: string) => Promise<boolean>;
+  /** The first Ctrl-C: the run stops between steps (see core/signal-target.ts). */
   signal?: AbortSignal;
+  /** The second Ctrl-C: every running command is killed. */
+  abort?: AbortSignal;
   targets?: TargetFactory;
   kube?: () => Promise<KubeClient>;
   artifacts?: ArtifactCache;
@@ -53,7 +57,7 @@ export interface EngineRequest {
   renderDir?: string;
   /** For render: write into a directory render did not make, and replace its own edited files. */
   renderForce?: boolean;
-  /** doctor: how long one stage's check or verify may take. */
+  /** doctor: how long one stage's check or verify may take; then the stage's commands are killed. */
   phaseTimeoutMs?: number;
   /** Shown first by doctor: config warnings, plugin load problems. */
   preflight?: Diagnostic[];
@@ -109,19 +113,23 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number | undefined, what: string): Promise<T> {
+/** Rejects after `ms`, and calls `giveUp` then: what the promise started must not run on unowned. */
+function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number | undefined,
+  what: string,
+  giveUp?: (error: Error) => void,
+): Promise<T> {
   if (!ms) return promise;
   let timer: Timer | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new KubehyveError(
-            `${what} did not finish within ${ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}`,
-          ),
-        ),
-      ms,
-    );
+    timer = setTimeout(() => {
+      const error = new KubehyveError(
+        `${what} did not finish within ${ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}`,
+      );
+      giveUp?.(error);
+      reject(error);
+    }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -133,6 +141,38 @@ function safeRenderPath(slot: string, path: string): string {
     throw new KubehyveError(`stage ${slot} rendered a file outside its directory: ${path}`);
   }
   return clean;
+}
+
+/**
+ * A lock taken over is journaled twice: the run that held it gets the end line it never wrote
+ * (killed, or its machine went down), and this run says that it took over, from whom and why.
+ */
+function recordTakeover(journal: Journal, runId: string, command: string, stale: StaleLock): void {
+  const entries = journal.read();
+  const ended = new Set(entries.filter((e) => !e.stage && e.status !== "started").map((e) => e.run));
+  // A lock of an older version names no run: its runs' ids end with the holder's pid.
+  const candidates = stale.run
+    ? [stale.run]
+    : entries
+        .filter((e) => e.status === "started" && stale.pid !== undefined && e.run.endsWith(`-${stale.pid}`))
+        .map((e) => e.run)
+        .slice(-1);
+  for (const run of candidates) {
+    if (ended.has(run)) continue;
+    const started = entries.find((e) => e.run === run && e.status === "started");
+    journal.record({
+      run,
+      command: started?.command ?? stale.command ?? "unknown",
+      status: "killed",
+      message: `the run ended without finishing (${stale.why}); found by run ${runId}, which took over its lock`,
+    });
+  }
+  journal.record({
+    run: runId,
+    command,
+    status: "lock-taken-over",
+    message: `took over the lock of ${stale.pid ? `pid ${stale.pid}` : "a run"}${stale.run ? ` (run ${stale.run})` : ""}: ${stale.why}`,
+  });
 }
 
 export async function runEngine(req: EngineRequest): Promise<EngineResult> {
@@ -150,7 +190,8 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   const journal = new Journal(req.stateDir);
   let lock: Lock | undefined;
   if (!dryRun) {
-    lock = acquireLock(req.stateDir, req.command);
+    lock = acquireLock(req.stateDir, req.command, runId);
+    if (lock.takenOver) recordTakeover(journal, runId, req.command, lock.takenOver);
     if (lock.tookOverFrom !== undefined) {
       reporter.emit({
         type: "log",
@@ -176,10 +217,14 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
       return answers;
     },
   };
+  const abort = req.abort;
+  /** Per stage, for doctor: given up on at its phase's limit, which kills the stage's commands. */
+  const stageStops = new Map<string, AbortController>();
   const contextOf = (stage: Stage, upstreamPending = offline, stageReporter: Reporter = reporter) => {
     const key = `${stage.slot}:${upstreamPending}:${stageReporter === reporter}`;
     let ctx = contexts.get(key);
     if (!ctx) {
+      const stop = stageStops.get(stage.slot)?.signal;
       ctx = createPluginContext({
         cluster: req.cluster,
         plugin: stage.plugin,
@@ -190,7 +235,8 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         upstreamPending,
         assumeYes: req.assumeYes,
         upgrade: req.upgrade,
-        signal,
+        signal: stop ? AbortSignal.any([signal, stop]) : signal,
+        abort: stop ? (abort ? AbortSignal.any([abort, stop]) : stop) : abort,
         pool,
         hooks,
         kube: offline
@@ -251,6 +297,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         fn(),
         req.command === "doctor" ? (req.phaseTimeoutMs ?? 120_000) : undefined,
         `${o.slot} ${phase}`,
+        (error) => stageStops.get(o.slot)?.abort(error),
       );
       o.status = statusOf(result);
       end();
@@ -311,9 +358,53 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   });
   journal.record({ run: runId, command: req.command, status: "started" });
 
+  // Leaving at once (a second Ctrl-C exits the process) skips the finally below: the journal still
+  // gets its end line and the state dir's lock is freed. The host lock cannot be (that takes a
+  // command): the next run finds its holder gone and takes it over.
+  let finished = false;
+  const onExit = () => {
+    if (finished) return;
+    try {
+      journal.record({
+        run: runId,
+        command: req.command,
+        status: "killed",
+        durationMs: Date.now() - started,
+        message:
+          "kubehyve left before the run finished (a second interrupt); the commands still running were killed",
+      });
+    } catch {}
+    lock?.release();
+  };
+  process.on("exit", onExit);
+
   let exitCode: number = ExitCode.ok;
   let endMessage: string | undefined;
+  let hostLock: HostLock | undefined;
   try {
+    if (!dryRun && (req.command === "up" || req.command === "down") && pool.hostLock) {
+      if (!pool.hostLock.startsWith("/"))
+        throw new InputError(`the host lock ${JSON.stringify(pool.hostLock)} is not an absolute path`);
+      hostLock = await acquireHostLock(pool.host(), pool.hostLock, {
+        run: runId,
+        command: req.command,
+        cluster: req.cluster.name,
+        stateDir: req.stateDir,
+      });
+      if (hostLock.takenOver) {
+        journal.record({
+          run: runId,
+          command: req.command,
+          status: "lock-taken-over",
+          message: `took over the host lock ${hostLock.path} of ${hostLock.takenOver.holder}: ${hostLock.takenOver.why}`,
+        });
+        reporter.emit({
+          type: "log",
+          level: "warn",
+          message: `took over the host lock ${hostLock.path} left by a run that is gone (${hostLock.takenOver.why})`,
+        });
+      }
+    }
     switch (req.command) {
       case "plan":
       case "up": {
@@ -324,10 +415,14 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
           const checked = await runPhase(
             o,
             "check",
-            () => stage.plugin.check(ctx),
+            async () => {
+              const r = await stage.plugin.check(ctx);
+              // Set before the phase's journal line is written, which counts them.
+              o.changes = r.changes;
+              return r;
+            },
             (r) => (r.changes.length ? "changes" : "up-to-date"),
           );
-          o.changes = checked.changes;
           for (const c of checked.changes)
             reporter.emit({
               type: "change",
@@ -401,6 +496,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         // Stages are inspected side by side; each one's lines are held back and printed in order.
         const buffers = await Promise.all(
           selected.map(async (stage) => {
+            stageStops.set(stage.slot, new AbortController());
             const buffer = memoryReporter();
             const o: StageOutcome = {
               slot: stage.slot,
@@ -416,7 +512,11 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
               const checked = await runPhase(
                 o,
                 "check",
-                () => stage.plugin.check(ctx),
+                async () => {
+                  const r = await stage.plugin.check(ctx);
+                  o.changes = r.changes;
+                  return r;
+                },
                 (r) => (r.changes.length ? "changes" : "up-to-date"),
                 buffer,
               );
@@ -556,6 +656,15 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   } finally {
     try {
       for (const ctx of contexts.values()) await ctx.runCleanups();
+      if (hostLock) {
+        await hostLock.release().catch((error: unknown) =>
+          reporter.emit({
+            type: "log",
+            level: "warn",
+            message: `could not release the host lock ${hostLock!.path}: ${errorMessage(error)}`,
+          }),
+        );
+      }
       await pool.closeAll();
       journal.record({
         run: runId,
@@ -565,6 +674,8 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
         message: endMessage,
       });
     } finally {
+      finished = true;
+      process.off("exit", onExit);
       // A journal that cannot be written (full disk) must not leave the lock held.
       lock?.release();
     }

@@ -37,16 +37,27 @@ export class LockHeldError extends KubehyveError {
   constructor(
     readonly lockFile: string,
     readonly holderPid: number,
+    /**
+     * `verified`: the holder is the very process that took the lock (pid and start time match), so
+     * the hint may name it. Otherwise a live process has the pid but may be any program: the hint
+     * never suggests killing it (for pid 1 that would be `kill 1`).
+     */
+    readonly holder: { verified: boolean; what?: string; remove?: string } = { verified: true },
   ) {
+    const remove = holder.remove ?? `rm ${lockFile}`;
     // Without a known holder there is no pid to name: `kill -1` would signal every process.
     super(
-      holderPid > 0
-        ? `another kubehyve run (pid ${holderPid}) holds the lock ${lockFile}`
-        : `the lock ${lockFile} cannot be taken over`,
+      holderPid <= 0
+        ? `the lock ${lockFile} cannot be taken over`
+        : holder.verified
+          ? `another kubehyve run (pid ${holderPid}${holder.what ? `, ${holder.what}` : ""}) holds the lock ${lockFile}`
+          : `the lock ${lockFile} names pid ${holderPid}, which runs but cannot be recognised as the kubehyve run that took it${holder.what ? ` (${holder.what})` : ""}`,
       ExitCode.lockHeld,
-      holderPid > 0
-        ? `wait for it to finish, or stop it: kill ${holderPid}`
-        : `if no kubehyve run is going on, remove it: rm -r ${lockFile}`,
+      holderPid <= 0
+        ? `if no kubehyve run is going on, remove it: ${holder.remove ?? `rm -r ${lockFile}`}`
+        : holder.verified
+          ? `wait for it to finish, or stop it: kill ${holderPid}`
+          : `if no kubehyve run is going on, remove it: ${remove}`,
     );
     this.name = "LockHeldError";
   }

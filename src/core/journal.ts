@@ -7,6 +7,7 @@ import { uptime } from "node:os";
 import { join } from "node:path";
 import { LockHeldError } from "./errors.ts";
 import { appendPrivateFile, readPrivateFile } from "./fsutil.ts";
+import { type Holder, type HolderVerdict, judgeHolder, me } from "./holder.ts";
 
 export interface JournalEntry {
   run: string;
@@ -49,42 +50,45 @@ export class Journal {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 export interface Lock {
   file: string;
-  /** Set when a lock left by a dead run was taken over. */
+  /** Set when a lock left by a run that is gone was taken over: its pid, or -1 when it named none. */
   tookOverFrom?: number;
+  /** What the stale lock said, and why it was judged stale. */
+  takenOver?: StaleLock;
   release(): void;
 }
 
+export interface StaleLock {
+  pid?: number;
+  run?: string;
+  command?: string;
+  since?: string;
+  why: string;
+}
+
 /**
- * Takes the lock with an exclusive create. A lock whose holder is alive is refused (LockHeldError);
- * one whose holder died is taken over, and the caller warns about it.
+ * Takes the lock with an exclusive create. It records this process as a Holder (pid, start time,
+ * machine) and the run's id, so that a later run can tell the holder from a process that merely got
+ * its pid, and can close the journal of a run that was killed. A lock whose holder runs is refused
+ * (LockHeldError); one whose holder is gone is taken over, and the caller journals and warns.
  */
-export function acquireLock(stateDir: string, command: string): Lock {
+export function acquireLock(stateDir: string, command: string, run?: string): Lock {
   const file = join(stateDir, "lock");
-  const mine = JSON.stringify({ pid: process.pid, command, since: new Date().toISOString() });
+  const mine = JSON.stringify({ ...me(), run, command, since: new Date().toISOString() });
   // The lock appears whole or not at all: written aside, then linked into place, which fails when
   // a lock exists. Another run can never read a lock that is still being written.
   const draft = `${file}.${process.pid}.new`;
   writeFileSync(draft, mine, { mode: 0o600 });
-  let tookOverFrom: number | undefined;
+  let takenOver: StaleLock | undefined;
   try {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         linkSync(draft, file);
         return {
           file,
-          tookOverFrom,
+          tookOverFrom: takenOver ? (takenOver.pid ?? -1) : undefined,
+          takenOver,
           release: () => {
             try {
               unlinkSync(file);
@@ -96,7 +100,13 @@ export function acquireLock(stateDir: string, command: string): Lock {
       }
       const seen = readLock(file);
       if (seen === undefined) continue; // released meanwhile
-      if (!isStale(seen)) throw new LockHeldError(file, seen.pid!);
+      const verdict = staleness(seen);
+      if (verdict.kind !== "gone") {
+        throw new LockHeldError(file, seen.pid ?? -1, {
+          verified: verdict.kind === "alive",
+          what: verdict.kind === "alive" ? describe(seen) : verdict.why,
+        });
+      }
       // Move the stale lock aside under a name of our own: of two runs taking it over at once,
       // only one moves it. If what was moved is not the lock judged stale, another run had
       // already replaced it: put that one back and look again.
@@ -115,7 +125,13 @@ export function acquireLock(stateDir: string, command: string): Lock {
         continue;
       }
       unlinkSync(aside);
-      tookOverFrom = seen.pid ?? -1;
+      takenOver = {
+        pid: seen.pid,
+        run: seen.run,
+        command: seen.command,
+        since: seen.sinceText,
+        why: verdict.why,
+      };
     }
     throw new LockHeldError(file, readLock(file)?.pid ?? -1);
   } finally {
@@ -125,10 +141,12 @@ export function acquireLock(stateDir: string, command: string): Lock {
   }
 }
 
-interface SeenLock {
+interface SeenLock extends Partial<Holder> {
   text: string;
-  pid?: number;
   since?: number;
+  sinceText?: string;
+  run?: string;
+  command?: string;
 }
 
 function readLock(file: string): SeenLock | undefined {
@@ -141,16 +159,36 @@ function readLock(file: string): SeenLock | undefined {
   try {
     const content = JSON.parse(text);
     const pid = Number.isInteger(content.pid) && content.pid > 0 ? content.pid : undefined;
-    return { text, pid, since: Date.parse(content.since) };
+    const str = (x: unknown) => (typeof x === "string" ? x : undefined);
+    return {
+      text,
+      pid,
+      start: str(content.start),
+      machine: str(content.machine),
+      run: str(content.run),
+      command: str(content.command),
+      since: Date.parse(content.since),
+      sinceText: str(content.since),
+    };
   } catch {
     return { text }; // unreadable: stale
   }
 }
 
-function isStale(lock: SeenLock): boolean {
-  if (lock.pid === undefined || lock.pid === process.pid) return true;
+function describe(lock: SeenLock): string {
+  return [
+    lock.command ? `\`${lock.command}\`` : undefined,
+    lock.sinceText ? `since ${lock.sinceText}` : undefined,
+  ]
+    .filter(Boolean)
+    .join(" ");
+}
+
+function staleness(lock: SeenLock): HolderVerdict {
+  if (lock.pid === undefined) return { kind: "gone", why: "it names no process" };
   // The state dir outlives a reboot, pids do not: a lock older than the boot belongs to no live
   // run, even if some other program now has its pid. The minute of slack absorbs clock steps.
-  const beforeBoot = lock.since !== undefined && lock.since < Date.now() - uptime() * 1000 - 60_000;
-  return beforeBoot || !alive(lock.pid);
+  if (lock.since !== undefined && lock.since < Date.now() - uptime() * 1000 - 60_000)
+    return { kind: "gone", why: "it was taken before the machine last booted" };
+  return judgeHolder({ pid: lock.pid, start: lock.start, machine: lock.machine });
 }

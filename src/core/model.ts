@@ -41,6 +41,23 @@ export interface StageSpec {
   options: Record<string, unknown>;
 }
 
+/**
+ * How long one command on the host, a node or this machine may run before its phase fails, in
+ * milliseconds, per kind: a query, a change (inside ctx.wet), or a step its caller knows is long
+ * (an image copy, a playbook run). A caller may also pass its own limit.
+ */
+export interface CommandTimeouts {
+  read: number;
+  change: number;
+  long: number;
+}
+
+export const DEFAULT_TIMEOUTS: CommandTimeouts = {
+  read: 60_000,
+  change: 10 * 60_000,
+  long: 3 * 3600_000,
+};
+
 export interface Cluster {
   name: string;
   host: HostSpec;
@@ -49,4 +66,6 @@ export interface Cluster {
   ssh: { authorizedKeys: string[] };
   /** Keyed by slot, in the order the file lists them. */
   stages: Record<string, StageSpec>;
+  /** The cluster file's `timeouts`, defaults filled in; DEFAULT_TIMEOUTS when absent. */
+  timeouts?: CommandTimeouts;
 }

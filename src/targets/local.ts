@@ -6,7 +6,7 @@
 import { stat } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { CancelledError } from "../core/errors.ts";
-import { type RunOptions, type RunResult, type Target, TIMEOUT_EXIT } from "./target.ts";
+import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, type Target, TIMEOUT_EXIT } from "./target.ts";
 
 /** How long a killed command gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 2000;
@@ -34,7 +34,8 @@ export class LocalTarget implements Target {
  * ssh, argv is the `ssh` client's own command line).
  *
  * - a missing or non-executable program gives code 127 or 126 with a clear stderr, as a shell would;
- * - the timeout kills the command's whole process group and gives code 124;
+ * - the timeout (FALLBACK_TIMEOUT_MS when none is given: nothing runs forever) kills the command's
+ *   whole process group and gives code 124;
  * - an abort kills it the same way and then throws CancelledError: the run is over, there is no
  *   result to inspect;
  * - death by a signal gives 128 + the signal number, as in a shell.
@@ -89,10 +90,16 @@ export async function spawnCommand(
     if (reason || proc.exitCode !== null || proc.signalCode !== null) return;
     reason = why;
     signalGroup(proc.pid, "SIGTERM");
+    // The whole group gets SIGKILL after the grace, unless it is gone by then: the command itself
+    // may have ended on SIGTERM while what it started (a shell waiting on its child, which defers
+    // its trap) has not.
     const hard = setTimeout(() => signalGroup(proc.pid, "SIGKILL"), KILL_GRACE_MS);
-    void proc.exited.finally(() => clearTimeout(hard));
+    void proc.exited.finally(() => {
+      if (!groupAlive(proc.pid)) clearTimeout(hard);
+    });
   };
-  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => kill("timeout"), opts.timeoutMs);
+  const timeoutMs = opts.timeoutMs ?? FALLBACK_TIMEOUT_MS;
+  const timer = setTimeout(() => kill("timeout"), timeoutMs);
   const onAbort = () => kill("abort");
   opts.signal?.addEventListener("abort", onAbort, { once: true });
 
@@ -105,13 +112,14 @@ export async function spawnCommand(
     const result: RunResult = { code: exitCodeOf(proc), stdout: await stdout, stderr: await stderr };
     if (reason === "abort") throw interrupted();
     if (reason === "timeout") {
-      const seconds = (opts.timeoutMs ?? 0) / 1000;
+      const seconds = timeoutMs / 1000;
       result.code = TIMEOUT_EXIT;
+      result.timedOut = true;
       result.stderr += `${result.stderr && !result.stderr.endsWith("\n") ? "\n" : ""}${targetName}: \`${shown.join(" ")}\` timed out after ${seconds}s\n`;
     }
     return result;
   } finally {
-    if (timer) clearTimeout(timer);
+    clearTimeout(timer);
     opts.signal?.removeEventListener("abort", onAbort);
   }
 }
@@ -128,6 +136,15 @@ function exitCodeOf(proc: Bun.Subprocess): number {
   const signal = proc.signalCode;
   const number = signal ? osConstants.signals[signal as keyof typeof osConstants.signals] : undefined;
   return 128 + (number ?? 0);
+}
+
+function groupAlive(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {

@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import { KubehyveError } from "../core/errors.ts";
+import { DEFAULT_HOST_LOCK } from "../core/host-lock.ts";
 import type { Cluster, NodeSpec } from "../core/model.ts";
 import { LocalTarget } from "./local.ts";
 import { SshTarget } from "./ssh.ts";
@@ -14,15 +15,24 @@ export interface TargetFactory {
   node(node: NodeSpec): Target;
   /** The machine kubehyve runs on (Ansible, downloads' helpers); local when not given. */
   local?(): Target;
+  /**
+   * Where on the host `up` and `down` take the host lock (see core/host-lock.ts); none when not
+   * given (a test's recording host).
+   */
+  hostLock?: string;
 }
 
 export function clusterKeyPath(stateDir: string): string {
   return join(stateDir, "ssh", "id_ed25519");
 }
 
-/** Targets as the cluster file declares them: local or ssh:// host, nodes as `core` over ssh. */
+/**
+ * Targets as the cluster file declares them: local or ssh:// host, nodes as `core` over ssh. The
+ * host lock is /var/run/kubehyve.lock unless $KUBEHYVE_HOST_LOCK names another file.
+ */
 export function defaultTargets(cluster: Cluster, stateDir: string): TargetFactory {
   return {
+    hostLock: process.env.KUBEHYVE_HOST_LOCK || DEFAULT_HOST_LOCK,
     host: () =>
       cluster.host.kind === "local"
         ? new LocalTarget()
@@ -64,6 +74,10 @@ export class TargetPool {
   private localTarget?: Target;
   private readonly nodes = new Map<string, Target>();
   constructor(private readonly factory: TargetFactory) {}
+
+  get hostLock(): string | undefined {
+    return this.factory.hostLock;
+  }
 
   host(): Target {
     this.hostTarget ??= this.factory.host();

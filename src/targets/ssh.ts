@@ -4,10 +4,11 @@
  * and the host key is pinned on first contact in the state dir's known_hosts: a changed key stops
  * the run, it is never accepted silently.
  *
- * A timeout or an abort ends the local ssh client at once. The remote command is not signalled (ssh
- * has no way to, short of a pty, which would merge stderr into stdout): it runs on until it ends or
- * writes to its closed output. Where a remote command must not outlive its limit, run it under the
- * remote timeout(1) as well.
+ * A timeout or an abort ends the local ssh client at once. The remote command cannot be signalled
+ * through ssh (short of a pty, which would merge stderr into stdout), so every remote command runs
+ * under the remote timeout(1) (FreeBSD's and GNU's take the same `-k` and seconds), set a little
+ * past the local limit: that is its owner on the remote side, which ends it, and what it started,
+ * when the local side has given up on it or left.
  */
 import { createHash } from "node:crypto";
 import { lstat, mkdir } from "node:fs/promises";
@@ -17,7 +18,7 @@ import { CancelledError, KubehyveError } from "../core/errors.ts";
 import { ensurePrivateDir } from "../core/fsutil.ts";
 import { spawnCommand } from "./local.ts";
 import { shellJoin } from "./quote.ts";
-import type { RunOptions, RunResult, Target } from "./target.ts";
+import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, type Target } from "./target.ts";
 
 export interface SshTargetOptions {
   user: string;
@@ -60,6 +61,12 @@ const CONTROL_TEMP_SUFFIX = 17;
 const MAX_SESSIONS = 8;
 /** Right after a command went through the master, it is assumed alive without asking it. */
 const MASTER_FRESH_MS = 20_000;
+/**
+ * The remote timeout(1) fires this long after the local limit (the local side reports the timeout;
+ * the remote one only cleans up), and sends SIGKILL this long after its SIGTERM.
+ */
+const REMOTE_GRACE_S = 10;
+const REMOTE_KILL_AFTER_S = 5;
 /** Options the target depends on: extraOptions cannot replace them. */
 const PINNED = new Set(
   [
@@ -121,7 +128,14 @@ export class SshTarget implements Target {
 
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     if (argv.length === 0 || argv[0] === "") throw new Error(`${this.name}: cannot run an empty command`);
-    const remote = shellJoin(withEnvAndCwd(argv, opts));
+    const limitMs = opts.timeoutMs ?? FALLBACK_TIMEOUT_MS;
+    const remote = shellJoin([
+      "timeout",
+      "-k",
+      String(REMOTE_KILL_AFTER_S),
+      String(Math.ceil(limitMs / 1000) + REMOTE_GRACE_S),
+      ...withEnvAndCwd(argv, opts),
+    ]);
     await this.ensureMaster(opts);
     await this.acquireSession();
     try {
@@ -130,6 +144,7 @@ export class SshTarget implements Target {
         [...(await this.sshArgs()), "--", this.destination(), remote],
         {
           ...opts,
+          timeoutMs: limitMs,
           env: undefined,
           cwd: undefined,
         },
@@ -417,7 +432,7 @@ export interface SshUrl {
 export function parseSshUrl(text: string): SshUrl {
   const bad = (why: string) =>
     new KubehyveError(
-      `${JSON.stringify(text)} is not a valid ssh URL: ${why}`,
+      `${JSON.stringify(text.length > 100 ? `${text.slice(0, 99)}…` : text)} is not a valid ssh URL: ${why}`,
       undefined,
       "write it as ssh://user@host:port",
     );
@@ -427,15 +442,14 @@ export function parseSshUrl(text: string): SshUrl {
     throw bad("it may hold only a user, a host and a port");
   }
   const [, rawUser, rawHost = "", rawPort] = match;
-  const user = rawUser === undefined ? "root" : decodeURIComponent(rawUser);
+  // Taken as written: a user name has nothing to percent-encode, and decoding could make one up.
+  const user = rawUser === undefined ? "root" : rawUser;
   if (user.includes(":")) throw bad("a password does not belong in it (use a key)");
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(user)) throw bad(`${JSON.stringify(user)} is not a user name`);
+  if (!isUserName(user)) throw bad(`${JSON.stringify(user)} is not a user name`);
   const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
   if (host === "") throw bad("the host is missing");
   if (
-    rawHost.startsWith("[")
-      ? !/^[0-9A-Fa-f:.]+$/.test(host) || !host.includes(":")
-      : !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)
+    rawHost.startsWith("[") ? !/^[0-9A-Fa-f:.]{2,45}$/.test(host) || !host.includes(":") : !isHostName(host)
   ) {
     throw bad(`${JSON.stringify(host)} is not a host name or IP address`);
   }
@@ -447,4 +461,26 @@ export function parseSshUrl(text: string): SshUrl {
     port = Number(rawPort);
   }
   return { user, host, port };
+}
+
+/**
+ * A login name as FreeBSD and Linux allow one (pw(8), useradd(8)): letters, digits, `_`, `.`, `-`,
+ * not starting with `-` or `.`, at most 32 characters (MAXLOGNAME is 33 with the NUL).
+ */
+export function isUserName(user: string): boolean {
+  return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(user);
+}
+
+/**
+ * A host name by RFC 1123 (labels of letters, digits and `-`, 1 to 63 long, not starting or ending
+ * with `-`, at most 253 in all), or an IPv4 address: a name of digits and dots only must be an
+ * address ("999.1.1.1" is neither).
+ */
+export function isHostName(host: string): boolean {
+  if (host.length > 253) return false;
+  if (/^[\d.]+$/.test(host)) {
+    const parts = host.split(".");
+    return parts.length === 4 && parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) <= 255);
+  }
+  return host.split(".").every((label) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label));
 }

@@ -2,10 +2,37 @@
  * Where a command runs. Commands are argv arrays, never shell strings: the local target hands them
  * to the kernel as they are, the ssh target quotes each word once (see quote.ts).
  */
+/** What a command is, for its default timeout (the cluster file's `timeouts`). */
+export type CommandKind = "read" | "change" | "long";
+
 export interface RunOptions {
-  /** Kill the command after this long; the result then has code 124 and says so in stderr. */
+  /**
+   * Kill the command after this long; the result then has code 124, `timedOut`, and says so in
+   * stderr. Without it a plugin's command gets its kind's limit, and passing that limit fails the
+   * phase (CommandTimeoutError); a target used directly falls back to the longest default.
+   */
   timeoutMs?: number;
+  /**
+   * For the default timeout: a query (the default outside ctx.wet), a change (the default inside
+   * it), or a step its caller knows to be long (a disk image copy, a playbook run).
+   */
+  kind?: CommandKind;
+  /**
+   * A target used directly kills the command when this aborts. A plugin's targets treat the run's
+   * own signal (ctx.signal: the first Ctrl-C) as "stop between steps": it kills only a command
+   * declared `cancellable`; any other signal the caller passes kills as usual.
+   */
   signal?: AbortSignal;
+  /**
+   * Safe to stop half-way (a poll, a read, a download to a temporary name that is cleaned up): the
+   * first Ctrl-C kills it. Without it the first Ctrl-C lets the command finish.
+   */
+  cancellable?: boolean;
+  /**
+   * How messages name the command when its argv would not say what it does: a constant script run
+   * with `sh -c` names the command it is about (`dd if=… of=…`).
+   */
+  shownAs?: readonly string[];
   /** What the command reads: text, bytes, or a local file streamed from disk (`{ file }`). */
   stdin?: string | Uint8Array | { file: string };
   env?: Record<string, string>;
@@ -19,6 +46,8 @@ export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** Set when the command was killed by its timeout (code 124). */
+  timedOut?: boolean;
 }
 
 export interface Target {
@@ -31,6 +60,18 @@ export interface Target {
 
 /** Exit code used when a command was killed by its timeout (as timeout(1) does). */
 export const TIMEOUT_EXIT = 124;
+
+/**
+ * The limit for a command nobody gave one: the longest of the default limits (core/model.ts
+ * DEFAULT_TIMEOUTS.long), so that no command the binary starts can run forever.
+ */
+export const FALLBACK_TIMEOUT_MS = 3 * 3600_000;
+
+/** The command as a message shows it: long words (an inline script) and long lines cut short. */
+export function showCommand(argv: readonly string[]): string {
+  const words = argv.map((w) => (w.length > 60 ? `${w.slice(0, 57)}…` : w)).join(" ");
+  return words.length > 200 ? `${words.slice(0, 199)}…` : words;
+}
 
 export class CommandError extends Error {
   constructor(

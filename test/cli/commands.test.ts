@@ -16,7 +16,7 @@ const MAIN = join(import.meta.dir, "../../src/main.ts");
 
 /**
  * A drop-in plugin: keeps `file` saying "on". Its apply can fail, or run a command that writes its
- * pid to `pidFile` and sleeps (with or without the run's signal, or ignoring it altogether).
+ * pid to `pidFile` and sleeps (declared safe to cancel, or ignoring SIGTERM altogether).
  */
 const PLUGIN = `import { definePlugin, readTargetFile, v, writeTargetFile } from "kubehyve";
 export default definePlugin({
@@ -36,7 +36,7 @@ export default definePlugin({
     const { mode, pidFile, file } = ctx.options;
     if (mode === "fail") throw new Error("the disk caught fire");
     if (mode === "sleep")
-      await ctx.host.run(["sh", "-c", 'echo $$ > "$1"; exec sleep 60', "sh", pidFile], { signal: ctx.signal });
+      await ctx.host.run(["sh", "-c", 'echo $$ > "$1"; exec sleep 60', "sh", pidFile], { cancellable: true });
     if (mode === "stubborn")
       // A command that ignores SIGTERM (an ignored signal stays ignored across exec).
       await ctx.host.run(["sh", "-c", 'trap "" TERM; echo $$ > "$1"; exec sleep 60', "sh", pidFile]);
@@ -155,7 +155,7 @@ describe("down without a terminal", () => {
 });
 
 describe("Ctrl-C", () => {
-  test("aborts the run's signal: the running command is killed, the run ends 130 and frees the lock", async () => {
+  test("kills a running command declared safe to cancel: the run ends 130 and frees the lock", async () => {
     const { spawn, pidFile, state, file, journal } = lab("sleep");
     const proc = spawn(["up"]);
     const pid = Number(await waitForFile(pidFile));
@@ -189,7 +189,7 @@ describe("Ctrl-C", () => {
     const pid = Number(await waitForFile(pidFile));
     proc.kill("SIGINT");
     await Bun.sleep(200);
-    // The first Ctrl-C asked the command to stop; it ignores that, so the run still waits.
+    // The first Ctrl-C lets the running command finish (it is not declared safe to cancel).
     expect(proc.exitCode).toBeNull();
     expect(gone(pid)).toBe(false);
     proc.kill("SIGINT");

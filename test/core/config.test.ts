@@ -1,9 +1,19 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as v from "valibot";
-import { formatPath, type PluginLookup, parseClusterText, parsePath } from "../../src/core/config.ts";
+import {
+  formatPath,
+  loadClusterFile,
+  type PluginLookup,
+  parseClusterText,
+  parsePath,
+} from "../../src/core/config.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { diag } from "../../src/core/diagnostics.ts";
 import { InputError } from "../../src/core/errors.ts";
+import { ordinaryAliases } from "../reliability/mutate.ts";
 
 const fakeHypervisor = definePlugin({
   id: "hypervisor/fake",
@@ -353,5 +363,164 @@ describe("parsePath", () => {
   test("is the inverse of formatPath", () => {
     for (const path of [["nodes", 1, "memory"], ["stages", "k8s", "release", "sha256"], ["name"]] as const)
       expect(parsePath(formatPath(path))).toEqual([...path]);
+  });
+});
+
+describe("input that costs little", () => {
+  const cpuMs = (fn: () => void) => {
+    const t0 = process.cpuUsage();
+    fn();
+    const used = process.cpuUsage(t0);
+    return (used.user + used.system) / 1000;
+  };
+
+  test("an alias to no anchor is refused with file:line:column, not a crash", () => {
+    const problems = problemsOf(VALID.replace("gateway: 192.168.1.1", "gateway: *x"));
+    expect(problems).toEqual([
+      { path: "", message: "the alias *x refers to no anchor &x before it", where: "kubehyve.yaml:3:12" },
+    ]);
+  });
+
+  test("an ordinary file with 101 references to one anchor is accepted", () => {
+    const { cluster } = parseClusterText(ordinaryAliases(101), "kubehyve.yaml", plugins);
+    const sizes = cluster.nodes.flatMap((n) => [n.disk, ...n.disks.map((d) => d.size)]);
+    expect(sizes).toHaveLength(102);
+    expect(new Set(sizes)).toEqual(new Set([20 * 1024 ** 3]));
+  });
+
+  test("aliases of aliases (a billion laughs) are refused before anything walks them", () => {
+    const laughs = Array.from({ length: 12 }, (_, i) =>
+      i === 0
+        ? "l0: &l0 [a, a, a, a, a, a, a, a, a, a]"
+        : `l${i}: &l${i} [${Array(10)
+            .fill(`*l${i - 1}`)
+            .join(", ")}]`,
+    ).join("\n");
+    let problems: { message: string }[] = [];
+    const ms = cpuMs(() => {
+      problems = problemsOf(`${VALID}${laughs}\n`);
+    });
+    expect(problems[0]!.message).toMatch(/more than 20000 values once its aliases are expanded/);
+    expect(ms).toBeLessThan(500);
+  });
+
+  test("an alias inside the node it refers to is refused", () => {
+    expect(problemsOf(`${VALID}x: &a [*a]\n`)[0]).toMatchObject({
+      message: "the alias *a refers to a node that contains it",
+      where: "kubehyve.yaml:18:8",
+    });
+  });
+
+  test("a YAML merge key is explained", () => {
+    const text = VALID.replace("  - name: w1\n", "  - <<: { cpus: 4 }\n    name: w1\n");
+    expect(problemsOf(text).find((p) => p.path === "nodes[1].<<")!.message).toMatch(
+      /YAML merge keys \(<<\) are not supported/,
+    );
+  });
+
+  test("a mapping of 14 000 keys is checked in well under a second: duplicates are found in linear time", () => {
+    const keys = Array.from({ length: 14_000 }, (_, i) => `k${i}: 1`);
+    const text = `${VALID}extra: {${[...keys, "k7: 2"].join(", ")}}\n`;
+    let problems: { message: string }[] = [];
+    const ms = cpuMs(() => {
+      problems = problemsOf(text);
+    });
+    expect(problems.map((p) => p.message)).toContain(
+      'map keys must be unique: "k7" is already a key on line 18',
+    );
+    // The library's own check compares each key with every earlier one: 2 s of CPU here.
+    expect(ms).toBeLessThan(1200);
+  });
+
+  test("more than 50 problems: the first 50 are listed and all are counted", () => {
+    const nodes = Array.from(
+      { length: 60 },
+      (_, i) => `  - name: n${i}\n    role: boss\n    address: 192.168.1.${i + 2}\n`,
+    ).join("");
+    let error: InputError | undefined;
+    try {
+      parseClusterText(VALID.replace(/nodes:\n( {2}.*\n| {4}.*\n)+/, `nodes:\n${nodes}`), "f.yaml", plugins);
+    } catch (e) {
+      error = e as InputError;
+    }
+    expect(error!.message).toBe("f.yaml has 61 problems (the first 50 follow)");
+    expect(error!.problems).toHaveLength(50);
+  });
+
+  test("deep nesting is refused before the parser descends into it", () => {
+    let problems: { path: string; message: string; where?: string }[] = [];
+    const ms = cpuMs(() => {
+      problems = problemsOf(`${VALID}deep: ${"[".repeat(1000)}\n`);
+    });
+    expect(problems).toEqual([
+      { path: "", message: "nests collections deeper than 64 levels", where: "kubehyve.yaml:18:71" },
+    ]);
+    expect(ms).toBeLessThan(500);
+    expect(problemsOf(`${VALID}${"- ".repeat(100)}x\n`)[0]!.message).toBe(
+      "nests more than 64 collections on one line",
+    );
+  });
+
+  test("a key of a megabyte makes a short message", () => {
+    const problems = problemsOf(`${VALID}${"k".repeat(200_000)}: 1\n`);
+    for (const p of problems) expect(p.path.length + p.message.length).toBeLessThan(700);
+  });
+});
+
+describe("reading the cluster file", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "kubehyve-config-read-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const refusal = async (path: string) => {
+    try {
+      await loadClusterFile(path, plugins);
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      return error as InputError;
+    }
+    throw new Error(`${path} was accepted`);
+  };
+
+  test("a FIFO is refused at once instead of waiting for a writer", async () => {
+    const fifo = join(dir, "fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const error = await Promise.race([refusal(fifo), Bun.sleep(3000).then(() => "still waiting")]);
+    expect((error as InputError).message).toBe(`cluster file ${fifo} is a FIFO, not a regular file`);
+  });
+
+  test("a device and a directory are refused without reading them", async () => {
+    expect((await refusal("/dev/zero")).message).toBe(
+      "cluster file /dev/zero is a character device, not a regular file",
+    );
+    expect((await refusal(dir)).message).toBe(`cluster file ${dir} is a directory, not a regular file`);
+  });
+
+  test("a file over 1 MiB is refused by its size", async () => {
+    const big = join(dir, "big.yaml");
+    writeFileSync(big, `${VALID}# ${"x".repeat(1024 * 1024)}\n`);
+    expect((await refusal(big)).message).toMatch(
+      /^cluster file .*big\.yaml is larger than 1 MiB \(\d+ bytes\)/,
+    );
+  });
+
+  test("bytes that are not UTF-8 are refused with their line and column", async () => {
+    const file = join(dir, "latin1.yaml");
+    writeFileSync(
+      file,
+      Buffer.concat([Buffer.from(VALID.replace("name: lab", "name: l")), Buffer.from([0xe9])]),
+    );
+    writeFileSync(file, Buffer.concat([Buffer.from("name: l"), Buffer.from([0xe9]), Buffer.from("b\n")]));
+    expect((await refusal(file)).problems).toEqual([
+      { path: "", message: "is not UTF-8 text (byte 0xe9 at offset 7)", where: `${file}:1:8` },
+    ]);
+  });
+
+  test("a UTF-8 byte order mark is allowed", async () => {
+    const file = join(dir, "bom.yaml");
+    writeFileSync(file, `\ufeff${VALID}`);
+    expect((await loadClusterFile(file, plugins)).cluster.name).toBe("lab");
   });
 });

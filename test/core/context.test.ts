@@ -22,9 +22,10 @@ import { createPluginContext } from "../../src/core/context.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { CancelledError, KubehyveError, LockHeldError } from "../../src/core/errors.ts";
 import { writeFileAtomic } from "../../src/core/fsutil.ts";
+import { machineId, processStart } from "../../src/core/holder.ts";
 import { readClusterId } from "../../src/core/identity.ts";
 import { acquireLock, Journal } from "../../src/core/journal.ts";
-import { signalBinder } from "../../src/core/signal-target.ts";
+import { CommandTimeoutError, policyBinder } from "../../src/core/signal-target.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
 import { labCluster, labNode } from "../lab/cluster.ts";
@@ -206,32 +207,87 @@ describe("ctx.wet", () => {
   });
 });
 
-describe("targets bound to the run's signal", () => {
-  test("an abort kills a local command that was started without a signal", async () => {
-    const controller = new AbortController();
-    const host = signalBinder(controller.signal)(new LocalTarget());
-    const dir = mkdtempSync(join(tmpdir(), "kubehyve-bind-"));
-    const pidFile = join(dir, "pid");
-    const started = Date.now();
-    const running = host.run(["sh", "-c", `echo $$ > ${pidFile}; exec sleep 60`]);
+describe("a plugin's targets", () => {
+  const timeouts = { read: 60_000, change: 60_000, long: 60_000 };
+  const pidOf = async (pidFile: string) => {
     while (!existsSync(pidFile) || !readFileSync(pidFile, "utf8").trim()) await Bun.sleep(10);
-    const pid = Number(readFileSync(pidFile, "utf8"));
-    controller.abort();
-    await expect(running).rejects.toBeInstanceOf(CancelledError);
-    expect(Date.now() - started).toBeLessThan(5000);
-    expect(() => process.kill(pid, 0)).toThrow();
+    return Number(readFileSync(pidFile, "utf8"));
+  };
+  /** No such process, or only its zombie left for whoever adopted it to reap. */
+  const gone = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    try {
+      // proc(5): "pid (comm) state …"; the state letter follows the last ")".
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return stat[stat.lastIndexOf(")") + 2] === "Z";
+    } catch {
+      return true;
+    }
+  };
+
+  test("let a running command finish after Ctrl-C, even one given the run's signal", async () => {
+    const run = new AbortController();
+    const host = policyBinder({ signal: run.signal, timeouts })(new LocalTarget());
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-bind-"));
+    const marker = join(dir, "started");
+    const running = host.run(["sh", "-c", 'touch "$1"; sleep 0.5; echo finished', "sh", marker], {
+      signal: run.signal,
+    });
+    while (!existsSync(marker)) await Bun.sleep(10);
+    run.abort();
+    expect(await running).toMatchObject({ code: 0, stdout: "finished\n" });
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test("the caller's own signal still works, and the run's is added to it", async () => {
+  test("kill a command declared cancellable at Ctrl-C, and do not start one after it", async () => {
     const run = new AbortController();
+    const host = policyBinder({ signal: run.signal, timeouts })(new LocalTarget());
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-bind-"));
+    const pidFile = join(dir, "pid");
+    const started = Date.now();
+    const running = host.run(["sh", "-c", `echo $$ > ${pidFile}; exec sleep 60`], { cancellable: true });
+    const pid = await pidOf(pidFile);
+    run.abort();
+    await expect(running).rejects.toBeInstanceOf(CancelledError);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(gone(pid)).toBe(true);
+    await expect(host.run(["true"], { cancellable: true })).rejects.toBeInstanceOf(CancelledError);
+    // A command that is not cancellable still runs: a cleanup after Ctrl-C needs the host.
+    expect((await host.run(["true"])).code).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("kill every command, with what it started, at the hard abort", async () => {
+    const run = new AbortController();
+    const hard = new AbortController();
+    const host = policyBinder({ signal: run.signal, abort: hard.signal, timeouts })(new LocalTarget());
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-bind-"));
+    const pidFile = join(dir, "pid");
+    const running = host.run(["sh", "-c", `sleep 60 & echo $! > ${pidFile}; wait`]);
+    const child = await pidOf(pidFile);
+    run.abort();
+    hard.abort();
+    await expect(running).rejects.toBeInstanceOf(CancelledError);
+    // The group got its signal together; the child may take a moment longer than the shell to go.
+    for (let i = 0; i < 100 && !gone(child); i++) await Bun.sleep(20);
+    expect(gone(child)).toBe(true);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("combine the caller's own signal with the hard abort, and pass the rest through", async () => {
+    const run = new AbortController();
+    const hard = new AbortController();
     const own = new AbortController();
     const recording = new RecordingTarget().on(["true"], { code: 0 });
-    const bind = signalBinder(run.signal);
+    const bind = policyBinder({ signal: run.signal, abort: hard.signal, timeouts });
     const host = bind(recording);
-    await host.run(["true"]);
+    await host.run(["true"], { signal: run.signal });
     await host.run(["true"], { signal: own.signal, timeoutMs: 5 });
-    expect(recording.calls[0]!.opts.signal).toBe(run.signal);
+    expect(recording.calls[0]!.opts.signal).toBe(hard.signal);
     const combined = recording.calls[1]!.opts.signal!;
     expect(recording.calls[1]!.opts.timeoutMs).toBe(5);
     expect(combined.aborted).toBe(false);
@@ -242,6 +298,49 @@ describe("targets bound to the run's signal", () => {
     expect(bind(recording)).toBe(host);
     expect(host.name).toBe("recording");
     expect((host as RecordingTarget).calls).toBe(recording.calls);
+  });
+
+  test("give every command its kind's limit: a query, a change inside ctx.wet, or a long step", async () => {
+    const recording = new RecordingTarget().on(["true"], { code: 0 });
+    const ctx = createPluginContext({
+      cluster,
+      plugin,
+      options: {},
+      stateDir,
+      timeouts: { read: 1000, change: 2000, long: 3000 },
+      targets: { host: recording },
+    });
+    await ctx.host.run(["true"]);
+    await ctx.wet("change", () => ctx.host.run(["true"]));
+    await ctx.wet("nested", async () => {
+      await Bun.sleep(1);
+      await ctx.host.run(["true"], { kind: "long" });
+    });
+    await ctx.host.run(["true"], { timeoutMs: 7 });
+    expect(recording.calls.map((c) => c.opts.timeoutMs)).toEqual([1000, 2000, 3000, 7]);
+  });
+
+  test("fail a command that passes its default limit, naming it and the limit, and kill it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-bind-"));
+    const pidFile = join(dir, "pid");
+    const host = policyBinder({
+      signal: new AbortController().signal,
+      timeouts: { read: 300, change: 60_000, long: 60_000 },
+    })(new LocalTarget());
+    const running = host.run(["sh", "-c", `echo $$ > ${pidFile}; exec sleep 60`]);
+    const pid = await pidOf(pidFile);
+    const error = (await running.catch((e) => e)) as CommandTimeoutError;
+    expect(error).toBeInstanceOf(CommandTimeoutError);
+    expect(error.message).toBe(
+      `local: \`sh -c echo $$ > ${pidFile}; exec sleep 60\` did not finish within 300 ms (the limit for a query) and was killed`,
+    );
+    expect(error.hint).toBe(
+      "if it needs longer, raise timeouts.read in the cluster file; otherwise find out why it hangs on local",
+    );
+    expect(gone(pid)).toBe(true);
+    // A caller's own limit: the timed-out result is the caller's to judge.
+    expect(await host.run(["sleep", "5"], { timeoutMs: 200 })).toMatchObject({ code: 124, timedOut: true });
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 
@@ -259,12 +358,13 @@ describe("the journal and the lock", () => {
     const live = Bun.spawn(["sleep", "30"]);
     try {
       const file = join(stateDir, "lock");
-      writeFileSync(file, JSON.stringify({ pid: live.pid, command: "up", since: new Date().toISOString() }));
+      const holder = { pid: live.pid, start: processStart(live.pid), machine: machineId() };
+      writeFileSync(file, JSON.stringify({ ...holder, command: "up", since: new Date().toISOString() }));
       expect(() => acquireLock(stateDir, "up")).toThrow(LockHeldError);
 
       // Same pid, but written before the machine booted: that pid is someone else's now.
       const longAgo = new Date(Date.now() - 10 * 365 * 86_400_000).toISOString();
-      writeFileSync(file, JSON.stringify({ pid: live.pid, command: "up", since: longAgo }));
+      writeFileSync(file, JSON.stringify({ ...holder, command: "up", since: longAgo }));
       const lock = acquireLock(stateDir, "up");
       expect(lock.tookOverFrom).toBe(live.pid);
       expect(JSON.parse(readFileSync(file, "utf8")).pid).toBe(process.pid);

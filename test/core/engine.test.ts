@@ -7,9 +7,11 @@ import { type AnyPlugin, type Change, definePlugin } from "../../src/core/contra
 import { diag } from "../../src/core/diagnostics.ts";
 import { type EngineRequest, runEngine } from "../../src/core/engine.ts";
 import { LockHeldError } from "../../src/core/errors.ts";
+import { machineId, processStart } from "../../src/core/holder.ts";
 import { Journal } from "../../src/core/journal.ts";
 import { orderStages } from "../../src/core/order.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
+import { LocalTarget } from "../../src/targets/local.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
 import { labCluster, labNode } from "../lab/cluster.ts";
 
@@ -71,6 +73,21 @@ function fakePlugin(
     },
   });
   return { slot, plugin: plugin as AnyPlugin, options: {} };
+}
+
+/** Running, and not a zombie waiting to be reaped. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] !== "Z";
+  } catch {
+    return false;
+  }
 }
 
 let stateDir: string;
@@ -344,11 +361,26 @@ describe("journal and lock", () => {
 
   test("a second run is refused while the first holds the lock, naming its pid", async () => {
     const holder = Bun.spawn(["sleep", "30"]);
+    const since = new Date().toISOString();
     try {
-      writeFileSync(join(stateDir, "lock"), JSON.stringify({ pid: holder.pid, command: "up" }));
+      writeFileSync(
+        join(stateDir, "lock"),
+        JSON.stringify({
+          pid: holder.pid,
+          start: processStart(holder.pid),
+          machine: machineId(),
+          command: "up",
+          since,
+        }),
+      );
       const promise = run("up", [fakePlugin("hypervisor", [], {})]).promise;
       await expect(promise).rejects.toBeInstanceOf(LockHeldError);
-      await expect(promise).rejects.toThrow(`pid ${holder.pid}`);
+      await expect(promise).rejects.toThrow(
+        `another kubehyve run (pid ${holder.pid}, \`up\` since ${since}) holds the lock`,
+      );
+      await expect(promise).rejects.toMatchObject({
+        hint: `wait for it to finish, or stop it: kill ${holder.pid}`,
+      });
       // The other run's lock is left alone.
       expect(JSON.parse(readFileSync(join(stateDir, "lock"), "utf8")).pid).toBe(holder.pid);
     } finally {
@@ -368,6 +400,96 @@ describe("journal and lock", () => {
       message: `took over the lock left by a run that is gone (pid ${dead.pid})`,
     });
     expect(existsSync(join(stateDir, "lock"))).toBe(false);
+  });
+});
+
+describe("a lock whose pid now names another process", () => {
+  test("pid 1 with another start time is taken over, and the killed run's journal is closed", async () => {
+    const journal = new Journal(stateDir);
+    journal.record({ run: "2025-01-01T00-00-00-000Z-1", command: "up", status: "started" });
+    journal.record({
+      run: "2025-01-01T00-00-00-000Z-1",
+      command: "up",
+      stage: "hypervisor",
+      phase: "apply",
+      status: "ok",
+    });
+    writeFileSync(
+      join(stateDir, "lock"),
+      JSON.stringify({
+        pid: 1,
+        start: "linux:another-boot:17",
+        machine: machineId(),
+        run: "2025-01-01T00-00-00-000Z-1",
+        command: "up",
+        since: new Date().toISOString(),
+      }),
+    );
+    const { promise } = run("up", [fakePlugin("hypervisor", [], {})]);
+    const { runId, exitCode } = await promise;
+    expect(exitCode).toBe(0);
+    const lines = journal.read();
+    expect(lines.find((e) => e.run === "2025-01-01T00-00-00-000Z-1" && e.status === "killed")).toMatchObject({
+      command: "up",
+      message: expect.stringContaining(`found by run ${runId}, which took over its lock`),
+    });
+    expect(lines.find((e) => e.run === runId && e.status === "lock-taken-over")!.message).toMatch(
+      /^took over the lock of pid 1 \(run 2025-01-01T00-00-00-000Z-1\): /,
+    );
+  });
+
+  test("an old lock without a start time, naming a live program that is not kubehyve, is taken over", async () => {
+    const other = Bun.spawn(["sleep", "30"]);
+    try {
+      // Until the child has exec'd, /proc shows no command line to judge it by.
+      for (let i = 0; i < 200 && !readFileSync(`/proc/${other.pid}/cmdline`, "utf8").includes("sleep"); i++)
+        await Bun.sleep(5);
+      writeFileSync(
+        join(stateDir, "lock"),
+        JSON.stringify({ pid: other.pid, command: "up", since: new Date().toISOString() }),
+      );
+      const { promise, reporter } = run("up", [fakePlugin("hypervisor", [], {})]);
+      expect((await promise).exitCode).toBe(0);
+      expect(reporter.events).toContainEqual(
+        expect.objectContaining({
+          level: "warn",
+          message: `took over the lock left by a run that is gone (pid ${other.pid})`,
+        }),
+      );
+    } finally {
+      other.kill();
+    }
+  });
+
+  test("a holder on another machine cannot be checked: refused, and no process is named to kill", async () => {
+    writeFileSync(
+      join(stateDir, "lock"),
+      JSON.stringify({
+        pid: 1,
+        start: "x",
+        machine: "elsewhere/boot",
+        command: "up",
+        since: new Date().toISOString(),
+      }),
+    );
+    const promise = run("up", [fakePlugin("hypervisor", [], {})]).promise;
+    await expect(promise).rejects.toBeInstanceOf(LockHeldError);
+    const error = (await promise.catch((e) => e)) as LockHeldError;
+    expect(error.message).toContain("it was taken on another machine, elsewhere");
+    expect(error.hint).toBe(`if no kubehyve run is going on, remove it: rm ${join(stateDir, "lock")}`);
+    expect(error.hint).not.toContain("kill");
+  });
+});
+
+describe("the journal's check lines", () => {
+  test("count the changes check found", async () => {
+    const { promise } = run("up", [fakePlugin("hypervisor", [], {}), fakePlugin("os", [], { os: true })]);
+    const { runId } = await promise;
+    const checks = new Journal(stateDir).read().filter((e) => e.run === runId && e.phase === "check");
+    expect(checks.map((e) => [e.stage, e.changes])).toEqual([
+      ["hypervisor", 1],
+      ["os", 0],
+    ]);
   });
 });
 
@@ -412,6 +534,37 @@ describe("cancellation", () => {
     expect(reporter.events.at(-1)).toMatchObject({ type: "run.end", status: "cancelled" });
     const last = new Journal(stateDir).read().filter((e) => e.stage);
     expect(last.at(-1)).toMatchObject({ stage: "hypervisor", phase: "apply", status: "cancelled" });
+  });
+});
+
+describe("cleanups after Ctrl-C", () => {
+  test("run with working targets: their host commands and their own steps still run", async () => {
+    const controller = new AbortController();
+    const marker = join(stateDir, "cleaned");
+    const plugin = definePlugin({
+      id: "hypervisor/tidy",
+      title: "tidy",
+      apiVersion: 1,
+      async check() {
+        return { changes: [{ summary: "one step" }], diagnostics: [] };
+      },
+      async apply(ctx) {
+        ctx.onCleanup(() =>
+          ctx.wet("remove the temporary file", async () => {
+            const r = await ctx.host.run(["sh", "-c", 'echo cleaned > "$1"', "sh", marker]);
+            if (r.code !== 0) throw new Error(r.stderr);
+          }),
+        );
+        await ctx.wet("step", async () => controller.abort());
+        await ctx.wet("next step", async () => {});
+      },
+    });
+    const result = await run("up", [{ slot: "hypervisor", plugin: plugin as AnyPlugin, options: {} }], {
+      signal: controller.signal,
+      targets: { host: () => new LocalTarget(), node: () => new LocalTarget() },
+    }).promise;
+    expect(result.exitCode).toBe(130);
+    expect(readFileSync(marker, "utf8")).toBe("cleaned\n");
   });
 });
 
@@ -466,6 +619,29 @@ describe("doctor, verify and down", () => {
     expect(reporter.events).toContainEqual(
       expect.objectContaining({ type: "diagnostic", stage: "hypervisor", code: "hypervisor.fine" }),
     );
+  });
+
+  test("doctor --timeout kills the commands of the stage it gives up on", async () => {
+    const pidFile = join(stateDir, "sleep.pid");
+    const hanging = definePlugin({
+      id: "os/hang",
+      title: "hang",
+      apiVersion: 1,
+      async check(ctx) {
+        await ctx.host.run(["sh", "-c", 'echo $$ > "$1"; exec sleep 30', "sh", pidFile]);
+        return { changes: [], diagnostics: [] };
+      },
+    });
+    const started = Date.now();
+    const result = await run("doctor", [{ slot: "os", plugin: hanging as AnyPlugin, options: {} }], {
+      phaseTimeoutMs: 500,
+      targets: { host: () => new LocalTarget(), node: () => new LocalTarget() },
+    }).promise;
+    expect(result.exitCode).toBe(1);
+    expect(Date.now() - started).toBeLessThan(5000);
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    for (let i = 0; i < 100 && alive(pid); i++) await Bun.sleep(20);
+    expect(alive(pid)).toBe(false);
   });
 
   test("verify runs only verify", async () => {

@@ -14,9 +14,19 @@ export interface CliResult {
   out: string;
 }
 
-/** PATH, HOME and NO_COLOR: nothing from the test runner's environment leaks into the command. */
+/**
+ * PATH, HOME and NO_COLOR: nothing from the test runner's environment leaks into the command. The
+ * host lock of `up` and `down` lives in HOME too: tests running side by side on one machine are
+ * different hosts, not rivals for /var/run/kubehyve.lock.
+ */
 export function userEnv(home: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, NO_COLOR: "1", ...extra };
+  return {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: home,
+    NO_COLOR: "1",
+    KUBEHYVE_HOST_LOCK: join(home, "host.lock"),
+    ...extra,
+  };
 }
 
 /** `argv` is the whole command: the binary, or the runtime and src/main.ts, then the arguments. */

@@ -1,5 +1,5 @@
 /** Reading and writing the host's files: several small ones in one command, each write whole or not at all. */
-import { CommandError, type Target } from "kubehyve";
+import { CommandError, type CommandKind, type Target } from "kubehyve";
 import { TEMP_SUFFIX } from "./marks.ts";
 import { parseLsLong } from "./parse.ts";
 
@@ -35,7 +35,7 @@ export async function readTextFiles(
 }
 
 /** The exit codes a script's signal traps leave with, as a shell reports death by that signal. */
-const SIGNAL_TRAPS = "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
+export const SIGNAL_TRAPS = "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
 
 /**
  * Runs a constant script with `sh -c`, the values as positional arguments (never inside the script).
@@ -47,8 +47,13 @@ export async function runScript(
   script: string,
   args: readonly string[],
   stdin?: string,
+  opts: { kind?: CommandKind; cancellable?: boolean } = {},
 ): Promise<void> {
-  const result = await host.run(["sh", "-c", script, "sh", ...args], stdin === undefined ? {} : { stdin });
+  const result = await host.run(["sh", "-c", script, "sh", ...args], {
+    ...(stdin === undefined ? {} : { stdin }),
+    ...opts,
+    shownAs: shown,
+  });
   if (result.code !== 0) throw new CommandError(host.name, shown, result);
 }
 

@@ -6,10 +6,8 @@
  * nothing needs the host after an interruption; `up` then finishes what was left half-made.
  */
 import { runOk, type Target } from "kubehyve";
-import { runScript } from "./files.ts";
+import { runScript, SIGNAL_TRAPS } from "./files.ts";
 import { TEMP_SUFFIX } from "./marks.ts";
-
-const SIGNAL_TRAPS = "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
 
 /**
  * Writes the template and runs `vm create -t` from it in one command that removes the template
@@ -35,13 +33,21 @@ export async function createFromTemplate(
     'mv -f "$new" "$t"',
     'vm create -t "$2" "$3"',
   ].join("\n");
-  await runScript(
-    host,
-    ["vm", "create", "-t", templateName, vm],
-    script,
-    [templatePath, templateName, vm, String(Buffer.byteLength(content))],
-    content,
-  );
+  try {
+    await runScript(
+      host,
+      ["vm", "create", "-t", templateName, vm],
+      script,
+      [templatePath, templateName, vm, String(Buffer.byteLength(content))],
+      content,
+    );
+  } catch (error) {
+    // A script killed outright (its command hung past its limit and the group got SIGKILL) never
+    // ran its trap: remove the template from here too. A run stopped even harder leaves it to the
+    // next `up`, which knows the name.
+    await host.run(["rm", "-f", "--", templatePath, `${templatePath}${TEMP_SUFFIX}`]).catch(() => undefined);
+    throw error;
+  }
 }
 
 /**
@@ -73,7 +79,12 @@ export async function copyImageToFile(
     'mv -f "$tmp" "$disk"',
     "done=1",
   ].join("\n");
-  await runScript(host, ["dd", `if=${image}`, `of=${disk}`], script, [image, disk, String(size)]);
+  // A copy of gigabytes: the limit of a long step, and safe to stop (it writes the temporary name,
+  // which its trap removes), so the first Ctrl-C need not wait for it.
+  await runScript(host, ["dd", `if=${image}`, `of=${disk}`], script, [image, disk, String(size)], undefined, {
+    kind: "long",
+    cancellable: true,
+  });
 }
 
 /**
@@ -107,12 +118,14 @@ export async function copyImageToZvol(
     'zfs rename "$tmp" "$zvol"',
     "done=1",
   ].join("\n");
-  await runScript(host, ["dd", `if=${image}`, `of=/dev/zvol/${zvol}`], script, [
-    image,
-    zvol,
-    String(size),
-    sparse ? "1" : "0",
-  ]);
+  await runScript(
+    host,
+    ["dd", `if=${image}`, `of=/dev/zvol/${zvol}`],
+    script,
+    [image, zvol, String(size), sparse ? "1" : "0"],
+    undefined,
+    { kind: "long", cancellable: true },
+  );
 }
 
 /**

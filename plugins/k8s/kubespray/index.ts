@@ -318,7 +318,7 @@ async function estimateTasks(
   const recorded = counts[`${ctx.options.version}/${req.playbook}`];
   if (recorded) return recorded;
   const argv = [...playbookArgv(runner, req), "--list-tasks"];
-  const r = await runner.target.run(argv, { cwd: req.kubesprayDir, env: playbookEnv(req) });
+  const r = await runner.target.run(argv, { cwd: req.kubesprayDir, env: playbookEnv(req), kind: "long" });
   return r.code === 0 ? countListedTasks(r.stdout) || undefined : undefined;
 }
 

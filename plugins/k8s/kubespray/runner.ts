@@ -296,7 +296,7 @@ function venvRunner(
         ]);
       }
       for (const argv of steps) {
-        const r = await local.run(argv);
+        const r = await local.run(argv, { kind: "long" });
         if (r.code !== 0) {
           const output = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-5).join(" | ");
           throw new KubehyveError(`${argv.slice(0, 4).join(" ")} exited ${r.code}: ${output}`);
@@ -398,6 +398,9 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
     const r = await runner.target.run(argv, {
       cwd: req.kubesprayDir,
       env: playbookEnv(req),
+      // A playbook run takes long, and Kubespray converges when run again: Ctrl-C may stop it.
+      kind: "long",
+      cancellable: true,
       signal: req.signal,
       onStdout: (chunk) => lines.push(chunk),
       onStderr: (chunk) => log.write(chunk),

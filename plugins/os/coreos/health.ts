@@ -139,7 +139,7 @@ export async function verifyNode(
 ): Promise<Diagnostic[]> {
   const result = await ctx
     .node(node.name)
-    .run(["sh", "-c", PROBE_SCRIPT], { timeoutMs: PROBE_TIMEOUT_MS, signal: ctx.signal })
+    .run(["sh", "-c", PROBE_SCRIPT], { timeoutMs: PROBE_TIMEOUT_MS, signal: ctx.signal, cancellable: true })
     .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
   if (!result.stdout.includes("@@end")) {
     return [

@@ -74,8 +74,11 @@ export async function buildGoldenImage(
   const part = `${golden}.part`;
   await runOk(host, ["mkdir", "-p", dirname(golden)], { signal });
   try {
-    await runOk(host, ["xz", "--decompress", "--keep", "--force", compressed], { signal });
-    await runOk(host, ["qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow2, part], { signal });
+    await runOk(host, ["xz", "--decompress", "--keep", "--force", compressed], { signal, kind: "long" });
+    await runOk(host, ["qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow2, part], {
+      signal,
+      kind: "long",
+    });
     await runOk(host, ["mv", "-f", part, golden], { signal });
   } finally {
     await host.run(["rm", "-f", qcow2, part]);
@@ -145,7 +148,7 @@ export async function buildGoldenZvol(
   if (await hostHasSnapshot(host, snapshot)) return snapshot;
   const qcow2 = compressed.slice(0, -3);
   try {
-    await runOk(host, ["xz", "--decompress", "--keep", "--force", compressed], { signal });
+    await runOk(host, ["xz", "--decompress", "--keep", "--force", compressed], { signal, kind: "long" });
     const size = parseQemuImgVirtualSize(
       (await runOk(host, ["qemu-img", "info", "--output=json", qcow2], { signal })).stdout,
     );
@@ -155,6 +158,7 @@ export async function buildGoldenZvol(
     await runOk(host, ["zfs", "create", "-V", String(size), "-o", "volmode=dev", zvol], { signal });
     await runOk(host, ["qemu-img", "convert", "-n", "-f", "qcow2", "-O", "raw", qcow2, `/dev/zvol/${zvol}`], {
       signal,
+      kind: "long",
     });
     await runOk(host, ["zfs", "snapshot", snapshot], { signal });
   } finally {
@@ -195,7 +199,8 @@ export async function hostSha256(
 ): Promise<string | undefined> {
   if (!(await hostHasFile(host, path))) return undefined;
   const argv = tool === "sha256" ? ["sha256", "-q", path] : ["sha256sum", path];
-  const result = await runOk(host, argv, { signal });
+  // Reading a whole disk image takes long, and stopping half-way changes nothing.
+  const result = await runOk(host, argv, { signal, kind: "long", cancellable: true });
   const digest = parseSha256Output(result.stdout);
   if (!digest)
     throw new KubehyveError(`${host.name}: \`${argv.join(" ")}\` printed no sha256: ${result.stdout.trim()}`);
@@ -218,7 +223,13 @@ export async function copyVerifiedToHost(
   await runOk(host, ["mkdir", "-p", dirname(path)], { signal });
   try {
     // The script is constant; the path is a positional argument.
-    await runOk(host, ["sh", "-c", 'cat > "$1"', "sh", part], { stdin: { file: local }, signal });
+    // Long, and safe to stop: it writes the temporary name, which the finally below removes.
+    await runOk(host, ["sh", "-c", 'cat > "$1"', "sh", part], {
+      stdin: { file: local },
+      signal,
+      kind: "long",
+      cancellable: true,
+    });
     const got = await hostSha256(host, tool, part, signal);
     if (got !== sha256) {
       throw new KubehyveError(

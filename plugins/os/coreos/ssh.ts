@@ -9,7 +9,7 @@ const REACH_TIMEOUT_MS = 20_000;
 export async function answersSsh(ctx: Ctx, node: NodeSpec): Promise<{ ok: boolean; error: string }> {
   const result = await ctx
     .node(node.name)
-    .run(["true"], { timeoutMs: REACH_TIMEOUT_MS, signal: ctx.signal })
+    .run(["true"], { timeoutMs: REACH_TIMEOUT_MS, signal: ctx.signal, cancellable: true })
     .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
   return { ok: result.code === 0, error: result.stderr.trim() };
 }

@@ -78,6 +78,11 @@ const FIRMWARE = "usr/local/share/uefi-firmware/BHYVE_UEFI.fd";
 export type Fault =
   /** The next matching invocation fails with this exit code and stderr, then behaves again. */
   | { kind: "fail-once"; command: string; args?: string[]; code?: number; stderr?: string }
+  /**
+   * The next matching invocation hangs: it sleeps `ms` (default an hour: until it is killed), then
+   * does its work as usual. A short `ms` makes a slow command instead.
+   */
+  | { kind: "hang"; command: string; args?: string[]; ms?: number }
   | { kind: "vmm-not-loaded" }
   /** The BIOS has VT-x/AMD-V off: vmm cannot initialise and the kernel said so at boot. */
   | { kind: "virtualisation-disabled-by-bios" }
@@ -285,6 +290,15 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
       }
       updateState(root, (s) => {
         switch (fault.kind) {
+          case "hang":
+            s.faults.push({
+              command: fault.command,
+              args: fault.args,
+              code: 0,
+              stderr: "",
+              hangMs: fault.ms ?? 3600_000,
+            });
+            break;
           case "fail-once":
             s.faults.push({
               command: fault.command,

@@ -62,7 +62,8 @@ function main(argv: string[]): number {
   const slow = boot.slow?.find((f) => f.command === name && (f.args ?? []).every((a, i) => args[i] === a));
   if (slow) Bun.sleepSync(slow.ms);
   const fault = takeFault(root, name, args);
-  if (fault) {
+  if (fault?.hangMs !== undefined) Bun.sleepSync(fault.hangMs);
+  else if (fault) {
     eprint(fault.stderr);
     return fault.code;
   }

@@ -65,6 +65,8 @@ export interface ShimFault {
   args?: string[];
   code: number;
   stderr: string;
+  /** A hang instead of a failure: the invocation sleeps this long, then does its work. */
+  hangMs?: number;
 }
 
 export interface HostState {
