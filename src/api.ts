@@ -12,7 +12,6 @@ export { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 export type { TreeDigest } from "./artifacts/tree.ts";
 export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
 export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";
-export { mapLimit } from "./core/concurrency.ts";
 export type {
   AnyPlugin,
   Change,
@@ -34,7 +33,6 @@ export type {
 export { API_VERSION, definePlugin, nodesOf } from "./core/contract.ts";
 export type { Diagnostic, Severity } from "./core/diagnostics.ts";
 export { diag, hasErrors } from "./core/diagnostics.ts";
-export { CancelledError, KubehyveError } from "./core/errors.ts";
 export type {
   Cluster,
   CommandTimeouts,
@@ -45,7 +43,6 @@ export type {
   NodeSpec,
   StageSpec,
 } from "./core/model.ts";
-export { type Pending, type PollOptions, pending, poll, sleep } from "./core/poll.ts";
 export { CommandTimeoutError } from "./core/signal-target.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
@@ -54,6 +51,9 @@ export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
 export type { ApplyConflict } from "./kube/status.ts";
 export { KubeApiError, KubeApplyConflictError, KubeRequestError, KubeTransportError } from "./kube/status.ts";
 export type { ApplyOptions, DeleteOptions, KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
+export { mapLimit } from "./lib/concurrency.ts";
+export { CancelledError, KubehyveError } from "./lib/errors.ts";
+export { type Pending, type PollOptions, pending, poll, sleep } from "./lib/poll.ts";
 export { shellJoin, shellQuote } from "./targets/quote.ts";
 export type { CommandKind, RunOptions, RunResult, Target } from "./targets/target.ts";
 export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } from "./targets/target.ts";

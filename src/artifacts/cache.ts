@@ -13,8 +13,8 @@ import { createWriteStream } from "node:fs";
 import { mkdtemp, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { FetchError, ofetch } from "ofetch";
-import { KubehyveError } from "../core/errors.ts";
-import { ensurePrivateDir, writeFileAtomic } from "../core/fsutil.ts";
+import { KubehyveError } from "../lib/errors.ts";
+import { ensurePrivateDir, writeFileAtomic } from "../lib/fsutil.ts";
 import { TREE_DIGEST_V1, treeSha256V1, unpackTarball } from "./tree.ts";
 import type { ArtifactCache, ArtifactRequest, TreeRequest } from "./types.ts";
 

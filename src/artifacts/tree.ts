@@ -15,7 +15,7 @@ import { createReadStream, createWriteStream, linkSync, mkdirSync, openSync, sym
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Parser, type ReadEntry } from "tar";
-import { KubehyveError } from "../core/errors.ts";
+import { KubehyveError } from "../lib/errors.ts";
 
 export const TREE_DIGEST_V1 = "tree-sha256-v1";
 

@@ -8,13 +8,14 @@ import { isAbsolute, join, resolve } from "node:path";
 import type { ArgsDef } from "citty";
 import { consola } from "consola";
 import { type LoadedConfig, loadClusterFile, parseClusterText } from "../core/config.ts";
-import { CancelledError, InputError } from "../core/errors.ts";
-import { ensurePrivateDir } from "../core/fsutil.ts";
 import { loadPlugins, type PluginRegistry, pluginSearchPath } from "../core/plugins.ts";
-import { humanReporter, jsonReporter, type Reporter } from "../core/reporter.ts";
+import type { Reporter } from "../core/reporter.ts";
 import exampleText from "../example/kubehyve.yaml" with { type: "text" };
+import { CancelledError, InputError } from "../lib/errors.ts";
+import { ensurePrivateDir } from "../lib/fsutil.ts";
 import { killRunningCommands } from "../targets/local.ts";
 import { builtinPlugins } from "./builtins.ts";
+import { humanReporter, jsonReporter } from "./reporters.ts";
 
 export const EXAMPLE_SOURCE = "<built-in example lab>";
 

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { InputError } from "../core/errors.ts";
+import { InputError } from "../lib/errors.ts";
 import { runStages } from "./_run.ts";
 import { exampleArg, globalArgs } from "./_shared.ts";
 

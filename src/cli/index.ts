@@ -4,7 +4,7 @@
  * prints errors or exits.
  */
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
-import { CancelledError, ExitCode, InputError, KubehyveError } from "../core/errors.ts";
+import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;

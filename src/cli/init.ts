@@ -2,8 +2,8 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { InputError } from "../core/errors.ts";
-import { writeFileAtomic } from "../core/fsutil.ts";
+import { InputError } from "../lib/errors.ts";
+import { writeFileAtomic } from "../lib/fsutil.ts";
 import { exampleText, globalArgs } from "./_shared.ts";
 
 export default defineCommand({

@@ -4,10 +4,10 @@ import { delimiter, join } from "node:path";
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { kubeconfigPathOf } from "../core/context.ts";
-import { KubehyveError } from "../core/errors.ts";
-import { readPrivateFile } from "../core/fsutil.ts";
 import { readClusterId } from "../core/identity.ts";
 import { prepareStateDir } from "../core/state-dir.ts";
+import { KubehyveError } from "../lib/errors.ts";
+import { readPrivateFile } from "../lib/fsutil.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
 
 /**

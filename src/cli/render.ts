@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { InputError } from "../core/errors.ts";
 import { checkRenderDir } from "../core/render-output.ts";
+import { InputError } from "../lib/errors.ts";
 import { runStages } from "./_run.ts";
 import { exampleArg, globalArgs } from "./_shared.ts";
 

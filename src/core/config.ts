@@ -5,11 +5,11 @@
  */
 import * as v from "valibot";
 import { type Document, isMap, isSeq, type LineCounter } from "yaml";
+import { InputError } from "../lib/errors.ts";
 import { parseSshUrl } from "../targets/ssh.ts";
 import type { AnyPlugin } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
 import { parseDuration } from "./duration.ts";
-import { InputError } from "./errors.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
 import { type Cluster, DEFAULT_TIMEOUTS, type HostSpec, type NodeSpec } from "./model.ts";
 import { nodeMac, nodeUuid } from "./node-identity.ts";

@@ -7,19 +7,19 @@
 import { join, normalize, relative } from "node:path";
 import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
-import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "../targets/pool.ts";
+import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
+import { ensurePrivateDir } from "../lib/fsutil.ts";
 import { CommandError } from "../targets/target.ts";
 import type { Stage } from "./config.ts";
 import { createPluginContext, type TestablePluginContext } from "./context.ts";
 import type { Change, Hooks } from "./contract.ts";
 import { type Diagnostic, diag, hasErrors } from "./diagnostics.ts";
-import { CancelledError, ExitCode, InputError, KubehyveError } from "./errors.ts";
-import { ensurePrivateDir } from "./fsutil.ts";
 import { acquireHostLock, type HostLock } from "./host-lock.ts";
 import { clusterIdentity } from "./identity.ts";
 import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
 import type { Cluster } from "./model.ts";
 import { orderStages } from "./order.ts";
+import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "./pool.ts";
 import { type RenderedSlot, writeRenderOutput } from "./render-output.ts";
 import { memoryReporter, type Phase, type PhaseStatus, type Reporter } from "./reporter.ts";
 

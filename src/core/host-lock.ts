@@ -10,8 +10,8 @@
  * lock from before the last boot.
  */
 
+import { KubehyveError, LockHeldError } from "../lib/errors.ts";
 import type { RunOptions, Target } from "../targets/target.ts";
-import { KubehyveError, LockHeldError } from "./errors.ts";
 import { type Holder, judgeHolder, machineId, me } from "./holder.ts";
 
 export const DEFAULT_HOST_LOCK = "/var/run/kubehyve.lock";

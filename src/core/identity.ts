@@ -5,8 +5,8 @@
  */
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { KubehyveError } from "./errors.ts";
-import { ensurePrivateDirSync, readPrivateFile } from "./fsutil.ts";
+import { KubehyveError } from "../lib/errors.ts";
+import { ensurePrivateDirSync, readPrivateFile } from "../lib/fsutil.ts";
 
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

@@ -5,8 +5,8 @@
 import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { uptime } from "node:os";
 import { join } from "node:path";
-import { LockHeldError } from "./errors.ts";
-import { appendPrivateFile, readPrivateFile } from "./fsutil.ts";
+import { LockHeldError } from "../lib/errors.ts";
+import { appendPrivateFile, readPrivateFile } from "../lib/fsutil.ts";
 import { type Holder, type HolderVerdict, judgeHolder, me } from "./holder.ts";
 
 export interface JournalEntry {

@@ -2,8 +2,9 @@
  * The order stages run in: built-in slots keep the pipeline's order, and every plugin's `after`
  * adds edges. A cycle is an input error naming the slots on it.
  */
+
+import { InputError } from "../lib/errors.ts";
 import type { Stage } from "./config.ts";
-import { InputError } from "./errors.ts";
 
 /** The pipeline of built-in slots, first to last. Third-party slots go where their `after` puts them. */
 export const PIPELINE = ["hypervisor", "os", "k8s", "net", "lb", "ingress", "storage"] as const;

@@ -21,8 +21,8 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join, normalize, sep } from "node:path";
+import { InputError, KubehyveError } from "../lib/errors.ts";
 import type { RenderedFile } from "./contract.ts";
-import { InputError, KubehyveError } from "./errors.ts";
 
 export const MANIFEST = ".kubehyve-render.json";
 

@@ -15,10 +15,10 @@
  * 124) to judge itself, as from any target.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { KubehyveError } from "../lib/errors.ts";
 import type { CommandKind, RunOptions, RunResult, Target } from "../targets/target.ts";
 import { showCommand } from "../targets/target.ts";
 import { formatDuration } from "./duration.ts";
-import { KubehyveError } from "./errors.ts";
 import type { CommandTimeouts } from "./model.ts";
 
 /** Set while a ctx.wet function runs: commands started from it are changes. */

@@ -9,7 +9,7 @@
 import { lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensurePrivateDirSync, ownershipProblem, UnsafePathError } from "./fsutil.ts";
+import { ensurePrivateDirSync, ownershipProblem, UnsafePathError } from "../lib/fsutil.ts";
 
 /** Folders of the state dir whose entries kubehyve itself reads and writes (not the stages' own). */
 const KEPT_FOLDERS = new Set(["ssh", "state", "logs", "cache"]);

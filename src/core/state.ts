@@ -1,8 +1,8 @@
 /** Per-plugin key/value state, one JSON file per slot in the state dir. */
 import { dirname, join } from "node:path";
+import { KubehyveError } from "../lib/errors.ts";
+import { ensurePrivateDir, readPrivateFile, writeFileAtomic } from "../lib/fsutil.ts";
 import type { StateStore } from "./contract.ts";
-import { KubehyveError } from "./errors.ts";
-import { ensurePrivateDir, readPrivateFile, writeFileAtomic } from "./fsutil.ts";
 
 export function stateFileOf(stateDir: string, slot: string): string {
   return join(stateDir, "state", `${slot}.json`);

@@ -5,7 +5,7 @@
  * kind_sorter.go InstallOrder also keeps for these kinds).
  */
 import { parseAllDocuments } from "yaml";
-import { KubehyveError } from "../core/errors.ts";
+import { KubehyveError } from "../lib/errors.ts";
 import { waitFor } from "./readiness.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 

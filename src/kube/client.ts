@@ -5,8 +5,8 @@
  */
 import { ofetch } from "ofetch";
 import { stringify } from "yaml";
-import { sleep } from "../core/concurrency.ts";
-import { CancelledError } from "../core/errors.ts";
+import { sleep } from "../lib/concurrency.ts";
+import { CancelledError } from "../lib/errors.ts";
 import {
   AGGREGATED_DISCOVERY_ACCEPT,
   parseAggregatedDiscovery,

@@ -7,8 +7,8 @@ import type { Stats } from "node:fs";
 import { chown, lstat, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { isMap, isScalar, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
-import { KubehyveError } from "../core/errors.ts";
-import { writeFileAtomic } from "../core/fsutil.ts";
+import { KubehyveError } from "../lib/errors.ts";
+import { writeFileAtomic } from "../lib/fsutil.ts";
 
 export class KubeconfigError extends KubehyveError {
   constructor(

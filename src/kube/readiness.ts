@@ -5,7 +5,7 @@
  * kinds kstatus leaves generic, a Ready or Available condition must be True. Nodes use their Ready
  * condition, LoadBalancer Services need an ingress address.
  */
-import { pending, poll } from "../core/poll.ts";
+import { pending, poll } from "../lib/poll.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
 export interface Readiness {

@@ -4,7 +4,7 @@
  * k8s.io/apimachinery/pkg/apis/meta/v1 types.go `Status`; the error keeps its message and reason
  * and names the request, so "what and where" is in one line.
  */
-import { KubehyveError } from "../core/errors.ts";
+import { KubehyveError } from "../lib/errors.ts";
 
 export interface StatusCause {
   reason?: string;

@@ -5,7 +5,7 @@
 
 import { stat } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
-import { CancelledError } from "../core/errors.ts";
+import { CancelledError } from "../lib/errors.ts";
 import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, type Target, TIMEOUT_EXIT } from "./target.ts";
 
 /** How long a killed command gets between SIGTERM and SIGKILL. */

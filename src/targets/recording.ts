@@ -4,7 +4,7 @@
  * machine. A command no rule matches gets code 127, as an unknown program would in a shell, so a
  * missing rule shows up as a failure and never as a silent success.
  */
-import { CancelledError } from "../core/errors.ts";
+import { CancelledError } from "../lib/errors.ts";
 import type { RunOptions, RunResult, Target } from "./target.ts";
 
 /** A function, or an argv prefix: `["zfs", "list"]` matches `zfs list -H -o name`. */

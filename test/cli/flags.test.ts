@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { checkFlags, suggest } from "../../src/cli/index.ts";
-import { InputError } from "../../src/core/errors.ts";
+import { InputError } from "../../src/lib/errors.ts";
 
 const args = {
   config: { type: "string", alias: "c" },

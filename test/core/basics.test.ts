@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { mapLimit } from "../../src/core/concurrency.ts";
+import { jsonReporter } from "../../src/cli/reporters.ts";
 import { cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "../../src/core/ipv4.ts";
-import { jsonReporter } from "../../src/core/reporter.ts";
 import { formatSize, GiB, MiB, parseSize } from "../../src/core/units.ts";
+import { mapLimit } from "../../src/lib/concurrency.ts";
 
 describe("sizes", () => {
   test.each([

@@ -12,7 +12,7 @@ import {
 } from "../../src/core/config.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { diag } from "../../src/core/diagnostics.ts";
-import { InputError } from "../../src/core/errors.ts";
+import { InputError } from "../../src/lib/errors.ts";
 import { ordinaryAliases } from "../reliability/mutate.ts";
 
 const fakeHypervisor = definePlugin({

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { CancelledError, KubehyveError } from "../../src/core/errors.ts";
-import { pending, poll, sleep } from "../../src/core/poll.ts";
+import { CancelledError, KubehyveError } from "../../src/lib/errors.ts";
+import { pending, poll, sleep } from "../../src/lib/poll.ts";
 
 describe("poll", () => {
   test("probes until the condition holds and returns what the probe found", async () => {

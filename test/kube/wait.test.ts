@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { CancelledError } from "../../src/core/errors.ts";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
 import { waitFor } from "../../src/kube/readiness.ts";
+import { CancelledError } from "../../src/lib/errors.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
 

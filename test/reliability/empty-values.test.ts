@@ -10,7 +10,7 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ArgsDef } from "citty";
 import { checkFlags, commands } from "../../src/cli/index.ts";
-import { InputError } from "../../src/core/errors.ts";
+import { InputError } from "../../src/lib/errors.ts";
 import { dropInLab, runCli } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");

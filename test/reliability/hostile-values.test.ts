@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { type PluginLookup, parseClusterText } from "../../src/core/config.ts";
-import { InputError } from "../../src/core/errors.ts";
+import { InputError } from "../../src/lib/errors.ts";
 import { have } from "../lab/prereq.ts";
 
 const plugins: PluginLookup = { find: () => undefined, searchPath: [] };

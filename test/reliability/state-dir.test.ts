@@ -20,8 +20,8 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { appendPrivateFile, ensurePrivateDirSync, readPrivateFile } from "../../src/core/fsutil.ts";
 import { Journal } from "../../src/core/journal.ts";
+import { appendPrivateFile, ensurePrivateDirSync, readPrivateFile } from "../../src/lib/fsutil.ts";
 import { runCli } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CancelledError } from "../../src/core/errors.ts";
+import { CancelledError } from "../../src/lib/errors.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
 

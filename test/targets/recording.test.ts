@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { CancelledError } from "../../src/core/errors.ts";
+import { CancelledError } from "../../src/lib/errors.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
 import { CommandError, readTargetFile, runOk, writeTargetFile } from "../../src/targets/target.ts";
 

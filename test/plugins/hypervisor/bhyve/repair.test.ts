@@ -8,8 +8,8 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, write
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bhyvePlugin, type NodeBoot } from "../../../../plugins/hypervisor/bhyve/index.ts";
-import { CancelledError } from "../../../../src/core/errors.ts";
 import { GiB } from "../../../../src/core/units.ts";
+import { CancelledError } from "../../../../src/lib/errors.ts";
 import { createFreebsdHost, type FreebsdHost, hostTarget, run } from "../../../lab/freebsd/host.ts";
 import { labContext, up } from "./lab.ts";
 

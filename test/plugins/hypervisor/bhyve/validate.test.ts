@@ -10,7 +10,7 @@ import { bhyvePlugin } from "../../../../plugins/hypervisor/bhyve/index.ts";
 import { parseBhyveOptions } from "../../../../plugins/hypervisor/bhyve/options.ts";
 import { parseClusterText } from "../../../../src/core/config.ts";
 import type { AnyPlugin } from "../../../../src/core/contract.ts";
-import { InputError } from "../../../../src/core/errors.ts";
+import { InputError } from "../../../../src/lib/errors.ts";
 import { runCli } from "../../../lab/cli.ts";
 
 const lookup = {

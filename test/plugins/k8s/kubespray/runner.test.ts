@@ -16,7 +16,7 @@ import {
   runPlaybook,
   venvRequirements,
 } from "../../../../plugins/k8s/kubespray/runner.ts";
-import { CancelledError } from "../../../../src/core/errors.ts";
+import { CancelledError } from "../../../../src/lib/errors.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
 import { labCluster } from "../../../lab/cluster.ts";
 import { ORACLES } from "../../../lab/oracles.ts";

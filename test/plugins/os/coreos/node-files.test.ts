@@ -14,9 +14,9 @@ import { collectNodeFiles } from "../../../../plugins/os/coreos/node-files.ts";
 import { parseClusterText } from "../../../../src/core/config.ts";
 import type { AnyPlugin } from "../../../../src/core/contract.ts";
 import { runEngine } from "../../../../src/core/engine.ts";
-import { KubehyveError } from "../../../../src/core/errors.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import exampleText from "../../../../src/example/kubehyve.yaml" with { type: "text" };
+import { KubehyveError } from "../../../../src/lib/errors.ts";
 import { labNode } from "../../../lab/cluster.ts";
 import { nodeFilesFixture } from "./lab.ts";
 

@@ -7,8 +7,8 @@ import { describe, expect, test } from "bun:test";
 import { builtinPlugins } from "../../../../plugins/index.ts";
 import { isZincatiTimeZone } from "../../../../plugins/os/coreos/allowlists.ts";
 import { parseClusterText } from "../../../../src/core/config.ts";
-import { InputError } from "../../../../src/core/errors.ts";
 import exampleText from "../../../../src/example/kubehyve.yaml" with { type: "text" };
+import { InputError } from "../../../../src/lib/errors.ts";
 
 const lookup = { find: (id: string) => builtinPlugins.find((p) => p.id === id), searchPath: [] };
 

@@ -3,12 +3,12 @@
  * keeps one multiplexed connection for the whole run) and closed together at the end.
  */
 import { join } from "node:path";
-import { KubehyveError } from "../core/errors.ts";
-import { DEFAULT_HOST_LOCK } from "../core/host-lock.ts";
-import type { Cluster, NodeSpec } from "../core/model.ts";
-import { LocalTarget } from "./local.ts";
-import { SshTarget } from "./ssh.ts";
-import type { RunResult, Target } from "./target.ts";
+import { KubehyveError } from "../lib/errors.ts";
+import { LocalTarget } from "../targets/local.ts";
+import { SshTarget } from "../targets/ssh.ts";
+import type { RunResult, Target } from "../targets/target.ts";
+import { DEFAULT_HOST_LOCK } from "./host-lock.ts";
+import type { Cluster, NodeSpec } from "./model.ts";
 
 export interface TargetFactory {
   host(): Target;
