@@ -10,6 +10,7 @@ import { machineId, processStart } from "../../src/core/holder.ts";
 import { Journal } from "../../src/core/journal.ts";
 import { orderStages } from "../../src/core/order.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
+import { RUNBOOKS } from "../../src/core/runbooks.ts";
 import { LockHeldError } from "../../src/lib/errors.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
@@ -110,6 +111,22 @@ function run(command: EngineRequest["command"], stages: Stage[], extra: Partial<
   });
   return { promise, reporter };
 }
+
+describe("the runbooks", () => {
+  test("the run's log names every step of a stage in the runbook's order, so the last one is where it stopped", async () => {
+    const { promise, reporter } = run("up", [fakePlugin("hypervisor", [], {}, { verifyError: true })]);
+    expect((await promise).exitCode).toBe(1);
+    const steps = reporter.events.flatMap((e) =>
+      e.type === "log" && e.level === "debug" && e.message.startsWith("step: ") ? [e.message.slice(6)] : [],
+    );
+    expect(steps).toEqual(RUNBOOKS.up.eachStage.map((s) => s.title));
+    expect(steps.at(-1)).toBe("stop on errors of verify");
+  });
+
+  test("every command has one", () => {
+    expect(Object.keys(RUNBOOKS).sort()).toEqual(["doctor", "down", "plan", "render", "up", "verify"]);
+  });
+});
 
 describe("up", () => {
   test("runs check, apply and verify stage by stage in pipeline order", async () => {

@@ -1,0 +1,154 @@
+/**
+ * The mechanics of one phase of one stage, written once for every runbook: its start and end events,
+ * its journal line, the limit doctor gives it, and what a failure becomes (the run stops, naming the
+ * stage and phase; an interruption stays an interruption; a bug keeps its stack in the log).
+ */
+import { CancelledError, ExitCode, KubehyveError } from "../lib/errors.ts";
+import { CommandError } from "../targets/target.ts";
+import type { Change } from "./contract.ts";
+import { type Diagnostic, hasErrors } from "./diagnostics.ts";
+import type { Journal } from "./journal.ts";
+import type { Phase, PhaseStatus, Reporter } from "./reporter.ts";
+
+/** What a run found and did for one stage. */
+export interface StageOutcome {
+  slot: string;
+  plugin: string;
+  status: PhaseStatus;
+  changes: Change[];
+  diagnostics: Diagnostic[];
+  failedPhase?: Phase;
+}
+
+/** A phase failed: the run stops here and the message says where. */
+export class StageFailure extends KubehyveError {
+  constructor(
+    readonly stage: string,
+    readonly phase: Phase,
+    message: string,
+  ) {
+    super(message, ExitCode.phaseFailed);
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Rejects after `ms`, and calls `giveUp` then: what the promise started must not run on unowned. */
+function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number | undefined,
+  what: string,
+  giveUp?: (error: Error) => void,
+): Promise<T> {
+  if (!ms) return promise;
+  let timer: Timer | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new KubehyveError(
+        `${what} did not finish within ${ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}`,
+      );
+      giveUp?.(error);
+      reject(error);
+    }, ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface PhaseRunner {
+  /**
+   * Runs one phase: its events, its journal line, and the limit (doctor's) after which `giveUp` is
+   * called with the reason and the phase fails. A thrown error becomes a StageFailure; Ctrl-C stays
+   * a CancelledError.
+   */
+  run<T>(
+    o: StageOutcome,
+    phase: Phase,
+    fn: () => Promise<T>,
+    statusOf: (result: T) => PhaseStatus,
+    opts?: { reporter?: Reporter; limitMs?: number; giveUp?: (error: Error) => void },
+  ): Promise<T>;
+  /** Records and reports a phase's findings. */
+  report(o: StageOutcome, phase: Phase, diagnostics: Diagnostic[], reporter?: Reporter): void;
+  /** Stops the run at this stage when its findings hold an error. */
+  stopOnErrors(o: StageOutcome, phase: Phase): void;
+}
+
+export function phaseRunner(args: {
+  runId: string;
+  command: string;
+  journal: Journal;
+  reporter: Reporter;
+  signal: AbortSignal;
+}): PhaseRunner {
+  const { runId, command, journal, signal } = args;
+  const record = (o: StageOutcome, phase: Phase, durationMs: number, error?: string) =>
+    journal.record({
+      run: runId,
+      command,
+      stage: o.slot,
+      phase,
+      status: o.status,
+      durationMs,
+      changes: o.changes.length,
+      errors: o.diagnostics.filter((d) => d.severity === "error").length,
+      message: error,
+    });
+
+  return {
+    async run(o, phase, fn, statusOf, opts = {}) {
+      const rep = opts.reporter ?? args.reporter;
+      if (signal.aborted) throw new CancelledError(`interrupted before ${o.slot} ${phase}`);
+      rep.emit({ type: "phase.start", stage: o.slot, plugin: o.plugin, phase });
+      const t0 = Date.now();
+      const end = (error?: string) => {
+        const durationMs = Date.now() - t0;
+        rep.emit({
+          type: "phase.end",
+          stage: o.slot,
+          plugin: o.plugin,
+          phase,
+          status: o.status,
+          durationMs,
+          ...(error === undefined ? {} : { error: error.split("\n")[0] }),
+        });
+        record(o, phase, durationMs, error);
+      };
+      try {
+        const result = await withTimeout(fn(), opts.limitMs, `${o.slot} ${phase}`, opts.giveUp);
+        o.status = statusOf(result);
+        end();
+        return result;
+      } catch (error) {
+        const cancelled = error instanceof CancelledError || signal.aborted;
+        o.status = cancelled ? "cancelled" : "failed";
+        o.failedPhase = phase;
+        const message = errorMessage(error);
+        if (error instanceof Error && !(error instanceof KubehyveError) && !(error instanceof CommandError)) {
+          // Not an expected failure: keep the stack in the run's log for the bug report.
+          rep.emit({ type: "log", stage: o.slot, level: "debug", message: error.stack ?? message });
+        }
+        end(message);
+        if (cancelled)
+          throw error instanceof CancelledError
+            ? error
+            : new CancelledError(`interrupted during ${o.slot} ${phase}`);
+        throw new StageFailure(o.slot, phase, message);
+      }
+    },
+
+    report(o, phase, diagnostics, reporter = args.reporter) {
+      o.diagnostics.push(...diagnostics);
+      for (const d of diagnostics) reporter.emit({ type: "diagnostic", stage: o.slot, phase, ...d });
+    },
+
+    stopOnErrors(o, phase) {
+      if (!hasErrors(o.diagnostics)) return;
+      o.status = "failed";
+      o.failedPhase = phase;
+      const first = o.diagnostics.find((d) => d.severity === "error")!;
+      throw new StageFailure(o.slot, phase, `${first.target ? `${first.target}: ` : ""}${first.summary}`);
+    },
+  };
+}

@@ -1,0 +1,292 @@
+/**
+ * What one run of a command holds: its id, journal and locks, the pool of targets, one plugin
+ * context per stage, the hooks between stages, and what each stage came to. The runbooks
+ * (runbooks.ts) read as steps over it; the engine (engine.ts) opens it, runs a runbook and closes it.
+ */
+import type { ArtifactCache } from "../artifacts/types.ts";
+import type { KubeClient } from "../kube/types.ts";
+import { InputError, KubehyveError } from "../lib/errors.ts";
+import type { Stage } from "./config.ts";
+import { createPluginContext, type TestablePluginContext } from "./context.ts";
+import type { Hooks } from "./contract.ts";
+import type { Diagnostic } from "./diagnostics.ts";
+import { acquireHostLock, type HostLock } from "./host-lock.ts";
+import { clusterIdentity } from "./identity.ts";
+import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
+import type { Cluster } from "./model.ts";
+import { orderStages } from "./order.ts";
+import { errorMessage, type PhaseRunner, phaseRunner, type StageOutcome } from "./phase.ts";
+import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "./pool.ts";
+import type { RenderedSlot } from "./render-output.ts";
+import type { Reporter } from "./reporter.ts";
+
+export type Command = "plan" | "up" | "verify" | "doctor" | "down" | "render";
+
+export interface StageSelection {
+  only?: string[];
+  from?: string;
+  until?: string;
+}
+
+export interface EngineRequest {
+  command: Command;
+  cluster: Cluster;
+  stages: readonly Stage[];
+  stateDir: string;
+  reporter: Reporter;
+  /** `up --dry-run`: plan instead. */
+  dryRun?: boolean;
+  /** Inspect nothing: plan a fresh install (`plan --offline`); render is always offline. */
+  offline?: boolean;
+  select?: StageSelection;
+  assumeYes?: boolean;
+  /** up --upgrade: stages may move pinned releases to the newest. */
+  upgrade?: boolean;
+  ask?: (question: string) => Promise<boolean>;
+  /** The first Ctrl-C: the run stops between steps (see core/signal-target.ts). */
+  signal?: AbortSignal;
+  /** The second Ctrl-C: every running command is killed. */
+  abort?: AbortSignal;
+  targets?: TargetFactory;
+  kube?: () => Promise<KubeClient>;
+  artifacts?: ArtifactCache;
+  /** For render: where the files go. */
+  renderDir?: string;
+  /** For render: write into a directory render did not make, and replace its own edited files. */
+  renderForce?: boolean;
+  /** doctor: how long one stage's check or verify may take; then the stage's commands are killed. */
+  phaseTimeoutMs?: number;
+  /** Shown first by doctor: config warnings, plugin load problems. */
+  preflight?: Diagnostic[];
+}
+
+/** The stages a --only/--from/--until selection keeps, in run order. */
+export function selectStages(ordered: readonly Stage[], select: StageSelection = {}): Stage[] {
+  const slots = ordered.map((s) => s.slot);
+  for (const slot of [...(select.only ?? []), select.from, select.until].filter((s): s is string =>
+    Boolean(s),
+  )) {
+    if (!slots.includes(slot))
+      throw new InputError(`no stage "${slot}" in this cluster file`, `stages here: ${slots.join(", ")}`);
+  }
+  const from = select.from ? slots.indexOf(select.from) : 0;
+  const until = select.until ? slots.indexOf(select.until) : slots.length - 1;
+  return ordered.filter(
+    (s, i) => i >= from && i <= until && (!select.only?.length || select.only.includes(s.slot)),
+  );
+}
+
+export class Run {
+  readonly id: string;
+  readonly started = Date.now();
+  readonly command: Command;
+  readonly signal: AbortSignal;
+  /** Nothing is inspected: render, and `plan --offline`. */
+  readonly offline: boolean;
+  /** Nothing is changed: every command but `up` and `down`, and their --dry-run. */
+  readonly dryRun: boolean;
+  readonly reporter: Reporter;
+  readonly journal: Journal;
+  /** Every stage, in run order: hooks reach them all, whichever a command selects. */
+  readonly ordered: readonly Stage[];
+  readonly outcomes: StageOutcome[] = [];
+  readonly phases: PhaseRunner;
+  readonly pool: TargetPool;
+  readonly hooks: Hooks;
+  /** An earlier stage still has changes pending: the later ones plan a fresh install. */
+  upstreamPending: boolean;
+  /** The stages the command's runbook walks, in its order. */
+  walking: Stage[] = [];
+  /** What render's stages gave, written out once every stage has rendered. */
+  readonly rendered: RenderedSlot[] = [];
+  exitCode = 0;
+  lock?: Lock;
+  hostLock?: HostLock;
+  private readonly contexts = new Map<string, TestablePluginContext>();
+  /** Per stage, for doctor: given up on at its phase's limit, which kills the stage's commands. */
+  private readonly stageStops = new Map<string, AbortController>();
+
+  constructor(readonly req: EngineRequest) {
+    this.id = `${new Date(this.started).toISOString().replace(/[:.]/g, "-")}-${process.pid}`;
+    this.command = req.command;
+    this.signal = req.signal ?? new AbortController().signal;
+    this.offline = req.command === "render" || Boolean(req.offline);
+    this.dryRun = req.command !== "up" && req.command !== "down" ? true : Boolean(req.dryRun);
+    this.upstreamPending = this.offline;
+    this.reporter = req.reporter;
+    this.journal = new Journal(req.stateDir);
+    this.ordered = orderStages(req.stages);
+    this.phases = phaseRunner({
+      runId: this.id,
+      command: req.command,
+      journal: this.journal,
+      reporter: req.reporter,
+      signal: this.signal,
+    });
+    this.pool = new TargetPool(
+      this.offline ? offlineTargets : (req.targets ?? defaultTargets(req.cluster, req.stateDir)),
+    );
+    this.hooks = {
+      call: async (name, ...[payload]) => {
+        const answers = [];
+        for (const stage of this.ordered) {
+          const handler = stage.plugin.hooks?.[name];
+          if (handler) answers.push(await handler(this.contextOf(stage), payload as never));
+        }
+        return answers;
+      },
+    };
+  }
+
+  private id_?: string;
+  /**
+   * The cluster's identity: made and kept by the first real `up` (under the state dir's lock, so two
+   * first runs cannot both make one); every other command reads it, or gets a throwaway one.
+   */
+  get clusterId(): string {
+    this.id_ ??= clusterIdentity(this.req.stateDir, this.command === "up" && !this.dryRun);
+    return this.id_;
+  }
+
+  /** The stage's context; one per stage, kind of inspection and reporter, made on first use. */
+  contextOf(stage: Stage, upstreamPending = this.offline, reporter = this.reporter): TestablePluginContext {
+    const key = `${stage.slot}:${upstreamPending}:${reporter === this.reporter}`;
+    let ctx = this.contexts.get(key);
+    if (!ctx) {
+      const stop = this.stageStops.get(stage.slot)?.signal;
+      const abort = this.req.abort;
+      ctx = createPluginContext({
+        cluster: this.req.cluster,
+        plugin: stage.plugin,
+        options: stage.options,
+        stateDir: this.req.stateDir,
+        dryRun: this.dryRun,
+        clusterId: this.clusterId,
+        upstreamPending,
+        assumeYes: this.req.assumeYes,
+        upgrade: this.req.upgrade,
+        signal: stop ? AbortSignal.any([this.signal, stop]) : this.signal,
+        abort: stop ? (abort ? AbortSignal.any([abort, stop]) : stop) : abort,
+        pool: this.pool,
+        hooks: this.hooks,
+        kube: this.offline
+          ? async () => {
+              throw new KubehyveError("offline: no Kubernetes API is reached");
+            }
+          : this.req.kube,
+        artifacts: this.req.artifacts,
+        reporter,
+        ask: this.req.ask,
+      });
+      this.contexts.set(key, ctx);
+    }
+    return ctx;
+  }
+
+  /** A stage whose commands are killed when doctor gives up on it (see `giveUp`). */
+  stoppable(stage: Stage): void {
+    this.stageStops.set(stage.slot, new AbortController());
+  }
+
+  /** Kills what a stage still runs: doctor's limit for one of its phases has passed. */
+  giveUp(stage: Stage, why: Error): void {
+    this.stageStops.get(stage.slot)?.abort(why);
+  }
+
+  /** A new outcome for the stage, in the run's list. */
+  outcome(stage: Stage, status: StageOutcome["status"] = "skipped"): StageOutcome {
+    const o: StageOutcome = {
+      slot: stage.slot,
+      plugin: stage.plugin.id,
+      status,
+      changes: [],
+      diagnostics: [],
+    };
+    this.outcomes.push(o);
+    return o;
+  }
+
+  log(level: "info" | "warn", message: string, stage?: string): void {
+    this.reporter.emit({ type: "log", level, message, ...(stage ? { stage } : {}) });
+  }
+
+  /** The state dir's lock: one run of a cluster at a time. A stale one is taken over and journaled. */
+  lockStateDir(): void {
+    this.lock = acquireLock(this.req.stateDir, this.command, this.id);
+    if (this.lock.takenOver) recordTakeover(this.journal, this.id, this.command, this.lock.takenOver);
+    if (this.lock.tookOverFrom !== undefined)
+      this.log("warn", `took over the lock left by a run that is gone (pid ${this.lock.tookOverFrom})`);
+  }
+
+  /** The host's lock: one cluster (or state dir) changing the hypervisor host at a time. */
+  async lockHost(): Promise<void> {
+    const path = this.pool.hostLock;
+    if (!path) return;
+    if (!path.startsWith("/"))
+      throw new InputError(`the host lock ${JSON.stringify(path)} is not an absolute path`);
+    this.hostLock = await acquireHostLock(this.pool.host(), path, {
+      run: this.id,
+      command: this.command,
+      cluster: this.req.cluster.name,
+      stateDir: this.req.stateDir,
+    });
+    const taken = this.hostLock.takenOver;
+    if (!taken) return;
+    this.journal.record({
+      run: this.id,
+      command: this.command,
+      status: "lock-taken-over",
+      message: `took over the host lock ${this.hostLock.path} of ${taken.holder}: ${taken.why}`,
+    });
+    this.log(
+      "warn",
+      `took over the host lock ${this.hostLock.path} left by a run that is gone (${taken.why})`,
+    );
+  }
+
+  /** On the way out, also after a failure or Ctrl-C: each stage's cleanups, the host lock, the targets. */
+  async close(): Promise<void> {
+    for (const ctx of this.contexts.values()) await ctx.runCleanups();
+    if (this.hostLock) {
+      const hostLock = this.hostLock;
+      await hostLock
+        .release()
+        .catch((error: unknown) =>
+          this.log("warn", `could not release the host lock ${hostLock.path}: ${errorMessage(error)}`),
+        );
+    }
+    await this.pool.closeAll();
+  }
+}
+
+/**
+ * A lock taken over is journaled twice: the run that held it gets the end line it never wrote
+ * (killed, or its machine went down), and this run says that it took over, from whom and why.
+ */
+function recordTakeover(journal: Journal, runId: string, command: string, stale: StaleLock): void {
+  const entries = journal.read();
+  const ended = new Set(entries.filter((e) => !e.stage && e.status !== "started").map((e) => e.run));
+  // A lock of an older version names no run: its runs' ids end with the holder's pid.
+  const candidates = stale.run
+    ? [stale.run]
+    : entries
+        .filter((e) => e.status === "started" && stale.pid !== undefined && e.run.endsWith(`-${stale.pid}`))
+        .map((e) => e.run)
+        .slice(-1);
+  for (const run of candidates) {
+    if (ended.has(run)) continue;
+    const started = entries.find((e) => e.run === run && e.status === "started");
+    journal.record({
+      run,
+      command: started?.command ?? stale.command ?? "unknown",
+      status: "killed",
+      message: `the run ended without finishing (${stale.why}); found by run ${runId}, which took over its lock`,
+    });
+  }
+  journal.record({
+    run: runId,
+    command,
+    status: "lock-taken-over",
+    message: `took over the lock of ${stale.pid ? `pid ${stale.pid}` : "a run"}${stale.run ? ` (run ${stale.run})` : ""}: ${stale.why}`,
+  });
+}

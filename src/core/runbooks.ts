@@ -1,0 +1,110 @@
+/**
+ * What each command does, in order: one short list per command, the way k0sctl's action/apply.go
+ * lists its phases, so "which step printed last" is where debugging starts (each step's title is in
+ * the run's log). A runbook names the stages it walks, the steps each stage goes through, and what
+ * comes before and after; the steps themselves are small named functions in steps.ts. Every
+ * mutation still goes through ctx.wet, so a dry run of any runbook is honest by construction.
+ */
+import type { Stage } from "./config.ts";
+import type { TestablePluginContext } from "./context.ts";
+import type { Reporter } from "./reporter.ts";
+import { type Command, type Run, selectStages } from "./run.ts";
+import { type RunStep, type StageStep, step } from "./steps.ts";
+
+export interface Runbook {
+  /** Takes the state dir's and the host's locks, and may change hosts (unless a dry run). */
+  changesHosts: boolean;
+  /** The stages it walks, in the order it walks them. */
+  stages(run: Run): Stage[];
+  /** The context a stage's steps get. */
+  context(run: Run, stage: Stage, reporter: Reporter): TestablePluginContext;
+  /**
+   * Stages side by side, each one's lines held back and printed in stage order (doctor). A stage
+   * that cannot be inspected is then one finding among the others, not the end of the run.
+   */
+  sideBySide?: boolean;
+  before?: RunStep[];
+  eachStage: StageStep[];
+  after?: RunStep[];
+  /** The run's last line. */
+  summary(run: Run): string;
+}
+
+const selected = (run: Run) => selectStages(run.ordered, run.req.select);
+
+export const RUNBOOKS: Record<Command, Runbook> = {
+  plan: {
+    changesHosts: false,
+    stages: selected,
+    context: (run, stage) => run.contextOf(stage, run.upstreamPending),
+    eachStage: [step.check, step.stopOnErrors("check"), step.holdLaterStages],
+    summary: planSummary,
+  },
+  up: {
+    changesHosts: true,
+    stages: selected,
+    context: (run, stage) => run.contextOf(stage, run.upstreamPending),
+    eachStage: [
+      step.check,
+      step.stopOnErrors("check"),
+      // up --dry-run is a plan: the rest would change what it only shows.
+      step.holdLaterStages,
+      step.confirmDisruptive,
+      step.apply,
+      step.verify,
+      step.stopOnErrors("verify"),
+    ],
+    summary: (run) => (run.dryRun ? planSummary(run) : "cluster is up"),
+  },
+  verify: {
+    changesHosts: false,
+    stages: selected,
+    context: (run, stage) => run.contextOf(stage),
+    eachStage: [step.verify, step.stopOnErrors("verify")],
+    summary: () => "every stage verified",
+  },
+  doctor: {
+    changesHosts: false,
+    stages: (run) => [...run.ordered],
+    context: (run, stage, reporter) => run.contextOf(stage, false, reporter),
+    sideBySide: true,
+    before: [step.showPreflight],
+    eachStage: [step.killableStage, step.check, step.notePendingChanges, step.verify],
+    after: [step.failOnAnyError],
+    summary: doctorSummary,
+  },
+  down: {
+    changesHosts: true,
+    // Last stage first: what a later stage made runs on what an earlier one made.
+    stages: (run) => [...selected(run)].reverse().filter((s) => s.plugin.destroy),
+    context: (run, stage) => run.contextOf(stage),
+    before: [step.confirmTeardown],
+    eachStage: [step.destroy],
+    summary: (run) =>
+      run.dryRun ? "down: dry run, nothing changed" : `cluster ${run.req.cluster.name} is down`,
+  },
+  render: {
+    changesHosts: false,
+    stages: (run) => [...run.ordered],
+    context: (run, stage) => run.contextOf(stage, true),
+    before: [step.needOutputDir],
+    eachStage: [step.render],
+    // Everything is rendered before anything is written; a failure leaves the directory as it was.
+    after: [step.writeRendered],
+    summary: (run) =>
+      `rendered ${run.rendered.reduce((n, r) => n + r.files.length, 0)} files into ${run.req.renderDir}`,
+  },
+};
+
+function planSummary(run: Run): string {
+  const n = run.outcomes.reduce((sum, o) => sum + o.changes.length, 0);
+  return `plan: ${n} change${n === 1 ? "" : "s"}`;
+}
+
+function doctorSummary(run: Run): string {
+  const all = [...(run.req.preflight ?? []), ...run.outcomes.flatMap((o) => o.diagnostics)];
+  const errors = all.filter((d) => d.severity === "error").length;
+  const warnings = all.filter((d) => d.severity === "warn").length;
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  return `doctor: ${plural(errors, "error")}, ${plural(warnings, "warning")}, ${all.length - errors - warnings} fine`;
+}
