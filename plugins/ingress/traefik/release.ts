@@ -1,0 +1,39 @@
+/**
+ * The Traefik release this stage installs, pinned by sha256: the CRDs and the kubernetescrd
+ * provider's RBAC as Traefik publishes them for v3.7.9 (traefik/traefik, tag v3.7.9,
+ * docs/content/reference/dynamic-configuration/), and the image of the same tag.
+ */
+
+import { readFile } from "node:fs/promises";
+import { type ArtifactRequest, type KubeObject, type PluginContext, parseManifests } from "kubehyve";
+
+export const TRAEFIK_VERSION = "v3.7.9";
+export const TRAEFIK_IMAGE = `docker.io/traefik:${TRAEFIK_VERSION}`;
+
+const BASE = `https://raw.githubusercontent.com/traefik/traefik/${TRAEFIK_VERSION}/docs/content/reference/dynamic-configuration`;
+
+export const TRAEFIK_CRDS: ArtifactRequest = {
+  url: `${BASE}/kubernetes-crd-definition-v1.yml`,
+  sha256: "1d5e8558803804562238b0d4a57174aadd6d87c36e3c4c55199ebcc356a9406c",
+  name: `traefik-${TRAEFIK_VERSION}-kubernetes-crd-definition-v1.yml`,
+};
+
+export const TRAEFIK_RBAC: ArtifactRequest = {
+  url: `${BASE}/kubernetes-crd-rbac.yml`,
+  sha256: "01e592c73d42c225351fe41b40162fc77ec5239773e7d7be81d40bba08f65f27",
+  name: `traefik-${TRAEFIK_VERSION}-kubernetes-crd-rbac.yml`,
+};
+
+export interface UpstreamObjects {
+  crds: KubeObject[];
+  rbac: KubeObject[];
+}
+
+/** Fetches (once; the cache verifies the sha256) and parses the pinned upstream files. */
+export async function upstreamObjects(ctx: PluginContext<unknown>): Promise<UpstreamObjects> {
+  const read = async (req: ArtifactRequest) => {
+    const path = await ctx.artifacts.fetch(req, { signal: ctx.signal });
+    return parseManifests(await readFile(path, "utf8"), req.url);
+  };
+  return { crds: await read(TRAEFIK_CRDS), rbac: await read(TRAEFIK_RBAC) };
+}
