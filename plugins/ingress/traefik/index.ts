@@ -9,6 +9,7 @@
  * - hops.ts: each hop verify checks, reusable one by one
  */
 import {
+  type ArtifactRequest,
   type Change,
   type Diagnostic,
   definePlugin,
@@ -40,7 +41,7 @@ import {
 } from "./manifests.ts";
 import { applyObjects, deleteOwned, labelled, planObjects, refOf, stageLabels } from "./objects.ts";
 import { type TraefikOptions, TraefikOptionsSchema, validateTraefik } from "./options.ts";
-import { TRAEFIK_VERSION, upstreamObjects } from "./release.ts";
+import { missingNote, TRAEFIK_VERSION, upstreamObjects } from "./release.ts";
 
 type Ctx = PluginContext<TraefikOptions>;
 
@@ -50,6 +51,7 @@ interface Rendered {
   crds: KubeObject[];
   rbac: KubeObject[];
   traefik: KubeObject[];
+  missing: ArtifactRequest[];
 }
 
 function input(ctx: Ctx): TraefikInput {
@@ -57,8 +59,8 @@ function input(ctx: Ctx): TraefikInput {
 }
 
 /** Every object of the stage, labelled, in the order they are applied. */
-async function rendered(ctx: Ctx): Promise<Rendered> {
-  const up = await upstreamObjects(ctx);
+async function rendered(ctx: Ctx, cachedOnly = false): Promise<Rendered> {
+  const up = await upstreamObjects(ctx, { cachedOnly });
   const labels = stageLabels(ctx.plugin.slot, ctx.clusterId);
   const inp = input(ctx);
   const mark = (objs: KubeObject[]) => objs.map((o) => labelled(o, labels));
@@ -70,6 +72,7 @@ async function rendered(ctx: Ctx): Promise<Rendered> {
       ...rbacFor(up.rbac, inp.namespace),
     ]),
     traefik: mark([deployment(inp), service(inp), ingressClass(), pingRoute(inp.namespace)]),
+    missing: up.missing,
   };
 }
 
@@ -164,12 +167,13 @@ export default definePlugin({
   },
 
   async render(ctx): Promise<RenderedFile[]> {
-    const r = await rendered(ctx);
+    const r = await rendered(ctx, true);
     const yaml = (objs: KubeObject[]) => objs.map((o) => stringifyYaml(o)).join("---\n");
     return [
-      { path: "crds.yaml", content: yaml(r.crds) },
+      ...(r.crds.length ? [{ path: "crds.yaml", content: yaml(r.crds) }] : []),
       { path: "rbac.yaml", content: yaml(r.rbac) },
       { path: "traefik.yaml", content: yaml(r.traefik) },
+      ...(r.missing.length ? [{ path: "upstream-files.txt", content: missingNote(r.missing) }] : []),
     ];
   },
 

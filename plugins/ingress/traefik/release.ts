@@ -27,13 +27,36 @@ export const TRAEFIK_RBAC: ArtifactRequest = {
 export interface UpstreamObjects {
   crds: KubeObject[];
   rbac: KubeObject[];
+  /** With `cachedOnly`: the files not in the cache yet, whose objects are left out. */
+  missing: ArtifactRequest[];
 }
 
-/** Fetches (once; the cache verifies the sha256) and parses the pinned upstream files. */
-export async function upstreamObjects(ctx: PluginContext<unknown>): Promise<UpstreamObjects> {
+/**
+ * Fetches (once; the cache verifies the sha256) and parses the pinned upstream files. `cachedOnly`
+ * downloads nothing (render touches no network): a file not in the cache yet is left out and listed.
+ */
+export async function upstreamObjects(
+  ctx: PluginContext<unknown>,
+  opts: { cachedOnly?: boolean } = {},
+): Promise<UpstreamObjects> {
+  const missing: ArtifactRequest[] = [];
   const read = async (req: ArtifactRequest) => {
+    if (opts.cachedOnly && !(await ctx.artifacts.has(req))) {
+      missing.push(req);
+      return [];
+    }
     const path = await ctx.artifacts.fetch(req, { signal: ctx.signal });
     return parseManifests(await readFile(path, "utf8"), req.url);
   };
-  return { crds: await read(TRAEFIK_CRDS), rbac: await read(TRAEFIK_RBAC) };
+  return { crds: await read(TRAEFIK_CRDS), rbac: await read(TRAEFIK_RBAC), missing };
+}
+
+/** What render writes in place of upstream files it does not have. */
+export function missingNote(missing: readonly ArtifactRequest[]): string {
+  return [
+    "# These pinned upstream files are not in the download cache yet, so their objects are not",
+    "# rendered here. `kubehyve up` downloads them (KUBEHYVE_MIRROR: from a mirror); render then includes them.",
+    ...missing.map((r) => `${r.url} sha256:${r.sha256}`),
+    "",
+  ].join("\n");
 }

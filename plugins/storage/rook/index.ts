@@ -11,6 +11,7 @@
  */
 import { randomBytes } from "node:crypto";
 import {
+  type ArtifactRequest,
   type Change,
   type Diagnostic,
   definePlugin,
@@ -37,8 +38,8 @@ import {
 } from "./manifests.ts";
 import { checkDataDisks, checkFlexVolume, checkRbdModule, clockSkew, readClock } from "./nodes.ts";
 import { applyObjects, deleteOwned, labelled, planObjects, refOf, stageLabels } from "./objects.ts";
-import { type RookOptions, RookOptionsSchema, validateRook } from "./options.ts";
-import { NAMESPACE, ROOK_VERSION, upstreamGroups } from "./release.ts";
+import { type RookOptions, RookOptionsSchema, redundancyNotice, validateRook } from "./options.ts";
+import { missingNote, NAMESPACE, ROOK_VERSION, upstreamGroups } from "./release.ts";
 import { monCount, osdDisks, poolReplicas } from "./sizing.ts";
 
 type Ctx = PluginContext<RookOptions>;
@@ -51,12 +52,12 @@ interface Group {
 }
 
 /** Every object of the stage, labelled, group by group in the order they are applied. */
-async function rendered(ctx: Ctx): Promise<Group[]> {
+async function rendered(ctx: Ctx, cachedOnly = false): Promise<Group[] & { missing?: ArtifactRequest[] }> {
   const labels = stageLabels(ctx.plugin.slot, ctx.clusterId);
   const mark = (objs: KubeObject[]) => objs.map((o) => labelled(o, labels));
-  const upstream = await upstreamGroups(ctx);
-  return [
-    ...upstream.map((g) => ({ group: g.group, objects: mark(g.objects) })),
+  const upstream = await upstreamGroups(ctx, { cachedOnly });
+  const groups: Group[] & { missing?: ArtifactRequest[] } = [
+    ...upstream.groups.map((g) => ({ group: g.group, objects: mark(g.objects) })),
     {
       group: "cluster",
       objects: mark([
@@ -66,6 +67,8 @@ async function rendered(ctx: Ctx): Promise<Group[]> {
       ]),
     },
   ];
+  groups.missing = upstream.missing;
+  return groups;
 }
 
 function sizeLine(ctx: Ctx): string {
@@ -163,14 +166,17 @@ export default definePlugin({
       summary: `install Rook ${ROOK_VERSION} (Ceph Tentacle): ${sizeLine(ctx)}, StorageClass ${STORAGE_CLASS}`,
       kind: "rook.apply",
     };
-    if (ctx.upstreamPending) return { changes: [fresh], diagnostics: [] };
+    if (ctx.upstreamPending) return { changes: [fresh], diagnostics: redundancyNotice(ctx.cluster) };
     const kube = await ctx.kube();
     const groups = await rendered(ctx);
     const live = await kube
       .get("ceph.rook.io/v1", "CephCluster", CLUSTER_NAME, NAMESPACE)
       .catch(() => undefined);
     const osdExpected = live !== undefined;
-    const diagnostics: Diagnostic[] = [...(await checkDataDisks(ctx, osdExpected))];
+    const diagnostics: Diagnostic[] = [
+      ...redundancyNotice(ctx.cluster),
+      ...(await checkDataDisks(ctx, osdExpected)),
+    ];
     const perNode = await mapLimit(
       ctx.cluster.nodes,
       4,
@@ -233,11 +239,14 @@ export default definePlugin({
   },
 
   async render(ctx): Promise<RenderedFile[]> {
-    const groups = await rendered(ctx);
-    return groups.map((g) => ({
+    const groups = await rendered(ctx, true);
+    const files: RenderedFile[] = groups.map((g) => ({
       path: `${g.group}.yaml`,
       content: g.objects.map((o) => stringifyYaml(o)).join("---\n"),
     }));
+    if (groups.missing?.length)
+      files.push({ path: "upstream-files.txt", content: missingNote(groups.missing) });
+    return files;
   },
 
   async destroy(ctx) {

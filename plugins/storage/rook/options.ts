@@ -58,6 +58,15 @@ export function validateRook({ cluster }: { cluster: Cluster; options: RookOptio
       );
     }
   }
+  return out;
+}
+
+/**
+ * Fewer than three hosts with data disks is allowed, but the user hears what it means. Said by
+ * check rather than validate: it is no fault of the file, and every command reads the file.
+ */
+export function redundancyNotice(cluster: Cluster): Diagnostic[] {
+  const out: Diagnostic[] = [];
   const replicas = poolReplicas(cluster);
   if (replicas > 0 && replicas < 3) {
     out.push(

@@ -38,14 +38,33 @@ export const ROOK_FILES: readonly { group: string; req: ArtifactRequest }[] = [
   },
 ];
 
-/** Fetches (once; the cache verifies the sha256) and parses each pinned file, in order. */
+/**
+ * Fetches (once; the cache verifies the sha256) and parses each pinned file, in order. `cachedOnly`
+ * downloads nothing (render touches no network): a file not in the cache yet is left out and listed.
+ */
 export async function upstreamGroups(
   ctx: PluginContext<unknown>,
-): Promise<{ group: string; objects: KubeObject[] }[]> {
-  const out: { group: string; objects: KubeObject[] }[] = [];
+  opts: { cachedOnly?: boolean } = {},
+): Promise<{ groups: { group: string; objects: KubeObject[] }[]; missing: ArtifactRequest[] }> {
+  const groups: { group: string; objects: KubeObject[] }[] = [];
+  const missing: ArtifactRequest[] = [];
   for (const { group, req } of ROOK_FILES) {
+    if (opts.cachedOnly && !(await ctx.artifacts.has(req))) {
+      missing.push(req);
+      continue;
+    }
     const path = await ctx.artifacts.fetch(req, { signal: ctx.signal });
-    out.push({ group, objects: parseManifests(await readFile(path, "utf8"), req.url) });
+    groups.push({ group, objects: parseManifests(await readFile(path, "utf8"), req.url) });
   }
-  return out;
+  return { groups, missing };
+}
+
+/** What render writes in place of upstream files it does not have. */
+export function missingNote(missing: readonly ArtifactRequest[]): string {
+  return [
+    "# These pinned upstream files are not in the download cache yet, so their objects are not",
+    "# rendered here. `kubehyve up` downloads them (KUBEHYVE_MIRROR: from a mirror); render then includes them.",
+    ...missing.map((r) => `${r.url} sha256:${r.sha256}`),
+    "",
+  ].join("\n");
 }

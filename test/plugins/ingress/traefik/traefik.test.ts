@@ -164,11 +164,11 @@ describe("up, verify and doctor against the API test server", () => {
       loadBalancerStandIn([address]),
     ];
     lab = await startStageLab(labCluster(), controllers);
-  });
+  }, 60_000);
   afterAll(async () => {
     await http?.stop(true);
     await lab?.stop();
-  });
+  }, 60_000);
 
   test("a fresh cluster plans one install, apply brings Traefik up, verify reaches /ping through the address", async () => {
     const ctx = lab.ctx(plugin, OPTIONS, { host });
@@ -203,7 +203,7 @@ describe("up, verify and doctor against the API test server", () => {
     const diagnostics = await plugin.verify!(ctx as never);
     expect(codes(diagnostics)).toEqual(["ok traefik.ready", "ok traefik.address", "ok traefik.ping"]);
     expect(diagnostics[2]!.summary).toBe(`GET http://${address}/ping is answered by Traefik`);
-  });
+  }, 60_000);
 
   test("a second up changes nothing", async () => {
     const ctx = lab.ctx(plugin, OPTIONS, { host });
@@ -211,7 +211,7 @@ describe("up, verify and doctor against the API test server", () => {
     const again = await plugin.check(ctx as never);
     expect(again.changes).toEqual([]);
     expect(lab.server.resourceVersion()).toBe(before);
-  });
+  }, 60_000);
 
   test("a changed option is planned as a change of the objects it touches", async () => {
     const ctx = lab.ctx(plugin, { ...OPTIONS, replicas: 2 }, { host });
@@ -219,7 +219,7 @@ describe("up, verify and doctor against the API test server", () => {
     expect(changes).toHaveLength(1);
     expect(changes[0]!.summary).toMatch(/0 objects to create, 1 to change$/);
     expect(changes[0]!.detail).toBe("update Deployment traefik");
-  });
+  }, 60_000);
 
   test("verify names the hop that fails: something else answers at the address", async () => {
     pingAnswer = () => new Response("<html>router login</html>", { status: 200 });
@@ -234,14 +234,14 @@ describe("up, verify and doctor against the API test server", () => {
       pingAnswer = (path) =>
         path === "/ping" ? new Response("OK") : new Response("404 page not found\n", { status: 404 });
     }
-  });
+  }, 60_000);
 
   test("verify names the hop that fails: a fixed address that the load balancer did not give", async () => {
     const diagnostics = await plugin.verify!(
       lab.ctx(plugin, { ...OPTIONS, address: "192.168.1.240" }, { host }) as never,
     );
     expect(codes(diagnostics)).toContain("warn traefik.address-differs");
-  });
+  }, 60_000);
 
   test("doctor flags IngressRoutes of the old traefik.containo.us group", async () => {
     const kube = await lab.kube();
@@ -282,7 +282,7 @@ describe("up, verify and doctor against the API test server", () => {
       "IngressRoute default/old-app is of the old traefik.containo.us group: Traefik v3 ignores it without a word",
     ]);
     expect(legacy[0]!.hint).toContain("traefik.io/v1alpha1");
-  });
+  }, 60_000);
 
   test("render writes every manifest, labelled as apply sends them", async () => {
     const files = await plugin.render!(lab.ctx(plugin, OPTIONS, { host }) as never);
@@ -290,7 +290,7 @@ describe("up, verify and doctor against the API test server", () => {
     const objects = files.flatMap((f) => parseManifests(String(f.content), f.path));
     expect(objects).toHaveLength(18);
     for (const o of objects) expect(o.metadata.labels?.["kubehyve.io/stage"]).toBe("ingress");
-  });
+  }, 60_000);
 
   test("destroy removes what the stage applied, last first, and leaves what it did not make", async () => {
     const kube = await lab.kube();
@@ -309,5 +309,5 @@ describe("up, verify and doctor against the API test server", () => {
     expect(deletes[0]).toBe("delete IngressRoute traefik/traefik-ping");
     expect(deletes.at(-1)).toMatch(/^delete CustomResourceDefinition /);
     expect(await kube.get("v1", "Namespace", "traefik")).toBeUndefined();
-  });
+  }, 60_000);
 });

@@ -5,11 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { cephHealth } from "../../../../plugins/storage/rook/health.ts";
 import plugin from "../../../../plugins/storage/rook/index.ts";
 import { blockPools, cephCluster, storageClass } from "../../../../plugins/storage/rook/manifests.ts";
 import { clockSkew, flexVolumeUnderUsr } from "../../../../plugins/storage/rook/nodes.ts";
-import { validateRook } from "../../../../plugins/storage/rook/options.ts";
+import { redundancyNotice, validateRook } from "../../../../plugins/storage/rook/options.ts";
 import {
   dataDiskDevice,
   memoryPlan,
@@ -17,6 +18,8 @@ import {
   monCount,
   poolReplicas,
 } from "../../../../plugins/storage/rook/sizing.ts";
+import { DownloadCache } from "../../../../src/artifacts/cache.ts";
+import { createPluginContext } from "../../../../src/core/context.ts";
 import type { Diagnostic } from "../../../../src/core/diagnostics.ts";
 import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
 import { GiB } from "../../../../src/core/units.ts";
@@ -92,7 +95,8 @@ describe("sizing to the lab", () => {
       ),
     ).toEqual(["builtin-mgr 2 false", "replicapool 2 false"]);
     expect(pools[1]!.spec.failureDomain).toBe("host");
-    expect(validateRook({ cluster, options: OPTIONS }).map((d) => `${d.severity} ${d.code}`)).toEqual([
+    expect(validateRook({ cluster, options: OPTIONS })).toEqual([]);
+    expect(redundancyNotice(cluster).map((d) => `${d.severity} ${d.code}`)).toEqual([
       "warn rook.no-redundancy",
     ]);
     const three = labCluster({
@@ -103,6 +107,7 @@ describe("sizing to the lab", () => {
     expect(cephCluster(three).spec.cephConfig).toBeUndefined();
     expect(blockPools(three, "replicapool").map((p) => p.metadata.name)).toEqual(["replicapool"]);
     expect(validateRook({ cluster: three, options: OPTIONS })).toEqual([]);
+    expect(redundancyNotice(three)).toEqual([]);
   });
 });
 
@@ -400,7 +405,7 @@ describe("check, up, verify and destroy against the API test server", () => {
   test("a fresh cluster: one install planned, applied in the documented order, Ready and HEALTH_OK, canary bound and cleaned up", async () => {
     const ctx = lab.ctx(plugin, OPTIONS, { node: nodeTarget });
     const first = await plugin.check(ctx as never);
-    expect(codes(first.diagnostics).filter((c) => !c.startsWith("ok"))).toEqual([]);
+    expect(codes(first.diagnostics).filter((c) => !c.startsWith("ok"))).toEqual(["warn rook.no-redundancy"]);
     expect(first.changes).toHaveLength(1);
     expect(first.changes[0]!.summary).toMatch(
       /^install Rook v1\.20\.6 \(Ceph Tentacle\): 3 mon\(s\), 2 OSD\(s\) on w1:vdb, w2:vdb, 2 replica\(s\), StorageClass rook-ceph-block: \d+ objects to create, 0 to change$/,
@@ -494,6 +499,24 @@ describe("check, up, verify and destroy against the API test server", () => {
     expect(
       (lab.server.get("v1", "PersistentVolumeClaim", "app-data", "default") as KubeObject).status.phase,
     ).toBe("Pending");
+  }, 60_000);
+
+  test("render downloads nothing: upstream files not in the cache are listed with their pins instead", async () => {
+    const mirror = lab.mirror.requests.length;
+    const ctx = createPluginContext({
+      cluster,
+      plugin,
+      options: OPTIONS,
+      stateDir: join(lab.dir, "render-state"),
+      dryRun: true,
+      artifacts: new DownloadCache({ dir: join(lab.dir, "empty-cache"), mirror: lab.mirror.url }),
+    });
+    const files = await plugin.render!(ctx as never);
+    expect(files.map((f) => f.path)).toEqual(["cluster.yaml", "upstream-files.txt"]);
+    expect(String(files[1]!.content)).toContain(
+      "https://raw.githubusercontent.com/rook/rook/v1.20.6/deploy/examples/csi-operator.yaml sha256:de0bf9160c8370220353d7140a4b60ee6d4b8eda5e260f395fd00cbdc1059ffb",
+    );
+    expect(lab.mirror.requests.length).toBe(mirror);
   }, 60_000);
 
   test("render writes every manifest, group by group", async () => {
