@@ -18,6 +18,7 @@ import {
   diag,
   isReady,
   type KubeObject,
+  KubeRequestError,
   mapLimit,
   type PluginContext,
   pending,
@@ -96,6 +97,17 @@ async function waitReady(
     },
     { timeoutMs: WAIT_MS, intervalMs: 2000, signal: ctx.signal },
   );
+}
+
+/** The CephCluster, or undefined while it (or its CRD, on a fresh cluster) does not exist. */
+async function liveCluster(ctx: Ctx): Promise<KubeObject | undefined> {
+  const kube = await ctx.kube();
+  try {
+    return await kube.get("ceph.rook.io/v1", "CephCluster", CLUSTER_NAME, NAMESPACE);
+  } catch (error) {
+    if (error instanceof KubeRequestError) return undefined;
+    throw error;
+  }
 }
 
 /** A claim of rook-ceph-block is Bound and a pod writes to it and reads it back; both go afterwards. */
@@ -231,8 +243,7 @@ export default definePlugin({
   },
 
   async verify(ctx) {
-    const kube = await ctx.kube();
-    const cluster = await kube.get("ceph.rook.io/v1", "CephCluster", CLUSTER_NAME, NAMESPACE);
+    const cluster = await liveCluster(ctx);
     const out = cephHealth(cluster);
     if (cluster?.status?.phase === "Ready" && ctx.options.canary) out.push(await canary(ctx));
     return out;

@@ -374,6 +374,11 @@ describe("check, up, verify and destroy against the API test server", () => {
     await lab?.stop();
   }, 60_000);
 
+  test("verify before Rook is installed says so, also while its CRDs do not exist", async () => {
+    const ds = await plugin.verify!(lab.ctx(plugin, OPTIONS, { node: nodeTarget }) as never);
+    expect(codes(ds)).toEqual(["error rook.no-cluster"]);
+  }, 60_000);
+
   test("check finds a data disk with a partition table and gives the wipefs line that frees it", async () => {
     nodes.get("w1")!.disk.partitioned = true;
     try {
