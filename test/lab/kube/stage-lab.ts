@@ -36,6 +36,8 @@ export interface StageLab {
   dir: string;
   server: KubeApiServer;
   mirror: FileServer;
+  /** The download cache, mirrored to `mirror`. */
+  artifacts: DownloadCache;
   kube: () => Promise<KubeClient>;
   ctx(
     plugin: AnyPlugin,
@@ -67,6 +69,7 @@ export async function startStageLab(cluster: Cluster, controllers: Controller[])
     dir,
     server,
     mirror,
+    artifacts,
     kube,
     ctx: (plugin, options, opts = {}) =>
       createPluginContext({
