@@ -13,6 +13,7 @@ import {
   type Change,
   type Diagnostic,
   definePlugin,
+  diag,
   isReady,
   type KubeObject,
   type PluginContext,
@@ -93,12 +94,15 @@ async function otherDefaultClasses(ctx: Ctx): Promise<Diagnostic[]> {
         c.metadata.name !== NAME &&
         c.metadata.annotations?.["ingressclass.kubernetes.io/is-default-class"] === "true",
     )
-    .map((c) => ({
-      code: "traefik.other-default-class",
-      severity: "warn" as const,
-      summary: `IngressClass ${c.metadata.name} is also marked default: Ingresses without a class are refused while two are`,
-      hint: `kubectl annotate ingressclass ${c.metadata.name} ingressclass.kubernetes.io/is-default-class-`,
-    }));
+    .map((c) =>
+      diag.warn(
+        "traefik.other-default-class",
+        `IngressClass ${c.metadata.name} is also marked default: Ingresses without a class are refused while two are`,
+        {
+          hint: `kubectl annotate ingressclass ${c.metadata.name} ingressclass.kubernetes.io/is-default-class-`,
+        },
+      ),
+    );
 }
 
 export default definePlugin({

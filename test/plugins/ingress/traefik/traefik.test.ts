@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
+import { httpGetOn, pingThroughEntrypoint } from "../../../../plugins/ingress/traefik/hops.ts";
 import plugin from "../../../../plugins/ingress/traefik/index.ts";
 import { deployment, pingRoute, service } from "../../../../plugins/ingress/traefik/manifests.ts";
 import { validateTraefik } from "../../../../plugins/ingress/traefik/options.ts";
@@ -13,6 +14,7 @@ import type { Diagnostic } from "../../../../src/core/diagnostics.ts";
 import { parseManifests } from "../../../../src/kube/apply.ts";
 import type { KubeObject } from "../../../../src/kube/types.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
+import { RecordingTarget } from "../../../../src/targets/recording.ts";
 import { labCluster } from "../../../lab/cluster.ts";
 import {
   loadBalancerStandIn,
@@ -143,6 +145,31 @@ describe("the manifests", () => {
       traefikProbeAnswers({ ...c, readinessProbe: { httpGet: { path: "/ping", port: "traefik" } } }),
     ).toBe(true);
   });
+});
+
+describe("the HTTP hop from the host", () => {
+  test("without curl, FreeBSD's fetch(1) asks instead", async () => {
+    const host = new RecordingTarget([], "root@hv1")
+      .on(["curl"], { code: 127, stderr: "sh: curl: not found\n" })
+      .on(["fetch", "-q", "-o", "-", "-T", "5", "http://192.0.2.10/ping"], { stdout: "OK" });
+    expect(await pingThroughEntrypoint(httpGetOn(host), "192.0.2.10")).toMatchObject({
+      severity: "ok",
+      code: "traefik.ping",
+    });
+    expect(host.argvs.map((a) => a[0])).toEqual(["curl", "fetch"]);
+  });
+
+  test.if(have("curl", "curl"))(
+    "an address where nothing listens is unreachable, in curl's words",
+    async () => {
+      const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("OK") });
+      const port = server.port ?? 0;
+      await server.stop(true);
+      const d = await pingThroughEntrypoint(httpGetOn(new LocalTarget(), 2), "127.0.0.1", port);
+      expect(d.code).toBe("traefik.unreachable");
+      expect(d.summary).toContain(`GET http://127.0.0.1:${port}/ping got no answer: curl: (7)`);
+    },
+  );
 });
 
 describe("up, verify and doctor against the API test server", () => {
