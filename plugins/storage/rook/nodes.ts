@@ -67,6 +67,26 @@ export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Di
         const device = devices.find((d) => d.path === path);
         const wipefs = device ? await target.run(wipefsArgv(path), TIMEOUT) : undefined;
         const blkid = device ? await target.run(blkidArgv(path), TIMEOUT) : undefined;
+        // blkid exits 2 when it finds nothing; anything else unread means the disk was not looked at.
+        const unread = [
+          wipefs?.code === 0 ? undefined : wipefs,
+          blkid && [0, 2].includes(blkid.code) ? undefined : blkid,
+        ]
+          .filter((r) => r !== undefined)
+          .map((r) => r.stderr.trim() || `exit ${r.code}`);
+        if (device && unread.length) {
+          out.push(
+            diag.error(
+              "rook.disk-unread",
+              `cannot read the signatures on ${path} of ${node.name}: ${unread.join("; ")}`,
+              {
+                target: node.name,
+                hint: "check runs `sudo -n wipefs` and `sudo -n blkid` as core, which needs sudo without a password",
+              },
+            ),
+          );
+          continue;
+        }
         const verdict = assessDisk(
           {
             device,

@@ -25,6 +25,7 @@ import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
 import { GiB } from "../../../../src/core/units.ts";
 import { parseManifests } from "../../../../src/kube/apply.ts";
 import type { KubeObject } from "../../../../src/kube/types.ts";
+import { RecordingTarget } from "../../../../src/targets/recording.ts";
 import { DATA_DISK, labCluster, labNode } from "../../../lab/cluster.ts";
 import { type RookStandIn, rookStandIn, specChecks } from "../../../lab/kube/controllers/rook.ts";
 import { defaultControllers, pvcController } from "../../../lab/kube/controllers.ts";
@@ -347,6 +348,22 @@ describe("check, up, verify and destroy against the API test server", () => {
     } finally {
       nodes.get("w1")!.disk.partitioned = false;
     }
+  }, 60_000);
+
+  test("a disk whose signatures cannot be read is not taken for empty", async () => {
+    const w2 = nodes.get("w2")!;
+    const failing = new RecordingTarget([], "core@w2")
+      .on(["sudo", "-n", "wipefs"], { code: 1, stderr: "sudo: a password is required\n" })
+      .on(
+        () => true,
+        (argv, opts) => w2.target.run(argv, opts),
+      );
+    const { diagnostics } = await plugin.check(
+      lab.ctx(plugin, OPTIONS, { node: (n) => (n.name === "w2" ? failing : nodeTarget(n)) }) as never,
+    );
+    const d = diagnostics.find((x) => x.code === "rook.disk-unread")!;
+    expect(d.summary).toBe("cannot read the signatures on /dev/vdb of w2: sudo: a password is required");
+    expect(codes(diagnostics)).toContain("error rook.too-few-disks");
   }, 60_000);
 
   test("check flags a FlexVolume directory under /usr on a Fedora CoreOS node", async () => {
