@@ -4,11 +4,16 @@
  */
 import type { AnyPlugin } from "kubehyve";
 import bhyve from "./hypervisor/bhyve/index.ts";
+import traefik from "./ingress/traefik/index.ts";
 import kubespray from "./k8s/kubespray/index.ts";
 import coreos from "./os/coreos/index.ts";
+import rook from "./storage/rook/index.ts";
 
 export const builtinPlugins: readonly AnyPlugin[] = [
   bhyve as AnyPlugin,
   coreos as AnyPlugin,
   kubespray as AnyPlugin,
+  // net/calico and lb/metallb come here, before ingress.
+  traefik as AnyPlugin,
+  rook as AnyPlugin,
 ];

@@ -560,6 +560,22 @@ const storage: Record<string, Schema> = {
   }),
 };
 
+// k8s.io/api networking/v1 types.go: IngressClassSpec and IngressSpec (fields kubehyve sets).
+const networking: Record<string, Schema> = {
+  "io.k8s.api.networking.v1.IngressClass": topLevel("networking.k8s.io", "v1", "IngressClass", {
+    spec: obj({ controller: str, parameters: open }),
+  }),
+  "io.k8s.api.networking.v1.Ingress": topLevel("networking.k8s.io", "v1", "Ingress", {
+    spec: obj({
+      defaultBackend: open,
+      ingressClassName: str,
+      rules: atomicList(open),
+      tls: atomicList(open),
+    }),
+    status: open,
+  }),
+};
+
 const admission: Record<string, Schema> = {
   "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration": topLevel(
     "admissionregistration.k8s.io",
@@ -638,6 +654,7 @@ export const BUILTIN_SCHEMAS: Record<string, Schema> = {
   ...apps,
   ...rbac,
   ...storage,
+  ...networking,
   ...admission,
   ...apiextensions,
   ...authorization,

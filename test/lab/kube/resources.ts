@@ -61,6 +61,8 @@ export function builtinResources(): ServedResource[] {
       categories: ["api-extensions"],
     }),
     r("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, { shortNames: ["sc"], status: false }),
+    r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, { status: false }),
+    r("networking.k8s.io", "v1", "Ingress", "ingresses", true, { shortNames: ["ing"] }),
     r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, { status: false }),
     r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, {
       status: false,

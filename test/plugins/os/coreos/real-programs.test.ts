@@ -40,7 +40,8 @@ ${[
 ]
   .map(
     ([name, role, host]) =>
-      `  - { name: ${name}, role: ${role}, cpus: 2, memory: 4GiB, disk: 20GiB, address: 192.168.1.${host} }`,
+      // The workers keep the example's data disks, which the storage stage needs.
+      `  - { name: ${name}, role: ${role}, cpus: 2, memory: 4GiB, disk: 20GiB, address: 192.168.1.${host}${role === "worker" ? ", disks: [50GiB]" : ""} }`,
   )
   .join("\n")}
 

@@ -1,0 +1,340 @@
+/**
+ * ingress/traefik against the Kubernetes API test server: the pinned upstream files come from a
+ * loopback mirror, Traefik's Deployment becomes ready only when its probe would be answered, a
+ * stand-in for MetalLB gives the Service a loopback address, and a real HTTP server on that address
+ * answers /ping the way Traefik does. verify's HTTP request goes through a real curl on the host target.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { httpGetOn, pingThroughEntrypoint } from "../../../../plugins/ingress/traefik/hops.ts";
+import plugin from "../../../../plugins/ingress/traefik/index.ts";
+import { deployment, pingRoute, service } from "../../../../plugins/ingress/traefik/manifests.ts";
+import { validateTraefik } from "../../../../plugins/ingress/traefik/options.ts";
+import type { Diagnostic } from "../../../../src/core/diagnostics.ts";
+import { parseManifests } from "../../../../src/kube/apply.ts";
+import type { KubeObject } from "../../../../src/kube/types.ts";
+import { LocalTarget } from "../../../../src/targets/local.ts";
+import { RecordingTarget } from "../../../../src/targets/recording.ts";
+import { labCluster } from "../../../lab/cluster.ts";
+import {
+  loadBalancerStandIn,
+  traefikDeploymentController,
+  traefikProbeAnswers,
+} from "../../../lab/kube/controllers/traefik.ts";
+import { defaultControllers, deploymentController } from "../../../lab/kube/controllers.ts";
+import { resourcesOfCrd } from "../../../lab/kube/resources.ts";
+import { validateAgainstSchema } from "../../../lab/kube/schema.ts";
+import { type StageLab, startStageLab } from "../../../lab/kube/stage-lab.ts";
+import { oracle } from "../../../lab/oracles.ts";
+import { have } from "../../../lab/prereq.ts";
+
+const OPTIONS = { namespace: "traefik", replicas: 1 };
+const CRD_FILE =
+  "releases/traefik/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml";
+
+/** A random loopback address, so that parallel runs each have their own port 80. */
+function loopbackAddress(): string {
+  const b = () => 1 + Math.floor(Math.random() * 250);
+  return `127.${b()}.${b()}.${b()}`;
+}
+
+/** Traefik's ping handler (pkg/ping/ping.go): 200 and the body "OK" on GET /ping. */
+function serveTraefikPing(
+  hostname: string,
+  answer = (path: string) =>
+    path === "/ping" ? new Response("OK") : new Response("404 page not found\n", { status: 404 }),
+) {
+  return Bun.serve({ hostname, port: 80, fetch: (req) => answer(new URL(req.url).pathname) });
+}
+
+const codes = (ds: Diagnostic[]) => ds.map((d) => `${d.severity} ${d.code}`);
+
+describe("validate: the fixed address", () => {
+  const cluster = labCluster();
+  const check = (address: string | undefined, c = cluster) =>
+    validateTraefik({ cluster: c, options: { ...OPTIONS, address } }).map((d) => d.code);
+
+  test("an address of the node subnet that no node has is accepted", () => {
+    expect(check("192.168.1.240")).toEqual([]);
+    expect(check(undefined)).toEqual([]);
+  });
+
+  test("anything but an IPv4 address of the node subnet is refused with the option's path", () => {
+    expect(check("traefik.lab")).toEqual(["traefik.address-invalid"]);
+    expect(check("192.168.1.256")).toEqual(["traefik.address-invalid"]);
+    expect(check("10.0.0.5")).toEqual(["traefik.address-outside-subnet"]);
+    expect(check("192.168.1.22")).toEqual(["traefik.address-taken"]);
+    const [d] = validateTraefik({ cluster, options: { ...OPTIONS, address: "10.0.0.5" } });
+    expect(d!.path).toBe("stages.ingress.address");
+  });
+
+  test("with MetalLB's pools in the cluster file, the address must lie in one of them", () => {
+    const withPool = labCluster({
+      stages: { lb: { plugin: "lb/metallb", options: { addresses: ["192.168.1.240-192.168.1.250"] } } },
+    });
+    expect(check("192.168.1.245", withPool)).toEqual([]);
+    expect(check("192.168.1.230", withPool)).toEqual(["traefik.address-outside-pool"]);
+    const cidrPool = labCluster({
+      stages: { lb: { plugin: "lb/metallb", options: { pools: [{ addresses: ["192.168.1.224/28"] }] } } },
+    });
+    expect(check("192.168.1.230", cidrPool)).toEqual([]);
+    // An lb stage of another shape is not understood, and not held against the address.
+    const other = labCluster({ stages: { lb: { plugin: "lb/other", options: { range: 7 } } } });
+    expect(check("192.168.1.230", other)).toEqual([]);
+  });
+});
+
+describe("the manifests", () => {
+  const schemas = new Map<string, Record<string, unknown>>();
+  for (const crd of parseManifests(readFileSync(oracle(CRD_FILE), "utf8"), CRD_FILE)) {
+    for (const r of resourcesOfCrd(crd))
+      if (r.schema) schemas.set(`${r.group}/${r.version}/${r.kind}`, r.schema);
+  }
+
+  test("the ping IngressRoute validates against Traefik v3.7.9's CRD schema, objects closed", () => {
+    const route = pingRoute("traefik");
+    const schema = schemas.get("traefik.io/v1alpha1/IngressRoute")!;
+    expect(validateAgainstSchema(route, schema)).toEqual([]);
+    // The check can fail: a field the CRD lacks is found.
+    const bad = { ...route, spec: { ...route.spec, entrypoints: ["web"] } } as KubeObject;
+    expect(validateAgainstSchema(bad, schema).map((p) => p.kind)).toContain("unknown");
+  });
+
+  test("the Deployment keeps the Helm chart's defaults: ports, probes, non-root, read-only, no capabilities", () => {
+    const dep = deployment({ namespace: "traefik", replicas: 1 });
+    const pod = dep.spec.template.spec;
+    const c = pod.containers[0];
+    expect(c.image).toBe("docker.io/traefik:v3.7.9");
+    expect(
+      c.ports.map((p: { name: string; containerPort: number }) => `${p.name}:${p.containerPort}`),
+    ).toEqual(["traefik:8080", "web:8000", "websecure:8443"]);
+    expect(c.args).toContain("--ping=true");
+    expect(c.args).toContain("--providers.kubernetescrd");
+    expect(c.args).toContain("--providers.kubernetesingress");
+    expect(c.args).toContain("--entryPoints.websecure.http.tls=true");
+    expect(c.readinessProbe.httpGet).toEqual({ path: "/ping", port: 8080, scheme: "HTTP" });
+    expect(c.livenessProbe.httpGet).toEqual({ path: "/ping", port: 8080, scheme: "HTTP" });
+    expect(c.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      readOnlyRootFilesystem: true,
+    });
+    expect(pod.securityContext).toMatchObject({ runAsUser: 65532, runAsGroup: 65532, runAsNonRoot: true });
+    expect(traefikProbeAnswers(c)).toBe(true);
+  });
+
+  test("the Service exposes web as 80 and websecure as 443, never the traefik entrypoint", () => {
+    const svc = service({ namespace: "traefik", replicas: 1, address: "192.168.1.240" });
+    expect(svc.spec.type).toBe("LoadBalancer");
+    expect(
+      svc.spec.ports.map((p: { port: number; targetPort: string }) => `${p.port}->${p.targetPort}`),
+    ).toEqual(["80->web", "443->websecure"]);
+    expect(svc.metadata.annotations).toEqual({ "metallb.io/loadBalancerIPs": "192.168.1.240" });
+  });
+
+  test("a Traefik whose probe asks a port without /ping is never ready in the test server", () => {
+    const dep = deployment({ namespace: "traefik", replicas: 1 });
+    const c = dep.spec.template.spec.containers[0];
+    expect(traefikProbeAnswers({ ...c, args: c.args.filter((a: string) => a !== "--ping=true") })).toBe(
+      false,
+    );
+    expect(traefikProbeAnswers({ ...c, readinessProbe: { httpGet: { path: "/ping", port: 8000 } } })).toBe(
+      false,
+    );
+    expect(
+      traefikProbeAnswers({ ...c, readinessProbe: { httpGet: { path: "/ping", port: "traefik" } } }),
+    ).toBe(true);
+  });
+});
+
+describe("the HTTP hop from the host", () => {
+  test("without curl, FreeBSD's fetch(1) asks instead", async () => {
+    const host = new RecordingTarget([], "root@hv1")
+      .on(["curl"], { code: 127, stderr: "sh: curl: not found\n" })
+      .on(["fetch", "-q", "-o", "-", "-T", "5", "http://192.0.2.10/ping"], { stdout: "OK" });
+    expect(await pingThroughEntrypoint(httpGetOn(host), "192.0.2.10")).toMatchObject({
+      severity: "ok",
+      code: "traefik.ping",
+    });
+    expect(host.argvs.map((a) => a[0])).toEqual(["curl", "fetch"]);
+  });
+
+  test.if(have("curl", "curl"))(
+    "an address where nothing listens is unreachable, in curl's words",
+    async () => {
+      const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("OK") });
+      const port = server.port ?? 0;
+      await server.stop(true);
+      const d = await pingThroughEntrypoint(httpGetOn(new LocalTarget(), 2), "127.0.0.1", port);
+      expect(d.code).toBe("traefik.unreachable");
+      expect(d.summary).toContain(`GET http://127.0.0.1:${port}/ping got no answer: curl: (7)`);
+    },
+  );
+});
+
+describe("up, verify and doctor against the API test server", () => {
+  let lab: StageLab;
+  let address: string;
+  let http: ReturnType<typeof Bun.serve>;
+  let pingAnswer: (path: string) => Response;
+  const host = new LocalTarget();
+
+  beforeAll(async () => {
+    if (!have("openssl", "openssl") || !have("curl", "curl")) return;
+    address = loopbackAddress();
+    pingAnswer = (path) =>
+      path === "/ping" ? new Response("OK") : new Response("404 page not found\n", { status: 404 });
+    http = serveTraefikPing(address, (path) => pingAnswer(path));
+    const controllers = [
+      ...defaultControllers().filter((c) => c !== deploymentController),
+      traefikDeploymentController,
+      loadBalancerStandIn([address]),
+    ];
+    lab = await startStageLab(labCluster(), controllers);
+  }, 60_000);
+  afterAll(async () => {
+    await http?.stop(true);
+    await lab?.stop();
+  }, 60_000);
+
+  test("a fresh cluster plans one install, apply brings Traefik up, verify reaches /ping through the address", async () => {
+    const ctx = lab.ctx(plugin, OPTIONS, { host });
+    const first = await plugin.check(ctx as never);
+    expect(first.changes).toHaveLength(1);
+    expect(first.changes[0]!.summary).toMatch(
+      /^install Traefik v3\.7\.9 in namespace traefik .*: 18 objects to create, 0 to change$/,
+    );
+    await plugin.apply!(ctx as never, first.changes);
+
+    const svc = lab.server.get("v1", "Service", "traefik", "traefik") as unknown as KubeObject;
+    expect(svc.metadata.labels).toMatchObject({
+      "app.kubernetes.io/managed-by": "kubehyve",
+      "kubehyve.io/stage": "ingress",
+    });
+    // The upstream RBAC's binding follows Traefik into its namespace.
+    const binding = lab.server.get(
+      "rbac.authorization.k8s.io/v1",
+      "ClusterRoleBinding",
+      "traefik-ingress-controller",
+    )!;
+    expect(binding.subjects).toEqual([
+      { kind: "ServiceAccount", name: "traefik-ingress-controller", namespace: "traefik" },
+    ]);
+    expect(
+      (lab.server.get("networking.k8s.io/v1", "IngressClass", "traefik") as unknown as KubeObject).metadata
+        .annotations,
+    ).toMatchObject({
+      "ingressclass.kubernetes.io/is-default-class": "true",
+    });
+
+    const diagnostics = await plugin.verify!(ctx as never);
+    expect(codes(diagnostics)).toEqual(["ok traefik.ready", "ok traefik.address", "ok traefik.ping"]);
+    expect(diagnostics[2]!.summary).toBe(`GET http://${address}/ping is answered by Traefik`);
+  }, 60_000);
+
+  test("a second up changes nothing", async () => {
+    const ctx = lab.ctx(plugin, OPTIONS, { host });
+    const before = lab.server.resourceVersion();
+    const again = await plugin.check(ctx as never);
+    expect(again.changes).toEqual([]);
+    expect(lab.server.resourceVersion()).toBe(before);
+  }, 60_000);
+
+  test("a changed option is planned as a change of the objects it touches", async () => {
+    const ctx = lab.ctx(plugin, { ...OPTIONS, replicas: 2 }, { host });
+    const { changes } = await plugin.check(ctx as never);
+    expect(changes).toHaveLength(1);
+    expect(changes[0]!.summary).toMatch(/0 objects to create, 1 to change$/);
+    expect(changes[0]!.detail).toBe("update Deployment traefik");
+  }, 60_000);
+
+  test("verify names the hop that fails: something else answers at the address", async () => {
+    pingAnswer = () => new Response("<html>router login</html>", { status: 200 });
+    try {
+      const diagnostics = await plugin.verify!(lab.ctx(plugin, OPTIONS, { host }) as never);
+      expect(codes(diagnostics)).toEqual([
+        "ok traefik.ready",
+        "ok traefik.address",
+        "error traefik.ping-failed",
+      ]);
+    } finally {
+      pingAnswer = (path) =>
+        path === "/ping" ? new Response("OK") : new Response("404 page not found\n", { status: 404 });
+    }
+  }, 60_000);
+
+  test("verify names the hop that fails: a fixed address that the load balancer did not give", async () => {
+    const diagnostics = await plugin.verify!(
+      lab.ctx(plugin, { ...OPTIONS, address: "192.168.1.240" }, { host }) as never,
+    );
+    expect(codes(diagnostics)).toContain("warn traefik.address-differs");
+  }, 60_000);
+
+  test("doctor flags IngressRoutes of the old traefik.containo.us group", async () => {
+    const kube = await lab.kube();
+    await kube.apply({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "ingressroutes.traefik.containo.us" },
+      spec: {
+        group: "traefik.containo.us",
+        names: {
+          kind: "IngressRoute",
+          plural: "ingressroutes",
+          singular: "ingressroute",
+          listKind: "IngressRouteList",
+        },
+        scope: "Namespaced",
+        versions: [
+          {
+            name: "v1alpha1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    });
+    await Bun.sleep(50);
+    await kube.refreshDiscovery?.();
+    await kube.apply({
+      apiVersion: "traefik.containo.us/v1alpha1",
+      kind: "IngressRoute",
+      metadata: { name: "old-app", namespace: "default" },
+      spec: { entryPoints: ["web"], routes: [] },
+    });
+    const { diagnostics } = await plugin.check(lab.ctx(plugin, OPTIONS, { host }) as never);
+    const legacy = diagnostics.filter((d) => d.code === "traefik.legacy-ingressroute");
+    expect(legacy.map((d) => d.summary)).toEqual([
+      "IngressRoute default/old-app is of the old traefik.containo.us group: Traefik v3 ignores it without a word",
+    ]);
+    expect(legacy[0]!.hint).toContain("traefik.io/v1alpha1");
+  }, 60_000);
+
+  test("render writes every manifest, labelled as apply sends them", async () => {
+    const files = await plugin.render!(lab.ctx(plugin, OPTIONS, { host }) as never);
+    expect(files.map((f) => f.path)).toEqual(["crds.yaml", "rbac.yaml", "traefik.yaml"]);
+    const objects = files.flatMap((f) => parseManifests(String(f.content), f.path));
+    expect(objects).toHaveLength(18);
+    for (const o of objects) expect(o.metadata.labels?.["kubehyve.io/stage"]).toBe("ingress");
+  }, 60_000);
+
+  test("destroy removes what the stage applied, last first, and leaves what it did not make", async () => {
+    const kube = await lab.kube();
+    // An object of the same name that this cluster did not label: not ours to delete.
+    const ic = lab.server.get("networking.k8s.io/v1", "IngressClass", "traefik") as unknown as KubeObject;
+    lab.server.put({ ...ic, metadata: { ...ic.metadata, labels: {} } });
+    const ctx = lab.ctx(plugin, OPTIONS, { host });
+    await plugin.destroy!(ctx as never);
+    expect(lab.server.get("apps/v1", "Deployment", "traefik", "traefik")).toBeUndefined();
+    expect(lab.server.get("v1", "Service", "traefik", "traefik")).toBeUndefined();
+    expect(lab.server.get("networking.k8s.io/v1", "IngressClass", "traefik")).toBeDefined();
+    expect(
+      lab.server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "ingressroutes.traefik.io"),
+    ).toBeUndefined();
+    const deletes = ctx.wetLog.filter((l) => l.startsWith("delete "));
+    expect(deletes[0]).toBe("delete IngressRoute traefik/traefik-ping");
+    expect(deletes.at(-1)).toMatch(/^delete CustomResourceDefinition /);
+    expect(await kube.get("v1", "Namespace", "traefik")).toBeUndefined();
+  }, 60_000);
+});
