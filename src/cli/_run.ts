@@ -36,6 +36,7 @@ export async function runStages(
   // that it leaves no key or journal in the state dir of a real cluster that shares its name.
   const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
   const stateDir = throwaway?.dir ?? named;
+  const interrupts = interruptSignals();
   try {
     // Checked (or made) before anything is written into it, the run's log included.
     prepareStateDir(stateDir);
@@ -55,12 +56,14 @@ export async function runStages(
       assumeYes: flags.yes,
       upgrade: flags.upgrade,
       ask: askFor(flags),
-      ...interruptSignals(),
+      signal: interrupts.signal,
+      abort: interrupts.abort,
       preflight: command === "doctor" ? [...config.warnings, ...registry.diagnostics] : undefined,
       ...extra,
     });
     return result.exitCode;
   } finally {
+    interrupts.dispose();
     throwaway?.remove();
   }
 }

@@ -6,7 +6,6 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import type { ArgsDef } from "citty";
-import { consola } from "consola";
 import { type LoadedConfig, loadClusterFile, parseClusterText } from "../core/config.ts";
 import { loadPlugins, type PluginRegistry, pluginSearchPath } from "../core/plugins.ts";
 import type { Reporter } from "../core/reporter.ts";
@@ -15,6 +14,7 @@ import { CancelledError, InputError } from "../lib/errors.ts";
 import { ensurePrivateDir } from "../lib/fsutil.ts";
 import { killRunningCommands } from "../targets/local.ts";
 import { builtinPlugins } from "./builtins.ts";
+import { logger, output } from "./output.ts";
 import { humanReporter, jsonReporter } from "./reporters.ts";
 
 export const EXAMPLE_SOURCE = "<built-in example lab>";
@@ -108,9 +108,9 @@ export async function makeReporter(
 
 /** Questions go to a person at a terminal; with --json or without a terminal nobody can answer. */
 export function askFor(flags: GlobalFlags): ((question: string) => Promise<boolean>) | undefined {
-  if (flags.json || !process.stdin.isTTY) return undefined;
+  if (flags.json || !process.stdin.isTTY || !output().interactive) return undefined;
   return async (question) =>
-    (await consola.prompt(question, { type: "confirm", initial: false, cancel: "default" })) === true;
+    (await logger().prompt(question, { type: "confirm", initial: false, cancel: "default" })) === true;
 }
 
 /**
@@ -120,25 +120,30 @@ export function askFor(flags: GlobalFlags): ((question: string) => Promise<boole
  * all it started (they sit in process groups of their own, so the terminal's SIGINT reaches
  * kubehyve alone). SIGTERM does the same, and a second SIGTERM leaves at once too.
  */
-export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal } {
+export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal; dispose(): void } {
   const controller = new AbortController();
   const hard = new AbortController();
   const seen = { SIGINT: 0, SIGTERM: 0 };
-  const on = (name: keyof typeof seen, exitCode: number, message: string) =>
-    process.on(name, () => {
+  const on = (name: keyof typeof seen, exitCode: number, message: string) => {
+    const handler = () => {
       if (++seen[name] > 1) {
         hard.abort(new CancelledError("left at once"));
         killRunningCommands();
         process.exit(exitCode);
       }
       if (controller.signal.aborted) return;
-      process.stderr.write(message);
+      output().stderr(message);
       // A CancelledError, so that a plugin rethrowing `signal.reason` ends the run as interrupted.
       controller.abort(new CancelledError(name === "SIGINT" ? "interrupted" : "terminated"));
-    });
-  on("SIGINT", 130, "\ninterrupted: stopping after the current step (Ctrl-C again to leave now)\n");
-  on("SIGTERM", 143, "terminated: stopping after the current step\n");
-  return { signal: controller.signal, abort: hard.signal };
+    };
+    process.on(name, handler);
+    return () => process.off(name, handler);
+  };
+  const offs = [
+    on("SIGINT", 130, "\ninterrupted: stopping after the current step (Ctrl-C again to leave now)\n"),
+    on("SIGTERM", 143, "terminated: stopping after the current step\n"),
+  ];
+  return { signal: controller.signal, abort: hard.signal, dispose: () => offs.forEach((off) => off()) };
 }
 
 /** `a,b` as a list; an empty item (`a,,b`, `a,`) is refused: it is a typo, never "all". */

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
-import { consola } from "consola";
 import { clusterJsonSchema } from "../core/json-schema.ts";
 import { exampleArg, globalArgs, loadCluster, loadRegistry } from "./_shared.ts";
+import { logger, output } from "./output.ts";
 
 const schema = defineCommand({
   meta: {
@@ -13,7 +13,7 @@ const schema = defineCommand({
   async run({ args }) {
     const registry = await loadRegistry(args);
     const plugins = registry.entries.flatMap((e) => (e.plugin ? [e.plugin] : []));
-    process.stdout.write(`${JSON.stringify(clusterJsonSchema(plugins), null, 2)}\n`);
+    output().stdout(`${JSON.stringify(clusterJsonSchema(plugins), null, 2)}\n`);
     return 0;
   },
 });
@@ -28,16 +28,16 @@ const validate = defineCommand({
     const { config } = await loadCluster(args);
     const c = config.cluster;
     if (args.json) {
-      process.stdout.write(
+      output().stdout(
         `${JSON.stringify({ v: 1, type: "config.valid", file: config.source, cluster: c.name, nodes: c.nodes.length, stages: config.stages.map((s) => s.plugin.id), warnings: config.warnings })}\n`,
       );
       return 0;
     }
-    consola.success(
+    logger().success(
       `${config.source} is valid: cluster ${c.name}, ${c.nodes.length} nodes, stages ${config.stages.map((s) => s.plugin.id).join(", ") || "(none)"}`,
     );
     for (const w of config.warnings)
-      consola.warn(`${w.path ? `${w.path}: ` : ""}${w.summary}${w.hint ? ` (${w.hint})` : ""}`);
+      logger().warn(`${w.path ? `${w.path}: ` : ""}${w.summary}${w.hint ? ` (${w.hint})` : ""}`);
     return 0;
   },
 });

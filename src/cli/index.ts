@@ -6,6 +6,7 @@
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
+import { output } from "./output.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -189,31 +190,31 @@ function systemError(error: unknown): KubehyveError | undefined {
 
 export function printError(thrown: unknown, json: boolean, verbose = false): number {
   const system = systemError(thrown);
-  if (system && verbose && !json) process.stderr.write(`${(thrown as Error).stack}\n`);
+  if (system && verbose && !json) output().stderr(`${(thrown as Error).stack}\n`);
   const error = system ?? thrown;
   const known = error instanceof KubehyveError;
   const exitCode = known ? error.exitCode : ExitCode.phaseFailed;
   if (json) {
     const problems = error instanceof InputError ? error.problems : undefined;
-    process.stdout.write(
+    output().stdout(
       `${JSON.stringify({ v: 1, type: "error", message: (error as Error).message, hint: known ? error.hint : undefined, problems, exitCode })}\n`,
     );
     return exitCode;
   }
   if (!known) {
-    process.stderr.write(`✖ kubehyve hit a bug: ${(error as Error)?.stack ?? String(error)}\n`);
+    output().stderr(`✖ kubehyve hit a bug: ${(error as Error)?.stack ?? String(error)}\n`);
     return exitCode;
   }
-  process.stderr.write(`✖ ${error.message}\n`);
+  output().stderr(`✖ ${error.message}\n`);
   if (error instanceof InputError) {
     for (const p of error.problems) {
       const where = p.where ? `${p.where}: ` : "";
-      process.stderr.write(`  ${where}${p.path ? `${p.path}: ` : ""}${p.message}\n`);
+      output().stderr(`  ${where}${p.path ? `${p.path}: ` : ""}${p.message}\n`);
     }
   }
-  if (error.hint) process.stderr.write(`  → ${error.hint}\n`);
+  if (error.hint) output().stderr(`  → ${error.hint}\n`);
   if (error instanceof CancelledError)
-    process.stderr.write("  stopped; the journal in the state dir says where\n");
+    output().stderr("  stopped; the journal in the state dir says where\n");
   return exitCode;
 }
 
@@ -223,7 +224,7 @@ export async function runCli(rawArgs: string[]): Promise<number> {
   try {
     const { path, rest, leaf } = await resolvePath(rawArgs);
     if (rest.includes("--help") || rest.includes("-h") || path.length === 0) {
-      process.stdout.write(`${await usage(path)}\n`);
+      output().stdout(`${await usage(path)}\n`);
       return path.length === 0 && !rest.some((a) => a === "--help" || a === "-h") ? ExitCode.badInput : 0;
     }
     const args = ((await leaf.args) ?? {}) as ArgsDef;

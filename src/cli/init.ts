@@ -1,10 +1,10 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { consola } from "consola";
 import { InputError } from "../lib/errors.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";
 import { exampleText, globalArgs } from "./_shared.ts";
+import { logger, output } from "./output.ts";
 
 export default defineCommand({
   meta: { name: "init", description: "Write a commented example cluster file to start from" },
@@ -21,8 +21,8 @@ export default defineCommand({
       );
     }
     await writeFileAtomic(path, exampleText, 0o644);
-    if (args.json) process.stdout.write(`${JSON.stringify({ v: 1, type: "init", file: path })}\n`);
-    else consola.success(`wrote ${path}: edit the nodes and network, then run kubehyve plan`);
+    if (args.json) output().stdout(`${JSON.stringify({ v: 1, type: "init", file: path })}\n`);
+    else logger().success(`wrote ${path}: edit the nodes and network, then run kubehyve plan`);
     return 0;
   },
 });

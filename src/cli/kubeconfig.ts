@@ -2,20 +2,21 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
 import { defineCommand } from "citty";
-import { consola } from "consola";
 import { kubeconfigPathOf } from "../core/context.ts";
 import { readClusterId } from "../core/identity.ts";
 import { prepareStateDir } from "../core/state-dir.ts";
 import { KubehyveError } from "../lib/errors.ts";
 import { readPrivateFile } from "../lib/fsutil.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
+import { logger, output } from "./output.ts";
 
 /**
  * The file kubectl itself would write new entries to (client-go clientcmd PathOptions
  * GetDefaultFilename): the only $KUBECONFIG file, else the first of its files that exists, else
- * the last of them; without $KUBECONFIG, ~/.kube/config.
+ * the last of them; without $KUBECONFIG, ~/.kube/config, with ~ from $HOME first as client-go's
+ * homedir.HomeDir() takes it (under `sudo -E`, the invoking user's).
  */
-export function mergeTarget(env = process.env, home = homedir()): string {
+export function mergeTarget(env = process.env, home = env.HOME || homedir()): string {
   const files = (env.KUBECONFIG ?? "").split(delimiter).filter(Boolean);
   if (!files.length) return join(home, ".kube", "config");
   return files.find((f) => files.length === 1 || existsSync(f)) ?? files.at(-1)!;
@@ -51,9 +52,7 @@ export default defineCommand({
       );
     if (!args.merge) {
       // --json promises NDJSON on stdout and nothing else, so the path comes as an event there too.
-      process.stdout.write(
-        args.json ? `${JSON.stringify({ v: 1, type: "kubeconfig", path })}\n` : `${path}\n`,
-      );
+      output().stdout(args.json ? `${JSON.stringify({ v: 1, type: "kubeconfig", path })}\n` : `${path}\n`);
       return 0;
     }
     const target = mergeTarget();
@@ -64,18 +63,18 @@ export default defineCommand({
     });
     const name = config.cluster.name;
     if (args.json)
-      process.stdout.write(
+      output().stdout(
         `${JSON.stringify({ v: 1, type: "kubeconfig.merged", path, file: result.file, context: name, changed: result.changed, backup: result.backup, replaced: result.replaced })}\n`,
       );
     else {
       const where = result.file === target ? target : `${target} (→ ${result.file})`;
-      consola.success(
+      logger().success(
         result.changed
           ? `merged ${name} into ${where}: kubectl --context ${name} get nodes`
           : `${where} has ${name} already: kubectl --context ${name} get nodes`,
       );
-      if (result.replaced.length) consola.info(`replaced ${result.replaced.join(", ")}`);
-      if (result.backup) consola.info(`the file as it was: ${result.backup}`);
+      if (result.replaced.length) logger().info(`replaced ${result.replaced.join(", ")}`);
+      if (result.backup) logger().info(`the file as it was: ${result.backup}`);
     }
     return 0;
   },

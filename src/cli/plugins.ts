@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
-import { consola } from "consola";
 import type { PluginEntry } from "../core/plugins.ts";
 import { globalArgs, loadRegistry } from "./_shared.ts";
+import { logger, output } from "./output.ts";
 import { version } from "./version-info.ts";
 
 /** Built-in plugins are released with the binary: their version is its version. */
@@ -19,23 +19,23 @@ export default defineCommand({
     const registry = await loadRegistry(args);
     if (args.json) {
       for (const e of registry.entries) {
-        process.stdout.write(
+        output().stdout(
           `${JSON.stringify({ v: 1, type: "plugin", id: e.id, origin: e.origin, version: versionOf(e), status: e.status, title: e.plugin?.title })}\n`,
         );
       }
       for (const d of registry.diagnostics)
-        process.stdout.write(`${JSON.stringify({ v: 1, type: "diagnostic", stage: "plugins", ...d })}\n`);
+        output().stdout(`${JSON.stringify({ v: 1, type: "diagnostic", stage: "plugins", ...d })}\n`);
     } else {
       const width = Math.max(4, ...registry.entries.map((e) => e.id.length));
       for (const e of registry.entries) {
         const mark = e.status === "loaded" ? "✔" : "✖";
-        consola.log(
+        logger().log(
           `${mark} ${e.id.padEnd(width)}  ${(versionOf(e) ?? "-").padEnd(8)} ${e.status.padEnd(7)} ${e.origin}`,
         );
       }
       for (const d of registry.diagnostics)
-        consola.log(`  ✖ ${d.summary}${d.hint ? `\n      → ${d.hint}` : ""}`);
-      consola.log(`plugin path: ${registry.searchPath.join(":")}`);
+        logger().log(`  ✖ ${d.summary}${d.hint ? `\n      → ${d.hint}` : ""}`);
+      logger().log(`plugin path: ${registry.searchPath.join(":")}`);
     }
     return registry.diagnostics.some((d) => d.severity === "error") ? 1 : 0;
   },

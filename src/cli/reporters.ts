@@ -2,9 +2,10 @@
  * The reporters the CLI prints runs with: lines for people (consola), or NDJSON events on stdout and
  * nothing else there. Both tee every event into the run's log file, so a failure can name it.
  */
-import { type ConsolaInstance, createConsola } from "consola";
+import type { ConsolaInstance } from "consola";
 import { EVENT_VERSION, type Reporter, type RunEvent } from "../core/reporter.ts";
 import { appendPrivateFile } from "../lib/fsutil.ts";
+import { logger, output } from "./output.ts";
 
 function tee(logFile: string | undefined, event: RunEvent): void {
   if (!logFile) return;
@@ -18,7 +19,7 @@ function tee(logFile: string | undefined, event: RunEvent): void {
 /** NDJSON on stdout: one event per line, `v` first. */
 export function jsonReporter(
   logFile?: string,
-  write: (line: string) => void = (l) => process.stdout.write(l),
+  write: (line: string) => void = (l) => output().stdout(l),
 ): Reporter {
   return {
     logFile,
@@ -43,9 +44,9 @@ function seconds(ms: number): string {
 export function humanReporter(
   opts: { verbose?: boolean; logFile?: string; consola?: ConsolaInstance } = {},
 ): Reporter {
-  const out = opts.consola ?? createConsola({ level: opts.verbose ? 4 : 3, formatOptions: { date: false } });
-  const stderr = process.stderr;
-  const live = Boolean(stderr.isTTY) && !process.env.CI;
+  const out = opts.consola ?? logger({ verbose: opts.verbose });
+  const terminal = output();
+  const live = terminal.interactive && !process.env.CI;
   // consola draws errors and warnings as a badge between blank lines (" ERROR  …"); a run's
   // failure lines keep the one-line, one-symbol form of every other line, and of the CLI's ✖.
   const error = (message: string) => out.error({ message, badge: false });
@@ -54,7 +55,7 @@ export function humanReporter(
   let lastProgressAt = 0;
   const clearProgress = () => {
     if (progressShown) {
-      stderr.write("\r\x1b[2K");
+      terminal.stderr("\r\x1b[2K");
       progressShown = false;
     }
   };
@@ -122,7 +123,7 @@ export function humanReporter(
                 : ` [${event.current}]`;
           const line = `${event.stage}:${count} ${event.message}`;
           if (live) {
-            stderr.write(`\r\x1b[2K${line.slice(0, (stderr.columns || 100) - 1)}`);
+            terminal.stderr(`\r\x1b[2K${line.slice(0, (terminal.columns || 100) - 1)}`);
             progressShown = true;
           } else if (Date.now() - lastProgressAt > 5000) {
             lastProgressAt = Date.now();

@@ -1,7 +1,7 @@
 /**
- * The command line run from source as a user runs it: a child process with NO_COLOR, no terminal,
- * a fresh directory, and a drop-in plugin whose world is one file on this machine. Exact lines,
- * exit codes, and what is (not) left behind.
+ * The command line as a user runs it: NO_COLOR, no terminal, a fresh directory, and a drop-in plugin
+ * whose world is one file on this machine. Exact lines, exit codes, and what is (not) left behind.
+ * Most run in process (test/lab/cli.ts runInProcess); Ctrl-C needs a child process of its own.
  */
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { mergeTarget } from "../../src/cli/kubeconfig.ts";
-import { dropInLab, runCli, userEnv } from "../lab/cli.ts";
+import { dropInLab, runInProcess, userEnv } from "../lab/cli.ts";
 import { adminConf } from "../lab/kube/kubeconfig.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
@@ -75,7 +75,9 @@ function lab(mode = "ok") {
     "--state-dir",
     state,
   ];
-  const run = (args: string[], env: Record<string, string> = {}) => runCli(argv(args), { cwd: dir, env });
+  // In process, as the binary would run it; the Ctrl-C tests below need a process of their own.
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    runInProcess([...args, "--plugin-dir", plugins, "--state-dir", state], { cwd: dir, env });
   const spawn = (args: string[]) =>
     Bun.spawn(argv(args), { cwd: dir, env: userEnv(dir), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const journal = () =>
@@ -111,9 +113,9 @@ const gone = (pid: number) => {
 };
 
 describe("a failing run on a terminal-less NO_COLOR output", () => {
-  test("names the stage, the phase and the private log file, one line each", () => {
+  test("names the stage, the phase and the private log file, one line each", async () => {
     const { run, state } = lab("fail");
-    const r = run(["up", "-c", "kubehyve.yaml"]);
+    const r = await run(["up", "-c", "kubehyve.yaml"]);
     expect(r.code).toBe(1);
     const logLine = r.stdout.split("\n").find((l) => l.startsWith("ℹ full log: "));
     expect(logLine).toBeDefined();
@@ -137,18 +139,18 @@ describe("a failing run on a terminal-less NO_COLOR output", () => {
 });
 
 describe("down without a terminal", () => {
-  test("cannot be confirmed: exits 1 and changes nothing; --yes tears down", () => {
+  test("cannot be confirmed: exits 1 and changes nothing; --yes tears down", async () => {
     const { run, file, journal } = lab();
-    expect(run(["up"]).code).toBe(0);
+    expect((await run(["up"])).code).toBe(0);
     expect(readFileSync(file, "utf8")).toBe("on");
 
-    const no = run(["down"]);
+    const no = await run(["down"]);
     expect(no.code).toBe(1);
     expect(no.stderr).toContain("✖ not confirmed: nothing was changed (run again with --yes to tear down)\n");
     expect(readFileSync(file, "utf8")).toBe("on");
     expect(journal().filter((e) => e.command === "down" && e.phase)).toEqual([]);
 
-    const yes = run(["down", "--yes"]);
+    const yes = await run(["down", "--yes"]);
     expect(yes.code).toBe(0);
     expect(existsSync(file)).toBe(false);
   });
@@ -205,9 +207,9 @@ describe("Ctrl-C", () => {
 describe("kubehyve kubeconfig", () => {
   const adminKubeconfig = adminConf("https://10.9.0.10:6443");
 
-  test("before Kubernetes is installed is a clear error with the way forward", () => {
+  test("before Kubernetes is installed is a clear error with the way forward", async () => {
     const { run, state } = lab();
-    const r = run(["kubeconfig"]);
+    const r = await run(["kubeconfig"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(
       `✖ no admin kubeconfig for marklab at ${join(state, "kubeconfig")} yet\n  → kubehyve up writes it once Kubernetes is installed\n`,
@@ -215,22 +217,22 @@ describe("kubehyve kubeconfig", () => {
     expect(r.stdout).toBe("");
   });
 
-  test("prints the path, as a line or as one JSON event", () => {
+  test("prints the path, as a line or as one JSON event", async () => {
     const { run, state } = lab();
     mkdirSync(state, { recursive: true, mode: 0o700 });
     writeFileSync(join(state, "kubeconfig"), adminKubeconfig, { mode: 0o600 });
-    const r = run(["kubeconfig"]);
+    const r = await run(["kubeconfig"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${join(state, "kubeconfig")}\n`);
-    const json = run(["kubeconfig", "--json"]);
+    const json = await run(["kubeconfig", "--json"]);
     expect(JSON.parse(json.stdout)).toEqual({ v: 1, type: "kubeconfig", path: join(state, "kubeconfig") });
   });
 
-  test("--merge adds the cluster to ~/.kube/config, 0600, under the cluster's name", () => {
+  test("--merge adds the cluster to ~/.kube/config, 0600, under the cluster's name", async () => {
     const { run, state, dir } = lab();
     mkdirSync(state, { recursive: true, mode: 0o700 });
     writeFileSync(join(state, "kubeconfig"), adminKubeconfig, { mode: 0o600 });
-    const r = run(["kubeconfig", "--merge"]);
+    const r = await run(["kubeconfig", "--merge"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("merged marklab into ");
     const target = join(dir, ".kube", "config");
@@ -252,46 +254,48 @@ describe("kubehyve kubeconfig", () => {
     expect(mergeTarget({ KUBECONFIG: a }, dir)).toBe(a);
     expect(mergeTarget({ KUBECONFIG: "" }, dir)).toBe(join(dir, ".kube", "config"));
     expect(mergeTarget({}, dir)).toBe(join(dir, ".kube", "config"));
+    // ~ is $HOME when it is set, as client-go reads it: never the account's own home behind its back.
+    expect(mergeTarget({ HOME: dir })).toBe(join(dir, ".kube", "config"));
   });
 });
 
 describe("bad input is a message, not a stack trace", () => {
-  test("global flags before the command are flags, not a command name", () => {
+  test("global flags before the command are flags, not a command name", async () => {
     const { run } = lab();
-    const plan = run(["-c", "kubehyve.yaml", "plan"]);
+    const plan = await run(["-c", "kubehyve.yaml", "plan"]);
     expect(plan.code).toBe(0);
     expect(plan.stdout).toContain("plan marklab: marker");
-    const validate = run(["config", "-c", "kubehyve.yaml", "validate"]);
+    const validate = await run(["config", "-c", "kubehyve.yaml", "validate"]);
     expect(validate.code).toBe(0);
     expect(validate.stdout).toContain("kubehyve.yaml is valid: cluster marklab");
   });
 
-  test("a flag that needs a value and has none is refused, not taken as empty", () => {
+  test("a flag that needs a value and has none is refused, not taken as empty", async () => {
     const { dir } = lab();
     // Last on the line: anything after it would be taken as its value.
-    const r = runCli([process.execPath, MAIN, "plan", "--example", "--only"], { cwd: dir });
+    const r = await runInProcess(["plan", "--example", "--only"], { cwd: dir });
     expect(r.code).toBe(2);
     expect(r.stderr).toBe("✖ --only needs a value\n  → see kubehyve plan --help\n");
   });
 
-  test("a state dir that cannot be created names the path and what to do", () => {
+  test("a state dir that cannot be created names the path and what to do", async () => {
     const { run, dir } = lab();
     writeFileSync(join(dir, "in-the-way"), "");
     const bare = readFileSync(join(dir, "kubehyve.yaml"), "utf8").split("stages:")[0]!;
     writeFileSync(join(dir, "bare.yaml"), bare);
     const plan = (stateDir: string) =>
-      runCli([process.execPath, MAIN, "plan", "-c", "bare.yaml", "--state-dir", stateDir], { cwd: dir });
-    const below = plan(join(dir, "in-the-way", "state"));
+      runInProcess(["plan", "-c", "bare.yaml", "--state-dir", stateDir], { cwd: dir });
+    const below = await plan(join(dir, "in-the-way", "state"));
     expect(below.code).toBe(2);
     expect(below.stderr).toBe(
       `✖ state dir ${join(dir, "in-the-way", "state")} cannot be made: ${join(dir, "in-the-way")} is a file\n  → a file stands where a directory is expected on the way to ${join(dir, "in-the-way", "state")}\n`,
     );
-    const itself = plan(join(dir, "in-the-way"));
+    const itself = await plan(join(dir, "in-the-way"));
     expect(itself.code).toBe(2);
     expect(itself.stderr).toBe(
       `✖ state dir ${join(dir, "in-the-way")} is a file, not a directory\n  → move ${join(dir, "in-the-way")} away\n`,
     );
-    expect(run(["doctor", "--timeout", "soon"]).stderr).toBe(
+    expect((await run(["doctor", "--timeout", "soon"])).stderr).toBe(
       '✖ --timeout "soon" is not a number of seconds\n  → kubehyve doctor --timeout 300\n',
     );
   });

@@ -72,3 +72,39 @@ export function dropInLab(opts: {
   );
   return { dir, plugins, state: join(dir, "state") };
 }
+
+/**
+ * Runs a command in this process, as nuxt/cli's tests call citty's runCommand: the same parser,
+ * commands, engine and plugins as the binary, with its output captured instead of printed, and the
+ * working directory and environment a shell would give it (those of userEnv, nothing else of the
+ * runner's). Signals and what only the compiled binary shows stay with the child-process tests.
+ */
+export async function runInProcess(
+  args: string[],
+  opts: { cwd: string; env?: Record<string, string> },
+): Promise<CliResult> {
+  const [{ runCli: run }, { withOutput }, { provideBuiltins }] = await Promise.all([
+    import("../../src/cli/index.ts"),
+    import("../../src/cli/output.ts"),
+    import("../../src/cli/builtins.ts"),
+  ]);
+  provideBuiltins(async () => (await import("../../plugins/index.ts")).builtinPlugins);
+  const savedEnv = { ...process.env };
+  const savedCwd = process.cwd();
+  for (const key of Object.keys(process.env)) delete process.env[key];
+  Object.assign(process.env, userEnv(opts.cwd, opts.env));
+  process.chdir(opts.cwd);
+  let stdout = "";
+  let stderr = "";
+  try {
+    const code = await withOutput(
+      { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), interactive: false },
+      () => run(args),
+    );
+    return { code, stdout, stderr, out: stdout + stderr };
+  } finally {
+    process.chdir(savedCwd);
+    for (const key of Object.keys(process.env)) delete process.env[key];
+    Object.assign(process.env, savedEnv);
+  }
+}
