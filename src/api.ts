@@ -33,6 +33,7 @@ export type {
 export { API_VERSION, definePlugin, nodesOf } from "./core/contract.ts";
 export type { Diagnostic, Severity } from "./core/diagnostics.ts";
 export { diag, hasErrors } from "./core/diagnostics.ts";
+export { ownDirProblem, plainPathProblem, systemTreeOf } from "./core/host-paths.ts";
 export type {
   Cluster,
   CommandTimeouts,

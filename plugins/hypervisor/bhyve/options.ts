@@ -6,7 +6,7 @@
  * .config/system.conf; the guests' configs), in a bhyve device string, or in a path: each one is held
  * to an allowlist here, never escaped after the fact.
  */
-import { parseSize, v } from "kubehyve";
+import { ownDirProblem, parseSize, plainPathProblem, v } from "kubehyve";
 
 const Size = v.pipe(
   v.string('must be a size such as "2GiB"'),
@@ -24,77 +24,6 @@ const PATH_COMPONENT = /^[A-Za-z0-9._+-]+$/;
 
 /** FreeBSD's PATH_MAX (sys/syslimits.h) is 1024 and NAME_MAX 255; room is left for `NODE/diskN.img`. */
 export const MAX_DIR_LENGTH = 768;
-
-/**
- * Directories that belong to the operating system: a datastore there would mix guests with system
- * files, and vm-bhyve's `vm destroy` removes `$vm_dir/NAME` recursively. Refused themselves; the
- * trees marked `true` are refused below them too (pseudo file systems, boot, configuration, programs).
- */
-const SYSTEM_DIRS: Record<string, boolean> = {
-  "/bin": true,
-  "/boot": true,
-  "/compat": false,
-  "/dev": true,
-  "/etc": true,
-  "/home": false,
-  "/lib": true,
-  "/libexec": true,
-  "/media": false,
-  "/mnt": false,
-  "/net": true,
-  "/proc": true,
-  "/rescue": true,
-  "/root": false,
-  "/sbin": true,
-  "/sys": true,
-  "/tmp": false,
-  "/usr": false,
-  "/usr/bin": true,
-  "/usr/include": true,
-  "/usr/lib": true,
-  "/usr/lib32": true,
-  "/usr/libexec": true,
-  "/usr/local": false,
-  "/usr/local/bin": true,
-  "/usr/local/etc": true,
-  "/usr/local/lib": true,
-  "/usr/local/libexec": true,
-  "/usr/local/sbin": true,
-  "/usr/local/share": false,
-  "/usr/sbin": true,
-  "/usr/share": false,
-  "/usr/src": false,
-  "/var": false,
-  "/var/db": false,
-  "/var/log": false,
-  "/var/run": true,
-  "/var/tmp": false,
-  "/zroot": false,
-};
-
-/** Why `path` is not a plain absolute path kubehyve may use, or undefined when it is one. */
-export function plainPathProblem(path: string, what: string, maxLength = MAX_DIR_LENGTH): string | undefined {
-  if (!path.startsWith("/")) return `${what} must be an absolute path`;
-  if (path === "/") return `${what} must not be / itself`;
-  if (path.length > maxLength) return `${what} must be at most ${maxLength} characters`;
-  if (path.endsWith("/")) return `${what} must not end with /`;
-  const parts = path.slice(1).split("/");
-  for (const part of parts) {
-    if (part === "") return `${what} must not contain //`;
-    if (part === "." || part === "..") return `${what} must not contain . or .. components`;
-    if (part.length > 255) return `${what}: each component must be at most 255 characters (NAME_MAX)`;
-    if (!PATH_COMPONENT.test(part))
-      return `${what} may contain only letters, digits, . _ + - and / (no blanks, quotes, $, backquotes, commas, = or :)`;
-  }
-  return undefined;
-}
-
-function systemDirProblem(path: string, what: string): string | undefined {
-  const tree = Object.entries(SYSTEM_DIRS).find(([dir, below]) => below && path.startsWith(`${dir}/`));
-  if (path in SYSTEM_DIRS || tree)
-    return `${what} must not be a system directory (${tree ? `${tree[0]}/…` : path})`;
-  return undefined;
-}
 
 /** OpenZFS's ZFS_MAX_DATASET_NAME_LEN (include/sys/fs/zfs.h): names are shorter than 256. */
 export const ZFS_MAX_NAME = 256;
@@ -129,7 +58,9 @@ export function datasetNameProblem(dataset: string): string | undefined {
 /** Why vmDir is not a datastore kubehyve accepts, or undefined. */
 export function vmDirProblem(vmDir: string): string | undefined {
   if (vmDir.startsWith("zfs:")) return datasetNameProblem(vmDir.slice(4));
-  return plainPathProblem(vmDir, "vmDir") ?? systemDirProblem(vmDir, "vmDir");
+  // vm-bhyve's `vm destroy` removes `$vm_dir/NAME` recursively: never among the system's files.
+  const problem = ownDirProblem(vmDir, { maxLength: MAX_DIR_LENGTH });
+  return problem && `vmDir ${problem}`;
 }
 
 /**
@@ -200,8 +131,8 @@ export const bhyveOptionsSchema = v.strictObject({
       v.string(),
       v.rawCheck(({ dataset, addIssue }) => {
         if (!dataset.typed) return;
-        const problem = plainPathProblem(dataset.value, "firmware", 1000);
-        if (problem) addIssue({ message: problem });
+        const problem = plainPathProblem(dataset.value, 1000);
+        if (problem) addIssue({ message: `firmware ${problem}` });
       }),
     ),
     "/usr/local/share/uefi-firmware/BHYVE_UEFI.fd",

@@ -1,5 +1,5 @@
 /** Options of the k8s/kubespray stage in the cluster file, with their defaults. */
-import { TREE_DIGEST_V1, v } from "kubehyve";
+import { ownDirProblem, plainPathProblem, TREE_DIGEST_V1, v } from "kubehyve";
 
 /** The Kubespray release this stage is tested against. */
 export const DEFAULT_KUBESPRAY_VERSION = "v2.31.0";
@@ -45,83 +45,6 @@ const kubernetesVersion = v.pipe(
 );
 const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, "64 lower-case hex digits"));
 
-/**
- * Directories a runner must never be put in (or, for the second list, under): the tool removes and
- * recreates its runner directory, and these belong to the system.
- */
-const SYSTEM_DIRS = new Set([
-  "/",
-  "/bin",
-  "/boot",
-  "/compat",
-  "/dev",
-  "/etc",
-  "/home",
-  "/lib",
-  "/lib64",
-  "/libexec",
-  "/media",
-  "/mnt",
-  "/net",
-  "/opt",
-  "/proc",
-  "/rescue",
-  "/root",
-  "/run",
-  "/sbin",
-  "/srv",
-  "/sys",
-  "/tmp",
-  "/usr",
-  "/usr/local",
-  "/usr/local/bin",
-  "/usr/local/etc",
-  "/usr/local/lib",
-  "/usr/local/sbin",
-  "/usr/local/share",
-  "/var",
-  "/var/db",
-  "/var/lib",
-  "/var/log",
-  "/var/run",
-  "/var/tmp",
-  "/zroot",
-]);
-const SYSTEM_TREES = [
-  "/bin",
-  "/boot",
-  "/dev",
-  "/etc",
-  "/lib",
-  "/lib64",
-  "/libexec",
-  "/proc",
-  "/rescue",
-  "/sbin",
-  "/sys",
-].concat(["/usr/bin", "/usr/include", "/usr/lib", "/usr/libexec", "/usr/sbin", "/usr/share"]);
-
-/** Why `path` is not a plain absolute path, or undefined when it is one. */
-export function plainAbsolutePathProblem(path: string): string | undefined {
-  if (!path.startsWith("/")) return "must be an absolute path";
-  if (!/^[A-Za-z0-9._/+-]+$/.test(path))
-    return "may hold only letters, digits and . _ + - / (no blanks, quotes, $ or other characters a shell reads)";
-  const parts = path.split("/").slice(1);
-  if (parts.some((p) => p === "") && path !== "/") return "must not have empty components or a trailing /";
-  if (parts.some((p) => p === "." || p === "..")) return "must not have . or .. components";
-  return undefined;
-}
-
-/** Why a directory kubehyve may remove and recreate cannot be `path`, or undefined. */
-export function ownDirectoryProblem(path: string): string | undefined {
-  const plain = plainAbsolutePathProblem(path);
-  if (plain) return plain;
-  if (SYSTEM_DIRS.has(path)) return `${path} is a system directory`;
-  const under = SYSTEM_TREES.find((t) => path.startsWith(`${t}/`));
-  if (under) return `${path} lies under the system directory ${under}`;
-  return undefined;
-}
-
 const check = (problem: (value: string) => string | undefined) =>
   v.rawCheck<string>(({ dataset, addIssue }) => {
     if (!dataset.typed) return;
@@ -135,7 +58,7 @@ const program = (name: RegExp, what: string) =>
     v.string(),
     check((value) => {
       if (value.includes("/")) {
-        const plain = plainAbsolutePathProblem(value);
+        const plain = plainPathProblem(value);
         if (plain) return plain;
       }
       const base = value.slice(value.lastIndexOf("/") + 1);
@@ -154,7 +77,12 @@ const venvRunner = v.strictObject({
     "python3.11",
   ),
   /** Where the venv lives; default: `<state dir>/k8s/venv-<kubespray version>`. */
-  dir: v.optional(v.pipe(v.string(), check(ownDirectoryProblem))),
+  dir: v.optional(
+    v.pipe(
+      v.string(),
+      check((path) => ownDirProblem(path)),
+    ),
+  ),
 });
 
 const systemRunner = v.strictObject({

@@ -3,107 +3,14 @@
  * value (a sentence for `config validate`), or undefined when the value is fine. They are allowlists,
  * not escapes: a value that a shell, GRUB or a config parser would read differently is refused.
  */
-
-/**
- * One path segment: letters, digits and `. _ + -`, but not `.` or `..`. That keeps out what
- * vm-bhyve's sh would act on in bhyve_options (blanks, `$ # " ' \` and glob characters: lib/vm-run
- * expands the options unquoted, `set -- ${_opts}`) and the comma bhyve's `-f name=…,file=…` splits at.
- */
-const PLAIN_SEGMENT = /^[A-Za-z0-9._+-]+$/;
-
-function isPlainSegment(segment: string): boolean {
-  return PLAIN_SEGMENT.test(segment) && segment !== "." && segment !== "..";
-}
-
-/** FreeBSD hier(7) trees that belong to the system: nothing of ours goes in or under them. */
-const SYSTEM_TREES = [
-  "/bin",
-  "/boot",
-  "/dev",
-  "/etc",
-  "/lib",
-  "/libexec",
-  "/proc",
-  "/rescue",
-  "/sbin",
-  "/sys",
-  "/usr/bin",
-  "/usr/include",
-  "/usr/lib",
-  "/usr/lib32",
-  "/usr/libdata",
-  "/usr/libexec",
-  "/usr/obj",
-  "/usr/sbin",
-  "/usr/share",
-  "/usr/src",
-  "/usr/local/bin",
-  "/usr/local/etc",
-  "/usr/local/include",
-  "/usr/local/lib",
-  "/usr/local/libexec",
-  "/usr/local/sbin",
-  "/usr/local/share",
-];
-
-/** hier(7) directories that hold everybody's things: a stage's own directory goes below them. */
-const SHARED_DIRS = [
-  "/compat",
-  "/home",
-  "/media",
-  "/mnt",
-  "/net",
-  "/root",
-  "/tmp",
-  "/usr",
-  "/usr/home",
-  "/usr/local",
-  "/usr/ports",
-  "/var",
-  "/var/backups",
-  "/var/cache",
-  "/var/crash",
-  "/var/db",
-  "/var/empty",
-  "/var/log",
-  "/var/mail",
-  "/var/run",
-  "/var/spool",
-  "/var/tmp",
-];
+import { ownDirProblem } from "kubehyve";
 
 /** Longer paths gain nothing, and the Ignition path below it must stay well inside PATH_MAX. */
 const MAX_PATH_LENGTH = 200;
 
-/** A plain absolute path: `/` and segments, no `..`, no trailing slash. */
-export function plainPathProblem(path: string): string | undefined {
-  if (!path.startsWith("/")) return "must be an absolute path (starting with /)";
-  if (path === "/") return "must not be / itself";
-  if (path.length > MAX_PATH_LENGTH) return `must be at most ${MAX_PATH_LENGTH} characters`;
-  if (path.endsWith("/")) return "must not end with a slash";
-  return segmentProblem(path);
-}
-
-/** The first part of an absolute path that is not a plain segment, as a sentence. */
-export function segmentProblem(path: string): string | undefined {
-  const bad = path
-    .slice(1)
-    .split("/")
-    .find((segment) => !isPlainSegment(segment));
-  if (bad === undefined) return undefined;
-  return `has the part ${JSON.stringify(bad)}: each part between slashes must be letters, digits and . _ + - (and not . or ..), because the path ends up in vm-bhyve's bhyve_options, which sh reads`;
-}
-
-/** `hostDir`: a plain absolute path that is not a system directory. */
+/** `hostDir`: a directory of the stage's own on the host (the shared allowlist of the plugin API). */
 export function hostDirProblem(path: string): string | undefined {
-  const plain = plainPathProblem(path);
-  if (plain) return plain;
-  const tree = SYSTEM_TREES.find((t) => path === t || path.startsWith(`${t}/`));
-  if (tree)
-    return `must not be in the system directory ${tree}: use a directory of its own, such as /var/db/kubehyve/<cluster>/os`;
-  if (SHARED_DIRS.includes(path))
-    return `must not be ${path} itself: use a directory of its own below it, such as /var/db/kubehyve/<cluster>/os`;
-  return undefined;
+  return ownDirProblem(path, { example: "/var/db/kubehyve/<cluster>/os", maxLength: MAX_PATH_LENGTH });
 }
 
 /**

@@ -3,8 +3,7 @@
  * config is.
  */
 import { join } from "node:path";
-import { KubehyveError, type NodeSpec, type PluginContext } from "kubehyve";
-import { segmentProblem } from "./allowlists.ts";
+import { KubehyveError, type NodeSpec, type PluginContext, plainPathProblem } from "kubehyve";
 import type { CoreosOptions } from "./options.ts";
 
 export type Ctx = PluginContext<CoreosOptions>;
@@ -48,7 +47,7 @@ export function hostCacheDirOf(ctx: PathCtx): string {
 export function fwcfgBhyveOptions(ignitionPath: string): string {
   // vm-bhyve's vm-run expands bhyve_options unquoted (`set -- ${_opts}`): a blank would split the
   // path, a glob character could expand it, and bhyve's -f splits at the comma.
-  const problem = ignitionPath.startsWith("/") ? segmentProblem(ignitionPath) : "is not absolute";
+  const problem = plainPathProblem(ignitionPath, 1024);
   if (problem) {
     throw new KubehyveError(
       `the Ignition config path ${JSON.stringify(ignitionPath)} ${problem}`,

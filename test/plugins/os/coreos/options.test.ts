@@ -49,7 +49,7 @@ describe("hostDir", () => {
     ["a relative path", "var/db/kubehyve", "must be an absolute path"],
     ["/ itself", "/", "must not be / itself"],
     ["a trailing slash", "/var/db/kubehyve/", "must not end with a slash"],
-    ["..", "/var/db/kubehyve/../../etc", 'has the part ".."'],
+    ["..", "/var/db/kubehyve/../../etc", "must not contain . or .. parts"],
     ["a blank", "/var/db/my lab", 'has the part "my lab"'],
     ["a command substitution", "/var/db/$(reboot)", 'has the part "$(reboot)"'],
     ["a comment sign", "/var/db/x#y", 'has the part "x#y"'],
