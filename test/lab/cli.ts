@@ -97,10 +97,16 @@ export async function runInProcess(
   let stdout = "";
   let stderr = "";
   try {
-    const code = await withOutput(
-      { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), interactive: false },
-      () => run(args),
-    );
+    const capture = {
+      stdout(text: string) {
+        stdout += text;
+      },
+      stderr(text: string) {
+        stderr += text;
+      },
+      interactive: false,
+    };
+    const code = await withOutput(capture, () => run(args));
     return { code, stdout, stderr, out: stdout + stderr };
   } finally {
     process.chdir(savedCwd);

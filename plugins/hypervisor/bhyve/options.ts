@@ -14,14 +14,6 @@ const Size = v.pipe(
   v.transform((s) => parseSize(s)!),
 );
 
-/**
- * Characters of a path component we accept: letters, digits and `._+-`. Narrower than what a file
- * system allows on purpose: vm-bhyve word-splits paths (blanks), bhyve's `-s slot,emulation,path`
- * splits at commas and `=`, rc.conf and vm-bhyve configs are read by sh-like rules (`$`, backquotes,
- * quotes, `#`), and `:` means a ZFS datastore to vm-bhyve.
- */
-const PATH_COMPONENT = /^[A-Za-z0-9._+-]+$/;
-
 /** FreeBSD's PATH_MAX (sys/syslimits.h) is 1024 and NAME_MAX 255; room is left for `NODE/diskN.img`. */
 export const MAX_DIR_LENGTH = 768;
 
