@@ -5,8 +5,8 @@
  * kinds kstatus leaves generic, a Ready or Available condition must be True. Nodes use their Ready
  * condition, LoadBalancer Services need an ingress address.
  */
-import { sleep } from "../core/concurrency.ts";
-import { CancelledError, KubehyveError } from "../core/errors.ts";
+import { CancelledError } from "../core/errors.ts";
+import { pending, poll } from "../core/poll.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
 export interface Readiness {
@@ -183,6 +183,11 @@ export interface WaitOptions {
   signal?: AbortSignal;
   /** Replaces isReady, e.g. "CephCluster reports HEALTH_OK". */
   until?: (obj: KubeObject) => Readiness;
+  /**
+   * What is waited for, after the object's name in messages: "to be ready" unless given, e.g.
+   * "to report Available" for an `until` that reads one condition.
+   */
+  condition?: string;
   /** Called when the reason changes, for progress output. */
   onProgress?: (reason: string) => void;
 }
@@ -192,8 +197,10 @@ export function describeRef(ref: ObjectRef): string {
 }
 
 /**
- * Polls until the object is ready and returns it. On timeout the error names the object and the
- * last reason it was not ready; on abort it throws CancelledError.
+ * Polls (with `poll`, the one way to wait) until the object is ready and returns it. A timeout
+ * names the object, the condition and the last reason it did not hold: "Deployment
+ * metallb-system/controller to be ready: not done after 5 min: 0/1 replicas available". An abort
+ * throws CancelledError naming the same.
  *
  * Polling rather than a watch, on purpose. kubehyve waits for one object at a time, for seconds to
  * minutes, on a lab cluster: a GET every two seconds is no load, and its worst case is two seconds
@@ -210,32 +217,24 @@ export async function waitFor(
   ref: ObjectRef,
   opts: WaitOptions = {},
 ): Promise<KubeObject> {
-  const timeoutMs = opts.timeoutMs ?? 300_000;
-  const intervalMs = opts.intervalMs ?? 2000;
-  const deadline = Date.now() + timeoutMs;
   const judge = opts.until ?? isReady;
   let reason = "not checked yet";
-  for (;;) {
-    if (opts.signal?.aborted) throw new CancelledError(`interrupted while waiting for ${describeRef(ref)}`);
-    const obj = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
-    const verdict = obj ? judge(obj) : notReady("not found");
-    if (verdict.ready && obj) return obj;
-    if (verdict.reason !== reason) opts.onProgress?.(verdict.reason);
-    reason = verdict.reason;
-    const left = deadline - Date.now();
-    if (left <= 0) {
-      throw new KubehyveError(
-        `timed out after ${formatMs(timeoutMs)} waiting for ${describeRef(ref)} to be ready: ${reason}`,
-      );
-    }
-    try {
-      await sleep(Math.min(intervalMs, left), opts.signal);
-    } catch {
+  try {
+    return await poll(
+      `${describeRef(ref)} ${opts.condition ?? "to be ready"}`,
+      async () => {
+        const obj = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
+        const verdict = obj ? judge(obj) : notReady("not found");
+        if (verdict.ready && obj) return obj;
+        if (verdict.reason !== reason) opts.onProgress?.(verdict.reason);
+        reason = verdict.reason;
+        return pending(reason);
+      },
+      { timeoutMs: opts.timeoutMs ?? 300_000, intervalMs: opts.intervalMs ?? 2000, signal: opts.signal },
+    );
+  } catch (error) {
+    if (error instanceof CancelledError)
       throw new CancelledError(`interrupted while waiting for ${describeRef(ref)}: ${reason}`);
-    }
+    throw error;
   }
-}
-
-function formatMs(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`;
 }
