@@ -4,7 +4,6 @@
  * kind -> resource comes from discovery; writes are server-side apply, one object per request.
  */
 import { ofetch } from "ofetch";
-import { stringify } from "yaml";
 import { sleep } from "../core/concurrency.ts";
 import { CancelledError } from "../core/errors.ts";
 import {
@@ -403,7 +402,10 @@ export async function createKubeClient(
             ...(force ? { force: "true" } : {}),
             fieldValidation: "Strict",
           },
-          body: stringify(obj),
+          // JSON is YAML, and exact: kubectl apply --server-side sends the object as JSON under this
+          // content type too. YAML written by the yaml library can fold a deeply indented
+          // multi-line string into a different one (Calico's CRDs' descriptions).
+          body: JSON.stringify(obj),
           contentType: "application/apply-patch+yaml",
         });
         return res.data;
