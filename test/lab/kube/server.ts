@@ -454,7 +454,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       object: stored,
       previous,
     });
-    if (type !== "DELETED") scheduleReconcile();
+    // Controllers react to deletions too (an operator cleans up after its custom resource).
+    scheduleReconcile();
     return stored;
   }
 

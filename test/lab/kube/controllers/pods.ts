@@ -36,6 +36,11 @@ export interface PodControllerOptions {
   podCidr?: string;
   /** Whether a node's pod network is up (a CNI's node agent ready there); default: always. */
   networkReady?: (node: string, view: ControllerView) => boolean;
+  /**
+   * Whether pod traffic gets from one node to another; default: always. A lab whose nodes block
+   * the CNI's encapsulation (VXLAN's UDP 4789) answers false across nodes.
+   */
+  reachable?: (fromNode: string, toNode: string) => boolean;
 }
 
 /** Trees a node's OS mounts read-only, from the osImage its kubelet reports. */
@@ -112,6 +117,7 @@ function connectTarget(pod: Any): { host: string; port: number } | undefined {
 export function podControllers(opts: PodControllerOptions = {}): Controller[] {
   const podCidr = parseCidr(opts.podCidr ?? "10.233.64.0/18")!;
   const networkReady = opts.networkReady ?? (() => true);
+  const reachable = opts.reachable ?? (() => true);
   const nodeNames = (view: ControllerView) =>
     view
       .list("/Node")
@@ -307,7 +313,12 @@ export function podControllers(opts: PodControllerOptions = {}): Controller[] {
         const peer = view
           .list("/Pod")
           .find((p: Any) => p.status?.podIP === target.host && p.status?.phase === "Running") as Any;
-        const result = !peer ? "TIMEOUT" : servedPorts(peer).includes(target.port) ? "" : "REFUSED";
+        const result =
+          !peer || !reachable(pod.spec.nodeName, peer.spec.nodeName)
+            ? "TIMEOUT"
+            : servedPorts(peer).includes(target.port)
+              ? ""
+              : "REFUSED";
         const ok = result === "";
         return {
           ...base,
