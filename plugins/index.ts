@@ -5,10 +5,14 @@
 import type { AnyPlugin } from "kubehyve";
 import bhyve from "./hypervisor/bhyve/index.ts";
 import kubespray from "./k8s/kubespray/index.ts";
+import metallb from "./lb/metallb/index.ts";
+import calico from "./net/calico/index.ts";
 import coreos from "./os/coreos/index.ts";
 
 export const builtinPlugins: readonly AnyPlugin[] = [
   bhyve as AnyPlugin,
   coreos as AnyPlugin,
   kubespray as AnyPlugin,
+  calico as AnyPlugin,
+  metallb as AnyPlugin,
 ];

@@ -21,7 +21,7 @@ describe("the cluster file's JSON Schema", () => {
         properties: { stages: { properties: Record<string, { properties: Record<string, unknown> }> } };
       }
     ).properties.stages.properties;
-    expect(Object.keys(stages).sort()).toEqual(["hypervisor", "k8s", "os"]);
+    expect(Object.keys(stages).sort()).toEqual(["hypervisor", "k8s", "lb", "net", "os"]);
     expect(Object.keys(stages.hypervisor!.properties)).toContain("vmDir");
     expect(Object.keys(stages.os!.properties)).toContain("stream");
   });
