@@ -33,6 +33,7 @@ import {
   waitFor,
 } from "kubehyve";
 import { checkAgainstCluster, validatePools } from "./addresses.ts";
+import { collectHostDiagnostics, L2_HOST_HOOK } from "./host-hook.ts";
 import {
   advertisementObject,
   configObjects,
@@ -122,8 +123,15 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
     const diagnostics = checkAgainstCluster({ ...common, livePools: [], liveAdvertisements: [], nodes: [] });
     return { changes: [freshInstall(ctx)], diagnostics };
   }
+  // The host's side of layer 2, from whichever stage knows the host (read-only commands there).
+  const host = collectHostDiagnostics(
+    await ctx.hooks.call(L2_HOST_HOOK, {
+      subnet: ctx.cluster.network.subnet,
+      addresses: ctx.options.pools.flatMap((p) => p.addresses),
+    }),
+  );
   const kube = await client(ctx);
-  if (isDiagnostic(kube)) return { changes: [freshInstall(ctx)], diagnostics: [kube] };
+  if (isDiagnostic(kube)) return { changes: [freshInstall(ctx)], diagnostics: [...host, kube] };
   const diagnostics = checkAgainstCluster({
     ...common,
     livePools: await listOrNone(kube, "metallb.io/v1beta1", "IPAddressPool", METALLB_NAMESPACE),
@@ -197,7 +205,7 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
         },
       ),
     );
-  return { changes, diagnostics };
+  return { changes, diagnostics: [...host, ...diagnostics] };
 }
 
 async function waitRunning(ctx: Ctx, kube: KubeClient): Promise<void> {

@@ -297,3 +297,47 @@ describe("what lb/metallb asks of the other stages", () => {
     }
   });
 });
+
+describe("the host's side of layer 2 (lb:l2-host)", () => {
+  const ctxWith = (answer: unknown, heard: unknown[] = []) =>
+    createPluginContext({
+      cluster,
+      plugin: metallbPlugin,
+      options: options([{ name: "lab", addresses: ["192.168.1.240-192.168.1.250"] }]),
+      stateDir: join(work, "hook"),
+      clusterId: CLUSTER_ID,
+      hooks: {
+        call: (async (name: string, payload: unknown) => {
+          heard.push({ name, payload });
+          return [answer];
+        }) as never,
+      },
+    });
+
+  test("asks whichever stage knows the host, and reports what it says", async () => {
+    const heard: unknown[] = [];
+    const finding = {
+      code: "bhyve.switch-not-bridged",
+      severity: "error",
+      summary: "switch public has no physical port",
+      hint: "vm switch add public em0",
+    };
+    const { diagnostics } = await metallbPlugin.check(ctxWith([finding], heard));
+    expect(heard).toEqual([
+      {
+        name: "lb:l2-host",
+        payload: { subnet: "192.168.1.0/24", addresses: ["192.168.1.240-192.168.1.250"] },
+      },
+    ]);
+    expect(diagnostics.map((d) => d.code)).toEqual(["bhyve.switch-not-bridged", "metallb.no-cluster"]);
+  });
+
+  test("an answer that is not a list of diagnostics is a bug of the stage that gave it", async () => {
+    await expect(metallbPlugin.check(ctxWith({ ok: true }))).rejects.toThrow(
+      "a stage answered lb:l2-host with a object, not a list of diagnostics",
+    );
+    await expect(metallbPlugin.check(ctxWith([{ code: "x" }]))).rejects.toThrow(
+      'with {"code":"x"}, not a diagnostic',
+    );
+  });
+});
