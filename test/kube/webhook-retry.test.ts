@@ -4,7 +4,7 @@
  * those refusals for a time budget of their own, and gives up with the server's words; a webhook
  * that answers and denies is final at once. The webhook is MetalLB's, from the release manifest.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { applyManifests, parseManifests } from "../../src/kube/apply.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
@@ -17,6 +17,9 @@ import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { validatingWebhooks } from "../lab/kube/webhooks.ts";
 import { oracle } from "../lab/oracles.ts";
 import { have } from "../lab/prereq.ts";
+
+// A whole `up` against the test server takes seconds; on a loaded 2-core machine, many.
+setDefaultTimeout(90_000);
 
 const NATIVE = parseManifests(
   readFileSync(oracle("releases/metallb/config/manifests/metallb-native.yaml"), "utf8"),

@@ -3,7 +3,7 @@
  * alone (exit 2), the objects it generates held to MetalLB's own CRD schemas, what it asks of
  * Kubespray, and render.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +27,9 @@ import { resourcesOfCrd } from "../../../lab/kube/resources.ts";
 import { validateAgainstSchema } from "../../../lab/kube/schema.ts";
 import { oracle } from "../../../lab/oracles.ts";
 import { CLUSTER_ID } from "./lab.ts";
+
+// A whole `up` against the test server takes seconds; on a loaded 2-core machine, many.
+setDefaultTimeout(90_000);
 
 const work = mkdtempSync(join(tmpdir(), "kubehyve-metallb-stage-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

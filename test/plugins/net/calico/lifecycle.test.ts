@@ -4,10 +4,13 @@
  * server, which plays the tigera operator; then a second `up` that changes nothing, edits someone
  * made by hand, pruning, and `down`.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Diagnostic } from "kubehyve";
 import { have } from "../../../lab/prereq.ts";
 import { type CalicoLab, editByHand, RELEASE_PATH, startCalicoLab } from "./lab.ts";
+
+// A whole `up` against the test server takes seconds; on a loaded 2-core machine, many.
+setDefaultTimeout(90_000);
 
 // biome-ignore lint/suspicious/noExplicitAny: stored API objects are read field by field
 type Json = Record<string, any>;

@@ -2,7 +2,7 @@
  * net/calico without a cluster: what it generates, held to upstream schemas and to a real
  * NetworkManager; what `config validate` refuses; what it asks of other stages; and render.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +32,9 @@ import { validateAgainstSchema } from "../../../lab/kube/schema.ts";
 import { oracle } from "../../../lab/oracles.ts";
 import { findTool, have } from "../../../lab/prereq.ts";
 import { CLUSTER_ID, RELEASE_PATH } from "./lab.ts";
+
+// A whole `up` against the test server takes seconds; on a loaded 2-core machine, many.
+setDefaultTimeout(90_000);
 
 const work = mkdtempSync(join(tmpdir(), "kubehyve-calico-stage-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
