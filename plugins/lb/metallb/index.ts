@@ -20,6 +20,7 @@ import {
   type KindRef,
   KubeApiError,
   type KubeClient,
+  KubehyveError,
   type KubeObject,
   KubeRequestError,
   kindsOf,
@@ -198,7 +199,7 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
     diagnostics.push(
       diag.error(
         "metallb.foreign-objects",
-        `${foreign.length} object${foreign.length === 1 ? "" : "s"} this stage would apply already exist without its labels: kubehyve does not take over what it did not make`,
+        `${foreign.length} object${foreign.length === 1 ? "" : "s"} this stage would apply already exist${foreign.length === 1 ? "s" : ""} without its labels: kubehyve does not take over what it did not make`,
         {
           detail: foreign.join("\n"),
           hint: "another install of MetalLB (or pools of the same names) is on this cluster: remove it, or rename the pools",
@@ -222,9 +223,18 @@ async function waitRunning(ctx: Ctx, kube: KubeClient): Promise<void> {
   );
 }
 
+/** check again, now that the cluster can be read; what it finds wrong stops the apply. */
+async function recheck(ctx: Ctx): Promise<Change[]> {
+  const { changes, diagnostics } = await check(ctx);
+  const error = diagnostics.find((d) => d.severity === "error");
+  if (error) throw new KubehyveError(`${error.summary}${error.hint ? ` (${error.hint})` : ""}`);
+  return changes;
+}
+
 async function apply(ctx: Ctx, changes: Change[]): Promise<void> {
   const kube = await ctx.kube();
-  const work = changes.some((c) => c.kind === "metallb.install") ? (await check(ctx)).changes : changes;
+  // A plan made before the cluster existed is carried out with what the cluster says now.
+  const work = changes.some((c) => c.kind === "metallb.install") ? await recheck(ctx) : changes;
   const objects = work
     .filter((c) => c.kind?.startsWith("metallb.apply-"))
     .flatMap((c) => c.data as KubeObject[]);

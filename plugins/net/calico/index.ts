@@ -16,6 +16,7 @@ import {
   findLeftovers,
   type KindRef,
   type KubeClient,
+  KubehyveError,
   type KubeObject,
   kindsOf,
   listOwned,
@@ -123,7 +124,7 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
     diagnostics.push(
       diag.error(
         "calico.foreign-objects",
-        `${foreign.length} object${foreign.length === 1 ? "" : "s"} of Calico's manifests already exist without this stage's labels: kubehyve does not take over what it did not make`,
+        `${foreign.length} object${foreign.length === 1 ? "" : "s"} of Calico's manifests already exist${foreign.length === 1 ? "s" : ""} without this stage's labels: kubehyve does not take over what it did not make`,
         {
           detail: foreign.join("\n"),
           hint: "another install of Calico (or of the tigera operator) is on this cluster: remove it first, then kubehyve up",
@@ -148,11 +149,18 @@ async function waitAvailable(ctx: Ctx, kube: KubeClient): Promise<void> {
   );
 }
 
+/** check again, now that the cluster can be read; what it finds wrong stops the apply. */
+async function recheck(ctx: Ctx): Promise<Change[]> {
+  const { changes, diagnostics } = await check(ctx);
+  const error = diagnostics.find((d) => d.severity === "error");
+  if (error) throw new KubehyveError(`${error.summary}${error.hint ? ` (${error.hint})` : ""}`);
+  return changes;
+}
+
 async function apply(ctx: Ctx, changes: Change[]): Promise<void> {
   const kube = await ctx.kube();
-  const install = changes.some((c) => c.kind === "calico.install");
   // A plan made before the cluster existed is carried out with what the cluster says now.
-  const work = install ? (await check(ctx)).changes : changes;
+  const work = changes.some((c) => c.kind === "calico.install") ? await recheck(ctx) : changes;
   const objects = work.filter((c) => c.kind === "calico.apply").flatMap((c) => c.data as KubeObject[]);
   // Recorded before anything is applied: a run that stops half-way still knows where to prune.
   const kinds = knownKinds(ctx, objects);

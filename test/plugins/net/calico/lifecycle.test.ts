@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Diagnostic } from "kubehyve";
+import calicoPlugin from "../../../../plugins/net/calico/index.ts";
 import { have } from "../../../lab/prereq.ts";
 import { type CalicoLab, editByHand, RELEASE_PATH, startCalicoLab } from "./lab.ts";
 
@@ -257,10 +258,17 @@ describe.skipIf(!have("openssl", "openssl"))("net/calico on a cluster that has a
           code: "calico.foreign-objects",
           severity: "error",
           summary:
-            "1 object of Calico's manifests already exist without this stage's labels: kubehyve does not take over what it did not make",
+            "1 object of Calico's manifests already exists without this stage's labels: kubehyve does not take over what it did not make",
           detail: "Namespace tigera-operator",
         }),
       ]);
+      expect(lab.mutations()).toEqual([]);
+      // A plan made before the cluster was there is checked again by apply, and refused the same way.
+      const install = (await calicoPlugin.check(lab.ctx({}, { upstreamPending: true }))).changes;
+      expect(install.map((c) => c.kind)).toEqual(["calico.install"]);
+      await expect(calicoPlugin.apply!(lab.ctx(), install)).rejects.toThrow(
+        "1 object of Calico's manifests already exists without this stage's labels",
+      );
       expect(lab.mutations()).toEqual([]);
     } finally {
       await lab.stop();
