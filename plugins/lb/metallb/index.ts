@@ -23,6 +23,7 @@ import {
   KubehyveError,
   type KubeObject,
   KubeRequestError,
+  KubeTransportError,
   kindsOf,
   listOwned,
   type ObjectRef,
@@ -110,7 +111,25 @@ async function listOrNone(kube: KubeClient, apiVersion: string, kind: string, na
   }
 }
 
+/** check, with a cluster whose API stops answering half-way a finding rather than a failed phase. */
 async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
+  try {
+    return await inspect(ctx);
+  } catch (error) {
+    if (!(error instanceof KubeTransportError)) throw error;
+    return {
+      changes: [],
+      diagnostics: [
+        diag.error("metallb.api-unreachable", "the Kubernetes API does not answer", {
+          detail: error.message,
+          hint: "kubehyve doctor (is the control plane up?)",
+        }),
+      ],
+    };
+  }
+}
+
+async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
   const owner = ownerOf(ctx);
   const ours = { pools: poolObjects(ctx.options), advertisement: advertisementObject(ctx.options) };
   const common = {

@@ -18,6 +18,7 @@ import {
   type KubeClient,
   KubehyveError,
   type KubeObject,
+  KubeTransportError,
   kindsOf,
   listOwned,
   type ObjectRef,
@@ -84,7 +85,25 @@ function knownKinds(ctx: Ctx, current: readonly KubeObject[]): KindRef[] {
   return kindsOf([...(ctx.state.get<KindRef[]>(KINDS_KEY) ?? []), ...current]);
 }
 
+/** check, with a cluster whose API stops answering half-way a finding rather than a failed phase. */
 async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
+  try {
+    return await inspect(ctx);
+  } catch (error) {
+    if (!(error instanceof KubeTransportError)) throw error;
+    return {
+      changes: [],
+      diagnostics: [
+        diag.error("calico.api-unreachable", "the Kubernetes API does not answer", {
+          detail: error.message,
+          hint: "kubehyve doctor (is the control plane up?)",
+        }),
+      ],
+    };
+  }
+}
+
+async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
   if (ctx.upstreamPending) return { changes: [freshInstall(ctx)], diagnostics: [] };
   const kube = await client(ctx);
   if (isDiagnostic(kube)) return { changes: [freshInstall(ctx)], diagnostics: [kube] };

@@ -20,12 +20,15 @@ import { runEngine } from "../../../../src/core/engine.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import exampleText from "../../../../src/example/kubehyve.yaml" with { type: "text" };
 import { parseManifests } from "../../../../src/kube/apply.ts";
+import { createKubeClient } from "../../../../src/kube/client.ts";
 import { runCli } from "../../../lab/cli.ts";
 import { labCluster } from "../../../lab/cluster.ts";
 import { parsePoolAddress as metallbParse } from "../../../lab/kube/controllers/metallb.ts";
 import { resourcesOfCrd } from "../../../lab/kube/resources.ts";
 import { validateAgainstSchema } from "../../../lab/kube/schema.ts";
+import { startKubeApiServer } from "../../../lab/kube/server.ts";
 import { oracle } from "../../../lab/oracles.ts";
+import { have } from "../../../lab/prereq.ts";
 import { CLUSTER_ID } from "./lab.ts";
 
 // A whole `up` against the test server takes seconds; on a loaded 2-core machine, many.
@@ -342,5 +345,30 @@ describe("the host's side of layer 2 (lb:l2-host)", () => {
     await expect(metallbPlugin.check(ctxWith([{ code: "x" }]))).rejects.toThrow(
       'with {"code":"x"}, not a diagnostic',
     );
+  });
+});
+
+describe.skipIf(!have("openssl", "openssl"))("a cluster whose API does not answer", () => {
+  test("is a finding of check, not a failed phase", async () => {
+    const server = await startKubeApiServer();
+    const client = await createKubeClient(server.kubeconfigPath, { retries: 0 });
+    await server.stop();
+    const ctx = createPluginContext({
+      cluster,
+      plugin: metallbPlugin,
+      options: options([{ name: "lab", addresses: ["192.168.1.240-192.168.1.250"] }]),
+      stateDir: join(work, "down"),
+      clusterId: CLUSTER_ID,
+      kube: async () => client,
+    });
+    const { changes, diagnostics } = await metallbPlugin.check(ctx);
+    expect(changes).toEqual([]);
+    expect(diagnostics).toEqual([
+      expect.objectContaining({
+        code: "metallb.api-unreachable",
+        severity: "error",
+        detail: expect.stringContaining("cannot connect"),
+      }),
+    ]);
   });
 });
