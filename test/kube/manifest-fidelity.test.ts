@@ -3,7 +3,7 @@
  * yaml library's default line folding turns some deeply indented multi-line strings into other
  * strings (six of Calico v3.32.1's CRDs), so the client sends JSON and stringifyYaml never folds.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { parse, stringify } from "yaml";
 import { parseYaml, stringifyYaml } from "../../src/core/yaml.ts";
@@ -12,6 +12,9 @@ import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts"
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { oracle } from "../lab/oracles.ts";
 import { have } from "../lab/prereq.ts";
+
+// Writing and reading back 3 MB of CRDs twice takes seconds on a loaded machine.
+setDefaultTimeout(60_000);
 
 const RELEASES = [
   "releases/calico/manifests/operator-crds.yaml",
