@@ -6,6 +6,8 @@ import type { AnyPlugin } from "kubehyve";
 import bhyve from "./hypervisor/bhyve/index.ts";
 import traefik from "./ingress/traefik/index.ts";
 import kubespray from "./k8s/kubespray/index.ts";
+import metallb from "./lb/metallb/index.ts";
+import calico from "./net/calico/index.ts";
 import coreos from "./os/coreos/index.ts";
 import rook from "./storage/rook/index.ts";
 
@@ -13,7 +15,8 @@ export const builtinPlugins: readonly AnyPlugin[] = [
   bhyve as AnyPlugin,
   coreos as AnyPlugin,
   kubespray as AnyPlugin,
-  // net/calico and lb/metallb come here, before ingress.
+  calico as AnyPlugin,
+  metallb as AnyPlugin,
   traefik as AnyPlugin,
   rook as AnyPlugin,
 ];

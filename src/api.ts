@@ -7,8 +7,6 @@
 /** Defaults merged the unjs way: `defu(highest, …, lowest)`, and createDefu for custom rules. */
 export { createDefu, defu } from "defu";
 export * as v from "valibot";
-/** YAML for generated files (inventories, manifests): the same library that reads cluster files. */
-export { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 export type { TreeDigest } from "./artifacts/tree.ts";
 export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
 export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";
@@ -34,6 +32,8 @@ export { API_VERSION, definePlugin, nodesOf } from "./core/contract.ts";
 export type { Diagnostic, Severity } from "./core/diagnostics.ts";
 export { diag, hasErrors } from "./core/diagnostics.ts";
 export { ownDirProblem, plainPathProblem, systemTreeOf } from "./core/host-paths.ts";
+export type { Cidr } from "./core/ipv4.ts";
+export { cidrContains, cidrSize, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./core/ipv4.ts";
 export type {
   Cluster,
   CommandTimeouts,
@@ -46,11 +46,39 @@ export type {
 } from "./core/model.ts";
 export { CommandTimeoutError } from "./core/signal-target.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
+export { parseYaml, stringifyYaml } from "./core/yaml.ts";
+export type { ApplyManifestsOptions } from "./kube/apply.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
+export type { DiffOptions, PlannedObject } from "./kube/diff.ts";
+export { changedFields, describePlan, diffManifests } from "./kube/diff.ts";
+export type { KindRef, Owner, PruneOptions } from "./kube/ownership.ts";
+export {
+  CLUSTER_LABEL,
+  deleteOwned,
+  deletionOrder,
+  findLeftovers,
+  isOwnedBy,
+  kindsOf,
+  listOwned,
+  MANAGED_BY,
+  MANAGED_BY_LABEL,
+  ownerLabels,
+  ownerSelector,
+  refKey,
+  refOf,
+  STAGE_LABEL,
+  withOwner,
+} from "./kube/ownership.ts";
 export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
 export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
 export type { ApplyConflict } from "./kube/status.ts";
-export { KubeApiError, KubeApplyConflictError, KubeRequestError, KubeTransportError } from "./kube/status.ts";
+export {
+  isWebhookCallFailure,
+  KubeApiError,
+  KubeApplyConflictError,
+  KubeRequestError,
+  KubeTransportError,
+} from "./kube/status.ts";
 export type { ApplyOptions, DeleteOptions, KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
 export { mapLimit } from "./lib/concurrency.ts";
 export { CancelledError, KubehyveError } from "./lib/errors.ts";

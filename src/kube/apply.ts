@@ -86,7 +86,12 @@ export async function applyManifests(
     await waitFor(
       client,
       { apiVersion: crd.apiVersion, kind: crd.kind, name: crd.metadata.name },
-      { timeoutMs: opts.crdTimeoutMs ?? 60_000, intervalMs: opts.intervalMs ?? 500, signal: opts.signal },
+      {
+        timeoutMs: opts.crdTimeoutMs ?? 60_000,
+        intervalMs: opts.intervalMs ?? 500,
+        signal: opts.signal,
+        condition: "to be Established",
+      },
     );
   }
   if (crds.length) await client.refreshDiscovery?.();

@@ -4,7 +4,6 @@
  * kind -> resource comes from discovery; writes are server-side apply, one object per request.
  */
 import { ofetch } from "ofetch";
-import { stringify } from "yaml";
 import { sleep } from "../lib/concurrency.ts";
 import { CancelledError } from "../lib/errors.ts";
 import {
@@ -17,7 +16,13 @@ import {
   splitApiVersion,
 } from "./discovery.ts";
 import { type KubeCredentials, loadKubeconfig } from "./kubeconfig.ts";
-import { KubeApiError, KubeApplyConflictError, KubeRequestError, KubeTransportError } from "./status.ts";
+import {
+  isWebhookCallFailure,
+  KubeApiError,
+  KubeApplyConflictError,
+  KubeRequestError,
+  KubeTransportError,
+} from "./status.ts";
 import type { ApplyOptions, DeleteOptions, KubeClient, KubeObject, ListOptions } from "./types.ts";
 
 export interface KubeClientOptions {
@@ -32,6 +37,12 @@ export interface KubeClientOptions {
   maxRetryAfterMs?: number;
   /** Per-request timeout (default 30 s). */
   timeoutMs?: number;
+  /**
+   * How long a write refused because an admission webhook could not be called is retried (default
+   * 2 min), whatever `retries` says: right after an add-on's install its webhook refuses for a while
+   * (see isWebhookCallFailure), and waiting it out is the only fix.
+   */
+  webhookRetryMs?: number;
   /** Cancels every request and backoff wait of this client. */
   signal?: AbortSignal;
   /** The field manager of every write (default kubehyve); the server records who owns which field by it. */
@@ -128,6 +139,7 @@ export async function createKubeClient(
   const creds =
     typeof kubeconfig === "string" ? await loadKubeconfig(kubeconfig, { context: opts.context }) : kubeconfig;
   const retries = opts.retries ?? 5;
+  const webhookRetryMs = opts.webhookRetryMs ?? 120_000;
   const baseDelay = opts.baseDelayMs ?? 200;
   const maxDelay = opts.maxDelayMs ?? 5000;
   const fieldManager = opts.fieldManager ?? "kubehyve";
@@ -151,6 +163,8 @@ export async function createKubeClient(
     const shown = Object.keys(query).length
       ? `${path}?${new URLSearchParams(query as Record<string, string>)}`
       : path;
+    // When a webhook first refused this request: its retries are bounded by time, not by count.
+    let webhookSince: number | undefined;
     for (let attempt = 1; ; attempt++) {
       if (opts.signal?.aborted) throw new CancelledError();
       const signals = [AbortSignal.timeout(opts.timeoutMs ?? 30_000), ...(opts.signal ? [opts.signal] : [])];
@@ -178,7 +192,14 @@ export async function createKubeClient(
           if (text && (res.headers.get("content-type") ?? "").includes("json")) data = JSON.parse(text);
           return { status: res.status, data: data as T, headers: res.headers };
         }
-        if (!RETRY_STATUS.has(res.status) || attempt > retries || isPermanent(res.status, text)) {
+        if (isWebhookCallFailure(res.status, text)) {
+          webhookSince ??= Date.now();
+          if (Date.now() - webhookSince >= webhookRetryMs) {
+            const e = KubeApiError.fromResponse(method, shown, res.status, text, attempt);
+            e.message = `${e.message}; the webhook has refused for ${Math.round((Date.now() - webhookSince) / 1000)} s`;
+            throw e;
+          }
+        } else if (!RETRY_STATUS.has(res.status) || attempt > retries || isPermanent(res.status, text)) {
           throw KubeApiError.fromResponse(method, shown, res.status, text, attempt);
         }
         const retryAfter = parseRetryAfter(res.headers.get("retry-after"));
@@ -381,7 +402,10 @@ export async function createKubeClient(
             ...(force ? { force: "true" } : {}),
             fieldValidation: "Strict",
           },
-          body: stringify(obj),
+          // JSON is YAML, and exact: kubectl apply --server-side sends the object as JSON under this
+          // content type too. YAML written by the yaml library can fold a deeply indented
+          // multi-line string into a different one (Calico's CRDs' descriptions).
+          body: JSON.stringify(obj),
           contentType: "application/apply-patch+yaml",
         });
         return res.data;

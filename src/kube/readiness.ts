@@ -182,6 +182,11 @@ export interface WaitOptions {
   signal?: AbortSignal;
   /** Replaces isReady, e.g. "CephCluster reports HEALTH_OK". */
   until?: (obj: KubeObject) => Readiness;
+  /**
+   * What is waited for, after the object's name in messages: "to be ready" unless given, e.g.
+   * "to report Available" for an `until` that reads one condition.
+   */
+  condition?: string;
   /** Called when the reason changes, for progress output. */
   onProgress?: (reason: string) => void;
 }
@@ -191,8 +196,10 @@ export function describeRef(ref: ObjectRef): string {
 }
 
 /**
- * Polls until the object is ready and returns it. On timeout the error names the object and the
- * last reason it was not ready; on abort it throws CancelledError.
+ * Polls (with `poll`, the one way to wait) until the object is ready and returns it. A timeout
+ * names the object, the condition and the last reason it did not hold: "Deployment
+ * metallb-system/controller to be ready: not done after 5 min: 0/1 replicas available". An abort
+ * throws CancelledError naming the same.
  *
  * Polling rather than a watch, on purpose. kubehyve waits for one object at a time, for seconds to
  * minutes, on a lab cluster: a GET every two seconds is no load, and its worst case is two seconds
@@ -210,16 +217,16 @@ export async function waitFor(
   opts: WaitOptions = {},
 ): Promise<KubeObject> {
   const judge = opts.until ?? isReady;
-  let reported: string | undefined;
+  let reason = "not checked yet";
   return poll(
-    `${describeRef(ref)} to be ready`,
+    `${describeRef(ref)} ${opts.condition ?? "to be ready"}`,
     async () => {
       const obj = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
       const verdict = obj ? judge(obj) : notReady("not found");
       if (verdict.ready && obj) return obj;
-      if (verdict.reason !== reported) opts.onProgress?.(verdict.reason);
-      reported = verdict.reason;
-      return pending(verdict.reason);
+      if (verdict.reason !== reason) opts.onProgress?.(verdict.reason);
+      reason = verdict.reason;
+      return pending(reason);
     },
     { timeoutMs: opts.timeoutMs ?? 300_000, intervalMs: opts.intervalMs ?? 2000, signal: opts.signal },
   );

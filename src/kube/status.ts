@@ -170,3 +170,16 @@ export class KubeApplyConflictError extends KubeApiError {
     return found.length ? found : undefined;
   }
 }
+
+/**
+ * A write the API server refused because it could not call an admission webhook whose
+ * failurePolicy is Fail: k8s.io/apiserver pkg/admission/plugin/webhook/validating/dispatcher.go
+ * answers a webhookutil.ErrCallingWebhook ("failed calling webhook %q: %v", pkg/util/webhook/error.go)
+ * with apierrors.NewInternalError, a 500 "Internal error occurred: failed calling webhook ...". Right
+ * after an install this is the webhook's pod not serving yet, or serving a certificate its CA bundle
+ * does not match yet (MetalLB's cert-controller rotates one in after start-up: metallb/metallb#1597).
+ * A webhook that answered and refused ("admission webhook ... denied the request") is a 4xx and final.
+ */
+export function isWebhookCallFailure(status: number, body: string): boolean {
+  return status === 500 && body.includes("failed calling webhook");
+}

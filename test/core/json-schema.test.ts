@@ -21,7 +21,15 @@ describe("the cluster file's JSON Schema", () => {
         properties: { stages: { properties: Record<string, { properties: Record<string, unknown> }> } };
       }
     ).properties.stages.properties;
-    expect(Object.keys(stages).sort()).toEqual(["hypervisor", "ingress", "k8s", "os", "storage"]);
+    expect(Object.keys(stages).sort()).toEqual([
+      "hypervisor",
+      "ingress",
+      "k8s",
+      "lb",
+      "net",
+      "os",
+      "storage",
+    ]);
     expect(Object.keys(stages.ingress!.properties)).toContain("address");
     expect(Object.keys(stages.storage!.properties)).toContain("pool");
     expect(Object.keys(stages.hypervisor!.properties)).toContain("vmDir");

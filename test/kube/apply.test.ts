@@ -81,7 +81,7 @@ describe.skipIf(!have("openssl", "openssl"))("applying manifests", () => {
       false,
     );
     await expect(applyManifests(client, crds, { crdTimeoutMs: 400, intervalMs: 50 })).rejects.toThrow(
-      "waiting for CustomResourceDefinition l2advertisements.metallb.io to be ready: condition Established is False (Installing: the initial names have not been accepted yet)",
+      "CustomResourceDefinition l2advertisements.metallb.io to be Established: not done after 400 ms: condition Established is False (Installing: the initial names have not been accepted yet)",
     );
   });
 });

@@ -104,7 +104,7 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     expect(server.get("metallb.io/v1beta1", "IPAddressPool", "lab", "metallb-system")).toBeDefined();
   });
 
-  test("applies with server-side apply: one PATCH per object, YAML body, kubehyve as forced field manager", async () => {
+  test("applies with server-side apply: one PATCH per object, JSON body as kubectl sends it, kubehyve as forced field manager", async () => {
     server.requests.length = 0;
     const cm = await client.apply({
       apiVersion: "v1",
@@ -117,7 +117,12 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     expect(patch?.path).toBe("/api/v1/namespaces/default/configmaps/settings");
     expect(patch?.query).toBe("?fieldManager=kubehyve&force=true&fieldValidation=Strict");
     expect(patch?.contentType).toBe("application/apply-patch+yaml");
-    expect(patch?.body).toContain("mode: one");
+    expect(JSON.parse(patch!.body!)).toEqual({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "settings", namespace: "default", labels: { app: "lab" } },
+      data: { mode: "one" },
+    });
     const managed = cm.metadata.managedFields as { manager: string; operation: string }[];
     expect(managed.map((m) => [m.manager, m.operation])).toEqual([["kubehyve", "Apply"]]);
   });

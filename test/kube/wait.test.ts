@@ -52,7 +52,7 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
     const error = await waitFor(client, ref, { timeoutMs: 600, intervalMs: 50 }).catch((e) => e);
     expect(Date.now() - started).toBeGreaterThanOrEqual(600);
     expect(error.message).toBe(
-      "timed out after 0.6s waiting for Deployment kube-system/stuck to be ready: 0/3 replicas available",
+      "Deployment kube-system/stuck to be ready: not done after 600 ms: 0/3 replicas available",
     );
   });
 
@@ -63,7 +63,31 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
       { timeoutMs: 200, intervalMs: 50 },
     ).catch((e) => e);
     expect(error.message).toBe(
-      "timed out after 0.2s waiting for PersistentVolumeClaim default/data to be ready: not found",
+      "PersistentVolumeClaim default/data to be ready: not done after 200 ms: not found",
+    );
+  });
+
+  test("a wait for a named condition says so when it times out", async () => {
+    await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "flag", namespace: "default" },
+    });
+    const error = await waitFor(
+      client,
+      { apiVersion: "v1", kind: "ConfigMap", name: "flag", namespace: "default" },
+      {
+        timeoutMs: 200,
+        intervalMs: 50,
+        condition: "to hold data.ready",
+        until: (o) => ({
+          ready: (o.data as { ready?: string } | undefined)?.ready === "yes",
+          reason: "data.ready is not yes",
+        }),
+      },
+    ).catch((e) => e);
+    expect(error.message).toBe(
+      "ConfigMap default/flag to hold data.ready: not done after 200 ms: data.ready is not yes",
     );
   });
 
@@ -81,7 +105,9 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
     });
     const ref = { apiVersion: "apps/v1", kind: "DaemonSet", name: "calico-node", namespace: "kube-system" };
     const error = await waitFor(client, ref, { timeoutMs: 500, intervalMs: 50 }).catch((e) => e);
-    expect(error.message).toContain("DaemonSet kube-system/calico-node to be ready: 1/2 pods available");
+    expect(error.message).toBe(
+      "DaemonSet kube-system/calico-node to be ready: not done after 500 ms: 1/2 pods available",
+    );
     setTimeout(() => server.setNodeReady("w1", true), 100);
     const ds = await waitFor(client, ref, { timeoutMs: 3000, intervalMs: 50 });
     expect(ds.status.numberReady).toBe(2);

@@ -17,12 +17,27 @@ export interface ControllerView {
   now(): string;
 }
 
+/** What an operator-like controller may do besides writing status: make and remove objects. */
+export interface ControllerWriter extends ControllerView {
+  /**
+   * Creates or replaces an object as an Update by `manager` (status included, as given); nothing
+   * is written when it is already so. Namespaces are not required to exist.
+   */
+  write(obj: Obj, manager: string): void;
+  /** Deletes an object (and, for a namespace, what is in it); false when it was not there. */
+  remove(apiVersion: string, kind: string, name: string, namespace?: string): boolean;
+}
+
 export interface Controller {
   name: string;
   /** `group/Kind` whose status this controller writes, e.g. "apps/Deployment", "/PersistentVolumeClaim". */
   owns: string[];
   /** The status the object should have; undefined leaves it alone. */
   reconcile(obj: Obj, view: ControllerView): Obj | undefined;
+  /** The field manager of its status writes, when STATUS_MANAGERS in server.ts does not name it. */
+  manager?: string;
+  /** Runs before the status passes: an operator's objects, made from what it watches. */
+  sync?(view: ControllerWriter): void;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: API objects are free-form here

@@ -14,7 +14,12 @@ import { join } from "node:path";
 import { stringify as stringifyYaml } from "yaml";
 import { ADMIN, authorize, forbiddenMessage, type User, VIEWER } from "./authz.ts";
 import { builtinSchemaName } from "./builtin-schemas.ts";
-import { type Controller, type ControllerView, defaultControllers } from "./controllers.ts";
+import {
+  type Controller,
+  type ControllerView,
+  type ControllerWriter,
+  defaultControllers,
+} from "./controllers.ts";
 import {
   type Directive,
   type ParsedBody,
@@ -69,6 +74,19 @@ export interface StatusCause {
 /** Extra validation of an object about to be stored (schemas of later stages); causes -> 422 Invalid. */
 export type Validator = (obj: Obj, resource: ServedResource) => StatusCause[];
 
+/** One admission request, as k8s.io/apiserver pkg/admission Attributes describe it. */
+export interface AdmissionRequest {
+  operation: "CREATE" | "UPDATE" | "DELETE";
+  resource: ServedResource;
+  /** The object as it would be stored (the live one for DELETE). */
+  object: Obj;
+  old?: Obj;
+  dryRun: boolean;
+}
+
+/** Admission after validation (webhooks, see ./webhooks.ts): a Status to answer with refuses the request. */
+export type Admission = (req: AdmissionRequest) => { code: number; status: Obj } | undefined;
+
 export interface Fault {
   /** Matched against the request path (no query); default: every path. */
   path?: RegExp;
@@ -107,6 +125,7 @@ export interface KubeApiServerOptions {
   /** Status writers; default defaultControllers(). An empty list stores objects as given. */
   controllers?: Controller[];
   validators?: Validator[];
+  admission?: Admission[];
   /** Answer discovery in the legacy format only, as servers before aggregated discovery (v1.26) did. */
   legacyDiscoveryOnly?: boolean;
   /** Authenticate by this bearer token instead of client certificates (no client certificate is requested). */
@@ -156,6 +175,8 @@ export interface KubeApiServer {
   /** The controller list; tests may add to or remove from it. */
   controllers: Controller[];
   validators: Validator[];
+  /** Admission steps run on every write after validation; tests may add to it. */
+  admission: Admission[];
   /** Runs the controllers now instead of waiting for the scheduled pass. */
   reconcile(): void;
   /** The resourceVersion of the last write. */
@@ -303,6 +324,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   const builtins = builtinResources();
   const controllers = opts.controllers ?? defaultControllers();
   const validators = opts.validators ?? [];
+  const admission = opts.admission ?? [];
   const gitVersion = opts.gitVersion ?? "v1.35.0";
   const requests: RequestLogEntry[] = [];
   const faults: Fault[] = [];
@@ -376,6 +398,41 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     now: nowRfc3339,
   };
 
+  const writer: ControllerWriter = {
+    ...view,
+    write(obj, manager) {
+      const res = findByKind(String(obj.apiVersion), String(obj.kind));
+      const copy = clone(obj);
+      const meta = (isObj(copy.metadata) ? copy.metadata : {}) as Obj;
+      copy.metadata = meta;
+      const k = key(res, meta.namespace as string | undefined, String(meta.name));
+      const live = store.get(k);
+      const status = copy.status;
+      delete meta.managedFields;
+      stamp(res, copy, live);
+      if (status !== undefined) copy.status = status;
+      else if (live?.status !== undefined) copy.status = live.status;
+      const managers = updateObject({
+        live: live ? stripForMerge(live) : undefined,
+        object: copy,
+        type: typeFor(res),
+        managers: managersOf(live),
+        manager,
+        apiVersion: apiVersionOf(res),
+        ignored: ignoredFor(res, copy),
+        now: nowRfc3339(),
+      });
+      withManagedFields(copy, managers);
+      if (live && deepEqual(live, copy)) return;
+      save(res, copy, live);
+    },
+    remove(apiVersion, kind, name, namespace) {
+      const { group, version } = gvOf(apiVersion);
+      const res = served().find((r) => r.group === group && r.version === version && r.kind === kind);
+      return res ? remove(res, namespace, name) !== undefined : false;
+    },
+  };
+
   /**
    * The one way into the store: the write gets the next resourceVersion (etcd's revision) and
    * becomes a watch event. A deleted object's event carries the deletion's resourceVersion, as
@@ -397,7 +454,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       object: stored,
       previous,
     });
-    if (type !== "DELETED") scheduleReconcile();
+    // Controllers react to deletions too (an operator cleans up after its custom resource).
+    scheduleReconcile();
     return stored;
   }
 
@@ -412,6 +470,9 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     // Several passes: a status one controller writes (a CRD Established) can change what another computes.
     for (let pass = 0; pass < 3; pass++) {
       let changed = false;
+      const before = resourceVersion;
+      for (const controller of controllers) controller.sync?.(writer);
+      if (resourceVersion !== before) changed = true;
       for (const controller of controllers) {
         for (const owned of controller.owns) {
           const [group, kind] = owned.split("/") as [string, string];
@@ -422,7 +483,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
             if (status === undefined || JSON.stringify(status) === JSON.stringify(obj.status)) continue;
             const next = clone(obj);
             next.status = status;
-            const manager = STATUS_MANAGERS[controller.name];
+            const manager = controller.manager ?? STATUS_MANAGERS[controller.name];
             if (manager) {
               // The controller writes through the status subresource, and owns what it wrote there.
               const managers = updateObject({
@@ -524,6 +585,19 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     }
     for (const v of validators) causes.push(...v(obj, res));
     if (causes.length) throw invalid(res, name, causes);
+  }
+
+  /**
+   * Validating admission, after the registry's validation as in k8s.io/apiserver's handlers
+   * (rest.ValidateObjectFunc runs the admission chain's Validate). Status writes are left out:
+   * webhook rules name the main resource.
+   */
+  function admit(req: AdmissionRequest, sub?: string): void {
+    if (sub) return;
+    for (const step of admission) {
+      const refused = step(req);
+      if (refused) throw new HttpError(refused.code, refused.status);
+    }
   }
 
   function checkBody(
@@ -800,6 +874,10 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     next.kind = res.kind;
     withManagedFields(next, result.managers);
     validate(res, next, name);
+    admit(
+      { operation: live ? "UPDATE" : "CREATE", resource: res, object: next, old: live, dryRun: o.dryRun },
+      sub,
+    );
     stamp(res, next, live);
     // patch.go applyPatcher: duplicates are looked at after the apply itself succeeded.
     if (o.directive !== "Ignore" && body.duplicates.length) {
@@ -868,6 +946,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
           const objName = String(meta.name ?? "");
           if (res.namespaced && namespace) requireNamespace(namespace);
           validate(res, obj, objName);
+          admit({ operation: "CREATE", resource: res, object: obj, dryRun: o.dryRun });
           if (store.has(key(res, namespace, objName))) {
             throw new HttpError(
               409,
@@ -940,6 +1019,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         });
         withManagedFields(next, updated);
         validate(res, next, name);
+        admit({ operation: "UPDATE", resource: res, object: next, old: live, dryRun: o.dryRun }, sub);
         return json(200, present(res, persist(res, next, live, o.dryRun)));
       });
     }
@@ -993,6 +1073,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
           });
           withManagedFields(next, managers);
           validate(res, next, name);
+          admit({ operation: "UPDATE", resource: res, object: next, old: live, dryRun: o.dryRun }, sub);
           return json(200, present(res, persist(res, next, live, o.dryRun)));
         }
         throw new HttpError(
@@ -1061,6 +1142,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     const o = writeOptions(url, ctx, "DeleteOptions", false, bodyDryRun);
     const obj = store.get(key(res, namespace, name));
     if (!obj) throw notFound(res, name);
+    admit({ operation: "DELETE", resource: res, object: obj, old: obj, dryRun: o.dryRun });
     if (!o.dryRun) remove(res, namespace, name);
     if (res.crd || res.kind === "Service" || res.kind === "Pod") return json(200, present(res, obj));
     return json(200, {
@@ -1529,6 +1611,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     requests,
     controllers,
     validators,
+    admission,
     put(obj) {
       const res = findByKind(String(obj.apiVersion), String(obj.kind));
       const copy = clone(obj);

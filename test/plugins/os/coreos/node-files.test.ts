@@ -24,8 +24,11 @@ const dir = mkdtempSync(join(tmpdir(), "kubehyve-node-files-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const lookup = { find: (id: string) => builtinPlugins.find((p) => p.id === id), searchPath: [] };
 
-async function renderWith(extra: AnyPlugin[], name: string) {
-  const { cluster, stages } = parseClusterText(exampleText, "example", lookup);
+/** The example lab with `extra` stages in place of its own of the same slots, and without `drop`. */
+async function renderWith(extra: AnyPlugin[], name: string, drop: string[] = []) {
+  const { cluster, stages: parsed } = parseClusterText(exampleText, "example", lookup);
+  const taken = [...drop, ...extra.map((p) => p.id.split("/")[0]!)];
+  const stages = parsed.filter((s) => !taken.includes(s.slot));
   const out = join(dir, name);
   const reporter = memoryReporter();
   const result = await runEngine({
@@ -57,7 +60,7 @@ describe("os:node-files through the engine", () => {
   });
 
   test("without such a stage the configs hold only the os stage's own files", async () => {
-    const { out } = await renderWith([], "without");
+    const { out } = await renderWith([], "without", ["net"]);
     const config = JSON.parse(readFileSync(join(out, "os", "cp1.ign"), "utf8")) as IgnitionConfig;
     expect(config.storage.files.map((f) => f.path)).toEqual([...OWN_FILE_PATHS]);
   });

@@ -68,7 +68,8 @@ async function render(name: string, text: string, extraStages: AnyPlugin[] = [])
     command: "render",
     cluster,
     stages: [
-      ...stages,
+      // An extra stage takes the place of the file's stage of the same slot.
+      ...stages.filter((s) => !extraStages.some((p) => p.id.split("/")[0] === s.slot)),
       ...extraStages.map((plugin) => ({ slot: plugin.id.split("/")[0]!, plugin, options: {} })),
     ],
     stateDir: join(work, name, "state"),

@@ -1,0 +1,98 @@
+/**
+ * What the lb stage applies: metallb-native.yaml, byte for byte as pinned (its CRDs, the controller
+ * and the speakers), then an IPAddressPool per pool of the cluster file and one L2Advertisement.
+ * Every object carries the stage's ownership labels.
+ */
+import { readFile } from "node:fs/promises";
+import {
+  type ArtifactRequest,
+  KubehyveError,
+  type KubeObject,
+  type Owner,
+  type PluginContext,
+  parseManifests,
+  withOwner,
+} from "kubehyve";
+import { announcedPools, type MetallbOptions, manifestSha256, manifestUrl } from "./options.ts";
+
+type Ctx = PluginContext<MetallbOptions>;
+
+export const METALLB_NAMESPACE = "metallb-system";
+/** The name of this stage's L2Advertisement. */
+export const ADVERTISEMENT = "kubehyve";
+
+export function ownerOf(ctx: Ctx): Owner {
+  return { stage: ctx.plugin.slot, clusterId: ctx.clusterId };
+}
+
+export function manifestRequest(options: MetallbOptions): ArtifactRequest {
+  const sha256 = manifestSha256(options);
+  if (!sha256)
+    throw new KubehyveError(`no sha256 is known for MetalLB ${options.version}`, 2, "set stages.lb.sha256");
+  return {
+    url: manifestUrl(options.version),
+    sha256,
+    name: `metallb-${options.version}-metallb-native.yaml`,
+  };
+}
+
+/** metallb-native.yaml's objects: fetched into the cache unless `cachedOnly`, then undefined when not there. */
+export async function upstreamObjects(
+  ctx: Ctx,
+  opts: { cachedOnly?: boolean } = {},
+): Promise<KubeObject[] | undefined> {
+  const request = manifestRequest(ctx.options);
+  if (opts.cachedOnly && !(await ctx.artifacts.has(request))) return undefined;
+  const path = await ctx.artifacts.fetch(request, { signal: ctx.signal });
+  const objects = parseManifests(
+    await readFile(path, "utf8"),
+    `MetalLB ${ctx.options.version} metallb-native.yaml`,
+  );
+  return objects.map((o) => withOwner(o, ownerOf(ctx)));
+}
+
+export function poolObjects(options: MetallbOptions): KubeObject[] {
+  return options.pools.map((p) => ({
+    apiVersion: "metallb.io/v1beta1",
+    kind: "IPAddressPool",
+    metadata: { name: p.name, namespace: METALLB_NAMESPACE },
+    spec: { addresses: p.addresses, autoAssign: p.autoAssign, avoidBuggyIPs: p.avoidBuggyIPs },
+  }));
+}
+
+export function advertisementObject(options: MetallbOptions): KubeObject {
+  return {
+    apiVersion: "metallb.io/v1beta1",
+    kind: "L2Advertisement",
+    metadata: { name: ADVERTISEMENT, namespace: METALLB_NAMESPACE },
+    spec: {
+      ipAddressPools: announcedPools(options),
+      ...(options.l2.interfaces?.length ? { interfaces: options.l2.interfaces } : {}),
+    },
+  };
+}
+
+/** The pools and the advertisement, with the stage's labels. */
+export function configObjects(ctx: Ctx): KubeObject[] {
+  const owner = ownerOf(ctx);
+  return [...poolObjects(ctx.options), advertisementObject(ctx.options)].map((o) => withOwner(o, owner));
+}
+
+export const KNOWN_KINDS = [
+  { apiVersion: "metallb.io/v1beta1", kind: "IPAddressPool" },
+  { apiVersion: "metallb.io/v1beta1", kind: "L2Advertisement" },
+  { apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition" },
+  { apiVersion: "v1", kind: "Namespace" },
+  { apiVersion: "v1", kind: "ServiceAccount" },
+  { apiVersion: "v1", kind: "ConfigMap" },
+  { apiVersion: "v1", kind: "Secret" },
+  { apiVersion: "v1", kind: "Service" },
+  { apiVersion: "v1", kind: "Pod" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding" },
+  { apiVersion: "apps/v1", kind: "Deployment" },
+  { apiVersion: "apps/v1", kind: "DaemonSet" },
+  { apiVersion: "admissionregistration.k8s.io/v1", kind: "ValidatingWebhookConfiguration" },
+];

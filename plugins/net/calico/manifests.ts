@@ -1,0 +1,124 @@
+/**
+ * What the net stage applies: the release's manifests, byte for byte as pinned (CRDs first, then
+ * the operator), then the two custom resources the operator installs Calico from. Every object
+ * carries the stage's ownership labels, so that pruning and `down` find exactly these.
+ */
+
+import { readFile } from "node:fs/promises";
+import {
+  type ArtifactRequest,
+  type Cluster,
+  KubehyveError,
+  type KubeObject,
+  type Owner,
+  type PluginContext,
+  parseManifests,
+  withOwner,
+} from "kubehyve";
+import { type CalicoOptions, MANIFESTS, type ManifestName, manifestSha256, manifestUrl } from "./options.ts";
+
+type Ctx = PluginContext<CalicoOptions>;
+
+export function ownerOf(ctx: Ctx): Owner {
+  return { stage: ctx.plugin.slot, clusterId: ctx.clusterId };
+}
+
+export function manifestRequest(options: CalicoOptions, name: ManifestName): ArtifactRequest {
+  const sha256 = manifestSha256(options, name);
+  if (!sha256) {
+    // validate() refuses such a file first; reaching this is a bug.
+    throw new KubehyveError(
+      `no sha256 is known for Calico ${options.version} ${name}`,
+      2,
+      `set stages.net.sha256.${name}`,
+    );
+  }
+  return { url: manifestUrl(options.version, name), sha256, name: `calico-${options.version}-${name}` };
+}
+
+export interface UpstreamManifest {
+  name: ManifestName;
+  request: ArtifactRequest;
+  objects: KubeObject[];
+}
+
+/**
+ * The release's manifests, fetched into the cache (verified by sha256, through the mirror when one
+ * is set) unless `cachedOnly`, where a manifest not in the cache yet is left out.
+ */
+export async function upstreamManifests(
+  ctx: Ctx,
+  opts: { cachedOnly?: boolean } = {},
+): Promise<UpstreamManifest[]> {
+  const out: UpstreamManifest[] = [];
+  for (const name of MANIFESTS) {
+    const request = manifestRequest(ctx.options, name);
+    if (opts.cachedOnly && !(await ctx.artifacts.has(request))) continue;
+    const path = await ctx.artifacts.fetch(request, { signal: ctx.signal });
+    const objects = parseManifests(await readFile(path, "utf8"), `Calico ${ctx.options.version} ${name}`);
+    out.push({ name, request, objects: objects.map((o) => withOwner(o, ownerOf(ctx))) });
+  }
+  return out;
+}
+
+/**
+ * Installation `default`. Every field of the IP pool is given, with the values the operator's IP
+ * pool controller would otherwise write into it (tigera/operator pkg/controller/ippool/defaults.go
+ * fillDefaults): `ipPools` is an atomic list, so a default the operator added would take the whole
+ * list over from kubehyve, and every `up` would then set it back.
+ */
+export function installation(cluster: Cluster, options: CalicoOptions): KubeObject {
+  return {
+    apiVersion: "operator.tigera.io/v1",
+    kind: "Installation",
+    metadata: { name: "default" },
+    spec: {
+      calicoNetwork: {
+        ipPools: [
+          {
+            name: "default-ipv4-ippool",
+            cidr: cluster.network.podCidr,
+            blockSize: options.blockSize,
+            encapsulation: options.encapsulation,
+            natOutgoing: "Enabled",
+            nodeSelector: "all()",
+            allowedUses: ["Workload", "Tunnel"],
+            disableNewAllocations: false,
+            assignmentMode: "Automatic",
+          },
+        ],
+        // The node's address on the lab's LAN, never podman0's or nodelocaldns's (firstFound,
+        // the default, takes whichever interface comes first).
+        nodeAddressAutodetectionV4: { cidrs: [cluster.network.subnet] },
+      },
+      // The default lies under /usr/libexec, read-only on Fedora CoreOS: calico-node would stay in
+      // Init for good, its flexvol-driver volume never made (pkg/render/node.go).
+      flexVolumePath: "None",
+    },
+  };
+}
+
+export function apiServer(): KubeObject {
+  return { apiVersion: "operator.tigera.io/v1", kind: "APIServer", metadata: { name: "default" }, spec: {} };
+}
+
+/** The custom resources of this stage, with its labels. */
+export function customResources(ctx: Ctx): KubeObject[] {
+  const owner = ownerOf(ctx);
+  return [installation(ctx.cluster, ctx.options), ...(ctx.options.apiServer ? [apiServer()] : [])].map((o) =>
+    withOwner(o, owner),
+  );
+}
+
+/** Kinds this stage may have applied, for a `down` that has no record of what it applied. */
+export const KNOWN_KINDS = [
+  { apiVersion: "operator.tigera.io/v1", kind: "Installation" },
+  { apiVersion: "operator.tigera.io/v1", kind: "APIServer" },
+  { apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition" },
+  { apiVersion: "v1", kind: "Namespace" },
+  { apiVersion: "v1", kind: "ServiceAccount" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding" },
+  { apiVersion: "apps/v1", kind: "Deployment" },
+];

@@ -1,0 +1,215 @@
+/**
+ * What applying some objects would change on a live cluster, asked of the cluster itself: each
+ * object is applied with dryRun=All, and the answer (what the server would store, with the field
+ * ownership it would record) is compared with the live object on the fields kubehyve manages, as
+ * `kubectl diff --server-side` compares them. A field another manager owns and kubehyve does not
+ * set (an operator's defaults, a controller's status) is not kubehyve's concern and never counts
+ * as a change; a field kubehyve set that someone changed since does.
+ *
+ * Field ownership is read from metadata.managedFields, whose FieldsV1 format is that of
+ * sigs.k8s.io/structured-merge-diff fieldpath/serialize.go: `f:<name>` for a field, `k:<json>` for
+ * the list item with those key fields, `v:<json>` for a set member, `i:<n>` for a list position,
+ * and `.` for the element itself.
+ */
+
+import { isOwnedBy, type Owner, refOf } from "./ownership.ts";
+import { describeRef, type ObjectRef } from "./readiness.ts";
+import { KubeApiError, KubeRequestError } from "./status.ts";
+import type { KubeClient, KubeObject } from "./types.ts";
+
+type Json = Record<string, unknown>;
+
+function isPlain(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** JSON with object keys sorted, so that equal values give equal text. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (isPlain(value))
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(value) ?? "null";
+}
+
+const ABSENT = "(absent)";
+
+function matchesKey(item: unknown, key: Json): boolean {
+  return isPlain(item) && Object.entries(key).every(([k, v]) => canonical(item[k]) === canonical(v));
+}
+
+/**
+ * The leaves of `value` that `set` names, path -> canonical JSON (or "(absent)"). A field whose set
+ * entry has no children is a leaf taken whole (a scalar, or an atomic list or map).
+ */
+export function fieldLeaves(value: unknown, set: unknown, path = "", out = new Map<string, string>()) {
+  const children = isPlain(set) ? Object.entries(set).filter(([k]) => k !== ".") : [];
+  if (children.length === 0) {
+    out.set(path, value === undefined ? ABSENT : canonical(value));
+    return out;
+  }
+  for (const [key, sub] of children) {
+    const kind = key.slice(0, 2);
+    const rest = key.slice(2);
+    if (kind === "f:") {
+      const child = isPlain(value) ? value[rest] : undefined;
+      fieldLeaves(child, sub, path ? `${path}.${rest}` : rest, out);
+    } else if (kind === "k:") {
+      const k = JSON.parse(rest) as Json;
+      const item = Array.isArray(value) ? value.find((i) => matchesKey(i, k)) : undefined;
+      const shown = Object.entries(k)
+        .map(([name, v]) => `${name}=${typeof v === "string" ? v : canonical(v)}`)
+        .join(",");
+      fieldLeaves(item, sub, `${path}[${shown}]`, out);
+    } else if (kind === "v:") {
+      const member = JSON.parse(rest);
+      const present = Array.isArray(value) && value.some((i) => canonical(i) === canonical(member));
+      out.set(
+        `${path}[=${typeof member === "string" ? member : canonical(member)}]`,
+        present ? "present" : ABSENT,
+      );
+    } else if (kind === "i:") {
+      fieldLeaves(Array.isArray(value) ? value[Number(rest)] : undefined, sub, `${path}[${rest}]`, out);
+    }
+  }
+  return out;
+}
+
+/** The FieldsV1 sets a manager's Apply entries record on an object (main resource, not subresources). */
+export function appliedFieldSets(obj: KubeObject | undefined, manager: string): unknown[] {
+  const entries = obj?.metadata?.managedFields;
+  if (!Array.isArray(entries)) return [];
+  return entries
+    .filter(
+      (e: Json) => e.manager === manager && e.operation === "Apply" && !e.subresource && isPlain(e.fieldsV1),
+    )
+    .map((e: Json) => e.fieldsV1);
+}
+
+/**
+ * The fields `manager` applies that differ between the live object and the dry run's answer, as
+ * paths (`spec.calicoNetwork.ipPools`, `metadata.labels.app`). Both objects' sets count: a field
+ * the manager applied before and drops now is a change too (the server prunes it).
+ */
+export function changedFields(live: KubeObject, next: KubeObject, manager: string): string[] {
+  const sets = [...appliedFieldSets(live, manager), ...appliedFieldSets(next, manager)];
+  const before = new Map<string, string>();
+  const after = new Map<string, string>();
+  for (const set of sets) {
+    fieldLeaves(live, set, "", before);
+    fieldLeaves(next, set, "", after);
+  }
+  const paths = new Set([...before.keys(), ...after.keys()]);
+  return [...paths].filter((p) => (before.get(p) ?? ABSENT) !== (after.get(p) ?? ABSENT)).sort();
+}
+
+export interface PlannedObject {
+  ref: ObjectRef;
+  /**
+   * `create`: not there; `update`: fields kubehyve manages would change; `unchanged`: nothing to
+   * do; `foreign`: there, but without the owner's labels (see DiffOptions.owner): not to be touched.
+   */
+  action: "create" | "update" | "unchanged" | "foreign";
+  /** For updates, the fields that would change. */
+  fields: string[];
+}
+
+export interface DiffOptions {
+  /** The field manager whose fields count (default kubehyve, the client's). */
+  fieldManager?: string;
+  /**
+   * Whose objects these are: a live object without this owner's labels is `foreign` and is not
+   * dry-run at all, since applying would take over something kubehyve did not make.
+   */
+  owner?: Owner;
+  /** Called after each object, for progress output. */
+  onDiffed?: (planned: PlannedObject, index: number, total: number) => void;
+}
+
+/**
+ * What applying `objects` would do, object by object, from dry-run server-side applies. Nothing is
+ * stored. An object whose kind the cluster does not serve yet (its CRD is among the objects) or
+ * whose namespace does not exist yet is a create, not an error; any other refusal (an invalid
+ * object, a webhook that denies it) is thrown, naming the object.
+ */
+export async function diffManifests(
+  client: KubeClient,
+  objects: readonly KubeObject[],
+  opts: DiffOptions = {},
+): Promise<PlannedObject[]> {
+  const manager = opts.fieldManager ?? "kubehyve";
+  const out: PlannedObject[] = [];
+  for (const obj of objects) {
+    const ref = refOf(obj);
+    let live: KubeObject | undefined;
+    let served = true;
+    try {
+      live = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
+    } catch (error) {
+      if (!(error instanceof KubeRequestError)) throw error;
+      served = false;
+    }
+    let planned: PlannedObject;
+    if (!live) {
+      if (served) await dryRun(client, obj, ref, true);
+      planned = { ref, action: "create", fields: [] };
+    } else if (opts.owner && !isOwnedBy(live, opts.owner)) {
+      planned = { ref, action: "foreign", fields: [] };
+    } else {
+      const next = await dryRun(client, obj, ref, false);
+      const fields = next ? changedFields(live, next, manager) : [];
+      planned = { ref, action: fields.length ? "update" : "unchanged", fields };
+    }
+    out.push(planned);
+    opts.onDiffed?.(planned, out.length, objects.length);
+  }
+  return out;
+}
+
+async function dryRun(
+  client: KubeClient,
+  obj: KubeObject,
+  ref: ObjectRef,
+  creating: boolean,
+): Promise<KubeObject | undefined> {
+  try {
+    return await client.apply(obj, { dryRun: true });
+  } catch (error) {
+    // Created in the same run before this one: its namespace, or the CRD of its kind.
+    if (creating && error instanceof KubeApiError && error.httpStatus === 404) return undefined;
+    if (creating && error instanceof KubeRequestError) return undefined;
+    if (error instanceof Error) error.message = `dry run of ${describeRef(ref)}: ${error.message}`;
+    throw error;
+  }
+}
+
+/**
+ * One plan line for a group of objects (a manifest file, a stage's custom resources), or undefined
+ * when nothing in it would change: "Calico v3.32.1 operator-crds.yaml: create 32 objects", with
+ * every object and changed field in the detail.
+ */
+export function describePlan(
+  title: string,
+  planned: readonly PlannedObject[],
+): { summary: string; detail: string } | undefined {
+  const creates = planned.filter((p) => p.action === "create");
+  const updates = planned.filter((p) => p.action === "update");
+  if (!creates.length && !updates.length) return undefined;
+  const count = (n: number) => `${n} object${n === 1 ? "" : "s"}`;
+  const one = (p: PlannedObject) => describeRef(p.ref);
+  const parts = [
+    ...(creates.length ? [`create ${creates.length === 1 ? one(creates[0]!) : count(creates.length)}`] : []),
+    ...(updates.length
+      ? [
+          `update ${updates.length === 1 ? `${one(updates[0]!)} (${updates[0]!.fields.join(", ")})` : count(updates.length)}`,
+        ]
+      : []),
+  ];
+  const detail = [
+    ...creates.map((p) => `create ${one(p)}`),
+    ...updates.map((p) => `update ${one(p)}: ${p.fields.join(", ")}`),
+  ].join("\n");
+  return { summary: `${title}: ${parts.join(", ")}`, detail };
+}

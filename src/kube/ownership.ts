@@ -1,0 +1,176 @@
+/**
+ * What a stage applied to a cluster, and only that. Every object a stage applies carries three
+ * labels: `app.kubernetes.io/managed-by: kubehyve` (the recommended label of
+ * kubernetes.io/docs/concepts/overview/working-with-objects/common-labels), `kubehyve.io/stage`
+ * naming the stage's slot, and `kubehyve.io/cluster` with the cluster's identity. Pruning and `down`
+ * list objects by all three and delete nothing else: an object of the same kind and name without
+ * them (made by hand, by another stage, by another cluster's kubehyve) is never touched.
+ */
+import { KubehyveError } from "../lib/errors.ts";
+import { describeRef, type ObjectRef } from "./readiness.ts";
+import { KubeApiError, KubeRequestError } from "./status.ts";
+import type { KubeClient, KubeObject } from "./types.ts";
+
+export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+export const MANAGED_BY = "kubehyve";
+export const STAGE_LABEL = "kubehyve.io/stage";
+export const CLUSTER_LABEL = "kubehyve.io/cluster";
+
+/** Who applied an object: a stage of one cluster. */
+export interface Owner {
+  /** The stage's slot, e.g. `net`. */
+  stage: string;
+  /** ctx.clusterId. */
+  clusterId: string;
+}
+
+/** A kind a stage applies, to list its objects by label. */
+export interface KindRef {
+  apiVersion: string;
+  kind: string;
+}
+
+// A label value: at most 63 characters of [A-Za-z0-9._-], starting and ending alphanumeric
+// (k8s.io/apimachinery pkg/util/validation IsValidLabelValue).
+const LABEL_VALUE = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
+
+export function ownerLabels(owner: Owner): Record<string, string> {
+  for (const [what, value] of [
+    ["stage", owner.stage],
+    ["cluster id", owner.clusterId],
+  ] as const) {
+    if (!LABEL_VALUE.test(value))
+      throw new KubehyveError(`the ${what} ${JSON.stringify(value)} cannot be a label value`);
+  }
+  return { [MANAGED_BY_LABEL]: MANAGED_BY, [STAGE_LABEL]: owner.stage, [CLUSTER_LABEL]: owner.clusterId };
+}
+
+/** The label selector of an owner's objects. */
+export function ownerSelector(owner: Owner): string {
+  return Object.entries(ownerLabels(owner))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+}
+
+/** A copy of `obj` that carries the owner's labels (besides its own). */
+export function withOwner<T extends KubeObject>(obj: T, owner: Owner): T {
+  return {
+    ...obj,
+    metadata: { ...obj.metadata, labels: { ...obj.metadata.labels, ...ownerLabels(owner) } },
+  };
+}
+
+/** True when `obj` carries every one of the owner's labels. */
+export function isOwnedBy(obj: KubeObject, owner: Owner): boolean {
+  const labels = obj.metadata?.labels ?? {};
+  return Object.entries(ownerLabels(owner)).every(([k, v]) => labels[k] === v);
+}
+
+export function refOf(obj: KubeObject): ObjectRef {
+  return {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
+    name: obj.metadata.name,
+    ...(obj.metadata.namespace ? { namespace: obj.metadata.namespace } : {}),
+  };
+}
+
+/** Identity of an object across versions of its group: group, kind, namespace, name. */
+export function refKey(ref: ObjectRef): string {
+  const group = ref.apiVersion.includes("/") ? ref.apiVersion.split("/")[0] : "";
+  return `${group}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`;
+}
+
+/** The distinct kinds of some objects, in first-seen order. */
+export function kindsOf(objects: readonly (KindRef | KubeObject)[]): KindRef[] {
+  const seen = new Map<string, KindRef>();
+  for (const o of objects) {
+    const k = `${o.apiVersion}/${o.kind}`;
+    if (!seen.has(k)) seen.set(k, { apiVersion: o.apiVersion, kind: o.kind });
+  }
+  return [...seen.values()];
+}
+
+const isCrd = (r: KindRef) =>
+  r.kind === "CustomResourceDefinition" && r.apiVersion.startsWith("apiextensions.k8s.io/");
+const isNamespace = (r: KindRef) => r.kind === "Namespace" && r.apiVersion === "v1";
+const BUILT_IN_GROUP = /^(([a-z0-9-]+\.)*k8s\.io|apps|batch|policy|autoscaling)\//;
+const isBuiltIn = (r: KindRef) => !r.apiVersion.includes("/") || BUILT_IN_GROUP.test(r.apiVersion);
+
+/**
+ * Deletion order, the reverse of what applyManifests keeps: custom resources first (while their
+ * operators still run to clean up after them), then the built-in objects, then the
+ * CustomResourceDefinitions, namespaces last.
+ */
+export function deletionOrder<T extends KindRef>(objects: readonly T[]): T[] {
+  const rank = (o: KindRef) => (isNamespace(o) ? 3 : isCrd(o) ? 2 : isBuiltIn(o) ? 1 : 0);
+  return objects
+    .map((o, i) => ({ o, i }))
+    .sort((a, b) => rank(a.o) - rank(b.o) || b.i - a.i)
+    .map(({ o }) => o);
+}
+
+/**
+ * The owner's objects of the given kinds, as the cluster has them now. A kind the cluster no longer
+ * serves (its CRD is gone, and with it every object of it) has none.
+ */
+export async function listOwned(
+  client: KubeClient,
+  owner: Owner,
+  kinds: readonly KindRef[],
+): Promise<KubeObject[]> {
+  const out: KubeObject[] = [];
+  const labelSelector = ownerSelector(owner);
+  for (const k of kinds) {
+    let items: KubeObject[];
+    try {
+      items = await client.list(k.apiVersion, k.kind, { labelSelector });
+    } catch (error) {
+      if (error instanceof KubeRequestError) continue;
+      if (error instanceof KubeApiError && error.httpStatus === 404) continue;
+      throw error;
+    }
+    // The server filtered by the selector; checked again here, since deleting is at stake.
+    out.push(...items.filter((o) => isOwnedBy(o, owner)));
+  }
+  return out;
+}
+
+export interface PruneOptions {
+  owner: Owner;
+  /** What the stage renders now: never deleted. */
+  keep: readonly KubeObject[];
+  /** Kinds to look in: those the stage applied before and those it renders now. */
+  kinds: readonly KindRef[];
+}
+
+/**
+ * The owner's objects the stage no longer renders, in deletion order. Nothing is deleted: the
+ * caller deletes each through ctx.wet (deleteOwned), so that a plan lists them.
+ */
+export async function findLeftovers(client: KubeClient, opts: PruneOptions): Promise<KubeObject[]> {
+  const keep = new Set(opts.keep.map((o) => refKey(refOf(o))));
+  const owned = await listOwned(client, opts.owner, kindsOf([...opts.kinds, ...opts.keep]));
+  return deletionOrder(owned.filter((o) => !keep.has(refKey(refOf(o)))));
+}
+
+/**
+ * Deletes one object the owner applied: read again first, and refused unless it carries the
+ * owner's labels now. False when it is gone already.
+ */
+export async function deleteOwned(client: KubeClient, owner: Owner, ref: ObjectRef): Promise<boolean> {
+  let live: KubeObject | undefined;
+  try {
+    live = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
+  } catch (error) {
+    if (error instanceof KubeRequestError) return false;
+    throw error;
+  }
+  if (!live) return false;
+  if (!isOwnedBy(live, owner)) {
+    throw new KubehyveError(
+      `${describeRef(ref)} does not carry the labels of stage ${owner.stage} of this cluster, so it is not deleted`,
+    );
+  }
+  return client.delete(ref.apiVersion, ref.kind, ref.name, ref.namespace);
+}

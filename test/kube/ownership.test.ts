@@ -1,0 +1,152 @@
+/**
+ * Pruning and `down` touch what a stage of this cluster applied, found by its labels, and nothing
+ * else: not another stage's objects, not another cluster's, not an object of the same name made by
+ * hand.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
+import {
+  deleteOwned,
+  deletionOrder,
+  findLeftovers,
+  isOwnedBy,
+  ownerLabels,
+  ownerSelector,
+  withOwner,
+} from "../../src/kube/ownership.ts";
+import type { KubeObject } from "../../src/kube/types.ts";
+import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+import { have } from "../lab/prereq.ts";
+
+const CLUSTER = "6f1c8a52-3d4e-4f8a-9b2c-1d2e3f4a5b6c";
+const net = { stage: "net", clusterId: CLUSTER };
+
+const cm = (name: string, namespace = "default"): KubeObject => ({
+  apiVersion: "v1",
+  kind: "ConfigMap",
+  metadata: { name, namespace },
+  data: { v: name },
+});
+
+test("an owner's labels name kubehyve, the stage and the cluster", () => {
+  expect(ownerLabels(net)).toEqual({
+    "app.kubernetes.io/managed-by": "kubehyve",
+    "kubehyve.io/stage": "net",
+    "kubehyve.io/cluster": CLUSTER,
+  });
+  expect(ownerSelector(net)).toBe(
+    `app.kubernetes.io/managed-by=kubehyve,kubehyve.io/stage=net,kubehyve.io/cluster=${CLUSTER}`,
+  );
+  const labelled = withOwner({ ...cm("a"), metadata: { ...cm("a").metadata, labels: { app: "x" } } }, net);
+  expect(labelled.metadata.labels).toEqual({ app: "x", ...ownerLabels(net) });
+  expect(isOwnedBy(labelled, net)).toBe(true);
+  expect(isOwnedBy(labelled, { ...net, stage: "lb" })).toBe(false);
+  expect(() => ownerLabels({ stage: "net stage", clusterId: CLUSTER })).toThrow(
+    'the stage "net stage" cannot be a label value',
+  );
+});
+
+test("deletion goes custom resources first, CRDs after the built-in objects, namespaces last", () => {
+  const kinds = [
+    { apiVersion: "v1", kind: "Namespace" },
+    { apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition" },
+    { apiVersion: "apps/v1", kind: "Deployment" },
+    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole" },
+    { apiVersion: "operator.tigera.io/v1", kind: "Installation" },
+  ];
+  expect(deletionOrder(kinds).map((k) => k.kind)).toEqual([
+    "Installation",
+    "ClusterRole",
+    "Deployment",
+    "CustomResourceDefinition",
+    "Namespace",
+  ]);
+});
+
+describe.skipIf(!have("openssl", "openssl"))("leftovers of a stage on a live cluster", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+    client = await createKubeClient(server.kubeconfigPath, { baseDelayMs: 10 });
+    for (const o of [
+      withOwner(cm("kept"), net),
+      withOwner(cm("dropped"), net),
+      withOwner(cm("dropped", "kube-system"), net),
+      withOwner(cm("other-stage"), { stage: "lb", clusterId: CLUSTER }),
+      withOwner(cm("other-cluster"), { stage: "net", clusterId: "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5" }),
+      // Made by hand, with the name of one of ours and only some of the labels.
+      {
+        ...cm("by-hand"),
+        metadata: { ...cm("by-hand").metadata, labels: { "app.kubernetes.io/managed-by": "kubehyve" } },
+      },
+    ])
+      await client.apply(o);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("are the stage's own objects it no longer renders, in every namespace, and nothing else", async () => {
+    const leftovers = await findLeftovers(client, {
+      owner: net,
+      keep: [withOwner(cm("kept"), net)],
+      kinds: [{ apiVersion: "v1", kind: "ConfigMap" }],
+    });
+    expect(leftovers.map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort()).toEqual([
+      "default/dropped",
+      "kube-system/dropped",
+    ]);
+  });
+
+  test("a kind the cluster no longer serves has none", async () => {
+    const leftovers = await findLeftovers(client, {
+      owner: net,
+      keep: [],
+      kinds: [{ apiVersion: "metallb.io/v1beta1", kind: "IPAddressPool" }],
+    });
+    expect(leftovers).toEqual([]);
+  });
+
+  test("deleting one reads it again and refuses an object without the labels, whatever its name", async () => {
+    expect(
+      await deleteOwned(client, net, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        name: "dropped",
+        namespace: "default",
+      }),
+    ).toBe(true);
+    expect(server.get("v1", "ConfigMap", "dropped", "default")).toBeUndefined();
+    expect(
+      await deleteOwned(client, net, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        name: "gone",
+        namespace: "default",
+      }),
+    ).toBe(false);
+    await expect(
+      deleteOwned(client, net, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        name: "by-hand",
+        namespace: "default",
+      }),
+    ).rejects.toThrow(
+      "ConfigMap default/by-hand does not carry the labels of stage net of this cluster, so it is not deleted",
+    );
+    await expect(
+      deleteOwned(client, net, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        name: "other-stage",
+        namespace: "default",
+      }),
+    ).rejects.toThrow("does not carry the labels");
+    expect(server.get("v1", "ConfigMap", "by-hand", "default")).toBeDefined();
+    expect(server.get("v1", "ConfigMap", "other-stage", "default")).toBeDefined();
+    expect(server.get("v1", "ConfigMap", "other-cluster", "default")).toBeDefined();
+  });
+});
