@@ -197,8 +197,8 @@ export function describeRef(ref: ObjectRef): string {
 
 /**
  * Polls (with `poll`, the one way to wait) until the object is ready and returns it. A timeout
- * names the object, the condition and the last reason it did not hold: "Deployment
- * metallb-system/controller to be ready: not done after 5 min: 0/1 replicas available". An abort
+ * names the object, the condition and the last reason it did not hold ("timed out after 300s
+ * waiting for Deployment metallb-system/controller to be ready: 0/1 replicas available"). An abort
  * throws CancelledError naming the same.
  *
  * Polling rather than a watch, on purpose. kubehyve waits for one object at a time, for seconds to

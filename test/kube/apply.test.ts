@@ -81,7 +81,7 @@ describe.skipIf(!have("openssl", "openssl"))("applying manifests", () => {
       false,
     );
     await expect(applyManifests(client, crds, { crdTimeoutMs: 400, intervalMs: 50 })).rejects.toThrow(
-      "CustomResourceDefinition l2advertisements.metallb.io to be Established: not done after 400 ms: condition Established is False (Installing: the initial names have not been accepted yet)",
+      "timed out after 0.4s waiting for CustomResourceDefinition l2advertisements.metallb.io to be Established: condition Established is False (Installing: the initial names have not been accepted yet)",
     );
   });
 });

@@ -32,14 +32,20 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
   });
 
   test("returns the Deployment once the controller reports its replicas available", async () => {
+    const ref = { apiVersion: "apps/v1", kind: "Deployment", name: "coredns", namespace: "kube-system" };
+    // Held back until the wait has seen it not ready once, however slow this machine is today.
+    server.setReady(ref, false);
     const applied = await client.apply(deployment("coredns"));
     expect(applied.status).toBeUndefined();
     const progress: string[] = [];
-    const ready = await waitFor(
-      client,
-      { apiVersion: "apps/v1", kind: "Deployment", name: "coredns", namespace: "kube-system" },
-      { timeoutMs: 5000, intervalMs: 50, onProgress: (r) => progress.push(r) },
-    );
+    const ready = await waitFor(client, ref, {
+      timeoutMs: 5000,
+      intervalMs: 50,
+      onProgress: (r) => {
+        progress.push(r);
+        server.setReady(ref, true);
+      },
+    });
     expect(ready.status.availableReplicas).toBe(2);
     expect(progress[0]).toBe("0/2 replicas updated");
   });
@@ -52,7 +58,7 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
     const error = await waitFor(client, ref, { timeoutMs: 600, intervalMs: 50 }).catch((e) => e);
     expect(Date.now() - started).toBeGreaterThanOrEqual(600);
     expect(error.message).toBe(
-      "Deployment kube-system/stuck to be ready: not done after 600 ms: 0/3 replicas available",
+      "timed out after 0.6s waiting for Deployment kube-system/stuck to be ready: 0/3 replicas available",
     );
   });
 
@@ -63,7 +69,7 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
       { timeoutMs: 200, intervalMs: 50 },
     ).catch((e) => e);
     expect(error.message).toBe(
-      "PersistentVolumeClaim default/data to be ready: not done after 200 ms: not found",
+      "timed out after 0.2s waiting for PersistentVolumeClaim default/data to be ready: not found",
     );
   });
 
@@ -87,7 +93,7 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
       },
     ).catch((e) => e);
     expect(error.message).toBe(
-      "ConfigMap default/flag to hold data.ready: not done after 200 ms: data.ready is not yes",
+      "timed out after 0.2s waiting for ConfigMap default/flag to hold data.ready: data.ready is not yes",
     );
   });
 
@@ -106,7 +112,7 @@ describe.skipIf(!have("openssl", "openssl"))("waiting for readiness", () => {
     const ref = { apiVersion: "apps/v1", kind: "DaemonSet", name: "calico-node", namespace: "kube-system" };
     const error = await waitFor(client, ref, { timeoutMs: 500, intervalMs: 50 }).catch((e) => e);
     expect(error.message).toBe(
-      "DaemonSet kube-system/calico-node to be ready: not done after 500 ms: 1/2 pods available",
+      "timed out after 0.5s waiting for DaemonSet kube-system/calico-node to be ready: 1/2 pods available",
     );
     setTimeout(() => server.setNodeReady("w1", true), 100);
     const ds = await waitFor(client, ref, { timeoutMs: 3000, intervalMs: 50 });
