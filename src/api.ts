@@ -12,6 +12,8 @@ export { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 export type { TreeDigest } from "./artifacts/tree.ts";
 export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
 export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";
+export type { EachCheckOptions } from "./core/checks.ts";
+export { checkEach } from "./core/checks.ts";
 export type {
   AnyPlugin,
   Change,
@@ -43,6 +45,7 @@ export type {
   NodeSpec,
   StageSpec,
 } from "./core/model.ts";
+export { UnreachableError } from "./core/reach.ts";
 export { CommandTimeoutError } from "./core/signal-target.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";

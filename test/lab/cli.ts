@@ -81,7 +81,7 @@ export function dropInLab(opts: {
  */
 export async function runInProcess(
   args: string[],
-  opts: { cwd: string; env?: Record<string, string> },
+  opts: { cwd: string; env?: Record<string, string>; stdoutTerminal?: boolean },
 ): Promise<CliResult> {
   const [{ runCli: run }, { withOutput }, { provideBuiltins }] = await Promise.all([
     import("../../src/cli/index.ts"),
@@ -98,7 +98,16 @@ export async function runInProcess(
   let stderr = "";
   try {
     const code = await withOutput(
-      { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), interactive: false },
+      {
+        stdout: (s) => {
+          stdout += s;
+        },
+        stderr: (s) => {
+          stderr += s;
+        },
+        interactive: false,
+        stdoutTerminal: opts.stdoutTerminal,
+      },
       () => run(args),
     );
     return { code, stdout, stderr, out: stdout + stderr };
