@@ -533,7 +533,7 @@ export const kubesprayPlugin = definePlugin({
         }),
       ];
     }
-    const nodes = await verifyNodes(ctx.cluster.nodes, (name) => ctx.node(name));
+    const nodes = await verifyNodes(ctx.cluster.nodes, (name) => ctx.node(name), ctx.signal);
     try {
       return [...(await verifyCluster(kube, ctx.cluster.nodes, ctx.options.kubernetesVersion)), ...nodes];
     } catch (error) {

@@ -4,7 +4,7 @@
  * is the documentation; verify runs it in order for every node. DNS is checked from here, against
  * the cluster's resolvers.
  */
-import { type Diagnostic, diag, formatSize, type NodeSpec } from "kubehyve";
+import { type Diagnostic, diag, formatSize, type NodeSpec, UnreachableError } from "kubehyve";
 import { resolveA } from "./dns.ts";
 import { NM_KEYFILE_PATH } from "./ignition.ts";
 import { type Ctx, fwcfgBhyveOptions, ignitionPathOf } from "./paths.ts";
@@ -140,7 +140,11 @@ export async function verifyNode(
   const result = await ctx
     .node(node.name)
     .run(["sh", "-c", PROBE_SCRIPT], { timeoutMs: PROBE_TIMEOUT_MS, signal: ctx.signal, cancellable: true })
-    .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
+    .catch((error: Error) => {
+      // Doctor reports a machine it cannot reach once, and the checks that needed it as skipped.
+      if (error instanceof UnreachableError) throw error;
+      return { code: -1, stdout: "", stderr: error.message };
+    });
   if (!result.stdout.includes("@@end")) {
     return [
       diag.error("coreos.ssh", `cannot run commands on ${node.name} (${node.address}) over SSH as core`, {

@@ -12,7 +12,7 @@
  * - plan.ts, ssh.ts, tools.ts: what check plans, and what apply waits for
  * - health.ts (probe.ts, dns.ts): what verify calls a healthy node, as a list of checks
  */
-import { type Change, type Diagnostic, definePlugin, mapLimit, type RenderedFile } from "kubehyve";
+import { type Change, checkEach, type Diagnostic, definePlugin, mapLimit, type RenderedFile } from "kubehyve";
 import { nodeBoot } from "./boot.ts";
 import { destroyIgnitionConfigs, renderNodeIgnition, verifyIgnitionFiles, writeIgnition } from "./configs.ts";
 import { checkImage, ensureGoldenImage, removeGoldenFiles } from "./golden.ts";
@@ -70,8 +70,14 @@ export default definePlugin({
   },
 
   async verify(ctx) {
-    const perNode = await mapLimit(ctx.cluster.nodes, 4, (node) => verifyNode(ctx, node), ctx.signal);
-    return [...(await verifyIgnitionFiles(ctx)), ...perNode.flat(), ...(await verifyDns(ctx))];
+    // Each node under its own limit: one that hangs or cannot be reached is one finding about it.
+    const perNode = await checkEach(ctx, ctx.cluster.nodes, (node) => verifyNode(ctx, node), {
+      id: "coreos.node",
+      title: (node) => `the checks of node ${node.name}`,
+      target: (node) => node.name,
+      concurrency: 4,
+    });
+    return [...(await verifyIgnitionFiles(ctx)), ...perNode, ...(await verifyDns(ctx))];
   },
 
   async render(ctx): Promise<RenderedFile[]> {

@@ -3,10 +3,10 @@
  * module load, do the clocks agree, and is a FlexVolume directory still configured under /usr.
  */
 import {
+  checkEach,
   type Diagnostic,
   diag,
   formatSize,
-  mapLimit,
   type NodeSpec,
   type PluginContext,
   parseYaml,
@@ -33,9 +33,10 @@ function flatten(devices: BlockDevice[]): BlockDevice[] {
 
 /** Every data disk of every node, judged; then whether enough hosts have a usable one. */
 export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Diagnostic[]> {
-  const perNode = await mapLimit(
+  const usableOn = new Set<string>();
+  const out = await checkEach(
+    ctx,
     nodesWithDisks(ctx.cluster),
-    4,
     async (node) => {
       const target = ctx.node(node.name);
       const out: Diagnostic[] = [];
@@ -50,7 +51,7 @@ export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Di
             },
           ),
         );
-        return { node, usable: 0, out };
+        return out;
       }
       let devices: BlockDevice[];
       try {
@@ -59,7 +60,7 @@ export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Di
         out.push(
           diag.error("rook.lsblk-failed", `${node.name}: ${(error as Error).message}`, { target: node.name }),
         );
-        return { node, usable: 0, out };
+        return out;
       }
       let usable = 0;
       for (const [i, disk] of node.disks.entries()) {
@@ -126,12 +127,17 @@ export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Di
           );
         }
       }
-      return { node, usable, out };
+      if (usable > 0) usableOn.add(node.name);
+      return out;
     },
-    ctx.signal,
+    {
+      id: "rook.disk-checks",
+      title: (node) => `the data disk checks of node ${node.name}`,
+      target: (node) => node.name,
+      concurrency: 4,
+    },
   );
-  const out = perNode.flatMap((p) => p.out);
-  const hosts = perNode.filter((p) => p.usable > 0).length;
+  const hosts = usableOn.size;
   const replicas = poolReplicas(ctx.cluster);
   if (hosts < replicas) {
     out.push(
