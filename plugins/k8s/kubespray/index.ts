@@ -2,7 +2,7 @@
  * k8s/kubespray: turns the Fedora CoreOS nodes into a Kubernetes cluster with Kubespray's playbooks
  * and hands over the admin kubeconfig. See README.md.
  */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import {
   type Change,
@@ -15,6 +15,7 @@ import {
   type PluginContext,
   type RenderedFile,
 } from "kubehyve";
+import { certificateFindings } from "./certificates.ts";
 import { failedByBootstrapReboot, formatFailureReport, type HintContext } from "./failures.ts";
 import { type Assessment, assessCluster, verifyCluster } from "./inspect.ts";
 import {
@@ -533,7 +534,12 @@ export const kubesprayPlugin = definePlugin({
         }),
       ];
     }
-    const nodes = await verifyNodes(ctx.cluster.nodes, (name) => ctx.node(name), ctx.signal);
+    const kubeconfig = await readFile(ctx.kubeconfigPath, "utf8").catch(() => undefined);
+    const certificates = kubeconfig ? certificateFindings(kubeconfig, ctx.kubeconfigPath) : [];
+    const nodes = [
+      ...certificates,
+      ...(await verifyNodes(ctx.cluster.nodes, (name) => ctx.node(name), ctx.signal)),
+    ];
     try {
       return [...(await verifyCluster(kube, ctx.cluster.nodes, ctx.options.kubernetesVersion)), ...nodes];
     } catch (error) {
