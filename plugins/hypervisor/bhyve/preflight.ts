@@ -273,7 +273,10 @@ function vmmDiagnostics(facts: HostFacts, at: { target: string }): Diagnostic[] 
     return [diag.ok("bhyve.vmm", "vmm loaded, AMD SVM", at)];
   }
   return [
-    diag.warn("bhyve.vmm-unknown", "vmm is loaded but neither hw.vmm.vmx nor hw.vmm.svm is present", at),
+    diag.warn("bhyve.vmm-unknown", "vmm is loaded but neither hw.vmm.vmx nor hw.vmm.svm is present", {
+      ...at,
+      hint: "sysctl hw.vmm shows what vmm found; dmesg | grep -i vmm says why it found neither",
+    }),
   ];
 }
 

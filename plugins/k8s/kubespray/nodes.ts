@@ -50,6 +50,7 @@ async function pythonOf(node: NodeSpec, target: Target): Promise<Diagnostic> {
       `node ${node.name} has no python3 yet: Kubespray's bootstrap layers it`,
       {
         target: node.name,
+        hint: "nothing to do: kubehyve up runs Kubespray, whose bootstrap installs it",
       },
     );
   }

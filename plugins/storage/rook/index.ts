@@ -150,6 +150,7 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
       return diag.info(
         "rook.canary",
         "the storage canary runs only in kubehyve up (this run changes nothing)",
+        { hint: "kubehyve up --only storage runs it" },
       );
     if (result.status?.phase === "Succeeded") {
       return diag.ok("rook.canary", `a ${STORAGE_CLASS} claim was bound, written and read back`);

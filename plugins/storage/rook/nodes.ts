@@ -48,6 +48,7 @@ export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Di
             `cannot list the block devices of ${node.name}: ${lsblk.stderr.trim()}`,
             {
               target: node.name,
+              hint: `ssh core@${node.address} ${LSBLK.join(" ")}   # what the check runs`,
             },
           ),
         );
@@ -58,7 +59,10 @@ export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Di
         devices = flatten(parseLsblk(lsblk.stdout));
       } catch (error) {
         out.push(
-          diag.error("rook.lsblk-failed", `${node.name}: ${(error as Error).message}`, { target: node.name }),
+          diag.error("rook.lsblk-failed", `${node.name}: ${(error as Error).message}`, {
+            target: node.name,
+            hint: `ssh core@${node.address} ${LSBLK.join(" ")}   # what the check reads`,
+          }),
         );
         return out;
       }
@@ -186,6 +190,7 @@ export async function readClock(ctx: Ctx, node: NodeSpec): Promise<ClockReading 
       `cannot read the clock of ${node.name}: ${r.stderr.trim() || r.stdout.trim()}`,
       {
         target: node.name,
+        hint: `ssh core@${node.address} date +%s.%N   # what the check runs`,
       },
     );
   }
