@@ -13,7 +13,7 @@ export type { TreeDigest } from "./artifacts/tree.ts";
 export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
 export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";
 export type { EachCheckOptions } from "./core/checks.ts";
-export { checkEach } from "./core/checks.ts";
+export { checkEach, findingOfFailure } from "./core/checks.ts";
 export type {
   AnyPlugin,
   Change,

@@ -3,13 +3,14 @@
  * keeps one multiplexed connection for the whole run) and closed together at the end.
  */
 import { join } from "node:path";
+import type { KubeClient } from "../kube/types.ts";
 import { KubehyveError } from "../lib/errors.ts";
 import { LocalTarget } from "../targets/local.ts";
 import { SshTarget } from "../targets/ssh.ts";
 import type { RunResult, Target } from "../targets/target.ts";
 import { DEFAULT_HOST_LOCK } from "./host-lock.ts";
 import type { Cluster, NodeSpec } from "./model.ts";
-import { ReachGuard, type UnreachableError } from "./reach.ts";
+import { type ApiReach, guardKube, ReachGuard, type UnreachableError } from "./reach.ts";
 
 export interface TargetFactory {
   host(): Target;
@@ -96,6 +97,14 @@ export class TargetPool {
   /** The machines found unreachable so far, in the order they were found (rememberUnreachable). */
   unreachable(): readonly UnreachableError[] {
     return this.failures;
+  }
+
+  private readonly api: ApiReach = {};
+
+  /** The Kubernetes client, its reachability remembered for the run like a machine's. */
+  kube(client: KubeClient): KubeClient {
+    if (!this.options.rememberUnreachable) return client;
+    return guardKube(client, this.api, (error) => this.failures.push(error));
   }
 
   private guarded(target: Target, machine: string): Target {

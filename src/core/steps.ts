@@ -200,9 +200,9 @@ export const step = {
     // In a fixed order (the host, then the nodes as the cluster file lists them), not the order the
     // stages running side by side happened to meet them.
     const order = [run.pool.hostName, ...run.req.cluster.nodes.map((n) => n.name)];
-    const found = [...run.pool.unreachable()].sort(
-      (a, b) => order.indexOf(a.machine) - order.indexOf(b.machine),
-    );
+    // The Kubernetes API, not a machine of the list, comes after them.
+    const rank = (machine: string) => (order.includes(machine) ? order.indexOf(machine) : order.length);
+    const found = [...run.pool.unreachable()].sort((a, b) => rank(a.machine) - rank(b.machine));
     for (const error of found)
       run.note(
         diag.error(error.id, `${error.machine} cannot be reached: the checks that need it are skipped`, {

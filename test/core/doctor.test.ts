@@ -6,7 +6,7 @@
  * closed loopback port stands for the one that is down.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkEach } from "../../src/core/checks.ts";
@@ -15,10 +15,12 @@ import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { type Diagnostic, diag } from "../../src/core/diagnostics.ts";
 import { type EngineRequest, runEngine } from "../../src/core/engine.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
+import { createKubeClient } from "../../src/kube/client.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { SshTarget } from "../../src/targets/ssh.ts";
 import type { Target } from "../../src/targets/target.ts";
 import { labCluster, labNode } from "../lab/cluster.ts";
+import { startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
 import { type Sshd, startSshd } from "../lab/sshd.ts";
 
@@ -274,4 +276,70 @@ describe("doctor --ignore", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe("doctor and a Kubernetes API that does not answer", () => {
+  test("is one error of the run, and each stage that needed it skips instead of failing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-doctor-"));
+    const server = await startKubeApiServer({ namespaces: ["default"] });
+    try {
+      // The test server's kubeconfig, pointed at a loopback port where nothing listens.
+      const port = await closedPort();
+      const text = readFileSync(server.kubeconfigPath, "utf8").replace(
+        `127.0.0.1:${server.port}`,
+        `127.0.0.1:${port}`,
+      );
+      const kubeconfig = join(dir, "kubeconfig-closed");
+      writeFileSync(kubeconfig, text, { mode: 0o600 });
+      let requests = 0;
+      const kubeStage = (slot: string, delayMs: number): Stage => ({
+        slot,
+        options: {},
+        plugin: definePlugin({
+          id: `${slot}/kube`,
+          title: slot,
+          apiVersion: 1,
+          async check(ctx) {
+            await Bun.sleep(delayMs);
+            const kube = await ctx.kube();
+            await kube.list("v1", "Namespace");
+            return { changes: [], diagnostics: [] };
+          },
+        }) as AnyPlugin,
+      });
+      const { promise } = engine(
+        [kubeStage("ingress", 0), kubeStage("storage", 300)],
+        {
+          targets: { host: () => new LocalTarget(), node: () => new LocalTarget() },
+          // Counts the requests that reach the client itself, under the run's guard.
+          kube: async () => {
+            const client = await createKubeClient(kubeconfig);
+            return {
+              ...client,
+              server: client.server,
+              list: (...args: Parameters<typeof client.list>) => {
+                requests++;
+                return client.list(...args);
+              },
+            };
+          },
+        },
+        dir,
+      );
+      const result = await promise;
+      expect(result.exitCode).toBe(1);
+      expect(result.findings.map((d) => [d.code, d.severity, d.target])).toEqual([
+        ["api.unreachable", "error", `the Kubernetes API at 127.0.0.1:${port}`],
+      ]);
+      expect(result.findings[0]!.hint).toContain("crictl ps --name kube-apiserver");
+      for (const o of result.outcomes)
+        expect(o.diagnostics.map((d) => [d.code, d.severity])).toEqual([["engine.phase-skipped", "skip"]]);
+      // The stage that came later was told at once: one request was tried in all.
+      expect(requests).toBe(1);
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // The client retries a refused connection for some seconds before it gives up.
+  }, 60_000);
 });

@@ -9,11 +9,13 @@ import {
   type Diagnostic,
   definePlugin,
   diag,
+  findingOfFailure,
   type KubeClient,
   KubehyveError,
   type KubeObject,
   type PluginContext,
   type RenderedFile,
+  UnreachableError,
 } from "kubehyve";
 import { certificateFindings } from "./certificates.ts";
 import { failedByBootstrapReboot, formatFailureReport, type HintContext } from "./failures.ts";
@@ -543,6 +545,12 @@ export const kubesprayPlugin = definePlugin({
     try {
       return [...(await verifyCluster(kube, ctx.cluster.nodes, ctx.options.kubernetesVersion)), ...nodes];
     } catch (error) {
+      // Doctor reports an API no request reached once, and the checks that needed it as skipped.
+      if (error instanceof UnreachableError)
+        return [
+          ...nodes,
+          findingOfFailure("kubespray.cluster", "the cluster's nodes and kube-system", error),
+        ];
       return [
         ...nodes,
         diag.error("kubespray.api-unreachable", `the Kubernetes API at ${kube.server} does not answer`, {
