@@ -20,7 +20,6 @@ import {
   isReady,
   type KubeObject,
   KubeRequestError,
-  mapLimit,
   type PluginContext,
   pending,
   poll,
