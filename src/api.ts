@@ -10,6 +10,8 @@ export * as v from "valibot";
 export type { TreeDigest } from "./artifacts/tree.ts";
 export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
 export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";
+export type { EachCheckOptions } from "./core/checks.ts";
+export { checkEach, findingOfFailure } from "./core/checks.ts";
 export type {
   AnyPlugin,
   Change,
@@ -44,6 +46,7 @@ export type {
   NodeSpec,
   StageSpec,
 } from "./core/model.ts";
+export { UnreachableError } from "./core/reach.ts";
 export { CommandTimeoutError } from "./core/signal-target.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { parseYaml, stringifyYaml } from "./core/yaml.ts";

@@ -193,12 +193,28 @@ export const step = {
   }),
 
   showPreflight: runStep("show what loading found: config warnings, plugin problems", async (run) => {
-    for (const d of run.req.preflight ?? [])
-      run.reporter.emit({ type: "diagnostic", stage: "kubehyve", ...d });
+    for (const d of run.req.preflight ?? []) run.note(d);
+  }),
+
+  reportUnreachable: runStep("each machine that could not be reached, once", async (run) => {
+    // In a fixed order (the host, then the nodes as the cluster file lists them), not the order the
+    // stages running side by side happened to meet them.
+    const order = [run.pool.hostName, ...run.req.cluster.nodes.map((n) => n.name)];
+    // The Kubernetes API, not a machine of the list, comes after them.
+    const rank = (machine: string) => (order.includes(machine) ? order.indexOf(machine) : order.length);
+    const found = [...run.pool.unreachable()].sort((a, b) => rank(a.machine) - rank(b.machine));
+    for (const error of found)
+      run.note(
+        diag.error(error.id, `${error.machine} cannot be reached: the checks that need it are skipped`, {
+          target: error.machine,
+          detail: error.message,
+          hint: error.hint ?? `check that ${error.machine} is up and answers ssh`,
+        }),
+      );
   }),
 
   failOnAnyError: runStep("fail when anything is an error", async (run) => {
-    const all = [...(run.req.preflight ?? []), ...run.outcomes.flatMap((o) => o.diagnostics)];
+    const all = [...run.findings, ...run.outcomes.flatMap((o) => o.diagnostics)];
     if (all.some((d) => d.severity === "error")) run.exitCode = ExitCode.phaseFailed;
   }),
 

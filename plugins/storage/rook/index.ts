@@ -13,13 +13,13 @@ import { randomBytes } from "node:crypto";
 import {
   type ArtifactRequest,
   type Change,
+  checkEach,
   type Diagnostic,
   definePlugin,
   diag,
   isReady,
   type KubeObject,
   KubeRequestError,
-  mapLimit,
   type PluginContext,
   pending,
   poll,
@@ -37,7 +37,14 @@ import {
   STORAGE_CLASS,
   storageClass,
 } from "./manifests.ts";
-import { checkDataDisks, checkFlexVolume, checkRbdModule, clockSkew, readClock } from "./nodes.ts";
+import {
+  type ClockReading,
+  checkDataDisks,
+  checkFlexVolume,
+  checkRbdModule,
+  clockSkew,
+  readClock,
+} from "./nodes.ts";
 import { applyObjects, deleteOwned, labelled, planObjects, refOf, stageLabels } from "./objects.ts";
 import { type RookOptions, RookOptionsSchema, redundancyNotice, validateRook } from "./options.ts";
 import { missingNote, NAMESPACE, ROOK_VERSION, upstreamGroups } from "./release.ts";
@@ -142,6 +149,7 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
       return diag.info(
         "rook.canary",
         "the storage canary runs only in kubehyve up (this run changes nothing)",
+        { hint: "kubehyve up --only storage runs it" },
       );
     if (result.status?.phase === "Succeeded") {
       return diag.ok("rook.canary", `a ${STORAGE_CLASS} claim was bound, written and read back`);
@@ -189,25 +197,32 @@ export default definePlugin({
       ...redundancyNotice(ctx.cluster),
       ...(await checkDataDisks(ctx, osdExpected)),
     ];
-    const perNode = await mapLimit(
-      ctx.cluster.nodes,
-      4,
-      async (node) => {
-        const out: Diagnostic[] = [await checkRbdModule(ctx, node)];
-        if (ctx.cluster.stages.os?.plugin === "os/coreos") {
-          const flex = await checkFlexVolume(ctx, node);
-          if (flex) out.push(flex);
-        }
-        return { out, clock: await readClock(ctx, node) };
-      },
-      ctx.signal,
-    );
-    diagnostics.push(...perNode.flatMap((p) => p.out));
-    const readings = perNode.map((p) => p.clock);
-    diagnostics.push(...readings.filter((r): r is Diagnostic => "code" in r));
+    // Each node under its own limit: one that hangs or cannot be reached is one finding about it.
+    const readings: ClockReading[] = [];
     diagnostics.push(
-      clockSkew(readings.filter((r) => !("code" in r)) as Exclude<(typeof readings)[number], Diagnostic>[]),
+      ...(await checkEach(
+        ctx,
+        ctx.cluster.nodes,
+        async (node) => {
+          const out: Diagnostic[] = [await checkRbdModule(ctx, node)];
+          if (ctx.cluster.stages.os?.plugin === "os/coreos") {
+            const flex = await checkFlexVolume(ctx, node);
+            if (flex) out.push(flex);
+          }
+          const clock = await readClock(ctx, node);
+          if ("code" in clock) out.push(clock);
+          else readings.push(clock);
+          return out;
+        },
+        {
+          id: "rook.node-checks",
+          title: (node) => `the storage checks of node ${node.name}`,
+          target: (node) => node.name,
+          concurrency: 4,
+        },
+      )),
     );
+    diagnostics.push(clockSkew(readings));
 
     const plan = await planObjects(
       kube,
