@@ -36,6 +36,7 @@ import {
 } from "kubehyve";
 import { checkAgainstCluster, validatePools } from "./addresses.ts";
 import { collectHostDiagnostics, L2_HOST_HOOK } from "./host-hook.ts";
+import { strictArpFinding } from "./kube-proxy.ts";
 import {
   advertisementObject,
   configObjects,
@@ -158,6 +159,9 @@ async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diag
     liveAdvertisements: await listOrNone(kube, "metallb.io/v1beta1", "L2Advertisement", METALLB_NAMESPACE),
     nodes: await kube.list("v1", "Node"),
   });
+  diagnostics.push(
+    ...strictArpFinding(await kube.get("v1", "ConfigMap", "kube-proxy", "kube-system"), ctx.kubeconfigPath),
+  );
   const upstream = (await upstreamObjects(ctx))!;
   const groups = [
     {
