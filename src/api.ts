@@ -69,6 +69,8 @@ export {
   STAGE_LABEL,
   withOwner,
 } from "./kube/ownership.ts";
+export type { PinnedFile, PinnedFileCache, PinnedManifests } from "./kube/pinned.ts";
+export { missingNote, pinnedManifests } from "./kube/pinned.ts";
 export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
 export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
 export type { ApplyConflict } from "./kube/status.ts";
