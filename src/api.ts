@@ -52,8 +52,15 @@ export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { parseYaml, stringifyYaml } from "./core/yaml.ts";
 export type { ApplyManifestsOptions } from "./kube/apply.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
-export type { DiffOptions, PlannedObject } from "./kube/diff.ts";
-export { changedFields, describePlan, diffManifests } from "./kube/diff.ts";
+export type { DiffOptions, ObjectGroup, OwnedPlan, PlannedObject } from "./kube/diff.ts";
+export {
+  changedFields,
+  describeForeign,
+  describePlan,
+  describePrune,
+  diffManifests,
+  planOwned,
+} from "./kube/diff.ts";
 export type { KindRef, Owner, PruneOptions } from "./kube/ownership.ts";
 export {
   CLUSTER_LABEL,
@@ -72,8 +79,25 @@ export {
   STAGE_LABEL,
   withOwner,
 } from "./kube/ownership.ts";
+export type { PinnedFile, PinnedFileCache, PinnedManifests } from "./kube/pinned.ts";
+export { missingNote, pinnedManifests } from "./kube/pinned.ts";
 export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
 export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
+export type {
+  OwningContext,
+  StageChange,
+  StageFinding,
+  StagePlanOptions,
+} from "./kube/stage-objects.ts";
+export {
+  APPLIED_KINDS_KEY,
+  appliedKinds,
+  applyStageObjects,
+  changesOrRefusal,
+  destroyStageObjects,
+  planStageObjects,
+  stageOwner,
+} from "./kube/stage-objects.ts";
 export type { ApplyConflict } from "./kube/status.ts";
 export {
   isWebhookCallFailure,

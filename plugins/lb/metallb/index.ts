@@ -26,6 +26,7 @@ import {
   KubeTransportError,
   kindsOf,
   listOwned,
+  missingNote,
   type ObjectRef,
   type PlannedObject,
   type PluginContext,
@@ -332,11 +333,7 @@ async function render(ctx: Ctx): Promise<RenderedFile[]> {
   return [
     upstream
       ? { path: "manifests/10-metallb-native.yaml", content: toYaml(upstream), mode: 0o644 }
-      : {
-          path: "manifests/10-metallb-native.yaml.missing",
-          content: `${req.url} (sha256 ${req.sha256}) is not in the download cache yet; kubehyve plan or up fetches it, and render then writes it here with this stage's labels.\n`,
-          mode: 0o644,
-        },
+      : { path: "manifests/10-metallb-native.yaml.missing", content: missingNote([req]), mode: 0o644 },
     { path: "manifests/20-address-pools.yaml", content: toYaml(configObjects(ctx)), mode: 0o644 },
   ];
 }
