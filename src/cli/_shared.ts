@@ -143,7 +143,13 @@ export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal; d
     on("SIGINT", 130, "\ninterrupted: stopping after the current step (Ctrl-C again to leave now)\n"),
     on("SIGTERM", 143, "terminated: stopping after the current step\n"),
   ];
-  return { signal: controller.signal, abort: hard.signal, dispose: () => offs.forEach((off) => off()) };
+  return {
+    signal: controller.signal,
+    abort: hard.signal,
+    dispose: () => {
+      for (const off of offs) off();
+    },
+  };
 }
 
 /** `a,b` as a list; an empty item (`a,,b`, `a,`) is refused: it is a typo, never "all". */

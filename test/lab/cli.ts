@@ -98,7 +98,15 @@ export async function runInProcess(
   let stderr = "";
   try {
     const code = await withOutput(
-      { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), interactive: false },
+      {
+        stdout: (s) => {
+          stdout += s;
+        },
+        stderr: (s) => {
+          stderr += s;
+        },
+        interactive: false,
+      },
       () => run(args),
     );
     return { code, stdout, stderr, out: stdout + stderr };
