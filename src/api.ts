@@ -7,8 +7,20 @@
 /** Defaults merged the unjs way: `defu(highest, …, lowest)`, and createDefu for custom rules. */
 export { createDefu, defu } from "defu";
 export * as v from "valibot";
+
+import type * as Yaml from "yaml";
+
+/**
+ * The yaml library, evaluated when first used rather than when a plugin is loaded: a command that
+ * writes no YAML (config validate) does not pay for it.
+ */
+const yaml = (): typeof Yaml => require("yaml");
+
 /** YAML for generated files (inventories, manifests): the same library that reads cluster files. */
-export { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+export const parseYaml = ((...args: Parameters<typeof Yaml.parse>) =>
+  yaml().parse(...args)) as typeof Yaml.parse;
+export const stringifyYaml = ((...args: Parameters<typeof Yaml.stringify>) =>
+  yaml().stringify(...args)) as typeof Yaml.stringify;
 export type { TreeDigest } from "./artifacts/tree.ts";
 export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
 export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";

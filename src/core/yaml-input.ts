@@ -10,22 +10,12 @@
  */
 import { constants, type Stats } from "node:fs";
 import { open } from "node:fs/promises";
-import {
-  Composer,
-  CST,
-  type Document,
-  isAlias,
-  isCollection,
-  isMap,
-  isPair,
-  isScalar,
-  isSeq,
-  Lexer,
-  LineCounter,
-  type Node,
-  Parser,
-} from "yaml";
+import type * as Yaml from "yaml";
+import type { CST, Document, LineCounter, Node, Parser } from "yaml";
 import { readPlainYaml } from "./yaml-plain.ts";
+
+/** The yaml library, evaluated only when a text needs it: a file in plain YAML does not. */
+const yaml = (): typeof Yaml => require("yaml");
 
 /** What a cluster file may be and ask for. A lab's file is a few KiB with a few hundred values. */
 export const YAML_LIMITS = {
@@ -225,6 +215,7 @@ function prescanTokens(text: string): void {
   let flow = 0;
   let onLine = 0;
   let offset = 0;
+  const { CST, Lexer } = yaml();
   for (const token of new Lexer().lex(text)) {
     switch (CST.tokenType(token)) {
       case "flow-map-start":
@@ -310,12 +301,14 @@ export function parseBoundedYaml(text: string): ParsedYaml {
     };
   }
   const { doc, lines, value } = parseWithLibrary(text);
+  const { isMap, isSeq } = yaml();
   const top = isMap(doc.contents) ? "mapping" : isSeq(doc.contents) ? "sequence" : "other";
   return { value, top, located: () => ({ doc, lines }) };
 }
 
 function parseWithLibrary(text: string): LocatedYaml & { value: unknown } {
   prescanTokens(text);
+  const { Composer, LineCounter, Parser } = yaml();
   const lines = new LineCounter();
   const at = (offset: number | undefined) => {
     if (offset === undefined) return {};
@@ -401,6 +394,7 @@ function checkStructure(
   lineOf: (node: Node) => number | undefined,
   report: (message: string, node?: Node) => boolean,
 ): void {
+  const { isAlias, isCollection, isMap, isPair, isScalar } = yaml();
   const anchors = new Map<string, Node>();
   const figures = new Map<Node, { depth: number; values: number }>();
   const open = new Set<Node>();

@@ -195,7 +195,7 @@ describe("the plain YAML reader", () => {
     }
     // Most of these are plain YAML: the comparison above was not vacuous.
     expect(read).toBeGreaterThan(1500);
-  });
+  }, 60_000);
 
   test("agrees with the library on the fuzz test's mutated cluster files", () => {
     const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -210,5 +210,5 @@ describe("the plain YAML reader", () => {
       if (agrees(text)) read++;
     }
     expect(read).toBeGreaterThan(25);
-  });
+  }, 60_000);
 });
