@@ -9,17 +9,27 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { median, peakRss } from "./bench-common.ts";
+import { MiB, median, peakRss } from "./bench-common.ts";
 
 function entry(root: string): string {
   const src = (p: string) => JSON.stringify(join(root, p));
   return `
-const marks = [["runtime start, to the first line of JavaScript", performance.now()]];
-const mark = (name) => marks.push([name, performance.now()]);
+const marks = [["runtime start, to the first line of JavaScript", performance.now(), process.memoryUsage.rss()]];
+const mark = (name) => marks.push([name, performance.now(), process.memoryUsage.rss()]);
+await import("citty");
+mark("citty (the command-line parser)");
+await import("consola");
+mark("consola (the logger: node:tty, process.stdout, Intl.Segmenter at its top level)");
 const { runCli } = await import(${src("src/cli/index.ts")});
-mark("command line: citty, the command table, output (consola)");
+mark("the command line: the command table, output");
+await import("valibot");
+mark("valibot");
+await import(${src("src/core/schema.ts")});
+mark("the core schema (built at module top level) and its helpers");
+await import(${src("src/core/config.ts")});
+mark("core config: YAML reading, checks across fields");
 const command = await import(${src("src/cli/config.ts")});
-mark("config command: core config, schema, YAML, valibot, the CLI's shared code");
+mark("config command and the CLI's shared code (reporters, state dir, targets)");
 const { builtinPlugins } = await import(${src("plugins/index.ts")});
 mark("built-in plugins' modules, with the plugin API they import");
 const { loadPlugins, pluginSearchPath } = await import(${src("src/core/plugins.ts")});
@@ -69,7 +79,8 @@ export async function breakdown(opts: {
   } finally {
     (await import("node:fs")).rmSync(file, { force: true });
   }
-  const steps = bins.map(() => new Map<string, number[]>());
+  // Per step and binary: milliseconds, and growth of the resident set (current, not peak).
+  const steps = bins.map(() => new Map<string, { ms: number[]; rss: number[] }>());
   for (let i = 0; i < opts.runs; i++) {
     bins.forEach((bin, b) => {
       const p = Bun.spawnSync([bin], {
@@ -78,27 +89,31 @@ export async function breakdown(opts: {
         stderr: "pipe",
       });
       if (!p.success) throw new Error(`${bin} failed: ${p.stderr}`);
-      const marks = JSON.parse(p.stderr.toString().trim().split("\n").pop()!) as [string, number][];
-      marks.forEach(([name, at], k) => {
-        const ms = at - (k ? marks[k - 1]![1] : 0);
-        steps[b]!.set(name, [...(steps[b]!.get(name) ?? []), ms]);
+      const marks = JSON.parse(p.stderr.toString().trim().split("\n").pop()!) as [string, number, number][];
+      marks.forEach(([name, at, rss], k) => {
+        const step = steps[b]!.get(name) ?? { ms: [], rss: [] };
+        step.ms.push(at - (k ? marks[k - 1]![1] : 0));
+        step.rss.push(rss - (k ? marks[k - 1]![2] : 0));
+        steps[b]!.set(name, step);
       });
     });
   }
-  const rss = peakRss(bins.map((argv) => ({ argv: [argv], env: opts.env })));
-  console.log(`where the time of config validate --example goes (median of ${opts.runs} runs per step):`);
-  console.log(`${"".padEnd(84)} bytecode  no bytecode`);
-  const names = [...steps[0]!.keys()];
-  let totals = [0, 0];
-  for (const name of names) {
-    const ms = steps.map((s) => median(s.get(name)!));
-    totals = totals.map((t, i) => t + ms[i]!);
-    console.log(`  ${name.padEnd(82)} ${ms.map((m) => `${m.toFixed(1).padStart(6)} ms`).join("   ")}`);
+  const peaks = peakRss(bins.map((argv) => ({ argv: [argv], env: opts.env })));
+  const fmt = (ms: number, rss: number) =>
+    `${ms.toFixed(1).padStart(6)} ms ${(rss / MiB).toFixed(1).padStart(5)} MiB`;
+  console.log(`where the time of config validate --example goes (median of ${opts.runs} runs per step;`);
+  console.log("MiB: growth of the resident set in the step; the first line is the whole set at that point)");
+  console.log(`${"".padEnd(80)} ${"bytecode".padEnd(20)} no bytecode`);
+  const totals = [0, 0];
+  for (const name of steps[0]!.keys()) {
+    const cells = steps.map((s, b) => {
+      const { ms, rss } = s.get(name)!;
+      totals[b]! += median(ms);
+      return fmt(median(ms), median(rss));
+    });
+    console.log(`  ${name.padEnd(78)} ${cells.join("   ")}`);
   }
   console.log(
-    `  ${"sum of the medians".padEnd(82)} ${totals.map((m) => `${m.toFixed(1).padStart(6)} ms`).join("   ")}`,
-  );
-  console.log(
-    `  ${"peak RSS of the instrumented run".padEnd(82)} ${rss.map((r) => `${(r / 1024 / 1024).toFixed(1).padStart(5)} MiB`).join("  ")}`,
+    `  ${"sum of the medians; peak RSS".padEnd(78)} ${totals.map((t, b) => fmt(t, peaks[b]!)).join("   ")}`,
   );
 }
