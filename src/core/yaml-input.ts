@@ -10,20 +10,12 @@
  */
 import { constants, type Stats } from "node:fs";
 import { open } from "node:fs/promises";
-import {
-  Composer,
-  CST,
-  type Document,
-  isAlias,
-  isCollection,
-  isMap,
-  isPair,
-  isScalar,
-  Lexer,
-  LineCounter,
-  type Node,
-  Parser,
-} from "yaml";
+import type * as Yaml from "yaml";
+import type { CST, Document, LineCounter, Node, Parser } from "yaml";
+import { readPlainYaml } from "./yaml-plain.ts";
+
+/** The yaml library, evaluated only when a text needs it: a file in plain YAML does not. */
+const yaml = (): typeof Yaml => require("yaml");
 
 /** What a cluster file may be and ask for. A lab's file is a few KiB with a few hundred values. */
 export const YAML_LIMITS = {
@@ -182,6 +174,12 @@ const STRUCTURAL = new Set("[]{},:-?&*!|>'\"%@");
  * block indicators on one line (`- - - - x`), which the parser pays for dearly.
  */
 export function prescan(text: string): void {
+  prescanText(text);
+  prescanTokens(text);
+}
+
+/** The first half of the scan: lines and structural characters, in one pass over the text. */
+function prescanText(text: string): void {
   let lines = 1;
   let structural = 0;
   for (let i = 0; i < text.length; i++) {
@@ -210,10 +208,14 @@ export function prescan(text: string): void {
       ]);
     }
   }
+}
 
+/** The second half: the lexer's tokens, for nesting the parser pays for dearly. */
+function prescanTokens(text: string): void {
   let flow = 0;
   let onLine = 0;
   let offset = 0;
+  const { CST, Lexer } = yaml();
   for (const token of new Lexer().lex(text)) {
     switch (CST.tokenType(token)) {
       case "flow-map-start":
@@ -261,20 +263,52 @@ function position(text: string, offset: number): { line: number; col: number } {
   return { line, col: offset - lineStart + 1 };
 }
 
-export interface ParsedYaml {
+export interface LocatedYaml {
   doc: Document.Parsed;
   lines: LineCounter;
+}
+
+export interface ParsedYaml {
   /** The document as plain data; objects have no prototype tricks (`__proto__` is a plain key). */
   value: unknown;
+  /** What the document holds at its top. */
+  top: "mapping" | "sequence" | "other";
+  /** The document with its positions, to say where a problem is: read when first asked for. */
+  located(): LocatedYaml;
 }
 
 /**
  * Parses one YAML document within YAML_LIMITS. Syntax errors, unresolved tags, duplicate keys,
  * aliases to nothing, and documents too deep or too large once aliases are expanded are problems
  * with their place; the value is built only from a document that has none.
+ *
+ * A file in plain YAML (see yaml-plain.ts) is read by a reader of that subset alone, which gives
+ * the same value as the library in a fraction of the time; the library reads it only when a
+ * problem's place is asked for.
  */
 export function parseBoundedYaml(text: string): ParsedYaml {
-  prescan(text);
+  prescanText(text);
+  const plain = readPlainYaml(text);
+  if (plain) {
+    let located: LocatedYaml | undefined;
+    return {
+      value: plain,
+      top: "mapping",
+      located: () => {
+        located ??= parseWithLibrary(text);
+        return located;
+      },
+    };
+  }
+  const { doc, lines, value } = parseWithLibrary(text);
+  const { isMap, isSeq } = yaml();
+  const top = isMap(doc.contents) ? "mapping" : isSeq(doc.contents) ? "sequence" : "other";
+  return { value, top, located: () => ({ doc, lines }) };
+}
+
+function parseWithLibrary(text: string): LocatedYaml & { value: unknown } {
+  prescanTokens(text);
+  const { Composer, LineCounter, Parser } = yaml();
   const lines = new LineCounter();
   const at = (offset: number | undefined) => {
     if (offset === undefined) return {};
@@ -360,6 +394,7 @@ function checkStructure(
   lineOf: (node: Node) => number | undefined,
   report: (message: string, node?: Node) => boolean,
 ): void {
+  const { isAlias, isCollection, isMap, isPair, isScalar } = yaml();
   const anchors = new Map<string, Node>();
   const figures = new Map<Node, { depth: number; values: number }>();
   const open = new Set<Node>();

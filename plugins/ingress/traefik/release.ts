@@ -5,7 +5,9 @@
  */
 import type { ArtifactRequest } from "kubehyve";
 
-export const TRAEFIK_VERSION = "v3.7.9";
+import { TRAEFIK_VERSION } from "./version.ts";
+
+export { TRAEFIK_VERSION };
 export const TRAEFIK_IMAGE = `docker.io/traefik:${TRAEFIK_VERSION}`;
 
 const BASE = `https://raw.githubusercontent.com/traefik/traefik/${TRAEFIK_VERSION}/docs/content/reference/dynamic-configuration`;

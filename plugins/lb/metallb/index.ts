@@ -5,7 +5,6 @@
 import {
   applyManifests,
   type Change,
-  type Cluster,
   type Diagnostic,
   definePlugin,
   deleteOwned,
@@ -35,7 +34,7 @@ import {
   stringifyYaml,
   waitFor,
 } from "kubehyve";
-import { checkAgainstCluster, validatePools } from "./addresses.ts";
+import { checkAgainstCluster } from "./addresses.ts";
 import { collectHostDiagnostics, L2_HOST_HOOK } from "./host-hook.ts";
 import { strictArpFinding } from "./kube-proxy.ts";
 import {
@@ -48,35 +47,13 @@ import {
   poolObjects,
   upstreamObjects,
 } from "./manifests.ts";
-import {
-  announcedPools,
-  KNOWN_RELEASES,
-  type MetallbOptions,
-  manifestSha256,
-  optionsSchema,
-} from "./options.ts";
+import { announcedPools, type MetallbOptions, optionsSchema } from "./options.ts";
+import { validate } from "./validate.ts";
 import { componentDiagnostics, loadBalancerCanary } from "./verify.ts";
 
 type Ctx = PluginContext<MetallbOptions>;
 
 const KINDS_KEY = "appliedKinds";
-
-function validate({ cluster, options }: { cluster: Cluster; options: MetallbOptions }): Diagnostic[] {
-  const found = validatePools(cluster, options);
-  if (!manifestSha256(options))
-    found.push(
-      diag.error(
-        "metallb.release-unpinned",
-        `no sha256 is known for MetalLB ${options.version} metallb-native.yaml`,
-        {
-          detail: `kubehyve knows the manifest of ${Object.keys(KNOWN_RELEASES).join(", ")}`,
-          hint: `sha256sum of https://raw.githubusercontent.com/metallb/metallb/${options.version}/config/manifests/metallb-native.yaml, set as stages.lb.sha256`,
-          path: "stages.lb.sha256",
-        },
-      ),
-    );
-  return found;
-}
 
 function freshInstall(ctx: Ctx): Change {
   const pools = ctx.options.pools.map((p) => `${p.name} ${p.addresses.join(", ")}`).join("; ");

@@ -6,7 +6,9 @@
  */
 import type { ArtifactRequest } from "kubehyve";
 
-export const ROOK_VERSION = "v1.20.6";
+import { ROOK_VERSION } from "./version.ts";
+
+export { ROOK_VERSION };
 /** cluster.yaml of the same tag: Ceph Tentacle. */
 export const CEPH_IMAGE = "quay.io/ceph/ceph:v20.2.4";
 export const NAMESPACE = "rook-ceph";
