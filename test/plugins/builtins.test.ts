@@ -8,13 +8,15 @@ import bhyve from "../../plugins/hypervisor/bhyve/index.ts";
 import { builtinPlugins, lazyPlugin } from "../../plugins/index.ts";
 import traefik from "../../plugins/ingress/traefik/index.ts";
 import kubespray from "../../plugins/k8s/kubespray/index.ts";
+import metallb from "../../plugins/lb/metallb/index.ts";
+import calico from "../../plugins/net/calico/index.ts";
 import coreos from "../../plugins/os/coreos/index.ts";
 import rook from "../../plugins/storage/rook/index.ts";
 import { parseClusterText } from "../../src/core/config.ts";
 import exampleText from "../../src/example/kubehyve.yaml" with { type: "text" };
 
 const full: Record<string, AnyPlugin> = Object.fromEntries(
-  [bhyve, coreos, kubespray, traefik, rook].map((p) => [p.id, p as AnyPlugin]),
+  [bhyve, coreos, kubespray, calico, metallb, traefik, rook].map((p) => [p.id, p as AnyPlugin]),
 );
 
 const PHASES = ["check", "apply", "verify", "render", "destroy"] as const;
