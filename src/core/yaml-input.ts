@@ -12,9 +12,8 @@ import { constants, type Stats } from "node:fs";
 import { open } from "node:fs/promises";
 import type * as Yaml from "yaml";
 import type { CST, Document, LineCounter, Node, Parser } from "yaml";
-import { readPlainYaml } from "./yaml-plain.ts";
 
-/** The yaml library, evaluated only when a text needs it: a file in plain YAML does not. */
+/** The yaml library, evaluated when a text is first read: a command that reads none does not pay for it. */
 const yaml = (): typeof Yaml => require("yaml");
 
 /** What a cluster file may be and ask for. A lab's file is a few KiB with a few hundred values. */
@@ -281,25 +280,9 @@ export interface ParsedYaml {
  * Parses one YAML document within YAML_LIMITS. Syntax errors, unresolved tags, duplicate keys,
  * aliases to nothing, and documents too deep or too large once aliases are expanded are problems
  * with their place; the value is built only from a document that has none.
- *
- * A file in plain YAML (see yaml-plain.ts) is read by a reader of that subset alone, which gives
- * the same value as the library in a fraction of the time; the library reads it only when a
- * problem's place is asked for.
  */
 export function parseBoundedYaml(text: string): ParsedYaml {
   prescanText(text);
-  const plain = readPlainYaml(text);
-  if (plain) {
-    let located: LocatedYaml | undefined;
-    return {
-      value: plain,
-      top: "mapping",
-      located: () => {
-        located ??= parseWithLibrary(text);
-        return located;
-      },
-    };
-  }
   const { doc, lines, value } = parseWithLibrary(text);
   const { isMap, isSeq } = yaml();
   const top = isMap(doc.contents) ? "mapping" : isSeq(doc.contents) ? "sequence" : "other";
