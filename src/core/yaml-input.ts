@@ -177,6 +177,9 @@ export function prescan(text: string): void {
   prescanTokens(text);
 }
 
+/** Lexer tokens as the parser takes them (Parser.next), read once for the scan and the parser. */
+type Lexemes = string[];
+
 /** The first half of the scan: lines and structural characters, in one pass over the text. */
 function prescanText(text: string): void {
   let lines = 1;
@@ -209,13 +212,18 @@ function prescanText(text: string): void {
   }
 }
 
-/** The second half: the lexer's tokens, for nesting the parser pays for dearly. */
-function prescanTokens(text: string): void {
+/**
+ * The second half: the lexer's tokens, for nesting the parser pays for dearly. They are returned for
+ * the parser, so that the text is lexed once: cold, the library's lexer costs a third of a read.
+ */
+function prescanTokens(text: string): Lexemes {
+  const lexemes: Lexemes = [];
   let flow = 0;
   let onLine = 0;
   let offset = 0;
   const { CST, Lexer } = yaml();
   for (const token of new Lexer().lex(text)) {
+    lexemes.push(token);
     switch (CST.tokenType(token)) {
       case "flow-map-start":
       case "flow-seq-start":
@@ -250,6 +258,7 @@ function prescanTokens(text: string): void {
     // The lexer's control tokens (document start, flow end, scalar) stand for no source text.
     if (token !== "\x02" && token !== "\x18" && token !== "\x1f") offset += token.length;
   }
+  return lexemes;
 }
 
 function position(text: string, offset: number): { line: number; col: number } {
@@ -290,7 +299,7 @@ export function parseBoundedYaml(text: string): ParsedYaml {
 }
 
 function parseWithLibrary(text: string): LocatedYaml & { value: unknown } {
-  prescanTokens(text);
+  const lexemes = prescanTokens(text);
   const { Composer, LineCounter, Parser } = yaml();
   const lines = new LineCounter();
   const at = (offset: number | undefined) => {
@@ -317,7 +326,7 @@ function parseWithLibrary(text: string): LocatedYaml & { value: unknown } {
   };
   let doc: Document.Parsed | undefined;
   try {
-    for (const parsed of composer.compose(cstTokens(parser, text, say), true, text.length)) {
+    for (const parsed of composer.compose(cstTokens(parser, lines, lexemes, say), true, text.length)) {
       if (doc) {
         say(parsed.range[0], "holds more than one YAML document (---): a cluster file is one document");
         break;
@@ -357,10 +366,17 @@ type ComposeErrorHandler = (
 /** The parser's tokens; its error tokens become problems, and the parse ends after enough of them. */
 function* cstTokens(
   parser: Parser,
-  text: string,
+  lines: LineCounter,
+  lexemes: Lexemes,
   say: (offset: number, message: string) => void,
 ): Generator<CST.Token> {
-  for (const token of parser.parse(text)) {
+  // Parser.parse(text) without its own lexer: the first line, each token, the end.
+  lines.addNewLine(0);
+  const tokens = function* () {
+    for (const lexeme of lexemes) yield* parser.next(lexeme);
+    yield* parser.end();
+  };
+  for (const token of tokens()) {
     if (token.type === "error") say(token.offset, token.message);
     else yield token;
   }
