@@ -7,6 +7,9 @@
  * The stages the simulated labs can stand for:
  * - hypervisor/bhyve on the simulated FreeBSD host (test/lab/freebsd), the example's 3 nodes; a
  *   mutating command is what the bhyve lab's isMutating says (vm create, zfs set, sysrc x=y, …);
+ * - net/calico and lb/metallb each in its stage lab (test/plugins/net/calico/lab.ts,
+ *   test/plugins/lb/metallb/lab.ts): an API test server playing the tigera operator or MetalLB from
+ *   the pinned release files, served from loopback through the download cache's mirror;
  * - ingress/traefik and storage/rook on one API test server with the controllers of their stage
  *   labs (a Deployment controller that runs Traefik's probe, a LoadBalancer stand-in, Rook's
  *   operator stand-in), Traefik's /ping served on a loopback address, Rook's nodes answering as
@@ -27,6 +30,8 @@ import * as v from "valibot";
 import { bhyvePlugin } from "../plugins/hypervisor/bhyve/index.ts";
 import traefik from "../plugins/ingress/traefik/index.ts";
 import { TraefikOptionsSchema } from "../plugins/ingress/traefik/options.ts";
+import metallb from "../plugins/lb/metallb/index.ts";
+import calico from "../plugins/net/calico/index.ts";
 import rook from "../plugins/storage/rook/index.ts";
 import { RookOptionsSchema } from "../plugins/storage/rook/options.ts";
 import type { AnyPlugin, Change } from "../src/core/contract.ts";
@@ -40,6 +45,8 @@ import { defaultControllers, deploymentController, pvcController } from "../test
 import type { RequestLogEntry } from "../test/lab/kube/server.ts";
 import { startStageLab } from "../test/lab/kube/stage-lab.ts";
 import { isMutating, labContext } from "../test/plugins/hypervisor/bhyve/lab.ts";
+import { startMetallbLab } from "../test/plugins/lb/metallb/lab.ts";
+import { startCalicoLab } from "../test/plugins/net/calico/lab.ts";
 import { fakeNode } from "../test/plugins/storage/rook/fake-node.ts";
 import { header, load, median, verdict } from "./bench-common.ts";
 
@@ -69,6 +76,8 @@ const ping = Bun.serve({
       ? new Response("OK")
       : new Response("404 page not found\n", { status: 404 }),
 });
+const calicoLab = await startCalicoLab();
+const metallbLab = await startMetallbLab();
 const rookOperator = rookStandIn();
 const cluster = labCluster({ stages: { os: { plugin: "os/coreos", options: {} } } });
 const lab = await startStageLab(cluster, [
@@ -89,6 +98,8 @@ interface StageUnderTest {
 }
 const stages: StageUnderTest[] = [
   { name: "hypervisor/bhyve", plugin: bhyvePlugin as AnyPlugin, ctx: () => bhyveCtx() as never },
+  { name: "net/calico", plugin: calico as AnyPlugin, ctx: () => calicoLab.ctx() as never },
+  { name: "lb/metallb", plugin: metallb as AnyPlugin, ctx: () => metallbLab.ctx() as never },
   {
     name: "ingress/traefik",
     plugin: traefik as AnyPlugin,
@@ -147,7 +158,8 @@ try {
   let mutatingRequests: string[] = [];
   for (let round = 0; round < runs; round++) {
     host.clearLog();
-    const seen = lab.server.requests.length;
+    const servers = [calicoLab.server, metallbLab.server, lab.server];
+    const seen = servers.map((s) => s.requests.length);
     const t0 = performance.now();
     for (const stage of stages) {
       const s0 = performance.now();
@@ -164,10 +176,12 @@ try {
     ];
     mutatingRequests = [
       ...mutatingRequests,
-      ...lab.server.requests
-        .slice(seen)
-        .filter(isMutatingRequest)
-        .map((r) => `${r.method} ${r.path}`),
+      ...servers.flatMap((server, i) =>
+        server.requests
+          .slice(seen[i])
+          .filter(isMutatingRequest)
+          .map((r) => `${r.method} ${r.path}`),
+      ),
     ];
   }
   for (const [name, ms] of perStage) {
@@ -195,6 +209,8 @@ try {
 } finally {
   await ping.stop(true);
   await lab.stop();
+  await calicoLab.stop();
+  await metallbLab.stop();
   host.cleanup();
   rmSync(bhyveState, { recursive: true, force: true });
 }
