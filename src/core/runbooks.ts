@@ -76,7 +76,7 @@ export const RUNBOOKS: Record<Command, Runbook> = {
     sideBySide: true,
     looksOnce: true,
     before: [step.showPreflight],
-    eachStage: [step.killableStage, step.check, step.notePendingChanges, step.verify],
+    eachStage: [step.killableStage, step.startVerify, step.check, step.notePendingChanges, step.verify],
     after: [step.reportUnreachable, step.failOnAnyError],
     summary: doctorSummary,
   },

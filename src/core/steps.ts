@@ -7,6 +7,7 @@ import { ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import type { Stage } from "./config.ts";
 import type { TestablePluginContext } from "./context.ts";
 import type { CheckResult } from "./contract.ts";
+import type { Diagnostic } from "./diagnostics.ts";
 import { diag } from "./diagnostics.ts";
 import { StageFailure, type StageOutcome } from "./phase.ts";
 import { writeRenderOutput } from "./render-output.ts";
@@ -20,6 +21,8 @@ export interface StageRun {
   readonly ctx: TestablePluginContext;
   reporter: Reporter;
   checked?: CheckResult;
+  /** verify's answer, asked for before check ran (doctor's startVerify): step.verify awaits it. */
+  verifying?: Promise<Diagnostic[]>;
 }
 
 export const SKIP_REST = Symbol("skip the rest of this stage's steps");
@@ -132,11 +135,26 @@ export const step = {
     const diagnostics = await run.phases.run(
       s.outcome,
       "verify",
-      () => verify(s.ctx),
+      () => s.verifying ?? verify(s.ctx),
       () => "ok",
       { reporter: s.reporter, ...limitOf(run, s.stage) },
     );
     run.phases.report(s.outcome, "verify", diagnostics, s.reporter);
+    return undefined;
+  }),
+
+  /**
+   * doctor: verify is asked at once, beside check, since both only look; its answer is taken, and
+   * reported, after check's (step.verify), so that the stage's lines read as they would in turn.
+   */
+  startVerify: stageStep("verify starts beside check: both only look", async (_run, s) => {
+    const verify = s.stage.plugin.verify;
+    if (!verify) return undefined;
+    const ctx = s.ctx;
+    // A throw of verify's own is its phase's failure, as it would be in turn.
+    s.verifying = (async () => verify(ctx))();
+    // Awaited by step.verify; until then a failure must not count as unhandled.
+    s.verifying.catch(() => {});
     return undefined;
   }),
 

@@ -343,3 +343,80 @@ describe("doctor and a Kubernetes API that does not answer", () => {
     // The client retries a refused connection for some seconds before it gives up.
   }, 60_000);
 });
+
+describe("doctor's check and verify of one stage", () => {
+  test("run side by side, and their lines read as they would in turn", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-doctor-"));
+    try {
+      // check answers only once verify has been asked: in turn, it would wait out its limit.
+      let verifyAsked!: () => void;
+      const asked = new Promise<void>((resolve) => {
+        verifyAsked = resolve;
+      });
+      const plugin = definePlugin({
+        id: "os/both",
+        title: "both",
+        apiVersion: 1,
+        check: async () => {
+          const first = await Promise.race([
+            asked.then(() => "verify"),
+            Bun.sleep(5000).then(() => "nothing"),
+          ]);
+          return { changes: [], diagnostics: [diag.ok("os.check", `check saw ${first} asked first`)] };
+        },
+        verify: async () => {
+          verifyAsked();
+          return [diag.warn("os.verify", "verify answered", { hint: "look" })];
+        },
+      });
+      const stages = [{ slot: "os", plugin: plugin as AnyPlugin, options: {} }];
+      const targets = { host: () => new LocalTarget(), node: () => new LocalTarget() };
+      const { promise, reporter } = engine(stages, { targets }, dir);
+      const result = await promise;
+      expect(result.outcomes[0]!.diagnostics.map((d) => [d.code, d.summary])).toEqual([
+        ["os.check", "check saw verify asked first"],
+        ["os.verify", "verify answered"],
+      ]);
+      const phases = reporter.events.flatMap((e) =>
+        e.type === "phase.start" || e.type === "phase.end" ? [`${e.type} ${e.phase}`] : [],
+      );
+      expect(phases).toEqual([
+        "phase.start check",
+        "phase.end check",
+        "phase.start verify",
+        "phase.end verify",
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a verify that fails is its phase's finding, after check's", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-doctor-"));
+    try {
+      const plugin = definePlugin({
+        id: "os/failing",
+        title: "failing",
+        apiVersion: 1,
+        check: async () => {
+          await Bun.sleep(50);
+          return { changes: [], diagnostics: [diag.ok("os.check", "check is fine")] };
+        },
+        verify: async () => {
+          throw new Error("verify broke");
+        },
+      });
+      const stages = [{ slot: "os", plugin: plugin as AnyPlugin, options: {} }];
+      const targets = { host: () => new LocalTarget(), node: () => new LocalTarget() };
+      const result = await engine(stages, { targets }, dir).promise;
+      expect(result.exitCode).toBe(1);
+      const found = result.outcomes[0]!.diagnostics;
+      expect(found[0]).toMatchObject({ code: "os.check" });
+      expect(found.slice(1).map((d) => d.severity)).toContain("error");
+      expect(JSON.stringify(found.slice(1))).toContain("verify broke");
+      expect(result.outcomes[0]!.failedPhase).toBe("verify");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
