@@ -1,6 +1,11 @@
 /**
  * k8s/kubespray: turns the Fedora CoreOS nodes into a Kubernetes cluster with Kubespray's playbooks
- * and hands over the admin kubeconfig. See README.md.
+ * and hands over the admin kubeconfig. See README.md. One topic per file:
+ *
+ * - options.ts, validate.ts, topology.ts: the options block, its rules, the control planes and etcd
+ * - release.ts, runner.ts: the pinned Kubespray tree and the Ansible that runs it
+ * - inventory.ts: the inventory and group vars; play.ts: the playbooks, their progress and failures
+ * - inspect.ts, nodes.ts, certificates.ts, kubeconfig.ts: what check and verify read, the handover
  */
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -18,7 +23,6 @@ import {
   UnreachableError,
 } from "kubehyve";
 import { certificateFindings } from "./certificates.ts";
-import { failedByBootstrapReboot, formatFailureReport, type HintContext } from "./failures.ts";
 import { type Assessment, assessCluster, verifyCluster } from "./inspect.ts";
 import {
   baseGroupVars,
@@ -31,17 +35,9 @@ import {
 import { adminConfPathOf, handOverKubeconfig } from "./kubeconfig.ts";
 import { verifyNodes } from "./nodes.ts";
 import { type KubesprayOptions, optionsSchema, resolvedRelease } from "./options.ts";
-import { countListedTasks, formatProgress, RunProgress, type TaskFailure } from "./progress.ts";
+import { logFileOf, type Prepared, playbooksFor, runWithProgress } from "./play.ts";
 import { ensureKubespray, treeRequestOf } from "./release.ts";
-import {
-  type AnsibleRunner,
-  createRunner,
-  type PlaybookRequest,
-  playbookArgv,
-  playbookEnv,
-  runnerDirDiagnostics,
-  runPlaybook,
-} from "./runner.ts";
+import { createRunner, runnerDirDiagnostics } from "./runner.ts";
 import {
   addControlPlaneProcedure,
   type EtcdRecord,
@@ -285,144 +281,12 @@ function pinnedRelease(ctx: Ctx) {
   return { ...release, treeSha256V1: release.treeSha256V1 };
 }
 
-/** The playbooks one change needs, in order. */
-export function playbooksFor(
-  change: Change,
-): { playbook: string; limit?: string[]; extraVars?: Record<string, string | boolean> }[] {
-  switch (change.kind) {
-    case "kubespray.scale": {
-      const nodes = (change.data as { nodes: string[] }).nodes;
-      // Kubespray: "Before using --limit run playbook facts.yml without the limit" (docs/operations/nodes.md).
-      return [{ playbook: "playbooks/facts.yml" }, { playbook: "scale.yml", limit: nodes }];
-    }
-    case "kubespray.upgrade":
-      return [{ playbook: "upgrade-cluster.yml" }];
-    default:
-      return [{ playbook: "cluster.yml" }];
-  }
-}
-
-function hintContext(ctx: Ctx, privateKeyPath: string, logFile: string): HintContext {
-  return {
-    addresses: Object.fromEntries(ctx.cluster.nodes.map((n) => [n.name, n.address])),
-    sshUser: ctx.options.ssh.user,
-    privateKeyPath,
-    logFile,
-  };
-}
-
-/** "About M tasks": the count of the last run of this playbook, else `--list-tasks`. */
-async function estimateTasks(
-  ctx: Ctx,
-  runner: AnsibleRunner,
-  req: PlaybookRequest,
-): Promise<number | undefined> {
-  const counts = ctx.state.get<Record<string, number>>("taskCounts") ?? {};
-  const recorded = counts[`${ctx.options.version}/${req.playbook}`];
-  if (recorded) return recorded;
-  const argv = [...playbookArgv(runner, req), "--list-tasks"];
-  const r = await runner.target.run(argv, { cwd: req.kubesprayDir, env: playbookEnv(req), kind: "long" });
-  return r.code === 0 ? countListedTasks(r.stdout) || undefined : undefined;
-}
-
-/** What prepare() leaves for a run: the runner, the unpacked tree and the key the nodes accept. */
-interface Prepared {
-  runner: AnsibleRunner;
-  kubesprayDir: string;
-  privateKeyPath: string;
-  groupVars: string;
-}
-
-/**
- * One playbook on the prepared tree and inventory, with progress lines and a failure report. A run
- * that failed only because Kubespray rebooted Fedora CoreOS nodes for rpm-ostree is started once
- * more by itself, as Kubespray's docs/operating_systems/fcos.md asks ("Restart playbook again").
- */
-async function runWithProgress(
-  ctx: Ctx,
-  prepared: Prepared,
-  step: Pick<PlaybookRequest, "playbook" | "limit" | "extraVars" | "logFile">,
-): Promise<void> {
-  const first = await runOnce(ctx, prepared, step);
-  if (!first) return;
-  if (!failedByBootstrapReboot(first.failures, first.rebooted)) throw new KubehyveError(first.report);
-  const hosts = ctx.cluster.nodes
-    .map((n) => n.name)
-    .filter((h) => first.rebooted.includes(h) && first.failures.some((f) => f.host === h));
-  ctx.log.info(
-    `${step.playbook}: ${hosts.join(", ")} rebooted to apply the packages rpm-ostree layered (Kubespray's bootstrap_os), and the run lost ${hosts.length > 1 ? "them" : "it"} while ${hosts.length > 1 ? "they" : "it"} restarted; running ${step.playbook} once more, as Kubespray's docs/operating_systems/fcos.md says`,
-  );
-  const again = await runOnce(ctx, prepared, {
-    ...step,
-    logFile: step.logFile.replace(/\.log$/, "-again.log"),
-  });
-  if (again) throw new KubehyveError(again.report);
-}
-
-/** Runs a playbook; undefined when it succeeded, else what its failure was. */
-async function runOnce(
-  ctx: Ctx,
-  prepared: Prepared,
-  step: Pick<PlaybookRequest, "playbook" | "limit" | "extraVars" | "logFile">,
-): Promise<{ report: string; failures: TaskFailure[]; rebooted: string[] } | undefined> {
-  const { runner, privateKeyPath } = prepared;
-  const req: PlaybookRequest = {
-    kubesprayDir: prepared.kubesprayDir,
-    inventoryDir: inventoryDirOf(ctx),
-    workDir: ctx.dir,
-    signal: ctx.signal,
-    ...step,
-  };
-  const total = await estimateTasks(ctx, runner, req);
-  const progress = new RunProgress(total);
-  ctx.log.info(`${req.playbook}: log in ${req.logFile}`);
-  const result = await runPlaybook(runner, {
-    ...req,
-    onEvent: (event) => {
-      progress.feed(event);
-      if (event.type === "task" || (event.type === "result" && event.status === "failed")) {
-        const s = progress.snapshot();
-        ctx.log.progress(formatProgress(s), s.task, s.total);
-      }
-    },
-  });
-  const s = progress.snapshot();
-  ctx.log.info(`${req.playbook}: ${formatProgress({ ...s, currentTask: undefined })}`);
-  if (result.code !== 0) {
-    // Task paths relative to the Kubespray tree read as they do in Kubespray's repository.
-    const failures = progress
-      .failures()
-      .map((f) => ({ ...f, path: f.path?.replace(`${req.kubesprayDir}/`, "") }));
-    return {
-      report: formatFailureReport(
-        req.playbook,
-        result.code,
-        failures,
-        hintContext(ctx, privateKeyPath, req.logFile),
-      ),
-      failures,
-      rebooted: progress.rebooted(),
-    };
-  }
-  const counts = ctx.state.get<Record<string, number>>("taskCounts") ?? {};
-  await ctx.state.set("taskCounts", {
-    ...counts,
-    [`${ctx.options.version}/${req.playbook}`]: progress.tasksStarted,
-  });
-  return undefined;
-}
-
 async function writeRendered(dir: string, files: RenderedFile[]): Promise<void> {
   for (const f of files) {
     const path = join(dir, f.path);
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     await writeFile(path, f.content, { mode: f.mode ?? 0o600 });
   }
-}
-
-function logFileOf(ctx: Ctx, playbook: string): string {
-  const stamp = new Date().toISOString().replaceAll(":", "").replace(/\..*$/, "");
-  return join(ctx.dir, "logs", `${stamp}-${playbook.replaceAll("/", "_").replace(/\.yml$/, "")}.log`);
 }
 
 /** Writes the inventory, fetches Kubespray and prepares the runner; returns what a run needs. */
@@ -449,7 +313,13 @@ async function prepare(ctx: Ctx): Promise<Prepared | undefined> {
     );
   }
   if (ctx.dryRun) return undefined;
-  return { runner, kubesprayDir, privateKeyPath: key.privateKeyPath, groupVars: groupVarsOf(files) };
+  return {
+    runner,
+    kubesprayDir,
+    inventoryDir,
+    privateKeyPath: key.privateKeyPath,
+    groupVars: groupVarsOf(files),
+  };
 }
 
 function strongest(changes: Change[]): Change | undefined {
