@@ -32,6 +32,7 @@ import {
   inspectHost,
   readDatastore,
 } from "./inspect.ts";
+import { l2HostCheck } from "./l2.ts";
 import {
   CONFIG_MARK,
   CONFIG_MARK_NAME,
@@ -753,6 +754,10 @@ export const bhyvePlugin = definePlugin({
   verify,
   destroy,
   render,
+  hooks: {
+    // The lb stage asks what on this host keeps layer-2 announcements from reaching the LAN.
+    "lb:l2-host": l2HostCheck,
+  },
 });
 
 export default bhyvePlugin;
