@@ -9,56 +9,74 @@ import { $ } from "bun";
 import pkg from "./package.json" with { type: "json" };
 
 const ALL = ["freebsd-x64", "linux-x64", "linux-arm64"] as const;
-const flag = process.argv.indexOf("--target");
-const targetList = flag > 0 ? process.argv[flag + 1] : ALL.join(",");
-if (!targetList) {
-  console.error(`--target needs a value: one or more of ${ALL.join(", ")}, comma-separated`);
-  process.exit(2);
-}
-const targets = targetList.split(",");
+type Target = (typeof ALL)[number];
 
-const commit =
-  (await $`git rev-parse --short=12 HEAD`.nothrow().quiet()).stdout.toString().trim() || "unknown";
-const dirty = (await $`git status --porcelain --untracked-files=no`.nothrow().quiet()).stdout
-  .toString()
-  .trim()
-  ? "-dirty"
-  : "";
-
-for (const target of targets) {
-  if (!ALL.includes(target as (typeof ALL)[number])) {
-    console.error(`unknown target ${target}; known: ${ALL.join(", ")}`);
-    process.exit(2);
-  }
-  const outfile = `dist/kubehyve-${target}`;
-  const started = performance.now();
-  const result = await Bun.build({
-    entrypoints: ["src/main.ts"],
+/**
+ * How a binary is built; the start-up benchmark builds its stand-ins with exactly these. Bytecode
+ * halves start-up again, but Bun cannot produce it when cross-compiling: the FreeBSD binary relies
+ * on the lazy chunks alone.
+ */
+export function buildConfig(opts: {
+  target: Target;
+  outfile: string;
+  commit: string;
+  bytecode?: boolean;
+}): Bun.BuildConfig & { compile: object } {
+  return {
+    entrypoints: [`${import.meta.dir}/src/main.ts`],
     minify: true,
     // Each command in its own chunk: start-up parses only what the command run needs.
     splitting: true,
-    // Bytecode halves start-up again, but Bun cannot produce it when cross-compiling: the FreeBSD
-    // binary relies on the lazy chunks alone.
-    bytecode: target === `${process.platform}-${process.arch}`,
+    bytecode: opts.bytecode ?? opts.target === `${process.platform}-${process.arch}`,
     format: "esm",
     sourcemap: "none",
     define: {
-      KUBEHYVE_COMMIT: JSON.stringify(`${commit}${dirty}`),
+      KUBEHYVE_COMMIT: JSON.stringify(opts.commit),
       // Fixed, not inherited: built from a test runner (NODE_ENV=test), consola would go quiet.
       "process.env.NODE_ENV": JSON.stringify("production"),
     },
     compile: {
-      target: `bun-${target}` as Bun.Build.CompileTarget,
-      outfile,
+      target: `bun-${opts.target}` as Bun.Build.CompileTarget,
+      outfile: opts.outfile,
       autoloadBunfig: false,
       autoloadDotenv: false,
     },
-  });
-  if (!result.success) {
-    for (const log of result.logs) console.error(log);
-    process.exit(1);
+  };
+}
+
+if (import.meta.main) {
+  const flag = process.argv.indexOf("--target");
+  const targetList = flag > 0 ? process.argv[flag + 1] : ALL.join(",");
+  if (!targetList) {
+    console.error(`--target needs a value: one or more of ${ALL.join(", ")}, comma-separated`);
+    process.exit(2);
   }
-  console.log(
-    `${outfile} (${pkg.version}, ${commit}${dirty}) in ${Math.round(performance.now() - started)} ms`,
-  );
+  const targets = targetList.split(",");
+
+  const commit =
+    (await $`git rev-parse --short=12 HEAD`.nothrow().quiet()).stdout.toString().trim() || "unknown";
+  const dirty = (await $`git status --porcelain --untracked-files=no`.nothrow().quiet()).stdout
+    .toString()
+    .trim()
+    ? "-dirty"
+    : "";
+
+  for (const target of targets) {
+    if (!ALL.includes(target as Target)) {
+      console.error(`unknown target ${target}; known: ${ALL.join(", ")}`);
+      process.exit(2);
+    }
+    const outfile = `dist/kubehyve-${target}`;
+    const started = performance.now();
+    const result = await Bun.build(
+      buildConfig({ target: target as Target, outfile, commit: `${commit}${dirty}` }),
+    );
+    if (!result.success) {
+      for (const log of result.logs) console.error(log);
+      process.exit(1);
+    }
+    console.log(
+      `${outfile} (${pkg.version}, ${commit}${dirty}) in ${Math.round(performance.now() - started)} ms`,
+    );
+  }
 }

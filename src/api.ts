@@ -10,6 +10,8 @@ export * as v from "valibot";
 export type { TreeDigest } from "./artifacts/tree.ts";
 export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
 export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";
+export type { EachCheckOptions } from "./core/checks.ts";
+export { checkEach, findingOfFailure } from "./core/checks.ts";
 export type {
   AnyPlugin,
   Change,
@@ -44,13 +46,21 @@ export type {
   NodeSpec,
   StageSpec,
 } from "./core/model.ts";
+export { UnreachableError } from "./core/reach.ts";
 export { CommandTimeoutError } from "./core/signal-target.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";
 export { parseYaml, stringifyYaml } from "./core/yaml.ts";
 export type { ApplyManifestsOptions } from "./kube/apply.ts";
 export { applyManifests, ManifestError, parseManifests } from "./kube/apply.ts";
-export type { DiffOptions, PlannedObject } from "./kube/diff.ts";
-export { changedFields, describePlan, diffManifests } from "./kube/diff.ts";
+export type { DiffOptions, ObjectGroup, OwnedPlan, PlannedObject } from "./kube/diff.ts";
+export {
+  changedFields,
+  describeForeign,
+  describePlan,
+  describePrune,
+  diffManifests,
+  planOwned,
+} from "./kube/diff.ts";
 export type { KindRef, Owner, PruneOptions } from "./kube/ownership.ts";
 export {
   CLUSTER_LABEL,
@@ -69,8 +79,25 @@ export {
   STAGE_LABEL,
   withOwner,
 } from "./kube/ownership.ts";
+export type { PinnedFile, PinnedFileCache, PinnedManifests } from "./kube/pinned.ts";
+export { missingNote, pinnedManifests } from "./kube/pinned.ts";
 export type { ObjectRef, Readiness, WaitOptions } from "./kube/readiness.ts";
 export { describeRef, isReady, waitFor } from "./kube/readiness.ts";
+export type {
+  OwningContext,
+  StageChange,
+  StageFinding,
+  StagePlanOptions,
+} from "./kube/stage-objects.ts";
+export {
+  APPLIED_KINDS_KEY,
+  appliedKinds,
+  applyStageObjects,
+  changesOrRefusal,
+  destroyStageObjects,
+  planStageObjects,
+  stageOwner,
+} from "./kube/stage-objects.ts";
 export type { ApplyConflict } from "./kube/status.ts";
 export {
   isWebhookCallFailure,

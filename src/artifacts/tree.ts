@@ -14,7 +14,7 @@
 import { createReadStream, createWriteStream, linkSync, mkdirSync, openSync, symlinkSync } from "node:fs";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
-import { Parser, type ReadEntry } from "tar";
+import type { ReadEntry } from "tar";
 import { KubehyveError } from "../lib/errors.ts";
 
 export const TREE_DIGEST_V1 = "tree-sha256-v1";
@@ -114,6 +114,8 @@ export async function unpackTarball(
   dest: string,
   opts: UnpackLimits & { signal?: AbortSignal; shown?: string } = {},
 ): Promise<void> {
+  // Loaded here, not with the module: most commands unpack nothing.
+  const { Parser } = await import("tar");
   const maxBytes = opts.maxBytes ?? 1024 ** 3;
   const maxEntries = opts.maxEntries ?? 100_000;
   const shown = opts.shown ?? archive;

@@ -18,12 +18,11 @@ export interface StageFlags extends GlobalFlags {
   upgrade?: boolean;
 }
 
+/** The commands that print the engine's events as they come: every one but doctor (cli/doctor.ts). */
 export async function runStages(
-  command: Command,
+  command: Exclude<Command, "doctor">,
   flags: StageFlags,
-  extra: Partial<
-    Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "renderForce" | "phaseTimeoutMs">
-  > = {},
+  extra: Partial<Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "renderForce">> = {},
 ): Promise<number> {
   const { registry, config, stateDir: named } = await loadCluster(flags);
   // Refused before anything is written: an empty item is a typo, never "every stage".
@@ -43,9 +42,7 @@ export async function runStages(
     // A log in a directory about to be removed would be named in vain.
     const reporter = await makeReporter(flags, throwaway ? undefined : stateDir, command);
     for (const w of config.warnings) reporter.emit({ type: "diagnostic", stage: "config", ...w });
-    if (command !== "doctor") {
-      for (const d of registry.diagnostics) reporter.emit({ type: "diagnostic", stage: "plugins", ...d });
-    }
+    for (const d of registry.diagnostics) reporter.emit({ type: "diagnostic", stage: "plugins", ...d });
     const result = await runEngine({
       command,
       cluster: config.cluster,
@@ -58,7 +55,6 @@ export async function runStages(
       ask: askFor(flags),
       signal: interrupts.signal,
       abort: interrupts.abort,
-      preflight: command === "doctor" ? [...config.warnings, ...registry.diagnostics] : undefined,
       ...extra,
     });
     return result.exitCode;

@@ -1,5 +1,4 @@
 import { defineCommand } from "citty";
-import { clusterJsonSchema } from "../core/json-schema.ts";
 import { exampleArg, globalArgs, loadCluster, loadRegistry } from "./_shared.ts";
 import { logger, output } from "./output.ts";
 
@@ -11,7 +10,11 @@ const schema = defineCommand({
   },
   args: { ...globalArgs },
   async run({ args }) {
-    const registry = await loadRegistry(args);
+    // Its converter is loaded by this command alone.
+    const [registry, { clusterJsonSchema }] = await Promise.all([
+      loadRegistry(args),
+      import("../core/json-schema.ts"),
+    ]);
     const plugins = registry.entries.flatMap((e) => (e.plugin ? [e.plugin] : []));
     output().stdout(`${JSON.stringify(clusterJsonSchema(plugins), null, 2)}\n`);
     return 0;

@@ -1,7 +1,200 @@
+/**
+ * `kubehyve doctor`: every stage's check and verify, read-only, side by side, as one report. The
+ * report is for people, one versioned JSON document (--json), or a node_exporter textfile
+ * (--format prometheus); --watch makes a round of it every N seconds until Ctrl-C.
+ */
+import { lstatSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { InputError } from "../lib/errors.ts";
-import { runStages } from "./_run.ts";
-import { exampleArg, globalArgs } from "./_shared.ts";
+import { type DoctorReport, doctorReport, prometheusText } from "../core/doctor-report.ts";
+import { runEngine } from "../core/engine.ts";
+import { doctorSummaryLine } from "../core/runbooks.ts";
+import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
+import { CancelledError, ExitCode, InputError } from "../lib/errors.ts";
+import { ensurePrivateDir, writeFileAtomic } from "../lib/fsutil.ts";
+import { sleep } from "../lib/poll.ts";
+import {
+  exampleArg,
+  type GlobalFlags,
+  globalArgs,
+  interruptSignals,
+  loadCluster,
+  nonEmpty,
+  splitList,
+} from "./_shared.ts";
+import { output } from "./output.ts";
+import { doctorReporter, formatDoctorReport } from "./reporters.ts";
+
+const FORMATS = ["human", "json", "prometheus"] as const;
+type Format = (typeof FORMATS)[number];
+
+/** Clears a terminal and puts the cursor top left (ECMA-48 CUP and ED), for --watch's redraw. */
+const CLEAR_SCREEN = "\x1b[H\x1b[2J";
+
+interface DoctorFlags extends GlobalFlags {
+  timeout?: string;
+  stage?: string;
+  ignore?: string;
+  watch?: string;
+  format?: string;
+  output?: string;
+}
+
+/** What the flags ask for, checked before anything is loaded or written. */
+interface DoctorRequest {
+  phaseTimeoutMs?: number;
+  stages?: string[];
+  ignore: string[];
+  watchMs?: number;
+  format: Format;
+  output?: string;
+}
+
+function seconds(value: string | undefined, flag: string, example: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  // Number("abc") is NaN, which a timer would take as "no time at all".
+  if (!(Number.isFinite(n) && n > 0))
+    throw new InputError(`${flag} ${JSON.stringify(value)} is not a number of seconds`, example);
+  return n * 1000;
+}
+
+/** Every --ignore, repeated or comma-separated: citty keeps only a flag's last value. */
+export function ignoredIds(rawArgs: readonly string[]): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const token = rawArgs[i]!;
+    if (token === "--") break;
+    if (token === "--ignore") values.push(rawArgs[++i] ?? "");
+    else if (token.startsWith("--ignore=")) values.push(token.slice("--ignore=".length));
+  }
+  const ids = values.flatMap((v) => splitList(v, "--ignore") ?? []);
+  for (const id of ids)
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id))
+      throw new InputError(
+        `--ignore ${JSON.stringify(id)} is not a check id`,
+        "the ids are in parentheses at the end of each line of the report, e.g. --ignore bhyve.cpu-overcommit",
+      );
+  return [...new Set(ids)];
+}
+
+export function doctorRequest(flags: DoctorFlags, rawArgs: readonly string[]): DoctorRequest {
+  const format = (nonEmpty(flags.format, "--format") ?? (flags.json ? "json" : "human")) as Format;
+  if (!FORMATS.includes(format))
+    throw new InputError(
+      `--format ${JSON.stringify(flags.format)} is not one of ${FORMATS.join(", ")}`,
+      "kubehyve doctor --format prometheus --output /var/tmp/node_exporter/kubehyve.prom",
+    );
+  if (flags.json && format !== "json")
+    throw new InputError(`--json and --format ${format} ask for two formats`, "give one of them");
+  let out: string | undefined;
+  if (nonEmpty(flags.output, "--output") !== undefined) {
+    out = resolve(flags.output!);
+    // node_exporter's textfile collector reads only *.prom files (collector/textfile.go).
+    if (format === "prometheus" && !basename(out).endsWith(".prom"))
+      throw new InputError(
+        `--output ${flags.output}: node_exporter's textfile collector reads only files ending in .prom`,
+        `--output ${join(dirname(out), "kubehyve.prom")}`,
+      );
+    // The file is replaced by a rename inside its directory, which must already be there: made
+    // here, it would be private to root and unreadable to node_exporter.
+    const dir = dirname(out);
+    let isDir = false;
+    try {
+      isDir = lstatSync(dir).isDirectory();
+    } catch {}
+    if (!isDir)
+      throw new InputError(
+        `--output ${flags.output}: the directory ${dir} does not exist`,
+        "make it first (node_exporter's --collector.textfile.directory names it)",
+      );
+  }
+  return {
+    phaseTimeoutMs: seconds(flags.timeout, "--timeout", "kubehyve doctor --timeout 300"),
+    stages: splitList(nonEmpty(flags.stage, "--stage"), "--stage"),
+    ignore: ignoredIds(rawArgs),
+    watchMs: seconds(flags.watch, "--watch", "kubehyve doctor --watch 60"),
+    format,
+    output: out,
+  };
+}
+
+function render(report: DoctorReport, format: Format, verbose?: boolean): string {
+  if (format === "json") return `${JSON.stringify(report)}\n`;
+  if (format === "prometheus") return prometheusText(report);
+  return formatDoctorReport(report, { verbose });
+}
+
+async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promise<number> {
+  const req = doctorRequest(flags, rawArgs);
+  const { registry, config, stateDir: named } = await loadCluster(flags);
+  const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
+  const stateDir = throwaway?.dir ?? named;
+  const interrupts = interruptSignals();
+  const out = output();
+  try {
+    prepareStateDir(stateDir);
+    let logFile: string | undefined;
+    if (!throwaway) {
+      await ensurePrivateDir(join(stateDir, "logs"));
+      const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+      // A watch keeps one log, holding its last round: a round a minute must not fill the disk.
+      logFile = join(stateDir, "logs", `${stamp}-doctor${req.watchMs ? "-watch" : ""}.ndjson`);
+    }
+    for (let round = 1; ; round++) {
+      const started = Date.now();
+      if (logFile && round > 1) await writeFileAtomic(logFile, "", 0o600);
+      const reporter = doctorReporter({ logFile, live: req.format === "human", verbose: flags.verbose });
+      let result: Awaited<ReturnType<typeof runEngine>>;
+      try {
+        result = await runEngine({
+          command: "doctor",
+          cluster: config.cluster,
+          stages: config.stages,
+          stateDir,
+          reporter,
+          select: { only: req.stages },
+          signal: interrupts.signal,
+          abort: interrupts.abort,
+          phaseTimeoutMs: req.phaseTimeoutMs,
+          preflight: [...config.warnings, ...registry.diagnostics],
+          ignore: req.ignore,
+        });
+      } finally {
+        reporter.done();
+      }
+      // An interrupted round has no report: what it saw is not the whole picture.
+      if (result.exitCode === ExitCode.interrupted) return ExitCode.interrupted;
+      const report = doctorReport({
+        cluster: config.cluster.name,
+        outcomes: result.outcomes,
+        findings: result.findings,
+        exitCode: result.exitCode,
+        finishedAt: new Date(),
+        durationMs: Date.now() - started,
+      });
+      const text = render(report, req.format, flags.verbose);
+      if (req.output) {
+        await writeFileAtomic(req.output, text, 0o644);
+        out.stdout(`${doctorSummaryLine(report.summary)} (written to ${req.output})\n`);
+      } else if (req.watchMs && req.format === "human" && out.stdoutTerminal) {
+        out.stdout(`${CLEAR_SCREEN}${text}`);
+      } else {
+        out.stdout(req.watchMs && req.format === "human" && round > 1 ? `\n${text}` : text);
+      }
+      if (!req.watchMs) return report.exitCode;
+      try {
+        await sleep(Math.max(0, req.watchMs - (Date.now() - started)), interrupts.signal);
+      } catch (error) {
+        if (error instanceof CancelledError) return ExitCode.interrupted;
+        throw error;
+      }
+    }
+  } finally {
+    interrupts.dispose();
+    throwaway?.remove();
+  }
+}
 
 export default defineCommand({
   meta: {
@@ -10,21 +203,39 @@ export default defineCommand({
   },
   args: {
     ...globalArgs,
+    json: { type: "boolean", description: "Write the report as one JSON document (see the README)" },
     ...exampleArg,
+    stage: {
+      type: "string",
+      description: "Look only at these stages (comma-separated slots)",
+      valueHint: "SLOTS",
+    },
+    ignore: {
+      type: "string",
+      description: "Show this check's errors as warnings, marked ignored (repeatable, or comma-separated)",
+      valueHint: "ID",
+    },
+    watch: {
+      type: "string",
+      description: "Run again every SECONDS until Ctrl-C (exit 130)",
+      valueHint: "SECONDS",
+    },
+    format: {
+      type: "string",
+      description: "human (default), json, or prometheus (a node_exporter textfile)",
+      valueHint: "FORMAT",
+    },
+    output: {
+      type: "string",
+      alias: "o",
+      description: "Write the report to FILE (atomically) instead of stdout",
+      valueHint: "FILE",
+    },
     timeout: {
       type: "string",
       description: "Seconds one stage's check or verify may take (default 120)",
       valueHint: "SECONDS",
     },
   },
-  run: ({ args }) => {
-    const seconds = args.timeout === undefined ? undefined : Number(args.timeout);
-    // Number("abc") is NaN, which the engine would take as "no timeout at all".
-    if (seconds !== undefined && !(Number.isFinite(seconds) && seconds > 0))
-      throw new InputError(
-        `--timeout ${JSON.stringify(args.timeout)} is not a number of seconds`,
-        "kubehyve doctor --timeout 300",
-      );
-    return runStages("doctor", args, { phaseTimeoutMs: seconds === undefined ? undefined : seconds * 1000 });
-  },
+  run: ({ args, rawArgs }) => runDoctor(args as DoctorFlags, rawArgs),
 });

@@ -13,6 +13,8 @@ export interface Output {
   readonly interactive: boolean;
   /** Width of the terminal, for lines redrawn in place. */
   readonly columns?: number;
+  /** stdout is a terminal: a report can be cleared and drawn anew (doctor --watch). */
+  readonly stdoutTerminal?: boolean;
 }
 
 const processOutput: Output = {
@@ -23,6 +25,9 @@ const processOutput: Output = {
   },
   get columns() {
     return process.stderr.columns;
+  },
+  get stdoutTerminal() {
+    return Boolean(process.stdout.isTTY);
   },
 };
 

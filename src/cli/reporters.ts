@@ -3,7 +3,11 @@
  * nothing else there. Both tee every event into the run's log file, so a failure can name it.
  */
 import type { ConsolaInstance } from "consola";
+import { countBySeverity, type Severity } from "../core/diagnostics.ts";
+import type { DoctorFinding, DoctorReport } from "../core/doctor-report.ts";
 import { EVENT_VERSION, type Reporter, type RunEvent } from "../core/reporter.ts";
+import { RUN_SECTION } from "../core/run.ts";
+import { doctorSummaryLine } from "../core/runbooks.ts";
 import { appendPrivateFile } from "../lib/fsutil.ts";
 import { logger, output } from "./output.ts";
 
@@ -31,7 +35,7 @@ export function jsonReporter(
   };
 }
 
-const SYMBOL = { ok: "✔", info: "ℹ", warn: "⚠", error: "✖" } as const;
+export const SYMBOL = { ok: "✔", info: "ℹ", warn: "⚠", error: "✖", skip: "○" } as const;
 
 function seconds(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
@@ -139,5 +143,88 @@ export function humanReporter(
           break;
       }
     },
+  };
+}
+
+const PLURAL: Record<Severity, [string, string]> = {
+  error: ["error", "errors"],
+  warn: ["warning", "warnings"],
+  skip: ["skipped", "skipped"],
+  info: ["info", "info"],
+  ok: ["ok", "ok"],
+};
+
+function stageCounts(findings: readonly DoctorFinding[]): string {
+  const counts = countBySeverity(findings.map((f) => ({ code: f.id, severity: f.severity, summary: "" })));
+  const parts = (["error", "warn", "skip", "info", "ok"] as const)
+    .filter((s) => counts[s] > 0)
+    .map((s) => `${counts[s]} ${PLURAL[s][counts[s] === 1 ? 0 : 1]}`);
+  return parts.length ? parts.join(", ") : "nothing to report";
+}
+
+/**
+ * doctor's report for people: a section per stage with its counts, a line per finding that is not
+ * ok (every line with --verbose) with its hint under it, and the summary line last. The detail of an
+ * error is shown; of anything else, with --verbose.
+ */
+export function formatDoctorReport(report: DoctorReport, opts: { verbose?: boolean } = {}): string {
+  const out: string[] = [];
+  const walked = report.stages.filter((s) => s.slot !== RUN_SECTION).map((s) => s.slot);
+  out.push(
+    `doctor ${report.cluster}: ${walked.join(", ") || "no stages"} (${report.checkedAt}, ${seconds(report.durationMs)})`,
+  );
+  for (const stage of report.stages) {
+    if (stage.slot === RUN_SECTION && !stage.findings.length) continue;
+    const title = stage.slot === RUN_SECTION ? stage.slot : `${stage.slot} (${stage.plugin})`;
+    out.push(`${title}: ${stageCounts(stage.findings)}`);
+    for (const f of stage.findings) {
+      if (f.severity === "ok" && !opts.verbose) continue;
+      const where = [f.target, f.path].filter(Boolean).join(" ");
+      out.push(
+        `  ${SYMBOL[f.severity]} ${f.summary}${where ? ` [${where}]` : ""} (${f.id}${f.ignored ? ", ignored" : ""})`,
+      );
+      if (f.detail && (opts.verbose || f.severity === "error")) out.push(f.detail.replace(/^/gm, "      "));
+      if (f.hint && f.severity !== "ok") out.push(`      → ${f.hint.replace(/\n/g, "\n        ")}`);
+    }
+  }
+  out.push(doctorSummaryLine(report.summary));
+  return `${out.join("\n")}\n`;
+}
+
+/**
+ * What doctor shows while it runs: nothing on stdout (the report comes at the end), warnings on
+ * stderr, and on a terminal one line saying what it looks at until the report replaces it (the
+ * stages run side by side and hold their lines back until all are done). Every event goes to the
+ * log file.
+ */
+export function doctorReporter(opts: { logFile?: string; live?: boolean; verbose?: boolean }): Reporter & {
+  done(): void;
+} {
+  const terminal = output();
+  const live = Boolean(opts.live) && terminal.interactive && !process.env.CI;
+  let shown = false;
+  const clear = () => {
+    if (shown) terminal.stderr("\r\x1b[2K");
+    shown = false;
+  };
+  return {
+    logFile: opts.logFile,
+    emit(event) {
+      tee(opts.logFile, event);
+      if (event.type === "run.start" && live) {
+        const line = `doctor: looking at ${event.stages.join(", ") || "nothing"}…`;
+        terminal.stderr(line.slice(0, (terminal.columns || 100) - 1));
+        shown = true;
+      } else if (
+        event.type === "log" &&
+        (event.level === "warn" || (opts.verbose && event.level === "info"))
+      ) {
+        clear();
+        terminal.stderr(
+          `${event.level === "warn" ? "⚠" : "ℹ"} ${event.stage ? `${event.stage}: ` : ""}${event.message}\n`,
+        );
+      }
+    },
+    done: clear,
   };
 }

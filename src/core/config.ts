@@ -4,7 +4,6 @@
  * collected and reported at once with its path; nothing is touched before the file is valid.
  */
 import * as v from "valibot";
-import { type Document, isMap, isSeq, type LineCounter } from "yaml";
 import { InputError } from "../lib/errors.ts";
 import { parseSshUrl } from "../targets/ssh.ts";
 import type { AnyPlugin } from "./contract.ts";
@@ -17,6 +16,7 @@ import { type ClusterFile, ClusterFileSchema } from "./schema.ts";
 import { parseSize } from "./units.ts";
 import {
   decodeUtf8,
+  type LocatedYaml,
   parseBoundedYaml,
   readBoundedFile,
   shorten,
@@ -62,10 +62,10 @@ export function formatPath(path: readonly PathKey[]): string {
 
 class ProblemList {
   private readonly found: { path: readonly PathKey[]; message: string }[] = [];
+  /** `located` gives the document with its positions; it is read only once a problem is found. */
   constructor(
     private readonly source: string,
-    private readonly doc?: Document,
-    private readonly lines?: LineCounter,
+    private readonly located?: () => LocatedYaml,
   ) {}
 
   get count(): number {
@@ -90,12 +90,13 @@ class ProblemList {
 
   /** The position of the deepest node of `path` present in the document. */
   private locate(path: readonly PathKey[]): string | undefined {
-    if (!this.doc || !this.lines) return undefined;
+    if (!this.located) return undefined;
+    const { doc, lines } = this.located();
     for (let depth = path.length; depth >= 0; depth--) {
-      const node = depth === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, depth), true);
+      const node = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth), true);
       const range = (node as { range?: [number, number, number] } | undefined)?.range;
       if (range) {
-        const { line, col } = this.lines.linePos(range[0]);
+        const { line, col } = lines.linePos(range[0]);
         return `${this.source}:${line}:${col}`;
       }
     }
@@ -336,12 +337,12 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
     if (error instanceof YamlRefused) throw notYaml(source, error);
     throw error;
   }
-  const { doc, lines, value: raw } = parsedYaml;
-  const problems = new ProblemList(source, doc, lines);
-  if (!isMap(doc.contents)) {
+  const { value: raw, top } = parsedYaml;
+  const problems = new ProblemList(source, parsedYaml.located);
+  if (top !== "mapping") {
     problems.add(
       [],
-      isSeq(doc.contents)
+      top === "sequence"
         ? "must be a mapping (name:, network:, nodes:, stages:), not a list"
         : "must be a mapping with name:, network:, nodes: and stages:",
     );

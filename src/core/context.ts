@@ -119,8 +119,9 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     },
     kubeconfigPath,
     kube() {
-      if (args.kube) return args.kube();
-      if (kubeClient) return kubeClient;
+      const guard = (client: KubeClient) => pool.kube(client);
+      if (args.kube) return args.kube().then(guard);
+      if (kubeClient) return kubeClient.then(guard);
       const client = (async () => {
         if (!existsSync(kubeconfigPath)) {
           throw new KubehyveError(
@@ -137,7 +138,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
         if (kubeClient === client) kubeClient = undefined;
       });
       kubeClient = client;
-      return client;
+      return client.then(guard);
     },
     artifacts:
       args.artifacts ??

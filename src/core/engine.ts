@@ -5,9 +5,11 @@
  */
 import { CancelledError, ExitCode, KubehyveError } from "../lib/errors.ts";
 import { ensurePrivateDir } from "../lib/fsutil.ts";
+import { findingOfFailure } from "./checks.ts";
 import type { Stage } from "./config.ts";
-import { diag } from "./diagnostics.ts";
+import { type Diagnostic, diag } from "./diagnostics.ts";
 import { errorMessage, StageFailure, type StageOutcome } from "./phase.ts";
+import { UnreachableError } from "./reach.ts";
 import { memoryReporter, type Reporter } from "./reporter.ts";
 import { type EngineRequest, Run } from "./run.ts";
 import { RUNBOOKS, type Runbook } from "./runbooks.ts";
@@ -21,7 +23,34 @@ export interface EngineResult {
   runId: string;
   exitCode: number;
   outcomes: StageOutcome[];
+  /** Findings of the run itself (doctor): what loading found, each machine it could not reach. */
+  findings: Diagnostic[];
   logFile?: string;
+}
+
+/**
+ * Doctor's stages keep going past a phase that failed: its check failing still leaves its verify to
+ * say what it can. The failure is one finding: a skip when the phase needed a machine the run could
+ * not reach (reported once, by the run), else an error naming the phase.
+ */
+function phaseFailureFinding(run: Run, stage: Stage, o: StageOutcome, error: unknown, reporter: Reporter) {
+  const phase = o.failedPhase ?? "check";
+  const cause = error instanceof StageFailure ? error.cause : error;
+  run.phases.report(
+    o,
+    phase,
+    [
+      cause instanceof UnreachableError
+        ? findingOfFailure("engine.phase-skipped", `${stage.slot} ${phase}`, cause)
+        : diag.error("engine.phase-failed", `${stage.slot} ${phase} could not run`, {
+            detail: errorMessage(error),
+            hint:
+              (cause instanceof KubehyveError && cause.hint) ||
+              `kubehyve doctor --stage ${stage.slot} --verbose; the run's log in the state dir has every command`,
+          }),
+    ],
+    reporter,
+  );
 }
 
 /** A stage's steps, in turn, each named in the run's log; SKIP_REST ends them. */
@@ -39,7 +68,15 @@ async function walkStage(run: Run, runbook: Runbook, stage: Stage, o: StageOutco
   };
   for (const step of runbook.eachStage) {
     reporter.emit({ type: "log", stage: stage.slot, level: "debug", message: `step: ${step.title}` });
-    if ((await step.run(run, s)) === SKIP_REST) return;
+    try {
+      if ((await step.run(run, s)) === SKIP_REST) return;
+    } catch (error) {
+      // Only a phase's failure lets the next step go on; anything else (a context that cannot be
+      // built, a bug between phases) ends the stage, and walkSideBySide reports it.
+      if (!runbook.sideBySide || !(error instanceof StageFailure) || error.cause instanceof CancelledError)
+        throw error;
+      phaseFailureFinding(run, stage, o, error, reporter);
+    }
   }
 }
 
@@ -59,17 +96,7 @@ async function walkSideBySide(run: Run, runbook: Runbook): Promise<void> {
         await walkStage(run, runbook, stage, o, buffer);
       } catch (error) {
         if (error instanceof CancelledError) throw error;
-        const phase = o.failedPhase ?? "check";
-        run.phases.report(
-          o,
-          phase,
-          [
-            diag.error("engine.phase-failed", `${stage.slot} ${phase} could not run`, {
-              detail: errorMessage(error),
-            }),
-          ],
-          buffer,
-        );
+        phaseFailureFinding(run, stage, o, error, buffer);
       }
       return buffer;
     }),
@@ -80,7 +107,7 @@ async function walkSideBySide(run: Run, runbook: Runbook): Promise<void> {
 export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   const runbook = RUNBOOKS[req.command];
   await ensurePrivateDir(req.stateDir);
-  const run = new Run(req);
+  const run = new Run(req, { rememberUnreachable: runbook.looksOnce });
   run.walking = runbook.stages(run);
   const changesHosts = runbook.changesHosts && !run.dryRun;
   if (changesHosts) run.lockStateDir();
@@ -163,7 +190,13 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
     logFile: reporter.logFile,
     message: endMessage,
   });
-  return { runId: run.id, exitCode: run.exitCode, outcomes: run.outcomes, logFile: reporter.logFile };
+  return {
+    runId: run.id,
+    exitCode: run.exitCode,
+    outcomes: run.outcomes,
+    findings: run.findings,
+    logFile: reporter.logFile,
+  };
 }
 
 function statusOf(exitCode: number): "ok" | "cancelled" | "failed" {

@@ -26,6 +26,8 @@ export class StageFailure extends KubehyveError {
     readonly stage: string,
     readonly phase: Phase,
     message: string,
+    /** What the phase threw, when it threw (doctor tells an unreachable machine from the rest). */
+    override readonly cause?: unknown,
   ) {
     super(message, ExitCode.phaseFailed);
   }
@@ -81,8 +83,11 @@ export function phaseRunner(args: {
   journal: Journal;
   reporter: Reporter;
   signal: AbortSignal;
+  /** What every finding goes through before it is recorded (doctor --ignore). */
+  adjust?: (d: Diagnostic) => Diagnostic;
 }): PhaseRunner {
   const { runId, command, journal, signal } = args;
+  const adjust = args.adjust ?? ((d: Diagnostic) => d);
   const record = (o: StageOutcome, phase: Phase, durationMs: number, error?: string) =>
     journal.record({
       run: runId,
@@ -134,11 +139,12 @@ export function phaseRunner(args: {
           throw error instanceof CancelledError
             ? error
             : new CancelledError(`interrupted during ${o.slot} ${phase}`);
-        throw new StageFailure(o.slot, phase, message);
+        throw new StageFailure(o.slot, phase, message, error);
       }
     },
 
-    report(o, phase, diagnostics, reporter = args.reporter) {
+    report(o, phase, found, reporter = args.reporter) {
+      const diagnostics = found.map(adjust);
       o.diagnostics.push(...diagnostics);
       for (const d of diagnostics) reporter.emit({ type: "diagnostic", stage: o.slot, phase, ...d });
     },

@@ -3,12 +3,14 @@
  * keeps one multiplexed connection for the whole run) and closed together at the end.
  */
 import { join } from "node:path";
+import type { KubeClient } from "../kube/types.ts";
 import { KubehyveError } from "../lib/errors.ts";
 import { LocalTarget } from "../targets/local.ts";
 import { SshTarget } from "../targets/ssh.ts";
 import type { RunResult, Target } from "../targets/target.ts";
 import { DEFAULT_HOST_LOCK } from "./host-lock.ts";
 import type { Cluster, NodeSpec } from "./model.ts";
+import { type ApiReach, guardKube, ReachGuard, type UnreachableError } from "./reach.ts";
 
 export interface TargetFactory {
   host(): Target;
@@ -69,18 +71,56 @@ export const offlineTargets: TargetFactory = {
   local: () => new OfflineTarget("local"),
 };
 
+export interface PoolOptions {
+  /**
+   * Look once (doctor): a machine's first connection failure is remembered, and later commands on
+   * it fail at once with it (core/reach.ts). Not for `up`, which waits for nodes that reboot.
+   */
+  rememberUnreachable?: boolean;
+}
+
 export class TargetPool {
   private hostTarget?: Target;
   private localTarget?: Target;
   private readonly nodes = new Map<string, Target>();
-  constructor(private readonly factory: TargetFactory) {}
+  private readonly failures: UnreachableError[] = [];
+  constructor(
+    private readonly factory: TargetFactory,
+    private readonly options: PoolOptions = {},
+  ) {}
+
+  /** The host target's name, once it was made (it names the host in findings). */
+  get hostName(): string | undefined {
+    return this.hostTarget?.name;
+  }
+
+  /** The machines found unreachable so far, in the order they were found (rememberUnreachable). */
+  unreachable(): readonly UnreachableError[] {
+    return this.failures;
+  }
+
+  private readonly api: ApiReach = {};
+
+  /** The Kubernetes client, its reachability remembered for the run like a machine's. */
+  kube(client: KubeClient): KubeClient {
+    if (!this.options.rememberUnreachable) return client;
+    return guardKube(client, this.api, (error) => this.failures.push(error));
+  }
+
+  private guarded(target: Target, machine: string): Target {
+    if (!this.options.rememberUnreachable) return target;
+    return new ReachGuard(target, machine, (error) => this.failures.push(error));
+  }
 
   get hostLock(): string | undefined {
     return this.factory.hostLock;
   }
 
   host(): Target {
-    this.hostTarget ??= this.factory.host();
+    if (!this.hostTarget) {
+      const host = this.factory.host();
+      this.hostTarget = this.guarded(host, host.name);
+    }
     return this.hostTarget;
   }
 
@@ -92,7 +132,7 @@ export class TargetPool {
   node(node: NodeSpec): Target {
     let target = this.nodes.get(node.name);
     if (!target) {
-      target = this.factory.node(node);
+      target = this.guarded(this.factory.node(node), node.name);
       this.nodes.set(node.name, target);
     }
     return target;

@@ -6,7 +6,6 @@
  * checked before the first write, and the files are moved into place from a staging folder with a
  * way back: a failure leaves DIR as it was.
  */
-import { createHash } from "node:crypto";
 import {
   lstatSync,
   mkdirSync,
@@ -38,7 +37,7 @@ export interface RenderedSlot {
   files: RenderedFile[];
 }
 
-const sha256 = (content: string | Uint8Array) => createHash("sha256").update(content).digest("hex");
+const sha256 = (content: string | Uint8Array) => new Bun.CryptoHasher("sha256").update(content).digest("hex");
 
 function lstatOrUndefined(path: string): Stats | undefined {
   try {

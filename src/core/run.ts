@@ -9,7 +9,7 @@ import { InputError, KubehyveError } from "../lib/errors.ts";
 import type { Stage } from "./config.ts";
 import { createPluginContext, type TestablePluginContext } from "./context.ts";
 import type { Hooks } from "./contract.ts";
-import type { Diagnostic } from "./diagnostics.ts";
+import { type Diagnostic, ignoring } from "./diagnostics.ts";
 import { acquireHostLock, type HostLock } from "./host-lock.ts";
 import { clusterIdentity } from "./identity.ts";
 import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
@@ -19,6 +19,9 @@ import { errorMessage, type PhaseRunner, phaseRunner, type StageOutcome } from "
 import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "./pool.ts";
 import type { RenderedSlot } from "./render-output.ts";
 import type { Reporter } from "./reporter.ts";
+
+/** The report's section of findings that belong to no stage. */
+export const RUN_SECTION = "kubehyve";
 
 export type Command = "plan" | "up" | "verify" | "doctor" | "down" | "render";
 
@@ -58,6 +61,14 @@ export interface EngineRequest {
   phaseTimeoutMs?: number;
   /** Shown first by doctor: config warnings, plugin load problems. */
   preflight?: Diagnostic[];
+  /** doctor --ignore: the errors of these check ids are shown as warnings, marked ignored. */
+  ignore?: string[];
+}
+
+/** How a run treats what it reaches, from its command's runbook. */
+export interface RunOptions {
+  /** Look once: a machine that cannot be reached is remembered as such for the rest of the run. */
+  rememberUnreachable?: boolean;
 }
 
 /** The stages a --only/--from/--until selection keeps, in run order. */
@@ -99,6 +110,13 @@ export class Run {
   walking: Stage[] = [];
   /** What render's stages gave, written out once every stage has rendered. */
   readonly rendered: RenderedSlot[] = [];
+  /**
+   * Findings of the run rather than of one stage (doctor): what loading found, and each machine
+   * that could not be reached, once.
+   */
+  readonly findings: Diagnostic[] = [];
+  /** What every finding goes through before it is recorded (doctor --ignore). */
+  readonly adjust: (d: Diagnostic) => Diagnostic;
   exitCode = 0;
   lock?: Lock;
   hostLock?: HostLock;
@@ -106,7 +124,10 @@ export class Run {
   /** Per stage, for doctor: given up on at its phase's limit, which kills the stage's commands. */
   private readonly stageStops = new Map<string, AbortController>();
 
-  constructor(readonly req: EngineRequest) {
+  constructor(
+    readonly req: EngineRequest,
+    opts: RunOptions = {},
+  ) {
     this.id = `${new Date(this.started).toISOString().replace(/[:.]/g, "-")}-${process.pid}`;
     this.command = req.command;
     this.signal = req.signal ?? new AbortController().signal;
@@ -116,15 +137,18 @@ export class Run {
     this.reporter = req.reporter;
     this.journal = new Journal(req.stateDir);
     this.ordered = orderStages(req.stages);
+    this.adjust = ignoring(req.ignore ?? []);
     this.phases = phaseRunner({
       runId: this.id,
       command: req.command,
       journal: this.journal,
       reporter: req.reporter,
       signal: this.signal,
+      adjust: this.adjust,
     });
     this.pool = new TargetPool(
       this.offline ? offlineTargets : (req.targets ?? defaultTargets(req.cluster, req.stateDir)),
+      { rememberUnreachable: opts.rememberUnreachable && !this.offline },
     );
     this.hooks = {
       call: async (name, ...[payload]) => {
@@ -204,6 +228,13 @@ export class Run {
     };
     this.outcomes.push(o);
     return o;
+  }
+
+  /** A finding of the run itself, shown in the `kubehyve` section. */
+  note(found: Diagnostic): void {
+    const d = this.adjust(found);
+    this.findings.push(d);
+    this.reporter.emit({ type: "diagnostic", stage: RUN_SECTION, ...d });
   }
 
   log(level: "info" | "warn", message: string, stage?: string): void {

@@ -7,6 +7,7 @@
  */
 import type { Stage } from "./config.ts";
 import type { TestablePluginContext } from "./context.ts";
+import { countBySeverity, type Severity } from "./diagnostics.ts";
 import type { Reporter } from "./reporter.ts";
 import { type Command, type Run, selectStages } from "./run.ts";
 import { type RunStep, type StageStep, step } from "./steps.ts";
@@ -23,6 +24,11 @@ export interface Runbook {
    * that cannot be inspected is then one finding among the others, not the end of the run.
    */
   sideBySide?: boolean;
+  /**
+   * Looks once: a machine that cannot be reached is one finding of the run, and every check that
+   * needed it a skip (core/reach.ts), instead of each check waiting for its own connect timeout.
+   */
+  looksOnce?: boolean;
   before?: RunStep[];
   eachStage: StageStep[];
   after?: RunStep[];
@@ -65,12 +71,13 @@ export const RUNBOOKS: Record<Command, Runbook> = {
   },
   doctor: {
     changesHosts: false,
-    stages: (run) => [...run.ordered],
+    stages: selected,
     context: (run, stage, reporter) => run.contextOf(stage, false, reporter),
     sideBySide: true,
+    looksOnce: true,
     before: [step.showPreflight],
-    eachStage: [step.killableStage, step.check, step.notePendingChanges, step.verify],
-    after: [step.failOnAnyError],
+    eachStage: [step.killableStage, step.startVerify, step.check, step.notePendingChanges, step.verify],
+    after: [step.reportUnreachable, step.failOnAnyError],
     summary: doctorSummary,
   },
   down: {
@@ -101,10 +108,12 @@ function planSummary(run: Run): string {
   return `plan: ${n} change${n === 1 ? "" : "s"}`;
 }
 
-function doctorSummary(run: Run): string {
-  const all = [...(run.req.preflight ?? []), ...run.outcomes.flatMap((o) => o.diagnostics)];
-  const errors = all.filter((d) => d.severity === "error").length;
-  const warnings = all.filter((d) => d.severity === "warn").length;
+/** `doctor: 1 error, 2 warnings, 1 skipped, 0 info, 31 ok`: every severity, always in this order. */
+export function doctorSummaryLine(counts: Record<Severity, number>): string {
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  return `doctor: ${plural(errors, "error")}, ${plural(warnings, "warning")}, ${all.length - errors - warnings} fine`;
+  return `doctor: ${plural(counts.error, "error")}, ${plural(counts.warn, "warning")}, ${counts.skip} skipped, ${counts.info} info, ${counts.ok} ok`;
+}
+
+function doctorSummary(run: Run): string {
+  return doctorSummaryLine(countBySeverity([...run.findings, ...run.outcomes.flatMap((o) => o.diagnostics)]));
 }

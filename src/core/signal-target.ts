@@ -24,6 +24,12 @@ import type { CommandTimeouts } from "./model.ts";
 /** Set while a ctx.wet function runs: commands started from it are changes. */
 export const changeScope = new AsyncLocalStorage<true>();
 
+/**
+ * Set while one check of many runs (core/checks.ts): passing that check's limit kills the commands it
+ * started, and only those.
+ */
+export const checkScope = new AsyncLocalStorage<AbortSignal>();
+
 export interface RunPolicy {
   /** The run's signal: stop between steps. */
   signal: AbortSignal;
@@ -72,6 +78,8 @@ export function policyBinder(policy: RunPolicy): (target: Target) => Target {
         const timeoutMs = opts.timeoutMs ?? policy.timeouts[kind];
         const stops: AbortSignal[] = [];
         if (policy.abort) stops.push(policy.abort);
+        const check = checkScope.getStore();
+        if (check) stops.push(check);
         if (opts.signal && opts.signal !== policy.signal) stops.push(opts.signal);
         if (opts.cancellable && !policy.cleaningUp?.()) stops.push(policy.signal);
         const result = await target.run(argv, {

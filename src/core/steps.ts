@@ -7,6 +7,7 @@ import { ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import type { Stage } from "./config.ts";
 import type { TestablePluginContext } from "./context.ts";
 import type { CheckResult } from "./contract.ts";
+import type { Diagnostic } from "./diagnostics.ts";
 import { diag } from "./diagnostics.ts";
 import { StageFailure, type StageOutcome } from "./phase.ts";
 import { writeRenderOutput } from "./render-output.ts";
@@ -20,6 +21,8 @@ export interface StageRun {
   readonly ctx: TestablePluginContext;
   reporter: Reporter;
   checked?: CheckResult;
+  /** verify's answer, asked for before check ran (doctor's startVerify): step.verify awaits it. */
+  verifying?: Promise<Diagnostic[]>;
 }
 
 export const SKIP_REST = Symbol("skip the rest of this stage's steps");
@@ -132,11 +135,26 @@ export const step = {
     const diagnostics = await run.phases.run(
       s.outcome,
       "verify",
-      () => verify(s.ctx),
+      () => s.verifying ?? verify(s.ctx),
       () => "ok",
       { reporter: s.reporter, ...limitOf(run, s.stage) },
     );
     run.phases.report(s.outcome, "verify", diagnostics, s.reporter);
+    return undefined;
+  }),
+
+  /**
+   * doctor: verify is asked at once, beside check, since both only look; its answer is taken, and
+   * reported, after check's (step.verify), so that the stage's lines read as they would in turn.
+   */
+  startVerify: stageStep("verify starts beside check: both only look", async (_run, s) => {
+    const verify = s.stage.plugin.verify;
+    if (!verify) return undefined;
+    const ctx = s.ctx;
+    // A throw of verify's own is its phase's failure, as it would be in turn.
+    s.verifying = (async () => verify(ctx))();
+    // Awaited by step.verify; until then a failure must not count as unhandled.
+    s.verifying.catch(() => {});
     return undefined;
   }),
 
@@ -193,12 +211,28 @@ export const step = {
   }),
 
   showPreflight: runStep("show what loading found: config warnings, plugin problems", async (run) => {
-    for (const d of run.req.preflight ?? [])
-      run.reporter.emit({ type: "diagnostic", stage: "kubehyve", ...d });
+    for (const d of run.req.preflight ?? []) run.note(d);
+  }),
+
+  reportUnreachable: runStep("each machine that could not be reached, once", async (run) => {
+    // In a fixed order (the host, then the nodes as the cluster file lists them), not the order the
+    // stages running side by side happened to meet them.
+    const order = [run.pool.hostName, ...run.req.cluster.nodes.map((n) => n.name)];
+    // The Kubernetes API, not a machine of the list, comes after them.
+    const rank = (machine: string) => (order.includes(machine) ? order.indexOf(machine) : order.length);
+    const found = [...run.pool.unreachable()].sort((a, b) => rank(a.machine) - rank(b.machine));
+    for (const error of found)
+      run.note(
+        diag.error(error.id, `${error.machine} cannot be reached: the checks that need it are skipped`, {
+          target: error.machine,
+          detail: error.message,
+          hint: error.hint ?? `check that ${error.machine} is up and answers ssh`,
+        }),
+      );
   }),
 
   failOnAnyError: runStep("fail when anything is an error", async (run) => {
-    const all = [...(run.req.preflight ?? []), ...run.outcomes.flatMap((o) => o.diagnostics)];
+    const all = [...run.findings, ...run.outcomes.flatMap((o) => o.diagnostics)];
     if (all.some((d) => d.severity === "error")) run.exitCode = ExitCode.phaseFailed;
   }),
 

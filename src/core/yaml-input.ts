@@ -10,20 +10,11 @@
  */
 import { constants, type Stats } from "node:fs";
 import { open } from "node:fs/promises";
-import {
-  Composer,
-  CST,
-  type Document,
-  isAlias,
-  isCollection,
-  isMap,
-  isPair,
-  isScalar,
-  Lexer,
-  LineCounter,
-  type Node,
-  Parser,
-} from "yaml";
+import type * as Yaml from "yaml";
+import type { CST, Document, LineCounter, Node, Parser } from "yaml";
+
+/** The yaml library, evaluated when a text is first read: a command that reads none does not pay for it. */
+const yaml = (): typeof Yaml => require("yaml");
 
 /** What a cluster file may be and ask for. A lab's file is a few KiB with a few hundred values. */
 export const YAML_LIMITS = {
@@ -182,6 +173,15 @@ const STRUCTURAL = new Set("[]{},:-?&*!|>'\"%@");
  * block indicators on one line (`- - - - x`), which the parser pays for dearly.
  */
 export function prescan(text: string): void {
+  prescanText(text);
+  prescanTokens(text);
+}
+
+/** Lexer tokens as the parser takes them (Parser.next), read once for the scan and the parser. */
+type Lexemes = string[];
+
+/** The first half of the scan: lines and structural characters, in one pass over the text. */
+function prescanText(text: string): void {
   let lines = 1;
   let structural = 0;
   for (let i = 0; i < text.length; i++) {
@@ -210,11 +210,20 @@ export function prescan(text: string): void {
       ]);
     }
   }
+}
 
+/**
+ * The second half: the lexer's tokens, for nesting the parser pays for dearly. They are returned for
+ * the parser, so that the text is lexed once: cold, the library's lexer costs a third of a read.
+ */
+function prescanTokens(text: string): Lexemes {
+  const lexemes: Lexemes = [];
   let flow = 0;
   let onLine = 0;
   let offset = 0;
+  const { CST, Lexer } = yaml();
   for (const token of new Lexer().lex(text)) {
+    lexemes.push(token);
     switch (CST.tokenType(token)) {
       case "flow-map-start":
       case "flow-seq-start":
@@ -249,6 +258,7 @@ export function prescan(text: string): void {
     // The lexer's control tokens (document start, flow end, scalar) stand for no source text.
     if (token !== "\x02" && token !== "\x18" && token !== "\x1f") offset += token.length;
   }
+  return lexemes;
 }
 
 function position(text: string, offset: number): { line: number; col: number } {
@@ -261,11 +271,18 @@ function position(text: string, offset: number): { line: number; col: number } {
   return { line, col: offset - lineStart + 1 };
 }
 
-export interface ParsedYaml {
+export interface LocatedYaml {
   doc: Document.Parsed;
   lines: LineCounter;
+}
+
+export interface ParsedYaml {
   /** The document as plain data; objects have no prototype tricks (`__proto__` is a plain key). */
   value: unknown;
+  /** What the document holds at its top. */
+  top: "mapping" | "sequence" | "other";
+  /** The document with its positions, to say where a problem is: read when first asked for. */
+  located(): LocatedYaml;
 }
 
 /**
@@ -274,7 +291,16 @@ export interface ParsedYaml {
  * with their place; the value is built only from a document that has none.
  */
 export function parseBoundedYaml(text: string): ParsedYaml {
-  prescan(text);
+  prescanText(text);
+  const { doc, lines, value } = parseWithLibrary(text);
+  const { isMap, isSeq } = yaml();
+  const top = isMap(doc.contents) ? "mapping" : isSeq(doc.contents) ? "sequence" : "other";
+  return { value, top, located: () => ({ doc, lines }) };
+}
+
+function parseWithLibrary(text: string): LocatedYaml & { value: unknown } {
+  const lexemes = prescanTokens(text);
+  const { Composer, LineCounter, Parser } = yaml();
   const lines = new LineCounter();
   const at = (offset: number | undefined) => {
     if (offset === undefined) return {};
@@ -300,7 +326,7 @@ export function parseBoundedYaml(text: string): ParsedYaml {
   };
   let doc: Document.Parsed | undefined;
   try {
-    for (const parsed of composer.compose(cstTokens(parser, text, say), true, text.length)) {
+    for (const parsed of composer.compose(cstTokens(parser, lines, lexemes, say), true, text.length)) {
       if (doc) {
         say(parsed.range[0], "holds more than one YAML document (---): a cluster file is one document");
         break;
@@ -340,10 +366,17 @@ type ComposeErrorHandler = (
 /** The parser's tokens; its error tokens become problems, and the parse ends after enough of them. */
 function* cstTokens(
   parser: Parser,
-  text: string,
+  lines: LineCounter,
+  lexemes: Lexemes,
   say: (offset: number, message: string) => void,
 ): Generator<CST.Token> {
-  for (const token of parser.parse(text)) {
+  // Parser.parse(text) without its own lexer: the first line, each token, the end.
+  lines.addNewLine(0);
+  const tokens = function* () {
+    for (const lexeme of lexemes) yield* parser.next(lexeme);
+    yield* parser.end();
+  };
+  for (const token of tokens()) {
     if (token.type === "error") say(token.offset, token.message);
     else yield token;
   }
@@ -360,6 +393,7 @@ function checkStructure(
   lineOf: (node: Node) => number | undefined,
   report: (message: string, node?: Node) => boolean,
 ): void {
+  const { isAlias, isCollection, isMap, isPair, isScalar } = yaml();
   const anchors = new Map<string, Node>();
   const figures = new Map<Node, { depth: number; values: number }>();
   const open = new Set<Node>();

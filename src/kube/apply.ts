@@ -4,9 +4,13 @@
  * to Established and discovery refreshed before any custom resource is sent (the order Helm's
  * kind_sorter.go InstallOrder also keeps for these kinds).
  */
-import { parseAllDocuments } from "yaml";
+import type * as Yaml from "yaml";
 import { KubehyveError } from "../lib/errors.ts";
 import { waitFor } from "./readiness.ts";
+
+/** Evaluated when first used: loading the plugin API must not cost the yaml library. */
+const yaml = (): typeof Yaml => require("yaml");
+
 import type { KubeClient, KubeObject } from "./types.ts";
 
 export class ManifestError extends KubehyveError {
@@ -19,37 +23,39 @@ export class ManifestError extends KubehyveError {
 /** The objects of a multi-document YAML text; `kind: List` documents are flattened, empty ones skipped. */
 export function parseManifests(text: string, source: string): KubeObject[] {
   const out: KubeObject[] = [];
-  parseAllDocuments(text).forEach((doc, index) => {
-    const where = `document ${index + 1}`;
-    if ("errors" in doc && doc.errors.length) {
-      const first = doc.errors[0]!;
-      const pos = first.linePos?.[0];
-      throw new ManifestError(
-        source,
-        `${pos ? `line ${pos.line}, column ${pos.col}` : where}: ${first.message.split("\n")[0]}`,
-      );
-    }
-    const value: unknown = doc.toJS();
-    if (value === null || value === undefined) return;
-    const items =
-      typeof value === "object" && (value as { kind?: unknown }).kind === "List"
-        ? ((value as { items?: unknown[] }).items ?? [])
-        : [value];
-    items.forEach((item, i) => {
-      const at = items.length > 1 || item !== value ? `${where}, item ${i + 1}` : where;
-      if (typeof item !== "object" || item === null || Array.isArray(item))
-        throw new ManifestError(source, `${at}: not an object`);
-      const obj = item as KubeObject;
-      if (typeof obj.apiVersion !== "string" || !obj.apiVersion)
-        throw new ManifestError(source, `${at}: apiVersion is missing`);
-      if (typeof obj.kind !== "string" || !obj.kind)
-        throw new ManifestError(source, `${at}: kind is missing`);
-      if (typeof obj.metadata?.name !== "string" || !obj.metadata.name) {
-        throw new ManifestError(source, `${at} (${obj.kind}): metadata.name is missing`);
+  yaml()
+    .parseAllDocuments(text)
+    .forEach((doc, index) => {
+      const where = `document ${index + 1}`;
+      if ("errors" in doc && doc.errors.length) {
+        const first = doc.errors[0]!;
+        const pos = first.linePos?.[0];
+        throw new ManifestError(
+          source,
+          `${pos ? `line ${pos.line}, column ${pos.col}` : where}: ${first.message.split("\n")[0]}`,
+        );
       }
-      out.push(obj);
+      const value: unknown = doc.toJS();
+      if (value === null || value === undefined) return;
+      const items =
+        typeof value === "object" && (value as { kind?: unknown }).kind === "List"
+          ? ((value as { items?: unknown[] }).items ?? [])
+          : [value];
+      items.forEach((item, i) => {
+        const at = items.length > 1 || item !== value ? `${where}, item ${i + 1}` : where;
+        if (typeof item !== "object" || item === null || Array.isArray(item))
+          throw new ManifestError(source, `${at}: not an object`);
+        const obj = item as KubeObject;
+        if (typeof obj.apiVersion !== "string" || !obj.apiVersion)
+          throw new ManifestError(source, `${at}: apiVersion is missing`);
+        if (typeof obj.kind !== "string" || !obj.kind)
+          throw new ManifestError(source, `${at}: kind is missing`);
+        if (typeof obj.metadata?.name !== "string" || !obj.metadata.name) {
+          throw new ManifestError(source, `${at} (${obj.kind}): metadata.name is missing`);
+        }
+        out.push(obj);
+      });
     });
-  });
   return out;
 }
 

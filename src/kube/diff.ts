@@ -12,7 +12,7 @@
  * and `.` for the element itself.
  */
 
-import { isOwnedBy, type Owner, refOf } from "./ownership.ts";
+import { findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
@@ -212,4 +212,83 @@ export function describePlan(
     ...updates.map((p) => `update ${one(p)}: ${p.fields.join(", ")}`),
   ].join("\n");
   return { summary: `${title}: ${parts.join(", ")}`, detail };
+}
+
+/** Objects a stage plans together: one manifest file, or the stage's own resources. */
+export interface ObjectGroup {
+  /** The start of the group's plan line: "Calico v3.32.1 operator-crds.yaml". */
+  title: string;
+  objects: readonly KubeObject[];
+}
+
+export interface OwnedPlan<G extends ObjectGroup> {
+  /** Each group in which something would change, in order: its plan line and what to apply of it. */
+  groups: { group: G; summary: string; detail: string; objects: KubeObject[] }[];
+  /** Objects of the groups that are there without the owner's labels: never applied, never taken over. */
+  foreign: ObjectRef[];
+  /**
+   * The owner's objects that no group holds any more (found by its labels, in the kinds given and
+   * those of the groups), in deletion order, with the plan line that deletes them.
+   */
+  prune?: { summary: string; detail: string; refs: ObjectRef[] };
+}
+
+/**
+ * A stage's whole plan for its objects: what applying each group would create or update (dry runs,
+ * see diffManifests), which objects belong to someone else, and what the stage applied before and no
+ * longer renders. Nothing is stored; the stage applies `groups` and deletes `prune` through ctx.wet.
+ */
+export async function planOwned<G extends ObjectGroup>(
+  client: KubeClient,
+  groups: readonly G[],
+  opts: {
+    owner: Owner;
+    /** The kinds the stage applied before (kept in its state), so that pruning looks there too. */
+    kinds: readonly KindRef[];
+    onDiffed?: DiffOptions["onDiffed"];
+  },
+): Promise<OwnedPlan<G>> {
+  const out: OwnedPlan<G> = { groups: [], foreign: [] };
+  for (const group of groups) {
+    const planned = await diffManifests(client, group.objects, {
+      owner: opts.owner,
+      onDiffed: opts.onDiffed,
+    });
+    out.foreign.push(...planned.filter((p) => p.action === "foreign").map((p) => p.ref));
+    const line = describePlan(group.title, planned);
+    // diffManifests answers object by object, in the group's order.
+    const changing = group.objects.filter((_, i) => ["create", "update"].includes(planned[i]!.action));
+    if (line) out.groups.push({ group, ...line, objects: changing });
+  }
+  const keep = groups.flatMap((g) => g.objects);
+  const leftovers = (await findLeftovers(client, { owner: opts.owner, keep, kinds: opts.kinds })).map(refOf);
+  const prune = describePrune(leftovers);
+  if (prune) out.prune = { ...prune, refs: leftovers };
+  return out;
+}
+
+/** The plan line that deletes what a stage applied before and no longer renders, or undefined. */
+export function describePrune(refs: readonly ObjectRef[]): { summary: string; detail: string } | undefined {
+  if (!refs.length) return undefined;
+  const what = refs.length === 1 ? describeRef(refs[0]!) : `${refs.length} objects`;
+  return {
+    summary: `delete ${what} this stage applied before and no longer renders`,
+    detail: refs.map((r) => `delete ${describeRef(r)}`).join("\n"),
+  };
+}
+
+/**
+ * The finding for objects a stage would apply that are there without its labels, or undefined:
+ * "1 object of Calico's manifests already exists without this stage's labels: …".
+ */
+export function describeForeign(
+  refs: readonly ObjectRef[],
+  what = "this stage would apply",
+): { summary: string; detail: string } | undefined {
+  if (!refs.length) return undefined;
+  const one = refs.length === 1;
+  return {
+    summary: `${refs.length} object${one ? "" : "s"} ${what} already exist${one ? "s" : ""} without this stage's labels: kubehyve does not take over what it did not make`,
+    detail: refs.map((r) => describeRef(r)).join("\n"),
+  };
 }

@@ -10,7 +10,6 @@
  * past the local limit: that is its owner on the remote side, which ends it, and what it started,
  * when the local side has given up on it or left.
  */
-import { createHash } from "node:crypto";
 import { lstat, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -384,7 +383,7 @@ function oneLine(result: RunResult): string {
 }
 
 function shortHash(text: string): string {
-  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+  return new Bun.CryptoHasher("sha256").update(text).digest("hex").slice(0, 16);
 }
 
 /**

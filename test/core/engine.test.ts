@@ -602,7 +602,7 @@ describe("doctor, verify and down", () => {
     expect(diagnostics).toEqual(["engine.changes-pending", "hypervisor.fine", "os.unhealthy"]);
     expect(reporter.events.at(-1)).toMatchObject({
       type: "run.end",
-      message: "doctor: 1 error, 0 warnings, 2 fine",
+      message: "doctor: 1 error, 0 warnings, 0 skipped, 1 info, 1 ok",
     });
   });
 

@@ -81,7 +81,7 @@ export function dropInLab(opts: {
  */
 export async function runInProcess(
   args: string[],
-  opts: { cwd: string; env?: Record<string, string> },
+  opts: { cwd: string; env?: Record<string, string>; stdoutTerminal?: boolean },
 ): Promise<CliResult> {
   const [{ runCli: run }, { withOutput }, { provideBuiltins }] = await Promise.all([
     import("../../src/cli/index.ts"),
@@ -105,6 +105,7 @@ export async function runInProcess(
         stderr += text;
       },
       interactive: false,
+      stdoutTerminal: opts.stdoutTerminal,
     };
     const code = await withOutput(capture, () => run(args));
     return { code, stdout, stderr, out: stdout + stderr };

@@ -34,6 +34,7 @@ import {
 } from "./inspect.ts";
 import { l2HostCheck } from "./l2.ts";
 import {
+  answerOf,
   CONFIG_MARK,
   CONFIG_MARK_NAME,
   describeOwner,
@@ -524,6 +525,28 @@ function datastoreSpecOnly(ctx: Ctx): Datastore {
 
 async function verify(ctx: Ctx): Promise<Diagnostic[]> {
   const host = ctx.host;
+  // vm-bhyve loads vmm.ko for any subcommand (util::check_bhyve_support): verify only looks, so
+  // without vmm it does not run vm at all (check says what to do about vmm).
+  const kldstat = await host.run(["kldstat", "-q", "-m", "vmm"]);
+  const vmm = answerOf(kldstat);
+  if (vmm !== "yes") {
+    return [
+      diag.skip(
+        "bhyve.vms",
+        vmm === "no"
+          ? "the VMs were not looked at: the vmm kernel module is not loaded, and vm would load it"
+          : "the VMs were not looked at: whether the vmm kernel module is loaded is not known",
+        {
+          target: host.name,
+          detail:
+            vmm === "no"
+              ? undefined
+              : (kldstat.stderr || kldstat.stdout).trim() || `kldstat exited ${kldstat.code}`,
+          hint: vmm === "no" ? "kldload vmm && sysrc kld_list+=vmm" : "kubehyve doctor --stage hypervisor",
+        },
+      ),
+    ];
+  }
   const [list, switches, ifconfig, ds] = await Promise.all([
     host.run(["vm", "list"]),
     host.run(["vm", "switch", "list"]),

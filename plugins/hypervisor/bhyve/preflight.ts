@@ -10,6 +10,15 @@ import { diskDevOf, disksOf, parseVmMemory } from "./vmconfig.ts";
 
 export const MIN_FREEBSD = { major: 14, minor: 0 };
 export const MIN_VM_BHYVE = [1, 7];
+/**
+ * How full the datastore's pool may get. OpenZFS's performance tuning guide ("Free Space") asks to
+ * keep more than 10% free: past that, metaslabs fall under the 4% free where allocation switches
+ * from first fit to best fit, and writes slow down for every VM on the pool. 80% is the usual
+ * warning mark before that.
+ */
+export const POOL_WARN_CAPACITY = 0.8;
+export const POOL_ERROR_CAPACITY = 0.9;
+
 /** Below this kubeadm's preflight (1700 MB) or Kubespray's asserts (1500/1024 MB) fail, late and vaguely. */
 export const MIN_NODE_MEMORY = 2 * GiB;
 
@@ -264,7 +273,10 @@ function vmmDiagnostics(facts: HostFacts, at: { target: string }): Diagnostic[] 
     return [diag.ok("bhyve.vmm", "vmm loaded, AMD SVM", at)];
   }
   return [
-    diag.warn("bhyve.vmm-unknown", "vmm is loaded but neither hw.vmm.vmx nor hw.vmm.svm is present", at),
+    diag.warn("bhyve.vmm-unknown", "vmm is loaded but neither hw.vmm.vmx nor hw.vmm.svm is present", {
+      ...at,
+      hint: "sysctl hw.vmm shows what vmm found; dmesg | grep -i vmm says why it found neither",
+    }),
   ];
 }
 
@@ -345,6 +357,17 @@ function capacityDiagnostics(
     const dev = diskDevOf(options);
     const toCreate = cluster.nodes.filter((n) => !existing.has(n.name));
     const bytes = toCreate.reduce((sum, n) => sum + disksOf(n, dev).reduce((a, d) => a + d.size, 0), 0);
+    if (pool && pool.size > 0) {
+      // zpool-list(8)'s CAPACITY is ALLOC over SIZE, shown as a whole percentage.
+      const capacity = pool.alloc / pool.size;
+      const shown = `pool ${pool.name} is ${Math.floor(capacity * 100)}% full (${formatSize(pool.alloc)} of ${formatSize(pool.size)})`;
+      const hint = `free space in ${pool.name}: zfs list -o space -r ${pool.name} shows what takes it (old snapshots: zfs list -t snapshot -r ${pool.name}); ZFS slows down past 90%`;
+      if (capacity >= POOL_ERROR_CAPACITY)
+        out.push(diag.error("bhyve.pool-nearly-full", shown, { ...at, hint }));
+      else if (capacity >= POOL_WARN_CAPACITY)
+        out.push(diag.warn("bhyve.pool-nearly-full", shown, { ...at, hint }));
+      else out.push(diag.ok("bhyve.pool-capacity", shown, at));
+    }
     if (pool && bytes > pool.free) {
       // Sparse disks take only what the guests write, but the pool fills as they do: refused alike.
       const sparse = dev === "zvol" ? "" : " (sparse, so taken as the guests write)";

@@ -5,22 +5,35 @@
  * - options.ts, ipv4.ts: the options block and the fixed-address rules
  * - release.ts: the pinned upstream CRDs and RBAC, and the image
  * - manifests.ts: the Deployment, Service, IngressClass and ping route, after the Helm chart
- * - objects.ts: labels, the plan (dry runs), the one apply, deletion by label
  * - hops.ts: each hop verify checks, reusable one by one
+ *
+ * Its objects are owned the way every add-on stage owns them (planStageObjects, applyStageObjects
+ * and destroyStageObjects of the plugin API): labelled with the stage and cluster, planned by dry
+ * runs on the fields kubehyve manages, never taken over when someone else made them, pruned when
+ * no longer rendered, and deleted by those labels only.
  */
 import {
   type ArtifactRequest,
-  type Change,
+  applyStageObjects,
+  changesOrRefusal,
   type Diagnostic,
   definePlugin,
+  destroyStageObjects,
   diag,
   isReady,
+  type KindRef,
+  type KubeClient,
   type KubeObject,
+  missingNote,
   type PluginContext,
   pending,
+  pinnedManifests,
+  planStageObjects,
   poll,
   type RenderedFile,
+  stageOwner,
   stringifyYaml,
+  withOwner,
 } from "kubehyve";
 import {
   httpGetOn,
@@ -40,48 +53,88 @@ import {
   serviceAccount,
   type TraefikInput,
 } from "./manifests.ts";
-import { applyObjects, deleteOwned, labelled, planObjects, refOf, stageLabels } from "./objects.ts";
 import { type TraefikOptions, TraefikOptionsSchema, validateTraefik } from "./options.ts";
-import { missingNote, TRAEFIK_VERSION, upstreamObjects } from "./release.ts";
+import { TRAEFIK_CRDS, TRAEFIK_RBAC, TRAEFIK_VERSION } from "./release.ts";
 
 type Ctx = PluginContext<TraefikOptions>;
 
 const WAIT_MS = 5 * 60_000;
 
-interface Rendered {
-  crds: KubeObject[];
-  rbac: KubeObject[];
-  traefik: KubeObject[];
-  missing: ArtifactRequest[];
+/** Every kind this stage applies, for a `down` that has no record of them. */
+export const KNOWN_KINDS: KindRef[] = [
+  { apiVersion: "traefik.io/v1alpha1", kind: "IngressRoute" },
+  { apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition" },
+  { apiVersion: "v1", kind: "Namespace" },
+  { apiVersion: "v1", kind: "ServiceAccount" },
+  { apiVersion: "v1", kind: "Service" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding" },
+  { apiVersion: "apps/v1", kind: "Deployment" },
+  { apiVersion: "networking.k8s.io/v1", kind: "IngressClass" },
+];
+
+interface Group {
+  title: string;
+  /** Where render writes it. */
+  path: string;
+  objects: KubeObject[];
 }
 
 function input(ctx: Ctx): TraefikInput {
   return { namespace: ctx.options.namespace, replicas: ctx.options.replicas, address: ctx.options.address };
 }
 
-/** Every object of the stage, labelled, in the order they are applied. */
-async function rendered(ctx: Ctx, cachedOnly = false): Promise<Rendered> {
-  const up = await upstreamObjects(ctx, { cachedOnly });
-  const labels = stageLabels(ctx.plugin.slot, ctx.clusterId);
+function where(ctx: Ctx): string {
+  const at = ctx.options.address ? ` at ${ctx.options.address}` : "";
+  return `in namespace ${ctx.options.namespace}${at} (entrypoints web :80, websecure :443)`;
+}
+
+/**
+ * Every object of the stage, labelled, group by group in the order they are applied; with
+ * `cachedOnly` (render) an upstream file not in the cache yet is left out and listed.
+ */
+async function rendered(
+  ctx: Ctx,
+  cachedOnly = false,
+): Promise<{ groups: Group[]; missing: ArtifactRequest[] }> {
+  const up = await pinnedManifests(ctx.artifacts, [TRAEFIK_CRDS, TRAEFIK_RBAC], {
+    cachedOnly,
+    signal: ctx.signal,
+  });
+  const upstream = (file: ArtifactRequest) => up.files.find((f) => f.file === file)?.objects ?? [];
   const inp = input(ctx);
-  const mark = (objs: KubeObject[]) => objs.map((o) => labelled(o, labels));
+  const owner = stageOwner(ctx);
+  const mark = (objs: KubeObject[]) => objs.map((o) => withOwner(o, owner));
+  const rbac = [namespaceObject(inp.namespace), serviceAccount(inp.namespace)];
   return {
-    crds: mark(up.crds),
-    rbac: mark([
-      namespaceObject(inp.namespace),
-      serviceAccount(inp.namespace),
-      ...rbacFor(up.rbac, inp.namespace),
-    ]),
-    traefik: mark([deployment(inp), service(inp), ingressClass(), pingRoute(inp.namespace)]),
+    groups: [
+      { title: `Traefik ${TRAEFIK_VERSION} CRDs`, path: "crds.yaml", objects: mark(upstream(TRAEFIK_CRDS)) },
+      {
+        title: `Traefik's namespace and RBAC`,
+        path: "rbac.yaml",
+        objects: mark([...rbac, ...rbacFor(upstream(TRAEFIK_RBAC), inp.namespace)]),
+      },
+      {
+        title: `Traefik ${TRAEFIK_VERSION} ${where(ctx)}`,
+        path: "traefik.yaml",
+        objects: mark([deployment(inp), service(inp), ingressClass(), pingRoute(inp.namespace)]),
+      },
+    ],
     missing: up.missing,
   };
 }
 
-const all = (r: Rendered) => [...r.crds, ...r.rbac, ...r.traefik];
+/** What applying the stage would change, and an error for objects of its names that are someone else's. */
+async function planStage(ctx: Ctx, kube: KubeClient) {
+  return planStageObjects(ctx, kube, (await rendered(ctx)).groups, {
+    prefix: "traefik",
+    what: "of Traefik's manifests",
+    hint: "another Traefik (or an object of the same name) is on this cluster: remove it, or set stages.ingress.namespace to another namespace",
+  });
+}
 
 function summary(ctx: Ctx): string {
-  const where = ctx.options.address ? ` at ${ctx.options.address}` : "";
-  return `install Traefik ${TRAEFIK_VERSION} in namespace ${ctx.options.namespace}${where} (entrypoints web :80, websecure :443)`;
+  return `install Traefik ${TRAEFIK_VERSION} ${where(ctx)}`;
 }
 
 /** Another IngressClass marked default makes new Ingresses without a class ambiguous. */
@@ -116,30 +169,26 @@ export default definePlugin({
 
   async check(ctx) {
     if (ctx.upstreamPending) {
-      return { changes: [{ summary: summary(ctx), kind: "traefik.apply" }], diagnostics: [] };
+      return { changes: [{ summary: summary(ctx), kind: "traefik.install" }], diagnostics: [] };
     }
     const kube = await ctx.kube();
-    const objects = all(await rendered(ctx));
-    const plan = await planObjects(kube, objects);
-    const diagnostics = [...(await legacyIngressRoutes(kube)), ...(await otherDefaultClasses(ctx))];
-    const changes: Change[] = [];
-    if (plan.length) {
-      const created = plan.filter((p) => p.action === "create").length;
-      changes.push({
-        summary: `${summary(ctx)}: ${created} objects to create, ${plan.length - created} to change`,
-        kind: "traefik.apply",
-        detail: plan.map((p) => `${p.action} ${refOf(p.obj).kind} ${p.obj.metadata.name}`).join("\n"),
-      });
-    }
+    const { changes, findings } = await planStage(ctx, kube);
+    const diagnostics = [
+      ...findings,
+      ...(await legacyIngressRoutes(kube)),
+      ...(await otherDefaultClasses(ctx)),
+    ];
     return { changes, diagnostics };
   },
 
   async apply(ctx, changes) {
-    if (!changes.some((c) => c.kind === "traefik.apply")) return;
-    const objects = all(await rendered(ctx));
-    await ctx.wet(`apply ${objects.length} Traefik objects`, () => applyObjects(ctx, objects));
-    if (ctx.dryRun) return;
     const kube = await ctx.kube();
+    // A plan made before the cluster existed is carried out with what the cluster says now.
+    const work = changes.some((c) => c.kind === "traefik.install")
+      ? changesOrRefusal(await planStage(ctx, kube))
+      : changes;
+    const applied = await applyStageObjects(ctx, kube, work, "traefik");
+    if (ctx.dryRun || !applied.length) return;
     const ns = ctx.options.namespace;
     await poll(
       `Deployment ${ns}/${NAME} ready`,
@@ -171,18 +220,16 @@ export default definePlugin({
   },
 
   async render(ctx): Promise<RenderedFile[]> {
-    const r = await rendered(ctx, true);
-    const yaml = (objs: KubeObject[]) => objs.map((o) => stringifyYaml(o)).join("---\n");
+    const { groups, missing } = await rendered(ctx, true);
     return [
-      ...(r.crds.length ? [{ path: "crds.yaml", content: yaml(r.crds) }] : []),
-      { path: "rbac.yaml", content: yaml(r.rbac) },
-      { path: "traefik.yaml", content: yaml(r.traefik) },
-      ...(r.missing.length ? [{ path: "upstream-files.txt", content: missingNote(r.missing) }] : []),
+      ...groups
+        .filter((g) => g.objects.length)
+        .map((g) => ({ path: g.path, content: g.objects.map((o) => stringifyYaml(o)).join("---\n") })),
+      ...(missing.length ? [{ path: "upstream-files.txt", content: missingNote(missing) }] : []),
     ];
   },
 
   async destroy(ctx) {
-    const objects = all(await rendered(ctx));
-    await deleteOwned(ctx, objects, stageLabels(ctx.plugin.slot, ctx.clusterId));
+    await destroyStageObjects(ctx, await ctx.kube(), KNOWN_KINDS);
   },
 });

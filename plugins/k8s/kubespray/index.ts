@@ -2,19 +2,22 @@
  * k8s/kubespray: turns the Fedora CoreOS nodes into a Kubernetes cluster with Kubespray's playbooks
  * and hands over the admin kubeconfig. See README.md.
  */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import {
   type Change,
   type Diagnostic,
   definePlugin,
   diag,
+  findingOfFailure,
   type KubeClient,
   KubehyveError,
   type KubeObject,
   type PluginContext,
   type RenderedFile,
+  UnreachableError,
 } from "kubehyve";
+import { certificateFindings } from "./certificates.ts";
 import { failedByBootstrapReboot, formatFailureReport, type HintContext } from "./failures.ts";
 import { type Assessment, assessCluster, verifyCluster } from "./inspect.ts";
 import {
@@ -533,10 +536,21 @@ export const kubesprayPlugin = definePlugin({
         }),
       ];
     }
-    const nodes = await verifyNodes(ctx.cluster.nodes, (name) => ctx.node(name));
+    const kubeconfig = await readFile(ctx.kubeconfigPath, "utf8").catch(() => undefined);
+    const certificates = kubeconfig ? certificateFindings(kubeconfig, ctx.kubeconfigPath) : [];
+    const nodes = [
+      ...certificates,
+      ...(await verifyNodes(ctx.cluster.nodes, (name) => ctx.node(name), ctx.signal)),
+    ];
     try {
       return [...(await verifyCluster(kube, ctx.cluster.nodes, ctx.options.kubernetesVersion)), ...nodes];
     } catch (error) {
+      // Doctor reports an API no request reached once, and the checks that needed it as skipped.
+      if (error instanceof UnreachableError)
+        return [
+          ...nodes,
+          findingOfFailure("kubespray.cluster", "the cluster's nodes and kube-system", error),
+        ];
       return [
         ...nodes,
         diag.error("kubespray.api-unreachable", `the Kubernetes API at ${kube.server} does not answer`, {

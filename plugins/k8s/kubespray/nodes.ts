@@ -2,7 +2,7 @@
  * What verify (and so doctor) asks each node over SSH, read-only: the Python Ansible will use, and
  * whether the kubelet can write its volume plugin directory.
  */
-import { type Diagnostic, diag, mapLimit, type NodeSpec, type Target } from "kubehyve";
+import { checkEach, type Diagnostic, diag, type NodeSpec, type Target } from "kubehyve";
 
 /**
  * ansible-core 2.18, which Kubespray v2.31.0 requires (playbooks/ansible_version.yml), supports
@@ -50,6 +50,7 @@ async function pythonOf(node: NodeSpec, target: Target): Promise<Diagnostic> {
       `node ${node.name} has no python3 yet: Kubespray's bootstrap layers it`,
       {
         target: node.name,
+        hint: "nothing to do: kubehyve up runs Kubespray, whose bootstrap installs it",
       },
     );
   }
@@ -109,16 +110,26 @@ async function volumePluginDir(node: NodeSpec, target: Target): Promise<Diagnost
   );
 }
 
-/** The node checks of verify, four nodes at a time. */
+/** The node checks of verify, four nodes at a time, each node under its own limit. */
 export async function verifyNodes(
   nodes: readonly NodeSpec[],
   targetOf: (name: string) => Target,
+  signal: AbortSignal = new AbortController().signal,
 ): Promise<Diagnostic[]> {
-  const perNode = await mapLimit(nodes, 4, async (node) => {
-    const target = targetOf(node.name);
-    const python = await pythonOf(node, target);
-    if (python.code === "kubespray.node-unreachable") return [python];
-    return [python, await volumePluginDir(node, target)];
-  });
-  return perNode.flat();
+  return checkEach(
+    { signal },
+    nodes,
+    async (node) => {
+      const target = targetOf(node.name);
+      const python = await pythonOf(node, target);
+      if (python.code === "kubespray.node-unreachable") return [python];
+      return [python, await volumePluginDir(node, target)];
+    },
+    {
+      id: "kubespray.node-checks",
+      title: (node) => `the Kubespray checks of node ${node.name}`,
+      target: (node) => node.name,
+      concurrency: 4,
+    },
+  );
 }

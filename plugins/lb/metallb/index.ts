@@ -5,7 +5,6 @@
 import {
   applyManifests,
   type Change,
-  type Cluster,
   type Diagnostic,
   definePlugin,
   deleteOwned,
@@ -26,6 +25,7 @@ import {
   KubeTransportError,
   kindsOf,
   listOwned,
+  missingNote,
   type ObjectRef,
   type PlannedObject,
   type PluginContext,
@@ -34,8 +34,9 @@ import {
   stringifyYaml,
   waitFor,
 } from "kubehyve";
-import { checkAgainstCluster, validatePools } from "./addresses.ts";
+import { checkAgainstCluster } from "./addresses.ts";
 import { collectHostDiagnostics, L2_HOST_HOOK } from "./host-hook.ts";
+import { strictArpFinding } from "./kube-proxy.ts";
 import {
   advertisementObject,
   configObjects,
@@ -46,35 +47,13 @@ import {
   poolObjects,
   upstreamObjects,
 } from "./manifests.ts";
-import {
-  announcedPools,
-  KNOWN_RELEASES,
-  type MetallbOptions,
-  manifestSha256,
-  optionsSchema,
-} from "./options.ts";
+import { announcedPools, type MetallbOptions, optionsSchema } from "./options.ts";
+import { validate } from "./validate.ts";
 import { componentDiagnostics, loadBalancerCanary } from "./verify.ts";
 
 type Ctx = PluginContext<MetallbOptions>;
 
 const KINDS_KEY = "appliedKinds";
-
-function validate({ cluster, options }: { cluster: Cluster; options: MetallbOptions }): Diagnostic[] {
-  const found = validatePools(cluster, options);
-  if (!manifestSha256(options))
-    found.push(
-      diag.error(
-        "metallb.release-unpinned",
-        `no sha256 is known for MetalLB ${options.version} metallb-native.yaml`,
-        {
-          detail: `kubehyve knows the manifest of ${Object.keys(KNOWN_RELEASES).join(", ")}`,
-          hint: `sha256sum of https://raw.githubusercontent.com/metallb/metallb/${options.version}/config/manifests/metallb-native.yaml, set as stages.lb.sha256`,
-          path: "stages.lb.sha256",
-        },
-      ),
-    );
-  return found;
-}
 
 function freshInstall(ctx: Ctx): Change {
   const pools = ctx.options.pools.map((p) => `${p.name} ${p.addresses.join(", ")}`).join("; ");
@@ -158,6 +137,9 @@ async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diag
     liveAdvertisements: await listOrNone(kube, "metallb.io/v1beta1", "L2Advertisement", METALLB_NAMESPACE),
     nodes: await kube.list("v1", "Node"),
   });
+  diagnostics.push(
+    ...strictArpFinding(await kube.get("v1", "ConfigMap", "kube-proxy", "kube-system"), ctx.kubeconfigPath),
+  );
   const upstream = (await upstreamObjects(ctx))!;
   const groups = [
     {
@@ -328,11 +310,7 @@ async function render(ctx: Ctx): Promise<RenderedFile[]> {
   return [
     upstream
       ? { path: "manifests/10-metallb-native.yaml", content: toYaml(upstream), mode: 0o644 }
-      : {
-          path: "manifests/10-metallb-native.yaml.missing",
-          content: `${req.url} (sha256 ${req.sha256}) is not in the download cache yet; kubehyve plan or up fetches it, and render then writes it here with this stage's labels.\n`,
-          mode: 0o644,
-        },
+      : { path: "manifests/10-metallb-native.yaml.missing", content: missingNote([req]), mode: 0o644 },
     { path: "manifests/20-address-pools.yaml", content: toYaml(configObjects(ctx)), mode: 0o644 },
   ];
 }

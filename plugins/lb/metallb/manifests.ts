@@ -3,14 +3,13 @@
  * and the speakers), then an IPAddressPool per pool of the cluster file and one L2Advertisement.
  * Every object carries the stage's ownership labels.
  */
-import { readFile } from "node:fs/promises";
 import {
   type ArtifactRequest,
   KubehyveError,
   type KubeObject,
   type Owner,
   type PluginContext,
-  parseManifests,
+  pinnedManifests,
   withOwner,
 } from "kubehyve";
 import { announcedPools, type MetallbOptions, manifestSha256, manifestUrl } from "./options.ts";
@@ -25,7 +24,7 @@ export function ownerOf(ctx: Ctx): Owner {
   return { stage: ctx.plugin.slot, clusterId: ctx.clusterId };
 }
 
-export function manifestRequest(options: MetallbOptions): ArtifactRequest {
+export function manifestRequest(options: MetallbOptions): ArtifactRequest & { title: string } {
   const sha256 = manifestSha256(options);
   if (!sha256)
     throw new KubehyveError(`no sha256 is known for MetalLB ${options.version}`, 2, "set stages.lb.sha256");
@@ -33,22 +32,21 @@ export function manifestRequest(options: MetallbOptions): ArtifactRequest {
     url: manifestUrl(options.version),
     sha256,
     name: `metallb-${options.version}-metallb-native.yaml`,
+    title: `MetalLB ${options.version} metallb-native.yaml`,
   };
 }
 
-/** metallb-native.yaml's objects: fetched into the cache unless `cachedOnly`, then undefined when not there. */
+/** metallb-native.yaml's objects, labelled: fetched into the cache unless `cachedOnly`, then undefined when not there. */
 export async function upstreamObjects(
   ctx: Ctx,
   opts: { cachedOnly?: boolean } = {},
 ): Promise<KubeObject[] | undefined> {
-  const request = manifestRequest(ctx.options);
-  if (opts.cachedOnly && !(await ctx.artifacts.has(request))) return undefined;
-  const path = await ctx.artifacts.fetch(request, { signal: ctx.signal });
-  const objects = parseManifests(
-    await readFile(path, "utf8"),
-    `MetalLB ${ctx.options.version} metallb-native.yaml`,
-  );
-  return objects.map((o) => withOwner(o, ownerOf(ctx)));
+  const pinned = await pinnedManifests(ctx.artifacts, [manifestRequest(ctx.options)], {
+    ...opts,
+    signal: ctx.signal,
+  });
+  const owner = ownerOf(ctx);
+  return pinned.files[0]?.objects.map((o) => withOwner(o, owner));
 }
 
 export function poolObjects(options: MetallbOptions): KubeObject[] {

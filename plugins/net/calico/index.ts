@@ -21,6 +21,7 @@ import {
   KubeTransportError,
   kindsOf,
   listOwned,
+  missingNote,
   type ObjectRef,
   type PluginContext,
   pending,
@@ -29,7 +30,7 @@ import {
   refOf,
   stringifyYaml,
 } from "kubehyve";
-import { customResources, KNOWN_KINDS, manifestRequest, ownerOf, upstreamManifests } from "./manifests.ts";
+import { customResources, KNOWN_KINDS, ownerOf, upstreamManifests } from "./manifests.ts";
 import { calicoNodeFiles } from "./node-files.ts";
 import { type CalicoOptions, MANIFESTS, optionsSchema } from "./options.ts";
 import { validateStage } from "./validate.ts";
@@ -53,9 +54,9 @@ interface Group {
 }
 
 async function groupsOf(ctx: Ctx): Promise<Group[]> {
-  const upstream = await upstreamManifests(ctx);
+  const { manifests } = await upstreamManifests(ctx);
   return [
-    ...upstream.map((m) => ({ title: `Calico ${ctx.options.version} ${m.name}`, objects: m.objects })),
+    ...manifests.map((m) => ({ title: `Calico ${ctx.options.version} ${m.name}`, objects: m.objects })),
     { title: "Calico's custom resources", objects: customResources(ctx) },
   ];
 }
@@ -244,19 +245,17 @@ async function verify(ctx: Ctx): Promise<Diagnostic[]> {
 
 async function render(ctx: Ctx): Promise<RenderedFile[]> {
   const files: RenderedFile[] = [];
-  const cached = await upstreamManifests(ctx, { cachedOnly: true });
+  const { manifests, missing } = await upstreamManifests(ctx, { cachedOnly: true });
   MANIFESTS.forEach((name, i) => {
     const path = `manifests/${10 * (i + 1)}-${name}`;
-    const m = cached.find((c) => c.name === name);
+    const m = manifests.find((c) => c.name === name);
     if (m) files.push({ path, content: toYaml(m.objects), mode: 0o644 });
-    else {
-      const req = manifestRequest(ctx.options, name);
+    else
       files.push({
         path: `${path}.missing`,
-        content: `${req.url} (sha256 ${req.sha256}) is not in the download cache yet; kubehyve plan or up fetches it, and render then writes it here with this stage's labels.\n`,
+        content: missingNote(missing.filter((f) => f.manifest === name)),
         mode: 0o644,
       });
-    }
   });
   files.push({
     path: "manifests/30-custom-resources.yaml",

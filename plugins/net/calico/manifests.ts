@@ -3,8 +3,6 @@
  * the operator), then the two custom resources the operator installs Calico from. Every object
  * carries the stage's ownership labels, so that pruning and `down` find exactly these.
  */
-
-import { readFile } from "node:fs/promises";
 import {
   type ArtifactRequest,
   type Cluster,
@@ -12,7 +10,7 @@ import {
   type KubeObject,
   type Owner,
   type PluginContext,
-  parseManifests,
+  pinnedManifests,
   withOwner,
 } from "kubehyve";
 import { type CalicoOptions, MANIFESTS, type ManifestName, manifestSha256, manifestUrl } from "./options.ts";
@@ -23,7 +21,13 @@ export function ownerOf(ctx: Ctx): Owner {
   return { stage: ctx.plugin.slot, clusterId: ctx.clusterId };
 }
 
-export function manifestRequest(options: CalicoOptions, name: ManifestName): ArtifactRequest {
+/** A pinned file of the release, with the manifest it is and how errors name it. */
+export interface ReleaseFile extends ArtifactRequest {
+  manifest: ManifestName;
+  title: string;
+}
+
+export function manifestRequest(options: CalicoOptions, name: ManifestName): ReleaseFile {
   const sha256 = manifestSha256(options, name);
   if (!sha256) {
     // validate() refuses such a file first; reaching this is a bug.
@@ -33,32 +37,30 @@ export function manifestRequest(options: CalicoOptions, name: ManifestName): Art
       `set stages.net.sha256.${name}`,
     );
   }
-  return { url: manifestUrl(options.version, name), sha256, name: `calico-${options.version}-${name}` };
-}
-
-export interface UpstreamManifest {
-  name: ManifestName;
-  request: ArtifactRequest;
-  objects: KubeObject[];
+  return {
+    url: manifestUrl(options.version, name),
+    sha256,
+    name: `calico-${options.version}-${name}`,
+    manifest: name,
+    title: `Calico ${options.version} ${name}`,
+  };
 }
 
 /**
- * The release's manifests, fetched into the cache (verified by sha256, through the mirror when one
- * is set) unless `cachedOnly`, where a manifest not in the cache yet is left out.
+ * The release's manifests, in MANIFESTS' order, with the stage's labels: fetched into the cache
+ * (pinnedManifests) unless `cachedOnly`, where a manifest not in the cache yet is listed as missing.
  */
-export async function upstreamManifests(
-  ctx: Ctx,
-  opts: { cachedOnly?: boolean } = {},
-): Promise<UpstreamManifest[]> {
-  const out: UpstreamManifest[] = [];
-  for (const name of MANIFESTS) {
-    const request = manifestRequest(ctx.options, name);
-    if (opts.cachedOnly && !(await ctx.artifacts.has(request))) continue;
-    const path = await ctx.artifacts.fetch(request, { signal: ctx.signal });
-    const objects = parseManifests(await readFile(path, "utf8"), `Calico ${ctx.options.version} ${name}`);
-    out.push({ name, request, objects: objects.map((o) => withOwner(o, ownerOf(ctx))) });
-  }
-  return out;
+export async function upstreamManifests(ctx: Ctx, opts: { cachedOnly?: boolean } = {}) {
+  const files = MANIFESTS.map((name) => manifestRequest(ctx.options, name));
+  const pinned = await pinnedManifests(ctx.artifacts, files, { ...opts, signal: ctx.signal });
+  const owner = ownerOf(ctx);
+  return {
+    manifests: pinned.files.map(({ file, objects }) => ({
+      name: file.manifest,
+      objects: objects.map((o) => withOwner(o, owner)),
+    })),
+    missing: pinned.missing,
+  };
 }
 
 /**

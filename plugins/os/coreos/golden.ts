@@ -193,7 +193,9 @@ export async function checkImage(ctx: Ctx): Promise<CheckResult> {
   const pinned = pinnedImage(ctx);
   if (plan.latestError) {
     diagnostics.push(
-      diag.info("coreos.stream-unchecked", `could not look for a newer release: ${plan.latestError}`),
+      diag.info("coreos.stream-unchecked", `could not look for a newer release: ${plan.latestError}`, {
+        hint: `the nodes keep their pinned release; curl -sI ${ctx.options.streamUrl ?? "the stream URL"} says whether the stream answers`,
+      }),
     );
   }
   if (plan.source === "state" && plan.latest && plan.latest.release !== image.release) {

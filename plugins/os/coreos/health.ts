@@ -4,7 +4,7 @@
  * is the documentation; verify runs it in order for every node. DNS is checked from here, against
  * the cluster's resolvers.
  */
-import { type Diagnostic, diag, formatSize, type NodeSpec } from "kubehyve";
+import { type Diagnostic, diag, formatSize, type NodeSpec, UnreachableError } from "kubehyve";
 import { resolveA } from "./dns.ts";
 import { NM_KEYFILE_PATH } from "./ignition.ts";
 import { type Ctx, fwcfgBhyveOptions, ignitionPathOf } from "./paths.ts";
@@ -13,12 +13,14 @@ import {
   NO_FWCFG_CONFIG,
   PROBE_SCRIPT,
   parseIpAddresses,
+  parseLinkAddresses,
   parseMemTotal,
   parseOsRelease,
   parseTimedatectl,
   type Section,
   splitProbe,
 } from "./probe.ts";
+import { zincatiReboots } from "./zincati.ts";
 
 const PROBE_TIMEOUT_MS = 60_000;
 
@@ -30,6 +32,72 @@ export interface NodeFacts {
   osRelease: Record<string, string>;
   /** MemTotal in bytes, when the node reported one. */
   memory?: number;
+}
+
+/** What a node says about who it is: its machine-id, and the MAC of the NIC with its address. */
+export interface NodeIdentity {
+  node: NodeSpec;
+  machineId?: string;
+  mac?: string;
+}
+
+export function identityOf(facts: NodeFacts): NodeIdentity {
+  const nic = parseIpAddresses(facts.sections.addresses ?? "").find((a) => a.address === facts.node.address);
+  const mac = nic
+    ? parseLinkAddresses(facts.sections.links ?? "").find((l) => l.ifname === nic.ifname)?.mac
+    : undefined;
+  // machine-id(5): 32 lower-case hexadecimal characters, one line.
+  const machineId = /^[0-9a-f]{32}$/.exec((facts.sections["machine-id"] ?? "").trim())?.[0];
+  return { node: facts.node, machineId, mac };
+}
+
+/**
+ * Nodes that claim to be the same machine. A machine-id is made on first boot, so two nodes share one
+ * when a disk was copied from a node that had booted; systemd, DHCP (the client id) and the kubelet
+ * take it as the machine's identity. Two NICs with one MAC on one bridge make the bridge send each
+ * one the other's frames.
+ */
+export function duplicateIdentities(nodes: readonly NodeIdentity[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const groups = (key: (n: NodeIdentity) => string | undefined) => {
+    const by = new Map<string, NodeIdentity[]>();
+    for (const n of nodes) {
+      const k = key(n);
+      if (k) by.set(k, [...(by.get(k) ?? []), n]);
+    }
+    return [...by.entries()].filter(([, list]) => list.length > 1);
+  };
+  for (const [id, list] of groups((n) => n.machineId)) {
+    for (const n of list) {
+      const others = list.filter((o) => o !== n).map((o) => o.node.name);
+      out.push(
+        diag.error(
+          "coreos.machine-id-duplicate",
+          `${n.node.name} has the machine-id of ${others.join(", ")} (${id})`,
+          {
+            target: n.node.name,
+            hint: `give it one of its own: ssh core@${n.node.address} 'sudo rm /etc/machine-id && sudo systemd-machine-id-setup && sudo systemctl reboot' (its disk was copied from a node that had booted)`,
+          },
+        ),
+      );
+    }
+  }
+  for (const [mac, list] of groups((n) => n.mac)) {
+    for (const n of list) {
+      const others = list.filter((o) => o !== n).map((o) => o.node.name);
+      out.push(
+        diag.error(
+          "coreos.mac-duplicate",
+          `${n.node.name}'s NIC has the MAC ${mac} of ${others.join(", ")}`,
+          {
+            target: n.node.name,
+            hint: `each VM needs a MAC of its own: compare network0_mac in \`vm configure ${n.node.name}\` and \`vm configure ${others[0]}\` (kubehyve derives it from the cluster and node names: a second cluster of the same name on this host collides)`,
+          },
+        ),
+      );
+    }
+  }
+  return out;
 }
 
 export interface NodeCheck {
@@ -53,7 +121,10 @@ export const NODE_CHECKS: readonly NodeCheck[] = [
         : diag.error(
             "coreos.not-coreos",
             `${node.name} runs ${os.PRETTY_NAME ?? os.NAME ?? "an unknown system"}, not Fedora CoreOS`,
-            at(node),
+            {
+              ...at(node),
+              hint: `the VM booted another disk: check the boot disk in \`vm configure ${node.name}\`, or re-create it with kubehyve up`,
+            },
           ),
   },
   {
@@ -125,9 +196,20 @@ export const NODE_CHECKS: readonly NodeCheck[] = [
       return diag.warn(
         "coreos.ignition-unknown",
         `${node.name} has no /etc/.ignition-result.json: cannot tell whether Ignition ran`,
-        at(node),
+        { ...at(node), hint: `ssh core@${node.address} journalctl -t ignition -o cat` },
       );
     },
+  },
+  {
+    id: "coreos.zincati-reboot-outside-window",
+    title: "Zincati rebooted the node only inside its update window",
+    check: ({ ctx, node, sections }) =>
+      zincatiReboots(
+        node,
+        ctx.options.zincati,
+        sections.zincati ?? "",
+        parseTimedatectl(sections.time ?? "").Timezone,
+      ),
   },
 ];
 
@@ -136,11 +218,17 @@ export async function verifyNode(
   ctx: Ctx,
   node: NodeSpec,
   checks: readonly NodeCheck[] = NODE_CHECKS,
+  /** Handed each node's facts, for the checks across nodes. */
+  onFacts?: (facts: NodeFacts) => void,
 ): Promise<Diagnostic[]> {
   const result = await ctx
     .node(node.name)
     .run(["sh", "-c", PROBE_SCRIPT], { timeoutMs: PROBE_TIMEOUT_MS, signal: ctx.signal, cancellable: true })
-    .catch((error: Error) => ({ code: -1, stdout: "", stderr: error.message }));
+    .catch((error: Error) => {
+      // Doctor reports a machine it cannot reach once, and the checks that needed it as skipped.
+      if (error instanceof UnreachableError) throw error;
+      return { code: -1, stdout: "", stderr: error.message };
+    });
   if (!result.stdout.includes("@@end")) {
     return [
       diag.error("coreos.ssh", `cannot run commands on ${node.name} (${node.address}) over SSH as core`, {
@@ -158,6 +246,7 @@ export async function verifyNode(
     osRelease: parseOsRelease(sections["os-release"] ?? ""),
     memory: parseMemTotal(sections.meminfo ?? ""),
   };
+  onFacts?.(facts);
   const out = checks.flatMap((c) => c.check(facts) ?? []);
   if (!out.some((d) => d.severity === "error")) {
     out.push(

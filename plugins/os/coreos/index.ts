@@ -12,11 +12,18 @@
  * - plan.ts, ssh.ts, tools.ts: what check plans, and what apply waits for
  * - health.ts (probe.ts, dns.ts): what verify calls a healthy node, as a list of checks
  */
-import { type Change, type Diagnostic, definePlugin, mapLimit, type RenderedFile } from "kubehyve";
+import { type Change, checkEach, type Diagnostic, definePlugin, mapLimit, type RenderedFile } from "kubehyve";
 import { nodeBoot } from "./boot.ts";
 import { destroyIgnitionConfigs, renderNodeIgnition, verifyIgnitionFiles, writeIgnition } from "./configs.ts";
 import { checkImage, ensureGoldenImage, removeGoldenFiles } from "./golden.ts";
-import { verifyDns, verifyNode } from "./health.ts";
+import {
+  duplicateIdentities,
+  identityOf,
+  type NodeFacts,
+  type NodeIdentity,
+  verifyDns,
+  verifyNode,
+} from "./health.ts";
 import { goldenZvolOf, type PinnedImage } from "./image.ts";
 import { CoreosOptionsSchema, validateCoreos } from "./options.ts";
 import { freshInstall, nodeChanges } from "./plan.ts";
@@ -70,8 +77,29 @@ export default definePlugin({
   },
 
   async verify(ctx) {
-    const perNode = await mapLimit(ctx.cluster.nodes, 4, (node) => verifyNode(ctx, node), ctx.signal);
-    return [...(await verifyIgnitionFiles(ctx)), ...perNode.flat(), ...(await verifyDns(ctx))];
+    // Each node under its own limit: one that hangs or cannot be reached is one finding about it.
+    const identities: NodeIdentity[] = [];
+    const collect = (facts: NodeFacts) => identities.push(identityOf(facts));
+    const perNode = await checkEach(
+      ctx,
+      ctx.cluster.nodes,
+      (node) => verifyNode(ctx, node, undefined, collect),
+      {
+        id: "coreos.node",
+        title: (node) => `the checks of node ${node.name}`,
+        target: (node) => node.name,
+        concurrency: 4,
+      },
+    );
+    // In the cluster file's order, whichever node answered first.
+    const order = (n: NodeIdentity) => ctx.cluster.nodes.indexOf(n.node);
+    identities.sort((a, b) => order(a) - order(b));
+    return [
+      ...(await verifyIgnitionFiles(ctx)),
+      ...perNode,
+      ...duplicateIdentities(identities),
+      ...(await verifyDns(ctx)),
+    ];
   },
 
   async render(ctx): Promise<RenderedFile[]> {

@@ -11,6 +11,9 @@ const SECTIONS = [
   "meminfo",
   "ignition-result",
   "ignition-journal",
+  "machine-id",
+  "links",
+  "zincati",
 ] as const;
 export type Section = (typeof SECTIONS)[number];
 
@@ -27,6 +30,10 @@ export const PROBE_SCRIPT = [
   "echo '@@meminfo'; cat /proc/meminfo",
   "echo '@@ignition-result'; stat -c %s /etc/.ignition-result.json 2>&1",
   "echo '@@ignition-journal'; journalctl -t ignition -o cat --no-pager 2>&1",
+  "echo '@@machine-id'; cat /etc/machine-id",
+  "echo '@@links'; ip -o link show",
+  // Zincati's finalizing lines of the last 30 days, each with its time (zincati.ts).
+  "echo '@@zincati'; journalctl -u zincati.service -o short-unix --no-pager --since=-30d 2>&1 | grep -F 'proceeding to finalize it'",
   "echo '@@end'",
 ].join("\n");
 
@@ -104,3 +111,16 @@ export function parseMemTotal(text: string): number | undefined {
 
 /** Ignition's qemu provider logs this when fw_cfg has no opt/com.coreos/config (internal/providers/qemu). */
 export const NO_FWCFG_CONFIG = "QEMU firmware config was not found";
+
+/**
+ * `ip -o link show` (iproute2): one line per link, `2: enp0s5: <…> mtu 1500 … \    link/ether
+ * 58:9c:fc:0a:0b:0c brd ff:ff:ff:ff:ff:ff`; the Ethernet address of each link that has one.
+ */
+export function parseLinkAddresses(text: string): { ifname: string; mac: string }[] {
+  const out: { ifname: string; mac: string }[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^\d+:\s+([^:@\s]+)[^\n]*?link\/ether\s+([0-9a-f]{2}(?::[0-9a-f]{2}){5})/i.exec(line);
+    if (m) out.push({ ifname: m[1]!, mac: m[2]!.toLowerCase() });
+  }
+  return out;
+}

@@ -53,13 +53,20 @@ export function cephHealth(cluster: KubeObject | undefined): Diagnostic[] {
     return out;
   }
   if (!health) {
-    out.push(diag.error("rook.health-unknown", `${ref} reports no Ceph health yet`));
+    out.push(
+      diag.error("rook.health-unknown", `${ref} reports no Ceph health yet`, {
+        hint: `kubectl -n ${NAMESPACE} logs deploy/rook-ceph-operator --tail=50   # the operator fills status.ceph once the mons answer`,
+      }),
+    );
     return out;
   }
   const details = (status.ceph?.details ?? {}) as Record<string, CephDetail>;
   const severity = health === "HEALTH_ERR" ? diag.error : diag.warn;
   out.push(
-    severity("rook.health", `Ceph reports ${health}`, { detail: Object.keys(details).sort().join(", ") }),
+    severity("rook.health", `Ceph reports ${health}`, {
+      detail: Object.keys(details).sort().join(", "),
+      hint: `the health codes below say what and what to do; all of them: ${TOOLBOX} ceph health detail`,
+    }),
   );
   for (const code of Object.keys(details).sort()) {
     const d = details[code]!;

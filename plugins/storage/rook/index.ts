@@ -5,27 +5,47 @@
  * - options.ts, sizing.ts: the options block, the lab-sized cluster and its static rules
  * - release.ts: the four pinned upstream files, in the documented order
  * - manifests.ts: CephCluster, CephBlockPool(s), StorageClass, the canary
- * - objects.ts: labels, the plan (dry runs), the one apply, deletion by label
  * - disks.ts, nodes.ts: what check asks every node, and the parsers of its answers
  * - health.ts: the CephCluster's health, code by code, with what to do
+ *
+ * Its objects are owned the way every add-on stage owns them (planStageObjects, applyStageObjects
+ * and destroyStageObjects of the plugin API): labelled with the stage and cluster, planned by dry
+ * runs on the fields kubehyve manages, never taken over when someone else made them, pruned when
+ * no longer rendered, and deleted by those labels only.
  */
 import { randomBytes } from "node:crypto";
 import {
-  type ArtifactRequest,
+  applyManifests,
+  applyStageObjects,
   type Change,
+  changesOrRefusal,
+  checkEach,
   type Diagnostic,
   definePlugin,
+  deleteOwned,
+  describeRef,
+  destroyStageObjects,
   diag,
+  isOwnedBy,
   isReady,
+  type KindRef,
+  type KubeClient,
   type KubeObject,
   KubeRequestError,
-  mapLimit,
+  missingNote,
+  type ObjectRef,
   type PluginContext,
   pending,
+  pinnedManifests,
+  planStageObjects,
   poll,
   type RenderedFile,
+  refOf,
+  stageOwner,
   stringifyYaml,
+  withOwner,
 } from "kubehyve";
+
 import { cephHealth } from "./health.ts";
 import {
   blockPools,
@@ -37,30 +57,69 @@ import {
   STORAGE_CLASS,
   storageClass,
 } from "./manifests.ts";
-import { checkDataDisks, checkFlexVolume, checkRbdModule, clockSkew, readClock } from "./nodes.ts";
-import { applyObjects, deleteOwned, labelled, planObjects, refOf, stageLabels } from "./objects.ts";
+import {
+  type ClockReading,
+  checkDataDisks,
+  checkFlexVolume,
+  checkRbdModule,
+  clockSkew,
+  readClock,
+} from "./nodes.ts";
 import { type RookOptions, RookOptionsSchema, redundancyNotice, validateRook } from "./options.ts";
-import { missingNote, NAMESPACE, ROOK_VERSION, upstreamGroups } from "./release.ts";
+import { NAMESPACE, ROOK_FILES, ROOK_VERSION } from "./release.ts";
 import { monCount, osdDisks, poolReplicas } from "./sizing.ts";
 
 type Ctx = PluginContext<RookOptions>;
 
 const WAIT_MS = 15 * 60_000;
 
+/** Every kind this stage applies (the canary's too), for a `down` that has no record of them. */
+export const KNOWN_KINDS: KindRef[] = [
+  { apiVersion: "ceph.rook.io/v1", kind: "CephCluster" },
+  { apiVersion: "ceph.rook.io/v1", kind: "CephBlockPool" },
+  { apiVersion: "csi.ceph.io/v1", kind: "Driver" },
+  { apiVersion: "csi.ceph.io/v1", kind: "OperatorConfig" },
+  { apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition" },
+  { apiVersion: "v1", kind: "Namespace" },
+  { apiVersion: "v1", kind: "ServiceAccount" },
+  { apiVersion: "v1", kind: "ConfigMap" },
+  { apiVersion: "v1", kind: "PersistentVolumeClaim" },
+  { apiVersion: "v1", kind: "Pod" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role" },
+  { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding" },
+  { apiVersion: "apps/v1", kind: "Deployment" },
+  { apiVersion: "storage.k8s.io/v1", kind: "StorageClass" },
+];
+
+/** The operators, each waited for once applied: what they serve comes after them (quickstart.md). */
+const OPERATORS = ["ceph-csi-controller-manager", "rook-ceph-operator"];
+
 interface Group {
+  /** The file render writes: `<group>.yaml`. */
   group: string;
+  title: string;
   objects: KubeObject[];
 }
 
-/** Every object of the stage, labelled, group by group in the order they are applied. */
-async function rendered(ctx: Ctx, cachedOnly = false): Promise<Group[] & { missing?: ArtifactRequest[] }> {
-  const labels = stageLabels(ctx.plugin.slot, ctx.clusterId);
-  const mark = (objs: KubeObject[]) => objs.map((o) => labelled(o, labels));
-  const upstream = await upstreamGroups(ctx, { cachedOnly });
-  const groups: Group[] & { missing?: ArtifactRequest[] } = [
-    ...upstream.groups.map((g) => ({ group: g.group, objects: mark(g.objects) })),
+/**
+ * Every object of the stage, labelled, group by group in the order they are applied; with
+ * `cachedOnly` (render) an upstream file not in the cache yet is left out and listed.
+ */
+async function rendered(ctx: Ctx, cachedOnly = false) {
+  const owner = stageOwner(ctx);
+  const mark = (objs: KubeObject[]) => objs.map((o) => withOwner(o, owner));
+  const upstream = await pinnedManifests(ctx.artifacts, ROOK_FILES, { cachedOnly, signal: ctx.signal });
+  const groups: Group[] = [
+    ...upstream.files.map(({ file, objects }) => ({
+      group: file.group,
+      title: `Rook ${ROOK_VERSION} ${file.group}.yaml`,
+      objects: mark(objects),
+    })),
     {
       group: "cluster",
+      title: `Rook's Ceph cluster (${sizeLine(ctx)}) and StorageClass ${STORAGE_CLASS}`,
       objects: mark([
         cephCluster(ctx.cluster),
         ...blockPools(ctx.cluster, ctx.options.pool),
@@ -68,8 +127,27 @@ async function rendered(ctx: Ctx, cachedOnly = false): Promise<Group[] & { missi
       ]),
     },
   ];
-  groups.missing = upstream.missing;
-  return groups;
+  return { groups, missing: upstream.missing };
+}
+
+/**
+ * What applying the stage would change (a renamed pool: the old one deleted), and an error for
+ * objects of its names that are someone else's.
+ */
+async function planStage(ctx: Ctx, kube: KubeClient) {
+  const plan = await planStageObjects(ctx, kube, (await rendered(ctx)).groups, {
+    prefix: "rook",
+    what: "of Rook's manifests",
+    hint: "another Rook (or an object of the same name) is on this cluster: remove it first, then kubehyve up",
+  });
+  // Rook deletes a pool's data with its CephBlockPool (and the cluster's with the CephCluster): up asks first.
+  for (const c of plan.changes)
+    if (
+      c.kind === "rook.prune" &&
+      (c.data as ObjectRef[]).some((r) => r.apiVersion.startsWith("ceph.rook.io/"))
+    )
+      c.disruptive = true;
+  return plan;
 }
 
 function sizeLine(ctx: Ctx): string {
@@ -112,13 +190,26 @@ async function liveCluster(ctx: Ctx): Promise<KubeObject | undefined> {
 
 /** A claim of rook-ceph-block is Bound and a pod writes to it and reads it back; both go afterwards. */
 async function canary(ctx: Ctx): Promise<Diagnostic> {
-  const labels = stageLabels(ctx.plugin.slot, ctx.clusterId);
+  const owner = stageOwner(ctx);
   const token = randomBytes(8).toString("hex");
-  const objects = [canaryClaim(), canaryPod(token)].map((o) => labelled(o, labels));
+  const objects = [canaryClaim(), canaryPod(token)].map((o) => withOwner(o, owner));
   const kube = await ctx.kube();
+  const apply = (o: KubeObject) => applyManifests(kube, [o], { signal: ctx.signal });
+  // A claim or pod of the canary's name that someone else made is theirs: not applied over, not deleted.
+  const taken: string[] = [];
+  for (const ref of objects.map(refOf)) {
+    const live = await kube.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
+    if (live && !isOwnedBy(live, owner)) taken.push(describeRef(ref));
+  }
+  if (taken.length)
+    return diag.error(
+      "rook.canary",
+      `the storage canary was not run: ${taken.join(" and ")} exists without this stage's labels`,
+      { hint: `kubectl -n ${NAMESPACE} get pvc,pod ${CANARY} -o yaml (whose is it?)` },
+    );
   try {
     const result = await ctx.wet(`run the storage canary ${NAMESPACE}/${CANARY}`, async () => {
-      await applyObjects(ctx, objects.slice(0, 1));
+      await apply(objects[0]!);
       await poll(
         `PersistentVolumeClaim ${NAMESPACE}/${CANARY} Bound`,
         async () => {
@@ -127,7 +218,7 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
         },
         { timeoutMs: 5 * 60_000, intervalMs: 1000, signal: ctx.signal },
       );
-      await applyObjects(ctx, objects.slice(1));
+      await apply(objects[1]!);
       return poll(
         `Pod ${NAMESPACE}/${CANARY} done`,
         async () => {
@@ -142,6 +233,7 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
       return diag.info(
         "rook.canary",
         "the storage canary runs only in kubehyve up (this run changes nothing)",
+        { hint: "kubehyve up --only storage runs it" },
       );
     if (result.status?.phase === "Succeeded") {
       return diag.ok("rook.canary", `a ${STORAGE_CLASS} claim was bound, written and read back`);
@@ -160,7 +252,9 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
       hint: `kubectl -n ${NAMESPACE} describe pvc ${CANARY}`,
     });
   } finally {
-    if (!ctx.dryRun) await deleteOwned(ctx, objects, labels);
+    if (!ctx.dryRun)
+      for (const ref of objects.map(refOf).reverse())
+        await ctx.wet(`delete ${describeRef(ref)}`, () => deleteOwned(kube, owner, ref));
   }
 }
 
@@ -176,11 +270,10 @@ export default definePlugin({
   async check(ctx) {
     const fresh: Change = {
       summary: `install Rook ${ROOK_VERSION} (Ceph Tentacle): ${sizeLine(ctx)}, StorageClass ${STORAGE_CLASS}`,
-      kind: "rook.apply",
+      kind: "rook.install",
     };
     if (ctx.upstreamPending) return { changes: [fresh], diagnostics: redundancyNotice(ctx.cluster) };
     const kube = await ctx.kube();
-    const groups = await rendered(ctx);
     const live = await kube
       .get("ceph.rook.io/v1", "CephCluster", CLUSTER_NAME, NAMESPACE)
       .catch(() => undefined);
@@ -189,56 +282,51 @@ export default definePlugin({
       ...redundancyNotice(ctx.cluster),
       ...(await checkDataDisks(ctx, osdExpected)),
     ];
-    const perNode = await mapLimit(
-      ctx.cluster.nodes,
-      4,
-      async (node) => {
-        const out: Diagnostic[] = [await checkRbdModule(ctx, node)];
-        if (ctx.cluster.stages.os?.plugin === "os/coreos") {
-          const flex = await checkFlexVolume(ctx, node);
-          if (flex) out.push(flex);
-        }
-        return { out, clock: await readClock(ctx, node) };
-      },
-      ctx.signal,
-    );
-    diagnostics.push(...perNode.flatMap((p) => p.out));
-    const readings = perNode.map((p) => p.clock);
-    diagnostics.push(...readings.filter((r): r is Diagnostic => "code" in r));
+    // Each node under its own limit: one that hangs or cannot be reached is one finding about it.
+    const readings: ClockReading[] = [];
     diagnostics.push(
-      clockSkew(readings.filter((r) => !("code" in r)) as Exclude<(typeof readings)[number], Diagnostic>[]),
+      ...(await checkEach(
+        ctx,
+        ctx.cluster.nodes,
+        async (node) => {
+          const out: Diagnostic[] = [await checkRbdModule(ctx, node)];
+          if (ctx.cluster.stages.os?.plugin === "os/coreos") {
+            const flex = await checkFlexVolume(ctx, node);
+            if (flex) out.push(flex);
+          }
+          const clock = await readClock(ctx, node);
+          if ("code" in clock) out.push(clock);
+          else readings.push(clock);
+          return out;
+        },
+        {
+          id: "rook.node-checks",
+          title: (node) => `the storage checks of node ${node.name}`,
+          target: (node) => node.name,
+          concurrency: 4,
+        },
+      )),
     );
+    diagnostics.push(clockSkew(readings));
 
-    const plan = await planObjects(
-      kube,
-      groups.flatMap((g) => g.objects),
-    );
-    const changes: Change[] = [];
-    if (plan.length) {
-      const created = plan.filter((p) => p.action === "create").length;
-      changes.push({
-        ...fresh,
-        summary: `${fresh.summary}: ${created} objects to create, ${plan.length - created} to change`,
-        detail: plan.map((p) => `${p.action} ${refOf(p.obj).kind} ${p.obj.metadata.name}`).join("\n"),
-      });
-    }
-    return { changes, diagnostics };
+    const { changes, findings } = await planStage(ctx, kube);
+    return { changes, diagnostics: [...diagnostics, ...findings] };
   },
 
   async apply(ctx, changes) {
-    if (!changes.some((c) => c.kind === "rook.apply")) return;
-    const groups = await rendered(ctx);
-    for (const g of groups) {
-      await ctx.wet(`apply Rook ${g.group} (${g.objects.length} objects)`, () =>
-        applyObjects(ctx, g.objects),
-      );
-      if (ctx.dryRun) continue;
-      // The documented order: each operator runs before what it serves arrives.
-      if (g.group === "csi-operator")
-        await waitReady(ctx, "apps/v1", "Deployment", "ceph-csi-controller-manager");
-      if (g.group === "operator") await waitReady(ctx, "apps/v1", "Deployment", "rook-ceph-operator");
-    }
-    if (ctx.dryRun) return;
+    const kube = await ctx.kube();
+    // A plan made before the cluster existed is carried out with what the cluster says now.
+    const work = changes.some((c) => c.kind === "rook.install")
+      ? changesOrRefusal(await planStage(ctx, kube))
+      : changes;
+    const applied = await applyStageObjects(ctx, kube, work, "rook", {
+      afterApply: async (objects) => {
+        for (const o of objects)
+          if (o.kind === "Deployment" && OPERATORS.includes(o.metadata.name))
+            await waitReady(ctx, "apps/v1", "Deployment", o.metadata.name);
+      },
+    });
+    if (ctx.dryRun || !applied.length) return;
     await waitReady(ctx, "ceph.rook.io/v1", "CephCluster", CLUSTER_NAME, (o) => o.status?.phase === "Ready");
   },
 
@@ -250,22 +338,16 @@ export default definePlugin({
   },
 
   async render(ctx): Promise<RenderedFile[]> {
-    const groups = await rendered(ctx, true);
+    const { groups, missing } = await rendered(ctx, true);
     const files: RenderedFile[] = groups.map((g) => ({
       path: `${g.group}.yaml`,
       content: g.objects.map((o) => stringifyYaml(o)).join("---\n"),
     }));
-    if (groups.missing?.length)
-      files.push({ path: "upstream-files.txt", content: missingNote(groups.missing) });
+    if (missing.length) files.push({ path: "upstream-files.txt", content: missingNote(missing) });
     return files;
   },
 
   async destroy(ctx) {
-    const groups = await rendered(ctx);
-    await deleteOwned(
-      ctx,
-      groups.flatMap((g) => g.objects),
-      stageLabels(ctx.plugin.slot, ctx.clusterId),
-    );
+    await destroyStageObjects(ctx, await ctx.kube(), KNOWN_KINDS);
   },
 });

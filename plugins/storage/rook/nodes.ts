@@ -3,10 +3,10 @@
  * module load, do the clocks agree, and is a FlexVolume directory still configured under /usr.
  */
 import {
+  checkEach,
   type Diagnostic,
   diag,
   formatSize,
-  mapLimit,
   type NodeSpec,
   type PluginContext,
   parseYaml,
@@ -33,9 +33,10 @@ function flatten(devices: BlockDevice[]): BlockDevice[] {
 
 /** Every data disk of every node, judged; then whether enough hosts have a usable one. */
 export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Diagnostic[]> {
-  const perNode = await mapLimit(
+  const usableOn = new Set<string>();
+  const out = await checkEach(
+    ctx,
     nodesWithDisks(ctx.cluster),
-    4,
     async (node) => {
       const target = ctx.node(node.name);
       const out: Diagnostic[] = [];
@@ -47,19 +48,23 @@ export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Di
             `cannot list the block devices of ${node.name}: ${lsblk.stderr.trim()}`,
             {
               target: node.name,
+              hint: `ssh core@${node.address} ${LSBLK.join(" ")}   # what the check runs`,
             },
           ),
         );
-        return { node, usable: 0, out };
+        return out;
       }
       let devices: BlockDevice[];
       try {
         devices = flatten(parseLsblk(lsblk.stdout));
       } catch (error) {
         out.push(
-          diag.error("rook.lsblk-failed", `${node.name}: ${(error as Error).message}`, { target: node.name }),
+          diag.error("rook.lsblk-failed", `${node.name}: ${(error as Error).message}`, {
+            target: node.name,
+            hint: `ssh core@${node.address} ${LSBLK.join(" ")}   # what the check reads`,
+          }),
         );
-        return { node, usable: 0, out };
+        return out;
       }
       let usable = 0;
       for (const [i, disk] of node.disks.entries()) {
@@ -126,12 +131,17 @@ export async function checkDataDisks(ctx: Ctx, osdExpected: boolean): Promise<Di
           );
         }
       }
-      return { node, usable, out };
+      if (usable > 0) usableOn.add(node.name);
+      return out;
     },
-    ctx.signal,
+    {
+      id: "rook.disk-checks",
+      title: (node) => `the data disk checks of node ${node.name}`,
+      target: (node) => node.name,
+      concurrency: 4,
+    },
   );
-  const out = perNode.flatMap((p) => p.out);
-  const hosts = perNode.filter((p) => p.usable > 0).length;
+  const hosts = usableOn.size;
   const replicas = poolReplicas(ctx.cluster);
   if (hosts < replicas) {
     out.push(
@@ -180,6 +190,7 @@ export async function readClock(ctx: Ctx, node: NodeSpec): Promise<ClockReading 
       `cannot read the clock of ${node.name}: ${r.stderr.trim() || r.stdout.trim()}`,
       {
         target: node.name,
+        hint: `ssh core@${node.address} date +%s.%N   # what the check runs`,
       },
     );
   }

@@ -4,10 +4,11 @@
  * operator.yaml; Documentation/Getting-Started/quickstart.md). Since v1.20 the CSI driver is run by
  * the ceph-csi operator of csi-operator.yaml: without it, claims stay Pending.
  */
-import { readFile } from "node:fs/promises";
-import { type ArtifactRequest, type KubeObject, type PluginContext, parseManifests } from "kubehyve";
+import type { ArtifactRequest } from "kubehyve";
 
-export const ROOK_VERSION = "v1.20.6";
+import { ROOK_VERSION } from "./version.ts";
+
+export { ROOK_VERSION };
 /** cluster.yaml of the same tag: Ceph Tentacle. */
 export const CEPH_IMAGE = "quay.io/ceph/ceph:v20.2.4";
 export const NAMESPACE = "rook-ceph";
@@ -18,53 +19,19 @@ function pin(file: string, sha256: string): ArtifactRequest {
   return { url: `${BASE}/${file}`, sha256, name: `rook-${ROOK_VERSION}-${file}` };
 }
 
-/** In the order they are applied. */
-export const ROOK_FILES: readonly { group: string; req: ArtifactRequest }[] = [
-  {
-    group: "crds",
-    req: pin("crds.yaml", "7fa7462d44b35d636703a03a88120030692a06a05ac91ec253200cb4ae8c37cf"),
-  },
+/** In the order they are applied; `group` names the plan line and the file render writes. */
+export const ROOK_FILES: readonly (ArtifactRequest & { group: string })[] = [
+  { group: "crds", ...pin("crds.yaml", "7fa7462d44b35d636703a03a88120030692a06a05ac91ec253200cb4ae8c37cf") },
   {
     group: "common",
-    req: pin("common.yaml", "2d59b3093446dcf7dd69c73ebaef2d41e8cdfd14af564c2e885d49ab8d190457"),
+    ...pin("common.yaml", "2d59b3093446dcf7dd69c73ebaef2d41e8cdfd14af564c2e885d49ab8d190457"),
   },
   {
     group: "csi-operator",
-    req: pin("csi-operator.yaml", "de0bf9160c8370220353d7140a4b60ee6d4b8eda5e260f395fd00cbdc1059ffb"),
+    ...pin("csi-operator.yaml", "de0bf9160c8370220353d7140a4b60ee6d4b8eda5e260f395fd00cbdc1059ffb"),
   },
   {
     group: "operator",
-    req: pin("operator.yaml", "c69bb7309b6dfc34a1eeab658a1f9c825c7d156fb26dc1a6a824f6a9735761a4"),
+    ...pin("operator.yaml", "c69bb7309b6dfc34a1eeab658a1f9c825c7d156fb26dc1a6a824f6a9735761a4"),
   },
 ];
-
-/**
- * Fetches (once; the cache verifies the sha256) and parses each pinned file, in order. `cachedOnly`
- * downloads nothing (render touches no network): a file not in the cache yet is left out and listed.
- */
-export async function upstreamGroups(
-  ctx: PluginContext<unknown>,
-  opts: { cachedOnly?: boolean } = {},
-): Promise<{ groups: { group: string; objects: KubeObject[] }[]; missing: ArtifactRequest[] }> {
-  const groups: { group: string; objects: KubeObject[] }[] = [];
-  const missing: ArtifactRequest[] = [];
-  for (const { group, req } of ROOK_FILES) {
-    if (opts.cachedOnly && !(await ctx.artifacts.has(req))) {
-      missing.push(req);
-      continue;
-    }
-    const path = await ctx.artifacts.fetch(req, { signal: ctx.signal });
-    groups.push({ group, objects: parseManifests(await readFile(path, "utf8"), req.url) });
-  }
-  return { groups, missing };
-}
-
-/** What render writes in place of upstream files it does not have. */
-export function missingNote(missing: readonly ArtifactRequest[]): string {
-  return [
-    "# These pinned upstream files are not in the download cache yet, so their objects are not",
-    "# rendered here. `kubehyve up` downloads them (KUBEHYVE_MIRROR: from a mirror); render then includes them.",
-    ...missing.map((r) => `${r.url} sha256:${r.sha256}`),
-    "",
-  ].join("\n");
-}

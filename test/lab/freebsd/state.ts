@@ -12,6 +12,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -155,15 +156,46 @@ function holdSignals() {
 }
 
 /** Runs `fn` holding the host lock (a directory, which mkdir creates atomically). */
+/**
+ * The lock's holder has died. A lock without its pid is being taken, unless it has been so for
+ * seconds (its taker died between the two steps).
+ */
+function holderGone(root: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(lockDir(root), "pid"), "utf8"));
+  } catch {
+    try {
+      return Date.now() - statSync(lockDir(root)).mtimeMs > 2000;
+    } catch {
+      return false;
+    }
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
 export function withLock<T>(root: string, fn: () => T): T {
   holdSignals();
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
       mkdirSync(lockDir(root));
+      writeFileSync(join(lockDir(root), "pid"), String(process.pid));
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      // The lock is the simulation's own, not FreeBSD's: a shim killed outright (the kill trials do
+      // that) must not leave the host locked for the next run.
+      if (holderGone(root)) {
+        rmSync(lockDir(root), { recursive: true, force: true });
+        continue;
+      }
       if (Date.now() > deadline) throw new Error(`simulated host lock ${lockDir(root)} held for 10 s`);
       Bun.sleepSync(2);
     }

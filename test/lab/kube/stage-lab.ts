@@ -47,6 +47,7 @@ export interface StageLab {
       host?: Target;
       node?: (node: NodeSpec) => Target;
       dryRun?: boolean;
+      upstreamPending?: boolean;
       hooks?: Hooks;
     },
   ): TestablePluginContext;
@@ -79,6 +80,7 @@ export async function startStageLab(cluster: Cluster, controllers: Controller[])
         stateDir: join(dir, "state"),
         clusterId: "9b6f1c4e-7d2a-4e8b-9a31-5c0d2e7f4a10",
         dryRun: opts.dryRun,
+        upstreamPending: opts.upstreamPending,
         kube,
         artifacts,
         hooks: opts.hooks,

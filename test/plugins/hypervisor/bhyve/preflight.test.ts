@@ -57,7 +57,27 @@ describe("host preflight on the simulated FreeBSD host", () => {
       "bhyve.vmm",
       "bhyve.vm-bhyve",
       "bhyve.memory",
+      "bhyve.pool-capacity",
     ]);
+  });
+
+  test("warns of a pool over 80% full and calls one over 90% an error, from zpool list", async () => {
+    // 500 GiB pool: 410 GiB used is 82%, 460 GiB used 92%.
+    const [warned] = find(
+      await diagnosticsWith({ kind: "pool-full", free: 90 * GiB }),
+      "bhyve.pool-nearly-full",
+    );
+    expect(warned).toMatchObject({
+      severity: "warn",
+      summary: "pool zroot is 82% full (410 GiB of 500 GiB)",
+      target: "hv1",
+    });
+    expect(warned!.hint).toContain("zfs list -o space -r zroot");
+    const [full] = find(
+      await diagnosticsWith({ kind: "pool-full", free: 40 * GiB }),
+      "bhyve.pool-nearly-full",
+    );
+    expect(full).toMatchObject({ severity: "error", summary: "pool zroot is 92% full (460 GiB of 500 GiB)" });
   });
 
   const cases: { name: string; fault: Fault; code: string; severity?: string; hint: RegExp }[] = [

@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { httpGetOn, pingThroughEntrypoint } from "../../../../plugins/ingress/traefik/hops.ts";
-import plugin from "../../../../plugins/ingress/traefik/index.ts";
-import { deployment, pingRoute, service } from "../../../../plugins/ingress/traefik/manifests.ts";
+import plugin, { KNOWN_KINDS } from "../../../../plugins/ingress/traefik/index.ts";
+import { deployment, NAME, pingRoute, service } from "../../../../plugins/ingress/traefik/manifests.ts";
 import { validateTraefik } from "../../../../plugins/ingress/traefik/options.ts";
 import type { Diagnostic } from "../../../../src/core/diagnostics.ts";
 import { parseManifests } from "../../../../src/kube/apply.ts";
@@ -29,6 +29,8 @@ import { oracle } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
 
 const OPTIONS = { namespace: "traefik", replicas: 1 };
+/** The title of the plan line of Traefik's own objects. */
+const WHERE = "Traefik v3.7.9 in namespace traefik (entrypoints web :80, websecure :443)";
 const CRD_FILE =
   "releases/traefik/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml";
 
@@ -197,13 +199,14 @@ describe("up, verify and doctor against the API test server", () => {
     await lab?.stop();
   }, 60_000);
 
-  test("a fresh cluster plans one install, apply brings Traefik up, verify reaches /ping through the address", async () => {
+  test("a fresh cluster plans every object's creation file by file, apply brings Traefik up, verify reaches /ping through the address", async () => {
     const ctx = lab.ctx(plugin, OPTIONS, { host });
     const first = await plugin.check(ctx as never);
-    expect(first.changes).toHaveLength(1);
-    expect(first.changes[0]!.summary).toMatch(
-      /^install Traefik v3\.7\.9 in namespace traefik .*: 18 objects to create, 0 to change$/,
-    );
+    expect(first.changes.map((c) => c.summary)).toEqual([
+      "Traefik v3.7.9 CRDs: create 10 objects",
+      "Traefik's namespace and RBAC: create 4 objects",
+      `${WHERE}: create 4 objects`,
+    ]);
     await plugin.apply!(ctx as never, first.changes);
 
     const svc = lab.server.get("v1", "Service", "traefik", "traefik") as unknown as KubeObject;
@@ -243,9 +246,10 @@ describe("up, verify and doctor against the API test server", () => {
   test("a changed option is planned as a change of the objects it touches", async () => {
     const ctx = lab.ctx(plugin, { ...OPTIONS, replicas: 2 }, { host });
     const { changes } = await plugin.check(ctx as never);
-    expect(changes).toHaveLength(1);
-    expect(changes[0]!.summary).toMatch(/0 objects to create, 1 to change$/);
-    expect(changes[0]!.detail).toBe("update Deployment traefik");
+    expect(changes.map((c) => c.summary)).toEqual([
+      `${WHERE}: update Deployment traefik/traefik (spec.replicas)`,
+    ]);
+    expect(changes[0]!.detail).toBe("update Deployment traefik/traefik: spec.replicas");
   }, 60_000);
 
   test("verify names the hop that fails: something else answers at the address", async () => {
@@ -317,9 +321,12 @@ describe("up, verify and doctor against the API test server", () => {
     const objects = files.flatMap((f) => parseManifests(String(f.content), f.path));
     expect(objects).toHaveLength(18);
     for (const o of objects) expect(o.metadata.labels?.["kubehyve.io/stage"]).toBe("ingress");
+    // A down without a record of what was applied still looks in every kind rendered.
+    const known = KNOWN_KINDS.map((k) => `${k.apiVersion} ${k.kind}`);
+    for (const o of objects) expect(known).toContain(`${o.apiVersion} ${o.kind}`);
   }, 60_000);
 
-  test("destroy removes what the stage applied, last first, and leaves what it did not make", async () => {
+  test("destroy removes what the stage applied, custom resources first and the namespace last, and leaves what it did not make", async () => {
     const kube = await lab.kube();
     // An object of the same name that this cluster did not label: not ours to delete.
     const ic = lab.server.get("networking.k8s.io/v1", "IngressClass", "traefik") as unknown as KubeObject;
@@ -333,8 +340,87 @@ describe("up, verify and doctor against the API test server", () => {
       lab.server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "ingressroutes.traefik.io"),
     ).toBeUndefined();
     const deletes = ctx.wetLog.filter((l) => l.startsWith("delete "));
+    // Custom resources first, while their CRDs still serve them; the namespace last.
     expect(deletes[0]).toBe("delete IngressRoute traefik/traefik-ping");
-    expect(deletes.at(-1)).toMatch(/^delete CustomResourceDefinition /);
+    expect(deletes.at(-2)).toMatch(/^delete CustomResourceDefinition /);
+    expect(deletes.at(-1)).toBe("delete Namespace traefik");
+    expect(deletes).not.toContain("delete IngressClass traefik");
     expect(await kube.get("v1", "Namespace", "traefik")).toBeUndefined();
   }, 60_000);
+});
+
+describe("on a cluster that has a Traefik of its own", () => {
+  let lab: StageLab;
+  const host = new LocalTarget();
+
+  /** Server-side apply by another field manager (Helm's), as someone else's install does it. */
+  async function applyAsHelm(obj: KubeObject): Promise<void> {
+    const { apiVersion, kind, metadata } = obj;
+    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    const where = metadata.namespace ? `/namespaces/${metadata.namespace}` : "";
+    const path = `${base}${where}/${kind.toLowerCase()}s/${metadata.name}?fieldManager=helm`;
+    const res = await fetch(`${lab.server.url}${path}`, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/apply-patch+yaml" },
+      body: JSON.stringify(obj),
+      tls: { cert: lab.server.pki.clientCert, key: lab.server.pki.clientKey, ca: lab.server.caCert },
+    } as RequestInit);
+    if (res.status !== 200 && res.status !== 201)
+      throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  }
+
+  beforeAll(async () => {
+    if (!have("openssl", "openssl")) return;
+    lab = await startStageLab(labCluster(), defaultControllers());
+  }, 60_000);
+  afterAll(async () => {
+    await lab?.stop();
+  }, 60_000);
+
+  test.if(have("openssl", "openssl"))(
+    "a Deployment named like Traefik's that someone else made is refused, never applied over, and left alone",
+    async () => {
+      // Someone's own Traefik in a namespace of its own name, and a Deployment named like ours.
+      await applyAsHelm({ apiVersion: "v1", kind: "Namespace", metadata: { name: "edge" } });
+      const theirs = { ...deployment({ namespace: "edge", replicas: 3 }) };
+      await applyAsHelm(theirs);
+      const before = lab.server.get("apps/v1", "Deployment", NAME, "edge");
+      const options = { ...OPTIONS, namespace: "edge" };
+
+      const { changes, diagnostics } = await plugin.check(lab.ctx(plugin, options, { host }) as never);
+      const foreign = diagnostics.filter((d) => d.severity === "error");
+      expect(foreign).toEqual([
+        {
+          code: "traefik.foreign-objects",
+          severity: "error",
+          summary:
+            "2 objects of Traefik's manifests already exist without this stage's labels: kubehyve does not take over what it did not make",
+          detail: "Namespace edge\nDeployment edge/traefik",
+          hint: "another Traefik (or an object of the same name) is on this cluster: remove it, or set stages.ingress.namespace to another namespace",
+        },
+      ]);
+      // The plan leaves both out of what it would apply.
+      const planned = changes.flatMap((c) =>
+        (c.data as KubeObject[]).map((o) => `${o.kind}/${o.metadata.name}`),
+      );
+      expect(planned).not.toContain("Deployment/traefik");
+      expect(planned).not.toContain("Namespace/edge");
+
+      // A plan made before the cluster could be read is checked again by apply, and refused alike.
+      const install = await plugin.check(lab.ctx(plugin, options, { host, upstreamPending: true }) as never);
+      const writes = () =>
+        lab.server.requests.filter((r) => r.method !== "GET" && !r.query.includes("dryRun=All"));
+      const mutations = writes().length;
+      await expect(
+        plugin.apply!(lab.ctx(plugin, options, { host }) as never, install.changes),
+      ).rejects.toThrow("2 objects of Traefik's manifests already exist without this stage's labels");
+      expect(writes().length).toBe(mutations);
+
+      // down does not delete what it did not make.
+      await plugin.destroy!(lab.ctx(plugin, options, { host }) as never);
+      expect(lab.server.get("apps/v1", "Deployment", NAME, "edge")).toEqual(before);
+      expect(lab.server.get("v1", "Namespace", "edge")).toBeDefined();
+    },
+    60_000,
+  );
 });

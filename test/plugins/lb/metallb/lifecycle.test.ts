@@ -163,6 +163,40 @@ describe.skipIf(!have("openssl", "openssl"))("lb/metallb on a cluster", () => {
     lab.server.delete("metallb.io/v1beta1", "L2Advertisement", "theirs", "metallb-system");
   });
 
+  test("kube-proxy in IPVS mode with strictARP off is an error with the fix; with it on, or in iptables mode, nothing", async () => {
+    const kubeProxy = (config: string) =>
+      lab.client.apply({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: "kube-proxy", namespace: "kube-system" },
+        data: { "config.conf": config },
+      });
+    const strictArp = async () =>
+      diagnosticsOf((await lab.run("plan", lab.options())).reporter.events).filter((d) =>
+        d.code.startsWith("metallb.strict-arp"),
+      );
+    // As kubeadm writes KubeProxyConfiguration (Kubespray's kube_proxy_mode: ipvs).
+    await kubeProxy(
+      "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs:\n  strictARP: false\n",
+    );
+    expect(await strictArp()).toEqual([
+      expect.objectContaining({
+        code: "metallb.strict-arp-off",
+        severity: "error",
+        hint: expect.stringContaining("kubehyve up --only k8s"),
+      }),
+    ]);
+    await kubeProxy(
+      "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs:\n  strictARP: true\n",
+    );
+    expect(await strictArp()).toEqual([]);
+    await kubeProxy(
+      "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: iptables\n",
+    );
+    expect(await strictArp()).toEqual([]);
+    lab.server.delete("v1", "ConfigMap", "kube-proxy", "kube-system");
+  });
+
   test("nodes that all carry the exclusion label are a warning with the fix, and the canary says nobody announces", async () => {
     const label = (on: boolean) => {
       for (const node of lab.cluster.nodes) {

@@ -244,9 +244,11 @@ describe("render", () => {
       "manifests/20-tigera-operator.yaml.missing",
       "manifests/30-custom-resources.yaml",
     ]);
-    expect(String(files[0]!.content)).toStartWith(
-      "https://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/operator-crds.yaml (sha256 192f8b2d",
+    expect(String(files[0]!.content)).toContain(
+      "\nhttps://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/operator-crds.yaml sha256:192f8b2d934ef24b62e86b7e1a6e1762d1c8af26a916f78057bc13fa5ed60f71\n",
     );
+    expect(String(files[1]!.content)).toContain("/manifests/tigera-operator.yaml sha256:f18e0737");
+    expect(String(files[1]!.content)).not.toContain("operator-crds.yaml");
     const crs = parseManifests(String(files[2]!.content), "render");
     expect(crs.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
       "Installation/default",

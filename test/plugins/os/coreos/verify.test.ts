@@ -45,6 +45,27 @@ async function meminfo(kib: number): Promise<string> {
   );
 }
 
+/** `ip -o link show` of iproute2 6.1, in the format captured on the test machine, with the node's MAC. */
+function ipLink(mac: string): string {
+  return `1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00
+2: enp0s5: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc fq_codel state UP mode DEFAULT group default qlen 1000\\    link/ether ${mac} brd ff:ff:ff:ff:ff:ff
+`;
+}
+
+/** A machine-id(5) of the node's own: 32 hexadecimal characters. */
+function machineIdOf(name: string): string {
+  return new Bun.CryptoHasher("md5").update(name).digest("hex");
+}
+
+/**
+ * Zincati's line as it finalizes an update (zincati src/update_agent/actor.rs), as
+ * `journalctl -o short-unix` prints it: seconds since the epoch, host, identifier, message.
+ */
+function finalizeLine(at: string, host: string, version = "41.20241122.3.0"): string {
+  const seconds = (Date.parse(at) / 1000).toFixed(6);
+  return `${seconds} ${host} zincati[1187]: [INFO  zincati::update_agent::actor] staged deployment '${version}' available, proceeding to finalize it\n`;
+}
+
 interface FakeNode {
   node: NodeSpec;
   sshd: Sshd;
@@ -75,9 +96,16 @@ async function fakeNode(base: string, node: NodeSpec): Promise<FakeNode> {
     "uname",
     `if [ "$1" = -n ]; then exec '${findTool("cat")}' '${root}/etc/hostname'; fi\nexec '${findTool("uname")}' "$@"`,
   );
-  await script("ip", `exec '${findTool("cat")}' '${root}/ip-addr.txt'`);
+  // `ip -o -4 addr show` and `ip -o link show`; `journalctl -t ignition …` and `journalctl -u zincati.service …`.
+  await script(
+    "ip",
+    `if [ "$2" = link ]; then exec '${findTool("cat")}' '${root}/ip-link.txt'; fi\nexec '${findTool("cat")}' '${root}/ip-addr.txt'`,
+  );
   await script("timedatectl", `exec '${findTool("cat")}' '${root}/timedatectl.txt'`);
-  await script("journalctl", `exec '${findTool("cat")}' '${root}/journal.txt'`);
+  await script(
+    "journalctl",
+    `case "$*" in *zincati.service*) exec '${findTool("cat")}' '${root}/zincati.txt';; esac\nexec '${findTool("cat")}' '${root}/journal.txt'`,
+  );
 
   await write("etc/os-release", FCOS_OS_RELEASE);
   await write("etc/hostname", `${node.name}\n`);
@@ -89,6 +117,9 @@ async function fakeNode(base: string, node: NodeSpec): Promise<FakeNode> {
   await write("ip-addr.txt", ipAddr(node.address));
   await write("timedatectl.txt", TIMEDATECTL_SHOW);
   await write("journal.txt", JOURNAL_OK);
+  await write("zincati.txt", "");
+  await write("etc/machine-id", `${machineIdOf(node.name)}\n`);
+  await write("ip-link.txt", ipLink(node.mac));
   const sshd = await startSshd({ env: { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin` } });
   return { node, sshd, root, write };
 }
@@ -295,6 +326,46 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("dnsmasq", "dnsmasq-bas
       const errors = (await plugin.verify!(ctx as never)).filter((d) => d.code === "coreos.ssh");
       expect(errors.map((d) => d.target)).toEqual(["cp1", "w1", "w2"]);
       expect(errors[0]!.summary).toBe("cannot run commands on cp1 (192.168.1.21) over SSH as core");
+    });
+
+    test("nodes sharing a machine-id or a MAC are errors naming each of them", async () => {
+      const [cp1, w1] = nodes as [FakeNode, FakeNode];
+      await w1.write("etc/machine-id", `${machineIdOf("cp1")}\n`);
+      await w1.write("ip-link.txt", ipLink(cp1.node.mac));
+      try {
+        const found = problems(await verify(dns)).map((d) => [d.code, d.target, d.summary]);
+        expect(found).toEqual([
+          ["coreos.machine-id-duplicate", "cp1", `cp1 has the machine-id of w1 (${machineIdOf("cp1")})`],
+          ["coreos.machine-id-duplicate", "w1", `w1 has the machine-id of cp1 (${machineIdOf("cp1")})`],
+          ["coreos.mac-duplicate", "cp1", `cp1's NIC has the MAC ${cp1.node.mac} of w1`],
+          ["coreos.mac-duplicate", "w1", `w1's NIC has the MAC ${cp1.node.mac} of cp1`],
+        ]);
+      } finally {
+        await w1.write("etc/machine-id", `${machineIdOf("w1")}\n`);
+        await w1.write("ip-link.txt", ipLink(w1.node.mac));
+      }
+    });
+
+    test("a Zincati reboot outside the update window is a warning naming the node and the time", async () => {
+      const cp1 = nodes[0]!;
+      // The default window: Sat and Sun from 02:00 UTC for 240 minutes.
+      await cp1.write(
+        "zincati.txt",
+        finalizeLine("2026-11-28T03:10:00Z", "cp1") +
+          finalizeLine("2026-11-25T14:00:00Z", "cp1", "41.20241201.3.0"),
+      );
+      try {
+        const found = problems(await verify(dns));
+        expect(found.map((d) => [d.code, d.severity, d.target])).toEqual([
+          ["coreos.zincati-reboot-outside-window", "warn", "cp1"],
+        ]);
+        expect(found[0]!.summary).toBe(
+          "Zincati rebooted cp1 outside its update window Sat, Sun from 02:00 for 240 minutes (UTC): 2026-11-25T14:00:00.000Z (to 41.20241201.3.0)",
+        );
+        expect(found[0]!.hint).toContain("/etc/zincati/config.d");
+      } finally {
+        await cp1.write("zincati.txt", "");
+      }
     });
   },
 );

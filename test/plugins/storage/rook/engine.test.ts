@@ -79,7 +79,7 @@ test.if(ok)(
     const first = await run("up");
     expect(problems(first.events)).toEqual([]);
     expect(first.exitCode).toBe(0);
-    expect(first.outcomes.map((o) => `${o.slot} ${o.changes.length}`)).toEqual(["ingress 1", "storage 1"]);
+    expect(first.outcomes.map((o) => `${o.slot} ${o.changes.length}`)).toEqual(["ingress 3", "storage 5"]);
     for (const n of nodes.values()) n.disk.bluestore = true;
 
     const second = await run("up");

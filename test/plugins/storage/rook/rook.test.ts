@@ -7,8 +7,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cephHealth } from "../../../../plugins/storage/rook/health.ts";
-import plugin from "../../../../plugins/storage/rook/index.ts";
-import { blockPools, cephCluster, storageClass } from "../../../../plugins/storage/rook/manifests.ts";
+import plugin, { KNOWN_KINDS } from "../../../../plugins/storage/rook/index.ts";
+import {
+  blockPools,
+  canaryClaim,
+  canaryPod,
+  cephCluster,
+  storageClass,
+} from "../../../../plugins/storage/rook/manifests.ts";
 import { clockSkew, flexVolumeUnderUsr } from "../../../../plugins/storage/rook/nodes.ts";
 import { redundancyNotice, validateRook } from "../../../../plugins/storage/rook/options.ts";
 import {
@@ -378,22 +384,20 @@ describe("check, up, verify and destroy against the API test server", () => {
     }
   }, 60_000);
 
-  test("a fresh cluster: one install planned, applied in the documented order, Ready and HEALTH_OK, canary bound and cleaned up", async () => {
+  test("a fresh cluster: each file's objects planned for creation, applied in the documented order, Ready and HEALTH_OK, canary bound and cleaned up", async () => {
     const ctx = lab.ctx(plugin, OPTIONS, { node: nodeTarget });
     const first = await plugin.check(ctx as never);
     expect(codes(first.diagnostics).filter((c) => !c.startsWith("ok"))).toEqual(["warn rook.no-redundancy"]);
-    expect(first.changes).toHaveLength(1);
-    expect(first.changes[0]!.summary).toMatch(
-      /^install Rook v1\.20\.6 \(Ceph Tentacle\): 3 mon\(s\), 2 OSD\(s\) on w1:vdb, w2:vdb, 2 replica\(s\), StorageClass rook-ceph-block: \d+ objects to create, 0 to change$/,
-    );
+    const plan = [
+      "Rook v1.20.6 crds.yaml: create 21 objects",
+      "Rook v1.20.6 common.yaml: create 36 objects",
+      "Rook v1.20.6 csi-operator.yaml: create 60 objects",
+      "Rook v1.20.6 operator.yaml: create 6 objects",
+      "Rook's Ceph cluster (3 mon(s), 2 OSD(s) on w1:vdb, w2:vdb, 2 replica(s)) and StorageClass rook-ceph-block: create 4 objects",
+    ];
+    expect(first.changes.map((c) => c.summary)).toEqual(plan);
     await plugin.apply!(ctx as never, first.changes);
-    expect(ctx.wetLog.filter((l) => l.startsWith("apply Rook"))).toEqual([
-      expect.stringMatching(/^apply Rook crds \(21 objects\)$/),
-      expect.stringMatching(/^apply Rook common /),
-      expect.stringMatching(/^apply Rook csi-operator /),
-      expect.stringMatching(/^apply Rook operator /),
-      "apply Rook cluster (4 objects)",
-    ]);
+    expect(ctx.wetLog.filter((l) => l.startsWith("Rook"))).toEqual(plan);
     // The OSDs now hold the disks.
     for (const n of nodes.values()) n.disk.bluestore = true;
 
@@ -413,6 +417,38 @@ describe("check, up, verify and destroy against the API test server", () => {
       "ok rook.disk-in-use",
     ]);
     expect(lab.server.resourceVersion()).toBe(before);
+  }, 60_000);
+
+  test("a pool the stage applied before and no longer renders is pruned, asking first, and a pool it did not make is not", async () => {
+    const kube = await lab.kube();
+    const live = lab.server.get("ceph.rook.io/v1", "CephBlockPool", "replicapool", "rook-ceph") as KubeObject;
+    const pool = (name: string, labels?: Record<string, string>): KubeObject => ({
+      apiVersion: "ceph.rook.io/v1",
+      kind: "CephBlockPool",
+      metadata: { name, namespace: "rook-ceph", ...(labels ? { labels } : {}) },
+      spec: { failureDomain: "host", replicated: { size: 2, requireSafeReplicaSize: false } },
+    });
+    // The pool of an earlier `pool:` name, with the labels the stage gave it (a rename through the
+    // stage itself would also update the StorageClass's parameters, which a real API server refuses:
+    // kubernetes pkg/apis/storage/validation ValidateStorageClassUpdate), and one made by hand.
+    await kube.apply(pool("oldpool", live.metadata.labels));
+    await kube.apply(pool("handmade"));
+    const ctx = lab.ctx(plugin, OPTIONS, { node: nodeTarget });
+    const { changes } = await plugin.check(ctx as never);
+    expect(changes.map((c) => [c.kind, c.summary, c.disruptive])).toEqual([
+      [
+        "rook.prune",
+        "delete CephBlockPool rook-ceph/oldpool this stage applied before and no longer renders",
+        true,
+      ],
+    ]);
+    await plugin.apply!(ctx as never, changes);
+    expect(ctx.wetLog.at(-1)).toBe(
+      "delete CephBlockPool rook-ceph/oldpool, which this stage no longer renders",
+    );
+    expect(lab.server.get("ceph.rook.io/v1", "CephBlockPool", "oldpool", "rook-ceph")).toBeUndefined();
+    expect(lab.server.get("ceph.rook.io/v1", "CephBlockPool", "handmade", "rook-ceph")).toBeDefined();
+    expect((await plugin.check(lab.ctx(plugin, OPTIONS, { node: nodeTarget }) as never)).changes).toEqual([]);
   }, 60_000);
 
   test("verify reports each health code the operator writes into the CephCluster status", async () => {
@@ -504,19 +540,30 @@ describe("check, up, verify and destroy against the API test server", () => {
       "operator.yaml",
       "cluster.yaml",
     ]);
+    // A down without a record of what was applied still looks in every kind rendered, and the canary's.
+    const known = KNOWN_KINDS.map((k) => `${k.apiVersion} ${k.kind}`);
+    const rendered = files.flatMap((f) => parseManifests(String(f.content), f.path));
+    for (const o of [...rendered, canaryClaim(), canaryPod("0123456789abcdef")])
+      expect(known).toContain(`${o.apiVersion} ${o.kind}`);
   }, 60_000);
 
-  test("destroy removes what the stage applied, the cluster before the operators and the CRDs last", async () => {
+  test("destroy removes what the stage applied, its custom resources first, the CRDs and the namespace last", async () => {
     const ctx = lab.ctx(plugin, OPTIONS, { node: nodeTarget });
     await plugin.destroy!(ctx as never);
     const deletes = ctx.wetLog.filter((l) => l.startsWith("delete "));
-    expect(deletes.slice(0, 4)).toEqual([
-      "delete StorageClass rook-ceph-block",
+    expect(deletes.slice(0, 3)).toEqual([
       "delete CephBlockPool rook-ceph/replicapool",
       "delete CephBlockPool rook-ceph/builtin-mgr",
       "delete CephCluster rook-ceph/rook-ceph",
     ]);
-    expect(deletes.at(-1)).toMatch(/^delete CustomResourceDefinition /);
+    const at = (line: string) => deletes.indexOf(line);
+    expect(at("delete StorageClass rook-ceph-block")).toBeGreaterThan(2);
+    expect(at("delete StorageClass rook-ceph-block")).toBeLessThan(
+      at("delete CustomResourceDefinition cephclusters.ceph.rook.io"),
+    );
+    expect(deletes.at(-1)).toBe("delete Namespace rook-ceph");
+    // The pool made by hand carries none of the stage's labels: not the stage's to delete.
+    expect(deletes).not.toContain("delete CephBlockPool rook-ceph/handmade");
     expect(lab.server.get("apps/v1", "Deployment", "rook-ceph-operator", "rook-ceph")).toBeUndefined();
   }, 60_000);
 });

@@ -1,0 +1,64 @@
+/**
+ * A stage's pinned upstream manifest files (a release's CRDs, an operator, its RBAC): each fetched
+ * through the download cache by its sha256, once (the cache verifies the bytes, deletes a file that
+ * does not match and names both hashes; a mirror, when set, serves it), parsed, and handed back in
+ * the order given, which is the order they are applied in.
+ *
+ * `cachedOnly` is for `render`, which downloads nothing: a file not in the cache yet is left out and
+ * listed, so that render can say where it comes from.
+ */
+import { readFile } from "node:fs/promises";
+import { parseManifests } from "./apply.ts";
+import type { KubeObject } from "./types.ts";
+
+/** One pinned file: an ArtifactRequest (src/artifacts) by shape, which this layer does not import. */
+export interface PinnedFile {
+  url: string;
+  /** Lower-case hex sha256 the bytes must have. */
+  sha256: string;
+  /** File name in the cache. */
+  name?: string;
+  /** How a parse error names the file ("Calico v3.32.1 operator-crds.yaml"); default its URL. */
+  title?: string;
+}
+
+/** What this needs of the download cache: ctx.artifacts. */
+export interface PinnedFileCache {
+  has(file: PinnedFile): Promise<boolean>;
+  fetch(file: PinnedFile, opts?: { signal?: AbortSignal }): Promise<string>;
+}
+
+export interface PinnedManifests<F extends PinnedFile> {
+  /** The files fetched, in the order given, each with its objects in the file's order. */
+  files: { file: F; objects: KubeObject[] }[];
+  /** With `cachedOnly`: the files not in the cache yet, in the order given. */
+  missing: F[];
+}
+
+export async function pinnedManifests<F extends PinnedFile>(
+  cache: PinnedFileCache,
+  files: readonly F[],
+  opts: { cachedOnly?: boolean; signal?: AbortSignal } = {},
+): Promise<PinnedManifests<F>> {
+  const out: PinnedManifests<F> = { files: [], missing: [] };
+  for (const file of files) {
+    if (opts.cachedOnly && !(await cache.has(file))) {
+      out.missing.push(file);
+      continue;
+    }
+    const path = await cache.fetch(file, { signal: opts.signal });
+    out.files.push({ file, objects: parseManifests(await readFile(path, "utf8"), file.title ?? file.url) });
+  }
+  return out;
+}
+
+/** What render writes in place of the pinned files it does not have: each one's URL and sha256. */
+export function missingNote(missing: readonly PinnedFile[]): string {
+  return [
+    "# These pinned upstream files are not in the download cache yet, so their objects are not",
+    "# rendered here. `kubehyve plan` or `up` downloads them (from $KUBEHYVE_MIRROR when it is set);",
+    "# render then includes them, with this stage's labels.",
+    ...missing.map((f) => `${f.url} sha256:${f.sha256}`),
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,423 @@
+/**
+ * `kubehyve doctor` as a user or their monitoring runs it: the report for people, one versioned
+ * JSON document (held to a JSON Schema of its own here, so that any change of shape fails), the
+ * node_exporter textfile (read back by a Prometheus text-format parser from npm and by a strict
+ * reader of the format's specification), --ignore, --stage, exit codes, and --watch.
+ * Two drop-in stages whose findings are what a file on this machine says.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import Ajv from "ajv";
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import type { DoctorReport } from "../../src/core/doctor-report.ts";
+import { dropInLab, runInProcess, userEnv } from "../lab/cli.ts";
+import { parseExposition } from "../lab/exposition.ts";
+
+const MAIN = join(import.meta.dir, "../../src/main.ts");
+
+/** A stage whose check reports the diagnostics in its `file` (a JSON list; none when it is missing). */
+const probe = (slot: string, after?: string) => `import { definePlugin, readTargetFile, v } from "kubehyve";
+export default definePlugin({
+  id: "${slot}/probe",
+  title: "${slot} probe",
+  apiVersion: 1,
+  ${after ? `after: ["${after}"],` : ""}
+  options: v.object({ file: v.string() }),
+  async check(ctx) {
+    const text = await readTargetFile(ctx.host, ctx.options.file);
+    return { changes: [], diagnostics: text ? JSON.parse(text) : [] };
+  },
+});
+`;
+
+const FINDINGS = {
+  alpha: [
+    { code: "alpha.fine", severity: "ok", summary: "alpha is fine", target: "n1" },
+    { code: "alpha.note", severity: "info", summary: "alpha says hello", hint: "nothing to do" },
+    {
+      code: "alpha.broken",
+      severity: "error",
+      summary: 'alpha is "broken"',
+      detail: "it said so\ntwice",
+      hint: "kubehyve up --only alpha",
+      target: "n1",
+      path: "stages.alpha.file",
+    },
+  ],
+  beta: [
+    { code: "beta.odd", severity: "warn", summary: "beta is odd", hint: "look at it", target: "n1" },
+    { code: "beta.odd", severity: "ok", summary: "beta is fine elsewhere", target: "n1" },
+    { code: "beta.unreadable", severity: "skip", summary: "beta could not look", hint: "reach it first" },
+  ],
+};
+
+function lab(findings: Record<string, unknown[]> = FINDINGS) {
+  const lab = dropInLab({
+    prefix: "kubehyve-doctor-cli-",
+    name: "doclab",
+    plugins: { "alpha.ts": probe("alpha"), "beta.ts": probe("beta", "alpha") },
+    stages: (dir) =>
+      `  alpha:\n    plugin: probe\n    file: ${join(dir, "alpha.json")}\n  beta:\n    plugin: probe\n    file: ${join(dir, "beta.json")}\n`,
+  });
+  const set = (f: Record<string, unknown[]>) => {
+    for (const [slot, list] of Object.entries(f))
+      writeFileSync(join(lab.dir, `${slot}.json`), JSON.stringify(list));
+  };
+  set(findings);
+  const flags = ["--plugin-dir", lab.plugins, "--state-dir", lab.state];
+  const run = (args: string[], opts: { stdoutTerminal?: boolean } = {}) =>
+    runInProcess(["doctor", ...args, ...flags], { cwd: lab.dir, ...opts });
+  const spawn = (args: string[]) =>
+    Bun.spawn([process.execPath, MAIN, "doctor", ...args, ...flags], {
+      cwd: lab.dir,
+      env: userEnv(lab.dir),
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+  return { ...lab, run, spawn, set };
+}
+
+/** The shape of `doctor --json`, version 1, as the README documents it. */
+const SEVERITY = { enum: ["ok", "info", "warn", "error", "skip"] };
+const REPORT_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  required: ["v", "cluster", "checkedAt", "durationMs", "exitCode", "summary", "stages"],
+  properties: {
+    v: { const: 1 },
+    cluster: { type: "string" },
+    checkedAt: { type: "string", pattern: "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$" },
+    durationMs: { type: "integer", minimum: 0 },
+    exitCode: { enum: [0, 1] },
+    summary: {
+      type: "object",
+      additionalProperties: false,
+      required: ["ok", "info", "warn", "error", "skip"],
+      properties: Object.fromEntries(
+        ["ok", "info", "warn", "error", "skip"].map((k) => [k, { type: "integer", minimum: 0 }]),
+      ),
+    },
+    stages: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["slot", "plugin", "findings"],
+        properties: {
+          slot: { type: "string" },
+          plugin: { type: "string" },
+          findings: {
+            type: "array",
+            items: {
+              type: "object",
+              additionalProperties: false,
+              required: ["id", "severity", "summary"],
+              properties: {
+                id: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]*$" },
+                severity: SEVERITY,
+                summary: { type: "string" },
+                detail: { type: "string" },
+                hint: { type: "string" },
+                target: { type: "string" },
+                path: { type: "string" },
+                ignored: { const: true },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+const validate = new Ajv({ allErrors: true, strict: true }).compile(REPORT_SCHEMA);
+
+function document(stdout: string): DoctorReport {
+  const doc: unknown = JSON.parse(stdout);
+  if (!validate(doc)) throw new Error(`doctor --json broke its schema: ${JSON.stringify(validate.errors)}`);
+  return doc as unknown as DoctorReport;
+}
+
+describe("kubehyve doctor for people", () => {
+  test("a section per stage with its counts, a line and a hint per finding, the summary line last; exit 1 with an error", async () => {
+    const { run } = lab();
+    const r = await run([]);
+    expect(r.code).toBe(1);
+    const lines = r.stdout.split("\n");
+    expect(lines[0]).toMatch(/^doctor doclab: alpha, beta \(\d{4}-\d\d-\d\dT[\d:.]+Z, \d+ ms\)$/);
+    expect(lines.slice(1).join("\n")).toBe(
+      [
+        "alpha (alpha/probe): 1 error, 1 info, 1 ok",
+        "  ℹ alpha says hello (alpha.note)",
+        "      → nothing to do",
+        '  ✖ alpha is "broken" [n1 stages.alpha.file] (alpha.broken)',
+        "      it said so",
+        "      twice",
+        "      → kubehyve up --only alpha",
+        "beta (beta/probe): 1 warning, 1 skipped, 1 ok",
+        "  ⚠ beta is odd [n1] (beta.odd)",
+        "      → look at it",
+        "  ○ beta could not look (beta.unreadable)",
+        "      → reach it first",
+        "doctor: 1 error, 1 warning, 1 skipped, 1 info, 2 ok",
+        "",
+      ].join("\n"),
+    );
+    expect(r.stderr).toBe("");
+  });
+
+  test("--verbose shows the ok lines too; no error is exit 0", async () => {
+    const { run, set } = lab();
+    set({ alpha: FINDINGS.alpha.filter((f) => f.severity !== "error") });
+    const r = await run(["--verbose"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("  ✔ alpha is fine [n1] (alpha.fine)\n");
+    expect(r.stdout).toEndWith("doctor: 0 errors, 1 warning, 1 skipped, 1 info, 2 ok\n");
+  });
+
+  test("--ignore, repeated or comma-separated, shows the error as an ignored warning and exits 0", async () => {
+    const { run } = lab();
+    for (const args of [["--ignore", "alpha.broken"], ["--ignore=nothing.here,alpha.broken"]]) {
+      const r = await run(args);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('  ⚠ alpha is "broken" [n1 stages.alpha.file] (alpha.broken, ignored)\n');
+      expect(r.stdout).toEndWith("doctor: 0 errors, 2 warnings, 1 skipped, 1 info, 2 ok\n");
+    }
+    const both = await run(["--ignore", "beta.odd", "--ignore", "alpha.broken"]);
+    expect(both.code).toBe(0);
+  });
+
+  test("--stage limits it to those stages; an unknown one is refused with exit 2", async () => {
+    const { run } = lab();
+    const r = await run(["--stage", "beta"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain("alpha");
+    expect(r.stdout).toEndWith("doctor: 0 errors, 1 warning, 1 skipped, 0 info, 1 ok\n");
+    const bad = await run(["--stage", "gamma"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('✖ no stage "gamma" in this cluster file\n  → stages here: alpha, beta\n');
+  });
+
+  test("bad values are refused before anything runs, naming the flag", async () => {
+    const { run, dir } = lab();
+    const cases: [string[], string][] = [
+      [["--watch", "soon"], '✖ --watch "soon" is not a number of seconds\n  → kubehyve doctor --watch 60\n'],
+      [["--timeout", "0"], '✖ --timeout "0" is not a number of seconds\n  → kubehyve doctor --timeout 300\n'],
+      [
+        ["--format", "xml"],
+        '✖ --format "xml" is not one of human, json, prometheus\n  → kubehyve doctor --format prometheus --output /var/tmp/node_exporter/kubehyve.prom\n',
+      ],
+      [
+        ["--format", "prometheus", "--output", join(dir, "kubehyve.txt")],
+        `✖ --output ${join(dir, "kubehyve.txt")}: node_exporter's textfile collector reads only files ending in .prom\n  → --output ${join(dir, "kubehyve.prom")}\n`,
+      ],
+      [
+        ["--format", "prometheus", "--output", join(dir, "nowhere/kubehyve.prom")],
+        `✖ --output ${join(dir, "nowhere/kubehyve.prom")}: the directory ${join(dir, "nowhere")} does not exist\n  → make it first (node_exporter's --collector.textfile.directory names it)\n`,
+      ],
+      [
+        ["--ignore", "a b"],
+        '✖ --ignore "a b" is not a check id\n  → the ids are in parentheses at the end of each line of the report, e.g. --ignore bhyve.cpu-overcommit\n',
+      ],
+    ];
+    for (const [args, stderr] of cases) {
+      const r = await run(args);
+      expect([args, r.code, r.stderr]).toEqual([args, 2, stderr]);
+      expect(r.stdout).toBe("");
+    }
+    // With --json the refusal is a JSON line on stdout, like every error of a --json run.
+    const json = await run(["--json", "--format", "prometheus"]);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      type: "error",
+      message: "--json and --format prometheus ask for two formats",
+      exitCode: 2,
+    });
+  });
+});
+
+describe("kubehyve doctor --json", () => {
+  test("is one document of version 1 with every finding, the counts and the exit code", async () => {
+    const { run } = lab();
+    const r = await run(["--json", "--ignore", "beta.odd"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout.trim().split("\n")).toHaveLength(1);
+    const doc = document(r.stdout);
+    expect(doc).toMatchObject({
+      v: 1,
+      cluster: "doclab",
+      exitCode: 1,
+      summary: { ok: 2, info: 1, warn: 1, error: 1, skip: 1 },
+    });
+    expect(doc.stages.map((s: { slot: string; plugin: string }) => [s.slot, s.plugin])).toEqual([
+      ["kubehyve", "kubehyve"],
+      ["alpha", "alpha/probe"],
+      ["beta", "beta/probe"],
+    ]);
+    expect(doc.stages[1]!.findings[2]).toEqual({
+      id: "alpha.broken",
+      severity: "error",
+      summary: 'alpha is "broken"',
+      detail: "it said so\ntwice",
+      hint: "kubehyve up --only alpha",
+      target: "n1",
+      path: "stages.alpha.file",
+    });
+    // A warning of an ignored id stays a warning, and is not marked: only errors move.
+    expect(doc.stages[2]!.findings[0]).toEqual({
+      id: "beta.odd",
+      severity: "warn",
+      summary: "beta is odd",
+      hint: "look at it",
+      target: "n1",
+    });
+    expect(Math.abs(Date.parse(doc.checkedAt) - Date.now())).toBeLessThan(60_000);
+  });
+
+  test("the schema above is strict: a field it does not know fails it", () => {
+    expect(
+      validate({
+        v: 1,
+        cluster: "x",
+        checkedAt: "2026-01-01T00:00:00.000Z",
+        durationMs: 1,
+        exitCode: 0,
+        summary: { ok: 0, info: 0, warn: 0, error: 0, skip: 0 },
+        stages: [
+          { slot: "a", plugin: "a/b", findings: [{ id: "a.b", severity: "ok", summary: "", code: "a.b" }] },
+        ],
+      }),
+    ).toBe(false);
+  });
+});
+
+describe("kubehyve doctor --format prometheus", () => {
+  test("writes a node_exporter textfile atomically: one gauge per check, HELP and TYPE, the run's time", async () => {
+    const { run, dir } = lab();
+    const textfiles = join(dir, "textfile");
+    mkdirSync(textfiles);
+    const path = join(textfiles, "kubehyve.prom");
+    const before = Date.now() / 1000;
+    const r = await run(["--format", "prometheus", "--output", path, "--ignore", "alpha.broken"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`doctor: 0 errors, 2 warnings, 1 skipped, 1 info, 2 ok (written to ${path})\n`);
+    // Renamed into place: nothing else is left in the directory node_exporter reads.
+    expect(readdirSync(textfiles)).toEqual(["kubehyve.prom"]);
+    expect(statSync(path).mode & 0o777).toBe(0o644);
+    const text = readFileSync(path, "utf8");
+
+    const strict = parseExposition(text);
+    expect(strict.type.get("kubehyve_check_status")).toBe("gauge");
+    expect(strict.type.get("kubehyve_doctor_last_run_timestamp_seconds")).toBe("gauge");
+    expect(strict.help.get("kubehyve_check_status")).toBe(
+      "Result of one kubehyve doctor check: 0 ok, 1 info, 2 skipped (could not run), 3 warning, 4 error.",
+    );
+    const status = strict.samples
+      .filter((s) => s.name === "kubehyve_check_status")
+      .map((s) => [s.labels.stage, s.labels.id, s.labels.target, s.value]);
+    expect(status).toEqual([
+      ["alpha", "alpha.fine", "n1", 0],
+      ["alpha", "alpha.note", "", 1],
+      // Ignored: shown as the warning it was turned into.
+      ["alpha", "alpha.broken", "n1", 3],
+      // Two findings of one check on one target are one series, at the worse of the two.
+      ["beta", "beta.odd", "n1", 3],
+      ["beta", "beta.unreadable", "", 2],
+    ]);
+    expect(
+      strict.samples
+        .filter((s) => s.name === "kubehyve_check_status")
+        .every((s) => s.labels.cluster === "doclab"),
+    ).toBe(true);
+    const stamp = strict.samples.find((s) => s.name === "kubehyve_doctor_last_run_timestamp_seconds")!;
+    expect(stamp.value).toBeGreaterThanOrEqual(Math.floor(before));
+    expect(stamp.value).toBeLessThanOrEqual(Date.now() / 1000);
+
+    // An independent parser from npm reads the same file the same way.
+    const families = parsePrometheusTextFormat(text);
+    const byName = new Map(families.map((f) => [f.name, f]));
+    expect(byName.get("kubehyve_check_status")!.type).toBe("GAUGE");
+    expect(byName.get("kubehyve_check_status")!.metrics).toHaveLength(5);
+    expect(byName.get("kubehyve_doctor_findings")!.metrics.map((m) => [m.labels!.severity, m.value])).toEqual(
+      [
+        ["ok", "2"],
+        ["info", "1"],
+        ["warn", "2"],
+        ["error", "0"],
+        ["skip", "1"],
+      ],
+    );
+  });
+
+  test("label values are escaped as the format asks", async () => {
+    const { run, dir } = lab({
+      alpha: [{ code: "alpha.odd", severity: "warn", summary: "odd", target: 'a "quoted"\\back\nslash' }],
+      beta: [],
+    });
+    const r = await run(["--format", "prometheus"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('target="a \\"quoted\\"\\\\back\\nslash"} 3\n');
+    const sample = parseExposition(r.stdout).samples.find((s) => s.labels.id === "alpha.odd")!;
+    expect(sample.labels.target).toBe('a "quoted"\\back\nslash');
+    expect(existsSync(join(dir, "kubehyve.prom"))).toBe(false);
+  });
+});
+
+/** Reads a child's stdout until `done` says it has enough, or 20 s pass. */
+async function readUntil(
+  stream: ReadableStream<Uint8Array>,
+  done: (text: string) => boolean,
+): Promise<string> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const deadline = Date.now() + 20_000;
+  while (!done(text) && Date.now() < deadline) {
+    const chunk = await Promise.race([reader.read(), Bun.sleep(deadline - Date.now()).then(() => undefined)]);
+    if (!chunk || chunk.done) break;
+    text += decoder.decode(chunk.value, { stream: true });
+  }
+  reader.releaseLock();
+  return text;
+}
+
+describe("kubehyve doctor --watch", () => {
+  test("without a terminal: one JSON document per round, and Ctrl-C ends it with 130", async () => {
+    const { spawn, set } = lab();
+    const proc = spawn(["--watch", "1", "--json"]);
+    const first = await readUntil(proc.stdout, (t) => t.split("\n").length > 1);
+    // What the next round sees changes between rounds: each document is its round's.
+    set({ alpha: [], beta: [] });
+    const both = first + (await readUntil(proc.stdout, (t) => (first + t).split("\n").length > 2));
+    proc.kill("SIGINT");
+    const code = await Promise.race([proc.exited, Bun.sleep(10_000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    expect(code).toBe(130);
+    const docs = both.trim().split("\n").map(document);
+    expect(docs).toHaveLength(2);
+    expect(docs.map((d) => [d.exitCode, d.summary.error])).toEqual([
+      [1, 1],
+      [0, 0],
+    ]);
+    expect(Date.parse(docs[1]!.checkedAt) - Date.parse(docs[0]!.checkedAt)).toBeGreaterThanOrEqual(900);
+    expect(await new Response(proc.stderr).text()).toContain("interrupted");
+  });
+
+  test("on a terminal the report is cleared and drawn anew each round", async () => {
+    const { run } = lab();
+    const clear = "\x1b[H\x1b[2J";
+    const running = run(["--watch", "0.2"], { stdoutTerminal: true });
+    // Rounds every 0.2 s: after 1.5 s several have been drawn. Ctrl-C reaches the handler the
+    // command installed, as the terminal's would.
+    const stop = setTimeout(() => process.emit("SIGINT"), 1500);
+    const r = await running;
+    clearTimeout(stop);
+    expect(r.code).toBe(130);
+    const drawn = r.stdout.split(clear).slice(1);
+    expect(drawn.length).toBeGreaterThanOrEqual(2);
+    expect(r.stdout.startsWith(clear)).toBe(true);
+    for (const report of drawn)
+      expect(report).toEndWith("doctor: 1 error, 1 warning, 1 skipped, 1 info, 2 ok\n");
+  });
+});

@@ -1,0 +1,210 @@
+/**
+ * The one way an add-on stage owns its objects, from plan to `down`, through a real plugin context
+ * (its ctx.wet, its state in a state dir) against the API test server: the plan names what would
+ * change, someone else's object of the same name is refused and left alone, what the stage applied
+ * before and no longer renders is pruned, and `down` deletes by the stage's labels only.
+ */
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createPluginContext } from "../../src/core/context.ts";
+import { definePlugin } from "../../src/core/contract.ts";
+import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
+import { withOwner } from "../../src/kube/ownership.ts";
+import {
+  APPLIED_KINDS_KEY,
+  applyStageObjects,
+  changesOrRefusal,
+  destroyStageObjects,
+  planStageObjects,
+} from "../../src/kube/stage-objects.ts";
+import type { KubeObject } from "../../src/kube/types.ts";
+import { labCluster } from "../lab/cluster.ts";
+import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
+import { have } from "../lab/prereq.ts";
+
+const CLUSTER_ID = "4d3c2b1a-0f9e-4d8c-a7b6-5e4f3a2b1c0d";
+const owner = { stage: "demo", clusterId: CLUSTER_ID };
+const plugin = definePlugin({
+  id: "demo/objects",
+  title: "a stage that applies ConfigMaps",
+  apiVersion: 1,
+  async check() {
+    return { changes: [], diagnostics: [] };
+  },
+  async apply() {},
+  async verify() {
+    return [];
+  },
+});
+const HINT = "remove the other ConfigMap, or rename this stage's";
+const OPTS = { prefix: "demo", what: "of the demo's", hint: HINT };
+
+const cm = (name: string, value = name, namespace = "default"): KubeObject => ({
+  apiVersion: "v1",
+  kind: "ConfigMap",
+  metadata: { name, namespace },
+  data: { value },
+});
+const ours = (o: KubeObject) => withOwner(o, owner);
+
+describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluster", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+  let stateDir: string;
+  const ctx = (dryRun = false) =>
+    createPluginContext({
+      cluster: labCluster(),
+      plugin,
+      options: {},
+      stateDir,
+      clusterId: CLUSTER_ID,
+      dryRun,
+      kube: async () => client,
+    });
+  const groups = (settings: KubeObject[]) => [
+    {
+      title: "the demo's namespace",
+      objects: [ours({ apiVersion: "v1", kind: "Namespace", metadata: { name: "demo" } })],
+    },
+    { title: "the demo's settings", objects: settings.map(ours) },
+  ];
+  const writes = () => server.requests.filter((r) => r.method !== "GET" && !r.query.includes("dryRun=All"));
+
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+    client = await createKubeClient(server.kubeconfigPath, { baseDelayMs: 10 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    stateDir = await mkdtemp(join(tmpdir(), "kubehyve-stage-objects-"));
+  });
+  afterEach(async () => {
+    await rm(stateDir, { recursive: true, force: true });
+  });
+
+  test("the plan is a line per group naming what it creates or updates, and apply carries it out once", async () => {
+    const first = await planStageObjects(
+      ctx(),
+      client,
+      groups([cm("a", "a", "demo"), cm("b", "b", "demo")]),
+      OPTS,
+    );
+    expect(first.findings).toEqual([]);
+    expect(first.changes.map((c) => [c.kind, c.summary])).toEqual([
+      ["demo.apply", "the demo's namespace: create Namespace demo"],
+      ["demo.apply", "the demo's settings: create 2 objects"],
+    ]);
+    expect(first.changes[1]!.detail).toBe("create ConfigMap demo/a\ncreate ConfigMap demo/b");
+    const c = ctx();
+    const applied = await applyStageObjects(c, client, first.changes, "demo");
+    expect(applied.map((o) => o.metadata.name)).toEqual(["demo", "a", "b"]);
+    expect(c.wetLog).toEqual([
+      "record the kinds this stage applies: Namespace, ConfigMap",
+      "the demo's namespace: create Namespace demo",
+      "the demo's settings: create 2 objects",
+    ]);
+    expect(c.state.get(APPLIED_KINDS_KEY)).toEqual([
+      { apiVersion: "v1", kind: "Namespace" },
+      { apiVersion: "v1", kind: "ConfigMap" },
+    ]);
+    // Only what changes counts, and only the fields kubehyve manages.
+    const again = await planStageObjects(
+      ctx(),
+      client,
+      groups([cm("a", "a", "demo"), cm("b", "B", "demo")]),
+      OPTS,
+    );
+    expect(again.changes.map((x) => x.summary)).toEqual([
+      "the demo's settings: update ConfigMap demo/b (data.value)",
+    ]);
+    expect(again.changes[0]!.data).toEqual([ours(cm("b", "B", "demo"))]);
+  });
+
+  test("an object of the stage's name without its labels is an error finding, never applied and left alone", async () => {
+    await client.apply(cm("taken", "theirs", "default"));
+    const before = server.get("v1", "ConfigMap", "taken", "default");
+    // The stage's own objects of the first test, as they were applied, and one that is someone else's.
+    const plan = await planStageObjects(
+      ctx(),
+      client,
+      groups([cm("a", "a", "demo"), cm("b", "b", "demo"), cm("taken", "mine", "default")]),
+      OPTS,
+    );
+    expect(plan.findings).toEqual([
+      {
+        code: "demo.foreign-objects",
+        severity: "error",
+        summary:
+          "1 object of the demo's already exists without this stage's labels: kubehyve does not take over what it did not make",
+        detail: "ConfigMap default/taken",
+        hint: HINT,
+      },
+    ]);
+    expect(plan.changes).toEqual([]);
+    expect(() => changesOrRefusal(plan)).toThrow(
+      `1 object of the demo's already exists without this stage's labels: kubehyve does not take over what it did not make (${HINT})`,
+    );
+    await applyStageObjects(ctx(), client, plan.changes, "demo");
+    expect(server.get("v1", "ConfigMap", "taken", "default")).toEqual(before);
+  });
+
+  test("what the stage applied before and no longer renders is pruned, and an unlabelled object of the kind is not", async () => {
+    await client.apply(cm("by-hand", "theirs", "demo"));
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("kept", "k", "demo"), cm("dropped", "d", "demo")]), OPTS))
+        .changes,
+      "demo",
+    );
+    const plan = await planStageObjects(ctx(), client, groups([cm("kept", "k", "demo")]), OPTS);
+    expect(plan.changes.map((x) => [x.kind, x.summary, x.detail])).toEqual([
+      [
+        "demo.prune",
+        "delete ConfigMap demo/dropped this stage applied before and no longer renders",
+        "delete ConfigMap demo/dropped",
+      ],
+    ]);
+    // A dry run (plan, doctor) deletes nothing.
+    const mutations = writes().length;
+    await applyStageObjects(ctx(true), client, plan.changes, "demo");
+    expect(writes().length).toBe(mutations);
+    expect(server.get("v1", "ConfigMap", "dropped", "demo")).toBeDefined();
+    const up = ctx();
+    await applyStageObjects(up, client, plan.changes, "demo");
+    expect(up.wetLog.at(-1)).toBe("delete ConfigMap demo/dropped, which this stage no longer renders");
+    expect(server.get("v1", "ConfigMap", "dropped", "demo")).toBeUndefined();
+    expect(server.get("v1", "ConfigMap", "by-hand", "demo")).toBeDefined();
+    expect(server.get("v1", "ConfigMap", "kept", "demo")).toBeDefined();
+  });
+
+  test("down deletes what carries the stage's labels, the namespace last, and forgets the kinds", async () => {
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("one", "1", "demo")]), OPTS)).changes,
+      "demo",
+    );
+    // With no record of the kinds (another state dir), the kinds named are enough.
+    const down = ctx();
+    await down.state.delete(APPLIED_KINDS_KEY);
+    await destroyStageObjects(down, client, [
+      { apiVersion: "v1", kind: "Namespace" },
+      { apiVersion: "v1", kind: "ConfigMap" },
+    ]);
+    const deletes = down.wetLog.filter((l) => l.startsWith("delete "));
+    expect(deletes.at(-1)).toBe("delete Namespace demo");
+    expect(deletes).toContain("delete ConfigMap demo/one");
+    expect(deletes).not.toContain("delete ConfigMap demo/by-hand");
+    expect(down.wetLog.at(-1)).toBe("forget the kinds this stage applied");
+    expect(down.state.get(APPLIED_KINDS_KEY)).toBeUndefined();
+    expect(server.get("v1", "ConfigMap", "one", "demo")).toBeUndefined();
+    expect(server.get("v1", "ConfigMap", "taken", "default")).toBeDefined();
+  });
+});
