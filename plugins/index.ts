@@ -71,6 +71,7 @@ export const builtinPlugins: readonly AnyPlugin[] = [
       options: bhyveOptionsSchema,
       validate: validateCluster,
       phases: ALL_PHASES,
+      hooks: ["lb:l2-host"],
     },
     () => import("./hypervisor/bhyve/index.ts"),
   ),
