@@ -12,6 +12,8 @@ export interface HttpAnswer {
   body: string;
   /** No HTTP answer: the connection failed, timed out, or the client is missing. */
   error?: string;
+  /** No request was made at all: the target has no client that can make this one (the fix). */
+  noClient?: string;
 }
 
 export interface HttpGetOptions {
@@ -54,7 +56,8 @@ export async function httpGet(target: Target, url: string, opts: HttpGetOptions 
   if (opts.host)
     return {
       body: "",
-      error: `curl is not installed on ${target.name}, and fetch(1) cannot send a Host header: pkg install curl`,
+      error: `curl is not installed on ${target.name}, and fetch(1) cannot send a Host header`,
+      noClient: "pkg install curl",
     };
   // fetch(1): -o - writes the body to stdout; a non-2xx answer is an error naming the status.
   const fetch = await target.run(["fetch", "-q", "-o", "-", "-T", String(timeoutSeconds), url], run);

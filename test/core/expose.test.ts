@@ -5,8 +5,17 @@
  * is broken in turn, and the walk names that hop and its fix; the canary is gone afterwards.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { HopReport } from "../../src/core/expose.ts";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { v } from "kubehyve";
+import { exposeHops } from "../../plugins/lb/metallb/expose.ts";
+import metallbPlugin from "../../plugins/lb/metallb/index.ts";
+import { optionsSchema as metallbOptions } from "../../plugins/lb/metallb/options.ts";
+import type { ExposeTarget, HopReport } from "../../src/core/expose.ts";
 import type { RunEvent } from "../../src/core/reporter.ts";
+import { LocalTarget } from "../../src/targets/local.ts";
+import type { Target } from "../../src/targets/target.ts";
 import { type ExposeLab, startExposeLab } from "../lab/expose-lab.ts";
 import { have } from "../lab/prereq.ts";
 
@@ -302,5 +311,49 @@ describe("the canary goes, whatever happens", () => {
       "deploy the whoami canary for whoami.lab.home.arpa: Deployment, Service and Ingress default/kubehyve-whoami (docker.io/traefik/whoami:v1.11.0)",
     ]);
     expect(hops(events)).toEqual([]);
+  }, 60_000);
+});
+
+describe("a host without curl", () => {
+  test("the address hop says the walk cannot ask, with the package to install, not the layer-2 checks", async () => {
+    // FreeBSD's base system has fetch(1) but no curl, and fetch(1) cannot send a Host header.
+    const empty = mkdtempSync(join(tmpdir(), "kubehyve-no-curl-"));
+    const local = new LocalTarget();
+    const host: Target = {
+      name: "hv1",
+      run: (argv, opts = {}) => local.run(argv, { ...opts, env: { ...opts.env, PATH: empty } }),
+      close: () => local.close(),
+    };
+    let asked = 0;
+    const ctx = lab.kube.ctx(metallbPlugin, v.parse(metallbOptions, lab.cluster.stages.lb!.options), {
+      host,
+      hooks: {
+        call: (async () => {
+          asked++;
+          return [];
+        }) as never,
+      },
+    });
+    const target: ExposeTarget = {
+      host: "whoami.lab.home.arpa",
+      path: "/",
+      ingress: { namespace: "default", name: "kubehyve-whoami" },
+      service: { namespace: "default", name: "kubehyve-whoami", port: "http" },
+      expects: "whoami",
+    };
+    const [hop] = exposeHops(ctx as never, target);
+    const result = await hop!.walk({
+      target,
+      facts: { address: lab.address, port: 80 },
+      signal: new AbortController().signal,
+      settleMs: 0,
+      httpTimeoutSec: 2,
+    });
+    expect(result).toEqual({
+      status: "broken",
+      summary: `the walk cannot ask ${lab.address} from hv1: curl is not installed on hv1, and fetch(1) cannot send a Host header`,
+      hint: "pkg install curl",
+    });
+    expect(asked).toBe(0);
   }, 60_000);
 });

@@ -219,7 +219,11 @@ function routeHop(ctx: Ctx, target: ExposeTarget): Hop {
           };
         }
         case "no-answer":
-          return { status: "broken", summary: `${shown} gets no answer: ${answer.error}` };
+          return {
+            status: "broken",
+            summary: `${shown} gets no answer: ${answer.error}`,
+            ...(answer.noClient ? { hint: answer.noClient } : {}),
+          };
         case "no-router":
           return whyNoRouter(ctx, kube, target);
         case "no-server":

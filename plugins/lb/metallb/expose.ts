@@ -59,6 +59,13 @@ function addressHop(ctx: Ctx): Hop {
         timeoutSeconds: hc.httpTimeoutSec,
         signal: hc.signal,
       });
+      // Nothing was asked: saying the address does not answer (and blaming layer 2) would be wrong.
+      if (answer.noClient)
+        return {
+          status: "broken",
+          summary: `the walk cannot ask ${address} from ${ctx.host.name}: ${answer.error}`,
+          hint: answer.noClient,
+        };
       // Any HTTP answer is enough here: what it says is the next hop's business.
       if (answer.status !== undefined)
         return {
