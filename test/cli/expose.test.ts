@@ -46,7 +46,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, "kubehyve.yaml"), clusterFile(lab.net));
   writeFileSync(join(state, "kubeconfig"), lab.kube.server.kubeconfig, { mode: 0o600 });
   writeFileSync(join(state, "cluster-id"), `${CLUSTER_ID}\n`, { mode: 0o600 });
-  await lab.dns([lab.record("web.lab.home.arpa")]);
+  await lab.dns([lab.record("web.lab.home.arpa"), lab.record()]);
   const labels = { app: "web" };
   lab.kube.server.put({
     apiVersion: "apps/v1",
@@ -179,6 +179,26 @@ describe("kubehyve expose", () => {
     } finally {
       lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "shop", "default");
     }
+  }, 60_000);
+});
+
+describe("kubehyve verify --expose", () => {
+  test("--dry-run without --expose is refused: verify alone changes nothing", async () => {
+    const r = await run(["verify", "--dry-run"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--dry-run goes with --expose");
+  }, 60_000);
+
+  test("walks the canary hop by hop, says so in its last line, and leaves nothing behind", async () => {
+    const r = await run(["verify", "--expose", "--only", "ingress"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(
+      "  ✔ 4. Traefik routes whoami.lab.home.arpa to Service default/kubehyve-whoami: ",
+    );
+    expect(r.out).toMatch(
+      /✔ every stage verified; the walk: whoami\.lab\.home\.arpa answers from the host through all 6 hops, down to Service default\/kubehyve-whoami in /,
+    );
+    expect(lab.canaryLeft()).toEqual([]);
   }, 60_000);
 });
 
