@@ -33,6 +33,16 @@ export type {
 export { API_VERSION, definePlugin, nodesOf } from "./core/contract.ts";
 export type { Diagnostic, Severity } from "./core/diagnostics.ts";
 export { diag, hasErrors } from "./core/diagnostics.ts";
+export type {
+  ExposeTarget,
+  Hop,
+  HopContext,
+  HopFacts,
+  HopPlace,
+  HopResult,
+  HopStatus,
+} from "./core/expose.ts";
+export { EXPOSE_HOPS_HOOK, HOP_PLACES } from "./core/expose.ts";
 export { ownDirProblem, plainPathProblem, systemTreeOf } from "./core/host-paths.ts";
 export type { Cidr } from "./core/ipv4.ts";
 export { cidrContains, cidrSize, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./core/ipv4.ts";
@@ -110,6 +120,7 @@ export type { ApplyOptions, DeleteOptions, KubeClient, KubeObject, ListOptions }
 export { mapLimit } from "./lib/concurrency.ts";
 export { CancelledError, KubehyveError } from "./lib/errors.ts";
 export { type Pending, type PollOptions, pending, poll, sleep } from "./lib/poll.ts";
+export { type HttpAnswer, type HttpGetOptions, httpGet } from "./targets/http.ts";
 export { shellJoin, shellQuote } from "./targets/quote.ts";
 export type { CommandKind, RunOptions, RunResult, Target } from "./targets/target.ts";
 export { CommandError, readTargetFile, runOk, TIMEOUT_EXIT, writeTargetFile } from "./targets/target.ts";

@@ -22,7 +22,7 @@ export interface StageFlags extends GlobalFlags {
 export async function runStages(
   command: Exclude<Command, "doctor">,
   flags: StageFlags,
-  extra: Partial<Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "renderForce">> = {},
+  extra: Partial<Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "renderForce" | "expose">> = {},
 ): Promise<number> {
   const { registry, config, stateDir: named } = await loadCluster(flags);
   // Refused before anything is written: an empty item is a typo, never "every stage".

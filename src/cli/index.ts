@@ -16,6 +16,7 @@ export const commands: Record<string, Loader> = {
   plan: () => load(import("./plan.ts")),
   up: () => load(import("./up.ts")),
   verify: () => load(import("./verify.ts")),
+  expose: () => load(import("./expose.ts")),
   doctor: () => load(import("./doctor.ts")),
   down: () => load(import("./down.ts")),
   render: () => load(import("./render.ts")),

@@ -36,6 +36,8 @@ export function jsonReporter(
 }
 
 export const SYMBOL = { ok: "✔", info: "ℹ", warn: "⚠", error: "✖", skip: "○" } as const;
+/** A hop of the exposure walk: fine, broken, broken because a later one is, not walked. */
+const HOP_SYMBOL = { ok: "✔", broken: "✖", blocked: "⚠", skipped: "○" } as const;
 
 function seconds(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
@@ -103,6 +105,21 @@ export function humanReporter(
             out.log(event.detail.replace(/^/gm, "      "));
           if (event.hint && event.severity !== "ok")
             out.log(`      → ${event.hint.replace(/\n/g, "\n        ")}`);
+          break;
+        }
+        case "hop": {
+          out.log(
+            `  ${HOP_SYMBOL[event.status]} ${event.index}. ${event.title}: ${event.summary} (${event.id})`,
+          );
+          const shown = event.status === "broken" || event.status === "blocked";
+          if (event.detail && (opts.verbose || event.status === "broken"))
+            out.log(event.detail.replace(/^/gm, "      "));
+          if (event.hint && shown) out.log(`      → ${event.hint.replace(/\n/g, "\n        ")}`);
+          for (const f of event.findings ?? []) {
+            if (f.severity === "ok" && !opts.verbose) continue;
+            out.log(`      ${SYMBOL[f.severity]} ${f.summary} (${f.code})`);
+            if (f.hint && f.severity !== "ok") out.log(`        → ${f.hint.replace(/\n/g, "\n          ")}`);
+          }
           break;
         }
         case "wet":

@@ -7,6 +7,7 @@
  */
 import type { Change } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
+import type { HopReport } from "./expose.ts";
 
 export const EVENT_VERSION = 1;
 
@@ -30,6 +31,8 @@ export type RunEvent =
   | { type: "wet"; stage: string; description: string; target?: string; dryRun: boolean }
   | { type: "log"; stage?: string; level: "debug" | "info" | "warn"; message: string }
   | { type: "progress"; stage: string; message: string; current?: number; total?: number }
+  /** One hop of the exposure walk, as soon as it is walked. */
+  | ({ type: "hop"; stage: string } & HopReport)
   | {
       type: "run.end";
       status: "ok" | "failed" | "cancelled";

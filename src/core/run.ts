@@ -10,6 +10,7 @@ import type { Stage } from "./config.ts";
 import { createPluginContext, type TestablePluginContext } from "./context.ts";
 import type { Hooks } from "./contract.ts";
 import { type Diagnostic, ignoring } from "./diagnostics.ts";
+import type { ExposeRequest } from "./expose.ts";
 import { acquireHostLock, type HostLock } from "./host-lock.ts";
 import { clusterIdentity } from "./identity.ts";
 import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
@@ -23,7 +24,7 @@ import type { Reporter } from "./reporter.ts";
 /** The report's section of findings that belong to no stage. */
 export const RUN_SECTION = "kubehyve";
 
-export type Command = "plan" | "up" | "verify" | "doctor" | "down" | "render";
+export type Command = "plan" | "up" | "verify" | "doctor" | "down" | "render" | "expose";
 
 export interface StageSelection {
   only?: string[];
@@ -61,6 +62,8 @@ export interface EngineRequest {
   phaseTimeoutMs?: number;
   /** Shown first by doctor: config warnings, plugin load problems. */
   preflight?: Diagnostic[];
+  /** The exposure walk: verify --expose, kubehyve expose, doctor (see expose-run.ts). */
+  expose?: ExposeRequest;
   /** doctor --ignore: the errors of these check ids are shown as warnings, marked ignored. */
   ignore?: string[];
 }
@@ -172,9 +175,18 @@ export class Run {
     return this.id_;
   }
 
-  /** The stage's context; one per stage, kind of inspection and reporter, made on first use. */
-  contextOf(stage: Stage, upstreamPending = this.offline, reporter = this.reporter): TestablePluginContext {
-    const key = `${stage.slot}:${upstreamPending}:${reporter === this.reporter}`;
+  /**
+   * The stage's context; one per stage, kind of inspection, reporter and dry-run mode, made on first
+   * use. A run that is a dry run for the stages may still change what one step makes of its own
+   * (verify --expose deploys its canary): that step asks for a context that is not a dry run.
+   */
+  contextOf(
+    stage: Stage,
+    upstreamPending = this.offline,
+    reporter = this.reporter,
+    dryRun = this.dryRun,
+  ): TestablePluginContext {
+    const key = `${stage.slot}:${upstreamPending}:${reporter === this.reporter}:${dryRun}`;
     let ctx = this.contexts.get(key);
     if (!ctx) {
       const stop = this.stageStops.get(stage.slot)?.signal;
@@ -184,7 +196,7 @@ export class Run {
         plugin: stage.plugin,
         options: stage.options,
         stateDir: this.req.stateDir,
-        dryRun: this.dryRun,
+        dryRun,
         clusterId: this.clusterId,
         upstreamPending,
         assumeYes: this.req.assumeYes,

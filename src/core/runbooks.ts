@@ -66,8 +66,19 @@ export const RUNBOOKS: Record<Command, Runbook> = {
     changesHosts: false,
     stages: selected,
     context: (run, stage) => run.contextOf(stage),
-    eachStage: [step.verify, step.stopOnErrors("verify")],
-    summary: () => "every stage verified",
+    eachStage: [step.verify, step.failOrWalkOn],
+    // --expose: then the whoami canary is deployed, walked from the host and removed.
+    after: [step.walkExposure],
+    summary: (run) => (run.req.expose ? exposeSummary(run, verified(run)) : "every stage verified"),
+  },
+  expose: {
+    changesHosts: false,
+    // No stage's phases run; the stages take part through their `expose:hops` answers.
+    stages: () => [],
+    context: (run, stage) => run.contextOf(stage),
+    eachStage: [],
+    after: [step.walkExposure],
+    summary: (run) => exposeSummary(run),
   },
   doctor: {
     changesHosts: false,
@@ -77,7 +88,7 @@ export const RUNBOOKS: Record<Command, Runbook> = {
     looksOnce: true,
     before: [step.showPreflight],
     eachStage: [step.killableStage, step.startVerify, step.check, step.notePendingChanges, step.verify],
-    after: [step.reportUnreachable, step.failOnAnyError],
+    after: [step.reportUnreachable, step.walkExposed, step.failOnAnyError],
     summary: doctorSummary,
   },
   down: {
@@ -106,6 +117,23 @@ export const RUNBOOKS: Record<Command, Runbook> = {
 function planSummary(run: Run): string {
   const n = run.outcomes.reduce((sum, o) => sum + o.changes.length, 0);
   return `plan: ${n} change${n === 1 ? "" : "s"}`;
+}
+
+/** What verify found before the walk: every stage fine, or which ones failed. */
+function verified(run: Run): string {
+  const failed = run.outcomes.filter((o) => o.status === "failed" && o.slot !== "expose").map((o) => o.slot);
+  return failed.length ? `verify failed in ${failed.join(", ")}` : "every stage verified";
+}
+
+/** The walk's verdict, after what went before. */
+function exposeSummary(run: Run, before?: string): string {
+  const verdicts = run.outcomes
+    .filter((o) => o.slot === "expose")
+    .flatMap((o) => o.diagnostics)
+    .filter((d) => d.code === "expose.ok" || d.code === "expose.broken" || d.code === "expose.dry-run")
+    .map((d) => (d.code === "expose.dry-run" ? `dry run, ${d.summary}` : d.summary));
+  if (!verdicts.length) return before ?? "nothing walked";
+  return before ? `${before}; the walk: ${verdicts.join("; ")}` : verdicts.join("; ");
 }
 
 /** `doctor: 1 error, 2 warnings, 1 skipped, 0 info, 31 ok`: every severity, always in this order. */

@@ -9,6 +9,7 @@ import type { TestablePluginContext } from "./context.ts";
 import type { CheckResult } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
 import { diag } from "./diagnostics.ts";
+import { runExposure } from "./expose-run.ts";
 import { StageFailure, type StageOutcome } from "./phase.ts";
 import { writeRenderOutput } from "./render-output.ts";
 import type { Reporter } from "./reporter.ts";
@@ -95,6 +96,23 @@ export const step = {
       run.phases.stopOnErrors(s.outcome, phase);
       return undefined;
     }),
+
+  /**
+   * verify --expose: a stage's failed verify does not stop the run, because the walk that follows
+   * names the first broken hop of the path, which is what the stage's error is a symptom of.
+   */
+  failOrWalkOn: stageStep("stop on errors of verify, unless the exposure walk follows", async (run, s) => {
+    if (!run.req.expose) {
+      run.phases.stopOnErrors(s.outcome, "verify");
+      return undefined;
+    }
+    if (s.outcome.diagnostics.some((d) => d.severity === "error")) {
+      s.outcome.status = "failed";
+      s.outcome.failedPhase = "verify";
+      run.exitCode = ExitCode.phaseFailed;
+    }
+    return undefined;
+  }),
 
   holdLaterStages: stageStep("in a dry run: later stages plan a fresh install", async (run, s) => {
     if (!run.dryRun) return undefined;
@@ -209,6 +227,14 @@ export const step = {
     run.rendered.push({ slot: s.stage.slot, files });
     return undefined;
   }),
+
+  walkExposure: runStep("walk the path from the host to an application, when asked to", (run) =>
+    runExposure(run, run.req.expose),
+  ),
+
+  walkExposed: runStep("walk, read-only, what kubehyve expose made", (run) =>
+    runExposure(run, run.req.expose ?? { app: { kind: "exposed" } }),
+  ),
 
   showPreflight: runStep("show what loading found: config warnings, plugin problems", async (run) => {
     for (const d of run.req.preflight ?? []) run.note(d);

@@ -124,7 +124,15 @@ describe("the runbooks", () => {
   });
 
   test("every command has one", () => {
-    expect(Object.keys(RUNBOOKS).sort()).toEqual(["doctor", "down", "plan", "render", "up", "verify"]);
+    expect(Object.keys(RUNBOOKS).sort()).toEqual([
+      "doctor",
+      "down",
+      "expose",
+      "plan",
+      "render",
+      "up",
+      "verify",
+    ]);
   });
 });
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { findTool } from "./prereq.ts";
 
 export interface Dnsmasq {
-  host: "127.0.0.1";
+  host: string;
   port: number;
   /** Everything dnsmasq logged (with --log-queries, one line per query). */
   log(): string;
@@ -22,6 +22,12 @@ export interface Dnsmasq {
 export interface DnsmasqOptions {
   /** dnsmasq.conf lines, e.g. `host-record=cp1.lab.home.arpa,cp1,192.168.1.21`. */
   lines: string[];
+  /**
+   * Where it listens: a loopback address (default 127.0.0.1) and port (default a free one). A lab
+   * whose cluster file names the server gives its address and port 53, as a router answers.
+   */
+  address?: string;
+  port?: number;
 }
 
 const STARTUP_TIMEOUT_MS = 10_000;
@@ -49,8 +55,10 @@ export async function startDnsmasq(opts: DnsmasqOptions): Promise<Dnsmasq> {
   await writeFile(conf, `${opts.lines.join("\n")}\n`);
 
   let lastError = "";
+  const address = opts.address ?? "127.0.0.1";
+  if (!address.startsWith("127.")) throw new Error(`startDnsmasq: ${address} is not a loopback address`);
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freeUdpPort();
+    const port = opts.port ?? (await freeUdpPort());
     const proc = Bun.spawn(
       [
         binary,
@@ -62,7 +70,7 @@ export async function startDnsmasq(opts: DnsmasqOptions): Promise<Dnsmasq> {
         "--no-hosts",
         "--no-poll",
         "--bind-interfaces",
-        "--listen-address=127.0.0.1",
+        `--listen-address=${address}`,
         `--port=${port}`,
         "--pid-file=",
         // A root dnsmasq drops privileges to this user; a non-root one cannot and ignores it.
@@ -80,7 +88,7 @@ export async function startDnsmasq(opts: DnsmasqOptions): Promise<Dnsmasq> {
       await Bun.sleep(20);
     if (/started, version/.test(output) && proc.exitCode === null) {
       return {
-        host: "127.0.0.1",
+        host: address,
         port,
         log: () => output,
         async waitForLog(text, timeoutMs = 2000) {
@@ -100,7 +108,7 @@ export async function startDnsmasq(opts: DnsmasqOptions): Promise<Dnsmasq> {
     await proc.exited;
     lastError = output.trim();
     // Another process may take the port between probing and binding: only that case is retried.
-    if (!/Address already in use/.test(output)) break;
+    if (!/Address already in use/.test(output) || opts.port !== undefined) break;
   }
   await rm(dir, { recursive: true, force: true });
   throw new Error(`dnsmasq did not start: ${lastError || "no output"}`);

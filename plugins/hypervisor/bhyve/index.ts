@@ -32,6 +32,7 @@ import {
   inspectHost,
   readDatastore,
 } from "./inspect.ts";
+import { l2HostCheck } from "./l2.ts";
 import {
   answerOf,
   CONFIG_MARK,
@@ -776,6 +777,10 @@ export const bhyvePlugin = definePlugin({
   verify,
   destroy,
   render,
+  hooks: {
+    // The lb stage asks what on this host keeps layer-2 announcements from reaching the LAN.
+    "lb:l2-host": l2HostCheck,
+  },
 });
 
 export default bhyvePlugin;

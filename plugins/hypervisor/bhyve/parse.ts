@@ -73,16 +73,78 @@ export interface SwitchEntry {
   /** The bridge interface, when the switch is loaded. */
   iface?: string;
   ports: string[];
+  /** The address vm-bhyve gives the bridge (`vm switch address`), when it has one. */
+  address?: string;
+  /** Private mode (`vm switch private NAME on`): guests reach only the physical ports. */
+  private?: true;
 }
 
-/** `vm switch list`: switch::list in lib/vm-switch; PORTS is a space-separated list. */
+const unset = (value: string | undefined) => !value || value === "-" || value === "n/a";
+
+/**
+ * `vm switch list`: switch::list in lib/vm-switch; PORTS is a space-separated list. A manual switch
+ * shows `n/a` for what vm-bhyve does not manage (switch::manual::show, lib/vm-switch-manual).
+ */
 export function parseSwitchList(text: string): SwitchEntry[] {
   return parseColumns(text).map((row) => ({
     name: row.NAME ?? "",
     type: row.TYPE ?? "",
-    iface: row.IFACE && row.IFACE !== "-" ? row.IFACE : undefined,
-    ports: row.PORTS && row.PORTS !== "-" ? row.PORTS.split(/\s+/) : [],
+    iface: unset(row.IFACE) ? undefined : row.IFACE,
+    ports: unset(row.PORTS) ? [] : row.PORTS!.split(/\s+/),
+    ...(unset(row.ADDRESS) ? {} : { address: row.ADDRESS }),
+    ...(row.PRIVATE === "yes" ? { private: true as const } : {}),
   }));
+}
+
+export interface SwitchInfo {
+  name: string;
+  type: string;
+  /** `ident`: the bridge of a standard or manual switch, `-` when it is not loaded. */
+  ident?: string;
+  /** `physical-ports`: the ports vm-bhyve keeps in ports_NAME. */
+  physicalPorts: string[];
+  /** The guests' ports on the bridge (`virtual-port` blocks). */
+  virtualPorts: { device: string; vm?: string }[];
+}
+
+/**
+ * `vm switch info [NAME…]`: info::switch_show in lib/vm-info (v1.7.5 lines 75-133): a block per
+ * switch opened by `Virtual Switch: NAME` between dashed lines, `  key: value` settings (type,
+ * ident, vlan, physical-ports, bytes-in, bytes-out) and a `  virtual-port` block per guest port.
+ */
+export function parseSwitchInfo(text: string): SwitchInfo[] {
+  const out: SwitchInfo[] = [];
+  let current: SwitchInfo | undefined;
+  let port: { device: string; vm?: string } | undefined;
+  for (const line of text.split("\n")) {
+    const head = /^Virtual Switch: (\S+)\s*$/.exec(line);
+    if (head) {
+      current = { name: head[1]!, type: "standard", physicalPorts: [], virtualPorts: [] };
+      out.push(current);
+      port = undefined;
+      continue;
+    }
+    if (!current) continue;
+    if (/^ {2}virtual-port\s*$/.test(line)) {
+      port = { device: "" };
+      current.virtualPorts.push(port);
+      continue;
+    }
+    const kv = /^( {2}| {4})([a-z-]+): ?(.*)$/.exec(line);
+    if (!kv) continue;
+    const [, indent, key, raw] = kv as unknown as [string, string, string, string];
+    const value = raw.trim();
+    if (indent.length === 4 && port) {
+      if (key === "device") port.device = value;
+      else if (key === "vm" && !unset(value)) port.vm = value;
+      continue;
+    }
+    port = undefined;
+    if (key === "type") current.type = value;
+    else if (key === "ident") current.ident = unset(value) ? undefined : value;
+    else if (key === "physical-ports") current.physicalPorts = unset(value) ? [] : value.split(/\s+/);
+  }
+  return out;
 }
 
 /** `sysctl NAME…` in its default `name: value` format (sbin/sysctl). */
@@ -166,33 +228,86 @@ export function versionAtLeast(version: readonly number[], wanted: readonly numb
   return true;
 }
 
+export interface IfconfigInet {
+  address: string;
+  /** Prefix length, from the hexadecimal netmask ifconfig prints (or a `/len` of `-f inet:cidr`). */
+  prefix: number;
+}
+
 export interface IfconfigInterface {
   name: string;
   flags: string[];
   description?: string;
   members: string[];
   groups: string[];
+  /** The enabled capabilities of the `options=` line (TSO4, LRO, …); empty when there is none. */
+  options: string[];
+  /** IPv4 addresses, in the order ifconfig lists them. */
+  inet: IfconfigInet[];
 }
 
-/** `ifconfig` (all interfaces): stanzas start at column 0, members of a bridge as `member: IF flags=…`. */
+/** `0xffffff00` → 24; undefined for a mask that is not a run of ones. */
+function prefixOfMask(hex: string): number | undefined {
+  const bits = Number.parseInt(hex, 16).toString(2).padStart(32, "0");
+  if (bits.length !== 32 || !/^1*0*$/.test(bits)) return undefined;
+  const zero = bits.indexOf("0");
+  return zero < 0 ? 32 : zero;
+}
+
+/**
+ * `ifconfig` / `ifconfig -a` / `ifconfig NAME` (sbin/ifconfig: ifconfig.c status() prints the
+ * `NAME: flags=…` head and `options=HEX<CAPS>`, af_inet.c `inet A netmask 0xM broadcast B`,
+ * ifbridge.c the bridge and its `member: IF flags=…` lines, ifgroup.c `groups:`). Stanzas start at
+ * column 0; the lines inside are indented with a tab (captures copied from web pages have spaces).
+ */
 export function parseIfconfig(text: string): Map<string, IfconfigInterface> {
   const interfaces = new Map<string, IfconfigInterface>();
   let current: IfconfigInterface | undefined;
   for (const line of text.split("\n")) {
     const head = /^([A-Za-z0-9_.-]+): flags=[0-9a-f]+<([^>]*)>/.exec(line);
     if (head) {
-      current = { name: head[1]!, flags: head[2]!.split(",").filter(Boolean), members: [], groups: [] };
+      current = {
+        name: head[1]!,
+        flags: head[2]!.split(",").filter(Boolean),
+        members: [],
+        groups: [],
+        options: [],
+        inet: [],
+      };
       interfaces.set(current.name, current);
       continue;
     }
     if (!current) continue;
     const trimmed = line.trim();
     const member = /^member: (\S+)/.exec(trimmed);
+    const options = /^options=[0-9a-f]+(?:<([^>]*)>)?/.exec(trimmed);
+    const inet = /^inet (\d+\.\d+\.\d+\.\d+)(?:\/(\d+)| netmask 0x([0-9a-f]{8}))?/.exec(trimmed);
     if (member) current.members.push(member[1]!);
-    else if (trimmed.startsWith("description: ")) current.description = trimmed.slice("description: ".length);
+    else if (options) current.options = (options[1] ?? "").split(",").filter(Boolean);
+    else if (inet) {
+      const prefix = inet[2] !== undefined ? Number(inet[2]) : inet[3] ? prefixOfMask(inet[3]) : 32;
+      if (prefix !== undefined) current.inet.push({ address: inet[1]!, prefix });
+    } else if (trimmed.startsWith("description: "))
+      current.description = trimmed.slice("description: ".length);
     else if (trimmed.startsWith("groups: ")) current.groups = trimmed.slice("groups: ".length).split(/\s+/);
   }
   return interfaces;
+}
+
+/** What `pfctl -s info` says of pf: its first line, `Status: Enabled for …` or `Status: Disabled`. */
+export function parsePfctlStatus(text: string): "enabled" | "disabled" | undefined {
+  // sbin/pfctl/pfctl_parser.c print_status: "Status: %s" with "Enabled" or "Disabled", then
+  // " for %u days %.2u:%.2u:%.2u" while running, padded to 44 columns before "Debug: …".
+  const m = /^Status: (Enabled|Disabled)\b/m.exec(text);
+  return m ? (m[1] === "Enabled" ? "enabled" : "disabled") : undefined;
+}
+
+/** `pfctl -s nat`: one rule per line as print_rule prints them (nat, binat, rdr and their anchors). */
+export function parsePfctlNat(text: string): string[] {
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => /^(no )?(nat|binat|rdr)(-anchor)?\b/.test(l));
 }
 
 /**

@@ -2,56 +2,27 @@
  * The hops of the path from outside to Traefik, each one small named check that answers one
  * Diagnostic: verify runs them in order, and the exposure walk reuses them one by one.
  */
-import { type Diagnostic, diag, isReady, type KubeClient, type Target } from "kubehyve";
+import {
+  type Diagnostic,
+  diag,
+  type HttpAnswer,
+  httpGet,
+  isReady,
+  type KubeClient,
+  type Target,
+} from "kubehyve";
 import { NAME } from "./manifests.ts";
 
-/** The answer of one HTTP GET, or why there was none. */
-export interface HttpAnswer {
-  status?: number;
-  body: string;
-  error?: string;
-}
+export type { HttpAnswer } from "kubehyve";
 
-export type HttpGet = (url: string) => Promise<HttpAnswer>;
-
-const CURL_STATUS = "\nkubehyve-http-status:";
+export type HttpGet = (url: string, opts?: { host?: string; signal?: AbortSignal }) => Promise<HttpAnswer>;
 
 /**
  * GET through a target: curl where it is installed, else FreeBSD's fetch(1), which the base system
  * has. Either way the request leaves from that machine (the hypervisor host, on the lab's LAN).
  */
 export function httpGetOn(target: Target, timeoutSeconds = 5): HttpGet {
-  return async (url) => {
-    const curl = await target.run(
-      [
-        "curl",
-        "--silent",
-        "--show-error",
-        "--noproxy",
-        "*",
-        "--max-time",
-        String(timeoutSeconds),
-        "--write-out",
-        `${CURL_STATUS}%{http_code}`,
-        url,
-      ],
-      { timeoutMs: (timeoutSeconds + 5) * 1000 },
-    );
-    if (curl.code !== 127) {
-      const at = curl.stdout.lastIndexOf(CURL_STATUS);
-      const status = at >= 0 ? Number(curl.stdout.slice(at + CURL_STATUS.length).trim()) : undefined;
-      const body = at >= 0 ? curl.stdout.slice(0, at) : curl.stdout;
-      if (curl.code !== 0 || !status)
-        return { body, error: curl.stderr.trim() || `curl exited ${curl.code}` };
-      return { status, body };
-    }
-    // fetch(1): -o - writes the body to stdout; a non-2xx answer is an error naming the status.
-    const fetch = await target.run(["fetch", "-q", "-o", "-", "-T", String(timeoutSeconds), url], {
-      timeoutMs: (timeoutSeconds + 5) * 1000,
-    });
-    if (fetch.code === 0) return { status: 200, body: fetch.stdout };
-    return { body: fetch.stdout, error: fetch.stderr.trim() || `fetch exited ${fetch.code}` };
-  };
+  return (url, opts = {}) => httpGet(target, url, { ...opts, timeoutSeconds });
 }
 
 /** Hop: Traefik's Deployment has every replica ready (its readiness probe is GET /ping on :8080). */

@@ -35,6 +35,7 @@ import {
   stringifyYaml,
   withOwner,
 } from "kubehyve";
+import { exposeHops } from "./expose.ts";
 import {
   httpGetOn,
   legacyIngressRoutes,
@@ -231,5 +232,10 @@ export default definePlugin({
 
   async destroy(ctx) {
     await destroyStageObjects(ctx, await ctx.kube(), KNOWN_KINDS);
+  },
+
+  hooks: {
+    // The exposure walk's hops this stage knows: its address, and its routing of the Host header.
+    "expose:hops": exposeHops,
   },
 });

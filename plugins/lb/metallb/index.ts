@@ -35,6 +35,7 @@ import {
   waitFor,
 } from "kubehyve";
 import { checkAgainstCluster } from "./addresses.ts";
+import { exposeHops } from "./expose.ts";
 import { collectHostDiagnostics, L2_HOST_HOOK } from "./host-hook.ts";
 import { strictArpFinding } from "./kube-proxy.ts";
 import {
@@ -349,6 +350,8 @@ export const metallbPlugin = definePlugin({
     // With IPVS and strictARP off, every node answers ARP for every LoadBalancer address (Kubespray's
     // docs/ingress/metallb.md; its roles/kubernetes-apps/metallb asserts the same).
     "k8s:kubespray-vars": () => ({ kube_proxy_strict_arp: true }),
+    // The exposure walk's hop this stage knows: the address answering from the host.
+    "expose:hops": exposeHops,
   },
 });
 

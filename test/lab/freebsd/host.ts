@@ -48,6 +48,7 @@ export const SHIM_COMMANDS = [
   "zpool",
   "pkg",
   "ifconfig",
+  "pfctl",
   "freebsd-version",
   "uname",
   "id",
@@ -100,7 +101,39 @@ export type Fault =
   /** The guest's next start fails after `vm start` returned (bhyve exits with status 4). */
   | { kind: "guest-start-fails"; vm: string }
   /** Every matching invocation takes `ms` longer (before it does anything), until the host is made anew. */
-  | { kind: "slow"; command: string; args?: string[]; ms: number };
+  | { kind: "slow"; command: string; args?: string[]; ms: number }
+  /** pf.ko loaded, enabled unless said otherwise, with these translation rules (`pfctl -s nat` lines). */
+  | { kind: "pf"; enabled?: boolean; nat?: string[] }
+  /** ipfw.ko loaded (net.inet.ip.fw.enable=1). */
+  | { kind: "ipfw" }
+  | { kind: "sysctl"; name: string; value: string }
+  /** The NIC's own capabilities (what `ifconfig NIC` shows in options= outside a bridge). */
+  | { kind: "nic-caps"; nic?: string; caps: string[] }
+  /**
+   * The host set up as bridge(4) EXAMPLES say, as rc.conf would do at boot: a bridge with the NIC as
+   * its member and the NIC's address on the bridge.
+   */
+  | { kind: "address-on-bridge"; bridge?: string; nic?: string };
+
+/** An em(4) NIC's capabilities outside a bridge (an Intel 82574; the capture of an em0 in a bridge lacks TSO4 and LRO). */
+export const EM0_CAPS = [
+  "RXCSUM",
+  "TXCSUM",
+  "VLAN_MTU",
+  "VLAN_HWTAGGING",
+  "JUMBO_MTU",
+  "VLAN_HWCSUM",
+  "TSO4",
+  "TSO6",
+  "LRO",
+  "WOL_MAGIC",
+  "VLAN_HWFILTER",
+  "VLAN_HWTSO",
+  "RXCSUM_IPV6",
+  "TXCSUM_IPV6",
+  "HWSTATS",
+  "MEXTPG",
+];
 
 export interface SimulatedVm {
   exists: boolean;
@@ -209,6 +242,7 @@ function initialState(root: string, opts: FreebsdHostOptions): HostState {
         groups: [],
         members: [],
         inet: "192.168.1.10",
+        caps: [...EM0_CAPS],
       },
       lo0: {
         kind: "loopback",
@@ -337,9 +371,13 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
           case "vm-bhyve-version":
             s.packages["vm-bhyve"] = fault.version;
             break;
-          case "freebsd-version":
+          case "freebsd-version": {
+            // __FreeBSD_version of a release: major * 100000 + minor * 1000 (sys/sys/param.h).
             s.version = fault.version;
+            const m = /^(\d+)\.(\d+)/.exec(fault.version);
+            if (m) s.osreldate = Number(m[1]) * 100_000 + Number(m[2]) * 1000;
             break;
+          }
           case "not-root":
             s.uid = 1001;
             break;
@@ -364,6 +402,46 @@ export function createFreebsdHost(opts: FreebsdHostOptions = {}): FreebsdHost {
           case "slow":
             s.slow.push({ command: fault.command, args: fault.args, ms: fault.ms });
             break;
+          case "pf":
+            s.pf = {
+              loaded: true,
+              enabled: fault.enabled ?? true,
+              enabledAt: Date.now() - 754_000,
+              nat: fault.nat ?? [],
+            };
+            break;
+          case "ipfw":
+            if (!s.modules.includes("ipfw")) s.modules.push("ipfw");
+            break;
+          case "sysctl":
+            s.sysctls = { ...s.sysctls, [fault.name]: fault.value };
+            break;
+          case "nic-caps": {
+            const nic = s.interfaces[fault.nic ?? "em0"]!;
+            if (nic.savedCaps) nic.savedCaps = [...fault.caps];
+            nic.caps = [...fault.caps];
+            break;
+          }
+          case "address-on-bridge": {
+            const name = fault.bridge ?? "bridge0";
+            const nic = s.interfaces[fault.nic ?? "em0"]!;
+            s.interfaces[name] = {
+              kind: "bridge",
+              ether: "58:9c:fc:10:12:5b",
+              mtu: nic.mtu,
+              up: true,
+              groups: ["bridge"],
+              members: [fault.nic ?? "em0"],
+              inet: nic.inet,
+              caps: [],
+            };
+            delete nic.inet;
+            // bridge_mutecaps strips LRO from a member (sys/net/if_bridge.c).
+            nic.savedCaps = [...(nic.caps ?? [])];
+            nic.caps = nic.caps?.filter((c) => c !== "LRO");
+            if (!s.modules.includes("if_bridge")) s.modules.push("if_bridge");
+            break;
+          }
         }
       });
     },

@@ -341,3 +341,79 @@ describe("the simulated zfs", () => {
     expect(tryRun(["ls", "/dev/zvol/zroot/vm/absent"]).code).not.toBe(0);
   });
 });
+
+describe("the simulated network commands", () => {
+  test("pfctl without pf.ko fails as pfctl's err(1, /dev/pf) does; -s info prints print_status's layout", () => {
+    expect(tryRun(["pfctl", "-s", "info"])).toMatchObject({
+      code: 1,
+      stderr: "pfctl: /dev/pf: No such file or directory\n",
+    });
+    host.inject({ kind: "pf", nat: ["nat on em0 inet from 192.168.8.0/24 to any -> (em0) round-robin"] });
+    const info = run(host, ["pfctl", "-s", "info"]).split("\n");
+    // The captured `pfctl -s info` of Telegraf's pf input README, column for column.
+    expect(info[0]).toMatch(/^Status: Enabled for 0 days 00:1\d:\d\d {11}Debug: Urgent$/);
+    expect(info[2]).toBe("State Table                          Total             Rate");
+    expect(info[4]).toBe("  searches                               0            0.0/s");
+    expect(run(host, ["pfctl", "-s", "nat"])).toBe(
+      "nat on em0 inet from 192.168.8.0/24 to any -> (em0) round-robin\n",
+    );
+  });
+
+  test("ifconfig prints options= from the IFCAP bits, and a bridge strips LRO from its members", () => {
+    host.cleanup();
+    host = createFreebsdHost();
+    expect(run(host, ["ifconfig", "em0"])).toContain(
+      "\toptions=4e527bb<RXCSUM,TXCSUM,VLAN_MTU,VLAN_HWTAGGING,JUMBO_MTU,VLAN_HWCSUM,TSO4,TSO6,LRO,WOL_MAGIC,VLAN_HWFILTER,VLAN_HWTSO,RXCSUM_IPV6,TXCSUM_IPV6,HWSTATS,MEXTPG>\n",
+    );
+    host.prepareVmBhyve();
+    expect(run(host, ["ifconfig", "em0"])).toContain("TSO4,TSO6,WOL_MAGIC");
+    host.createForeignVm("legacy", { running: true });
+    // A guest's tap has no TSO: no member keeps it (bridge_mutecaps).
+    expect(run(host, ["ifconfig", "em0"])).toContain("VLAN_HWCSUM,WOL_MAGIC");
+  });
+
+  test("the bridge's sysctls exist once if_bridge is loaded, and sysctl NAME=VALUE keeps the value", () => {
+    expect(run(host, ["sysctl", "-n", "net.link.bridge.pfil_member"])).toBe("1\n");
+    expect(run(host, ["sysctl", "net.link.bridge.pfil_member=0"])).toBe(
+      "net.link.bridge.pfil_member: 1 -> 0\n",
+    );
+    expect(run(host, ["sysctl", "-n", "net.link.bridge.pfil_member"])).toBe("0\n");
+    expect(tryRun(["sysctl", "net.link.bridge.member_ifaddrs"])).toMatchObject({ code: 1 });
+  });
+
+  test("vm switch info prints info::switch_show's block, with the guests' ports", () => {
+    host.createForeignVm("legacy", { running: true });
+    expect(run(host, ["vm", "switch", "info", "public"])).toBe(
+      [
+        "------------------------",
+        "Virtual Switch: public",
+        "------------------------",
+        "  type: standard",
+        "  ident: vm-public",
+        "  vlan: -",
+        "  physical-ports: em0",
+        "  bytes-in: 0 (0.000B)",
+        "  bytes-out: 0 (0.000B)",
+        "",
+        "  virtual-port",
+        "    device: tap0",
+        "    vm: legacy",
+        "",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("FreeBSD 15 refuses a NIC with an address as a bridge member, as if_bridge does", () => {
+    host.cleanup();
+    host = createFreebsdHost();
+    host.inject({ kind: "freebsd-version", version: "15.0-RELEASE" });
+    run(host, ["ifconfig", "bridge", "create"]);
+    expect(tryRun(["ifconfig", "bridge0", "addm", "em0"])).toMatchObject({
+      code: 1,
+      stderr: "ifconfig: BRDGADD em0: Invalid argument\n",
+    });
+    run(host, ["sysctl", "net.link.bridge.member_ifaddrs=1"]);
+    run(host, ["ifconfig", "bridge0", "addm", "em0"]);
+  });
+});

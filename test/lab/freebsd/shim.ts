@@ -25,6 +25,7 @@ import {
   commandLog,
   type HostState,
   type InterfaceState,
+  type PfState,
   readRcFile,
   readState,
   updateState,
@@ -79,6 +80,7 @@ function main(argv: string[]): number {
     zfs,
     pkg,
     ifconfig,
+    pfctl,
     vm,
   };
   const real = boot.passthrough[name];
@@ -267,6 +269,20 @@ function sysctlValues(state: HostState): Record<string, string> {
     "vfs.zfs.arc.max": String(state.arcMax),
     "net.link.tap.up_on_open": "1",
   };
+  // if_bridge's tree exists while the module is loaded (vm init loads it): sys/net/if_bridge.c
+  // SYSCTL_INT(_net_link_bridge, …) with pfil_member and pfil_bridge 1, ipfw 0; member_ifaddrs
+  // came with FreeBSD 15.0 (0: a member may not hold an address, bridge(4)).
+  if (state.modules.includes("if_bridge")) {
+    values["net.link.bridge.pfil_onlyip"] = "1";
+    values["net.link.bridge.pfil_member"] = "1";
+    values["net.link.bridge.pfil_bridge"] = "1";
+    values["net.link.bridge.pfil_local_phys"] = "0";
+    values["net.link.bridge.ipfw"] = "0";
+    if (state.osreldate >= 1_500_000) values["net.link.bridge.member_ifaddrs"] = "0";
+  }
+  // ipfw.ko: net.inet.ip.fw.enable is 1 once the module is loaded (sys/netpfil/ipfw/ip_fw_pfil.c).
+  if (state.modules.includes("ipfw")) values["net.inet.ip.fw.enable"] = "1";
+  for (const [name, value] of Object.entries(state.sysctls ?? {})) values[name] = value;
   // The hw.vmm tree exists only while vmm.ko is loaded (sys/amd64/vmm/vmm.c, intel/vmx.c, amd/svm.c).
   if (state.vmm.loaded) {
     values["hw.vmm.maxcpu"] = String(state.vmm.maxcpu);
@@ -297,6 +313,9 @@ function sysctl(root: string, args: string[]) {
     }
     if (assigned !== undefined) {
       print(`${name}: ${value} -> ${assigned}`);
+      updateState(root, (state) => {
+        state.sysctls = { ...state.sysctls, [name]: assigned };
+      });
       continue;
     }
     if (flags.has("n")) print(value);
@@ -810,6 +829,7 @@ function interfaceStanza(name: string, i: InterfaceState): string[] {
         : "8802<BROADCAST,SIMPLEX,MULTICAST>";
   const lines = [`${name}: flags=${flags} metric 0 mtu ${i.mtu}`];
   if (i.description) lines.push(`\tdescription: ${i.description}`);
+  if (i.caps) lines.push(`\toptions=${capsHex(i.caps)}${i.caps.length ? `<${i.caps.join(",")}>` : ""}`);
   if (i.kind !== "loopback") lines.push(`\tether ${i.ether}`);
   if (i.inet) lines.push(`\tinet ${i.inet} netmask 0xffffff00 broadcast ${i.inet.replace(/\.\d+$/, ".255")}`);
   if (i.kind === "bridge") {
@@ -863,7 +883,11 @@ function ifconfig(root: string, args: string[]) {
   }
   updateState(root, (s) => {
     if (ops[0] === "create") {
-      print(createInterface(s, name.replace(/\d+$/, "") as "bridge" | "tap"));
+      const kind = name.replace(/\d+$/, "") as "bridge" | "tap";
+      // ifconfig loads the cloner's module when it is missing (if_bridge.ko, if_tuntap.ko).
+      const module = kind === "bridge" ? "if_bridge" : "if_tuntap";
+      if (!s.modules.includes(module)) s.modules.push(module);
+      print(createInterface(s, kind));
       return;
     }
     const i = s.interfaces[name];
@@ -874,14 +898,110 @@ function ifconfig(root: string, args: string[]) {
       else if (op === "up") i!.up = true;
       else if (op === "down") i!.up = false;
       else if (op === "descr" || op === "description") i!.description = ops[++k];
-      else if (op === "addm") i!.members.push(ops[++k]!);
-      else if (op === "deletem") {
-        const member = ops[++k];
-        i!.members = i!.members.filter((m) => m !== member);
+      else if (op === "addm") addMember(s, name, ops[++k]!);
+      else if (op === "deletem") removeMember(s, name, ops[++k]!);
+      else if (op === "-tso" || op === "-lro" || op === "-txcsum") {
+        const off = op === "-tso" ? ["TSO4", "TSO6"] : op === "-lro" ? ["LRO"] : ["TXCSUM", "TXCSUM_IPV6"];
+        i!.caps = i!.caps?.filter((c) => !off.includes(c));
+        i!.savedCaps = i!.savedCaps?.filter((c) => !off.includes(c));
       } else if (op === "group") i!.groups.push(ops[++k]!);
       else fail(`ifconfig: ${op}: bad value`);
     }
   });
+}
+
+/** IFCAP_* bits of sys/net/if.h, in bit order: ifconfig prints `options=HEX<NAMES>` from them. */
+const IFCAPS = [
+  "RXCSUM",
+  "TXCSUM",
+  "NETCONS",
+  "VLAN_MTU",
+  "VLAN_HWTAGGING",
+  "JUMBO_MTU",
+  "POLLING",
+  "VLAN_HWCSUM",
+  "TSO4",
+  "TSO6",
+  "LRO",
+  "WOL_UCAST",
+  "WOL_MCAST",
+  "WOL_MAGIC",
+  "TOE4",
+  "TOE6",
+  "VLAN_HWFILTER",
+  "NV",
+  "VLAN_HWTSO",
+  "LINKSTATE",
+  "NETMAP",
+  "RXCSUM_IPV6",
+  "TXCSUM_IPV6",
+  "HWSTATS",
+  "TXRTLMT",
+  "HWRXTSTMP",
+  "MEXTPG",
+  "TXTLS4",
+  "TXTLS6",
+  "VXLAN_HWCSUM",
+  "VXLAN_HWTSO",
+  "TXTLS_RTLMT",
+];
+
+function capsHex(caps: string[]): string {
+  return caps.reduce((n, c) => n + (IFCAPS.includes(c) ? 2 ** IFCAPS.indexOf(c) : 0), 0).toString(16);
+}
+
+// sys/net/if_bridge.c: BRIDGE_IFCAPS_MASK (TOE, TSO, TXCSUM) is kept only where every member has
+// it, BRIDGE_IFCAPS_STRIP (LRO) is always turned off (bridge_mutecaps); a member that leaves gets
+// its own capabilities back (bif_savedcaps). bridge(4) says the same.
+const BRIDGE_MASK = ["TOE4", "TOE6", "TSO4", "TSO6", "TXCSUM"];
+const BRIDGE_STRIP = ["LRO"];
+
+function muteCaps(s: HostState, bridge: string): void {
+  const members = (s.interfaces[bridge]?.members ?? [])
+    .map((m) => s.interfaces[m])
+    .filter((i): i is InterfaceState => i !== undefined);
+  for (const m of members) m.savedCaps ??= [...(m.caps ?? [])];
+  const common = BRIDGE_MASK.filter((c) => members.every((m) => m.savedCaps!.includes(c)));
+  for (const m of members) {
+    if (m.caps === undefined) continue;
+    m.caps = m.savedCaps!.filter(
+      (c) => !BRIDGE_STRIP.includes(c) && (!BRIDGE_MASK.includes(c) || common.includes(c)),
+    );
+  }
+}
+
+/**
+ * `ifconfig BRIDGE addm IF` (if_bridge.c bridge_ioctl_add): since FreeBSD 15.0 an interface that
+ * holds an address is refused with EINVAL unless net.link.bridge.member_ifaddrs is 1; ifconfig's
+ * ifbridge.c reports it as err(1, "BRDGADD %s").
+ */
+function addMember(s: HostState, bridge: string, member: string): void {
+  const b = s.interfaces[bridge];
+  const m = s.interfaces[member];
+  if (!b || !m) fail(`ifconfig: BRDGADD ${member}: No such file or directory`);
+  if (b!.members.includes(member)) fail(`ifconfig: BRDGADD ${member}: File exists`);
+  const refused = memberRefused(s, member);
+  if (refused) fail(`ifconfig: BRDGADD ${member}: ${refused}`);
+  b!.members.push(member);
+  muteCaps(s, bridge);
+}
+
+/** Why addm would refuse `member` (see addMember), or undefined. */
+function memberRefused(s: HostState, member: string): string | undefined {
+  const allowed = (sysctlValues(s)["net.link.bridge.member_ifaddrs"] ?? "1") === "1";
+  return s.interfaces[member]?.inet && !allowed ? "Invalid argument" : undefined;
+}
+
+function removeMember(s: HostState, bridge: string, member: string): void {
+  const b = s.interfaces[bridge];
+  if (!b) return;
+  b.members = b.members.filter((m) => m !== member);
+  const m = s.interfaces[member];
+  if (m?.savedCaps) {
+    if (m.caps !== undefined) m.caps = m.savedCaps;
+    delete m.savedCaps;
+  }
+  muteCaps(s, bridge);
 }
 
 function createInterface(s: HostState, kind: "bridge" | "tap", wanted?: string): string {
@@ -897,6 +1017,64 @@ function createInterface(s: HostState, kind: "bridge" | "tap", wanted?: string):
     members: [],
   };
   return name;
+}
+
+/** pfctl_parser.c print_status: "Status: Enabled for D days HH:MM:SS", padded to 44, then the debug level. */
+function pfStatusLine(pf: PfState): string {
+  if (!pf.enabled) return `${"Status: Disabled".padEnd(44)}${"Debug: Urgent".padStart(15)}`;
+  const seconds = Math.max(0, Math.floor((Date.now() - (pf.enabledAt ?? Date.now())) / 1000));
+  const two = (n: number) => String(n).padStart(2, "0");
+  const line = `Status: Enabled for ${Math.floor(seconds / 86400)} days ${two(Math.floor(seconds / 3600) % 24)}:${two(Math.floor(seconds / 60) % 60)}:${two(seconds % 60)}`;
+  return `${line.padEnd(44)}${"Debug: Urgent".padStart(15)}`;
+}
+
+// pfctl(8) (sbin/pfctl/pfctl.c main): /dev/pf is opened first and err(1, "/dev/pf") reports a pf.ko
+// that is not loaded; -s info prints print_status's report (pfctl_parser.c; the counters' layout of
+// a captured `pfctl -s info`), -s nat the translation rules as print_rule prints them, -s rules the
+// filter rules (none kept here), -s Running "Enabled" or "Disabled" (print_running). An unknown
+// modifier is "Unknown show modifier" and the usage, exit 1.
+function pfctl(root: string, args: string[]) {
+  const { flags } = getopt(args, "a:AdD:eqf:F:ghi:k:K:mMnNOo:Pp:rRs:t:T:vx:z");
+  const pf = readState(root).pf ?? { loaded: false, enabled: false, nat: [] };
+  if (!pf.loaded) fail("pfctl: /dev/pf: No such file or directory");
+  const show = flags.get("s");
+  if (typeof show !== "string")
+    fail("usage: pfctl [-AdeghMmNnOPqRrvz] [-a anchor] [-D macro=value] [-F modifier]");
+  const modifiers = [
+    "ether",
+    "nat",
+    "queue",
+    "rules",
+    "Anchors",
+    "Sources",
+    "states",
+    "info",
+    "Interfaces",
+    "labels",
+    "timeouts",
+    "memory",
+    "Tables",
+    "osfp",
+    "Running",
+    "all",
+  ];
+  const modifier = modifiers.find((m) => m.startsWith(show as string));
+  if (!modifier) fail(`pfctl: Unknown show modifier '${show}'`);
+  if (modifier === "nat") {
+    for (const rule of pf.nat) print(rule);
+  } else if (modifier === "Running") {
+    print(pf.enabled ? "Enabled" : "Disabled");
+  } else if (modifier === "info") {
+    print(pfStatusLine(pf));
+    print("");
+    print(`${"State Table".padEnd(27)} ${"Total".padStart(14)} ${"Rate".padStart(16)}`);
+    print(`  ${"current entries".padEnd(25)} ${"0".padStart(14)} ${"".padStart(14)}`);
+    for (const counter of ["searches", "inserts", "removals"])
+      print(`  ${counter.padEnd(25)} ${"0".padStart(14)} ${"0.0/s".padStart(16)}`);
+    print("Counters");
+    for (const counter of ["match", "bad-offset", "fragment", "short", "normalize", "memory"])
+      print(`  ${counter.padEnd(25)} ${"0".padStart(14)} ${"0.0/s".padStart(16)}`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -996,7 +1174,8 @@ function guestDown(env: VmEnv, name: string, status: number) {
   const messages = [`bhyve exited with status ${status}`];
   for (const tap of run.taps) {
     messages.push(`destroying network device ${tap}`);
-    for (const i of Object.values(env.state.interfaces)) i.members = i.members.filter((m) => m !== tap);
+    for (const [bridge, i] of Object.entries(env.state.interfaces))
+      if (i.members.includes(tap)) removeMember(env.state, bridge, tap);
     delete env.state.interfaces[tap];
   }
   messages.push("stopped");
@@ -1095,16 +1274,28 @@ function vmInit(env: VmEnv) {
 }
 
 function ensureBridge(env: VmEnv, sw: string, conf: Map<string, string>) {
+  if (conf.get(`type_${sw}`) === "manual") {
+    // switch::manual::init: the host made the bridge; vm-bhyve only marks it.
+    const i = env.state.interfaces[conf.get(`bridge_${sw}`) ?? ""];
+    if (i?.kind === "bridge")
+      for (const group of ["vm-switch", `viid-${viid(sw)}@`])
+        if (!i.groups.includes(group)) i.groups.push(group);
+    return conf.get(`bridge_${sw}`);
+  }
   let bridge = switchBridge(env, sw);
   if (!bridge) {
+    // switch::standard::init (lib/vm-switch-standard lines 9-48): the bridge, then its address.
     bridge = createInterface(env.state, "bridge", sw.length <= 12 ? `vm-${sw}` : undefined);
     const i = env.state.interfaces[bridge]!;
     i.groups.push("vm-switch", `viid-${viid(sw)}@`);
     i.up = true;
+    const address = conf.get(`addr_${sw}`);
+    if (address) i.inet = address.split("/")[0];
   }
   const i = env.state.interfaces[bridge]!;
   for (const port of (conf.get(`ports_${sw}`) ?? "").split(/\s+/).filter(Boolean)) {
-    if (env.state.interfaces[port] && !i.members.includes(port)) i.members.push(port);
+    if (env.state.interfaces[port] && !i.members.includes(port) && !memberRefused(env.state, port))
+      addMember(env.state, bridge, port);
   }
   return bridge;
 }
@@ -1121,6 +1312,12 @@ function vmSwitch(env: VmEnv, args: string[]) {
     // switch::list + switch::standard::show, through column -ts^.
     const rows = [["NAME", "TYPE", "IFACE", "ADDRESS", "PRIVATE", "MTU", "VLAN", "PORTS"]];
     for (const sw of switches) {
+      if (conf.get(`type_${sw}`) === "manual") {
+        // switch::manual::show (lib/vm-switch-manual lines 31-39).
+        const bridge = conf.get(`bridge_${sw}`) ?? "";
+        rows.push([sw, "manual", bridge, "n/a", conf.get(`private_${sw}`) || "no", "n/a", "n/a", "n/a"]);
+        continue;
+      }
       rows.push([
         sw,
         conf.get(`type_${sw}`) ?? "standard",
@@ -1141,19 +1338,122 @@ function vmSwitch(env: VmEnv, args: string[]) {
     // switch::create (lib/vm-switch lines 71-132).
     if (!VM_NAME.test(sw)) vmErr(`invalid switch name - '${sw}'`);
     if (switches.includes(sw)) vmErr(`switch ${sw} already exists`);
+    const type = flags.get("t") ?? "standard";
+    if (type === "manual") {
+      // switch::manual::create and ::init (lib/vm-switch-manual lines 10-24, 45-63): the bridge must
+      // exist; vm-bhyve only puts it in the vm-switch group and marks it with the switch's viid.
+      const bridge = flags.get("b");
+      if (typeof bridge !== "string")
+        vmErr("you must specify a bridge to import when creating a manual switch");
+      const i = env.state.interfaces[bridge as string];
+      if (i?.kind !== "bridge") vmErr(`${bridge} does not appear to be a valid existing bridge`);
+      writeRcVars(file, {
+        switch_list: [...switches, sw].join(" "),
+        [`type_${sw}`]: "manual",
+        [`bridge_${sw}`]: bridge as string,
+        ...(flags.has("p") ? { [`private_${sw}`]: "yes" } : {}),
+      });
+      for (const group of ["vm-switch", `viid-${viid(sw)}@`])
+        if (!i!.groups.includes(group)) i!.groups.push(group);
+      i!.up = true;
+      return;
+    }
+    if (type !== "standard") fail(`shim vm: 'switch create -t ${type}' is not simulated`, 2);
     const iface = flags.get("i");
+    const address = flags.get("a");
     writeRcVars(file, {
       switch_list: [...switches, sw].join(" "),
       [`type_${sw}`]: "standard",
       ...(typeof iface === "string" ? { [`ports_${sw}`]: iface } : {}),
+      ...(typeof address === "string" ? { [`addr_${sw}`]: address } : {}),
+      ...(flags.has("p") ? { [`private_${sw}`]: "yes" } : {}),
     });
     ensureBridge(env, sw, readRcFile(file));
+    return;
+  }
+  if (sub === "info") {
+    // info::switch and info::switch_show (lib/vm-info lines 41-133), for the named switches or all.
+    for (const sw of rest.length ? rest : switches) {
+      const type = conf.get(`type_${sw}`) || "standard";
+      const ident = switchBridge(env, sw);
+      print("------------------------");
+      print(`Virtual Switch: ${sw}`);
+      print("------------------------");
+      print(`  type: ${type}`);
+      print(`  ident: ${ident || "-"}`);
+      print(`  vlan: ${conf.get(`vlan_${sw}`) || "-"}`);
+      print(`  physical-ports: ${conf.get(`ports_${sw}`) || "-"}`);
+      if (ident) {
+        // netstat -biI BRIDGE's counters through info::__bytes_human (three decimals, B/K/M/G/T).
+        print("  bytes-in: 0 (0.000B)");
+        print("  bytes-out: 0 (0.000B)");
+        for (const port of env.state.interfaces[ident]!.members.filter((m) => m.startsWith("tap"))) {
+          const guest = /^vmnet\/([^/]+)\//.exec(env.state.interfaces[port]?.description ?? "")?.[1];
+          print("");
+          print("  virtual-port");
+          print(`    device: ${port}`);
+          print(`    vm: ${guest ?? "-"}`);
+        }
+      }
+      print("");
+    }
+    return;
+  }
+  if (sub === "destroy") {
+    // switch::remove (lib/vm-switch lines 139-170): a standard switch's bridge goes with its
+    // members' capabilities restored; a manual switch's bridge stays, out of the vm-switch group.
+    const [sw] = rest as [string];
+    if (!sw) fail("usage: vm switch destroy <name>");
+    const type = conf.get(`type_${sw}`);
+    if (type !== "standard" && type !== "manual") vmErr("unable to remove switch of unknown type");
+    const bridge = switchBridge(env, sw);
+    if (bridge && type === "standard") {
+      for (const member of [...env.state.interfaces[bridge]!.members])
+        removeMember(env.state, bridge, member);
+      delete env.state.interfaces[bridge];
+    } else if (bridge) {
+      const i = env.state.interfaces[bridge]!;
+      i.groups = i.groups.filter((g) => g !== "vm-switch");
+    }
+    const keys = ["ports", "vlan", "nat", "type", "addr", "private", "mtu"].map((k) => `${k}_${sw}`);
+    writeRcVars(file, {
+      switch_list: switches.filter((x) => x !== sw).join(" ") || undefined,
+      ...Object.fromEntries(keys.map((k) => [k, undefined])),
+    });
+    return;
+  }
+  if (sub === "private") {
+    // switch::private (lib/vm-switch lines 259-286): only the configuration changes; guests started
+    // from then on get private ports.
+    const [sw, value] = rest as [string, string];
+    if (!sw || !value) fail("usage: vm switch private <name> <on|off>");
+    if (!switches.includes(sw)) vmErr("specified switch does not appear to be valid");
+    writeRcVars(file, { [`private_${sw}`]: /^(on|yes|true|1)$/i.test(value) ? "yes" : "no" });
+    return;
+  }
+  if (sub === "address") {
+    // switch::address and switch::standard::address (lib/vm-switch lines 303-328): `none` removes it.
+    const [sw, address] = rest as [string, string];
+    const bridge = switchBridge(env, sw);
+    if (!bridge) vmErr("unable to locate specified virtual switch");
+    if ((conf.get(`type_${sw}`) ?? "standard") !== "standard")
+      vmErr("feature not currently supported on switches of this type");
+    if (address && address !== "none" && !/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\/\d{1,2}$/.test(address))
+      vmErr("address must be supplied in CIDR notation (a.b.c.d/prefix-len)");
+    const none = !address || address === "none";
+    writeRcVars(file, { [`addr_${sw}`]: none ? undefined : address });
+    const i = env.state.interfaces[bridge!]!;
+    if (none) delete i.inet;
+    else i.inet = address.split("/")[0];
     return;
   }
   if (sub === "add") {
     const [sw, iface] = rest as [string, string];
     if (!switches.includes(sw)) vmErr(`unable to locate switch id`);
-    if (!env.state.interfaces[iface]) vmErr(`failed to add member ${iface} to the virtual switch ${sw}`);
+    // switch::standard::__configure_port (lib/vm-switch-standard lines 251-286): `ifconfig BRIDGE
+    // addm IF` first, the port is kept in ports_NAME only once that worked.
+    if (!env.state.interfaces[iface] || memberRefused(env.state, iface))
+      vmErr(`failed to add member ${iface} to the virtual switch ${sw}`);
     const ports = (conf.get(`ports_${sw}`) ?? "").split(/\s+/).filter(Boolean);
     if (!ports.includes(iface)) ports.push(iface);
     writeRcVars(file, { [`ports_${sw}`]: ports.join(" ") });
@@ -1457,7 +1757,7 @@ function vmRun(env: VmEnv, name: string, conf: Map<string, string>) {
         `adding ${tap} -> ${bridge} (${sw} addm)`,
         `bring up ${tap} -> ${bridge} (${sw} addm)`,
       );
-      env.state.interfaces[bridge]!.members.push(tap);
+      addMember(env.state, bridge, tap);
       i.up = true;
     } else if (sw) {
       guestLog(env, name, `failed to find virtual switch '${sw}'`);

@@ -49,6 +49,20 @@ export interface InterfaceState {
   members: string[];
   inet?: string;
   openedBy?: number;
+  /** The enabled capabilities ifconfig prints in `options=` (none printed when undefined). */
+  caps?: string[];
+  /** A bridge member's own capabilities, given back when it leaves the bridge (bif_savedcaps). */
+  savedCaps?: string[];
+}
+
+export interface PfState {
+  /** pf.ko is loaded: /dev/pf exists. */
+  loaded: boolean;
+  enabled: boolean;
+  /** When `pfctl -e` ran (epoch ms), for the status line's running time. */
+  enabledAt?: number;
+  /** The translation rules as `pfctl -s nat` prints them. */
+  nat: string[];
 }
 
 export interface GuestRun {
@@ -96,6 +110,9 @@ export interface HostState {
   slow: { command: string; args?: string[]; ms: number }[];
   latencyMs: number;
   stopDelayMs: number;
+  /** sysctl values set on this host (`sysctl name=value`, a test's set-up), over the defaults. */
+  sysctls?: Record<string, string>;
+  pf?: PfState;
   /** Real programs (sh, cat, test, …) that are logged like the shims, then run as they are. */
   passthrough: Record<string, string>;
   nextPid: number;

@@ -576,6 +576,15 @@ const networking: Record<string, Schema> = {
   }),
 };
 
+// k8s.io/api discovery/v1 types.go: EndpointSlice (written by the endpointslice controller stand-in).
+const discovery: Record<string, Schema> = {
+  "io.k8s.api.discovery.v1.EndpointSlice": topLevel("discovery.k8s.io", "v1", "EndpointSlice", {
+    addressType: str,
+    endpoints: atomicList(open),
+    ports: atomicList(open),
+  }),
+};
+
 const admission: Record<string, Schema> = {
   "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration": topLevel(
     "admissionregistration.k8s.io",
@@ -655,6 +664,7 @@ export const BUILTIN_SCHEMAS: Record<string, Schema> = {
   ...rbac,
   ...storage,
   ...networking,
+  ...discovery,
   ...admission,
   ...apiextensions,
   ...authorization,

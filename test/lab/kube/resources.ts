@@ -63,6 +63,7 @@ export function builtinResources(): ServedResource[] {
     r("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, { shortNames: ["sc"], status: false }),
     r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, { status: false }),
     r("networking.k8s.io", "v1", "Ingress", "ingresses", true, { shortNames: ["ing"] }),
+    r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, { status: false }),
     r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, { status: false }),
     r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, {
       status: false,

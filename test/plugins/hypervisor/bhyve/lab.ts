@@ -67,6 +67,10 @@ export function isMutating(argv: readonly string[]): boolean {
       return argv.slice(1).some((a) => a.includes("=")) || argv.includes("-x");
     case "zfs":
       return !["list", "get"].includes(sub ?? "");
+    case "sysctl":
+      return argv.slice(1).some((a) => a.includes("="));
+    case "pfctl":
+      return !argv.includes("-s");
     case "ifconfig":
       return argv.length > 2 || (argv.length === 2 && !argv[1]!.startsWith("-"));
     case "sh":
