@@ -118,6 +118,8 @@ export {
 } from "./kube/status.ts";
 export type { ApplyOptions, DeleteOptions, KubeClient, KubeObject, ListOptions } from "./kube/types.ts";
 export { mapLimit } from "./lib/concurrency.ts";
+/** A name's A records as one DNS server answers them (the lab's dnsmasq, at any port). */
+export { type DnsAnswer, resolveA } from "./lib/dns.ts";
 export { CancelledError, KubehyveError } from "./lib/errors.ts";
 export { type Pending, type PollOptions, pending, poll, sleep } from "./lib/poll.ts";
 export { type HttpAnswer, type HttpGetOptions, httpGet } from "./targets/http.ts";

@@ -3,43 +3,10 @@
  * (cluster.network.dns), the Service's endpoints and the pods behind them. The stages add their own
  * (expose.ts).
  */
-import { Resolver } from "node:dns/promises";
 import type { KubeClient, KubeObject } from "../kube/types.ts";
+import { resolveA } from "../lib/dns.ts";
 import type { ExposeTarget, Hop, HopResult } from "./expose.ts";
 import type { NetworkSpec } from "./model.ts";
-
-export interface DnsAnswer {
-  addresses: string[];
-  /** Why there is no address: the server's own answer, or no answer at all. */
-  problem?: string;
-}
-
-/** The A records of `name` as one server at `port` answers them. */
-export async function resolveA(
-  server: string,
-  port: number,
-  name: string,
-  timeoutMs = 3000,
-): Promise<DnsAnswer> {
-  const resolver = new Resolver({ timeout: timeoutMs, tries: 1 });
-  resolver.setServers([server.includes(":") ? `[${server}]:${port}` : `${server}:${port}`]);
-  try {
-    return { addresses: await resolver.resolve4(name) };
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const problem =
-      code === "ENOTFOUND"
-        ? "answers NXDOMAIN"
-        : code === "ENODATA"
-          ? "has no A record for it"
-          : code === "EREFUSED"
-            ? "refuses the query"
-            : code === "ETIMEOUT" || code === "ECONNREFUSED"
-              ? `does not answer on port ${port}`
-              : `fails: ${(error as Error).message}`;
-    return { addresses: [], problem };
-  }
-}
 
 /** The dnsmasq lines that make `host` resolve to `address` (dnsmasq(8) --host-record, --address). */
 export function dnsmasqLines(host: string, address: string): { record: string; domain: string } {

@@ -4,8 +4,7 @@
  * is the documentation; verify runs it in order for every node. DNS is checked from here, against
  * the cluster's resolvers.
  */
-import { type Diagnostic, diag, formatSize, type NodeSpec, UnreachableError } from "kubehyve";
-import { resolveA } from "./dns.ts";
+import { type Diagnostic, diag, formatSize, type NodeSpec, resolveA, UnreachableError } from "kubehyve";
 import { NM_KEYFILE_PATH } from "./ignition.ts";
 import { type Ctx, fwcfgBhyveOptions, ignitionPathOf } from "./paths.ts";
 import {
@@ -272,20 +271,11 @@ export async function verifyDns(ctx: Ctx): Promise<Diagnostic[]> {
   for (const server of network.dns) {
     for (const node of nodes) {
       const fqdn = `${node.name}.${network.domain}`;
-      let got: string;
-      try {
-        const answer = await resolveA(server, port, fqdn);
-        if (answer.addresses.includes(node.address)) continue;
-        got = answer.addresses.length
-          ? `answers ${answer.addresses.join(", ")}`
-          : answer.status === "NXDOMAIN"
-            ? "answers NXDOMAIN"
-            : answer.status === "refused"
-              ? "refuses the query"
-              : "has no A record";
-      } catch (error) {
-        got = (error as Error).message;
-      }
+      const answer = await resolveA(server, port, fqdn);
+      if (answer.addresses.includes(node.address)) continue;
+      const got = answer.addresses.length
+        ? `answers ${answer.addresses.join(", ")}`
+        : (answer.problem ?? "has no address for it");
       missing.push({ node, server, got });
     }
   }

@@ -10,7 +10,7 @@
  * - ignition.ts, node-files.ts, configs.ts: each node's Ignition config, and the file bhyve reads
  * - boot.ts: the answer to the hypervisor's `hypervisor:node-boot`
  * - plan.ts, ssh.ts, tools.ts: what check plans, and what apply waits for
- * - health.ts (probe.ts, dns.ts): what verify calls a healthy node, as a list of checks
+ * - health.ts (probe.ts): what verify calls a healthy node, as a list of checks
  */
 import { type Change, checkEach, type Diagnostic, definePlugin, mapLimit, type RenderedFile } from "kubehyve";
 import { nodeBoot } from "./boot.ts";
