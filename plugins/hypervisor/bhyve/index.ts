@@ -2,83 +2,50 @@
  * hypervisor/bhyve: makes the FreeBSD host a bhyve hypervisor through vm-bhyve and keeps one VM per
  * node as the cluster file declares it. Runs on the host itself or drives it over ssh (ctx.host).
  * It acts only on what carries this cluster's mark (marks.ts): a VM of the same name made by hand
- * or by another cluster is refused by `up` and left alone by `down`.
+ * or by another cluster is refused by `up` and left alone by `down`. One topic per file:
+ *
+ * - options.ts, validate.ts: the options block and its rules; marks.ts: how this cluster's things
+ *   are marked and told from anyone else's
+ * - inspect.ts, parse.ts, preflight.ts: what check reads on the host and what it makes of it
+ * - observe.ts: each node's VM as found (config, disks, leftovers); plan.ts: what would change
+ * - vms.ts, provision.ts, files.ts, vmconfig.ts: making, starting and stopping guests, their disks
+ *   and files, whole or not at all
+ * - verify.ts: whether the VMs run and booted; l2.ts: the lb:l2-host hook
  */
 import {
-  CancelledError,
   type Change,
   type CheckResult,
   CommandError,
-  type Diagnostic,
   definePlugin,
   diag,
   KubehyveError,
   mapLimit,
   type PluginContext,
-  pending,
-  poll,
   type RenderedFile,
-  readTargetFile,
   runOk,
-  type Target,
 } from "kubehyve";
-import { listFiles, readTextFiles, writeHostFile } from "./files.ts";
-import {
-  type Datastore,
-  datastorePath,
-  datastoreSpec,
-  type GuestDataset,
-  type HostFacts,
-  inspectHost,
-  readDatastore,
-} from "./inspect.ts";
+import { writeHostFile } from "./files.ts";
+import { type Datastore, datastoreSpec, type HostFacts, inspectHost, readDatastore } from "./inspect.ts";
 import { l2HostCheck } from "./l2.ts";
-import {
-  answerOf,
-  CONFIG_MARK,
-  CONFIG_MARK_NAME,
-  describeOwner,
-  type Owner,
-  ownerOf,
-  TEMP_SUFFIX,
-  templateName,
-} from "./marks.ts";
+import { CONFIG_MARK, CONFIG_MARK_NAME, describeOwner, ownerOf } from "./marks.ts";
+import { configPathOf, nodeBoot, observeVms } from "./observe.ts";
 import { type BhyveOptions, bhyveOptionsSchema } from "./options.ts";
-import {
-  parseGuestLog,
-  parseIfconfig,
-  parseRcVars,
-  parseSwitchList,
-  parseVmList,
-  tapsOf,
-  type VmListEntry,
-} from "./parse.ts";
+import { parseRcVars, parseVmList } from "./parse.ts";
 import {
   autostartChange,
   type ChangeData,
   cleanupChange,
-  type DiskFact,
   guestDirOf,
   hostChanges,
-  mergeNodeBoot,
-  NODE_BOOT_HOOK,
-  type NodeBoot,
-  type NodeBootPayload,
   type SwitchRecords,
   type VmObservation,
   vmChanges,
 } from "./plan.ts";
 import { hostPreflight } from "./preflight.ts";
-import {
-  cloneImageToZvol,
-  copyImageToFile,
-  copyImageToZvol,
-  createFileDisk,
-  createFromTemplate,
-  createZvol,
-} from "./provision.ts";
 import { validateCluster } from "./validate.ts";
-import { type DiskPlan, diskDevOf, disksOf, renderVmConfig, renderVmTemplate } from "./vmconfig.ts";
+import { verify } from "./verify.ts";
+import { renderVmConfig } from "./vmconfig.ts";
+import { configInput, createVm, finishVm, startVm, stopVm } from "./vms.ts";
 
 export type { NodeBoot, NodeBootPayload } from "./plan.ts";
 
@@ -86,139 +53,9 @@ type Ctx = PluginContext<BhyveOptions>;
 
 /** How many guests are worked on at once (their starts still take turns, see apply). */
 const PARALLEL_VMS = 4;
-const POLL_MS = 250;
+const _POLL_MS = 250;
 const SWITCHES_KEY = "switches";
 
-async function nodeBoot(ctx: Ctx, node: Ctx["cluster"]["nodes"][number], vmDir: string): Promise<NodeBoot> {
-  const payload: NodeBootPayload = { node, vmDir };
-  return mergeNodeBoot(await ctx.hooks.call(NODE_BOOT_HOOK, payload));
-}
-
-const configPathOf = (ds: Datastore, name: string) => `${guestDirOf(ds, name)}/${name}.conf`;
-const templatePathOf = (ds: Datastore, clusterId: string, name: string) =>
-  `${datastorePath(ds)}/.templates/${templateName(clusterId, name)}.conf`;
-
-interface Observed {
-  vms: VmObservation[];
-  /** The extra text files asked for, read in the same command. */
-  texts: Map<string, string | undefined>;
-  /** What interrupted runs of this cluster left on the host. */
-  leftovers: { paths: string[]; datasets: string[] };
-  /** Files or zvols whose state could not be read. */
-  unreadable?: string;
-}
-
-/**
- * Everything known of each node's VM, from the host facts plus one `grep` of the configs and the
- * names an interrupted run may have left, and for a directory datastore one `ls` of the disks.
- */
-async function observeVms(
-  ctx: Ctx,
-  facts: Pick<HostFacts, "vms" | "datastore">,
-  opts: { boot?: boolean; texts?: string[] } = {},
-): Promise<Observed> {
-  const withBoot = opts.boot ?? true;
-  const ds = facts.datastore;
-  const clusterId = ctx.clusterId;
-  const dev = diskDevOf(ctx.options);
-  const listed = new Map((facts.vms ?? []).map((vm) => [vm.name, vm]));
-  const nodes = ctx.cluster.nodes;
-  const templates = ds.exists
-    ? nodes.flatMap((n) => {
-        const t = templatePathOf(ds, clusterId, n.name);
-        return [t, `${t}${TEMP_SUFFIX}`];
-      })
-    : [];
-  const configs = nodes.filter((n) => listed.has(n.name)).map((n) => configPathOf(ds, n.name));
-  const fileDisks =
-    dev === "file" && ds.exists
-      ? nodes.flatMap((n) =>
-          listed.has(n.name)
-            ? disksOf(n, dev).flatMap((d) => {
-                const path = `${guestDirOf(ds, n.name)}/${d.name}`;
-                return [path, `${path}${TEMP_SUFFIX}`];
-              })
-            : ds.kind === "dir"
-              ? [guestDirOf(ds, n.name)]
-              : [],
-        )
-      : [];
-  const [texts, files, boots] = await Promise.all([
-    readTextFiles(ctx.host, [
-      ...configs,
-      ...configs.map((c) => `${c}${TEMP_SUFFIX}`),
-      ...templates,
-      ...(opts.texts ?? []),
-    ]),
-    listFiles(ctx.host, fileDisks),
-    withBoot
-      ? Promise.all(nodes.map((node) => nodeBoot(ctx, node, guestDirOf(ds, node.name))))
-      : nodes.map(() => ({}) as NodeBoot),
-  ]);
-  const leftovers = { paths: [] as string[], datasets: [] as string[] };
-  for (const t of templates) if (texts.get(t) !== undefined) leftovers.paths.push(t);
-
-  const vms = await Promise.all(
-    nodes.map(async (node, i): Promise<VmObservation> => {
-      const dir = guestDirOf(ds, node.name);
-      const conf = configPathOf(ds, node.name);
-      const text = texts.get(conf);
-      const config = text === undefined ? undefined : parseRcVars(text);
-      const dataset = ds.kind === "zfs" ? ds.guests?.get(node.name) : undefined;
-      const ours =
-        ownerOf(config?.get(CONFIG_MARK), config?.get(CONFIG_MARK_NAME), clusterId).kind === "ours";
-      if (ours && texts.get(`${conf}${TEMP_SUFFIX}`) !== undefined)
-        leftovers.paths.push(`${conf}${TEMP_SUFFIX}`);
-      let disks: Map<number, DiskFact> | undefined;
-      let dirInUse: boolean | undefined;
-      if (dev !== "file") {
-        // zvols: in the datastore's one zfs get (inspect.ts).
-        if (dataset) disks = zvolFacts(node, dev, dataset);
-        if (dataset && ours && ownerOf(dataset.mark, dataset.markName, clusterId).kind === "ours")
-          for (const name of dataset.volumes.keys())
-            if (name.endsWith(TEMP_SUFFIX)) leftovers.datasets.push(`${dataset.name}/${name}`);
-      } else if (listed.has(node.name)) {
-        disks = new Map(
-          disksOf(node, dev).map((d) => {
-            const fact = files.files.get(`${dir}/${d.name}`);
-            return [d.index, fact ? { present: true, size: fact.size, mode: fact.mode } : { present: false }];
-          }),
-        );
-        if (ours)
-          for (const d of disksOf(node, dev))
-            if (files.files.get(`${dir}/${d.name}${TEMP_SUFFIX}`))
-              leftovers.paths.push(`${dir}/${d.name}${TEMP_SUFFIX}`);
-      } else if (ds.kind === "dir" && files.files.get(dir)) {
-        // A directory without a config: vm create would use it, and vm destroy remove it whole.
-        const inside = await ctx.host.run(["ls", "-A", "--", dir]);
-        dirInUse = inside.code !== 0 || inside.stdout.trim() !== "";
-      }
-      return { node, dir, listed: listed.get(node.name), config, boot: boots[i]!, dataset, disks, dirInUse };
-    }),
-  );
-  return { vms, texts, leftovers, unreadable: files.failed };
-}
-
-function zvolFacts(
-  node: Ctx["cluster"]["nodes"][number],
-  dev: "sparse-zvol" | "zvol",
-  dataset: GuestDataset,
-): Map<number, DiskFact> {
-  return new Map(
-    disksOf(node, dev).map((d) => {
-      const volume = dataset.volumes.get(d.name);
-      const fact: DiskFact = volume
-        ? { present: true, size: volume.volsize, blocksize: volume.volblocksize }
-        : { present: false };
-      return [d.index, fact];
-    }),
-  );
-}
-
-/**
- * The plan when nothing may be inspected (`plan --offline`): a host with nothing on it, so every
- * host step and every VM is planned. Only shown; `up` inspects the host for real.
- */
 function freshInstall(ctx: Ctx): CheckResult {
   const target = ctx.host.name;
   const spec = datastoreSpec(ctx.options);
@@ -279,125 +116,6 @@ async function check(ctx: Ctx): Promise<CheckResult> {
 }
 
 // --- apply -----------------------------------------------------------------------------------
-
-async function vmList(host: Target): Promise<Map<string, VmListEntry>> {
-  const result = await runOk(host, ["vm", "list"]);
-  return new Map(parseVmList(result.stdout).map((vm) => [vm.name, vm]));
-}
-
-/** Whether `vm list` still shows the guest running. */
-async function isRunning(host: Target, name: string): Promise<boolean> {
-  return (await vmList(host)).get(name)?.state.kind === "running";
-}
-
-function waitStopped(ctx: Ctx, name: string, timeoutMs: number): Promise<true> {
-  return poll(
-    `VM ${name} to stop`,
-    async () => ((await isRunning(ctx.host, name)) ? pending("vm list still shows it running") : true),
-    { timeoutMs, intervalMs: POLL_MS, signal: ctx.signal },
-  );
-}
-
-/** `vm stop` only sends the ACPI shutdown; wait for the guest to be down, power it off after the timeout. */
-async function stopVm(ctx: Ctx, name: string): Promise<void> {
-  await runOk(ctx.host, ["vm", "stop", name]);
-  try {
-    await waitStopped(ctx, name, ctx.options.stopTimeoutSec * 1000);
-    return;
-  } catch (error) {
-    if (error instanceof CancelledError) throw error;
-  }
-  ctx.log.warn(
-    `${ctx.host.name}: ${name} did not shut down within ${ctx.options.stopTimeoutSec} s; powering it off`,
-  );
-  // -f: vm-bhyve asks first otherwise, and with nothing on stdin its util::confirm takes that for yes.
-  await runOk(ctx.host, ["vm", "poweroff", "-f", name]);
-  await waitStopped(ctx, name, 10_000);
-}
-
-/** `vm start` returns before the guest boots: the outcome is in the guest's vm-bhyve.log. */
-async function startVm(ctx: Ctx, ds: Datastore, name: string): Promise<void> {
-  await runOk(ctx.host, ["vm", "start", name]);
-  const logPath = `${guestDirOf(ds, name)}/vm-bhyve.log`;
-  const run = await poll(
-    `VM ${name} to reach "starting bhyve" in ${logPath}`,
-    async () => {
-      const log = parseGuestLog((await readTargetFile(ctx.host, logPath)) ?? "");
-      return log.errors.length || log.booted || log.ended ? log : pending("the log has no such line yet");
-    },
-    { timeoutMs: ctx.options.startTimeoutSec * 1000, intervalMs: POLL_MS, signal: ctx.signal },
-  );
-  if (run.errors.length)
-    throw new KubehyveError(
-      `${ctx.host.name}: VM ${name} failed to start: ${run.errors.join("; ")} (from ${logPath})`,
-    );
-}
-
-function configInput(ctx: Ctx, node: Ctx["cluster"]["nodes"][number], bhyveOptions: string | undefined) {
-  return { cluster: ctx.cluster.name, clusterId: ctx.clusterId, node, options: ctx.options, bhyveOptions };
-}
-
-/**
- * Creates the VM from a template that carries the marks (the dataset gets them at creation), then
- * its boot disk and its config. The config without vm create's CONFIG_CREATING is written last: a
- * run stopped before that leaves a VM that check recognises as unfinished.
- */
-async function createVm(ctx: Ctx, ds: Datastore, name: string, boot: NodeBoot, replaceDataset?: string) {
-  const node = ctx.cluster.nodes.find((n) => n.name === name)!;
-  // The os stage may need the real directory now that the datastore exists.
-  const finalBoot = { ...boot, ...(await nodeBoot(ctx, node, guestDirOf(ds, name))) };
-  // Made by an interrupted run of this cluster (check saw its mark) and holding no config.
-  if (replaceDataset) await runOk(ctx.host, ["zfs", "destroy", "-r", replaceDataset]);
-  const input = configInput(ctx, node, finalBoot.bhyveOptions);
-  await createFromTemplate(
-    ctx.host,
-    templatePathOf(ds, ctx.clusterId, name),
-    templateName(ctx.clusterId, name),
-    name,
-    renderVmTemplate({ ...input, bootImage: finalBoot.bootImage !== undefined }),
-  );
-  const dev = diskDevOf(ctx.options);
-  const missing = finalBoot.bootImage ? disksOf(node, dev).filter((d) => d.index === 0) : [];
-  await finishVm(ctx, ds, name, finalBoot, missing, true);
-}
-
-/** Makes the missing disks (the boot disk from the boot image when there is one), then the config. */
-async function finishVm(
-  ctx: Ctx,
-  ds: Datastore,
-  name: string,
-  boot: NodeBoot,
-  missing: DiskPlan[],
-  writeConfig: boolean,
-): Promise<void> {
-  const node = ctx.cluster.nodes.find((n) => n.name === name)!;
-  const dev = diskDevOf(ctx.options);
-  const host = ctx.host;
-  for (const disk of missing) {
-    const image = disk.index === 0 ? boot.bootImage : undefined;
-    if (ds.kind === "zfs" && dev !== "file") {
-      const zvol = `${ds.dataset}/${name}/${disk.name}`;
-      if (image?.kind === "zfs-snapshot") await cloneImageToZvol(host, image.snapshot, zvol, disk.size);
-      else if (image) await copyImageToZvol(host, image.path, zvol, disk.size, dev === "sparse-zvol");
-      else await createZvol(host, zvol, disk.size, dev === "sparse-zvol");
-    } else {
-      if (image?.kind === "zfs-snapshot")
-        throw new KubehyveError(
-          `${host.name}: VM ${name}: a ZFS snapshot boot image needs a zvol disk (vmDir zfs:…, diskDev zvol or sparse-zvol)`,
-        );
-      const path = `${guestDirOf(ds, name)}/${disk.name}`;
-      if (image) await copyImageToFile(host, image.path, path, disk.size);
-      else await createFileDisk(host, path, disk.size);
-    }
-  }
-  // vm create gave the VM a random uuid and MAC; ours are derived from the names, so rebuilt nodes keep them.
-  if (writeConfig)
-    await writeHostFile(
-      host,
-      configPathOf(ds, name),
-      renderVmConfig(configInput(ctx, node, boot.bhyveOptions)),
-    );
-}
 
 async function applyHostChange(ctx: Ctx, data: ChangeData): Promise<void> {
   const host = ctx.host;
@@ -520,147 +238,6 @@ function datastoreSpecOnly(ctx: Ctx): Datastore {
   const spec = datastoreSpec(ctx.options);
   return spec.kind === "zfs" ? { ...spec, exists: false, mounted: false } : { ...spec, exists: false };
 }
-
-// --- verify ----------------------------------------------------------------------------------
-
-async function verify(ctx: Ctx): Promise<Diagnostic[]> {
-  const host = ctx.host;
-  // vm-bhyve loads vmm.ko for any subcommand (util::check_bhyve_support): verify only looks, so
-  // without vmm it does not run vm at all (check says what to do about vmm).
-  const kldstat = await host.run(["kldstat", "-q", "-m", "vmm"]);
-  const vmm = answerOf(kldstat);
-  if (vmm !== "yes") {
-    return [
-      diag.skip(
-        "bhyve.vms",
-        vmm === "no"
-          ? "the VMs were not looked at: the vmm kernel module is not loaded, and vm would load it"
-          : "the VMs were not looked at: whether the vmm kernel module is loaded is not known",
-        {
-          target: host.name,
-          detail:
-            vmm === "no"
-              ? undefined
-              : (kldstat.stderr || kldstat.stdout).trim() || `kldstat exited ${kldstat.code}`,
-          hint: vmm === "no" ? "kldload vmm && sysrc kld_list+=vmm" : "kubehyve doctor --stage hypervisor",
-        },
-      ),
-    ];
-  }
-  const [list, switches, ifconfig, ds] = await Promise.all([
-    host.run(["vm", "list"]),
-    host.run(["vm", "switch", "list"]),
-    host.run(["ifconfig"]),
-    readDatastore(host, ctx.options),
-  ]);
-  if (list.code !== 0) {
-    return [
-      diag.error("bhyve.vm-list-failed", "vm list failed on the host", {
-        target: host.name,
-        detail: (list.stderr || list.stdout).trim(),
-        hint: "kubehyve plan shows what the host still lacks",
-      }),
-    ];
-  }
-  const vms = new Map(parseVmList(list.stdout).map((vm) => [vm.name, vm]));
-  const bridge = parseSwitchList(switches.stdout).find((s) => s.name === ctx.options.switch)?.iface;
-  const interfaces = parseIfconfig(ifconfig.stdout);
-  const logPath = (name: string) => `${guestDirOf(ds, name)}/vm-bhyve.log`;
-  const listedNodes = ctx.cluster.nodes.filter((n) => vms.has(n.name));
-  const observed = await observeVms(
-    ctx,
-    { vms: [...vms.values()], datastore: ds },
-    { boot: false, texts: listedNodes.map((n) => logPath(n.name)) },
-  );
-  const logs = observed.texts;
-  const byNode = new Map(observed.vms.map((o) => [o.node.name, o]));
-  const dev = diskDevOf(ctx.options);
-  return ctx.cluster.nodes.flatMap((node) => {
-    const out: Diagnostic[] = [];
-    const vm = vms.get(node.name);
-    const at = { target: node.name };
-    if (!vm) {
-      out.push(
-        diag.error("bhyve.vm-missing", `VM ${node.name} does not exist`, { ...at, hint: "kubehyve up" }),
-      );
-      return out;
-    }
-    const seen = byNode.get(node.name)!;
-    const owner: Owner = ownerOf(
-      seen.config?.get(CONFIG_MARK),
-      seen.config?.get(CONFIG_MARK_NAME),
-      ctx.clusterId,
-    );
-    if (owner.kind !== "ours") {
-      out.push(
-        diag.error("bhyve.vm-not-ours", `the VM named ${node.name} ${describeOwner(owner)}`, {
-          ...at,
-          hint: "kubehyve plan says what to do about it",
-        }),
-      );
-      return out;
-    }
-    const missing = disksOf(node, dev).filter((d) => seen.disks?.get(d.index)?.present === false);
-    if (missing.length) {
-      out.push(
-        diag.error(
-          "bhyve.vm-disk-missing",
-          `VM ${node.name} lacks ${missing.map((d) => d.name).join(", ")} (an interrupted run, or removed by hand)`,
-          { ...at, hint: "kubehyve up makes them" },
-        ),
-      );
-    }
-    if (vm.state.kind !== "running") {
-      out.push(
-        diag.error(
-          "bhyve.vm-not-running",
-          `VM ${node.name} is not running (${vm.state.kind === "other" ? vm.state.text : vm.state.kind === "locked" ? `locked by ${vm.state.host}` : vm.state.kind})`,
-          { ...at, hint: `vm start ${node.name}, then read ${logPath(node.name)}` },
-        ),
-      );
-    }
-    const run = parseGuestLog(logs.get(logPath(node.name)) ?? "");
-    if (run.errors.length) {
-      out.push(
-        diag.error(
-          "bhyve.vm-log-error",
-          `VM ${node.name} logged errors since it started${run.startedAt ? ` at ${run.startedAt}` : ""}`,
-          { ...at, detail: run.errors.join("\n"), hint: `less ${logPath(node.name)}` },
-        ),
-      );
-    }
-    if (vm.state.kind === "running") {
-      const taps = tapsOf(interfaces, node.name).filter((t) => t.switchName === ctx.options.switch);
-      const attached = bridge ? taps.filter((t) => interfaces.get(bridge)?.members.includes(t.tap)) : [];
-      if (!attached.length) {
-        out.push(
-          diag.error(
-            "bhyve.vm-tap-detached",
-            `VM ${node.name} has no tap interface on switch ${ctx.options.switch}${bridge ? ` (bridge ${bridge})` : " (its bridge does not exist)"}`,
-            {
-              ...at,
-              detail: taps.length ? `taps: ${taps.map((t) => t.tap).join(" ")}` : undefined,
-              hint: bridge
-                ? `ifconfig ${bridge} addm ${taps[0]?.tap ?? "tapN"}`
-                : `vm init && vm restart ${node.name}`,
-            },
-          ),
-        );
-      } else if (!run.errors.length && !missing.length) {
-        out.push(
-          diag.ok(
-            "bhyve.vm-running",
-            `VM ${node.name} running (pid ${vm.state.pid}), ${attached[0]!.tap} on ${bridge}`,
-            at,
-          ),
-        );
-      }
-    }
-    return out;
-  });
-}
-
-// --- destroy and render ------------------------------------------------------------------------
 
 async function destroy(ctx: Ctx): Promise<void> {
   const [list, sysrc, ds] = await Promise.all([
