@@ -2,26 +2,20 @@
  * The built-in plugins, in pipeline order. This is the only file that names them: the core loads
  * them through the same contract as any drop-in plugin.
  *
- * Each comes in two parts. What every command needs (id, title, options schema, validate(): reading
- * a cluster file needs them) is imported at once; the stage's code (check, apply and the rest, with
+ * Each comes in two parts. What every command needs (its meta.ts: id, title, options schema,
+ * validate(); reading a cluster file needs them) is imported at once; the stage's code (check, apply and the rest, with
  * everything they import: the Kubernetes client, the ssh target, tar) only when a stage first runs,
  * so that a command that runs no stage (`config validate`, `plugins`) does not load it. A test holds
  * each part to the plugin its index.ts defines.
  */
 import type { AnyPlugin, HookName } from "kubehyve";
-import { bhyveOptionsSchema } from "./hypervisor/bhyve/options.ts";
-import { validateCluster } from "./hypervisor/bhyve/validate.ts";
-import { TraefikOptionsSchema, validateTraefik } from "./ingress/traefik/options.ts";
-import { TRAEFIK_VERSION } from "./ingress/traefik/version.ts";
-import { optionsSchema as kubesprayOptionsSchema } from "./k8s/kubespray/options.ts";
-import { validateStage as validateKubespray } from "./k8s/kubespray/validate.ts";
-import { optionsSchema as metallbOptionsSchema } from "./lb/metallb/options.ts";
-import { validate as validateMetallb } from "./lb/metallb/validate.ts";
-import { optionsSchema as calicoOptionsSchema } from "./net/calico/options.ts";
-import { validateStage as validateCalico } from "./net/calico/validate.ts";
-import { CoreosOptionsSchema, validateCoreos } from "./os/coreos/options.ts";
-import { RookOptionsSchema, validateRook } from "./storage/rook/options.ts";
-import { ROOK_VERSION } from "./storage/rook/version.ts";
+import { meta as bhyve } from "./hypervisor/bhyve/meta.ts";
+import { meta as traefik } from "./ingress/traefik/meta.ts";
+import { meta as kubespray } from "./k8s/kubespray/meta.ts";
+import { meta as metallb } from "./lb/metallb/meta.ts";
+import { meta as calico } from "./net/calico/meta.ts";
+import { meta as coreos } from "./os/coreos/meta.ts";
+import { meta as rook } from "./storage/rook/meta.ts";
 
 export type LazyPhase = "apply" | "verify" | "render" | "destroy";
 
@@ -65,11 +59,7 @@ const ALL_PHASES: LazyPhase[] = ["apply", "verify", "render", "destroy"];
 export const builtinPlugins: readonly AnyPlugin[] = [
   lazyPlugin(
     {
-      id: "hypervisor/bhyve",
-      title: "bhyve VMs through vm-bhyve",
-      apiVersion: 1,
-      options: bhyveOptionsSchema,
-      validate: validateCluster,
+      ...bhyve,
       phases: ALL_PHASES,
       hooks: ["lb:l2-host"],
     },
@@ -77,12 +67,7 @@ export const builtinPlugins: readonly AnyPlugin[] = [
   ),
   lazyPlugin(
     {
-      id: "os/coreos",
-      title: "Fedora CoreOS on every node",
-      apiVersion: 1,
-      after: ["hypervisor"],
-      options: CoreosOptionsSchema,
-      validate: (input) => validateCoreos(input),
+      ...coreos,
       phases: ALL_PHASES,
       hooks: ["hypervisor:node-boot"],
     },
@@ -90,22 +75,14 @@ export const builtinPlugins: readonly AnyPlugin[] = [
   ),
   lazyPlugin(
     {
-      id: "k8s/kubespray",
-      title: "Kubernetes by Kubespray",
-      apiVersion: 1,
-      options: kubesprayOptionsSchema,
-      validate: validateKubespray,
+      ...kubespray,
       phases: ALL_PHASES,
     },
     () => import("./k8s/kubespray/index.ts"),
   ),
   lazyPlugin(
     {
-      id: "net/calico",
-      title: "Calico pod network",
-      apiVersion: 1,
-      options: calicoOptionsSchema,
-      validate: validateCalico,
+      ...calico,
       phases: ALL_PHASES,
       hooks: ["k8s:kubespray-vars", "os:node-files"],
     },
@@ -113,11 +90,7 @@ export const builtinPlugins: readonly AnyPlugin[] = [
   ),
   lazyPlugin(
     {
-      id: "lb/metallb",
-      title: "MetalLB load balancer",
-      apiVersion: 1,
-      options: metallbOptionsSchema,
-      validate: validateMetallb,
+      ...metallb,
       phases: ALL_PHASES,
       hooks: ["k8s:kubespray-vars", "expose:hops"],
     },
@@ -125,13 +98,7 @@ export const builtinPlugins: readonly AnyPlugin[] = [
   ),
   lazyPlugin(
     {
-      id: "ingress/traefik",
-      title: "Traefik ingress controller",
-      apiVersion: 1,
-      version: TRAEFIK_VERSION,
-      after: ["k8s", "net", "lb"],
-      options: TraefikOptionsSchema,
-      validate: (input) => validateTraefik(input),
+      ...traefik,
       phases: ALL_PHASES,
       hooks: ["expose:hops"],
     },
@@ -139,13 +106,7 @@ export const builtinPlugins: readonly AnyPlugin[] = [
   ),
   lazyPlugin(
     {
-      id: "storage/rook",
-      title: "Rook-Ceph block storage",
-      apiVersion: 1,
-      version: ROOK_VERSION,
-      after: ["k8s", "net", "lb", "ingress"],
-      options: RookOptionsSchema,
-      validate: (input) => validateRook(input),
+      ...rook,
       phases: ALL_PHASES,
     },
     () => import("./storage/rook/index.ts"),

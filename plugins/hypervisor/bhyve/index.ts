@@ -28,8 +28,9 @@ import { writeHostFile } from "./files.ts";
 import { type Datastore, datastoreSpec, type HostFacts, inspectHost, readDatastore } from "./inspect.ts";
 import { l2HostCheck } from "./l2.ts";
 import { CONFIG_MARK, CONFIG_MARK_NAME, describeOwner, ownerOf } from "./marks.ts";
+import { meta } from "./meta.ts";
 import { configPathOf, nodeBoot, observeVms } from "./observe.ts";
-import { type BhyveOptions, bhyveOptionsSchema } from "./options.ts";
+import type { BhyveOptions } from "./options.ts";
 import { parseRcVars, parseVmList } from "./parse.ts";
 import {
   autostartChange,
@@ -42,7 +43,6 @@ import {
   vmChanges,
 } from "./plan.ts";
 import { hostPreflight } from "./preflight.ts";
-import { validateCluster } from "./validate.ts";
 import { verify } from "./verify.ts";
 import { renderVmConfig } from "./vmconfig.ts";
 import { configInput, createVm, finishVm, startVm, stopVm } from "./vms.ts";
@@ -344,11 +344,7 @@ async function render(ctx: Ctx): Promise<RenderedFile[]> {
 }
 
 export const bhyvePlugin = definePlugin({
-  id: "hypervisor/bhyve",
-  title: "bhyve VMs through vm-bhyve",
-  apiVersion: 1,
-  options: bhyveOptionsSchema,
-  validate: validateCluster,
+  ...meta,
   check,
   apply,
   verify,

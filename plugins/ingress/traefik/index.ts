@@ -54,7 +54,8 @@ import {
   serviceAccount,
   type TraefikInput,
 } from "./manifests.ts";
-import { type TraefikOptions, TraefikOptionsSchema, validateTraefik } from "./options.ts";
+import { meta } from "./meta.ts";
+import type { TraefikOptions } from "./options.ts";
 import { TRAEFIK_CRDS, TRAEFIK_RBAC, TRAEFIK_VERSION } from "./release.ts";
 
 type Ctx = PluginContext<TraefikOptions>;
@@ -160,13 +161,7 @@ async function otherDefaultClasses(ctx: Ctx): Promise<Diagnostic[]> {
 }
 
 export default definePlugin({
-  id: "ingress/traefik",
-  title: "Traefik ingress controller",
-  apiVersion: 1,
-  version: TRAEFIK_VERSION,
-  after: ["k8s", "net", "lb"],
-  options: TraefikOptionsSchema,
-  validate: (inp) => validateTraefik(inp),
+  ...meta,
 
   async check(ctx) {
     if (ctx.upstreamPending) {

@@ -33,8 +33,9 @@ import {
   renderInventory,
 } from "./inventory.ts";
 import { adminConfPathOf, handOverKubeconfig } from "./kubeconfig.ts";
+import { meta } from "./meta.ts";
 import { verifyNodes } from "./nodes.ts";
-import { type KubesprayOptions, optionsSchema, resolvedRelease } from "./options.ts";
+import { type KubesprayOptions, resolvedRelease } from "./options.ts";
 import { logFileOf, type Prepared, playbooksFor, runWithProgress } from "./play.ts";
 import { ensureKubespray, treeRequestOf } from "./release.ts";
 import { createRunner, runnerDirDiagnostics } from "./runner.ts";
@@ -46,7 +47,7 @@ import {
   STATE_KEY,
   type Topology,
 } from "./topology.ts";
-import { checkKubesprayVars, validateStage } from "./validate.ts";
+import { checkKubesprayVars } from "./validate.ts";
 
 type Ctx = PluginContext<KubesprayOptions>;
 
@@ -386,13 +387,9 @@ async function destroy(ctx: Ctx): Promise<void> {
 }
 
 export const kubesprayPlugin = definePlugin({
-  id: "k8s/kubespray",
-  title: "Kubernetes by Kubespray",
-  apiVersion: 1,
-  options: optionsSchema,
+  ...meta,
   check,
   apply,
-  validate: validateStage,
   async verify(ctx) {
     let kube: KubeClient;
     try {

@@ -48,8 +48,8 @@ import {
   poolObjects,
   upstreamObjects,
 } from "./manifests.ts";
-import { announcedPools, type MetallbOptions, optionsSchema } from "./options.ts";
-import { validate } from "./validate.ts";
+import { meta } from "./meta.ts";
+import { announcedPools, type MetallbOptions } from "./options.ts";
 import { componentDiagnostics, loadBalancerCanary } from "./verify.ts";
 
 type Ctx = PluginContext<MetallbOptions>;
@@ -336,11 +336,7 @@ async function destroy(ctx: Ctx): Promise<void> {
 }
 
 export const metallbPlugin = definePlugin({
-  id: "lb/metallb",
-  title: "MetalLB load balancer",
-  apiVersion: 1,
-  options: optionsSchema,
-  validate,
+  ...meta,
   check,
   apply,
   verify,

@@ -31,9 +31,9 @@ import {
   stringifyYaml,
 } from "kubehyve";
 import { customResources, KNOWN_KINDS, ownerOf, upstreamManifests } from "./manifests.ts";
+import { meta } from "./meta.ts";
 import { calicoNodeFiles } from "./node-files.ts";
-import { type CalicoOptions, MANIFESTS, optionsSchema } from "./options.ts";
-import { validateStage } from "./validate.ts";
+import { type CalicoOptions, MANIFESTS } from "./options.ts";
 import {
   CALICO_NAMESPACE,
   COMPONENTS,
@@ -300,11 +300,7 @@ async function destroy(ctx: Ctx): Promise<void> {
 }
 
 export const calicoPlugin = definePlugin({
-  id: "net/calico",
-  title: "Calico pod network",
-  apiVersion: 1,
-  options: optionsSchema,
-  validate: validateStage,
+  ...meta,
   check,
   apply,
   verify,

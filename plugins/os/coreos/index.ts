@@ -25,7 +25,7 @@ import {
   verifyNode,
 } from "./health.ts";
 import { goldenZvolOf, type PinnedImage } from "./image.ts";
-import { CoreosOptionsSchema, validateCoreos } from "./options.ts";
+import { meta } from "./meta.ts";
 import { freshInstall, nodeChanges } from "./plan.ts";
 import { waitForSsh } from "./ssh.ts";
 import { type GoldenPlace, pinnedImage, placeOf, STATE_IMAGE, STATE_PLACE } from "./state.ts";
@@ -34,12 +34,7 @@ import { checkHostTools } from "./tools.ts";
 export type { NodeBoot } from "./boot.ts";
 
 export default definePlugin({
-  id: "os/coreos",
-  title: "Fedora CoreOS on every node",
-  apiVersion: 1,
-  after: ["hypervisor"],
-  options: CoreosOptionsSchema,
-  validate: (input) => validateCoreos(input),
+  ...meta,
 
   async check(ctx) {
     const changes: Change[] = [];

@@ -45,7 +45,6 @@ import {
   stringifyYaml,
   withOwner,
 } from "kubehyve";
-
 import { cephHealth } from "./health.ts";
 import {
   blockPools,
@@ -57,6 +56,7 @@ import {
   STORAGE_CLASS,
   storageClass,
 } from "./manifests.ts";
+import { meta } from "./meta.ts";
 import {
   type ClockReading,
   checkDataDisks,
@@ -65,7 +65,7 @@ import {
   clockSkew,
   readClock,
 } from "./nodes.ts";
-import { type RookOptions, RookOptionsSchema, redundancyNotice, validateRook } from "./options.ts";
+import { type RookOptions, redundancyNotice } from "./options.ts";
 import { NAMESPACE, ROOK_FILES, ROOK_VERSION } from "./release.ts";
 import { monCount, osdDisks, poolReplicas } from "./sizing.ts";
 
@@ -259,13 +259,7 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
 }
 
 export default definePlugin({
-  id: "storage/rook",
-  title: "Rook-Ceph block storage",
-  apiVersion: 1,
-  version: ROOK_VERSION,
-  after: ["k8s", "net", "lb", "ingress"],
-  options: RookOptionsSchema,
-  validate: (inp) => validateRook(inp),
+  ...meta,
 
   async check(ctx) {
     const fresh: Change = {
