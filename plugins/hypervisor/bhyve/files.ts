@@ -38,6 +38,31 @@ export async function readTextFiles(
 export const SIGNAL_TRAPS = "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM";
 
 /**
+ * A script that makes one thing whole or not at all: `steps` work on `$tmp` (`made` + TEMP_SUFFIX),
+ * and their last renames it into place. Until every step has run, leaving (a failure, or a signal
+ * the targets send on Ctrl-C) removes `$tmp`, a file or a zvol, so no host command is needed
+ * afterwards to clean up; one killed outright (SIGKILL) leaves it under a name the next run knows.
+ */
+export function wholeOrNothing(opts: {
+  /** `set -eu`, the umask, the positional parameters given names. */
+  prelude: string[];
+  /** The shell expression of what is made: `$1`, `$zvol`. */
+  made: string;
+  tmp: "file" | "zvol";
+  steps: string[];
+}): string {
+  const remove = opts.tmp === "file" ? 'rm -f "$tmp"' : 'zfs destroy "$tmp" >/dev/null 2>&1 || :';
+  return [
+    ...opts.prelude,
+    `tmp="${opts.made}${TEMP_SUFFIX}"; done=0`,
+    `trap '[ "$done" = 1 ] || ${remove}' EXIT`,
+    SIGNAL_TRAPS,
+    ...opts.steps,
+    "done=1",
+  ].join("\n");
+}
+
+/**
  * Runs a constant script with `sh -c`, the values as positional arguments (never inside the script).
  * On failure the error names `shown`, the command the script is about, not the script.
  */
@@ -58,11 +83,9 @@ export async function runScript(
 }
 
 /**
- * Writes a file whole or not at all: to PATH + TEMP_SUFFIX (umask 077), checked to hold every byte
- * (a writer killed half-way closes the pipe early, and `cat` would take the short file for all of
- * it), then renamed over PATH. The temporary file is removed when the script fails or is stopped
- * by a signal (the targets end a command with SIGTERM on Ctrl-C), so no host command is needed
- * afterwards to clean up; one killed outright (SIGKILL) leaves it under a name the next run knows.
+ * Writes a file whole or not at all (wholeOrNothing): to PATH + TEMP_SUFFIX (umask 077), checked to
+ * hold every byte (a writer killed half-way closes the pipe early, and `cat` would take the short
+ * file for all of it), then renamed over PATH.
  */
 export async function writeHostFile(
   host: Target,
@@ -70,19 +93,18 @@ export async function writeHostFile(
   content: string,
   mode = "0644",
 ): Promise<void> {
-  const script = [
-    "set -eu",
-    "umask 077",
-    `tmp="$1${TEMP_SUFFIX}"; done=0`,
-    `trap '[ "$done" = 1 ] || rm -f "$tmp"' EXIT`,
-    SIGNAL_TRAPS,
-    'cat > "$tmp"',
-    'n=$(wc -c < "$tmp")',
-    '[ "$n" -eq "$3" ] || { echo "$1: only $n of $3 bytes arrived" >&2; exit 1; }',
-    'chmod "$2" "$tmp"',
-    'mv -f "$tmp" "$1"',
-    "done=1",
-  ].join("\n");
+  const script = wholeOrNothing({
+    prelude: ["set -eu", "umask 077"],
+    made: "$1",
+    tmp: "file",
+    steps: [
+      'cat > "$tmp"',
+      'n=$(wc -c < "$tmp")',
+      '[ "$n" -eq "$3" ] || { echo "$1: only $n of $3 bytes arrived" >&2; exit 1; }',
+      'chmod "$2" "$tmp"',
+      'mv -f "$tmp" "$1"',
+    ],
+  });
   await runScript(host, ["write", path], script, [path, mode, String(Buffer.byteLength(content))], content);
 }
 

@@ -6,7 +6,7 @@
  * nothing needs the host after an interruption; `up` then finishes what was left half-made.
  */
 import { runOk, type Target } from "kubehyve";
-import { runScript, SIGNAL_TRAPS } from "./files.ts";
+import { runScript, SIGNAL_TRAPS, wholeOrNothing } from "./files.ts";
 import { TEMP_SUFFIX } from "./marks.ts";
 
 /**
@@ -61,24 +61,22 @@ export async function copyImageToFile(
   disk: string,
   size: number,
 ): Promise<void> {
-  const script = [
-    "set -euf",
-    "umask 077",
-    'img="$1"; disk="$2"; size="$3"',
-    `tmp="$disk${TEMP_SUFFIX}"; done=0`,
-    `trap '[ "$done" = 1 ] || rm -f "$tmp"' EXIT`,
-    SIGNAL_TRAPS,
-    'rm -f "$tmp"',
-    '[ -f "$img" ] || { echo "boot image $img does not exist" >&2; exit 1; }',
-    // ls -l's fifth column is the size, in FreeBSD's ls as in every POSIX one.
-    'set -- $(ls -lnL -- "$img")',
-    '[ "$5" -le "$size" ] || { echo "boot image $img ($5 bytes) is larger than the disk ($size bytes)" >&2; exit 1; }',
-    // conv=sparse keeps the copy thin on FreeBSD and GNU dd alike; bs in bytes, as their suffixes differ.
-    'out=$(dd if="$img" of="$tmp" bs=1048576 conv=sparse 2>&1) || { echo "$out" >&2; exit 1; }',
-    'truncate -s "$size" "$tmp"',
-    'mv -f "$tmp" "$disk"',
-    "done=1",
-  ].join("\n");
+  const script = wholeOrNothing({
+    prelude: ["set -euf", "umask 077", 'img="$1"; disk="$2"; size="$3"'],
+    made: "$disk",
+    tmp: "file",
+    steps: [
+      'rm -f "$tmp"',
+      '[ -f "$img" ] || { echo "boot image $img does not exist" >&2; exit 1; }',
+      // ls -l's fifth column is the size, in FreeBSD's ls as in every POSIX one.
+      'set -- $(ls -lnL -- "$img")',
+      '[ "$5" -le "$size" ] || { echo "boot image $img ($5 bytes) is larger than the disk ($size bytes)" >&2; exit 1; }',
+      // conv=sparse keeps the copy thin on FreeBSD and GNU dd alike; bs in bytes, as their suffixes differ.
+      'out=$(dd if="$img" of="$tmp" bs=1048576 conv=sparse 2>&1) || { echo "$out" >&2; exit 1; }',
+      'truncate -s "$size" "$tmp"',
+      'mv -f "$tmp" "$disk"',
+    ],
+  });
   // A copy of gigabytes: the limit of a long step, and safe to stop (it writes the temporary name,
   // which its trap removes), so the first Ctrl-C need not wait for it.
   await runScript(host, ["dd", `if=${image}`, `of=${disk}`], script, [image, disk, String(size)], undefined, {
@@ -100,24 +98,23 @@ export async function copyImageToZvol(
   size: number,
   sparse: boolean,
 ): Promise<void> {
-  const script = [
-    "set -eu",
-    'img="$1"; zvol="$2"; size="$3"; sparse="$4"',
-    `tmp="$zvol${TEMP_SUFFIX}"; done=0`,
-    `trap '[ "$done" = 1 ] || zfs destroy "$tmp" >/dev/null 2>&1 || :' EXIT`,
-    SIGNAL_TRAPS,
-    'zfs destroy "$tmp" >/dev/null 2>&1 || :',
-    'if [ "$sparse" = 1 ]; then zfs create -s -V "$size" -o volmode=dev "$tmp"; else zfs create -V "$size" -o volmode=dev "$tmp"; fi',
-    'dev="/dev/zvol/$tmp"; i=0',
-    'until ls -- "$dev" >/dev/null 2>&1; do',
-    '  i=$((i + 1)); [ "$i" -le 30 ] || { echo "$dev did not appear within 30 s" >&2; exit 1; }',
-    "  sleep 1",
-    "done",
-    '[ -f "$img" ] || { echo "boot image $img does not exist" >&2; exit 1; }',
-    'out=$(dd if="$img" of="$dev" bs=1048576 conv=sparse 2>&1) || { echo "$out" >&2; exit 1; }',
-    'zfs rename "$tmp" "$zvol"',
-    "done=1",
-  ].join("\n");
+  const script = wholeOrNothing({
+    prelude: ["set -eu", 'img="$1"; zvol="$2"; size="$3"; sparse="$4"'],
+    made: "$zvol",
+    tmp: "zvol",
+    steps: [
+      'zfs destroy "$tmp" >/dev/null 2>&1 || :',
+      'if [ "$sparse" = 1 ]; then zfs create -s -V "$size" -o volmode=dev "$tmp"; else zfs create -V "$size" -o volmode=dev "$tmp"; fi',
+      'dev="/dev/zvol/$tmp"; i=0',
+      'until ls -- "$dev" >/dev/null 2>&1; do',
+      '  i=$((i + 1)); [ "$i" -le 30 ] || { echo "$dev did not appear within 30 s" >&2; exit 1; }',
+      "  sleep 1",
+      "done",
+      '[ -f "$img" ] || { echo "boot image $img does not exist" >&2; exit 1; }',
+      'out=$(dd if="$img" of="$dev" bs=1048576 conv=sparse 2>&1) || { echo "$out" >&2; exit 1; }',
+      'zfs rename "$tmp" "$zvol"',
+    ],
+  });
   await runScript(
     host,
     ["dd", `if=${image}`, `of=/dev/zvol/${zvol}`],
@@ -139,22 +136,21 @@ export async function cloneImageToZvol(
   zvol: string,
   size: number,
 ): Promise<void> {
-  const script = [
-    "set -eu",
-    'snap="$1"; zvol="$2"; size="$3"',
-    `tmp="$zvol${TEMP_SUFFIX}"; done=0`,
-    `trap '[ "$done" = 1 ] || zfs destroy "$tmp" >/dev/null 2>&1 || :' EXIT`,
-    SIGNAL_TRAPS,
-    'zfs destroy "$tmp" >/dev/null 2>&1 || :',
-    'zfs clone -o volmode=dev "$snap" "$tmp"',
-    'bs=$(zfs get -Hp -o value volblocksize "$tmp")',
-    'have=$(zfs get -Hp -o value volsize "$tmp")',
-    "size=$(( (size + bs - 1) / bs * bs ))",
-    '[ "$have" -le "$size" ] || { echo "boot image $snap ($have bytes) is larger than the disk ($size bytes)" >&2; exit 1; }',
-    '[ "$have" -eq "$size" ] || zfs set volsize="$size" "$tmp"',
-    'zfs rename "$tmp" "$zvol"',
-    "done=1",
-  ].join("\n");
+  const script = wholeOrNothing({
+    prelude: ["set -eu", 'snap="$1"; zvol="$2"; size="$3"'],
+    made: "$zvol",
+    tmp: "zvol",
+    steps: [
+      'zfs destroy "$tmp" >/dev/null 2>&1 || :',
+      'zfs clone -o volmode=dev "$snap" "$tmp"',
+      'bs=$(zfs get -Hp -o value volblocksize "$tmp")',
+      'have=$(zfs get -Hp -o value volsize "$tmp")',
+      "size=$(( (size + bs - 1) / bs * bs ))",
+      '[ "$have" -le "$size" ] || { echo "boot image $snap ($have bytes) is larger than the disk ($size bytes)" >&2; exit 1; }',
+      '[ "$have" -eq "$size" ] || zfs set volsize="$size" "$tmp"',
+      'zfs rename "$tmp" "$zvol"',
+    ],
+  });
   await runScript(host, ["zfs", "clone", snapshot, zvol], script, [snapshot, zvol, String(size)]);
 }
 
@@ -174,16 +170,11 @@ export async function createZvol(host: Target, zvol: string, size: number, spars
 
 /** An empty sparse file disk, 0600 from the start (a plain truncate would give the umask's 0644). */
 export async function createFileDisk(host: Target, path: string, size: number): Promise<void> {
-  const script = [
-    "set -eu",
-    "umask 077",
-    `tmp="$1${TEMP_SUFFIX}"; done=0`,
-    `trap '[ "$done" = 1 ] || rm -f "$tmp"' EXIT`,
-    SIGNAL_TRAPS,
-    'rm -f "$tmp"',
-    'truncate -s "$2" "$tmp"',
-    'mv -f "$tmp" "$1"',
-    "done=1",
-  ].join("\n");
+  const script = wholeOrNothing({
+    prelude: ["set -eu", "umask 077"],
+    made: "$1",
+    tmp: "file",
+    steps: ['rm -f "$tmp"', 'truncate -s "$2" "$tmp"', 'mv -f "$tmp" "$1"'],
+  });
   await runScript(host, ["truncate", "-s", String(size), path], script, [path, String(size)]);
 }
