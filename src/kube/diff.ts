@@ -12,6 +12,7 @@
  * and `.` for the element itself.
  */
 
+import { mapLimit } from "../lib/concurrency.ts";
 import { findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
@@ -36,8 +37,8 @@ function canonical(value: unknown): string {
 
 const ABSENT = "(absent)";
 
-function matchesKey(item: unknown, key: Json): boolean {
-  return isPlain(item) && Object.entries(key).every(([k, v]) => canonical(item[k]) === canonical(v));
+function matchesKey(item: unknown, key: readonly [string, string][]): boolean {
+  return isPlain(item) && key.every(([k, v]) => canonical(item[k]) === v);
 }
 
 /**
@@ -58,7 +59,8 @@ export function fieldLeaves(value: unknown, set: unknown, path = "", out = new M
       fieldLeaves(child, sub, path ? `${path}.${rest}` : rest, out);
     } else if (kind === "k:") {
       const k = JSON.parse(rest) as Json;
-      const item = Array.isArray(value) ? value.find((i) => matchesKey(i, k)) : undefined;
+      const key = Object.entries(k).map(([name, v]) => [name, canonical(v)] as [string, string]);
+      const item = Array.isArray(value) ? value.find((i) => matchesKey(i, key)) : undefined;
       const shown = Object.entries(k)
         .map(([name, v]) => `${name}=${typeof v === "string" ? v : canonical(v)}`)
         .join(",");
@@ -94,7 +96,15 @@ export function appliedFieldSets(obj: KubeObject | undefined, manager: string): 
  * the manager applied before and drops now is a change too (the server prunes it).
  */
 export function changedFields(live: KubeObject, next: KubeObject, manager: string): string[] {
-  const sets = [...appliedFieldSets(live, manager), ...appliedFieldSets(next, manager)];
+  // The dry run usually answers with the very sets the live object has: each is walked once.
+  const sets = [
+    ...new Map(
+      [...appliedFieldSets(live, manager), ...appliedFieldSets(next, manager)].map((set) => [
+        JSON.stringify(set),
+        set,
+      ]),
+    ).values(),
+  ];
   const before = new Map<string, string>();
   const after = new Map<string, string>();
   for (const set of sets) {
@@ -140,8 +150,10 @@ export async function diffManifests(
   opts: DiffOptions = {},
 ): Promise<PlannedObject[]> {
   const manager = opts.fieldManager ?? "kubehyve";
-  const out: PlannedObject[] = [];
-  for (const obj of objects) {
+  let done = 0;
+  // Side by side: each object is a read and a dry run that change nothing, so their order does not
+  // matter, and one at a time a plan of a few hundred objects is a few hundred round trips long.
+  return mapLimit(objects, DIFF_CONCURRENCY, async (obj) => {
     const ref = refOf(obj);
     let live: KubeObject | undefined;
     let served = true;
@@ -162,11 +174,16 @@ export async function diffManifests(
       const fields = next ? changedFields(live, next, manager) : [];
       planned = { ref, action: fields.length ? "update" : "unchanged", fields };
     }
-    out.push(planned);
-    opts.onDiffed?.(planned, out.length, objects.length);
-  }
-  return out;
+    opts.onDiffed?.(planned, ++done, objects.length);
+    return planned;
+  });
 }
+
+/**
+ * Objects of a plan in flight at once: few beside kube-apiserver's own limit (--max-requests-inflight,
+ * 400 by default), so a plan does not crowd out the cluster's controllers.
+ */
+const DIFF_CONCURRENCY = 8;
 
 async function dryRun(
   client: KubeClient,
