@@ -184,8 +184,9 @@ export interface PluginContext<O = Record<string, unknown>> {
    * ran), when asked to (`up --canaries`), or when the stage's state holds no record of this canary
    * passing since the stage last changed. The first change of a run deletes the stage's records
    * before it starts, so an `up` stopped between apply and verify is proven by the next one; a
-   * record is written only once `passed` says the canary passed and cleaned up. A no-op `up` thus
-   * creates nothing, and says when the path was last proven.
+   * record is written only once `passed` says the canary passed and cleaned up. The records are the
+   * state key `kubehyve.canaries` (canary name → when it passed), the core's, not the plugin's. A
+   * no-op `up` thus creates nothing, and says when the path was last proven.
    */
   canary<T>(canary: Canary<T>, fn: () => Promise<T>): Promise<CanaryRun<T>>;
   readonly hooks: Hooks;
