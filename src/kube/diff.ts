@@ -37,18 +37,35 @@ function canonical(value: unknown): string {
 
 const ABSENT = "(absent)";
 
-function matchesKey(item: unknown, key: readonly [string, string][]): boolean {
-  return isPlain(item) && key.every(([k, v]) => canonical(item[k]) === v);
+/** Equal as JSON: object keys in any order, lists in theirs. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a))
+    return Array.isArray(b) && a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
+  if (isPlain(a) && isPlain(b)) {
+    const keys = Object.keys(a);
+    return keys.length === Object.keys(b).length && keys.every((k) => k in b && sameJson(a[k], b[k]));
+  }
+  return false;
 }
 
+function matchesKey(item: unknown, key: Json): boolean {
+  return isPlain(item) && Object.entries(key).every(([k, v]) => sameJson(item[k], v));
+}
+
+/** A leaf's value, or one of these: a field or set member not there, a set member there. */
+const MISSING = Symbol("absent");
+const PRESENT = Symbol("present");
+
 /**
- * The leaves of `value` that `set` names, path -> canonical JSON (or "(absent)"). A field whose set
- * entry has no children is a leaf taken whole (a scalar, or an atomic list or map).
+ * The leaves of `value` that `set` names, path -> value (MISSING when absent). A field whose set
+ * entry has no children is a leaf taken whole (a scalar, or an atomic list or map, which for a CRD's
+ * openAPIV3Schema is hundreds of kilobytes: compared as it is, not turned into text).
  */
-export function fieldLeaves(value: unknown, set: unknown, path = "", out = new Map<string, string>()) {
+function leafValues(value: unknown, set: unknown, path: string, out: Map<string, unknown>) {
   const children = isPlain(set) ? Object.entries(set).filter(([k]) => k !== ".") : [];
   if (children.length === 0) {
-    out.set(path, value === undefined ? ABSENT : canonical(value));
+    out.set(path, value === undefined ? MISSING : value);
     return out;
   }
   for (const [key, sub] of children) {
@@ -56,26 +73,35 @@ export function fieldLeaves(value: unknown, set: unknown, path = "", out = new M
     const rest = key.slice(2);
     if (kind === "f:") {
       const child = isPlain(value) ? value[rest] : undefined;
-      fieldLeaves(child, sub, path ? `${path}.${rest}` : rest, out);
+      leafValues(child, sub, path ? `${path}.${rest}` : rest, out);
     } else if (kind === "k:") {
       const k = JSON.parse(rest) as Json;
-      const key = Object.entries(k).map(([name, v]) => [name, canonical(v)] as [string, string]);
-      const item = Array.isArray(value) ? value.find((i) => matchesKey(i, key)) : undefined;
+      const item = Array.isArray(value) ? value.find((i) => matchesKey(i, k)) : undefined;
       const shown = Object.entries(k)
         .map(([name, v]) => `${name}=${typeof v === "string" ? v : canonical(v)}`)
         .join(",");
-      fieldLeaves(item, sub, `${path}[${shown}]`, out);
+      leafValues(item, sub, `${path}[${shown}]`, out);
     } else if (kind === "v:") {
       const member = JSON.parse(rest);
-      const present = Array.isArray(value) && value.some((i) => canonical(i) === canonical(member));
+      const present = Array.isArray(value) && value.some((i) => sameJson(i, member));
       out.set(
         `${path}[=${typeof member === "string" ? member : canonical(member)}]`,
-        present ? "present" : ABSENT,
+        present ? PRESENT : MISSING,
       );
     } else if (kind === "i:") {
-      fieldLeaves(Array.isArray(value) ? value[Number(rest)] : undefined, sub, `${path}[${rest}]`, out);
+      leafValues(Array.isArray(value) ? value[Number(rest)] : undefined, sub, `${path}[${rest}]`, out);
     }
   }
+  return out;
+}
+
+/**
+ * The leaves of `value` that `set` names, path -> canonical JSON (or "(absent)"). A field whose set
+ * entry has no children is a leaf taken whole (a scalar, or an atomic list or map).
+ */
+export function fieldLeaves(value: unknown, set: unknown, path = "", out = new Map<string, string>()) {
+  for (const [p, v] of leafValues(value, set, path, new Map()))
+    out.set(p, v === MISSING ? ABSENT : v === PRESENT ? "present" : canonical(v));
   return out;
 }
 
@@ -105,14 +131,16 @@ export function changedFields(live: KubeObject, next: KubeObject, manager: strin
       ]),
     ).values(),
   ];
-  const before = new Map<string, string>();
-  const after = new Map<string, string>();
+  const before = new Map<string, unknown>();
+  const after = new Map<string, unknown>();
   for (const set of sets) {
-    fieldLeaves(live, set, "", before);
-    fieldLeaves(next, set, "", after);
+    leafValues(live, set, "", before);
+    leafValues(next, set, "", after);
   }
   const paths = new Set([...before.keys(), ...after.keys()]);
-  return [...paths].filter((p) => (before.get(p) ?? ABSENT) !== (after.get(p) ?? ABSENT)).sort();
+  return [...paths]
+    .filter((p) => !sameJson(before.has(p) ? before.get(p) : MISSING, after.has(p) ? after.get(p) : MISSING))
+    .sort();
 }
 
 export interface PlannedObject {
