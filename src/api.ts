@@ -14,6 +14,8 @@ export type { EachCheckOptions } from "./core/checks.ts";
 export { checkEach, findingOfFailure } from "./core/checks.ts";
 export type {
   AnyPlugin,
+  Canary,
+  CanaryRun,
   Change,
   CheckResult,
   HookAnswer,

@@ -16,6 +16,7 @@ export interface StageFlags extends GlobalFlags {
   from?: string;
   until?: string;
   upgrade?: boolean;
+  canaries?: boolean;
 }
 
 /** The commands that print the engine's events as they come: every one but doctor (cli/doctor.ts). */
@@ -52,6 +53,7 @@ export async function runStages(
       select,
       assumeYes: flags.yes,
       upgrade: flags.upgrade,
+      canaries: flags.canaries,
       ask: askFor(flags),
       signal: interrupts.signal,
       abort: interrupts.abort,

@@ -8,6 +8,11 @@ export default defineCommand({
     ...globalArgs,
     ...selectionArgs,
     ...upgradeArg,
+    canaries: {
+      type: "boolean",
+      description:
+        "Run every stage's canary (test pods, Services, claims) even where nothing changed since it last passed",
+    },
     "dry-run": { type: "boolean", description: "Only plan: the same as kubehyve plan" },
   },
   run: ({ args }) => runStages(args["dry-run"] ? "plan" : "up", args),

@@ -10,7 +10,7 @@ import type { KubeClient } from "../kube/types.ts";
 import { CancelledError, KubehyveError } from "../lib/errors.ts";
 import { ensurePrivateDir, writeFileAtomic } from "../lib/fsutil.ts";
 import type { Target } from "../targets/target.ts";
-import type { AnyPlugin, Hooks, Logger, PluginContext, SshKey } from "./contract.ts";
+import type { AnyPlugin, Canary, CanaryRun, Hooks, Logger, PluginContext, SshKey } from "./contract.ts";
 import { clusterIdentity } from "./identity.ts";
 import { type Cluster, type CommandTimeouts, DEFAULT_TIMEOUTS, type NodeSpec } from "./model.ts";
 import { clusterKeyPath, defaultTargets, TargetPool } from "./pool.ts";
@@ -30,6 +30,10 @@ export interface ContextArgs {
   upstreamPending?: boolean;
   assumeYes?: boolean;
   upgrade?: boolean;
+  /** An earlier stage of this run changed something: this stage's canaries run (see ctx.canary). */
+  upstreamChanged?: () => boolean;
+  /** `up --canaries`: every canary runs, whatever its record says. */
+  canaries?: boolean;
   /** The run's signal (the first Ctrl-C): stop between steps; kills only cancellable commands. */
   signal?: AbortSignal;
   /** The hard abort (a second Ctrl-C, doctor's limit for a stage): kills every command. */
@@ -51,8 +55,13 @@ export interface ContextArgs {
 export type TestablePluginContext = PluginContext<never> & {
   /** Every ctx.wet description, in order, whether or not it ran. */
   wetLog: string[];
+  /** A ctx.wet step of this stage ran (not a canary's): the stage changed in this run. */
+  readonly changed: boolean;
   runCleanups(): Promise<void>;
 };
+
+/** The stage's state key of its canaries' records: canary name → when it last passed (ISO 8601). */
+export const CANARIES_KEY = "kubehyve.canaries";
 
 export function kubeconfigPathOf(stateDir: string): string {
   return join(stateDir, "kubeconfig");
@@ -93,6 +102,19 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
   const dir = join(args.stateDir, slot);
   let kubeClient: Promise<KubeClient> | undefined;
   let clusterId = args.clusterId;
+  const state = openStateStore(args.stateDir, slot, dryRun);
+  let changed = false;
+  let inCanary = false;
+  const passedCanaries = () => state.get<Record<string, string>>(CANARIES_KEY) ?? {};
+  /**
+   * The stage's first change of the run: from here on nothing says a canary still holds, even if
+   * the run stops before verify proves it again.
+   */
+  const markChanged = async () => {
+    if (changed || inCanary) return;
+    changed = true;
+    if (state.get(CANARIES_KEY) !== undefined) await state.delete(CANARIES_KEY);
+  };
 
   const log: Logger = {
     debug: (message) => reporter.emit({ type: "log", stage: slot, level: "debug", message }),
@@ -147,7 +169,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
         mirror: process.env.KUBEHYVE_MIRROR || undefined,
       }),
     log,
-    state: openStateStore(args.stateDir, slot, dryRun),
+    state,
     dir,
     async clusterKey(): Promise<SshKey> {
       const privateKeyPath = clusterKeyPath(args.stateDir);
@@ -188,14 +210,41 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
       // own steps still run: they are how the run stops cleanly.
       if (signal.aborted && !cleaning) throw new CancelledError(`interrupted before: ${description}`);
       await ensurePrivateDir(dir);
+      await markChanged();
       // Commands started from here are changes, for their default limit.
       return changeScope.run(true, fn);
     },
     onCleanup(fn) {
       cleanups.push(fn);
     },
+    async canary<T>(canary: Canary<T>, fn: () => Promise<T>): Promise<CanaryRun<T>> {
+      if (dryRun) {
+        await ctx.wet(canary.description, fn);
+        return { ran: false, why: "read-only" };
+      }
+      const passedAt = passedCanaries()[canary.name];
+      if (passedAt && !changed && !args.canaries && !args.upstreamChanged?.())
+        return { ran: false, why: "proven", passedAt };
+      inCanary = true;
+      try {
+        const result = await ctx.wet(canary.description, async () => {
+          const { [canary.name]: _stale, ...others } = passedCanaries();
+          await state.set(CANARIES_KEY, others);
+          const r = await fn();
+          if (canary.passed(r))
+            await state.set(CANARIES_KEY, { ...passedCanaries(), [canary.name]: new Date().toISOString() });
+          return r;
+        });
+        return { ran: true, result: result as T };
+      } finally {
+        inCanary = false;
+      }
+    },
     hooks: args.hooks ?? { call: async () => [] },
     wetLog,
+    get changed() {
+      return changed;
+    },
     async runCleanups() {
       cleaning = true;
       while (cleanups.length) {

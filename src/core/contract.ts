@@ -92,6 +92,27 @@ export interface Hooks {
   ): Promise<HookAnswer<N>[]>;
 }
 
+/**
+ * A canary of `verify`: objects it creates to prove that the data path works (a pod reaching a pod
+ * on another node, a claim written and read back), removed again before it returns.
+ */
+export interface Canary<T> {
+  /** Stable within the stage: the record of its last pass is kept in the stage's state under it. */
+  name: string;
+  /** What it creates, as a ctx.wet line (a read-only run lists it). */
+  description: string;
+  /** The result proves the path, and everything the canary made is gone again. */
+  passed(result: T): boolean;
+}
+
+/** What ctx.canary did: ran it, or why not. */
+export type CanaryRun<T> =
+  | { ran: true; result: T }
+  /** A run that changes nothing (verify, doctor, a dry run). */
+  | { ran: false; why: "read-only" }
+  /** It passed at `passedAt` (ISO 8601) and nothing that could break the path changed since. */
+  | { ran: false; why: "proven"; passedAt: string };
+
 export interface SshKey {
   privateKeyPath: string;
   publicKey: string;
@@ -157,6 +178,17 @@ export interface PluginContext<O = Record<string, unknown>> {
    * targets: after Ctrl-C its commands and ctx.wet steps still run.
    */
   onCleanup(fn: () => Promise<void> | void): void;
+  /**
+   * Runs a canary (`fn`) as a ctx.wet step, when it is due: a read-only run never runs one, and
+   * `up` runs it when this stage or an earlier one changed something in this run (a ctx.wet step
+   * ran), when asked to (`up --canaries`), or when the stage's state holds no record of this canary
+   * passing since the stage last changed. The first change of a run deletes the stage's records
+   * before it starts, so an `up` stopped between apply and verify is proven by the next one; a
+   * record is written only once `passed` says the canary passed and cleaned up. The records are the
+   * state key `kubehyve.canaries` (canary name → when it passed), the core's, not the plugin's. A
+   * no-op `up` thus creates nothing, and says when the path was last proven.
+   */
+  canary<T>(canary: Canary<T>, fn: () => Promise<T>): Promise<CanaryRun<T>>;
   readonly hooks: Hooks;
 }
 

@@ -46,6 +46,8 @@ export interface EngineRequest {
   assumeYes?: boolean;
   /** up --upgrade: stages may move pinned releases to the newest. */
   upgrade?: boolean;
+  /** up --canaries: every stage's canary runs, whatever its record of passing says. */
+  canaries?: boolean;
   ask?: (question: string) => Promise<boolean>;
   /** The first Ctrl-C: the run stops between steps (see core/signal-target.ts). */
   signal?: AbortSignal;
@@ -201,6 +203,8 @@ export class Run {
         upstreamPending,
         assumeYes: this.req.assumeYes,
         upgrade: this.req.upgrade,
+        canaries: this.req.canaries,
+        upstreamChanged: () => this.changedBefore(stage),
         signal: stop ? AbortSignal.any([this.signal, stop]) : this.signal,
         abort: stop ? (abort ? AbortSignal.any([abort, stop]) : stop) : abort,
         pool: this.pool,
@@ -217,6 +221,13 @@ export class Run {
       this.contexts.set(key, ctx);
     }
     return ctx;
+  }
+
+  /** A stage before this one changed something in this run: what this one proved may not hold. */
+  private changedBefore(stage: Stage): boolean {
+    const at = this.ordered.findIndex((s) => s.slot === stage.slot);
+    const earlier = new Set(this.ordered.slice(0, at).map((s) => s.slot));
+    return [...this.contexts].some(([key, ctx]) => ctx.changed && earlier.has(key.split(":")[0]!));
   }
 
   /** A stage whose commands are killed when doctor gives up on it (see `giveUp`). */

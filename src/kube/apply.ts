@@ -22,40 +22,47 @@ export class ManifestError extends KubehyveError {
 
 /** The objects of a multi-document YAML text; `kind: List` documents are flattened, empty ones skipped. */
 export function parseManifests(text: string, source: string): KubeObject[] {
-  const out: KubeObject[] = [];
-  yaml()
+  const values = yaml()
     .parseAllDocuments(text)
-    .forEach((doc, index) => {
-      const where = `document ${index + 1}`;
+    .map((doc, index) => {
       if ("errors" in doc && doc.errors.length) {
         const first = doc.errors[0]!;
         const pos = first.linePos?.[0];
         throw new ManifestError(
           source,
-          `${pos ? `line ${pos.line}, column ${pos.col}` : where}: ${first.message.split("\n")[0]}`,
+          `${pos ? `line ${pos.line}, column ${pos.col}` : `document ${index + 1}`}: ${first.message.split("\n")[0]}`,
         );
       }
-      const value: unknown = doc.toJS();
-      if (value === null || value === undefined) return;
-      const items =
-        typeof value === "object" && (value as { kind?: unknown }).kind === "List"
-          ? ((value as { items?: unknown[] }).items ?? [])
-          : [value];
-      items.forEach((item, i) => {
-        const at = items.length > 1 || item !== value ? `${where}, item ${i + 1}` : where;
-        if (typeof item !== "object" || item === null || Array.isArray(item))
-          throw new ManifestError(source, `${at}: not an object`);
-        const obj = item as KubeObject;
-        if (typeof obj.apiVersion !== "string" || !obj.apiVersion)
-          throw new ManifestError(source, `${at}: apiVersion is missing`);
-        if (typeof obj.kind !== "string" || !obj.kind)
-          throw new ManifestError(source, `${at}: kind is missing`);
-        if (typeof obj.metadata?.name !== "string" || !obj.metadata.name) {
-          throw new ManifestError(source, `${at} (${obj.kind}): metadata.name is missing`);
-        }
-        out.push(obj);
-      });
+      return doc.toJS() as unknown;
     });
+  return manifestObjects(values, source);
+}
+
+/** The objects of parsed YAML documents, each checked for what applying it needs. */
+export function manifestObjects(documents: readonly unknown[], source: string): KubeObject[] {
+  const out: KubeObject[] = [];
+  documents.forEach((value, index) => {
+    const where = `document ${index + 1}`;
+    if (value === null || value === undefined) return;
+    const items =
+      typeof value === "object" && (value as { kind?: unknown }).kind === "List"
+        ? ((value as { items?: unknown[] }).items ?? [])
+        : [value];
+    items.forEach((item, i) => {
+      const at = items.length > 1 || item !== value ? `${where}, item ${i + 1}` : where;
+      if (typeof item !== "object" || item === null || Array.isArray(item))
+        throw new ManifestError(source, `${at}: not an object`);
+      const obj = item as KubeObject;
+      if (typeof obj.apiVersion !== "string" || !obj.apiVersion)
+        throw new ManifestError(source, `${at}: apiVersion is missing`);
+      if (typeof obj.kind !== "string" || !obj.kind)
+        throw new ManifestError(source, `${at}: kind is missing`);
+      if (typeof obj.metadata?.name !== "string" || !obj.metadata.name) {
+        throw new ManifestError(source, `${at} (${obj.kind}): metadata.name is missing`);
+      }
+      out.push(obj);
+    });
+  });
   return out;
 }
 

@@ -12,6 +12,7 @@
  * and `.` for the element itself.
  */
 
+import { mapLimit } from "../lib/concurrency.ts";
 import { findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
@@ -36,18 +37,35 @@ function canonical(value: unknown): string {
 
 const ABSENT = "(absent)";
 
-function matchesKey(item: unknown, key: Json): boolean {
-  return isPlain(item) && Object.entries(key).every(([k, v]) => canonical(item[k]) === canonical(v));
+/** Equal as JSON: object keys in any order, lists in theirs. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a))
+    return Array.isArray(b) && a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
+  if (isPlain(a) && isPlain(b)) {
+    const keys = Object.keys(a);
+    return keys.length === Object.keys(b).length && keys.every((k) => k in b && sameJson(a[k], b[k]));
+  }
+  return false;
 }
 
+function matchesKey(item: unknown, key: Json): boolean {
+  return isPlain(item) && Object.entries(key).every(([k, v]) => sameJson(item[k], v));
+}
+
+/** A leaf's value, or one of these: a field or set member not there, a set member there. */
+const MISSING = Symbol("absent");
+const PRESENT = Symbol("present");
+
 /**
- * The leaves of `value` that `set` names, path -> canonical JSON (or "(absent)"). A field whose set
- * entry has no children is a leaf taken whole (a scalar, or an atomic list or map).
+ * The leaves of `value` that `set` names, path -> value (MISSING when absent). A field whose set
+ * entry has no children is a leaf taken whole (a scalar, or an atomic list or map, which for a CRD's
+ * openAPIV3Schema is hundreds of kilobytes: compared as it is, not turned into text).
  */
-export function fieldLeaves(value: unknown, set: unknown, path = "", out = new Map<string, string>()) {
+function leafValues(value: unknown, set: unknown, path: string, out: Map<string, unknown>) {
   const children = isPlain(set) ? Object.entries(set).filter(([k]) => k !== ".") : [];
   if (children.length === 0) {
-    out.set(path, value === undefined ? ABSENT : canonical(value));
+    out.set(path, value === undefined ? MISSING : value);
     return out;
   }
   for (const [key, sub] of children) {
@@ -55,25 +73,35 @@ export function fieldLeaves(value: unknown, set: unknown, path = "", out = new M
     const rest = key.slice(2);
     if (kind === "f:") {
       const child = isPlain(value) ? value[rest] : undefined;
-      fieldLeaves(child, sub, path ? `${path}.${rest}` : rest, out);
+      leafValues(child, sub, path ? `${path}.${rest}` : rest, out);
     } else if (kind === "k:") {
       const k = JSON.parse(rest) as Json;
       const item = Array.isArray(value) ? value.find((i) => matchesKey(i, k)) : undefined;
       const shown = Object.entries(k)
         .map(([name, v]) => `${name}=${typeof v === "string" ? v : canonical(v)}`)
         .join(",");
-      fieldLeaves(item, sub, `${path}[${shown}]`, out);
+      leafValues(item, sub, `${path}[${shown}]`, out);
     } else if (kind === "v:") {
       const member = JSON.parse(rest);
-      const present = Array.isArray(value) && value.some((i) => canonical(i) === canonical(member));
+      const present = Array.isArray(value) && value.some((i) => sameJson(i, member));
       out.set(
         `${path}[=${typeof member === "string" ? member : canonical(member)}]`,
-        present ? "present" : ABSENT,
+        present ? PRESENT : MISSING,
       );
     } else if (kind === "i:") {
-      fieldLeaves(Array.isArray(value) ? value[Number(rest)] : undefined, sub, `${path}[${rest}]`, out);
+      leafValues(Array.isArray(value) ? value[Number(rest)] : undefined, sub, `${path}[${rest}]`, out);
     }
   }
+  return out;
+}
+
+/**
+ * The leaves of `value` that `set` names, path -> canonical JSON (or "(absent)"). A field whose set
+ * entry has no children is a leaf taken whole (a scalar, or an atomic list or map).
+ */
+export function fieldLeaves(value: unknown, set: unknown, path = "", out = new Map<string, string>()) {
+  for (const [p, v] of leafValues(value, set, path, new Map()))
+    out.set(p, v === MISSING ? ABSENT : v === PRESENT ? "present" : canonical(v));
   return out;
 }
 
@@ -94,15 +122,25 @@ export function appliedFieldSets(obj: KubeObject | undefined, manager: string): 
  * the manager applied before and drops now is a change too (the server prunes it).
  */
 export function changedFields(live: KubeObject, next: KubeObject, manager: string): string[] {
-  const sets = [...appliedFieldSets(live, manager), ...appliedFieldSets(next, manager)];
-  const before = new Map<string, string>();
-  const after = new Map<string, string>();
+  // The dry run usually answers with the very sets the live object has: each is walked once.
+  const sets = [
+    ...new Map(
+      [...appliedFieldSets(live, manager), ...appliedFieldSets(next, manager)].map((set) => [
+        JSON.stringify(set),
+        set,
+      ]),
+    ).values(),
+  ];
+  const before = new Map<string, unknown>();
+  const after = new Map<string, unknown>();
   for (const set of sets) {
-    fieldLeaves(live, set, "", before);
-    fieldLeaves(next, set, "", after);
+    leafValues(live, set, "", before);
+    leafValues(next, set, "", after);
   }
   const paths = new Set([...before.keys(), ...after.keys()]);
-  return [...paths].filter((p) => (before.get(p) ?? ABSENT) !== (after.get(p) ?? ABSENT)).sort();
+  return [...paths]
+    .filter((p) => !sameJson(before.has(p) ? before.get(p) : MISSING, after.has(p) ? after.get(p) : MISSING))
+    .sort();
 }
 
 export interface PlannedObject {
@@ -140,8 +178,10 @@ export async function diffManifests(
   opts: DiffOptions = {},
 ): Promise<PlannedObject[]> {
   const manager = opts.fieldManager ?? "kubehyve";
-  const out: PlannedObject[] = [];
-  for (const obj of objects) {
+  let done = 0;
+  // Side by side: each object is a read and a dry run that change nothing, so their order does not
+  // matter, and one at a time a plan of a few hundred objects is a few hundred round trips long.
+  return mapLimit(objects, DIFF_CONCURRENCY, async (obj) => {
     const ref = refOf(obj);
     let live: KubeObject | undefined;
     let served = true;
@@ -162,11 +202,16 @@ export async function diffManifests(
       const fields = next ? changedFields(live, next, manager) : [];
       planned = { ref, action: fields.length ? "update" : "unchanged", fields };
     }
-    out.push(planned);
-    opts.onDiffed?.(planned, out.length, objects.length);
-  }
-  return out;
+    opts.onDiffed?.(planned, ++done, objects.length);
+    return planned;
+  });
 }
+
+/**
+ * Objects of a plan in flight at once: few beside kube-apiserver's own limit (--max-requests-inflight,
+ * 400 by default), so a plan does not crowd out the cluster's controllers.
+ */
+const DIFF_CONCURRENCY = 8;
 
 async function dryRun(
   client: KubeClient,

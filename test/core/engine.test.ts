@@ -261,6 +261,53 @@ describe("up", () => {
   });
 });
 
+describe("canaries in up", () => {
+  /** A stage that changes nothing itself, and whose verify runs a canary. */
+  const proving = (slot: string, log: string[]): Stage => ({
+    slot,
+    plugin: definePlugin({
+      id: `${slot}/proving`,
+      title: `proving ${slot}`,
+      apiVersion: 1,
+      async check() {
+        return { changes: [], diagnostics: [] };
+      },
+      async verify(ctx) {
+        const r = await ctx.canary(
+          { name: "path", description: `${slot} canary`, passed: () => true },
+          async () => log.push(`${slot}:canary`),
+        );
+        return [diag.ok(`${slot}.canary`, r.ran ? "ran" : r.why)];
+      },
+    }) as AnyPlugin,
+    options: {},
+  });
+
+  test("a stage's canary runs again when an earlier stage changed in the run, and not in a no-op up, doctor or verify", async () => {
+    const log: string[] = [];
+    const world: Record<string, boolean> = {};
+    const stages = () => [fakePlugin("hypervisor", log, world), proving("net", log)];
+    expect((await run("up", stages()).promise).exitCode).toBe(0);
+    expect(log).toEqual([
+      "hypervisor:check",
+      "hypervisor:apply",
+      "hypervisor:mutate",
+      "hypervisor:verify",
+      "net:canary",
+    ]);
+    log.length = 0;
+    for (const command of ["up", "doctor", "verify"] as const)
+      expect((await run(command, stages()).promise).exitCode).toBe(0);
+    expect(log.filter((l) => l.endsWith("canary"))).toEqual([]);
+    // Something below the net stage changes: what its canary proved may no longer hold.
+    world.hypervisor = false;
+    expect((await run("up", stages()).promise).exitCode).toBe(0);
+    expect(log.filter((l) => l.endsWith("canary"))).toEqual(["net:canary"]);
+    expect((await run("up", stages(), { canaries: true }).promise).exitCode).toBe(0);
+    expect(log.filter((l) => l.endsWith("canary"))).toEqual(["net:canary", "net:canary"]);
+  });
+});
+
 describe("plan", () => {
   test("performs no mutation and records what would be done", async () => {
     const log: string[] = [];

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { applyManifests, parseManifests } from "../../src/kube/apply.ts";
 import { createKubeClient, type KubeClientImpl, parseWarnings } from "../../src/kube/client.ts";
+import { parseWithDuplicates, parseWithYamlLibrary } from "../lab/kube/fieldvalidation.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { oracle } from "../lab/oracles.ts";
 import { have } from "../lab/prereq.ts";
@@ -56,6 +57,31 @@ spec:
         image: nginx
         unknownNested: x
 `;
+
+describe("the test server's reading of a JSON body", () => {
+  test("gives the value and the duplicates, in order and in both wordings, that the yaml library's reading gives", () => {
+    const texts = [
+      badDeployment("web"),
+      '{"a":1,"a":2,"b":{"c":[{"d":1,"d":2},{"e":"x\\"y","e":3}],"c":4},"s":"}{,[","s":0}',
+      '[{"k":1},{"k":2,"k":3}]',
+      '{\n  "spec": {\n    "x": 1,\n    "x": 2\n  },\n  "spec": {}\n}',
+      "{}",
+      '{"a":{}, "b":[], "a":[1,[2,{"z":1,"z":1}]]}',
+    ];
+    for (const text of texts)
+      for (const yaml of [false, true]) {
+        const fast = parseWithDuplicates(text, yaml);
+        expect(fast).toEqual(parseWithYamlLibrary(text, yaml));
+      }
+    expect(parseWithDuplicates(texts[1]!, false).duplicates).toEqual([
+      'duplicate field "a"',
+      'duplicate field "b.c[0].d"',
+      'duplicate field "b.c[1].e"',
+      'duplicate field "b.c"',
+      'duplicate field "s"',
+    ]);
+  });
+});
 
 describe.skipIf(!have("openssl", "openssl"))("formats of the test server", () => {
   let server: KubeApiServer;

@@ -8,9 +8,10 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import * as yamlLibrary from "yaml";
 import { DownloadCache } from "../../src/artifacts/cache.ts";
 import { parseManifests } from "../../src/kube/apply.ts";
-import { missingNote, pinnedManifests } from "../../src/kube/pinned.ts";
+import { missingNote, nativeDocuments, parsePinned, pinnedManifests } from "../../src/kube/pinned.ts";
 import { type FileServer, serveFiles } from "../lab/http.ts";
 import { oracle } from "../lab/oracles.ts";
 
@@ -115,5 +116,54 @@ describe("pinnedManifests", () => {
     // Without a title, the file is named by its URL.
     const { title: _, ...untitled } = file;
     await expect(pinnedManifests(cache, [untitled])).rejects.toThrow(`manifest ${file.url}: line`);
+  });
+});
+
+describe("parsePinned", () => {
+  /** Every upstream release file a stage pins and applies, as the oracle data holds their bytes. */
+  const pinnedReleaseFiles = ["calico", "metallb", "traefik", "rook"].flatMap((project) =>
+    [...new Bun.Glob("**/*.{yaml,yml}").scanSync(oracle("releases", project))].map((f) =>
+      join("releases", project, f),
+    ),
+  );
+
+  test("reads every pinned release file with Bun's parser, to exactly what the yaml library reads", () => {
+    expect(pinnedReleaseFiles.length).toBeGreaterThanOrEqual(13);
+    for (const file of pinnedReleaseFiles) {
+      const text = readFileSync(oracle(file), "utf8");
+      const native = nativeDocuments(text);
+      expect(native, file).toBeDefined();
+      const library = yamlLibrary.parseAllDocuments(text).map((d) => d.toJS());
+      expect(Bun.deepEquals(native, library, true), file).toBe(true);
+      expect(parsePinned(text, file)).toEqual(parseManifests(text, file));
+    }
+  });
+
+  test("gives what parseManifests gives, or its error, for texts the split by document does not handle", () => {
+    const texts = [
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+      "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n",
+      "--- # a comment\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+      "--- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n",
+      "%YAML 1.2\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n...\n",
+      "- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n",
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n",
+      "apiVersion: v1\nkind: ConfigMap\n",
+      "# a heading\n\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\n",
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n- not an object\n",
+    ];
+    const outcome = (parse: () => unknown) => {
+      try {
+        return parse();
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    for (const text of texts)
+      expect(outcome(() => parsePinned(text, "f.yaml"))).toEqual(
+        outcome(() => parseManifests(text, "f.yaml")),
+      );
+    expect(nativeDocuments(texts[3]!)).toBeUndefined();
+    expect(nativeDocuments(texts[4]!)).toBeUndefined();
   });
 });

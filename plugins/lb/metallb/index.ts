@@ -287,20 +287,32 @@ async function verify(ctx: Ctx): Promise<Diagnostic[]> {
     );
     return found;
   }
-  const canary = await ctx.wet(
-    `run the LoadBalancer canary: a Service per pool (${announcedPools(ctx.options).join(", ")}), fetched from the hypervisor host`,
+  const canary = await ctx.canary(
+    {
+      name: "load-balancer",
+      description: `run the LoadBalancer canary: a Service per pool (${announcedPools(ctx.options).join(", ")}), fetched from the hypervisor host`,
+      passed: (r) => r.cleanedUp && r.found.every((d) => d.severity === "ok"),
+    },
     () => loadBalancerCanary(ctx, kube),
   );
   found.push(
-    ...(canary ?? [
-      diag.info(
-        "metallb.canary",
-        "the LoadBalancer canary runs in kubehyve up only: it creates a pod and Services",
-        {
-          hint: "kubehyve up --only lb",
-        },
-      ),
-    ]),
+    ...(canary.ran
+      ? canary.result.found
+      : [
+          canary.why === "proven"
+            ? diag.info(
+                "metallb.canary",
+                `the LoadBalancer canary passed at ${canary.passedAt}, and nothing changed since: not run again`,
+                { hint: "kubehyve up --only lb --canaries runs it again" },
+              )
+            : diag.info(
+                "metallb.canary",
+                "the LoadBalancer canary runs in kubehyve up only: it creates a pod and Services",
+                {
+                  hint: "kubehyve up --only lb",
+                },
+              ),
+        ]),
   );
   return found;
 }

@@ -84,6 +84,12 @@ function inPool(pool: PoolOptions, ip: string): boolean {
   );
 }
 
+/** What the canary found, per pool, and whether its pod and Services are gone again. */
+export interface CanaryResult {
+  found: Diagnostic[];
+  cleanedUp: boolean;
+}
+
 /**
  * A backend pod (agnhost netexec, whose /hostname answers with the pod's name) and, per pool, a
  * LoadBalancer Service that asks for an address of that pool (`metallb.io/address-pool`). The host
@@ -91,14 +97,18 @@ function inPool(pool: PoolOptions, ip: string): boolean {
  * stdout, exit 1 on failure: usr.bin/fetch/fetch.1) and must get the pod's name. Everything is
  * removed afterwards.
  */
-export async function loadBalancerCanary(ctx: Ctx, kube: KubeClient): Promise<Diagnostic[]> {
+export async function loadBalancerCanary(ctx: Ctx, kube: KubeClient): Promise<CanaryResult> {
   const suffix = crypto.randomUUID().slice(0, 8);
   const app = `kubehyve-canary-lb-${suffix}`;
   const labels = { ...ownerLabels(ownerOf(ctx)), "kubehyve.io/canary": app };
   const made: [string, string][] = [];
+  let leftover = false;
   const cleanup = async () => {
     for (const [kind, name] of made.splice(0).reverse())
-      await kube.delete("v1", kind, name, "default").catch(() => false);
+      await kube.delete("v1", kind, name, "default").catch(() => {
+        leftover = true;
+        return false;
+      });
   };
   ctx.onCleanup(cleanup);
   const timeoutMs = ctx.options.canary.timeoutSec * 1000;
@@ -163,7 +173,7 @@ export async function loadBalancerCanary(ctx: Ctx, kube: KubeClient): Promise<Di
   } finally {
     await cleanup();
   }
-  return found;
+  return { found, cleanedUp: !leftover };
 }
 
 async function probePool(

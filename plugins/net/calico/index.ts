@@ -227,18 +227,30 @@ async function verify(ctx: Ctx): Promise<Diagnostic[]> {
     );
     return found;
   }
-  const canary = await ctx.wet("run the pod network canary: a pod connects to a pod on another node", () =>
-    podNetworkCanary(ctx, kube),
+  const canary = await ctx.canary(
+    {
+      name: "pod-network",
+      description: "run the pod network canary: a pod connects to a pod on another node",
+      passed: (r) => r.found.severity === "ok" && r.cleanedUp,
+    },
+    () => podNetworkCanary(ctx, kube),
   );
   found.push(
-    canary ??
-      diag.info(
-        "calico.pod-network",
-        "the pod network canary runs in kubehyve up only: it creates two pods",
-        {
-          hint: "kubehyve up --only net",
-        },
-      ),
+    canary.ran
+      ? canary.result.found
+      : canary.why === "proven"
+        ? diag.info(
+            "calico.pod-network",
+            `the pod network canary passed at ${canary.passedAt}, and nothing changed since: not run again`,
+            { hint: "kubehyve up --only net --canaries runs it again" },
+          )
+        : diag.info(
+            "calico.pod-network",
+            "the pod network canary runs in kubehyve up only: it creates two pods",
+            {
+              hint: "kubehyve up --only net",
+            },
+          ),
   );
   return found;
 }

@@ -153,17 +153,26 @@ function canaryNodes(ctx: Ctx, live: readonly KubeObject[]): string[] {
   return nodes.slice(0, 2);
 }
 
+/** What the canary found, and whether its pods are gone again. */
+export interface CanaryResult {
+  found: Diagnostic;
+  cleanedUp: boolean;
+}
+
 /**
  * A pod running agnhost netexec on one node, and a pod on another running `agnhost connect` to
  * its address (kubernetes test/images/agnhost: exit 0 when it connects, else TIMEOUT or REFUSED).
  * Both are removed afterwards, whatever happened.
  */
-export async function podNetworkCanary(ctx: Ctx, kube: KubeClient): Promise<Diagnostic> {
+export async function podNetworkCanary(ctx: Ctx, kube: KubeClient): Promise<CanaryResult> {
   const nodes = canaryNodes(ctx, await kube.list("v1", "Node"));
   if (nodes.length === 0)
-    return diag.error("calico.pod-network", "no node is Ready to run the pod network canary on", {
-      hint: "kubehyve doctor (the k8s stage's nodes)",
-    });
+    return {
+      found: diag.error("calico.pod-network", "no node is Ready to run the pod network canary on", {
+        hint: "kubehyve doctor (the k8s stage's nodes)",
+      }),
+      cleanedUp: true,
+    };
   const [from, to] = [nodes[0]!, nodes[1] ?? nodes[0]!];
   const suffix = crypto.randomUUID().slice(0, 8);
   const server = canaryPod(ctx, `kubehyve-canary-net-${suffix}-server`, to, {
@@ -179,67 +188,78 @@ export async function podNetworkCanary(ctx: Ctx, kube: KubeClient): Promise<Diag
   const clientName = `kubehyve-canary-net-${suffix}-client`;
   const timeoutMs = ctx.options.canary.timeoutSec * 1000;
   const made: string[] = [];
+  let leftover = false;
   const cleanup = async () => {
-    for (const name of made.splice(0)) await kube.delete("v1", "Pod", name, "default").catch(() => false);
+    for (const name of made.splice(0))
+      await kube.delete("v1", "Pod", name, "default").catch(() => {
+        leftover = true;
+        return false;
+      });
   };
   ctx.onCleanup(cleanup);
-  try {
-    made.push(server.metadata.name);
-    await kube.apply(server);
-    const running = await poll(
-      `canary pod default/${server.metadata.name} on ${to} to get an address`,
-      async () => {
-        const pod = await kube.get("v1", "Pod", server.metadata.name, "default");
-        return pod?.status?.podIP && isReady(pod).ready ? pod : pending(pod ? podProblem(pod) : "not found");
-      },
-      { timeoutMs, intervalMs: 1000, signal: ctx.signal },
-    );
-    const address = String(running.status.podIP);
-    const client = canaryPod(ctx, clientName, from, {
-      restartPolicy: "Never",
-      containers: [
-        {
-          name: "connect",
-          image: ctx.options.canary.image,
-          args: ["connect", `${address}:${CANARY_PORT}`, "--timeout=10s"],
-          terminationMessagePolicy: "FallbackToLogsOnError",
+  const found = await runCanary();
+  await cleanup();
+  return { found, cleanedUp: !leftover };
+
+  async function runCanary(): Promise<Diagnostic> {
+    try {
+      made.push(server.metadata.name);
+      await kube.apply(server);
+      const running = await poll(
+        `canary pod default/${server.metadata.name} on ${to} to get an address`,
+        async () => {
+          const pod = await kube.get("v1", "Pod", server.metadata.name, "default");
+          return pod?.status?.podIP && isReady(pod).ready
+            ? pod
+            : pending(pod ? podProblem(pod) : "not found");
         },
-      ],
-    });
-    made.push(clientName);
-    await kube.apply(client);
-    const done = await poll(
-      `canary pod default/${clientName} on ${from} to finish connecting`,
-      async () => {
-        const pod = await kube.get("v1", "Pod", clientName, "default");
-        const phase = pod?.status?.phase;
-        return phase === "Succeeded" || phase === "Failed"
-          ? pod!
-          : pending(pod ? podProblem(pod) : "not found");
-      },
-      { timeoutMs, intervalMs: 1000, signal: ctx.signal },
-    );
-    const across = from === to ? `within ${from} (the only Ready node)` : `from ${from} to ${to}`;
-    if (done.status.phase === "Succeeded")
-      return diag.ok("calico.pod-network", `a pod reaches another ${across} at ${address}:${CANARY_PORT}`);
-    const said = String(done.status.containerStatuses?.[0]?.state?.terminated?.message ?? "").trim();
-    return diag.error(
-      "calico.pod-network",
-      `a pod cannot reach another ${across}: ${said || "connect failed"}`,
-      {
-        detail: `agnhost connect ${address}:${CANARY_PORT} in ${clientName} exited ${done.status.containerStatuses?.[0]?.state?.terminated?.exitCode ?? "?"}`,
-        hint: `kubectl --kubeconfig ${ctx.kubeconfigPath} -n ${CALICO_NAMESPACE} logs -l k8s-app=calico-node --tail=50 (VXLAN needs UDP 4789 between the nodes)`,
-      },
-    );
-  } catch (error) {
-    return diag.error(
-      "calico.pod-network",
-      `the pod network canary did not complete: ${(error as Error).message}`,
-      {
-        hint: `kubectl --kubeconfig ${ctx.kubeconfigPath} get pods -n default -l kubehyve.io/canary -o wide`,
-      },
-    );
-  } finally {
-    await cleanup();
+        { timeoutMs, intervalMs: 1000, signal: ctx.signal },
+      );
+      const address = String(running.status.podIP);
+      const client = canaryPod(ctx, clientName, from, {
+        restartPolicy: "Never",
+        containers: [
+          {
+            name: "connect",
+            image: ctx.options.canary.image,
+            args: ["connect", `${address}:${CANARY_PORT}`, "--timeout=10s"],
+            terminationMessagePolicy: "FallbackToLogsOnError",
+          },
+        ],
+      });
+      made.push(clientName);
+      await kube.apply(client);
+      const done = await poll(
+        `canary pod default/${clientName} on ${from} to finish connecting`,
+        async () => {
+          const pod = await kube.get("v1", "Pod", clientName, "default");
+          const phase = pod?.status?.phase;
+          return phase === "Succeeded" || phase === "Failed"
+            ? pod!
+            : pending(pod ? podProblem(pod) : "not found");
+        },
+        { timeoutMs, intervalMs: 1000, signal: ctx.signal },
+      );
+      const across = from === to ? `within ${from} (the only Ready node)` : `from ${from} to ${to}`;
+      if (done.status.phase === "Succeeded")
+        return diag.ok("calico.pod-network", `a pod reaches another ${across} at ${address}:${CANARY_PORT}`);
+      const said = String(done.status.containerStatuses?.[0]?.state?.terminated?.message ?? "").trim();
+      return diag.error(
+        "calico.pod-network",
+        `a pod cannot reach another ${across}: ${said || "connect failed"}`,
+        {
+          detail: `agnhost connect ${address}:${CANARY_PORT} in ${clientName} exited ${done.status.containerStatuses?.[0]?.state?.terminated?.exitCode ?? "?"}`,
+          hint: `kubectl --kubeconfig ${ctx.kubeconfigPath} -n ${CALICO_NAMESPACE} logs -l k8s-app=calico-node --tail=50 (VXLAN needs UDP 4789 between the nodes)`,
+        },
+      );
+    } catch (error) {
+      return diag.error(
+        "calico.pod-network",
+        `the pod network canary did not complete: ${(error as Error).message}`,
+        {
+          hint: `kubectl --kubeconfig ${ctx.kubeconfigPath} get pods -n default -l kubehyve.io/canary -o wide`,
+        },
+      );
+    }
   }
 }

@@ -208,33 +208,55 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
       { hint: `kubectl -n ${NAMESPACE} get pvc,pod ${CANARY} -o yaml (whose is it?)` },
     );
   try {
-    const result = await ctx.wet(`run the storage canary ${NAMESPACE}/${CANARY}`, async () => {
-      await apply(objects[0]!);
-      await poll(
-        `PersistentVolumeClaim ${NAMESPACE}/${CANARY} Bound`,
-        async () => {
-          const pvc = await kube.get("v1", "PersistentVolumeClaim", CANARY, NAMESPACE);
-          return pvc?.status?.phase === "Bound" ? pvc : pending(`phase ${pvc?.status?.phase ?? "unknown"}`);
-        },
-        { timeoutMs: 5 * 60_000, intervalMs: 1000, signal: ctx.signal },
-      );
-      await apply(objects[1]!);
-      return poll(
-        `Pod ${NAMESPACE}/${CANARY} done`,
-        async () => {
-          const pod = await kube.get("v1", "Pod", CANARY, NAMESPACE);
-          const phase = pod?.status?.phase;
-          return phase === "Succeeded" || phase === "Failed" ? pod! : pending(`phase ${phase ?? "unknown"}`);
-        },
-        { timeoutMs: 5 * 60_000, intervalMs: 1000, signal: ctx.signal },
-      );
-    });
-    if (!result)
-      return diag.info(
-        "rook.canary",
-        "the storage canary runs only in kubehyve up (this run changes nothing)",
-        { hint: "kubehyve up --only storage runs it" },
-      );
+    const run = await ctx.canary(
+      {
+        name: "storage",
+        description: `run the storage canary ${NAMESPACE}/${CANARY}`,
+        // A failure inside (the deletes included) throws, and so is no pass either.
+        passed: (pod) => pod.status?.phase === "Succeeded",
+      },
+      async () => {
+        try {
+          await apply(objects[0]!);
+          await poll(
+            `PersistentVolumeClaim ${NAMESPACE}/${CANARY} Bound`,
+            async () => {
+              const pvc = await kube.get("v1", "PersistentVolumeClaim", CANARY, NAMESPACE);
+              return pvc?.status?.phase === "Bound"
+                ? pvc
+                : pending(`phase ${pvc?.status?.phase ?? "unknown"}`);
+            },
+            { timeoutMs: 5 * 60_000, intervalMs: 1000, signal: ctx.signal },
+          );
+          await apply(objects[1]!);
+          return await poll(
+            `Pod ${NAMESPACE}/${CANARY} done`,
+            async () => {
+              const pod = await kube.get("v1", "Pod", CANARY, NAMESPACE);
+              const phase = pod?.status?.phase;
+              return phase === "Succeeded" || phase === "Failed"
+                ? pod!
+                : pending(`phase ${phase ?? "unknown"}`);
+            },
+            { timeoutMs: 5 * 60_000, intervalMs: 1000, signal: ctx.signal },
+          );
+        } finally {
+          // Inside the canary's step: it has passed only once these are gone.
+          for (const ref of objects.map(refOf).reverse()) await deleteOwned(kube, owner, ref);
+        }
+      },
+    );
+    if (!run.ran)
+      return run.why === "proven"
+        ? diag.info(
+            "rook.canary",
+            `the storage canary passed at ${run.passedAt}, and nothing changed since: not run again`,
+            { hint: "kubehyve up --only storage --canaries runs it again" },
+          )
+        : diag.info("rook.canary", "the storage canary runs only in kubehyve up (this run changes nothing)", {
+            hint: "kubehyve up --only storage runs it",
+          });
+    const result = run.result;
     if (result.status?.phase === "Succeeded") {
       return diag.ok("rook.canary", `a ${STORAGE_CLASS} claim was bound, written and read back`);
     }
@@ -251,10 +273,6 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
     return diag.error("rook.canary", `the storage canary failed: ${(error as Error).message}`, {
       hint: `kubectl -n ${NAMESPACE} describe pvc ${CANARY}`,
     });
-  } finally {
-    if (!ctx.dryRun)
-      for (const ref of objects.map(refOf).reverse())
-        await ctx.wet(`delete ${describeRef(ref)}`, () => deleteOwned(kube, owner, ref));
   }
 }
 

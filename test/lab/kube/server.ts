@@ -539,7 +539,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   /** Schema problems of a custom resource; status is left out where a subresource owns it. */
   function schemaProblems(res: ServedResource, obj: Obj): SchemaProblem[] {
     if (!res.schema) return [];
-    const body = clone(obj);
+    // Shallow: validation only reads it.
+    const body = { ...obj };
     if (res.status) delete body.status;
     return validateAgainstSchema(body, res.schema);
   }
@@ -681,8 +682,12 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   }
 
   /** An object as served at `res`'s version; built-in list items carry no kind/apiVersion on the wire. */
+  /**
+   * The object as the API shows it. A shallow copy: every caller serializes it at once (a response,
+   * a watch event), so its nested fields may be the stored object's own.
+   */
   function present(res: ServedResource, obj: Obj, inList = false): Obj {
-    const out = clone(obj);
+    const out = { ...obj };
     out.apiVersion = res.group ? `${res.group}/${res.version}` : res.version;
     if (inList && !res.crd) {
       delete out.apiVersion;
@@ -1627,12 +1632,13 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     get(apiVersion, kind, name, namespace) {
       const res = findByKind(apiVersion, kind);
       const obj = store.get(key(res, namespace, name));
-      return obj ? present(res, obj) : undefined;
+      // A test may change what it is handed: a copy of its own, not the stored object.
+      return obj ? clone(present(res, obj)) : undefined;
     },
     list(apiVersion, kind, namespace) {
       const res = findByKind(apiVersion, kind);
       return objectsOf(res.group, res.resource, res.namespaced ? namespace : undefined).map((o) =>
-        present(res, o),
+        clone(present(res, o)),
       );
     },
     delete(apiVersion, kind, name, namespace) {

@@ -49,6 +49,8 @@ export interface StageLab {
       dryRun?: boolean;
       upstreamPending?: boolean;
       hooks?: Hooks;
+      /** As `up --canaries`: every canary runs, whatever its record says. */
+      canaries?: boolean;
     },
   ): TestablePluginContext;
   stop(): Promise<void>;
@@ -81,6 +83,7 @@ export async function startStageLab(cluster: Cluster, controllers: Controller[])
         clusterId: "9b6f1c4e-7d2a-4e8b-9a31-5c0d2e7f4a10",
         dryRun: opts.dryRun,
         upstreamPending: opts.upstreamPending,
+        canaries: opts.canaries,
         kube,
         artifacts,
         hooks: opts.hooks,

@@ -384,6 +384,9 @@ describe("on a cluster that has a Traefik of its own", () => {
       await applyAsHelm({ apiVersion: "v1", kind: "Namespace", metadata: { name: "edge" } });
       const theirs = { ...deployment({ namespace: "edge", replicas: 3 }) };
       await applyAsHelm(theirs);
+      // Its controller's status written first (it runs just after a write): what is left alone is
+      // the Deployment as it then is, however soon this test gets here.
+      lab.server.reconcile();
       const before = lab.server.get("apps/v1", "Deployment", NAME, "edge");
       const options = { ...OPTIONS, namespace: "edge" };
 

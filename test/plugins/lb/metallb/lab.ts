@@ -13,7 +13,7 @@ import metallbPlugin from "../../../../plugins/lb/metallb/index.ts";
 import { optionsSchema } from "../../../../plugins/lb/metallb/options.ts";
 import { DownloadCache } from "../../../../src/artifacts/cache.ts";
 import { createPluginContext, type TestablePluginContext } from "../../../../src/core/context.ts";
-import { runEngine } from "../../../../src/core/engine.ts";
+import { type EngineRequest, runEngine } from "../../../../src/core/engine.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { createKubeClient, type KubeClientImpl } from "../../../../src/kube/client.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
@@ -105,6 +105,7 @@ export interface MetallbLab {
   run(
     command: "up" | "plan" | "down" | "verify",
     options?: Record<string, unknown>,
+    request?: Pick<EngineRequest, "canaries">,
   ): Promise<{ exitCode: number; reporter: ReturnType<typeof memoryReporter> }>;
   mutations(): { method: string; path: string }[];
   stop(): Promise<void>;
@@ -176,7 +177,7 @@ export async function startMetallbLab(opts: { webhookRefusesForMs?: number } = {
         ...extra,
       });
     },
-    async run(command, o = options()) {
+    async run(command, o = options(), request = {}) {
       const reporter = memoryReporter();
       const result = await runEngine({
         command,
@@ -188,6 +189,7 @@ export async function startMetallbLab(opts: { webhookRefusesForMs?: number } = {
         kube: async () => client,
         artifacts: cache,
         targets: { host: () => host, node: () => host },
+        ...request,
       });
       return { exitCode: result.exitCode, reporter };
     },

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Diagnostic } from "kubehyve";
+import metallbPlugin from "../../../../plugins/lb/metallb/index.ts";
 import { have } from "../../../lab/prereq.ts";
 import { type MetallbLab, RELEASE_PATH, startMetallbLab } from "./lab.ts";
 
@@ -90,11 +91,44 @@ describe.skipIf(!have("openssl", "openssl"))("lb/metallb on a cluster", () => {
     expect(stored.spec).toEqual({ ipAddressPools: ["lab", "spare"] });
   });
 
-  test("a second up changes nothing: no change is planned and nothing but the canary is written", async () => {
+  test("a second up changes nothing: no change is planned, nothing is written, and the canary that passed is not run again", async () => {
+    lab.server.requests.length = 0;
+    const fetched = lab.host.fetches().length;
+    const { exitCode, reporter } = await lab.run("up");
+    expect(exitCode).toBe(0);
+    expect(changesOf(reporter.events)).toEqual([]);
+    expect(lab.mutations()).toEqual([]);
+    expect(lab.host.fetches()).toHaveLength(fetched);
+    expect(diagnosticsOf(reporter.events).at(-1)).toMatchObject({
+      code: "metallb.canary",
+      severity: "info",
+      summary: expect.stringMatching(
+        /^the LoadBalancer canary passed at \d{4}-\d\d-\d\dT[\d:.]+Z, and nothing changed since: not run again$/,
+      ),
+      hint: "kubehyve up --only lb --canaries runs it again",
+    });
+    expect(lab.files.hits(RELEASE_PATH)).toBe(1);
+  });
+
+  test("an up stopped between its change and the canary leaves no record of a pass: the next up runs the canary", async () => {
+    // Someone narrows the stage's L2Advertisement by hand.
+    const advertisement = lab.server.get(
+      "metallb.io/v1beta1",
+      "L2Advertisement",
+      "kubehyve",
+      "metallb-system",
+    ) as Json;
+    lab.server.put({ ...advertisement, spec: { ipAddressPools: ["lab"] } });
+    const ctx = lab.ctx();
+    const { changes } = await metallbPlugin.check(ctx as never);
+    expect(changes).toHaveLength(1);
+    // The run that applies it goes no further: no verify, no canary.
+    await metallbPlugin.apply!(ctx as never, changes);
     lab.server.requests.length = 0;
     const { exitCode, reporter } = await lab.run("up");
     expect(exitCode).toBe(0);
     expect(changesOf(reporter.events)).toEqual([]);
+    expect(diagnosticsOf(reporter.events).at(-1)).toMatchObject({ code: "metallb.canary", severity: "ok" });
     const writes = lab.mutations();
     expect(
       writes.every((w) =>
@@ -208,7 +242,10 @@ describe.skipIf(!have("openssl", "openssl"))("lb/metallb on a cluster", () => {
     };
     label(true);
     const port = (lab.options().canary as { port: number }).port;
-    const { exitCode, reporter } = await lab.run("up", lab.options({ canary: { port, timeoutSec: 2 } }));
+    // Nothing of the stage changed since its canary passed: only --canaries runs it.
+    const { exitCode, reporter } = await lab.run("up", lab.options({ canary: { port, timeoutSec: 2 } }), {
+      canaries: true,
+    });
     label(false);
     expect(exitCode).toBe(1);
     const found = diagnosticsOf(reporter.events);

@@ -12,7 +12,7 @@ import calicoPlugin from "../../../../plugins/net/calico/index.ts";
 import { optionsSchema } from "../../../../plugins/net/calico/options.ts";
 import { DownloadCache } from "../../../../src/artifacts/cache.ts";
 import { createPluginContext, type TestablePluginContext } from "../../../../src/core/context.ts";
-import { runEngine } from "../../../../src/core/engine.ts";
+import { type EngineRequest, runEngine } from "../../../../src/core/engine.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { createKubeClient, type KubeClientImpl } from "../../../../src/kube/client.ts";
 import { labCluster } from "../../../lab/cluster.ts";
@@ -42,6 +42,7 @@ export interface CalicoLab {
   run(
     command: "up" | "plan" | "down" | "verify",
     options?: Record<string, unknown>,
+    request?: Pick<EngineRequest, "canaries">,
   ): Promise<{ exitCode: number; reporter: ReturnType<typeof memoryReporter> }>;
   /** Requests that changed something: writes that were not dry runs. */
   mutations(): { method: string; path: string }[];
@@ -97,7 +98,7 @@ export async function startCalicoLab(
         ...extra,
       });
     },
-    async run(command, options = {}) {
+    async run(command, options = {}, request = {}) {
       const reporter = memoryReporter();
       const result = await runEngine({
         command,
@@ -108,6 +109,7 @@ export async function startCalicoLab(
         assumeYes: true,
         kube: async () => client,
         artifacts: cache,
+        ...request,
       });
       return { exitCode: result.exitCode, reporter };
     },

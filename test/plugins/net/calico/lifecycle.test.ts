@@ -110,18 +110,36 @@ describe.skipIf(!have("openssl", "openssl"))("net/calico on a cluster", () => {
     expect(lab.server.list("v1", "Pod", "default")).toEqual([]);
   });
 
-  test("a second up changes nothing: no change is planned and nothing but the canary is written", async () => {
+  test("a second up changes nothing: no change is planned, nothing is written, and the canary that passed is not run again", async () => {
     lab.server.requests.length = 0;
     const { exitCode, reporter } = await lab.run("up");
     expect(exitCode).toBe(0);
     expect(changesOf(reporter.events)).toEqual([]);
+    expect(lab.mutations()).toEqual([]);
+    expect(diagnosticsOf(reporter.events).find((d) => d.code === "calico.pod-network")).toMatchObject({
+      severity: "info",
+      summary: expect.stringMatching(
+        /^the pod network canary passed at \d{4}-\d\d-\d\dT[\d:.]+Z, and nothing changed since: not run again$/,
+      ),
+      hint: "kubehyve up --only net --canaries runs it again",
+    });
+    expect(lab.files.hits(`${RELEASE_PATH}/operator-crds.yaml`)).toBe(1);
+  });
+
+  test("up --canaries runs the canary on a cluster that changed nothing, and writes nothing else", async () => {
+    lab.server.requests.length = 0;
+    const { exitCode, reporter } = await lab.run("up", {}, { canaries: true });
+    expect(exitCode).toBe(0);
+    expect(diagnosticsOf(reporter.events).at(-1)).toMatchObject({
+      code: "calico.pod-network",
+      severity: "ok",
+    });
     const writes = lab.mutations();
-    // The verify canary makes two pods and removes them; nothing else is written.
+    // The canary makes two pods and removes them.
     expect(
       writes.every((w) => w.path.startsWith("/api/v1/namespaces/default/pods/kubehyve-canary-net-")),
     ).toBe(true);
     expect(writes.map((w) => w.method).sort()).toEqual(["DELETE", "DELETE", "PATCH", "PATCH"]);
-    expect(lab.files.hits(`${RELEASE_PATH}/operator-crds.yaml`)).toBe(1);
   });
 
   test("a field kubehyve applied that someone changed by hand is planned, and up puts it back", async () => {
@@ -141,11 +159,47 @@ describe.skipIf(!have("openssl", "openssl"))("net/calico on a cluster", () => {
     expect(changesOf(plan.reporter.events)).toEqual([
       "Calico's custom resources: update Installation default (spec.flexVolumePath)",
     ]);
-    const { exitCode } = await lab.run("up");
+    lab.server.requests.length = 0;
+    const { exitCode, reporter } = await lab.run("up");
     expect(exitCode).toBe(0);
     expect(
       (lab.server.get("operator.tigera.io/v1", "Installation", "default") as Json).spec.flexVolumePath,
     ).toBe("None");
+    // An up that changed the stage proves the pod network again.
+    expect(diagnosticsOf(reporter.events).at(-1)).toMatchObject({
+      code: "calico.pod-network",
+      severity: "ok",
+    });
+    expect(lab.mutations().filter((w) => w.path.includes("/pods/kubehyve-canary-net-"))).toHaveLength(4);
+  });
+
+  test("an up stopped between its change and the canary leaves no record of a pass: the next up runs the canary", async () => {
+    await editByHand(lab.server, "/apis/operator.tigera.io/v1/installations/default", {
+      spec: { flexVolumePath: null },
+    });
+    const ctx = lab.ctx();
+    const { changes } = await calicoPlugin.check(ctx as never);
+    expect(changes).toHaveLength(1);
+    // The run that applies it goes no further: no verify, no canary.
+    await calicoPlugin.apply!(ctx as never, changes);
+    lab.server.requests.length = 0;
+    const { exitCode, reporter } = await lab.run("up");
+    expect(exitCode).toBe(0);
+    expect(changesOf(reporter.events)).toEqual([]);
+    expect(diagnosticsOf(reporter.events).at(-1)).toMatchObject({
+      code: "calico.pod-network",
+      severity: "ok",
+    });
+    expect(
+      lab
+        .mutations()
+        .map((w) => w.method)
+        .sort(),
+    ).toEqual(["DELETE", "DELETE", "PATCH", "PATCH"]);
+    // Proven now: the next no-op up writes nothing.
+    lab.server.requests.length = 0;
+    expect((await lab.run("up")).exitCode).toBe(0);
+    expect(lab.mutations()).toEqual([]);
   });
 
   test("what the stage no longer renders is pruned by its labels, and nothing without them", async () => {
@@ -217,8 +271,9 @@ describe.skipIf(!have("openssl", "openssl"))("net/calico's verify when the netwo
       severity: "info",
       hint: "kubehyve up --only net",
     });
+    // Nothing changed since the canary of the first up passed: only --canaries runs it.
     blocked = true;
-    const up = await lab.run("up");
+    const up = await lab.run("up", {}, { canaries: true });
     blocked = false;
     const canary = diagnosticsOf(up.reporter.events).find((d) => d.code === "calico.pod-network")!;
     expect(up.exitCode).toBe(1);
@@ -226,6 +281,13 @@ describe.skipIf(!have("openssl", "openssl"))("net/calico's verify when the netwo
     expect(canary.summary).toBe("a pod cannot reach another from w1 to w2: TIMEOUT");
     expect(canary.hint).toContain("VXLAN needs UDP 4789 between the nodes");
     expect(lab.server.list("v1", "Pod", "default")).toEqual([]);
+    // A canary that failed left no record of a pass: the next up runs it again.
+    const again = await lab.run("up");
+    expect(again.exitCode).toBe(0);
+    expect(diagnosticsOf(again.reporter.events).at(-1)).toMatchObject({
+      code: "calico.pod-network",
+      severity: "ok",
+    });
   });
 
   test("a node whose calico-node is not ready is named, with the operator's own words", async () => {

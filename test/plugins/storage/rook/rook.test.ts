@@ -37,12 +37,18 @@ import { type RookStandIn, rookStandIn, specChecks } from "../../../lab/kube/con
 import { defaultControllers, pvcController } from "../../../lab/kube/controllers.ts";
 import { resourcesOfCrd } from "../../../lab/kube/resources.ts";
 import { validateAgainstSchema } from "../../../lab/kube/schema.ts";
+import type { RequestLogEntry } from "../../../lab/kube/server.ts";
 import { type StageLab, startStageLab } from "../../../lab/kube/stage-lab.ts";
 import { oracle } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
 import { type FakeNode, fakeNode } from "./fake-node.ts";
 
 const OPTIONS = { pool: "replicapool", defaultStorageClass: true, canary: true };
+
+/** A request that changed something: a write that was not a server-side dry run. */
+const isMutating = (r: RequestLogEntry) =>
+  ["POST", "PUT", "PATCH", "DELETE"].includes(r.method) &&
+  new URLSearchParams(r.query.replace(/^\?/, "")).get("dryRun") !== "All";
 const codes = (ds: Diagnostic[]) => ds.map((d) => `${d.severity} ${d.code}`);
 
 describe("sizing to the lab", () => {
@@ -446,6 +452,20 @@ describe("check, up, verify and destroy against the API test server", () => {
     expect(ctx.wetLog.at(-1)).toBe(
       "delete CephBlockPool rook-ceph/oldpool, which this stage no longer renders",
     );
+    // An up that changed the stage proves the storage path again.
+    const writes = lab.server.requests.length;
+    expect(codes(await plugin.verify!(ctx as never))).toEqual(["ok rook.health", "ok rook.canary"]);
+    expect(
+      lab.server.requests
+        .slice(writes)
+        .filter(isMutating)
+        .map((r) => `${r.method} ${r.path}`),
+    ).toEqual([
+      "PATCH /api/v1/namespaces/rook-ceph/persistentvolumeclaims/kubehyve-canary",
+      "PATCH /api/v1/namespaces/rook-ceph/pods/kubehyve-canary",
+      "DELETE /api/v1/namespaces/rook-ceph/pods/kubehyve-canary",
+      "DELETE /api/v1/namespaces/rook-ceph/persistentvolumeclaims/kubehyve-canary",
+    ]);
     expect(lab.server.get("ceph.rook.io/v1", "CephBlockPool", "oldpool", "rook-ceph")).toBeUndefined();
     expect(lab.server.get("ceph.rook.io/v1", "CephBlockPool", "handmade", "rook-ceph")).toBeDefined();
     expect((await plugin.check(lab.ctx(plugin, OPTIONS, { node: nodeTarget }) as never)).changes).toEqual([]);
@@ -464,7 +484,7 @@ describe("check, up, verify and destroy against the API test server", () => {
         "warn rook.health",
         "warn rook.ceph.AUTH_INSECURE_GLOBAL_ID_RECLAIM_ALLOWED",
         "warn rook.ceph.MON_CLOCK_SKEW",
-        "ok rook.canary",
+        "info rook.canary",
       ]);
     } finally {
       rook.checks.clear();
@@ -475,7 +495,9 @@ describe("check, up, verify and destroy against the API test server", () => {
   test("a canary that cannot write its volume fails verify with the pod's message, and is cleaned up", async () => {
     rook.failPods = true;
     try {
-      const ds = await plugin.verify!(lab.ctx(plugin, OPTIONS, { node: nodeTarget }) as never);
+      const ds = await plugin.verify!(
+        lab.ctx(plugin, OPTIONS, { node: nodeTarget, canaries: true }) as never,
+      );
       const canary = ds.find((d) => d.code === "rook.canary")!;
       expect(canary.severity).toBe("error");
       expect(canary.detail).toBe("Error: sh: can't create /data/canary: Read-only file system");
@@ -483,6 +505,24 @@ describe("check, up, verify and destroy against the API test server", () => {
     } finally {
       rook.failPods = false;
     }
+    // No record of a pass since: the next up runs the canary again.
+    const again = await plugin.verify!(lab.ctx(plugin, OPTIONS, { node: nodeTarget }) as never);
+    expect(codes(again)).toEqual(["ok rook.health", "ok rook.canary"]);
+  }, 60_000);
+
+  test("a no-op up after a converged one writes nothing, and says when the canary last passed", async () => {
+    const ctx = lab.ctx(plugin, OPTIONS, { node: nodeTarget });
+    const seen = lab.server.requests.length;
+    expect((await plugin.check(ctx as never)).changes).toEqual([]);
+    const ds = await plugin.verify!(ctx as never);
+    expect(lab.server.requests.slice(seen).filter(isMutating)).toEqual([]);
+    expect(ds.find((d) => d.code === "rook.canary")).toMatchObject({
+      severity: "info",
+      summary: expect.stringMatching(
+        /^the storage canary passed at \d{4}-\d\d-\d\dT[\d:.]+Z, and nothing changed since: not run again$/,
+      ),
+      hint: "kubehyve up --only storage --canaries runs it again",
+    });
   }, 60_000);
 
   test("verify in a read-only run (verify, doctor) creates no canary", async () => {
