@@ -108,8 +108,11 @@ export {
   appliedKinds,
   applyStageObjects,
   changesOrRefusal,
+  checkReachable,
   destroyStageObjects,
+  isStageFinding,
   planStageObjects,
+  stageCluster,
   stageOwner,
 } from "./kube/stage-objects.ts";
 export type { ApplyConflict } from "./kube/status.ts";

@@ -30,7 +30,7 @@ import {
   refOf,
 } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
-import type { KubeApiError } from "./status.ts";
+import { type KubeApiError, KubeTransportError } from "./status.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
 /** What of a plugin's context (PluginContext in src/core/contract.ts) this uses. */
@@ -90,6 +90,54 @@ export interface StageGroup extends ObjectGroup {
    * then plans the rest; without it the refusal is thrown.
    */
   refused?: (error: KubeApiError) => StageFinding;
+}
+
+/**
+ * The cluster's client, or the finding `<prefix>.no-cluster` while there is none to reach (no
+ * admin kubeconfig yet): check then plans a fresh install, verify reports it, down has nothing to do.
+ */
+export async function stageCluster(
+  ctx: { kube(): Promise<KubeClient> },
+  prefix: string,
+): Promise<KubeClient | StageFinding> {
+  try {
+    return await ctx.kube();
+  } catch (error) {
+    return {
+      code: `${prefix}.no-cluster`,
+      severity: "error",
+      summary: "there is no Kubernetes cluster to reach yet",
+      detail: (error as Error).message,
+      hint: "kubehyve up",
+    };
+  }
+}
+
+export function isStageFinding(x: KubeClient | StageFinding): x is StageFinding {
+  return "severity" in x && "code" in x;
+}
+
+/**
+ * check's answer, or, when the Kubernetes API stops answering half-way, the finding
+ * `<prefix>.api-unreachable` and no changes: a finding of check rather than a failed phase.
+ */
+export async function checkReachable<C extends StageChange, D>(
+  prefix: string,
+  check: () => Promise<{ changes: C[]; diagnostics: D[] }>,
+): Promise<{ changes: C[]; diagnostics: (D | StageFinding)[] }> {
+  try {
+    return await check();
+  } catch (error) {
+    if (!(error instanceof KubeTransportError)) throw error;
+    const finding: StageFinding = {
+      code: `${prefix}.api-unreachable`,
+      severity: "error",
+      summary: "the Kubernetes API does not answer",
+      detail: error.message,
+      hint: "kubehyve doctor (is the control plane up?)",
+    };
+    return { changes: [], diagnostics: [finding] };
+  }
 }
 
 export interface StagePlanOptions {

@@ -16,8 +16,11 @@ import {
   APPLIED_KINDS_KEY,
   applyStageObjects,
   changesOrRefusal,
+  checkReachable,
   destroyStageObjects,
+  isStageFinding,
   planStageObjects,
+  stageCluster,
 } from "../../src/kube/stage-objects.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
 import { labCluster } from "../lab/cluster.ts";
@@ -351,3 +354,56 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     expect(order).toHaveLength(1);
   });
 });
+
+describe.skipIf(!have("openssl", "openssl"))(
+  "a stage's cluster that is not there, or stops answering",
+  () => {
+    test("no kubeconfig yet is the finding <prefix>.no-cluster, not a failure", async () => {
+      const found = await stageCluster(
+        {
+          kube: async () => {
+            throw new Error("no kubeconfig at /var/db/kubehyve/lab/kubeconfig");
+          },
+        },
+        "demo",
+      );
+      expect(isStageFinding(found)).toBe(true);
+      expect(found).toEqual({
+        code: "demo.no-cluster",
+        severity: "error",
+        summary: "there is no Kubernetes cluster to reach yet",
+        detail: "no kubeconfig at /var/db/kubehyve/lab/kubeconfig",
+        hint: "kubehyve up",
+      });
+    });
+
+    test("an API that stops answering during check is the finding <prefix>.api-unreachable with no changes; any other failure is thrown", async () => {
+      const server = await startKubeApiServer();
+      const client = await createKubeClient(server.kubeconfigPath, { retries: 0 });
+      const reached = await stageCluster({ kube: async () => client }, "demo");
+      expect(isStageFinding(reached)).toBe(false);
+      await server.stop();
+      const answer = await checkReachable("demo", async () => {
+        await client.list("v1", "ConfigMap");
+        return { changes: [{ summary: "never planned" }], diagnostics: [] };
+      });
+      expect(answer).toEqual({
+        changes: [],
+        diagnostics: [
+          {
+            code: "demo.api-unreachable",
+            severity: "error",
+            summary: "the Kubernetes API does not answer",
+            detail: expect.stringContaining("cannot connect"),
+            hint: "kubehyve doctor (is the control plane up?)",
+          },
+        ],
+      });
+      await expect(
+        checkReachable("demo", async () => {
+          throw new Error("a bug");
+        }),
+      ).rejects.toThrow("a bug");
+    });
+  },
+);

@@ -11,21 +11,23 @@ import {
   applyStageObjects,
   type Change,
   changesOrRefusal,
+  checkReachable,
   type Diagnostic,
   definePlugin,
   destroyStageObjects,
   diag,
   hasErrors,
   isOwnedBy,
+  isStageFinding,
   type KubeClient,
   type KubeObject,
   KubeRequestError,
-  KubeTransportError,
   missingNote,
   type PluginContext,
   planStageObjects,
   type RenderedFile,
   type StageGroup,
+  stageCluster,
   stageOwner,
   stringifyYaml,
   waitFor,
@@ -57,19 +59,6 @@ function freshInstall(ctx: Ctx): Change {
   };
 }
 
-const isDiagnostic = (x: unknown): x is Diagnostic => typeof x === "object" && x !== null && "severity" in x;
-
-async function client(ctx: Ctx): Promise<KubeClient | Diagnostic> {
-  try {
-    return await ctx.kube();
-  } catch (error) {
-    return diag.error("metallb.no-cluster", "there is no Kubernetes cluster to reach yet", {
-      detail: (error as Error).message,
-      hint: "kubehyve up",
-    });
-  }
-}
-
 /** A list the cluster may not serve yet (before MetalLB's CRDs): empty then. */
 async function listOrNone(kube: KubeClient, apiVersion: string, kind: string, namespace?: string) {
   try {
@@ -82,20 +71,7 @@ async function listOrNone(kube: KubeClient, apiVersion: string, kind: string, na
 
 /** check, with a cluster whose API stops answering half-way a finding rather than a failed phase. */
 async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
-  try {
-    return await inspect(ctx);
-  } catch (error) {
-    if (!(error instanceof KubeTransportError)) throw error;
-    return {
-      changes: [],
-      diagnostics: [
-        diag.error("metallb.api-unreachable", "the Kubernetes API does not answer", {
-          detail: error.message,
-          hint: "kubehyve doctor (is the control plane up?)",
-        }),
-      ],
-    };
-  }
+  return checkReachable("metallb", () => inspect(ctx));
 }
 
 async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
@@ -119,8 +95,8 @@ async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diag
       addresses: ctx.options.pools.flatMap((p) => p.addresses),
     }),
   );
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) return { changes: [freshInstall(ctx)], diagnostics: [...host, kube] };
+  const kube = await stageCluster(ctx, "metallb");
+  if (isStageFinding(kube)) return { changes: [freshInstall(ctx)], diagnostics: [...host, kube] };
   const diagnostics = checkAgainstCluster({
     ...common,
     livePools: await listOrNone(kube, "metallb.io/v1beta1", "IPAddressPool", METALLB_NAMESPACE),
@@ -198,8 +174,8 @@ async function apply(ctx: Ctx, changes: Change[]): Promise<void> {
 }
 
 async function verify(ctx: Ctx): Promise<Diagnostic[]> {
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) return [kube];
+  const kube = await stageCluster(ctx, "metallb");
+  if (isStageFinding(kube)) return [kube];
   let found: Diagnostic[];
   try {
     found = await componentDiagnostics(ctx, kube);
@@ -265,8 +241,8 @@ function toYaml(objects: readonly KubeObject[]): string {
 }
 
 async function destroy(ctx: Ctx): Promise<void> {
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) {
+  const kube = await stageCluster(ctx, "metallb");
+  if (isStageFinding(kube)) {
     ctx.log.info(`nothing to remove from a cluster: ${kube.detail ?? kube.summary}`);
     return;
   }

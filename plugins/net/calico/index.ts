@@ -11,13 +11,14 @@ import {
   applyStageObjects,
   type Change,
   changesOrRefusal,
+  checkReachable,
   type Diagnostic,
   definePlugin,
   destroyStageObjects,
   diag,
+  isStageFinding,
   type KubeClient,
   type KubeObject,
-  KubeTransportError,
   missingNote,
   type PluginContext,
   pending,
@@ -25,6 +26,7 @@ import {
   poll,
   type RenderedFile,
   type StageGroup,
+  stageCluster,
   stringifyYaml,
 } from "kubehyve";
 import { customResources, KNOWN_KINDS, upstreamManifests } from "./manifests.ts";
@@ -59,19 +61,6 @@ function freshInstall(ctx: Ctx): Change {
   };
 }
 
-async function client(ctx: Ctx): Promise<KubeClient | Diagnostic> {
-  try {
-    return await ctx.kube();
-  } catch (error) {
-    return diag.error("calico.no-cluster", "there is no Kubernetes cluster to reach yet", {
-      detail: (error as Error).message,
-      hint: "kubehyve up",
-    });
-  }
-}
-
-const isDiagnostic = (x: unknown): x is Diagnostic => typeof x === "object" && x !== null && "severity" in x;
-
 /** What applying the stage would change, and an error for objects of its names that are someone else's. */
 async function planStage(ctx: Ctx, kube: KubeClient) {
   return planStageObjects(ctx, kube, await groupsOf(ctx), {
@@ -83,26 +72,13 @@ async function planStage(ctx: Ctx, kube: KubeClient) {
 
 /** check, with a cluster whose API stops answering half-way a finding rather than a failed phase. */
 async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
-  try {
-    return await inspect(ctx);
-  } catch (error) {
-    if (!(error instanceof KubeTransportError)) throw error;
-    return {
-      changes: [],
-      diagnostics: [
-        diag.error("calico.api-unreachable", "the Kubernetes API does not answer", {
-          detail: error.message,
-          hint: "kubehyve doctor (is the control plane up?)",
-        }),
-      ],
-    };
-  }
+  return checkReachable("calico", () => inspect(ctx));
 }
 
 async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
   if (ctx.upstreamPending) return { changes: [freshInstall(ctx)], diagnostics: [] };
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) return { changes: [freshInstall(ctx)], diagnostics: [kube] };
+  const kube = await stageCluster(ctx, "calico");
+  if (isStageFinding(kube)) return { changes: [freshInstall(ctx)], diagnostics: [kube] };
   const { changes, findings } = await planStage(ctx, kube);
   return { changes, diagnostics: findings };
 }
@@ -133,8 +109,8 @@ async function apply(ctx: Ctx, changes: Change[]): Promise<void> {
 }
 
 async function verify(ctx: Ctx): Promise<Diagnostic[]> {
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) return [kube];
+  const kube = await stageCluster(ctx, "calico");
+  if (isStageFinding(kube)) return [kube];
   const found: Diagnostic[] = [];
   try {
     found.push(...(await componentDiagnostics(ctx, kube)));
@@ -211,8 +187,8 @@ function toYaml(objects: readonly KubeObject[]): string {
 }
 
 async function destroy(ctx: Ctx): Promise<void> {
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) {
+  const kube = await stageCluster(ctx, "calico");
+  if (isStageFinding(kube)) {
     ctx.log.info(`nothing to remove from a cluster: ${kube.detail ?? kube.summary}`);
     return;
   }
