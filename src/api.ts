@@ -79,6 +79,7 @@ export {
   deleteOwned,
   deletionOrder,
   findLeftovers,
+  isCustomResource,
   isOwnedBy,
   kindsOf,
   listOwned,
@@ -99,6 +100,7 @@ export type {
   OwningContext,
   StageChange,
   StageFinding,
+  StageGroup,
   StagePlanOptions,
 } from "./kube/stage-objects.ts";
 export {
@@ -106,8 +108,11 @@ export {
   appliedKinds,
   applyStageObjects,
   changesOrRefusal,
+  checkReachable,
   destroyStageObjects,
+  isStageFinding,
   planStageObjects,
+  stageCluster,
   stageOwner,
 } from "./kube/stage-objects.ts";
 export type { ApplyConflict } from "./kube/status.ts";

@@ -291,14 +291,28 @@ export async function planOwned<G extends ObjectGroup>(
     /** The kinds the stage applied before (kept in its state), so that pruning looks there too. */
     kinds: readonly KindRef[];
     onDiffed?: DiffOptions["onDiffed"];
+    /** Groups not to plan this time, and not to prune either: what the stage refuses for reasons of its own. */
+    skip?: (group: G) => boolean;
+    /**
+     * A group whose dry run the cluster refuses (a webhook that denies it): true when the stage
+     * reports the refusal itself, and the group is then left out as `skip` leaves it; else thrown.
+     */
+    onRefused?: (group: G, error: KubeApiError) => boolean;
   },
 ): Promise<OwnedPlan<G>> {
   const out: OwnedPlan<G> = { groups: [], foreign: [] };
   for (const group of groups) {
-    const planned = await diffManifests(client, group.objects, {
-      owner: opts.owner,
-      onDiffed: opts.onDiffed,
-    });
+    if (opts.skip?.(group)) continue;
+    let planned: PlannedObject[];
+    try {
+      planned = await diffManifests(client, group.objects, {
+        owner: opts.owner,
+        onDiffed: opts.onDiffed,
+      });
+    } catch (error) {
+      if (error instanceof KubeApiError && opts.onRefused?.(group, error)) continue;
+      throw error;
+    }
     out.foreign.push(...planned.filter((p) => p.action === "foreign").map((p) => p.ref));
     const line = describePlan(group.title, planned);
     // diffManifests answers object by object, in the group's order.

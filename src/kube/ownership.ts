@@ -97,6 +97,11 @@ const isNamespace = (r: KindRef) => r.kind === "Namespace" && r.apiVersion === "
 const BUILT_IN_GROUP = /^(([a-z0-9-]+\.)*k8s\.io|apps|batch|policy|autoscaling)\//;
 const isBuiltIn = (r: KindRef) => !r.apiVersion.includes("/") || BUILT_IN_GROUP.test(r.apiVersion);
 
+/** An object of a kind a CRD defines (not a built-in kind, not a CRD itself). */
+export function isCustomResource(r: KindRef): boolean {
+  return !isBuiltIn(r) && !isCrd(r);
+}
+
 /**
  * Deletion order, the reverse of what applyManifests keeps: custom resources first (while their
  * operators still run to clean up after them), then the built-in objects, then the

@@ -12,6 +12,9 @@
  * - destroy: destroyStageObjects lists the stage's objects by its labels in the kinds it recorded
  *   (and those it names) and deletes them in deletionOrder: an object without the labels is never
  *   touched.
+ *
+ * A stage waits where its operators need it through the hooks: beforeApply and afterApply around
+ * a group, afterCustomResources in `down`.
  */
 import { KubehyveError } from "../lib/errors.ts";
 import { applyManifests } from "./apply.ts";
@@ -19,6 +22,7 @@ import { describeForeign, type ObjectGroup, planOwned } from "./diff.ts";
 import {
   deleteOwned,
   deletionOrder,
+  isCustomResource,
   type KindRef,
   kindsOf,
   listOwned,
@@ -26,6 +30,7 @@ import {
   refOf,
 } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
+import { type KubeApiError, KubeTransportError } from "./status.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
 /** What of a plugin's context (PluginContext in src/core/contract.ts) this uses. */
@@ -74,6 +79,67 @@ export interface StageFinding {
   hint: string;
 }
 
+/** A group of the stage's objects, planned and applied together. */
+export interface StageGroup extends ObjectGroup {
+  /** The change's kind, `<prefix>.apply` unless given; one given starts with it: `metallb.apply-config`. */
+  kind?: string;
+  /** Not planned this time, and not pruned either: what the stage's own rules refuse already. */
+  skip?: boolean;
+  /**
+   * The finding when the cluster refuses the group's dry run (a webhook that denies it), which
+   * then plans the rest; without it the refusal is thrown.
+   */
+  refused?: (error: KubeApiError) => StageFinding;
+}
+
+/**
+ * The cluster's client, or the finding `<prefix>.no-cluster` while there is none to reach (no
+ * admin kubeconfig yet): check then plans a fresh install, verify reports it, down has nothing to do.
+ */
+export async function stageCluster(
+  ctx: { kube(): Promise<KubeClient> },
+  prefix: string,
+): Promise<KubeClient | StageFinding> {
+  try {
+    return await ctx.kube();
+  } catch (error) {
+    return {
+      code: `${prefix}.no-cluster`,
+      severity: "error",
+      summary: "there is no Kubernetes cluster to reach yet",
+      detail: (error as Error).message,
+      hint: "kubehyve up",
+    };
+  }
+}
+
+export function isStageFinding(x: KubeClient | StageFinding): x is StageFinding {
+  return "severity" in x && "code" in x;
+}
+
+/**
+ * check's answer, or, when the Kubernetes API stops answering half-way, the finding
+ * `<prefix>.api-unreachable` and no changes: a finding of check rather than a failed phase.
+ */
+export async function checkReachable<C extends StageChange, D>(
+  prefix: string,
+  check: () => Promise<{ changes: C[]; diagnostics: D[] }>,
+): Promise<{ changes: C[]; diagnostics: (D | StageFinding)[] }> {
+  try {
+    return await check();
+  } catch (error) {
+    if (!(error instanceof KubeTransportError)) throw error;
+    const finding: StageFinding = {
+      code: `${prefix}.api-unreachable`,
+      severity: "error",
+      summary: "the Kubernetes API does not answer",
+      detail: error.message,
+      hint: "kubehyve doctor (is the control plane up?)",
+    };
+    return { changes: [], diagnostics: [finding] };
+  }
+}
+
 export interface StagePlanOptions {
   /** Change kinds are `<prefix>.apply` and `<prefix>.prune`; the finding is `<prefix>.foreign-objects`. */
   prefix: string;
@@ -91,12 +157,25 @@ export interface StagePlanOptions {
 export async function planStageObjects(
   ctx: OwningContext,
   client: KubeClient,
-  groups: readonly ObjectGroup[],
+  groups: readonly StageGroup[],
   opts: StagePlanOptions,
 ): Promise<{ changes: StageChange[]; findings: StageFinding[] }> {
-  const plan = await planOwned(client, groups, { owner: stageOwner(ctx), kinds: appliedKinds(ctx) });
+  const findings: StageFinding[] = [];
+  for (const g of groups)
+    if (g.kind && !g.kind.startsWith(`${opts.prefix}.apply`))
+      throw new Error(`change kind ${g.kind} of ${g.title} does not start with ${opts.prefix}.apply`);
+  const plan = await planOwned(client, groups, {
+    owner: stageOwner(ctx),
+    kinds: appliedKinds(ctx),
+    skip: (g) => g.skip === true,
+    onRefused: (g, error) => {
+      if (!g.refused) return false;
+      findings.push(g.refused(error));
+      return true;
+    },
+  });
   const changes: StageChange[] = plan.groups.map((g) => ({
-    kind: `${opts.prefix}.apply`,
+    kind: g.group.kind ?? `${opts.prefix}.apply`,
     summary: g.summary,
     detail: g.detail,
     data: g.objects,
@@ -106,33 +185,40 @@ export async function planStageObjects(
     changes.push({ kind: `${opts.prefix}.prune`, summary, detail, data: refs });
   }
   const foreign = describeForeign(plan.foreign, opts.what);
-  const findings: StageFinding[] = foreign
-    ? [{ code: `${opts.prefix}.foreign-objects`, severity: "error", ...foreign, hint: opts.hint }]
-    : [];
+  if (foreign)
+    findings.push({ code: `${opts.prefix}.foreign-objects`, severity: "error", ...foreign, hint: opts.hint });
   return { changes, findings };
 }
 
 /**
- * The plan's changes, or the first finding as an error: for an apply whose plan was made before the
- * cluster could be read (a fresh install), planned again and refused the way check would refuse it.
+ * The plan's changes, or its first error finding as an error: for an apply whose plan was made
+ * before the cluster could be read (a fresh install), planned again and refused the way check would
+ * refuse it. The findings may be all of check's diagnostics: only an error refuses.
  */
-export function changesOrRefusal(plan: { changes: StageChange[]; findings: StageFinding[] }): StageChange[] {
-  const [refusal] = plan.findings;
-  if (refusal) throw new KubehyveError(`${refusal.summary} (${refusal.hint})`);
+export function changesOrRefusal<C extends StageChange>(plan: {
+  changes: C[];
+  findings: readonly { severity: string; summary: string; hint?: string }[];
+}): C[] {
+  const refusal = plan.findings.find((f) => f.severity === "error");
+  if (refusal) throw new KubehyveError(`${refusal.summary}${refusal.hint ? ` (${refusal.hint})` : ""}`);
   return plan.changes;
 }
 
 /**
  * Carries out the changes planStageObjects made (kinds `<prefix>.apply…` and `<prefix>.prune`), in
- * order. `afterApply` runs after each group is applied, outside dry runs (an operator to wait for
- * before what it serves). Returns the objects applied.
+ * order. Outside dry runs, `beforeApply` runs before each group is applied (a webhook to wait for
+ * before what it admits) and `afterApply` after it (an operator to wait for before what it serves),
+ * each with the group's objects and its change. Returns the objects applied.
  */
 export async function applyStageObjects(
   ctx: OwningContext,
   client: KubeClient,
   changes: readonly StageChange[],
   prefix: string,
-  opts: { afterApply?: (objects: KubeObject[]) => Promise<void> } = {},
+  opts: {
+    beforeApply?: (objects: KubeObject[], change: StageChange) => Promise<void>;
+    afterApply?: (objects: KubeObject[], change: StageChange) => Promise<void>;
+  } = {},
 ): Promise<KubeObject[]> {
   const applies = changes.filter((c) => c.kind?.startsWith(`${prefix}.apply`));
   const objects = applies.flatMap((c) => c.data as KubeObject[]);
@@ -142,13 +228,14 @@ export async function applyStageObjects(
   );
   for (const change of applies) {
     const group = change.data as KubeObject[];
+    if (!ctx.dryRun) await opts.beforeApply?.(group, change);
     await ctx.wet(change.summary, () =>
       applyManifests(client, group, {
         signal: ctx.signal,
         onApplied: (o, i, n) => ctx.log.progress(`applied ${describeRef(refOf(o))}`, i, n),
       }),
     );
-    if (!ctx.dryRun) await opts.afterApply?.(group);
+    if (!ctx.dryRun) await opts.afterApply?.(group, change);
   }
   const owner = stageOwner(ctx);
   for (const ref of changes.filter((c) => c.kind === `${prefix}.prune`).flatMap((c) => c.data as ObjectRef[]))
@@ -161,14 +248,23 @@ export async function applyStageObjects(
 /**
  * Deletes every object the stage owns, found by its labels in the kinds it recorded and `kinds`
  * (those it may have applied without a record: the release's, a canary's), in deletionOrder.
+ * `afterCustomResources` runs once the custom resources (deleted first) are, outside dry runs and
+ * only when there were any: an operator removes what it made for them only while it still runs.
  */
 export async function destroyStageObjects(
   ctx: OwningContext,
   client: KubeClient,
   kinds: readonly KindRef[],
+  opts: { afterCustomResources?: () => Promise<void> } = {},
 ): Promise<void> {
   const owner = stageOwner(ctx);
-  for (const o of deletionOrder(await listOwned(client, owner, appliedKinds(ctx, kinds))))
-    await ctx.wet(`delete ${describeRef(refOf(o))}`, () => deleteOwned(client, owner, refOf(o)));
+  const owned = deletionOrder(await listOwned(client, owner, appliedKinds(ctx, kinds)));
+  const remove = (o: KubeObject) =>
+    ctx.wet(`delete ${describeRef(refOf(o))}`, () => deleteOwned(client, owner, refOf(o)));
+  // deletionOrder puts the custom resources first.
+  const custom = owned.filter(isCustomResource);
+  for (const o of custom) await remove(o);
+  if (!ctx.dryRun && custom.length) await opts.afterCustomResources?.();
+  for (const o of owned.filter((x) => !isCustomResource(x))) await remove(o);
   await ctx.wet("forget the kinds this stage applied", () => ctx.state.delete(APPLIED_KINDS_KEY));
 }

@@ -16,8 +16,11 @@ import {
   APPLIED_KINDS_KEY,
   applyStageObjects,
   changesOrRefusal,
+  checkReachable,
   destroyStageObjects,
+  isStageFinding,
   planStageObjects,
+  stageCluster,
 } from "../../src/kube/stage-objects.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
 import { labCluster } from "../lab/cluster.ts";
@@ -207,4 +210,200 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     expect(server.get("v1", "ConfigMap", "one", "demo")).toBeUndefined();
     expect(server.get("v1", "ConfigMap", "taken", "default")).toBeDefined();
   });
+
+  test("a group of its own change kind, one held back, and one the cluster refuses: each planned as told, and what is held back is not pruned", async () => {
+    const c = ctx();
+    const first = await planStageObjects(c, client, groups([cm("held", "h", "demo")]), OPTS);
+    await applyStageObjects(c, client, first.changes, "demo");
+    const refusal = {
+      code: "demo.refused",
+      severity: "error" as const,
+      summary: "the cluster refuses the demo's settings",
+      detail: "",
+      hint: "look at them",
+    };
+    const plan = await planStageObjects(
+      ctx(),
+      client,
+      [
+        { title: "the demo's namespace", kind: "demo.apply-namespace", objects: groups([])[0]!.objects },
+        { title: "more settings", kind: "demo.apply-more", objects: [ours(cm("more", "m", "demo"))] },
+        { title: "the demo's settings", skip: true, objects: [ours(cm("held", "h", "demo"))] },
+        {
+          title: "bad settings",
+          objects: [ours(cm("Bad_Name", "b", "demo"))],
+          refused: (error) => ({ ...refusal, detail: error.message }),
+        },
+      ],
+      OPTS,
+    );
+    expect(plan.changes.map((x) => [x.kind, x.summary])).toEqual([
+      ["demo.apply-more", "more settings: create ConfigMap demo/more"],
+    ]);
+    expect(plan.findings).toEqual([{ ...refusal, detail: expect.stringContaining("Bad_Name") }]);
+    expect(() => changesOrRefusal(plan)).toThrow("the cluster refuses the demo's settings (look at them)");
+    // Without a finding for it, a refusal is the plan's failure.
+    await expect(
+      planStageObjects(ctx(), client, [{ title: "bad", objects: [ours(cm("Bad_Name", "b", "demo"))] }], OPTS),
+    ).rejects.toThrow("Bad_Name");
+    // A kind applyStageObjects would not carry out is a bug of the stage.
+    await expect(
+      planStageObjects(ctx(), client, [{ title: "odd", kind: "other.apply", objects: [] }], OPTS),
+    ).rejects.toThrow("change kind other.apply of odd does not start with demo.apply");
+  });
+
+  test("only an error finding refuses: warnings and notes of check let the changes through", () => {
+    const changes = [{ kind: "demo.apply", summary: "the demo's settings: create ConfigMap demo/a" }];
+    const note = { severity: "info", summary: "a note" };
+    expect(changesOrRefusal({ changes, findings: [note, { severity: "warn", summary: "a warning" }] })).toBe(
+      changes,
+    );
+    expect(() =>
+      changesOrRefusal({ changes, findings: [note, { severity: "error", summary: "no hint here" }] }),
+    ).toThrow(/^no hint here$/);
+  });
+
+  test("beforeApply and afterApply run around each group with its change, and not at all in a dry run", async () => {
+    const plan = await planStageObjects(
+      ctx(),
+      client,
+      groups([cm("hooked", "h1", "demo")]).map((g, i) => ({ ...g, kind: `demo.apply-${i}` })),
+      OPTS,
+    );
+    // (What the tests before left of the stage is pruned after them.)
+    expect(plan.changes.map((x) => x.kind).filter((k) => k !== "demo.prune")).toEqual(["demo.apply-1"]);
+    const seen: string[] = [];
+    const hooks = {
+      beforeApply: async (objects: KubeObject[], change: { kind?: string }) => {
+        // Not applied yet.
+        seen.push(
+          `before ${change.kind} ${objects.map((o) => o.metadata.name)} ${!!server.get("v1", "ConfigMap", "hooked", "demo")}`,
+        );
+      },
+      afterApply: async (objects: KubeObject[], change: { kind?: string }) => {
+        seen.push(
+          `after ${change.kind} ${objects.map((o) => o.metadata.name)} ${!!server.get("v1", "ConfigMap", "hooked", "demo")}`,
+        );
+      },
+    };
+    await applyStageObjects(ctx(true), client, plan.changes, "demo", hooks);
+    expect(seen).toEqual([]);
+    await applyStageObjects(ctx(), client, plan.changes, "demo", hooks);
+    expect(seen).toEqual(["before demo.apply-1 hooked false", "after demo.apply-1 hooked true"]);
+  });
+
+  test("down deletes the custom resources first, then waits in afterCustomResources before the rest; not in a dry run, nor without any", async () => {
+    const crd = {
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "widgets.demo.example.com" },
+      spec: {
+        group: "demo.example.com",
+        names: { kind: "Widget", plural: "widgets", singular: "widget", listKind: "WidgetList" },
+        scope: "Namespaced",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    };
+    const widget = {
+      apiVersion: "demo.example.com/v1",
+      kind: "Widget",
+      metadata: { name: "w", namespace: "demo" },
+    };
+    const c = ctx();
+    const plan = await planStageObjects(
+      c,
+      client,
+      [
+        ...groups([cm("plain", "p", "demo")]),
+        { title: "the demo's widgets", objects: [ours(crd), ours(widget)] },
+      ],
+      OPTS,
+    );
+    await applyStageObjects(c, client, plan.changes, "demo");
+    const order: string[] = [];
+    const afterCustomResources = async () => {
+      order.push(
+        `wait: widget ${server.get("demo.example.com/v1", "Widget", "w", "demo") ? "there" : "gone"}, configmap ${server.get("v1", "ConfigMap", "plain", "demo") ? "there" : "gone"}`,
+      );
+    };
+    // The namespace was there, unchanged, before this plan: named, since it is not in this record.
+    const kinds = [{ apiVersion: "v1", kind: "Namespace" }];
+    await destroyStageObjects(ctx(true), client, kinds, { afterCustomResources });
+    expect(order).toEqual([]);
+    const down = ctx();
+    await destroyStageObjects(down, client, kinds, { afterCustomResources });
+    expect(order).toEqual(["wait: widget gone, configmap there"]);
+    const deletes = down.wetLog.filter((l) => l.startsWith("delete "));
+    expect(deletes[0]).toBe("delete Widget demo/w");
+    expect(deletes.at(-1)).toBe("delete Namespace demo");
+    // Nothing custom left to delete: nothing to wait for.
+    await applyStageObjects(
+      ctx(),
+      client,
+      (await planStageObjects(ctx(), client, groups([]), OPTS)).changes,
+      "demo",
+    );
+    await destroyStageObjects(ctx(), client, [], { afterCustomResources });
+    expect(order).toHaveLength(1);
+  });
 });
+
+describe.skipIf(!have("openssl", "openssl"))(
+  "a stage's cluster that is not there, or stops answering",
+  () => {
+    test("no kubeconfig yet is the finding <prefix>.no-cluster, not a failure", async () => {
+      const found = await stageCluster(
+        {
+          kube: async () => {
+            throw new Error("no kubeconfig at /var/db/kubehyve/lab/kubeconfig");
+          },
+        },
+        "demo",
+      );
+      expect(isStageFinding(found)).toBe(true);
+      expect(found).toEqual({
+        code: "demo.no-cluster",
+        severity: "error",
+        summary: "there is no Kubernetes cluster to reach yet",
+        detail: "no kubeconfig at /var/db/kubehyve/lab/kubeconfig",
+        hint: "kubehyve up",
+      });
+    });
+
+    test("an API that stops answering during check is the finding <prefix>.api-unreachable with no changes; any other failure is thrown", async () => {
+      const server = await startKubeApiServer();
+      const client = await createKubeClient(server.kubeconfigPath, { retries: 0 });
+      const reached = await stageCluster({ kube: async () => client }, "demo");
+      expect(isStageFinding(reached)).toBe(false);
+      await server.stop();
+      const answer = await checkReachable("demo", async () => {
+        await client.list("v1", "ConfigMap");
+        return { changes: [{ summary: "never planned" }], diagnostics: [] };
+      });
+      expect(answer).toEqual({
+        changes: [],
+        diagnostics: [
+          {
+            code: "demo.api-unreachable",
+            severity: "error",
+            summary: "the Kubernetes API does not answer",
+            detail: expect.stringContaining("cannot connect"),
+            hint: "kubehyve doctor (is the control plane up?)",
+          },
+        ],
+      });
+      await expect(
+        checkReachable("demo", async () => {
+          throw new Error("a bug");
+        }),
+      ).rejects.toThrow("a bug");
+    });
+  },
+);

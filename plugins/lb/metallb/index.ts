@@ -1,36 +1,34 @@
 /**
  * lb/metallb: LoadBalancer addresses on the lab's LAN by MetalLB in layer 2 mode, installed from the
  * release's metallb-native.yaml, pinned by sha256. See README.md.
+ *
+ * Its objects are owned the way every add-on stage owns them (planStageObjects, applyStageObjects
+ * and destroyStageObjects of the plugin API): labelled with the stage and cluster, planned by dry
+ * runs on the fields kubehyve manages, never taken over when someone else made them, pruned when
+ * no longer rendered, and deleted by those labels only.
  */
 import {
-  applyManifests,
+  applyStageObjects,
   type Change,
+  changesOrRefusal,
+  checkReachable,
   type Diagnostic,
   definePlugin,
-  deleteOwned,
-  deletionOrder,
-  describePlan,
-  describeRef,
+  destroyStageObjects,
   diag,
-  diffManifests,
-  findLeftovers,
   hasErrors,
   isOwnedBy,
-  type KindRef,
-  KubeApiError,
+  isStageFinding,
   type KubeClient,
-  KubehyveError,
   type KubeObject,
   KubeRequestError,
-  KubeTransportError,
-  kindsOf,
-  listOwned,
   missingNote,
-  type ObjectRef,
-  type PlannedObject,
   type PluginContext,
+  planStageObjects,
   type RenderedFile,
-  refOf,
+  type StageGroup,
+  stageCluster,
+  stageOwner,
   stringifyYaml,
   waitFor,
 } from "kubehyve";
@@ -44,7 +42,6 @@ import {
   KNOWN_KINDS,
   METALLB_NAMESPACE,
   manifestRequest,
-  ownerOf,
   poolObjects,
   upstreamObjects,
 } from "./manifests.ts";
@@ -54,31 +51,12 @@ import { componentDiagnostics, loadBalancerCanary } from "./verify.ts";
 
 type Ctx = PluginContext<MetallbOptions>;
 
-const KINDS_KEY = "appliedKinds";
-
 function freshInstall(ctx: Ctx): Change {
   const pools = ctx.options.pools.map((p) => `${p.name} ${p.addresses.join(", ")}`).join("; ");
   return {
     kind: "metallb.install",
     summary: `install MetalLB ${ctx.options.version} (metallb-native.yaml) in layer 2 mode, pools ${pools}`,
   };
-}
-
-const isDiagnostic = (x: unknown): x is Diagnostic => typeof x === "object" && x !== null && "severity" in x;
-
-async function client(ctx: Ctx): Promise<KubeClient | Diagnostic> {
-  try {
-    return await ctx.kube();
-  } catch (error) {
-    return diag.error("metallb.no-cluster", "there is no Kubernetes cluster to reach yet", {
-      detail: (error as Error).message,
-      hint: "kubehyve up",
-    });
-  }
-}
-
-function knownKinds(ctx: Ctx, current: readonly KubeObject[]): KindRef[] {
-  return kindsOf([...(ctx.state.get<KindRef[]>(KINDS_KEY) ?? []), ...current]);
 }
 
 /** A list the cluster may not serve yet (before MetalLB's CRDs): empty then. */
@@ -93,24 +71,11 @@ async function listOrNone(kube: KubeClient, apiVersion: string, kind: string, na
 
 /** check, with a cluster whose API stops answering half-way a finding rather than a failed phase. */
 async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
-  try {
-    return await inspect(ctx);
-  } catch (error) {
-    if (!(error instanceof KubeTransportError)) throw error;
-    return {
-      changes: [],
-      diagnostics: [
-        diag.error("metallb.api-unreachable", "the Kubernetes API does not answer", {
-          detail: error.message,
-          hint: "kubehyve doctor (is the control plane up?)",
-        }),
-      ],
-    };
-  }
+  return checkReachable("metallb", () => inspect(ctx));
 }
 
 async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagnostic[] }> {
-  const owner = ownerOf(ctx);
+  const owner = stageOwner(ctx);
   const ours = { pools: poolObjects(ctx.options), advertisement: advertisementObject(ctx.options) };
   const common = {
     options: ctx.options,
@@ -130,8 +95,8 @@ async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diag
       addresses: ctx.options.pools.flatMap((p) => p.addresses),
     }),
   );
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) return { changes: [freshInstall(ctx)], diagnostics: [...host, kube] };
+  const kube = await stageCluster(ctx, "metallb");
+  if (isStageFinding(kube)) return { changes: [freshInstall(ctx)], diagnostics: [...host, kube] };
   const diagnostics = checkAgainstCluster({
     ...common,
     livePools: await listOrNone(kube, "metallb.io/v1beta1", "IPAddressPool", METALLB_NAMESPACE),
@@ -142,7 +107,7 @@ async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diag
     ...strictArpFinding(await kube.get("v1", "ConfigMap", "kube-proxy", "kube-system"), ctx.kubeconfigPath),
   );
   const upstream = (await upstreamObjects(ctx))!;
-  const groups = [
+  const groups: StageGroup[] = [
     {
       kind: "metallb.apply-release",
       title: `MetalLB ${ctx.options.version} metallb-native.yaml`,
@@ -152,63 +117,22 @@ async function inspect(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diag
       kind: "metallb.apply-config",
       title: "MetalLB's address pools and L2 advertisement",
       objects: configObjects(ctx),
+      // Pools the rules above refuse would be refused by MetalLB's webhook too: said once, above.
+      skip: hasErrors(diagnostics),
+      refused: (error) => ({
+        code: "metallb.config-refused",
+        severity: "error",
+        summary: "the cluster refuses the address pools or the L2 advertisement",
+        detail: error.message,
+        hint: `kubectl --kubeconfig ${ctx.kubeconfigPath} -n ${METALLB_NAMESPACE} get ipaddresspools,l2advertisements -o yaml`,
+      }),
     },
   ];
-  const changes: Change[] = [];
-  const foreign: string[] = [];
-  for (const group of groups) {
-    // Pools the rules above refuse would be refused by MetalLB's webhook too: said once, above.
-    if (group.kind === "metallb.apply-config" && hasErrors(diagnostics)) continue;
-    let planned: PlannedObject[];
-    try {
-      planned = await diffManifests(kube, group.objects, { owner });
-    } catch (error) {
-      if (group.kind !== "metallb.apply-config" || !(error instanceof KubeApiError)) throw error;
-      diagnostics.push(
-        diag.error(
-          "metallb.config-refused",
-          "the cluster refuses the address pools or the L2 advertisement",
-          {
-            detail: error.message,
-            hint: `kubectl --kubeconfig ${ctx.kubeconfigPath} -n ${METALLB_NAMESPACE} get ipaddresspools,l2advertisements -o yaml`,
-          },
-        ),
-      );
-      continue;
-    }
-    foreign.push(...planned.filter((p) => p.action === "foreign").map((p) => describeRef(p.ref)));
-    const line = describePlan(group.title, planned);
-    if (!line) continue;
-    const changed = new Set(
-      planned.filter((p) => p.action === "create" || p.action === "update").map((p) => describeRef(p.ref)),
-    );
-    changes.push({
-      kind: group.kind,
-      ...line,
-      data: group.objects.filter((o) => changed.has(describeRef(refOf(o)))),
-    });
-  }
-  const all = groups.flatMap((g) => g.objects);
-  const leftovers = await findLeftovers(kube, { owner, keep: all, kinds: knownKinds(ctx, all) });
-  if (leftovers.length)
-    changes.push({
-      kind: "metallb.prune",
-      summary: `delete ${leftovers.length === 1 ? describeRef(refOf(leftovers[0]!)) : `${leftovers.length} objects`} this stage applied before and no longer renders`,
-      detail: leftovers.map((o) => `delete ${describeRef(refOf(o))}`).join("\n"),
-      data: leftovers.map(refOf),
-    });
-  if (foreign.length)
-    diagnostics.push(
-      diag.error(
-        "metallb.foreign-objects",
-        `${foreign.length} object${foreign.length === 1 ? "" : "s"} this stage would apply already exist${foreign.length === 1 ? "s" : ""} without its labels: kubehyve does not take over what it did not make`,
-        {
-          detail: foreign.join("\n"),
-          hint: "another install of MetalLB (or pools of the same names) is on this cluster: remove it, or rename the pools",
-        },
-      ),
-    );
-  return { changes, diagnostics: [...host, ...diagnostics] };
+  const { changes, findings } = await planStageObjects(ctx, kube, groups, {
+    prefix: "metallb",
+    hint: "another install of MetalLB (or pools of the same names) is on this cluster: remove it, or rename the pools",
+  });
+  return { changes, diagnostics: [...host, ...diagnostics, ...findings] };
 }
 
 async function waitRunning(ctx: Ctx, kube: KubeClient): Promise<void> {
@@ -225,49 +149,33 @@ async function waitRunning(ctx: Ctx, kube: KubeClient): Promise<void> {
   );
 }
 
-/** check again, now that the cluster can be read; what it finds wrong stops the apply. */
+/**
+ * check again, now that the cluster can be read: all of it, since the pools' rules that need the
+ * cluster and the host's side of layer 2 stop an apply as well as someone else's objects do.
+ */
 async function recheck(ctx: Ctx): Promise<Change[]> {
   const { changes, diagnostics } = await check(ctx);
-  const error = diagnostics.find((d) => d.severity === "error");
-  if (error) throw new KubehyveError(`${error.summary}${error.hint ? ` (${error.hint})` : ""}`);
-  return changes;
+  return changesOrRefusal({ changes, findings: diagnostics });
 }
 
 async function apply(ctx: Ctx, changes: Change[]): Promise<void> {
   const kube = await ctx.kube();
   // A plan made before the cluster existed is carried out with what the cluster says now.
   const work = changes.some((c) => c.kind === "metallb.install") ? await recheck(ctx) : changes;
-  const objects = work
-    .filter((c) => c.kind?.startsWith("metallb.apply-"))
-    .flatMap((c) => c.data as KubeObject[]);
-  const kinds = knownKinds(ctx, objects);
-  await ctx.wet(`record the kinds this stage applies: ${kinds.map((k) => k.kind).join(", ")}`, () =>
-    ctx.state.set(KINDS_KEY, kinds),
-  );
-  const applyGroup = async (kind: string) => {
-    for (const change of work.filter((c) => c.kind === kind))
-      await ctx.wet(change.summary, () =>
-        applyManifests(kube, change.data as KubeObject[], {
-          signal: ctx.signal,
-          onApplied: (o, i, n) => ctx.log.progress(`applied ${describeRef(refOf(o))}`, i, n),
-        }),
-      );
-  };
-  await applyGroup("metallb.apply-release");
   // The pools go through MetalLB's webhook, which answers only once the controller runs (and
   // refuses for a while after that: the client retries those refusals).
-  if (!ctx.dryRun) await waitRunning(ctx, kube);
-  await applyGroup("metallb.apply-config");
-  for (const ref of work.filter((c) => c.kind === "metallb.prune").flatMap((c) => c.data as ObjectRef[])) {
-    await ctx.wet(`delete ${describeRef(ref)}, which this stage no longer renders`, () =>
-      deleteOwned(kube, ownerOf(ctx), ref),
-    );
-  }
+  const controllerFirst = (kind: string) => async (_: KubeObject[], change: Change) => {
+    if (change.kind === kind) await waitRunning(ctx, kube);
+  };
+  await applyStageObjects(ctx, kube, work, "metallb", {
+    afterApply: controllerFirst("metallb.apply-release"),
+    beforeApply: controllerFirst("metallb.apply-config"),
+  });
 }
 
 async function verify(ctx: Ctx): Promise<Diagnostic[]> {
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) return [kube];
+  const kube = await stageCluster(ctx, "metallb");
+  if (isStageFinding(kube)) return [kube];
   let found: Diagnostic[];
   try {
     found = await componentDiagnostics(ctx, kube);
@@ -333,18 +241,12 @@ function toYaml(objects: readonly KubeObject[]): string {
 }
 
 async function destroy(ctx: Ctx): Promise<void> {
-  const kube = await client(ctx);
-  if (isDiagnostic(kube)) {
+  const kube = await stageCluster(ctx, "metallb");
+  if (isStageFinding(kube)) {
     ctx.log.info(`nothing to remove from a cluster: ${kube.detail ?? kube.summary}`);
     return;
   }
-  const owner = ownerOf(ctx);
-  const owned = deletionOrder(
-    await listOwned(kube, owner, kindsOf([...knownKinds(ctx, []), ...KNOWN_KINDS])),
-  );
-  for (const o of owned)
-    await ctx.wet(`delete ${describeRef(refOf(o))}`, () => deleteOwned(kube, owner, refOf(o)));
-  await ctx.wet("forget the kinds this stage applied", () => ctx.state.delete(KINDS_KEY));
+  await destroyStageObjects(ctx, kube, KNOWN_KINDS);
 }
 
 export const metallbPlugin = definePlugin({

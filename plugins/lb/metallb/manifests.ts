@@ -7,9 +7,9 @@ import {
   type ArtifactRequest,
   KubehyveError,
   type KubeObject,
-  type Owner,
   type PluginContext,
   pinnedManifests,
+  stageOwner,
   withOwner,
 } from "kubehyve";
 import { announcedPools, type MetallbOptions, manifestSha256, manifestUrl } from "./options.ts";
@@ -19,10 +19,6 @@ type Ctx = PluginContext<MetallbOptions>;
 export const METALLB_NAMESPACE = "metallb-system";
 /** The name of this stage's L2Advertisement. */
 export const ADVERTISEMENT = "kubehyve";
-
-export function ownerOf(ctx: Ctx): Owner {
-  return { stage: ctx.plugin.slot, clusterId: ctx.clusterId };
-}
 
 export function manifestRequest(options: MetallbOptions): ArtifactRequest & { title: string } {
   const sha256 = manifestSha256(options);
@@ -45,7 +41,7 @@ export async function upstreamObjects(
     ...opts,
     signal: ctx.signal,
   });
-  const owner = ownerOf(ctx);
+  const owner = stageOwner(ctx);
   return pinned.files[0]?.objects.map((o) => withOwner(o, owner));
 }
 
@@ -72,7 +68,7 @@ export function advertisementObject(options: MetallbOptions): KubeObject {
 
 /** The pools and the advertisement, with the stage's labels. */
 export function configObjects(ctx: Ctx): KubeObject[] {
-  const owner = ownerOf(ctx);
+  const owner = stageOwner(ctx);
   return [...poolObjects(ctx.options), advertisementObject(ctx.options)].map((o) => withOwner(o, owner));
 }
 

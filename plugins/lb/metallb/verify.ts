@@ -14,9 +14,10 @@ import {
   parseIpv4,
   pending,
   poll,
+  stageOwner,
 } from "kubehyve";
 import { parsePoolAddress } from "./addresses.ts";
-import { METALLB_NAMESPACE, ownerOf } from "./manifests.ts";
+import { METALLB_NAMESPACE } from "./manifests.ts";
 import type { MetallbOptions, PoolOptions } from "./options.ts";
 
 type Ctx = PluginContext<MetallbOptions>;
@@ -100,7 +101,7 @@ export interface CanaryResult {
 export async function loadBalancerCanary(ctx: Ctx, kube: KubeClient): Promise<CanaryResult> {
   const suffix = crypto.randomUUID().slice(0, 8);
   const app = `kubehyve-canary-lb-${suffix}`;
-  const labels = { ...ownerLabels(ownerOf(ctx)), "kubehyve.io/canary": app };
+  const labels = { ...ownerLabels(stageOwner(ctx)), "kubehyve.io/canary": app };
   const made: [string, string][] = [];
   let leftover = false;
   const cleanup = async () => {

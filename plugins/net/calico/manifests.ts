@@ -8,18 +8,14 @@ import {
   type Cluster,
   KubehyveError,
   type KubeObject,
-  type Owner,
   type PluginContext,
   pinnedManifests,
+  stageOwner,
   withOwner,
 } from "kubehyve";
 import { type CalicoOptions, MANIFESTS, type ManifestName, manifestSha256, manifestUrl } from "./options.ts";
 
 type Ctx = PluginContext<CalicoOptions>;
-
-export function ownerOf(ctx: Ctx): Owner {
-  return { stage: ctx.plugin.slot, clusterId: ctx.clusterId };
-}
 
 /** A pinned file of the release, with the manifest it is and how errors name it. */
 export interface ReleaseFile extends ArtifactRequest {
@@ -53,7 +49,7 @@ export function manifestRequest(options: CalicoOptions, name: ManifestName): Rel
 export async function upstreamManifests(ctx: Ctx, opts: { cachedOnly?: boolean } = {}) {
   const files = MANIFESTS.map((name) => manifestRequest(ctx.options, name));
   const pinned = await pinnedManifests(ctx.artifacts, files, { ...opts, signal: ctx.signal });
-  const owner = ownerOf(ctx);
+  const owner = stageOwner(ctx);
   return {
     manifests: pinned.files.map(({ file, objects }) => ({
       name: file.manifest,
@@ -106,7 +102,7 @@ export function apiServer(): KubeObject {
 
 /** The custom resources of this stage, with its labels. */
 export function customResources(ctx: Ctx): KubeObject[] {
-  const owner = ownerOf(ctx);
+  const owner = stageOwner(ctx);
   return [installation(ctx.cluster, ctx.options), ...(ctx.options.apiServer ? [apiServer()] : [])].map((o) =>
     withOwner(o, owner),
   );

@@ -12,8 +12,8 @@ import {
   type PluginContext,
   pending,
   poll,
+  stageOwner,
 } from "kubehyve";
-import { ownerOf } from "./manifests.ts";
 import type { CalicoOptions } from "./options.ts";
 
 type Ctx = PluginContext<CalicoOptions>;
@@ -129,7 +129,7 @@ function canaryPod(ctx: Ctx, name: string, node: string, spec: Record<string, un
     metadata: {
       name,
       namespace: "default",
-      labels: { ...ownerLabels(ownerOf(ctx)), "kubehyve.io/canary": name },
+      labels: { ...ownerLabels(stageOwner(ctx)), "kubehyve.io/canary": name },
     },
     spec: {
       nodeName: node,

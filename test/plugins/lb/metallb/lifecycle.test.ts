@@ -312,3 +312,33 @@ describe.skipIf(!have("openssl", "openssl"))("lb/metallb on a cluster", () => {
     ).toBeUndefined();
   });
 });
+
+describe.skipIf(!have("openssl", "openssl"))("lb/metallb on a cluster that has a MetalLB of its own", () => {
+  test("refuses to take over the objects of it, applying nothing, and so does an apply planned before the cluster was there", async () => {
+    const lab = await startMetallbLab();
+    try {
+      await lab.client.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "metallb-system" } });
+      lab.server.requests.length = 0;
+      const { exitCode, reporter } = await lab.run("up");
+      expect(exitCode).toBe(1);
+      expect(diagnosticsOf(reporter.events).filter((d) => d.severity === "error")).toEqual([
+        expect.objectContaining({
+          code: "metallb.foreign-objects",
+          summary:
+            "1 object this stage would apply already exists without this stage's labels: kubehyve does not take over what it did not make",
+          detail: "Namespace metallb-system",
+          hint: "another install of MetalLB (or pools of the same names) is on this cluster: remove it, or rename the pools",
+        }),
+      ]);
+      expect(lab.mutations()).toEqual([]);
+      const install = (await metallbPlugin.check(lab.ctx(lab.options(), { upstreamPending: true }))).changes;
+      expect(install.map((c) => c.kind)).toEqual(["metallb.install"]);
+      await expect(metallbPlugin.apply!(lab.ctx(), install)).rejects.toThrow(
+        "1 object this stage would apply already exists without this stage's labels",
+      );
+      expect(lab.mutations()).toEqual([]);
+    } finally {
+      await lab.stop();
+    }
+  });
+});
