@@ -10,6 +10,8 @@ export * as v from "valibot";
 export type { TreeDigest } from "./artifacts/tree.ts";
 export { TREE_DIGEST_V1, treeSha256V1 } from "./artifacts/tree.ts";
 export type { ArtifactCache, ArtifactRequest, TreeRequest } from "./artifacts/types.ts";
+/** The finding of a canary ctx.canary did not run, worded alike for every stage. */
+export { canaryNotRun } from "./core/canary.ts";
 export type { EachCheckOptions } from "./core/checks.ts";
 export { checkEach, findingOfFailure } from "./core/checks.ts";
 export type {

@@ -10,6 +10,7 @@
 import {
   applyStageObjects,
   type Change,
+  canaryNotRun,
   changesOrRefusal,
   checkReachable,
   type Diagnostic,
@@ -207,19 +208,12 @@ async function verify(ctx: Ctx): Promise<Diagnostic[]> {
     ...(canary.ran
       ? canary.result.found
       : [
-          canary.why === "proven"
-            ? diag.info(
-                "metallb.canary",
-                `the LoadBalancer canary passed at ${canary.passedAt}, and nothing changed since: not run again`,
-                { hint: "kubehyve up --only lb --canaries runs it again" },
-              )
-            : diag.info(
-                "metallb.canary",
-                "the LoadBalancer canary runs in kubehyve up only: it creates a pod and Services",
-                {
-                  hint: "kubehyve up --only lb",
-                },
-              ),
+          canaryNotRun(canary, {
+            code: "metallb.canary",
+            what: "the LoadBalancer canary",
+            slot: ctx.plugin.slot,
+            creates: "a pod and Services",
+          }),
         ]),
   );
   return found;

@@ -10,6 +10,7 @@
 import {
   applyStageObjects,
   type Change,
+  canaryNotRun,
   changesOrRefusal,
   checkReachable,
   type Diagnostic,
@@ -143,19 +144,12 @@ async function verify(ctx: Ctx): Promise<Diagnostic[]> {
   found.push(
     canary.ran
       ? canary.result.found
-      : canary.why === "proven"
-        ? diag.info(
-            "calico.pod-network",
-            `the pod network canary passed at ${canary.passedAt}, and nothing changed since: not run again`,
-            { hint: "kubehyve up --only net --canaries runs it again" },
-          )
-        : diag.info(
-            "calico.pod-network",
-            "the pod network canary runs in kubehyve up only: it creates two pods",
-            {
-              hint: "kubehyve up --only net",
-            },
-          ),
+      : canaryNotRun(canary, {
+          code: "calico.pod-network",
+          what: "the pod network canary",
+          slot: ctx.plugin.slot,
+          creates: "two pods",
+        }),
   );
   return found;
 }

@@ -18,6 +18,7 @@ import {
   applyManifests,
   applyStageObjects,
   type Change,
+  canaryNotRun,
   changesOrRefusal,
   checkEach,
   type Diagnostic,
@@ -247,15 +248,12 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
       },
     );
     if (!run.ran)
-      return run.why === "proven"
-        ? diag.info(
-            "rook.canary",
-            `the storage canary passed at ${run.passedAt}, and nothing changed since: not run again`,
-            { hint: "kubehyve up --only storage --canaries runs it again" },
-          )
-        : diag.info("rook.canary", "the storage canary runs only in kubehyve up (this run changes nothing)", {
-            hint: "kubehyve up --only storage runs it",
-          });
+      return canaryNotRun(run, {
+        code: "rook.canary",
+        what: "the storage canary",
+        slot: ctx.plugin.slot,
+        creates: "a claim and a pod",
+      });
     const result = run.result;
     if (result.status?.phase === "Succeeded") {
       return diag.ok("rook.canary", `a ${STORAGE_CLASS} claim was bound, written and read back`);
