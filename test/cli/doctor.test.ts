@@ -53,10 +53,10 @@ const FINDINGS = {
   ],
 };
 
-function lab(findings: Record<string, unknown[]> = FINDINGS) {
+function lab(findings: Record<string, unknown[]> = FINDINGS, name = "doclab") {
   const lab = dropInLab({
     prefix: "kubehyve-doctor-cli-",
-    name: "doclab",
+    name,
     plugins: { "alpha.ts": probe("alpha"), "beta.ts": probe("beta", "alpha") },
     stages: (dir) =>
       `  alpha:\n    plugin: probe\n    file: ${join(dir, "alpha.json")}\n  beta:\n    plugin: probe\n    file: ${join(dir, "beta.json")}\n`,
@@ -411,6 +411,34 @@ describe.skipIf(!have(NODE_EXPORTER, NODE_EXPORTER))("kubehyve doctor --format p
       expect(sampleOf(scrape.families, "kubehyve_check_status", { id: "alpha.odd" })?.labels?.target).toBe(
         target,
       );
+    } finally {
+      await exporter.stop();
+    }
+  });
+
+  test("two clusters' textfiles in one directory are read together: the cluster label keeps their series apart", async () => {
+    const first = lab();
+    const second = lab(
+      { alpha: [{ code: "alpha.fine", severity: "ok", summary: "fine", target: "n1" }] },
+      "otherlab",
+    );
+    const textfiles = join(first.dir, "textfile");
+    const exporter = await startNodeExporter(textfiles);
+    try {
+      const files = [join(textfiles, "doclab.prom"), join(textfiles, "otherlab.prom")];
+      expect((await first.run(["--format", "prometheus", "--output", files[0]!])).code).toBe(1);
+      expect((await second.run(["--format", "prometheus", "--output", files[1]!])).code).toBe(0);
+      const scrape = await exporter.scrape();
+      for (const file of files) expectReadCleanly(scrape, file);
+      const status = scrape.families.find((f) => f.name === "kubehyve_check_status")!;
+      expect(status.metrics.filter((m) => m.labels!.cluster === "doclab")).toHaveLength(5);
+      expect(
+        sampleOf(scrape.families, "kubehyve_check_status", { cluster: "otherlab", id: "alpha.fine" })?.value,
+      ).toBe("0");
+      for (const cluster of ["doclab", "otherlab"])
+        expect(
+          sampleOf(scrape.families, "kubehyve_doctor_last_run_timestamp_seconds", { cluster }),
+        ).toBeDefined();
     } finally {
       await exporter.stop();
     }
