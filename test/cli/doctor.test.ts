@@ -12,8 +12,7 @@ import Ajv from "ajv";
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
 import type { DoctorReport } from "../../src/core/doctor-report.ts";
 import { dropInLab, runInProcess, userEnv } from "../lab/cli.ts";
-import { NODE_EXPORTER, startNodeExporter, type TextfileScrape } from "../lab/node-exporter.ts";
-import { have } from "../lab/prereq.ts";
+import { haveNodeExporter, startNodeExporter, type TextfileScrape } from "../lab/node-exporter.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -311,7 +310,7 @@ function expectReadCleanly(scrape: TextfileScrape, file: string) {
 }
 
 // Every test here reads doctor's textfile through the real node_exporter.
-describe.skipIf(!have(NODE_EXPORTER, NODE_EXPORTER))("kubehyve doctor --format prometheus", () => {
+describe.skipIf(!haveNodeExporter())("kubehyve doctor --format prometheus", () => {
   test("writes a node_exporter textfile atomically that node_exporter reads: one gauge per check, HELP and TYPE, the run's time", async () => {
     const { run, dir } = lab();
     const textfiles = join(dir, "textfile");

@@ -27,7 +27,7 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
-import { findTool } from "./prereq.ts";
+import { findTool, have } from "./prereq.ts";
 
 export const NODE_EXPORTER = "prometheus-node-exporter";
 
@@ -51,6 +51,8 @@ export interface TextfileScrape {
 
 export interface NodeExporter {
   url: string;
+  /** node_exporter's own pid (setpriv execs it). */
+  pid: number;
   /** The textfile collector's directory. */
   directory: string;
   scrape(): Promise<TextfileScrape>;
@@ -62,11 +64,10 @@ export interface NodeExporter {
 const STARTUP_TIMEOUT_MS = 10_000;
 const SCRAPE_TIMEOUT_MS = 10_000;
 
-/** Exporters not stopped yet: killed when the test process exits, even when a test forgot stop(). */
-const running = new Set<Bun.Subprocess>();
-process.on("exit", () => {
-  for (const proc of running) proc.kill("SIGKILL");
-});
+/** True when the programs the helper runs are here (under CI=true, throws when one is not). */
+export function haveNodeExporter(): boolean {
+  return have(NODE_EXPORTER, NODE_EXPORTER) && have("setpriv", "util-linux");
+}
 
 async function freePort(): Promise<number> {
   const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -100,7 +101,9 @@ async function get(url: string): Promise<string> {
  */
 export async function startNodeExporter(directory: string): Promise<NodeExporter> {
   const binary = findTool(NODE_EXPORTER);
-  if (!binary) throw new Error(`${NODE_EXPORTER} not found: install the Debian package ${NODE_EXPORTER}`);
+  const setpriv = findTool("setpriv");
+  if (!binary || !setpriv)
+    throw new Error(`${NODE_EXPORTER} and setpriv are needed: install ${NODE_EXPORTER} and util-linux`);
   await mkdir(directory, { recursive: true });
   // The log has a directory of its own: node_exporter must see only the test's files.
   const logDir = await mkdtemp(join(tmpdir(), "kubehyve-node-exporter-"));
@@ -114,8 +117,16 @@ export async function startNodeExporter(directory: string): Promise<NodeExporter
     await rm(logFile, { force: true });
     // Flags as `prometheus-node-exporter --help` of 1.5.0 lists them. The exporter's own metrics
     // stay on: promhttp_metric_handler_errors_total is how a dropped duplicate series shows.
+    // The kernel kills it when the test process ends, even when a test forgot stop(): bun test
+    // (1.4.5) runs no process "exit" handler, so one would never fire. setpriv sets the
+    // parent-death signal and execs node_exporter, which keeps it (prctl(2) PR_SET_PDEATHSIG; it
+    // follows the thread that spawned, here the JavaScript thread, which lives as long as the run).
     const proc = Bun.spawn(
       [
+        setpriv,
+        "--pdeathsig",
+        "KILL",
+        "--",
         binary,
         "--collector.disable-defaults",
         "--collector.textfile",
@@ -124,11 +135,9 @@ export async function startNodeExporter(directory: string): Promise<NodeExporter
       ],
       { stdin: "ignore", stdout: "ignore", stderr: Bun.file(logFile) },
     );
-    running.add(proc);
     const stop = async () => {
       proc.kill("SIGTERM");
       await proc.exited;
-      running.delete(proc);
     };
 
     // Up once / answers: what a scrape needs. A port taken in the meantime ends the process with
@@ -146,6 +155,7 @@ export async function startNodeExporter(directory: string): Promise<NodeExporter
       let logSeen = (await readLog()).length;
       return {
         url,
+        pid: proc.pid,
         directory,
         async scrape() {
           const text = await get(`${url}/metrics`);
@@ -183,7 +193,6 @@ export async function startNodeExporter(directory: string): Promise<NodeExporter
       };
     }
     if (proc.exitCode === null) await stop();
-    else running.delete(proc);
     lastError = (await readLog()).trim().split("\n").slice(-3).join(" | ");
     // Another process may take the port between probing and binding: only that case is retried.
     if (!lastError.includes("address already in use")) break;
