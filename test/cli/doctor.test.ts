@@ -1,18 +1,18 @@
 /**
  * `kubehyve doctor` as a user or their monitoring runs it: the report for people, one versioned
  * JSON document (held to a JSON Schema of its own here, so that any change of shape fails), the
- * node_exporter textfile (read back by a Prometheus text-format parser from npm and by a strict
- * reader of the format's specification), --ignore, --stage, exit codes, and --watch.
+ * node_exporter textfile (scraped through the real node_exporter, whose output a Prometheus
+ * text-format parser from npm reads), --ignore, --stage, exit codes, and --watch.
  * Two drop-in stages whose findings are what a file on this machine says.
  */
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Ajv from "ajv";
-import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
 import type { DoctorReport } from "../../src/core/doctor-report.ts";
 import { dropInLab, runInProcess, userEnv } from "../lab/cli.ts";
-import { parseExposition } from "../lab/exposition.ts";
+import { haveNodeExporter, startNodeExporter, type TextfileScrape } from "../lab/node-exporter.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -52,10 +52,10 @@ const FINDINGS = {
   ],
 };
 
-function lab(findings: Record<string, unknown[]> = FINDINGS) {
+function lab(findings: Record<string, unknown[]> = FINDINGS, name = "doclab") {
   const lab = dropInLab({
     prefix: "kubehyve-doctor-cli-",
-    name: "doclab",
+    name,
     plugins: { "alpha.ts": probe("alpha"), "beta.ts": probe("beta", "alpha") },
     stages: (dir) =>
       `  alpha:\n    plugin: probe\n    file: ${join(dir, "alpha.json")}\n  beta:\n    plugin: probe\n    file: ${join(dir, "beta.json")}\n`,
@@ -292,75 +292,206 @@ describe("kubehyve doctor --json", () => {
   });
 });
 
-describe("kubehyve doctor --format prometheus", () => {
-  test("writes a node_exporter textfile atomically: one gauge per check, HELP and TYPE, the run's time", async () => {
+/** The npm parser's sample of `name` whose labels include `labels`. */
+function sampleOf(families: MetricFamily[], name: string, labels: Record<string, string> = {}) {
+  return families
+    .find((f) => f.name === name)
+    ?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+}
+
+/** node_exporter read every .prom file of its directory: no refused file, no dropped sample. */
+function expectReadCleanly(scrape: TextfileScrape, file: string) {
+  expect({
+    errors: scrape.errors,
+    gatheringErrors: scrape.gatheringErrors,
+    scrapeError: scrape.scrapeError,
+  }).toEqual({ errors: [], gatheringErrors: 0, scrapeError: 0 });
+  expect(scrape.mtimes.has(file)).toBe(true);
+}
+
+// Every test here reads doctor's textfile through the real node_exporter.
+describe.skipIf(!haveNodeExporter())("kubehyve doctor --format prometheus", () => {
+  test("writes a node_exporter textfile atomically that node_exporter reads: one gauge per check, HELP and TYPE, the run's time", async () => {
     const { run, dir } = lab();
     const textfiles = join(dir, "textfile");
     mkdirSync(textfiles);
-    const path = join(textfiles, "kubehyve.prom");
-    const before = Date.now() / 1000;
-    const r = await run(["--format", "prometheus", "--output", path, "--ignore", "alpha.broken"]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`doctor: 0 errors, 2 warnings, 1 skipped, 1 info, 2 ok (written to ${path})\n`);
-    // Renamed into place: nothing else is left in the directory node_exporter reads.
-    expect(readdirSync(textfiles)).toEqual(["kubehyve.prom"]);
-    expect(statSync(path).mode & 0o777).toBe(0o644);
-    const text = readFileSync(path, "utf8");
+    // Running before the file exists, as on a monitored host.
+    const exporter = await startNodeExporter(textfiles);
+    try {
+      const path = join(textfiles, "kubehyve.prom");
+      const before = Date.now() / 1000;
+      const r = await run(["--format", "prometheus", "--output", path, "--ignore", "alpha.broken"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(`doctor: 0 errors, 2 warnings, 1 skipped, 1 info, 2 ok (written to ${path})\n`);
+      // Renamed into place: nothing else is left in the directory node_exporter reads.
+      expect(readdirSync(textfiles)).toEqual(["kubehyve.prom"]);
+      expect(statSync(path).mode & 0o777).toBe(0o644);
+      const text = readFileSync(path, "utf8");
+      // The npm parser starts a new family whenever the name changes: one family per name means
+      // each metric's lines stand together, as the format asks and node_exporter does not check.
+      expect(parsePrometheusTextFormat(text).map((f) => f.name)).toEqual([
+        "kubehyve_check_status",
+        "kubehyve_doctor_findings",
+        "kubehyve_doctor_last_run_timestamp_seconds",
+      ]);
 
-    const strict = parseExposition(text);
-    expect(strict.type.get("kubehyve_check_status")).toBe("gauge");
-    expect(strict.type.get("kubehyve_doctor_last_run_timestamp_seconds")).toBe("gauge");
-    expect(strict.help.get("kubehyve_check_status")).toBe(
-      "Result of one kubehyve doctor check: 0 ok, 1 info, 2 skipped (could not run), 3 warning, 4 error.",
-    );
-    const status = strict.samples
-      .filter((s) => s.name === "kubehyve_check_status")
-      .map((s) => [s.labels.stage, s.labels.id, s.labels.target, s.value]);
-    expect(status).toEqual([
-      ["alpha", "alpha.fine", "n1", 0],
-      ["alpha", "alpha.note", "", 1],
-      // Ignored: shown as the warning it was turned into.
-      ["alpha", "alpha.broken", "n1", 3],
-      // Two findings of one check on one target are one series, at the worse of the two.
-      ["beta", "beta.odd", "n1", 3],
-      ["beta", "beta.unreadable", "", 2],
-    ]);
-    expect(
-      strict.samples
-        .filter((s) => s.name === "kubehyve_check_status")
-        .every((s) => s.labels.cluster === "doclab"),
-    ).toBe(true);
-    const stamp = strict.samples.find((s) => s.name === "kubehyve_doctor_last_run_timestamp_seconds")!;
-    expect(stamp.value).toBeGreaterThanOrEqual(Math.floor(before));
-    expect(stamp.value).toBeLessThanOrEqual(Date.now() / 1000);
+      const scrape = await exporter.scrape();
+      expectReadCleanly(scrape, path);
+      // textfile.go:181 reports the file's mtime in whole seconds.
+      expect(scrape.mtimes.get(path)).toBe(Math.floor(statSync(path).mtimeMs / 1000));
 
-    // An independent parser from npm reads the same file the same way.
-    const families = parsePrometheusTextFormat(text);
-    const byName = new Map(families.map((f) => [f.name, f]));
-    expect(byName.get("kubehyve_check_status")!.type).toBe("GAUGE");
-    expect(byName.get("kubehyve_check_status")!.metrics).toHaveLength(5);
-    expect(byName.get("kubehyve_doctor_findings")!.metrics.map((m) => [m.labels!.severity, m.value])).toEqual(
-      [
-        ["ok", "2"],
-        ["info", "1"],
-        ["warn", "2"],
-        ["error", "0"],
-        ["skip", "1"],
-      ],
-    );
+      const byName = new Map(scrape.families.map((f) => [f.name, f]));
+      const status = byName.get("kubehyve_check_status")!;
+      expect(status.type).toBe("GAUGE");
+      expect(status.help).toBe(
+        "Result of one kubehyve doctor check: 0 ok, 1 info, 2 skipped (could not run), 3 warning, 4 error.",
+      );
+      // node_exporter serves a family's series sorted by their labels.
+      expect(status.metrics.map((m) => m.labels)).toEqual(
+        [
+          { stage: "alpha", id: "alpha.broken", target: "n1" },
+          { stage: "alpha", id: "alpha.fine", target: "n1" },
+          { stage: "alpha", id: "alpha.note", target: "" },
+          { stage: "beta", id: "beta.odd", target: "n1" },
+          { stage: "beta", id: "beta.unreadable", target: "" },
+        ].map((l) => ({ cluster: "doclab", ...l })),
+      );
+      expect(status.metrics.map((m) => [m.labels!.id, Number(m.value)])).toEqual([
+        // Ignored: shown as the warning it was turned into.
+        ["alpha.broken", 3],
+        ["alpha.fine", 0],
+        ["alpha.note", 1],
+        // Two findings of one check on one target are one series, at the worse of the two.
+        ["beta.odd", 3],
+        ["beta.unreadable", 2],
+      ]);
+      const findings = byName.get("kubehyve_doctor_findings")!;
+      expect(findings.type).toBe("GAUGE");
+      expect(
+        Object.fromEntries(
+          findings.metrics.map((m) => [m.labels!.severity, [m.labels!.cluster, Number(m.value)]]),
+        ),
+      ).toEqual({
+        ok: ["doclab", 2],
+        info: ["doclab", 1],
+        warn: ["doclab", 2],
+        error: ["doclab", 0],
+        skip: ["doclab", 1],
+      });
+      const stamp = byName.get("kubehyve_doctor_last_run_timestamp_seconds")!;
+      expect(stamp.type).toBe("GAUGE");
+      expect(stamp.metrics.map((m) => m.labels)).toEqual([{ cluster: "doclab" }]);
+      const seconds = Number(stamp.metrics[0]!.value);
+      expect(seconds).toBeGreaterThanOrEqual(Math.floor(before));
+      expect(seconds).toBeLessThanOrEqual(Date.now() / 1000);
+    } finally {
+      await exporter.stop();
+    }
   });
 
-  test("label values are escaped as the format asks", async () => {
+  test("label values are escaped as the format asks, and node_exporter reads them back unchanged", async () => {
+    const target = 'a "quoted"\\back\nslash';
     const { run, dir } = lab({
-      alpha: [{ code: "alpha.odd", severity: "warn", summary: "odd", target: 'a "quoted"\\back\nslash' }],
+      alpha: [{ code: "alpha.odd", severity: "warn", summary: "odd", target }],
       beta: [],
     });
     const r = await run(["--format", "prometheus"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('target="a \\"quoted\\"\\\\back\\nslash"} 3\n');
-    const sample = parseExposition(r.stdout).samples.find((s) => s.labels.id === "alpha.odd")!;
-    expect(sample.labels.target).toBe('a "quoted"\\back\nslash');
     expect(existsSync(join(dir, "kubehyve.prom"))).toBe(false);
+
+    const textfiles = join(dir, "textfile");
+    const path = join(textfiles, "kubehyve.prom");
+    const exporter = await startNodeExporter(textfiles);
+    try {
+      writeFileSync(path, r.stdout);
+      const scrape = await exporter.scrape();
+      expectReadCleanly(scrape, path);
+      expect(sampleOf(scrape.families, "kubehyve_check_status", { id: "alpha.odd" })?.labels?.target).toBe(
+        target,
+      );
+    } finally {
+      await exporter.stop();
+    }
+  });
+
+  test("two clusters' textfiles in one directory are read together: the cluster label keeps their series apart", async () => {
+    const first = lab();
+    const second = lab(
+      { alpha: [{ code: "alpha.fine", severity: "ok", summary: "fine", target: "n1" }] },
+      "otherlab",
+    );
+    const textfiles = join(first.dir, "textfile");
+    const exporter = await startNodeExporter(textfiles);
+    try {
+      const files = [join(textfiles, "doclab.prom"), join(textfiles, "otherlab.prom")];
+      expect((await first.run(["--format", "prometheus", "--output", files[0]!])).code).toBe(1);
+      expect((await second.run(["--format", "prometheus", "--output", files[1]!])).code).toBe(0);
+      const scrape = await exporter.scrape();
+      for (const file of files) expectReadCleanly(scrape, file);
+      const status = scrape.families.find((f) => f.name === "kubehyve_check_status")!;
+      expect(status.metrics.filter((m) => m.labels!.cluster === "doclab")).toHaveLength(5);
+      expect(
+        sampleOf(scrape.families, "kubehyve_check_status", { cluster: "otherlab", id: "alpha.fine" })?.value,
+      ).toBe("0");
+      for (const cluster of ["doclab", "otherlab"])
+        expect(
+          sampleOf(scrape.families, "kubehyve_doctor_last_run_timestamp_seconds", { cluster }),
+        ).toBeDefined();
+    } finally {
+      await exporter.stop();
+    }
+  });
+
+  test("node_exporter refuses a textfile that breaks its rules, so the checks above can fail", async () => {
+    const { run, dir } = lab();
+    const r = await run(["--format", "prometheus"]);
+    expect(r.code).toBe(1);
+    const good = r.stdout;
+    const textfiles = join(dir, "textfile");
+    const path = join(textfiles, "kubehyve.prom");
+    const exporter = await startNodeExporter(textfiles);
+    try {
+      writeFileSync(path, good);
+      expectReadCleanly(await exporter.scrape(), path);
+
+      const stamp = /^kubehyve_doctor_last_run_timestamp_seconds\{.*\n/m;
+      const refused = {
+        // text_parse.go:511 (prometheus/common v0.39.0).
+        "a second TYPE line": good.replace(
+          "# TYPE kubehyve_check_status gauge\n",
+          "# TYPE kubehyve_check_status gauge\n# TYPE kubehyve_check_status gauge\n",
+        ),
+        // textfile.go:281-282 (node_exporter v1.5.0).
+        "a client-side timestamp": good.replace(stamp, (line) => `${line.trimEnd()} 1700000000000\n`),
+        // text_parse.go:116.
+        "no line feed after the last line": good.trimEnd(),
+      };
+      for (const [what, text] of Object.entries(refused)) {
+        expect(text, what).not.toBe(good);
+        writeFileSync(path, text);
+        const scrape = await exporter.scrape();
+        expect(scrape.scrapeError, what).toBe(1);
+        expect(scrape.mtimes.has(path), what).toBe(false);
+        expect(scrape.errors.join("\n"), what).toContain("failed to collect textfile data");
+        // The whole file is dropped, not only the line that broke the rule.
+        expect(sampleOf(scrape.families, "kubehyve_doctor_findings"), what).toBeUndefined();
+      }
+
+      // A series given twice parses, and node_textfile_scrape_error stays 0: the registry drops the
+      // second sample while gathering (client_golang v1.14.0 registry.go:937-940).
+      const line = /^kubehyve_doctor_findings\{.*severity="ok".*\n/m.exec(good)![0];
+      writeFileSync(path, good.replace(line, `${line}${line}`));
+      const twice = await exporter.scrape();
+      expect(twice.scrapeError).toBe(0);
+      expect(twice.gatheringErrors).toBe(1);
+      expect(twice.errors.join("\n")).toContain("was collected before with the same name and label values");
+
+      writeFileSync(path, good);
+      expectReadCleanly(await exporter.scrape(), path);
+    } finally {
+      await exporter.stop();
+    }
   });
 });
 
