@@ -4,19 +4,38 @@
  * Bun 1.4 applies a preload's default to the first file of a run only, unless files run isolated
  * (--parallel): the package scripts also pass --timeout, which reaches every file.
  *
+ * Everything a test file makes in the temp dir goes into one directory of its own, removed once the
+ * file's tests and hooks are done (with --parallel each file runs isolated and this runs per file;
+ * without, once for the run): TMPDIR points there, so every mkdtemp(tmpdir()) of the tests, of the
+ * test/lab servers and of the programs they spawn lands in it. Servers a test forgot to stop are
+ * killed first (test/lab/servers.ts). A process "exit" handler would not do: bun test runs none.
+ *
  * The engine's runs lock "the host" they drive, and in most tests that host is this machine: each
- * test process gets a host lock of its own, so that files running side by side (or the tests of
- * another checkout) do not refuse each other's runs, and no test takes /var/run/kubehyve.lock.
+ * test file gets a host lock of its own in that directory, so that files running side by side (or
+ * the tests of another checkout) do not refuse each other's runs, and no test takes
+ * /var/run/kubehyve.lock.
  */
-import { setDefaultTimeout } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { afterAll, setDefaultTimeout } from "bun:test";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { killLeftovers } from "./lab/servers.ts";
 
 setDefaultTimeout(60_000);
 
-if (!process.env.KUBEHYVE_HOST_LOCK) {
-  const dir = mkdtempSync(join(tmpdir(), "kubehyve-test-host-lock-"));
-  process.env.KUBEHYVE_HOST_LOCK = join(dir, "kubehyve.lock");
-  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
-}
+const outer = { TMPDIR: process.env.TMPDIR, KUBEHYVE_HOST_LOCK: process.env.KUBEHYVE_HOST_LOCK };
+const root = mkdtempSync(join(tmpdir(), "kubehyve-test-"));
+// Traversable: some tests run programs as another user (a root sshd's sessions, dnsmasq as nobody).
+chmodSync(root, 0o755);
+process.env.TMPDIR = root;
+// A lock given from outside (a test that runs the suite's own files) is kept.
+process.env.KUBEHYVE_HOST_LOCK = outer.KUBEHYVE_HOST_LOCK || join(root, "kubehyve.lock");
+
+afterAll(async () => {
+  await killLeftovers();
+  for (const [name, value] of Object.entries(outer)) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+  rmSync(root, { recursive: true, force: true });
+});

@@ -416,12 +416,13 @@ describe("a plugin's targets", () => {
       signal: new AbortController().signal,
       timeouts: { read: 300, change: 60_000, long: 60_000 },
     })(new LocalTarget());
-    const running = host.run(["sh", "-c", `echo $$ > ${pidFile}; exec sleep 60`]);
+    // Run in the temp dir, so that the command, and the message that shows it, is one length.
+    const running = host.run(["sh", "-c", "echo $$ > pid; exec sleep 60"], { cwd: dir });
     const pid = await pidOf(pidFile);
     const error = (await running.catch((e) => e)) as CommandTimeoutError;
     expect(error).toBeInstanceOf(CommandTimeoutError);
     expect(error.message).toBe(
-      `local: \`sh -c echo $$ > ${pidFile}; exec sleep 60\` did not finish within 300 ms (the limit for a query) and was killed`,
+      "local: `sh -c echo $$ > pid; exec sleep 60` did not finish within 300 ms (the limit for a query) and was killed",
     );
     expect(error.hint).toBe(
       "if it needs longer, raise timeouts.read in the cluster file; otherwise find out why it hangs on local",

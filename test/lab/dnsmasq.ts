@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findTool } from "./prereq.ts";
+import { track } from "./servers.ts";
 
 export interface Dnsmasq {
   host: string;
@@ -59,24 +60,27 @@ export async function startDnsmasq(opts: DnsmasqOptions): Promise<Dnsmasq> {
   if (!address.startsWith("127.")) throw new Error(`startDnsmasq: ${address} is not a loopback address`);
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = opts.port ?? (await freeUdpPort());
-    const proc = Bun.spawn(
-      [
-        binary,
-        "--keep-in-foreground",
-        "--log-facility=-",
-        "--log-queries",
-        `--conf-file=${conf}`,
-        "--no-resolv",
-        "--no-hosts",
-        "--no-poll",
-        "--bind-interfaces",
-        `--listen-address=${address}`,
-        `--port=${port}`,
-        "--pid-file=",
-        // A root dnsmasq drops privileges to this user; a non-root one cannot and ignores it.
-        ...(process.getuid?.() === 0 ? ["--user=nobody"] : []),
-      ],
-      { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+    // Ended with the test file even when a test forgets stop() (servers.ts).
+    const proc = track(
+      Bun.spawn(
+        [
+          binary,
+          "--keep-in-foreground",
+          "--log-facility=-",
+          "--log-queries",
+          `--conf-file=${conf}`,
+          "--no-resolv",
+          "--no-hosts",
+          "--no-poll",
+          "--bind-interfaces",
+          `--listen-address=${address}`,
+          `--port=${port}`,
+          "--pid-file=",
+          // A root dnsmasq drops privileges to this user; a non-root one cannot and ignores it.
+          ...(process.getuid?.() === 0 ? ["--user=nobody"] : []),
+        ],
+        { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+      ),
     );
     let output = "";
     const reader = (async () => {

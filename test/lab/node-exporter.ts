@@ -28,6 +28,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
 import { findTool, have } from "./prereq.ts";
+import { dyingWithParent, haveSetpriv, track } from "./servers.ts";
 
 export const NODE_EXPORTER = "prometheus-node-exporter";
 
@@ -66,7 +67,7 @@ const SCRAPE_TIMEOUT_MS = 10_000;
 
 /** True when the programs the helper runs are here (under CI=true, throws when one is not). */
 export function haveNodeExporter(): boolean {
-  return have(NODE_EXPORTER, NODE_EXPORTER) && have("setpriv", "util-linux");
+  return have(NODE_EXPORTER, NODE_EXPORTER) && haveSetpriv();
 }
 
 async function freePort(): Promise<number> {
@@ -101,9 +102,7 @@ async function get(url: string): Promise<string> {
  */
 export async function startNodeExporter(directory: string): Promise<NodeExporter> {
   const binary = findTool(NODE_EXPORTER);
-  const setpriv = findTool("setpriv");
-  if (!binary || !setpriv)
-    throw new Error(`${NODE_EXPORTER} and setpriv are needed: install ${NODE_EXPORTER} and util-linux`);
+  if (!binary) throw new Error(`${NODE_EXPORTER} is needed: install ${NODE_EXPORTER}`);
   await mkdir(directory, { recursive: true });
   // The log has a directory of its own: node_exporter must see only the test's files.
   const logDir = await mkdtemp(join(tmpdir(), "kubehyve-node-exporter-"));
@@ -117,23 +116,19 @@ export async function startNodeExporter(directory: string): Promise<NodeExporter
     await rm(logFile, { force: true });
     // Flags as `prometheus-node-exporter --help` of 1.5.0 lists them. The exporter's own metrics
     // stay on: promhttp_metric_handler_errors_total is how a dropped duplicate series shows.
-    // The kernel kills it when the test process ends, even when a test forgot stop(): bun test
-    // (1.4.5) runs no process "exit" handler, so one would never fire. setpriv sets the
-    // parent-death signal and execs node_exporter, which keeps it (prctl(2) PR_SET_PDEATHSIG; it
-    // follows the thread that spawned, here the JavaScript thread, which lives as long as the run).
-    const proc = Bun.spawn(
-      [
-        setpriv,
-        "--pdeathsig",
-        "KILL",
-        "--",
-        binary,
-        "--collector.disable-defaults",
-        "--collector.textfile",
-        `--collector.textfile.directory=${directory}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-      ],
-      { stdin: "ignore", stdout: "ignore", stderr: Bun.file(logFile) },
+    // Ended with the test file even when a test forgets stop(), and by the kernel when the test
+    // process dies (servers.ts).
+    const proc = track(
+      Bun.spawn(
+        dyingWithParent([
+          binary,
+          "--collector.disable-defaults",
+          "--collector.textfile",
+          `--collector.textfile.directory=${directory}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+        ]),
+        { stdin: "ignore", stdout: "ignore", stderr: Bun.file(logFile) },
+      ),
     );
     const stop = async () => {
       proc.kill("SIGTERM");

@@ -14,6 +14,7 @@ import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findTool } from "./prereq.ts";
+import { dyingWithParent, track } from "./servers.ts";
 
 export interface SshdOptions {
   /** The account to log in as; defaults to the user running the tests. */
@@ -40,12 +41,6 @@ export interface Sshd {
 }
 
 const STARTUP_TIMEOUT_MS = 10_000;
-
-/** Servers not stopped yet: killed when the test process exits, even when a test forgot stop(). */
-const running = new Set<Bun.Subprocess>();
-process.on("exit", () => {
-  for (const proc of running) proc.kill("SIGKILL");
-});
 
 export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
   const sshdPath = findTool("sshd");
@@ -81,13 +76,15 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
     const launch = async (port: number) => {
       const seen = countListening(await readLog(logFile), port);
       await writeFile(config, sshdConfig({ port, hostKey, authorizedKeys, user, env, dir }));
-      const proc = Bun.spawn([sshdPath, "-D", "-e", "-E", logFile, "-f", config], {
-        stdin: "ignore",
-        stdout: "ignore",
-        stderr: "ignore",
-      });
+      // Ended with the test file even when a test forgets stop() (servers.ts).
+      const proc = track(
+        Bun.spawn(dyingWithParent([sshdPath, "-D", "-e", "-E", logFile, "-f", config]), {
+          stdin: "ignore",
+          stdout: "ignore",
+          stderr: "ignore",
+        }),
+      );
       state.proc = proc;
-      running.add(proc);
       await waitListening(proc, logFile, port, seen);
       state.port = port;
     };
@@ -120,7 +117,6 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
       }
       proc.kill("SIGTERM");
       await proc.exited;
-      running.delete(proc);
     };
 
     const sshd: Sshd = {
