@@ -50,6 +50,29 @@ function shapeProblem(candidate: unknown): string | undefined {
   return undefined;
 }
 
+/** Where Bun's parser puts a syntax error (its BuildMessage): line and column are 1-based. */
+interface BuildMessageLike {
+  message: string;
+  position?: { file?: string; line: number; column: number } | null;
+}
+
+/**
+ * What went wrong importing `file`, for a person: the first syntax error with its place (Bun
+ * reports them as an AggregateError of BuildMessages whose own message is only "Failed to scan
+ * imports"), the message of anything else thrown, and a value that is not an Error at all (a
+ * plugin may `throw null`) as itself.
+ */
+function whyNotLoaded(error: unknown, file: string): string {
+  const messages = (error as { errors?: unknown } | null)?.errors;
+  const first = (Array.isArray(messages) ? messages[0] : error) as BuildMessageLike | undefined;
+  if (first?.position && typeof first.message === "string") {
+    const { line, column } = first.position;
+    return `${file}:${line}:${column}: ${first.message}`;
+  }
+  if (error instanceof Error) return error.message;
+  return `it threw ${typeof error === "string" ? error : String(error)}`;
+}
+
 export async function loadPlugins(
   builtins: readonly AnyPlugin[],
   searchPath: readonly string[],
@@ -161,7 +184,7 @@ export async function loadPlugins(
       entries.push({ id: file.split("/").pop()!, origin: file, status: "failed" });
       diagnostics.push(
         diag.error("plugin.load-failed", `plugin file ${file} failed to load`, {
-          detail: (error as Error).message,
+          detail: whyNotLoaded(error, file),
           hint: "fix the file, or move it out of the plugin path",
         }),
       );

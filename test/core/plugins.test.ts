@@ -146,6 +146,35 @@ describe("the plugin loader", () => {
     ]);
   });
 
+  test("a file that throws at import, whatever it throws, is one diagnostic with what it threw", async () => {
+    const nothing = write("nothing.ts", "throw null;\n");
+    const words = write("words.ts", 'throw "the config is gone";\n');
+    const error = write("error.ts", 'throw new Error("boom at import");\n');
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics.map((d) => [d.code, d.summary, d.detail])).toEqual([
+      ["plugin.load-failed", `plugin file ${error} failed to load`, "boom at import"],
+      ["plugin.load-failed", `plugin file ${nothing} failed to load`, "it threw null"],
+      ["plugin.load-failed", `plugin file ${words} failed to load`, "it threw the config is gone"],
+    ]);
+  });
+
+  test("a syntax error names the file, line and column of the first error", async () => {
+    const file = write(
+      "broken.ts",
+      'import { definePlugin } from "kubehyve";\nconst x = ;\nexport default {{{ broken\n',
+    );
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.load-failed",
+        summary: `plugin file ${file} failed to load`,
+        detail: `${file}:2:11: Unexpected ;`,
+      }),
+    ]);
+  });
+
   test.skipIf(process.getuid?.() !== 0)(
     "refuses a file owned by another user, who could make it writable again at will",
     async () => {
