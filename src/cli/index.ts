@@ -223,10 +223,31 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
 export async function runCli(rawArgs: string[]): Promise<number> {
   const json = rawArgs.includes("--json");
   try {
-    const { path, rest, leaf } = await resolvePath(rawArgs);
-    if (rest.includes("--help") || rest.includes("-h") || path.length === 0) {
+    let { path, rest, leaf } = await resolvePath(rawArgs);
+    const help = rest.includes("--help") || rest.includes("-h");
+    // `kubehyve --verbose --version` is the version too, not a usage error: only the fast path in
+    // main.ts needs --version alone.
+    const versionFlag = rest.findIndex((a) => a === "--version" || a === "-V");
+    if (path.length === 0 && versionFlag >= 0 && !help) {
+      path = ["version"];
+      rest = rest.filter((_, i) => i !== versionFlag);
+      leaf = await commands.version!();
+    }
+    if (help) {
       output().stdout(`${await usage(path)}\n`);
-      return path.length === 0 && !rest.some((a) => a === "--help" || a === "-h") ? ExitCode.badInput : 0;
+      return 0;
+    }
+    // No command, or a group (config) without its subcommand: citty would throw "No command
+    // specified", which is the user's slip, not a bug. The usage goes to stderr: stdout may be
+    // promised to --json, or piped somewhere that expects the command's output.
+    if (path.length === 0 || (!leaf.run && leaf.subCommands)) {
+      if (json)
+        throw new InputError(
+          "no command given",
+          `${["kubehyve", ...path].join(" ")} --help lists the commands`,
+        );
+      output().stderr(`${await usage(path)}\n`);
+      return ExitCode.badInput;
     }
     const args = ((await leaf.args) ?? {}) as ArgsDef;
     checkFlags(rest, args, path.join(" "));

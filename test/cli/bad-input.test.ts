@@ -34,3 +34,52 @@ describe("kubehyve plugins", () => {
     );
   });
 });
+
+describe("a command line without a command", () => {
+  test("a command group without its subcommand shows the group's usage on stderr and exits 2", async () => {
+    const { run } = workdir();
+    const r = await run(["config"]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("USAGE kubehyve config schema|validate");
+    expect(r.stderr).not.toContain("bug");
+    const help = await run(["config", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("USAGE kubehyve config schema|validate");
+  });
+
+  test("no command at all is usage on stderr with exit 2; with --json one error event, nothing else", async () => {
+    const { run } = workdir();
+    const bare = await run([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stdout).toBe("");
+    expect(bare.stderr).toContain("USAGE kubehyve init|plan|up");
+    const json = await run(["--json"]);
+    expect(json.code).toBe(2);
+    expect(
+      json.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
+      {
+        v: 1,
+        type: "error",
+        message: "no command given",
+        hint: "kubehyve --help lists the commands",
+        problems: [],
+        exitCode: 2,
+      },
+    ]);
+  });
+
+  test("--version next to other flags is the version, as it is alone", async () => {
+    const { run } = workdir();
+    const verbose = await run(["--verbose", "--version"]);
+    expect(verbose.code).toBe(0);
+    expect(verbose.stdout).toMatch(/^kubehyve \d+\.\d+\.\d+ \(commit [^)]+\)\n$/);
+    const json = await run(["--version", "--json"]);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ v: 1, type: "version" });
+  });
+});
