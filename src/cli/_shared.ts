@@ -160,11 +160,3 @@ export function splitList(value: string | undefined, flag = "--only", separator 
     );
   return items;
 }
-
-export function requireNoPositionals(positionals: readonly string[], command: string): void {
-  if (positionals.length)
-    throw new InputError(
-      `${command} takes no arguments, but got: ${positionals.join(" ")}`,
-      `kubehyve ${command} --help`,
-    );
-}

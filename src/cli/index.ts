@@ -55,31 +55,61 @@ export function suggest(input: string, candidates: readonly string[]): string | 
   return best?.name;
 }
 
-function flagNames(args: ArgsDef): { names: Set<string>; values: Set<string> } {
+function flagNames(args: ArgsDef): {
+  names: Set<string>;
+  values: Set<string>;
+  /** Every name and alias → the flag's own name. */
+  canonical: Map<string, string>;
+  /** Flags that may be given more than once: their description says so, as the usage shows it. */
+  repeatable: Set<string>;
+  /** How many positional arguments the command takes. */
+  positionals: number;
+} {
   const names = new Set(["help", "h"]);
   const values = new Set<string>();
+  const canonical = new Map<string, string>();
+  const repeatable = new Set<string>();
+  let positionals = 0;
   for (const [name, def] of Object.entries(args)) {
-    if (def.type === "positional") continue;
+    if (def.type === "positional") {
+      positionals++;
+      continue;
+    }
     const alias = (def as { alias?: string | string[] }).alias;
     const aliases = alias === undefined ? [] : Array.isArray(alias) ? alias : [alias];
+    if (/\brepeatable\b/.test(def.description ?? "")) repeatable.add(name);
     for (const n of [name, ...aliases]) {
       names.add(n);
+      canonical.set(n, name);
       if (def.type === "string" || def.type === "enum") values.add(n);
     }
   }
-  return { names, values };
+  return { names, values, canonical, repeatable, positionals };
 }
 
-/** Refuses flags a command does not know, with a suggestion; citty itself would ignore them. */
+/**
+ * Refuses what citty would quietly get wrong: flags a command does not know (with a suggestion),
+ * a flag without its value, an empty value, one flag given two values (citty keeps the last: `-c
+ * a.yaml … -c b.yaml` would act on b.yaml), and words no flag takes (citty drops them: `kubehyve
+ * plan offline` would inspect the host).
+ */
 export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: string): void {
-  const { names, values } = flagNames(args);
+  const { names, values, canonical, repeatable, positionals: allowed } = flagNames(args);
+  const given = new Map<string, string>();
+  const words: string[] = [];
   for (let i = 0; i < rawArgs.length; i++) {
     const token = rawArgs[i]!;
-    if (token === "--") break;
-    if (!token.startsWith("-") || token === "-") continue;
+    if (token === "--") {
+      words.push(...rawArgs.slice(i + 1));
+      break;
+    }
+    if (!token.startsWith("-") || token === "-") {
+      words.push(token);
+      continue;
+    }
     const [flag] = token.replace(/^--?/, "").split("=");
     const shortGroup = !token.startsWith("--") && flag!.length > 1 ? flag!.split("") : [flag!];
-    for (const name of shortGroup) {
+    for (const [at, name] of shortGroup.entries()) {
       const plain = name.startsWith("no-") && names.has(name.slice(3)) ? name.slice(3) : name;
       if (!names.has(plain)) {
         const guess = suggest(
@@ -92,6 +122,15 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
         );
       }
       if (values.has(plain)) {
+        // citty, like getopt, takes the rest of the group as the value (-cy: config "y"), while
+        // the person meant the next word.
+        if (at < shortGroup.length - 1) {
+          const others = shortGroup.filter((_, k) => k !== at).join("");
+          throw new InputError(
+            `${token}: -${name} takes a value, so it must come last in a group of short flags`,
+            `write -${others}${name} VALUE, or -${name} VALUE on its own`,
+          );
+        }
         const inline = token.includes("=");
         // citty would quietly take the flag as empty, and -c would fall back to the default file.
         if (!inline && (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--"))
@@ -106,9 +145,24 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
             `give ${shown} a value, or leave the flag out: see kubehyve ${command} --help`,
           );
         }
+        const own = canonical.get(plain)!;
+        const before = given.get(own);
+        if (before !== undefined && before !== value && !repeatable.has(own))
+          throw new InputError(
+            `--${own} was given twice, as ${JSON.stringify(before)} and ${JSON.stringify(value)}; nothing was done`,
+            `give --${own} once: see kubehyve ${command} --help`,
+          );
+        given.set(own, value);
       }
     }
   }
+  if (words.length > allowed)
+    throw new InputError(
+      allowed === 0
+        ? `kubehyve ${command} takes no arguments, but got: ${words.join(" ")}`
+        : `kubehyve ${command} takes ${allowed} argument${allowed === 1 ? "" : "s"}, but got ${words.length}: ${words.join(" ")}`,
+      `see kubehyve ${command} --help`,
+    );
 }
 
 async function usage(path: string[]): Promise<string> {

@@ -4,7 +4,7 @@
  * test/lab/cli.ts runInProcess, as the binary would run.
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runInProcess } from "../lab/cli.ts";
@@ -81,5 +81,24 @@ describe("a command line without a command", () => {
     const json = await run(["--version", "--json"]);
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({ v: 1, type: "version" });
+  });
+});
+
+describe("words and flags the command line would get wrong", () => {
+  test("plan offline (a flag without its dashes) is refused before the cluster file is read or a state dir made", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["plan", "offline", "--state-dir", join(dir, "state")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "✖ kubehyve plan takes no arguments, but got: offline\n  → see kubehyve plan --help\n",
+    );
+    expect(existsSync(join(dir, "state"))).toBe(false);
+  });
+
+  test("two different cluster files for one run are refused, not the last one taken", async () => {
+    const { run } = workdir();
+    const r = await run(["config", "validate", "-c", "a.yaml", "-c", "b.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toStartWith('✖ --config was given twice, as "a.yaml" and "b.yaml"; nothing was done\n');
   });
 });
