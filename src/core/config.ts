@@ -108,6 +108,49 @@ function issuePath(issue: v.BaseIssue<unknown>): PathKey[] {
   return (issue.path ?? []).map((item) => item.key as PathKey);
 }
 
+const isUnknownKey = (issue: v.BaseIssue<unknown>) =>
+  issue.kind === "schema" && issue.type === "strict_object" && issue.expected === "never";
+
+/**
+ * The issues of `input`, every unknown key among them. valibot's strictObject stops at the first
+ * key it does not know (its loop breaks there), so a file with three typos in one node would be
+ * fixed one run at a time. Each unknown key reported is removed from a copy and the copy checked
+ * again, until no new one appears; each new one is listed after its siblings. It stops once
+ * there are more issues than a report shows, so a hostile file costs a few checks, not one a key.
+ */
+function safeParseEveryKey<S extends v.GenericSchema>(schema: S, input: unknown): v.SafeParseResult<S> {
+  const first = v.safeParse(schema, input);
+  if (first.success) return first;
+  const issues = [...first.issues];
+  const seen = new Set(issues.filter(isUnknownKey).map((i) => formatPath(issuePath(i))));
+  let pending = issues.filter(isUnknownKey);
+  let copy: unknown;
+  while (pending.length && issues.length <= YAML_LIMITS.problems) {
+    copy ??= structuredClone(input);
+    for (const issue of pending) {
+      const path = issuePath(issue);
+      let parent: unknown = copy;
+      for (const key of path.slice(0, -1)) parent = (parent as Record<PathKey, unknown> | undefined)?.[key];
+      if (parent && typeof parent === "object") delete (parent as Record<PathKey, unknown>)[path.at(-1)!];
+    }
+    const again = v.safeParse(schema, copy);
+    if (again.success) break;
+    pending = again.issues.filter((i) => isUnknownKey(i) && !seen.has(formatPath(issuePath(i))));
+    for (const issue of pending) {
+      const parent = formatPath(issuePath(issue).slice(0, -1));
+      seen.add(formatPath(issuePath(issue)));
+      let at = issues.length;
+      for (let i = issues.length - 1; i >= 0; i--)
+        if (isUnknownKey(issues[i]!) && formatPath(issuePath(issues[i]!).slice(0, -1)) === parent) {
+          at = i + 1;
+          break;
+        }
+      issues.splice(at, 0, issue);
+    }
+  }
+  return { ...first, issues: issues as typeof first.issues };
+}
+
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   // valibot's own messages for type mismatches name the received value; ours name the fix.
   if (issue.kind === "schema" && issue.type === "strict_object" && issue.expected === "never") {
@@ -317,7 +360,7 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
     }
     let options: unknown = rawOptions;
     if (plugin.options) {
-      const result = v.safeParse(plugin.options, rawOptions);
+      const result = safeParseEveryKey(plugin.options, rawOptions);
       if (result.success) options = result.output;
       else
         for (const issue of result.issues)
@@ -348,7 +391,7 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
     );
     throw invalid(source, problems);
   }
-  const parsed = v.safeParse(ClusterFileSchema, raw);
+  const parsed = safeParseEveryKey(ClusterFileSchema, raw);
   if (!parsed.success)
     for (const issue of parsed.issues) problems.add(issuePath(issue), describeIssue(issue));
   const view = lenientView(raw);

@@ -282,6 +282,20 @@ describe("a broken cluster file", () => {
     ]);
   });
 
+  test("every unknown field of one object is reported, not only the first, in the core and in a stage", () => {
+    const text = VALID.replace("name: lab\n", "name: lab\nnmae: lab\nnetwrok: {}\n")
+      .replace("    role: control-plane\n", "    role: control-plane\n    cpu: 2\n    mem: 4GiB\n")
+      .replace("    plugin: fake\n", "    plugin: fake\n    swich: lan\n    hostreserve: 2GiB\n");
+    expect(problemsOf(text).map((p) => [p.path, p.message])).toEqual([
+      ["nodes[0].cpu", "unknown field (cpu is not one of the fields allowed here)"],
+      ["nodes[0].mem", "unknown field (mem is not one of the fields allowed here)"],
+      ["nmae", "unknown field (nmae is not one of the fields allowed here)"],
+      ["netwrok", "unknown field (netwrok is not one of the fields allowed here)"],
+      ["stages.hypervisor.swich", "unknown field (swich is not one of the fields allowed here)"],
+      ["stages.hypervisor.hostreserve", "unknown field (hostreserve is not one of the fields allowed here)"],
+    ]);
+  });
+
   test("a YAML syntax error names file:line:column", () => {
     const problems = problemsOf("name: lab\nnodes:\n  - name: a\n   role: worker\n");
     expect(problems[0]!.where).toMatch(/^kubehyve\.yaml:4:\d+$/);
