@@ -4,6 +4,7 @@
  * prints errors or exits.
  */
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
+import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
 import { output } from "./output.ts";
@@ -243,6 +244,9 @@ function systemError(error: unknown): KubehyveError | undefined {
   return new KubehyveError(e.message, ExitCode.phaseFailed, hints[e.code]);
 }
 
+/** `text` with every control or format character escaped as a JSON string would have it. */
+const visible = (text: string) => text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => quoted(c).slice(1, -1));
+
 export function printError(thrown: unknown, json: boolean, verbose = false): number {
   const system = systemError(thrown);
   if (system && verbose && !json) output().stderr(`${(thrown as Error).stack}\n`);
@@ -264,7 +268,9 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
   if (error instanceof InputError) {
     for (const p of error.problems) {
       const where = p.where ? `${p.where}: ` : "";
-      output().stderr(`  ${where}${p.path ? `${p.path}: ` : ""}${p.message}\n`);
+      // One problem, one line: what the file put into a message (a name with a line break or an
+      // escape sequence, in a stage's own message too) is shown escaped, never raw.
+      output().stderr(`  ${visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`)}\n`);
     }
   }
   if (error.hint) output().stderr(`  → ${error.hint}\n`);

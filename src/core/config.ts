@@ -55,9 +55,39 @@ export interface Problem {
 
 type PathKey = string | number;
 
-/** `nodes[1].memory` from ["nodes", 1, "memory"]. */
+/** A key shown as it is in a path: nothing a path is made of (. [ ] "), no blank, no control character. */
+const PLAIN_KEY = /^[^\s.[\]"\\\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$/u;
+
+/**
+ * `text` as a JSON string whose every character is visible: JSON.stringify escapes C0 controls
+ * (a line break, ESC) but leaves DEL, C1 controls and format characters (a bidi override) raw,
+ * and each of them could make a message line say something the file did not.
+ */
+export function quoted(text: string): string {
+  return JSON.stringify(text).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) =>
+    c
+      .split("")
+      .map((unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, "0")}`)
+      .join(""),
+  );
+}
+
+/** A key of the file as a message shows it: quoted when it is not a plain word. */
+export function shownKey(key: string): string {
+  return PLAIN_KEY.test(key) ? key : quoted(key);
+}
+
+/**
+ * `nodes[1].memory` from ["nodes", 1, "memory"]. A key that is not a plain word is quoted
+ * (`extraVars["a.b"]`): a key with a line break or an escape sequence in it must not reach the
+ * terminal raw, and a key with a dot must not read as two.
+ */
 export function formatPath(path: readonly PathKey[]): string {
-  return path.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? k : `.${k}`)).join("");
+  return path
+    .map((k, i) =>
+      typeof k === "number" ? `[${k}]` : !PLAIN_KEY.test(k) ? `[${quoted(k)}]` : i === 0 ? k : `.${k}`,
+    )
+    .join("");
 }
 
 class ProblemList {
@@ -153,11 +183,12 @@ function safeParseEveryKey<S extends v.GenericSchema>(schema: S, input: unknown)
 
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   // valibot's own messages for type mismatches name the received value; ours name the fix.
-  if (issue.kind === "schema" && issue.type === "strict_object" && issue.expected === "never") {
-    const key = issue.received.replaceAll('"', "");
+  if (isUnknownKey(issue)) {
+    // The key itself, from the issue's path: `received` is it between quotes, unescaped.
+    const key = String(issue.path?.at(-1)?.key ?? issue.input);
     if (key === "<<")
       return "unknown field: YAML merge keys (<<) are not supported; write the fields out, or share a value with an anchor and an alias";
-    return `unknown field (${shorten(key, 64)} is not one of the fields allowed here)`;
+    return `unknown field (${shownKey(shorten(key, 64))} is not one of the fields allowed here)`;
   }
   if (issue.input === undefined && issue.kind === "schema") return "is required";
   return issue.message;
@@ -413,7 +444,9 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
 
 /** ["nodes", 1, "memory"] from `nodes[1].memory`: the inverse of formatPath. */
 export function parsePath(path: string): PathKey[] {
-  return [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] === undefined ? m[1]! : Number(m[2])));
+  return [...path.matchAll(/\[("(?:[^"\\]|\\.)*")\]|\[(\d+)\]|([^.[\]]+)/g)].map((m) =>
+    m[1] !== undefined ? (JSON.parse(m[1]) as string) : m[2] !== undefined ? Number(m[2]) : m[3]!,
+  );
 }
 
 function invalid(source: string, problems: ProblemList): InputError {

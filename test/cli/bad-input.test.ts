@@ -102,3 +102,30 @@ describe("words and flags the command line would get wrong", () => {
     expect(r.stderr).toStartWith('✖ --config was given twice, as "a.yaml" and "b.yaml"; nothing was done\n');
   });
 });
+
+describe("a cluster file whose text reaches the messages", () => {
+  test("each problem is one line on stderr: line breaks and escape sequences from the file come out escaped", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(
+      join(dir, "kubehyve.yaml"),
+      [
+        "name: lab",
+        '"fake\\n  kubehyve.yaml:1:1: all fine\\e[2J": 1',
+        "network: { gateway: 127.0.0.1, subnet: 127.0.0.0/24 }",
+        "nodes:",
+        '  - { name: "a\\nb", role: control-plane, address: 127.0.0.10 }',
+        '  - { name: "a\\nb", role: worker, address: 127.0.0.11 }',
+        "",
+      ].join("\n"),
+    );
+    const r = await run(["config", "validate"]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines[0]).toBe(`✖ ${join(dir, "kubehyve.yaml")} has 4 problems`);
+    expect(lines).toHaveLength(5);
+    for (const line of lines) expect(line).not.toMatch(/\p{Cc}/u);
+    expect(lines).toContain(
+      `  ${join(dir, "kubehyve.yaml")}:6:13: nodes[1].name: "a\\nb" is also the name of nodes[0]`,
+    );
+  });
+});

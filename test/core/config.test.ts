@@ -375,8 +375,35 @@ describe("a stage's own validation", () => {
 
 describe("parsePath", () => {
   test("is the inverse of formatPath", () => {
-    for (const path of [["nodes", 1, "memory"], ["stages", "k8s", "release", "sha256"], ["name"]] as const)
+    for (const path of [
+      ["nodes", 1, "memory"],
+      ["stages", "k8s", "release", "sha256"],
+      ["name"],
+      ["stages", "k8s", "extraVars", "a.b"],
+      ["evil\n  kubehyve.yaml:1:1: fine", "x"],
+      ["stages", 'say "[0]"', "plugin"],
+    ] as const)
       expect(parsePath(formatPath(path))).toEqual([...path]);
+  });
+
+  test("a key that is not a plain word is quoted, so that a path is one line and means one thing", () => {
+    expect(formatPath(["stages", "k8s", "extraVars", "a.b"])).toBe('stages.k8s.extraVars["a.b"]');
+    expect(formatPath(["evil\n\u001b[31m", "x"])).toBe('["evil\\n\\u001b[31m"].x');
+    expect(formatPath(["<<"])).toBe("<<");
+  });
+});
+
+describe("a key holding a line break or a terminal escape", () => {
+  test("is shown quoted in the path and in the message, never raw", () => {
+    const problems = problemsOf(
+      VALID.replace("name: lab\n", 'name: lab\n"evil\\n  kubehyve.yaml:1:1: nodes: fine\\e[31m": 1\n'),
+    );
+    expect(problems.map((p) => [p.path, p.message])).toEqual([
+      [
+        '["evil\\n  kubehyve.yaml:1:1: nodes: fine\\u001b[31m"]',
+        'unknown field ("evil\\n  kubehyve.yaml:1:1: nodes: fine\\u001b[31m" is not one of the fields allowed here)',
+      ],
+    ]);
   });
 });
 
