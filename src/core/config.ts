@@ -12,7 +12,7 @@ import { parseDuration } from "./duration.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
 import { type Cluster, DEFAULT_TIMEOUTS, type HostSpec, type NodeSpec } from "./model.ts";
 import { nodeMac, nodeUuid } from "./node-identity.ts";
-import { type ClusterFile, ClusterFileSchema } from "./schema.ts";
+import { type ClusterFile, ClusterFileSchema, DnsLabel } from "./schema.ts";
 import { parseSize } from "./units.ts";
 import {
   decodeUtf8,
@@ -372,6 +372,9 @@ function checkSemantics(view: LenientView, problems: ProblemList): void {
 function resolveStages(view: LenientView, plugins: PluginLookup, problems: ProblemList): Stage[] {
   const stages: Stage[] = [];
   for (const [slot, raw] of view.stages) {
+    // The schema reports a slot that is no name; its plugin would only add a second, stranger
+    // problem ("plugin ../x/bhyve fills the slot ..").
+    if (!v.is(DnsLabel, slot)) continue;
     const { plugin: name, ...rawOptions } = obj(raw);
     if (typeof name !== "string" || !/^([a-z0-9-]+\/)?[a-z0-9-]+$/.test(name)) continue; // the schema reports it
     const id = name.includes("/") ? name : `${slot}/${name}`;

@@ -393,6 +393,15 @@ describe("parsePath", () => {
   });
 });
 
+describe("a stage slot that is not a name", () => {
+  test("is one problem, not a second one about its plugin", () => {
+    const problems = problemsOf(
+      VALID.replace("  hypervisor:\n", '  "../x": { plugin: fake }\n  hypervisor:\n'),
+    );
+    expect(problems.map((p) => p.path)).toEqual(['stages["../x"]']);
+  });
+});
+
 describe("a key holding a line break or a terminal escape", () => {
   test("is shown quoted in the path and in the message, never raw", () => {
     const problems = problemsOf(
