@@ -91,7 +91,7 @@ export function formatPath(path: readonly PathKey[]): string {
 }
 
 class ProblemList {
-  private readonly found: { path: readonly PathKey[]; message: string }[] = [];
+  private readonly found: { path: readonly PathKey[]; message: string; atKey?: boolean }[] = [];
   /** `located` gives the document with its positions; it is read only once a problem is found. */
   constructor(
     private readonly source: string,
@@ -102,8 +102,9 @@ class ProblemList {
     return this.found.length;
   }
 
-  add(path: readonly PathKey[], message: string): void {
-    this.found.push({ path, message });
+  /** `atKey`: the problem is the key itself (an unknown field), so its place is the key's, not its value's. */
+  add(path: readonly PathKey[], message: string, atKey = false): void {
+    this.found.push({ path, message, atKey });
   }
 
   /**
@@ -111,24 +112,38 @@ class ProblemList {
    * text (keys, names), so each is cut short: a megabyte key must not become a megabyte message.
    */
   get items(): Problem[] {
-    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message }) => ({
+    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message, atKey }) => ({
       path: shorten(formatPath(path.map((k) => (typeof k === "string" ? shorten(k, 64) : k))), 200),
       message: shorten(message, 400),
-      where: this.locate(path),
+      where: this.locate(path, atKey),
     }));
   }
 
-  /** The position of the deepest node of `path` present in the document. */
-  private locate(path: readonly PathKey[]): string | undefined {
+  /**
+   * The position of the deepest node of `path` present in the document; with `atKey`, of the last
+   * key itself. A value's position would point past the end of `bogus:` (its empty value), or at
+   * the first field of the next line when the value is a block mapping.
+   */
+  private locate(path: readonly PathKey[], atKey = false): string | undefined {
     if (!this.located) return undefined;
     const { doc, lines } = this.located();
+    const at = (range: [number, number, number]) => {
+      const { line, col } = lines.linePos(range[0]);
+      return `${this.source}:${line}:${col}`;
+    };
+    if (atKey && path.length) {
+      const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
+      type Pair = { key?: { value?: unknown; range?: [number, number, number] } | null };
+      const name = String(path.at(-1));
+      const pair = ((parent as { items?: Pair[] } | null)?.items ?? []).find(
+        (p) => p?.key && (p.key.value === null ? "" : String(p.key.value)) === name,
+      );
+      if (pair?.key?.range) return at(pair.key.range);
+    }
     for (let depth = path.length; depth >= 0; depth--) {
       const node = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth), true);
       const range = (node as { range?: [number, number, number] } | undefined)?.range;
-      if (range) {
-        const { line, col } = lines.linePos(range[0]);
-        return `${this.source}:${line}:${col}`;
-      }
+      if (range) return at(range);
     }
     return undefined;
   }
@@ -398,7 +413,7 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
       if (result.success) options = result.output;
       else
         for (const issue of result.issues)
-          problems.add(["stages", slot, ...issuePath(issue)], describeIssue(issue));
+          problems.add(["stages", slot, ...issuePath(issue)], describeIssue(issue), isUnknownKey(issue));
     }
     stages.push({ slot, plugin, options });
   }
@@ -427,7 +442,8 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   }
   const parsed = safeParseEveryKey(ClusterFileSchema, raw);
   if (!parsed.success)
-    for (const issue of parsed.issues) problems.add(issuePath(issue), describeIssue(issue));
+    for (const issue of parsed.issues)
+      problems.add(issuePath(issue), describeIssue(issue), isUnknownKey(issue));
   const view = lenientView(raw);
   const warnings: Diagnostic[] = [];
   checkSemantics(view, problems);

@@ -393,6 +393,19 @@ describe("parsePath", () => {
   });
 });
 
+describe("an unknown field", () => {
+  test("is placed at its key, not at its value on the line below or past the end of its line", () => {
+    const text = VALID.replace("  subnet: 192.168.1.0/24\n", "  subnet: 192.168.1.0/24\n  bogus:\n")
+      .replace("nodes:\n", "extra:\n  deep: 1\nnodes:\n")
+      .replace("    plugin: fake\n", "    plugin: fake\n    zzz: { a: 1 }\n");
+    expect(problemsOf(text).map((p) => [p.path, p.where])).toEqual([
+      ["network.bogus", "kubehyve.yaml:5:3"],
+      ["extra", "kubehyve.yaml:7:1"],
+      ["stages.hypervisor.zzz", "kubehyve.yaml:21:5"],
+    ]);
+  });
+});
+
 describe("a stage slot that is not a name", () => {
   test("is one problem, not a second one about its plugin", () => {
     const problems = problemsOf(
