@@ -35,6 +35,8 @@ export interface PluginLookup {
   find(id: string): AnyPlugin | undefined;
   /** Directories searched for drop-in plugins, for the "not found" message. */
   searchPath: readonly string[];
+  /** What was found, loaded or not: a file that failed to load may be the plugin a stage names. */
+  entries?: readonly { origin: string; status: "loaded" | "refused" | "failed" }[];
 }
 
 export interface LoadedConfig {
@@ -401,9 +403,18 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
     const plugin = plugins.find(id);
     if (!plugin) {
       const where = plugins.searchPath.length ? plugins.searchPath.join(", ") : "(no plugin directory)";
+      // Its file may be there and broken: "not found" alone sends the user looking for a file
+      // they can see.
+      const unloaded = (plugins.entries ?? []).filter(
+        (e) => e.status !== "loaded" && e.origin !== "built-in",
+      );
+      const files = unloaded.map((e) => e.origin);
+      const also = files.length
+        ? `; ${files.length === 1 ? "1 plugin file there was" : `${files.length} plugin files there were`} not loaded, \`kubehyve plugins\` says why: ${files.slice(0, 3).join(", ")}${files.length > 3 ? ", …" : ""}`
+        : "";
       problems.add(
         ["stages", slot, "plugin"],
-        `no plugin ${id} is built in or found in the plugin path: ${where}`,
+        `no plugin ${id} is built in or found in the plugin path: ${where}${also}`,
       );
       continue;
     }

@@ -393,6 +393,30 @@ describe("parsePath", () => {
   });
 });
 
+describe("a stage whose plugin is not there", () => {
+  test("names the plugin files that were found but not loaded: one of them may be it", () => {
+    const text = VALID.replace("    plugin: fake\n", "    plugin: fake\n  extra:\n    plugin: thing\n");
+    const lookup: PluginLookup = {
+      ...plugins,
+      entries: [
+        { origin: "built-in", status: "loaded" },
+        { origin: "/etc/kubehyve-test/plugins/thing.ts", status: "failed" },
+      ],
+    };
+    try {
+      parseClusterText(text, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect((error as InputError).problems.map((p) => [p.path, p.message])).toEqual([
+        [
+          "stages.extra.plugin",
+          "no plugin extra/thing is built in or found in the plugin path: /etc/kubehyve-test/plugins; 1 plugin file there was not loaded, `kubehyve plugins` says why: /etc/kubehyve-test/plugins/thing.ts",
+        ],
+      ]);
+    }
+  });
+});
+
 describe("an unknown field", () => {
   test("is placed at its key, not at its value on the line below or past the end of its line", () => {
     const text = VALID.replace("  subnet: 192.168.1.0/24\n", "  subnet: 192.168.1.0/24\n  bogus:\n")
