@@ -5,7 +5,7 @@
  * and `doctor`, and the plugin is not used.
  */
 import { readdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { PluginLookup } from "./config.ts";
 import { type AnyPlugin, API_VERSION } from "./contract.ts";
 import { type Diagnostic, diag } from "./diagnostics.ts";
@@ -121,8 +121,25 @@ export async function loadPlugins(
     let names: string[];
     try {
       names = readdirSync(dir).sort();
-    } catch {
-      continue; // A directory that does not exist is simply empty.
+    } catch (error) {
+      // A directory that does not exist is simply empty (the system one mostly does not). One
+      // that cannot be read is not: its plugins would be missing without a word.
+      const e = error as NodeJS.ErrnoException;
+      if (e.code === "ENOENT") continue;
+      diagnostics.push(
+        diag.error(
+          "plugin.dir-unreadable",
+          `plugin directory ${dir} cannot be read, so no plugin is loaded from it`,
+          {
+            detail: e.message,
+            hint:
+              e.code === "ENOTDIR"
+                ? `name the directory that holds the plugin files: --plugin-dir ${dirname(dir)}`
+                : `check its permissions (ls -ld ${dir}), or leave it out of the plugin path`,
+          },
+        ),
+      );
+      continue;
     }
     for (const name of names) {
       if (!/\.(ts|js|mjs)$/.test(name) || name.endsWith(".d.ts") || name.startsWith(".")) continue;

@@ -160,6 +160,20 @@ describe("the plugin loader", () => {
     ]);
   });
 
+  test("a plugin directory that is a file is a diagnostic naming the directory to give instead", async () => {
+    const file = write("thing.ts", dropIn("extra/thing"));
+    const registry = await loadPlugins([builtin], [file, join(root, "not-there")]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.dir-unreadable",
+        severity: "error",
+        summary: `plugin directory ${file} cannot be read, so no plugin is loaded from it`,
+        detail: expect.stringContaining("ENOTDIR"),
+        hint: `name the directory that holds the plugin files: --plugin-dir ${dir}`,
+      }),
+    ]);
+  });
+
   test("a syntax error names the file, line and column of the first error", async () => {
     const file = write(
       "broken.ts",
