@@ -129,3 +129,35 @@ describe("a cluster file whose text reaches the messages", () => {
     );
   });
 });
+
+/** A cluster file of one node on loopback and no stages: nothing in it reaches any host. */
+const BARE = `name: probe
+network: { gateway: 127.0.0.1, subnet: 127.0.0.0/24 }
+nodes:
+  - { name: n1, role: control-plane, address: 127.0.0.10 }
+`;
+
+describe("paths that cannot be used", () => {
+  const long = "x".repeat(300);
+
+  test("a state dir whose name is too long is refused with exit 2, naming it as the state dir", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const state = join(dir, long, "state");
+    const r = await run(["plan", "--offline", "--state-dir", state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ state dir ${state} cannot be made: ENAMETOOLONG: name too long\n  → choose a shorter path\n`,
+    );
+  });
+
+  test("a state dir that is a device is refused without a hint to move the device", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const r = await run(["plan", "--offline", "--state-dir", "/dev/null"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "✖ state dir /dev/null is a device, not a directory\n  → choose another path: /dev/null is not kubehyve's to move\n",
+    );
+  });
+});
