@@ -160,4 +160,27 @@ describe("paths that cannot be used", () => {
       "✖ state dir /dev/null is a device, not a directory\n  → choose another path: /dev/null is not kubehyve's to move\n",
     );
   });
+
+  test("render -o below a file is refused before anything is rendered or a cluster key made", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    writeFileSync(join(dir, "a-file"), "mine\n");
+    const out = join(dir, "a-file", "out");
+    const r = await run(["render", "-o", out, "--state-dir", join(dir, "state")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ render output ${out} cannot be made: ${join(dir, "a-file")} is not a directory; nothing was written\n  → kubehyve render -o NEW-DIR\n`,
+    );
+    expect(existsSync(join(dir, "state"))).toBe(false);
+  });
+
+  test("render -o with a name too long is refused the same way, exit 2", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const out = join(dir, long);
+    const r = await run(["render", "-o", out, "--state-dir", join(dir, "state")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toStartWith(`✖ render output ${out} cannot be used: ENAMETOOLONG`);
+    expect(existsSync(join(dir, "state"))).toBe(false);
+  });
 });
