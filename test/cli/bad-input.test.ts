@@ -4,7 +4,7 @@
  * test/lab/cli.ts runInProcess, as the binary would run.
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runInProcess } from "../lab/cli.ts";
@@ -182,5 +182,26 @@ describe("paths that cannot be used", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toStartWith(`✖ render output ${out} cannot be used: ENAMETOOLONG`);
     expect(existsSync(join(dir, "state"))).toBe(false);
+  });
+
+  test("init -c DIR --force refuses the directory and leaves it as it was", async () => {
+    const { dir, run } = workdir();
+    mkdirSync(join(dir, "conf"));
+    writeFileSync(join(dir, "conf", "keep.txt"), "mine\n");
+    const r = await run(["init", "-c", join(dir, "conf"), "--force"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ ${join(dir, "conf")} is a directory, not a cluster file; nothing was written\n  → name the file to write: kubehyve init -c ${join(dir, "conf", "kubehyve.yaml")}\n`,
+    );
+    expect(readdirSync(join(dir, "conf"))).toEqual(["keep.txt"]);
+  });
+
+  test("init names the file it could not write, not its temporary name", async () => {
+    const { dir, run } = workdir();
+    const target = join(dir, long);
+    const r = await run(["init", "-c", target]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toStartWith(`✖ cannot write ${target}: ENAMETOOLONG`);
+    expect(r.stderr).not.toContain(".tmp");
   });
 });
