@@ -46,7 +46,9 @@ function parseYamlObject(text: string, source: string): Obj {
   if (first) {
     const pos = first.linePos?.[0];
     const where = pos ? `line ${pos.line}, column ${pos.col}` : "(document)";
-    throw new KubeconfigError(source, where, `not valid YAML: ${first.message.split("\n")[0]}`);
+    // The library's pretty message repeats the place at its end ("… at line 1, column 11:").
+    const message = first.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+    throw new KubeconfigError(source, where, `not valid YAML: ${message}`);
   }
   const value: unknown = doc.toJS();
   if (value === null || value === undefined) return {};
