@@ -155,6 +155,21 @@ function issuePath(issue: v.BaseIssue<unknown>): PathKey[] {
   return (issue.path ?? []).map((item) => item.key as PathKey);
 }
 
+/**
+ * A union's issue, as the shape the value took: when a data disk `{ size, what }` fails, the
+ * object choice says why (`what` is unknown), where the union alone says only "a size or
+ * { name, size }". The issues of the choices that reached inside the value are taken; when none
+ * did (a scalar that fits no choice) the union's own message stays.
+ */
+function ownIssues(issue: v.BaseIssue<unknown>): v.BaseIssue<unknown>[] {
+  if (issue.type !== "union" || !issue.issues?.length) return [issue];
+  // The choices' issues have paths from the union's value on: they are made whole here.
+  const inside = issue.issues
+    .filter((i) => i.path?.length)
+    .map((i) => ({ ...i, path: [...(issue.path ?? []), ...i.path!] }) as v.BaseIssue<unknown>);
+  return inside.length ? inside.flatMap(ownIssues) : [issue];
+}
+
 const isUnknownKey = (issue: v.BaseIssue<unknown>) =>
   issue.kind === "schema" && issue.type === "strict_object" && issue.expected === "never";
 
@@ -168,7 +183,7 @@ const isUnknownKey = (issue: v.BaseIssue<unknown>) =>
 function safeParseEveryKey<S extends v.GenericSchema>(schema: S, input: unknown): v.SafeParseResult<S> {
   const first = v.safeParse(schema, input);
   if (first.success) return first;
-  const issues = [...first.issues];
+  const issues = first.issues.flatMap(ownIssues);
   const seen = new Set(issues.filter(isUnknownKey).map((i) => formatPath(issuePath(i))));
   let pending = issues.filter(isUnknownKey);
   let copy: unknown;
@@ -182,7 +197,9 @@ function safeParseEveryKey<S extends v.GenericSchema>(schema: S, input: unknown)
     }
     const again = v.safeParse(schema, copy);
     if (again.success) break;
-    pending = again.issues.filter((i) => isUnknownKey(i) && !seen.has(formatPath(issuePath(i))));
+    pending = again.issues
+      .flatMap(ownIssues)
+      .filter((i) => isUnknownKey(i) && !seen.has(formatPath(issuePath(i))));
     for (const issue of pending) {
       const parent = formatPath(issuePath(issue).slice(0, -1));
       seen.add(formatPath(issuePath(issue)));

@@ -393,6 +393,17 @@ describe("parsePath", () => {
   });
 });
 
+describe("a value that may take one of several shapes", () => {
+  test("an object is judged as the object shape: its own field is named, not the whole choice", () => {
+    const text = VALID.replace("disks: [50GiB]", "disks: [{ size: 50GiB, what: 1 }, { size: 0GiB }, lots]");
+    expect(problemsOf(text).map((p) => [p.path, p.message])).toEqual([
+      ["nodes[1].disks[0].what", "unknown field (what is not one of the fields allowed here)"],
+      ["nodes[1].disks[1].size", "must be at least 1 GiB"],
+      ["nodes[1].disks[2]", 'must be a size such as "4GiB" or "512MiB"'],
+    ]);
+  });
+});
+
 describe("a stage whose plugin is not there", () => {
   test("names the plugin files that were found but not loaded: one of them may be it", () => {
     const text = VALID.replace("    plugin: fake\n", "    plugin: fake\n  extra:\n    plugin: thing\n");
