@@ -147,7 +147,8 @@ class ProblemList {
       const range = (node as { range?: [number, number, number] } | undefined)?.range;
       if (range) return at(range);
     }
-    return undefined;
+    // A document with nothing in it: its problem is at its start.
+    return `${this.source}:1:1`;
   }
 }
 
@@ -460,11 +461,15 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   const { value: raw, top } = parsedYaml;
   const problems = new ProblemList(source, parsedYaml.located);
   if (top !== "mapping") {
+    // Nothing but comments and blanks: "must be a mapping" would leave the user looking for one.
+    const empty = parsedYaml.located().doc.contents === null;
     problems.add(
       [],
       top === "sequence"
         ? "must be a mapping (name:, network:, nodes:, stages:), not a list"
-        : "must be a mapping with name:, network:, nodes: and stages:",
+        : empty
+          ? "is empty: it must be a mapping with name:, network:, nodes: and stages: (kubehyve init writes an example)"
+          : "must be a mapping with name:, network:, nodes: and stages:",
     );
     throw invalid(source, problems);
   }

@@ -314,6 +314,18 @@ describe("a broken cluster file", () => {
   test("an empty file is explained", () => {
     expect(problemsOf("")[0]!.message).toMatch(/must be a mapping/);
   });
+
+  test("an empty file, or one of comments only, is called empty, at line 1 column 1", () => {
+    for (const text of ["", "\n\n", "# name: lab\n# nodes: []\n"])
+      expect(problemsOf(text)).toEqual([
+        {
+          path: "",
+          message:
+            "is empty: it must be a mapping with name:, network:, nodes: and stages: (kubehyve init writes an example)",
+          where: "kubehyve.yaml:1:1",
+        },
+      ]);
+  });
 });
 
 describe("a stage's own validation", () => {
