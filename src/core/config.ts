@@ -226,7 +226,42 @@ function describeIssue(issue: v.BaseIssue<unknown>): string {
     return `unknown field (${shownKey(shorten(key, 64))} is not one of the fields allowed here)`;
   }
   if (issue.input === undefined && issue.kind === "schema") return "is required";
-  return issue.message;
+  return ownWords(issue) ?? issue.message;
+}
+
+/**
+ * valibot's default message ("Invalid type: Expected boolean but received "yes"") in the words the
+ * core uses, for the rules a plugin gave no message of its own. A number where text belongs is the
+ * YAML trap (version: 1.20 is the number 1.2): it says to quote it. Undefined for a plugin's own
+ * message, and for rules not worded here.
+ */
+function ownWords(issue: v.BaseIssue<unknown>): string | undefined {
+  if (!issue.message.startsWith("Invalid ")) return undefined;
+  const got = typeof issue.input === "string" ? quoted(shorten(issue.input, 64)) : issue.received;
+  switch (issue.type) {
+    case "string":
+      return typeof issue.input === "number"
+        ? `must be text, not the number ${issue.received}: put the value in quotes`
+        : `must be text, not ${got}`;
+    case "boolean":
+      return `must be true or false, not ${got}`;
+    case "number":
+      return `must be a number, not ${got}`;
+    case "picklist":
+    case "variant":
+      return `must be one of ${issue.expected
+        ?.replace(/^\(|\)$/g, "")
+        .split(" | ")
+        .join(", ")}, not ${got}`;
+    case "integer":
+      return "must be a whole number";
+    case "min_value":
+      return `must be at least ${String(issue.requirement)}`;
+    case "max_value":
+      return `must be at most ${String(issue.requirement)}`;
+    default:
+      return undefined;
+  }
 }
 
 function parseHost(url: string): HostSpec {

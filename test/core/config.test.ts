@@ -416,6 +416,52 @@ describe("a value that may take one of several shapes", () => {
   });
 });
 
+describe("a stage option refused by a rule its plugin gave no words for", () => {
+  test("is said the way the core says it, and a number where text belongs is told to be quoted", () => {
+    const strict = definePlugin({
+      id: "hypervisor/fake",
+      title: "strict",
+      apiVersion: 1,
+      options: v.strictObject({
+        version: v.optional(v.string()),
+        autostart: v.optional(v.boolean()),
+        kind: v.optional(v.picklist(["virtio-blk", "nvme"])),
+        runner: v.optional(
+          v.variant("kind", [v.object({ kind: v.literal("venv") }), v.object({ kind: v.literal("system") })]),
+        ),
+        port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535))),
+        count: v.optional(v.number()),
+      }),
+      check: async () => ({ changes: [], diagnostics: [] }),
+    }) as AnyPlugin;
+    const lookup: PluginLookup = { find: (id) => (id === strict.id ? strict : undefined), searchPath: [] };
+    const text = VALID.replace(
+      "    plugin: fake\n",
+      '    plugin: fake\n    version: 1.20\n    autostart: "yes"\n    kind: ide\n    runner: { kind: docker }\n    port: 70000\n    count: many\n',
+    );
+    try {
+      parseClusterText(text, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect((error as InputError).problems.map((p) => [p.path, p.message])).toEqual([
+        ["stages.hypervisor.version", "must be text, not the number 1.2: put the value in quotes"],
+        ["stages.hypervisor.autostart", 'must be true or false, not "yes"'],
+        ["stages.hypervisor.kind", 'must be one of "virtio-blk", "nvme", not "ide"'],
+        ["stages.hypervisor.runner.kind", 'must be one of "venv", "system", not "docker"'],
+        ["stages.hypervisor.port", "must be at most 65535"],
+        ["stages.hypervisor.count", 'must be a number, not "many"'],
+      ]);
+    }
+    const float = VALID.replace("    plugin: fake\n", "    plugin: fake\n    port: 1.5\n");
+    try {
+      parseClusterText(float, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect((error as InputError).problems.map((p) => p.message)).toEqual(["must be a whole number"]);
+    }
+  });
+});
+
 describe("a stage whose plugin is not there", () => {
   test("names the plugin files that were found but not loaded: one of them may be it", () => {
     const text = VALID.replace("    plugin: fake\n", "    plugin: fake\n  extra:\n    plugin: thing\n");
