@@ -90,9 +90,15 @@ export async function loadPlugins(
       diagnostics.push(
         diag.error(
           "plugin.duplicate-id",
-          `plugin ${plugin.id} from ${origin} repeats the id of the one from ${existing.origin}`,
+          existing.origin === "built-in"
+            ? `plugin ${plugin.id} from ${origin} repeats the id of a built-in plugin, which stays in use`
+            : `plugin ${plugin.id} from ${origin} repeats the id of the one from ${existing.origin}, which stays in use`,
           {
-            hint: `rename one of them, or remove ${origin}`,
+            // A built-in cannot be renamed: only the drop-in can.
+            hint:
+              existing.origin === "built-in"
+                ? `give the plugin in ${origin} an id of its own, or remove it`
+                : `rename one of them, or remove ${origin}`,
           },
         ),
       );

@@ -69,8 +69,8 @@ describe("the plugin loader", () => {
       expect.objectContaining({
         code: "plugin.duplicate-id",
         severity: "error",
-        summary: `plugin greeter/hello from ${file} repeats the id of the one from built-in`,
-        hint: `rename one of them, or remove ${file}`,
+        summary: `plugin greeter/hello from ${file} repeats the id of a built-in plugin, which stays in use`,
+        hint: `give the plugin in ${file} an id of its own, or remove it`,
       }),
     ]);
   });
@@ -157,6 +157,20 @@ describe("the plugin loader", () => {
       ["plugin.load-failed", `plugin file ${error} failed to load`, "boom at import"],
       ["plugin.load-failed", `plugin file ${nothing} failed to load`, "it threw null"],
       ["plugin.load-failed", `plugin file ${words} failed to load`, "it threw the config is gone"],
+    ]);
+  });
+
+  test("of two drop-ins with one id the first in the path stays in use, and the message says so", async () => {
+    const first = write("a.ts", dropIn("extra/twin"));
+    const second = write("b.ts", dropIn("extra/twin"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.entries.find((e) => e.origin === first)?.status).toBe("loaded");
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.duplicate-id",
+        summary: `plugin extra/twin from ${second} repeats the id of the one from ${first}, which stays in use`,
+        hint: `rename one of them, or remove ${second}`,
+      }),
     ]);
   });
 
