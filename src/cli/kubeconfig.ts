@@ -5,7 +5,7 @@ import { defineCommand } from "citty";
 import { kubeconfigPathOf } from "../core/context.ts";
 import { readClusterId } from "../core/identity.ts";
 import { prepareStateDir } from "../core/state-dir.ts";
-import { KubehyveError } from "../lib/errors.ts";
+import { InputError, KubehyveError } from "../lib/errors.ts";
 import { readPrivateFile } from "../lib/fsutil.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
 import { logger, output } from "./output.ts";
@@ -39,6 +39,11 @@ export default defineCommand({
     },
   },
   async run({ args }) {
+    if (args.overwrite && !args.merge)
+      throw new InputError(
+        "--overwrite only means something with --merge; nothing was done",
+        "kubehyve kubeconfig --merge --overwrite",
+      );
     const { config, stateDir } = await loadCluster(args);
     const path = kubeconfigPathOf(stateDir);
     // Only an existing state dir is checked: there is nothing to read in one that is not there.

@@ -205,3 +205,15 @@ describe("paths that cannot be used", () => {
     expect(r.stderr).not.toContain(".tmp");
   });
 });
+
+describe("kubehyve kubeconfig", () => {
+  test("--overwrite without --merge is refused: it would be silently ignored", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const r = await run(["kubeconfig", "--overwrite", "--state-dir", join(dir, "state")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "✖ --overwrite only means something with --merge; nothing was done\n  → kubehyve kubeconfig --merge --overwrite\n",
+    );
+  });
+});
