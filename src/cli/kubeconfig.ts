@@ -6,7 +6,7 @@ import { kubeconfigPathOf } from "../core/context.ts";
 import { readClusterId } from "../core/identity.ts";
 import { prepareStateDir } from "../core/state-dir.ts";
 import { InputError, KubehyveError } from "../lib/errors.ts";
-import { readPrivateFile } from "../lib/fsutil.ts";
+import { pathError, readPrivateFile } from "../lib/fsutil.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
 import { logger, output } from "./output.ts";
 
@@ -65,6 +65,9 @@ export default defineCommand({
     const result = await mergeKubeconfig(target, admin, config.cluster.name, {
       clusterId: readClusterId(stateDir),
       overwrite: args.overwrite,
+    }).catch((error: unknown) => {
+      // $KUBECONFIG or HOME names a path that cannot hold a file: say which one it was.
+      throw pathError(error, `cannot merge into ${target}`) ?? error;
     });
     const name = config.cluster.name;
     if (args.json)

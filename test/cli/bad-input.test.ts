@@ -8,6 +8,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runInProcess } from "../lab/cli.ts";
+import { adminConf } from "../lab/kube/kubeconfig.ts";
 
 /** A fresh directory with a plugin folder that `loadPlugins` trusts (0755, files 0644). */
 function workdir() {
@@ -214,6 +215,24 @@ describe("kubehyve kubeconfig", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(
       "✖ --overwrite only means something with --merge; nothing was done\n  → kubehyve kubeconfig --merge --overwrite\n",
+    );
+  });
+
+  test("a $KUBECONFIG below a file is named as the kubeconfig it could not write, exit 2", async () => {
+    const { dir } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const state = join(dir, "state");
+    mkdirSync(state, { mode: 0o700 });
+    writeFileSync(join(state, "kubeconfig"), adminConf(), { mode: 0o600 });
+    writeFileSync(join(dir, "a-file"), "");
+    const target = join(dir, "a-file", "config");
+    const r = await runInProcess(["kubeconfig", "--merge", "--state-dir", state], {
+      cwd: dir,
+      env: { KUBECONFIG: target },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ cannot merge into ${target}: ENOTDIR: not a directory\n  → a file stands where a directory is expected on the way to ${target}\n`,
     );
   });
 });
