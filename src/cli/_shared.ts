@@ -82,6 +82,11 @@ export interface Loaded {
 }
 
 export async function loadCluster(flags: GlobalFlags): Promise<Loaded> {
+  if (flags.example && flags.config !== undefined)
+    throw new InputError(
+      `--example and -c ${flags.config} name two cluster files; nothing was done`,
+      "give one of them",
+    );
   const registry = await loadRegistry(flags);
   const config = flags.example
     ? parseClusterText(exampleText, EXAMPLE_SOURCE, registry)

@@ -96,6 +96,16 @@ describe("words and flags the command line would get wrong", () => {
     expect(existsSync(join(dir, "state"))).toBe(false);
   });
 
+  test("--example with -c FILE is refused: the file would be ignored without a word", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "mine.yaml"), BARE);
+    const r = await run(["config", "validate", "--example", "-c", "mine.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "✖ --example and -c mine.yaml name two cluster files; nothing was done\n  → give one of them\n",
+    );
+  });
+
   test("two different cluster files for one run are refused, not the last one taken", async () => {
     const { run } = workdir();
     const r = await run(["config", "validate", "-c", "a.yaml", "-c", "b.yaml"]);
