@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { InputError } from "../lib/errors.ts";
 import { pathError, writeFileAtomic } from "../lib/fsutil.ts";
+import { shellQuote } from "../targets/quote.ts";
 import { exampleText, globalArgs } from "./_shared.ts";
 import { logger, output } from "./output.ts";
 
@@ -33,7 +34,11 @@ export default defineCommand({
       throw pathError(error, `cannot write ${path}`, path) ?? error;
     }
     if (args.json) output().stdout(`${JSON.stringify({ v: 1, type: "init", file: path })}\n`);
-    else logger().success(`wrote ${path}: edit the nodes and network, then run kubehyve plan`);
+    else {
+      // As typed, so that it works from here: plan alone reads ./kubehyve.yaml.
+      const named = path === resolve("kubehyve.yaml") ? "" : ` -c ${shellQuote(args.config!)}`;
+      logger().success(`wrote ${path}: edit the nodes and network, then run kubehyve plan${named}`);
+    }
     return 0;
   },
 });

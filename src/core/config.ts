@@ -3,8 +3,10 @@
  * stage's options with its plugin's schema, then the checks that span fields. Every problem is
  * collected and reported at once with its path; nothing is touched before the file is valid.
  */
+import { resolve } from "node:path";
 import * as v from "valibot";
 import { InputError } from "../lib/errors.ts";
+import { shellQuote } from "../targets/quote.ts";
 import { parseSshUrl } from "../targets/ssh.ts";
 import type { AnyPlugin } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
@@ -562,7 +564,8 @@ export async function loadClusterFile(path: string, plugins: PluginLookup): Prom
       case "missing":
         throw new InputError(
           `cluster file ${path} does not exist`,
-          "write one with `kubehyve init`, or name another with -c FILE",
+          // `kubehyve init` alone writes ./kubehyve.yaml: for another file it must be named.
+          `write one with \`kubehyve init${path === resolve("kubehyve.yaml") ? "" : ` -c ${shellQuote(path)}`}\`, or name another with -c FILE`,
         );
       case "not-regular":
         throw new InputError(

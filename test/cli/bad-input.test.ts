@@ -246,3 +246,25 @@ describe("kubehyve kubeconfig", () => {
     );
   });
 });
+
+describe("hints that must work when typed as given", () => {
+  test("a missing cluster file named with -c is to be written there, not in ./kubehyve.yaml", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["config", "validate", "-c", "labs/my lab.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ cluster file ${join(dir, "labs/my lab.yaml")} does not exist\n  → write one with \`kubehyve init -c '${join(dir, "labs/my lab.yaml")}'\`, or name another with -c FILE\n`,
+    );
+    const here = await run(["config", "validate"]);
+    expect(here.stderr).toContain("→ write one with `kubehyve init`, or name another with -c FILE");
+  });
+
+  test("init -c FILE says to plan with -c FILE", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["init", "-c", "other.yaml"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      `wrote ${join(dir, "other.yaml")}: edit the nodes and network, then run kubehyve plan -c other.yaml`,
+    );
+  });
+});
