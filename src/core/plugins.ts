@@ -6,6 +6,7 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { formatSeconds } from "../lib/poll.ts";
 import type { PluginLookup } from "./config.ts";
 import { type AnyPlugin, API_VERSION } from "./contract.ts";
 import { type Diagnostic, diag } from "./diagnostics.ts";
@@ -73,9 +74,37 @@ function whyNotLoaded(error: unknown, file: string): string {
   return `it threw ${typeof error === "string" ? error : String(error)}`;
 }
 
+/**
+ * How long one drop-in may take to load. Every command loads the plugins first, `kubehyve plugins`
+ * too: a file whose top-level await never ends would otherwise hang the very command that is
+ * there to find it.
+ */
+export const PLUGIN_IMPORT_TIMEOUT_MS = 10_000;
+
+class ImportTimeout extends Error {}
+
+/** `import(file)`, or an ImportTimeout after `ms`; the timer does not keep the process alive. */
+function importWithin(file: string, ms: number): Promise<{ default?: unknown }> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ImportTimeout(
+            `it did not finish loading within ${formatSeconds(ms)} (a top-level await that never ends?)`,
+          ),
+        ),
+      ms,
+    );
+    timer.unref?.();
+  });
+  return Promise.race([import(file), limit]).finally(() => clearTimeout(timer));
+}
+
 export async function loadPlugins(
   builtins: readonly AnyPlugin[],
   searchPath: readonly string[],
+  opts: { importTimeoutMs?: number } = {},
 ): Promise<PluginRegistry> {
   const entries: PluginEntry[] = [];
   const diagnostics: Diagnostic[] = [];
@@ -183,7 +212,7 @@ export async function loadPlugins(
   if (files.length) registerPluginApiModule();
   for (const file of files) {
     try {
-      const mod = await import(file);
+      const mod = await importWithin(file, opts.importTimeoutMs ?? PLUGIN_IMPORT_TIMEOUT_MS);
       const problem = shapeProblem(mod.default);
       if (problem) {
         entries.push({ id: file.split("/").pop()!, origin: file, status: "failed" });

@@ -188,6 +188,20 @@ describe("the plugin loader", () => {
     ]);
   });
 
+  test("a file whose loading never ends is one diagnostic after a limit, and the others still load", async () => {
+    const file = write("hangs.ts", "await new Promise(() => {});\nexport default {};\n");
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir], { importTimeoutMs: 300 });
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.load-failed",
+        summary: `plugin file ${file} failed to load`,
+        detail: "it did not finish loading within 0.3s (a top-level await that never ends?)",
+      }),
+    ]);
+  }, 5000);
+
   test("a syntax error names the file, line and column of the first error", async () => {
     const file = write(
       "broken.ts",
