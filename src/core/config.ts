@@ -522,7 +522,20 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   const cluster = normalize(parsed.output);
   // The stages' own rules need a cluster that passed the core checks; they see it as every stage will.
   for (const stage of stages) {
-    for (const d of stage.plugin.validate?.({ cluster, options: stage.options }) ?? []) {
+    let found: Diagnostic[];
+    try {
+      found = stage.plugin.validate?.({ cluster, options: stage.options }) ?? [];
+    } catch (error) {
+      // A plugin that breaks while judging the file has not said the file is wrong: name it, not
+      // kubehyve, with what it threw.
+      const why = error instanceof Error ? error.message : String(error);
+      problems.add(
+        ["stages", stage.slot],
+        `plugin ${stage.plugin.id} failed while checking its options, a bug in the plugin: ${why}`,
+      );
+      continue;
+    }
+    for (const d of found) {
       if (d.severity === "error") problems.add(parsePath(d.path ?? `stages.${stage.slot}`), d.summary);
       else warnings.push(d);
     }

@@ -462,6 +462,36 @@ describe("a stage option refused by a rule its plugin gave no words for", () => 
   });
 });
 
+describe("a stage whose plugin breaks while checking its options", () => {
+  test("is a problem naming the plugin and what it threw, not a kubehyve bug", () => {
+    const breaking = definePlugin({
+      id: "hypervisor/fake",
+      title: "breaking",
+      apiVersion: 1,
+      validate() {
+        throw new TypeError("cannot read properties of undefined (reading 'pools')");
+      },
+      check: async () => ({ changes: [], diagnostics: [] }),
+    }) as AnyPlugin;
+    const lookup: PluginLookup = {
+      find: (id) => (id === breaking.id ? breaking : undefined),
+      searchPath: [],
+    };
+    try {
+      parseClusterText(VALID, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).problems.map((p) => [p.path, p.message])).toEqual([
+        [
+          "stages.hypervisor",
+          "plugin hypervisor/fake failed while checking its options, a bug in the plugin: cannot read properties of undefined (reading 'pools')",
+        ],
+      ]);
+    }
+  });
+});
+
 describe("a stage whose plugin is not there", () => {
   test("names the plugin files that were found but not loaded: one of them may be it", () => {
     const text = VALID.replace("    plugin: fake\n", "    plugin: fake\n  extra:\n    plugin: thing\n");
