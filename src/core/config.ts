@@ -441,6 +441,12 @@ function checkSemantics(view: LenientView, problems: ProblemList): void {
   // Whether an even number of control planes (etcd members) may run is the k8s stage's to say.
 }
 
+/** What a plugin that threw while judging its options is told: it, not the file, is at fault. */
+function pluginBroke(id: string, error: unknown): string {
+  const why = error instanceof Error ? error.message : String(error);
+  return `plugin ${id} failed while checking its options, a bug in the plugin: ${why}`;
+}
+
 function resolveStages(view: LenientView, plugins: PluginLookup, problems: ProblemList): Stage[] {
   const stages: Stage[] = [];
   for (const [slot, raw] of view.stages) {
@@ -475,7 +481,14 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
     }
     let options: unknown = rawOptions;
     if (plugin.options) {
-      const result = safeParseEveryKey(plugin.options, rawOptions);
+      let result: ReturnType<typeof safeParseEveryKey>;
+      try {
+        result = safeParseEveryKey(plugin.options, rawOptions);
+      } catch (error) {
+        // A check or transform of the plugin's schema that throws: the plugin's bug, as above.
+        problems.add(["stages", slot], pluginBroke(plugin.id, error));
+        continue;
+      }
       if (result.success) options = result.output;
       else
         for (const issue of result.issues)
@@ -528,11 +541,7 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
     } catch (error) {
       // A plugin that breaks while judging the file has not said the file is wrong: name it, not
       // kubehyve, with what it threw.
-      const why = error instanceof Error ? error.message : String(error);
-      problems.add(
-        ["stages", stage.slot],
-        `plugin ${stage.plugin.id} failed while checking its options, a bug in the plugin: ${why}`,
-      );
+      problems.add(["stages", stage.slot], pluginBroke(stage.plugin.id, error));
       continue;
     }
     for (const d of found) {

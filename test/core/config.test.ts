@@ -492,6 +492,44 @@ describe("a stage whose plugin breaks while checking its options", () => {
   });
 });
 
+describe("a stage whose options schema throws", () => {
+  test("is the same problem: the plugin's bug, named", () => {
+    const breaking = definePlugin({
+      id: "hypervisor/fake",
+      title: "breaking",
+      apiVersion: 1,
+      options: v.object({
+        switch: v.optional(
+          v.pipe(
+            v.string(),
+            v.check(() => {
+              throw new Error("no regexp compiled");
+            }),
+          ),
+        ),
+      }),
+      check: async () => ({ changes: [], diagnostics: [] }),
+    }) as AnyPlugin;
+    const lookup: PluginLookup = {
+      find: (id) => (id === breaking.id ? breaking : undefined),
+      searchPath: [],
+    };
+    const text = VALID.replace("    plugin: fake\n", "    plugin: fake\n    switch: lan\n");
+    try {
+      parseClusterText(text, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).problems.map((p) => [p.path, p.message])).toEqual([
+        [
+          "stages.hypervisor",
+          "plugin hypervisor/fake failed while checking its options, a bug in the plugin: no regexp compiled",
+        ],
+      ]);
+    }
+  });
+});
+
 describe("a stage whose plugin is not there", () => {
   test("names the plugin files that were found but not loaded: one of them may be it", () => {
     const text = VALID.replace("    plugin: fake\n", "    plugin: fake\n  extra:\n    plugin: thing\n");
