@@ -82,6 +82,11 @@ export interface Loaded {
 }
 
 export async function loadCluster(flags: GlobalFlags): Promise<Loaded> {
+  if (flags.example && flags.config !== undefined)
+    throw new InputError(
+      `--example and -c ${flags.config} name two cluster files; nothing was done`,
+      "give one of them",
+    );
   const registry = await loadRegistry(flags);
   const config = flags.example
     ? parseClusterText(exampleText, EXAMPLE_SOURCE, registry)
@@ -159,12 +164,4 @@ export function splitList(value: string | undefined, flag = "--only", separator 
       `list the items separated by "${separator}", without an empty one`,
     );
   return items;
-}
-
-export function requireNoPositionals(positionals: readonly string[], command: string): void {
-  if (positionals.length)
-    throw new InputError(
-      `${command} takes no arguments, but got: ${positionals.join(" ")}`,
-      `kubehyve ${command} --help`,
-    );
 }

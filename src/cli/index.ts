@@ -4,6 +4,7 @@
  * prints errors or exits.
  */
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
+import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
 import { output } from "./output.ts";
@@ -55,31 +56,61 @@ export function suggest(input: string, candidates: readonly string[]): string | 
   return best?.name;
 }
 
-function flagNames(args: ArgsDef): { names: Set<string>; values: Set<string> } {
+function flagNames(args: ArgsDef): {
+  names: Set<string>;
+  values: Set<string>;
+  /** Every name and alias → the flag's own name. */
+  canonical: Map<string, string>;
+  /** Flags that may be given more than once: their description says so, as the usage shows it. */
+  repeatable: Set<string>;
+  /** How many positional arguments the command takes. */
+  positionals: number;
+} {
   const names = new Set(["help", "h"]);
   const values = new Set<string>();
+  const canonical = new Map<string, string>();
+  const repeatable = new Set<string>();
+  let positionals = 0;
   for (const [name, def] of Object.entries(args)) {
-    if (def.type === "positional") continue;
+    if (def.type === "positional") {
+      positionals++;
+      continue;
+    }
     const alias = (def as { alias?: string | string[] }).alias;
     const aliases = alias === undefined ? [] : Array.isArray(alias) ? alias : [alias];
+    if (/\brepeatable\b/.test(def.description ?? "")) repeatable.add(name);
     for (const n of [name, ...aliases]) {
       names.add(n);
+      canonical.set(n, name);
       if (def.type === "string" || def.type === "enum") values.add(n);
     }
   }
-  return { names, values };
+  return { names, values, canonical, repeatable, positionals };
 }
 
-/** Refuses flags a command does not know, with a suggestion; citty itself would ignore them. */
+/**
+ * Refuses what citty would quietly get wrong: flags a command does not know (with a suggestion),
+ * a flag without its value, an empty value, one flag given two values (citty keeps the last: `-c
+ * a.yaml … -c b.yaml` would act on b.yaml), and words no flag takes (citty drops them: `kubehyve
+ * plan offline` would inspect the host).
+ */
 export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: string): void {
-  const { names, values } = flagNames(args);
+  const { names, values, canonical, repeatable, positionals: allowed } = flagNames(args);
+  const given = new Map<string, string>();
+  const words: string[] = [];
   for (let i = 0; i < rawArgs.length; i++) {
     const token = rawArgs[i]!;
-    if (token === "--") break;
-    if (!token.startsWith("-") || token === "-") continue;
+    if (token === "--") {
+      words.push(...rawArgs.slice(i + 1));
+      break;
+    }
+    if (!token.startsWith("-") || token === "-") {
+      words.push(token);
+      continue;
+    }
     const [flag] = token.replace(/^--?/, "").split("=");
     const shortGroup = !token.startsWith("--") && flag!.length > 1 ? flag!.split("") : [flag!];
-    for (const name of shortGroup) {
+    for (const [at, name] of shortGroup.entries()) {
       const plain = name.startsWith("no-") && names.has(name.slice(3)) ? name.slice(3) : name;
       if (!names.has(plain)) {
         const guess = suggest(
@@ -92,6 +123,15 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
         );
       }
       if (values.has(plain)) {
+        // citty, like getopt, takes the rest of the group as the value (-cy: config "y"), while
+        // the person meant the next word.
+        if (at < shortGroup.length - 1) {
+          const others = shortGroup.filter((_, k) => k !== at).join("");
+          throw new InputError(
+            `${token}: -${name} takes a value, so it must come last in a group of short flags`,
+            `write -${others}${name} VALUE, or -${name} VALUE on its own`,
+          );
+        }
         const inline = token.includes("=");
         // citty would quietly take the flag as empty, and -c would fall back to the default file.
         if (!inline && (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--"))
@@ -106,9 +146,24 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
             `give ${shown} a value, or leave the flag out: see kubehyve ${command} --help`,
           );
         }
+        const own = canonical.get(plain)!;
+        const before = given.get(own);
+        if (before !== undefined && before !== value && !repeatable.has(own))
+          throw new InputError(
+            `--${own} was given twice, as ${JSON.stringify(before)} and ${JSON.stringify(value)}; nothing was done`,
+            `give --${own} once: see kubehyve ${command} --help`,
+          );
+        given.set(own, value);
       }
     }
   }
+  if (words.length > allowed)
+    throw new InputError(
+      allowed === 0
+        ? `kubehyve ${command} takes no arguments, but got: ${words.join(" ")}`
+        : `kubehyve ${command} takes ${allowed} argument${allowed === 1 ? "" : "s"}, but got ${words.length}: ${words.join(" ")}`,
+      `see kubehyve ${command} --help`,
+    );
 }
 
 async function usage(path: string[]): Promise<string> {
@@ -189,6 +244,9 @@ function systemError(error: unknown): KubehyveError | undefined {
   return new KubehyveError(e.message, ExitCode.phaseFailed, hints[e.code]);
 }
 
+/** `text` with every control or format character escaped as a JSON string would have it. */
+const visible = (text: string) => text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => quoted(c).slice(1, -1));
+
 export function printError(thrown: unknown, json: boolean, verbose = false): number {
   const system = systemError(thrown);
   if (system && verbose && !json) output().stderr(`${(thrown as Error).stack}\n`);
@@ -210,7 +268,9 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
   if (error instanceof InputError) {
     for (const p of error.problems) {
       const where = p.where ? `${p.where}: ` : "";
-      output().stderr(`  ${where}${p.path ? `${p.path}: ` : ""}${p.message}\n`);
+      // One problem, one line: what the file put into a message (a name with a line break or an
+      // escape sequence, in a stage's own message too) is shown escaped, never raw.
+      output().stderr(`  ${visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`)}\n`);
     }
   }
   if (error.hint) output().stderr(`  → ${error.hint}\n`);
@@ -223,10 +283,31 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
 export async function runCli(rawArgs: string[]): Promise<number> {
   const json = rawArgs.includes("--json");
   try {
-    const { path, rest, leaf } = await resolvePath(rawArgs);
-    if (rest.includes("--help") || rest.includes("-h") || path.length === 0) {
+    let { path, rest, leaf } = await resolvePath(rawArgs);
+    const help = rest.includes("--help") || rest.includes("-h");
+    // `kubehyve --verbose --version` is the version too, not a usage error: only the fast path in
+    // main.ts needs --version alone.
+    const versionFlag = rest.findIndex((a) => a === "--version" || a === "-V");
+    if (path.length === 0 && versionFlag >= 0 && !help) {
+      path = ["version"];
+      rest = rest.filter((_, i) => i !== versionFlag);
+      leaf = await commands.version!();
+    }
+    if (help) {
       output().stdout(`${await usage(path)}\n`);
-      return path.length === 0 && !rest.some((a) => a === "--help" || a === "-h") ? ExitCode.badInput : 0;
+      return 0;
+    }
+    // No command, or a group (config) without its subcommand: citty would throw "No command
+    // specified", which is the user's slip, not a bug. The usage goes to stderr: stdout may be
+    // promised to --json, or piped somewhere that expects the command's output.
+    if (path.length === 0 || (!leaf.run && leaf.subCommands)) {
+      if (json)
+        throw new InputError(
+          "no command given",
+          `${["kubehyve", ...path].join(" ")} --help lists the commands`,
+        );
+      output().stderr(`${await usage(path)}\n`);
+      return ExitCode.badInput;
     }
     const args = ((await leaf.args) ?? {}) as ArgsDef;
     checkFlags(rest, args, path.join(" "));

@@ -1,8 +1,9 @@
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { InputError } from "../lib/errors.ts";
-import { writeFileAtomic } from "../lib/fsutil.ts";
+import { pathError, writeFileAtomic } from "../lib/fsutil.ts";
+import { shellQuote } from "../targets/quote.ts";
 import { exampleText, globalArgs } from "./_shared.ts";
 import { logger, output } from "./output.ts";
 
@@ -14,15 +15,30 @@ export default defineCommand({
   },
   async run({ args }) {
     const path = resolve(args.config ?? "kubehyve.yaml");
+    // --force replaces a file, never a directory (the rename would fail, naming a temporary file).
+    if (existsSync(path) && statSync(path).isDirectory())
+      throw new InputError(
+        `${path} is a directory, not a cluster file; nothing was written`,
+        `name the file to write: kubehyve init -c ${join(path, "kubehyve.yaml")}`,
+      );
     if (existsSync(path) && !args.force) {
       throw new InputError(
         `${path} exists already; nothing was written`,
         "keep it, or overwrite it with kubehyve init --force",
       );
     }
-    await writeFileAtomic(path, exampleText, 0o644);
+    try {
+      await writeFileAtomic(path, exampleText, 0o644);
+    } catch (error) {
+      // Said of the file the user named: the error itself names the temporary one beside it.
+      throw pathError(error, `cannot write ${path}`, path) ?? error;
+    }
     if (args.json) output().stdout(`${JSON.stringify({ v: 1, type: "init", file: path })}\n`);
-    else logger().success(`wrote ${path}: edit the nodes and network, then run kubehyve plan`);
+    else {
+      // As typed, so that it works from here: plan alone reads ./kubehyve.yaml.
+      const named = path === resolve("kubehyve.yaml") ? "" : ` -c ${shellQuote(args.config!)}`;
+      logger().success(`wrote ${path}: edit the nodes and network, then run kubehyve plan${named}`);
+    }
     return 0;
   },
 });

@@ -5,8 +5,8 @@ import { defineCommand } from "citty";
 import { kubeconfigPathOf } from "../core/context.ts";
 import { readClusterId } from "../core/identity.ts";
 import { prepareStateDir } from "../core/state-dir.ts";
-import { KubehyveError } from "../lib/errors.ts";
-import { readPrivateFile } from "../lib/fsutil.ts";
+import { InputError, KubehyveError } from "../lib/errors.ts";
+import { pathError, readPrivateFile } from "../lib/fsutil.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
 import { logger, output } from "./output.ts";
 
@@ -39,6 +39,11 @@ export default defineCommand({
     },
   },
   async run({ args }) {
+    if (args.overwrite && !args.merge)
+      throw new InputError(
+        "--overwrite only means something with --merge; nothing was done",
+        "kubehyve kubeconfig --merge --overwrite",
+      );
     const { config, stateDir } = await loadCluster(args);
     const path = kubeconfigPathOf(stateDir);
     // Only an existing state dir is checked: there is nothing to read in one that is not there.
@@ -60,6 +65,9 @@ export default defineCommand({
     const result = await mergeKubeconfig(target, admin, config.cluster.name, {
       clusterId: readClusterId(stateDir),
       overwrite: args.overwrite,
+    }).catch((error: unknown) => {
+      // $KUBECONFIG or HOME names a path that cannot hold a file: say which one it was.
+      throw pathError(error, `cannot merge into ${target}`) ?? error;
     });
     const name = config.cluster.name;
     if (args.json)

@@ -33,8 +33,12 @@ export default defineCommand({
           `${mark} ${e.id.padEnd(width)}  ${(versionOf(e) ?? "-").padEnd(8)} ${e.status.padEnd(7)} ${e.origin}`,
         );
       }
-      for (const d of registry.diagnostics)
-        logger().log(`  ✖ ${d.summary}${d.hint ? `\n      → ${d.hint}` : ""}`);
+      // The detail is the why (the error it threw, the syntax error's place): without it the hint
+      // "fix the file" leaves the user to guess what is wrong with it.
+      for (const d of registry.diagnostics) {
+        const detail = d.detail ? `\n${d.detail.replace(/^/gm, "      ")}` : "";
+        logger().log(`  ✖ ${d.summary}${detail}${d.hint ? `\n      → ${d.hint}` : ""}`);
+      }
       logger().log(`plugin path: ${registry.searchPath.join(":")}`);
     }
     return registry.diagnostics.some((d) => d.severity === "error") ? 1 : 0;

@@ -3,8 +3,10 @@
  * stage's options with its plugin's schema, then the checks that span fields. Every problem is
  * collected and reported at once with its path; nothing is touched before the file is valid.
  */
+import { resolve } from "node:path";
 import * as v from "valibot";
 import { InputError } from "../lib/errors.ts";
+import { shellQuote } from "../targets/quote.ts";
 import { parseSshUrl } from "../targets/ssh.ts";
 import type { AnyPlugin } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
@@ -12,7 +14,7 @@ import { parseDuration } from "./duration.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
 import { type Cluster, DEFAULT_TIMEOUTS, type HostSpec, type NodeSpec } from "./model.ts";
 import { nodeMac, nodeUuid } from "./node-identity.ts";
-import { type ClusterFile, ClusterFileSchema } from "./schema.ts";
+import { type ClusterFile, ClusterFileSchema, DnsLabel } from "./schema.ts";
 import { parseSize } from "./units.ts";
 import {
   decodeUtf8,
@@ -35,6 +37,8 @@ export interface PluginLookup {
   find(id: string): AnyPlugin | undefined;
   /** Directories searched for drop-in plugins, for the "not found" message. */
   searchPath: readonly string[];
+  /** What was found, loaded or not: a file that failed to load may be the plugin a stage names. */
+  entries?: readonly { origin: string; status: "loaded" | "refused" | "failed" }[];
 }
 
 export interface LoadedConfig {
@@ -55,13 +59,43 @@ export interface Problem {
 
 type PathKey = string | number;
 
-/** `nodes[1].memory` from ["nodes", 1, "memory"]. */
+/** A key shown as it is in a path: nothing a path is made of (. [ ] "), no blank, no control character. */
+const PLAIN_KEY = /^[^\s.[\]"\\\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$/u;
+
+/**
+ * `text` as a JSON string whose every character is visible: JSON.stringify escapes C0 controls
+ * (a line break, ESC) but leaves DEL, C1 controls and format characters (a bidi override) raw,
+ * and each of them could make a message line say something the file did not.
+ */
+export function quoted(text: string): string {
+  return JSON.stringify(text).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) =>
+    c
+      .split("")
+      .map((unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, "0")}`)
+      .join(""),
+  );
+}
+
+/** A key of the file as a message shows it: quoted when it is not a plain word. */
+export function shownKey(key: string): string {
+  return PLAIN_KEY.test(key) ? key : quoted(key);
+}
+
+/**
+ * `nodes[1].memory` from ["nodes", 1, "memory"]. A key that is not a plain word is quoted
+ * (`extraVars["a.b"]`): a key with a line break or an escape sequence in it must not reach the
+ * terminal raw, and a key with a dot must not read as two.
+ */
 export function formatPath(path: readonly PathKey[]): string {
-  return path.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? k : `.${k}`)).join("");
+  return path
+    .map((k, i) =>
+      typeof k === "number" ? `[${k}]` : !PLAIN_KEY.test(k) ? `[${quoted(k)}]` : i === 0 ? k : `.${k}`,
+    )
+    .join("");
 }
 
 class ProblemList {
-  private readonly found: { path: readonly PathKey[]; message: string }[] = [];
+  private readonly found: { path: readonly PathKey[]; message: string; atKey?: boolean }[] = [];
   /** `located` gives the document with its positions; it is read only once a problem is found. */
   constructor(
     private readonly source: string,
@@ -72,8 +106,9 @@ class ProblemList {
     return this.found.length;
   }
 
-  add(path: readonly PathKey[], message: string): void {
-    this.found.push({ path, message });
+  /** `atKey`: the problem is the key itself (an unknown field), so its place is the key's, not its value's. */
+  add(path: readonly PathKey[], message: string, atKey = false): void {
+    this.found.push({ path, message, atKey });
   }
 
   /**
@@ -81,26 +116,41 @@ class ProblemList {
    * text (keys, names), so each is cut short: a megabyte key must not become a megabyte message.
    */
   get items(): Problem[] {
-    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message }) => ({
+    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message, atKey }) => ({
       path: shorten(formatPath(path.map((k) => (typeof k === "string" ? shorten(k, 64) : k))), 200),
       message: shorten(message, 400),
-      where: this.locate(path),
+      where: this.locate(path, atKey),
     }));
   }
 
-  /** The position of the deepest node of `path` present in the document. */
-  private locate(path: readonly PathKey[]): string | undefined {
+  /**
+   * The position of the deepest node of `path` present in the document; with `atKey`, of the last
+   * key itself. A value's position would point past the end of `bogus:` (its empty value), or at
+   * the first field of the next line when the value is a block mapping.
+   */
+  private locate(path: readonly PathKey[], atKey = false): string | undefined {
     if (!this.located) return undefined;
     const { doc, lines } = this.located();
+    const at = (range: [number, number, number]) => {
+      const { line, col } = lines.linePos(range[0]);
+      return `${this.source}:${line}:${col}`;
+    };
+    if (atKey && path.length) {
+      const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
+      type Pair = { key?: { value?: unknown; range?: [number, number, number] } | null };
+      const name = String(path.at(-1));
+      const pair = ((parent as { items?: Pair[] } | null)?.items ?? []).find(
+        (p) => p?.key && (p.key.value === null ? "" : String(p.key.value)) === name,
+      );
+      if (pair?.key?.range) return at(pair.key.range);
+    }
     for (let depth = path.length; depth >= 0; depth--) {
       const node = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth), true);
       const range = (node as { range?: [number, number, number] } | undefined)?.range;
-      if (range) {
-        const { line, col } = lines.linePos(range[0]);
-        return `${this.source}:${line}:${col}`;
-      }
+      if (range) return at(range);
     }
-    return undefined;
+    // A document with nothing in it: its problem is at its start.
+    return `${this.source}:1:1`;
   }
 }
 
@@ -108,16 +158,112 @@ function issuePath(issue: v.BaseIssue<unknown>): PathKey[] {
   return (issue.path ?? []).map((item) => item.key as PathKey);
 }
 
+/**
+ * A union's issue, as the shape the value took: when a data disk `{ size, what }` fails, the
+ * object choice says why (`what` is unknown), where the union alone says only "a size or
+ * { name, size }". The issues of the choices that reached inside the value are taken; when none
+ * did (a scalar that fits no choice) the union's own message stays.
+ */
+function ownIssues(issue: v.BaseIssue<unknown>): v.BaseIssue<unknown>[] {
+  if (issue.type !== "union" || !issue.issues?.length) return [issue];
+  // The choices' issues have paths from the union's value on: they are made whole here.
+  const inside = issue.issues
+    .filter((i) => i.path?.length)
+    .map((i) => ({ ...i, path: [...(issue.path ?? []), ...i.path!] }) as v.BaseIssue<unknown>);
+  return inside.length ? inside.flatMap(ownIssues) : [issue];
+}
+
+const isUnknownKey = (issue: v.BaseIssue<unknown>) =>
+  issue.kind === "schema" && issue.type === "strict_object" && issue.expected === "never";
+
+/**
+ * The issues of `input`, every unknown key among them. valibot's strictObject stops at the first
+ * key it does not know (its loop breaks there), so a file with three typos in one node would be
+ * fixed one run at a time. Each unknown key reported is removed from a copy and the copy checked
+ * again, until no new one appears; each new one is listed after its siblings. It stops once
+ * there are more issues than a report shows, so a hostile file costs a few checks, not one a key.
+ */
+function safeParseEveryKey<S extends v.GenericSchema>(schema: S, input: unknown): v.SafeParseResult<S> {
+  const first = v.safeParse(schema, input);
+  if (first.success) return first;
+  const issues = first.issues.flatMap(ownIssues);
+  const seen = new Set(issues.filter(isUnknownKey).map((i) => formatPath(issuePath(i))));
+  let pending = issues.filter(isUnknownKey);
+  let copy: unknown;
+  while (pending.length && issues.length <= YAML_LIMITS.problems) {
+    copy ??= structuredClone(input);
+    for (const issue of pending) {
+      const path = issuePath(issue);
+      let parent: unknown = copy;
+      for (const key of path.slice(0, -1)) parent = (parent as Record<PathKey, unknown> | undefined)?.[key];
+      if (parent && typeof parent === "object") delete (parent as Record<PathKey, unknown>)[path.at(-1)!];
+    }
+    const again = v.safeParse(schema, copy);
+    if (again.success) break;
+    pending = again.issues
+      .flatMap(ownIssues)
+      .filter((i) => isUnknownKey(i) && !seen.has(formatPath(issuePath(i))));
+    for (const issue of pending) {
+      const parent = formatPath(issuePath(issue).slice(0, -1));
+      seen.add(formatPath(issuePath(issue)));
+      let at = issues.length;
+      for (let i = issues.length - 1; i >= 0; i--)
+        if (isUnknownKey(issues[i]!) && formatPath(issuePath(issues[i]!).slice(0, -1)) === parent) {
+          at = i + 1;
+          break;
+        }
+      issues.splice(at, 0, issue);
+    }
+  }
+  return { ...first, issues: issues as typeof first.issues };
+}
+
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   // valibot's own messages for type mismatches name the received value; ours name the fix.
-  if (issue.kind === "schema" && issue.type === "strict_object" && issue.expected === "never") {
-    const key = issue.received.replaceAll('"', "");
+  if (isUnknownKey(issue)) {
+    // The key itself, from the issue's path: `received` is it between quotes, unescaped.
+    const key = String(issue.path?.at(-1)?.key ?? issue.input);
     if (key === "<<")
       return "unknown field: YAML merge keys (<<) are not supported; write the fields out, or share a value with an anchor and an alias";
-    return `unknown field (${shorten(key, 64)} is not one of the fields allowed here)`;
+    return `unknown field (${shownKey(shorten(key, 64))} is not one of the fields allowed here)`;
   }
   if (issue.input === undefined && issue.kind === "schema") return "is required";
-  return issue.message;
+  return ownWords(issue) ?? issue.message;
+}
+
+/**
+ * valibot's default message ("Invalid type: Expected boolean but received "yes"") in the words the
+ * core uses, for the rules a plugin gave no message of its own. A number where text belongs is the
+ * YAML trap (version: 1.20 is the number 1.2): it says to quote it. Undefined for a plugin's own
+ * message, and for rules not worded here.
+ */
+function ownWords(issue: v.BaseIssue<unknown>): string | undefined {
+  if (!issue.message.startsWith("Invalid ")) return undefined;
+  const got = typeof issue.input === "string" ? quoted(shorten(issue.input, 64)) : issue.received;
+  switch (issue.type) {
+    case "string":
+      return typeof issue.input === "number"
+        ? `must be text, not the number ${issue.received}: put the value in quotes`
+        : `must be text, not ${got}`;
+    case "boolean":
+      return `must be true or false, not ${got}`;
+    case "number":
+      return `must be a number, not ${got}`;
+    case "picklist":
+    case "variant":
+      return `must be one of ${issue.expected
+        ?.replace(/^\(|\)$/g, "")
+        .split(" | ")
+        .join(", ")}, not ${got}`;
+    case "integer":
+      return "must be a whole number";
+    case "min_value":
+      return `must be at least ${String(issue.requirement)}`;
+    case "max_value":
+      return `must be at most ${String(issue.requirement)}`;
+    default:
+      return undefined;
+  }
 }
 
 function parseHost(url: string): HostSpec {
@@ -295,9 +441,18 @@ function checkSemantics(view: LenientView, problems: ProblemList): void {
   // Whether an even number of control planes (etcd members) may run is the k8s stage's to say.
 }
 
+/** What a plugin that threw while judging its options is told: it, not the file, is at fault. */
+function pluginBroke(id: string, error: unknown): string {
+  const why = error instanceof Error ? error.message : String(error);
+  return `plugin ${id} failed while checking its options, a bug in the plugin: ${why}`;
+}
+
 function resolveStages(view: LenientView, plugins: PluginLookup, problems: ProblemList): Stage[] {
   const stages: Stage[] = [];
   for (const [slot, raw] of view.stages) {
+    // The schema reports a slot that is no name; its plugin would only add a second, stranger
+    // problem ("plugin ../x/bhyve fills the slot ..").
+    if (!v.is(DnsLabel, slot)) continue;
     const { plugin: name, ...rawOptions } = obj(raw);
     if (typeof name !== "string" || !/^([a-z0-9-]+\/)?[a-z0-9-]+$/.test(name)) continue; // the schema reports it
     const id = name.includes("/") ? name : `${slot}/${name}`;
@@ -309,19 +464,35 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
     const plugin = plugins.find(id);
     if (!plugin) {
       const where = plugins.searchPath.length ? plugins.searchPath.join(", ") : "(no plugin directory)";
+      // Its file may be there and broken: "not found" alone sends the user looking for a file
+      // they can see.
+      const unloaded = (plugins.entries ?? []).filter(
+        (e) => e.status !== "loaded" && e.origin !== "built-in",
+      );
+      const files = unloaded.map((e) => e.origin);
+      const also = files.length
+        ? `; ${files.length === 1 ? "1 plugin file there was" : `${files.length} plugin files there were`} not loaded, \`kubehyve plugins\` says why: ${files.slice(0, 3).join(", ")}${files.length > 3 ? ", …" : ""}`
+        : "";
       problems.add(
         ["stages", slot, "plugin"],
-        `no plugin ${id} is built in or found in the plugin path: ${where}`,
+        `no plugin ${id} is built in or found in the plugin path: ${where}${also}`,
       );
       continue;
     }
     let options: unknown = rawOptions;
     if (plugin.options) {
-      const result = v.safeParse(plugin.options, rawOptions);
+      let result: ReturnType<typeof safeParseEveryKey>;
+      try {
+        result = safeParseEveryKey(plugin.options, rawOptions);
+      } catch (error) {
+        // A check or transform of the plugin's schema that throws: the plugin's bug, as above.
+        problems.add(["stages", slot], pluginBroke(plugin.id, error));
+        continue;
+      }
       if (result.success) options = result.output;
       else
         for (const issue of result.issues)
-          problems.add(["stages", slot, ...issuePath(issue)], describeIssue(issue));
+          problems.add(["stages", slot, ...issuePath(issue)], describeIssue(issue), isUnknownKey(issue));
     }
     stages.push({ slot, plugin, options });
   }
@@ -340,17 +511,22 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   const { value: raw, top } = parsedYaml;
   const problems = new ProblemList(source, parsedYaml.located);
   if (top !== "mapping") {
+    // Nothing but comments and blanks: "must be a mapping" would leave the user looking for one.
+    const empty = parsedYaml.located().doc.contents === null;
     problems.add(
       [],
       top === "sequence"
         ? "must be a mapping (name:, network:, nodes:, stages:), not a list"
-        : "must be a mapping with name:, network:, nodes: and stages:",
+        : empty
+          ? "is empty: it must be a mapping with name:, network:, nodes: and stages: (kubehyve init writes an example)"
+          : "must be a mapping with name:, network:, nodes: and stages:",
     );
     throw invalid(source, problems);
   }
-  const parsed = v.safeParse(ClusterFileSchema, raw);
+  const parsed = safeParseEveryKey(ClusterFileSchema, raw);
   if (!parsed.success)
-    for (const issue of parsed.issues) problems.add(issuePath(issue), describeIssue(issue));
+    for (const issue of parsed.issues)
+      problems.add(issuePath(issue), describeIssue(issue), isUnknownKey(issue));
   const view = lenientView(raw);
   const warnings: Diagnostic[] = [];
   checkSemantics(view, problems);
@@ -359,7 +535,16 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   const cluster = normalize(parsed.output);
   // The stages' own rules need a cluster that passed the core checks; they see it as every stage will.
   for (const stage of stages) {
-    for (const d of stage.plugin.validate?.({ cluster, options: stage.options }) ?? []) {
+    let found: Diagnostic[];
+    try {
+      found = stage.plugin.validate?.({ cluster, options: stage.options }) ?? [];
+    } catch (error) {
+      // A plugin that breaks while judging the file has not said the file is wrong: name it, not
+      // kubehyve, with what it threw.
+      problems.add(["stages", stage.slot], pluginBroke(stage.plugin.id, error));
+      continue;
+    }
+    for (const d of found) {
       if (d.severity === "error") problems.add(parsePath(d.path ?? `stages.${stage.slot}`), d.summary);
       else warnings.push(d);
     }
@@ -370,7 +555,9 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
 
 /** ["nodes", 1, "memory"] from `nodes[1].memory`: the inverse of formatPath. */
 export function parsePath(path: string): PathKey[] {
-  return [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] === undefined ? m[1]! : Number(m[2])));
+  return [...path.matchAll(/\[("(?:[^"\\]|\\.)*")\]|\[(\d+)\]|([^.[\]]+)/g)].map((m) =>
+    m[1] !== undefined ? (JSON.parse(m[1]) as string) : m[2] !== undefined ? Number(m[2]) : m[3]!,
+  );
 }
 
 function invalid(source: string, problems: ProblemList): InputError {
@@ -399,7 +586,8 @@ export async function loadClusterFile(path: string, plugins: PluginLookup): Prom
       case "missing":
         throw new InputError(
           `cluster file ${path} does not exist`,
-          "write one with `kubehyve init`, or name another with -c FILE",
+          // `kubehyve init` alone writes ./kubehyve.yaml: for another file it must be named.
+          `write one with \`kubehyve init${path === resolve("kubehyve.yaml") ? "" : ` -c ${shellQuote(path)}`}\`, or name another with -c FILE`,
         );
       case "not-regular":
         throw new InputError(

@@ -2,13 +2,14 @@
  * Builds the context a plugin phase runs with. The engine makes one per stage and run; tests of a
  * plugin make one directly, replacing only the heavy boundaries (targets, Kubernetes, downloads).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { DownloadCache } from "../artifacts/cache.ts";
 import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
 import { CancelledError, KubehyveError } from "../lib/errors.ts";
 import { ensurePrivateDir, writeFileAtomic } from "../lib/fsutil.ts";
+import { pending, poll } from "../lib/poll.ts";
 import type { Target } from "../targets/target.ts";
 import type { AnyPlugin, Canary, CanaryRun, Hooks, Logger, PluginContext, SshKey } from "./contract.ts";
 import { clusterIdentity } from "./identity.ts";
@@ -73,12 +74,46 @@ export function kubeconfigPathOf(stateDir: string): string {
  */
 const keygens = new Map<string, Promise<void>>();
 
+/** A key takes milliseconds to make: a lock older than this is what a killed run left behind. */
+const KEYGEN_LOCK_STALE_MS = 30_000;
+
+/**
+ * One key per key file across processes too: a plan and a render started together on a fresh
+ * state dir would each make a key, and one of them would render nodes with a key the state dir no
+ * longer holds (or the two halves on disk would come from different pairs). The maker holds
+ * `id_ed25519.lock` (a directory: mkdir either makes it or finds it) while it writes; the others
+ * wait for it and use its key.
+ */
 async function generateClusterKey(stateDir: string, privateKeyPath: string, comment: string): Promise<void> {
   await ensurePrivateDir(join(stateDir, "ssh"));
-  const pair = generateEd25519KeyPair(comment);
-  // The public half first: whoever finds the private key finds its .pub beside it.
-  await writeFileAtomic(`${privateKeyPath}.pub`, `${pair.publicKey}\n`, 0o644);
-  await writeFileAtomic(privateKeyPath, pair.privateKey, 0o600);
+  const lock = `${privateKeyPath}.lock`;
+  const mine = await poll(
+    `the cluster key ${privateKeyPath}, which another kubehyve run is making`,
+    async () => {
+      try {
+        mkdirSync(lock, { mode: 0o700 });
+        return true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      }
+      // Its maker writes the public half first, then the private one, then lets go.
+      if (existsSync(privateKeyPath)) return false;
+      if (Date.now() - lstatSync(lock).mtimeMs > KEYGEN_LOCK_STALE_MS)
+        rmSync(lock, { recursive: true, force: true });
+      return pending(`${lock} is held`);
+    },
+    { timeoutMs: 2 * KEYGEN_LOCK_STALE_MS, intervalMs: 50 },
+  );
+  if (!mine) return;
+  try {
+    if (existsSync(privateKeyPath)) return;
+    const pair = generateEd25519KeyPair(comment);
+    // The public half first: whoever finds the private key finds its .pub beside it.
+    await writeFileAtomic(`${privateKeyPath}.pub`, `${pair.publicKey}\n`, 0o644);
+    await writeFileAtomic(privateKeyPath, pair.privateKey, 0o600);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
 }
 
 export function createPluginContext(args: ContextArgs): TestablePluginContext {

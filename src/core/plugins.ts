@@ -5,7 +5,8 @@
  * and `doctor`, and the plugin is not used.
  */
 import { readdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { formatSeconds } from "../lib/poll.ts";
 import type { PluginLookup } from "./config.ts";
 import { type AnyPlugin, API_VERSION } from "./contract.ts";
 import { type Diagnostic, diag } from "./diagnostics.ts";
@@ -50,9 +51,60 @@ function shapeProblem(candidate: unknown): string | undefined {
   return undefined;
 }
 
+/** Where Bun's parser puts a syntax error (its BuildMessage): line and column are 1-based. */
+interface BuildMessageLike {
+  message: string;
+  position?: { file?: string; line: number; column: number } | null;
+}
+
+/**
+ * What went wrong importing `file`, for a person: the first syntax error with its place (Bun
+ * reports them as an AggregateError of BuildMessages whose own message is only "Failed to scan
+ * imports"), the message of anything else thrown, and a value that is not an Error at all (a
+ * plugin may `throw null`) as itself.
+ */
+function whyNotLoaded(error: unknown, file: string): string {
+  const messages = (error as { errors?: unknown } | null)?.errors;
+  const first = (Array.isArray(messages) ? messages[0] : error) as BuildMessageLike | undefined;
+  if (first?.position && typeof first.message === "string") {
+    const { line, column } = first.position;
+    return `${file}:${line}:${column}: ${first.message}`;
+  }
+  if (error instanceof Error) return error.message;
+  return `it threw ${typeof error === "string" ? error : String(error)}`;
+}
+
+/**
+ * How long one drop-in may take to load. Every command loads the plugins first, `kubehyve plugins`
+ * too: a file whose top-level await never ends would otherwise hang the very command that is
+ * there to find it.
+ */
+export const PLUGIN_IMPORT_TIMEOUT_MS = 10_000;
+
+class ImportTimeout extends Error {}
+
+/** `import(file)`, or an ImportTimeout after `ms`; the timer does not keep the process alive. */
+function importWithin(file: string, ms: number): Promise<{ default?: unknown }> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ImportTimeout(
+            `it did not finish loading within ${formatSeconds(ms)} (a top-level await that never ends?)`,
+          ),
+        ),
+      ms,
+    );
+    timer.unref?.();
+  });
+  return Promise.race([import(file), limit]).finally(() => clearTimeout(timer));
+}
+
 export async function loadPlugins(
   builtins: readonly AnyPlugin[],
   searchPath: readonly string[],
+  opts: { importTimeoutMs?: number } = {},
 ): Promise<PluginRegistry> {
   const entries: PluginEntry[] = [];
   const diagnostics: Diagnostic[] = [];
@@ -67,9 +119,15 @@ export async function loadPlugins(
       diagnostics.push(
         diag.error(
           "plugin.duplicate-id",
-          `plugin ${plugin.id} from ${origin} repeats the id of the one from ${existing.origin}`,
+          existing.origin === "built-in"
+            ? `plugin ${plugin.id} from ${origin} repeats the id of a built-in plugin, which stays in use`
+            : `plugin ${plugin.id} from ${origin} repeats the id of the one from ${existing.origin}, which stays in use`,
           {
-            hint: `rename one of them, or remove ${origin}`,
+            // A built-in cannot be renamed: only the drop-in can.
+            hint:
+              existing.origin === "built-in"
+                ? `give the plugin in ${origin} an id of its own, or remove it`
+                : `rename one of them, or remove ${origin}`,
           },
         ),
       );
@@ -98,8 +156,25 @@ export async function loadPlugins(
     let names: string[];
     try {
       names = readdirSync(dir).sort();
-    } catch {
-      continue; // A directory that does not exist is simply empty.
+    } catch (error) {
+      // A directory that does not exist is simply empty (the system one mostly does not). One
+      // that cannot be read is not: its plugins would be missing without a word.
+      const e = error as NodeJS.ErrnoException;
+      if (e.code === "ENOENT") continue;
+      diagnostics.push(
+        diag.error(
+          "plugin.dir-unreadable",
+          `plugin directory ${dir} cannot be read, so no plugin is loaded from it`,
+          {
+            detail: e.message,
+            hint:
+              e.code === "ENOTDIR"
+                ? `name the directory that holds the plugin files: --plugin-dir ${dirname(dir)}`
+                : `check its permissions (ls -ld ${dir}), or leave it out of the plugin path`,
+          },
+        ),
+      );
+      continue;
     }
     for (const name of names) {
       if (!/\.(ts|js|mjs)$/.test(name) || name.endsWith(".d.ts") || name.startsWith(".")) continue;
@@ -137,7 +212,7 @@ export async function loadPlugins(
   if (files.length) registerPluginApiModule();
   for (const file of files) {
     try {
-      const mod = await import(file);
+      const mod = await importWithin(file, opts.importTimeoutMs ?? PLUGIN_IMPORT_TIMEOUT_MS);
       const problem = shapeProblem(mod.default);
       if (problem) {
         entries.push({ id: file.split("/").pop()!, origin: file, status: "failed" });
@@ -161,7 +236,7 @@ export async function loadPlugins(
       entries.push({ id: file.split("/").pop()!, origin: file, status: "failed" });
       diagnostics.push(
         diag.error("plugin.load-failed", `plugin file ${file} failed to load`, {
-          detail: (error as Error).message,
+          detail: whyNotLoaded(error, file),
           hint: "fix the file, or move it out of the plugin path",
         }),
       );

@@ -7,6 +7,8 @@
  * way back: a failure leaves DIR as it was.
  */
 import {
+  accessSync,
+  constants,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -79,10 +81,71 @@ function readManifest(dir: string): Manifest | undefined {
   return { files: m.files, dirs: m.dirs };
 }
 
+/** An operating system error on DIR or a directory above it, as the user's to fix (exit 2). */
+function unusable(dir: string, error: unknown): InputError {
+  return new InputError(
+    `render output ${dir} cannot be used: ${(error as Error).message}; nothing was written`,
+    "kubehyve render -o NEW-DIR",
+  );
+}
+
+/** Refuses a DIR this user could not write into (made below `at`, or `at` itself). */
+function checkWritable(dir: string, at: string, made: boolean): void {
+  try {
+    accessSync(at, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "";
+    throw new InputError(
+      `render output ${dir} ${made ? "cannot be made" : "cannot be written"}: ${at} is not writable by this user (${code}); nothing was written`,
+      "kubehyve render -o NEW-DIR, somewhere of your own",
+    );
+  }
+}
+
+/**
+ * For a DIR that does not exist yet: the first thing that exists above it must be a directory
+ * this user can write into. Found now, not after every stage rendered and a cluster key was made.
+ */
+function checkMakeable(dir: string): void {
+  for (let at = dirname(dir); ; at = dirname(at)) {
+    let st: Stats;
+    try {
+      st = statSync(at);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // Missing, or a file further up: the walk goes on to what does exist.
+      if ((code === "ENOENT" || code === "ENOTDIR") && dirname(at) !== at) continue;
+      throw unusable(dir, error);
+    }
+    if (!st.isDirectory())
+      throw new InputError(
+        `render output ${dir} cannot be made: ${at} is not a directory; nothing was written`,
+        "kubehyve render -o NEW-DIR",
+      );
+    checkWritable(dir, at, true);
+    return;
+  }
+}
+
 /** What DIR holds, as far as render is concerned; refuses a directory that render did not make. */
 function survey(dir: string, force: boolean): { exists: boolean; manifest?: Manifest } {
-  const st = lstatOrUndefined(dir);
-  if (!st) return { exists: false };
+  let st: Stats | undefined;
+  try {
+    st = lstatOrUndefined(dir);
+  } catch (error) {
+    // ENOTDIR: a file stands on the way; checkMakeable names it.
+    if ((error as NodeJS.ErrnoException).code !== "ENOTDIR") throw unusable(dir, error);
+  }
+  if (!st) {
+    checkMakeable(dir);
+    return { exists: false };
+  }
+  // `-o "$OUT/"` with OUT unset: render would scatter its folders over the root of the system.
+  if (realpathSync(dir) === "/")
+    throw new InputError(
+      `render output ${dir} is the root directory; nothing was written`,
+      "kubehyve render -o NEW-DIR (even --force does not write into /)",
+    );
   // The user named DIR: a link to a directory is followed there, but never inside it.
   const target = st.isSymbolicLink() ? statSync(dir) : st;
   if (!target.isDirectory())
@@ -90,6 +153,7 @@ function survey(dir: string, force: boolean): { exists: boolean; manifest?: Mani
       `render output ${dir} is not a directory; nothing was written`,
       "kubehyve render -o NEW-DIR",
     );
+  checkWritable(dir, dir, false);
   const manifest = readManifest(dir);
   if (!manifest && !force && readdirSync(dir).length > 0)
     throw new InputError(

@@ -87,9 +87,28 @@ export function selectStages(ordered: readonly Stage[], select: StageSelection =
   }
   const from = select.from ? slots.indexOf(select.from) : 0;
   const until = select.until ? slots.indexOf(select.until) : slots.length - 1;
-  return ordered.filter(
+  // A selection that selects nothing is a slip (the two swapped), never a run that does nothing
+  // and says it went well.
+  if (from > until)
+    throw new InputError(
+      `--from ${select.from} comes after --until ${select.until} in the run order: no stage would run`,
+      `the stages in run order: ${slots.join(", ")}`,
+    );
+  const chosen = ordered.filter(
     (s, i) => i >= from && i <= until && (!select.only?.length || select.only.includes(s.slot)),
   );
+  if (!chosen.length && slots.length) {
+    const given = [
+      select.only?.length ? `--only ${select.only.join(",")}` : "",
+      select.from ? `--from ${select.from}` : "",
+      select.until ? `--until ${select.until}` : "",
+    ].filter(Boolean);
+    throw new InputError(
+      `${given.join(", ")} select no stage: nothing would run`,
+      `the stages in run order: ${slots.join(", ")}`,
+    );
+  }
+  return chosen;
 }
 
 export class Run {

@@ -3,8 +3,8 @@
  * NamedAuthInfo, NamedContext): reading the credentials of one context, rewriting the server URL
  * and merging a cluster's admin kubeconfig into the user's ~/.kube/config.
  */
-import type { Stats } from "node:fs";
-import { chown, lstat, readFile, readlink, stat, writeFile } from "node:fs/promises";
+import { constants, type Stats } from "node:fs";
+import { chown, lstat, mkdir, open, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { isMap, isScalar, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
 import { KubehyveError } from "../lib/errors.ts";
@@ -46,7 +46,9 @@ function parseYamlObject(text: string, source: string): Obj {
   if (first) {
     const pos = first.linePos?.[0];
     const where = pos ? `line ${pos.line}, column ${pos.col}` : "(document)";
-    throw new KubeconfigError(source, where, `not valid YAML: ${first.message.split("\n")[0]}`);
+    // The library's pretty message repeats the place at its end ("… at line 1, column 11:").
+    const message = first.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+    throw new KubeconfigError(source, where, `not valid YAML: ${message}`);
   }
   const value: unknown = doc.toJS();
   if (value === null || value === undefined) return {};
@@ -316,6 +318,38 @@ async function followLinks(path: string): Promise<string> {
   throw new KubeconfigError(path, "(file)", "too many levels of symbolic links");
 }
 
+/**
+ * Makes the missing folders down to `dir` (0700, as kubectl's own ~/.kube) owned by whoever owns
+ * the first one that exists above them, and returns that owner.
+ */
+async function makeFoldersOfOwner(dir: string): Promise<{ uid: number; gid: number }> {
+  const missing: string[] = [];
+  let at = resolve(dir);
+  let st: Stats | undefined;
+  while (!st) {
+    try {
+      st = await stat(at);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) throw e;
+      missing.push(at);
+      at = dirname(at);
+    }
+  }
+  const owner = { uid: st.uid, gid: st.gid };
+  for (const level of missing.reverse()) {
+    await mkdir(level, { mode: 0o700 });
+    // Through a descriptor that refuses a link: the folder is in a home its user can write, and
+    // a link swapped in for it must not get them root's chown of wherever it leads.
+    const handle = await open(level, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    try {
+      await handle.chown(owner.uid, owner.gid);
+    } finally {
+      await handle.close();
+    }
+  }
+  return owner;
+}
+
 export interface MergeResult {
   /** The file written: the target, or where its symbolic links lead. */
   file: string;
@@ -438,6 +472,10 @@ export async function mergeKubeconfig(
     await writeFile(backup, existing, { mode: 0o600, flag: "wx" });
     if (owner && process.getuid?.() === 0) await chown(backup, owner.uid, owner.gid);
   }
+  // A new file, written by root for someone (`sudo -E kubehyve kubeconfig --merge` keeps their
+  // HOME): theirs, as the directory it goes into is, and so are the folders made for it. Root's,
+  // ~/.kube and the config in it would be closed to the very user kubectl runs as.
+  if (!owner && process.getuid?.() === 0) owner = await makeFoldersOfOwner(dirname(file));
   // A kubeconfig holds credentials: 0600, whatever the old file's mode was.
   await writeFileAtomic(file, text, 0o600, owner);
   return { file, backup, changed: true, replaced };

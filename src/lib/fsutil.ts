@@ -74,7 +74,11 @@ export function ownershipProblem(
   if (want === "directory" ? !st.isDirectory() : !st.isFile())
     return {
       why: `is ${kindOf(st)}, not ${want === "directory" ? "a directory" : "a file"}`,
-      fix: (p) => `move ${p} away`,
+      // A device or a pipe (--state-dir /dev/null) is the system's, not something to move.
+      fix: (p) =>
+        st.isFile() || st.isDirectory()
+          ? `move ${p} away`
+          : `choose another path: ${p} is not kubehyve's to move`,
     };
   if (st.uid !== me())
     return {
@@ -122,6 +126,46 @@ function checkPrivateDir(dir: string, st: Stats, what: string): void {
  */
 export function ensurePrivateDirSync(dir: string, what = "directory"): void {
   const path = resolve(dir);
+  try {
+    makePrivateDir(path, what);
+  } catch (error) {
+    throw pathError(error, `${what} ${path} cannot be made`) ?? error;
+  }
+}
+
+const permissions = (p: string) =>
+  `this user may not create it there: check the permissions on the way to ${p}, or choose another path`;
+
+/** Errors of the path itself: nothing was made, and a better path is the fix (exit 2). */
+const PATH_ERRORS: Record<string, (path: string) => string> = {
+  ENAMETOOLONG: () => "choose a shorter path",
+  EACCES: permissions,
+  EPERM: permissions,
+  EROFS: () => "the file system is read-only: choose a path on a writable one",
+  ELOOP: (p) => `symbolic links on the way to ${p} lead in a circle`,
+  ENOENT: () => "that file system takes no new directories there: choose another path",
+  ENOTDIR: (p) => `a file stands where a directory is expected on the way to ${p}`,
+  EISDIR: (p) => `${p} is a directory`,
+};
+
+/**
+ * An operating system error on a path the user named, as a message that says which path and what
+ * it was for (`state dir X cannot be made: ENAMETOOLONG: name too long`), with exit code 2;
+ * undefined for any other error (a full disk), which is left as it is. The hint names the path
+ * the call failed on (the level of a mkdir -p that could not be made), or `shown` instead where
+ * that path is one the user never named (a temporary file).
+ */
+export function pathError(error: unknown, what: string, shown?: string): KubehyveError | undefined {
+  if (error instanceof KubehyveError) return undefined;
+  const e = error as NodeJS.ErrnoException | null;
+  const hint = typeof e?.code === "string" ? PATH_ERRORS[e.code] : undefined;
+  if (!hint) return undefined;
+  // Node's message ends with the call and its path (", open '/x.123.1.tmp'"): `what` says which.
+  const reason = e!.message.replace(/, \w+ '[^']*'( -> '[^']*')?$/, "");
+  return new KubehyveError(`${what}: ${reason}`, ExitCode.badInput, hint(shown ?? e!.path ?? what));
+}
+
+function makePrivateDir(path: string, what: string): void {
   const st = lstatOrUndefined(path);
   if (st) {
     checkPrivateDir(path, st, what);

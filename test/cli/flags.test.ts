@@ -31,8 +31,48 @@ describe("flags", () => {
     }
   });
 
-  test("stops looking at --", () => {
-    expect(() => checkFlags(["--", "--anything"], args, "plan")).not.toThrow();
+  test("stops looking at --: what follows is an argument, not a flag", () => {
+    const withService = { ...args, service: { type: "positional", required: false } } as const;
+    expect(() => checkFlags(["--", "--anything"], withService, "expose")).not.toThrow();
+  });
+
+  test("refuses words no flag takes: a stray argument is a typo (plan offline), never ignored", () => {
+    expect(() => checkFlags(["offline"], args, "plan")).toThrow(
+      new InputError("kubehyve plan takes no arguments, but got: offline"),
+    );
+    expect(() => checkFlags(["-c", "f.yaml", "--", "-y", "x"], args, "plan")).toThrow(
+      new InputError("kubehyve plan takes no arguments, but got: -y x"),
+    );
+    const withService = { ...args, service: { type: "positional", required: false } } as const;
+    expect(() => checkFlags(["web", "--only", "os"], withService, "expose")).not.toThrow();
+    expect(() => checkFlags(["web", "db"], withService, "expose")).toThrow(
+      new InputError("kubehyve expose takes 1 argument, but got 2: web db"),
+    );
+  });
+
+  test("a flag that takes a value comes last in a group of short flags, as its value follows it", () => {
+    expect(() => checkFlags(["-yc", "f.yaml"], args, "plan")).not.toThrow();
+    try {
+      checkFlags(["-cy", "f.yaml"], args, "plan");
+      throw new Error("accepted");
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).message).toBe(
+        "-cy: -c takes a value, so it must come last in a group of short flags",
+      );
+      expect((error as InputError).hint).toBe("write -yc VALUE, or -c VALUE on its own");
+    }
+  });
+
+  test("refuses one flag given two different values; the same value twice, or a repeatable flag, is fine", () => {
+    expect(() => checkFlags(["-c", "a.yaml", "--config=b.yaml"], args, "down")).toThrow(
+      new InputError('--config was given twice, as "a.yaml" and "b.yaml"; nothing was done'),
+    );
+    expect(() =>
+      checkFlags(["-c", "a.yaml", "--config", "a.yaml", "-y", "--yes"], args, "down"),
+    ).not.toThrow();
+    const doctor = { ignore: { type: "string", description: "Make it a warning (repeatable)" } } as const;
+    expect(() => checkFlags(["--ignore", "a", "--ignore", "b"], doctor, "doctor")).not.toThrow();
   });
 
   test("suggests the nearest command, and nothing when none is near", () => {

@@ -282,6 +282,20 @@ describe("a broken cluster file", () => {
     ]);
   });
 
+  test("every unknown field of one object is reported, not only the first, in the core and in a stage", () => {
+    const text = VALID.replace("name: lab\n", "name: lab\nnmae: lab\nnetwrok: {}\n")
+      .replace("    role: control-plane\n", "    role: control-plane\n    cpu: 2\n    mem: 4GiB\n")
+      .replace("    plugin: fake\n", "    plugin: fake\n    swich: lan\n    hostreserve: 2GiB\n");
+    expect(problemsOf(text).map((p) => [p.path, p.message])).toEqual([
+      ["nodes[0].cpu", "unknown field (cpu is not one of the fields allowed here)"],
+      ["nodes[0].mem", "unknown field (mem is not one of the fields allowed here)"],
+      ["nmae", "unknown field (nmae is not one of the fields allowed here)"],
+      ["netwrok", "unknown field (netwrok is not one of the fields allowed here)"],
+      ["stages.hypervisor.swich", "unknown field (swich is not one of the fields allowed here)"],
+      ["stages.hypervisor.hostreserve", "unknown field (hostreserve is not one of the fields allowed here)"],
+    ]);
+  });
+
   test("a YAML syntax error names file:line:column", () => {
     const problems = problemsOf("name: lab\nnodes:\n  - name: a\n   role: worker\n");
     expect(problems[0]!.where).toMatch(/^kubehyve\.yaml:4:\d+$/);
@@ -299,6 +313,18 @@ describe("a broken cluster file", () => {
 
   test("an empty file is explained", () => {
     expect(problemsOf("")[0]!.message).toMatch(/must be a mapping/);
+  });
+
+  test("an empty file, or one of comments only, is called empty, at line 1 column 1", () => {
+    for (const text of ["", "\n\n", "# name: lab\n# nodes: []\n"])
+      expect(problemsOf(text)).toEqual([
+        {
+          path: "",
+          message:
+            "is empty: it must be a mapping with name:, network:, nodes: and stages: (kubehyve init writes an example)",
+          where: "kubehyve.yaml:1:1",
+        },
+      ]);
   });
 });
 
@@ -361,8 +387,206 @@ describe("a stage's own validation", () => {
 
 describe("parsePath", () => {
   test("is the inverse of formatPath", () => {
-    for (const path of [["nodes", 1, "memory"], ["stages", "k8s", "release", "sha256"], ["name"]] as const)
+    for (const path of [
+      ["nodes", 1, "memory"],
+      ["stages", "k8s", "release", "sha256"],
+      ["name"],
+      ["stages", "k8s", "extraVars", "a.b"],
+      ["evil\n  kubehyve.yaml:1:1: fine", "x"],
+      ["stages", 'say "[0]"', "plugin"],
+    ] as const)
       expect(parsePath(formatPath(path))).toEqual([...path]);
+  });
+
+  test("a key that is not a plain word is quoted, so that a path is one line and means one thing", () => {
+    expect(formatPath(["stages", "k8s", "extraVars", "a.b"])).toBe('stages.k8s.extraVars["a.b"]');
+    expect(formatPath(["evil\n\u001b[31m", "x"])).toBe('["evil\\n\\u001b[31m"].x');
+    expect(formatPath(["<<"])).toBe("<<");
+  });
+});
+
+describe("a value that may take one of several shapes", () => {
+  test("an object is judged as the object shape: its own field is named, not the whole choice", () => {
+    const text = VALID.replace("disks: [50GiB]", "disks: [{ size: 50GiB, what: 1 }, { size: 0GiB }, lots]");
+    expect(problemsOf(text).map((p) => [p.path, p.message])).toEqual([
+      ["nodes[1].disks[0].what", "unknown field (what is not one of the fields allowed here)"],
+      ["nodes[1].disks[1].size", "must be at least 1 GiB"],
+      ["nodes[1].disks[2]", 'must be a size such as "4GiB" or "512MiB"'],
+    ]);
+  });
+});
+
+describe("a stage option refused by a rule its plugin gave no words for", () => {
+  test("is said the way the core says it, and a number where text belongs is told to be quoted", () => {
+    const strict = definePlugin({
+      id: "hypervisor/fake",
+      title: "strict",
+      apiVersion: 1,
+      options: v.strictObject({
+        version: v.optional(v.string()),
+        autostart: v.optional(v.boolean()),
+        kind: v.optional(v.picklist(["virtio-blk", "nvme"])),
+        runner: v.optional(
+          v.variant("kind", [v.object({ kind: v.literal("venv") }), v.object({ kind: v.literal("system") })]),
+        ),
+        port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535))),
+        count: v.optional(v.number()),
+      }),
+      check: async () => ({ changes: [], diagnostics: [] }),
+    }) as AnyPlugin;
+    const lookup: PluginLookup = { find: (id) => (id === strict.id ? strict : undefined), searchPath: [] };
+    const text = VALID.replace(
+      "    plugin: fake\n",
+      '    plugin: fake\n    version: 1.20\n    autostart: "yes"\n    kind: ide\n    runner: { kind: docker }\n    port: 70000\n    count: many\n',
+    );
+    try {
+      parseClusterText(text, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect((error as InputError).problems.map((p) => [p.path, p.message])).toEqual([
+        ["stages.hypervisor.version", "must be text, not the number 1.2: put the value in quotes"],
+        ["stages.hypervisor.autostart", 'must be true or false, not "yes"'],
+        ["stages.hypervisor.kind", 'must be one of "virtio-blk", "nvme", not "ide"'],
+        ["stages.hypervisor.runner.kind", 'must be one of "venv", "system", not "docker"'],
+        ["stages.hypervisor.port", "must be at most 65535"],
+        ["stages.hypervisor.count", 'must be a number, not "many"'],
+      ]);
+    }
+    const float = VALID.replace("    plugin: fake\n", "    plugin: fake\n    port: 1.5\n");
+    try {
+      parseClusterText(float, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect((error as InputError).problems.map((p) => p.message)).toEqual(["must be a whole number"]);
+    }
+  });
+});
+
+describe("a stage whose plugin breaks while checking its options", () => {
+  test("is a problem naming the plugin and what it threw, not a kubehyve bug", () => {
+    const breaking = definePlugin({
+      id: "hypervisor/fake",
+      title: "breaking",
+      apiVersion: 1,
+      validate() {
+        throw new TypeError("cannot read properties of undefined (reading 'pools')");
+      },
+      check: async () => ({ changes: [], diagnostics: [] }),
+    }) as AnyPlugin;
+    const lookup: PluginLookup = {
+      find: (id) => (id === breaking.id ? breaking : undefined),
+      searchPath: [],
+    };
+    try {
+      parseClusterText(VALID, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).problems.map((p) => [p.path, p.message])).toEqual([
+        [
+          "stages.hypervisor",
+          "plugin hypervisor/fake failed while checking its options, a bug in the plugin: cannot read properties of undefined (reading 'pools')",
+        ],
+      ]);
+    }
+  });
+});
+
+describe("a stage whose options schema throws", () => {
+  test("is the same problem: the plugin's bug, named", () => {
+    const breaking = definePlugin({
+      id: "hypervisor/fake",
+      title: "breaking",
+      apiVersion: 1,
+      options: v.object({
+        switch: v.optional(
+          v.pipe(
+            v.string(),
+            v.check(() => {
+              throw new Error("no regexp compiled");
+            }),
+          ),
+        ),
+      }),
+      check: async () => ({ changes: [], diagnostics: [] }),
+    }) as AnyPlugin;
+    const lookup: PluginLookup = {
+      find: (id) => (id === breaking.id ? breaking : undefined),
+      searchPath: [],
+    };
+    const text = VALID.replace("    plugin: fake\n", "    plugin: fake\n    switch: lan\n");
+    try {
+      parseClusterText(text, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).problems.map((p) => [p.path, p.message])).toEqual([
+        [
+          "stages.hypervisor",
+          "plugin hypervisor/fake failed while checking its options, a bug in the plugin: no regexp compiled",
+        ],
+      ]);
+    }
+  });
+});
+
+describe("a stage whose plugin is not there", () => {
+  test("names the plugin files that were found but not loaded: one of them may be it", () => {
+    const text = VALID.replace("    plugin: fake\n", "    plugin: fake\n  extra:\n    plugin: thing\n");
+    const lookup: PluginLookup = {
+      ...plugins,
+      entries: [
+        { origin: "built-in", status: "loaded" },
+        { origin: "/etc/kubehyve-test/plugins/thing.ts", status: "failed" },
+      ],
+    };
+    try {
+      parseClusterText(text, "kubehyve.yaml", lookup);
+      throw new Error("accepted");
+    } catch (error) {
+      expect((error as InputError).problems.map((p) => [p.path, p.message])).toEqual([
+        [
+          "stages.extra.plugin",
+          "no plugin extra/thing is built in or found in the plugin path: /etc/kubehyve-test/plugins; 1 plugin file there was not loaded, `kubehyve plugins` says why: /etc/kubehyve-test/plugins/thing.ts",
+        ],
+      ]);
+    }
+  });
+});
+
+describe("an unknown field", () => {
+  test("is placed at its key, not at its value on the line below or past the end of its line", () => {
+    const text = VALID.replace("  subnet: 192.168.1.0/24\n", "  subnet: 192.168.1.0/24\n  bogus:\n")
+      .replace("nodes:\n", "extra:\n  deep: 1\nnodes:\n")
+      .replace("    plugin: fake\n", "    plugin: fake\n    zzz: { a: 1 }\n");
+    expect(problemsOf(text).map((p) => [p.path, p.where])).toEqual([
+      ["network.bogus", "kubehyve.yaml:5:3"],
+      ["extra", "kubehyve.yaml:7:1"],
+      ["stages.hypervisor.zzz", "kubehyve.yaml:21:5"],
+    ]);
+  });
+});
+
+describe("a stage slot that is not a name", () => {
+  test("is one problem, not a second one about its plugin", () => {
+    const problems = problemsOf(
+      VALID.replace("  hypervisor:\n", '  "../x": { plugin: fake }\n  hypervisor:\n'),
+    );
+    expect(problems.map((p) => p.path)).toEqual(['stages["../x"]']);
+  });
+});
+
+describe("a key holding a line break or a terminal escape", () => {
+  test("is shown quoted in the path and in the message, never raw", () => {
+    const problems = problemsOf(
+      VALID.replace("name: lab\n", 'name: lab\n"evil\\n  kubehyve.yaml:1:1: nodes: fine\\e[31m": 1\n'),
+    );
+    expect(problems.map((p) => [p.path, p.message])).toEqual([
+      [
+        '["evil\\n  kubehyve.yaml:1:1: nodes: fine\\u001b[31m"]',
+        'unknown field ("evil\\n  kubehyve.yaml:1:1: nodes: fine\\u001b[31m" is not one of the fields allowed here)',
+      ],
+    ]);
   });
 });
 

@@ -73,6 +73,34 @@ describe.skipIf(!have("ssh-keygen", "openssh-client"))("the cluster key", () => 
     expect(first.publicKey.startsWith(derived.stdout.toString().trim())).toBe(true);
   });
 
+  test("made by another kubehyve run at the same moment is waited for and used, never replaced", async () => {
+    // The other run (a render started next to this plan) holds the key's lock while it writes.
+    const ssh = join(stateDir, "ssh");
+    mkdirSync(ssh, { recursive: true, mode: 0o700 });
+    mkdirSync(join(ssh, "id_ed25519.lock"), { mode: 0o700 });
+    const mine = context().clusterKey();
+    await Bun.sleep(150);
+    expect(existsSync(join(ssh, "id_ed25519"))).toBe(false);
+    const theirs = Bun.spawnSync([
+      "ssh-keygen",
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-C",
+      "other",
+      "-f",
+      join(ssh, "other"),
+    ]);
+    expect(theirs.exitCode).toBe(0);
+    writeFileSync(join(ssh, "id_ed25519.pub"), readFileSync(join(ssh, "other.pub")), { mode: 0o644 });
+    writeFileSync(join(ssh, "id_ed25519"), readFileSync(join(ssh, "other")), { mode: 0o600 });
+    rmSync(join(ssh, "id_ed25519.lock"), { recursive: true });
+    expect((await mine).publicKey).toBe(readFileSync(join(ssh, "other.pub"), "utf8").trim());
+    expect(readFileSync(join(ssh, "id_ed25519"), "utf8")).toBe(readFileSync(join(ssh, "other"), "utf8"));
+  });
+
   test("is generated in a dry run too, so plan and up show the same key", async () => {
     const planned = await context({ dryRun: true }).clusterKey();
     expect(existsSync(planned.privateKeyPath)).toBe(true);

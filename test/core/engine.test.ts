@@ -11,7 +11,7 @@ import { Journal } from "../../src/core/journal.ts";
 import { orderStages } from "../../src/core/order.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
 import { RUNBOOKS } from "../../src/core/runbooks.ts";
-import { LockHeldError } from "../../src/lib/errors.ts";
+import { InputError, LockHeldError } from "../../src/lib/errors.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
 import { labCluster, labNode } from "../lab/cluster.ts";
@@ -258,6 +258,20 @@ describe("up", () => {
     await expect(run("up", stages, { select: { only: ["storage"] } }).promise).rejects.toThrow(
       'no stage "storage"',
     );
+  });
+});
+
+describe("a selection of stages that selects none", () => {
+  test("--from after --until, or --only outside them, is bad input, not a run of nothing", async () => {
+    const log: string[] = [];
+    const stages = ["hypervisor", "os", "k8s", "net"].map((s) => fakePlugin(s, log, {}));
+    await expect(run("up", stages, { select: { from: "k8s", until: "os" } }).promise).rejects.toThrow(
+      new InputError("--from k8s comes after --until os in the run order: no stage would run"),
+    );
+    await expect(run("up", stages, { select: { only: ["net"], until: "os" } }).promise).rejects.toThrow(
+      new InputError("--only net, --until os select no stage: nothing would run"),
+    );
+    expect(log).toEqual([]);
   });
 });
 

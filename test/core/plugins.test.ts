@@ -69,8 +69,8 @@ describe("the plugin loader", () => {
       expect.objectContaining({
         code: "plugin.duplicate-id",
         severity: "error",
-        summary: `plugin greeter/hello from ${file} repeats the id of the one from built-in`,
-        hint: `rename one of them, or remove ${file}`,
+        summary: `plugin greeter/hello from ${file} repeats the id of a built-in plugin, which stays in use`,
+        hint: `give the plugin in ${file} an id of its own, or remove it`,
       }),
     ]);
   });
@@ -142,6 +142,77 @@ describe("the plugin loader", () => {
       expect.objectContaining({
         code: "plugin.unreadable",
         summary: `plugin file ${join(dir, "gone.ts")} cannot be read`,
+      }),
+    ]);
+  });
+
+  test("a file that throws at import, whatever it throws, is one diagnostic with what it threw", async () => {
+    const nothing = write("nothing.ts", "throw null;\n");
+    const words = write("words.ts", 'throw "the config is gone";\n');
+    const error = write("error.ts", 'throw new Error("boom at import");\n');
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics.map((d) => [d.code, d.summary, d.detail])).toEqual([
+      ["plugin.load-failed", `plugin file ${error} failed to load`, "boom at import"],
+      ["plugin.load-failed", `plugin file ${nothing} failed to load`, "it threw null"],
+      ["plugin.load-failed", `plugin file ${words} failed to load`, "it threw the config is gone"],
+    ]);
+  });
+
+  test("of two drop-ins with one id the first in the path stays in use, and the message says so", async () => {
+    const first = write("a.ts", dropIn("extra/twin"));
+    const second = write("b.ts", dropIn("extra/twin"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.entries.find((e) => e.origin === first)?.status).toBe("loaded");
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.duplicate-id",
+        summary: `plugin extra/twin from ${second} repeats the id of the one from ${first}, which stays in use`,
+        hint: `rename one of them, or remove ${second}`,
+      }),
+    ]);
+  });
+
+  test("a plugin directory that is a file is a diagnostic naming the directory to give instead", async () => {
+    const file = write("thing.ts", dropIn("extra/thing"));
+    const registry = await loadPlugins([builtin], [file, join(root, "not-there")]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.dir-unreadable",
+        severity: "error",
+        summary: `plugin directory ${file} cannot be read, so no plugin is loaded from it`,
+        detail: expect.stringContaining("ENOTDIR"),
+        hint: `name the directory that holds the plugin files: --plugin-dir ${dir}`,
+      }),
+    ]);
+  });
+
+  test("a file whose loading never ends is one diagnostic after a limit, and the others still load", async () => {
+    const file = write("hangs.ts", "await new Promise(() => {});\nexport default {};\n");
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir], { importTimeoutMs: 300 });
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.load-failed",
+        summary: `plugin file ${file} failed to load`,
+        detail: "it did not finish loading within 0.3s (a top-level await that never ends?)",
+      }),
+    ]);
+  }, 5000);
+
+  test("a syntax error names the file, line and column of the first error", async () => {
+    const file = write(
+      "broken.ts",
+      'import { definePlugin } from "kubehyve";\nconst x = ;\nexport default {{{ broken\n',
+    );
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.load-failed",
+        summary: `plugin file ${file} failed to load`,
+        detail: `${file}:2:11: Unexpected ;`,
       }),
     ]);
   });

@@ -87,6 +87,14 @@ describe("reading a kubeconfig", () => {
     );
   });
 
+  test("says the place of a syntax error once, not again at the end of the message", async () => {
+    await expect(resolveKubeconfig("garbage: [", "broken.yaml")).rejects.toThrow(
+      new Error(
+        "kubeconfig broken.yaml: line 1, column 11: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]",
+      ),
+    );
+  });
+
   test("names an unknown context", async () => {
     await expect(resolveKubeconfig(adminConf(), "k", { context: "prod" })).rejects.toThrow(
       'kubeconfig k: contexts: no entry named "prod"',

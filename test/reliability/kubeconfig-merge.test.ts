@@ -6,19 +6,21 @@
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
+  chownSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { runCli } from "../lab/cli.ts";
+import { runCli, runInProcess } from "../lab/cli.ts";
 import { adminConf } from "../lab/kube/kubeconfig.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
@@ -113,4 +115,32 @@ describe("kubeconfig --merge", () => {
     // Merged again (after a rebuild, say): its own entries are its to update, without --overwrite.
     expect(merge().code).toBe(0);
   });
+});
+
+describe("kubeconfig --merge run by root for a user (sudo -E keeps their HOME)", () => {
+  test.skipIf(process.getuid?.() !== 0)(
+    "makes ~/.kube and ~/.kube/config theirs, not root's: they can read their own kubeconfig",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "kubehyve-merge-sudo-"));
+      writeFileSync(
+        join(dir, "kubehyve.yaml"),
+        "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\n",
+      );
+      const state = join(dir, "state");
+      mkdirSync(state, { mode: 0o700 });
+      writeFileSync(join(state, "kubeconfig"), adminConf("https://10.9.0.10:6443"), { mode: 0o600 });
+      const home = join(dir, "home");
+      mkdirSync(home, { mode: 0o755 });
+      chownSync(home, 65534, 65534);
+      const r = await runInProcess(["kubeconfig", "--merge", "--state-dir", state], {
+        cwd: dir,
+        env: { HOME: home },
+      });
+      expect(r.code).toBe(0);
+      for (const path of [join(home, ".kube"), join(home, ".kube", "config")])
+        expect([statSync(path).uid, statSync(path).gid], path).toEqual([65534, 65534]);
+      expect(statSync(join(home, ".kube")).mode & 0o777).toBe(0o700);
+      expect(statSync(join(home, ".kube", "config")).mode & 0o777).toBe(0o600);
+    },
+  );
 });

@@ -19,7 +19,8 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { MANIFEST, writeRenderOutput } from "../../src/core/render-output.ts";
+import { checkRenderDir, MANIFEST, writeRenderOutput } from "../../src/core/render-output.ts";
+import { InputError } from "../../src/lib/errors.ts";
 import { runCli } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
@@ -138,6 +139,20 @@ describe("render -o DIR", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${join(out, "os")} is a symbolic link (render does not write through links)`);
     expect(readdirSync(elsewhere)).toEqual([]);
+  });
+});
+
+describe("the root directory", () => {
+  test("is refused as render's output even with --force, directly or through a link", () => {
+    // The check alone, never the writer: on code without it, the writer would scatter into /.
+    expect(() => checkRenderDir("/", true)).toThrow(
+      new InputError("render output / is the root directory; nothing was written"),
+    );
+    const dir = fresh();
+    symlinkSync("/", join(dir, "root"));
+    expect(() => checkRenderDir(join(dir, "root"), true)).toThrow(
+      new InputError(`render output ${join(dir, "root")} is the root directory; nothing was written`),
+    );
   });
 });
 

@@ -1,0 +1,270 @@
+/**
+ * What a careless or hostile user types at the commands that touch no host: each gets a message
+ * naming what and where, the documented exit code, and nothing half-done. In process, through
+ * test/lab/cli.ts runInProcess, as the binary would run.
+ */
+import { describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runInProcess } from "../lab/cli.ts";
+import { adminConf } from "../lab/kube/kubeconfig.ts";
+
+/** A fresh directory with a plugin folder that `loadPlugins` trusts (0755, files 0644). */
+function workdir() {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-bad-input-"));
+  const plugins = join(dir, "plugins");
+  mkdirSync(plugins, { mode: 0o755 });
+  chmodSync(plugins, 0o755);
+  const plugin = (name: string, text: string) => {
+    writeFileSync(join(plugins, name), text);
+    chmodSync(join(plugins, name), 0o644);
+    return join(plugins, name);
+  };
+  return { dir, plugins, plugin, run: (args: string[]) => runInProcess(args, { cwd: dir }) };
+}
+
+describe("kubehyve plugins", () => {
+  test("says why a file was not loaded, not only that it was not", async () => {
+    const { plugins, plugin, run } = workdir();
+    const file = plugin("broken.ts", 'throw new Error("the vendor forgot a file");\n');
+    const r = await run(["plugins", "--plugin-dir", plugins]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      `  ✖ plugin file ${file} failed to load\n      the vendor forgot a file\n      → fix the file, or move it out of the plugin path\n`,
+    );
+  });
+});
+
+describe("a command line without a command", () => {
+  test("a command group without its subcommand shows the group's usage on stderr and exits 2", async () => {
+    const { run } = workdir();
+    const r = await run(["config"]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("USAGE kubehyve config schema|validate");
+    expect(r.stderr).not.toContain("bug");
+    const help = await run(["config", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("USAGE kubehyve config schema|validate");
+  });
+
+  test("no command at all is usage on stderr with exit 2; with --json one error event, nothing else", async () => {
+    const { run } = workdir();
+    const bare = await run([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stdout).toBe("");
+    expect(bare.stderr).toContain("USAGE kubehyve init|plan|up");
+    const json = await run(["--json"]);
+    expect(json.code).toBe(2);
+    expect(
+      json.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
+      {
+        v: 1,
+        type: "error",
+        message: "no command given",
+        hint: "kubehyve --help lists the commands",
+        problems: [],
+        exitCode: 2,
+      },
+    ]);
+  });
+
+  test("--version next to other flags is the version, as it is alone", async () => {
+    const { run } = workdir();
+    const verbose = await run(["--verbose", "--version"]);
+    expect(verbose.code).toBe(0);
+    expect(verbose.stdout).toMatch(/^kubehyve \d+\.\d+\.\d+ \(commit [^)]+\)\n$/);
+    const json = await run(["--version", "--json"]);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ v: 1, type: "version" });
+  });
+});
+
+describe("words and flags the command line would get wrong", () => {
+  test("plan offline (a flag without its dashes) is refused before the cluster file is read or a state dir made", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["plan", "offline", "--state-dir", join(dir, "state")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "✖ kubehyve plan takes no arguments, but got: offline\n  → see kubehyve plan --help\n",
+    );
+    expect(existsSync(join(dir, "state"))).toBe(false);
+  });
+
+  test("--example with -c FILE is refused: the file would be ignored without a word", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "mine.yaml"), BARE);
+    const r = await run(["config", "validate", "--example", "-c", "mine.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "✖ --example and -c mine.yaml name two cluster files; nothing was done\n  → give one of them\n",
+    );
+  });
+
+  test("two different cluster files for one run are refused, not the last one taken", async () => {
+    const { run } = workdir();
+    const r = await run(["config", "validate", "-c", "a.yaml", "-c", "b.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toStartWith('✖ --config was given twice, as "a.yaml" and "b.yaml"; nothing was done\n');
+  });
+});
+
+describe("a cluster file whose text reaches the messages", () => {
+  test("each problem is one line on stderr: line breaks and escape sequences from the file come out escaped", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(
+      join(dir, "kubehyve.yaml"),
+      [
+        "name: lab",
+        '"fake\\n  kubehyve.yaml:1:1: all fine\\e[2J": 1',
+        "network: { gateway: 127.0.0.1, subnet: 127.0.0.0/24 }",
+        "nodes:",
+        '  - { name: "a\\nb", role: control-plane, address: 127.0.0.10 }',
+        '  - { name: "a\\nb", role: worker, address: 127.0.0.11 }',
+        "",
+      ].join("\n"),
+    );
+    const r = await run(["config", "validate"]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines[0]).toBe(`✖ ${join(dir, "kubehyve.yaml")} has 4 problems`);
+    expect(lines).toHaveLength(5);
+    for (const line of lines) expect(line).not.toMatch(/\p{Cc}/u);
+    expect(lines).toContain(
+      `  ${join(dir, "kubehyve.yaml")}:6:13: nodes[1].name: "a\\nb" is also the name of nodes[0]`,
+    );
+  });
+});
+
+/** A cluster file of one node on loopback and no stages: nothing in it reaches any host. */
+const BARE = `name: probe
+network: { gateway: 127.0.0.1, subnet: 127.0.0.0/24 }
+nodes:
+  - { name: n1, role: control-plane, address: 127.0.0.10 }
+`;
+
+describe("paths that cannot be used", () => {
+  const long = "x".repeat(300);
+
+  test("a state dir whose name is too long is refused with exit 2, naming it as the state dir", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const state = join(dir, long, "state");
+    const r = await run(["plan", "--offline", "--state-dir", state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ state dir ${state} cannot be made: ENAMETOOLONG: name too long\n  → choose a shorter path\n`,
+    );
+  });
+
+  test("a state dir that is a device is refused without a hint to move the device", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const r = await run(["plan", "--offline", "--state-dir", "/dev/null"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "✖ state dir /dev/null is a device, not a directory\n  → choose another path: /dev/null is not kubehyve's to move\n",
+    );
+  });
+
+  test("render -o below a file is refused before anything is rendered or a cluster key made", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    writeFileSync(join(dir, "a-file"), "mine\n");
+    const out = join(dir, "a-file", "out");
+    const r = await run(["render", "-o", out, "--state-dir", join(dir, "state")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ render output ${out} cannot be made: ${join(dir, "a-file")} is not a directory; nothing was written\n  → kubehyve render -o NEW-DIR\n`,
+    );
+    expect(existsSync(join(dir, "state"))).toBe(false);
+  });
+
+  test("render -o with a name too long is refused the same way, exit 2", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const out = join(dir, long);
+    const r = await run(["render", "-o", out, "--state-dir", join(dir, "state")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toStartWith(`✖ render output ${out} cannot be used: ENAMETOOLONG`);
+    expect(existsSync(join(dir, "state"))).toBe(false);
+  });
+
+  test("init -c DIR --force refuses the directory and leaves it as it was", async () => {
+    const { dir, run } = workdir();
+    mkdirSync(join(dir, "conf"));
+    writeFileSync(join(dir, "conf", "keep.txt"), "mine\n");
+    const r = await run(["init", "-c", join(dir, "conf"), "--force"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ ${join(dir, "conf")} is a directory, not a cluster file; nothing was written\n  → name the file to write: kubehyve init -c ${join(dir, "conf", "kubehyve.yaml")}\n`,
+    );
+    expect(readdirSync(join(dir, "conf"))).toEqual(["keep.txt"]);
+  });
+
+  test("init names the file it could not write, not its temporary name", async () => {
+    const { dir, run } = workdir();
+    const target = join(dir, long);
+    const r = await run(["init", "-c", target]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toStartWith(`✖ cannot write ${target}: ENAMETOOLONG`);
+    expect(r.stderr).not.toContain(".tmp");
+  });
+});
+
+describe("kubehyve kubeconfig", () => {
+  test("--overwrite without --merge is refused: it would be silently ignored", async () => {
+    const { dir, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const r = await run(["kubeconfig", "--overwrite", "--state-dir", join(dir, "state")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "✖ --overwrite only means something with --merge; nothing was done\n  → kubehyve kubeconfig --merge --overwrite\n",
+    );
+  });
+
+  test("a $KUBECONFIG below a file is named as the kubeconfig it could not write, exit 2", async () => {
+    const { dir } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), BARE);
+    const state = join(dir, "state");
+    mkdirSync(state, { mode: 0o700 });
+    writeFileSync(join(state, "kubeconfig"), adminConf(), { mode: 0o600 });
+    writeFileSync(join(dir, "a-file"), "");
+    const target = join(dir, "a-file", "config");
+    const r = await runInProcess(["kubeconfig", "--merge", "--state-dir", state], {
+      cwd: dir,
+      env: { KUBECONFIG: target },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ cannot merge into ${target}: ENOTDIR: not a directory\n  → a file stands where a directory is expected on the way to ${target}\n`,
+    );
+  });
+});
+
+describe("hints that must work when typed as given", () => {
+  test("a missing cluster file named with -c is to be written there, not in ./kubehyve.yaml", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["config", "validate", "-c", "labs/my lab.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ cluster file ${join(dir, "labs/my lab.yaml")} does not exist\n  → write one with \`kubehyve init -c '${join(dir, "labs/my lab.yaml")}'\`, or name another with -c FILE\n`,
+    );
+    const here = await run(["config", "validate"]);
+    expect(here.stderr).toContain("→ write one with `kubehyve init`, or name another with -c FILE");
+  });
+
+  test("init -c FILE says to plan with -c FILE", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["init", "-c", "other.yaml"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      `wrote ${join(dir, "other.yaml")}: edit the nodes and network, then run kubehyve plan -c other.yaml`,
+    );
+  });
+});
