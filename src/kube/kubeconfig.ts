@@ -7,7 +7,7 @@ import { constants, type Stats } from "node:fs";
 import { chown, lstat, mkdir, open, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { isMap, isScalar, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
-import { KubehyveError } from "../lib/errors.ts";
+import { ExitCode, KubehyveError } from "../lib/errors.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";
 
 export class KubeconfigError extends KubehyveError {
@@ -301,21 +301,55 @@ function sortKeys(value: unknown): unknown {
   );
 }
 
-/** Where writing `path` really lands: through every symbolic link, to the file they lead to. */
+/**
+ * Where writing `path` really lands: through every symbolic link, to the file they lead to. Root
+ * follows a link that another user owns only to a file of that user's (or, for a file not made
+ * yet, into a directory of theirs), as Linux's fs.protected_symlinks reasons: with `sudo -E` the
+ * path is in the user's HOME, and a link they planted must not get root to write where they cannot.
+ */
 async function followLinks(path: string): Promise<string> {
   let at = resolve(path);
+  const links: { link: string; uid: number }[] = [];
   for (let hops = 0; hops < 40; hops++) {
     let st: Stats;
     try {
       st = await lstat(at);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return at;
-      throw e;
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      await refuseForeignTarget(path, at, links);
+      return at;
     }
-    if (!st.isSymbolicLink()) return at;
+    if (!st.isSymbolicLink()) {
+      await refuseForeignTarget(path, at, links);
+      return at;
+    }
+    if (process.getuid?.() === 0 && st.uid !== 0) links.push({ link: at, uid: st.uid });
     at = resolve(dirname(at), await readlink(at));
   }
   throw new KubeconfigError(path, "(file)", "too many levels of symbolic links");
+}
+
+async function refuseForeignTarget(path: string, target: string, links: { link: string; uid: number }[]) {
+  if (!links.length) return;
+  // The file, or for one not made yet the nearest folder that exists: whose it is.
+  let at = target;
+  let owner: number | undefined;
+  while (owner === undefined) {
+    try {
+      owner = (await stat(at)).uid;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) throw e;
+      at = dirname(at);
+    }
+  }
+  const foreign = links.find((l) => l.uid !== owner);
+  if (!foreign) return;
+  throw new KubehyveError(
+    `${path}: ${foreign.link} is a symbolic link of uid ${foreign.uid} leading to ${target}, ` +
+      `${at === target ? "a file" : `in ${at}, a folder`} of uid ${owner}: root does not write through it`,
+    ExitCode.badInput,
+    `point the link at a file of uid ${foreign.uid}, or name the file to merge into: KUBECONFIG=${target}`,
+  );
 }
 
 /**

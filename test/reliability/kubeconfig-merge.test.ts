@@ -7,6 +7,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   chownSync,
+  lchownSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -141,6 +142,80 @@ describe("kubeconfig --merge run by root for a user (sudo -E keeps their HOME)",
         expect([statSync(path).uid, statSync(path).gid], path).toEqual([65534, 65534]);
       expect(statSync(join(home, ".kube")).mode & 0o777).toBe(0o700);
       expect(statSync(join(home, ".kube", "config")).mode & 0o777).toBe(0o600);
+    },
+  );
+
+  /** A user's home (uid 65534) with ~/.kube theirs, and a lab whose admin kubeconfig is to be merged. */
+  function sudoLab() {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-merge-link-"));
+    writeFileSync(
+      join(dir, "kubehyve.yaml"),
+      "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\n",
+    );
+    const state = join(dir, "state");
+    mkdirSync(state, { mode: 0o700 });
+    writeFileSync(join(state, "kubeconfig"), adminConf("https://10.9.0.10:6443"), { mode: 0o600 });
+    const home = join(dir, "home");
+    mkdirSync(join(home, ".kube"), { recursive: true, mode: 0o700 });
+    chownSync(home, 65534, 65534);
+    chownSync(join(home, ".kube"), 65534, 65534);
+    const config = join(home, ".kube", "config");
+    /** ~/.kube/config as a link the user made. */
+    const link = (to: string) => {
+      symlinkSync(to, config);
+      lchownSync(config, 65534, 65534);
+    };
+    const merge = () =>
+      runInProcess(["kubeconfig", "--merge", "--state-dir", state], { cwd: dir, env: { HOME: home } });
+    return { dir, home, config, link, merge };
+  }
+
+  test.skipIf(process.getuid?.() !== 0)(
+    "does not write through the user's link to a file of root's, nor create one in root's folder",
+    async () => {
+      const { dir, config, link, merge } = sudoLab();
+      const roots = join(dir, "root-only");
+      mkdirSync(roots, { mode: 0o700 });
+      const victim = join(roots, "config");
+      writeFileSync(victim, THEIRS, { mode: 0o600 });
+      link(victim);
+      const r = await merge();
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `${config} is a symbolic link of uid 65534 leading to ${victim}, a file of uid 0: root does not write through it`,
+      );
+      expect(readFileSync(victim, "utf8")).toBe(THEIRS);
+      expect(readdirSync(roots)).toEqual(["config"]);
+
+      // A file not made yet, in a folder of root's: not made there either.
+      const { config: config2, link: link2, merge: merge2 } = sudoLab();
+      link2(join(roots, "new-config"));
+      const r2 = await merge2();
+      expect(r2.code).toBe(2);
+      expect(r2.stderr).toContain(
+        `${config2} is a symbolic link of uid 65534 leading to ${join(roots, "new-config")}, in ${roots}, a folder of uid 0`,
+      );
+      expect(readdirSync(roots)).toEqual(["config"]);
+    },
+  );
+
+  test.skipIf(process.getuid?.() !== 0)(
+    "writes through the user's link to a file of theirs, which stays theirs",
+    async () => {
+      const { home, link, merge } = sudoLab();
+      const dotfiles = join(home, "dotfiles");
+      mkdirSync(dotfiles, { mode: 0o700 });
+      chownSync(dotfiles, 65534, 65534);
+      const real = join(dotfiles, "kubeconfig");
+      writeFileSync(real, "apiVersion: v1\nkind: Config\n", { mode: 0o600 });
+      chownSync(real, 65534, 65534);
+      link("../dotfiles/kubeconfig");
+      const r = await merge();
+      expect(r.code, r.stderr).toBe(0);
+      expect(parse(readFileSync(real, "utf8")).clusters.map((c: { name: string }) => c.name)).toEqual([
+        "lab",
+      ]);
+      expect([statSync(real).uid, statSync(real).gid]).toEqual([65534, 65534]);
     },
   );
 });
