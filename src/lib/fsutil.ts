@@ -20,7 +20,7 @@ import {
   writeSync,
 } from "node:fs";
 import { chmod, chown, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { ExitCode, KubehyveError } from "./errors.ts";
 
 /** A path kubehyve will not use: a link, someone else's, writable by others. Nothing was changed. */
@@ -284,7 +284,8 @@ export async function writeFileAtomic(
   const dir = dirname(path);
   if (!lstatOrUndefined(dir)) ensurePrivateDirSync(dir);
   // Unique per call: two writes of one file in flight at once must not share (and steal) a temp file.
-  const tmp = `${path}.${process.pid}.${++tmpCounter}.tmp`;
+  // Named after the file, but short: a name near the 255-byte limit must not fail on its temp's.
+  const tmp = join(dir, `${basename(path).slice(0, 48)}.${process.pid}.${++tmpCounter}.tmp`);
   try {
     // "wx": never write through something already lying at the temporary name (a symlink).
     await writeFile(tmp, content, { mode, flag: "wx" });

@@ -514,6 +514,16 @@ describe("atomic writes", () => {
     expect(mode(file)).toBe(0o600);
     expect(mode(dir)).toBe(0o700);
   });
+
+  test("writes a file whose name is as long as the file system allows", async () => {
+    // 255 bytes, the limit of ext4, ZFS and UFS: a temp name longer than the file's own would fail.
+    const name = `${"é".repeat(100)}${"n".repeat(55)}`;
+    expect(Buffer.byteLength(name)).toBe(255);
+    const file = join(stateDir, "long", name);
+    await writeFileAtomic(file, "x");
+    expect(readFileSync(file, "utf8")).toBe("x");
+    expect(readdirSync(join(stateDir, "long"))).toEqual([name]);
+  });
 });
 
 describe("a lock that cannot be taken over", () => {
