@@ -154,6 +154,7 @@ function survey(dir: string, force: boolean): { exists: boolean; manifest?: Mani
       "kubehyve render -o NEW-DIR",
     );
   checkWritable(dir, dir, false);
+  refuseOtherRenders(dir);
   const manifest = readManifest(dir);
   if (!manifest && !force && readdirSync(dir).length > 0)
     throw new InputError(
@@ -161,6 +162,40 @@ function survey(dir: string, force: boolean): { exists: boolean; manifest?: Mani
       "render into a new or empty directory, or add --force to write next to them (render never deletes or overwrites a file it did not write)",
     );
   return { exists: true, manifest };
+}
+
+/** The folders and files a render works with inside DIR while it writes: `.kubehyve-render.PID.*`. */
+const WORK = /^\.kubehyve-render\.(\d+)\.(new|old|manifest)$/;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, as another user's process.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Another render writing into DIR right now, or the work folders of one that was killed midway:
+ * either is named as what it is, not taken for files of the user's.
+ */
+function refuseOtherRenders(dir: string): void {
+  const work = readdirSync(dir)
+    .map((name) => ({ name, pid: Number(WORK.exec(name)?.[1]) }))
+    .filter((w) => w.pid > 0 && w.pid !== process.pid);
+  const running = work.find((w) => alive(w.pid));
+  if (running)
+    throw new InputError(
+      `render output ${dir} is being written by another kubehyve render (pid ${running.pid}); nothing was written`,
+      "run it again once that render is done",
+    );
+  if (work.length)
+    throw new InputError(
+      `render output ${dir} holds ${join(dir, work[0]!.name)}, left by a render that was killed midway (pid ${work[0]!.pid}), so it may be half-written; nothing was written`,
+      `render into a new directory; to reuse this one, check it and remove what that render left: rm -r ${work.map((w) => join(dir, w.name)).join(" ")}`,
+    );
 }
 
 /** Refuses early, before anything is rendered, an output directory that would be refused anyway. */

@@ -159,6 +159,29 @@ describe("the root directory", () => {
 describe("the render writer", () => {
   const file = (path: string, content: string) => ({ path, content });
 
+  test("names another render writing into the directory, or the work folders of a killed one", async () => {
+    const out = join(fresh(), "out");
+    writeRenderOutput(out, [{ slot: "os", files: [file("a.ign", "a")] }]);
+    const before = tree(out);
+    // Another render in the middle of its moves: its staging folder is there, it is running.
+    const other = Bun.spawn(["sleep", "30"]);
+    try {
+      mkdirSync(join(out, `.kubehyve-render.${other.pid}.new`));
+      expect(() => writeRenderOutput(out, [{ slot: "os", files: [file("a.ign", "b")] }])).toThrow(
+        `render output ${out} is being written by another kubehyve render (pid ${other.pid}); nothing was written`,
+      );
+      expect(tree(out)).toEqual(before);
+    } finally {
+      other.kill("SIGKILL");
+      await other.exited;
+    }
+    // Killed midway: its folder stays, and the directory may be half-written.
+    expect(() => checkRenderDir(out)).toThrow(
+      `render output ${out} holds ${join(out, `.kubehyve-render.${other.pid}.new`)}, left by a render that was killed midway (pid ${other.pid}), so it may be half-written; nothing was written`,
+    );
+    expect(tree(out)).toEqual(before);
+  });
+
   test("removes its own files that a new render no longer makes, and the folders it made for them", () => {
     const out = join(fresh(), "out");
     writeRenderOutput(out, [{ slot: "os", files: [file("a.ign", "a"), file("old/b.ign", "b")] }]);
