@@ -105,7 +105,8 @@ export function me(): Holder {
   return { pid: process.pid, start: processStart(process.pid), machine: machineId() };
 }
 
-function alive(pid: number): boolean {
+/** Whether a process of that pid runs on this machine (another user's counts). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -24,6 +24,7 @@ import {
 import { dirname, join, normalize, sep } from "node:path";
 import { InputError, KubehyveError } from "../lib/errors.ts";
 import type { RenderedFile } from "./contract.ts";
+import { alive } from "./holder.ts";
 
 export const MANIFEST = ".kubehyve-render.json";
 
@@ -166,16 +167,6 @@ function survey(dir: string, force: boolean): { exists: boolean; manifest?: Mani
 
 /** The folders and files a render works with inside DIR while it writes: `.kubehyve-render.PID.*`. */
 const WORK = /^\.kubehyve-render\.(\d+)\.(new|old|manifest)$/;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, as another user's process.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /**
  * Another render writing into DIR right now, or the work folders of one that was killed midway:
