@@ -119,35 +119,12 @@ describe("kubeconfig --merge", () => {
 });
 
 describe("kubeconfig --merge run by root for a user (sudo -E keeps their HOME)", () => {
-  test.skipIf(process.getuid?.() !== 0)(
-    "makes ~/.kube and ~/.kube/config theirs, not root's: they can read their own kubeconfig",
-    async () => {
-      const dir = mkdtempSync(join(tmpdir(), "kubehyve-merge-sudo-"));
-      writeFileSync(
-        join(dir, "kubehyve.yaml"),
-        "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\n",
-      );
-      const state = join(dir, "state");
-      mkdirSync(state, { mode: 0o700 });
-      writeFileSync(join(state, "kubeconfig"), adminConf("https://10.9.0.10:6443"), { mode: 0o600 });
-      const home = join(dir, "home");
-      mkdirSync(home, { mode: 0o755 });
-      chownSync(home, 65534, 65534);
-      const r = await runInProcess(["kubeconfig", "--merge", "--state-dir", state], {
-        cwd: dir,
-        env: { HOME: home },
-      });
-      expect(r.code).toBe(0);
-      for (const path of [join(home, ".kube"), join(home, ".kube", "config")])
-        expect([statSync(path).uid, statSync(path).gid], path).toEqual([65534, 65534]);
-      expect(statSync(join(home, ".kube")).mode & 0o777).toBe(0o700);
-      expect(statSync(join(home, ".kube", "config")).mode & 0o777).toBe(0o600);
-    },
-  );
-
-  /** A user's home (uid 65534) with ~/.kube theirs, and a lab whose admin kubeconfig is to be merged. */
-  function sudoLab() {
-    const dir = mkdtempSync(join(tmpdir(), "kubehyve-merge-link-"));
+  /**
+   * A user's home (uid 65534), with ~/.kube theirs when `kube`, and a lab whose admin kubeconfig is
+   * to be merged into it.
+   */
+  function sudoLab(kube = true) {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-merge-sudo-"));
     writeFileSync(
       join(dir, "kubehyve.yaml"),
       "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\n",
@@ -156,9 +133,12 @@ describe("kubeconfig --merge run by root for a user (sudo -E keeps their HOME)",
     mkdirSync(state, { mode: 0o700 });
     writeFileSync(join(state, "kubeconfig"), adminConf("https://10.9.0.10:6443"), { mode: 0o600 });
     const home = join(dir, "home");
-    mkdirSync(join(home, ".kube"), { recursive: true, mode: 0o700 });
+    mkdirSync(home, { mode: 0o755 });
     chownSync(home, 65534, 65534);
-    chownSync(join(home, ".kube"), 65534, 65534);
+    if (kube) {
+      mkdirSync(join(home, ".kube"), { mode: 0o700 });
+      chownSync(join(home, ".kube"), 65534, 65534);
+    }
     const config = join(home, ".kube", "config");
     /** ~/.kube/config as a link the user made. */
     const link = (to: string) => {
@@ -169,6 +149,19 @@ describe("kubeconfig --merge run by root for a user (sudo -E keeps their HOME)",
       runInProcess(["kubeconfig", "--merge", "--state-dir", state], { cwd: dir, env: { HOME: home } });
     return { dir, home, config, link, merge };
   }
+
+  test.skipIf(process.getuid?.() !== 0)(
+    "makes ~/.kube and ~/.kube/config theirs, not root's: they can read their own kubeconfig",
+    async () => {
+      const { home, merge } = sudoLab(false);
+      const r = await merge();
+      expect(r.code).toBe(0);
+      for (const path of [join(home, ".kube"), join(home, ".kube", "config")])
+        expect([statSync(path).uid, statSync(path).gid], path).toEqual([65534, 65534]);
+      expect(statSync(join(home, ".kube")).mode & 0o777).toBe(0o700);
+      expect(statSync(join(home, ".kube", "config")).mode & 0o777).toBe(0o600);
+    },
+  );
 
   test.skipIf(process.getuid?.() !== 0)(
     "does not write through the user's link to a file of root's, nor create one in root's folder",
