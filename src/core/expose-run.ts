@@ -175,8 +175,14 @@ async function walkCanary(run: Run, ctx: Ctx, req: ExposeRequest): Promise<Diagn
   }
 }
 
-/** A name an Ingress rule can carry: a lowercase RFC 1123 subdomain of two labels at least. */
-export const HOST_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/;
+/**
+ * A name an Ingress rule can carry: a lowercase RFC 1123 subdomain of two labels at least, each
+ * of at most 63 characters. The API server checks only the whole name's length
+ * (apimachinery IsDNS1123Subdomain), but a longer label fits in no DNS message (RFC 1035 2.3.4):
+ * the Ingress would route a name nobody can resolve.
+ */
+export const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$/;
 
 async function walkService(
   run: Run,

@@ -106,6 +106,17 @@ describe("kubehyve expose", () => {
     expect(lab.kube.server.requests.length).toBe(before);
   }, 60_000);
 
+  test("a host with a label longer than DNS allows is refused before the cluster is asked anything", async () => {
+    const before = lab.kube.server.requests.length;
+    // 64 characters: RFC 1035 2.3.4 allows a label 63 octets; no server can hold the name.
+    const host = `${"a".repeat(64)}.lab.home.arpa`;
+    const r = await run(["expose", "web", "--host", host]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--host: "${host}" is not a DNS name an Ingress can carry`);
+    expect(lab.kube.server.requests.length).toBe(before);
+    expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "web", "default")).toBeUndefined();
+  }, 60_000);
+
   test("a port the Service does not have is refused, and nothing is made", async () => {
     const r = await run(["expose", "web", "--host", "web.lab.home.arpa", "--port", "8443"]);
     expect(r.code).toBe(1);
