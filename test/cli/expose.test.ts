@@ -106,6 +106,16 @@ describe("kubehyve expose", () => {
     expect(lab.kube.server.requests.length).toBe(before);
   }, 60_000);
 
+  test("a Service name that begins with a digit is refused before the cluster is asked anything", async () => {
+    const before = lab.kube.server.requests.length;
+    const r = await run(["expose", "1web", "--host", "web.lab.home.arpa", "--namespace", "1team"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('  SERVICE: "1web" is not a Service name\n');
+    // A namespace may begin with a digit: only Services are held to DNS-1035.
+    expect(r.stderr).not.toContain("--namespace");
+    expect(lab.kube.server.requests.length).toBe(before);
+  }, 60_000);
+
   test("a host with a label longer than DNS allows is refused before the cluster is asked anything", async () => {
     const before = lab.kube.server.requests.length;
     // 64 characters: RFC 1035 2.3.4 allows a label 63 octets; no server can hold the name.
