@@ -42,6 +42,17 @@ export function withOutput<T>(out: Output, fn: () => Promise<T>): Promise<T> {
   return captured.run(out, fn);
 }
 
+/**
+ * `text` with every control or format character but the line break and the tab escaped as a JSON
+ * string would have it (ESC as \u001b). What a host or a cluster said ends up in messages, and
+ * raw it could retitle the terminal, clear it, or make a line say something else.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) =>
+    c === "\n" || c === "\t" ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** A stream consola can write to, forwarding to one side of the current output. */
 function sink(side: "stdout" | "stderr"): NodeJS.WriteStream {
   return {
