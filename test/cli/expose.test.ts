@@ -163,6 +163,31 @@ describe("kubehyve expose", () => {
     }
   }, 60_000);
 
+  test("its first line says a dry run only when it is one: expose makes an Ingress, and verify --expose a canary", async () => {
+    const start = (stdout: string) =>
+      stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .find((e) => e.type === "run.start");
+    try {
+      const cases: [string[], boolean][] = [
+        [["expose", "web", "--host", "web.lab.home.arpa", "--dry-run"], true],
+        [["expose", "web", "--host", "web.lab.home.arpa"], false],
+        [["verify", "--expose", "--dry-run", "--only", "ingress"], true],
+        [["verify", "--expose", "--only", "ingress"], false],
+      ];
+      for (const [args, dryRun] of cases) {
+        const r = await run([...args, "--json"]);
+        expect([args, r.code, start(r.stdout)?.dryRun]).toEqual([args, 0, dryRun]);
+      }
+      const human = await run(["expose", "web", "--host", "web.lab.home.arpa"]);
+      expect(human.out).not.toContain("(dry run)");
+    } finally {
+      lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "web", "default");
+    }
+  }, 60_000);
+
   test("an Ingress of that name that kubehyve did not make is refused and left as it was", async () => {
     const theirs = {
       apiVersion: "networking.k8s.io/v1",
