@@ -229,10 +229,11 @@ async function walkService(
     await defaultIngressClass(kube),
   );
   await refuseForeign(kube, [ingress], run.clusterId);
-  // Two Ingresses for one host: which one a controller routes to is up to it. Not made.
+  // Two Ingresses for one host: which one a controller routes to is up to it. Not made, whoever
+  // made the other, this cluster included (another Service exposed there, or the canary's host).
   const others = (await kube.list("networking.k8s.io/v1", "Ingress")).filter(
     (i) =>
-      !isOwnedBy(i, ownerOf(run.clusterId)) &&
+      !(i.metadata.namespace === ingress.metadata.namespace && i.metadata.name === ingress.metadata.name) &&
       ((i.spec?.rules ?? []) as { host?: string }[]).some((r) => r.host === app.host),
   );
   if (others.length)

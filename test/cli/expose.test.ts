@@ -228,6 +228,31 @@ describe("kubehyve expose", () => {
   }, 60_000);
 });
 
+describe("kubehyve expose, twice", () => {
+  test("a host that another exposure of this cluster already routes is refused too, and that one kept", async () => {
+    lab.kube.server.put({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "shop", namespace: "default" },
+      spec: { selector: { app: "web" }, ports: [{ name: "http", port: 80, targetPort: "http" }] },
+    });
+    try {
+      expect((await run(["expose", "web", "--host", "web.lab.home.arpa"])).code).toBe(0);
+      const r = await run(["expose", "shop", "--host", "web.lab.home.arpa"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("Ingress default/web already routes web.lab.home.arpa: nothing was made");
+      expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "shop", "default")).toBeUndefined();
+      expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "web", "default")).toBeDefined();
+      // The same Service again, to the same host, is the same Ingress: nothing to refuse.
+      expect((await run(["expose", "web", "--host", "web.lab.home.arpa"])).code).toBe(0);
+    } finally {
+      lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "web", "default");
+      lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "shop", "default");
+      lab.kube.server.delete("v1", "Service", "shop", "default");
+    }
+  }, 60_000);
+});
+
 describe("kubehyve verify --expose", () => {
   test("--dry-run without --expose is refused: verify alone changes nothing", async () => {
     const r = await run(["verify", "--dry-run"]);
