@@ -203,13 +203,18 @@ async function walkService(
       1,
       `kubectl -n ${app.namespace} get services`,
     );
-  const ports = (svc.spec?.ports ?? []) as { name?: string; port: number }[];
+  const ports = (svc.spec?.ports ?? []) as { name?: string; port: number; protocol?: string }[];
+  // An Ingress backend is HTTP, over TCP: of a TCP and a UDP port of one number (DNS), the TCP one.
+  const tcp = (p: { protocol?: string }) => (p.protocol ?? "TCP") === "TCP";
+  const named = ports.filter((p) => String(p.port) === String(app.port) || p.name === app.port);
   const match =
-    app.port === undefined
-      ? ports.length === 1
-        ? ports[0]
-        : undefined
-      : ports.find((p) => String(p.port) === String(app.port) || p.name === app.port);
+    app.port === undefined ? (ports.length === 1 ? ports[0] : undefined) : (named.find(tcp) ?? named[0]);
+  if (match && !tcp(match))
+    throw new KubehyveError(
+      `Service ${app.namespace}/${app.name} port ${match.name ? `${match.name} (${match.port})` : match.port} is ${match.protocol}: an Ingress carries HTTP, which goes over TCP`,
+      1,
+      "name a TCP port of it with --port; a UDP service is reached through a LoadBalancer Service of its own",
+    );
   if (!match) {
     const shown = ports.map((p) => (p.name ? `${p.name} (${p.port})` : String(p.port))).join(", ") || "none";
     throw new KubehyveError(

@@ -134,6 +134,37 @@ describe("kubehyve expose", () => {
     expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "web", "default")).toBeUndefined();
   }, 60_000);
 
+  test("a UDP port is refused, and nothing is made: an Ingress carries HTTP", async () => {
+    lab.kube.server.put({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "dns", namespace: "default" },
+      spec: {
+        selector: { app: "web" },
+        ports: [
+          { name: "dns", port: 53, protocol: "UDP", targetPort: 53 },
+          { name: "dns-tcp", port: 53, protocol: "TCP", targetPort: 53 },
+        ],
+      },
+    });
+    try {
+      const r = await run(["expose", "dns", "--host", "dns.lab.home.arpa", "--port", "dns"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        "Service default/dns port dns (53) is UDP: an Ingress carries HTTP, which goes over TCP",
+      );
+      expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "dns", "default")).toBeUndefined();
+      // By number, the TCP port of the two is the one meant.
+      const tcp = await run(["expose", "dns", "--host", "dns.lab.home.arpa", "--port", "53", "--dry-run"]);
+      expect(tcp.code).toBe(0);
+      expect(tcp.out).toContain(
+        "would apply Ingress default/dns: http://dns.lab.home.arpa/ to Service dns port dns-tcp",
+      );
+    } finally {
+      lab.kube.server.delete("v1", "Service", "dns", "default");
+    }
+  }, 60_000);
+
   test("--json gives each hop with its status, in path order, then the verdict", async () => {
     try {
       const r = await run(["expose", "web", "--host", "web.lab.home.arpa", "--json"]);
