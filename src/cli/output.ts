@@ -53,6 +53,18 @@ export function printable(text: string): string {
   );
 }
 
+/** The most of one text (a message, a detail) shown on the terminal; the run's log keeps it whole. */
+const SHOWN_CHARS = 10_000;
+
+/**
+ * `text` cut to SHOWN_CHARS, saying how much was left out. A host printing without end must not
+ * flood the terminal with it, once per place a message is shown.
+ */
+export function shortened(text: string): string {
+  if (text.length <= SHOWN_CHARS) return text;
+  return `${text.slice(0, SHOWN_CHARS)}… (${text.length - SHOWN_CHARS} characters more: the whole text is in the run's log)`;
+}
+
 /** A stream consola can write to, forwarding to one side of the current output. */
 function sink(side: "stdout" | "stderr"): NodeJS.WriteStream {
   return {

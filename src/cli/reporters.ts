@@ -9,7 +9,7 @@ import { EVENT_VERSION, type Reporter, type RunEvent } from "../core/reporter.ts
 import { RUN_SECTION } from "../core/run.ts";
 import { doctorSummaryLine } from "../core/runbooks.ts";
 import { appendPrivateFile } from "../lib/fsutil.ts";
-import { logger, output, printable } from "./output.ts";
+import { logger, output, printable, shortened } from "./output.ts";
 
 function tee(logFile: string | undefined, event: RunEvent): void {
   if (!logFile) return;
@@ -20,11 +20,14 @@ function tee(logFile: string | undefined, event: RunEvent): void {
   }
 }
 
-/** The event with every text in it printable: what a host or a cluster said is shown escaped. */
+/**
+ * The event with every text in it printable and of a length to read: what a host or a cluster
+ * said is shown escaped, and cut when it is long (the log keeps the event as it was).
+ */
 function printableEvent(event: RunEvent): RunEvent {
   const shown = (value: unknown): unknown =>
     typeof value === "string"
-      ? printable(value)
+      ? printable(shortened(value))
       : Array.isArray(value)
         ? value.map(shown)
         : value && typeof value === "object"
@@ -208,8 +211,14 @@ export function formatDoctorReport(report: DoctorReport, opts: { verbose?: boole
     if (stage.slot === RUN_SECTION && !stage.findings.length) continue;
     const title = stage.slot === RUN_SECTION ? stage.slot : `${stage.slot} (${stage.plugin})`;
     out.push(`${title}: ${stageCounts(stage.findings)}`);
-    for (const f of stage.findings) {
-      if (f.severity === "ok" && !opts.verbose) continue;
+    for (const finding of stage.findings) {
+      if (finding.severity === "ok" && !opts.verbose) continue;
+      const f = {
+        ...finding,
+        summary: shortened(finding.summary),
+        detail: finding.detail && shortened(finding.detail),
+        hint: finding.hint && shortened(finding.hint),
+      };
       const where = [f.target, f.path].filter(Boolean).join(" ");
       out.push(
         `  ${SYMBOL[f.severity]} ${f.summary}${where ? ` [${where}]` : ""} (${f.id}${f.ignored ? ", ignored" : ""})`,

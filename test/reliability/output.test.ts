@@ -5,7 +5,7 @@
  * with drop-in plugins, a pipe read slowly by the test.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dropInLab, runCli, runInProcess, userEnv } from "../lab/cli.ts";
 
@@ -154,6 +154,46 @@ describe("what a host prints", () => {
       expect([command, fail, rawControl(r.out)]).toEqual([command, fail, false]);
       // The failure quotes the command's stderr, the warning its stdout: each shown escaped.
       expect(r.out).toContain(fail ? "no \\u001b[31mroot" : "uid \\u001b]0;owned\\u0007\\u001b[2J\tend");
+    }
+  });
+});
+
+/** Quotes 200 000 characters a host printed, in a warning and in its failure. */
+const LOUD = `import { definePlugin, diag, KubehyveError } from "kubehyve";
+const SAID = "the host said " + "x".repeat(200_000);
+export default definePlugin({
+  id: "loud/host",
+  title: "quotes a lot",
+  apiVersion: 1,
+  async check(ctx) {
+    if (ctx.options.fail) throw new KubehyveError(SAID);
+    return { changes: [], diagnostics: [diag.warn("loud.said", SAID, { detail: SAID })] };
+  },
+});
+`;
+
+describe("a very long text a host printed", () => {
+  test("is cut on the terminal, saying how much more the run's log holds, and kept whole in the log", async () => {
+    for (const [command, fail] of [
+      ["plan", true],
+      ["doctor", false],
+    ] as const) {
+      const { dir, plugins, state } = dropInLab({
+        prefix: "kubehyve-loud-",
+        name: "loudlab",
+        plugins: { "loud.ts": LOUD },
+        stages: () => `  loud:\n    plugin: host\n    fail: ${fail}\n`,
+      });
+      const r = await runInProcess([command, "--plugin-dir", plugins, "--state-dir", state], { cwd: dir });
+      expect([command, r.code]).toEqual([command, 1 - Number(command === "doctor")]);
+      // Each text at most a few thousand characters, however many places show it.
+      expect(r.out.length).toBeLessThan(40_000);
+      expect(r.out).toContain("x… (190014 characters more: the whole text is in the run's log)");
+      const logs = join(state, "logs");
+      const log = readdirSync(logs)
+        .map((f) => readFileSync(join(logs, f), "utf8"))
+        .join("");
+      expect(log).toContain("x".repeat(200_000));
     }
   });
 });
