@@ -414,7 +414,12 @@ export async function createKubeClient(
         (items !== null && !Array.isArray(items)) ||
         items?.some((item) => !isObject(item) || !isObject(item.metadata))
       )
-        throw badAnswer(path, res.status, `the answer is not a ${kind}List`, res.data);
+        throw badAnswer(
+          path,
+          res.status,
+          `the answer is not ${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`,
+          res.data,
+        );
       // List items carry no kind/apiVersion on the wire (see list-serviceaccounts.client-go-golden.http).
       return (items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },

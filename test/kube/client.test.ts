@@ -285,6 +285,9 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
       );
     }
     expect(Array.isArray(await client.list("v1", "ConfigMap", { namespace: "default" }))).toBe(true);
+    server.injectFault({ path: /ingresses$/, status: 200, body: "{}", times: 1 });
+    const ingresses = await client.list("networking.k8s.io/v1", "Ingress").catch((e) => e);
+    expect(ingresses.message).toContain("the answer is not an IngressList: {}");
   });
 
   test("explains a request it cannot make without asking the server", async () => {
