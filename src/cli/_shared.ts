@@ -123,12 +123,14 @@ export function askFor(flags: GlobalFlags): ((question: string) => Promise<boole
  * declared safe to cancel are killed, see core/signal-target.ts), cleanups run with working
  * targets. A second Ctrl-C leaves at once: `abort` aborts and every running command is killed with
  * all it started (they sit in process groups of their own, so the terminal's SIGINT reaches
- * kubehyve alone). SIGTERM does the same, and a second SIGTERM leaves at once too.
+ * kubehyve alone). SIGTERM does the same, and a second SIGTERM leaves at once too; so does SIGHUP,
+ * which a run gets when the terminal or the ssh session it was started from goes away: left to
+ * its default it would die mid-step, its commands running on in their own process groups.
  */
 export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal; dispose(): void } {
   const controller = new AbortController();
   const hard = new AbortController();
-  const seen = { SIGINT: 0, SIGTERM: 0 };
+  const seen = { SIGINT: 0, SIGTERM: 0, SIGHUP: 0 };
   const on = (name: keyof typeof seen, exitCode: number, message: string) => {
     const handler = () => {
       if (++seen[name] > 1) {
@@ -137,9 +139,14 @@ export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal; d
         process.exit(exitCode);
       }
       if (controller.signal.aborted) return;
+      // With the terminal gone a write to it fails (EIO): that must not end the run mid-step.
+      if (name === "SIGHUP")
+        for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
       output().stderr(message);
       // A CancelledError, so that a plugin rethrowing `signal.reason` ends the run as interrupted.
-      controller.abort(new CancelledError(name === "SIGINT" ? "interrupted" : "terminated"));
+      controller.abort(
+        new CancelledError(name === "SIGINT" ? "interrupted" : name === "SIGHUP" ? "hung up" : "terminated"),
+      );
     };
     process.on(name, handler);
     return () => process.off(name, handler);
@@ -147,6 +154,7 @@ export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal; d
   const offs = [
     on("SIGINT", 130, "\ninterrupted: stopping after the current step (Ctrl-C again to leave now)\n"),
     on("SIGTERM", 143, "terminated: stopping after the current step\n"),
+    on("SIGHUP", 129, "hangup: stopping after the current step\n"),
   ];
   const dispose = () => {
     for (const off of offs) off();

@@ -3,7 +3,7 @@
  * report is for people, one versioned JSON document (--json), or a node_exporter textfile
  * (--format prometheus); --watch makes a round of it every N seconds until Ctrl-C.
  */
-import { lstatSync } from "node:fs";
+import { lstatSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { type DoctorReport, doctorReport, prometheusText } from "../core/doctor-report.ts";
@@ -11,7 +11,7 @@ import { runEngine } from "../core/engine.ts";
 import { doctorSummaryLine } from "../core/runbooks.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
 import { CancelledError, ExitCode, InputError } from "../lib/errors.ts";
-import { ensurePrivateDir, writeFileAtomic } from "../lib/fsutil.ts";
+import { ensurePrivateDir, pathError, writeFileAtomic } from "../lib/fsutil.ts";
 import { sleep } from "../lib/poll.ts";
 import {
   exampleArg,
@@ -98,15 +98,26 @@ export function doctorRequest(flags: DoctorFlags, rawArgs: readonly string[]): D
       );
     // The file is replaced by a rename inside its directory, which must already be there: made
     // here, it would be private to root and unreadable to node_exporter.
+    // A link to the directory (a textfile directory moved to a bigger disk) is that directory.
     const dir = dirname(out);
     let isDir = false;
     try {
-      isDir = lstatSync(dir).isDirectory();
+      isDir = statSync(dir).isDirectory();
     } catch {}
     if (!isDir)
       throw new InputError(
         `--output ${flags.output}: the directory ${dir} does not exist`,
         "make it first (node_exporter's --collector.textfile.directory names it)",
+      );
+    // Found now, not after every stage was looked at, when the rename onto it would fail.
+    let isDirItself = false;
+    try {
+      isDirItself = lstatSync(out).isDirectory();
+    } catch {}
+    if (isDirItself)
+      throw new InputError(
+        `--output ${flags.output} is a directory`,
+        `name the file to write in it: --output ${join(out, `kubehyve.${format === "prometheus" ? "prom" : format === "json" ? "json" : "txt"}`)}`,
       );
   }
   return {
@@ -175,7 +186,12 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
       });
       const text = render(report, req.format, flags.verbose);
       if (req.output) {
-        await writeFileAtomic(req.output, text, 0o644);
+        try {
+          await writeFileAtomic(req.output, text, 0o644);
+        } catch (error) {
+          // Named by the flag and its path, not by the temporary file the error speaks of.
+          throw pathError(error, `--output ${req.output} cannot be written`, req.output) ?? error;
+        }
         out.stdout(`${doctorSummaryLine(report.summary)} (written to ${req.output})\n`);
       } else if (req.watchMs && req.format === "human" && out.stdoutTerminal) {
         out.stdout(`${CLEAR_SCREEN}${text}`);

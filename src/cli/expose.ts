@@ -4,8 +4,13 @@ import { InputError } from "../lib/errors.ts";
 import { runStages } from "./_run.ts";
 import { globalArgs, nonEmpty } from "./_shared.ts";
 
-/** A namespace or Service name: an RFC 1123 label (k8s.io/apimachinery IsDNS1123Label). */
+/** A namespace name: an RFC 1123 label (k8s.io/apimachinery IsDNS1123Label). */
 const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/**
+ * A Service name: an RFC 1035 label, which begins with a letter (kubernetes pkg/apis/core/validation
+ * ValidateServiceName is NameIsDNS1035Label): the Service's DNS name must not look like an address.
+ */
+const SERVICE_NAME = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** A Service port's name: IANA_SVC_NAME (k8s.io/apimachinery IsValidPortName): 1-15, a letter, no "--". */
 const PORT_NAME = /^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -58,7 +63,7 @@ export default defineCommand({
     const port = nonEmpty(args.port, "--port");
     const problems: { path: string; message: string }[] = [];
     if (!service) problems.push({ path: "SERVICE", message: "the Service to expose is needed" });
-    else if (!LABEL.test(service))
+    else if (!SERVICE_NAME.test(service))
       problems.push({ path: "SERVICE", message: `${JSON.stringify(service)} is not a Service name` });
     if (!LABEL.test(namespace))
       problems.push({ path: "--namespace", message: `${JSON.stringify(namespace)} is not a namespace name` });

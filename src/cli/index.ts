@@ -7,7 +7,7 @@ import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand }
 import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
-import { output } from "./output.ts";
+import { output, printable } from "./output.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -264,7 +264,7 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
     output().stderr(`✖ kubehyve hit a bug: ${(error as Error)?.stack ?? String(error)}\n`);
     return exitCode;
   }
-  output().stderr(`✖ ${error.message}\n`);
+  output().stderr(`✖ ${printable(error.message)}\n`);
   if (error instanceof InputError) {
     for (const p of error.problems) {
       const where = p.where ? `${p.where}: ` : "";
@@ -273,7 +273,7 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
       output().stderr(`  ${visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`)}\n`);
     }
   }
-  if (error.hint) output().stderr(`  → ${error.hint}\n`);
+  if (error.hint) output().stderr(`  → ${printable(error.hint)}\n`);
   if (error instanceof CancelledError)
     output().stderr("  stopped; the journal in the state dir says where\n");
   return exitCode;

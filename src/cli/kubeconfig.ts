@@ -65,6 +65,7 @@ export default defineCommand({
     const result = await mergeKubeconfig(target, admin, config.cluster.name, {
       clusterId: readClusterId(stateDir),
       overwrite: args.overwrite,
+      sourcePath: path,
     }).catch((error: unknown) => {
       // $KUBECONFIG or HOME names a path that cannot hold a file: say which one it was.
       throw pathError(error, `cannot merge into ${target}`) ?? error;

@@ -42,6 +42,29 @@ export function withOutput<T>(out: Output, fn: () => Promise<T>): Promise<T> {
   return captured.run(out, fn);
 }
 
+/**
+ * `text` with every control or format character but the line break and the tab escaped as a JSON
+ * string would have it (ESC as \u001b). What a host or a cluster said ends up in messages, and
+ * raw it could retitle the terminal, clear it, or make a line say something else.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) =>
+    c === "\n" || c === "\t" ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/** The most of one text (a message, a detail) shown on the terminal; the run's log keeps it whole. */
+const SHOWN_CHARS = 10_000;
+
+/**
+ * `text` cut to SHOWN_CHARS, saying how much was left out. A host printing without end must not
+ * flood the terminal with it, once per place a message is shown.
+ */
+export function shortened(text: string): string {
+  if (text.length <= SHOWN_CHARS) return text;
+  return `${text.slice(0, SHOWN_CHARS)}… (${text.length - SHOWN_CHARS} characters more: the whole text is in the run's log)`;
+}
+
 /** A stream consola can write to, forwarding to one side of the current output. */
 function sink(side: "stdout" | "stderr"): NodeJS.WriteStream {
   return {

@@ -9,7 +9,7 @@ import { EVENT_VERSION, type Reporter, type RunEvent } from "../core/reporter.ts
 import { RUN_SECTION } from "../core/run.ts";
 import { doctorSummaryLine } from "../core/runbooks.ts";
 import { appendPrivateFile } from "../lib/fsutil.ts";
-import { logger, output } from "./output.ts";
+import { logger, output, printable, shortened } from "./output.ts";
 
 function tee(logFile: string | undefined, event: RunEvent): void {
   if (!logFile) return;
@@ -18,6 +18,22 @@ function tee(logFile: string | undefined, event: RunEvent): void {
   } catch {
     // The log is a convenience; a full disk must not turn a successful run into a failure.
   }
+}
+
+/**
+ * The event with every text in it printable and of a length to read: what a host or a cluster
+ * said is shown escaped, and cut when it is long (the log keeps the event as it was).
+ */
+function printableEvent(event: RunEvent): RunEvent {
+  const shown = (value: unknown): unknown =>
+    typeof value === "string"
+      ? printable(shortened(value))
+      : Array.isArray(value)
+        ? value.map(shown)
+        : value && typeof value === "object"
+          ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, shown(v)]))
+          : value;
+  return shown(event) as RunEvent;
 }
 
 /** NDJSON on stdout: one event per line, `v` first. */
@@ -67,8 +83,9 @@ export function humanReporter(
   };
   return {
     logFile: opts.logFile,
-    emit(event) {
-      tee(opts.logFile, event);
+    emit(raw) {
+      tee(opts.logFile, raw);
+      const event = printableEvent(raw);
       if (event.type !== "progress") clearProgress();
       switch (event.type) {
         case "run.start":
@@ -194,8 +211,14 @@ export function formatDoctorReport(report: DoctorReport, opts: { verbose?: boole
     if (stage.slot === RUN_SECTION && !stage.findings.length) continue;
     const title = stage.slot === RUN_SECTION ? stage.slot : `${stage.slot} (${stage.plugin})`;
     out.push(`${title}: ${stageCounts(stage.findings)}`);
-    for (const f of stage.findings) {
-      if (f.severity === "ok" && !opts.verbose) continue;
+    for (const finding of stage.findings) {
+      if (finding.severity === "ok" && !opts.verbose) continue;
+      const f = {
+        ...finding,
+        summary: shortened(finding.summary),
+        detail: finding.detail && shortened(finding.detail),
+        hint: finding.hint && shortened(finding.hint),
+      };
       const where = [f.target, f.path].filter(Boolean).join(" ");
       out.push(
         `  ${SYMBOL[f.severity]} ${f.summary}${where ? ` [${where}]` : ""} (${f.id}${f.ignored ? ", ignored" : ""})`,
@@ -205,7 +228,7 @@ export function formatDoctorReport(report: DoctorReport, opts: { verbose?: boole
     }
   }
   out.push(doctorSummaryLine(report.summary));
-  return `${out.join("\n")}\n`;
+  return printable(`${out.join("\n")}\n`);
 }
 
 /**
@@ -238,7 +261,9 @@ export function doctorReporter(opts: { logFile?: string; live?: boolean; verbose
       ) {
         clear();
         terminal.stderr(
-          `${event.level === "warn" ? "⚠" : "ℹ"} ${event.stage ? `${event.stage}: ` : ""}${event.message}\n`,
+          printable(
+            `${event.level === "warn" ? "⚠" : "ℹ"} ${event.stage ? `${event.stage}: ` : ""}${event.message}`,
+          ) + "\n",
         );
       }
     },

@@ -175,8 +175,14 @@ async function walkCanary(run: Run, ctx: Ctx, req: ExposeRequest): Promise<Diagn
   }
 }
 
-/** A name an Ingress rule can carry: a lowercase RFC 1123 subdomain of two labels at least. */
-export const HOST_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/;
+/**
+ * A name an Ingress rule can carry: a lowercase RFC 1123 subdomain of two labels at least, each
+ * of at most 63 characters. The API server checks only the whole name's length
+ * (apimachinery IsDNS1123Subdomain), but a longer label fits in no DNS message (RFC 1035 2.3.4):
+ * the Ingress would route a name nobody can resolve.
+ */
+export const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$/;
 
 async function walkService(
   run: Run,
@@ -197,13 +203,18 @@ async function walkService(
       1,
       `kubectl -n ${app.namespace} get services`,
     );
-  const ports = (svc.spec?.ports ?? []) as { name?: string; port: number }[];
+  const ports = (svc.spec?.ports ?? []) as { name?: string; port: number; protocol?: string }[];
+  // An Ingress backend is HTTP, over TCP: of a TCP and a UDP port of one number (DNS), the TCP one.
+  const tcp = (p: { protocol?: string }) => (p.protocol ?? "TCP") === "TCP";
+  const named = ports.filter((p) => String(p.port) === String(app.port) || p.name === app.port);
   const match =
-    app.port === undefined
-      ? ports.length === 1
-        ? ports[0]
-        : undefined
-      : ports.find((p) => String(p.port) === String(app.port) || p.name === app.port);
+    app.port === undefined ? (ports.length === 1 ? ports[0] : undefined) : (named.find(tcp) ?? named[0]);
+  if (match && !tcp(match))
+    throw new KubehyveError(
+      `Service ${app.namespace}/${app.name} port ${match.name ? `${match.name} (${match.port})` : match.port} is ${match.protocol}: an Ingress carries HTTP, which goes over TCP`,
+      1,
+      "name a TCP port of it with --port; a UDP service is reached through a LoadBalancer Service of its own",
+    );
   if (!match) {
     const shown = ports.map((p) => (p.name ? `${p.name} (${p.port})` : String(p.port))).join(", ") || "none";
     throw new KubehyveError(
@@ -223,10 +234,11 @@ async function walkService(
     await defaultIngressClass(kube),
   );
   await refuseForeign(kube, [ingress], run.clusterId);
-  // Two Ingresses for one host: which one a controller routes to is up to it. Not made.
+  // Two Ingresses for one host: which one a controller routes to is up to it. Not made, whoever
+  // made the other, this cluster included (another Service exposed there, or the canary's host).
   const others = (await kube.list("networking.k8s.io/v1", "Ingress")).filter(
     (i) =>
-      !isOwnedBy(i, ownerOf(run.clusterId)) &&
+      !(i.metadata.namespace === ingress.metadata.namespace && i.metadata.name === ingress.metadata.name) &&
       ((i.spec?.rules ?? []) as { host?: string }[]).some((r) => r.host === app.host),
   );
   if (others.length)

@@ -129,6 +129,21 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now) / 1000));
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** An answer of the right status and the wrong shape, shown with its start. */
+function badAnswer(path: string, status: number, what: string, data: unknown): KubeApiError {
+  const text = JSON.stringify(data) ?? String(data);
+  return new KubeApiError(
+    "GET",
+    path,
+    status,
+    "BadResponse",
+    `${what}: ${text.length > 200 ? `${text.slice(0, 200)}…` : text}`,
+  );
+}
+
 /**
  * A client for the cluster in a kubeconfig file (path) or already resolved credentials.
  */
@@ -366,12 +381,20 @@ export async function createKubeClient(
     ) {
       const info = await resourceFor(apiVersion, kind);
       const ns = needNamespace("GET", info, kind, name, namespace);
+      const path = resourcePath(info, ns, name);
+      let res: Response<unknown>;
       try {
-        return (await request<T>("GET", resourcePath(info, ns, name))).data;
+        res = await request("GET", path);
       } catch (error) {
         if (error instanceof KubeApiError && error.httpStatus === 404) return undefined;
         throw error;
       }
+      // What callers decide on (whose object it is, what it holds) must be the object asked for:
+      // an empty or foreign answer taken for it reads as "not ours" or "has no port".
+      const data = res.data as { metadata?: { name?: unknown } } | undefined;
+      if (!isObject(data) || !isObject(data.metadata) || data.metadata.name !== name)
+        throw badAnswer(path, res.status, `the answer is not ${kind} ${ns ? `${ns}/` : ""}${name}`, data);
+      return data as T;
     },
 
     async list<T extends KubeObject = KubeObject>(
@@ -380,11 +403,25 @@ export async function createKubeClient(
       listOpts: ListOptions = {},
     ) {
       const info = await resourceFor(apiVersion, kind);
-      const res = await request<{ items?: T[] }>("GET", resourcePath(info, listOpts.namespace), {
+      const path = resourcePath(info, listOpts.namespace);
+      const res = await request<{ items?: T[] | null }>("GET", path, {
         query: { labelSelector: listOpts.labelSelector, fieldSelector: listOpts.fieldSelector },
       });
+      // Go encodes an empty list's items as null or []; anything else is no list, and taken for an
+      // empty one it would hide what is there (another Ingress routing the same host).
+      const items = isObject(res.data) ? res.data.items : undefined;
+      if (
+        (items !== null && !Array.isArray(items)) ||
+        items?.some((item) => !isObject(item) || !isObject(item.metadata))
+      )
+        throw badAnswer(
+          path,
+          res.status,
+          `the answer is not ${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`,
+          res.data,
+        );
       // List items carry no kind/apiVersion on the wire (see list-serviceaccounts.client-go-golden.http).
-      return (res.data.items ?? []).map((item) => ({ ...item, apiVersion, kind }));
+      return (items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },
 
     async apply<T extends KubeObject = KubeObject>(obj: KubeObject, applyOpts: ApplyOptions = {}) {

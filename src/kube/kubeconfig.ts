@@ -407,19 +407,21 @@ export async function mergeKubeconfig(
   targetPath: string,
   sourceText: string,
   name: string,
-  opts: { clusterId?: string; overwrite?: boolean; now?: Date } = {},
+  /** `sourcePath`: where the admin kubeconfig was read, for the messages about it. */
+  opts: { clusterId?: string; overwrite?: boolean; now?: Date; sourcePath?: string } = {},
 ): Promise<MergeResult> {
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) {
     throw new KubeconfigError(targetPath, "name", `${JSON.stringify(name)} is not a valid cluster name`);
   }
-  const source = parseYamlObject(sourceText, "admin kubeconfig");
+  const from = opts.sourcePath ?? "admin kubeconfig";
+  const source = parseYamlObject(sourceText, from);
   const contextName = source["current-context"];
   if (typeof contextName !== "string" || !contextName) {
-    throw new KubeconfigError("admin kubeconfig", "current-context", "not set");
+    throw new KubeconfigError(from, "current-context", "not set");
   }
-  const ctx = named(source, "contexts", "context", contextName, "admin kubeconfig");
-  const cluster = named(source, "clusters", "cluster", String(ctx.cluster), "admin kubeconfig");
-  const user = named(source, "users", "user", String(ctx.user), "admin kubeconfig");
+  const ctx = named(source, "contexts", "context", contextName, from);
+  const cluster = named(source, "clusters", "cluster", String(ctx.cluster), from);
+  const user = named(source, "users", "user", String(ctx.user), from);
 
   const file = await followLinks(targetPath);
   let existing: string | undefined;

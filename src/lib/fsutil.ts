@@ -143,7 +143,7 @@ const PATH_ERRORS: Record<string, (path: string) => string> = {
   EPERM: permissions,
   EROFS: () => "the file system is read-only: choose a path on a writable one",
   ELOOP: (p) => `symbolic links on the way to ${p} lead in a circle`,
-  ENOENT: () => "that file system takes no new directories there: choose another path",
+  ENOENT: () => "that file system takes nothing new there: choose another path",
   ENOTDIR: (p) => `a file stands where a directory is expected on the way to ${p}`,
   EISDIR: (p) => `${p} is a directory`,
 };

@@ -6,7 +6,14 @@
 import { stat } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { CancelledError } from "../lib/errors.ts";
-import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, type Target, TIMEOUT_EXIT } from "./target.ts";
+import {
+  FALLBACK_TIMEOUT_MS,
+  MAX_OUTPUT_BYTES,
+  type RunOptions,
+  type RunResult,
+  type Target,
+  TIMEOUT_EXIT,
+} from "./target.ts";
 
 /** How long a killed command gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 2000;
@@ -85,8 +92,8 @@ export async function spawnCommand(
   running.add(proc.pid);
   void proc.exited.finally(() => running.delete(proc.pid));
 
-  let reason: "timeout" | "abort" | undefined;
-  const kill = (why: "timeout" | "abort") => {
+  let reason: "timeout" | "abort" | "stdout" | "stderr" | undefined;
+  const kill = (why: NonNullable<typeof reason>) => {
     if (reason || proc.exitCode !== null || proc.signalCode !== null) return;
     reason = why;
     signalGroup(proc.pid, "SIGTERM");
@@ -105,8 +112,8 @@ export async function spawnCommand(
 
   const exited = proc.exited;
   const drainMs = () => (reason ? DRAIN_AFTER_KILL_MS : DRAIN_AFTER_EXIT_MS);
-  const stdout = collect(proc.stdout, opts.onStdout, exited, drainMs);
-  const stderr = collect(proc.stderr, opts.onStderr, exited, drainMs);
+  const stdout = collect(proc.stdout, opts.onStdout, exited, drainMs, () => kill("stdout"));
+  const stderr = collect(proc.stderr, opts.onStderr, exited, drainMs, () => kill("stderr"));
   try {
     await exited;
     const result: RunResult = { code: exitCodeOf(proc), stdout: await stdout, stderr: await stderr };
@@ -116,6 +123,10 @@ export async function spawnCommand(
       result.code = TIMEOUT_EXIT;
       result.timedOut = true;
       result.stderr += `${result.stderr && !result.stderr.endsWith("\n") ? "\n" : ""}${targetName}: \`${shown.join(" ")}\` timed out after ${seconds}s\n`;
+    }
+    if (reason === "stdout" || reason === "stderr") {
+      if (result.code === 0) result.code = 128 + osConstants.signals.SIGTERM;
+      result.stderr += `${result.stderr && !result.stderr.endsWith("\n") ? "\n" : ""}${targetName}: \`${shown.join(" ")}\` wrote more than ${MAX_OUTPUT_BYTES / 1024 / 1024} MiB to ${reason} and was killed\n`;
     }
     return result;
   } finally {
@@ -155,15 +166,22 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** Reads a stream to its end (or until shortly after the process exited), streaming chunks to `onChunk`. */
+/**
+ * Reads a stream to its end (or until shortly after the process exited), streaming chunks to
+ * `onChunk`, and keeps at most MAX_OUTPUT_BYTES of it: past that, `overflow` is called once when
+ * nobody streams the output (the command is killed); a streamed command runs on.
+ */
 async function collect(
   stream: ReadableStream<Uint8Array>,
   onChunk: ((chunk: string) => void) | undefined,
   exited: Promise<number>,
   drainMs: () => number,
+  overflow: () => void,
 ): Promise<string> {
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
+  let kept = 0;
+  let seen = 0;
   const streaming = onChunk ? new TextDecoder() : undefined;
   let drainTimer: ReturnType<typeof setTimeout> | undefined;
   void exited.then(() => {
@@ -173,7 +191,15 @@ async function collect(
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      chunks.push(value);
+      if (kept < MAX_OUTPUT_BYTES) {
+        const room = MAX_OUTPUT_BYTES - kept;
+        const part = value.length > room ? value.subarray(0, room) : value;
+        chunks.push(part);
+        kept += part.length;
+      }
+      const before = seen;
+      seen += value.length;
+      if (!onChunk && seen > MAX_OUTPUT_BYTES && before <= MAX_OUTPUT_BYTES) overflow();
       if (onChunk && streaming) {
         const text = streaming.decode(value, { stream: true });
         if (text) onChunk(text);

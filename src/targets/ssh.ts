@@ -150,6 +150,18 @@ export class SshTarget implements Target {
         argv,
       );
       this.throwIfSshFailed(result, argv);
+      // A connection that drops mid-command ends the client with 255 and, multiplexed, not a word:
+      // the same as a remote command that exits 255. Only the master's being gone tells them apart.
+      if (result.code === 255 && !(await this.masterAlive())) {
+        this.masterUsedAt = 0;
+        throw new SshError(
+          "unreachable",
+          this.name,
+          `${this.name}: the connection to ${this.user}@${this.host} port ${this.port} was lost while \`${argv.join(" ")}\` ran: whether it finished is not known`,
+          `check that the machine is up and sshd listens (nc -z ${this.host} ${this.port}), then run again`,
+          result.stderr,
+        );
+      }
       this.masterUsedAt = Date.now();
       return result;
     } finally {
@@ -257,6 +269,14 @@ export class SshTarget implements Target {
         throw error;
       }
     }
+  }
+
+  private async masterAlive(): Promise<boolean> {
+    const args = await this.sshArgs();
+    const check = await spawnCommand(this.name, [...args, "-O", "check", "--", this.destination()], {
+      timeoutMs: 10_000,
+    });
+    return check.code === 0;
   }
 
   private async openMaster(opts: RunOptions): Promise<void> {

@@ -62,6 +62,14 @@ export interface Target {
 export const TIMEOUT_EXIT = 124;
 
 /**
+ * The most of one output stream a command's result holds. Nothing kubehyve runs prints near this
+ * much; a host that prints without end (a broken program, a hostile one) would otherwise fill
+ * memory long before the command's limit. Past it a command is killed, unless its output is
+ * streamed to a callback, which gets all of it while the result keeps the first part.
+ */
+export const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+/**
  * The limit for a command nobody gave one: the longest of the default limits (core/model.ts
  * DEFAULT_TIMEOUTS.long), so that no command the binary starts can run forever.
  */

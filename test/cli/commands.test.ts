@@ -172,6 +172,20 @@ describe("Ctrl-C", () => {
     expect(journal().at(-1)).toMatchObject({ command: "up", status: "cancelled" });
   });
 
+  test("a hangup (the terminal or the ssh session gone) stops the run as Ctrl-C does: 130, lock freed, journaled", async () => {
+    const { spawn, pidFile, state, file, journal } = lab("sleep");
+    const proc = spawn(["up"]);
+    const pid = Number(await waitForFile(pidFile));
+    proc.kill("SIGHUP");
+    const code = await Promise.race([proc.exited, Bun.sleep(10_000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    expect(code).toBe(130);
+    expect(gone(pid)).toBe(true);
+    expect(existsSync(file)).toBe(false);
+    expect(existsSync(join(state, "lock"))).toBe(false);
+    expect(journal().at(-1)).toMatchObject({ command: "up", status: "cancelled" });
+  });
+
   test("a second SIGTERM leaves at once when a step does not stop", async () => {
     const { spawn, pidFile } = lab("hang");
     const proc = spawn(["up"]);

@@ -6,7 +6,15 @@
  * Two drop-in stages whose findings are what a file on this machine says.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import Ajv from "ajv";
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
@@ -234,6 +242,40 @@ describe("kubehyve doctor for people", () => {
       message: "--json and --format prometheus ask for two formats",
       exitCode: 2,
     });
+  });
+});
+
+describe("kubehyve doctor --output", () => {
+  test("a directory is refused before anything runs, with the file to name inside it", async () => {
+    const { run, dir } = lab();
+    const textfiles = join(dir, "textfile.prom");
+    mkdirSync(textfiles);
+    const r = await run(["--format", "prometheus", "--output", textfiles]);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      `✖ --output ${textfiles} is a directory\n  → name the file to write in it: --output ${join(textfiles, "kubehyve.prom")}\n`,
+    ]);
+    expect(r.stdout).toBe("");
+    expect(readdirSync(textfiles)).toEqual([]);
+  });
+
+  test("a directory reached through a symbolic link is the directory it leads to", async () => {
+    const { run, dir } = lab();
+    mkdirSync(join(dir, "textfile"));
+    symlinkSync(join(dir, "textfile"), join(dir, "link"));
+    const r = await run(["--format", "prometheus", "--output", join(dir, "link/kubehyve.prom")]);
+    expect(r.code).toBe(1);
+    expect(readdirSync(join(dir, "textfile"))).toEqual(["kubehyve.prom"]);
+  });
+
+  test("a place that takes no file names --output and why, exit 2, and leaves no temporary file", async () => {
+    const { run } = lab();
+    for (const out of ["/proc/kubehyve.prom", "/sys/kubehyve.prom"]) {
+      const r = await run(["--format", "prometheus", "--output", out]);
+      expect([out, r.code]).toEqual([out, 2]);
+      expect(r.stderr).toStartWith(`✖ --output ${out} cannot be written: `);
+      expect(r.stderr).not.toContain(".tmp");
+    }
   });
 });
 

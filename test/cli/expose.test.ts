@@ -106,11 +106,63 @@ describe("kubehyve expose", () => {
     expect(lab.kube.server.requests.length).toBe(before);
   }, 60_000);
 
+  test("a Service name that begins with a digit is refused before the cluster is asked anything", async () => {
+    const before = lab.kube.server.requests.length;
+    const r = await run(["expose", "1web", "--host", "web.lab.home.arpa", "--namespace", "1team"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('  SERVICE: "1web" is not a Service name\n');
+    // A namespace may begin with a digit: only Services are held to DNS-1035.
+    expect(r.stderr).not.toContain("--namespace");
+    expect(lab.kube.server.requests.length).toBe(before);
+  }, 60_000);
+
+  test("a host with a label longer than DNS allows is refused before the cluster is asked anything", async () => {
+    const before = lab.kube.server.requests.length;
+    // 64 characters: RFC 1035 2.3.4 allows a label 63 octets; no server can hold the name.
+    const host = `${"a".repeat(64)}.lab.home.arpa`;
+    const r = await run(["expose", "web", "--host", host]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--host: "${host}" is not a DNS name an Ingress can carry`);
+    expect(lab.kube.server.requests.length).toBe(before);
+    expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "web", "default")).toBeUndefined();
+  }, 60_000);
+
   test("a port the Service does not have is refused, and nothing is made", async () => {
     const r = await run(["expose", "web", "--host", "web.lab.home.arpa", "--port", "8443"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("Service default/web has no port 8443 (it has: http (80))");
     expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "web", "default")).toBeUndefined();
+  }, 60_000);
+
+  test("a UDP port is refused, and nothing is made: an Ingress carries HTTP", async () => {
+    lab.kube.server.put({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "dns", namespace: "default" },
+      spec: {
+        selector: { app: "web" },
+        ports: [
+          { name: "dns", port: 53, protocol: "UDP", targetPort: 53 },
+          { name: "dns-tcp", port: 53, protocol: "TCP", targetPort: 53 },
+        ],
+      },
+    });
+    try {
+      const r = await run(["expose", "dns", "--host", "dns.lab.home.arpa", "--port", "dns"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        "Service default/dns port dns (53) is UDP: an Ingress carries HTTP, which goes over TCP",
+      );
+      expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "dns", "default")).toBeUndefined();
+      // By number, the TCP port of the two is the one meant.
+      const tcp = await run(["expose", "dns", "--host", "dns.lab.home.arpa", "--port", "53", "--dry-run"]);
+      expect(tcp.code).toBe(0);
+      expect(tcp.out).toContain(
+        "would apply Ingress default/dns: http://dns.lab.home.arpa/ to Service dns port dns-tcp",
+      );
+    } finally {
+      lab.kube.server.delete("v1", "Service", "dns", "default");
+    }
   }, 60_000);
 
   test("--json gives each hop with its status, in path order, then the verdict", async () => {
@@ -137,6 +189,31 @@ describe("kubehyve expose", () => {
       }
       expect(events.find((e) => e.type === "diagnostic" && e.code === "expose.ok")).toBeDefined();
       expect(events.at(-1)).toMatchObject({ type: "run.end", status: "ok", exitCode: 0 });
+    } finally {
+      lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "web", "default");
+    }
+  }, 60_000);
+
+  test("its first line says a dry run only when it is one: expose makes an Ingress, and verify --expose a canary", async () => {
+    const start = (stdout: string) =>
+      stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .find((e) => e.type === "run.start");
+    try {
+      const cases: [string[], boolean][] = [
+        [["expose", "web", "--host", "web.lab.home.arpa", "--dry-run"], true],
+        [["expose", "web", "--host", "web.lab.home.arpa"], false],
+        [["verify", "--expose", "--dry-run", "--only", "ingress"], true],
+        [["verify", "--expose", "--only", "ingress"], false],
+      ];
+      for (const [args, dryRun] of cases) {
+        const r = await run([...args, "--json"]);
+        expect([args, r.code, start(r.stdout)?.dryRun]).toEqual([args, 0, dryRun]);
+      }
+      const human = await run(["expose", "web", "--host", "web.lab.home.arpa"]);
+      expect(human.out).not.toContain("(dry run)");
     } finally {
       lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "web", "default");
     }
@@ -178,6 +255,31 @@ describe("kubehyve expose", () => {
       expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "web", "default")).toBeUndefined();
     } finally {
       lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "shop", "default");
+    }
+  }, 60_000);
+});
+
+describe("kubehyve expose, twice", () => {
+  test("a host that another exposure of this cluster already routes is refused too, and that one kept", async () => {
+    lab.kube.server.put({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "shop", namespace: "default" },
+      spec: { selector: { app: "web" }, ports: [{ name: "http", port: 80, targetPort: "http" }] },
+    });
+    try {
+      expect((await run(["expose", "web", "--host", "web.lab.home.arpa"])).code).toBe(0);
+      const r = await run(["expose", "shop", "--host", "web.lab.home.arpa"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("Ingress default/web already routes web.lab.home.arpa: nothing was made");
+      expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "shop", "default")).toBeUndefined();
+      expect(lab.kube.server.get("networking.k8s.io/v1", "Ingress", "web", "default")).toBeDefined();
+      // The same Service again, to the same host, is the same Ingress: nothing to refuse.
+      expect((await run(["expose", "web", "--host", "web.lab.home.arpa"])).code).toBe(0);
+    } finally {
+      lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "web", "default");
+      lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "shop", "default");
+      lab.kube.server.delete("v1", "Service", "shop", "default");
     }
   }, 60_000);
 });

@@ -250,6 +250,46 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     );
   });
 
+  test("an answer that is not the object asked for fails naming the request, never passing for it", async () => {
+    await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "real", namespace: "default" },
+    });
+    const path = "/api/v1/namespaces/default/configmaps/real";
+    for (const body of ["{}", "[]", '"text"', '{"kind":"ConfigMap","metadata":{"name":"other"}}']) {
+      server.injectFault({ path: /configmaps\/real$/, status: 200, body, times: 1 });
+      const error = await client.get("v1", "ConfigMap", "real", "default").catch((e) => e);
+      expect([body, error]).toEqual([body, expect.any(KubeApiError)]);
+      expect(error.message).toStartWith(
+        `GET ${path}: 200 BadResponse: the answer is not ConfigMap default/real: `,
+      );
+    }
+    expect((await client.get("v1", "ConfigMap", "real", "default"))?.metadata.name).toBe("real");
+  });
+
+  test("a list answer without a list of objects fails naming the request, never passing for an empty list", async () => {
+    for (const body of [
+      "{}",
+      '{"items":{}}',
+      '{"items":[null]}',
+      '{"items":[1]}',
+      '{"items":[{"metadata":5}]}',
+      "[]",
+    ]) {
+      server.injectFault({ path: /namespaces\/default\/configmaps$/, status: 200, body, times: 1 });
+      const error = await client.list("v1", "ConfigMap", { namespace: "default" }).catch((e) => e);
+      expect([body, error]).toEqual([body, expect.any(KubeApiError)]);
+      expect(error.message).toStartWith(
+        "GET /api/v1/namespaces/default/configmaps: 200 BadResponse: the answer is not a ConfigMapList: ",
+      );
+    }
+    expect(Array.isArray(await client.list("v1", "ConfigMap", { namespace: "default" }))).toBe(true);
+    server.injectFault({ path: /ingresses$/, status: 200, body: "{}", times: 1 });
+    const ingresses = await client.list("networking.k8s.io/v1", "Ingress").catch((e) => e);
+    expect(ingresses.message).toContain("the answer is not an IngressList: {}");
+  });
+
   test("explains a request it cannot make without asking the server", async () => {
     server.requests.length = 0;
     await expect(client.get("v1", "ConfigMap", "settings")).rejects.toThrow(

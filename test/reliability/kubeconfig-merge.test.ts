@@ -82,6 +82,20 @@ describe("kubeconfig --merge", () => {
     expect(readdirSync(join(dir, "dotfiles"))).toEqual(["kubeconfig"]);
   });
 
+  test("an admin kubeconfig edited into garbage is named by its path, and the user's file is left as it was", () => {
+    const { merge, real, dir } = lab();
+    const admin = join(dir, "state", "kubeconfig");
+    for (const [text, problem] of [
+      ["just text", "(document): expected a mapping (apiVersion: v1, kind: Config)"],
+      ["apiVersion: v1\nkind: Config\n", "current-context: not set"],
+    ] as const) {
+      writeFileSync(admin, text, { mode: 0o600 });
+      const r = merge("--overwrite");
+      expect([r.code, r.stderr]).toEqual([1, `✖ kubeconfig ${admin}: ${problem}\n`]);
+      expect(readFileSync(real, "utf8")).toBe(THEIRS);
+    }
+  });
+
   test("--overwrite replaces them through the link, keeps the comments and a backup of the old file", () => {
     const { merge, real, link, dir } = lab();
     const r = merge("--overwrite");

@@ -5,9 +5,9 @@
  * with drop-in plugins, a pipe read slowly by the test.
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { dropInLab, runCli, userEnv } from "../lab/cli.ts";
+import { dropInLab, runCli, runInProcess, userEnv } from "../lab/cli.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -101,5 +101,99 @@ describe("down --dry-run", () => {
     expect(r.stdout.split("\n")).toContain(`  would remove ${marker} [local]`);
     expect(r.stdout).toContain("down: dry run, nothing changed");
     expect(existsSync(marker)).toBe(true);
+  });
+});
+
+/**
+ * Reports what a host command printed: a warning quoting its stdout, and with `fail` the command's
+ * failure itself. The host here prints a terminal title, a screen clear and a bell, as a hostile
+ * or broken program could.
+ */
+const ECHO = `import { definePlugin, diag, runOk } from "kubehyve";
+const SCRIPT = "printf 'uid \\\\033]0;owned\\\\007\\\\033[2J\\\\tend'; printf 'no \\\\033[31mroot\\\\n\\\\033[0m' >&2";
+export default definePlugin({
+  id: "echo/host",
+  title: "quotes the host",
+  apiVersion: 1,
+  async check(ctx) {
+    const said = await ctx.host.run(["sh", "-c", SCRIPT]);
+    if (ctx.options.fail) await runOk(ctx.host, ["sh", "-c", SCRIPT + "; exit 3"]);
+    return {
+      changes: [],
+      diagnostics: [diag.warn("echo.said", "the host said " + said.stdout, { detail: said.stderr, hint: said.stdout })],
+    };
+  },
+});
+`;
+
+/** A control character other than the line break and the tab, as a terminal would act on it. */
+const rawControl = (text: string) =>
+  [...text].some(
+    (c) => (c < " " && c !== "\n" && c !== "\t") || c === "\x7f" || (c >= "\x80" && c <= "\x9f"),
+  );
+
+describe("what a host prints", () => {
+  test("reaches the terminal with its control characters escaped, never raw, in a run, its failure and doctor's report", async () => {
+    for (const [command, fail] of [
+      ["plan", true],
+      ["plan", false],
+      ["doctor", false],
+      ["doctor", true],
+    ] as const) {
+      const { dir, plugins, state } = dropInLab({
+        prefix: "kubehyve-escape-",
+        name: "echolab",
+        plugins: { "echo.ts": ECHO },
+        stages: () => `  echo:\n    plugin: host\n    fail: ${fail}\n`,
+      });
+      const r = await runInProcess([command, "--verbose", "--plugin-dir", plugins, "--state-dir", state], {
+        cwd: dir,
+      });
+      expect([command, fail, r.code]).toEqual([command, fail, Number(fail)]);
+      // NO_COLOR: kubehyve's own lines carry no escape sequence either.
+      expect([command, fail, rawControl(r.out)]).toEqual([command, fail, false]);
+      // The failure quotes the command's stderr, the warning its stdout: each shown escaped.
+      expect(r.out).toContain(fail ? "no \\u001b[31mroot" : "uid \\u001b]0;owned\\u0007\\u001b[2J\tend");
+    }
+  });
+});
+
+/** Quotes 200 000 characters a host printed, in a warning and in its failure. */
+const LOUD = `import { definePlugin, diag, KubehyveError } from "kubehyve";
+const SAID = "the host said " + "x".repeat(200_000);
+export default definePlugin({
+  id: "loud/host",
+  title: "quotes a lot",
+  apiVersion: 1,
+  async check(ctx) {
+    if (ctx.options.fail) throw new KubehyveError(SAID);
+    return { changes: [], diagnostics: [diag.warn("loud.said", SAID, { detail: SAID })] };
+  },
+});
+`;
+
+describe("a very long text a host printed", () => {
+  test("is cut on the terminal, saying how much more the run's log holds, and kept whole in the log", async () => {
+    for (const [command, fail] of [
+      ["plan", true],
+      ["doctor", false],
+    ] as const) {
+      const { dir, plugins, state } = dropInLab({
+        prefix: "kubehyve-loud-",
+        name: "loudlab",
+        plugins: { "loud.ts": LOUD },
+        stages: () => `  loud:\n    plugin: host\n    fail: ${fail}\n`,
+      });
+      const r = await runInProcess([command, "--plugin-dir", plugins, "--state-dir", state], { cwd: dir });
+      expect([command, r.code]).toEqual([command, 1 - Number(command === "doctor")]);
+      // Each text at most a few thousand characters, however many places show it.
+      expect(r.out.length).toBeLessThan(40_000);
+      expect(r.out).toContain("x… (190014 characters more: the whole text is in the run's log)");
+      const logs = join(state, "logs");
+      const log = readdirSync(logs)
+        .map((f) => readFileSync(join(logs, f), "utf8"))
+        .join("");
+      expect(log).toContain("x".repeat(200_000));
+    }
   });
 });

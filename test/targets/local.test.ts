@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CancelledError } from "../../src/lib/errors.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
-import { runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
+import { MAX_OUTPUT_BYTES, runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
 
 const local = new LocalTarget();
 
@@ -192,6 +192,38 @@ describe("LocalTarget", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  test("a command that writes without end is killed once its output passes the cap, and says so", async () => {
+    const started = Date.now();
+    // Output a host could print forever (a broken `vm list`): held whole, it would fill memory
+    // long before the command's limit.
+    const result = await local.run(
+      ["sh", "-c", "while :; do printf 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\\n'; done | cat"],
+      {
+        timeoutMs: 15_000,
+      },
+    );
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(result.code).not.toBe(0);
+    expect(result.stdout.length).toBeLessThanOrEqual(MAX_OUTPUT_BYTES);
+    expect(result.stderr).toEndWith(
+      `local: \`sh -c while :; do printf 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\\n'; done | cat\` wrote more than ${MAX_OUTPUT_BYTES / 1024 / 1024} MiB to stdout and was killed\n`,
+    );
+  });
+
+  test("a streamed command's output past the cap still reaches its callback, and the command runs on", async () => {
+    let streamed = 0;
+    const bytes = MAX_OUTPUT_BYTES + 1024 * 1024;
+    const result = await local.run(["sh", "-c", `head -c ${bytes} /dev/zero`], {
+      timeoutMs: 60_000,
+      onStdout: (chunk) => {
+        streamed += chunk.length;
+      },
+    });
+    expect(result.code).toBe(0);
+    expect(streamed).toBe(bytes);
+    expect(result.stdout.length).toBe(MAX_OUTPUT_BYTES);
   });
 
   test("streams stdout and stderr to callbacks while the command runs", async () => {

@@ -293,6 +293,26 @@ describe.skipIf(!haveOpenSsh)("SshTarget when the host cannot be reached", () =>
     await target.close();
   });
 
+  test("a connection lost while a command runs is named so, not taken for the command exiting 255", async () => {
+    const sshd = await startSshd();
+    const target = targetFor(sshd, await tempDir("kubehyve-ssh-lost-"));
+    // A remote command's own 255 stays a result.
+    expect((await target.run(["sh", "-c", "exit 255"])).code).toBe(255);
+    const running = target.run(["sleep", "5"]).catch((e: unknown) => e);
+    await Bun.sleep(500);
+    // The machine goes away: sshd and the sessions it serves end, as on a reboot.
+    await sshd.stop();
+    const error = await running;
+    expect(error).toBeInstanceOf(SshError);
+    expect((error as SshError).kind).toBe("unreachable");
+    expect((error as SshError).message).toBe(
+      `${sshd.user}@127.0.0.1:${sshd.port}: the connection to ${sshd.user}@127.0.0.1 port ${sshd.port} was lost while \`sleep 5\` ran: whether it finished is not known`,
+    );
+    expect((error as SshError).hint).toBe(
+      `check that the machine is up and sshd listens (nc -z 127.0.0.1 ${sshd.port}), then run again`,
+    );
+  });
+
   test("a name that does not resolve gives a clear error", async () => {
     const target = new SshTarget({
       user: "core",

@@ -91,13 +91,16 @@ export interface Fault {
   /** Matched against the request path (no query); default: every path. */
   path?: RegExp;
   method?: string;
-  status: 429 | 500 | 503;
+  /** 200 only with `body`: an answer that is not what was asked for. */
+  status: 200 | 429 | 500 | 503;
   /** How many matching requests fail; Infinity for all. */
   times: number;
   /** Seconds sent in Retry-After with 429 and 503 (default 1 for 429, none for 503). */
   retryAfter?: number;
   /** Answer only after this long, as an overloaded server does (for client timeouts). */
   delayMs?: number;
+  /** This text, as application/json, instead of a Status: a broken server or something posing as one. */
+  body?: string;
 }
 
 export interface RequestLogEntry {
@@ -1468,6 +1471,11 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (!fault) return undefined;
     fault.times--;
     if (fault.delayMs) await Bun.sleep(fault.delayMs);
+    if (fault.body !== undefined)
+      return new Response(fault.body, {
+        status: fault.status,
+        headers: { "Content-Type": "application/json" },
+      });
     if (fault.status === 429) {
       // API Priority and Fairness rejects with Go's http.Error, a text body rather than a Status
       // (k8s.io/apiserver pkg/server/filters/priority-and-fairness.go tooManyRequests).
