@@ -261,9 +261,9 @@ export function doctorReporter(opts: { logFile?: string; live?: boolean; verbose
       ) {
         clear();
         terminal.stderr(
-          printable(
+          `${printable(
             `${event.level === "warn" ? "⚠" : "ℹ"} ${event.stage ? `${event.stage}: ` : ""}${event.message}`,
-          ) + "\n",
+          )}\n`,
         );
       }
     },
