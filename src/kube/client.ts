@@ -23,7 +23,14 @@ import {
   KubeRequestError,
   KubeTransportError,
 } from "./status.ts";
-import type { ApplyOptions, DeleteOptions, KubeClient, KubeObject, ListOptions } from "./types.ts";
+import {
+  type ApplyOptions,
+  type DeleteOptions,
+  isJsonObject,
+  type KubeClient,
+  type KubeObject,
+  type ListOptions,
+} from "./types.ts";
 
 export interface KubeClientOptions {
   /** Context to use instead of current-context. */
@@ -128,9 +135,6 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now) / 1000));
 }
-
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value);
 
 /** An answer of the right status and the wrong shape, shown with its start. */
 function badAnswer(path: string, status: number, what: string, data: unknown): KubeApiError {
@@ -392,7 +396,7 @@ export async function createKubeClient(
       // What callers decide on (whose object it is, what it holds) must be the object asked for:
       // an empty or foreign answer taken for it reads as "not ours" or "has no port".
       const data = res.data as { metadata?: { name?: unknown } } | undefined;
-      if (!isObject(data) || !isObject(data.metadata) || data.metadata.name !== name)
+      if (!isJsonObject(data) || !isJsonObject(data.metadata) || data.metadata.name !== name)
         throw badAnswer(path, res.status, `the answer is not ${kind} ${ns ? `${ns}/` : ""}${name}`, data);
       return data as T;
     },
@@ -409,10 +413,10 @@ export async function createKubeClient(
       });
       // Go encodes an empty list's items as null or []; anything else is no list, and taken for an
       // empty one it would hide what is there (another Ingress routing the same host).
-      const items = isObject(res.data) ? res.data.items : undefined;
+      const items = isJsonObject(res.data) ? res.data.items : undefined;
       if (
         (items !== null && !Array.isArray(items)) ||
-        items?.some((item) => !isObject(item) || !isObject(item.metadata))
+        items?.some((item) => !isJsonObject(item) || !isJsonObject(item.metadata))
       )
         throw badAnswer(
           path,

@@ -16,18 +16,14 @@ import { mapLimit } from "../lib/concurrency.ts";
 import { findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
-import type { KubeClient, KubeObject } from "./types.ts";
+import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
 
 type Json = Record<string, unknown>;
-
-function isPlain(value: unknown): value is Json {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** JSON with object keys sorted, so that equal values give equal text. */
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (isPlain(value))
+  if (isJsonObject(value))
     return `{${Object.keys(value)
       .sort()
       .map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`)
@@ -42,7 +38,7 @@ function sameJson(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (Array.isArray(a))
     return Array.isArray(b) && a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
-  if (isPlain(a) && isPlain(b)) {
+  if (isJsonObject(a) && isJsonObject(b)) {
     const keys = Object.keys(a);
     return keys.length === Object.keys(b).length && keys.every((k) => k in b && sameJson(a[k], b[k]));
   }
@@ -50,7 +46,7 @@ function sameJson(a: unknown, b: unknown): boolean {
 }
 
 function matchesKey(item: unknown, key: Json): boolean {
-  return isPlain(item) && Object.entries(key).every(([k, v]) => sameJson(item[k], v));
+  return isJsonObject(item) && Object.entries(key).every(([k, v]) => sameJson(item[k], v));
 }
 
 /** A leaf's value, or one of these: a field or set member not there, a set member there. */
@@ -63,7 +59,7 @@ const PRESENT = Symbol("present");
  * openAPIV3Schema is hundreds of kilobytes: compared as it is, not turned into text).
  */
 function leafValues(value: unknown, set: unknown, path: string, out: Map<string, unknown>) {
-  const children = isPlain(set) ? Object.entries(set).filter(([k]) => k !== ".") : [];
+  const children = isJsonObject(set) ? Object.entries(set).filter(([k]) => k !== ".") : [];
   if (children.length === 0) {
     out.set(path, value === undefined ? MISSING : value);
     return out;
@@ -72,7 +68,7 @@ function leafValues(value: unknown, set: unknown, path: string, out: Map<string,
     const kind = key.slice(0, 2);
     const rest = key.slice(2);
     if (kind === "f:") {
-      const child = isPlain(value) ? value[rest] : undefined;
+      const child = isJsonObject(value) ? value[rest] : undefined;
       leafValues(child, sub, path ? `${path}.${rest}` : rest, out);
     } else if (kind === "k:") {
       const k = JSON.parse(rest) as Json;
@@ -111,7 +107,8 @@ export function appliedFieldSets(obj: KubeObject | undefined, manager: string): 
   if (!Array.isArray(entries)) return [];
   return entries
     .filter(
-      (e: Json) => e.manager === manager && e.operation === "Apply" && !e.subresource && isPlain(e.fieldsV1),
+      (e: Json) =>
+        e.manager === manager && e.operation === "Apply" && !e.subresource && isJsonObject(e.fieldsV1),
     )
     .map((e: Json) => e.fieldsV1);
 }

@@ -9,6 +9,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { isMap, isScalar, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
 import { ExitCode, KubehyveError } from "../lib/errors.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";
+import { isJsonObject } from "./types.ts";
 
 export class KubeconfigError extends KubehyveError {
   constructor(
@@ -36,10 +37,6 @@ export interface KubeCredentials {
 
 type Obj = Record<string, unknown>;
 
-function isObj(value: unknown): value is Obj {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 function parseYamlObject(text: string, source: string): Obj {
   const doc = parseDocument(text, { prettyErrors: true });
   const first = doc.errors[0];
@@ -52,7 +49,7 @@ function parseYamlObject(text: string, source: string): Obj {
   }
   const value: unknown = doc.toJS();
   if (value === null || value === undefined) return {};
-  if (!isObj(value))
+  if (!isJsonObject(value))
     throw new KubeconfigError(source, "(document)", "expected a mapping (apiVersion: v1, kind: Config)");
   return value;
 }
@@ -62,12 +59,12 @@ function named(config: Obj, listField: string, itemKey: string, name: string, so
   const list = config[listField];
   if (list !== undefined && !Array.isArray(list))
     throw new KubeconfigError(source, listField, "must be a list");
-  const entry = (list ?? []).find((e: unknown) => isObj(e) && e.name === name);
-  if (!isObj(entry)) {
+  const entry = (list ?? []).find((e: unknown) => isJsonObject(e) && e.name === name);
+  if (!isJsonObject(entry)) {
     throw new KubeconfigError(source, listField, `no entry named ${JSON.stringify(name)}`);
   }
   const body = entry[itemKey];
-  if (!isObj(body)) {
+  if (!isJsonObject(body)) {
     throw new KubeconfigError(
       source,
       `${listField}[${JSON.stringify(name)}].${itemKey}`,
@@ -284,16 +281,17 @@ function markOf(id: string | undefined): Obj {
 }
 
 function carriesMark(body: unknown, id: string | undefined): boolean {
-  if (!id || !isObj(body) || !Array.isArray(body.extensions)) return false;
+  if (!id || !isJsonObject(body) || !Array.isArray(body.extensions)) return false;
   return body.extensions.some(
-    (e: unknown) => isObj(e) && e.name === MARK && isObj(e.extension) && e.extension["cluster-id"] === id,
+    (e: unknown) =>
+      isJsonObject(e) && e.name === MARK && isJsonObject(e.extension) && e.extension["cluster-id"] === id,
   );
 }
 
 const sameJson = (a: unknown, b: unknown) => JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
 function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
-  if (!isObj(value)) return value;
+  if (!isJsonObject(value)) return value;
   return Object.fromEntries(
     Object.keys(value)
       .sort()
@@ -479,7 +477,7 @@ export async function mergeKubeconfig(
     if (sameJson(present, entry)) continue;
     const what = `${key} ${JSON.stringify(entry.name)}`;
     if (!carriesMark(present[key], opts.clusterId) && !opts.overwrite) {
-      const server = key === "cluster" && isObj(present.cluster) ? present.cluster.server : undefined;
+      const server = key === "cluster" && isJsonObject(present.cluster) ? present.cluster.server : undefined;
       clashes.push(`${what}${typeof server === "string" ? ` (server ${server})` : ""}`);
       continue;
     }

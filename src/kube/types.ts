@@ -71,3 +71,8 @@ export interface KubeClient {
    */
   refreshDiscovery?(): Promise<void>;
 }
+
+/** A JSON object: not null, not an array. What the API and kubeconfigs hold is checked with it. */
+export function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
