@@ -271,21 +271,19 @@ export class SshTarget implements Target {
     }
   }
 
-  private async masterAlive(): Promise<boolean> {
+  /** Whether our master connection is up (`ssh -O check`). */
+  private async masterAlive(signal?: AbortSignal): Promise<boolean> {
     const args = await this.sshArgs();
     const check = await spawnCommand(this.name, [...args, "-O", "check", "--", this.destination()], {
       timeoutMs: 10_000,
+      signal,
     });
     return check.code === 0;
   }
 
   private async openMaster(opts: RunOptions): Promise<void> {
+    if (await this.masterAlive(opts.signal)) return;
     const args = await this.sshArgs();
-    const check = await spawnCommand(this.name, [...args, "-O", "check", "--", this.destination()], {
-      timeoutMs: 10_000,
-      signal: opts.signal,
-    });
-    if (check.code === 0) return;
     // `true` runs once over the new connection; ControlPersist then keeps the master for what follows.
     const first = await spawnCommand(this.name, [...args, "--", this.destination(), "true"], {
       timeoutMs: ((this.options.connectTimeoutSec ?? 10) + 20) * 1000,
