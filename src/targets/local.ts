@@ -15,6 +15,11 @@ import {
   TIMEOUT_EXIT,
 } from "./target.ts";
 
+/** `text` with `line` added as a line of its own: what kubehyve says after what the command said. */
+function withLine(text: string, line: string): string {
+  return `${text}${text && !text.endsWith("\n") ? "\n" : ""}${line}\n`;
+}
+
 /** How long a killed command gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 2000;
 /**
@@ -122,11 +127,17 @@ export async function spawnCommand(
       const seconds = timeoutMs / 1000;
       result.code = TIMEOUT_EXIT;
       result.timedOut = true;
-      result.stderr += `${result.stderr && !result.stderr.endsWith("\n") ? "\n" : ""}${targetName}: \`${shown.join(" ")}\` timed out after ${seconds}s\n`;
+      result.stderr = withLine(
+        result.stderr,
+        `${targetName}: \`${shown.join(" ")}\` timed out after ${seconds}s`,
+      );
     }
     if (reason === "stdout" || reason === "stderr") {
       if (result.code === 0) result.code = 128 + osConstants.signals.SIGTERM;
-      result.stderr += `${result.stderr && !result.stderr.endsWith("\n") ? "\n" : ""}${targetName}: \`${shown.join(" ")}\` wrote more than ${MAX_OUTPUT_BYTES / 1024 / 1024} MiB to ${reason} and was killed\n`;
+      result.stderr = withLine(
+        result.stderr,
+        `${targetName}: \`${shown.join(" ")}\` wrote more than ${MAX_OUTPUT_BYTES / 1024 / 1024} MiB to ${reason} and was killed`,
+      );
     }
     return result;
   } finally {
