@@ -10,22 +10,25 @@ if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   // rather than process.stdout, whose stream machinery alone doubles Bun's start-up time.
   console.log(versionLine());
 } else {
-  const [{ provideBuiltins }, { runCli }] = await Promise.all([
+  const [{ provideBuiltins }, { runCli }, { processStreamsMade }] = await Promise.all([
     import("./cli/builtins.ts"),
     import("./cli/index.ts"),
+    import("./cli/output.ts"),
   ]);
   provideBuiltins(async () => (await import("../plugins/index.ts")).builtinPlugins);
   const code = await runCli(argv);
-  // Writes to a pipe are asynchronous: let them drain, then exit explicitly so that nothing left
-  // open (an ssh ControlPersist master, a keep-alive socket) keeps the process waiting. Only
-  // end()'s callback waits for what is still queued: an empty write's callback comes at once, and
-  // process.exit then cut off --json output past the pipe's 64 KiB. A reader that went away (EPIPE)
-  // ends the stream too.
-  const drain = (stream: NodeJS.WriteStream) =>
-    new Promise<void>((resolve) => {
-      stream.once("error", () => resolve());
-      stream.end(() => resolve());
-    });
-  await Promise.all([drain(process.stdout), drain(process.stderr)]);
+  // What the CLI prints is written synchronously (cli/output.ts). Only if something made
+  // process.stdout or process.stderr (a question asked at the terminal) are there writes that may
+  // still be queued: end()'s callback waits for them (an empty write's callback comes at once, and
+  // process.exit then cut off output past a pipe's 64 KiB). Then exit explicitly, so that nothing
+  // left open (an ssh ControlPersist master, a keep-alive socket) keeps the process waiting.
+  if (processStreamsMade()) {
+    const drain = (stream: NodeJS.WriteStream) =>
+      new Promise<void>((resolve) => {
+        stream.once("error", () => resolve());
+        stream.end(() => resolve());
+      });
+    await Promise.all([drain(process.stdout), drain(process.stderr)]);
+  }
   process.exit(code);
 }

@@ -7,7 +7,7 @@ import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand }
 import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
-import { output, printable } from "./output.ts";
+import { coloredFor, output, printable } from "./output.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -294,7 +294,7 @@ export async function runCli(rawArgs: string[]): Promise<number> {
       leaf = await commands.version!();
     }
     if (help) {
-      output().stdout(`${await usage(path)}\n`);
+      output().stdout(coloredFor("stdout", `${await usage(path)}\n`));
       return 0;
     }
     // No command, or a group (config) without its subcommand: citty would throw "No command
@@ -306,7 +306,7 @@ export async function runCli(rawArgs: string[]): Promise<number> {
           "no command given",
           `${["kubehyve", ...path].join(" ")} --help lists the commands`,
         );
-      output().stderr(`${await usage(path)}\n`);
+      output().stderr(coloredFor("stderr", `${await usage(path)}\n`));
       return ExitCode.badInput;
     }
     const args = ((await leaf.args) ?? {}) as ArgsDef;

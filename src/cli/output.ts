@@ -2,9 +2,21 @@
  * Where the CLI writes: the process's stdout and stderr, or, for a command run in process (tests, as
  * nuxt/cli's tests call citty's runCommand), buffers of the caller's. Everything the CLI prints goes
  * through `output()` and `logger()`, so a captured run prints exactly what the binary would.
+ *
+ * The process's own side writes to file descriptors 1 and 2 directly and never touches
+ * process.stdout or process.stderr: in Bun their stream machinery (node:tty, node:net, node:stream)
+ * costs 16 ms to set up even with bytecode, more than the whole rest of `config validate`, and
+ * a command that prints one line should not pay for it.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { type ConsolaInstance, createConsola } from "consola";
+import { writeSync } from "node:fs";
+import {
+  type ConsolaInstance,
+  type ConsolaOptions,
+  type ConsolaReporter,
+  createConsola,
+  type LogObject,
+} from "consola/core";
 
 export interface Output {
   stdout(text: string): void;
@@ -15,20 +27,89 @@ export interface Output {
   readonly columns?: number;
   /** stdout is a terminal: a report can be cleared and drawn anew (doctor --watch). */
   readonly stdoutTerminal?: boolean;
+  /** Lines on this side may be coloured (a terminal, and nobody said NO_COLOR). */
+  colors?(side: "stdout" | "stderr"): boolean;
+}
+
+/**
+ * isatty(3) of `fd`. Bun answers it natively through the tty_wrap binding (what Node's own tty
+ * module calls); node:tty's isatty would load the stream machinery this module avoids. The
+ * fallback keeps the answer right should a runtime drop the binding.
+ */
+export function isTerminal(fd: number): boolean {
+  try {
+    const binding = (
+      process as unknown as { binding(name: string): { isTTY?(fd: number): boolean } }
+    ).binding("tty_wrap");
+    if (typeof binding.isTTY === "function") return binding.isTTY(fd);
+  } catch {
+    // No binding: ask node:tty.
+  }
+  return (require("node:tty") as typeof import("node:tty")).isatty(fd);
+}
+
+/** The descriptors whose reader went away (EPIPE, or EIO once the terminal hung up). */
+const gone = new Set<number>();
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * All of `text` written to `fd`, synchronously: when this returns it is out, in the order written,
+ * and a process.exit() after it loses nothing. A pipe a parent made non-blocking answers EAGAIN when
+ * full: wait a millisecond for its reader and go on. A reader that went away is not an error of the
+ * command's; what it would have read is dropped, as a closed stream drops it.
+ */
+export function writeFully(fd: number, text: string): void {
+  if (gone.has(fd) || text === "") return;
+  const bytes = new TextEncoder().encode(text);
+  let done = 0;
+  while (done < bytes.length) {
+    try {
+      done += writeSync(fd, bytes, done, bytes.length - done);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EAGAIN") Atomics.wait(pause, 0, 0, 1);
+      else if (code === "EPIPE" || code === "EIO") {
+        gone.add(fd);
+        return;
+      } else throw error;
+    }
+  }
+}
+
+/** Whether process.stdout or process.stderr was ever made: only then is there a stream to drain. */
+let streamsMade = false;
+
+/** The process's stderr stream, for what only a terminal needs (its width); made when first asked. */
+function stderrStream(): NodeJS.WriteStream {
+  streamsMade = true;
+  return process.stderr;
+}
+
+/** What to wait for before exiting: the streams, if something made them. */
+export function processStreamsMade(): boolean {
+  return streamsMade;
+}
+
+/** NO_COLOR (https://no-color.org: set and not empty) wins, then FORCE_COLOR, then a terminal. */
+function colorsOn(fd: number): boolean {
+  if (process.env.NO_COLOR) return false;
+  if (process.env.FORCE_COLOR !== undefined) return process.env.FORCE_COLOR !== "0";
+  return process.env.TERM !== "dumb" && isTerminal(fd);
 }
 
 const processOutput: Output = {
-  stdout: (text) => void process.stdout.write(text),
-  stderr: (text) => void process.stderr.write(text),
+  stdout: (text) => writeFully(1, text),
+  stderr: (text) => writeFully(2, text),
   get interactive() {
-    return Boolean(process.stderr.isTTY);
+    return isTerminal(2);
   },
   get columns() {
-    return process.stderr.columns;
+    return isTerminal(2) ? stderrStream().columns : undefined;
   },
   get stdoutTerminal() {
-    return Boolean(process.stdout.isTTY);
+    return isTerminal(1);
   },
+  colors: (side) => colorsOn(side === "stdout" ? 1 : 2),
 };
 
 const captured = new AsyncLocalStorage<Output>();
@@ -65,28 +146,112 @@ export function shortened(text: string): string {
   return `${text.slice(0, SHOWN_CHARS)}… (${text.length - SHOWN_CHARS} characters more: the whole text is in the run's log)`;
 }
 
-/** A stream consola can write to, forwarding to one side of the current output. */
-function sink(side: "stdout" | "stderr"): NodeJS.WriteStream {
+/**
+ * `text` as it may go to `side`: colour sequences (SGR, as citty's usage text carries whatever the
+ * output) taken out unless colours are on there, so that help piped to a file or a pager is plain.
+ */
+export function coloredFor(side: "stdout" | "stderr", text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the sequences start with ESC.
+  return output().colors?.(side) ? text : text.replace(/\x1b\[[0-9;]*m/g, "");
+}
+
+/** The SGR sequences the lines use; `paint` leaves text alone when colours are off. */
+const SGR = {
+  red: [31, 39],
+  green: [32, 39],
+  yellow: [33, 39],
+  magenta: [35, 39],
+  cyan: [36, 39],
+  gray: [90, 39],
+  bgRed: [41, 49],
+  bgYellow: [43, 49],
+  black: [30, 39],
+  underline: [4, 24],
+} as const;
+type Color = keyof typeof SGR;
+
+/** What each type of line starts with, and its colour: consola's fancy reporter's (consola 3.4). */
+const TYPE_ICON: Record<string, string> = {
+  error: "✖",
+  fatal: "✖",
+  fail: "✖",
+  warn: "⚠",
+  info: "ℹ",
+  success: "✔",
+  ready: "✔",
+  debug: "⚙",
+  trace: "→",
+  start: "◐",
+  log: "",
+};
+const TYPE_COLOR: Record<string, Color> = {
+  info: "cyan",
+  fail: "red",
+  success: "green",
+  ready: "green",
+  start: "magenta",
+};
+const LEVEL_COLOR: Record<number, Color> = { 0: "red", 1: "yellow" };
+
+/**
+ * Lines for people, as consola's fancy reporter draws them: an icon in the type's colour, the
+ * message with `code` in cyan (its backquotes dropped), errors and fatal messages as a badge between
+ * blank lines unless the call says `badge: false`. Errors and warnings go to stderr, the rest to
+ * stdout. consola's own fancy build is not used because its module makes process.stdout and
+ * process.stderr at its top level (see the top of this file).
+ */
+export function lineReporter(out: () => Output): ConsolaReporter {
   return {
-    write: (chunk: string | Uint8Array) => {
-      output()[side](typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk));
-      return true;
+    log(logObj: LogObject) {
+      const side = logObj.level < 2 ? "stderr" : "stdout";
+      const target = out();
+      const on = target.colors?.(side) ?? false;
+      const paint = (color: Color, text: string) =>
+        on && text ? `\x1b[${SGR[color][0]}m${text}\x1b[${SGR[color][1]}m` : text;
+      const format = (text: string) =>
+        text
+          .replace(/`([^`]+)`/gm, (_, m: string) => paint("cyan", m))
+          .replace(/\s+_([^_]+)_\s+/gm, (_, m: string) => ` ${paint("underline", m)} `);
+      const text = logObj.args
+        .map((arg: unknown) =>
+          typeof arg === "string"
+            ? arg
+            : arg instanceof Error
+              ? (arg.stack ?? `${arg.name}: ${arg.message}`)
+              : Bun.inspect(arg, { colors: false }),
+        )
+        .join(" ");
+      const [first = "", ...rest] = text.split("\n");
+      const color = TYPE_COLOR[logObj.type] ?? LEVEL_COLOR[logObj.level] ?? "gray";
+      const badge = logObj.badge ?? logObj.level < 2;
+      const head = badge
+        ? paint(
+            color === "red" ? "bgRed" : color === "yellow" ? "bgYellow" : color,
+            paint("black", ` ${logObj.type.toUpperCase()} `),
+          )
+        : paint(color, TYPE_ICON[logObj.type] ?? logObj.type);
+      let line = [head, format(first)].filter(Boolean).join(" ");
+      if (rest.length) line += format(`\n${rest.join("\n")}`);
+      target[side](badge ? `\n${line}\n\n` : `${line}\n`);
     },
-  } as NodeJS.WriteStream;
+  };
 }
 
 /**
- * A consola for the current output. Its reporter is chosen as consola chooses it, but never by
- * NODE_ENV: under a test runner consola would otherwise fall quiet and change its format, and the
- * captured lines would not be the binary's (built with NODE_ENV=production).
+ * A consola for the current output: consola's levels, types, throttling of repeated lines and
+ * prompt, with the lines of lineReporter. The same on a terminal, a pipe, under CI and under a test
+ * runner, so that the captured lines are the binary's.
  */
 export function logger(opts: { verbose?: boolean } = {}): ConsolaInstance {
-  const options: Parameters<typeof createConsola>[0] & { fancy: boolean } = {
+  return createConsola({
     level: opts.verbose ? 4 : 3,
-    fancy: !process.env.CI,
-    stdout: sink("stdout"),
-    stderr: sink("stderr"),
-    formatOptions: { date: false },
-  };
-  return createConsola(options);
+    reporters: [lineReporter(output)],
+    // consola's question prompts read the terminal through process.stdin and process.stdout: they
+    // are loaded, and make those streams, only when a question is asked.
+    prompt: (async (message: string, promptOptions?: Parameters<ConsolaInstance["prompt"]>[1]) => {
+      streamsMade = true;
+      const { consola } = await import("consola");
+      return consola.prompt(message, promptOptions);
+    }) as ConsolaOptions["prompt"],
+  });
 }
