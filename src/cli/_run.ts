@@ -1,15 +1,8 @@
 /** The common path of the commands that run the stage engine. */
 import { type Command, type EngineRequest, runEngine } from "../core/engine.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
-import {
-  askFor,
-  type GlobalFlags,
-  interruptSignals,
-  loadCluster,
-  makeReporter,
-  nonEmpty,
-  splitList,
-} from "./_shared.ts";
+import { askFor, interruptSignals, makeReporter } from "./_session.ts";
+import { type GlobalFlags, loadCluster, nonEmpty, splitList } from "./_shared.ts";
 
 export interface StageFlags extends GlobalFlags {
   only?: string;

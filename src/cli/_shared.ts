@@ -1,6 +1,7 @@
 /**
  * What the commands share: the global flags, finding the cluster file and the state dir, loading
- * plugins and config, and the reporter. Only the CLI layer prints and chooses exit codes.
+ * plugins and config (a run's reporter and Ctrl-C are in _session.ts). Only the CLI layer prints and
+ * chooses exit codes.
  */
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
@@ -8,14 +9,9 @@ import { isAbsolute, join, resolve } from "node:path";
 import type { ArgsDef } from "citty";
 import { type LoadedConfig, loadClusterFile, parseClusterText } from "../core/config.ts";
 import { loadPlugins, type PluginRegistry, pluginSearchPath } from "../core/plugins.ts";
-import type { Reporter } from "../core/reporter.ts";
 import exampleText from "../example/kubehyve.yaml" with { type: "text" };
-import { CancelledError, InputError } from "../lib/errors.ts";
-import { ensurePrivateDir } from "../lib/fsutil.ts";
-import { killRunningCommands } from "../targets/local.ts";
+import { InputError } from "../lib/errors.ts";
 import { builtinPlugins } from "./builtins.ts";
-import { logger, output } from "./output.ts";
-import { humanReporter, jsonReporter } from "./reporters.ts";
 
 export const EXAMPLE_SOURCE = "<built-in example lab>";
 
@@ -95,71 +91,6 @@ export async function loadCluster(flags: GlobalFlags): Promise<Loaded> {
     nonEmpty(flags["state-dir"], "--state-dir") ?? defaultStateDir(config.cluster.name),
   );
   return { registry, config, stateDir };
-}
-
-/** The run's reporter; its log file goes to <state dir>/logs/. */
-export async function makeReporter(
-  flags: GlobalFlags,
-  stateDir?: string,
-  command = "run",
-): Promise<Reporter> {
-  let logFile: string | undefined;
-  if (stateDir) {
-    await ensurePrivateDir(join(stateDir, "logs"));
-    logFile = join(stateDir, "logs", `${new Date().toISOString().replace(/[:.]/g, "-")}-${command}.ndjson`);
-  }
-  return flags.json ? jsonReporter(logFile) : humanReporter({ verbose: flags.verbose, logFile });
-}
-
-/** Questions go to a person at a terminal; with --json or without a terminal nobody can answer. */
-export function askFor(flags: GlobalFlags): ((question: string) => Promise<boolean>) | undefined {
-  if (flags.json || !process.stdin.isTTY || !output().interactive) return undefined;
-  return async (question) =>
-    (await logger().prompt(question, { type: "confirm", initial: false, cancel: "default" })) === true;
-}
-
-/**
- * Ctrl-C stops the run between steps: `signal` aborts, the running step finishes (only commands
- * declared safe to cancel are killed, see core/signal-target.ts), cleanups run with working
- * targets. A second Ctrl-C leaves at once: `abort` aborts and every running command is killed with
- * all it started (they sit in process groups of their own, so the terminal's SIGINT reaches
- * kubehyve alone). SIGTERM does the same, and a second SIGTERM leaves at once too; so does SIGHUP,
- * which a run gets when the terminal or the ssh session it was started from goes away: left to
- * its default it would die mid-step, its commands running on in their own process groups.
- */
-export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const hard = new AbortController();
-  const seen = { SIGINT: 0, SIGTERM: 0, SIGHUP: 0 };
-  const on = (name: keyof typeof seen, exitCode: number, message: string) => {
-    const handler = () => {
-      if (++seen[name] > 1) {
-        hard.abort(new CancelledError("left at once"));
-        killRunningCommands();
-        process.exit(exitCode);
-      }
-      if (controller.signal.aborted) return;
-      // With the terminal gone a write to it fails (EIO): that must not end the run mid-step.
-      if (name === "SIGHUP")
-        for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
-      output().stderr(message);
-      // A CancelledError, so that a plugin rethrowing `signal.reason` ends the run as interrupted.
-      controller.abort(
-        new CancelledError(name === "SIGINT" ? "interrupted" : name === "SIGHUP" ? "hung up" : "terminated"),
-      );
-    };
-    process.on(name, handler);
-    return () => process.off(name, handler);
-  };
-  const offs = [
-    on("SIGINT", 130, "\ninterrupted: stopping after the current step (Ctrl-C again to leave now)\n"),
-    on("SIGTERM", 143, "terminated: stopping after the current step\n"),
-    on("SIGHUP", 129, "hangup: stopping after the current step\n"),
-  ];
-  const dispose = () => {
-    for (const off of offs) off();
-  };
-  return { signal: controller.signal, abort: hard.signal, dispose };
 }
 
 /** `a,b` as a list; an empty item (`a,,b`, `a,`) is refused: it is a typo, never "all". */

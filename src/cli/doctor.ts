@@ -6,22 +6,14 @@
 import { lstatSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { type DoctorReport, doctorReport, prometheusText } from "../core/doctor-report.ts";
+import { type DoctorReport, doctorReport, doctorSummaryLine, prometheusText } from "../core/doctor-report.ts";
 import { runEngine } from "../core/engine.ts";
-import { doctorSummaryLine } from "../core/runbooks.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
 import { CancelledError, ExitCode, InputError } from "../lib/errors.ts";
 import { ensurePrivateDir, pathError, writeFileAtomic } from "../lib/fsutil.ts";
 import { sleep } from "../lib/poll.ts";
-import {
-  exampleArg,
-  type GlobalFlags,
-  globalArgs,
-  interruptSignals,
-  loadCluster,
-  nonEmpty,
-  splitList,
-} from "./_shared.ts";
+import { interruptSignals } from "./_session.ts";
+import { exampleArg, type GlobalFlags, globalArgs, loadCluster, nonEmpty, splitList } from "./_shared.ts";
 import { output } from "./output.ts";
 import { doctorReporter, formatDoctorReport } from "./reporters.ts";
 

@@ -5,9 +5,8 @@
 import type { ConsolaInstance } from "consola";
 import { countBySeverity, type Severity } from "../core/diagnostics.ts";
 import type { DoctorFinding, DoctorReport } from "../core/doctor-report.ts";
-import { EVENT_VERSION, type Reporter, type RunEvent } from "../core/reporter.ts";
-import { RUN_SECTION } from "../core/run.ts";
-import { doctorSummaryLine } from "../core/runbooks.ts";
+import { doctorSummaryLine } from "../core/doctor-report.ts";
+import { EVENT_VERSION, type Reporter, RUN_SECTION, type RunEvent } from "../core/reporter.ts";
 import { appendPrivateFile } from "../lib/fsutil.ts";
 import { logger, output, printable, shortened } from "./output.ts";
 

@@ -5,7 +5,7 @@
  */
 import { countBySeverity, type Diagnostic, SEVERITIES, type Severity } from "./diagnostics.ts";
 import type { StageOutcome } from "./phase.ts";
-import { RUN_SECTION } from "./run.ts";
+import { RUN_SECTION } from "./reporter.ts";
 
 export const DOCTOR_REPORT_VERSION = 1;
 
@@ -127,4 +127,10 @@ export function prometheusText(report: DoctorReport): string {
     `kubehyve_doctor_last_run_timestamp_seconds${labels({ cluster })} ${Date.parse(report.checkedAt) / 1000}`,
   ];
   return `${lines.join("\n")}\n`;
+}
+
+/** `doctor: 1 error, 2 warnings, 1 skipped, 0 info, 31 ok`: every severity, always in this order. */
+export function doctorSummaryLine(counts: Record<Severity, number>): string {
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  return `doctor: ${plural(counts.error, "error")}, ${plural(counts.warn, "warning")}, ${counts.skip} skipped, ${counts.info} info, ${counts.ok} ok`;
 }

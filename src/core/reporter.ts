@@ -11,6 +11,9 @@ import type { HopReport } from "./expose.ts";
 
 export const EVENT_VERSION = 1;
 
+/** The report's section of findings that belong to no stage (the run's own: a host unreachable, a lock). */
+export const RUN_SECTION = "kubehyve";
+
 export type Phase = "check" | "apply" | "verify" | "render" | "destroy";
 export type PhaseStatus = "ok" | "changes" | "up-to-date" | "failed" | "skipped" | "cancelled";
 

@@ -19,10 +19,7 @@ import { orderStages } from "./order.ts";
 import { errorMessage, type PhaseRunner, phaseRunner, type StageOutcome } from "./phase.ts";
 import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "./pool.ts";
 import type { RenderedSlot } from "./render-output.ts";
-import type { Reporter } from "./reporter.ts";
-
-/** The report's section of findings that belong to no stage. */
-export const RUN_SECTION = "kubehyve";
+import { type Reporter, RUN_SECTION } from "./reporter.ts";
 
 export type Command = "plan" | "up" | "verify" | "doctor" | "down" | "render" | "expose";
 

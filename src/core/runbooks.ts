@@ -7,7 +7,8 @@
  */
 import type { Stage } from "./config.ts";
 import type { TestablePluginContext } from "./context.ts";
-import { countBySeverity, type Severity } from "./diagnostics.ts";
+import { countBySeverity } from "./diagnostics.ts";
+import { doctorSummaryLine } from "./doctor-report.ts";
 import type { Reporter } from "./reporter.ts";
 import { type Command, type Run, selectStages } from "./run.ts";
 import { type RunStep, type StageStep, step } from "./steps.ts";
@@ -134,12 +135,6 @@ function exposeSummary(run: Run, before?: string): string {
     .map((d) => (d.code === "expose.dry-run" ? `dry run, ${d.summary}` : d.summary));
   if (!verdicts.length) return before ?? "nothing walked";
   return before ? `${before}; the walk: ${verdicts.join("; ")}` : verdicts.join("; ");
-}
-
-/** `doctor: 1 error, 2 warnings, 1 skipped, 0 info, 31 ok`: every severity, always in this order. */
-export function doctorSummaryLine(counts: Record<Severity, number>): string {
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  return `doctor: ${plural(counts.error, "error")}, ${plural(counts.warn, "warning")}, ${counts.skip} skipped, ${counts.info} info, ${counts.ok} ok`;
 }
 
 function doctorSummary(run: Run): string {
