@@ -7,6 +7,7 @@
  */
 import { $ } from "bun";
 import pkg from "./package.json" with { type: "json" };
+import { STARTUP_JIT_POLICY } from "./src/cli/jit-policy.ts";
 
 const ALL = ["freebsd-x64", "linux-x64", "linux-arm64"] as const;
 type Target = (typeof ALL)[number];
@@ -40,6 +41,9 @@ export function buildConfig(opts: {
       outfile: opts.outfile,
       autoloadBunfig: false,
       autoloadDotenv: false,
+      // Start-up code stays interpreted; main.ts restores the normal policy once a command has run
+      // for a while (src/cli/jit-policy.ts says why).
+      jitPolicy: STARTUP_JIT_POLICY,
     },
   };
 }

@@ -2,6 +2,7 @@
  * Entry point of the kubehyve binary: hands the built-in plugins to the core (lazily, so --version
  * stays fast) and runs the command line.
  */
+import { restoreJitPolicyAfter } from "./cli/jit-policy.ts";
 import { versionLine } from "./cli/version-info.ts";
 
 const argv = process.argv.slice(2);
@@ -10,6 +11,8 @@ if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   // rather than process.stdout, whose stream machinery alone doubles Bun's start-up time.
   console.log(versionLine());
 } else {
+  // Start-up code runs once: it stays interpreted until the command proves a long one.
+  restoreJitPolicyAfter();
   const [{ provideBuiltins }, { runCli }, { processStreamsMade }] = await Promise.all([
     import("./cli/builtins.ts"),
     import("./cli/index.ts"),
