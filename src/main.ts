@@ -13,13 +13,18 @@ if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
 } else {
   // Start-up code runs once: it stays interpreted until the command proves a long one.
   restoreJitPolicyAfter();
-  const [{ provideBuiltins }, { runCli }, { processStreamsMade }] = await Promise.all([
-    import("./cli/builtins.ts"),
-    import("./cli/index.ts"),
-    import("./cli/output.ts"),
-  ]);
+  const [{ provideBuiltins }, { runCli }, { lostOutput, processStreamsMade, writeFully }] = await Promise.all(
+    [import("./cli/builtins.ts"), import("./cli/index.ts"), import("./cli/output.ts")],
+  );
   provideBuiltins(async () => (await import("../plugins/index.ts")).builtinPlugins);
-  const code = await runCli(argv);
+  let code = await runCli(argv);
+  // Output that could not be written (stdout on a full disk) is a failure of the command, said
+  // last, where it cannot be missed among the lines that did get through.
+  const lost = lostOutput();
+  if (lost) {
+    writeFully(2, `✖ kubehyve could not write all of its output to ${lost}\n`);
+    code ||= 1;
+  }
   // What the CLI prints is written synchronously (cli/output.ts). Only if something made
   // process.stdout or process.stderr (a question asked at the terminal) are there writes that may
   // still be queued: end()'s callback waits for them (an empty write's callback comes at once, and

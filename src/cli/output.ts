@@ -48,15 +48,19 @@ export function isTerminal(fd: number): boolean {
   return (require("node:tty") as typeof import("node:tty")).isatty(fd);
 }
 
-/** The descriptors whose reader went away (EPIPE, or EIO once the terminal hung up). */
+/** The descriptors whose reader went away (EPIPE, or EIO once the terminal hung up), or that failed. */
 const gone = new Set<number>();
+/** The first write that failed for another reason (a full disk under `> file`): said at exit. */
+let failedWrite: { fd: number; message: string } | undefined;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * All of `text` written to `fd`, synchronously: when this returns it is out, in the order written,
  * and a process.exit() after it loses nothing. A pipe a parent made non-blocking answers EAGAIN when
  * full: wait a millisecond for its reader and go on. A reader that went away is not an error of the
- * command's; what it would have read is dropped, as a closed stream drops it.
+ * command's; what it would have read is dropped, as a closed stream drops it. Any other failure (a
+ * full disk) drops the rest too, rather than stop a run between two steps of a host's change, and
+ * is said once the command is done (lostOutput).
  */
 export function writeFully(fd: number, text: string): void {
   if (gone.has(fd) || text === "") return;
@@ -67,13 +71,20 @@ export function writeFully(fd: number, text: string): void {
       done += writeSync(fd, bytes, done, bytes.length - done);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === "EAGAIN") Atomics.wait(pause, 0, 0, 1);
-      else if (code === "EPIPE" || code === "EIO") {
-        gone.add(fd);
-        return;
-      } else throw error;
+      if (code === "EAGAIN") {
+        Atomics.wait(pause, 0, 0, 1);
+        continue;
+      }
+      gone.add(fd);
+      if (code !== "EPIPE" && code !== "EIO") failedWrite ??= { fd, message: (error as Error).message };
+      return;
     }
   }
+}
+
+/** What could not be written, for the line main.ts ends with: `stdout: ENOSPC: no space left…`. */
+export function lostOutput(): string | undefined {
+  return failedWrite && `${failedWrite.fd === 1 ? "stdout" : "stderr"}: ${failedWrite.message}`;
 }
 
 /** Whether process.stdout or process.stderr was ever made: only then is there a stream to drain. */

@@ -5,7 +5,7 @@
  * so these run real processes on a real pseudo-terminal (util-linux's script) and real pipes.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli, userEnv } from "../lab/cli.ts";
@@ -145,4 +145,28 @@ writeFully(2, "went on\\n");`);
     expect(proc.stderr.toString()).toBe("went on\n");
     expect(proc.stdout.toString()).toBe("exit 0\n");
   });
+
+  for (const args of [
+    ["config", "validate", "--example"],
+    ["plan", "--example", "--offline", "--json"],
+  ])
+    test(`stdout on a full disk fails \`${args.join(" ")}\` with one line saying so, after the run, not a crash`, () => {
+      const dir = mkdtempSync(join(tmpdir(), "kubehyve-full-"));
+      const full = openSync("/dev/full", "w");
+      try {
+        const proc = Bun.spawnSync([process.execPath, MAIN, ...args], {
+          cwd: dir,
+          env: userEnv(dir),
+          stdin: "ignore",
+          stdout: full,
+          stderr: "pipe",
+        });
+        expect(proc.stderr.toString()).toBe(
+          "✖ kubehyve could not write all of its output to stdout: ENOSPC: no space left on device, write\n",
+        );
+        expect(proc.exitCode).toBe(1);
+      } finally {
+        closeSync(full);
+      }
+    });
 });
