@@ -76,7 +76,9 @@ export function writeFully(fd: number, text: string): void {
         continue;
       }
       gone.add(fd);
-      if (code !== "EPIPE" && code !== "EIO") failedWrite ??= { fd, message: (error as Error).message };
+      // EIO from a terminal is its hang-up; from a file it is a failing disk, and said.
+      const readerGone = code === "EPIPE" || (code === "EIO" && isTerminal(fd));
+      if (!readerGone) failedWrite ??= { fd, message: (error as Error).message };
       return;
     }
   }
