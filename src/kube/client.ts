@@ -35,7 +35,10 @@ import {
 export interface KubeClientOptions {
   /** Context to use instead of current-context. */
   context?: string;
-  /** Retries after the first attempt on 429, 5xx and refused connections (default 5). */
+  /**
+   * Retries after the first attempt on 429, 5xx and refused connections (default 5). A request the
+   * server never answered (timeoutMs passed) is retried once at most, whatever this says.
+   */
   retries?: number;
   /** First backoff delay; doubled per retry up to maxDelayMs (defaults 200 ms and 5 s). */
   baseDelayMs?: number;
@@ -67,7 +70,15 @@ export interface KubeClientImpl extends KubeClient {
 }
 
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
-const RETRY_TRANSPORT = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ConnectionRefused"]);
+const RETRY_TRANSPORT = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ConnectionRefused"]);
+/**
+ * Attempts of one request that may go unanswered. A 503 or a refused connection is over at once and
+ * says the server is (re)starting, so waiting for it is cheap and often works; a server that took
+ * the connection and said nothing for a whole timeout is hung or overloaded, and six such waits of
+ * 30 s each would keep a command silent for three minutes. One more try covers a connection lost
+ * on the way; a second silence is the answer.
+ */
+const UNANSWERED_ATTEMPTS = 2;
 const TLS_CODES: Record<string, string> = {
   SELF_SIGNED_CERT_IN_CHAIN: "the server certificate is not signed by the kubeconfig's certificate authority",
   DEPTH_ZERO_SELF_SIGNED_CERT:
@@ -104,6 +115,13 @@ function errorCode(error: unknown): string {
     if (typeof e.code === "string" && e.code) return e.code;
   }
   return "";
+}
+
+/** A duration for messages: "150 ms", "30 s", "61.2 s". */
+function duration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = Math.round(ms / 100) / 10;
+  return `${s} s`;
 }
 
 function errorText(error: unknown): string {
@@ -184,9 +202,12 @@ export async function createKubeClient(
       : path;
     // When a webhook first refused this request: its retries are bounded by time, not by count.
     let webhookSince: number | undefined;
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const started = Date.now();
+    let unanswered = 0;
     for (let attempt = 1; ; attempt++) {
       if (opts.signal?.aborted) throw new CancelledError();
-      const signals = [AbortSignal.timeout(opts.timeoutMs ?? 30_000), ...(opts.signal ? [opts.signal] : [])];
+      const signals = [AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])];
       let wait: number;
       try {
         const res = await http.raw(path, {
@@ -239,10 +260,13 @@ export async function createKubeClient(
             `${code === "EPROTO" ? "TLS handshake failed" : "TLS verification failed"} (${code}): ${TLS_CODES[code] ?? errorText(error)} (kubeconfig ${creds.source})`,
           );
         }
-        if (code === "TimeoutError") {
-          if (attempt > retries) {
-            const after = `no response within ${opts.timeoutMs ?? 30_000} ms`;
-            throw new KubeTransportError(method, url, "timeout", after, attempt);
+        // ETIMEDOUT is the system's own connect timeout: no answer either.
+        if (code === "TimeoutError" || code === "ETIMEDOUT") {
+          if (++unanswered >= UNANSWERED_ATTEMPTS || attempt > retries) {
+            const within =
+              code === "ETIMEDOUT" ? "(the connection timed out)" : `within ${duration(timeoutMs)}`;
+            const detail = `no answer from the API server ${creds.server} ${within}; waited ${duration(Date.now() - started)} in all`;
+            throw new KubeTransportError(method, url, "timeout", detail, attempt);
           }
           wait = backoff(attempt);
         } else if (RETRY_TRANSPORT.has(code)) {

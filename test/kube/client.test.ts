@@ -245,9 +245,44 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     server.injectFault({ path: /^\/version$/, status: 503, times: 2, delayMs: 600 });
     const error = await impatient.version().catch((e) => e);
     expect(error).toBeInstanceOf(KubeTransportError);
-    expect(error.message).toBe(
-      `GET ${server.url}/version: no response within 150 ms (gave up after 2 attempts)`,
+    expect(error.message).toMatch(
+      new RegExp(
+        `^GET ${server.url}/version: no answer from the API server ${server.url} within 150 ms; waited \\d+ ms in all \\(gave up after 2 attempts\\)$`,
+      ),
     );
+  });
+
+  test("a server that takes the connection and never answers is asked twice, not once per retry", async () => {
+    const creds = await resolveKubeconfig(server.kubeconfig, "admin.conf");
+    let connections = 0;
+    // Accepts, reads and never writes: not even the TLS handshake's answer.
+    const silent = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open() {
+          connections++;
+        },
+        data() {},
+      },
+    });
+    try {
+      const url = `https://127.0.0.1:${silent.port}`;
+      const client = await createKubeClient({ ...creds, server: url }, { ...fast, timeoutMs: 200 });
+      const started = Date.now();
+      const error = await client.version().catch((e) => e);
+      const waited = Date.now() - started;
+      expect(error).toBeInstanceOf(KubeTransportError);
+      expect(connections).toBe(2);
+      const m = error.message.match(
+        /^GET (\S+)\/version: no answer from the API server (\S+) within 200 ms; waited (\d+) ms in all \(gave up after 2 attempts\)$/,
+      );
+      expect([m?.[1], m?.[2]]).toEqual([url, url]);
+      expect(Number(m?.[3])).toBeGreaterThanOrEqual(400);
+      expect(Number(m?.[3])).toBeLessThanOrEqual(waited);
+    } finally {
+      silent.stop(true);
+    }
   });
 
   test("an answer that is not the object asked for fails naming the request, never passing for it", async () => {
