@@ -16,6 +16,7 @@ import {
   splitApiVersion,
 } from "./discovery.ts";
 import { type KubeCredentials, loadKubeconfig } from "./kubeconfig.ts";
+import { objectShapeProblem } from "./shape.ts";
 import {
   isWebhookCallFailure,
   KubeApiError,
@@ -155,16 +156,19 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
 }
 
 /** An answer of the right status and the wrong shape, shown with its start. */
-function badAnswer(path: string, status: number, what: string, data: unknown): KubeApiError {
-  const text = JSON.stringify(data) ?? String(data);
+function badAnswer(path: string, status: number, what: string, data: unknown, method = "GET"): KubeApiError {
+  const text = typeof data === "string" ? data : (JSON.stringify(data) ?? String(data));
   return new KubeApiError(
-    "GET",
+    method,
     path,
     status,
     "BadResponse",
     `${what}: ${text.length > 200 ? `${text.slice(0, 200)}…` : text}`,
   );
 }
+
+/** "a ConfigMapList", "an IngressList". */
+const listOf = (kind: string) => `${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`;
 
 /**
  * A client for the cluster in a kubeconfig file (path) or already resolved credentials.
@@ -229,7 +233,13 @@ export async function createKubeClient(
         if (opts.onWarning) for (const w of parseWarnings(res.headers.get("warning"))) opts.onWarning(w);
         if (res.status < 400) {
           let data: unknown = text;
-          if (text && (res.headers.get("content-type") ?? "").includes("json")) data = JSON.parse(text);
+          if (text && (res.headers.get("content-type") ?? "").includes("json")) {
+            try {
+              data = JSON.parse(text);
+            } catch {
+              throw badAnswer(shown, res.status, "the answer says it is JSON and is not", text, method);
+            }
+          }
           return { status: res.status, data: data as T, headers: res.headers };
         }
         if (isWebhookCallFailure(res.status, text)) {
@@ -321,7 +331,13 @@ export async function createKubeClient(
     const path = group ? `/apis/${group}/${version}` : `/api/${version}`;
     try {
       const res = await request("GET", path);
-      remember(parseResourceList(res.data));
+      let list: ResourceInfo[];
+      try {
+        list = parseResourceList(res.data);
+      } catch {
+        throw badAnswer(path, res.status, "the answer is not an APIResourceList", res.data);
+      }
+      remember(list);
     } catch (error) {
       if (error instanceof KubeApiError && error.httpStatus === 404) return;
       throw error;
@@ -420,8 +436,12 @@ export async function createKubeClient(
       // What callers decide on (whose object it is, what it holds) must be the object asked for:
       // an empty or foreign answer taken for it reads as "not ours" or "has no port".
       const data = res.data as { metadata?: { name?: unknown } } | undefined;
+      const shown = `${kind} ${ns ? `${ns}/` : ""}${name}`;
       if (!isJsonObject(data) || !isJsonObject(data.metadata) || data.metadata.name !== name)
-        throw badAnswer(path, res.status, `the answer is not ${kind} ${ns ? `${ns}/` : ""}${name}`, data);
+        throw badAnswer(path, res.status, `the answer is not ${shown}`, data);
+      const problem = objectShapeProblem(data, apiVersion, kind);
+      if (problem)
+        throw badAnswer(path, res.status, `the answer for ${shown} is malformed: ${problem}`, data);
       return data as T;
     },
 
@@ -442,12 +462,22 @@ export async function createKubeClient(
         (items !== null && !Array.isArray(items)) ||
         items?.some((item) => !isJsonObject(item) || !isJsonObject(item.metadata))
       )
-        throw badAnswer(
-          path,
-          res.status,
-          `the answer is not ${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`,
-          res.data,
-        );
+        throw badAnswer(path, res.status, `the answer is not ${listOf(kind)}`, res.data);
+      for (const [i, item] of (items ?? []).entries()) {
+        // Pruning and down delete by what a list names: an item must name one object.
+        const problem =
+          objectShapeProblem(item, apiVersion, kind) ??
+          (typeof item.metadata.name !== "string" || !item.metadata.name
+            ? "metadata.name is missing"
+            : undefined);
+        if (problem)
+          throw badAnswer(
+            path,
+            res.status,
+            `item ${i + 1} of ${listOf(kind)} is malformed: ${problem}`,
+            item,
+          );
+      }
       // List items carry no kind/apiVersion on the wire (see list-serviceaccounts.client-go-golden.http).
       return (items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },
@@ -458,8 +488,10 @@ export async function createKubeClient(
       const info = await resourceFor(obj.apiVersion, obj.kind);
       const ns = needNamespace("PATCH", info, obj.kind, name, obj.metadata.namespace);
       const force = applyOpts.force ?? true;
+      const path = resourcePath(info, ns, name);
+      let res: Response<unknown>;
       try {
-        const res = await request<T>("PATCH", resourcePath(info, ns, name), {
+        res = await request("PATCH", path, {
           // Strict, as kubectl sends it: a duplicate key in the manifest is an error, not a silent pick.
           query: {
             ...(applyOpts.dryRun ? { dryRun: "All" } : {}),
@@ -473,7 +505,6 @@ export async function createKubeClient(
           body: JSON.stringify(obj),
           contentType: "application/apply-patch+yaml",
         });
-        return res.data;
       } catch (error) {
         const conflicts =
           error instanceof KubeApiError ? KubeApplyConflictError.conflictsOf(error) : undefined;
@@ -487,6 +518,16 @@ export async function createKubeClient(
           conflicts,
         );
       }
+      // What the server stored (or, in a dry run, would store) is what a plan compares and a stage
+      // reads back: it must be the object applied.
+      const data = res.data as { metadata?: { name?: unknown } } | undefined;
+      const shown = `${obj.kind} ${ns ? `${ns}/` : ""}${name}`;
+      if (!isJsonObject(data) || !isJsonObject(data.metadata) || data.metadata.name !== name)
+        throw badAnswer(path, res.status, `the answer is not ${shown}`, data, "PATCH");
+      const problem = objectShapeProblem(data, obj.apiVersion, obj.kind);
+      if (problem)
+        throw badAnswer(path, res.status, `the answer for ${shown} is malformed: ${problem}`, data, "PATCH");
+      return data as T;
     },
 
     async delete(
@@ -512,8 +553,10 @@ export async function createKubeClient(
     },
 
     async version() {
-      const res = await request<{ gitVersion?: string; major?: string; minor?: string }>("GET", "/version");
-      if (!res.data?.gitVersion) {
+      const res = await request("GET", "/version");
+      const data = isJsonObject(res.data) ? res.data : {};
+      const { gitVersion, major, minor } = data;
+      if (typeof gitVersion !== "string" || !gitVersion) {
         throw new KubeApiError(
           "GET",
           "/version",
@@ -522,7 +565,9 @@ export async function createKubeClient(
           `no gitVersion in ${JSON.stringify(res.data)}`,
         );
       }
-      return { gitVersion: res.data.gitVersion, major: res.data.major, minor: res.data.minor };
+      // major and minor are strings in version.Info (k8s.io/apimachinery pkg/version/types.go).
+      const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+      return { gitVersion, major: str(major), minor: str(minor) };
     },
   };
   return client;
