@@ -167,6 +167,37 @@ function badAnswer(path: string, status: number, what: string, data: unknown, me
   );
 }
 
+/**
+ * The object an answer holds, when it is the one asked for and of the shape KubeObject promises.
+ * What callers decide on (whose object it is, what it holds) must be that object: an empty or
+ * foreign answer taken for it reads as "not ours" or "has no port", and a field of the wrong type
+ * as a TypeError in the code that reads it. A kind or apiVersion the answer leaves out is the one
+ * asked for, as list items' are.
+ */
+function theObject<T>(
+  method: string,
+  path: string,
+  res: Response<unknown>,
+  apiVersion: string,
+  kind: string,
+  name: string,
+  ns: string | undefined,
+): T {
+  const data = res.data;
+  const shown = `${kind} ${ns ? `${ns}/` : ""}${name}`;
+  if (
+    !isJsonObject(data) ||
+    !isJsonObject(data.metadata) ||
+    data.metadata.name !== name ||
+    (data.kind !== undefined && data.kind !== kind)
+  )
+    throw badAnswer(path, res.status, `the answer is not ${shown}`, data, method);
+  const problem = objectShapeProblem(data, apiVersion, kind);
+  if (problem)
+    throw badAnswer(path, res.status, `the answer for ${shown} is malformed: ${problem}`, data, method);
+  return { ...data, apiVersion: data.apiVersion ?? apiVersion, kind } as T;
+}
+
 /** "a ConfigMapList", "an IngressList". */
 const listOf = (kind: string) => `${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`;
 
@@ -433,16 +464,7 @@ export async function createKubeClient(
         if (error instanceof KubeApiError && error.httpStatus === 404) return undefined;
         throw error;
       }
-      // What callers decide on (whose object it is, what it holds) must be the object asked for:
-      // an empty or foreign answer taken for it reads as "not ours" or "has no port".
-      const data = res.data as { metadata?: { name?: unknown } } | undefined;
-      const shown = `${kind} ${ns ? `${ns}/` : ""}${name}`;
-      if (!isJsonObject(data) || !isJsonObject(data.metadata) || data.metadata.name !== name)
-        throw badAnswer(path, res.status, `the answer is not ${shown}`, data);
-      const problem = objectShapeProblem(data, apiVersion, kind);
-      if (problem)
-        throw badAnswer(path, res.status, `the answer for ${shown} is malformed: ${problem}`, data);
-      return data as T;
+      return theObject<T>("GET", path, res, apiVersion, kind, name, ns);
     },
 
     async list<T extends KubeObject = KubeObject>(
@@ -520,14 +542,7 @@ export async function createKubeClient(
       }
       // What the server stored (or, in a dry run, would store) is what a plan compares and a stage
       // reads back: it must be the object applied.
-      const data = res.data as { metadata?: { name?: unknown } } | undefined;
-      const shown = `${obj.kind} ${ns ? `${ns}/` : ""}${name}`;
-      if (!isJsonObject(data) || !isJsonObject(data.metadata) || data.metadata.name !== name)
-        throw badAnswer(path, res.status, `the answer is not ${shown}`, data, "PATCH");
-      const problem = objectShapeProblem(data, obj.apiVersion, obj.kind);
-      if (problem)
-        throw badAnswer(path, res.status, `the answer for ${shown} is malformed: ${problem}`, data, "PATCH");
-      return data as T;
+      return theObject<T>("PATCH", path, res, obj.apiVersion, obj.kind, name, ns);
     },
 
     async delete(

@@ -356,6 +356,7 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
       [configMap({ status: { conditions: {} } }), wait, "status.conditions is not a list"],
       [configMap({ status: "Ready" }), wait, "status is not an object"],
       [configMap({ apiVersion: 5 }), wait, "apiVersion is not a string"],
+      [configMap({ kind: "Secret" }), wait, "the answer is not ConfigMap default/real: {"],
       [configMap({}, { managedFields: [null] }), plan, "metadata.managedFields[0] is not an object"],
       [
         configMap(
@@ -381,9 +382,21 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
       const error = (await read().catch((e) => e)) as Error;
       server.clearFaults();
       expect([body, error]).toEqual([body, expect.any(KubeApiError)]);
-      const prefix = `GET ${path}: 200 BadResponse: the answer for ConfigMap default/real is malformed: ${problem}: {`;
+      const prefix = `GET ${path}: 200 BadResponse: ${problem.startsWith("the answer") ? problem : `the answer for ConfigMap default/real is malformed: ${problem}: {`}`;
       expect([body, error.message.slice(0, prefix.length)]).toEqual([body, prefix]);
     }
+    // An answer that leaves out what it is is what was asked for, as list items are.
+    server.injectFault({
+      path: /configmaps\/real$/,
+      method: "GET",
+      status: 200,
+      body: '{"metadata":{"name":"real"}}',
+      times: 1,
+    });
+    expect(await waitFor(client, ref, { timeoutMs: 2000, intervalMs: 10 })).toMatchObject({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+    });
     expect(isReady((await client.get("v1", "ConfigMap", "real", "default"))!).ready).toBe(true);
   });
 
