@@ -118,9 +118,7 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
     command: req.command,
     cluster: req.cluster.name,
     stages: run.walking.map((s) => s.slot),
-    // The stages of verify and expose only look, but the walk makes what it walks (an Ingress, the
-    // canary) unless it too is a dry run: such a run is not one.
-    dryRun: run.dryRun && !(req.expose && req.expose.app.kind !== "exposed" && !req.expose.dryRun),
+    dryRun: run.dryRunAsked,
   });
   journal.record({ run: run.id, command: req.command, status: "started" });
 

@@ -117,6 +117,13 @@ export class Run {
   readonly offline: boolean;
   /** Nothing is changed: every command but `up` and `down`, and their --dry-run. */
   readonly dryRun: boolean;
+  /**
+   * A dry run in the user's sense, what run.start's `dryRun` says: the command would change
+   * something and this run only says what (plan, which `up --dry-run` is; `down --dry-run`;
+   * `expose --dry-run` and `verify --expose --dry-run`). verify, doctor and render change nothing by
+   * design: they are no dry run of anything, and saying so would suggest a real run exists.
+   */
+  readonly dryRunAsked: boolean;
   readonly reporter: Reporter;
   readonly journal: Journal;
   /** Every stage, in run order: hooks reach them all, whichever a command selects. */
@@ -154,6 +161,12 @@ export class Run {
     this.signal = req.signal ?? new AbortController().signal;
     this.offline = req.command === "render" || Boolean(req.offline);
     this.dryRun = req.command !== "up" && req.command !== "down" ? true : Boolean(req.dryRun);
+    // The walk of verify and expose makes what it walks (an Ingress, the canary) unless it too is a
+    // dry run; the walk of what is exposed already only looks.
+    this.dryRunAsked =
+      req.command === "plan" ||
+      ((req.command === "up" || req.command === "down") && Boolean(req.dryRun)) ||
+      Boolean(req.expose?.dryRun && req.expose.app.kind !== "exposed");
     this.upstreamPending = this.offline;
     this.reporter = req.reporter;
     this.journal = new Journal(req.stateDir);

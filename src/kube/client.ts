@@ -16,6 +16,7 @@ import {
   splitApiVersion,
 } from "./discovery.ts";
 import { type KubeCredentials, loadKubeconfig } from "./kubeconfig.ts";
+import { objectShapeProblem } from "./shape.ts";
 import {
   isWebhookCallFailure,
   KubeApiError,
@@ -35,7 +36,10 @@ import {
 export interface KubeClientOptions {
   /** Context to use instead of current-context. */
   context?: string;
-  /** Retries after the first attempt on 429, 5xx and refused connections (default 5). */
+  /**
+   * Retries after the first attempt on 429, 5xx and refused connections (default 5). A request the
+   * server never answered (timeoutMs passed) is retried once at most, whatever this says.
+   */
   retries?: number;
   /** First backoff delay; doubled per retry up to maxDelayMs (defaults 200 ms and 5 s). */
   baseDelayMs?: number;
@@ -67,7 +71,15 @@ export interface KubeClientImpl extends KubeClient {
 }
 
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
-const RETRY_TRANSPORT = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ConnectionRefused"]);
+const RETRY_TRANSPORT = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ConnectionRefused"]);
+/**
+ * Attempts of one request that may go unanswered. A 503 or a refused connection is over at once and
+ * says the server is (re)starting, so waiting for it is cheap and often works; a server that took
+ * the connection and said nothing for a whole timeout is hung or overloaded, and six such waits of
+ * 30 s each would keep a command silent for three minutes. One more try covers a connection lost
+ * on the way; a second silence is the answer.
+ */
+const UNANSWERED_ATTEMPTS = 2;
 const TLS_CODES: Record<string, string> = {
   SELF_SIGNED_CERT_IN_CHAIN: "the server certificate is not signed by the kubeconfig's certificate authority",
   DEPTH_ZERO_SELF_SIGNED_CERT:
@@ -106,6 +118,13 @@ function errorCode(error: unknown): string {
   return "";
 }
 
+/** A duration for messages: "150 ms", "30 s", "61.2 s". */
+function duration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = Math.round(ms / 100) / 10;
+  return `${s} s`;
+}
+
 function errorText(error: unknown): string {
   const cause = (error as { cause?: { message?: string } }).cause;
   return cause?.message ?? (error as Error).message ?? String(error);
@@ -137,16 +156,50 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
 }
 
 /** An answer of the right status and the wrong shape, shown with its start. */
-function badAnswer(path: string, status: number, what: string, data: unknown): KubeApiError {
-  const text = JSON.stringify(data) ?? String(data);
+function badAnswer(path: string, status: number, what: string, data: unknown, method = "GET"): KubeApiError {
+  const text = typeof data === "string" ? data : (JSON.stringify(data) ?? String(data));
   return new KubeApiError(
-    "GET",
+    method,
     path,
     status,
     "BadResponse",
     `${what}: ${text.length > 200 ? `${text.slice(0, 200)}…` : text}`,
   );
 }
+
+/**
+ * The object an answer holds, when it is the one asked for and of the shape KubeObject promises.
+ * What callers decide on (whose object it is, what it holds) must be that object: an empty or
+ * foreign answer taken for it reads as "not ours" or "has no port", and a field of the wrong type
+ * as a TypeError in the code that reads it. A kind or apiVersion the answer leaves out is the one
+ * asked for, as list items' are.
+ */
+function theObject<T>(
+  method: string,
+  path: string,
+  res: Response<unknown>,
+  apiVersion: string,
+  kind: string,
+  name: string,
+  ns: string | undefined,
+): T {
+  const data = res.data;
+  const shown = `${kind} ${ns ? `${ns}/` : ""}${name}`;
+  if (
+    !isJsonObject(data) ||
+    !isJsonObject(data.metadata) ||
+    data.metadata.name !== name ||
+    (data.kind !== undefined && data.kind !== kind)
+  )
+    throw badAnswer(path, res.status, `the answer is not ${shown}`, data, method);
+  const problem = objectShapeProblem(data, apiVersion, kind);
+  if (problem)
+    throw badAnswer(path, res.status, `the answer for ${shown} is malformed: ${problem}`, data, method);
+  return { ...data, apiVersion: data.apiVersion ?? apiVersion, kind } as T;
+}
+
+/** "a ConfigMapList", "an IngressList". */
+const listOf = (kind: string) => `${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`;
 
 /**
  * A client for the cluster in a kubeconfig file (path) or already resolved credentials.
@@ -184,9 +237,12 @@ export async function createKubeClient(
       : path;
     // When a webhook first refused this request: its retries are bounded by time, not by count.
     let webhookSince: number | undefined;
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const started = Date.now();
+    let unanswered = 0;
     for (let attempt = 1; ; attempt++) {
       if (opts.signal?.aborted) throw new CancelledError();
-      const signals = [AbortSignal.timeout(opts.timeoutMs ?? 30_000), ...(opts.signal ? [opts.signal] : [])];
+      const signals = [AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])];
       let wait: number;
       try {
         const res = await http.raw(path, {
@@ -208,7 +264,13 @@ export async function createKubeClient(
         if (opts.onWarning) for (const w of parseWarnings(res.headers.get("warning"))) opts.onWarning(w);
         if (res.status < 400) {
           let data: unknown = text;
-          if (text && (res.headers.get("content-type") ?? "").includes("json")) data = JSON.parse(text);
+          if (text && (res.headers.get("content-type") ?? "").includes("json")) {
+            try {
+              data = JSON.parse(text);
+            } catch {
+              throw badAnswer(shown, res.status, "the answer says it is JSON and is not", text, method);
+            }
+          }
           return { status: res.status, data: data as T, headers: res.headers };
         }
         if (isWebhookCallFailure(res.status, text)) {
@@ -239,10 +301,13 @@ export async function createKubeClient(
             `${code === "EPROTO" ? "TLS handshake failed" : "TLS verification failed"} (${code}): ${TLS_CODES[code] ?? errorText(error)} (kubeconfig ${creds.source})`,
           );
         }
-        if (code === "TimeoutError") {
-          if (attempt > retries) {
-            const after = `no response within ${opts.timeoutMs ?? 30_000} ms`;
-            throw new KubeTransportError(method, url, "timeout", after, attempt);
+        // ETIMEDOUT is the system's own connect timeout: no answer either.
+        if (code === "TimeoutError" || code === "ETIMEDOUT") {
+          if (++unanswered >= UNANSWERED_ATTEMPTS || attempt > retries) {
+            const within =
+              code === "ETIMEDOUT" ? "(the connection timed out)" : `within ${duration(timeoutMs)}`;
+            const detail = `no answer from the API server ${creds.server} ${within}; waited ${duration(Date.now() - started)} in all`;
+            throw new KubeTransportError(method, url, "timeout", detail, attempt);
           }
           wait = backoff(attempt);
         } else if (RETRY_TRANSPORT.has(code)) {
@@ -297,7 +362,13 @@ export async function createKubeClient(
     const path = group ? `/apis/${group}/${version}` : `/api/${version}`;
     try {
       const res = await request("GET", path);
-      remember(parseResourceList(res.data));
+      let list: ResourceInfo[];
+      try {
+        list = parseResourceList(res.data);
+      } catch {
+        throw badAnswer(path, res.status, "the answer is not an APIResourceList", res.data);
+      }
+      remember(list);
     } catch (error) {
       if (error instanceof KubeApiError && error.httpStatus === 404) return;
       throw error;
@@ -393,12 +464,7 @@ export async function createKubeClient(
         if (error instanceof KubeApiError && error.httpStatus === 404) return undefined;
         throw error;
       }
-      // What callers decide on (whose object it is, what it holds) must be the object asked for:
-      // an empty or foreign answer taken for it reads as "not ours" or "has no port".
-      const data = res.data as { metadata?: { name?: unknown } } | undefined;
-      if (!isJsonObject(data) || !isJsonObject(data.metadata) || data.metadata.name !== name)
-        throw badAnswer(path, res.status, `the answer is not ${kind} ${ns ? `${ns}/` : ""}${name}`, data);
-      return data as T;
+      return theObject<T>("GET", path, res, apiVersion, kind, name, ns);
     },
 
     async list<T extends KubeObject = KubeObject>(
@@ -418,12 +484,22 @@ export async function createKubeClient(
         (items !== null && !Array.isArray(items)) ||
         items?.some((item) => !isJsonObject(item) || !isJsonObject(item.metadata))
       )
-        throw badAnswer(
-          path,
-          res.status,
-          `the answer is not ${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`,
-          res.data,
-        );
+        throw badAnswer(path, res.status, `the answer is not ${listOf(kind)}`, res.data);
+      for (const [i, item] of (items ?? []).entries()) {
+        // Pruning and down delete by what a list names: an item must name one object.
+        const problem =
+          objectShapeProblem(item, apiVersion, kind) ??
+          (typeof item.metadata.name !== "string" || !item.metadata.name
+            ? "metadata.name is missing"
+            : undefined);
+        if (problem)
+          throw badAnswer(
+            path,
+            res.status,
+            `item ${i + 1} of ${listOf(kind)} is malformed: ${problem}`,
+            item,
+          );
+      }
       // List items carry no kind/apiVersion on the wire (see list-serviceaccounts.client-go-golden.http).
       return (items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },
@@ -434,8 +510,10 @@ export async function createKubeClient(
       const info = await resourceFor(obj.apiVersion, obj.kind);
       const ns = needNamespace("PATCH", info, obj.kind, name, obj.metadata.namespace);
       const force = applyOpts.force ?? true;
+      const path = resourcePath(info, ns, name);
+      let res: Response<unknown>;
       try {
-        const res = await request<T>("PATCH", resourcePath(info, ns, name), {
+        res = await request("PATCH", path, {
           // Strict, as kubectl sends it: a duplicate key in the manifest is an error, not a silent pick.
           query: {
             ...(applyOpts.dryRun ? { dryRun: "All" } : {}),
@@ -449,7 +527,6 @@ export async function createKubeClient(
           body: JSON.stringify(obj),
           contentType: "application/apply-patch+yaml",
         });
-        return res.data;
       } catch (error) {
         const conflicts =
           error instanceof KubeApiError ? KubeApplyConflictError.conflictsOf(error) : undefined;
@@ -463,6 +540,9 @@ export async function createKubeClient(
           conflicts,
         );
       }
+      // What the server stored (or, in a dry run, would store) is what a plan compares and a stage
+      // reads back: it must be the object applied.
+      return theObject<T>("PATCH", path, res, obj.apiVersion, obj.kind, name, ns);
     },
 
     async delete(
@@ -488,8 +568,10 @@ export async function createKubeClient(
     },
 
     async version() {
-      const res = await request<{ gitVersion?: string; major?: string; minor?: string }>("GET", "/version");
-      if (!res.data?.gitVersion) {
+      const res = await request("GET", "/version");
+      const data = isJsonObject(res.data) ? res.data : {};
+      const { gitVersion, major, minor } = data;
+      if (typeof gitVersion !== "string" || !gitVersion) {
         throw new KubeApiError(
           "GET",
           "/version",
@@ -498,7 +580,9 @@ export async function createKubeClient(
           `no gitVersion in ${JSON.stringify(res.data)}`,
         );
       }
-      return { gitVersion: res.data.gitVersion, major: res.data.major, minor: res.data.minor };
+      // major and minor are strings in version.Info (k8s.io/apimachinery pkg/version/types.go).
+      const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+      return { gitVersion, major: str(major), minor: str(minor) };
     },
   };
   return client;

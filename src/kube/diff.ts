@@ -107,8 +107,12 @@ export function appliedFieldSets(obj: KubeObject | undefined, manager: string): 
   if (!Array.isArray(entries)) return [];
   return entries
     .filter(
-      (e: Json) =>
-        e.manager === manager && e.operation === "Apply" && !e.subresource && isJsonObject(e.fieldsV1),
+      (e: unknown): e is Json =>
+        isJsonObject(e) &&
+        e.manager === manager &&
+        e.operation === "Apply" &&
+        !e.subresource &&
+        isJsonObject(e.fieldsV1),
     )
     .map((e: Json) => e.fieldsV1);
 }

@@ -6,7 +6,7 @@
  * condition, LoadBalancer Services need an ingress address.
  */
 import { pending, poll } from "../lib/poll.ts";
-import type { KubeClient, KubeObject } from "./types.ts";
+import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
 
 export interface Readiness {
   ready: boolean;
@@ -23,7 +23,7 @@ interface Condition {
 
 function conditions(obj: KubeObject): Condition[] {
   const list = obj.status?.conditions;
-  return Array.isArray(list) ? (list as Condition[]) : [];
+  return Array.isArray(list) ? (list.filter(isJsonObject) as Condition[]) : [];
 }
 
 function condition(obj: KubeObject, type: string): Condition | undefined {
@@ -113,7 +113,7 @@ function serviceReadiness(obj: KubeObject): Readiness {
   const ingress = obj.status?.loadBalancer?.ingress;
   if (!Array.isArray(ingress) || ingress.length === 0)
     return notReady("no load balancer address assigned yet");
-  const first = ingress[0] as { ip?: string; hostname?: string };
+  const first = (isJsonObject(ingress[0]) ? ingress[0] : {}) as { ip?: string; hostname?: string };
   return ready(`load balancer at ${first.ip ?? first.hostname ?? "?"}`);
 }
 

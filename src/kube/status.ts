@@ -5,6 +5,7 @@
  * and names the request, so "what and where" is in one line.
  */
 import { KubehyveError } from "../lib/errors.ts";
+import { isJsonObject } from "./types.ts";
 
 export interface StatusCause {
   reason?: string;
@@ -38,9 +39,34 @@ export function parseStatus(body: unknown): KubeStatus | undefined {
       return undefined;
     }
   }
-  if (typeof value !== "object" || value === null) return undefined;
-  const record = value as Record<string, unknown>;
-  return record.kind === "Status" ? (record as unknown as KubeStatus) : undefined;
+  if (!isJsonObject(value)) return undefined;
+  const record = value;
+  if (record.kind !== "Status") return undefined;
+  // Only what has the type of its Go field is kept: an error's words come from a body that is
+  // wrong by definition, and `causes: {}` read as a list would replace the error with a TypeError.
+  const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+  const details = isJsonObject(record.details) ? record.details : {};
+  const causes = Array.isArray(details.causes)
+    ? details.causes
+        .filter(isJsonObject)
+        .map((c) => ({ reason: str(c.reason), message: str(c.message), field: str(c.field) }))
+    : undefined;
+  return {
+    kind: "Status",
+    apiVersion: str(record.apiVersion),
+    status: str(record.status),
+    message: str(record.message),
+    reason: str(record.reason),
+    code: typeof record.code === "number" ? record.code : undefined,
+    details: {
+      name: str(details.name),
+      group: str(details.group),
+      kind: str(details.kind),
+      causes,
+      retryAfterSeconds:
+        typeof details.retryAfterSeconds === "number" ? details.retryAfterSeconds : undefined,
+    },
+  };
 }
 
 export class KubeApiError extends KubehyveError {

@@ -175,6 +175,21 @@ describe("kubehyve doctor for people", () => {
     expect(r.stderr).toBe("");
   });
 
+  test("its log does not call it a dry run: doctor changes nothing by design, it stands in for no real run", async () => {
+    const { run, state } = lab();
+    expect((await run([])).code).toBe(1);
+    const logs = (readdirSync(state, { recursive: true }) as string[]).filter((f) =>
+      f.endsWith("-doctor.ndjson"),
+    );
+    expect(logs).toHaveLength(1);
+    const start = readFileSync(join(state, logs[0]!), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .find((e) => e.type === "run.start");
+    expect(start).toMatchObject({ command: "doctor", stages: ["alpha", "beta"], dryRun: false });
+  });
+
   test("--verbose shows the ok lines too; no error is exit 0", async () => {
     const { run, set } = lab();
     set({ alpha: FINDINGS.alpha.filter((f) => f.severity !== "error") });

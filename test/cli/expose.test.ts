@@ -194,7 +194,7 @@ describe("kubehyve expose", () => {
     }
   }, 60_000);
 
-  test("its first line says a dry run only when it is one: expose makes an Ingress, and verify --expose a canary", async () => {
+  test("its first line says a dry run only when it is one: expose makes an Ingress, verify --expose a canary, and verify alone nothing", async () => {
     const start = (stdout: string) =>
       stdout
         .trim()
@@ -207,6 +207,9 @@ describe("kubehyve expose", () => {
         [["expose", "web", "--host", "web.lab.home.arpa"], false],
         [["verify", "--expose", "--dry-run", "--only", "ingress"], true],
         [["verify", "--expose", "--only", "ingress"], false],
+        // Changing nothing by design is not a dry run: there is no real run it stands in for.
+        [["verify", "--only", "ingress"], false],
+        [["plan", "--only", "ingress"], true],
       ];
       for (const [args, dryRun] of cases) {
         const r = await run([...args, "--json"]);
@@ -214,6 +217,12 @@ describe("kubehyve expose", () => {
       }
       const human = await run(["expose", "web", "--host", "web.lab.home.arpa"]);
       expect(human.out).not.toContain("(dry run)");
+      const first = (out: string, command: string) =>
+        out.split("\n").find((l) => l.startsWith(`ℹ ${command} `));
+      const verify = await run(["verify", "--only", "ingress"]);
+      expect([verify.code, first(verify.out, "verify")]).toEqual([0, "ℹ verify lab: ingress"]);
+      const plan = await run(["plan", "--only", "ingress"]);
+      expect(first(plan.out, "plan")).toBe("ℹ plan lab: ingress (dry run)");
     } finally {
       lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "web", "default");
     }

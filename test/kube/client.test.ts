@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
+import { diffManifests } from "../../src/kube/diff.ts";
 import { resolveKubeconfig } from "../../src/kube/kubeconfig.ts";
+import { isOwnedBy } from "../../src/kube/ownership.ts";
+import { isReady, waitFor } from "../../src/kube/readiness.ts";
 import { KubeApiError, KubeTransportError } from "../../src/kube/status.ts";
 import { createPki } from "../lab/kube/pki.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
@@ -245,9 +248,44 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     server.injectFault({ path: /^\/version$/, status: 503, times: 2, delayMs: 600 });
     const error = await impatient.version().catch((e) => e);
     expect(error).toBeInstanceOf(KubeTransportError);
-    expect(error.message).toBe(
-      `GET ${server.url}/version: no response within 150 ms (gave up after 2 attempts)`,
+    expect(error.message).toMatch(
+      new RegExp(
+        `^GET ${server.url}/version: no answer from the API server ${server.url} within 150 ms; waited \\d+ ms in all \\(gave up after 2 attempts\\)$`,
+      ),
     );
+  });
+
+  test("a server that takes the connection and never answers is asked twice, not once per retry", async () => {
+    const creds = await resolveKubeconfig(server.kubeconfig, "admin.conf");
+    let connections = 0;
+    // Accepts, reads and never writes: not even the TLS handshake's answer.
+    const silent = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open() {
+          connections++;
+        },
+        data() {},
+      },
+    });
+    try {
+      const url = `https://127.0.0.1:${silent.port}`;
+      const client = await createKubeClient({ ...creds, server: url }, { ...fast, timeoutMs: 200 });
+      const started = Date.now();
+      const error = await client.version().catch((e) => e);
+      const waited = Date.now() - started;
+      expect(error).toBeInstanceOf(KubeTransportError);
+      expect(connections).toBe(2);
+      const m = error.message.match(
+        /^GET (\S+)\/version: no answer from the API server (\S+) within 200 ms; waited (\d+) ms in all \(gave up after 2 attempts\)$/,
+      );
+      expect([m?.[1], m?.[2]]).toEqual([url, url]);
+      expect(Number(m?.[3])).toBeGreaterThanOrEqual(400);
+      expect(Number(m?.[3])).toBeLessThanOrEqual(waited);
+    } finally {
+      silent.stop(true);
+    }
   });
 
   test("an answer that is not the object asked for fails naming the request, never passing for it", async () => {
@@ -288,6 +326,172 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     server.injectFault({ path: /ingresses$/, status: 200, body: "{}", times: 1 });
     const ingresses = await client.list("networking.k8s.io/v1", "Ingress").catch((e) => e);
     expect(ingresses.message).toContain("the answer is not an IngressList: {}");
+  });
+
+  test("an object of the right name with a field of the wrong type fails naming the request, not in the code that reads it", async () => {
+    await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "real", namespace: "default" },
+    });
+    const path = "/api/v1/namespaces/default/configmaps/real";
+    const ref = { apiVersion: "v1", kind: "ConfigMap", name: "real", namespace: "default" };
+    const configMap = (extra: Record<string, unknown>, metadata: Record<string, unknown> = {}) =>
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        ...extra,
+        metadata: { name: "real", namespace: "default", ...metadata },
+      });
+    // Each is read by what reads such an answer: a wait for readiness, a plan, a check of ownership.
+    const wait = () => waitFor(client, ref, { timeoutMs: 2000, intervalMs: 10 });
+    const plan = () =>
+      diffManifests(client, [
+        { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "real", namespace: "default" } },
+      ]);
+    const owned = async () =>
+      isOwnedBy((await client.get("v1", "ConfigMap", "real", "default"))!, { stage: "net", clusterId: "c1" });
+    const cases: [string, () => Promise<unknown>, string][] = [
+      [configMap({ status: { conditions: [null] } }), wait, "status.conditions[0] is not an object"],
+      [configMap({ status: { conditions: {} } }), wait, "status.conditions is not a list"],
+      [configMap({ status: "Ready" }), wait, "status is not an object"],
+      [configMap({ apiVersion: 5 }), wait, "apiVersion is not a string"],
+      [configMap({ kind: "Secret" }), wait, "the answer is not ConfigMap default/real: {"],
+      [configMap({}, { managedFields: [null] }), plan, "metadata.managedFields[0] is not an object"],
+      [
+        configMap(
+          {},
+          {
+            managedFields: [
+              { manager: "kubehyve", operation: "Apply", fieldsV1: { "f:data": { "k:{bad": {} } } },
+            ],
+          },
+        ),
+        plan,
+        'metadata.managedFields[0].fieldsV1["f:data"]["k:{bad"] is not a key of JSON',
+      ],
+      [configMap({}, { labels: "x" }), owned, "metadata.labels is not a map"],
+      [
+        configMap({}, { labels: { "kubehyve.io/stage": 5 } }),
+        owned,
+        "metadata.labels.kubehyve.io/stage is not a string",
+      ],
+    ];
+    for (const [body, read, problem] of cases) {
+      server.injectFault({ path: /configmaps\/real$/, method: "GET", status: 200, body, times: 1 });
+      const error = (await read().catch((e) => e)) as Error;
+      server.clearFaults();
+      expect([body, error]).toEqual([body, expect.any(KubeApiError)]);
+      const prefix = `GET ${path}: 200 BadResponse: ${problem.startsWith("the answer") ? problem : `the answer for ConfigMap default/real is malformed: ${problem}: {`}`;
+      expect([body, error.message.slice(0, prefix.length)]).toEqual([body, prefix]);
+    }
+    // An answer that leaves out what it is is what was asked for, as list items are.
+    server.injectFault({
+      path: /configmaps\/real$/,
+      method: "GET",
+      status: 200,
+      body: '{"metadata":{"name":"real"}}',
+      times: 1,
+    });
+    expect(await waitFor(client, ref, { timeoutMs: 2000, intervalMs: 10 })).toMatchObject({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+    });
+    expect(isReady((await client.get("v1", "ConfigMap", "real", "default"))!).ready).toBe(true);
+  });
+
+  test("a Service whose ports or load balancer addresses are no list of objects fails naming the request", async () => {
+    const service = {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "web", namespace: "default" },
+      spec: { type: "LoadBalancer", ports: [{ name: "http", port: 80 }] },
+    };
+    await client.apply(service);
+    const ref = { apiVersion: "v1", kind: "Service", name: "web", namespace: "default" };
+    for (const [extra, problem] of [
+      [{ status: { loadBalancer: { ingress: [null] } } }, "status.loadBalancer.ingress[0] is not an object"],
+      [{ status: { loadBalancer: "192.168.1.240" } }, "status.loadBalancer is not an object"],
+      [{ spec: { type: "LoadBalancer", ports: { http: 80 } } }, "spec.ports is not a list"],
+    ] as const) {
+      const body = JSON.stringify({ ...service, ...extra });
+      server.injectFault({ path: /services\/web$/, method: "GET", status: 200, body, times: 1 });
+      const error = await waitFor(client, ref, { timeoutMs: 2000, intervalMs: 10 }).catch((e) => e);
+      server.clearFaults();
+      expect([body, error]).toEqual([body, expect.any(KubeApiError)]);
+      expect(error.message).toStartWith(
+        `GET /api/v1/namespaces/default/services/web: 200 BadResponse: the answer for Service default/web is malformed: ${problem}: `,
+      );
+    }
+  });
+
+  test("list items, apply answers, the version and discovery of the wrong shape fail naming the request", async () => {
+    const list = "/api/v1/namespaces/default/configmaps";
+    server.injectFault({
+      path: /configmaps$/,
+      method: "GET",
+      status: 200,
+      body: '{"items":[{"metadata":{"name":"a"}},{"metadata":{"name":5}}]}',
+      times: 1,
+    });
+    expect((await client.list("v1", "ConfigMap", { namespace: "default" }).catch((e) => e)).message).toBe(
+      `GET ${list}: 200 BadResponse: item 2 of a ConfigMapList is malformed: metadata.name is not a string: {"metadata":{"name":5}}`,
+    );
+    server.injectFault({
+      path: /configmaps$/,
+      method: "GET",
+      status: 200,
+      body: '{"items":[{"metadata":{}}]}',
+      times: 1,
+    });
+    expect((await client.list("v1", "ConfigMap", { namespace: "default" }).catch((e) => e)).message).toBe(
+      `GET ${list}: 200 BadResponse: item 1 of a ConfigMapList is malformed: metadata.name is missing: {"metadata":{}}`,
+    );
+    const cm = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "real", namespace: "default" } };
+    for (const [body, what] of [
+      ["{}", "the answer is not ConfigMap default/real: {}"],
+      [
+        '{"metadata":{"name":"real","labels":[]}}',
+        "the answer for ConfigMap default/real is malformed: metadata.labels is not a map: ",
+      ],
+      ["{", "the answer says it is JSON and is not: {"],
+    ]) {
+      server.injectFault({ path: /configmaps\/real$/, method: "PATCH", status: 200, body: body!, times: 1 });
+      const error = await client.apply(cm, { dryRun: true }).catch((e) => e);
+      expect([body, error]).toEqual([body, expect.any(KubeApiError)]);
+      expect(error.message).toStartWith(`PATCH ${list}/real`);
+      expect(error.message).toContain(`: 200 BadResponse: ${what}`);
+    }
+    server.injectFault({ path: /^\/version$/, status: 200, body: '{"gitVersion":135}', times: 1 });
+    expect((await client.version().catch((e) => e)).message).toBe(
+      'GET /version: 200 BadResponse: no gitVersion in {"gitVersion":135}',
+    );
+    const fresh = await createKubeClient(server.kubeconfigPath, fast);
+    server.injectFault({ path: /^\/api$/, status: 200, body: "{}", times: 1 });
+    server.injectFault({ path: /^\/api\/v1$/, status: 200, body: '{"kind":"APIResourceList"}', times: 1 });
+    const discovery = await fresh.resourceFor("v1", "ConfigMap").catch((e) => e);
+    expect(discovery).toBeInstanceOf(KubeApiError);
+    expect(discovery.message).toBe(
+      'GET /api/v1: 200 BadResponse: the answer is not an APIResourceList: {"kind":"APIResourceList"}',
+    );
+  });
+
+  test("an error Status of the wrong shape is still the server's error, with its words where they are words", async () => {
+    const cm = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "real", namespace: "default" } };
+    const body = JSON.stringify({
+      kind: "Status",
+      status: "Failure",
+      reason: "Conflict",
+      message: { text: "not a string" },
+      details: { causes: { field: ".data.x" } },
+      code: 409,
+    });
+    server.injectFault({ path: /configmaps\/real$/, method: "PATCH", status: 409, body, times: 1 });
+    const error = await client.apply(cm).catch((e) => e);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toBe(
+      `PATCH /api/v1/namespaces/default/configmaps/real?fieldManager=kubehyve&force=true&fieldValidation=Strict: 409 Conflict: ${body}`,
+    );
   });
 
   test("explains a request it cannot make without asking the server", async () => {

@@ -95,6 +95,31 @@ describe("the simulated FreeBSD host", () => {
     );
   });
 
+  test("a test process that changes the host's state is not ended by a SIGINT meant for a command's handler", async () => {
+    // In a process of its own: the handler this guards against would end the test runner itself.
+    // The in-process command tests deliver Ctrl-C with process.emit, which reaches every listener.
+    const script = `
+      import { createFreebsdHost } from ${JSON.stringify(join(import.meta.dir, "host.ts"))};
+      const host = createFreebsdHost();
+      host.setLatency(0);
+      host.inject({ kind: "fail-once", command: "zpool", code: 1, stderr: "x" });
+      host.clearFaults();
+      const handled = [];
+      process.on("SIGINT", () => handled.push("SIGINT"));
+      process.emit("SIGINT");
+      host.cleanup();
+      console.log(JSON.stringify({ handled, listeners: process.listenerCount("SIGINT") }));
+    `;
+    const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
+    const [code, stdout, stderr] = await Promise.all([
+      proc.exited,
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+    ]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+    expect(JSON.parse(stdout)).toEqual({ handled: ["SIGINT"], listeners: 1 });
+  });
+
   test("answers each command after the configured latency and logs it", () => {
     host.setLatency(120);
     host.clearLog();

@@ -24,6 +24,7 @@ import { dirname, join } from "node:path";
 import {
   commandLog,
   type HostState,
+  holdSignalsWhileChanging,
   type InterfaceState,
   type PfState,
   readRcFile,
@@ -1839,6 +1840,7 @@ function vmDestroy(env: VmEnv, args: string[]) {
   rmSync(guestDir(env, name), { recursive: true, force: true });
 }
 
+holdSignalsWhileChanging();
 let code: number;
 try {
   code = main(process.argv.slice(2));

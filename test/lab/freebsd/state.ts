@@ -137,6 +137,17 @@ export function writeState(root: string, state: HostState): void {
 }
 
 let signalsHeld = false;
+let holdOnLock = false;
+
+/**
+ * Called by the shim, the process of one simulated command: from then on its first change of the
+ * host's state holds signals (below). Only there: a test changes the state from its own process
+ * too (faults, latency), and a handler that ends the process on SIGINT left in the test runner
+ * would end the whole run at the first SIGINT a test sends to a command's handler in process.
+ */
+export function holdSignalsWhileChanging(): void {
+  holdOnLock = true;
+}
 
 /**
  * A command stopped by a signal while it changes the host's state would leave the lock behind and
@@ -145,7 +156,7 @@ let signalsHeld = false;
  * has returned), as if it had come a moment later.
  */
 function holdSignals() {
-  if (signalsHeld) return;
+  if (signalsHeld || !holdOnLock) return;
   signalsHeld = true;
   for (const [signal, code] of [
     ["SIGTERM", 143],

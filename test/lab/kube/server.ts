@@ -91,8 +91,8 @@ export interface Fault {
   /** Matched against the request path (no query); default: every path. */
   path?: RegExp;
   method?: string;
-  /** 200 only with `body`: an answer that is not what was asked for. */
-  status: 200 | 429 | 500 | 503;
+  /** 200 and 409 only with `body`: an answer that is not what was asked for. */
+  status: 200 | 409 | 429 | 500 | 503;
   /** How many matching requests fail; Infinity for all. */
   times: number;
   /** Seconds sent in Retry-After with 429 and 503 (default 1 for 429, none for 503). */
