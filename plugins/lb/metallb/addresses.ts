@@ -251,10 +251,26 @@ function selects(
  * ipAddressPoolSelectors, or, with neither, every pool (config.go setL2AdvertisementsToPools).
  */
 export function advertisementSelects(ad: KubeObject, pool: KubeObject): boolean {
-  const names: string[] = ad.spec?.ipAddressPools ?? [];
-  const selectors = (ad.spec?.ipAddressPoolSelectors ?? []) as Parameters<typeof selects>[0][];
+  const names: unknown = ad.spec?.ipAddressPools ?? [];
+  const selectors: unknown = ad.spec?.ipAddressPoolSelectors ?? [];
+  // MetalLB's CRD schema makes both lists; one that is not (a cluster without the schema) is read
+  // as selecting nothing, so that a pool it was meant for is reported as unannounced, not hidden.
+  if (!isList(names, (n) => typeof n === "string") || !isList(selectors, isRecord)) return false;
   if (names.length === 0 && selectors.length === 0) return true;
-  return names.includes(pool.metadata.name) || selectors.some((s) => selects(s, pool.metadata.labels));
+  return (
+    names.includes(pool.metadata.name) ||
+    selectors.some((s) => selects(s as Parameters<typeof selects>[0], pool.metadata.labels))
+  );
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+
+function isList<T>(x: unknown, item: (y: unknown) => y is T): x is T[];
+function isList(x: unknown, item: (y: unknown) => boolean): x is unknown[];
+function isList(x: unknown, item: (y: unknown) => boolean): boolean {
+  return Array.isArray(x) && x.every(item);
 }
 
 export const EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -275,7 +291,8 @@ export function checkAgainstCluster(input: {
   const found: Diagnostic[] = [];
   const ours = poolRanges(input.options);
   for (const live of input.livePools.filter((p) => !input.isOurs(p))) {
-    for (const text of (live.spec?.addresses ?? []) as string[]) {
+    const addresses: unknown = live.spec?.addresses ?? [];
+    for (const text of Array.isArray(addresses) ? addresses.filter((a) => typeof a === "string") : []) {
       const r = parsePoolAddress(text);
       if (!("first" in r)) continue;
       for (const o of ours.filter((x) => overlaps(x.range, r)))

@@ -7,9 +7,13 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Diagnostic, parseYaml, v } from "kubehyve";
+import { type Diagnostic, type KubeObject, parseYaml, v } from "kubehyve";
 import { builtinPlugins } from "../../../../plugins/index.ts";
-import { parsePoolAddress } from "../../../../plugins/lb/metallb/addresses.ts";
+import {
+  advertisementSelects,
+  checkAgainstCluster,
+  parsePoolAddress,
+} from "../../../../plugins/lb/metallb/addresses.ts";
 import metallbPlugin from "../../../../plugins/lb/metallb/index.ts";
 import { configObjects } from "../../../../plugins/lb/metallb/manifests.ts";
 import { optionsSchema } from "../../../../plugins/lb/metallb/options.ts";
@@ -370,5 +374,57 @@ describe.skipIf(!have("openssl", "openssl"))("a cluster whose API does not answe
         detail: expect.stringContaining("cannot connect"),
       }),
     ]);
+  });
+});
+
+describe("objects of a cluster without MetalLB's schema", () => {
+  const pool = (name: string, addresses: unknown): KubeObject => ({
+    apiVersion: "metallb.io/v1beta1",
+    kind: "IPAddressPool",
+    metadata: { name, namespace: "metallb-system", labels: { tier: "lab" } },
+    spec: { addresses },
+  });
+  const advertisement = (spec: Record<string, unknown>): KubeObject => ({
+    apiVersion: "metallb.io/v1beta1",
+    kind: "L2Advertisement",
+    metadata: { name: "other", namespace: "metallb-system" },
+    spec,
+  });
+
+  test("an L2Advertisement whose pool lists are not lists selects no pool, rather than every pool or a crash", () => {
+    const lab = pool("lab", ["192.168.1.240-192.168.1.250"]);
+    expect(advertisementSelects(advertisement({}), lab)).toBe(true);
+    expect(advertisementSelects(advertisement({ ipAddressPools: ["lab"] }), lab)).toBe(true);
+    expect(advertisementSelects(advertisement({ ipAddressPools: "lab" }), lab)).toBe(false);
+    expect(advertisementSelects(advertisement({ ipAddressPools: [7] }), lab)).toBe(false);
+    expect(
+      advertisementSelects(advertisement({ ipAddressPoolSelectors: { matchLabels: { tier: "lab" } } }), lab),
+    ).toBe(false);
+    expect(advertisementSelects(advertisement({ ipAddressPoolSelectors: [null] }), lab)).toBe(false);
+    expect(
+      advertisementSelects(
+        advertisement({ ipAddressPoolSelectors: [{ matchLabels: { tier: "lab" } }] }),
+        lab,
+      ),
+    ).toBe(true);
+  });
+
+  test("another's pool whose addresses are not a list of strings is checked for what it has, not a crash", () => {
+    const options = v.parse(optionsSchema, {
+      version: "v0.16.1",
+      pools: [{ name: "lab", addresses: ["192.168.1.240-192.168.1.250"] }],
+    });
+    const check = (addresses: unknown) =>
+      checkAgainstCluster({
+        options,
+        kubeconfigPath: "/nonexistent/kubeconfig",
+        ours: { pools: [], advertisement: advertisement({}) },
+        livePools: [pool("theirs", addresses)],
+        liveAdvertisements: [],
+        nodes: [],
+        isOurs: () => false,
+      }).map((d) => d.code);
+    expect(check("192.168.1.245/32")).not.toContain("metallb.pool-overlaps-foreign");
+    expect(check([7, null, "192.168.1.245/32"])).toContain("metallb.pool-overlaps-foreign");
   });
 });
