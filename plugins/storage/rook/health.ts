@@ -60,7 +60,10 @@ export function cephHealth(cluster: KubeObject | undefined): Diagnostic[] {
     );
     return out;
   }
-  const details = (status.ceph?.details ?? {}) as Record<string, CephDetail>;
+  const rawDetails: unknown = status.ceph?.details;
+  const details = (
+    rawDetails && typeof rawDetails === "object" && !Array.isArray(rawDetails) ? rawDetails : {}
+  ) as Record<string, CephDetail | null>;
   const severity = health === "HEALTH_ERR" ? diag.error : diag.warn;
   out.push(
     severity("rook.health", `Ceph reports ${health}`, {
@@ -69,10 +72,12 @@ export function cephHealth(cluster: KubeObject | undefined): Diagnostic[] {
     }),
   );
   for (const code of Object.keys(details).sort()) {
-    const d = details[code]!;
-    const make = d.severity === "HEALTH_ERR" ? diag.error : diag.warn;
+    // Rook copies Ceph's checks as it gets them; an entry without its object still names the code.
+    const d = details[code];
+    const make = d?.severity === "HEALTH_ERR" ? diag.error : diag.warn;
+    const message = typeof d?.message === "string" ? d.message : "(no message)";
     out.push(
-      make(`rook.ceph.${code}`, `${code}: ${d.message ?? "(no message)"}`, {
+      make(`rook.ceph.${code}`, `${code}: ${message}`, {
         hint:
           adviceFor(code) ??
           `${TOOLBOX} ceph health detail   # and Ceph's health-checks documentation for ${code}`,

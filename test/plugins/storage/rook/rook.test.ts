@@ -220,6 +220,21 @@ describe("Ceph's health as verify reports it", () => {
     },
   });
 
+  test("a health code without its detail object, or details that are no map, still says what it can", () => {
+    const nullDetail = withHealth("HEALTH_WARN", {}) as KubeObject & {
+      status: { ceph: { details: unknown } };
+    };
+    nullDetail.status.ceph.details = { MON_DISK_LOW: null, OSD_DOWN: { severity: "HEALTH_ERR", message: 3 } };
+    expect(codes(cephHealth(nullDetail))).toEqual([
+      "warn rook.health",
+      "warn rook.ceph.MON_DISK_LOW",
+      "error rook.ceph.OSD_DOWN",
+    ]);
+    expect(cephHealth(nullDetail).map((d) => d.summary)).toContain("OSD_DOWN: (no message)");
+    nullDetail.status.ceph.details = ["MON_DISK_LOW"];
+    expect(codes(cephHealth(nullDetail))).toEqual(["warn rook.health"]);
+  });
+
   test("HEALTH_OK and Ready is one ok line", () => {
     expect(codes(cephHealth(withHealth("HEALTH_OK", {})))).toEqual(["ok rook.health"]);
   });
