@@ -27,6 +27,34 @@ const tryRun = (argv: string[]) => {
 };
 
 describe("the simulated FreeBSD host", () => {
+  test("takes over at once a lock whose pid now names another process, and waits for a live holder", async () => {
+    const lock = join(host.root, ".sim", "lock");
+    const { mkdirSync } = require("node:fs") as typeof import("node:fs");
+    // A holder long gone whose pid the kernel has since given to this test's process: same pid,
+    // another start.
+    mkdirSync(lock, { recursive: true });
+    writeFileSync(join(lock, "pid"), `${process.pid} 1`);
+    const started = Date.now();
+    expect(run(host, ["sysrc", "lab_test=1"])).toBe("lab_test:  -> 1\n");
+    expect(Date.now() - started).toBeLessThan(5000);
+    // The same pid with its own start is this process, alive: the command waits for it.
+    const stat = readFileSync(`/proc/${process.pid}/stat`, "utf8");
+    mkdirSync(lock, { recursive: true });
+    writeFileSync(
+      join(lock, "pid"),
+      `${process.pid} ${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]}`,
+    );
+    const child = Bun.spawn(["sysrc", "lab_test=2"], {
+      env: { ...process.env, ...host.env },
+      stdout: "pipe",
+    });
+    Bun.sleepSync(1000);
+    expect(child.exitCode).toBeNull();
+    rmSync(lock, { recursive: true, force: true });
+    expect(await child.exited).toBe(0);
+    expect(await new Response(child.stdout).text()).toBe("lab_test: 1 -> 2\n");
+  });
+
   test("prints vm list with the header of a real vm-bhyve capture", () => {
     host.createForeignVm("legacy");
     const header = readFileSync(join(SAMPLES, "vm-info.txt"), "utf8").split("\n")[2]!.split(/\s+/).join(" ");

@@ -166,15 +166,30 @@ function holdSignals() {
     process.on(signal, () => process.exit(code));
 }
 
-/** Runs `fn` holding the host lock (a directory, which mkdir creates atomically). */
 /**
- * The lock's holder has died. A lock without its pid is being taken, unless it has been so for
- * seconds (its taker died between the two steps).
+ * Of the process `pid`: its state letter and its start (proc(5), /proc/PID/stat fields 3 and 22,
+ * the start in clock ticks since boot). The start tells the process that wrote a lock from a later
+ * one given the same pid: pids here wrap at 32768, and a suite that starts thousands of commands
+ * reuses one soon enough.
+ */
+function statOf(pid: number): { state: string; start: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { state: fields[0]!, start: fields[22 - 3]! };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The lock's holder has died (a zombie too), or its pid now names another process. A lock without
+ * its pid is being taken, unless it has been so for seconds (its taker died between the two steps).
  */
 function holderGone(root: string): boolean {
-  let pid: number;
+  let text: string;
   try {
-    pid = Number(readFileSync(join(lockDir(root), "pid"), "utf8"));
+    text = readFileSync(join(lockDir(root), "pid"), "utf8");
   } catch {
     try {
       return Date.now() - statSync(lockDir(root)).mtimeMs > 2000;
@@ -182,22 +197,21 @@ function holderGone(root: string): boolean {
       return false;
     }
   }
+  const [pidText, start] = text.trim().split(" ");
+  const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH";
-  }
+  const now = statOf(pid);
+  return now === undefined || now.state === "Z" || (start !== undefined && now.start !== start);
 }
 
+/** Runs `fn` holding the host lock (a directory, which mkdir creates atomically). */
 export function withLock<T>(root: string, fn: () => T): T {
   holdSignals();
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
       mkdirSync(lockDir(root));
-      writeFileSync(join(lockDir(root), "pid"), String(process.pid));
+      writeFileSync(join(lockDir(root), "pid"), `${process.pid} ${statOf(process.pid)?.start ?? ""}`.trim());
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
