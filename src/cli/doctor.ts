@@ -166,8 +166,10 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
       } finally {
         reporter.done();
       }
-      // An interrupted round has no report: what it saw is not the whole picture.
-      if (result.exitCode === ExitCode.interrupted) return ExitCode.interrupted;
+      // An interrupted round has no report: what it saw is not the whole picture. A stop during
+      // the round's last step leaves nothing after it to cancel, so the engine calls that round
+      // finished: the signal, not the engine's exit code, says it was cut short.
+      if (result.exitCode === ExitCode.interrupted || interrupts.signal.aborted) return ExitCode.interrupted;
       const report = doctorReport({
         cluster: config.cluster.name,
         outcomes: result.outcomes,

@@ -609,3 +609,62 @@ describe("kubehyve doctor --watch", () => {
       expect(report).toEndWith("doctor: 1 error, 1 warning, 1 skipped, 1 info, 2 ok\n");
   });
 });
+
+/**
+ * A lab of one stage whose check writes `started` into the lab's directory, then does what `body`
+ * says (plugin code), then reports nothing: for signals that arrive in the middle of a round.
+ */
+function slowLab(body: string) {
+  const slow = `import { definePlugin, v } from "kubehyve";
+import { writeFileSync } from "node:fs";
+export default definePlugin({
+  id: "slow/probe",
+  title: "slow probe",
+  apiVersion: 1,
+  options: v.object({ dir: v.string() }),
+  async check(ctx) {
+    writeFileSync(ctx.options.dir + "/started", "");
+    ${body}
+    return { changes: [], diagnostics: [] };
+  },
+});
+`;
+  const lab = dropInLab({
+    prefix: "kubehyve-doctor-cli-",
+    name: "doclab",
+    plugins: { "slow.ts": slow },
+    stages: (dir) => `  slow:\n    plugin: probe\n    dir: ${dir}\n`,
+  });
+  const flags = ["--plugin-dir", lab.plugins, "--state-dir", lab.state];
+  const spawn = (args: string[]) =>
+    Bun.spawn([process.execPath, MAIN, "doctor", ...args, ...flags], {
+      cwd: lab.dir,
+      env: userEnv(lab.dir),
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+  const started = async () => {
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline; await Bun.sleep(50))
+      if (existsSync(join(lab.dir, "started"))) return;
+    throw new Error("the check never started");
+  };
+  return { ...lab, spawn, started };
+}
+
+describe("kubehyve doctor stopped by a signal in the middle of a round", () => {
+  test("a check that runs on after SIGTERM to the end of the round still ends the run with 130 and writes no file", async () => {
+    // The check ignores the stop, as a plugin may: the round's last step ends normally.
+    const { spawn, started, dir } = slowLab("await new Promise((r) => setTimeout(r, 1500));");
+    mkdirSync(join(dir, "textfile"));
+    const out = join(dir, "textfile", "kubehyve.prom");
+    const proc = spawn(["--format", "prometheus", "--output", out]);
+    await started();
+    proc.kill("SIGTERM");
+    const code = await Promise.race([proc.exited, Bun.sleep(20_000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    expect(code).toBe(130);
+    expect(readdirSync(join(dir, "textfile"))).toEqual([]);
+    expect(await new Response(proc.stdout).text()).toBe("");
+  });
+});
