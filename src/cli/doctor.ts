@@ -134,6 +134,7 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
   const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
   const stateDir = throwaway?.dir ?? named;
   const interrupts = interruptSignals();
+  const stopAtOnce = AbortSignal.any([interrupts.signal, interrupts.abort]);
   const out = output();
   try {
     prepareStateDir(stateDir);
@@ -158,7 +159,10 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
           reporter,
           select: { only: req.stages },
           signal: interrupts.signal,
-          abort: interrupts.abort,
+          // doctor changes nothing, so no step of it is worth finishing once told to stop: the
+          // first Ctrl-C or SIGTERM kills its commands, as the second does for up. A check left to
+          // run on would hold a stop back for its whole limit, past systemd's patience.
+          abort: stopAtOnce,
           phaseTimeoutMs: req.phaseTimeoutMs,
           preflight: [...config.warnings, ...registry.diagnostics],
           ignore: req.ignore,

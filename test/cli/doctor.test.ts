@@ -667,4 +667,19 @@ describe("kubehyve doctor stopped by a signal in the middle of a round", () => {
     expect(readdirSync(join(dir, "textfile"))).toEqual([]);
     expect(await new Response(proc.stdout).text()).toBe("");
   });
+
+  test("SIGTERM ends a check's running command at once: doctor changes nothing, so there is no step to let finish", async () => {
+    // Not told of the stop, this command would run for 30 s, the whole round with it.
+    const { spawn, started } = slowLab('await ctx.host.run(["sleep", "30"]);');
+    const proc = spawn(["--json"]);
+    await started();
+    await Bun.sleep(200);
+    const sent = Date.now();
+    proc.kill("SIGTERM");
+    const code = await Promise.race([proc.exited, Bun.sleep(10_000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    expect(code).toBe(130);
+    expect(Date.now() - sent).toBeLessThan(10_000);
+    expect(await new Response(proc.stdout).text()).toBe("");
+  });
 });
