@@ -42,12 +42,24 @@ interface DoctorRequest {
   output?: string;
 }
 
+/**
+ * The longest a timer waits: setTimeout takes a signed 32-bit number of milliseconds and runs a
+ * longer one after 1 ms (with a TimeoutOverflowWarning), so `--watch 1e10` would be a round every
+ * millisecond and `--timeout 1e10` would time every check out at once.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function seconds(value: string | undefined, flag: string, example: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   // Number("abc") is NaN, which a timer would take as "no time at all".
   if (!(Number.isFinite(n) && n > 0))
     throw new InputError(`${flag} ${JSON.stringify(value)} is not a number of seconds`, example);
+  if (n * 1000 > MAX_TIMER_MS)
+    throw new InputError(
+      `${flag} ${JSON.stringify(value)} is more than ${Math.floor(MAX_TIMER_MS / 1000)} seconds (24 days), the longest kubehyve can wait`,
+      example,
+    );
   return n * 1000;
 }
 

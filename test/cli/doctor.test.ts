@@ -227,6 +227,15 @@ describe("kubehyve doctor for people", () => {
     const cases: [string[], string][] = [
       [["--watch", "soon"], '✖ --watch "soon" is not a number of seconds\n  → kubehyve doctor --watch 60\n'],
       [["--timeout", "0"], '✖ --timeout "0" is not a number of seconds\n  → kubehyve doctor --timeout 300\n'],
+      // Past a timer's range: taken, they would time every check out at once, or run a round a millisecond.
+      [
+        ["--timeout", "1e10"],
+        '✖ --timeout "1e10" is more than 2147483 seconds (24 days), the longest kubehyve can wait\n  → kubehyve doctor --timeout 300\n',
+      ],
+      [
+        ["--watch", "2147484"],
+        '✖ --watch "2147484" is more than 2147483 seconds (24 days), the longest kubehyve can wait\n  → kubehyve doctor --watch 60\n',
+      ],
       [
         ["--format", "xml"],
         '✖ --format "xml" is not one of human, json, prometheus\n  → kubehyve doctor --format prometheus --output /var/tmp/node_exporter/kubehyve.prom\n',
