@@ -3,8 +3,8 @@
  * report is for people, one versioned JSON document (--json), or a node_exporter textfile
  * (--format prometheus); --watch makes a round of it every N seconds until Ctrl-C.
  */
-import { lstatSync, statSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { lstatSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { type DoctorReport, doctorReport, doctorSummaryLine, prometheusText } from "../core/doctor-report.ts";
 import { runEngine } from "../core/engine.ts";
@@ -134,6 +134,71 @@ export function doctorRequest(flags: DoctorFlags, rawArgs: readonly string[]): D
   };
 }
 
+/** The cluster whose doctor report `text` is, in any of the three formats, or undefined for another file. */
+export function reportCluster(text: string): string | undefined {
+  const first = text.slice(0, text.indexOf("\n") >>> 0);
+  if (first.startsWith("# HELP kubehyve_check_status ")) {
+    // The label value as prometheusText escaped it (backslash, double quote, newline).
+    const m = /^kubehyve_doctor_last_run_timestamp_seconds\{cluster="((?:[^"\\]|\\.)*)"\} /m.exec(text);
+    return m?.[1]?.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
+  }
+  if (first.startsWith("{")) {
+    try {
+      const doc = JSON.parse(first) as Partial<DoctorReport>;
+      return doc.v === 1 && typeof doc.checkedAt === "string" && Array.isArray(doc.stages)
+        ? doc.cluster
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  const human = /^doctor (\S+): .* \(\d{4}-\d\d-\d\dT[\d:.]+Z, [^)]*\)$/.exec(first);
+  return human && /^doctor: .*\n$/m.test(text) ? human[1] : undefined;
+}
+
+/**
+ * Refuses to put this cluster's report over what is not already one: kubehyve runs as root, and
+ * --output naming another collector's textfile, a link, or a device would otherwise replace it
+ * without a word. Missing or empty (made ready with touch) is fine; so is an earlier report of
+ * this same cluster, in any format. Checked before the first round and again before each write.
+ */
+function outputTaken(path: string, shown: string, cluster: string): void {
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  const elsewhere = `--output ${join(dirname(path), `kubehyve-${cluster}${extname(path) || ".prom"}`)}`;
+  if (st.isSymbolicLink())
+    throw new InputError(
+      `--output ${shown} is a symbolic link: doctor replaces only a file of its own, never a link`,
+      "name the file itself, or a new one in a directory of your choice",
+    );
+  if (!st.isFile())
+    throw new InputError(`--output ${shown} is not a regular file`, `name a file to write: ${elsewhere}`);
+  if (st.size === 0) return;
+  let text = "";
+  // A report is a few KiB; anything far larger is not one, and is not read in whole to find out.
+  if (st.size <= 16 * 1024 * 1024)
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (error) {
+      throw pathError(error, `--output ${shown} cannot be read`, shown) ?? error;
+    }
+  const owner = reportCluster(text);
+  if (owner === undefined)
+    throw new InputError(
+      `--output ${shown} is a file kubehyve doctor did not write; it is left as it is`,
+      `doctor replaces only its own report: name another file (${elsewhere}), or remove this one first`,
+    );
+  if (owner !== cluster)
+    throw new InputError(
+      `--output ${shown} holds the report of cluster ${JSON.stringify(owner)}, not of ${JSON.stringify(cluster)}`,
+      `give each cluster a file of its own: ${elsewhere}`,
+    );
+}
+
 function render(report: DoctorReport, format: Format, verbose?: boolean): string {
   if (format === "json") return `${JSON.stringify(report)}\n`;
   if (format === "prometheus") return prometheusText(report);
@@ -145,6 +210,7 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
   const { registry, config, stateDir: named } = await loadCluster(flags);
   const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
   const stateDir = throwaway?.dir ?? named;
+  if (req.output) outputTaken(req.output, flags.output!, config.cluster.name);
   const interrupts = interruptSignals();
   const stopAtOnce = AbortSignal.any([interrupts.signal, interrupts.abort]);
   const out = output();
@@ -196,6 +262,7 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
       });
       const text = render(report, req.format, flags.verbose);
       if (req.output) {
+        outputTaken(req.output, flags.output!, config.cluster.name);
         try {
           await writeFileAtomic(req.output, text, 0o644);
         } catch (error) {

@@ -8,6 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -300,6 +301,66 @@ describe("kubehyve doctor --output", () => {
       expect(r.stderr).toStartWith(`✖ --output ${out} cannot be written: `);
       expect(r.stderr).not.toContain(".tmp");
     }
+  });
+});
+
+describe("kubehyve doctor --output over what is already there", () => {
+  test("another program's file and a symbolic link are left as they were, exit 2, before anything runs", async () => {
+    const { run, dir, state } = lab();
+    const textfiles = join(dir, "textfile");
+    mkdirSync(textfiles);
+    const other = join(textfiles, "smartmon.prom");
+    writeFileSync(other, "# TYPE smartmon_device_active gauge\nsmartmon_device_active 1\n");
+    const secret = join(dir, "shadow.prom");
+    writeFileSync(secret, "not a report\n");
+    const link = join(textfiles, "kubehyve.prom");
+    symlinkSync(secret, link);
+    const cases: [string, string][] = [
+      [
+        other,
+        `✖ --output ${other} is a file kubehyve doctor did not write; it is left as it is\n  → doctor replaces only its own report: name another file (--output ${join(textfiles, "kubehyve-doclab.prom")}), or remove this one first\n`,
+      ],
+      [
+        link,
+        `✖ --output ${link} is a symbolic link: doctor replaces only a file of its own, never a link\n  → name the file itself, or a new one in a directory of your choice\n`,
+      ],
+    ];
+    for (const [out, stderr] of cases) {
+      const r = await run(["--format", "prometheus", "--output", out]);
+      expect([out, r.code, r.stderr, r.stdout]).toEqual([out, 2, stderr, ""]);
+    }
+    expect(readFileSync(other, "utf8")).toBe(
+      "# TYPE smartmon_device_active gauge\nsmartmon_device_active 1\n",
+    );
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(secret, "utf8")).toBe("not a report\n");
+    expect(readdirSync(textfiles).sort()).toEqual(["kubehyve.prom", "smartmon.prom"]);
+    // Refused before any stage was looked at: not even the state dir was made.
+    expect(existsSync(state)).toBe(false);
+  });
+
+  test("its own report is replaced round after round, in each format, and so is an empty file; another cluster's is not", async () => {
+    const { run, dir } = lab();
+    for (const [args, file] of [
+      [["--format", "prometheus"], "kubehyve.prom"],
+      [["--json"], "kubehyve.json"],
+      [[], "kubehyve.txt"],
+    ] as const) {
+      const out = join(dir, file);
+      writeFileSync(out, "");
+      for (let i = 0; i < 2; i++) {
+        const r = await run([...args, "--output", out]);
+        expect([file, r.code, r.stderr]).toEqual([file, 1, ""]);
+      }
+    }
+    const other = lab(FINDINGS, "otherlab");
+    const out = join(dir, "kubehyve.prom");
+    const r = await other.run(["--format", "prometheus", "--output", out]);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      `✖ --output ${out} holds the report of cluster "doclab", not of "otherlab"\n  → give each cluster a file of its own: --output ${join(dir, "kubehyve-otherlab.prom")}\n`,
+    ]);
+    expect(readFileSync(out, "utf8")).toContain('cluster="doclab"');
   });
 });
 
