@@ -82,6 +82,25 @@ export function ignoredIds(rawArgs: readonly string[]): string[] {
   return [...new Set(ids)];
 }
 
+/**
+ * The file is replaced by a rename inside its directory, which must already be there: made here,
+ * it would be private to root and unreadable to node_exporter. A link to the directory (a textfile
+ * directory moved to a bigger disk) is that directory. Checked again before each write: a
+ * directory removed while --watch runs is not made anew.
+ */
+function outputDirThere(out: string, shown: string): void {
+  const dir = dirname(out);
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {}
+  if (!isDir)
+    throw new InputError(
+      `--output ${shown}: the directory ${dir} does not exist`,
+      "make it first (node_exporter's --collector.textfile.directory names it)",
+    );
+}
+
 export function doctorRequest(flags: DoctorFlags, rawArgs: readonly string[]): DoctorRequest {
   const format = (nonEmpty(flags.format, "--format") ?? (flags.json ? "json" : "human")) as Format;
   if (!FORMATS.includes(format))
@@ -100,19 +119,7 @@ export function doctorRequest(flags: DoctorFlags, rawArgs: readonly string[]): D
         `--output ${flags.output}: node_exporter's textfile collector reads only files ending in .prom`,
         `--output ${join(dirname(out), "kubehyve.prom")}`,
       );
-    // The file is replaced by a rename inside its directory, which must already be there: made
-    // here, it would be private to root and unreadable to node_exporter.
-    // A link to the directory (a textfile directory moved to a bigger disk) is that directory.
-    const dir = dirname(out);
-    let isDir = false;
-    try {
-      isDir = statSync(dir).isDirectory();
-    } catch {}
-    if (!isDir)
-      throw new InputError(
-        `--output ${flags.output}: the directory ${dir} does not exist`,
-        "make it first (node_exporter's --collector.textfile.directory names it)",
-      );
+    outputDirThere(out, flags.output!);
     // Found now, not after every stage was looked at, when the rename onto it would fail.
     let isDirItself = false;
     try {
@@ -262,6 +269,7 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
       });
       const text = render(report, req.format, flags.verbose);
       if (req.output) {
+        outputDirThere(req.output, flags.output!);
         outputTaken(req.output, flags.output!, config.cluster.name);
         try {
           await writeFileAtomic(req.output, text, 0o644);

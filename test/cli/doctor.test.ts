@@ -12,6 +12,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -361,6 +362,27 @@ describe("kubehyve doctor --output over what is already there", () => {
       `✖ --output ${out} holds the report of cluster "doclab", not of "otherlab"\n  → give each cluster a file of its own: --output ${join(dir, "kubehyve-otherlab.prom")}\n`,
     ]);
     expect(readFileSync(out, "utf8")).toContain('cluster="doclab"');
+  });
+});
+
+describe("kubehyve doctor --watch --output", () => {
+  test("a directory removed between rounds is not made anew: the watch ends naming it, exit 2", async () => {
+    const { run, dir } = lab();
+    const textfiles = join(dir, "textfile");
+    mkdirSync(textfiles);
+    const out = join(textfiles, "kubehyve.prom");
+    const running = run(["--format", "prometheus", "--output", out, "--watch", "0.2"]);
+    for (const deadline = Date.now() + 20_000; !existsSync(out) && Date.now() < deadline; )
+      await Bun.sleep(20);
+    rmSync(textfiles, { recursive: true });
+    const stop = setTimeout(() => process.emit("SIGINT"), 10_000);
+    const r = await running;
+    clearTimeout(stop);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      `✖ --output ${out}: the directory ${textfiles} does not exist\n  → make it first (node_exporter's --collector.textfile.directory names it)\n`,
+    ]);
+    expect(existsSync(textfiles)).toBe(false);
   });
 });
 
