@@ -3,7 +3,7 @@
  * report is for people, one versioned JSON document (--json), or a node_exporter textfile
  * (--format prometheus); --watch makes a round of it every N seconds until Ctrl-C.
  */
-import { lstatSync, readFileSync, statSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { type DoctorReport, doctorReport, doctorSummaryLine, prometheusText } from "../core/doctor-report.ts";
@@ -212,6 +212,29 @@ function render(report: DoctorReport, format: Format, verbose?: boolean): string
   return formatDoctorReport(report, { verbose });
 }
 
+/** How many of its own logs doctor keeps, this run's included: the others are removed, oldest first. */
+export const DOCTOR_LOGS_KEPT = 20;
+const DOCTOR_LOG = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z-doctor(-watch)?\.ndjson$/;
+
+/**
+ * doctor from cron every five minutes would leave 288 logs a day, for ever: the oldest of doctor's
+ * own (by the name it gives them, and only regular files) go, so that with this run's there are
+ * DOCTOR_LOGS_KEPT. The logs of up, down and the rest are never touched.
+ */
+function pruneDoctorLogs(logs: string): void {
+  const own = readdirSync(logs)
+    .filter((name) => DOCTOR_LOG.test(name))
+    .sort();
+  for (const name of own.slice(0, Math.max(0, own.length - (DOCTOR_LOGS_KEPT - 1)))) {
+    const path = join(logs, name);
+    try {
+      if (lstatSync(path).isFile()) rmSync(path, { force: true });
+    } catch {
+      // Gone already: another doctor pruned it at the same time.
+    }
+  }
+}
+
 async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promise<number> {
   const req = doctorRequest(flags, rawArgs);
   const { registry, config, stateDir: named } = await loadCluster(flags);
@@ -229,6 +252,7 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
       const stamp = new Date().toISOString().replace(/[:.]/g, "-");
       // A watch keeps one log, holding its last round: a round a minute must not fill the disk.
       logFile = join(stateDir, "logs", `${stamp}-doctor${req.watchMs ? "-watch" : ""}.ndjson`);
+      pruneDoctorLogs(join(stateDir, "logs"));
     }
     for (let round = 1; ; round++) {
       const started = Date.now();

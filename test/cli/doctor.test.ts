@@ -7,6 +7,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import {
+  chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -190,6 +191,27 @@ describe("kubehyve doctor for people", () => {
       .map((l) => JSON.parse(l))
       .find((e) => e.type === "run.start");
     expect(start).toMatchObject({ command: "doctor", stages: ["alpha", "beta"], dryRun: false });
+  });
+
+  test("run from cron it keeps its newest 20 logs, removing only older logs of its own", async () => {
+    const { run, state } = lab();
+    const logs = join(state, "logs");
+    mkdirSync(logs, { recursive: true, mode: 0o700 });
+    chmodSync(state, 0o700);
+    const others = [
+      "2026-01-01T00-00-00-000Z-up.ndjson",
+      "notes.txt",
+      "2026-01-01T00-00-00-000Z-doctor.ndjson.bak",
+    ];
+    for (const name of others) writeFileSync(join(logs, name), "", { mode: 0o600 });
+    // As old as can be, in doctor's own name: the first to go.
+    writeFileSync(join(logs, "2000-01-01T00-00-00-000Z-doctor.ndjson"), "", { mode: 0o600 });
+    for (let i = 0; i < 22; i++) expect((await run([])).code).toBe(1);
+    const names = readdirSync(logs).sort();
+    const own = names.filter((n) => /-doctor\.ndjson$/.test(n));
+    expect(own).toHaveLength(20);
+    expect(own).not.toContain("2000-01-01T00-00-00-000Z-doctor.ndjson");
+    expect(names.filter((n) => !own.includes(n)).sort()).toEqual([...others].sort());
   });
 
   test("--verbose shows the ok lines too; no error is exit 0", async () => {
