@@ -301,7 +301,10 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
           // Named by the flag and its path, not by the temporary file the error speaks of.
           throw pathError(error, `--output ${req.output} cannot be written`, req.output) ?? error;
         }
-        out.stdout(`${doctorSummaryLine(report.summary)} (written to ${req.output})\n`);
+        // For a person at a terminal only: from cron any output is a mail every round, and
+        // after --json a line that is not JSON breaks the reader of stdout.
+        if (out.stdoutTerminal)
+          out.stdout(`${doctorSummaryLine(report.summary)} (written to ${req.output})\n`);
       } else if (req.watchMs && req.format === "human" && out.stdoutTerminal) {
         out.stdout(`${CLEAR_SCREEN}${text}`);
       } else {
