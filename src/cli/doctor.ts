@@ -10,7 +10,7 @@ import { type DoctorReport, doctorReport, doctorSummaryLine, prometheusText } fr
 import { runEngine } from "../core/engine.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
 import { CancelledError, ExitCode, InputError } from "../lib/errors.ts";
-import { ensurePrivateDir, pathError, writeFileAtomic } from "../lib/fsutil.ts";
+import { ensurePrivateDir, pathError, removeStaleTemps, writeFileAtomic } from "../lib/fsutil.ts";
 import { sleep } from "../lib/poll.ts";
 import { interruptSignals } from "./_session.ts";
 import { exampleArg, type GlobalFlags, globalArgs, loadCluster, nonEmpty, splitList } from "./_shared.ts";
@@ -295,6 +295,8 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
       if (req.output) {
         outputDirThere(req.output, flags.output!);
         outputTaken(req.output, flags.output!, config.cluster.name);
+        // Left by a doctor killed mid-write: the collector skips them, but they would pile up.
+        removeStaleTemps(req.output);
         try {
           await writeFileAtomic(req.output, text, 0o644);
         } catch (error) {

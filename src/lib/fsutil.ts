@@ -13,8 +13,10 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   realpathSync,
+  rmSync,
   type Stats,
   statSync,
   writeSync,
@@ -270,6 +272,44 @@ export function appendPrivateFile(path: string, text: string): void {
 
 let tmpCounter = 0;
 
+/** writeFileAtomic's temporary name for `path`: `<name, cut at 48>.<pid>.<n>.tmp`. */
+const tempName = (path: string, pid: number, n: number) => `${basename(path).slice(0, 48)}.${pid}.${n}.tmp`;
+
+/**
+ * Removes what writeFileAtomic left beside `path` when the process writing it was killed between
+ * the write and the rename (SIGKILL, the OOM killer): only temporary names of that file, and only
+ * of a process that is gone. Nothing else in the directory is touched.
+ */
+export function removeStaleTemps(path: string): void {
+  const prefix = `${basename(path).slice(0, 48)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = name.startsWith(prefix) ? /^(\d+)\.(\d+)\.tmp$/.exec(name.slice(prefix.length)) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || alive(pid)) continue;
+    const tmp = join(dirname(path), tempName(path, pid, Number(m[2])));
+    try {
+      if (lstatSync(tmp).isFile()) rmSync(tmp, { force: true });
+    } catch {}
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, as another user's.
+    return (error as NodeJS.ErrnoException).code !== "ESRCH";
+  }
+}
+
 /**
  * Writes through a temporary file and a rename, so a crash never leaves half a file. The rename
  * replaces a link at `path` rather than writing where it leads. `owner` keeps a file that belongs
@@ -285,7 +325,7 @@ export async function writeFileAtomic(
   if (!lstatOrUndefined(dir)) ensurePrivateDirSync(dir);
   // Unique per call: two writes of one file in flight at once must not share (and steal) a temp file.
   // Named after the file, but short: a name near the 255-byte limit must not fail on its temp's.
-  const tmp = join(dir, `${basename(path).slice(0, 48)}.${process.pid}.${++tmpCounter}.tmp`);
+  const tmp = join(dir, tempName(path, process.pid, ++tmpCounter));
   try {
     // "wx": never write through something already lying at the temporary name (a symlink).
     await writeFile(tmp, content, { mode, flag: "wx" });

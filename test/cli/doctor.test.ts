@@ -387,6 +387,26 @@ describe("kubehyve doctor --output over what is already there", () => {
   });
 });
 
+describe("kubehyve doctor --output after a doctor killed mid-write", () => {
+  test("the temporary file it left is removed; a live writer's, and other files' temporary names, are not", async () => {
+    const { run, dir } = lab();
+    const textfiles = join(dir, "textfile");
+    mkdirSync(textfiles);
+    // A process that has ended: its pid names no one now.
+    const gone = Bun.spawnSync([process.execPath, "-e", ""]).pid;
+    const left = `kubehyve.prom.${gone}.1.tmp`;
+    const kept = [
+      `kubehyve.prom.${process.pid}.7.tmp`,
+      `smartmon.prom.${gone}.1.tmp`,
+      `kubehyve.prom.${gone}.tmp`,
+    ];
+    for (const name of [left, ...kept]) writeFileSync(join(textfiles, name), "# half a file");
+    const r = await run(["--format", "prometheus", "--output", join(textfiles, "kubehyve.prom")]);
+    expect(r.code).toBe(1);
+    expect(readdirSync(textfiles).sort()).toEqual(["kubehyve.prom", ...kept].sort());
+  });
+});
+
 describe("kubehyve doctor --output and stdout", () => {
   test("off a terminal nothing is written there, in any format; on one, the summary and where the report went", async () => {
     const { run, dir } = lab();
