@@ -82,6 +82,14 @@ export function ownershipProblem(
           ? `move ${p} away`
           : `choose another path: ${p} is not kubehyve's to move`,
     };
+  // Root's (`doctor` run from a login shell against root's lab): a chown would hand root's cluster
+  // key and kubeconfig to this user, and the user cannot do one anyway.
+  if (st.uid === 0 && me() !== 0)
+    return {
+      why: `is root's, not of the user running kubehyve (uid ${me()})`,
+      fix: () =>
+        `run kubehyve as root (sudo kubehyve …), as whoever made it did, or use a ${want} of your own`,
+    };
   if (st.uid !== me())
     return {
       why: `is owned by uid ${st.uid}, not by the user running kubehyve (uid ${me()})`,

@@ -327,6 +327,37 @@ describe("kubehyve doctor --output", () => {
   });
 });
 
+describe("kubehyve doctor run by a user who is not root", () => {
+  test("root's state dir is refused with exit 2, told to run as root, never to take root's state over", async () => {
+    const { dir, plugins, state } = lab();
+    mkdirSync(state, { mode: 0o700 });
+    chmodSync(dir, 0o755);
+    const proc = Bun.spawnSync(
+      [process.execPath, MAIN, "doctor", "--json", "--plugin-dir", plugins, "--state-dir", state],
+      {
+        cwd: dir,
+        env: userEnv(dir),
+        uid: 65534,
+        gid: 65534,
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    expect([proc.exitCode, proc.stderr.toString()]).toEqual([2, ""]);
+    const error = JSON.parse(proc.stdout.toString());
+    expect(error).toMatchObject({
+      v: 1,
+      type: "error",
+      message: `state dir ${state} is root's, not of the user running kubehyve (uid 65534)`,
+      exitCode: 2,
+    });
+    expect(error.hint).toStartWith("run kubehyve as root (sudo kubehyve …)");
+    expect(error.hint).not.toContain("chown");
+    expect(readdirSync(state)).toEqual([]);
+  });
+});
+
 describe("kubehyve doctor --output over what is already there", () => {
   test("another program's file and a symbolic link are left as they were, exit 2, before anything runs", async () => {
     const { run, dir, state } = lab();
