@@ -22,6 +22,7 @@ import { join } from "node:path";
 import Ajv from "ajv";
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
 import type { DoctorReport } from "../../src/core/doctor-report.ts";
+import { acquireLock } from "../../src/core/journal.ts";
 import { dropInLab, runInProcess, userEnv } from "../lab/cli.ts";
 import { haveNodeExporter, startNodeExporter, type TextfileScrape } from "../lab/node-exporter.ts";
 
@@ -212,6 +213,22 @@ describe("kubehyve doctor for people", () => {
     expect(own).toHaveLength(20);
     expect(own).not.toContain("2000-01-01T00-00-00-000Z-doctor.ndjson");
     expect(names.filter((n) => !own.includes(n)).sort()).toEqual([...others].sort());
+  });
+
+  test("it reads while up holds the state dir's lock, neither waiting for it nor taking it", async () => {
+    const { run, state } = lab();
+    mkdirSync(state, { mode: 0o700 });
+    chmodSync(state, 0o700);
+    // Held by a live run: this process, as an up in the middle of its apply.
+    const lock = acquireLock(state, "up");
+    try {
+      const r = await run(["--json"]);
+      expect(r.code).toBe(1);
+      expect(document(r.stdout).summary.error).toBe(1);
+      expect(JSON.parse(readFileSync(lock.file, "utf8"))).toMatchObject({ pid: process.pid, command: "up" });
+    } finally {
+      lock.release();
+    }
   });
 
   test("--verbose shows the ok lines too; no error is exit 0", async () => {
