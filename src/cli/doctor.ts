@@ -313,6 +313,9 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
         out.stdout(req.watchMs && req.format === "human" && round > 1 ? `\n${text}` : text);
       }
       if (!req.watchMs) return report.exitCode;
+      // A watch whose rounds go to a stdout that takes nothing more (`| head -1`, a full disk):
+      // further rounds would be for no one, for ever. It ends as one run would, with its exit code.
+      if (!req.output && out.stdoutGone) return report.exitCode;
       try {
         await sleep(Math.max(0, req.watchMs - (Date.now() - started)), interrupts.signal);
       } catch (error) {

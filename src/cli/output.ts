@@ -27,6 +27,11 @@ export interface Output {
   readonly columns?: number;
   /** stdout is a terminal: a report can be cleared and drawn anew (doctor --watch). */
   readonly stdoutTerminal?: boolean;
+  /**
+   * stdout takes nothing more: its reader went away (`kubehyve doctor --watch 5 | head -1`), or a
+   * write failed (a full disk under `> file`); what is written there from now on is dropped.
+   */
+  readonly stdoutGone?: boolean;
   /** Lines on this side may be coloured (a terminal, and nobody said NO_COLOR). */
   colors?(side: "stdout" | "stderr"): boolean;
 }
@@ -121,6 +126,9 @@ const processOutput: Output = {
   },
   get stdoutTerminal() {
     return isTerminal(1);
+  },
+  get stdoutGone() {
+    return gone.has(1);
   },
   colors: (side) => colorsOn(side === "stdout" ? 1 : 2),
 };

@@ -796,6 +796,19 @@ describe("kubehyve doctor --watch", () => {
     expect(await new Response(proc.stderr).text()).toContain("interrupted");
   });
 
+  test("a reader of its stdout that goes away ends the watch, with the last round's exit code", async () => {
+    const { spawn } = lab();
+    const proc = spawn(["--watch", "0.2", "--json"]);
+    const first = await readUntil(proc.stdout, (t) => t.includes("\n"));
+    expect(document(first.split("\n")[0]!).exitCode).toBe(1);
+    // `kubehyve doctor --watch 5 --json | head -1`: the reader reads one round and leaves.
+    await proc.stdout.cancel();
+    const code = await Promise.race([proc.exited, Bun.sleep(10_000).then(() => "still running")]);
+    if (code === "still running") proc.kill("SIGKILL");
+    expect(code).toBe(1);
+    expect(await new Response(proc.stderr).text()).toBe("");
+  });
+
   test("on a terminal the report is cleared and drawn anew each round", async () => {
     const { run } = lab();
     const clear = "\x1b[H\x1b[2J";
