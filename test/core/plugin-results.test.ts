@@ -284,6 +284,25 @@ describe("arguments to the context's helpers", () => {
     );
   });
 
+  test("ctx.wet with a target that is not a string is refused", async () => {
+    const r = await run(
+      ["plan"],
+      `async check(ctx) { await ctx.wet("make it", async () => {}, { target: ["cp1"] }); return { changes: [], diagnostics: [] }; },`,
+    );
+    failedForThePlugin(r, "plugin bad/result called ctx.wet with a target that is not a string (a list)");
+  });
+
+  test("ctx.onCleanup without a function is refused when it is called, not when the run ends", async () => {
+    const r = await run(
+      ["plan"],
+      `async check(ctx) { ctx.onCleanup("rm -rf /tmp/x"); return { changes: [], diagnostics: [] }; },`,
+    );
+    failedForThePlugin(
+      r,
+      `plugin bad/result called ctx.onCleanup with a cleanup that is not a function ("rm -rf /tmp/x")`,
+    );
+  });
+
   test("ctx.log with a message that is not a string is refused", async () => {
     const r = await run(
       ["plan"],
