@@ -190,8 +190,8 @@ export function checkedRendered(pluginId: string, value: unknown): RenderedFile[
   const files = hold<RenderedFile[]>(RenderedFilesSchema, pluginId, "render", value, "files");
   const seen = new Set<string>();
   for (const file of files) {
+    // As render-output.ts joins it: `./a` and `a//b` are `a` and `a/b` (a backslash is a name's own).
     const key = file.path
-      .replace(/\\/g, "/")
       .split("/")
       .filter((p) => p && p !== ".")
       .join("/");
