@@ -175,6 +175,32 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     },
   };
 
+  // The plugin's view of its store: a value JSON cannot hold would be kept in memory and then
+  // break the write of this one and of every later key (in a dry run, only a real run would tell).
+  const key = (helper: string, k: unknown) =>
+    need(typeof k === "string" && k !== "", helper, "a key", k, "a string");
+  const pluginState: typeof state = {
+    get: <T>(k: string) => {
+      key("ctx.state.get", k);
+      return state.get<T>(k);
+    },
+    async set(k, value) {
+      key("ctx.state.set", k);
+      let text: string | undefined;
+      try {
+        text = JSON.stringify(value);
+      } catch {
+        text = undefined;
+      }
+      need(text !== undefined, "ctx.state.set", `a value for ${k}`, value, "storable as JSON");
+      await state.set(k, value);
+    },
+    async delete(k) {
+      key("ctx.state.delete", k);
+      await state.delete(k);
+    },
+  };
+
   const ctx: TestablePluginContext = {
     cluster: args.cluster,
     options: args.options as never,
@@ -221,7 +247,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
         mirror: process.env.KUBEHYVE_MIRROR || undefined,
       }),
     log,
-    state,
+    state: pluginState,
     dir,
     async clusterKey(): Promise<SshKey> {
       const privateKeyPath = clusterKeyPath(args.stateDir);

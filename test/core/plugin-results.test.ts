@@ -303,6 +303,22 @@ describe("arguments to the context's helpers", () => {
     );
   });
 
+  test("ctx.state.set with a value JSON cannot hold is refused, also in a plan, which keeps state in memory", async () => {
+    for (const [value, shown] of [
+      ["10n", "10, a number"],
+      ["() => 1", "a function"],
+    ] as const) {
+      const r = await run(
+        ["plan"],
+        `async check(ctx) { await ctx.state.set("count", ${value}); return { changes: [], diagnostics: [] }; },`,
+      );
+      failedForThePlugin(
+        r,
+        `plugin bad/result called ctx.state.set with a value for count that is not storable as JSON (${shown})`,
+      );
+    }
+  });
+
   test("ctx.log with a message that is not a string is refused", async () => {
     const r = await run(
       ["plan"],
