@@ -14,6 +14,7 @@ import { parseDuration } from "./duration.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
 import { type Cluster, DEFAULT_TIMEOUTS, type HostSpec, type NodeSpec } from "./model.ts";
 import { nodeMac, nodeUuid } from "./node-identity.ts";
+import { checkedDiagnostics } from "./plugin-results.ts";
 import { type ClusterFile, ClusterFileSchema, DnsLabel } from "./schema.ts";
 import { parseSize } from "./units.ts";
 import {
@@ -537,11 +538,18 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   for (const stage of stages) {
     let found: Diagnostic[];
     try {
-      found = stage.plugin.validate?.({ cluster, options: stage.options }) ?? [];
+      found = stage.plugin.validate ? stage.plugin.validate({ cluster, options: stage.options }) : [];
     } catch (error) {
       // A plugin that breaks while judging the file has not said the file is wrong: name it, not
       // kubehyve, with what it threw.
       problems.add(["stages", stage.slot], pluginBroke(stage.plugin.id, error));
+      continue;
+    }
+    try {
+      checkedDiagnostics(stage.plugin.id, "validate", found);
+    } catch (error) {
+      // Findings that break the contract say nothing reliable about the file: the plugin is named.
+      problems.add(["stages", stage.slot], (error as Error).message);
       continue;
     }
     for (const d of found) {

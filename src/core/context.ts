@@ -14,6 +14,7 @@ import type { Target } from "../targets/target.ts";
 import type { AnyPlugin, Canary, CanaryRun, Hooks, Logger, PluginContext, SshKey } from "./contract.ts";
 import { clusterIdentity } from "./identity.ts";
 import { type Cluster, type CommandTimeouts, DEFAULT_TIMEOUTS, type NodeSpec } from "./model.ts";
+import { argumentProblem } from "./plugin-results.ts";
 import { clusterKeyPath, defaultTargets, TargetPool } from "./pool.ts";
 import { memoryReporter, type Reporter } from "./reporter.ts";
 import { changeScope, policyBinder } from "./signal-target.ts";
@@ -151,12 +152,53 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     if (state.get(CANARIES_KEY) !== undefined) await state.delete(CANARIES_KEY);
   };
 
+  // Drop-ins call these with values nobody type-checked: a wrong one is refused here, naming the
+  // plugin, rather than ending as a TypeError or a garbled line further in.
+  const id = args.plugin.id;
+  const need = (ok: boolean, helper: string, what: string, value: unknown, expected: string) => {
+    if (!ok) throw argumentProblem(id, helper, what, value, expected);
+  };
+  const line = (level: "debug" | "info" | "warn") => (message: string) => {
+    need(typeof message === "string", `ctx.log.${level}`, "a message", message, "a string");
+    reporter.emit({ type: "log", stage: slot, level, message });
+  };
+  const count = (n: unknown) => n === undefined || (typeof n === "number" && Number.isFinite(n) && n >= 0);
   const log: Logger = {
-    debug: (message) => reporter.emit({ type: "log", stage: slot, level: "debug", message }),
-    info: (message) => reporter.emit({ type: "log", stage: slot, level: "info", message }),
-    warn: (message) => reporter.emit({ type: "log", stage: slot, level: "warn", message }),
-    progress: (message, current, total) =>
-      reporter.emit({ type: "progress", stage: slot, message, current, total }),
+    debug: line("debug"),
+    info: line("info"),
+    warn: line("warn"),
+    progress: (message, current, total) => {
+      need(typeof message === "string", "ctx.log.progress", "a message", message, "a string");
+      need(count(current), "ctx.log.progress", "a current step", current, "a number");
+      need(count(total), "ctx.log.progress", "a total", total, "a number");
+      reporter.emit({ type: "progress", stage: slot, message, current, total });
+    },
+  };
+
+  // The plugin's view of its store: a value JSON cannot hold would be kept in memory and then
+  // break the write of this one and of every later key (in a dry run, only a real run would tell).
+  const key = (helper: string, k: unknown) =>
+    need(typeof k === "string" && k !== "", helper, "a key", k, "a string");
+  const pluginState: typeof state = {
+    get: <T>(k: string) => {
+      key("ctx.state.get", k);
+      return state.get<T>(k);
+    },
+    async set(k, value) {
+      key("ctx.state.set", k);
+      let text: string | undefined;
+      try {
+        text = JSON.stringify(value);
+      } catch {
+        text = undefined;
+      }
+      need(text !== undefined, "ctx.state.set", `a value for ${k}`, value, "storable as JSON");
+      await state.set(k, value);
+    },
+    async delete(k) {
+      key("ctx.state.delete", k);
+      await state.delete(k);
+    },
   };
 
   const ctx: TestablePluginContext = {
@@ -170,6 +212,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
       return bind(args.targets?.local ?? pool.local());
     },
     node(name) {
+      need(typeof name === "string", "ctx.node", "a node name", name, "a string");
       const node = args.cluster.nodes.find((n) => n.name === name);
       if (!node) throw new KubehyveError(`no node named ${name} in the cluster file`);
       return bind(args.targets?.node?.(node) ?? pool.node(node));
@@ -204,7 +247,7 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
         mirror: process.env.KUBEHYVE_MIRROR || undefined,
       }),
     log,
-    state,
+    state: pluginState,
     dir,
     async clusterKey(): Promise<SshKey> {
       const privateKeyPath = clusterKeyPath(args.stateDir);
@@ -234,10 +277,33 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     assumeYes: args.assumeYes ?? false,
     upgrade: args.upgrade ?? false,
     async confirm(question) {
+      need(typeof question === "string", "ctx.confirm", "a question", question, "a string");
       if (args.assumeYes) return true;
       return args.ask ? args.ask(question) : false;
     },
     async wet(description, fn, opts) {
+      need(
+        typeof description === "string" && description !== "",
+        "ctx.wet",
+        "a description",
+        description,
+        "a line saying what it changes",
+      );
+      need(typeof fn === "function", "ctx.wet", "a step", fn, "a function");
+      need(
+        opts === undefined || (typeof opts === "object" && opts !== null),
+        "ctx.wet",
+        "options",
+        opts,
+        "an object",
+      );
+      need(
+        opts?.target === undefined || typeof opts.target === "string",
+        "ctx.wet",
+        "a target",
+        opts?.target,
+        "a string",
+      );
       wetLog.push(description);
       reporter.emit({ type: "wet", stage: slot, description, target: opts?.target, dryRun });
       if (dryRun) return undefined;
@@ -250,9 +316,33 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
       return changeScope.run(true, fn);
     },
     onCleanup(fn) {
+      need(typeof fn === "function", "ctx.onCleanup", "a cleanup", fn, "a function");
       cleanups.push(fn);
     },
     async canary<T>(canary: Canary<T>, fn: () => Promise<T>): Promise<CanaryRun<T>> {
+      need(typeof canary === "object" && canary !== null, "ctx.canary", "a canary", canary, "an object");
+      need(
+        typeof canary.name === "string" && canary.name !== "",
+        "ctx.canary",
+        "a canary name",
+        canary.name,
+        "a string",
+      );
+      need(
+        typeof canary.description === "string",
+        "ctx.canary",
+        "a canary description",
+        canary.description,
+        "a string",
+      );
+      need(
+        typeof canary.passed === "function",
+        "ctx.canary",
+        "a canary's passed",
+        canary.passed,
+        "a function",
+      );
+      need(typeof fn === "function", "ctx.canary", "a canary run", fn, "a function");
       if (dryRun) {
         await ctx.wet(canary.description, fn);
         return { ran: false, why: "read-only" };
@@ -266,7 +356,15 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
           const { [canary.name]: _stale, ...others } = passedCanaries();
           await state.set(CANARIES_KEY, others);
           const r = await fn();
-          if (canary.passed(r))
+          const passed = canary.passed(r);
+          need(
+            typeof passed === "boolean",
+            "ctx.canary",
+            `a canary (${canary.name}) whose passed answered`,
+            passed,
+            "true or false",
+          );
+          if (passed)
             await state.set(CANARIES_KEY, { ...passedCanaries(), [canary.name]: new Date().toISOString() });
           return r;
         });

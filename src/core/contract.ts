@@ -225,6 +225,13 @@ export interface Plugin<S extends GenericSchema = GenericSchema, O = InferOutput
   render?(ctx: PluginContext<O>): Promise<RenderedFile[]>;
   destroy?(ctx: PluginContext<O>): Promise<void>;
   hooks?: HookHandlers<O>;
+  /**
+   * valibot schemas of one answer of each hook this plugin calls. The core checks every answer to
+   * its ctx.hooks.call against it (checked, not transformed: the caller gets the answer as given),
+   * and a mismatch fails the caller's phase naming the plugin that answered. A hook without one
+   * gets its answers unchecked.
+   */
+  hookAnswers?: { [N in HookName]?: GenericSchema<unknown, HookAnswer<N>> };
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds plugins of every options type

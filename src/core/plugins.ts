@@ -48,6 +48,20 @@ function shapeProblem(candidate: unknown): string | undefined {
   if (typeof p.check !== "function") return "it has no check function";
   if (p.after !== undefined && (!Array.isArray(p.after) || p.after.some((s) => typeof s !== "string")))
     return "its after is not a list of slot names";
+  // Called without another look by the steps: one that is there must be a function.
+  for (const phase of ["validate", "apply", "verify", "render", "destroy"] as const)
+    if (p[phase] !== undefined && typeof p[phase] !== "function") return `its ${phase} is not a function`;
+  for (const [field, what] of [
+    ["hooks", "hook handlers"],
+    ["hookAnswers", "schemas of hook answers"],
+  ] as const) {
+    const map = p[field];
+    if (map !== undefined && (typeof map !== "object" || map === null || Array.isArray(map)))
+      return `its ${field} is not an object of ${what}`;
+  }
+  for (const [name, schema] of Object.entries(p.hookAnswers ?? {}))
+    if ((schema as { kind?: unknown } | null)?.kind !== "schema")
+      return `its hookAnswers of ${name} is not a valibot schema (use v.object(...) from "kubehyve")`;
   return undefined;
 }
 

@@ -8,7 +8,7 @@ import type { KubeClient } from "../kube/types.ts";
 import { InputError, KubehyveError } from "../lib/errors.ts";
 import type { Stage } from "./config.ts";
 import { createPluginContext, type TestablePluginContext } from "./context.ts";
-import type { Hooks } from "./contract.ts";
+import type { AnyPlugin, HookName, Hooks } from "./contract.ts";
 import { type Diagnostic, ignoring } from "./diagnostics.ts";
 import type { ExposeRequest } from "./expose.ts";
 import { acquireHostLock, type HostLock } from "./host-lock.ts";
@@ -17,6 +17,7 @@ import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
 import type { Cluster } from "./model.ts";
 import { orderStages } from "./order.ts";
 import { errorMessage, type PhaseRunner, phaseRunner, type StageOutcome } from "./phase.ts";
+import { checkedHookAnswer, describeValue, PluginContractError } from "./plugin-results.ts";
 import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "./pool.ts";
 import type { RenderedSlot } from "./render-output.ts";
 import { type Reporter, RUN_SECTION } from "./reporter.ts";
@@ -184,16 +185,28 @@ export class Run {
       this.offline ? offlineTargets : (req.targets ?? defaultTargets(req.cluster, req.stateDir)),
       { rememberUnreachable: opts.rememberUnreachable && !this.offline },
     );
-    this.hooks = {
-      call: async (name, ...[payload]) => {
-        const answers = [];
-        for (const stage of this.ordered) {
-          const handler = stage.plugin.hooks?.[name];
-          if (handler) answers.push(await handler(this.contextOf(stage), payload as never));
-        }
-        return answers;
-      },
-    };
+    this.hooks = { call: (name, ...[payload]) => this.callHook(name, payload) };
+  }
+
+  /**
+   * Every stage's answer to hook `name`, in stage order, each handler with its own stage's context;
+   * `caller`'s schema of the answer (Plugin.hookAnswers), when it declares one, holds each answer.
+   */
+  private async callHook(name: HookName, payload: unknown, caller?: AnyPlugin): Promise<never> {
+    const declared = { id: caller?.id ?? "kubehyve", schema: caller?.hookAnswers?.[name] };
+    const answers: unknown[] = [];
+    for (const stage of this.ordered) {
+      const handler = stage.plugin.hooks?.[name];
+      if (handler === undefined) continue;
+      if (typeof handler !== "function")
+        throw new PluginContractError(
+          stage.plugin.id,
+          `plugin ${stage.plugin.id}'s handler of hook ${name} is ${describeValue(handler)}, not a function`,
+        );
+      const answer = await handler(this.contextOf(stage), payload as never);
+      answers.push(checkedHookAnswer(stage.plugin.id, name, declared, answer));
+    }
+    return answers as never;
   }
 
   private id_?: string;
@@ -237,7 +250,8 @@ export class Run {
         signal: stop ? AbortSignal.any([this.signal, stop]) : this.signal,
         abort: stop ? (abort ? AbortSignal.any([abort, stop]) : stop) : abort,
         pool: this.pool,
-        hooks: this.hooks,
+        // Each stage's own: its calls are held to the answers it declares.
+        hooks: { call: (name, ...[payload]) => this.callHook(name, payload, stage.plugin) },
         kube: this.offline
           ? async () => {
               throw new KubehyveError("offline: no Kubernetes API is reached");

@@ -2,7 +2,7 @@
  * The steps runbooks.ts puts together: each one small, named by what it does, and the same for
  * every command that uses it.
  */
-import { join, normalize, relative } from "node:path";
+import { join, relative } from "node:path";
 import { ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import type { Stage } from "./config.ts";
 import type { TestablePluginContext } from "./context.ts";
@@ -11,6 +11,7 @@ import type { Diagnostic } from "./diagnostics.ts";
 import { diag } from "./diagnostics.ts";
 import { runExposure } from "./expose-run.ts";
 import { StageFailure, type StageOutcome } from "./phase.ts";
+import { checkedDiagnostics, checkedNothing, checkedRendered, checkedResult } from "./plugin-results.ts";
 import { writeRenderOutput } from "./render-output.ts";
 import type { Reporter } from "./reporter.ts";
 import type { Run } from "./run.ts";
@@ -43,15 +44,6 @@ export interface RunStep {
 /** The user said no to a question the run needed answered. */
 export class Declined extends KubehyveError {}
 
-/** A plugin renders inside its own folder: a path that would leave it is the plugin's bug. */
-function safeRenderPath(slot: string, path: string): string {
-  const clean = normalize(path);
-  if (clean.startsWith("..") || clean.startsWith("/") || clean === ".") {
-    throw new KubehyveError(`stage ${slot} rendered a file outside its directory: ${path}`);
-  }
-  return clean;
-}
-
 const stageStep = (title: string, fn: StageStep["run"]): StageStep => ({ title, run: fn });
 const runStep = (title: string, fn: RunStep["run"]): RunStep => ({ title, run: fn });
 /** Doctor's limit for one phase, after which the stage's commands are killed. */
@@ -67,7 +59,8 @@ export const step = {
       o,
       "check",
       async () => {
-        const r = await s.stage.plugin.check(s.ctx);
+        // A malformed plan stops here, before anything reads it: apply never runs on it.
+        const r = checkedResult(s.stage.plugin.id, await s.stage.plugin.check(s.ctx));
         // Set before the phase's journal line is written, which counts them.
         o.changes = r.changes;
         return r;
@@ -141,7 +134,7 @@ export const step = {
       await run.phases.run(
         s.outcome,
         "apply",
-        () => apply(s.ctx, changes),
+        async () => checkedNothing(s.stage.plugin.id, "apply", await apply(s.ctx, changes)),
         () => "ok",
       );
     return undefined;
@@ -153,7 +146,7 @@ export const step = {
     const diagnostics = await run.phases.run(
       s.outcome,
       "verify",
-      () => s.verifying ?? verify(s.ctx),
+      async () => checkedDiagnostics(s.stage.plugin.id, "verify", await (s.verifying ?? verify(s.ctx))),
       () => "ok",
       { reporter: s.reporter, ...limitOf(run, s.stage) },
     );
@@ -205,7 +198,7 @@ export const step = {
     await run.phases.run(
       s.outcome,
       "destroy",
-      () => destroy(s.ctx),
+      async () => checkedNothing(s.stage.plugin.id, "destroy", await destroy(s.ctx)),
       () => "ok",
     );
     return undefined;
@@ -217,11 +210,7 @@ export const step = {
     const files = await run.phases.run(
       s.outcome,
       "render",
-      async () => {
-        const files = await render(s.ctx);
-        for (const file of files) safeRenderPath(s.stage.slot, file.path);
-        return files;
-      },
+      async () => checkedRendered(s.stage.plugin.id, await render(s.ctx)),
       () => "ok",
     );
     run.rendered.push({ slot: s.stage.slot, files });

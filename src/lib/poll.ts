@@ -51,6 +51,19 @@ export async function poll<T>(
   probe: () => Promise<T | Pending>,
   opts: PollOptions,
 ): Promise<T> {
+  // Plugins call this with values nobody type-checked: a timeout that is no number would make
+  // the deadline NaN, and the wait endless.
+  const wrong = (what: string, value: unknown, expected: string) =>
+    new KubehyveError(`poll was called with ${what} that is not ${expected} (${kindOf(value)})`);
+  if (typeof description !== "string") throw wrong("a description", description, "a string");
+  if (typeof probe !== "function") throw wrong("a probe", probe, "a function");
+  if (typeof opts !== "object" || opts === null) throw wrong("options", opts, "an object with timeoutMs");
+  if (!isMilliseconds(opts.timeoutMs))
+    throw wrong(`timeoutMs for ${description}`, opts.timeoutMs, "a number of milliseconds");
+  if (opts.intervalMs !== undefined && !isMilliseconds(opts.intervalMs))
+    throw wrong(`intervalMs for ${description}`, opts.intervalMs, "a number of milliseconds");
+  if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal))
+    throw wrong(`a signal for ${description}`, opts.signal, "an AbortSignal");
   const interval = opts.intervalMs ?? 1000;
   const deadline = Date.now() + opts.timeoutMs;
   let reason = "not probed yet";
@@ -69,4 +82,16 @@ export async function poll<T>(
       throw interrupted();
     });
   }
+}
+
+const isMilliseconds = (ms: unknown): ms is number =>
+  typeof ms === "number" && Number.isFinite(ms) && ms >= 0;
+
+function kindOf(value: unknown): string {
+  if (value === undefined) return "missing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "string") return JSON.stringify(value.slice(0, 40));
+  if (typeof value === "number") return `${value}, a number`;
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }
