@@ -2,7 +2,7 @@
  * The state dir's memory of runs: `journal.ndjson` gets one line per phase outcome, and `lock`
  * keeps two runs from changing one cluster at once.
  */
-import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, lstatSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { uptime } from "node:os";
 import { join } from "node:path";
 import { LockHeldError } from "../lib/errors.ts";
@@ -21,33 +21,87 @@ export interface JournalEntry {
   message?: string;
 }
 
+/** Past this size the journal is rotated, so that a doctor run from cron every few minutes (one
+ * line per phase of every run) cannot fill the disk: about 2 MiB of history are kept. */
+export const JOURNAL_ROTATE_BYTES = 1024 * 1024;
+
+/** A rotation lock older than this was left by a process that died in the middle of one. */
+const STALE_ROTATION_MS = 60_000;
+
 export class Journal {
   readonly file: string;
-  constructor(stateDir: string) {
+  /** The journal before the last rotation. */
+  readonly previous: string;
+  private readonly rotateBytes: number;
+  constructor(stateDir: string, opts: { rotateBytes?: number } = {}) {
     this.file = join(stateDir, "journal.ndjson");
+    this.previous = join(stateDir, "journal.1.ndjson");
+    this.rotateBytes = opts.rotateBytes ?? JOURNAL_ROTATE_BYTES;
   }
   record(entry: JournalEntry): void {
     // Never through a link: root appending to wherever a planted journal.ndjson points.
     appendPrivateFile(this.file, `${JSON.stringify({ ts: new Date().toISOString(), ...entry })}\n`);
+    this.rotateIfLarge();
   }
-  read(): (JournalEntry & { ts: string })[] {
-    let text: string | undefined;
+  /**
+   * Once the journal passes rotateBytes it becomes journal.1.ndjson (replacing the one before) and
+   * the next line starts a new one. Runs append without a lock (doctor reads while up runs), and
+   * appends open the file anew each time: a line written while the rename happens lands in one of
+   * the two files, never nowhere. Rotations are kept one at a time by an exclusive lock file, and
+   * the size is looked at again once it is held, so a second rotation cannot move a journal just
+   * begun over the history the first one kept.
+   */
+  private rotateIfLarge(): void {
+    const size = () => {
+      try {
+        return lstatSync(this.file).size;
+      } catch {
+        return 0;
+      }
+    };
+    if (size() <= this.rotateBytes) return;
+    const lock = `${this.file}.rotating`;
     try {
-      text = readPrivateFile(this.file);
+      writeFileSync(lock, String(process.pid), { flag: "wx", mode: 0o600 });
+    } catch {
+      // Another run rotates now, or one died doing it: that lock goes once it is old.
+      try {
+        if (Date.now() - lstatSync(lock).mtimeMs > STALE_ROTATION_MS) unlinkSync(lock);
+      } catch {}
+      return;
+    }
+    try {
+      if (size() > this.rotateBytes) renameSync(this.file, this.previous);
+    } catch {
+      // Not rotated (journal.1.ndjson a directory someone made): the journal goes on growing, and
+      // the run it records goes on.
+    } finally {
+      unlinkSync(lock);
+    }
+  }
+  /** Every entry kept, oldest first: the rotated journal's, then the current one's. */
+  read(): (JournalEntry & { ts: string })[] {
+    return [...readEntries(this.previous), ...readEntries(this.file)];
+  }
+}
+
+function readEntries(file: string): (JournalEntry & { ts: string })[] {
+  let text: string | undefined;
+  try {
+    text = readPrivateFile(file);
+  } catch {
+    return [];
+  }
+  if (text === undefined) return [];
+  // A run killed mid-append leaves half a line: skip it, not the whole history.
+  return text.split("\n").flatMap((line) => {
+    if (!line) return [];
+    try {
+      return [JSON.parse(line)];
     } catch {
       return [];
     }
-    if (text === undefined) return [];
-    // A run killed mid-append leaves half a line: skip it, not the whole history.
-    return text.split("\n").flatMap((line) => {
-      if (!line) return [];
-      try {
-        return [JSON.parse(line)];
-      } catch {
-        return [];
-      }
-    });
-  }
+  });
 }
 
 export interface Lock {
