@@ -219,8 +219,20 @@ export async function ensurePrivateDir(dir: string, what?: string): Promise<void
   ensurePrivateDirSync(dir, what);
 }
 
-const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW;
-const APPEND_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
+// O_NONBLOCK: a FIFO planted where a file of ours belongs must not keep the open waiting for a
+// writer (or reader) forever; on a regular file it changes nothing.
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const APPEND_FLAGS =
+  constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** One of kubehyve's own files is something else than a file: what, and what to do. */
+function notAFile(path: string, what: string): UnsafePathError {
+  return new UnsafePathError(
+    path,
+    `${path} is ${what}, not a file; kubehyve keeps only its own files there`,
+    `remove it if you did not make it: rm -r ${path}`,
+  );
+}
 
 function openChecked(path: string, flags: number, mode?: number): number {
   let fd: number;
@@ -235,10 +247,19 @@ function openChecked(path: string, flags: number, mode?: number): number {
         `${path} is a symbolic link; kubehyve does not follow links in its state dir`,
         `remove the link if you did not make it: rm ${path}`,
       );
+    if (code === "EISDIR") throw notAFile(path, "a directory");
+    // A FIFO without a reader, opened to write without blocking.
+    if (code === "ENXIO") throw notAFile(path, "a FIFO or a socket");
     throw error;
   }
   try {
-    const problem = ownershipProblem(fstatSync(fd), "file");
+    const stats = fstatSync(fd);
+    if (!stats.isFile())
+      throw notAFile(
+        path,
+        stats.isDirectory() ? "a directory" : stats.isFIFO() ? "a FIFO" : "not a regular file",
+      );
+    const problem = ownershipProblem(stats, "file");
     if (problem) throw new UnsafePathError(path, `${path} ${problem.why}`, problem.fix(path));
   } catch (error) {
     closeSync(fd);

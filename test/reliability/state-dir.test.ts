@@ -189,6 +189,26 @@ describe("files in the state dir", () => {
     expect(readPrivateFile(join(dir, "absent"))).toBeUndefined();
   });
 
+  test("a directory or a FIFO where a file of its own belongs is refused by name, at once, exit 2", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-statefile-"));
+    mkdirSync(join(dir, "journal.ndjson"));
+    const record = () => new Journal(dir).record({ run: "r", command: "up", status: "started" });
+    expect(record).toThrow(`${join(dir, "journal.ndjson")} is a directory, not a file`);
+    expect(() => readPrivateFile(join(dir, "journal.ndjson"))).toThrow("is a directory, not a file");
+    try {
+      record();
+    } catch (error) {
+      expect((error as { exitCode?: number }).exitCode).toBe(2);
+    }
+    // A FIFO with nobody at its other end: reading or appending would wait for one forever.
+    const fifo = join(dir, "state.json");
+    expect(Bun.spawnSync(["mkfifo", "-m", "0600", fifo]).success).toBe(true);
+    const started = Date.now();
+    expect(() => readPrivateFile(fifo)).toThrow(`${fifo} is a FIFO, not a file`);
+    expect(() => appendPrivateFile(fifo, "x")).toThrow(`${fifo} is a FIFO or a socket, not a file`);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
   test("a parent that is a link (FreeBSD's /home to /usr/home) is followed to make a new one below it", () => {
     const dir = mkdtempSync(join(tmpdir(), "kubehyve-statefile-"));
     mkdirSync(join(dir, "usr-home"));
