@@ -21,7 +21,7 @@ import {
   statSync,
   writeSync,
 } from "node:fs";
-import { chmod, chown, rename, rm, writeFile } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { ExitCode, KubehyveError } from "./errors.ts";
 
@@ -343,6 +343,10 @@ function alive(pid: number): boolean {
  * Writes through a temporary file and a rename, so a crash never leaves half a file. The rename
  * replaces a link at `path` rather than writing where it leads. `owner` keeps a file that belongs
  * to someone else theirs when root rewrites it (a person's ~/.kube/config under sudo).
+ *
+ * Durable too: the file's data is synced before the rename and the directory after it, so that a
+ * power cut never leaves the cluster's key, its kubeconfig or a stage's state empty (a rename can
+ * reach the disk before the data it names, as ext4 without auto_da_alloc and UFS allow).
  */
 export async function writeFileAtomic(
   path: string,
@@ -357,12 +361,32 @@ export async function writeFileAtomic(
   const tmp = join(dir, tempName(path, process.pid, ++tmpCounter));
   try {
     // "wx": never write through something already lying at the temporary name (a symlink).
-    await writeFile(tmp, content, { mode, flag: "wx" });
-    await chmod(tmp, mode);
-    if (owner && me() === 0) await chown(tmp, owner.uid, owner.gid);
+    const file = await open(tmp, "wx", mode);
+    try {
+      await file.writeFile(content);
+      await file.chmod(mode);
+      if (owner && me() === 0) await file.chown(owner.uid, owner.gid);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
     await rename(tmp, path);
   } catch (error) {
     await rm(tmp, { force: true });
     throw error;
+  }
+  await syncDirectory(dir);
+}
+
+/** fsync(2) of a directory, for a rename in it to last; a filesystem that cannot is left as it is. */
+async function syncDirectory(dir: string): Promise<void> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    await handle.sync();
+  } catch {
+    // EINVAL or EBADF where directories cannot be synced: the rename stands, only less durably.
+  } finally {
+    await handle?.close();
   }
 }

@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { Journal } from "../../src/core/journal.ts";
 import { appendPrivateFile, ensurePrivateDirSync, readPrivateFile } from "../../src/lib/fsutil.ts";
 import { runCli } from "../lab/cli.ts";
+import { findTool, have } from "../lab/prereq.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -220,4 +221,44 @@ describe("files in the state dir", () => {
       `directory ${join(dir, "home")} is a symbolic link`,
     );
   });
+});
+
+describe("a file written atomically", () => {
+  test.skipIf(!have("strace", "strace"))(
+    "is synced before its rename, and its directory after, so a power cut leaves it whole",
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "kubehyve-durable-"));
+      const target = join(dir, "state.json");
+      const log = join(dir, "strace.log");
+      const module = join(import.meta.dir, "../../src/lib/fsutil.ts");
+      const proc = Bun.spawnSync([
+        findTool("strace")!,
+        "-f",
+        "-y",
+        "-e",
+        "trace=fsync,fdatasync,rename,renameat,renameat2",
+        "-o",
+        log,
+        process.execPath,
+        "-e",
+        `const { writeFileAtomic } = await import(${JSON.stringify(module)}); await writeFileAtomic(${JSON.stringify(target)}, '{"a":1}');`,
+      ]);
+      expect(proc.exitCode).toBe(0);
+      expect(readFileSync(target, "utf8")).toBe('{"a":1}');
+      const calls = readFileSync(log, "utf8")
+        .split("\n")
+        .filter((line) => /\b(fsync|fdatasync|rename\w*)\(/.test(line) && !line.includes("unfinished"));
+      const renameAt = calls.findIndex(
+        (line) => /rename\w*\(/.test(line) && line.includes("state.json.") && line.includes(".tmp"),
+      );
+      expect(renameAt).toBeGreaterThan(0);
+      const before = calls.slice(0, renameAt);
+      const after = calls.slice(renameAt + 1);
+      // -y shows each descriptor's path: the temporary file before, the directory after.
+      expect(before.some((line) => /f(data)?sync\(\d+<[^>]*state\.json\.\d+\.\d+\.tmp>\)/.test(line))).toBe(
+        true,
+      );
+      expect(after.some((line) => new RegExp(`f(data)?sync\\(\\d+<${dir}>\\)`).test(line))).toBe(true);
+    },
+  );
 });
