@@ -7,7 +7,7 @@
  * it, the phase and what was wrong; the phase fails with it as with any expected failure.
  */
 import * as v from "valibot";
-import { KubehyveError } from "../lib/errors.ts";
+import { ExitCode, KubehyveError } from "../lib/errors.ts";
 import type { CheckResult, RenderedFile } from "./contract.ts";
 import { type Diagnostic, SEVERITIES } from "./diagnostics.ts";
 
@@ -19,7 +19,7 @@ export class PluginContractError extends KubehyveError {
   ) {
     super(
       message,
-      1,
+      ExitCode.phaseFailed,
       `this is a mistake of plugin ${pluginId}: update or fix it, or remove it from the cluster file`,
     );
     this.name = "PluginContractError";
