@@ -10,7 +10,7 @@
 
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
-import { mkdtemp, readFile, rename, rm, stat } from "node:fs/promises";
+import { lstat, mkdtemp, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { FetchError, ofetch } from "ofetch";
 import { KubehyveError } from "../lib/errors.ts";
@@ -66,12 +66,17 @@ export class DownloadCache implements ArtifactCache {
   async has(req: ArtifactRequest): Promise<boolean> {
     const expected = checkedSha256(req);
     const path = this.pathOf(req);
-    const recorded = await readFile(`${path}.sha256`, "utf8").catch(() => undefined);
-    if (recorded?.split(/\s+/)[0] !== expected) return false;
-    return stat(path).then(
-      (s) => s.isFile(),
-      () => false,
+    const [file, sidecar] = await Promise.all(
+      [lstat(path), lstat(`${path}.sha256`)].map((p) => p.catch(() => undefined)),
     );
+    // Only a plain file of this process's user, unchanged since its sidecar was written, is vouched
+    // for: a symlink, a file of someone else's, or one truncated or replaced since (which moves its
+    // ctime, which no one can set back) is downloaded again.
+    const uid = process.getuid?.();
+    const plain = (s: typeof file) => s?.isFile() && (uid === undefined || s.uid === uid);
+    if (!plain(file) || !plain(sidecar) || file!.ctimeMs > sidecar!.mtimeMs) return false;
+    const recorded = await readFile(`${path}.sha256`, "utf8").catch(() => undefined);
+    return recorded?.split(/\s+/)[0] === expected;
   }
 
   async fetch(req: ArtifactRequest, opts: FetchOpts = {}): Promise<string> {
@@ -82,11 +87,20 @@ export class DownloadCache implements ArtifactCache {
     if (running) return running;
     const download = (async () => {
       await ensurePrivateDir(this.dir);
-      // A stale sidecar must never vouch for the bytes about to replace the file.
+      // A stale sidecar must never vouch for the bytes about to replace the file, and nothing
+      // unverified stays under the final name.
       await rm(`${path}.sha256`, { force: true });
-      const actual = await this.download(req.url, `${path}.part`, opts, req.sha256);
-      await rename(`${path}.part`, path);
-      await writeFileAtomic(`${path}.sha256`, `${actual}  ${basename(path)}\n`, 0o600);
+      await rm(path, { force: true });
+      // A name of this download's own: another kubehyve fetching the same file at the same time
+      // writes its own, and each rename puts a whole verified file in place.
+      const part = `${path}.${process.pid}-${crypto.randomUUID().slice(0, 8)}.part`;
+      try {
+        const actual = await this.download(req.url, part, opts, req.sha256);
+        await rename(part, path);
+        await writeFileAtomic(`${path}.sha256`, `${actual}  ${basename(path)}\n`, 0o600);
+      } finally {
+        await rm(part, { force: true });
+      }
       return path;
     })().finally(() => this.inflight.delete(path));
     this.inflight.set(path, download);
@@ -215,7 +229,6 @@ export class DownloadCache implements ArtifactCache {
     const actual = hasher.digest("hex");
     if (expected !== undefined && actual !== expected) {
       await rm(part, { force: true });
-      await rm(part.replace(/\.part$/, ""), { force: true });
       throw new KubehyveError(
         `checksum mismatch for ${shown}: expected sha256 ${expected}, got ${actual}; the file was deleted`,
         1,
