@@ -12,7 +12,7 @@ import { once } from "node:events";
 import { createWriteStream } from "node:fs";
 import { lstat, mkdtemp, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { FetchError, ofetch } from "ofetch";
+import { finished } from "node:stream/promises";
 import { KubehyveError } from "../lib/errors.ts";
 import { ensurePrivateDir, writeFileAtomic } from "../lib/fsutil.ts";
 import { TREE_DIGEST_V1, treeSha256V1, unpackTarball } from "./tree.ts";
@@ -24,6 +24,17 @@ export interface DownloadCacheOptions {
   mirror?: string;
   /** Replaces the global fetch (tests); TLS verification stays with whatever it does. */
   fetchImpl?: typeof fetch;
+  /** Most bytes a download without a pinned `size` may have (default 16 GiB): an endless body stops here. */
+  maxBytes?: number;
+  /** How long the server may take to answer a request with its headers (default 30 s). */
+  headersTimeoutMs?: number;
+  /**
+   * A download that receives less than `minBytesPerWindow` (default 1 KiB) in this long (default
+   * 60 s) is stalled and stopped: a server that trickles a byte now and then never times out
+   * otherwise (curl's --speed-limit/--speed-time).
+   */
+  stallWindowMs?: number;
+  minBytesPerWindow?: number;
 }
 
 type FetchOpts = Parameters<ArtifactCache["fetch"]>[1];
@@ -35,7 +46,10 @@ const SAFE_NAME = /^[A-Za-z0-9_+][A-Za-z0-9._+-]*$/;
 export class DownloadCache implements ArtifactCache {
   readonly dir: string;
   private readonly mirror?: URL;
-  private readonly fetcher: typeof ofetch;
+  private readonly fetcher: typeof fetch;
+  private readonly limits: Required<
+    Pick<DownloadCacheOptions, "maxBytes" | "headersTimeoutMs" | "stallWindowMs" | "minBytesPerWindow">
+  >;
   /** Concurrent requests for the same file share one download. */
   private readonly inflight = new Map<string, Promise<string>>();
 
@@ -48,7 +62,13 @@ export class DownloadCache implements ArtifactCache {
         throw new KubehyveError(`artifact mirror ${JSON.stringify(opts.mirror)} is not a URL`, 2);
       }
     }
-    this.fetcher = opts.fetchImpl ? ofetch.create({}, { fetch: opts.fetchImpl }) : ofetch;
+    this.fetcher = opts.fetchImpl ?? fetch;
+    this.limits = {
+      maxBytes: opts.maxBytes ?? 16 * 1024 ** 3,
+      headersTimeoutMs: opts.headersTimeoutMs ?? 30_000,
+      stallWindowMs: opts.stallWindowMs ?? 60_000,
+      minBytesPerWindow: opts.minBytesPerWindow ?? 1024,
+    };
   }
 
   /** The URL actually requested: the mirror's base with the original path and query. */
@@ -75,12 +95,14 @@ export class DownloadCache implements ArtifactCache {
     const uid = process.getuid?.();
     const plain = (s: typeof file) => s?.isFile() && (uid === undefined || s.uid === uid);
     if (!plain(file) || !plain(sidecar) || file!.ctimeMs > sidecar!.mtimeMs) return false;
+    if (req.size !== undefined && file!.size !== req.size) return false;
     const recorded = await readFile(`${path}.sha256`, "utf8").catch(() => undefined);
     return recorded?.split(/\s+/)[0] === expected;
   }
 
   async fetch(req: ArtifactRequest, opts: FetchOpts = {}): Promise<string> {
     checkedSha256(req);
+    checkedSize(req);
     const path = this.pathOf(req);
     if (await this.has(req)) return path;
     const running = this.inflight.get(path);
@@ -95,7 +117,7 @@ export class DownloadCache implements ArtifactCache {
       // writes its own, and each rename puts a whole verified file in place.
       const part = `${path}.${process.pid}-${crypto.randomUUID().slice(0, 8)}.part`;
       try {
-        const actual = await this.download(req.url, part, opts, req.sha256);
+        const actual = await this.download(req.url, part, opts, req.sha256, req.size);
         await rename(part, path);
         await writeFileAtomic(`${path}.sha256`, `${actual}  ${basename(path)}\n`, 0o600);
       } finally {
@@ -138,7 +160,7 @@ export class DownloadCache implements ArtifactCache {
       await ensurePrivateDir(this.dir);
       await rm(`${path}.${TREE_DIGEST_V1}`, { force: true });
       const url = this.resolveUrl(req.url);
-      const shown = url === req.url ? url : `${url} (mirror of ${req.url})`;
+      const shown = showUrl(url, req.url);
       // mkdtemp makes a 0700 directory no one else can have prepared.
       const work = await mkdtemp(join(this.dir, `.${basename(path)}.unpack-`));
       try {
@@ -151,7 +173,7 @@ export class DownloadCache implements ArtifactCache {
           );
         } else {
           archive = join(work, "archive");
-          await this.download(req.url, archive, opts, undefined);
+          await this.download(req.url, archive, opts, undefined, undefined);
         }
         const tree = join(work, "tree");
         await unpackTarball(archive, tree, { signal: opts.signal, shown });
@@ -182,61 +204,192 @@ export class DownloadCache implements ArtifactCache {
     part: string,
     opts: NonNullable<FetchOpts>,
     expected: string | undefined,
+    size: number | undefined,
   ): Promise<string> {
-    const url = this.resolveUrl(originalUrl);
-    const shown = url === originalUrl ? url : `${url} (mirror of ${originalUrl})`;
+    const first = this.resolveUrl(originalUrl);
+    let shown = showUrl(first, originalUrl);
+    const limit = size ?? this.limits.maxBytes;
 
-    let body: ReadableStream<Uint8Array>;
-    let total: number | undefined;
+    // One controller stops the request and the body alike: the caller's signal, the headers'
+    // deadline, a stall. Its reason says which, with the URL.
+    const stop = new AbortController();
+    let stopped: KubehyveError | undefined;
+    const halt = (why: KubehyveError) => {
+      stopped ??= why;
+      stop.abort(why);
+    };
+    const onAbort = () => stop.abort(opts.signal?.reason);
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    const headersTimer = setTimeout(
+      () =>
+        halt(
+          new KubehyveError(
+            `download of ${shown} failed: no answer within ${this.limits.headersTimeoutMs / 1000} s`,
+            1,
+            "check that the server (or $KUBEHYVE_MIRROR) is up and reachable, then retry",
+          ),
+        ),
+      this.limits.headersTimeoutMs,
+    );
+    let stallTimer: ReturnType<typeof setInterval> | undefined;
+    const out = createWriteStream(part, { mode: 0o600, flags: "wx" });
+    // A write error (a full disk) is kept for the end rather than thrown from the stream's event.
+    let writeError: Error | undefined;
+    out.on("error", (error) => {
+      writeError ??= error;
+    });
     try {
-      const response = await this.fetcher.raw(url, {
-        responseType: "stream",
-        retry: 0,
-        signal: opts.signal,
-        ignoreResponseError: true,
+      const response = await this.follow(first, originalUrl, stop.signal, (url) => {
+        shown = showUrl(url, originalUrl);
       });
+      clearTimeout(headersTimer);
       if (!response.ok) {
+        const retry = response.headers.get("retry-after");
         throw new KubehyveError(
-          `download of ${shown} failed: HTTP ${response.status} ${response.statusText}`.trim(),
+          `download of ${shown} failed: HTTP ${response.status} ${response.statusText}`.trim() +
+            (retry ? `; the server asks to retry after ${retry}${/^\d+$/.test(retry) ? " s" : ""}` : ""),
+          1,
+          response.status === 429 || response.status >= 500 || retry
+            ? "the server is busy or failing: retry later"
+            : "check the URL (and $KUBEHYVE_MIRROR when it is set: the mirror must have the same paths)",
         );
       }
-      if (!response._data) throw new KubehyveError(`download of ${shown} failed: the response has no body`);
-      body = response._data;
-      const length = Number(response.headers.get("content-length"));
-      total = Number.isFinite(length) && length > 0 ? length : undefined;
-    } catch (error) {
-      throw wrapNetworkError(error, shown);
-    }
+      if (!response.body) throw new KubehyveError(`download of ${shown} failed: the response has no body`);
+      const length = Number(response.headers.get("content-length") ?? Number.NaN);
+      const total = Number.isFinite(length) && length > 0 ? length : undefined;
+      if (total !== undefined && total > limit)
+        throw tooLarge(shown, limit, size, `announces ${total} bytes, more`);
+      const type = response.headers.get("content-type") ?? "";
 
-    const hasher = new Bun.CryptoHasher("sha256");
-    const out = createWriteStream(part, { mode: 0o600 });
-    let done = 0;
-    try {
-      for await (const chunk of body) {
-        hasher.update(chunk);
+      const hasher = new Bun.CryptoHasher("sha256");
+      let done = 0;
+      let windowStart = 0;
+      stallTimer = setInterval(() => {
+        if (done - windowStart < this.limits.minBytesPerWindow)
+          halt(
+            new KubehyveError(
+              `download of ${shown} stalled: less than ${this.limits.minBytesPerWindow} bytes in ${this.limits.stallWindowMs / 1000} s, after ${done} bytes`,
+              1,
+              "the server (or the network to it) is too slow or stuck: retry",
+            ),
+          );
+        windowStart = done;
+      }, this.limits.stallWindowMs);
+      for await (const chunk of response.body) {
         done += chunk.byteLength;
+        // Checked before the chunk is written: an endless body never gets further than the limit.
+        if (done > limit) throw tooLarge(shown, limit, size, "sends more");
+        hasher.update(chunk);
+        if (writeError) throw writeError;
         if (!out.write(chunk)) await once(out, "drain");
         opts.onProgress?.(done, total);
       }
+      if (size !== undefined && done !== size)
+        throw new KubehyveError(
+          `download of ${shown} failed: it ended after ${done} bytes, the pinned size is ${size}`,
+          1,
+          "the download was cut short: retry",
+        );
       out.end();
-      await once(out, "finish");
+      await finished(out);
+
+      const actual = hasher.digest("hex");
+      if (expected !== undefined && actual !== expected) {
+        const html = /html/i.test(type)
+          ? ` (the server sent ${type.split(";")[0]}: an error page or a captive portal rather than the file?)`
+          : "";
+        throw new KubehyveError(
+          `checksum mismatch for ${shown}: expected sha256 ${expected}, got ${actual}${html}; the file was deleted`,
+          1,
+          "the download was corrupted or the pinned checksum is wrong: retry, and if it fails again check the source",
+        );
+      }
+      return actual;
     } catch (error) {
       out.destroy();
       await rm(part, { force: true });
-      throw wrapNetworkError(error, shown);
+      if (opts.signal?.aborted && !stopped) throw opts.signal.reason;
+      throw stopped ?? wrapNetworkError(error, shown);
+    } finally {
+      clearTimeout(headersTimer);
+      clearInterval(stallTimer);
+      opts.signal?.removeEventListener("abort", onAbort);
     }
-
-    const actual = hasher.digest("hex");
-    if (expected !== undefined && actual !== expected) {
-      await rm(part, { force: true });
-      throw new KubehyveError(
-        `checksum mismatch for ${shown}: expected sha256 ${expected}, got ${actual}; the file was deleted`,
-        1,
-        "the download was corrupted or the pinned checksum is wrong: retry, and if it fails again check the source",
-      );
-    }
-    return actual;
   }
+
+  /**
+   * GET with redirects followed here rather than by fetch, so that each hop is checked: at most
+   * MAX_REDIRECTS of them, never from https to anything else (a redirect must not drop the TLS the
+   * first URL had), and only to http(s). The body is taken as sent: `Accept-Encoding: identity`
+   * and no decompression, so the size limit counts the bytes stored and the sha256 is of the file
+   * as pinned, whatever Content-Encoding a misconfigured server claims.
+   */
+  private async follow(
+    first: string,
+    originalUrl: string,
+    signal: AbortSignal,
+    onHop: (url: string) => void,
+  ): Promise<Response> {
+    let url = first;
+    for (let hop = 0; ; hop++) {
+      const response = await this.fetcher(url, {
+        redirect: "manual",
+        decompress: false,
+        headers: { "accept-encoding": "identity" },
+        signal,
+      } as RequestInit);
+      if (![301, 302, 303, 307, 308].includes(response.status)) return response;
+      await response.body?.cancel().catch(() => {});
+      const location = response.headers.get("location");
+      const shown = showUrl(url, originalUrl);
+      if (!location) throw new KubehyveError(`download of ${shown} failed: a redirect without a Location`);
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        throw new KubehyveError(
+          `download of ${shown} failed: it redirects to ${JSON.stringify(location)}, which is not a URL`,
+        );
+      }
+      const from = new URL(url);
+      if (next.protocol !== "https:" && next.protocol !== "http:")
+        throw new KubehyveError(`download of ${shown} is refused: it redirects to a ${next.protocol} URL`);
+      if (from.protocol === "https:" && next.protocol !== "https:")
+        throw new KubehyveError(
+          `download of ${shown} is refused: it redirects to ${next.href}, which drops TLS`,
+          1,
+          "a download that starts over https stays on https: fix the server's redirect",
+        );
+      if (hop + 1 > MAX_REDIRECTS)
+        throw new KubehyveError(
+          `download of ${showUrl(first, originalUrl)} is refused: more than ${MAX_REDIRECTS} redirects (the last to ${next.href})`,
+          1,
+          "the server redirects in a loop: fix its redirects",
+        );
+      url = next.href;
+      onHop(url);
+    }
+  }
+}
+
+const MAX_REDIRECTS = 10;
+
+function tooLarge(shown: string, limit: number, size: number | undefined, what: string): KubehyveError {
+  return new KubehyveError(
+    `download of ${shown} is refused: it ${what} than ${size !== undefined ? `the pinned size of ${size} bytes` : `${limit} bytes, the most a download may have`}`,
+    1,
+    "the server sends something else than the pinned file: check the URL and the source",
+  );
+}
+
+function showUrl(url: string, originalUrl: string): string {
+  return url === originalUrl ? url : `${url} (mirror of ${originalUrl})`;
+}
+
+function checkedSize(req: ArtifactRequest): void {
+  if (req.size !== undefined && !(Number.isSafeInteger(req.size) && req.size >= 0))
+    throw new KubehyveError(`artifact ${req.url}: size ${req.size} is not a number of bytes`, 2);
 }
 
 function parseUrl(url: string): URL {
@@ -294,10 +447,9 @@ function checkedSha256(req: ArtifactRequest): string {
 function wrapNetworkError(error: unknown, shown: string): Error {
   if (error instanceof KubehyveError) return error;
   if (error instanceof Error && error.name === "AbortError") return error;
-  const cause = error instanceof FetchError ? (error.cause ?? error) : error;
-  const message = cause instanceof Error ? cause.message : String(cause);
-  const code = (cause as { code?: unknown } | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | undefined)?.code;
   return new KubehyveError(
-    `download of ${shown} failed: ${message}${typeof code === "string" ? ` (${code})` : ""}`,
+    `download of ${shown} failed: ${message}${typeof code === "string" && !message.includes(code) ? ` (${code})` : ""}`,
   );
 }

@@ -3,6 +3,8 @@ export interface ArtifactRequest {
   url: string;
   /** Lower-case hex sha256 the bytes must have. */
   sha256: string;
+  /** Exact size in bytes, when known: a body that is longer is stopped there, one shorter refused. */
+  size?: number;
   /** File name in the cache; defaults to the URL's last path segment. */
   name?: string;
 }
