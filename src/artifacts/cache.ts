@@ -55,13 +55,7 @@ export class DownloadCache implements ArtifactCache {
 
   constructor(opts: DownloadCacheOptions) {
     this.dir = opts.dir;
-    if (opts.mirror !== undefined) {
-      try {
-        this.mirror = new URL(opts.mirror);
-      } catch {
-        throw new KubehyveError(`artifact mirror ${JSON.stringify(opts.mirror)} is not a URL`, 2);
-      }
-    }
+    if (opts.mirror !== undefined) this.mirror = checkedMirror(opts.mirror);
     this.fetcher = opts.fetchImpl ?? fetch;
     this.limits = {
       maxBytes: opts.maxBytes ?? 16 * 1024 ** 3,
@@ -357,16 +351,21 @@ export class DownloadCache implements ArtifactCache {
         throw new KubehyveError(`download of ${shown} is refused: it redirects to a ${next.protocol} URL`);
       if (from.protocol === "https:" && next.protocol !== "https:")
         throw new KubehyveError(
-          `download of ${shown} is refused: it redirects to ${next.href}, which drops TLS`,
+          `download of ${shown} is refused: it redirects to ${redact(next.href)}, which drops TLS`,
           1,
           "a download that starts over https stays on https: fix the server's redirect",
         );
       if (hop + 1 > MAX_REDIRECTS)
         throw new KubehyveError(
-          `download of ${showUrl(first, originalUrl)} is refused: more than ${MAX_REDIRECTS} redirects (the last to ${next.href})`,
+          `download of ${showUrl(first, originalUrl)} is refused: more than ${MAX_REDIRECTS} redirects (the last to ${redact(next.href)})`,
           1,
           "the server redirects in a loop: fix its redirects",
         );
+      // Credentials in the mirror's URL are for the mirror only.
+      if (next.origin !== from.origin || next.protocol !== from.protocol) {
+        next.username = "";
+        next.password = "";
+      }
       url = next.href;
       onHop(url);
     }
@@ -383,13 +382,51 @@ function tooLarge(shown: string, limit: number, size: number | undefined, what: 
   );
 }
 
+/** A URL as messages show it: without user name or password. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = "";
+    u.password = "";
+    return u.href;
+  } catch {
+    return url.replace(/\/\/[^/?#]*@/, "//");
+  }
+}
+
 function showUrl(url: string, originalUrl: string): string {
-  return url === originalUrl ? url : `${url} (mirror of ${originalUrl})`;
+  return url === originalUrl ? redact(url) : `${redact(url)} (mirror of ${redact(originalUrl)})`;
+}
+
+function checkedMirror(mirror: string): URL {
+  let url: URL;
+  try {
+    url = new URL(mirror);
+  } catch {
+    throw new KubehyveError(`artifact mirror ${JSON.stringify(redact(mirror))} is not a URL`, 2);
+  }
+  const shown = redact(url.href);
+  // file: would read the machine's own files, and anything else is no mirror fetch can talk to.
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    throw new KubehyveError(
+      `artifact mirror ${shown} is refused: only an https: (or http:) URL can be a mirror`,
+      2,
+      "set KUBEHYVE_MIRROR to the mirror's base URL, such as https://mirror.lab/",
+    );
+  // The artifact's path is appended to the mirror's: a query or fragment would swallow it.
+  if (url.search || url.hash)
+    throw new KubehyveError(
+      `artifact mirror ${shown} is refused: it has a query or fragment, which the artifacts' paths would be appended to`,
+      2,
+      "set KUBEHYVE_MIRROR to the mirror's base URL, such as https://mirror.lab/",
+    );
+  return url;
 }
 
 function checkedSize(req: ArtifactRequest): void {
   if (req.size !== undefined && !(Number.isSafeInteger(req.size) && req.size >= 0))
-    throw new KubehyveError(`artifact ${req.url}: size ${req.size} is not a number of bytes`, 2);
+    throw new KubehyveError(`artifact ${redact(req.url)}: size ${req.size} is not a number of bytes`, 2);
 }
 
 function parseUrl(url: string): URL {
