@@ -207,6 +207,34 @@ describe("unpacking a tarball", () => {
     ],
     ["a file at the top level", [{ path: "loose-file", content: "x" }], "top level but not a directory"],
     ["a file given twice", [...GOOD, { path: "proj-1.0/README.md", content: "again" }], "appears twice"],
+    [
+      "a directory where a symlink is",
+      [
+        ...GOOD,
+        { path: "proj-1.0/roles/b", type: "SymbolicLink", linkpath: "a" },
+        { path: "proj-1.0/roles/b/", type: "Directory" },
+      ],
+      "appears twice, as a file or link and as a directory",
+    ],
+    [
+      "a file where an earlier entry's parent directory is",
+      [...GOOD, { path: "proj-1.0/new/deep.txt", content: "x" }, { path: "proj-1.0/new", content: "x" }],
+      "appears twice, as a directory and as a file or link",
+    ],
+    [
+      "a symlink where an earlier entry's parent directory is",
+      [
+        ...GOOD,
+        { path: "proj-1.0/new/deep.txt", content: "x" },
+        { path: "proj-1.0/new", type: "SymbolicLink", linkpath: "roles" },
+      ],
+      "appears twice, as a directory and as a file or link",
+    ],
+    [
+      "a file under an earlier file",
+      [...GOOD, { path: "proj-1.0/README.md/inside", content: "x" }],
+      "lies under README.md, an earlier file or link",
+    ],
   ];
 
   for (const [what, entries, why] of hostile) {
