@@ -192,6 +192,21 @@ export class DownloadCache implements ArtifactCache {
     return work;
   }
 
+  /**
+   * Reads a small document that cannot be pinned (release stream metadata) through the mirror, with
+   * the downloads' rules: timeouts, redirects, no decompression, and at most `maxBytes` (1 MiB).
+   */
+  async readDocument(url: string, opts: { signal?: AbortSignal; maxBytes?: number } = {}): Promise<string> {
+    const chunks: Uint8Array[] = [];
+    await this.transfer(url, opts, undefined, opts.maxBytes ?? 1024 * 1024, {
+      write: (chunk) => {
+        chunks.push(chunk);
+      },
+      close: async () => {},
+    });
+    return new TextDecoder().decode(Buffer.concat(chunks));
+  }
+
   /** Streams `url` to `part` while hashing; returns the sha256, after checking it when `expected`. */
   private async download(
     originalUrl: string,
@@ -200,9 +215,54 @@ export class DownloadCache implements ArtifactCache {
     expected: string | undefined,
     size: number | undefined,
   ): Promise<string> {
+    const out = createWriteStream(part, { mode: 0o600, flags: "wx" });
+    // A write error (a full disk) is kept for the end rather than thrown from the stream's event.
+    let writeError: Error | undefined;
+    out.on("error", (error) => {
+      writeError ??= error;
+    });
+    try {
+      const got = await this.transfer(originalUrl, opts, size, size ?? this.limits.maxBytes, {
+        write: async (chunk) => {
+          if (writeError) throw writeError;
+          if (!out.write(chunk)) await once(out, "drain");
+        },
+        close: async () => {
+          out.end();
+          await finished(out);
+        },
+      });
+      if (expected !== undefined && got.sha256 !== expected) {
+        const html = /html/i.test(got.type)
+          ? ` (the server sent ${got.type.split(";")[0]}: an error page or a captive portal rather than the file?)`
+          : "";
+        throw new KubehyveError(
+          `checksum mismatch for ${got.shown}: expected sha256 ${expected}, got ${got.sha256}${html}; the file was deleted`,
+          1,
+          "the download was corrupted or the pinned checksum is wrong: retry, and if it fails again check the source",
+        );
+      }
+      return got.sha256;
+    } catch (error) {
+      out.destroy();
+      await rm(part, { force: true });
+      throw error;
+    }
+  }
+
+  /**
+   * One GET of `originalUrl` (through the mirror) into `sink`, hashing on the way, within `limit`
+   * bytes (exactly `size` when given) and the timeouts; errors name the URL.
+   */
+  private async transfer(
+    originalUrl: string,
+    opts: NonNullable<FetchOpts>,
+    size: number | undefined,
+    limit: number,
+    sink: { write(chunk: Uint8Array): void | Promise<void>; close(): Promise<void> },
+  ): Promise<{ sha256: string; type: string; shown: string }> {
     const first = this.resolveUrl(originalUrl);
     let shown = showUrl(first, originalUrl);
-    const limit = size ?? this.limits.maxBytes;
 
     // One controller stops the request and the body alike: the caller's signal, the headers'
     // deadline, a stall. Its reason says which, with the URL.
@@ -227,12 +287,6 @@ export class DownloadCache implements ArtifactCache {
       this.limits.headersTimeoutMs,
     );
     let stallTimer: ReturnType<typeof setInterval> | undefined;
-    const out = createWriteStream(part, { mode: 0o600, flags: "wx" });
-    // A write error (a full disk) is kept for the end rather than thrown from the stream's event.
-    let writeError: Error | undefined;
-    out.on("error", (error) => {
-      writeError ??= error;
-    });
     try {
       const response = await this.follow(first, originalUrl, stop.signal, (url) => {
         shown = showUrl(url, originalUrl);
@@ -275,8 +329,7 @@ export class DownloadCache implements ArtifactCache {
         // Checked before the chunk is written: an endless body never gets further than the limit.
         if (done > limit) throw tooLarge(shown, limit, size, "sends more");
         hasher.update(chunk);
-        if (writeError) throw writeError;
-        if (!out.write(chunk)) await once(out, "drain");
+        await sink.write(chunk);
         opts.onProgress?.(done, total);
       }
       if (size !== undefined && done !== size)
@@ -285,24 +338,9 @@ export class DownloadCache implements ArtifactCache {
           1,
           "the download was cut short: retry",
         );
-      out.end();
-      await finished(out);
-
-      const actual = hasher.digest("hex");
-      if (expected !== undefined && actual !== expected) {
-        const html = /html/i.test(type)
-          ? ` (the server sent ${type.split(";")[0]}: an error page or a captive portal rather than the file?)`
-          : "";
-        throw new KubehyveError(
-          `checksum mismatch for ${shown}: expected sha256 ${expected}, got ${actual}${html}; the file was deleted`,
-          1,
-          "the download was corrupted or the pinned checksum is wrong: retry, and if it fails again check the source",
-        );
-      }
-      return actual;
+      await sink.close();
+      return { sha256: hasher.digest("hex"), type, shown };
     } catch (error) {
-      out.destroy();
-      await rm(part, { force: true });
       if (opts.signal?.aborted && !stopped) throw opts.signal.reason;
       throw stopped ?? wrapNetworkError(error, shown);
     } finally {

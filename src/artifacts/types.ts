@@ -37,6 +37,12 @@ export interface ArtifactCache {
    */
   resolveUrl(url: string): string;
   /**
+   * GETs such a document through the mirror with the downloads' rules (timeouts, at most ten
+   * redirects and none away from https, no decompression, at most `maxBytes`, default 1 MiB) and
+   * returns its text; errors name the URL without credentials.
+   */
+  readDocument(url: string, opts?: { signal?: AbortSignal; maxBytes?: number }): Promise<string>;
+  /**
    * Downloads into the cache while hashing (once; a cached file is not downloaded again) and returns
    * its path. A hash mismatch deletes the file and throws, naming both hashes.
    */

@@ -263,3 +263,31 @@ describe.skipIf(!have("openssl", "openssl"))("redirects from https", () => {
     }
   });
 });
+
+describe("documents read without a pin", () => {
+  test("an endless document is stopped at 1 MiB, naming the URL", async () => {
+    const cache = await freshCache();
+    const url = `${server.url}/endless.bin`;
+    const error = await failure(cache.readDocument(url));
+    expect(error.message).toBe(
+      `download of ${url} is refused: it sends more than 1048576 bytes, the most a download may have`,
+    );
+  }, 10_000);
+
+  test("a document is read through the mirror and its redirects, with the same timeouts", async () => {
+    const cache = await freshCache({ mirror: `${server.url}/`, headersTimeoutMs: 300 });
+    expect(await cache.readDocument("https://example.org/portal.bin")).toContain("guest Wi-Fi");
+    const moved = await cache.readDocument("https://example.org/moved.bin", { maxBytes: FILE.byteLength });
+    expect(moved.length).toBeGreaterThan(0);
+    const raw = rawServer(() => {});
+    try {
+      const silent = await freshCache({ mirror: `${raw.url}/`, headersTimeoutMs: 300 });
+      const error = await failure(silent.readDocument("https://example.org/streams/stable.json"));
+      expect(error.message).toBe(
+        `download of ${raw.url}/streams/stable.json (mirror of https://example.org/streams/stable.json) failed: no answer within 0.3 s`,
+      );
+    } finally {
+      raw.stop();
+    }
+  }, 10_000);
+});
