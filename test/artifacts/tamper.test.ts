@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from "node:fs/promises";
+import { chown, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DownloadCache } from "../../src/artifacts/cache.ts";
@@ -86,5 +86,31 @@ describe("the cache on disk", () => {
     expect(sha256(await readFile(a))).toBe(FILE_SHA);
     expect(await first.has(req)).toBe(true);
     expect((await readdir(first.dir)).sort()).toEqual(["file.bin", "file.bin.sha256"]);
+  });
+
+  test("a download killed halfway leaves a .part that the next one removes, and no other's", async () => {
+    const cache = await freshCache();
+    const req = { url: `${server.url}/file.bin`, sha256: FILE_SHA };
+    await cache.fetch(req);
+    // A pid that is no process now (above the kernel's pid_max), and a live one (this one's parent).
+    const dead = join(cache.dir, "file.bin.99999999-0badf00d.part");
+    const live = join(cache.dir, `file.bin.${process.ppid}-0badf00d.part`);
+    await writeFile(dead, "half");
+    await writeFile(live, "half");
+    await rm(`${cache.pathOf(req)}.sha256`);
+    await cache.fetch(req);
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+  });
+
+  test.skipIf(process.getuid?.() !== 0)("a cached file of another user's is not trusted", async () => {
+    const cache = await freshCache();
+    const req = { url: `${server.url}/file.bin`, sha256: FILE_SHA };
+    const path = await cache.fetch(req);
+    await chown(path, 65534, 65534);
+    // chown moves the ctime too; put the sidecar after it, so only the owner tells.
+    await Bun.sleep(20);
+    await writeFile(`${path}.sha256`, `${FILE_SHA}  file.bin\n`);
+    expect(await cache.has(req)).toBe(false);
   });
 });
