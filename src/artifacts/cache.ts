@@ -10,7 +10,7 @@
 
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
-import { lstat, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { lstat, mkdtemp, readdir, readFile, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { finished } from "node:stream/promises";
 import { KubehyveError } from "../lib/errors.ts";
@@ -133,8 +133,11 @@ export class DownloadCache implements ArtifactCache {
     const path = this.treePathOf(req);
     const recorded = await readFile(`${path}.${TREE_DIGEST_V1}`, "utf8").catch(() => undefined);
     if (recorded?.split(/\s+/)[0] !== expected) return false;
-    return stat(path).then(
-      (s) => s.isDirectory(),
+    // lstat: a symlink put at the tree's name leads to a directory this cache does not own, which
+    // could change between its digest and its use.
+    const uid = process.getuid?.();
+    return lstat(path).then(
+      (s) => s.isDirectory() && (uid === undefined || s.uid === uid),
       () => false,
     );
   }
