@@ -102,7 +102,8 @@ class RefusedArchive extends KubehyveError {}
  * - is a symlink whose target is absolute or resolves (through the tree's other symlinks) outside
  *   the tree, or lies under a symlink;
  * - is a hard link to anything but a regular file unpacked before it;
- * - appears twice, or the archive exceeds the limits.
+ * - appears twice (a directory may be repeated, nothing else), or lies under a file or link;
+ * - makes the archive exceed the limits.
  *
  * Files are written 0644, or 0755 when the archive gives them any execute bit; directories 0755.
  * Owners and times are not restored. The archive is read by node-tar's parser (the reader npm itself
@@ -124,7 +125,7 @@ export async function unpackTarball(
   let top: string | undefined;
   let entries = 0;
   let bytes = 0;
-  const seen = new Set<string>();
+  const seen = new Map<string, "directory" | "file or link">();
   const files = new Set<string>();
   const symlinks = new Map<string, string>();
   const writes: Promise<void>[] = [];
@@ -173,8 +174,21 @@ export async function unpackTarball(
     }
     const link = underSymlink(rel);
     if (link) refuse(raw, `lies under the symlink ${link}`);
-    if (seen.has(rel) && type !== "Directory") refuse(raw, "appears twice");
-    seen.add(rel);
+    // Each name is one thing: a directory may be given again (as tar does for a directory's parents
+    // made implicitly), nothing else may, so no entry lands on, or under, what an earlier one made.
+    const kind = type === "Directory" ? "directory" : "file or link";
+    const parts = rel.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join("/");
+      const was = seen.get(parent);
+      if (was !== undefined && was !== "directory")
+        refuse(raw, `lies under ${parent}, an earlier file or link`);
+      seen.set(parent, "directory");
+    }
+    const was = seen.get(rel);
+    if (was !== undefined && (was !== "directory" || kind !== "directory"))
+      refuse(raw, was === kind ? "appears twice" : `appears twice, as a ${was} and as a ${kind}`);
+    seen.set(rel, kind);
     const target = join(dest, rel);
     switch (type) {
       case "Directory":

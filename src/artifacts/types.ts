@@ -3,6 +3,8 @@ export interface ArtifactRequest {
   url: string;
   /** Lower-case hex sha256 the bytes must have. */
   sha256: string;
+  /** Exact size in bytes, when known: a body that is longer is stopped there, one shorter refused. */
+  size?: number;
   /** File name in the cache; defaults to the URL's last path segment. */
   name?: string;
 }
@@ -34,6 +36,12 @@ export interface ArtifactCache {
    * a plugin reads itself because they cannot be pinned, such as release stream metadata.
    */
   resolveUrl(url: string): string;
+  /**
+   * GETs such a document through the mirror with the downloads' rules (timeouts, at most ten
+   * redirects and none away from https, no decompression, at most `maxBytes`, default 1 MiB) and
+   * returns its text; errors name the URL without credentials.
+   */
+  readDocument(url: string, opts?: { signal?: AbortSignal; maxBytes?: number }): Promise<string>;
   /**
    * Downloads into the cache while hashing (once; a cached file is not downloaded again) and returns
    * its path. A hash mismatch deletes the file and throws, naming both hashes.

@@ -3,10 +3,12 @@ import { existsSync } from "node:fs";
 import {
   chmod,
   link,
+  lstat,
   mkdir,
   mkdtemp,
   readdir,
   readFile,
+  rename,
   rm,
   stat,
   symlink,
@@ -207,6 +209,34 @@ describe("unpacking a tarball", () => {
     ],
     ["a file at the top level", [{ path: "loose-file", content: "x" }], "top level but not a directory"],
     ["a file given twice", [...GOOD, { path: "proj-1.0/README.md", content: "again" }], "appears twice"],
+    [
+      "a directory where a symlink is",
+      [
+        ...GOOD,
+        { path: "proj-1.0/roles/b", type: "SymbolicLink", linkpath: "a" },
+        { path: "proj-1.0/roles/b/", type: "Directory" },
+      ],
+      "appears twice, as a file or link and as a directory",
+    ],
+    [
+      "a file where an earlier entry's parent directory is",
+      [...GOOD, { path: "proj-1.0/new/deep.txt", content: "x" }, { path: "proj-1.0/new", content: "x" }],
+      "appears twice, as a directory and as a file or link",
+    ],
+    [
+      "a symlink where an earlier entry's parent directory is",
+      [
+        ...GOOD,
+        { path: "proj-1.0/new/deep.txt", content: "x" },
+        { path: "proj-1.0/new", type: "SymbolicLink", linkpath: "roles" },
+      ],
+      "appears twice, as a directory and as a file or link",
+    ],
+    [
+      "a file under an earlier file",
+      [...GOOD, { path: "proj-1.0/README.md/inside", content: "x" }],
+      "lies under README.md, an earlier file or link",
+    ],
   ];
 
   for (const [what, entries, why] of hostile) {
@@ -364,6 +394,23 @@ describe("DownloadCache.fetchTree", () => {
     expect(server.hits("/proj/archive/v1.0.tar.gz") - before).toBe(1);
     expect(await readFile(join(dir, "README.md"), "utf8")).toBe(FIXTURE["README.md"]);
     expect(existsSync(join(dir, "planted"))).toBe(false);
+  });
+
+  test("a symlink put at a cached tree's name is not trusted, and what it leads to is left alone", async () => {
+    const cache = await cacheIn();
+    const req = {
+      url: `${server.url}/proj/archive/v1.0.tar.gz`,
+      treeSha256V1: expectedFixtureDigest(),
+      name: "p",
+    };
+    const dir = await cache.fetchTree(req);
+    const elsewhere = await mkdtemp(join(tmp, "elsewhere-"));
+    await rename(dir, join(elsewhere, "p"));
+    await symlink(join(elsewhere, "p"), dir);
+    expect(await cache.hasTree(req)).toBe(false);
+    expect(await cache.fetchTree(req)).toBe(dir);
+    expect((await lstat(dir)).isDirectory()).toBe(true);
+    expect(existsSync(join(elsewhere, "p", "README.md"))).toBe(true);
   });
 
   test("a hostile archive is refused and leaves nothing in the cache", async () => {

@@ -20,26 +20,32 @@ export async function fetchStreamImage(
   signal?: AbortSignal,
 ): Promise<PinnedImage> {
   const url = artifacts.resolveUrl?.(streamUrl) ?? streamUrl;
-  const shown = url === streamUrl ? url : `${url} (mirror of ${streamUrl})`;
+  const shown = url === streamUrl ? url : `${withoutCredentials(url)} (mirror of ${streamUrl})`;
   // config validate refuses these already; a caller that skipped it must not read file: or http.
   if (url === streamUrl && new URL(url).protocol !== "https:")
     throw new KubehyveError(`stream metadata ${shown} is not an https URL, and no mirror serves it`, 2);
-  let response: Response;
+  // Through the cache, for its timeouts, size limit and redirect rules (none away from https).
+  let text: string;
   try {
-    response = await fetch(url, { signal, redirect: "follow" });
+    text = await artifacts.readDocument(streamUrl, { signal });
   } catch (error) {
-    throw new KubehyveError(`cannot read stream metadata ${shown}: ${(error as Error).message}`);
+    if (!(error instanceof KubehyveError)) throw error;
+    throw new KubehyveError(`cannot read stream metadata: ${error.message}`, error.exitCode, error.hint);
   }
-  // The metadata pins every image by sha256: a redirect must not have taken it away from https.
-  if (url === streamUrl && response.url && new URL(response.url).protocol !== "https:")
-    throw new KubehyveError(`stream metadata ${shown} was redirected to ${response.url}, which is not https`);
-  if (!response.ok) throw new KubehyveError(`cannot read stream metadata ${shown}: HTTP ${response.status}`);
-  const image = parseStreamMetadata(await response.text(), shown);
+  const image = parseStreamMetadata(text, shown);
   if (!RELEASE.test(image.release))
     throw new KubehyveError(
       `stream metadata ${shown}: release ${JSON.stringify(image.release)} is not a release name`,
     );
   return { ...image, streamUrl };
+}
+
+/** A mirror's user name and password reach the mirror, never a message. */
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = "";
+  u.password = "";
+  return u.href;
 }
 
 export function artifactOf(image: PinnedImage) {

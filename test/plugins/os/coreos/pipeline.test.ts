@@ -362,7 +362,7 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
       const { diagnostics, changes } = await plugin.check(ctx as never);
       expect(changes.filter((c) => c.kind?.startsWith("image."))).toEqual([]);
       expect(diagnostics.find((d) => d.code === "coreos.stream")?.summary).toBe(
-        `cannot read stream metadata ${server.url}/streams/next.json (mirror of https://builds.coreos.fedoraproject.org/streams/next.json): HTTP 404`,
+        `cannot read stream metadata: download of ${server.url}/streams/next.json (mirror of https://builds.coreos.fedoraproject.org/streams/next.json) failed: HTTP 404 Not Found`,
       );
     });
 

@@ -1,0 +1,116 @@
+/**
+ * The download cache's files changed on disk between runs, and two runs filling it at once: a
+ * cached file is used only while it is the very file that was verified.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { chown, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DownloadCache } from "../../src/artifacts/cache.ts";
+import { type FileServer, serveFiles } from "../lab/http.ts";
+
+const sha256 = (data: string | Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
+
+const FILE = new Uint8Array(1024 * 1024).map((_, i) => (i * 13 + (i >> 9)) % 251);
+const FILE_SHA = sha256(FILE);
+
+let tmp: string;
+let server: FileServer;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), "kubehyve-tamper-"));
+  server = serveFiles({
+    "/file.bin": FILE,
+    // Slow enough that two downloads of it overlap.
+    "/slow/file.bin": () => {
+      let at = 0;
+      return new Response(
+        new ReadableStream({
+          async pull(controller) {
+            await Bun.sleep(5);
+            if (at >= FILE.byteLength) return controller.close();
+            controller.enqueue(FILE.subarray(at, at + 32 * 1024));
+            at += 32 * 1024;
+          },
+        }),
+      );
+    },
+  });
+});
+afterAll(async () => {
+  await server.stop();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+async function freshCache() {
+  const dir = await mkdtemp(join(tmp, "c-"));
+  return new DownloadCache({ dir: join(dir, "cache") });
+}
+
+describe("the cache on disk", () => {
+  test("a symlink put where a cached file was is not trusted, even with a matching sidecar", async () => {
+    const cache = await freshCache();
+    const req = { url: `${server.url}/file.bin`, sha256: FILE_SHA };
+    const path = await cache.fetch(req);
+    const elsewhere = join(tmp, "elsewhere.bin");
+    await writeFile(elsewhere, FILE);
+    await rm(path);
+    await symlink(elsewhere, path);
+    expect(await cache.has(req)).toBe(false);
+    await cache.fetch(req);
+    expect((await readdir(cache.dir)).sort()).toEqual(["file.bin", "file.bin.sha256"]);
+    expect(existsSync(elsewhere)).toBe(true);
+  });
+
+  test("a cached file truncated since it was verified is downloaded again", async () => {
+    const cache = await freshCache();
+    const req = { url: `${server.url}/file.bin`, sha256: FILE_SHA };
+    const path = await cache.fetch(req);
+    await Bun.sleep(20);
+    await truncate(path, 1000);
+    expect(await cache.has(req)).toBe(false);
+    const before = server.hits("/file.bin");
+    await cache.fetch(req);
+    expect(server.hits("/file.bin") - before).toBe(1);
+    expect(sha256(await readFile(path))).toBe(FILE_SHA);
+  });
+
+  test("two runs downloading the same file at once both end with the whole verified file", async () => {
+    const first = await freshCache();
+    // Another process's cache over the same directory: no shared in-flight map.
+    const second = new DownloadCache({ dir: first.dir });
+    const req = { url: `${server.url}/slow/file.bin`, sha256: FILE_SHA };
+    const [a, b] = await Promise.all([first.fetch(req), second.fetch(req)]);
+    expect(a).toBe(b);
+    expect(sha256(await readFile(a))).toBe(FILE_SHA);
+    expect(await first.has(req)).toBe(true);
+    expect((await readdir(first.dir)).sort()).toEqual(["file.bin", "file.bin.sha256"]);
+  });
+
+  test("a download killed halfway leaves a .part that the next one removes, and no other's", async () => {
+    const cache = await freshCache();
+    const req = { url: `${server.url}/file.bin`, sha256: FILE_SHA };
+    await cache.fetch(req);
+    // A pid that is no process now (above the kernel's pid_max), and a live one (this one's parent).
+    const dead = join(cache.dir, "file.bin.99999999-0badf00d.part");
+    const live = join(cache.dir, `file.bin.${process.ppid}-0badf00d.part`);
+    await writeFile(dead, "half");
+    await writeFile(live, "half");
+    await rm(`${cache.pathOf(req)}.sha256`);
+    await cache.fetch(req);
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+  });
+
+  test.skipIf(process.getuid?.() !== 0)("a cached file of another user's is not trusted", async () => {
+    const cache = await freshCache();
+    const req = { url: `${server.url}/file.bin`, sha256: FILE_SHA };
+    const path = await cache.fetch(req);
+    await chown(path, 65534, 65534);
+    // chown moves the ctime too; put the sidecar after it, so only the owner tells.
+    await Bun.sleep(20);
+    await writeFile(`${path}.sha256`, `${FILE_SHA}  file.bin\n`);
+    expect(await cache.has(req)).toBe(false);
+  });
+});
