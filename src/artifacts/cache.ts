@@ -10,11 +10,11 @@
 
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
-import { lstat, mkdtemp, readdir, readFile, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { lstat, mkdtemp, readFile, rename, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { finished } from "node:stream/promises";
 import { KubehyveError } from "../lib/errors.ts";
-import { ensurePrivateDir, writeFileAtomic } from "../lib/fsutil.ts";
+import { ensurePrivateDir, removeStaleTemps, tempPathFor, writeFileAtomic } from "../lib/fsutil.ts";
 import { TREE_DIGEST_V1, treeSha256V1, unpackTarball } from "./tree.ts";
 import type { ArtifactCache, ArtifactRequest, TreeRequest } from "./types.ts";
 
@@ -107,10 +107,10 @@ export class DownloadCache implements ArtifactCache {
       // unverified stays under the final name.
       await rm(`${path}.sha256`, { force: true });
       await rm(path, { force: true });
-      await removeStaleParts(path);
+      removeStaleTemps(path, "part");
       // A name of this download's own: another kubehyve fetching the same file at the same time
       // writes its own, and each rename puts a whole verified file in place.
-      const part = `${path}.${process.pid}-${crypto.randomUUID().slice(0, 8)}.part`;
+      const part = tempPathFor(path, "part");
       try {
         const actual = await this.download(req.url, part, opts, req.sha256, req.size);
         await rename(part, path);
@@ -415,29 +415,6 @@ export class DownloadCache implements ArtifactCache {
 }
 
 const MAX_REDIRECTS = 10;
-
-/** Removes the `.part` files of `path` that a process killed mid-download left, and only those. */
-async function removeStaleParts(path: string): Promise<void> {
-  const prefix = `${basename(path)}.`;
-  const names = await readdir(dirname(path)).catch(() => [] as string[]);
-  for (const name of names) {
-    const m = name.startsWith(prefix) ? /^(\d+)-[0-9a-f]{8}\.part$/.exec(name.slice(prefix.length)) : null;
-    if (!m || alive(Number(m[1]))) continue;
-    const stale = join(dirname(path), name);
-    if ((await lstat(stale).catch(() => undefined))?.isFile()) await rm(stale, { force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, as another user's.
-    return (error as NodeJS.ErrnoException).code !== "ESRCH";
-  }
-}
 
 function tooLarge(shown: string, limit: number, size: number | undefined, what: string): KubehyveError {
   return new KubehyveError(

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { processAlive } from "../lib/process.ts";
 
 /** What a lock records of the process that took it. */
 export interface Holder {
@@ -105,17 +106,6 @@ export function me(): Holder {
   return { pid: process.pid, start: processStart(process.pid), machine: machineId() };
 }
 
-/** Whether a process of that pid runs on this machine (another user's counts). */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Judges a holder; one recorded on another machine cannot be checked from here (see HolderVerdict). */
 export function judgeHolder(holder: Holder): HolderVerdict {
   const { pid } = holder;
@@ -130,7 +120,7 @@ export function judgeHolder(holder: Holder): HolderVerdict {
   // holds it when the start matches, as for any other process.
   if (pid === process.pid && holder.start === undefined)
     return { kind: "gone", why: "its pid is this run's own" };
-  if (!alive(pid)) return { kind: "gone", why: `pid ${pid} is not running` };
+  if (!processAlive(pid)) return { kind: "gone", why: `pid ${pid} is not running` };
   if (holder.start !== undefined) {
     const now = processStart(pid);
     if (now === undefined)

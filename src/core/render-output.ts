@@ -23,8 +23,8 @@ import {
 } from "node:fs";
 import { dirname, join, normalize, sep } from "node:path";
 import { InputError, KubehyveError } from "../lib/errors.ts";
+import { processAlive } from "../lib/process.ts";
 import type { RenderedFile } from "./contract.ts";
-import { alive } from "./holder.ts";
 
 export const MANIFEST = ".kubehyve-render.json";
 
@@ -176,7 +176,7 @@ function refuseOtherRenders(dir: string): void {
   const work = readdirSync(dir)
     .map((name) => ({ name, pid: Number(WORK.exec(name)?.[1]) }))
     .filter((w) => w.pid > 0 && w.pid !== process.pid);
-  const running = work.find((w) => alive(w.pid));
+  const running = work.find((w) => processAlive(w.pid));
   if (running)
     throw new InputError(
       `render output ${dir} is being written by another kubehyve render (pid ${running.pid}); nothing was written`,

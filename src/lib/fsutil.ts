@@ -24,6 +24,7 @@ import {
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { ExitCode, KubehyveError } from "./errors.ts";
+import { processAlive } from "./process.ts";
 
 /** A path kubehyve will not use: a link, someone else's, writable by others. Nothing was changed. */
 export class UnsafePathError extends KubehyveError {
@@ -301,15 +302,25 @@ export function appendPrivateFile(path: string, text: string): void {
 
 let tmpCounter = 0;
 
-/** writeFileAtomic's temporary name for `path`: `<name, cut at 48>.<pid>.<n>.tmp`. */
-const tempName = (path: string, pid: number, n: number) => `${basename(path).slice(0, 48)}.${pid}.${n}.tmp`;
+/** A temporary name for `path`, beside it: `<name, cut at 48>.<pid>.<n>.<ext>`. */
+const tempName = (path: string, pid: number, n: number, ext = "tmp") =>
+  `${basename(path).slice(0, 48)}.${pid}.${n}.${ext}`;
 
 /**
- * Removes what writeFileAtomic left beside `path` when the process writing it was killed between
- * the write and the rename (SIGKILL, the OOM killer): only temporary names of that file, and only
- * of a process that is gone. Nothing else in the directory is touched.
+ * A temporary name beside `path` of this process's own, new at each call (writeFileAtomic's
+ * `.tmp`, a download's `.part`): two writers of one file never share one, and removeStaleTemps can
+ * tell whose it is.
  */
-export function removeStaleTemps(path: string): void {
+export function tempPathFor(path: string, ext = "tmp"): string {
+  return join(dirname(path), tempName(path, process.pid, ++tmpCounter, ext));
+}
+
+/**
+ * Removes what a writer left beside `path` when it was killed between the write and the rename
+ * (SIGKILL, the OOM killer): only temporary names of that file (tempPathFor's, with `ext`), and
+ * only of a process that is gone. Nothing else in the directory is touched.
+ */
+export function removeStaleTemps(path: string, ext = "tmp"): void {
   const prefix = `${basename(path).slice(0, 48)}.`;
   let names: string[];
   try {
@@ -318,24 +329,14 @@ export function removeStaleTemps(path: string): void {
     return;
   }
   for (const name of names) {
-    const m = name.startsWith(prefix) ? /^(\d+)\.(\d+)\.tmp$/.exec(name.slice(prefix.length)) : null;
-    if (!m) continue;
+    const m = name.startsWith(prefix) ? /^(\d+)\.(\d+)\.([a-z]+)$/.exec(name.slice(prefix.length)) : null;
+    if (!m || m[3] !== ext) continue;
     const pid = Number(m[1]);
-    if (pid === process.pid || alive(pid)) continue;
-    const tmp = join(dirname(path), tempName(path, pid, Number(m[2])));
+    if (pid === process.pid || processAlive(pid)) continue;
+    const tmp = join(dirname(path), tempName(path, pid, Number(m[2]), ext));
     try {
       if (lstatSync(tmp).isFile()) rmSync(tmp, { force: true });
     } catch {}
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, as another user's.
-    return (error as NodeJS.ErrnoException).code !== "ESRCH";
   }
 }
 
@@ -358,7 +359,7 @@ export async function writeFileAtomic(
   if (!lstatOrUndefined(dir)) ensurePrivateDirSync(dir);
   // Unique per call: two writes of one file in flight at once must not share (and steal) a temp file.
   // Named after the file, but short: a name near the 255-byte limit must not fail on its temp's.
-  const tmp = join(dir, tempName(path, process.pid, ++tmpCounter));
+  const tmp = tempPathFor(path);
   try {
     // "wx": never write through something already lying at the temporary name (a symlink).
     const file = await open(tmp, "wx", mode);

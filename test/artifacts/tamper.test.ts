@@ -93,8 +93,8 @@ describe("the cache on disk", () => {
     const req = { url: `${server.url}/file.bin`, sha256: FILE_SHA };
     await cache.fetch(req);
     // A pid that is no process now (above the kernel's pid_max), and a live one (this one's parent).
-    const dead = join(cache.dir, "file.bin.99999999-0badf00d.part");
-    const live = join(cache.dir, `file.bin.${process.ppid}-0badf00d.part`);
+    const dead = join(cache.dir, "file.bin.99999999.1.part");
+    const live = join(cache.dir, `file.bin.${process.ppid}.1.part`);
     await writeFile(dead, "half");
     await writeFile(live, "half");
     await rm(`${cache.pathOf(req)}.sha256`);
