@@ -31,7 +31,7 @@ export function have(command: string, debianPackage: string): boolean {
   if (!listedPrerequisites().some((p) => p.command === command && p.debianPackage === debianPackage)) {
     // Always an error, on every machine: this is a mistake in the test, not in the machine.
     throw new Error(
-      `have("${command}", "${debianPackage}"): add "${command} ${debianPackage}" to scripts/prerequisites.txt, which a fresh machine installs`,
+      `have(${JSON.stringify(command)}, ${JSON.stringify(debianPackage)}): add "${command} ${debianPackage}" to scripts/prerequisites.txt, which a fresh machine installs`,
     );
   }
   if (findTool(command)) return true;
