@@ -131,6 +131,7 @@ export { mapLimit } from "./lib/concurrency.ts";
 export { type DnsAnswer, resolveA } from "./lib/dns.ts";
 export { CancelledError, KubehyveError } from "./lib/errors.ts";
 export { type Pending, type PollOptions, pending, poll, sleep } from "./lib/poll.ts";
+export { redact as urlWithoutCredentials } from "./lib/url.ts";
 export { type HttpAnswer, type HttpGetOptions, httpGet } from "./targets/http.ts";
 export { shellJoin, shellQuote } from "./targets/quote.ts";
 export type { CommandKind, RunOptions, RunResult, Target } from "./targets/target.ts";

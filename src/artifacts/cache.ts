@@ -15,6 +15,7 @@ import { basename, join } from "node:path";
 import { finished } from "node:stream/promises";
 import { KubehyveError } from "../lib/errors.ts";
 import { ensurePrivateDir, removeStaleTemps, tempPathFor, writeFileAtomic } from "../lib/fsutil.ts";
+import { redact } from "../lib/url.ts";
 import { TREE_DIGEST_V1, treeSha256V1, unpackTarball } from "./tree.ts";
 import type { ArtifactCache, ArtifactRequest, TreeRequest } from "./types.ts";
 
@@ -422,19 +423,6 @@ function tooLarge(shown: string, limit: number, size: number | undefined, what: 
     1,
     "the server sends something else than the pinned file: check the URL and the source",
   );
-}
-
-/** A URL as messages show it: without user name or password. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (!u.username && !u.password) return url;
-    u.username = "";
-    u.password = "";
-    return u.href;
-  } catch {
-    return url.replace(/\/\/[^/?#]*@/, "//");
-  }
 }
 
 function showUrl(url: string, originalUrl: string): string {

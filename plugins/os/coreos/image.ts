@@ -4,7 +4,7 @@
  * a copy or a ZFS clone of it, made by the hypervisor stage.
  */
 import { dirname, join } from "node:path";
-import { type ArtifactCache, KubehyveError, runOk, type Target } from "kubehyve";
+import { type ArtifactCache, KubehyveError, runOk, type Target, urlWithoutCredentials } from "kubehyve";
 import { parseStreamMetadata, type StreamImage } from "./stream.ts";
 
 /** What the state records, so a re-run uses the same release until an upgrade is asked for. */
@@ -20,7 +20,7 @@ export async function fetchStreamImage(
   signal?: AbortSignal,
 ): Promise<PinnedImage> {
   const url = artifacts.resolveUrl?.(streamUrl) ?? streamUrl;
-  const shown = url === streamUrl ? url : `${withoutCredentials(url)} (mirror of ${streamUrl})`;
+  const shown = url === streamUrl ? url : `${urlWithoutCredentials(url)} (mirror of ${streamUrl})`;
   // config validate refuses these already; a caller that skipped it must not read file: or http.
   if (url === streamUrl && new URL(url).protocol !== "https:")
     throw new KubehyveError(`stream metadata ${shown} is not an https URL, and no mirror serves it`, 2);
@@ -38,14 +38,6 @@ export async function fetchStreamImage(
       `stream metadata ${shown}: release ${JSON.stringify(image.release)} is not a release name`,
     );
   return { ...image, streamUrl };
-}
-
-/** A mirror's user name and password reach the mirror, never a message. */
-function withoutCredentials(url: string): string {
-  const u = new URL(url);
-  u.username = "";
-  u.password = "";
-  return u.href;
 }
 
 export function artifactOf(image: PinnedImage) {
