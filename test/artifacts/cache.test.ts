@@ -7,6 +7,7 @@ import { DownloadCache } from "../../src/artifacts/cache.ts";
 import { type FileServer, serveFiles } from "../lab/http.ts";
 import { createPki } from "../lab/kube/pki.ts";
 import { have } from "../lab/prereq.ts";
+import { freshCache } from "./lab.ts";
 
 const sha256 = (data: string | Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
 
@@ -30,11 +31,6 @@ afterAll(async () => {
   await server.stop();
   await rm(tmp, { recursive: true, force: true });
 });
-
-async function freshCache(opts: { mirror?: string } = {}) {
-  const dir = await mkdtemp(join(tmp, "c-"));
-  return new DownloadCache({ dir: join(dir, "cache"), ...opts });
-}
 
 describe("DownloadCache", () => {
   test("downloads a file once, verifies it and records the verified hash", async () => {

@@ -7,10 +7,11 @@ import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DownloadCache, type DownloadCacheOptions } from "../../src/artifacts/cache.ts";
+import type { DownloadCache } from "../../src/artifacts/cache.ts";
 import { type FileServer, serveFiles } from "../lab/http.ts";
 import { createPki } from "../lab/kube/pki.ts";
 import { have } from "../lab/prereq.ts";
+import { failure, freshCache } from "./lab.ts";
 
 const sha256 = (data: string | Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
 
@@ -65,20 +66,6 @@ afterAll(async () => {
   await server.stop();
   await rm(tmp, { recursive: true, force: true });
 });
-
-async function freshCache(opts: Omit<DownloadCacheOptions, "dir"> = {}) {
-  const dir = await mkdtemp(join(tmp, "c-"));
-  return new DownloadCache({ dir: join(dir, "cache"), ...opts });
-}
-
-async function failure(p: Promise<unknown>): Promise<Error> {
-  const error = await p.then(
-    () => undefined,
-    (e: Error) => e,
-  );
-  if (!error) throw new Error("expected the download to fail");
-  return error;
-}
 
 async function leftovers(cache: DownloadCache): Promise<string[]> {
   return existsSync(cache.dir) ? readdir(cache.dir) : [];

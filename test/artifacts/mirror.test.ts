@@ -7,23 +7,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DownloadCache } from "../../src/artifacts/cache.ts";
+import { failure, freshCache } from "./lab.ts";
 
 const FILE_SHA = "ab".repeat(32);
 const tmp = await mkdtemp(join(tmpdir(), "kubehyve-mirror-"));
 afterAll(() => rm(tmp, { recursive: true, force: true }));
-
-async function freshCache(opts: { mirror: string }) {
-  return new DownloadCache({ dir: join(await mkdtemp(join(tmp, "c-")), "cache"), ...opts });
-}
-
-async function failure(p: Promise<unknown>): Promise<Error> {
-  const error = await p.then(
-    () => undefined,
-    (e: Error) => e,
-  );
-  if (!error) throw new Error("expected the download to fail");
-  return error;
-}
 
 describe("the mirror's URL", () => {
   test("credentials in the mirror's URL are sent but never shown", async () => {

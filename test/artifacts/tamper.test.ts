@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DownloadCache } from "../../src/artifacts/cache.ts";
 import { type FileServer, serveFiles } from "../lab/http.ts";
+import { freshCache } from "./lab.ts";
 
 const sha256 = (data: string | Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
 
@@ -42,11 +43,6 @@ afterAll(async () => {
   await server.stop();
   await rm(tmp, { recursive: true, force: true });
 });
-
-async function freshCache() {
-  const dir = await mkdtemp(join(tmp, "c-"));
-  return new DownloadCache({ dir: join(dir, "cache") });
-}
 
 describe("the cache on disk", () => {
   test("a symlink put where a cached file was is not trusted, even with a matching sidecar", async () => {
