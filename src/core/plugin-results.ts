@@ -8,6 +8,7 @@
  */
 import * as v from "valibot";
 import { ExitCode, KubehyveError } from "../lib/errors.ts";
+import { describeValue } from "../lib/values.ts";
 import type { CheckResult, RenderedFile } from "./contract.ts";
 import { type Diagnostic, SEVERITIES } from "./diagnostics.ts";
 
@@ -31,31 +32,6 @@ export class PluginContractError extends KubehyveError {
  * name first (`bhyve.vmm-not-loaded`); later parts may carry a foreign code (`rook.ceph.MON_DISK_LOW`).
  */
 export const CODE_PATTERN = /^[a-z0-9][a-z0-9-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)+$/;
-
-/** The value as a person would name its kind, for "… is not a list (a string)". */
-export function describeValue(value: unknown): string {
-  if (value === undefined) return "missing";
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (value instanceof Uint8Array) return "bytes";
-  switch (typeof value) {
-    case "string":
-      return value.length > 40
-        ? `a string, ${JSON.stringify(`${value.slice(0, 40)}…`)}`
-        : JSON.stringify(value);
-    case "number":
-    case "bigint":
-      return `${String(value)}, a number`;
-    case "boolean":
-      return String(value);
-    case "function":
-      return "a function";
-    case "symbol":
-      return "a symbol";
-    default:
-      return "an object";
-  }
-}
 
 const optionalString = v.optional(v.string("a string"));
 

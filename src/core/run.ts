@@ -6,6 +6,7 @@
 import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
 import { InputError, KubehyveError } from "../lib/errors.ts";
+import { describeValue } from "../lib/values.ts";
 import type { Stage } from "./config.ts";
 import { createPluginContext, type TestablePluginContext } from "./context.ts";
 import type { AnyPlugin, HookName, Hooks } from "./contract.ts";
@@ -17,7 +18,7 @@ import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
 import type { Cluster } from "./model.ts";
 import { orderStages } from "./order.ts";
 import { errorMessage, type PhaseRunner, phaseRunner, type StageOutcome } from "./phase.ts";
-import { checkedHookAnswer, describeValue, PluginContractError } from "./plugin-results.ts";
+import { checkedHookAnswer, PluginContractError } from "./plugin-results.ts";
 import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "./pool.ts";
 import type { RenderedSlot } from "./render-output.ts";
 import { type Reporter, RUN_SECTION } from "./reporter.ts";

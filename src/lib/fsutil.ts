@@ -44,11 +44,12 @@ const me = () => process.getuid?.() ?? 0;
 export const writableByOthers = (st: Stats) => (st.mode & 0o022) !== 0;
 const sticky = (st: Stats) => (st.mode & 0o1000) !== 0;
 
+/** What a path is, for messages: "a directory", "a FIFO", "a device". */
 function kindOf(st: Stats): string {
   if (st.isSymbolicLink()) return "a symbolic link";
   if (st.isDirectory()) return "a directory";
   if (st.isFile()) return "a file";
-  if (st.isFIFO()) return "a named pipe";
+  if (st.isFIFO()) return "a FIFO";
   if (st.isSocket()) return "a socket";
   return "a device";
 }
@@ -255,11 +256,7 @@ function openChecked(path: string, flags: number, mode?: number): number {
   }
   try {
     const stats = fstatSync(fd);
-    if (!stats.isFile())
-      throw notAFile(
-        path,
-        stats.isDirectory() ? "a directory" : stats.isFIFO() ? "a FIFO" : "not a regular file",
-      );
+    if (!stats.isFile()) throw notAFile(path, kindOf(stats));
     const problem = ownershipProblem(stats, "file");
     if (problem) throw new UnsafePathError(path, `${path} ${problem.why}`, problem.fix(path));
   } catch (error) {

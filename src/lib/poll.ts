@@ -6,6 +6,7 @@
  */
 import { sleep } from "./concurrency.ts";
 import { CancelledError, KubehyveError } from "./errors.ts";
+import { describeValue } from "./values.ts";
 
 export { sleep } from "./concurrency.ts";
 
@@ -54,7 +55,7 @@ export async function poll<T>(
   // Plugins call this with values nobody type-checked: a timeout that is no number would make
   // the deadline NaN, and the wait endless.
   const wrong = (what: string, value: unknown, expected: string) =>
-    new KubehyveError(`poll was called with ${what} that is not ${expected} (${kindOf(value)})`);
+    new KubehyveError(`poll was called with ${what} that is not ${expected} (${describeValue(value)})`);
   if (typeof description !== "string") throw wrong("a description", description, "a string");
   if (typeof probe !== "function") throw wrong("a probe", probe, "a function");
   if (typeof opts !== "object" || opts === null) throw wrong("options", opts, "an object with timeoutMs");
@@ -86,12 +87,3 @@ export async function poll<T>(
 
 const isMilliseconds = (ms: unknown): ms is number =>
   typeof ms === "number" && Number.isFinite(ms) && ms >= 0;
-
-function kindOf(value: unknown): string {
-  if (value === undefined) return "missing";
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "string") return JSON.stringify(value.slice(0, 40));
-  if (typeof value === "number") return `${value}, a number`;
-  return typeof value === "object" ? "an object" : `a ${typeof value}`;
-}
