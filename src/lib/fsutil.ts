@@ -371,9 +371,23 @@ export async function writeFileAtomic(
     await rename(tmp, path);
   } catch (error) {
     await rm(tmp, { force: true });
-    throw error;
+    throw namingTarget(error, path);
   }
   await syncDirectory(dir);
+}
+
+/**
+ * A write, fsync or rename error of writeFileAtomic with the file it was for. Node names no path
+ * for a call on a descriptor (`ENOSPC: no space left on device, write`), and the one it names for
+ * an open is the temporary file's, which the user never saw: the target is what they asked for.
+ */
+function namingTarget(error: unknown, path: string): unknown {
+  const e = error as NodeJS.ErrnoException;
+  if (!(e instanceof Error) || typeof e.code !== "string") return error;
+  const bare = e.message.replace(/ '[^']*'( -> '[^']*')?$/, "");
+  e.message = `${bare} '${path}'`;
+  e.path = path;
+  return e;
 }
 
 /** fsync(2) of a directory, for a rename in it to last; a filesystem that cannot is left as it is. */

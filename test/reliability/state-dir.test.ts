@@ -262,3 +262,46 @@ describe("a file written atomically", () => {
     },
   );
 });
+
+describe("a file written atomically on a full disk", () => {
+  test.skipIf(!have("unshare", "util-linux") || !have("mount", "mount"))(
+    "keeps the old file whole, leaves no temporary file, and names the file in its error",
+    () => {
+      // A 16 KiB tmpfs in a mount namespace of its own: full for real, and gone with the process.
+      const dir = mkdtempSync(join(tmpdir(), "kubehyve-fulldisk-"));
+      const module = join(import.meta.dir, "../../src/lib/fsutil.ts");
+      const target = join(dir, "kubehyve.prom");
+      const script = `
+        const fs = await import("node:fs");
+        const { writeFileAtomic } = await import(${JSON.stringify(module)});
+        fs.writeFileSync(${JSON.stringify(target)}, "old report\\n");
+        let error;
+        try { await writeFileAtomic(${JSON.stringify(target)}, "x".repeat(64 * 1024), 0o644); }
+        catch (e) { error = { code: e.code, message: e.message, path: e.path }; }
+        console.log(JSON.stringify({ error, left: fs.readdirSync(${JSON.stringify(dir)}),
+          content: fs.readFileSync(${JSON.stringify(target)}, "utf8") }));`;
+      const proc = Bun.spawnSync([
+        findTool("unshare")!,
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=16k kubehyve-full "$1" && exec "$2" -e "$3"',
+        "sh",
+        dir,
+        process.execPath,
+        script,
+      ]);
+      expect(proc.stderr.toString()).toBe("");
+      expect(proc.exitCode).toBe(0);
+      const seen = JSON.parse(proc.stdout.toString());
+      expect(seen.error.code).toBe("ENOSPC");
+      expect(seen.error.message).toBe(`ENOSPC: no space left on device, write '${target}'`);
+      expect(seen.error.path).toBe(target);
+      expect(seen.left).toEqual(["kubehyve.prom"]);
+      expect(seen.content).toBe("old report\n");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  );
+});
