@@ -32,8 +32,12 @@ export function lazyPlugin(
   load: () => Promise<{ default: AnyPlugin }>,
 ): AnyPlugin {
   let loading: Promise<AnyPlugin> | undefined;
+  let loaded: AnyPlugin | undefined;
   const full = () => {
-    loading ??= load().then((m) => m.default);
+    loading ??= load().then((m) => {
+      loaded = m.default;
+      return loaded;
+    });
     return loading;
   };
   const { phases, hooks, ...fields } = manifest;
@@ -43,6 +47,9 @@ export function lazyPlugin(
   for (const phase of phases) {
     phased[phase] = async (...args) => (await full())[phase]!(...(args as [never, never]));
   }
+  // A plugin calls hooks only from its own phases, so its code is loaded by the time the core reads
+  // the schemas of their answers; until then it has called none.
+  Object.defineProperty(plugin, "hookAnswers", { enumerable: true, get: () => loaded?.hookAnswers });
   if (hooks?.length) {
     plugin.hooks = Object.fromEntries(
       hooks.map((name) => [

@@ -60,6 +60,7 @@ export type {
   NodeSpec,
   StageSpec,
 } from "./core/model.ts";
+export { DiagnosticSchema, notAList } from "./core/plugin-results.ts";
 export { UnreachableError } from "./core/reach.ts";
 export { CommandTimeoutError } from "./core/signal-target.ts";
 export { formatSize, GiB, MiB, parseSize } from "./core/units.ts";

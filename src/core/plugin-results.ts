@@ -47,6 +47,18 @@ export const ChangeSchema = v.object(
   "an object (a Change)",
 );
 
+/**
+ * `schema`, refusing a list: valibot's object() and record() take one (an array is an object) and
+ * give a copy that is not, so the list is refused before them.
+ */
+export const notAList = <S extends v.GenericSchema>(schema: S, what: string) =>
+  v.pipe(
+    v.unknown(),
+    v.check((value) => !Array.isArray(value), `${what}, not a list`),
+    schema,
+  );
+
+/** One finding, as check, verify and a hook answer (lb:l2-host) give it. */
 export const DiagnosticSchema = v.object(
   {
     code: v.pipe(

@@ -13,6 +13,8 @@ import calico from "../../plugins/net/calico/index.ts";
 import coreos from "../../plugins/os/coreos/index.ts";
 import rook from "../../plugins/storage/rook/index.ts";
 import { parseClusterText } from "../../src/core/config.ts";
+import { diag } from "../../src/core/diagnostics.ts";
+import { checkedHookAnswer, PluginContractError } from "../../src/core/plugin-results.ts";
 import exampleText from "../../src/example/kubehyve.yaml" with { type: "text" };
 
 const full: Record<string, AnyPlugin> = Object.fromEntries(
@@ -68,6 +70,7 @@ describe("the built-in plugin list", () => {
         return [{ path: "f", content: "x" }];
       },
       hooks: { "os:node-files": (ctx, payload) => ({ files: [{ ctx, payload }] }) as never },
+      hookAnswers: { "os:node-files": full["os/coreos"]!.hookAnswers!["os:node-files"] },
     };
     const lazy = lazyPlugin(
       { id: real.id, title: real.title, apiVersion: 1, phases: ["render"], hooks: ["os:node-files"] },
@@ -78,6 +81,8 @@ describe("the built-in plugin list", () => {
     );
     expect(loads).toBe(0);
     expect(lazy.apply).toBeUndefined();
+    // Read by the core only when the plugin calls a hook, which it does from its loaded code.
+    expect(lazy.hookAnswers).toBeUndefined();
     expect(await lazy.check("a" as never)).toEqual({ changes: [], diagnostics: [] });
     expect(await lazy.render!("b" as never)).toEqual([{ path: "f", content: "x" }]);
     expect(await lazy.hooks!["os:node-files"]!("c" as never, "d" as never)).toEqual({
@@ -85,5 +90,106 @@ describe("the built-in plugin list", () => {
     } as never);
     expect(calls).toEqual(["check a", "render b"]);
     expect(loads).toBe(1);
+    expect(lazy.hookAnswers).toBe(real.hookAnswers!);
   });
+});
+
+describe("a built-in that calls a hook", () => {
+  // What the built-ins answer, and answers a careless plugin could give: each caller declares the
+  // schema the core holds every answer to, so a wrong one fails naming the plugin that gave it
+  // instead of ending as a TypeError (or a file on a node) in the caller.
+  const cases = [
+    {
+      caller: "hypervisor/bhyve",
+      hook: "hypervisor:node-boot",
+      good: [
+        undefined,
+        {
+          bhyveOptions: "-s 6,virtio-rnd",
+          bootImage: { kind: "zfs-snapshot", snapshot: "zroot/vm/.img/fcos@golden" },
+        },
+        { bootImage: { kind: "file", path: "/vm/.img/fcos-41.raw" } },
+      ],
+      bad: [
+        [
+          { bhyveOptions: 5 },
+          "bhyveOptions: text (options for bhyve, as vm-bhyve's bhyve_options takes) (5, a number)",
+        ],
+        [
+          { bootImage: { kind: "iso", path: "/x.iso" } },
+          'bootImage.kind: an image: { kind: "file", path } or { kind: "zfs-snapshot", snapshot }',
+        ],
+        [{ bootImage: { kind: "file", path: "x.raw" } }, "bootImage.path: an absolute path"],
+        [[], "an object of bhyveOptions and bootImage, not a list"],
+      ],
+    },
+    {
+      caller: "os/coreos",
+      hook: "os:node-files",
+      good: [undefined, {}, full["net/calico"]!.hooks!["os:node-files"]!({} as never, {} as never)],
+      bad: [
+        [{ files: "/etc/x" }, "files: a list of files"],
+        [{ files: [{ path: "/etc/x" }] }, "files.0.contents: a file: { path, contents, mode? } (missing)"],
+        [
+          { files: [{ path: "/etc/x", contents: "", mode: "0644" }] },
+          "files.0.mode: permission bits such as 0o644",
+        ],
+        [[{ path: "/etc/x", contents: "" }], "{ files: [...] }, not a list"],
+      ],
+    },
+    {
+      caller: "k8s/kubespray",
+      hook: "k8s:kubespray-vars",
+      good: [
+        undefined,
+        full["lb/metallb"]!.hooks!["k8s:kubespray-vars"]!({} as never, undefined as never),
+        full["net/calico"]!.hooks!["k8s:kubespray-vars"]!({} as never, undefined as never),
+      ],
+      bad: [
+        ["kube_proxy_strict_arp=true", "a map of Kubespray variables"],
+        [[["kube_proxy_strict_arp", true]], "a map of Kubespray variables, not a list"],
+      ],
+    },
+    {
+      caller: "lb/metallb",
+      hook: "lb:l2-host",
+      good: [
+        undefined,
+        [],
+        [diag.warn("bhyve.bridge-filtered", "pf filters bridged traffic", { hint: "sysctl" })],
+      ],
+      bad: [
+        [diag.warn("bhyve.bridge-filtered", "pf filters bridged traffic"), "a list of diagnostics"],
+        [
+          [{ code: "bhyve.x", severity: "fatal", summary: "x" }],
+          "0.severity: one of ok, info, warn, error, skip",
+        ],
+      ],
+    },
+  ] as const;
+
+  for (const { caller, hook, good, bad } of cases) {
+    test(`${caller} holds the answers of ${hook} to its schema, naming the plugin that answered`, async () => {
+      const schema = full[caller]!.hookAnswers?.[hook];
+      expect(schema).toBeDefined();
+      const declared = { id: caller, schema };
+      for (const answer of good) {
+        const value = await answer;
+        expect(checkedHookAnswer("test/answers", hook, declared, value)).toBe(value);
+      }
+      for (const [answer, why] of bad) {
+        let thrown: unknown;
+        try {
+          checkedHookAnswer("test/answers", hook, declared, answer);
+        } catch (error) {
+          thrown = error;
+        }
+        expect(thrown).toBeInstanceOf(PluginContractError);
+        expect((thrown as PluginContractError).pluginId).toBe("test/answers");
+        expect((thrown as Error).message).toStartWith(
+          `plugin test/answers's handler of hook ${hook} answered what ${caller} does not take: ${why}`,
+        );
+      }
+    });
+  }
 });

@@ -38,6 +38,8 @@ import {
   cleanupChange,
   guestDirOf,
   hostChanges,
+  NODE_BOOT_HOOK,
+  nodeBootAnswer,
   type SwitchRecords,
   type VmObservation,
   vmChanges,
@@ -350,6 +352,7 @@ export const bhyvePlugin = definePlugin({
   verify,
   destroy,
   render,
+  hookAnswers: { [NODE_BOOT_HOOK]: nodeBootAnswer },
   hooks: {
     // The lb stage asks what on this host keeps layer-2 announcements from reaching the LAN.
     "lb:l2-host": l2HostCheck,

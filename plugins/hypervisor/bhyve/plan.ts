@@ -4,7 +4,16 @@
  * mark is changed (see marks.ts); a half-made VM of ours (an interrupted run) is finished, one that
  * is not ours is refused with its owner named, before anything changes.
  */
-import { type Change, type Cluster, type Diagnostic, diag, formatSize, type NodeSpec } from "kubehyve";
+import {
+  type Change,
+  type Cluster,
+  type Diagnostic,
+  diag,
+  formatSize,
+  type NodeSpec,
+  notAList,
+  v,
+} from "kubehyve";
 import { type Datastore, datastorePath, type GuestDataset, type HostFacts } from "./inspect.ts";
 import {
   CONFIG_CREATING,
@@ -41,6 +50,35 @@ export interface NodeBootPayload {
 }
 
 export const NODE_BOOT_HOOK = "hypervisor:node-boot";
+
+/** One answer of hypervisor:node-boot, as the core holds it before this stage reads it. */
+export const nodeBootAnswer = v.optional(
+  notAList(
+    v.object(
+      {
+        bhyveOptions: v.optional(v.string("text (options for bhyve, as vm-bhyve's bhyve_options takes)")),
+        bootImage: v.optional(
+          v.variant(
+            "kind",
+            [
+              v.object({
+                kind: v.literal("file"),
+                path: v.pipe(v.string(), v.startsWith("/", "an absolute path")),
+              }),
+              v.object({
+                kind: v.literal("zfs-snapshot"),
+                snapshot: v.pipe(v.string(), v.regex(/^[^@\s]+@[^@\s]+$/, "a snapshot such as pool/ds@name")),
+              }),
+            ],
+            'an image: { kind: "file", path } or { kind: "zfs-snapshot", snapshot }',
+          ),
+        ),
+      },
+      "an object of bhyveOptions and bootImage, or nothing",
+    ),
+    "an object of bhyveOptions and bootImage",
+  ),
+);
 
 declare module "kubehyve" {
   interface HookTypes {

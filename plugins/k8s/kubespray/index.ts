@@ -18,9 +18,11 @@ import {
   type KubeClient,
   KubehyveError,
   type KubeObject,
+  notAList,
   type PluginContext,
   type RenderedFile,
   UnreachableError,
+  v,
 } from "kubehyve";
 import { certificateFindings } from "./certificates.ts";
 import { type Assessment, assessCluster, verifyCluster } from "./inspect.ts";
@@ -388,6 +390,14 @@ async function destroy(ctx: Ctx): Promise<void> {
 
 export const kubesprayPlugin = definePlugin({
   ...meta,
+  hookAnswers: {
+    [HOOK]: v.optional(
+      notAList(
+        v.record(v.string(), v.unknown(), "a map of Kubespray variables"),
+        "a map of Kubespray variables",
+      ),
+    ),
+  },
   check,
   apply,
   async verify(ctx) {

@@ -5,7 +5,7 @@
  * stage asks; the stage that knows the host answers with diagnostics, read-only. No answer: nothing
  * to report (or no stage that can tell).
  */
-import { type Diagnostic, KubehyveError } from "kubehyve";
+import { type Diagnostic, DiagnosticSchema, KubehyveError, v } from "kubehyve";
 
 export const L2_HOST_HOOK = "lb:l2-host";
 
@@ -21,6 +21,9 @@ export interface L2HostPayload {
   /** Every pool address as the cluster file gives it (CIDRs and ranges). */
   addresses: string[];
 }
+
+/** One answer of lb:l2-host, as the core holds it before this stage reads it. */
+export const l2HostAnswer = v.optional(v.array(DiagnosticSchema, "a list of diagnostics"));
 
 const SEVERITIES = new Set(["ok", "info", "warn", "error"]);
 

@@ -35,7 +35,7 @@ import {
 } from "kubehyve";
 import { checkAgainstCluster } from "./addresses.ts";
 import { exposeHops } from "./expose.ts";
-import { collectHostDiagnostics, L2_HOST_HOOK } from "./host-hook.ts";
+import { collectHostDiagnostics, L2_HOST_HOOK, l2HostAnswer } from "./host-hook.ts";
 import { strictArpFinding } from "./kube-proxy.ts";
 import {
   advertisementObject,
@@ -245,6 +245,7 @@ async function destroy(ctx: Ctx): Promise<void> {
 
 export const metallbPlugin = definePlugin({
   ...meta,
+  hookAnswers: { [L2_HOST_HOOK]: l2HostAnswer },
   check,
   apply,
   verify,

@@ -26,6 +26,7 @@ import {
 } from "./health.ts";
 import { goldenZvolOf, type PinnedImage } from "./image.ts";
 import { meta } from "./meta.ts";
+import { NODE_FILES_HOOK, nodeFilesAnswer } from "./node-files.ts";
 import { freshInstall, nodeChanges } from "./plan.ts";
 import { waitForSsh } from "./ssh.ts";
 import { type GoldenPlace, pinnedImage, placeOf, STATE_IMAGE, STATE_PLACE } from "./state.ts";
@@ -35,6 +36,7 @@ export type { NodeBoot } from "./boot.ts";
 
 export default definePlugin({
   ...meta,
+  hookAnswers: { [NODE_FILES_HOOK]: nodeFilesAnswer },
 
   async check(ctx) {
     const changes: Change[] = [];

@@ -8,7 +8,7 @@
  * `{ files: [{ path, contents, mode? }] }`. Answers are validated here, because they end up as root
  * files on every node: a bad one is a bug of the stage that gave it, reported as such.
  */
-import { KubehyveError, type NodeSpec } from "kubehyve";
+import { KubehyveError, type NodeSpec, notAList, v } from "kubehyve";
 
 export const NODE_FILES_HOOK = "os:node-files";
 
@@ -37,6 +37,38 @@ export interface NodeFilesAnswer {
 export interface NodeFilesPayload {
   node: NodeSpec;
 }
+
+/**
+ * One answer of os:node-files as the core holds it before this stage reads it: its shape, with the
+ * plugin that gave it named. What no one answer can tell (a path twice, one of the os stage's own)
+ * collectNodeFiles checks.
+ */
+export const nodeFilesAnswer = v.optional(
+  notAList(
+    v.object(
+      {
+        files: v.optional(
+          v.array(
+            notAList(
+              v.object(
+                {
+                  path: v.string("a path"),
+                  contents: v.string("text"),
+                  mode: v.optional(v.pipe(v.number("permission bits such as 0o644"), v.integer())),
+                },
+                "a file: { path, contents, mode? }",
+              ),
+              "a file: { path, contents, mode? }",
+            ),
+            "a list of files",
+          ),
+        ),
+      },
+      "{ files: [...] }",
+    ),
+    "{ files: [...] }",
+  ),
+);
 
 /** More would only slow the byte-by-byte fw_cfg read (README, caveats) and hint at a misuse. */
 const MAX_FILE_BYTES = 64 * 1024;
