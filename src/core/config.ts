@@ -12,6 +12,7 @@ import type { AnyPlugin } from "./contract.ts";
 import type { Diagnostic } from "./diagnostics.ts";
 import { parseDuration } from "./duration.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
+import { mapsGivenAsLists } from "./map-lists.ts";
 import { type Cluster, DEFAULT_TIMEOUTS, type HostSpec, type NodeSpec } from "./model.ts";
 import { nodeMac, nodeUuid } from "./node-identity.ts";
 import { checkedDiagnostics } from "./plugin-results.ts";
@@ -185,6 +186,22 @@ const isUnknownKey = (issue: v.BaseIssue<unknown>) =>
  * there are more issues than a report shows, so a hostile file costs a few checks, not one a key.
  */
 function safeParseEveryKey<S extends v.GenericSchema>(schema: S, input: unknown): v.SafeParseResult<S> {
+  const result = safeParseKeys(schema, input);
+  const lists = mapsGivenAsLists(schema, input);
+  if (!lists.length) return result;
+  // What the schema says of a list's insides ("strategy is required") only hides the brackets.
+  const within = (issue: v.BaseIssue<unknown>) => {
+    const path = formatPath(issuePath(issue));
+    return lists.some((list) => {
+      const at = formatPath(issuePath(list));
+      return path === at || path.startsWith(`${at}.`) || path.startsWith(`${at}[`) || at === "";
+    });
+  };
+  const rest = result.success ? [] : result.issues.filter((issue) => !within(issue));
+  return { typed: false, success: false, output: input, issues: [...lists, ...rest] } as v.SafeParseResult<S>;
+}
+
+function safeParseKeys<S extends v.GenericSchema>(schema: S, input: unknown): v.SafeParseResult<S> {
   const first = v.safeParse(schema, input);
   if (first.success) return first;
   const issues = first.issues.flatMap(ownIssues);

@@ -416,6 +416,73 @@ describe("a value that may take one of several shapes", () => {
   });
 });
 
+describe("a list where a map belongs", () => {
+  // valibot's object schemas take an array (an array is an object): `timeouts: []` passed as no
+  // timeouts, and a list under a stage said only that the map's first key was missing.
+  const nested = definePlugin({
+    id: "hypervisor/nested",
+    title: "nested options",
+    apiVersion: 1,
+    options: v.strictObject({
+      window: v.optional(v.strictObject({ days: v.array(v.string()), start: v.string() })),
+      labels: v.optional(v.record(v.string(), v.strictObject({ value: v.string() }))),
+      boot: v.optional(
+        v.variant("kind", [
+          v.strictObject({ kind: v.literal("file"), at: v.strictObject({ path: v.string() }) }),
+          v.strictObject({ kind: v.literal("none") }),
+        ]),
+      ),
+      either: v.optional(v.union([v.array(v.string()), v.strictObject({ only: v.string() })])),
+    }),
+    check: async () => ({ changes: [], diagnostics: [] }),
+  });
+  const lookup: PluginLookup = {
+    find: (id) => (id === nested.id ? (nested as AnyPlugin) : undefined),
+    searchPath: [],
+  };
+  const problems = (text: string) => {
+    try {
+      parseClusterText(text, "kubehyve.yaml", lookup);
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      return (error as InputError).problems.map((p) => [p.path, p.message, p.where]);
+    }
+    return [];
+  };
+  const withStage = (options: string) =>
+    VALID.replace("    plugin: fake\n", `    plugin: nested\n${options}`);
+  const LIST = "must be a map (key: value), not a list";
+
+  test("is named at the list, in the core's fields and in a stage's, with nothing said of its insides", () => {
+    const text = withStage(
+      "    window: [Sat, Sun]\n    labels: { a: [x] }\n    boot: { kind: file, at: [] }\n",
+    )
+      .replace("network:\n", "timeouts: []\nssh: [a]\nnetwork:\n")
+      .replace("disks: [50GiB]", "disks: [[]]");
+    expect(problems(text)).toEqual([
+      ["ssh", LIST, "kubehyve.yaml:3:6"],
+      [
+        "nodes[1].disks[0]",
+        'must be a size such as "50GiB" or { name, size }, not a list',
+        "kubehyve.yaml:16:13",
+      ],
+      ["timeouts", LIST, "kubehyve.yaml:2:11"],
+      ["stages.hypervisor.window", LIST, "kubehyve.yaml:20:13"],
+      ["stages.hypervisor.labels.a", LIST, "kubehyve.yaml:21:18"],
+      ["stages.hypervisor.boot.at", LIST, "kubehyve.yaml:22:29"],
+    ]);
+  });
+
+  test("is left alone where the schema takes a list, and maps and empty values pass as before", () => {
+    expect(problems(withStage("    either: [a, b]\n"))).toEqual([]);
+    expect(problems(withStage("    either: { only: a }\n    window: { days: [Sat], start: x }\n"))).toEqual(
+      [],
+    );
+    expect(problems(withStage("    labels: {}\n    boot: { kind: none }\n"))).toEqual([]);
+    expect(problems(withStage("").replace("network:\n", "timeouts: {}\nnetwork:\n"))).toEqual([]);
+  });
+});
+
 describe("a stage option refused by a rule its plugin gave no words for", () => {
   test("is said the way the core says it, and a number where text belongs is told to be quoted", () => {
     const strict = definePlugin({
