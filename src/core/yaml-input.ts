@@ -8,10 +8,11 @@
  *
  * Every refusal is a problem with file:line:column, as a syntax error is: exit 2, never a crash.
  */
-import { constants, type Stats } from "node:fs";
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import type * as Yaml from "yaml";
 import type { CST, Document, LineCounter, Node, Parser } from "yaml";
+import { kindOf } from "../lib/fsutil.ts";
 
 /** The yaml library, evaluated when a text is first read: a command that reads none does not pay for it. */
 const yaml = (): typeof Yaml => require("yaml");
@@ -98,15 +99,6 @@ export async function readBoundedFile(
   } finally {
     await handle.close().catch(() => {});
   }
-}
-
-function kindOf(info: Stats): string {
-  if (info.isDirectory()) return "a directory";
-  if (info.isFIFO()) return "a FIFO";
-  if (info.isCharacterDevice()) return "a character device";
-  if (info.isBlockDevice()) return "a block device";
-  if (info.isSocket()) return "a socket";
-  return "not a regular file";
 }
 
 /** UTF-8 text of the bytes (a leading BOM dropped); refuses bytes that are not UTF-8, with their place. */

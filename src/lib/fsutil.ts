@@ -44,14 +44,16 @@ const me = () => process.getuid?.() ?? 0;
 export const writableByOthers = (st: Stats) => (st.mode & 0o022) !== 0;
 const sticky = (st: Stats) => (st.mode & 0o1000) !== 0;
 
-/** What a path is, for messages: "a directory", "a FIFO", "a device". */
-function kindOf(st: Stats): string {
+/** What a path is, for messages: "a directory", "a FIFO", "a character device". */
+export function kindOf(st: Stats): string {
   if (st.isSymbolicLink()) return "a symbolic link";
   if (st.isDirectory()) return "a directory";
   if (st.isFile()) return "a file";
   if (st.isFIFO()) return "a FIFO";
   if (st.isSocket()) return "a socket";
-  return "a device";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  return "neither a file nor a directory";
 }
 
 function lstatOrUndefined(path: string): Stats | undefined {

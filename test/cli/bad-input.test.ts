@@ -168,7 +168,7 @@ describe("paths that cannot be used", () => {
     const r = await run(["plan", "--offline", "--state-dir", "/dev/null"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(
-      "✖ state dir /dev/null is a device, not a directory\n  → choose another path: /dev/null is not kubehyve's to move\n",
+      "✖ state dir /dev/null is a character device, not a directory\n  → choose another path: /dev/null is not kubehyve's to move\n",
     );
   });
 
