@@ -9,11 +9,3 @@ export function parseDuration(input: string | number): number | undefined {
   if (!m) return undefined;
   return Math.round(Number(m[1]) * FACTORS[m[2] ?? "s"]!);
 }
-
-/** `90 s`, `10 min`, `2 h`: for messages. */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  if (ms % 3600_000 === 0) return `${ms / 3600_000} h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
-  return `${Math.round(ms / 100) / 10} s`;
-}

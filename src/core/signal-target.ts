@@ -16,9 +16,9 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { KubehyveError } from "../lib/errors.ts";
+import { formatDuration } from "../lib/values.ts";
 import type { CommandKind, RunOptions, RunResult, Target } from "../targets/target.ts";
 import { showCommand } from "../targets/target.ts";
-import { formatDuration } from "./duration.ts";
 import type { CommandTimeouts } from "./model.ts";
 
 /** Set while a ctx.wet function runs: commands started from it are changes. */

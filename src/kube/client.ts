@@ -6,6 +6,7 @@
 import { ofetch } from "ofetch";
 import { sleep } from "../lib/concurrency.ts";
 import { CancelledError } from "../lib/errors.ts";
+import { formatDuration } from "../lib/values.ts";
 import {
   AGGREGATED_DISCOVERY_ACCEPT,
   parseAggregatedDiscovery,
@@ -116,13 +117,6 @@ function errorCode(error: unknown): string {
     if (typeof e.code === "string" && e.code) return e.code;
   }
   return "";
-}
-
-/** A duration for messages: "150 ms", "30 s", "61.2 s". */
-function duration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = Math.round(ms / 100) / 10;
-  return `${s} s`;
 }
 
 function errorText(error: unknown): string {
@@ -305,8 +299,8 @@ export async function createKubeClient(
         if (code === "TimeoutError" || code === "ETIMEDOUT") {
           if (++unanswered >= UNANSWERED_ATTEMPTS || attempt > retries) {
             const within =
-              code === "ETIMEDOUT" ? "(the connection timed out)" : `within ${duration(timeoutMs)}`;
-            const detail = `no answer from the API server ${creds.server} ${within}; waited ${duration(Date.now() - started)} in all`;
+              code === "ETIMEDOUT" ? "(the connection timed out)" : `within ${formatDuration(timeoutMs)}`;
+            const detail = `no answer from the API server ${creds.server} ${within}; waited ${formatDuration(Date.now() - started)} in all`;
             throw new KubeTransportError(method, url, "timeout", detail, attempt);
           }
           wait = backoff(attempt);

@@ -24,3 +24,11 @@ export function describeValue(value: unknown): string {
       return "an object";
   }
 }
+
+/** `150 ms`, `90 s`, `61.2 s`, `10 min`, `2 h`: a duration in a message. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms % 3600_000 === 0) return `${ms / 3600_000} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${Math.round(ms / 100) / 10} s`;
+}
