@@ -13,6 +13,8 @@ export function version(): { version: string; commit: string; bun: string; platf
       const git = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], {
         cwd: import.meta.dir,
         stderr: "ignore",
+        // Run from source only; a git that hangs (a lock, a network file system) must not hang --version.
+        timeout: 5000,
       });
       commit = git.success ? `${git.stdout.toString().trim()}-source` : "unknown";
     } catch {

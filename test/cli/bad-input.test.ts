@@ -83,6 +83,21 @@ describe("a command line without a command", () => {
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({ v: 1, type: "version" });
   });
+
+  test("--version from source with a git that never answers still answers, the commit unknown", () => {
+    // From source the commit comes from `git rev-parse`, which a stale lock or a hung network file
+    // system can keep from answering; the command must not wait for it.
+    const { dir } = workdir();
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    writeFileSync(join(bin, "git"), "#!/bin/sh\nexec sleep 120\n", { mode: 0o755 });
+    const r = Bun.spawnSync([process.execPath, join(import.meta.dir, "../../src/main.ts"), "--version"], {
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+      timeout: 60_000,
+    });
+    expect(r.stdout.toString()).toMatch(/^kubehyve \d+\.\d+\.\d+ \(commit unknown, /);
+    expect(r.exitCode).toBe(0);
+  });
 });
 
 describe("words and flags the command line would get wrong", () => {
