@@ -113,7 +113,7 @@ export class DownloadCache implements ArtifactCache {
       // writes its own, and each rename puts a whole verified file in place.
       const part = tempPathFor(path, "part");
       try {
-        const actual = await this.download(req.url, part, opts, req.sha256, req.size);
+        const actual = await this.download(req.url, part, opts, req.sha256, req.size, req.maxBytes);
         await rename(part, path);
         await writeFileAtomic(`${path}.sha256`, `${actual}  ${basename(path)}\n`, 0o600);
       } finally {
@@ -219,6 +219,7 @@ export class DownloadCache implements ArtifactCache {
     opts: NonNullable<FetchOpts>,
     expected: string | undefined,
     size: number | undefined,
+    maxBytes?: number,
   ): Promise<string> {
     const out = createWriteStream(part, { mode: 0o600, flags: "wx" });
     // A write error (a full disk) is kept for the end rather than thrown from the stream's event.
@@ -227,7 +228,8 @@ export class DownloadCache implements ArtifactCache {
       writeError ??= error;
     });
     try {
-      const got = await this.transfer(originalUrl, opts, size, size ?? this.limits.maxBytes, {
+      const limit = size ?? Math.min(maxBytes ?? this.limits.maxBytes, this.limits.maxBytes);
+      const got = await this.transfer(originalUrl, opts, size, limit, {
         write: async (chunk) => {
           if (writeError) throw writeError;
           if (!out.write(chunk)) await once(out, "drain");
@@ -455,8 +457,12 @@ function checkedMirror(mirror: string): URL {
 }
 
 function checkedSize(req: ArtifactRequest): void {
-  if (req.size !== undefined && !(Number.isSafeInteger(req.size) && req.size >= 0))
-    throw new KubehyveError(`artifact ${redact(req.url)}: size ${req.size} is not a number of bytes`, 2);
+  for (const [field, value] of [
+    ["size", req.size],
+    ["maxBytes", req.maxBytes],
+  ] as const)
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0))
+      throw new KubehyveError(`artifact ${redact(req.url)}: ${field} ${value} is not a number of bytes`, 2);
 }
 
 function parseUrl(url: string): URL {

@@ -5,6 +5,11 @@ export interface ArtifactRequest {
   sha256: string;
   /** Exact size in bytes, when known: a body that is longer is stopped there, one shorter refused. */
   size?: number;
+  /**
+   * Most bytes the file may have, when its exact size is not known (a release the user pinned by
+   * sha256 only): a body that is longer is stopped there. At most the cache's own limit (16 GiB).
+   */
+  maxBytes?: number;
   /** File name in the cache; defaults to the URL's last path segment. */
   name?: string;
 }

@@ -16,11 +16,23 @@ export interface PinnedFile {
   url: string;
   /** Lower-case hex sha256 the bytes must have. */
   sha256: string;
+  /** Exact size in bytes, where the release is known: a longer body is stopped there. */
+  size?: number;
+  /** Most bytes, where the size is not known; MANIFEST_MAX_BYTES unless given. */
+  maxBytes?: number;
   /** File name in the cache. */
   name?: string;
   /** How a parse error names the file ("Calico v3.32.1 operator-crds.yaml"); default its URL. */
   title?: string;
 }
+
+/**
+ * Most bytes of a pinned manifest file whose size is not pinned (a release the user gave the
+ * sha256 of): the API server takes objects of at most 1.5 MiB (etcd's --max-request-bytes), and the
+ * largest release file here, Calico's operator-crds.yaml, has a few MiB. A mirror that sends
+ * without end is stopped here, not at the download cache's 16 GiB.
+ */
+export const MANIFEST_MAX_BYTES = 64 * 1024 * 1024;
 
 /** What this needs of the download cache: ctx.artifacts. */
 export interface PinnedFileCache {
@@ -46,7 +58,9 @@ export async function pinnedManifests<F extends PinnedFile>(
       out.missing.push(file);
       continue;
     }
-    const path = await cache.fetch(file, { signal: opts.signal });
+    const bounded =
+      file.size === undefined ? { ...file, maxBytes: file.maxBytes ?? MANIFEST_MAX_BYTES } : file;
+    const path = await cache.fetch(bounded, { signal: opts.signal });
     out.files.push({ file, objects: parsePinned(await readFile(path, "utf8"), file.title ?? file.url) });
   }
   return out;

@@ -107,6 +107,21 @@ describe("a body larger than it may be", () => {
     expect(await leftovers(cache)).toEqual([]);
   }, 10_000);
 
+  test("an endless body of a file with a bound but no exact size is stopped at the bound", async () => {
+    const cache = await freshCache({ maxBytes: 8 * 1024 * 1024 });
+    const url = `${server.url}/endless.bin`;
+    const error = await failure(cache.fetch({ url, sha256: FILE_SHA, maxBytes: 1024 * 1024 }));
+    expect(error.message).toBe(
+      `download of ${url} is refused: it sends more than 1048576 bytes, the most a download may have`,
+    );
+    expect(await leftovers(cache)).toEqual([]);
+    // A bound above the cache's own is the cache's.
+    const wide = await failure(cache.fetch({ url, sha256: FILE_SHA, maxBytes: 64 * 1024 * 1024 }));
+    expect(wide.message).toContain("it sends more than 8388608 bytes");
+    const bad = await failure(cache.fetch({ url, sha256: FILE_SHA, maxBytes: -1 }));
+    expect(bad.message).toBe(`artifact ${url}: maxBytes -1 is not a number of bytes`);
+  }, 10_000);
+
   test("a Content-Length above the pinned size is refused before the body is read", async () => {
     const cache = await freshCache();
     const url = `${server.url}/file.bin`;

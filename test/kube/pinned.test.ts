@@ -11,7 +11,13 @@ import { join } from "node:path";
 import * as yamlLibrary from "yaml";
 import { DownloadCache } from "../../src/artifacts/cache.ts";
 import { parseManifests } from "../../src/kube/apply.ts";
-import { missingNote, nativeDocuments, parsePinned, pinnedManifests } from "../../src/kube/pinned.ts";
+import {
+  MANIFEST_MAX_BYTES,
+  missingNote,
+  nativeDocuments,
+  parsePinned,
+  pinnedManifests,
+} from "../../src/kube/pinned.ts";
 import { type FileServer, serveFiles } from "../lab/http.ts";
 import { oracle } from "../lab/oracles.ts";
 
@@ -74,6 +80,24 @@ describe("pinnedManifests", () => {
     const again = await pinnedManifests(cache, [rbac, metallb]);
     expect(again.files.map((f) => f.file.name)).toEqual([rbac.name, metallb.name]);
     expect(mirror.hits(METALLB_PATH) - before).toBe(1);
+  });
+
+  test("a file without a pinned size is fetched with a bound a manifest never needs; a pinned size is kept", async () => {
+    const asked: { size?: number; maxBytes?: number }[] = [];
+    const real = await freshCache();
+    const cache = {
+      has: (file: typeof rbac) => real.has(file),
+      fetch: (file: typeof rbac & { size?: number; maxBytes?: number }) => {
+        asked.push({ size: file.size, maxBytes: file.maxBytes });
+        return real.fetch(file);
+      },
+    };
+    await pinnedManifests(cache, [rbac, { ...metallb, size: 88_670 }]);
+    expect(asked).toEqual([
+      { size: undefined, maxBytes: MANIFEST_MAX_BYTES },
+      { size: 88_670, maxBytes: undefined },
+    ]);
+    expect(MANIFEST_MAX_BYTES).toBe(64 * 1024 * 1024);
   });
 
   test("a wrong sha256 fails naming both hashes and the file, and leaves nothing in the cache", async () => {

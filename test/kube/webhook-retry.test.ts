@@ -67,7 +67,9 @@ async function installed(refusesForMs: number) {
 
 describe.skipIf(!have("openssl", "openssl"))("a webhook that refuses right after its install", () => {
   test("is retried until it answers, and the write goes through", async () => {
-    const { server: s, metallb } = await installed(2500);
+    // Long enough for many refusals on a loaded machine too, where each try takes longer and the
+    // window opens (when the controller is ready) well before the first try.
+    const { server: s, metallb } = await installed(5000);
     const client = await createKubeClient(s.kubeconfigPath, { baseDelayMs: 50, maxDelayMs: 150 });
     s.requests.length = 0;
     const stored = await client.apply(pool("lab", ["127.0.0.240-127.0.0.250"]));

@@ -12,7 +12,7 @@ import {
   stageOwner,
   withOwner,
 } from "kubehyve";
-import { announcedPools, type MetallbOptions, manifestSha256, manifestUrl } from "./options.ts";
+import { announcedPools, KNOWN_SIZES, type MetallbOptions, manifestSha256, manifestUrl } from "./options.ts";
 
 type Ctx = PluginContext<MetallbOptions>;
 
@@ -27,6 +27,7 @@ export function manifestRequest(options: MetallbOptions): ArtifactRequest & { ti
   return {
     url: manifestUrl(options.version),
     sha256,
+    ...(KNOWN_SIZES[sha256] !== undefined ? { size: KNOWN_SIZES[sha256] } : {}),
     name: `metallb-${options.version}-metallb-native.yaml`,
     title: `MetalLB ${options.version} metallb-native.yaml`,
   };

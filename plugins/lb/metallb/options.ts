@@ -13,6 +13,11 @@ export const KNOWN_RELEASES: Readonly<Record<string, string>> = {
   "v0.16.1": "bf25feebb7582ca7df845efd52ffbc2960d6cbf4cfc972f47fded9f788b67f0b",
 };
 
+/** Their sizes in bytes, by sha256: a download is stopped at its pinned size, not at 16 GiB. */
+export const KNOWN_SIZES: Readonly<Record<string, number>> = {
+  bf25feebb7582ca7df845efd52ffbc2960d6cbf4cfc972f47fded9f788b67f0b: 88_670,
+};
+
 export const DEFAULT_CANARY_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
 const sha256 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, "64 lower-case hex digits"));

@@ -13,7 +13,14 @@ import {
   stageOwner,
   withOwner,
 } from "kubehyve";
-import { type CalicoOptions, MANIFESTS, type ManifestName, manifestSha256, manifestUrl } from "./options.ts";
+import {
+  type CalicoOptions,
+  KNOWN_SIZES,
+  MANIFESTS,
+  type ManifestName,
+  manifestSha256,
+  manifestUrl,
+} from "./options.ts";
 
 type Ctx = PluginContext<CalicoOptions>;
 
@@ -36,6 +43,7 @@ export function manifestRequest(options: CalicoOptions, name: ManifestName): Rel
   return {
     url: manifestUrl(options.version, name),
     sha256,
+    ...(KNOWN_SIZES[sha256] !== undefined ? { size: KNOWN_SIZES[sha256] } : {}),
     name: `calico-${options.version}-${name}`,
     manifest: name,
     title: `Calico ${options.version} ${name}`,

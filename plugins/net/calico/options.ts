@@ -19,6 +19,15 @@ export const KNOWN_RELEASES: Readonly<Record<string, Record<ManifestName, string
   },
 };
 
+/**
+ * The size in bytes of each manifest above, by its sha256: a download is stopped at its pinned
+ * size, so a mirror that sends without end costs that much, not the cache's 16 GiB.
+ */
+export const KNOWN_SIZES: Readonly<Record<string, number>> = {
+  "192f8b2d934ef24b62e86b7e1a6e1762d1c8af26a916f78057bc13fa5ed60f71": 3_046_956,
+  f18e073794207d372606bc3ea6f8fd73972f86d6828f4ba666dfe0d4aa8ab07f: 19_660,
+};
+
 /** The e2e image of Kubernetes: `netexec` serves HTTP, `connect` tests a TCP connection (test/images/agnhost). */
 export const DEFAULT_CANARY_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
