@@ -146,6 +146,7 @@ export class DownloadCache implements ArtifactCache {
   async fetchTree(req: TreeRequest, opts: FetchOpts = {}): Promise<string> {
     const expected = checkedTreeDigest(req);
     if (req.sha256 !== undefined) checkedSha256({ url: req.url, sha256: req.sha256 });
+    checkedSize(req);
     const path = this.treePathOf(req);
     const running = this.inflight.get(path);
     if (running) return running;
@@ -160,6 +161,8 @@ export class DownloadCache implements ArtifactCache {
       await rm(`${path}.${TREE_DIGEST_V1}`, { force: true });
       const url = this.resolveUrl(req.url);
       const shown = showUrl(url, req.url);
+      // Its content may have 1 GiB (unpackTarball's limit): an archive of twice that holds no such tree.
+      const archiveMax = req.maxBytes ?? 2 * 1024 ** 3;
       // mkdtemp makes a 0700 directory no one else can have prepared.
       const work = await mkdtemp(join(this.dir, `.${basename(path)}.unpack-`));
       try {
@@ -167,12 +170,12 @@ export class DownloadCache implements ArtifactCache {
         if (req.sha256 !== undefined) {
           // The stricter pin: the archive's own bytes, kept in the cache like any download.
           archive = await this.fetch(
-            { url: req.url, sha256: req.sha256, name: `${basename(path)}.archive` },
+            { url: req.url, sha256: req.sha256, maxBytes: archiveMax, name: `${basename(path)}.archive` },
             opts,
           );
         } else {
           archive = join(work, "archive");
-          await this.download(req.url, archive, opts, undefined, undefined);
+          await this.download(req.url, archive, opts, undefined, undefined, archiveMax);
         }
         const tree = join(work, "tree");
         await unpackTarball(archive, tree, { signal: opts.signal, shown });
@@ -456,7 +459,7 @@ function checkedMirror(mirror: string): URL {
   return url;
 }
 
-function checkedSize(req: ArtifactRequest): void {
+function checkedSize(req: Pick<ArtifactRequest, "url" | "size" | "maxBytes">): void {
   for (const [field, value] of [
     ["size", req.size],
     ["maxBytes", req.maxBytes],

@@ -25,6 +25,8 @@ export interface TreeRequest {
   treeSha256V1: string;
   /** Optional stricter pin of the archive's bytes; the archive is then kept in the cache too. */
   sha256?: string;
+  /** Most bytes of the archive (default 2 GiB: twice what its unpacked content may have). */
+  maxBytes?: number;
   /** Directory name in the cache; defaults to the URL's last path segment without `.tar.gz`. */
   name?: string;
 }

@@ -122,6 +122,19 @@ describe("a body larger than it may be", () => {
     expect(bad.message).toBe(`artifact ${url}: maxBytes -1 is not a number of bytes`);
   }, 10_000);
 
+  test("an endless archive of a pinned tree is stopped at the tree's bound, with or without its sha256", async () => {
+    const cache = await freshCache({ maxBytes: 64 * 1024 * 1024 });
+    const url = `${server.url}/endless.bin`;
+    const tree = { url, treeSha256V1: "c".repeat(64), maxBytes: 1024 * 1024, name: "endless-tree" };
+    for (const req of [tree, { ...tree, sha256: FILE_SHA }]) {
+      const error = await failure(cache.fetchTree(req));
+      expect(error.message).toBe(
+        `download of ${url} is refused: it sends more than 1048576 bytes, the most a download may have`,
+      );
+    }
+    expect(await leftovers(cache)).toEqual([]);
+  }, 20_000);
+
   test("a Content-Length above the pinned size is refused before the body is read", async () => {
     const cache = await freshCache();
     const url = `${server.url}/file.bin`;

@@ -16,6 +16,8 @@ export function treeRequestOf(
     url: release.url,
     treeSha256V1: release.treeSha256V1,
     sha256: release.sha256,
+    // GitHub's archive of a Kubespray tag has a few MiB; a mirror sending without end stops here.
+    maxBytes: 256 * 1024 * 1024,
     name: `kubespray-${version}`,
   };
 }
