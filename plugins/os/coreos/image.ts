@@ -44,6 +44,9 @@ export function artifactOf(image: PinnedImage) {
   return {
     url: image.location,
     sha256: image.sha256,
+    // The stream metadata gives no size; the compressed qemu image has under 1 GiB. A mirror that
+    // sends without end stops here rather than at the download cache's 16 GiB.
+    maxBytes: 4 * 1024 ** 3,
     name: `fedora-coreos-${image.release}-qemu.x86_64.qcow2.xz`,
   };
 }
