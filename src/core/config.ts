@@ -39,7 +39,12 @@ export interface PluginLookup {
   /** Directories searched for drop-in plugins, for the "not found" message. */
   searchPath: readonly string[];
   /** What was found, loaded or not: a file that failed to load may be the plugin a stage names. */
-  entries?: readonly { origin: string; status: "loaded" | "refused" | "failed" }[];
+  entries?: readonly {
+    id?: string;
+    origin: string;
+    status: "loaded" | "refused" | "failed";
+    problem?: string;
+  }[];
 }
 
 export interface LoadedConfig {
@@ -463,6 +468,17 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
       continue;
     }
     const plugin = plugins.find(id);
+    // Found, and not used: what is wrong with it is the answer, not "no plugin".
+    const refused = plugin
+      ? undefined
+      : (plugins.entries ?? []).find((e) => e.id === id && e.status !== "loaded" && e.problem);
+    if (refused) {
+      problems.add(
+        ["stages", slot, "plugin"],
+        `plugin ${id} in ${refused.origin} is not loaded: ${refused.problem}`,
+      );
+      continue;
+    }
     if (!plugin) {
       const where = plugins.searchPath.length ? plugins.searchPath.join(", ") : "(no plugin directory)";
       // Its file may be there and broken: "not found" alone sends the user looking for a file

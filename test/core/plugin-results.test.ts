@@ -252,7 +252,11 @@ describe("hook answers", () => {
 
   test("a handler that is not a function keeps the plan from starting, naming the plugin and the hook", async () => {
     const r = await run(["plan"], `hooks: { "caller:ask": { files: [] } },`, { "caller.ts": CALLER });
-    failedForThePlugin(r, "no plugin bad/result is built in or found in the plugin path", 2);
+    failedForThePlugin(
+      r,
+      `plugin bad/result in ${join(r.dir, "plugins", "bad.ts")} is not loaded: its handler of hook caller:ask is an object, not a function`,
+      2,
+    );
   });
 
   test("an object answer is passed on as before", async () => {

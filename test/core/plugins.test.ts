@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseClusterText } from "../../src/core/config.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { loadPlugins } from "../../src/core/plugins.ts";
 
@@ -339,6 +340,25 @@ export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-file
         code: "plugin.bad-name",
         summary: `the plugin file "bad\ufffd.ts" in ${dir} is not loaded: its name is not UTF-8`,
         hint: `rename it (ls -b ${dir} shows its name's bytes)`,
+      }),
+    ]);
+  });
+
+  test("a cluster file naming a plugin that was found but refused says what is wrong with it, not that it is missing", async () => {
+    const file = write("future.ts", dropIn("extra/future").replace("apiVersion: 1", "apiVersion: 2"));
+    const registry = await loadPlugins([builtin], [dir]);
+    const text =
+      "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  extra:\n    plugin: future\n";
+    let thrown: unknown;
+    try {
+      parseClusterText(text, "lab.yaml", registry);
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as { problems?: unknown }).problems).toEqual([
+      expect.objectContaining({
+        path: "stages.extra.plugin",
+        message: `plugin extra/future in ${file} is not loaded: it needs plugin API 2; this kubehyve speaks 1`,
       }),
     ]);
   });
