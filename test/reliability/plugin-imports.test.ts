@@ -65,7 +65,14 @@ describe("a drop-in plugin's imports", () => {
     const file = write("plugins/a.ts", plugin("a/a", 'import { title } from "./lib/helper.ts";', "title"));
     const registry = await loadPlugins([], [dir]);
     expect(registry.find("a/a")).toBeUndefined();
-    expect(registry.entries).toEqual([{ id: "a.ts", origin: file, status: "refused" }]);
+    expect(registry.entries).toEqual([
+      {
+        id: "a.ts",
+        origin: file,
+        status: "refused",
+        problem: `${join(dir, "lib", "helper.ts")}, which it loads: its directory ${join(dir, "lib")} is writable by group or others`,
+      },
+    ]);
     expect(registry.diagnostics).toEqual([
       expect.objectContaining({
         code: "plugin.unsafe-import",
@@ -139,7 +146,7 @@ describe("a drop-in plugin's imports", () => {
     expect(refused.diagnostics).toEqual([
       expect.objectContaining({
         code: "plugin.unsafe-permissions",
-        summary: `plugin file ${file} is not loaded: ${open}, a directory above it, is writable by group or others (and not sticky)`,
+        summary: `no plugin is loaded from ${join(open, "plugins")} (1 file): ${open}, a directory above it, is writable by group or others (and not sticky)`,
         hint: `chmod go-w ${open}`,
       }),
     ]);
