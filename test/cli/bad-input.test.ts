@@ -34,6 +34,22 @@ describe("kubehyve plugins", () => {
       `  ✖ plugin file ${file} failed to load\n      the vendor forgot a file\n      → fix the file, or move it out of the plugin path\n`,
     );
   });
+  test("a file name or a message with escape sequences or line breaks reaches the terminal escaped", async () => {
+    const { plugins, plugin, run } = workdir();
+    const named = plugin("evil\x1b]0;owned\x07\nline.ts", "export default 1;\n");
+    plugin("loud.ts", 'throw new Error("red \\x1b[31malert\\x1b[0m\\nsecond line");\n');
+    const r = await run(["plugins", "--plugin-dir", plugins]);
+    expect(r.code).toBe(1);
+    expect(r.out).not.toContain("\x1b");
+    expect(r.out).not.toContain("\x07");
+    const shown = "evil\\u001b]0;owned\\u0007\\u000aline.ts";
+    expect(r.stdout).toContain(`✖ ${shown}`);
+    expect(r.stdout).toContain(
+      `  ✖ plugin file ${plugins}/${shown} is not loaded: its default export is not a plugin object`,
+    );
+    expect(r.stdout).toContain("      red \\u001b[31malert\\u001b[0m\n      second line\n");
+    expect(named).toContain("\n");
+  });
 });
 
 describe("a command line without a command", () => {
