@@ -549,7 +549,11 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   checkSemantics(view, problems);
   const stages = resolveStages(view, plugins, problems);
   if (problems.count || !parsed.success) throw invalid(source, problems);
-  const cluster = normalize(parsed.output);
+  // Read-only from here on, for the stages and the core alike: one stage's validate or phase that
+  // changed a node's address would change it for the core (which machines it reaches) and every
+  // stage after it, past the checks that passed it.
+  const cluster = deepFreeze(normalize(parsed.output));
+  for (const stage of stages) deepFreeze(stage.options);
   // The stages' own rules need a cluster that passed the core checks; they see it as every stage will.
   for (const stage of stages) {
     let found: Diagnostic[];
@@ -575,6 +579,20 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   }
   if (problems.count) throw invalid(source, problems);
   return { cluster, stages, warnings, source };
+}
+
+/**
+ * `value` and the plain data reachable from it (objects and arrays) made read-only. What else an
+ * options schema's transform may make (a Map, bytes) is left as it is: freezing bytes throws.
+ */
+function deepFreeze<T>(value: T): T {
+  if (!value || typeof value !== "object" || Object.isFrozen(value)) return value;
+  const proto = Object.getPrototypeOf(value);
+  if (Array.isArray(value) || proto === Object.prototype || proto === null) {
+    Object.freeze(value);
+    for (const key of Reflect.ownKeys(value)) deepFreeze((value as Record<string | symbol, unknown>)[key]);
+  }
+  return value;
 }
 
 /** ["nodes", 1, "memory"] from `nodes[1].memory`: the inverse of formatPath. */

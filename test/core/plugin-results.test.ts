@@ -390,6 +390,46 @@ describe("the plugin object", () => {
   });
 });
 
+describe("what the core hands a plugin", () => {
+  test("validate cannot change the cluster it judges: the file stays invalid, the plugin named", async () => {
+    const r = await run(
+      ["config", "validate"],
+      `validate({ cluster }) { cluster.nodes[0].address = "192.0.2.7"; return []; },`,
+    );
+    failedForThePlugin(r, "plugin bad/result failed while checking its options, a bug in the plugin:", 2);
+    expect(r.out).not.toContain("is valid");
+  });
+
+  test("a phase cannot change the cluster model or its options for the core and the stages after it", async () => {
+    const r = await run(
+      ["plan"],
+      `async check(ctx) {
+    const tries = [
+      () => { ctx.cluster.nodes.push({ ...ctx.cluster.nodes[0], name: "intruder" }); },
+      () => { ctx.cluster.nodes[0].address = "192.0.2.7"; },
+      () => { ctx.cluster.network.dns.length = 0; },
+      () => { ctx.cluster.stages.bad.options.marker = "/etc/passwd"; },
+      () => { ctx.options.marker = "/etc/passwd"; },
+    ];
+    const refused = tries.filter((t) => { try { t(); return false; } catch (e) { return e instanceof TypeError; } });
+    return { changes: [{ summary: refused.length + " of " + tries.length + " changes refused" }], diagnostics: [] };
+  },`,
+      {
+        "caller.ts": CALLER.replace(
+          "answers.map",
+          "[ctx.cluster.nodes.map((n) => n.name + '@' + n.address).join(' ')].concat(answers).map",
+        ).replace(
+          '"answer " + Object.keys(a ?? {}).join(",")',
+          'typeof a === "string" ? "sees " + a : "answer"',
+        ),
+      },
+    );
+    expect(r.out).toContain("5 of 5 changes refused");
+    expect(r.out).toContain("sees n1@10.9.0.10");
+    expect(r.out).not.toContain("intruder");
+  });
+});
+
 describe("what validate returns", () => {
   test("findings that are not a list make the cluster file invalid, naming the plugin", async () => {
     const r = await run(["config", "validate"], `validate() { return "fine"; },`);
