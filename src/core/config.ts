@@ -14,6 +14,7 @@ import { parseDuration } from "./duration.ts";
 import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4 } from "./ipv4.ts";
 import { type Cluster, DEFAULT_TIMEOUTS, type HostSpec, type NodeSpec } from "./model.ts";
 import { nodeMac, nodeUuid } from "./node-identity.ts";
+import { orderStages } from "./order.ts";
 import { checkedDiagnostics } from "./plugin-results.ts";
 import { type ClusterFile, ClusterFileSchema, DnsLabel } from "./schema.ts";
 import { parseSize } from "./units.ts";
@@ -548,6 +549,13 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   const warnings: Diagnostic[] = [];
   checkSemantics(view, problems);
   const stages = resolveStages(view, plugins, problems);
+  // Found by `config validate`, not first by the run that cannot order them.
+  try {
+    orderStages(stages);
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    problems.add(["stages"], error.message);
+  }
   if (problems.count || !parsed.success) throw invalid(source, problems);
   // Read-only from here on, for the stages and the core alike: one stage's validate or phase that
   // changed a node's address would change it for the core (which machines it reaches) and every

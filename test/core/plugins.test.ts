@@ -363,6 +363,29 @@ export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-file
     ]);
   });
 
+  test("stages whose after lists form a cycle make the cluster file invalid, before any run", async () => {
+    const after = (id: string, slot: string) =>
+      dropIn(id).replace('version: "0.1.0",', `version: "0.1.0",\n  after: ["${slot}"],`);
+    write("a.ts", after("first/a", "second"));
+    write("b.ts", after("second/b", "first"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([]);
+    const text =
+      "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  first:\n    plugin: a\n  second:\n    plugin: b\n";
+    let thrown: unknown;
+    try {
+      parseClusterText(text, "lab.yaml", registry);
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as { problems?: unknown }).problems).toEqual([
+      expect.objectContaining({
+        path: "stages",
+        message: `the stages' "after" lists form a cycle: first (after second); second (after first)`,
+      }),
+    ]);
+  });
+
   test.skipIf(process.getuid?.() !== 0)(
     "refuses a file owned by another user, who could make it writable again at will",
     async () => {
