@@ -8,9 +8,8 @@
  * specifier (oven-sh/bun#40579), while onLoad sees every file read from disk. Kubehyve's own code
  * is left alone: inside the binary it lives in /$bunfs/, and run from source, in its own tree.
  */
-import { dirname } from "node:path";
 import { plugin } from "bun";
-import { loadPluginCode } from "./plugin-trust.ts";
+import { loadPluginCode, OWN_CODE_ROOT } from "./plugin-trust.ts";
 
 let registered = false;
 
@@ -18,10 +17,7 @@ const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** Every path that is not kubehyve's own code. */
 function foreignCode(): RegExp {
-  const own = import.meta.dir.startsWith("/$bunfs/")
-    ? undefined
-    : // src/core → the checkout, node_modules included.
-      dirname(dirname(import.meta.dir));
+  const own = OWN_CODE_ROOT === "/$bunfs" ? undefined : OWN_CODE_ROOT;
   return new RegExp(`^(?!/\\$bunfs/)${own ? `(?!${escapeRegExp(own)}/)` : ""}/`);
 }
 

@@ -7,7 +7,16 @@
  * whatever node_modules sits in a directory above it, so it is refused.
  */
 import { realpathSync, type Stats, statSync } from "node:fs";
-import { basename, dirname, join, sep } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * Where kubehyve's own code lives: /$bunfs/ inside the compiled binary; run from source, the
+ * checkout (src/core → its root), node_modules included.
+ */
+export const OWN_CODE_ROOT = import.meta.dir.startsWith("/$bunfs/")
+  ? "/$bunfs"
+  : dirname(dirname(import.meta.dir));
 
 export interface Distrust {
   /** The path to fix. */
@@ -96,6 +105,28 @@ export class UntrustedPluginCode extends Error {
   }
 }
 
+/** Where a relative, absolute or file: specifier in `from` leads, links followed as far as they exist. */
+function resolvedImport(spec: string, from: string): string {
+  let target: string;
+  try {
+    target = spec.startsWith("file:")
+      ? fileURLToPath(spec.replace(/[?#].*$/, ""))
+      : resolve(dirname(from), spec);
+  } catch {
+    return spec;
+  }
+  // The file itself may be named without its extension: its nearest directory that exists is real.
+  for (let at = target; ; at = dirname(at)) {
+    try {
+      return join(realpathSync(at), relative(at, target));
+    } catch {
+      if (dirname(at) === at) return target;
+    }
+  }
+}
+
+const isOwnCode = (path: string) => path === OWN_CODE_ROOT || path.startsWith(`${OWN_CODE_ROOT}/`);
+
 /** A specifier that names a package (looked up in node_modules), not a file. */
 const isBare = (spec: string) => !/^(\.{1,2}(\/|$)|\/|file:)/.test(spec);
 const allowedBare = (spec: string) => spec === "kubehyve" || spec.startsWith("node:");
@@ -151,11 +182,23 @@ export async function loadPluginCode(path: string): Promise<Loaded> {
   if (loader === "text") return { exports: { default: text }, loader: "object" };
   if (loader === "toml" || loader === "yaml") return { contents: text, loader };
   for (const { path: spec } of new Bun.Transpiler({ loader }).scanImports(text)) {
-    if (isBare(spec) && !allowedBare(spec))
+    if (isBare(spec)) {
+      if (!allowedBare(spec))
+        throw new UntrustedPluginCode(
+          path,
+          `it imports "${spec}", but a drop-in plugin imports only from "kubehyve" and node: built-ins`,
+          "bundle its other dependencies into the plugin file: bun build plugin.ts --external kubehyve",
+        );
+      continue;
+    }
+    // Kubehyve's own files are never judged (loaded unlike a drop-in's), and outside the plugin API:
+    // a plugin that reaches into src/ works from a checkout and breaks in the binary, or at the next
+    // release.
+    if (isOwnCode(resolvedImport(spec, path)))
       throw new UntrustedPluginCode(
         path,
-        `it imports "${spec}", but a drop-in plugin imports only from "kubehyve" and node: built-ins`,
-        "bundle its other dependencies into the plugin file: bun build plugin.ts --external kubehyve",
+        `it imports "${spec}", which is kubehyve's own code, not its plugin API`,
+        'import what the plugin needs from "kubehyve"; what it does not offer is not part of the plugin API',
       );
   }
   return { contents: text, loader };

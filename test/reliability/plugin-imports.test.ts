@@ -136,6 +136,35 @@ describe("a drop-in plugin's imports", () => {
     );
   });
 
+  test('an import of kubehyve\'s own source, by path or through a link, is refused: the API is "kubehyve"', async () => {
+    const { dir, write } = lab();
+    const own = join(import.meta.dir, "../../src/core/order.ts");
+    const byPath = write(
+      "plugins/by-path.ts",
+      plugin("own/path", `import { PIPELINE } from ${JSON.stringify(own)};`, "PIPELINE[0]"),
+    );
+    symlinkSync(join(import.meta.dir, "../../src"), join(dir, "src-link"));
+    const byLink = write(
+      "plugins/by-link.ts",
+      plugin("own/link", 'export * from "./src-link/core/order.ts";'),
+    );
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.find("own/path")).toBeUndefined();
+    expect(registry.find("own/link")).toBeUndefined();
+    expect(registry.diagnostics.map((d) => [d.code, d.summary, d.hint])).toEqual([
+      [
+        "plugin.unsafe-import",
+        `plugin file ${byLink} is not loaded: it imports "./src-link/core/order.ts", which is kubehyve's own code, not its plugin API`,
+        'import what the plugin needs from "kubehyve"; what it does not offer is not part of the plugin API',
+      ],
+      [
+        "plugin.unsafe-import",
+        `plugin file ${byPath} is not loaded: it imports ${JSON.stringify(own)}, which is kubehyve's own code, not its plugin API`,
+        'import what the plugin needs from "kubehyve"; what it does not offer is not part of the plugin API',
+      ],
+    ]);
+  });
+
   test("a parent directory of the plugin folder that others can write is refused; a sticky one is not", async () => {
     const { root, write } = lab();
     const open = join(root, "open");
