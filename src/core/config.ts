@@ -6,6 +6,7 @@
 import { resolve } from "node:path";
 import * as v from "valibot";
 import { InputError } from "../lib/errors.ts";
+import { deepFreeze } from "../lib/values.ts";
 import { shellQuote } from "../targets/quote.ts";
 import { parseSshUrl } from "../targets/ssh.ts";
 import type { AnyPlugin } from "./contract.ts";
@@ -587,20 +588,6 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   }
   if (problems.count) throw invalid(source, problems);
   return { cluster, stages, warnings, source };
-}
-
-/**
- * `value` and the plain data reachable from it (objects and arrays) made read-only. What else an
- * options schema's transform may make (a Map, bytes) is left as it is: freezing bytes throws.
- */
-function deepFreeze<T>(value: T): T {
-  if (!value || typeof value !== "object" || Object.isFrozen(value)) return value;
-  const proto = Object.getPrototypeOf(value);
-  if (Array.isArray(value) || proto === Object.prototype || proto === null) {
-    Object.freeze(value);
-    for (const key of Reflect.ownKeys(value)) deepFreeze((value as Record<string | symbol, unknown>)[key]);
-  }
-  return value;
 }
 
 /** ["nodes", 1, "memory"] from `nodes[1].memory`: the inverse of formatPath. */
