@@ -127,6 +127,9 @@ function resolvedImport(spec: string, from: string): string {
 
 const isOwnCode = (path: string) => path === OWN_CODE_ROOT || path.startsWith(`${OWN_CODE_ROOT}/`);
 
+/** The most a drop-in plugin's file, or a file it loads, may hold: a bundled plugin is a few MiB. */
+export const MAX_PLUGIN_CODE_BYTES = 64 * 2 ** 20;
+
 /** A specifier that names a package (looked up in node_modules), not a file. */
 const isBare = (spec: string) => !/^(\.{1,2}(\/|$)|\/|file:)/.test(spec);
 const allowedBare = (spec: string) => spec === "kubehyve" || spec.startsWith("node:");
@@ -169,6 +172,15 @@ export async function loadPluginCode(path: string): Promise<Loaded> {
       path,
       "it lies in a node_modules folder, and drop-in plugins do not load packages",
       "bundle what the plugin needs into its file: bun build plugin.ts --external kubehyve",
+    );
+  // Read whole and compiled in memory: a file of gigabytes (a disk image dropped in by mistake, a
+  // link to a device that stat took for a file) would take the memory of every command with it.
+  const size = statSync(path).size;
+  if (size > MAX_PLUGIN_CODE_BYTES)
+    throw new UntrustedPluginCode(
+      path,
+      `it is ${size} bytes, more than the ${MAX_PLUGIN_CODE_BYTES / 2 ** 20} MiB a file of a plugin may be`,
+      "move what is not the plugin's code out of the plugin path",
     );
   const text = await Bun.file(path).text();
   const loader = loaderFor(path);

@@ -7,7 +7,7 @@
  * module cache keys on the path.
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadPlugins } from "../../src/core/plugins.ts";
@@ -162,6 +162,23 @@ describe("a drop-in plugin's imports", () => {
         `plugin file ${byPath} is not loaded: it imports ${JSON.stringify(own)}, which is kubehyve's own code, not its plugin API`,
         'import what the plugin needs from "kubehyve"; what it does not offer is not part of the plugin API',
       ],
+    ]);
+  });
+
+  test("a file too large to be a plugin's code is refused before it is read, whether the plugin or a file it loads", async () => {
+    const { dir, write } = lab();
+    const huge = write("plugins/huge.ts", "export default 1;\n");
+    truncateSync(huge, 64 * 2 ** 20 + 1);
+    write("plugins/data.bin", "");
+    truncateSync(join(dir, "data.bin"), 65 * 2 ** 20);
+    const loads = write(
+      "plugins/loads.ts",
+      plugin("big/data", 'import data from "./data.bin";', "String(data.length)"),
+    );
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual([
+      `plugin file ${huge} is not loaded: it is 67108865 bytes, more than the 64 MiB a file of a plugin may be`,
+      `plugin file ${loads} is not loaded: ${join(dir, "data.bin")}, which it loads: it is 68157440 bytes, more than the 64 MiB a file of a plugin may be`,
     ]);
   });
 
