@@ -388,10 +388,19 @@ export async function loadPlugins(
   }
 
   if (files.length) registerPluginApiModule();
-  for (const file of files) {
+  // Started together, taken in order: files whose top-level await never ends cost one limit
+  // between them, not one each, and the first in the path still wins an id.
+  const limit = opts.importTimeoutMs ?? PLUGIN_IMPORT_TIMEOUT_MS;
+  const imports = files.map((file) => {
+    const loading = importWithin(file, limit);
+    // Taken below in turn; until then a failure must not count as unhandled.
+    loading.catch(() => {});
+    return loading;
+  });
+  for (const [i, file] of files.entries()) {
     const name = basename(file);
     try {
-      const mod = await importWithin(file, opts.importTimeoutMs ?? PLUGIN_IMPORT_TIMEOUT_MS);
+      const mod = await imports[i]!;
       const candidate = mod.default;
       const plugin = candidate && typeof candidate === "object" ? snapshot(candidate) : candidate;
       const problem = shapeProblem(plugin);

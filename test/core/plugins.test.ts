@@ -203,6 +203,20 @@ describe("the plugin loader", () => {
     ]);
   }, 5000);
 
+  test("files whose loading never ends cost one limit between them, not one each", async () => {
+    const hung = ["a.ts", "b.ts", "c.ts", "d.ts"].map((name) =>
+      write(name, "await new Promise(() => {});\nexport default {};\n"),
+    );
+    write("safe.ts", dropIn("extra/safe"));
+    const started = Date.now();
+    const registry = await loadPlugins([builtin], [dir], { importTimeoutMs: 400 });
+    expect(Date.now() - started).toBeLessThan(1200);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual(
+      hung.map((file) => `plugin file ${file} failed to load`),
+    );
+  }, 5000);
+
   test("a syntax error names the file, line and column of the first error", async () => {
     const file = write(
       "broken.ts",
