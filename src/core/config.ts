@@ -6,7 +6,7 @@
 import { resolve } from "node:path";
 import * as v from "valibot";
 import { InputError } from "../lib/errors.ts";
-import { deepFreeze } from "../lib/values.ts";
+import { deepFreeze, thrownText } from "../lib/values.ts";
 import { shellQuote } from "../targets/quote.ts";
 import { parseSshUrl } from "../targets/ssh.ts";
 import type { AnyPlugin } from "./contract.ts";
@@ -451,7 +451,7 @@ function checkSemantics(view: LenientView, problems: ProblemList): void {
 
 /** What a plugin that threw while judging its options is told: it, not the file, is at fault. */
 function pluginBroke(id: string, error: unknown): string {
-  const why = error instanceof Error ? error.message : String(error);
+  const why = thrownText(error);
   return `plugin ${id} failed while checking its options, a bug in the plugin: ${why}`;
 }
 

@@ -62,3 +62,21 @@ export function frozenCopy<T>(value: T, seen = new Map<object, unknown>()): T {
   }
   return Object.freeze(copy) as T;
 }
+
+/**
+ * What a thrown value says, for a message: an Error's message, a string as itself, anything else
+ * as String() has it. Whatever a plugin throws ends up here: a value whose toString throws, or a
+ * Proxy whose every read does, is named by its kind instead of breaking the message about it.
+ */
+export function thrownText(error: unknown): string {
+  try {
+    if (error instanceof Error && typeof error.message === "string") return error.message;
+    const text = typeof error === "string" ? error : String(error);
+    if (typeof text === "string") return text;
+  } catch {}
+  let kind = "an object";
+  try {
+    kind = describeValue(error);
+  } catch {}
+  return `${kind} that cannot be shown`;
+}

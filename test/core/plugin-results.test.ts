@@ -430,6 +430,25 @@ describe("what the core hands a plugin", () => {
   });
 });
 
+describe("what a plugin throws", () => {
+  test("a phase that throws a value that cannot be shown fails as the plugin's phase, not as a bug", async () => {
+    const r = await run(["plan"], `async check() { throw { toString() { throw new Error("no text"); } }; },`);
+    failedForThePlugin(r, "bad check failed: an object that cannot be shown");
+  });
+
+  test("validate that throws a Proxy whose reads throw makes the file invalid, naming the plugin", async () => {
+    const r = await run(
+      ["config", "validate"],
+      `validate() { throw new Proxy({}, { get() { throw new Error("trap"); } }); },`,
+    );
+    failedForThePlugin(
+      r,
+      "plugin bad/result failed while checking its options, a bug in the plugin: an object that cannot be shown",
+      2,
+    );
+  });
+});
+
 describe("what validate returns", () => {
   test("findings that are not a list make the cluster file invalid, naming the plugin", async () => {
     const r = await run(["config", "validate"], `validate() { return "fine"; },`);
