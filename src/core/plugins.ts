@@ -75,6 +75,11 @@ function shapeProblem(candidate: unknown): string | undefined {
   if (typeof p.check !== "function") return "it has no check function";
   if (p.after !== undefined && (!Array.isArray(p.after) || p.after.some((s) => typeof s !== "string")))
     return "its after is not a list of slot names";
+  // A slot of no stage is passed over when ordering (lb after net, in a file without net): one that
+  // could never be a slot ("K8s", "k8s/kubespray") would be passed over without a word.
+  const oddSlot = p.after?.find((s) => !/^[a-z0-9-]+$/.test(s));
+  if (oddSlot !== undefined)
+    return `its after names ${JSON.stringify(oddSlot)}, which is no slot name (lower-case, such as k8s)`;
   if (p.options !== undefined && (p.options as { kind?: unknown } | null)?.kind !== "schema")
     return 'its options is not a valibot schema (use v.object(...) from "kubehyve")';
   // Called without another look by the steps: one that is there must be a function.
@@ -325,10 +330,12 @@ export async function loadPlugins(
     }
     if (dirProblem) {
       const problem = `${dirProblem.subject} ${dirProblem.why}`;
+      // Said of the directory: "it is", or "…, a directory above it, is".
+      const ofDir = dirProblem.path === dir ? `it is ${dirProblem.why}` : problem;
       diagnostics.push(
         diag.error(
           "plugin.unsafe-permissions",
-          `no plugin is loaded from ${dir} (${names.length} file${names.length === 1 ? "" : "s"}): ${problem}`,
+          `no plugin is loaded from ${dir} (${names.length} file${names.length === 1 ? "" : "s"}): ${ofDir}`,
           { hint: distrustHint(dirProblem) },
         ),
       );

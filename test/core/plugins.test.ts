@@ -273,6 +273,17 @@ describe("the plugin loader", () => {
     );
   });
 
+  test("an after entry that could never be a slot is refused at load instead of passed over", async () => {
+    const file = write(
+      "after.ts",
+      dropIn("extra/after").replace('version: "0.1.0",', 'version: "0.1.0",\n  after: ["k8s/kubespray"],'),
+    );
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual([
+      `plugin file ${file} is not loaded: its after names "k8s/kubespray", which is no slot name (lower-case, such as k8s)`,
+    ]);
+  });
+
   test("a hook handler under a name that is no hook name, or one that is no function, is refused at load", async () => {
     const plugin = (hooks: string) =>
       `export default { id: "extra/hooks", title: "h", apiVersion: 1, hooks: ${hooks}, check: async () => ({ changes: [], diagnostics: [] }) };\n`;
@@ -321,7 +332,7 @@ export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-file
     expect(registry.diagnostics).toEqual([
       expect.objectContaining({
         code: "plugin.unsafe-permissions",
-        summary: `no plugin is loaded from ${dir} (50 files): its directory ${dir} is writable by group or others`,
+        summary: `no plugin is loaded from ${dir} (50 files): it is writable by group or others`,
         hint: `chmod go-w ${dir}`,
       }),
     ]);
