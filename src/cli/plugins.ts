@@ -45,7 +45,10 @@ export default defineCommand({
       // "fix the file" leaves the user to guess what is wrong with it.
       for (const d of registry.diagnostics) {
         const detail = d.detail ? `\n${printable(shortened(d.detail)).replace(/^/gm, "      ")}` : "";
-        logger().log(`  ✖ ${oneLine(d.summary)}${detail}${d.hint ? `\n      → ${oneLine(d.hint)}` : ""}`);
+        const mark = d.severity === "error" ? "✖" : d.severity === "warn" ? "⚠" : "ℹ";
+        logger().log(
+          `  ${mark} ${oneLine(d.summary)}${detail}${d.hint ? `\n      → ${oneLine(d.hint)}` : ""}`,
+        );
       }
       logger().log(`plugin path: ${oneLine(registry.searchPath.join(":"))}`);
     }

@@ -281,7 +281,21 @@ export async function loadPlugins(
       // A directory that does not exist is simply empty (the system one mostly does not). One
       // that cannot be read is not: its plugins would be missing without a word.
       const e = error as NodeJS.ErrnoException;
-      if (e.code === "ENOENT") continue;
+      if (e.code === "ENOENT") {
+        // One the user named (--plugin-dir, $KUBEHYVE_PLUGIN_PATH) is a typo more often than not:
+        // its plugins would be "not found" later, with the directory's name among many.
+        if (dir !== DEFAULT_PLUGIN_DIR)
+          diagnostics.push(
+            diag.warn(
+              "plugin.dir-missing",
+              `plugin directory ${dir} does not exist, so no plugin is loaded from it`,
+              {
+                hint: "create it, or correct --plugin-dir or $KUBEHYVE_PLUGIN_PATH",
+              },
+            ),
+          );
+        continue;
+      }
       diagnostics.push(
         diag.error(
           "plugin.dir-unreadable",

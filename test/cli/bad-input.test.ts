@@ -34,6 +34,15 @@ describe("kubehyve plugins", () => {
       `  ✖ plugin file ${file} failed to load\n      the vendor forgot a file\n      → fix the file, or move it out of the plugin path\n`,
     );
   });
+  test("a plugin directory that does not exist is a warning, and the listing still exits 0", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["plugins", "--plugin-dir", join(dir, "plugin")]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      `  ⚠ plugin directory ${join(dir, "plugin")} does not exist, so no plugin is loaded from it\n      → create it, or correct --plugin-dir or $KUBEHYVE_PLUGIN_PATH\n`,
+    );
+  });
+
   test("a file name or a message with escape sequences or line breaks reaches the terminal escaped", async () => {
     const { plugins, plugin, run } = workdir();
     const named = plugin("evil\x1b]0;owned\x07\nline.ts", "export default 1;\n");

@@ -175,7 +175,7 @@ describe("the plugin loader", () => {
     ]);
   });
 
-  test("a plugin directory that is a file is a diagnostic naming the directory to give instead", async () => {
+  test("a plugin directory that is a file is a diagnostic naming the directory to give instead; a missing one is a warning", async () => {
     const file = write("thing.ts", dropIn("extra/thing"));
     const registry = await loadPlugins([builtin], [file, join(root, "not-there")]);
     expect(registry.diagnostics).toEqual([
@@ -185,6 +185,12 @@ describe("the plugin loader", () => {
         summary: `plugin directory ${file} cannot be read, so no plugin is loaded from it`,
         detail: expect.stringContaining("ENOTDIR"),
         hint: `name the directory that holds the plugin files: --plugin-dir ${dir}`,
+      }),
+      expect.objectContaining({
+        code: "plugin.dir-missing",
+        severity: "warn",
+        summary: `plugin directory ${join(root, "not-there")} does not exist, so no plugin is loaded from it`,
+        hint: "create it, or correct --plugin-dir or $KUBEHYVE_PLUGIN_PATH",
       }),
     ]);
   });
