@@ -9,6 +9,7 @@
  * is left alone: inside the binary it lives in /$bunfs/, and run from source, in its own tree.
  */
 import { plugin } from "bun";
+import { deepFreeze } from "../lib/values.ts";
 import { loadPluginCode, OWN_CODE_ROOT } from "./plugin-trust.ts";
 
 let registered = false;
@@ -27,10 +28,13 @@ export function registerPluginApiModule(): void {
   plugin({
     name: "kubehyve-plugin-api",
     setup(build) {
-      build.module("kubehyve", async () => ({
-        exports: { ...(await import("../api.ts")) },
-        loader: "object",
-      }));
+      build.module("kubehyve", async () => {
+        const exports: Record<string, unknown> = { ...(await import("../api.ts")) };
+        // The very objects kubehyve and the built-ins use (diag, HOP_PLACES): a drop-in that set
+        // diag.error to diag.ok would turn every error, the core's too, into a pass.
+        for (const value of Object.values(exports)) deepFreeze(value);
+        return { exports, loader: "object" };
+      });
       build.onLoad({ filter: foreignCode() }, ({ path }) => loadPluginCode(path));
     },
   });

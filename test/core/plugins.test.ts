@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseClusterText } from "../../src/core/config.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
+import { diag } from "../../src/core/diagnostics.ts";
+import { HOP_PLACES } from "../../src/core/expose.ts";
 import { loadPlugins } from "../../src/core/plugins.ts";
 
 const builtin = definePlugin({
@@ -300,6 +302,29 @@ describe("the plugin loader", () => {
       `plugin file ${odd} is not loaded: its hooks names "os-node-files", which is no hook name (slot:what, such as os:node-files)`,
       `plugin file ${value} is not loaded: its handler of hook os:node-files is 42, a number, not a function`,
     ]);
+  });
+
+  test("a drop-in cannot change what the plugin API hands everyone: diag and the other shared values", async () => {
+    const file = write(
+      "meddle.ts",
+      `import { diag, HOP_PLACES } from "kubehyve";
+const tries = [
+  () => { diag.error = diag.ok; },
+  () => { (HOP_PLACES as string[]).push("nowhere"); },
+];
+export const refused = tries.filter((t) => { try { t(); return false; } catch (e) { return e instanceof TypeError; } }).length;
+${dropIn("extra/meddle").replace('import { definePlugin } from "kubehyve";\n', "")}`.replace(
+        'import { diag, HOP_PLACES } from "kubehyve";',
+        'import { definePlugin, diag, HOP_PLACES } from "kubehyve";',
+      ),
+    );
+    const before = diag.error;
+    const places = [...HOP_PLACES];
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([]);
+    expect((await import(file)).refused).toBe(2);
+    expect(diag.error).toBe(before);
+    expect([...HOP_PLACES]).toEqual(places);
   });
 
   test("the plugin object is used as it was judged: a getter answers once, a hook is no Object method", async () => {
