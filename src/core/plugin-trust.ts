@@ -127,6 +127,19 @@ function resolvedImport(spec: string, from: string): string {
 
 const isOwnCode = (path: string) => path === OWN_CODE_ROOT || path.startsWith(`${OWN_CODE_ROOT}/`);
 
+/**
+ * A syntax error of `path`, placed: Bun places the errors of code an onLoad hands it in "input.ts",
+ * so an error in a file the plugin imports would be reported at the plugin's own line and column.
+ */
+function syntaxError(path: string, error: unknown): unknown {
+  const first = ((error as { errors?: unknown[] } | null)?.errors?.[0] ?? error) as {
+    message?: unknown;
+    position?: { line: number; column: number } | null;
+  } | null;
+  if (!first?.position || typeof first.message !== "string") return error;
+  return new Error(`${path}:${first.position.line}:${first.position.column}: ${first.message}`);
+}
+
 /** The most a drop-in plugin's file, or a file it loads, may hold: a bundled plugin is a few MiB. */
 export const MAX_PLUGIN_CODE_BYTES = 64 * 2 ** 20;
 
@@ -193,7 +206,13 @@ export async function loadPluginCode(path: string): Promise<Loaded> {
   }
   if (loader === "text") return { exports: { default: text }, loader: "object" };
   if (loader === "toml" || loader === "yaml") return { contents: text, loader };
-  for (const { path: spec } of new Bun.Transpiler({ loader }).scanImports(text)) {
+  let imports: ReturnType<Bun.Transpiler["scanImports"]>;
+  try {
+    imports = new Bun.Transpiler({ loader }).scanImports(text);
+  } catch (error) {
+    throw syntaxError(path, error);
+  }
+  for (const { path: spec } of imports) {
     if (isBare(spec)) {
       if (!allowedBare(spec))
         throw new UntrustedPluginCode(

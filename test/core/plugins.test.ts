@@ -442,6 +442,19 @@ export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-file
     ]);
   });
 
+  test("a syntax error in a file the plugin imports names that file, not the plugin's", async () => {
+    mkdirSync(join(dir, "lib"), { mode: 0o755 });
+    const helper = write("lib/helper.ts", "export const x = ;\n");
+    const file = write("uses.ts", 'import { x } from "./lib/helper.ts";\nexport default x;\n');
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        summary: `plugin file ${file} failed to load`,
+        detail: `${helper}:1:18: Unexpected ;`,
+      }),
+    ]);
+  });
+
   test.skipIf(process.getuid?.() !== 0)(
     "refuses a file owned by another user, who could make it writable again at will",
     async () => {
