@@ -1,30 +1,5 @@
 /** Values as messages name them, when they are not what was expected. */
 
-/** The value as a person would name its kind, for "… is not a list (a string)". */
-export function describeValue(value: unknown): string {
-  if (value === undefined) return "missing";
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (value instanceof Uint8Array) return "bytes";
-  switch (typeof value) {
-    case "string":
-      return value.length > 40
-        ? `a string, ${JSON.stringify(`${value.slice(0, 40)}…`)}`
-        : JSON.stringify(value);
-    case "number":
-    case "bigint":
-      return `${String(value)}, a number`;
-    case "boolean":
-      return String(value);
-    case "function":
-      return "a function";
-    case "symbol":
-      return "a symbol";
-    default:
-      return "an object";
-  }
-}
-
 const isPlainData = (value: object) => {
   if (Array.isArray(value)) return true;
   const proto = Object.getPrototypeOf(value);
@@ -79,4 +54,29 @@ export function thrownText(error: unknown): string {
     kind = describeValue(error);
   } catch {}
   return `${kind} that cannot be shown`;
+}
+
+/** The value as a person would name its kind, for "… is not a list (a string)". */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return "missing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (value instanceof Uint8Array) return "bytes";
+  switch (typeof value) {
+    case "string":
+      return value.length > 40
+        ? `a string, ${JSON.stringify(`${value.slice(0, 40)}…`)}`
+        : JSON.stringify(value);
+    case "number":
+    case "bigint":
+      return `${String(value)}, a number`;
+    case "boolean":
+      return String(value);
+    case "function":
+      return "a function";
+    case "symbol":
+      return "a symbol";
+    default:
+      return "an object";
+  }
 }
