@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { exampleArg, globalArgs, loadCluster, loadRegistry } from "./_shared.ts";
-import { logger, output } from "./output.ts";
+import { logger, output, printable } from "./output.ts";
 
 const schema = defineCommand({
   meta: {
@@ -28,9 +28,14 @@ const validate = defineCommand({
   },
   args: { ...globalArgs, ...exampleArg },
   async run({ args }) {
-    const { config } = await loadCluster(args);
+    const { config, registry } = await loadCluster(args);
     const c = config.cluster;
+    // The file is valid without them (no stage of it names them), but they are broken: said here,
+    // where the plugin path is first tried, as plan and up say it.
+    const pluginProblems = registry.diagnostics;
     if (args.json) {
+      for (const d of pluginProblems)
+        output().stdout(`${JSON.stringify({ v: 1, type: "diagnostic", stage: "plugins", ...d })}\n`);
       output().stdout(
         `${JSON.stringify({ v: 1, type: "config.valid", file: config.source, cluster: c.name, nodes: c.nodes.length, stages: config.stages.map((s) => s.plugin.id), warnings: config.warnings })}\n`,
       );
@@ -39,8 +44,15 @@ const validate = defineCommand({
     logger().success(
       `${config.source} is valid: cluster ${c.name}, ${c.nodes.length} nodes, stages ${config.stages.map((s) => s.plugin.id).join(", ") || "(none)"}`,
     );
+    // A stage's own words and a file's name, shown escaped: either may hold an escape sequence.
     for (const w of config.warnings)
-      logger().warn(`${w.path ? `${w.path}: ` : ""}${w.summary}${w.hint ? ` (${w.hint})` : ""}`);
+      logger().warn(printable(`${w.path ? `${w.path}: ` : ""}${w.summary}${w.hint ? ` (${w.hint})` : ""}`));
+    for (const d of pluginProblems)
+      logger().warn(
+        printable(
+          `${d.summary}${d.detail ? `: ${d.detail.split("\n")[0]}` : ""}${d.hint ? ` (${d.hint})` : ""}`,
+        ),
+      );
     return 0;
   },
 });

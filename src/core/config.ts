@@ -6,6 +6,7 @@
 import { resolve } from "node:path";
 import * as v from "valibot";
 import { InputError } from "../lib/errors.ts";
+import { deepFreeze, thrownText } from "../lib/values.ts";
 import { shellQuote } from "../targets/quote.ts";
 import { parseSshUrl } from "../targets/ssh.ts";
 import type { AnyPlugin } from "./contract.ts";
@@ -15,6 +16,7 @@ import { type Cidr, cidrContains, cidrsOverlap, formatIpv4, parseCidr, parseIpv4
 import { mapsGivenAsLists } from "./map-lists.ts";
 import { type Cluster, DEFAULT_TIMEOUTS, type HostSpec, type NodeSpec } from "./model.ts";
 import { nodeMac, nodeUuid } from "./node-identity.ts";
+import { orderStages } from "./order.ts";
 import { checkedDiagnostics } from "./plugin-results.ts";
 import { type ClusterFile, ClusterFileSchema, DnsLabel } from "./schema.ts";
 import { parseSize } from "./units.ts";
@@ -40,7 +42,12 @@ export interface PluginLookup {
   /** Directories searched for drop-in plugins, for the "not found" message. */
   searchPath: readonly string[];
   /** What was found, loaded or not: a file that failed to load may be the plugin a stage names. */
-  entries?: readonly { origin: string; status: "loaded" | "refused" | "failed" }[];
+  entries?: readonly {
+    id?: string;
+    origin: string;
+    status: "loaded" | "refused" | "failed";
+    problem?: string;
+  }[];
 }
 
 export interface LoadedConfig {
@@ -461,7 +468,7 @@ function checkSemantics(view: LenientView, problems: ProblemList): void {
 
 /** What a plugin that threw while judging its options is told: it, not the file, is at fault. */
 function pluginBroke(id: string, error: unknown): string {
-  const why = error instanceof Error ? error.message : String(error);
+  const why = thrownText(error);
   return `plugin ${id} failed while checking its options, a bug in the plugin: ${why}`;
 }
 
@@ -480,6 +487,17 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
       continue;
     }
     const plugin = plugins.find(id);
+    // Found, and not used: what is wrong with it is the answer, not "no plugin".
+    const refused = plugin
+      ? undefined
+      : (plugins.entries ?? []).find((e) => e.id === id && e.status !== "loaded" && e.problem);
+    if (refused) {
+      problems.add(
+        ["stages", slot, "plugin"],
+        `plugin ${id} in ${refused.origin} is not loaded: ${refused.problem}`,
+      );
+      continue;
+    }
     if (!plugin) {
       const where = plugins.searchPath.length ? plugins.searchPath.join(", ") : "(no plugin directory)";
       // Its file may be there and broken: "not found" alone sends the user looking for a file
@@ -549,8 +567,19 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
   const warnings: Diagnostic[] = [];
   checkSemantics(view, problems);
   const stages = resolveStages(view, plugins, problems);
+  // Found by `config validate`, not first by the run that cannot order them.
+  try {
+    orderStages(stages);
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    problems.add(["stages"], error.message);
+  }
   if (problems.count || !parsed.success) throw invalid(source, problems);
-  const cluster = normalize(parsed.output);
+  // Read-only from here on, for the stages and the core alike: one stage's validate or phase that
+  // changed a node's address would change it for the core (which machines it reaches) and every
+  // stage after it, past the checks that passed it.
+  const cluster = deepFreeze(normalize(parsed.output));
+  for (const stage of stages) deepFreeze(stage.options);
   // The stages' own rules need a cluster that passed the core checks; they see it as every stage will.
   for (const stage of stages) {
     let found: Diagnostic[];

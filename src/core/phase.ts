@@ -4,6 +4,7 @@
  * stage and phase; an interruption stays an interruption; a bug keeps its stack in the log).
  */
 import { CancelledError, ExitCode, KubehyveError } from "../lib/errors.ts";
+import { thrownText } from "../lib/values.ts";
 import { CommandError } from "../targets/target.ts";
 import type { Change } from "./contract.ts";
 import { type Diagnostic, hasErrors } from "./diagnostics.ts";
@@ -34,7 +35,7 @@ export class StageFailure extends KubehyveError {
 }
 
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return thrownText(error);
 }
 
 /** Rejects after `ms`, and calls `giveUp` then: what the promise started must not run on unowned. */

@@ -8,9 +8,9 @@
  * specifier (oven-sh/bun#40579), while onLoad sees every file read from disk. Kubehyve's own code
  * is left alone: inside the binary it lives in /$bunfs/, and run from source, in its own tree.
  */
-import { dirname } from "node:path";
 import { plugin } from "bun";
-import { loadPluginCode } from "./plugin-trust.ts";
+import { deepFreeze } from "../lib/values.ts";
+import { loadPluginCode, OWN_CODE_ROOT } from "./plugin-trust.ts";
 
 let registered = false;
 
@@ -18,10 +18,7 @@ const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** Every path that is not kubehyve's own code. */
 function foreignCode(): RegExp {
-  const own = import.meta.dir.startsWith("/$bunfs/")
-    ? undefined
-    : // src/core → the checkout, node_modules included.
-      dirname(dirname(import.meta.dir));
+  const own = OWN_CODE_ROOT === "/$bunfs" ? undefined : OWN_CODE_ROOT;
   return new RegExp(`^(?!/\\$bunfs/)${own ? `(?!${escapeRegExp(own)}/)` : ""}/`);
 }
 
@@ -31,10 +28,13 @@ export function registerPluginApiModule(): void {
   plugin({
     name: "kubehyve-plugin-api",
     setup(build) {
-      build.module("kubehyve", async () => ({
-        exports: { ...(await import("../api.ts")) },
-        loader: "object",
-      }));
+      build.module("kubehyve", async () => {
+        const exports: Record<string, unknown> = { ...(await import("../api.ts")) };
+        // The very objects kubehyve and the built-ins use (diag, HOP_PLACES): a drop-in that set
+        // diag.error to diag.ok would turn every error, the core's too, into a pass.
+        for (const value of Object.values(exports)) deepFreeze(value);
+        return { exports, loader: "object" };
+      });
       build.onLoad({ filter: foreignCode() }, ({ path }) => loadPluginCode(path));
     },
   });

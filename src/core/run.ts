@@ -6,7 +6,7 @@
 import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
 import { InputError, KubehyveError } from "../lib/errors.ts";
-import { describeValue } from "../lib/values.ts";
+import { describeValue, frozenCopy } from "../lib/values.ts";
 import type { Stage } from "./config.ts";
 import { createPluginContext, type TestablePluginContext } from "./context.ts";
 import type { AnyPlugin, HookName, Hooks } from "./contract.ts";
@@ -204,7 +204,9 @@ export class Run {
           stage.plugin.id,
           `plugin ${stage.plugin.id}'s handler of hook ${name} is ${describeValue(handler)}, not a function`,
         );
-      const answer = await handler(this.contextOf(stage), payload as never);
+      // Each its own read-only copy: a handler that changed the payload would change it for the
+      // handlers after it and for the caller.
+      const answer = await handler(this.contextOf(stage), frozenCopy(payload) as never);
       answers.push(checkedHookAnswer(stage.plugin.id, name, declared, answer));
     }
     return answers as never;

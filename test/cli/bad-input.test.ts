@@ -34,6 +34,95 @@ describe("kubehyve plugins", () => {
       `  ✖ plugin file ${file} failed to load\n      the vendor forgot a file\n      → fix the file, or move it out of the plugin path\n`,
     );
   });
+  test("a plugin directory that does not exist is a warning, and the listing still exits 0", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["plugins", "--plugin-dir", join(dir, "plugin")]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      `  ⚠ plugin directory ${join(dir, "plugin")} does not exist, so no plugin is loaded from it\n      → create it, or correct --plugin-dir or $KUBEHYVE_PLUGIN_PATH\n`,
+    );
+  });
+
+  test("a file name or a message with escape sequences or line breaks reaches the terminal escaped", async () => {
+    const { plugins, plugin, run } = workdir();
+    const named = plugin("evil\x1b]0;owned\x07\nline.ts", "export default 1;\n");
+    plugin("loud.ts", 'throw new Error("red \\x1b[31malert\\x1b[0m\\nsecond line");\n');
+    const r = await run(["plugins", "--plugin-dir", plugins]);
+    expect(r.code).toBe(1);
+    expect(r.out).not.toContain("\x1b");
+    expect(r.out).not.toContain("\x07");
+    const shown = "evil\\u001b]0;owned\\u0007\\u000aline.ts";
+    expect(r.stdout).toContain(`✖ ${shown}`);
+    expect(r.stdout).toContain(
+      `  ✖ plugin file ${plugins}/${shown} is not loaded: its default export is not a plugin object`,
+    );
+    expect(r.stdout).toContain("      red \\u001b[31malert\\u001b[0m\n      second line\n");
+    expect(named).toContain("\n");
+  });
+});
+
+describe("config validate with a broken file in the plugin path", () => {
+  const CLUSTER =
+    "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  marker:\n    plugin: file\n";
+  const MARKER = `import { definePlugin } from "kubehyve";
+export default definePlugin({ id: "marker/file", title: "m", apiVersion: 1, async check() { return { changes: [], diagnostics: [] }; } });
+`;
+
+  test("a file the cluster file does not use is named with what is wrong, as a warning: the file stays valid", async () => {
+    const { dir, plugins, plugin, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), CLUSTER);
+    plugin("marker.ts", MARKER);
+    const broken = plugin("broken.ts", 'throw new Error("the vendor forgot a file");\n');
+    const r = await run(["config", "validate", "--plugin-dir", plugins]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("kubehyve.yaml is valid: cluster lab, 1 nodes, stages marker/file");
+    expect(r.stderr).toContain(
+      `WARN  plugin file ${broken} failed to load: the vendor forgot a file (fix the file, or move it out of the plugin path)`,
+    );
+    const json = await run(["config", "validate", "--json", "--plugin-dir", plugins]);
+    expect(json.code).toBe(0);
+    const events = json.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(events.map((e) => e.type)).toEqual(["diagnostic", "config.valid"]);
+    expect(events[0]).toMatchObject({
+      stage: "plugins",
+      code: "plugin.load-failed",
+      detail: "the vendor forgot a file",
+    });
+  });
+
+  test("a stage's warning reaches the terminal escaped", async () => {
+    const { dir, plugins, plugin, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), CLUSTER);
+    plugin(
+      "marker.ts",
+      MARKER.replace(
+        "async check()",
+        'validate() { return [{ code: "marker.odd", severity: "warn", summary: "odd \\u001b]0;owned\\u0007 title" }]; }, async check()',
+      ),
+    );
+    const r = await run(["config", "validate", "--plugin-dir", plugins]);
+    expect(r.code).toBe(0);
+    expect(r.out).not.toContain("\x1b");
+    expect(r.stderr).toContain("odd \\u001b]0;owned\\u0007 title");
+  });
+
+  test("the file the cluster file uses, broken, is exit 2 naming the file and what is wrong with it", async () => {
+    const { dir, plugins, plugin, run } = workdir();
+    writeFileSync(join(dir, "kubehyve.yaml"), CLUSTER);
+    const file = plugin(
+      "marker.ts",
+      MARKER.replace("async check()", "hooks: { marker: () => 1 }, async check()"),
+    );
+    const r = await run(["config", "validate", "--plugin-dir", plugins]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain(
+      `stages.marker.plugin: plugin marker/file in ${file} is not loaded: its hooks names "marker", which is no hook name (slot:what, such as os:node-files)`,
+    );
+  });
 });
 
 describe("a command line without a command", () => {

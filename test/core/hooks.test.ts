@@ -70,3 +70,49 @@ test("a hook's answers come from every stage that has a handler, in stage order,
   expect(result.exitCode).toBe(0);
   expect(heard).toEqual([["hello you from alpha", "hello you from beta"]]);
 });
+
+test("a handler cannot change the payload that the handlers after it and the caller see", async () => {
+  const seen: string[] = [];
+  const meddler = definePlugin({
+    id: "alpha/meddles",
+    title: "meddles",
+    apiVersion: 1,
+    check: async () => ({ changes: [], diagnostics: [] }),
+    hooks: {
+      "test:greeting": (_ctx, payload) => {
+        try {
+          (payload as { to: string }).to = "everyone";
+        } catch (error) {
+          return `refused: ${error instanceof TypeError}`;
+        }
+        return "changed it";
+      },
+    },
+  });
+  const payload = { to: "you" };
+  const caller = definePlugin({
+    id: "zeta/asks",
+    title: "asks",
+    apiVersion: 1,
+    after: ["beta"],
+    async check(ctx) {
+      seen.push(...(await ctx.hooks.call("test:greeting", payload)), payload.to);
+      return { changes: [], diagnostics: [] };
+    },
+  });
+  const host = new RecordingTarget();
+  const result = await runEngine({
+    command: "plan",
+    cluster,
+    stages: [
+      { slot: "zeta", plugin: caller as AnyPlugin, options: {} },
+      answerer("beta", ["alpha"]),
+      { slot: "alpha", plugin: meddler as AnyPlugin, options: {} },
+    ],
+    stateDir,
+    reporter: memoryReporter(),
+    targets: { host: () => host, node: () => host },
+  });
+  expect(result.exitCode).toBe(0);
+  expect(seen).toEqual(["refused: true", "hello you from beta", "you"]);
+});

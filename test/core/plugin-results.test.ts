@@ -250,9 +250,13 @@ describe("hook answers", () => {
     );
   });
 
-  test("a handler that is not a function is named as such", async () => {
+  test("a handler that is not a function keeps the plan from starting, naming the plugin and the hook", async () => {
     const r = await run(["plan"], `hooks: { "caller:ask": { files: [] } },`, { "caller.ts": CALLER });
-    failedForThePlugin(r, "plugin bad/result's handler of hook caller:ask is an object, not a function");
+    failedForThePlugin(
+      r,
+      `plugin bad/result in ${join(r.dir, "plugins", "bad.ts")} is not loaded: its handler of hook caller:ask is an object, not a function`,
+      2,
+    );
   });
 
   test("an object answer is passed on as before", async () => {
@@ -373,9 +377,75 @@ describe("the plugin object", () => {
     expect(r.out).toContain("is not loaded: its apply is not a function");
   });
 
+  test("options that are no valibot schema keep the plugin from loading", async () => {
+    const r = await run(["plugins"], `options: { marker: "a path" },`);
+    expect(r.out).toContain(
+      'is not loaded: its options is not a valibot schema (use v.object(...) from "kubehyve")',
+    );
+  });
+
   test("a hook answer schema that is no valibot schema keeps the plugin from loading", async () => {
     const r = await run(["plugins"], `hookAnswers: { "caller:ask": { files: "list" } },`);
     expect(r.out).toContain("is not loaded: its hookAnswers of caller:ask is not a valibot schema");
+  });
+});
+
+describe("what the core hands a plugin", () => {
+  test("validate cannot change the cluster it judges: the file stays invalid, the plugin named", async () => {
+    const r = await run(
+      ["config", "validate"],
+      `validate({ cluster }) { cluster.nodes[0].address = "192.0.2.7"; return []; },`,
+    );
+    failedForThePlugin(r, "plugin bad/result failed while checking its options, a bug in the plugin:", 2);
+    expect(r.out).not.toContain("is valid");
+  });
+
+  test("a phase cannot change the cluster model or its options for the core and the stages after it", async () => {
+    const r = await run(
+      ["plan"],
+      `async check(ctx) {
+    const tries = [
+      () => { ctx.cluster.nodes.push({ ...ctx.cluster.nodes[0], name: "intruder" }); },
+      () => { ctx.cluster.nodes[0].address = "192.0.2.7"; },
+      () => { ctx.cluster.network.dns.length = 0; },
+      () => { ctx.cluster.stages.bad.options.marker = "/etc/passwd"; },
+      () => { ctx.options.marker = "/etc/passwd"; },
+    ];
+    const refused = tries.filter((t) => { try { t(); return false; } catch (e) { return e instanceof TypeError; } });
+    return { changes: [{ summary: refused.length + " of " + tries.length + " changes refused" }], diagnostics: [] };
+  },`,
+      {
+        "caller.ts": CALLER.replace(
+          "answers.map",
+          "[ctx.cluster.nodes.map((n) => n.name + '@' + n.address).join(' ')].concat(answers).map",
+        ).replace(
+          '"answer " + Object.keys(a ?? {}).join(",")',
+          'typeof a === "string" ? "sees " + a : "answer"',
+        ),
+      },
+    );
+    expect(r.out).toContain("5 of 5 changes refused");
+    expect(r.out).toContain("sees n1@10.9.0.10");
+    expect(r.out).not.toContain("intruder");
+  });
+});
+
+describe("what a plugin throws", () => {
+  test("a phase that throws a value that cannot be shown fails as the plugin's phase, not as a bug", async () => {
+    const r = await run(["plan"], `async check() { throw { toString() { throw new Error("no text"); } }; },`);
+    failedForThePlugin(r, "bad check failed: an object that cannot be shown");
+  });
+
+  test("validate that throws a Proxy whose reads throw makes the file invalid, naming the plugin", async () => {
+    const r = await run(
+      ["config", "validate"],
+      `validate() { throw new Proxy({}, { get() { throw new Error("trap"); } }); },`,
+    );
+    failedForThePlugin(
+      r,
+      "plugin bad/result failed while checking its options, a bug in the plugin: an object that cannot be shown",
+      2,
+    );
   });
 });
 

@@ -6,7 +6,10 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseClusterText } from "../../src/core/config.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
+import { diag } from "../../src/core/diagnostics.ts";
+import { HOP_PLACES } from "../../src/core/expose.ts";
 import { loadPlugins } from "../../src/core/plugins.ts";
 
 const builtin = definePlugin({
@@ -174,7 +177,7 @@ describe("the plugin loader", () => {
     ]);
   });
 
-  test("a plugin directory that is a file is a diagnostic naming the directory to give instead", async () => {
+  test("a plugin directory that is a file is a diagnostic naming the directory to give instead; a missing one is a warning", async () => {
     const file = write("thing.ts", dropIn("extra/thing"));
     const registry = await loadPlugins([builtin], [file, join(root, "not-there")]);
     expect(registry.diagnostics).toEqual([
@@ -184,6 +187,12 @@ describe("the plugin loader", () => {
         summary: `plugin directory ${file} cannot be read, so no plugin is loaded from it`,
         detail: expect.stringContaining("ENOTDIR"),
         hint: `name the directory that holds the plugin files: --plugin-dir ${dir}`,
+      }),
+      expect.objectContaining({
+        code: "plugin.dir-missing",
+        severity: "warn",
+        summary: `plugin directory ${join(root, "not-there")} does not exist, so no plugin is loaded from it`,
+        hint: "create it, or correct --plugin-dir or $KUBEHYVE_PLUGIN_PATH",
       }),
     ]);
   });
@@ -202,6 +211,20 @@ describe("the plugin loader", () => {
     ]);
   }, 5000);
 
+  test("files whose loading never ends cost one limit between them, not one each", async () => {
+    const hung = ["a.ts", "b.ts", "c.ts", "d.ts"].map((name) =>
+      write(name, "await new Promise(() => {});\nexport default {};\n"),
+    );
+    write("safe.ts", dropIn("extra/safe"));
+    const started = Date.now();
+    const registry = await loadPlugins([builtin], [dir], { importTimeoutMs: 400 });
+    expect(Date.now() - started).toBeLessThan(1200);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual(
+      hung.map((file) => `plugin file ${file} failed to load`),
+    );
+  }, 5000);
+
   test("a syntax error names the file, line and column of the first error", async () => {
     const file = write(
       "broken.ts",
@@ -213,6 +236,221 @@ describe("the plugin loader", () => {
         code: "plugin.load-failed",
         summary: `plugin file ${file} failed to load`,
         detail: `${file}:2:11: Unexpected ;`,
+      }),
+    ]);
+  });
+
+  test("what a module throws never makes loading throw: a Proxy whose reads throw, a toString that throws", async () => {
+    const proxy = write("proxy.ts", 'throw new Proxy({}, { get() { throw new Error("trap"); } });\n');
+    const text = write("text.ts", 'throw { toString() { throw new Error("no text"); } };\n');
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics.map((d) => [d.code, d.summary, d.detail])).toEqual([
+      [
+        "plugin.load-failed",
+        `plugin file ${proxy} failed to load`,
+        "it threw an object, which cannot be shown",
+      ],
+      [
+        "plugin.load-failed",
+        `plugin file ${text} failed to load`,
+        "it threw an object, which cannot be shown",
+      ],
+    ]);
+  });
+
+  test("a malformed apiVersion, version or title is refused at load, saying which and what it is", async () => {
+    const plugin = (fields: string) =>
+      `export default { id: "extra/odd", title: "odd", apiVersion: 1, ${fields} check: async () => ({ changes: [], diagnostics: [] }) };\n`;
+    const api = write("api.ts", plugin('apiVersion: "1",'));
+    const version = write("version.ts", plugin("version: 42,"));
+    const escaped = write("escape.ts", plugin('version: "1.0\\u001b[2J",'));
+    const title = write("title.ts", plugin('title: "odd\\u001b]0;owned\\u0007",'));
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.find("extra/odd")).toBeUndefined();
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual([
+      `plugin file ${api} is not loaded: its apiVersion is not a whole number ("1"; this kubehyve speaks 1)`,
+      `plugin file ${escaped} is not loaded: its version is not a release name such as 1.2.0 ("1.0\\u001b[2J")`,
+      `plugin file ${title} is not loaded: its title "odd\\u001b]0;owned\\u0007" holds control characters`,
+      `plugin file ${version} is not loaded: its version is not a release name such as 1.2.0 (42, a number)`,
+    ]);
+    // Listed under the id they declare: the id a cluster file names them by.
+    expect(registry.entries.map((e) => [e.id, e.status])).toEqual(
+      Array.from({ length: 4 }, () => ["extra/odd", "failed"]),
+    );
+  });
+
+  test("an after entry that could never be a slot is refused at load instead of passed over", async () => {
+    const file = write(
+      "after.ts",
+      dropIn("extra/after").replace('version: "0.1.0",', 'version: "0.1.0",\n  after: ["k8s/kubespray"],'),
+    );
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual([
+      `plugin file ${file} is not loaded: its after names "k8s/kubespray", which is no slot name (lower-case, such as k8s)`,
+    ]);
+  });
+
+  test("a hook handler under a name that is no hook name, or one that is no function, is refused at load", async () => {
+    const plugin = (hooks: string) =>
+      `export default { id: "extra/hooks", title: "h", apiVersion: 1, hooks: ${hooks}, check: async () => ({ changes: [], diagnostics: [] }) };\n`;
+    const odd = write("odd.ts", plugin('{ "os-node-files": () => ({}) }'));
+    const value = write("value.ts", plugin('{ "os:node-files": 42 }'));
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual([
+      `plugin file ${odd} is not loaded: its hooks names "os-node-files", which is no hook name (slot:what, such as os:node-files)`,
+      `plugin file ${value} is not loaded: its handler of hook os:node-files is 42, a number, not a function`,
+    ]);
+  });
+
+  test("a drop-in cannot change what the plugin API hands everyone: diag and the other shared values", async () => {
+    const file = write(
+      "meddle.ts",
+      `import { diag, HOP_PLACES } from "kubehyve";
+const tries = [
+  () => { diag.error = diag.ok; },
+  () => { (HOP_PLACES as string[]).push("nowhere"); },
+];
+export const refused = tries.filter((t) => { try { t(); return false; } catch (e) { return e instanceof TypeError; } }).length;
+${dropIn("extra/meddle").replace('import { definePlugin } from "kubehyve";\n', "")}`.replace(
+        'import { diag, HOP_PLACES } from "kubehyve";',
+        'import { definePlugin, diag, HOP_PLACES } from "kubehyve";',
+      ),
+    );
+    const before = diag.error;
+    const places = [...HOP_PLACES];
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([]);
+    expect((await import(file)).refused).toBe(2);
+    expect(diag.error).toBe(before);
+    expect([...HOP_PLACES]).toEqual(places);
+  });
+
+  test("the plugin object is used as it was judged: a getter answers once, a hook is no Object method", async () => {
+    write(
+      "fickle.ts",
+      `let reads = 0;
+const plugin = {
+  id: "extra/fickle",
+  title: "fickle",
+  apiVersion: 1,
+  hooks: {},
+  helper() { return "from the prototype chain"; },
+  get apply() { return reads++ === 0 ? async () => undefined : "no longer a function"; },
+  async check() { return { changes: [{ summary: this.helper() }], diagnostics: [] }; },
+};
+export default plugin;
+export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-files"] = 42; };
+`,
+    );
+    const registry = await loadPlugins([], [dir]);
+    const plugin = registry.find("extra/fickle")!;
+    const mod = await import(join(dir, "fickle.ts"));
+    mod.later();
+    expect(typeof plugin.apply).toBe("function");
+    expect(typeof plugin.apply).toBe("function");
+    expect(plugin.id).toBe("extra/fickle");
+    expect(plugin.hooks?.["os:node-files"]).toBeUndefined();
+    expect((plugin.hooks as Record<string, unknown>).toString).toBeUndefined();
+    expect((await plugin.check({} as never)).changes).toEqual([{ summary: "from the prototype chain" }]);
+  });
+
+  test("a directory others can write is one finding for all its files, not one per file", async () => {
+    for (let i = 0; i < 50; i++) write(`p${i}.ts`, dropIn(`extra/p${i}`));
+    chmodSync(dir, 0o777);
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.unsafe-permissions",
+        summary: `no plugin is loaded from ${dir} (50 files): it is writable by group or others`,
+        hint: `chmod go-w ${dir}`,
+      }),
+    ]);
+    expect(registry.entries.filter((e) => e.status === "refused")).toHaveLength(50);
+  });
+
+  test("a FIFO or a device under a plugin's name is a finding, never read, and the rest still loads", async () => {
+    const fifo = join(dir, "fifo.ts");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    symlinkSync("/dev/zero", join(dir, "zero.ts"));
+    mkdirSync(join(dir, "folder.ts"));
+    write("safe.ts", dropIn("extra/safe"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.find("extra/safe")).toBeDefined();
+    expect(registry.diagnostics.map((d) => [d.code, d.summary])).toEqual([
+      ["plugin.not-a-file", `plugin file ${fifo} is not loaded: it is a FIFO, not a regular file`],
+      [
+        "plugin.not-a-file",
+        `plugin file ${join(dir, "zero.ts")} is not loaded: it is a device, not a regular file`,
+      ],
+    ]);
+  }, 5000);
+
+  test("a file whose name is not UTF-8 is reported as such, not as missing", async () => {
+    const bytes = Buffer.concat([Buffer.from(`${dir}/bad`), Buffer.from([0xff]), Buffer.from(".ts")]);
+    writeFileSync(bytes, dropIn("extra/bytes"));
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        code: "plugin.bad-name",
+        summary: `the plugin file "bad\ufffd.ts" in ${dir} is not loaded: its name is not UTF-8`,
+        hint: `rename it (ls -b ${dir} shows its name's bytes)`,
+      }),
+    ]);
+  });
+
+  test("a cluster file naming a plugin that was found but refused says what is wrong with it, not that it is missing", async () => {
+    const file = write("future.ts", dropIn("extra/future").replace("apiVersion: 1", "apiVersion: 2"));
+    const registry = await loadPlugins([builtin], [dir]);
+    const text =
+      "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  extra:\n    plugin: future\n";
+    let thrown: unknown;
+    try {
+      parseClusterText(text, "lab.yaml", registry);
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as { problems?: unknown }).problems).toEqual([
+      expect.objectContaining({
+        path: "stages.extra.plugin",
+        message: `plugin extra/future in ${file} is not loaded: it needs plugin API 2; this kubehyve speaks 1`,
+      }),
+    ]);
+  });
+
+  test("stages whose after lists form a cycle make the cluster file invalid, before any run", async () => {
+    const after = (id: string, slot: string) =>
+      dropIn(id).replace('version: "0.1.0",', `version: "0.1.0",\n  after: ["${slot}"],`);
+    write("a.ts", after("first/a", "second"));
+    write("b.ts", after("second/b", "first"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([]);
+    const text =
+      "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  first:\n    plugin: a\n  second:\n    plugin: b\n";
+    let thrown: unknown;
+    try {
+      parseClusterText(text, "lab.yaml", registry);
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as { problems?: unknown }).problems).toEqual([
+      expect.objectContaining({
+        path: "stages",
+        message: `the stages' "after" lists form a cycle: first (after second); second (after first)`,
+      }),
+    ]);
+  });
+
+  test("a syntax error in a file the plugin imports names that file, not the plugin's", async () => {
+    mkdirSync(join(dir, "lib"), { mode: 0o755 });
+    const helper = write("lib/helper.ts", "export const x = ;\n");
+    const file = write("uses.ts", 'import { x } from "./lib/helper.ts";\nexport default x;\n');
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([
+      expect.objectContaining({
+        summary: `plugin file ${file} failed to load`,
+        detail: `${helper}:1:18: Unexpected ;`,
       }),
     ]);
   });

@@ -213,7 +213,7 @@ describe("a drop-in plugin", () => {
     const list = kubehyve(["plugins", "--plugin-dir", plugins], { cwd: dir });
     expect(list.code).toBe(1);
     expect(list.stdout).toContain(
-      `plugin file ${join(plugins, "greeter.ts")} is not loaded: its directory ${plugins} is writable by group or others`,
+      `✖ no plugin is loaded from ${plugins} (1 file): it is writable by group or others`,
     );
     expect(list.stdout).toContain(`→ chmod go-w ${plugins}`);
     const up = kubehyve(["up", "--plugin-dir", plugins, "--state-dir", state], { cwd: dir });

@@ -7,7 +7,7 @@
  * module cache keys on the path.
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadPlugins } from "../../src/core/plugins.ts";
@@ -65,7 +65,14 @@ describe("a drop-in plugin's imports", () => {
     const file = write("plugins/a.ts", plugin("a/a", 'import { title } from "./lib/helper.ts";', "title"));
     const registry = await loadPlugins([], [dir]);
     expect(registry.find("a/a")).toBeUndefined();
-    expect(registry.entries).toEqual([{ id: "a.ts", origin: file, status: "refused" }]);
+    expect(registry.entries).toEqual([
+      {
+        id: "a.ts",
+        origin: file,
+        status: "refused",
+        problem: `${join(dir, "lib", "helper.ts")}, which it loads: its directory ${join(dir, "lib")} is writable by group or others`,
+      },
+    ]);
     expect(registry.diagnostics).toEqual([
       expect.objectContaining({
         code: "plugin.unsafe-import",
@@ -129,6 +136,52 @@ describe("a drop-in plugin's imports", () => {
     );
   });
 
+  test('an import of kubehyve\'s own source, by path or through a link, is refused: the API is "kubehyve"', async () => {
+    const { dir, write } = lab();
+    const own = join(import.meta.dir, "../../src/core/order.ts");
+    const byPath = write(
+      "plugins/by-path.ts",
+      plugin("own/path", `import { PIPELINE } from ${JSON.stringify(own)};`, "PIPELINE[0]"),
+    );
+    symlinkSync(join(import.meta.dir, "../../src"), join(dir, "src-link"));
+    const byLink = write(
+      "plugins/by-link.ts",
+      plugin("own/link", 'export * from "./src-link/core/order.ts";'),
+    );
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.find("own/path")).toBeUndefined();
+    expect(registry.find("own/link")).toBeUndefined();
+    expect(registry.diagnostics.map((d) => [d.code, d.summary, d.hint])).toEqual([
+      [
+        "plugin.unsafe-import",
+        `plugin file ${byLink} is not loaded: it imports "./src-link/core/order.ts", which is kubehyve's own code, not its plugin API`,
+        'import what the plugin needs from "kubehyve"; what it does not offer is not part of the plugin API',
+      ],
+      [
+        "plugin.unsafe-import",
+        `plugin file ${byPath} is not loaded: it imports ${JSON.stringify(own)}, which is kubehyve's own code, not its plugin API`,
+        'import what the plugin needs from "kubehyve"; what it does not offer is not part of the plugin API',
+      ],
+    ]);
+  });
+
+  test("a file too large to be a plugin's code is refused before it is read, whether the plugin or a file it loads", async () => {
+    const { dir, write } = lab();
+    const huge = write("plugins/huge.ts", "export default 1;\n");
+    truncateSync(huge, 64 * 2 ** 20 + 1);
+    write("plugins/data.bin", "");
+    truncateSync(join(dir, "data.bin"), 65 * 2 ** 20);
+    const loads = write(
+      "plugins/loads.ts",
+      plugin("big/data", 'import data from "./data.bin";', "String(data.length)"),
+    );
+    const registry = await loadPlugins([], [dir]);
+    expect(registry.diagnostics.map((d) => d.summary)).toEqual([
+      `plugin file ${huge} is not loaded: it is 67108865 bytes, more than the 64 MiB a file of a plugin may be`,
+      `plugin file ${loads} is not loaded: ${join(dir, "data.bin")}, which it loads: it is 68157440 bytes, more than the 64 MiB a file of a plugin may be`,
+    ]);
+  });
+
   test("a parent directory of the plugin folder that others can write is refused; a sticky one is not", async () => {
     const { root, write } = lab();
     const open = join(root, "open");
@@ -139,7 +192,7 @@ describe("a drop-in plugin's imports", () => {
     expect(refused.diagnostics).toEqual([
       expect.objectContaining({
         code: "plugin.unsafe-permissions",
-        summary: `plugin file ${file} is not loaded: ${open}, a directory above it, is writable by group or others (and not sticky)`,
+        summary: `no plugin is loaded from ${join(open, "plugins")} (1 file): ${open}, a directory above it, is writable by group or others (and not sticky)`,
         hint: `chmod go-w ${open}`,
       }),
     ]);
