@@ -187,7 +187,7 @@ describe("a drop-in plugin's imports", () => {
     const open = join(root, "open");
     mkdirSync(join(open, "plugins"), { recursive: true, mode: 0o755 });
     chmodSync(open, 0o777);
-    const file = write("open/plugins/p.ts", plugin("p/p", ""));
+    write("open/plugins/p.ts", plugin("p/p", ""));
     const refused = await loadPlugins([], [join(open, "plugins")]);
     expect(refused.diagnostics).toEqual([
       expect.objectContaining({
