@@ -11,6 +11,7 @@ import { describeRef, isReady } from "../kube/readiness.ts";
 import type { KubeClient, KubeObject } from "../kube/types.ts";
 import { ExitCode, KubehyveError } from "../lib/errors.ts";
 import { pending, poll } from "../lib/poll.ts";
+import { frozenCopy } from "../lib/values.ts";
 import { findingOfFailure } from "./checks.ts";
 import type { Stage } from "./config.ts";
 import type { TestablePluginContext } from "./context.ts";
@@ -58,7 +59,10 @@ async function hopsFor(run: Run, ctx: Ctx, req: ExposeRequest, target: ExposeTar
   const hops: SourcedHop[] = [];
   for (const stage of run.ordered) {
     const handler = stage.plugin.hooks?.[EXPOSE_HOPS_HOOK];
-    if (handler) hops.push(...checkHops(stage.slot, await handler(run.contextOf(stage), target as never)));
+    // Each handler gets its own read-only copy, as every hook's payload: one must not change the
+    // target the others and the walk go on to see.
+    if (handler)
+      hops.push(...checkHops(stage.slot, await handler(run.contextOf(stage), frozenCopy(target) as never)));
   }
   const kube = () => ctx.kube();
   for (const hop of [dnsHop(run.req.cluster.network, req.dnsPort), endpointsHop(kube), podsHop(kube)])

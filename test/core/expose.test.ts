@@ -12,6 +12,7 @@ import { v } from "kubehyve";
 import { exposeHops } from "../../plugins/lb/metallb/expose.ts";
 import metallbPlugin from "../../plugins/lb/metallb/index.ts";
 import { optionsSchema as metallbOptions } from "../../plugins/lb/metallb/options.ts";
+import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import type { ExposeTarget, HopReport } from "../../src/core/expose.ts";
 import type { RunEvent } from "../../src/core/reporter.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
@@ -54,6 +55,36 @@ describe("verify --expose", () => {
     expect(verdict(events)?.code).toBe("expose.ok");
     const route = hops(events).find((h) => h.id === "traefik.route")!;
     expect(route.summary).toMatch(/is answered by pod kubehyve-whoami-[0-9a-f]{10}-[0-9a-f]{5}$/);
+    expect(lab.canaryLeft()).toEqual([]);
+  }, 60_000);
+});
+
+describe("verify --expose, with a stage that meddles", () => {
+  test("a stage's hop handler cannot change the target the other stages and the walk see", async () => {
+    await lab.dns([lab.record()]);
+    const tried: string[] = [];
+    const meddler = definePlugin({
+      id: "audit/meddler",
+      title: "meddler",
+      apiVersion: 1,
+      check: async () => ({ changes: [], diagnostics: [] }),
+      hooks: {
+        "expose:hops": (_ctx, target) => {
+          try {
+            (target as { host: string }).host = "elsewhere.example";
+          } catch (error) {
+            tried.push((error as Error).name);
+          }
+          tried.push(target.host);
+          return undefined;
+        },
+      },
+    });
+    const stages = [{ slot: "audit", plugin: meddler as AnyPlugin, options: {} }, ...lab.stages];
+    const { exitCode, events } = await lab.run("verify", { app: { kind: "canary" }, ...FAST }, { stages });
+    expect(tried).toEqual(["TypeError", `whoami.${lab.cluster.network.domain}`]);
+    expect(verdict(events)?.code).toBe("expose.ok");
+    expect(exitCode).toBe(0);
     expect(lab.canaryLeft()).toEqual([]);
   }, 60_000);
 });
