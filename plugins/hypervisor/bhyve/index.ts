@@ -266,7 +266,10 @@ async function destroy(ctx: Ctx): Promise<void> {
     }
     const owner = ownerOf(seen.config?.get(CONFIG_MARK), seen.config?.get(CONFIG_MARK_NAME), ctx.clusterId);
     if (owner.kind !== "ours") {
-      ctx.log.warn(`${ctx.host.name}: left alone: the VM named ${name} ${describeOwner(owner)}`);
+      const why = seen.configProblem
+        ? `has a config that ${seen.configProblem} (${configPathOf(ds, name)})`
+        : describeOwner(owner);
+      ctx.log.warn(`${ctx.host.name}: left alone: the VM named ${name} ${why}`);
       continue;
     }
     if (zfsDatastore && datasetOwner?.kind !== "ours") {

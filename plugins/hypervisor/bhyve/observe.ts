@@ -3,7 +3,7 @@
  * run left, read in as few host commands as can be.
  */
 import type { PluginContext } from "kubehyve";
-import { listFiles, readTextFiles } from "./files.ts";
+import { listFiles, notRegular, readTextFiles } from "./files.ts";
 import { type Datastore, datastorePath, type GuestDataset, type HostFacts } from "./inspect.ts";
 import { CONFIG_MARK, CONFIG_MARK_NAME, ownerOf, TEMP_SUFFIX, templateName } from "./marks.ts";
 import type { BhyveOptions } from "./options.ts";
@@ -87,7 +87,8 @@ export async function observeVms(
       ...templates,
       ...(opts.texts ?? []),
     ]),
-    listFiles(ctx.host, fileDisks),
+    // The configs too: one that is not a regular file (a link, a FIFO) is no config kubehyve wrote.
+    listFiles(ctx.host, [...configs, ...fileDisks]),
     withBoot
       ? Promise.all(nodes.map((node) => nodeBoot(ctx, node, guestDirOf(ds, node.name))))
       : nodes.map(() => ({}) as NodeBoot),
@@ -99,7 +100,10 @@ export async function observeVms(
     nodes.map(async (node, i): Promise<VmObservation> => {
       const dir = guestDirOf(ds, node.name);
       const conf = configPathOf(ds, node.name);
-      const text = texts.get(conf);
+      const confFact = files.files.get(conf);
+      const configProblem = confFact && notRegular(confFact);
+      // Never read as ours: a link leads to another VM's config (its mark too), a FIFO reads empty.
+      const text = configProblem ? undefined : texts.get(conf);
       const config = text === undefined ? undefined : parseRcVars(text);
       const dataset = ds.kind === "zfs" ? ds.guests?.get(node.name) : undefined;
       const ours =
@@ -130,7 +134,17 @@ export async function observeVms(
         const inside = await ctx.host.run(["ls", "-A", "--", dir]);
         dirInUse = inside.code !== 0 || inside.stdout.trim() !== "";
       }
-      return { node, dir, listed: listed.get(node.name), config, boot: boots[i]!, dataset, disks, dirInUse };
+      return {
+        node,
+        dir,
+        listed: listed.get(node.name),
+        config,
+        ...(configProblem ? { configProblem: `is ${configProblem}, not a regular file` } : {}),
+        boot: boots[i]!,
+        dataset,
+        disks,
+        dirInUse,
+      };
     }),
   );
   return { vms, texts, leftovers, unreadable: files.failed };

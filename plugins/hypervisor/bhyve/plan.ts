@@ -98,8 +98,10 @@ export interface VmObservation {
   /** The VM's directory on the host. */
   dir: string;
   listed?: VmListEntry;
-  /** The guest's config on the host, when it exists. */
+  /** The guest's config on the host, when it exists and is a regular file. */
   config?: Map<string, string>;
+  /** Its config is there but no regular file: "is a FIFO, not a regular file". Never ours. */
+  configProblem?: string;
   boot: NodeBoot;
   /** ZFS datastore: the guest's dataset, when it exists. */
   dataset?: GuestDataset;
@@ -226,7 +228,18 @@ function notOurs(
   conf: string,
   clusterId: string,
   dataset: string | undefined,
+  configProblem: string | undefined,
 ): Diagnostic {
+  if (configProblem)
+    return diag.error(
+      "bhyve.vm-not-ours",
+      `a VM named ${node.name} exists on the host and its config ${conf} ${configProblem}; kubehyve neither reads nor changes it`,
+      {
+        target: node.name,
+        detail: `its config: ${conf}`,
+        hint: `rename the node in the cluster file; or, if this VM is meant to be this cluster's node, put its config there as a file of its own (ls -l ${conf})`,
+      },
+    );
   const mark = `sysrc -f ${conf} ${CONFIG_MARK}=${clusterId}${dataset ? `; zfs set ${ZFS_MARK}=${clusterId} ${dataset}` : ""}`;
   return diag.error(
     "bhyve.vm-not-ours",
@@ -251,7 +264,7 @@ export function vmChanges(
   const changes: Change[] = [];
   const diagnostics: Diagnostic[] = [];
   const dev = diskDevOf(options);
-  for (const { node, dir, listed, config, boot, dataset, dirInUse, disks } of observed) {
+  for (const { node, dir, listed, config, configProblem, boot, dataset, dirInUse, disks } of observed) {
     const entries = vmConfigEntries({
       cluster: cluster.name,
       clusterId,
@@ -319,7 +332,7 @@ export function vmChanges(
       const zfsDataset = options.vmDir.startsWith("zfs:")
         ? `${options.vmDir.slice(4)}/${node.name}`
         : undefined;
-      diagnostics.push(notOurs(node, owner, conf, clusterId, zfsDataset));
+      diagnostics.push(notOurs(node, owner, conf, clusterId, zfsDataset, configProblem));
       continue;
     }
     if (options.vmDir.startsWith("zfs:") && datasetOwner?.kind !== "ours") {

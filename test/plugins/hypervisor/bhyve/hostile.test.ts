@@ -1,0 +1,156 @@
+/**
+ * What a careless or hostile operator puts in the way of the bhyve stage: configs that are links or
+ * FIFOs, reads cut short, things of their own inside a VM of the cluster's. `up` and `down` act
+ * only on what this cluster made, lose nothing else, and say what they left and why.
+ */
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { bhyvePlugin } from "../../../../plugins/hypervisor/bhyve/index.ts";
+import { parseBhyveOptions } from "../../../../plugins/hypervisor/bhyve/options.ts";
+import type { AnyPlugin } from "../../../../src/core/contract.ts";
+import { runEngine } from "../../../../src/core/engine.ts";
+import type { Cluster } from "../../../../src/core/model.ts";
+import { memoryReporter } from "../../../../src/core/reporter.ts";
+import { labNode } from "../../../lab/cluster.ts";
+import { createFreebsdHost, type FreebsdHost, hostTarget, run } from "../../../lab/freebsd/host.ts";
+import { exampleCluster, isMutating } from "./lab.ts";
+
+setDefaultTimeout(60_000);
+
+let host: FreebsdHost;
+const dirs: string[] = [];
+const stateDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-bhyve-hostile-"));
+  dirs.push(dir);
+  return dir;
+};
+
+beforeEach(() => {
+  host = createFreebsdHost({ stopDelayMs: 100 });
+});
+afterEach(() => {
+  host.cleanup();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+const mutations = () => host.log().filter(isMutating);
+
+/** `kubehyve up|down --yes` (or `down --dry-run`) of one cluster, through the engine. */
+async function engine(
+  command: "up" | "down",
+  state: string,
+  opts: { cluster?: Cluster; options?: Record<string, unknown>; dryRun?: boolean } = {},
+) {
+  const reporter = memoryReporter();
+  const result = await runEngine({
+    command,
+    cluster: opts.cluster ?? exampleCluster(),
+    stages: [
+      {
+        slot: "hypervisor",
+        plugin: bhyvePlugin as AnyPlugin,
+        options: parseBhyveOptions({
+          nic: "em0",
+          firmware: host.firmwarePath,
+          stopTimeoutSec: 5,
+          ...opts.options,
+        }),
+      },
+    ],
+    stateDir: state,
+    reporter,
+    assumeYes: true,
+    dryRun: opts.dryRun,
+    targets: { host: () => hostTarget(host), node: () => hostTarget(host) },
+  });
+  const text = (e: (typeof reporter.events)[number]) =>
+    "summary" in e ? String(e.summary) : "message" in e ? String(e.message) : "";
+  const errors = reporter.events
+    .filter((e) => e.type === "diagnostic" && e.severity === "error")
+    .map((e) => e as unknown as { code: string; summary: string; hint?: string; detail?: string });
+  return { ...result, lines: reporter.events.map(text), events: reporter.events, errors };
+}
+
+const guests = () =>
+  Object.keys(host.state().datasets)
+    .filter((d) => /^zroot\/vm\/[^/@]+$/.test(d))
+    .sort();
+
+describe("a VM config that is not a regular file", () => {
+  test("a hand-made VM whose config is a link to this cluster's VM's config is neither adopted by up nor destroyed by down", async () => {
+    // A directory datastore: no dataset mark stands behind the config's.
+    const vmDir = join(host.root, "vm");
+    const options = { vmDir };
+    const state = stateDir();
+    expect((await engine("up", state, { options })).exitCode).toBe(0);
+    // The operator makes w3 by hand and has its config share w1's settings through a link.
+    host.createForeignVm("w3");
+    const w3conf = join(vmDir, "w3", "w3.conf");
+    rmSync(w3conf);
+    symlinkSync(join(vmDir, "w1", "w1.conf"), w3conf);
+    const w1before = readFileSync(join(vmDir, "w1", "w1.conf"), "utf8");
+    const cluster = exampleCluster({
+      nodes: [...exampleCluster().nodes, labNode("w3", "worker", "192.168.1.24")],
+    });
+    host.clearLog();
+
+    const again = await engine("up", state, { cluster, options });
+    expect(again.exitCode).not.toBe(0);
+    expect(again.errors.map((e) => `${e.code} ${e.summary}`)).toEqual([
+      `bhyve.vm-not-ours a VM named w3 exists on the host and its config ${w3conf} is a symbolic link to ${join(vmDir, "w1", "w1.conf")}, not a regular file; kubehyve neither reads nor changes it`,
+    ]);
+    expect(mutations()).toEqual([]);
+
+    const down = await engine("down", state, { cluster, options });
+    expect(down.exitCode).toBe(0);
+    expect(down.lines.filter((l) => l.includes("left alone"))).toEqual([
+      `hv1: left alone: the VM named w3 has a config that is a symbolic link to ${join(vmDir, "w1", "w1.conf")}, not a regular file (${w3conf})`,
+    ]);
+    // w3 keeps its disk and its link (which now leads nowhere: w1 was this cluster's).
+    expect(readdirSync(join(vmDir, "w3")).sort()).toEqual(["disk0.img", "vm-bhyve.log", "w3.conf"]);
+    expect(host.vm("w1").exists).toBe(false);
+    expect(w1before).toContain("kubehyve_cluster=");
+    expect(
+      mutations()
+        .filter((a) => a[0] === "vm" && a[1] === "destroy")
+        .map((a) => a.join(" "))
+        .sort(),
+    ).toEqual(["vm destroy -f cp1", "vm destroy -f w1", "vm destroy -f w2"]);
+  });
+
+  test("a FIFO where a config is being written does not hold check until its time limit", async () => {
+    const state = stateDir();
+    expect((await engine("up", state)).exitCode).toBe(0);
+    // Where writeHostFile puts a config before renaming it: a FIFO there would make grep wait.
+    run(host, ["sh", "-c", `mkfifo "$1"`, "sh", `${host.vm("w1").configPath}.kubehyve-new`]);
+    const started = Date.now();
+    const again = await engine("up", state, { cluster: { ...exampleCluster(), timeouts: tight } });
+    expect(again.errors).toEqual([]);
+    expect(again.exitCode).toBe(0);
+    expect(Date.now() - started).toBeLessThan(tight.read);
+  });
+});
+
+/** Limits short enough that a command held until its limit shows in the test's time. */
+const tight = { read: 8_000, change: 60_000, long: 60_000 };
+
+describe("a read of the VMs' configs that is cut short", () => {
+  test("stops down with the command and the host named, instead of taking every VM for someone else's", async () => {
+    const state = stateDir();
+    expect((await engine("up", state)).exitCode).toBe(0);
+    host.clearLog();
+    // Killed half-way (a signal, output past the limit): what grep did not reach would read as empty.
+    host.inject({ kind: "fail-once", command: "grep", code: 143, stderr: "Terminated" });
+    const down = await engine("down", state);
+    expect(down.exitCode).not.toBe(0);
+    expect(down.lines.some((l) => l.includes("left alone"))).toBe(false);
+    const failed = down.lines.find((l) => l.includes("grep -D skip -H"));
+    expect(failed).toMatch(
+      /hv1: `grep -D skip -H {2}-- \S+\/cp1\/cp1\.conf \(and \d+ more files\)` exited 143: Terminated/,
+    );
+    expect(mutations()).toEqual([]);
+    expect(guests()).toEqual(["zroot/vm/cp1", "zroot/vm/w1", "zroot/vm/w2"]);
+  });
+});
