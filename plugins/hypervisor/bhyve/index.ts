@@ -24,6 +24,7 @@ import {
   type RenderedFile,
   runOk,
 } from "kubehyve";
+import { foreignContents } from "./contents.ts";
 import { writeHostFile } from "./files.ts";
 import { type Datastore, datastoreSpec, type HostFacts, inspectHost, readDatastore } from "./inspect.ts";
 import { l2HostCheck } from "./l2.ts";
@@ -280,10 +281,43 @@ async function destroy(ctx: Ctx): Promise<void> {
     }
     ours.push(name);
   }
+  // Refused before anything changes, so that a VM down leaves is left as it was (vm_list too).
+  const refused: string[] = [];
+  const configOf = new Map(observed.vms.map((v) => [v.node.name, v.config]));
+  const halfMadeGuest = (dataset: string) => dataset.slice(dataset.lastIndexOf("/") + 1);
+  const foreign = await foreignContents(ctx, ds, [
+    ...ours.map((name) => ({ name, config: configOf.get(name) })),
+    ...halfMade.map((dataset) => ({ name: halfMadeGuest(dataset) })),
+  ]);
+  const keep = (name: string, where: string) => {
+    const things = foreign.get(name) ?? [];
+    if (!things.length) return false;
+    refused.push(
+      `${where} holds what this cluster did not make, which vm destroy would remove with it: ${things.join(", ")}; move those elsewhere (or remove them if they are not needed), then kubehyve down again`,
+    );
+    return true;
+  };
+  const destroyable = ours.filter((name) => {
+    const state = vms.get(name)?.state;
+    if (state?.kind === "locked") {
+      // vm destroy refuses a locked guest (vm::confirm_stopped): it may run on that host.
+      refused.push(
+        `VM ${name} is locked by host ${state.host} (run.lock): if that host does not run it, rm ${guestDirOf(ds, name)}/run.lock, then kubehyve down again`,
+      );
+      return false;
+    }
+    return !keep(name, `VM ${name}`);
+  });
+  const halfMadeDestroyable = halfMade.filter((dataset) => !keep(halfMadeGuest(dataset), dataset));
   const current = (rc.get("vm_list") ?? "").split(/\s+/).filter(Boolean);
-  const remaining = current.filter((n) => !ours.includes(n));
+  const remaining = current.filter((n) => !destroyable.includes(n));
   const leftovers = observed.leftovers.paths;
-  if (!ours.length && !halfMade.length && !leftovers.length && remaining.length === current.length) return;
+  const nothing =
+    !destroyable.length &&
+    !halfMadeDestroyable.length &&
+    !leftovers.length &&
+    remaining.length === current.length;
+  if (nothing && !refused.length) return;
   // `down` has asked before any stage is destroyed (unless --yes).
   if (remaining.length !== current.length) {
     await ctx.wet(
@@ -292,19 +326,11 @@ async function destroy(ctx: Ctx): Promise<void> {
       { target: ctx.host.name },
     );
   }
-  const refused: string[] = [];
   await mapLimit(
-    ours,
+    destroyable,
     PARALLEL_VMS,
     async (name) => {
       const state = vms.get(name)?.state;
-      if (state?.kind === "locked") {
-        // vm destroy refuses a locked guest (vm::confirm_stopped): it may run on that host.
-        refused.push(
-          `VM ${name} is locked by host ${state.host} (run.lock): if that host does not run it, rm ${guestDirOf(ds, name)}/run.lock, then kubehyve down again`,
-        );
-        return;
-      }
       // Stopped before it is destroyed: bhyve reads the files the VM's config names at every start.
       if (state?.kind === "running")
         await ctx.wet(`stop VM ${name}`, () => stopVm(ctx, name), { target: name });
@@ -317,7 +343,7 @@ async function destroy(ctx: Ctx): Promise<void> {
     },
     ctx.signal,
   );
-  for (const dataset of halfMade)
+  for (const dataset of halfMadeDestroyable)
     await ctx.wet(
       `destroy ${dataset}, left by an interrupted run`,
       () => runOk(ctx.host, ["zfs", "destroy", "-r", dataset]),

@@ -4,7 +4,7 @@
  * only on what this cluster made, lose nothing else, and say what they left and why.
  */
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bhyvePlugin } from "../../../../plugins/hypervisor/bhyve/index.ts";
@@ -152,5 +152,45 @@ describe("a read of the VMs' configs that is cut short", () => {
     );
     expect(mutations()).toEqual([]);
     expect(guests()).toEqual(["zroot/vm/cp1", "zroot/vm/w1", "zroot/vm/w2"]);
+  });
+});
+
+describe("what the operator keeps inside a VM of this cluster", () => {
+  test("down destroys neither a VM holding a snapshot, a dataset or a file of theirs nor those things, names each, and its dry run says the same", async () => {
+    const state = stateDir();
+    expect((await engine("up", state)).exitCode).toBe(0);
+    run(host, ["zfs", "snapshot", "zroot/vm/w1@before-upgrade"]);
+    run(host, ["zfs", "create", "zroot/vm/w1/backup"]);
+    writeFileSync(join(host.vm("w2").dir, "notes.txt"), "how I set up w2\n");
+    host.clearLog();
+
+    const dry = await engine("down", state, { dryRun: true });
+    expect(mutations()).toEqual([]);
+    const real = await engine("down", state);
+    for (const result of [dry, real]) {
+      expect(result.exitCode).not.toBe(0);
+      const refusal = result.lines.find((l) => l.includes("not destroyed"));
+      expect(refusal).toBe(
+        [
+          "hypervisor destroy failed: hv1: not destroyed: VM w1 holds what this cluster did not make, which vm destroy would remove with it: zroot/vm/w1/backup (a dataset), zroot/vm/w1@before-upgrade (a snapshot); move those elsewhere (or remove them if they are not needed), then kubehyve down again",
+          `VM w2 holds what this cluster did not make, which vm destroy would remove with it: ${host.vm("w2").dir}/notes.txt; move those elsewhere (or remove them if they are not needed), then kubehyve down again`,
+        ].join("; "),
+      );
+    }
+    // The dry run named every step the real run then took, and no other.
+    const steps = (r: typeof dry) =>
+      r.events.filter((e) => e.type === "wet").map((e) => String((e as { description: string }).description));
+    expect(steps(dry).sort()).toEqual(steps(real).sort());
+    expect(steps(real).sort()).toEqual([
+      "destroy VM cp1 and its disks",
+      "stop VM cp1",
+      'stop starting the cluster\'s VMs at boot: sysrc vm_list="w1 w2"',
+    ]);
+    // Only cp1 went; w1 and w2 keep running, start at boot, and keep what the operator put there.
+    expect(guests()).toEqual(["zroot/vm/w1", "zroot/vm/w2"]);
+    expect(host.state().datasets["zroot/vm/w1@before-upgrade"]).toBeDefined();
+    expect(readFileSync(join(host.vm("w2").dir, "notes.txt"), "utf8")).toBe("how I set up w2\n");
+    expect([host.vm("w1").running, host.vm("w2").running]).toEqual([true, true]);
+    expect(host.rcConf().vm_list).toBe("w1 w2");
   });
 });
