@@ -106,6 +106,19 @@ async function check(ctx: Ctx): Promise<CheckResult> {
       }),
     );
   }
+  // A dataset of ours without a config is destroyed and made again: first, what else it holds.
+  const again = observed.vms.filter(
+    (v) =>
+      !v.listed && v.dataset && ownerOf(v.dataset.mark, v.dataset.markName, ctx.clusterId).kind === "ours",
+  );
+  if (again.length) {
+    const foreign = await foreignContents(
+      ctx,
+      facts.datastore,
+      again.map((v) => ({ name: v.node.name })),
+    );
+    for (const v of again) v.foreign = foreign.get(v.node.name);
+  }
   const cleanup = cleanupChange(observed.leftovers, target);
   if (cleanup) changes.push(cleanup);
   const vms = vmChanges(ctx.cluster, ctx.clusterId, ctx.options, observed.vms);
@@ -293,7 +306,7 @@ async function destroy(ctx: Ctx): Promise<void> {
     const things = foreign.get(name) ?? [];
     if (!things.length) return false;
     refused.push(
-      `${where} holds what this cluster did not make, which vm destroy would remove with it: ${things.join(", ")}; move those elsewhere (or remove them if they are not needed), then kubehyve down again`,
+      `${where} holds what this cluster did not make, which would go with it: ${things.join(", ")}; move those elsewhere (or remove them if they are not needed), then kubehyve down again`,
     );
     return true;
   };

@@ -107,6 +107,8 @@ export interface VmObservation {
   dataset?: GuestDataset;
   /** Directory datastore: the guest's directory exists, holds files and no config. */
   dirInUse?: boolean;
+  /** What its dataset or directory holds that neither vm-bhyve nor this cluster made (contents.ts). */
+  foreign?: string[];
   /** The declared disks by index, when the VM (or its dataset) exists. */
   disks?: Map<number, DiskFact>;
 }
@@ -264,7 +266,18 @@ export function vmChanges(
   const changes: Change[] = [];
   const diagnostics: Diagnostic[] = [];
   const dev = diskDevOf(options);
-  for (const { node, dir, listed, config, configProblem, boot, dataset, dirInUse, disks } of observed) {
+  for (const {
+    node,
+    dir,
+    listed,
+    config,
+    configProblem,
+    boot,
+    dataset,
+    dirInUse,
+    disks,
+    foreign,
+  } of observed) {
     const entries = vmConfigEntries({
       cluster: cluster.name,
       clusterId,
@@ -301,6 +314,21 @@ export function vmChanges(
         continue;
       }
       const again = dataset !== undefined;
+      if (again && foreign?.length) {
+        // Made again means destroyed first (zfs destroy -r): with whatever the operator put in it.
+        diagnostics.push(
+          diag.error(
+            "bhyve.dataset-holds-foreign",
+            `ZFS dataset ${dataset!.name} was left by an interrupted run of this cluster, but holds what this cluster did not make: kubehyve does not destroy it to make VM ${node.name} again`,
+            {
+              ...at,
+              detail: foreign.join("\n"),
+              hint: "move those elsewhere (or remove them if they are not needed), then: kubehyve up",
+            },
+          ),
+        );
+        continue;
+      }
       changes.push(
         change(
           again

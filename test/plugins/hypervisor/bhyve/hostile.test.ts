@@ -172,8 +172,8 @@ describe("what the operator keeps inside a VM of this cluster", () => {
       const refusal = result.lines.find((l) => l.includes("not destroyed"));
       expect(refusal).toBe(
         [
-          "hypervisor destroy failed: hv1: not destroyed: VM w1 holds what this cluster did not make, which vm destroy would remove with it: zroot/vm/w1/backup (a dataset), zroot/vm/w1@before-upgrade (a snapshot); move those elsewhere (or remove them if they are not needed), then kubehyve down again",
-          `VM w2 holds what this cluster did not make, which vm destroy would remove with it: ${host.vm("w2").dir}/notes.txt; move those elsewhere (or remove them if they are not needed), then kubehyve down again`,
+          "hypervisor destroy failed: hv1: not destroyed: VM w1 holds what this cluster did not make, which would go with it: zroot/vm/w1/backup (a dataset), zroot/vm/w1@before-upgrade (a snapshot); move those elsewhere (or remove them if they are not needed), then kubehyve down again",
+          `VM w2 holds what this cluster did not make, which would go with it: ${host.vm("w2").dir}/notes.txt; move those elsewhere (or remove them if they are not needed), then kubehyve down again`,
         ].join("; "),
       );
     }
@@ -192,5 +192,39 @@ describe("what the operator keeps inside a VM of this cluster", () => {
     expect(readFileSync(join(host.vm("w2").dir, "notes.txt"), "utf8")).toBe("how I set up w2\n");
     expect([host.vm("w1").running, host.vm("w2").running]).toEqual([true, true]);
     expect(host.rcConf().vm_list).toBe("w1 w2");
+  });
+});
+
+describe("a dataset an interrupted run left", () => {
+  test("is neither made again by up nor destroyed by down while it holds the operator's snapshot", async () => {
+    const state = stateDir();
+    expect((await engine("up", state)).exitCode).toBe(0);
+    const id = readFileSync(join(state, "cluster-id"), "utf8").trim();
+    // vm create of a new node w3 was stopped after zfs create; the operator snapshotted what was there.
+    run(host, ["zfs", "create", "-o", `kubehyve:cluster=${id}`, "zroot/vm/w3"]);
+    run(host, ["zfs", "snapshot", "zroot/vm/w3@look"]);
+    const cluster = exampleCluster({
+      nodes: [...exampleCluster().nodes, labNode("w3", "worker", "192.168.1.24")],
+    });
+    host.clearLog();
+
+    const again = await engine("up", state, { cluster });
+    expect(again.exitCode).not.toBe(0);
+    expect(again.errors.map((e) => [e.code, e.summary, e.detail])).toEqual([
+      [
+        "bhyve.dataset-holds-foreign",
+        "ZFS dataset zroot/vm/w3 was left by an interrupted run of this cluster, but holds what this cluster did not make: kubehyve does not destroy it to make VM w3 again",
+        "zroot/vm/w3@look (a snapshot)",
+      ],
+    ]);
+    expect(mutations()).toEqual([]);
+
+    const down = await engine("down", state, { cluster });
+    expect(down.exitCode).not.toBe(0);
+    expect(down.lines.find((l) => l.includes("not destroyed"))).toContain(
+      "not destroyed: zroot/vm/w3 holds what this cluster did not make, which would go with it: zroot/vm/w3@look (a snapshot)",
+    );
+    expect(guests()).toEqual(["zroot/vm/w3"]);
+    expect(host.state().datasets["zroot/vm/w3@look"]).toBeDefined();
   });
 });
