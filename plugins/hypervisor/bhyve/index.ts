@@ -39,6 +39,7 @@ import {
   cleanupChange,
   guestDirOf,
   hostChanges,
+  otherGuestDiagnostics,
   type SwitchRecords,
   type VmObservation,
   vmChanges,
@@ -124,6 +125,7 @@ async function check(ctx: Ctx): Promise<CheckResult> {
   const vms = vmChanges(ctx.cluster, ctx.clusterId, ctx.options, observed.vms);
   changes.push(...vms.changes);
   diagnostics.push(...vms.diagnostics);
+  diagnostics.push(...otherGuestDiagnostics(ctx.cluster, ctx.clusterId, observed.others, target));
   const autostart = autostartChange(facts, ctx.cluster, ctx.options, target);
   if (autostart) changes.push(autostart);
   return { changes, diagnostics };
@@ -322,6 +324,14 @@ async function destroy(ctx: Ctx): Promise<void> {
     return !keep(name, `VM ${name}`);
   });
   const halfMadeDestroyable = halfMade.filter((dataset) => !keep(halfMadeGuest(dataset), dataset));
+  for (const other of observed.others)
+    if (
+      ownerOf(other.config?.get(CONFIG_MARK), other.config?.get(CONFIG_MARK_NAME), ctx.clusterId).kind ===
+      "ours"
+    )
+      ctx.log.warn(
+        `${ctx.host.name}: left alone: VM ${other.name} carries this cluster's mark but is no node of the cluster file (renamed by hand, or dropped from the file); if it is not needed: vm stop ${other.name}; vm destroy -f ${other.name}`,
+      );
   const current = (rc.get("vm_list") ?? "").split(/\s+/).filter(Boolean);
   const remaining = current.filter((n) => !destroyable.includes(n));
   const leftovers = observed.leftovers.paths;

@@ -41,6 +41,8 @@ export interface Observed {
   texts: Map<string, string | undefined>;
   /** What interrupted runs of this cluster left on the host. */
   leftovers: { paths: string[]; datasets: string[] };
+  /** The other guests in the datastore, named after no node, with their configs (for marks and MACs). */
+  others: { name: string; conf: string; config?: Map<string, string> }[];
   /** Files or zvols whose state could not be read. */
   unreadable?: string;
 }
@@ -67,6 +69,12 @@ export async function observeVms(
       })
     : [];
   const configs = nodes.filter((n) => listed.has(n.name)).map((n) => configPathOf(ds, n.name));
+  // A guest renamed by hand keeps its config and the MAC in it: read too, so that no node is made
+  // with a MAC a guest on the same switch already has.
+  const nodeNames = new Set(nodes.map((n) => n.name));
+  const others = [...listed.values()]
+    .filter((vm) => !nodeNames.has(vm.name) && (!vm.datastore || vm.datastore === "default"))
+    .map((vm) => ({ name: vm.name, conf: configPathOf(ds, vm.name) }));
   const fileDisks =
     dev === "file" && ds.exists
       ? nodes.flatMap((n) =>
@@ -85,6 +93,7 @@ export async function observeVms(
       ...configs,
       ...configs.map((c) => `${c}${TEMP_SUFFIX}`),
       ...templates,
+      ...others.map((o) => o.conf),
       ...(opts.texts ?? []),
     ]),
     // The configs too: one that is not a regular file (a link, a FIFO) is no config kubehyve wrote.
@@ -147,7 +156,11 @@ export async function observeVms(
       };
     }),
   );
-  return { vms, texts, leftovers, unreadable: files.failed };
+  const otherConfigs = others.map((o) => {
+    const text = texts.get(o.conf);
+    return { ...o, ...(text === undefined ? {} : { config: parseRcVars(text) }) };
+  });
+  return { vms, texts, leftovers, others: otherConfigs, unreadable: files.failed };
 }
 
 export function zvolFacts(

@@ -517,3 +517,54 @@ export function autostartChange(
     target,
   );
 }
+
+/**
+ * Guests named after no node. One with a node's MAC would put that MAC on the switch twice once
+ * both run (vm-bhyve hands a NIC's configured MAC to bhyve as it is, lib/vm-run): `vm rename` keeps
+ * the config, so a node's VM renamed by hand and made again by `up` would. One with this cluster's
+ * mark was renamed by hand or dropped from the cluster file: it is left alone, and said so.
+ */
+export function otherGuestDiagnostics(
+  cluster: Cluster,
+  clusterId: string,
+  others: { name: string; conf: string; config?: Map<string, string> }[],
+  target: string,
+): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  for (const other of others) {
+    const config = other.config ?? new Map<string, string>();
+    const owner = ownerOf(config.get(CONFIG_MARK), config.get(CONFIG_MARK_NAME), clusterId);
+    const macs = [...config]
+      .filter(([k]) => /^network\d+_mac$/.test(k))
+      .map(([k, v]) => [k, v.toLowerCase()]);
+    const node = cluster.nodes.find((n) => macs.some(([, mac]) => mac === n.mac.toLowerCase()));
+    const key = node && macs.find(([, mac]) => mac === node.mac.toLowerCase())![0];
+    const ours = owner.kind === "ours";
+    if (node) {
+      diagnostics.push(
+        diag.error(
+          "bhyve.vm-mac-taken",
+          `VM ${other.name} has node ${node.name}'s MAC address ${node.mac}${ours ? ` and this cluster's mark (is it ${node.name}, renamed by hand?)` : ""}: with VM ${node.name} the switch would see it twice`,
+          {
+            target: node.name,
+            detail: `its config: ${other.conf}`,
+            hint: `${ours ? `if it is the old ${node.name}, name it back (vm rename ${other.name} ${node.name}) or destroy it if it is not needed (vm destroy -f ${other.name}); otherwise ` : ""}remove ${key} from ${other.conf} (sysrc -f ${other.conf} -x ${key}) so that vm-bhyve gives it a MAC of its own at its next start`,
+          },
+        ),
+      );
+    } else if (ours) {
+      diagnostics.push(
+        diag.warn(
+          "bhyve.vm-not-in-cluster",
+          `VM ${other.name} carries this cluster's mark but is no node of the cluster file (renamed by hand, or dropped from the file): kubehyve leaves it alone, and down does not remove it`,
+          {
+            target,
+            detail: `its config: ${other.conf}`,
+            hint: `if it is not needed: vm stop ${other.name}; vm destroy -f ${other.name}`,
+          },
+        ),
+      );
+    }
+  }
+  return diagnostics;
+}

@@ -228,3 +228,33 @@ describe("a dataset an interrupted run left", () => {
     expect(host.state().datasets["zroot/vm/w3@look"]).toBeDefined();
   });
 });
+
+describe("a node's VM renamed by hand", () => {
+  test("keeps up from making the node again with the MAC the renamed VM still has, and down leaves it, saying so", async () => {
+    const state = stateDir();
+    expect((await engine("up", state)).exitCode).toBe(0);
+    const mac = host.vm("w1").config.network0_mac!;
+    run(host, ["vm", "stop", "w1"]);
+    await Bun.sleep(300);
+    run(host, ["vm", "rename", "w1", "w1-old"]);
+    expect(host.vm("w1-old").config.network0_mac).toBe(mac);
+    host.clearLog();
+
+    const again = await engine("up", state);
+    expect(again.exitCode).not.toBe(0);
+    expect(again.errors.map((e) => `${e.code} ${e.summary}`)).toEqual([
+      `bhyve.vm-mac-taken VM w1-old has node w1's MAC address ${mac} and this cluster's mark (is it w1, renamed by hand?): with VM w1 the switch would see it twice`,
+    ]);
+    expect(again.errors[0]!.hint).toBe(
+      `if it is the old w1, name it back (vm rename w1-old w1) or destroy it if it is not needed (vm destroy -f w1-old); otherwise remove network0_mac from ${host.vm("w1-old").configPath} (sysrc -f ${host.vm("w1-old").configPath} -x network0_mac) so that vm-bhyve gives it a MAC of its own at its next start`,
+    );
+    expect(mutations()).toEqual([]);
+
+    const down = await engine("down", state);
+    expect(down.exitCode).toBe(0);
+    expect(down.lines.filter((l) => l.includes("left alone"))).toEqual([
+      "hv1: left alone: VM w1-old carries this cluster's mark but is no node of the cluster file (renamed by hand, or dropped from the file); if it is not needed: vm stop w1-old; vm destroy -f w1-old",
+    ]);
+    expect(guests()).toEqual(["zroot/vm/w1-old"]);
+  });
+});
