@@ -15,7 +15,7 @@ import type { Cluster } from "../../../../src/core/model.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { labNode } from "../../../lab/cluster.ts";
 import { createFreebsdHost, type FreebsdHost, hostTarget, run } from "../../../lab/freebsd/host.ts";
-import { exampleCluster, isMutating } from "./lab.ts";
+import { exampleCluster, isMutating, labContext, up } from "./lab.ts";
 
 setDefaultTimeout(60_000);
 
@@ -256,5 +256,36 @@ describe("a node's VM renamed by hand", () => {
       "hv1: left alone: VM w1-old carries this cluster's mark but is no node of the cluster file (renamed by hand, or dropped from the file); if it is not needed: vm stop w1-old; vm destroy -f w1-old",
     ]);
     expect(guests()).toEqual(["zroot/vm/w1-old"]);
+  });
+});
+
+describe("a host command that never answers", () => {
+  test("vm list hanging while a VM stops fails the step naming it and the host, and does not power the VM off", async () => {
+    const ctx = () =>
+      labContext({
+        host: hostTarget(host),
+        stateDir: state,
+        // Inside a step every command has the limit of a change, the polls' vm list too.
+        cluster: { ...exampleCluster(), timeouts: { read: 3_000, change: 3_000, long: 60_000 } },
+        options: { firmware: host.firmwarePath, stopTimeoutSec: 20 },
+        assumeYes: true,
+      });
+    const state = stateDir();
+    await up(ctx());
+    host.vm("w2").edit({ memory: "8G" });
+    const plan = await bhyvePlugin.check(ctx());
+    expect(plan.changes.map((c) => c.summary)).toEqual(["reconfigure VM w2: memory (restarts it)"]);
+    // The guest takes a while to shut down, and the list that would show it gone never answers.
+    host.setStopDelay(10_000);
+    host.inject({ kind: "hang", command: "vm", args: ["list"] });
+    host.clearLog();
+    const failed = await bhyvePlugin.apply!(ctx(), plan.changes).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(failed?.message).toBe(
+      "hv1: `vm list` did not finish within 3 s (the limit for a change) and was killed",
+    );
+    expect(mutations().map((a) => a.slice(0, 2).join(" "))).toEqual(["vm stop"]);
   });
 });
