@@ -111,7 +111,10 @@ export async function writeHostFile(
     made: "$1",
     tmp: "file",
     steps: [
-      'cat > "$tmp"',
+      // rm first, then noclobber: whatever lies at the temporary name (a link, a FIFO) is removed,
+      // never written through or waited on.
+      'rm -f "$tmp"',
+      'set -C; cat > "$tmp"; set +C',
       'n=$(wc -c < "$tmp")',
       '[ "$n" -eq "$3" ] || { echo "$1: only $n of $3 bytes arrived" >&2; exit 1; }',
       'chmod "$2" "$tmp"',
