@@ -16,8 +16,8 @@ type Ctx = PluginContext<BhyveOptions>;
 
 /**
  * The files vm-bhyve itself keeps in a guest's directory (lib/vm-run: the logs, the console list,
- * the locks, the UEFI variables, a suspended guest's state, the restart flag) besides its config
- * and its disks.
+ * the locks, the UEFI variables, the restart flag) besides its config, its disks, its virtio
+ * consoles' sockets (vtcon.*) and a suspended guest's state (NAME.save*).
  */
 const VM_BHYVE_FILES = [
   "vm-bhyve.log",
@@ -84,17 +84,14 @@ export async function foreignContents(
     const disks = disksOfGuest(g);
     const dataset = ds.kind === "zfs" ? ds.guests?.get(g.name) : undefined;
     const fileDisks = dev === "file" ? disks : new Set<string>();
-    const mine = new Set([
-      ...VM_BHYVE_FILES,
-      `${g.name}.conf`,
-      `${g.name}.conf${TEMP_SUFFIX}`,
-      `${g.name}.save`,
-    ]);
+    const mine = new Set([...VM_BHYVE_FILES, `${g.name}.conf`, `${g.name}.conf${TEMP_SUFFIX}`]);
     const list = found.get(g.name)!;
     for (const file of listings[i]!) {
       // A child dataset's mountpoint shows as a directory: it is named as the dataset below.
       if (dataset?.children.has(file)) continue;
-      if (mine.has(file) || fileDisks.has(file) || file.startsWith("vtcon.")) continue;
+      // A suspended guest's state: bhyve's -r file and the .kern and .meta it writes beside it.
+      const saved = file === `${g.name}.save` || file.startsWith(`${g.name}.save.`);
+      if (mine.has(file) || fileDisks.has(file) || file.startsWith("vtcon.") || saved) continue;
       list.push(`${dir}/${file}`);
     }
     if (dataset) {

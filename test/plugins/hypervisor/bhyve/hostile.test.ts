@@ -162,6 +162,15 @@ describe("what the operator keeps inside a VM of this cluster", () => {
     run(host, ["zfs", "snapshot", "zroot/vm/w1@before-upgrade"]);
     run(host, ["zfs", "create", "zroot/vm/w1/backup"]);
     writeFileSync(join(host.vm("w2").dir, "notes.txt"), "how I set up w2\n");
+    // What vm-bhyve itself leaves beside a guest is no reason to keep it (lib/vm-run).
+    for (const file of [
+      "uefi-vars.fd",
+      "cp1.save",
+      "cp1.save.kern",
+      "vtcon.org.qemu.guest_agent.0",
+      "bhyve.log",
+    ])
+      writeFileSync(join(host.vm("cp1").dir, file), "");
     host.clearLog();
 
     const dry = await engine("down", state, { dryRun: true });
