@@ -102,6 +102,17 @@ describe("a VM config that is not a regular file", () => {
       `bhyve.vm-not-ours a VM named w3 exists on the host and its config ${w3conf} is a symbolic link to ${join(vmDir, "w1", "w1.conf")}, not a regular file; kubehyve neither reads nor changes it`,
     ]);
     expect(mutations()).toEqual([]);
+    const verified = await bhyvePlugin.verify!(
+      labContext({
+        host: hostTarget(host),
+        stateDir: state,
+        cluster,
+        options: { ...options, firmware: host.firmwarePath },
+      }),
+    );
+    expect(verified.filter((d) => d.target === "w3").map((d) => `${d.code} ${d.summary}`)).toEqual([
+      `bhyve.vm-not-ours the VM named w3 has a config that is a symbolic link to ${join(vmDir, "w1", "w1.conf")}, not a regular file`,
+    ]);
 
     const down = await engine("down", state, { cluster, options });
     expect(down.exitCode).toBe(0);
