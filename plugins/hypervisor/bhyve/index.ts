@@ -28,7 +28,7 @@ import { foreignContents } from "./contents.ts";
 import { writeHostFile } from "./files.ts";
 import { type Datastore, datastoreSpec, type HostFacts, inspectHost, readDatastore } from "./inspect.ts";
 import { l2HostCheck } from "./l2.ts";
-import { CONFIG_MARK, CONFIG_MARK_NAME, describeOwner, ownerOf } from "./marks.ts";
+import { CONFIG_MARK, CONFIG_MARK_NAME, describeOwner, ownerOf, ZFS_MARK } from "./marks.ts";
 import { meta } from "./meta.ts";
 import { configPathOf, nodeBoot, observeVms } from "./observe.ts";
 import type { BhyveOptions } from "./options.ts";
@@ -290,7 +290,7 @@ async function destroy(ctx: Ctx): Promise<void> {
     }
     if (zfsDatastore && datasetOwner?.kind !== "ours") {
       ctx.log.warn(
-        `${ctx.host.name}: left alone: VM ${name} carries this cluster's mark, its dataset ${seen.dataset ? describeOwner(datasetOwner!) : "does not exist"}`,
+        `${ctx.host.name}: left alone: VM ${name} carries this cluster's mark, its dataset ${seen.dataset ? describeOwner(datasetOwner!) : "does not exist"}; find out who made it (zfs get -r ${ZFS_MARK} ${seen.dataset?.name ?? ds.dataset}) and, if it is not needed: vm destroy -f ${name}`,
       );
       continue;
     }

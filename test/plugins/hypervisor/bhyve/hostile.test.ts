@@ -309,3 +309,26 @@ describe("a host command that never answers", () => {
     expect(mutations().map((a) => a.slice(0, 2).join(" "))).toEqual(["vm stop"]);
   });
 });
+
+describe("a hand-made VM with this cluster's mark copied into its config", () => {
+  test("is refused by up and left by down, which says how to find out who made it", async () => {
+    const state = stateDir();
+    expect((await engine("up", state)).exitCode).toBe(0);
+    const id = readFileSync(join(state, "cluster-id"), "utf8").trim();
+    host.createForeignVm("w3");
+    host.vm("w3").edit({ kubehyve_cluster: id, kubehyve_cluster_name: "lab" });
+    const cluster = exampleCluster({
+      nodes: [...exampleCluster().nodes, labNode("w3", "worker", "192.168.1.24")],
+    });
+    host.clearLog();
+    const again = await engine("up", state, { cluster });
+    expect(again.errors.map((e) => e.code)).toEqual(["bhyve.vm-mark-mismatch"]);
+    expect(mutations()).toEqual([]);
+    const down = await engine("down", state, { cluster });
+    expect(down.exitCode).toBe(0);
+    expect(down.lines.filter((l) => l.includes("left alone"))).toEqual([
+      "hv1: left alone: VM w3 carries this cluster's mark, its dataset carries no kubehyve mark: it was made by hand, by another tool or by an older kubehyve; find out who made it (zfs get -r kubehyve:cluster zroot/vm/w3) and, if it is not needed: vm destroy -f w3",
+    ]);
+    expect(guests()).toEqual(["zroot/vm/w3"]);
+  });
+});
