@@ -62,9 +62,12 @@ try {
     console.log(
       `  ${phase.name.padEnd(12)} ${ms.toFixed(0).padStart(5)} ms  ${commands.length} host commands${repeated.length ? `, repeated: ${repeated.join(" | ")}` : ""}`,
     );
-    // up runs check and then verify, which must read the guests again after a possible apply.
+    // up runs check and then verify, which must read the guests again after a possible apply
+    // (kldstat first: vm, which loads vmm, runs only when it is loaded; ls: what the configs are).
     const allowed = phase.name.startsWith("up")
       ? new Set([
+          "kldstat -q -m vmm",
+          commands.find((c) => c.startsWith("ls -lnd -- ")) ?? "",
           "vm list",
           "vm switch list",
           "ifconfig",

@@ -32,10 +32,12 @@ export interface HostLock {
 
 /*
  * Constant scripts: the path and the contents travel as arguments, never inside the script.
- * take: write our record aside (noclobber: never through a planted symlink), link it into place;
+ * take: write our record aside (set -C, noclobber: `>` then refuses any file or link already at the
+ * name, so a link planted where KUBEHYVE_HOST_LOCK lies in a shared directory is never written
+ * through), link it into place;
  * exit 0 when taken, 3 with the holder's record on stdout when one exists.
  */
-const TAKE = `set -u
+const TAKE = `set -Cu
 umask 077
 tmp="$1.$$.new"
 printf '%s\\n' "$2" > "$tmp" || exit 2

@@ -236,3 +236,37 @@ describe.skipIf(!have("sshd", "openssh-server"))("the host lock over ssh", () =>
     }
   }, 60_000);
 });
+
+describe("the host lock's record", () => {
+  test("is never written through a link planted at the name it is written to first", async () => {
+    const { acquireHostLock } = await import("../../src/core/host-lock.ts");
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "precious\n");
+    // Someone who can write where the lock lives (KUBEHYVE_HOST_LOCK in /tmp) plants a link at
+    // `LOCK.PID.new` for the shell's pid; `exec` keeps that pid for the lock's own script.
+    const local = new LocalTarget();
+    const planting = {
+      name: "local",
+      run: (argv: readonly string[], opts?: Parameters<LocalTarget["run"]>[1]) =>
+        local.run(
+          ["sh", "-c", 'ln -s "$0" "$1.$$.new" 2>/dev/null; shift; exec "$@"', victim, hostLock, ...argv],
+          opts,
+        ),
+      close: () => local.close(),
+    };
+    const error = await acquireHostLock(planting, hostLock, {
+      run: "r1",
+      command: "up",
+      cluster: "lab",
+      stateDir: join(dir, "s"),
+    }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    expect(error?.message).toMatch(
+      new RegExp(`^cannot take the host lock ${hostLock} on local: .*(exists|cannot create)`),
+    );
+    expect(existsSync(hostLock)).toBe(false);
+  });
+});

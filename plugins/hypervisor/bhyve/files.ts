@@ -6,6 +6,14 @@ import { parseLsLong } from "./parse.ts";
 /**
  * `grep -H '' FILE…` prints every line of every file as `FILE:line` (POSIX grep; -H is in FreeBSD
  * and GNU grep alike). A missing file is reported on stderr and left out; its entry is undefined.
+ * `-D skip` (FreeBSD's and GNU grep's --devices=skip) passes over FIFOs, sockets and devices
+ * without opening them: a FIFO someone left where a config belongs would otherwise hold the read
+ * until its time limit, and a device (a link to /dev/zero) would never end. Such a path reads as
+ * empty; the caller tells a regular file from the rest with listFiles.
+ *
+ * grep exits 0 when it read a line, 1 when it read none and 2 on an error (a missing file among
+ * them). Any other end (a timeout, a signal, output past the limit) cut the answer short: the files
+ * it did not reach would read as empty, so it is an error, naming the command and the host.
  */
 export async function readTextFiles(
   host: Target,
@@ -13,7 +21,12 @@ export async function readTextFiles(
 ): Promise<Map<string, string | undefined>> {
   const files = new Map<string, string | undefined>();
   if (!paths.length) return files;
-  const result = await host.run(["grep", "-H", "", "--", ...paths]);
+  const argv = ["grep", "-D", "skip", "-H", "", "--", ...paths];
+  const result = await host.run(argv);
+  if (result.code > 2 || result.timedOut) {
+    const shown = paths.length > 1 ? [...argv.slice(0, 7), `(and ${paths.length - 1} more files)`] : argv;
+    throw new CommandError(host.name, shown, result);
+  }
   // Longest first, so /vm/cp10/x.conf is never taken for /vm/cp1/… (a path is never a prefix of
   // another one followed by ":" unless it is that file).
   const byLength = [...paths].sort((a, b) => b.length - a.length);
@@ -98,7 +111,10 @@ export async function writeHostFile(
     made: "$1",
     tmp: "file",
     steps: [
-      'cat > "$tmp"',
+      // rm first, then noclobber: whatever lies at the temporary name (a link, a FIFO) is removed,
+      // never written through or waited on.
+      'rm -f "$tmp"',
+      'set -C; cat > "$tmp"; set +C',
       'n=$(wc -c < "$tmp")',
       '[ "$n" -eq "$3" ] || { echo "$1: only $n of $3 bytes arrived" >&2; exit 1; }',
       'chmod "$2" "$tmp"',
@@ -111,6 +127,26 @@ export async function writeHostFile(
 export interface FileFact {
   mode: string;
   size: number;
+  /** A symbolic link: what it points at. */
+  link?: string;
+}
+
+/** What a path that is not a regular file is, for a message: "a FIFO", "a symbolic link to /x". */
+export function notRegular(fact: FileFact): string | undefined {
+  switch (fact.mode[0]) {
+    case "-":
+      return undefined;
+    case "l":
+      return `a symbolic link${fact.link ? ` to ${fact.link}` : ""}`;
+    case "d":
+      return "a directory";
+    case "p":
+      return "a FIFO";
+    case "s":
+      return "a socket";
+    default:
+      return "a device";
+  }
 }
 
 /**
@@ -133,7 +169,8 @@ export async function listFiles(
   let failed: string | undefined;
   for (const path of paths) {
     const entry = entries.get(path);
-    if (entry) files.set(path, { mode: entry.mode, size: entry.size });
+    if (entry)
+      files.set(path, { mode: entry.mode, size: entry.size, ...(entry.link ? { link: entry.link } : {}) });
     else {
       files.set(path, undefined);
       if (!missing(path))

@@ -24,10 +24,11 @@ import {
   type RenderedFile,
   runOk,
 } from "kubehyve";
+import { foreignContents } from "./contents.ts";
 import { writeHostFile } from "./files.ts";
 import { type Datastore, datastoreSpec, type HostFacts, inspectHost, readDatastore } from "./inspect.ts";
 import { l2HostCheck } from "./l2.ts";
-import { CONFIG_MARK, CONFIG_MARK_NAME, describeOwner, ownerOf } from "./marks.ts";
+import { CONFIG_MARK, CONFIG_MARK_NAME, describeOwner, ownerOf, ZFS_MARK } from "./marks.ts";
 import { meta } from "./meta.ts";
 import { configPathOf, nodeBoot, observeVms } from "./observe.ts";
 import type { BhyveOptions } from "./options.ts";
@@ -40,6 +41,7 @@ import {
   hostChanges,
   NODE_BOOT_HOOK,
   nodeBootAnswer,
+  otherGuestDiagnostics,
   type SwitchRecords,
   type VmObservation,
   vmChanges,
@@ -55,7 +57,6 @@ type Ctx = PluginContext<BhyveOptions>;
 
 /** How many guests are worked on at once (their starts still take turns, see apply). */
 const PARALLEL_VMS = 4;
-const _POLL_MS = 250;
 const SWITCHES_KEY = "switches";
 
 function freshInstall(ctx: Ctx): CheckResult {
@@ -107,11 +108,25 @@ async function check(ctx: Ctx): Promise<CheckResult> {
       }),
     );
   }
+  // A dataset of ours without a config is destroyed and made again: first, what else it holds.
+  const again = observed.vms.filter(
+    (v) =>
+      !v.listed && v.dataset && ownerOf(v.dataset.mark, v.dataset.markName, ctx.clusterId).kind === "ours",
+  );
+  if (again.length) {
+    const foreign = await foreignContents(
+      ctx,
+      facts.datastore,
+      again.map((v) => ({ name: v.node.name })),
+    );
+    for (const v of again) v.foreign = foreign.get(v.node.name);
+  }
   const cleanup = cleanupChange(observed.leftovers, target);
   if (cleanup) changes.push(cleanup);
   const vms = vmChanges(ctx.cluster, ctx.clusterId, ctx.options, observed.vms);
   changes.push(...vms.changes);
   diagnostics.push(...vms.diagnostics);
+  diagnostics.push(...otherGuestDiagnostics(ctx.cluster, ctx.clusterId, observed.others, target));
   const autostart = autostartChange(facts, ctx.cluster, ctx.options, target);
   if (autostart) changes.push(autostart);
   return { changes, diagnostics };
@@ -268,21 +283,65 @@ async function destroy(ctx: Ctx): Promise<void> {
     }
     const owner = ownerOf(seen.config?.get(CONFIG_MARK), seen.config?.get(CONFIG_MARK_NAME), ctx.clusterId);
     if (owner.kind !== "ours") {
-      ctx.log.warn(`${ctx.host.name}: left alone: the VM named ${name} ${describeOwner(owner)}`);
+      const why = seen.configProblem
+        ? `has a config that ${seen.configProblem} (${configPathOf(ds, name)})`
+        : describeOwner(owner);
+      ctx.log.warn(`${ctx.host.name}: left alone: the VM named ${name} ${why}`);
       continue;
     }
     if (zfsDatastore && datasetOwner?.kind !== "ours") {
       ctx.log.warn(
-        `${ctx.host.name}: left alone: VM ${name} carries this cluster's mark, its dataset ${seen.dataset ? describeOwner(datasetOwner!) : "does not exist"}`,
+        `${ctx.host.name}: left alone: VM ${name} carries this cluster's mark, its dataset ${seen.dataset ? describeOwner(datasetOwner!) : "does not exist"}; find out who made it (zfs get -r ${ZFS_MARK} ${seen.dataset?.name ?? ds.dataset}) and, if it is not needed: vm destroy -f ${name}`,
       );
       continue;
     }
     ours.push(name);
   }
+  // Refused before anything changes, so that a VM down leaves is left as it was (vm_list too).
+  const refused: string[] = [];
+  const configOf = new Map(observed.vms.map((v) => [v.node.name, v.config]));
+  const halfMadeGuest = (dataset: string) => dataset.slice(dataset.lastIndexOf("/") + 1);
+  const foreign = await foreignContents(ctx, ds, [
+    ...ours.map((name) => ({ name, config: configOf.get(name) })),
+    ...halfMade.map((dataset) => ({ name: halfMadeGuest(dataset) })),
+  ]);
+  const keep = (name: string, where: string) => {
+    const things = foreign.get(name) ?? [];
+    if (!things.length) return false;
+    refused.push(
+      `${where} holds what this cluster did not make, which would go with it: ${things.join(", ")}; move those elsewhere (or remove them if they are not needed), then kubehyve down again`,
+    );
+    return true;
+  };
+  const destroyable = ours.filter((name) => {
+    const state = vms.get(name)?.state;
+    if (state?.kind === "locked") {
+      // vm destroy refuses a locked guest (vm::confirm_stopped): it may run on that host.
+      refused.push(
+        `VM ${name} is locked by host ${state.host} (run.lock): if that host does not run it, rm ${guestDirOf(ds, name)}/run.lock, then kubehyve down again`,
+      );
+      return false;
+    }
+    return !keep(name, `VM ${name}`);
+  });
+  const halfMadeDestroyable = halfMade.filter((dataset) => !keep(halfMadeGuest(dataset), dataset));
+  for (const other of observed.others)
+    if (
+      ownerOf(other.config?.get(CONFIG_MARK), other.config?.get(CONFIG_MARK_NAME), ctx.clusterId).kind ===
+      "ours"
+    )
+      ctx.log.warn(
+        `${ctx.host.name}: left alone: VM ${other.name} carries this cluster's mark but is no node of the cluster file (renamed by hand, or dropped from the file); if it is not needed: vm stop ${other.name}; vm destroy -f ${other.name}`,
+      );
   const current = (rc.get("vm_list") ?? "").split(/\s+/).filter(Boolean);
-  const remaining = current.filter((n) => !ours.includes(n));
+  const remaining = current.filter((n) => !destroyable.includes(n));
   const leftovers = observed.leftovers.paths;
-  if (!ours.length && !halfMade.length && !leftovers.length && remaining.length === current.length) return;
+  const nothing =
+    !destroyable.length &&
+    !halfMadeDestroyable.length &&
+    !leftovers.length &&
+    remaining.length === current.length;
+  if (nothing && !refused.length) return;
   // `down` has asked before any stage is destroyed (unless --yes).
   if (remaining.length !== current.length) {
     await ctx.wet(
@@ -291,19 +350,11 @@ async function destroy(ctx: Ctx): Promise<void> {
       { target: ctx.host.name },
     );
   }
-  const refused: string[] = [];
   await mapLimit(
-    ours,
+    destroyable,
     PARALLEL_VMS,
     async (name) => {
       const state = vms.get(name)?.state;
-      if (state?.kind === "locked") {
-        // vm destroy refuses a locked guest (vm::confirm_stopped): it may run on that host.
-        refused.push(
-          `VM ${name} is locked by host ${state.host} (run.lock): if that host does not run it, rm ${guestDirOf(ds, name)}/run.lock, then kubehyve down again`,
-        );
-        return;
-      }
       // Stopped before it is destroyed: bhyve reads the files the VM's config names at every start.
       if (state?.kind === "running")
         await ctx.wet(`stop VM ${name}`, () => stopVm(ctx, name), { target: name });
@@ -316,7 +367,7 @@ async function destroy(ctx: Ctx): Promise<void> {
     },
     ctx.signal,
   );
-  for (const dataset of halfMade)
+  for (const dataset of halfMadeDestroyable)
     await ctx.wet(
       `destroy ${dataset}, left by an interrupted run`,
       () => runOk(ctx.host, ["zfs", "destroy", "-r", dataset]),

@@ -39,6 +39,8 @@ export interface GuestDataset {
   markSource?: string;
   /** Its zvols by their own name (`disk0`, `disk1`, `disk0.kubehyve-new`). */
   volumes: Map<string, { volsize: number; volblocksize: number }>;
+  /** The names of everything directly below it, zvols and file systems alike. */
+  children: Set<string>;
 }
 
 /** Where the datastore is: a ZFS dataset (with its mountpoint once it exists) or a directory. */
@@ -155,8 +157,10 @@ export async function readDatastore(host: Target, options: Pick<BhyveOptions, "v
     if (!name.startsWith(`${spec.dataset}/`)) continue;
     const [guest, volume, ...deeper] = name.slice(spec.dataset.length + 1).split("/");
     if (!guest || deeper.length) continue;
-    if (!guests.has(guest)) guests.set(guest, { name: `${spec.dataset}/${guest}`, volumes: new Map() });
+    if (!guests.has(guest))
+      guests.set(guest, { name: `${spec.dataset}/${guest}`, volumes: new Map(), children: new Set() });
     const entry = guests.get(guest)!;
+    if (volume !== undefined) entry.children.add(volume);
     if (volume === undefined) {
       entry.mark = value(p, ZFS_MARK);
       entry.markName = value(p, ZFS_MARK_NAME);

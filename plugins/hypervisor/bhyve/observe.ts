@@ -3,7 +3,7 @@
  * run left, read in as few host commands as can be.
  */
 import type { PluginContext } from "kubehyve";
-import { listFiles, readTextFiles } from "./files.ts";
+import { listFiles, notRegular, readTextFiles } from "./files.ts";
 import { type Datastore, datastorePath, type GuestDataset, type HostFacts } from "./inspect.ts";
 import { CONFIG_MARK, CONFIG_MARK_NAME, ownerOf, TEMP_SUFFIX, templateName } from "./marks.ts";
 import type { BhyveOptions } from "./options.ts";
@@ -41,6 +41,8 @@ export interface Observed {
   texts: Map<string, string | undefined>;
   /** What interrupted runs of this cluster left on the host. */
   leftovers: { paths: string[]; datasets: string[] };
+  /** The other guests in the datastore, named after no node, with their configs (for marks and MACs). */
+  others: { name: string; conf: string; config?: Map<string, string> }[];
   /** Files or zvols whose state could not be read. */
   unreadable?: string;
 }
@@ -67,6 +69,12 @@ export async function observeVms(
       })
     : [];
   const configs = nodes.filter((n) => listed.has(n.name)).map((n) => configPathOf(ds, n.name));
+  // A guest renamed by hand keeps its config and the MAC in it: read too, so that no node is made
+  // with a MAC a guest on the same switch already has.
+  const nodeNames = new Set(nodes.map((n) => n.name));
+  const others = [...listed.values()]
+    .filter((vm) => !nodeNames.has(vm.name) && (!vm.datastore || vm.datastore === "default"))
+    .map((vm) => ({ name: vm.name, conf: configPathOf(ds, vm.name) }));
   const fileDisks =
     dev === "file" && ds.exists
       ? nodes.flatMap((n) =>
@@ -85,9 +93,11 @@ export async function observeVms(
       ...configs,
       ...configs.map((c) => `${c}${TEMP_SUFFIX}`),
       ...templates,
+      ...others.map((o) => o.conf),
       ...(opts.texts ?? []),
     ]),
-    listFiles(ctx.host, fileDisks),
+    // The configs too: one that is not a regular file (a link, a FIFO) is no config kubehyve wrote.
+    listFiles(ctx.host, [...configs, ...fileDisks]),
     withBoot
       ? Promise.all(nodes.map((node) => nodeBoot(ctx, node, guestDirOf(ds, node.name))))
       : nodes.map(() => ({}) as NodeBoot),
@@ -99,7 +109,10 @@ export async function observeVms(
     nodes.map(async (node, i): Promise<VmObservation> => {
       const dir = guestDirOf(ds, node.name);
       const conf = configPathOf(ds, node.name);
-      const text = texts.get(conf);
+      const confFact = files.files.get(conf);
+      const configProblem = confFact && notRegular(confFact);
+      // Never read as ours: a link leads to another VM's config (its mark too), a FIFO reads empty.
+      const text = configProblem ? undefined : texts.get(conf);
       const config = text === undefined ? undefined : parseRcVars(text);
       const dataset = ds.kind === "zfs" ? ds.guests?.get(node.name) : undefined;
       const ours =
@@ -130,10 +143,24 @@ export async function observeVms(
         const inside = await ctx.host.run(["ls", "-A", "--", dir]);
         dirInUse = inside.code !== 0 || inside.stdout.trim() !== "";
       }
-      return { node, dir, listed: listed.get(node.name), config, boot: boots[i]!, dataset, disks, dirInUse };
+      return {
+        node,
+        dir,
+        listed: listed.get(node.name),
+        config,
+        ...(configProblem ? { configProblem: `is ${configProblem}, not a regular file` } : {}),
+        boot: boots[i]!,
+        dataset,
+        disks,
+        dirInUse,
+      };
     }),
   );
-  return { vms, texts, leftovers, unreadable: files.failed };
+  const otherConfigs = others.map((o) => {
+    const text = texts.get(o.conf);
+    return { ...o, ...(text === undefined ? {} : { config: parseRcVars(text) }) };
+  });
+  return { vms, texts, leftovers, others: otherConfigs, unreadable: files.failed };
 }
 
 export function zvolFacts(

@@ -396,20 +396,33 @@ export function parseZfsGet(text: string): Map<string, Map<string, ZfsProperty>>
 export interface LsEntry {
   /** The mode column: `-rw-------`, `drwxr-xr-x` (without a trailing `+` or `@`). */
   mode: string;
+  /** Bytes; 0 for a device, whose column holds its device number instead. */
   size: number;
   path: string;
+  /** A symbolic link: what it points at (`PATH -> TARGET`). */
+  link?: string;
 }
 
 /**
  * `ls -lnd PATH…` (POSIX ls -l: mode, links, owner, group, size, date and time, name; -n numeric ids,
  * the same columns in FreeBSD's and GNU's ls). Names are the last field: the paths kubehyve lists
- * come from its allowlists and hold no blanks.
+ * come from its allowlists and hold no blanks. A link's line ends in ` -> TARGET` and a device's
+ * size column is `MAJOR, MINOR` (GNU ls) or the device number in hex (FreeBSD's ls, print.c printdev).
  */
 export function parseLsLong(text: string): Map<string, LsEntry> {
   const entries = new Map<string, LsEntry>();
   for (const line of text.split("\n")) {
-    const m = /^([-bcdlps][-rwxsStTx]{9})\S*\s+\d+\s+\S+\s+\S+\s+(\d+)\s+.*\s(\/\S+)$/.exec(line);
-    if (m) entries.set(m[3]!, { mode: m[1]!, size: Number(m[2]), path: m[3]! });
+    const m =
+      /^([-bcdlps][-rwxsStTx]{9})\S*\s+\d+\s+\S+\s+\S+\s+(?:(\d+)|\d+,\s*\d+|0x[0-9a-f]+)\s+.*?\s(\/\S+)(?: -> (.*))?$/.exec(
+        line,
+      );
+    if (m)
+      entries.set(m[3]!, {
+        mode: m[1]!,
+        size: Number(m[2] ?? 0),
+        path: m[3]!,
+        ...(m[4] !== undefined ? { link: m[4] } : {}),
+      });
   }
   return entries;
 }

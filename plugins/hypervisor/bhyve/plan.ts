@@ -136,13 +136,17 @@ export interface VmObservation {
   /** The VM's directory on the host. */
   dir: string;
   listed?: VmListEntry;
-  /** The guest's config on the host, when it exists. */
+  /** The guest's config on the host, when it exists and is a regular file. */
   config?: Map<string, string>;
+  /** Its config is there but no regular file: "is a FIFO, not a regular file". Never ours. */
+  configProblem?: string;
   boot: NodeBoot;
   /** ZFS datastore: the guest's dataset, when it exists. */
   dataset?: GuestDataset;
   /** Directory datastore: the guest's directory exists, holds files and no config. */
   dirInUse?: boolean;
+  /** What its dataset or directory holds that neither vm-bhyve nor this cluster made (contents.ts). */
+  foreign?: string[];
   /** The declared disks by index, when the VM (or its dataset) exists. */
   disks?: Map<number, DiskFact>;
 }
@@ -264,7 +268,18 @@ function notOurs(
   conf: string,
   clusterId: string,
   dataset: string | undefined,
+  configProblem: string | undefined,
 ): Diagnostic {
+  if (configProblem)
+    return diag.error(
+      "bhyve.vm-not-ours",
+      `a VM named ${node.name} exists on the host and its config ${conf} ${configProblem}; kubehyve neither reads nor changes it`,
+      {
+        target: node.name,
+        detail: `its config: ${conf}`,
+        hint: `rename the node in the cluster file; or, if this VM is meant to be this cluster's node, put its config there as a file of its own (ls -l ${conf})`,
+      },
+    );
   const mark = `sysrc -f ${conf} ${CONFIG_MARK}=${clusterId}${dataset ? `; zfs set ${ZFS_MARK}=${clusterId} ${dataset}` : ""}`;
   return diag.error(
     "bhyve.vm-not-ours",
@@ -289,7 +304,18 @@ export function vmChanges(
   const changes: Change[] = [];
   const diagnostics: Diagnostic[] = [];
   const dev = diskDevOf(options);
-  for (const { node, dir, listed, config, boot, dataset, dirInUse, disks } of observed) {
+  for (const {
+    node,
+    dir,
+    listed,
+    config,
+    configProblem,
+    boot,
+    dataset,
+    dirInUse,
+    disks,
+    foreign,
+  } of observed) {
     const entries = vmConfigEntries({
       cluster: cluster.name,
       clusterId,
@@ -326,6 +352,21 @@ export function vmChanges(
         continue;
       }
       const again = dataset !== undefined;
+      if (again && foreign?.length) {
+        // Made again means destroyed first (zfs destroy -r): with whatever the operator put in it.
+        diagnostics.push(
+          diag.error(
+            "bhyve.dataset-holds-foreign",
+            `ZFS dataset ${dataset!.name} was left by an interrupted run of this cluster, but holds what this cluster did not make: kubehyve does not destroy it to make VM ${node.name} again`,
+            {
+              ...at,
+              detail: foreign.join("\n"),
+              hint: "move those elsewhere (or remove them if they are not needed), then: kubehyve up",
+            },
+          ),
+        );
+        continue;
+      }
       changes.push(
         change(
           again
@@ -357,7 +398,7 @@ export function vmChanges(
       const zfsDataset = options.vmDir.startsWith("zfs:")
         ? `${options.vmDir.slice(4)}/${node.name}`
         : undefined;
-      diagnostics.push(notOurs(node, owner, conf, clusterId, zfsDataset));
+      diagnostics.push(notOurs(node, owner, conf, clusterId, zfsDataset, configProblem));
       continue;
     }
     if (options.vmDir.startsWith("zfs:") && datasetOwner?.kind !== "ours") {
@@ -513,4 +554,55 @@ export function autostartChange(
     { kind: "host.autostart", vmList },
     target,
   );
+}
+
+/**
+ * Guests named after no node. One with a node's MAC would put that MAC on the switch twice once
+ * both run (vm-bhyve hands a NIC's configured MAC to bhyve as it is, lib/vm-run): `vm rename` keeps
+ * the config, so a node's VM renamed by hand and made again by `up` would. One with this cluster's
+ * mark was renamed by hand or dropped from the cluster file: it is left alone, and said so.
+ */
+export function otherGuestDiagnostics(
+  cluster: Cluster,
+  clusterId: string,
+  others: { name: string; conf: string; config?: Map<string, string> }[],
+  target: string,
+): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  for (const other of others) {
+    const config = other.config ?? new Map<string, string>();
+    const owner = ownerOf(config.get(CONFIG_MARK), config.get(CONFIG_MARK_NAME), clusterId);
+    const macs = [...config]
+      .filter(([k]) => /^network\d+_mac$/.test(k))
+      .map(([k, v]) => [k, v.toLowerCase()]);
+    const node = cluster.nodes.find((n) => macs.some(([, mac]) => mac === n.mac.toLowerCase()));
+    const key = node && macs.find(([, mac]) => mac === node.mac.toLowerCase())![0];
+    const ours = owner.kind === "ours";
+    if (node) {
+      diagnostics.push(
+        diag.error(
+          "bhyve.vm-mac-taken",
+          `VM ${other.name} has node ${node.name}'s MAC address ${node.mac}${ours ? ` and this cluster's mark (is it ${node.name}, renamed by hand?)` : ""}: with VM ${node.name} the switch would see it twice`,
+          {
+            target: node.name,
+            detail: `its config: ${other.conf}`,
+            hint: `${ours ? `if it is the old ${node.name}, name it back (vm rename ${other.name} ${node.name}) or destroy it if it is not needed (vm destroy -f ${other.name}); otherwise ` : ""}remove ${key} from ${other.conf} (sysrc -f ${other.conf} -x ${key}) so that vm-bhyve gives it a MAC of its own at its next start`,
+          },
+        ),
+      );
+    } else if (ours) {
+      diagnostics.push(
+        diag.warn(
+          "bhyve.vm-not-in-cluster",
+          `VM ${other.name} carries this cluster's mark but is no node of the cluster file (renamed by hand, or dropped from the file): kubehyve leaves it alone, and down does not remove it`,
+          {
+            target,
+            detail: `its config: ${other.conf}`,
+            hint: `if it is not needed: vm stop ${other.name}; vm destroy -f ${other.name}`,
+          },
+        ),
+      );
+    }
+  }
+  return diagnostics;
 }

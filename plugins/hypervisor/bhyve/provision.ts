@@ -27,7 +27,9 @@ export async function createFromTemplate(
     `t="$1"; new="$1${TEMP_SUFFIX}"`,
     `trap 'rm -f "$t" "$new"' EXIT`,
     SIGNAL_TRAPS,
-    'cat > "$new"',
+    // As writeHostFile: never through a link or into a FIFO lying at the temporary name.
+    'rm -f "$new"',
+    'set -C; cat > "$new"; set +C',
     'n=$(wc -c < "$new")',
     '[ "$n" -eq "$4" ] || { echo "$t: only $n of $4 bytes arrived" >&2; exit 1; }',
     'mv -f "$new" "$t"',

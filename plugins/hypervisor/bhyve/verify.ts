@@ -80,10 +80,14 @@ export async function verify(ctx: Ctx): Promise<Diagnostic[]> {
     );
     if (owner.kind !== "ours") {
       out.push(
-        diag.error("bhyve.vm-not-ours", `the VM named ${node.name} ${describeOwner(owner)}`, {
-          ...at,
-          hint: "kubehyve plan says what to do about it",
-        }),
+        diag.error(
+          "bhyve.vm-not-ours",
+          `the VM named ${node.name} ${seen.configProblem ? `has a config that ${seen.configProblem}` : describeOwner(owner)}`,
+          {
+            ...at,
+            hint: "kubehyve plan says what to do about it",
+          },
+        ),
       );
       return out;
     }

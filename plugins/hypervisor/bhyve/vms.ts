@@ -1,6 +1,8 @@
 /** One guest's life through vm-bhyve: made under a temporary name, finished, started, stopped. */
 import {
   CancelledError,
+  CommandError,
+  CommandTimeoutError,
   KubehyveError,
   type PluginContext,
   pending,
@@ -55,7 +57,14 @@ export async function stopVm(ctx: Ctx, name: string): Promise<void> {
     await waitStopped(ctx, name, ctx.options.stopTimeoutSec * 1000);
     return;
   } catch (error) {
-    if (error instanceof CancelledError) throw error;
+    // Only the wait running out means the guest would not go down: a vm list that failed or hung
+    // says nothing of it, and is no reason to pull its plug.
+    if (
+      error instanceof CancelledError ||
+      error instanceof CommandError ||
+      error instanceof CommandTimeoutError
+    )
+      throw error;
   }
   ctx.log.warn(
     `${ctx.host.name}: ${name} did not shut down within ${ctx.options.stopTimeoutSec} s; powering it off`,

@@ -346,6 +346,24 @@ describe("the simulated vm-bhyve, as v1.7.5's scripts behave", () => {
       stderr: "/usr/local/sbin/vm: ERROR: invalid virtual machine name - 'g'\n",
     });
   });
+  test("vm rename moves the dataset with its snapshots, the directory and the config, and refuses a running guest", () => {
+    host.createForeignVm("legacy", { running: true });
+    expect(tryRun(["vm", "rename", "legacy", "old"])).toMatchObject({ code: 1 });
+    run(host, ["vm", "poweroff", "-f", "legacy"]);
+    run(host, ["zfs", "snapshot", "zroot/vm/legacy@x"]);
+    const mac = host.vm("legacy").config.network0_mac;
+    run(host, ["vm", "rename", "legacy", "old"]);
+    expect(host.vm("legacy").exists).toBe(false);
+    expect(host.vm("old").config.network0_mac).toBe(mac);
+    expect(
+      Object.keys(host.state().datasets)
+        .filter((d) => d.startsWith("zroot/vm/"))
+        .sort(),
+    ).toEqual(["zroot/vm/old", "zroot/vm/old@x"]);
+    expect(host.state().datasets["zroot/vm/old"]!.mountpoint).toBe(host.vm("old").dir);
+    // The default template's disk is a file beside the config.
+    expect(existsSync(join(host.vm("old").dir, "disk0.img"))).toBe(true);
+  });
 });
 
 describe("the simulated zfs", () => {

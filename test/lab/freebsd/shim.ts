@@ -1256,6 +1256,8 @@ function vmDispatch(root: string, state: HostState, sub: string | undefined, res
       return vmPoweroff(env, rest);
     case "destroy":
       return vmDestroy(env, rest);
+    case "rename":
+      return vmRename(env, rest);
     default:
       return vmErr(`unknown command '${sub}'. please run 'vm usage' or view the manpage for help`);
   }
@@ -1838,6 +1840,37 @@ function vmDestroy(env: VmEnv, args: string[]) {
       }
   }
   rmSync(guestDir(env, name), { recursive: true, force: true });
+}
+
+function vmRename(env: VmEnv, args: string[]) {
+  // core::rename (lib/vm-core lines 1155-1192): the dataset (with its zvols and snapshots), then
+  // the directory if it is still there, then the config file; the config's contents stay as they are.
+  const [old, name] = args;
+  if (!old || !name) fail("usage: vm rename <name> <new-name>");
+  if (!VM_NAME.test(name!)) vmErr(`invalid virtual machine name - '${name}'`);
+  if (existsSync(guestConf(env, name!))) vmErr(`directory ${env.dir}/${name} already exists`);
+  if (!existsSync(guestConf(env, old!))) vmErr(`${old} doesn't appear to be a valid virtual machine`);
+  if (existsSync(runLock(env, old!)) || env.state.running[old!]) {
+    vmWarn(`${old} appears to be running locally (vmm exists)`);
+    throw new Exit(1);
+  }
+  if (env.dataset) {
+    const from = `${env.dataset}/${old}`;
+    const to = `${env.dataset}/${name}`;
+    for (const d of Object.keys(env.state.datasets).filter(
+      (d) => d === from || d.startsWith(`${from}/`) || d.startsWith(`${from}@`),
+    )) {
+      const moved = to + d.slice(from.length);
+      const ds = env.state.datasets[d]!;
+      if (ds.type === "filesystem" && ds.mountpoint)
+        ds.mountpoint = join(env.dir, moved.slice(env.dataset.length + 1));
+      moveBacking(env.root, d, moved);
+      env.state.datasets[moved] = ds;
+      delete env.state.datasets[d];
+    }
+  }
+  renameSync(guestDir(env, old!), guestDir(env, name!));
+  renameSync(join(guestDir(env, name!), `${old}.conf`), guestConf(env, name!));
 }
 
 holdSignalsWhileChanging();

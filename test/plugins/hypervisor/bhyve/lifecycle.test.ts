@@ -151,6 +151,7 @@ describe("hypervisor/bhyve on the simulated host", () => {
     expect(mutations().map((a) => a.slice(0, 2).join(" "))).toEqual([
       "vm stop",
       "sh -c",
+      "rm -f",
       "chmod 0644",
       "mv -f",
       "vm start",

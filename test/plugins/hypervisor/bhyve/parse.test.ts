@@ -7,6 +7,7 @@ import {
   parseFreebsdVersion,
   parseGuestLog,
   parseIfconfig,
+  parseLsLong,
   parseRcVars,
   parseSwitchList,
   parseSysctl,
@@ -190,6 +191,26 @@ describe("small formats", () => {
     );
     expect(biosDisabledLine("SVM: disabled by BIOS.\n")).toBe("SVM: disabled by BIOS.");
     expect(biosDisabledLine("vmm0: <vmm> on motherboard\n")).toBeUndefined();
+  });
+});
+
+describe("parseLsLong", () => {
+  test("names a link by its own path, not its target's, and keeps devices and FIFOs", () => {
+    const out = [
+      "lrwxrwxrwx 1 0 0   13 Dec  1 21:00 /vm/w3/w3.conf -> /vm/w1/w1.conf",
+      "prw-r--r-- 1 0 0    0 Dec  1 21:00 /vm/w2/w2.conf",
+      "crw-r--r-- 1 0 0 1, 5 Nov 30 18:13 /vm/w4/w4.conf",
+      // FreeBSD's ls shows a device's number in hex.
+      "crw-rw-rw-  1 0  0  0x13 Dec  1 21:00 /vm/w5/w5.conf",
+      "-rw-------  1 0  0  5 Dec  1 21:00 /vm/cp1/disk0.img",
+    ].join("\n");
+    expect(Object.fromEntries(parseLsLong(out))).toEqual({
+      "/vm/w3/w3.conf": { mode: "lrwxrwxrwx", size: 13, path: "/vm/w3/w3.conf", link: "/vm/w1/w1.conf" },
+      "/vm/w2/w2.conf": { mode: "prw-r--r--", size: 0, path: "/vm/w2/w2.conf" },
+      "/vm/w4/w4.conf": { mode: "crw-r--r--", size: 0, path: "/vm/w4/w4.conf" },
+      "/vm/w5/w5.conf": { mode: "crw-rw-rw-", size: 0, path: "/vm/w5/w5.conf" },
+      "/vm/cp1/disk0.img": { mode: "-rw-------", size: 5, path: "/vm/cp1/disk0.img" },
+    });
   });
 });
 

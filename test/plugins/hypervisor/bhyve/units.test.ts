@@ -1,8 +1,16 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { listFiles, readTextFiles } from "../../../../plugins/hypervisor/bhyve/files.ts";
+import { listFiles, readTextFiles, writeHostFile } from "../../../../plugins/hypervisor/bhyve/files.ts";
 import { parseBhyveOptions } from "../../../../plugins/hypervisor/bhyve/options.ts";
 import { mergeNodeBoot, vmChanges } from "../../../../plugins/hypervisor/bhyve/plan.ts";
 import { GiB } from "../../../../src/core/units.ts";
@@ -138,5 +146,21 @@ describe("listFiles", () => {
     expect((await listFiles(freebsd, [disk])).failed).toBeUndefined();
     const broken = { ...freebsd, run: async () => ({ code: 124, stdout: "", stderr: "timed out\n" }) };
     expect((await listFiles(broken, [disk])).failed).toBe("ls -lnd exited 124: timed out");
+  });
+});
+
+describe("writeHostFile", () => {
+  const dir = mkdtempSync(join(tmpdir(), "kubehyve-bhyve-write-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("replaces a link lying at its temporary name instead of writing where it leads", async () => {
+    const conf = join(dir, "cp1.conf");
+    const victim = join(dir, "rc.conf");
+    writeFileSync(victim, 'hostname="hv1"\n');
+    symlinkSync(victim, `${conf}.kubehyve-new`);
+    await writeHostFile(new LocalTarget(), conf, 'cpu="2"\n');
+    expect(readFileSync(victim, "utf8")).toBe('hostname="hv1"\n');
+    expect(readFileSync(conf, "utf8")).toBe('cpu="2"\n');
+    expect(existsSync(`${conf}.kubehyve-new`)).toBe(false);
   });
 });
