@@ -233,15 +233,19 @@ export function lineReporter(out: () => Output): ConsolaReporter {
         text
           .replace(/`([^`]+)`/gm, (_, m: string) => paint("cyan", m))
           .replace(/\s+_([^_]+)_\s+/gm, (_, m: string) => ` ${paint("underline", m)} `);
-      const text = logObj.args
-        .map((arg: unknown) =>
-          typeof arg === "string"
-            ? arg
-            : arg instanceof Error
-              ? (arg.stack ?? `${arg.name}: ${arg.message}`)
-              : Bun.inspect(arg, { colors: false }),
-        )
-        .join(" ");
+      // What a line names (a path, a cluster file's name, a plugin dir) came from the user or a
+      // host: escaped here, before the line's own colours are added, it can never drive the terminal.
+      const text = printable(
+        logObj.args
+          .map((arg: unknown) =>
+            typeof arg === "string"
+              ? arg
+              : arg instanceof Error
+                ? (arg.stack ?? `${arg.name}: ${arg.message}`)
+                : Bun.inspect(arg, { colors: false }),
+          )
+          .join(" "),
+      );
       const [first = "", ...rest] = text.split("\n");
       const color = TYPE_COLOR[logObj.type] ?? LEVEL_COLOR[logObj.level] ?? "gray";
       const badge = logObj.badge ?? logObj.level < 2;

@@ -5,7 +5,7 @@
  * (the runtime's decoding of argv, the --version fast path).
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runInProcess } from "../lab/cli.ts";
@@ -40,5 +40,28 @@ describe("a cluster file without stages", () => {
     expect(render.stderr).toBe("");
     expect(render.code).toBe(0);
     expect(render.stdout).toContain(`rendered 0 files into ${join(dir, "out")}`);
+  });
+});
+
+describe("names that would drive the terminal", () => {
+  test("a success line naming a file with escape sequences in its name shows them escaped", async () => {
+    const { dir, run } = workdir();
+    const name = "lab\x1b[2J\x1b]0;owned\x07.yaml";
+    const init = await run(["init", "-c", name]);
+    expect(init.code).toBe(0);
+    expect(existsSync(join(dir, name))).toBe(true);
+    expect(init.out).not.toMatch(/\p{Cc}(?<!\n)/u);
+    expect(init.stdout).toContain(`wrote ${join(dir, "lab\\u001b[2J\\u001b]0;owned\\u0007.yaml")}`);
+    const valid = await run(["config", "validate", "-c", name]);
+    expect(valid.code).toBe(0);
+    expect(valid.out).not.toMatch(/\p{Cc}(?<!\n)/u);
+    expect(valid.stdout).toContain("lab\\u001b[2J");
+  });
+
+  test("the plugin path in kubehyve plugins is shown escaped", async () => {
+    const { run } = workdir();
+    const r = await run(["plugins", "--plugin-dir", "/nowhere\x1b[31m"]);
+    expect(r.out).not.toMatch(/\p{Cc}(?<!\n)/u);
+    expect(r.stdout).toContain("plugin path: /nowhere\\u001b[31m:");
   });
 });
