@@ -279,10 +279,25 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
   return exitCode;
 }
 
+/**
+ * Refuses an argument that was not UTF-8. The runtime decodes argv as UTF-8 and puts U+FFFD for
+ * every byte it cannot read, so `init -c $'x\xff.yaml'` would write "x\uFFFD.yaml", another file than
+ * the one named, and `-c` of such a file would say it does not exist while it does.
+ */
+function refuseUndecodable(rawArgs: readonly string[]): void {
+  const bad = rawArgs.find((a) => a.includes("\uFFFD"));
+  if (bad !== undefined)
+    throw new InputError(
+      `the argument ${quoted(bad)} is not valid UTF-8 (or holds U+FFFD), so kubehyve cannot know which file or name it means; nothing was done`,
+      "give names in UTF-8: rename the file, or reach it through a link with a UTF-8 name",
+    );
+}
+
 /** Runs the CLI and returns the exit code. */
 export async function runCli(rawArgs: string[]): Promise<number> {
   const json = rawArgs.includes("--json");
   try {
+    refuseUndecodable(rawArgs);
     let { path, rest, leaf } = await resolvePath(rawArgs);
     const help = rest.includes("--help") || rest.includes("-h");
     // `kubehyve --verbose --version` is the version too, not a usage error: only the fast path in

@@ -5,13 +5,13 @@
  * (the runtime's decoding of argv, the --version fast path).
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runInProcess } from "../lab/cli.ts";
+import { runInProcess, userEnv } from "../lab/cli.ts";
 
 const ROOT = join(import.meta.dir, "../..");
-const _MAIN = join(ROOT, "src/main.ts");
+const MAIN = join(ROOT, "src/main.ts");
 
 /** A cluster file of one node on loopback and no stages: nothing in it reaches any host. */
 const BARE = `name: probe
@@ -63,5 +63,35 @@ describe("names that would drive the terminal", () => {
     const r = await run(["plugins", "--plugin-dir", "/nowhere\x1b[31m"]);
     expect(r.out).not.toMatch(/\p{Cc}(?<!\n)/u);
     expect(r.stdout).toContain("plugin path: /nowhere\\u001b[31m:");
+  });
+});
+
+describe("arguments that are not UTF-8", () => {
+  test("an argument the runtime could not decode is refused, and no file of another name is written", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["init", "-c", "lab\uFFFD.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      '✖ the argument "lab\uFFFD.yaml" is not valid UTF-8 (or holds U+FFFD), so kubehyve cannot know which file or name it means; nothing was done\n  → give names in UTF-8: rename the file, or reach it through a link with a UTF-8 name\n',
+    );
+    expect(readdirSync(dir)).toEqual(["kubehyve.yaml"]);
+  });
+
+  test("bytes that are not UTF-8 in a process's argv are refused the same way (the runtime makes them U+FFFD)", () => {
+    const { dir } = workdir();
+    // bash puts the raw byte 0xff into argv, which a spawn from here (strings) cannot.
+    const proc = Bun.spawnSync(
+      ["bash", "-c", `"$@" init -c $'lab\\xff.yaml'`, "bash", process.execPath, MAIN],
+      {
+        cwd: dir,
+        env: userEnv(dir),
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    expect(proc.stderr.toString()).toStartWith('✖ the argument "lab\uFFFD.yaml" is not valid UTF-8');
+    expect(proc.exitCode).toBe(2);
+    expect(readdirSync(dir).filter((f) => f.startsWith("lab"))).toEqual([]);
   });
 });
