@@ -1,11 +1,21 @@
 import { existsSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { InputError } from "../lib/errors.ts";
 import { pathError, writeFileAtomic } from "../lib/fsutil.ts";
 import { shellQuote } from "../targets/quote.ts";
 import { exampleText, globalArgs } from "./_shared.ts";
 import { logger, output } from "./output.ts";
+
+/** Nothing at `dir` (a file on the way, or no permission to look, is for the write to name). */
+function missing(dir: string): boolean {
+  try {
+    statSync(dir);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT";
+  }
+}
 
 export default defineCommand({
   meta: { name: "init", description: "Write a commented example cluster file to start from" },
@@ -20,6 +30,14 @@ export default defineCommand({
       throw new InputError(
         `${path} is a directory, not a cluster file; nothing was written`,
         `name the file to write: kubehyve init -c ${join(path, "kubehyve.yaml")}`,
+      );
+    // A typo in the directory (`-c /usr/local/etc/kubehyv/kubehyve.yaml`) must not make a tree of
+    // directories nobody asked for: the file is written into a directory that is there already.
+    const dir = dirname(path);
+    if (missing(dir))
+      throw new InputError(
+        `the directory ${dir} does not exist, so ${path} cannot be written; nothing was written`,
+        `make it first (mkdir -p ${shellQuote(dir)}), or name a file in a directory that is there`,
       );
     if (existsSync(path) && !args.force) {
       throw new InputError(

@@ -95,3 +95,16 @@ describe("arguments that are not UTF-8", () => {
     expect(readdirSync(dir).filter((f) => f.startsWith("lab"))).toEqual([]);
   });
 });
+
+describe("kubehyve init", () => {
+  test("a file in a directory that does not exist is refused, and no directory is made for it", async () => {
+    const { dir, run } = workdir();
+    const target = join(dir, "typo", "deeper", "kubehyve.yaml");
+    const r = await run(["init", "-c", target]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ the directory ${join(dir, "typo", "deeper")} does not exist, so ${target} cannot be written; nothing was written\n  → make it first (mkdir -p ${join(dir, "typo", "deeper")}), or name a file in a directory that is there\n`,
+    );
+    expect(existsSync(join(dir, "typo"))).toBe(false);
+  });
+});
