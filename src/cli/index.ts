@@ -168,15 +168,30 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
 
 async function usage(path: string[]): Promise<string> {
   let cmd: CommandDef<ArgsDef> = main as CommandDef<ArgsDef>;
-  let parent: CommandDef<ArgsDef> | undefined;
+  const walked: string[] = [];
   for (const name of path) {
     const subs = (await cmd.subCommands) as Record<string, Loader | CommandDef<ArgsDef>> | undefined;
     const sub = subs?.[name];
     if (!sub) break;
-    parent = cmd;
+    walked.push(name);
     cmd = typeof sub === "function" ? await (sub as Loader)() : sub;
   }
-  return renderUsage(cmd, parent);
+  // citty names a command after its parent alone (`config validate`): the parent given here is
+  // the whole way to it, so that the usage line is one to type.
+  const parent = walked.length
+    ? { meta: { name: ["kubehyve", ...walked.slice(0, -1)].join(" ") } }
+    : undefined;
+  // citty shows every alias with one dash (`-upgrade-image`), which the command line takes for a
+  // group of short flags and refuses: a long alias is shown with two, as it is typed.
+  const args = Object.fromEntries(
+    Object.entries(((await cmd.args) ?? {}) as ArgsDef).map(([name, def]) => {
+      const alias = (def as { alias?: string | string[] }).alias;
+      if (alias === undefined) return [name, def];
+      const aliases = (Array.isArray(alias) ? alias : [alias]).map((a) => (a.length > 1 ? `-${a}` : a));
+      return [name, { ...def, alias: aliases }];
+    }),
+  ) as ArgsDef;
+  return renderUsage({ ...cmd, args }, parent as CommandDef<ArgsDef> | undefined);
 }
 
 /** The shared flags that take a value: their value may stand before the command's name. */

@@ -132,3 +132,25 @@ describe("--version", () => {
     }
   });
 });
+
+describe("--help", () => {
+  test("a subcommand's usage names the whole command, kubehyve included", async () => {
+    const { run } = workdir();
+    for (const sub of ["validate", "schema"]) {
+      const r = await run(["config", sub, "--help"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`USAGE kubehyve config ${sub} [OPTIONS]`);
+      expect(r.stdout).toContain(`(kubehyve config ${sub})`);
+    }
+  });
+
+  test("a long alias is shown with two dashes, as the command line takes it", async () => {
+    const { dir, run } = workdir();
+    const help = await run(["plan", "--help"]);
+    expect(help.stdout).toContain("--upgrade-image, --upgrade ");
+    expect(help.stdout).not.toContain(" -upgrade-image");
+    expect(help.stdout).toContain("-c, --config=<FILE>");
+    const typed = await run(["plan", "--offline", "--upgrade-image", "--state-dir", join(dir, "state")]);
+    expect(typed.code).toBe(0);
+  });
+});
