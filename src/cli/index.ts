@@ -262,6 +262,18 @@ function systemError(error: unknown): KubehyveError | undefined {
 /** `text` with every control or format character escaped as a JSON string would have it. */
 const visible = (text: string) => text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => quoted(c).slice(1, -1));
 
+/** The most of one text of an error shown on the terminal (--json keeps it whole). */
+const SHOWN_ERROR_CHARS = 4_000;
+
+/**
+ * `text` cut to SHOWN_ERROR_CHARS: a message echoes what it was given, and a 1 MB value pasted
+ * into a flag must not come back as 1 MB on the terminal, once in the message and again in the hint.
+ */
+function cut(text: string): string {
+  if (text.length <= SHOWN_ERROR_CHARS) return text;
+  return `${text.slice(0, SHOWN_ERROR_CHARS)}… (${text.length - SHOWN_ERROR_CHARS} characters more)`;
+}
+
 export function printError(thrown: unknown, json: boolean, verbose = false): number {
   const system = systemError(thrown);
   if (system && verbose && !json) output().stderr(`${(thrown as Error).stack}\n`);
@@ -279,16 +291,16 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
     output().stderr(`✖ kubehyve hit a bug: ${(error as Error)?.stack ?? String(error)}\n`);
     return exitCode;
   }
-  output().stderr(`✖ ${printable(error.message)}\n`);
+  output().stderr(`✖ ${cut(printable(error.message))}\n`);
   if (error instanceof InputError) {
     for (const p of error.problems) {
       const where = p.where ? `${p.where}: ` : "";
       // One problem, one line: what the file put into a message (a name with a line break or an
       // escape sequence, in a stage's own message too) is shown escaped, never raw.
-      output().stderr(`  ${visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`)}\n`);
+      output().stderr(`  ${cut(visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`))}\n`);
     }
   }
-  if (error.hint) output().stderr(`  → ${printable(error.hint)}\n`);
+  if (error.hint) output().stderr(`  → ${cut(printable(error.hint))}\n`);
   if (error instanceof CancelledError)
     output().stderr("  stopped; the journal in the state dir says where\n");
   return exitCode;

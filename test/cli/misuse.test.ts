@@ -154,3 +154,18 @@ describe("--help", () => {
     expect(typed.code).toBe(0);
   });
 });
+
+describe("a very long value", () => {
+  test("is cut in the message on the terminal, and kept whole in --json", async () => {
+    const { run } = workdir();
+    const long = "a".repeat(120_000);
+    const r = await run(["plan", "--offline", "--only", long]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.length).toBeLessThan(10_000);
+    expect(r.stderr).toStartWith(`✖ no stage "${"a".repeat(100)}`);
+    expect(r.stderr).toContain("… (");
+    expect(r.stderr).toContain(" characters more)\n");
+    const json = await run(["plan", "--offline", "--json", "--only", long]);
+    expect(JSON.parse(json.stdout).message).toBe(`no stage "${long}" in this cluster file`);
+  });
+});
