@@ -169,3 +169,19 @@ describe("a very long value", () => {
     expect(JSON.parse(json.stdout).message).toBe(`no stage "${long}" in this cluster file`);
   });
 });
+
+describe("the environment", () => {
+  test("a relative HOME is refused rather than taken as a state dir below the working directory", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["plan", "--offline"], { HOME: "rel" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      '✖ HOME is "rel", not an absolute path, so the state dir of probe cannot be found by it; nothing was done\n  → set HOME to your home directory, or pass --state-dir DIR\n',
+    );
+    expect(existsSync(join(dir, "rel"))).toBe(false);
+    // An absolute XDG_STATE_HOME, or --state-dir, needs no HOME.
+    const xdg = await run(["plan", "--offline"], { HOME: "rel", XDG_STATE_HOME: join(dir, "xdg") });
+    expect(xdg.code).toBe(0);
+    expect(existsSync(join(dir, "xdg", "kubehyve", "probe"))).toBe(true);
+  });
+});
