@@ -1,6 +1,9 @@
 /** The common path of the commands that run the stage engine. */
+import { realpathSync } from "node:fs";
+import { basename, dirname, join, sep } from "node:path";
 import { type Command, type EngineRequest, runEngine } from "../core/engine.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
+import { InputError } from "../lib/errors.ts";
 import { askFor, interruptSignals, makeReporter } from "./_session.ts";
 import { type GlobalFlags, loadCluster, nonEmpty, splitList } from "./_shared.ts";
 
@@ -10,6 +13,34 @@ export interface StageFlags extends GlobalFlags {
   until?: string;
   upgrade?: boolean;
   canaries?: boolean;
+}
+
+/** `path` with its links resolved as far as it exists, for telling whether two paths meet. */
+function real(path: string): string {
+  const rest: string[] = [];
+  for (let at = path; ; at = dirname(at)) {
+    try {
+      return join(realpathSync(at), ...rest);
+    } catch {
+      if (dirname(at) === at) return path;
+      rest.unshift(basename(at));
+    }
+  }
+}
+
+/**
+ * render's files are the user's to read and edit; the state dir is kubehyve's, private, and checked
+ * strictly: render -o into it (--force lets render write next to files it did not make) would put
+ * world-readable folders among the cluster's keys, where a stage's own folder may be named the same.
+ */
+function refuseRenderIntoStateDir(renderDir: string, stateDir: string): void {
+  const out = real(renderDir);
+  const state = real(stateDir);
+  if (out === state || out.startsWith(`${state}${sep}`))
+    throw new InputError(
+      `render output ${renderDir} is ${out === state ? "" : "inside "}the state dir ${stateDir}; nothing was written`,
+      "kubehyve render -o DIR, somewhere outside the state dir",
+    );
 }
 
 /** The commands that print the engine's events as they come: every one but doctor (cli/doctor.ts). */
@@ -29,6 +60,7 @@ export async function runStages(
   // that it leaves no key or journal in the state dir of a real cluster that shares its name.
   const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
   const stateDir = throwaway?.dir ?? named;
+  if (extra.renderDir) refuseRenderIntoStateDir(extra.renderDir, stateDir);
   const interrupts = interruptSignals();
   try {
     // Checked (or made) before anything is written into it, the run's log included.

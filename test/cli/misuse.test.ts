@@ -5,7 +5,16 @@
  * (the runtime's decoding of argv, the --version fast path).
  */
 import { describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runInProcess, userEnv } from "../lab/cli.ts";
@@ -183,5 +192,26 @@ describe("the environment", () => {
     const xdg = await run(["plan", "--offline"], { HOME: "rel", XDG_STATE_HOME: join(dir, "xdg") });
     expect(xdg.code).toBe(0);
     expect(existsSync(join(dir, "xdg", "kubehyve", "probe"))).toBe(true);
+  });
+});
+
+describe("render -o and the state dir", () => {
+  test("the state dir itself, or a directory inside it, even through a link, is refused before anything is written", async () => {
+    const { dir, run } = workdir();
+    const state = join(dir, "state");
+    mkdirSync(state, { mode: 0o700 });
+    symlinkSync(state, join(dir, "link"));
+    for (const [out, inside] of [
+      [state, ""],
+      [join(state, "render"), "inside "],
+      [join(dir, "link", "a"), "inside "],
+    ] as const) {
+      const r = await run(["render", "--force", "-o", out, "--state-dir", state]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `✖ render output ${out} is ${inside}the state dir ${state}; nothing was written\n  → kubehyve render -o DIR, somewhere outside the state dir\n`,
+      );
+    }
+    expect(readdirSync(state)).toEqual([]);
   });
 });
