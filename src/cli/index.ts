@@ -97,6 +97,8 @@ function flagNames(args: ArgsDef): {
 export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: string): void {
   const { names, values, canonical, repeatable, positionals: allowed } = flagNames(args);
   const given = new Map<string, string>();
+  /** Each switch given: on (--X) or off (--no-X). */
+  const switches = new Map<string, boolean>();
   const words: string[] = [];
   for (let i = 0; i < rawArgs.length; i++) {
     const token = rawArgs[i]!;
@@ -109,9 +111,17 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
       continue;
     }
     const [flag] = token.replace(/^--?/, "").split("=");
+    // citty keeps the "=" of a short flag in its value: -c=lab.yaml would name the file
+    // "=lab.yaml", and -y=no would be -y, -=, -n and -o.
+    if (!token.startsWith("--") && token.includes("="))
+      throw new InputError(
+        `${token}: a short flag takes its value after a space, not after "="; nothing was done`,
+        `write -${flag!.slice(-1)} VALUE, or the long flag with "=": see kubehyve ${command} --help`,
+      );
     const shortGroup = !token.startsWith("--") && flag!.length > 1 ? flag!.split("") : [flag!];
     for (const [at, name] of shortGroup.entries()) {
-      const plain = name.startsWith("no-") && names.has(name.slice(3)) ? name.slice(3) : name;
+      const negated = name.startsWith("no-") && names.has(name.slice(3));
+      const plain = negated ? name.slice(3) : name;
       if (!names.has(plain)) {
         const guess = suggest(
           plain,
@@ -122,39 +132,55 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
           guess ? `did you mean --${guess}?` : `see kubehyve ${command} --help`,
         );
       }
-      if (values.has(plain)) {
-        // citty, like getopt, takes the rest of the group as the value (-cy: config "y"), while
-        // the person meant the next word.
-        if (at < shortGroup.length - 1) {
-          const others = shortGroup.filter((_, k) => k !== at).join("");
+      if (!values.has(plain)) {
+        // citty reads --yes=no as yes (any word but "false" is true): a switch takes no value.
+        if (token.includes("="))
           throw new InputError(
-            `${token}: -${name} takes a value, so it must come last in a group of short flags`,
-            `write -${others}${name} VALUE, or -${name} VALUE on its own`,
+            `${token}: --${name} is a switch and takes no value; nothing was done`,
+            `write --${name} to turn it on, or leave it out: see kubehyve ${command} --help`,
           );
-        }
-        const inline = token.includes("=");
-        // citty would quietly take the flag as empty, and -c would fall back to the default file.
-        if (!inline && (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--"))
-          throw new InputError(`${token} needs a value`, `see kubehyve ${command} --help`);
-        const value = inline ? token.slice(token.indexOf("=") + 1) : rawArgs[++i]!;
-        // An empty value is most often an unset variable (`-c "$CLUSTER"`): taken as "no value",
-        // -c "" would act on ./kubehyve.yaml and --state-dir "" on the working directory.
-        if (!value.trim()) {
-          const shown = inline ? token.slice(0, token.indexOf("=")) : token;
+        // citty lets --no-X win over --X, whichever comes last.
+        const own = canonical.get(plain) ?? plain;
+        const before = switches.get(own);
+        if (before !== undefined && before !== !negated)
           throw new InputError(
-            `${shown} was given an empty value${inline ? "" : ` (${JSON.stringify(value)})`}; nothing was done`,
-            `give ${shown} a value, or leave the flag out: see kubehyve ${command} --help`,
+            `--${own} and --no-${own} were both given; nothing was done`,
+            `give one of them: see kubehyve ${command} --help`,
           );
-        }
-        const own = canonical.get(plain)!;
-        const before = given.get(own);
-        if (before !== undefined && before !== value && !repeatable.has(own))
-          throw new InputError(
-            `--${own} was given twice, as ${JSON.stringify(before)} and ${JSON.stringify(value)}; nothing was done`,
-            `give --${own} once: see kubehyve ${command} --help`,
-          );
-        given.set(own, value);
+        switches.set(own, !negated);
+        continue;
       }
+      // citty, like getopt, takes the rest of the group as the value (-cy: config "y"), while
+      // the person meant the next word.
+      if (at < shortGroup.length - 1) {
+        const others = shortGroup.filter((_, k) => k !== at).join("");
+        throw new InputError(
+          `${token}: -${name} takes a value, so it must come last in a group of short flags`,
+          `write -${others}${name} VALUE, or -${name} VALUE on its own`,
+        );
+      }
+      const inline = token.includes("=");
+      // citty would quietly take the flag as empty, and -c would fall back to the default file.
+      if (!inline && (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--"))
+        throw new InputError(`${token} needs a value`, `see kubehyve ${command} --help`);
+      const value = inline ? token.slice(token.indexOf("=") + 1) : rawArgs[++i]!;
+      // An empty value is most often an unset variable (`-c "$CLUSTER"`): taken as "no value",
+      // -c "" would act on ./kubehyve.yaml and --state-dir "" on the working directory.
+      if (!value.trim()) {
+        const shown = inline ? token.slice(0, token.indexOf("=")) : token;
+        throw new InputError(
+          `${shown} was given an empty value${inline ? "" : ` (${JSON.stringify(value)})`}; nothing was done`,
+          `give ${shown} a value, or leave the flag out: see kubehyve ${command} --help`,
+        );
+      }
+      const own = canonical.get(plain)!;
+      const before = given.get(own);
+      if (before !== undefined && before !== value && !repeatable.has(own))
+        throw new InputError(
+          `--${own} was given twice, as ${JSON.stringify(before)} and ${JSON.stringify(value)}; nothing was done`,
+          `give --${own} once: see kubehyve ${command} --help`,
+        );
+      given.set(own, value);
     }
   }
   if (words.length > allowed)

@@ -215,3 +215,23 @@ describe("render -o and the state dir", () => {
     expect(readdirSync(state)).toEqual([]);
   });
 });
+
+describe("switches and short flags citty would misread", () => {
+  test('init -c=FILE is refused rather than writing a file named "=FILE"', async () => {
+    const { dir, run } = workdir();
+    const r = await run(["init", "-c=lab.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toStartWith('✖ -c=lab.yaml: a short flag takes its value after a space, not after "="');
+    expect(readdirSync(dir)).toEqual(["kubehyve.yaml"]);
+  });
+
+  test("--offline=false or --no-offline next to --offline is refused before the cluster file is read or a state dir made", async () => {
+    const { dir, run } = workdir();
+    for (const args of [["--offline=false"], ["--offline", "--no-offline"]]) {
+      const r = await run(["plan", ...args, "--state-dir", join(dir, "state")]);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(existsSync(join(dir, "state"))).toBe(false);
+    }
+  });
+});
