@@ -14,8 +14,21 @@ import { ensurePrivateDirSync, ownershipProblem, UnsafePathError } from "../lib/
 /** Folders of the state dir whose entries kubehyve itself reads and writes (not the stages' own). */
 const KEPT_FOLDERS = new Set(["ssh", "state", "logs", "cache"]);
 
+/** `fn` of a path, or undefined once the path is gone: another run's temporary file renamed, a log pruned. */
+function unlessGone<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
+
 function checkEntry(stateDir: string, path: string): boolean {
-  const st = lstatSync(path);
+  // Listed, then gone before it was looked at: a doctor --watch beside this run writes its log
+  // through a temporary file, and what is gone can no longer be anyone's way in.
+  const st = unlessGone(() => lstatSync(path));
+  if (!st) return false;
   // ssh keeps its ControlMaster sockets next to known_hosts; a socket cannot redirect a write.
   if (st.isSocket()) return false;
   const problem = ownershipProblem(st, st.isDirectory() ? "directory" : "file");
@@ -41,7 +54,7 @@ export function prepareStateDir(dir: string): void {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
     if (checkEntry(dir, path) && KEPT_FOLDERS.has(name))
-      for (const inner of readdirSync(path)) checkEntry(dir, join(path, inner));
+      for (const inner of unlessGone(() => readdirSync(path)) ?? []) checkEntry(dir, join(path, inner));
   }
 }
 

@@ -235,3 +235,40 @@ describe("switches and short flags citty would misread", () => {
     }
   });
 });
+
+describe("two commands on one cluster at once", () => {
+  test("a doctor beside a doctor --watch, whose log is rewritten through a temporary file every round, never fails on it", async () => {
+    const { dir, run } = workdir();
+    const state = join(dir, "state");
+    expect((await run(["doctor", "--state-dir", state])).code).toBe(0);
+    const watch = Bun.spawn(
+      [
+        process.execPath,
+        MAIN,
+        "doctor",
+        "--watch",
+        "0.001",
+        "--state-dir",
+        state,
+        "-o",
+        join(dir, "report.txt"),
+      ],
+      { cwd: dir, env: userEnv(dir), stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+    );
+    try {
+      // The watch's rounds have begun once its report is there.
+      while (!existsSync(join(dir, "report.txt"))) await Bun.sleep(10);
+      const failures: string[] = [];
+      const until = Date.now() + 4_000;
+      while (Date.now() < until) {
+        const r = await run(["doctor", "--state-dir", state]);
+        if (r.code !== 0) failures.push(r.stderr);
+      }
+      expect(failures).toEqual([]);
+    } finally {
+      watch.kill("SIGTERM");
+      expect(await watch.exited).toBe(130);
+      expect(await new Response(watch.stderr).text()).toBe("terminated: stopping after the current step\n");
+    }
+  });
+});
