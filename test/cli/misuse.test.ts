@@ -5,16 +5,20 @@
  * (the runtime's decoding of argv, the --version fast path).
  */
 import { describe, expect, test } from "bun:test";
+import { once } from "node:events";
 import {
   closeSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
+  readFileSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runInProcess, userEnv } from "../lab/cli.ts";
@@ -106,6 +110,39 @@ describe("arguments that are not UTF-8", () => {
 });
 
 describe("kubehyve init", () => {
+  test("--force replaces a regular file only: not a socket, device or FIFO, nor a link, dangling or not", async () => {
+    const { dir, run } = workdir();
+    const socket = join(dir, "socket.yaml");
+    const server = createServer().listen(socket);
+    await once(server, "listening");
+    symlinkSync(join(dir, "kubehyve.yaml"), join(dir, "link.yaml"));
+    symlinkSync(join(dir, "nowhere.yaml"), join(dir, "dangling.yaml"));
+    try {
+      const r = await run(["init", "-c", socket, "--force"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `✖ ${socket} is not a regular file (a device, a FIFO or a socket); nothing was written\n  → name a file to write: kubehyve init -c FILE\n`,
+      );
+      expect(lstatSync(socket).isSocket()).toBe(true);
+      for (const [name, to] of [
+        ["link.yaml", join(dir, "kubehyve.yaml")],
+        ["dangling.yaml", join(dir, "nowhere.yaml")],
+      ] as const)
+        for (const force of [["--force"], []]) {
+          const l = await run(["init", "-c", name, ...force]);
+          expect(l.code).toBe(2);
+          expect(l.stderr).toStartWith(
+            `✖ ${join(dir, name)} is a symbolic link (to ${to}); init replaces only a regular file, never a link; nothing was written\n`,
+          );
+          expect(lstatSync(join(dir, name)).isSymbolicLink()).toBe(true);
+        }
+      expect(readFileSync(join(dir, "kubehyve.yaml"), "utf8")).toBe(BARE);
+      expect(existsSync(join(dir, "nowhere.yaml"))).toBe(false);
+    } finally {
+      server.close();
+    }
+  });
+
   test("a file in a directory that does not exist is refused, and no directory is made for it", async () => {
     const { dir, run } = workdir();
     const target = join(dir, "typo", "deeper", "kubehyve.yaml");
