@@ -49,7 +49,8 @@ export async function runStages(
   flags: StageFlags,
   extra: Partial<Pick<EngineRequest, "dryRun" | "offline" | "renderDir" | "renderForce" | "expose">> = {},
 ): Promise<number> {
-  const { registry, config, stateDir: named } = await loadCluster(flags);
+  const loaded = await loadCluster(flags);
+  const { registry, config } = loaded;
   // Refused before anything is written: an empty item is a typo, never "every stage".
   const select = {
     only: splitList(flags.only),
@@ -59,7 +60,7 @@ export async function runStages(
   // The example lab is nobody's cluster: it runs in a state dir of its own, gone when it ends, so
   // that it leaves no key or journal in the state dir of a real cluster that shares its name.
   const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
-  const stateDir = throwaway?.dir ?? named;
+  const stateDir = throwaway?.dir ?? loaded.stateDir;
   if (extra.renderDir) refuseRenderIntoStateDir(extra.renderDir, stateDir);
   const interrupts = interruptSignals();
   try {

@@ -94,10 +94,15 @@ export async function loadCluster(flags: GlobalFlags): Promise<Loaded> {
   const config = flags.example
     ? parseClusterText(exampleText, EXAMPLE_SOURCE, registry)
     : await loadClusterFile(resolveConfigPath(flags.config), registry);
-  const stateDir = resolve(
-    nonEmpty(flags["state-dir"], "--state-dir") ?? defaultStateDir(config.cluster.name),
-  );
-  return { registry, config, stateDir };
+  const named = nonEmpty(flags["state-dir"], "--state-dir");
+  return {
+    registry,
+    config,
+    // Found when asked for: config validate needs none, and must not fail for want of a HOME.
+    get stateDir() {
+      return resolve(named ?? defaultStateDir(config.cluster.name));
+    },
+  };
 }
 
 /** `a,b` as a list; an empty item (`a,,b`, `a,`) is refused: it is a typo, never "all". */

@@ -237,9 +237,10 @@ function pruneDoctorLogs(logs: string): void {
 
 async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promise<number> {
   const req = doctorRequest(flags, rawArgs);
-  const { registry, config, stateDir: named } = await loadCluster(flags);
+  const loaded = await loadCluster(flags);
+  const { registry, config } = loaded;
   const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
-  const stateDir = throwaway?.dir ?? named;
+  const stateDir = throwaway?.dir ?? loaded.stateDir;
   if (req.output) outputTaken(req.output, flags.output!, config.cluster.name);
   const interrupts = interruptSignals();
   const stopAtOnce = AbortSignal.any([interrupts.signal, interrupts.abort]);

@@ -225,6 +225,15 @@ describe("the environment", () => {
       '✖ HOME is "rel", not an absolute path, so the state dir of probe cannot be found by it; nothing was done\n  → set HOME to your home directory, or pass --state-dir DIR\n',
     );
     expect(existsSync(join(dir, "rel"))).toBe(false);
+    // What needs no state dir of the cluster's does not ask HOME for one.
+    for (const args of [
+      ["config", "validate"],
+      ["plan", "--offline", "--example"],
+    ]) {
+      const none = await run(args, { HOME: "rel" });
+      expect(none.stderr).toBe("");
+      expect(none.code).toBe(0);
+    }
     // An absolute XDG_STATE_HOME, or --state-dir, needs no HOME.
     const xdg = await run(["plan", "--offline"], { HOME: "rel", XDG_STATE_HOME: join(dir, "xdg") });
     expect(xdg.code).toBe(0);
