@@ -33,13 +33,22 @@ function real(path: string): string {
  * strictly: render -o into it (--force lets render write next to files it did not make) would put
  * world-readable folders among the cluster's keys, where a stage's own folder may be named the same.
  */
-function refuseRenderIntoStateDir(renderDir: string, stateDir: string): void {
+function refuseRenderIntoStateDir(renderDir: string, stateDir: string, slots: readonly string[]): void {
   const out = real(renderDir);
   const state = real(stateDir);
-  if (out === state || out.startsWith(`${state}${sep}`))
+  const within = (path: string, dir: string) => path === dir || path.startsWith(`${dir}${sep}`);
+  if (within(out, state))
     throw new InputError(
       `render output ${renderDir} is ${out === state ? "" : "inside "}the state dir ${stateDir}; nothing was written`,
       "kubehyve render -o DIR, somewhere outside the state dir",
+    );
+  // The other way round only a stage's folder matters: render -o . with the state dir at ./os
+  // would write the os stage's Ignition files among the cluster's keys.
+  const slot = slots.find((s) => within(state, join(out, s)));
+  if (slot !== undefined)
+    throw new InputError(
+      `render output ${renderDir} would put the ${slot} stage's files in ${join(renderDir, slot)}, where the state dir ${stateDir} is; nothing was written`,
+      "kubehyve render -o DIR, where no stage's folder is the state dir",
     );
 }
 
@@ -61,7 +70,12 @@ export async function runStages(
   // that it leaves no key or journal in the state dir of a real cluster that shares its name.
   const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
   const stateDir = throwaway?.dir ?? loaded.stateDir;
-  if (extra.renderDir) refuseRenderIntoStateDir(extra.renderDir, stateDir);
+  if (extra.renderDir)
+    refuseRenderIntoStateDir(
+      extra.renderDir,
+      stateDir,
+      config.stages.map((s) => s.slot),
+    );
   const interrupts = interruptSignals();
   try {
     // Checked (or made) before anything is written into it, the run's log included.

@@ -260,6 +260,29 @@ describe("render -o and the state dir", () => {
     }
     expect(readdirSync(state)).toEqual([]);
   });
+
+  test("an output whose stage folder would be the state dir, or hold it, is refused; one beside it is fine", async () => {
+    const { dir, run } = workdir();
+    for (const state of [join(dir, "os"), join(dir, "os", "lab")]) {
+      const r = await run(["render", "--example", "--force", "-o", dir, "--state-dir", state]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `✖ render output ${dir} would put the os stage's files in ${join(dir, "os")}, where the state dir ${state} is; nothing was written\n  → kubehyve render -o DIR, where no stage's folder is the state dir\n`,
+      );
+      expect(existsSync(join(dir, "os"))).toBe(false);
+    }
+    const beside = await run([
+      "render",
+      "--example",
+      "--force",
+      "-o",
+      dir,
+      "--state-dir",
+      join(dir, "state"),
+    ]);
+    expect(beside.code).toBe(0);
+    expect(readdirSync(join(dir, "os")).sort()).toEqual(["cp1.ign", "w1.ign", "w2.ign"]);
+  });
 });
 
 describe("switches and short flags citty would misread", () => {
