@@ -7,7 +7,7 @@ import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand }
 import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
-import { coloredFor, output, printable } from "./output.ts";
+import { coloredFor, output } from "./output.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -317,7 +317,7 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
     output().stderr(`✖ kubehyve hit a bug: ${(error as Error)?.stack ?? String(error)}\n`);
     return exitCode;
   }
-  output().stderr(`✖ ${cut(printable(error.message))}\n`);
+  output().stderr(`✖ ${cut(visible(error.message))}\n`);
   if (error instanceof InputError) {
     for (const p of error.problems) {
       const where = p.where ? `${p.where}: ` : "";
@@ -326,7 +326,7 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
       output().stderr(`  ${cut(visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`))}\n`);
     }
   }
-  if (error.hint) output().stderr(`  → ${cut(printable(error.hint))}\n`);
+  if (error.hint) output().stderr(`  → ${cut(visible(error.hint))}\n`);
   if (error instanceof CancelledError)
     output().stderr("  stopped; the journal in the state dir says where\n");
   return exitCode;

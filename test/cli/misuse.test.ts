@@ -71,6 +71,15 @@ describe("names that would drive the terminal", () => {
     expect(valid.stdout).toContain("lab\\u001b[2J");
   });
 
+  test("a line break in a name cannot forge a line of the error: message and hint stay one line each", async () => {
+    const { dir, run } = workdir();
+    const r = await run(["config", "validate", "-c", "lab.yaml\n✔ all fine"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ cluster file ${join(dir, "lab.yaml")}\\n✔ all fine does not exist\n  → write one with \`kubehyve init -c '${join(dir, "lab.yaml")}\\n✔ all fine'\`, or name another with -c FILE\n`,
+    );
+  });
+
   test("the plugin path in kubehyve plugins is shown escaped", async () => {
     const { run } = workdir();
     const r = await run(["plugins", "--plugin-dir", "/nowhere\x1b[31m"]);
