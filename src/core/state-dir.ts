@@ -6,13 +6,22 @@
  * a link, a foreign file or a writable file inside it. After that check only this user (or root)
  * can add anything to it, so what kubehyve reads later is what it, or its user, put there.
  */
-import { lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { InputError } from "../lib/errors.ts";
 import { ensurePrivateDirSync, ownershipProblem, UnsafePathError } from "../lib/fsutil.ts";
 
 /** Folders of the state dir whose entries kubehyve itself reads and writes (not the stages' own). */
 const KEPT_FOLDERS = new Set(["ssh", "state", "logs", "cache"]);
+
+function realOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
 
 /** `fn` of a path, or undefined once the path is gone: another run's temporary file renamed, a log pruned. */
 function unlessGone<T>(fn: () => T): T | undefined {
@@ -50,6 +59,14 @@ function checkEntry(stateDir: string, path: string): boolean {
  * stage keeps there (a Python venv, with its links) is its business.
  */
 export function prepareStateDir(dir: string): void {
+  // `--state-dir "$DIR/"` with DIR unset: the journal, logs and the cluster's key would go into
+  // the root of the system. Refused as such, not for one of its folders (/tmp is writable by
+  // others), which would end in a hint to chmod it.
+  if (resolve(dir) === "/" || realOrSelf(dir) === "/")
+    throw new InputError(
+      `state dir ${dir} is the root directory; nothing was done`,
+      "--state-dir DIR, a directory of the cluster's own",
+    );
   ensurePrivateDirSync(dir, "state dir");
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);

@@ -350,3 +350,18 @@ describe("two commands on one cluster at once", () => {
     }
   });
 });
+
+describe("a state dir that is the root of the system", () => {
+  test('is refused as such (`--state-dir "$DIR/"` with DIR unset), not for a folder in it, and nothing is written', async () => {
+    const { dir, run } = workdir();
+    const before = readdirSync("/").sort();
+    for (const state of ["/", join(dir, "..", "..", "..", "..", "..", "..", "..")]) {
+      const r = await run(["plan", "--offline", "--state-dir", state]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        "✖ state dir / is the root directory; nothing was done\n  → --state-dir DIR, a directory of the cluster's own\n",
+      );
+    }
+    expect(readdirSync("/").sort()).toEqual(before);
+  });
+});
