@@ -7,6 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { once } from "node:events";
 import {
+  chmodSync,
   closeSync,
   existsSync,
   lstatSync,
@@ -363,5 +364,50 @@ describe("a state dir that is the root of the system", () => {
       );
     }
     expect(readdirSync("/").sort()).toEqual(before);
+  });
+});
+
+describe("a state dir that is a directory of other things", () => {
+  test("is refused before anything is written into it (--state-dir ~, --state-dir /usr)", async () => {
+    const { dir, run } = workdir();
+    const home = join(dir, "home");
+    mkdirSync(join(home, "projects"), { recursive: true, mode: 0o700 });
+    writeFileSync(join(home, ".profile"), "", { mode: 0o600 });
+    const r = await run(["plan", "--offline", "--state-dir", home]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      `✖ state dir ${home} holds 2 entries (".profile", "projects") but nothing of kubehyve's (no journal or logs), so it is not a state dir; nothing was done\n  → pass --state-dir DIR: a new or empty directory, or one kubehyve has used before\n`,
+    );
+    expect(readdirSync(home).sort()).toEqual([".profile", "projects"]);
+  });
+
+  test("a shared directory (sticky, writable by all) in a state dir is not to be chmod-ed: the hint says so", async () => {
+    const { dir, run } = workdir();
+    const state = join(dir, "state");
+    expect((await run(["plan", "--offline", "--state-dir", state])).code).toBe(0);
+    mkdirSync(join(state, "tmp"));
+    chmodSync(join(state, "tmp"), 0o1777);
+    const r = await run(["plan", "--offline", "--state-dir", state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toEndWith(
+      `  → ${join(state, "tmp")} is a shared directory (sticky, writable by everyone), so ${state} is no cluster's own: pass --state-dir DIR, a directory of the cluster's own\n`,
+    );
+  });
+
+  test("a new, an empty, and a used state dir are fine, and so is one a refused run left only its logs in", async () => {
+    const { dir, run } = workdir();
+    const empty = join(dir, "empty");
+    mkdirSync(empty, { mode: 0o700 });
+    mkdirSync(join(empty, "lost+found"), { mode: 0o700 });
+    expect((await run(["plan", "--offline", "--state-dir", empty])).code).toBe(0);
+    expect((await run(["plan", "--offline", "--state-dir", empty])).code).toBe(0);
+    const refused = join(dir, "refused");
+    expect(
+      (await run(["plan", "--offline", "--example", "--only", "bogus", "--state-dir", refused])).code,
+    ).toBe(2);
+    expect(readdirSync(refused)).toEqual(["logs"]);
+    const again = await run(["plan", "--offline", "--example", "--state-dir", refused]);
+    expect(again.stderr).toBe("");
+    expect(again.code).toBe(0);
   });
 });
