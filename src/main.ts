@@ -2,14 +2,27 @@
  * Entry point of the kubehyve binary: hands the built-in plugins to the core (lazily, so --version
  * stays fast) and runs the command line.
  */
+import { writeSync } from "node:fs";
 import { restoreJitPolicyAfter } from "./cli/jit-policy.ts";
 import { versionLine } from "./cli/version-info.ts";
 
 const argv = process.argv.slice(2);
 if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
-  // The fast path scripts and health checks hit: no command parser, no plugins, and console.log
-  // rather than process.stdout, whose stream machinery alone doubles Bun's start-up time.
-  console.log(versionLine());
+  // The fast path scripts and health checks hit: no command parser, no plugins, and a write to the
+  // descriptor rather than process.stdout, whose stream machinery alone doubles Bun's start-up
+  // time. console.log would drop a failed write without a word: `--version > /dev/full` exiting 0
+  // with nothing written, where `kubehyve version` fails.
+  try {
+    writeSync(1, `${versionLine()}\n`);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "EPIPE") {
+      try {
+        writeSync(2, `✖ kubehyve could not write all of its output to stdout: ${(error as Error).message}\n`);
+      } catch {}
+      process.exitCode = 1;
+    }
+  }
 } else {
   // Start-up code runs once: it stays interpreted until the command proves a long one.
   restoreJitPolicyAfter();

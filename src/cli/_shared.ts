@@ -62,6 +62,13 @@ export function defaultStateDir(cluster: string, platform = process.platform, en
   if (platform === "freebsd") return join("/var/db/kubehyve", cluster);
   // The XDG Base Directory spec: a relative $XDG_STATE_HOME is invalid and must be ignored.
   const xdg = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : undefined;
+  // A relative HOME would put the cluster's keys below whatever directory the command ran in, a
+  // different state dir from each one.
+  if (!xdg && env.HOME && !isAbsolute(env.HOME))
+    throw new InputError(
+      `HOME is ${JSON.stringify(env.HOME)}, not an absolute path, so the state dir of ${cluster} cannot be found by it; nothing was done`,
+      "set HOME to your home directory, or pass --state-dir DIR",
+    );
   const base = xdg ?? join(env.HOME || homedir(), ".local", "state");
   return join(base, "kubehyve", cluster);
 }
@@ -87,10 +94,15 @@ export async function loadCluster(flags: GlobalFlags): Promise<Loaded> {
   const config = flags.example
     ? parseClusterText(exampleText, EXAMPLE_SOURCE, registry)
     : await loadClusterFile(resolveConfigPath(flags.config), registry);
-  const stateDir = resolve(
-    nonEmpty(flags["state-dir"], "--state-dir") ?? defaultStateDir(config.cluster.name),
-  );
-  return { registry, config, stateDir };
+  const named = nonEmpty(flags["state-dir"], "--state-dir");
+  return {
+    registry,
+    config,
+    // Found when asked for: config validate needs none, and must not fail for want of a HOME.
+    get stateDir() {
+      return resolve(named ?? defaultStateDir(config.cluster.name));
+    },
+  };
 }
 
 /** `a,b` as a list; an empty item (`a,,b`, `a,`) is refused: it is a typo, never "all". */

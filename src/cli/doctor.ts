@@ -14,7 +14,7 @@ import { ensurePrivateDir, pathError, removeStaleTemps, writeFileAtomic } from "
 import { sleep } from "../lib/poll.ts";
 import { interruptSignals } from "./_session.ts";
 import { exampleArg, type GlobalFlags, globalArgs, loadCluster, nonEmpty, splitList } from "./_shared.ts";
-import { output } from "./output.ts";
+import { cursorMoves, output } from "./output.ts";
 import { doctorReporter, formatDoctorReport } from "./reporters.ts";
 
 const FORMATS = ["human", "json", "prometheus"] as const;
@@ -237,9 +237,10 @@ function pruneDoctorLogs(logs: string): void {
 
 async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promise<number> {
   const req = doctorRequest(flags, rawArgs);
-  const { registry, config, stateDir: named } = await loadCluster(flags);
+  const loaded = await loadCluster(flags);
+  const { registry, config } = loaded;
   const throwaway = flags.example && flags["state-dir"] === undefined ? throwawayStateDir() : undefined;
-  const stateDir = throwaway?.dir ?? named;
+  const stateDir = throwaway?.dir ?? loaded.stateDir;
   if (req.output) outputTaken(req.output, flags.output!, config.cluster.name);
   const interrupts = interruptSignals();
   const stopAtOnce = AbortSignal.any([interrupts.signal, interrupts.abort]);
@@ -307,7 +308,7 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
         // after --json a line that is not JSON breaks the reader of stdout.
         if (out.stdoutTerminal)
           out.stdout(`${doctorSummaryLine(report.summary)} (written to ${req.output})\n`);
-      } else if (req.watchMs && req.format === "human" && out.stdoutTerminal) {
+      } else if (req.watchMs && req.format === "human" && out.stdoutTerminal && cursorMoves()) {
         out.stdout(`${CLEAR_SCREEN}${text}`);
       } else {
         out.stdout(req.watchMs && req.format === "human" && round > 1 ? `\n${text}` : text);

@@ -7,7 +7,7 @@ import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand }
 import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
-import { coloredFor, output, printable } from "./output.ts";
+import { coloredFor, output } from "./output.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -97,6 +97,8 @@ function flagNames(args: ArgsDef): {
 export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: string): void {
   const { names, values, canonical, repeatable, positionals: allowed } = flagNames(args);
   const given = new Map<string, string>();
+  /** Each switch given: on (--X) or off (--no-X). */
+  const switches = new Map<string, boolean>();
   const words: string[] = [];
   for (let i = 0; i < rawArgs.length; i++) {
     const token = rawArgs[i]!;
@@ -109,9 +111,17 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
       continue;
     }
     const [flag] = token.replace(/^--?/, "").split("=");
+    // citty keeps the "=" of a short flag in its value: -c=lab.yaml would name the file
+    // "=lab.yaml", and -y=no would be -y, -=, -n and -o.
+    if (!token.startsWith("--") && token.includes("="))
+      throw new InputError(
+        `${token}: a short flag takes its value after a space, not after "="; nothing was done`,
+        `write -${flag!.slice(-1)} VALUE, or the long flag with "=": see kubehyve ${command} --help`,
+      );
     const shortGroup = !token.startsWith("--") && flag!.length > 1 ? flag!.split("") : [flag!];
     for (const [at, name] of shortGroup.entries()) {
-      const plain = name.startsWith("no-") && names.has(name.slice(3)) ? name.slice(3) : name;
+      const negated = name.startsWith("no-") && names.has(name.slice(3));
+      const plain = negated ? name.slice(3) : name;
       if (!names.has(plain)) {
         const guess = suggest(
           plain,
@@ -122,39 +132,55 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
           guess ? `did you mean --${guess}?` : `see kubehyve ${command} --help`,
         );
       }
-      if (values.has(plain)) {
-        // citty, like getopt, takes the rest of the group as the value (-cy: config "y"), while
-        // the person meant the next word.
-        if (at < shortGroup.length - 1) {
-          const others = shortGroup.filter((_, k) => k !== at).join("");
+      if (!values.has(plain)) {
+        // citty reads --yes=no as yes (any word but "false" is true): a switch takes no value.
+        if (token.includes("="))
           throw new InputError(
-            `${token}: -${name} takes a value, so it must come last in a group of short flags`,
-            `write -${others}${name} VALUE, or -${name} VALUE on its own`,
+            `${token}: --${name} is a switch and takes no value; nothing was done`,
+            `write --${name} to turn it on, or leave it out: see kubehyve ${command} --help`,
           );
-        }
-        const inline = token.includes("=");
-        // citty would quietly take the flag as empty, and -c would fall back to the default file.
-        if (!inline && (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--"))
-          throw new InputError(`${token} needs a value`, `see kubehyve ${command} --help`);
-        const value = inline ? token.slice(token.indexOf("=") + 1) : rawArgs[++i]!;
-        // An empty value is most often an unset variable (`-c "$CLUSTER"`): taken as "no value",
-        // -c "" would act on ./kubehyve.yaml and --state-dir "" on the working directory.
-        if (!value.trim()) {
-          const shown = inline ? token.slice(0, token.indexOf("=")) : token;
+        // citty lets --no-X win over --X, whichever comes last.
+        const own = canonical.get(plain) ?? plain;
+        const before = switches.get(own);
+        if (before !== undefined && before !== !negated)
           throw new InputError(
-            `${shown} was given an empty value${inline ? "" : ` (${JSON.stringify(value)})`}; nothing was done`,
-            `give ${shown} a value, or leave the flag out: see kubehyve ${command} --help`,
+            `--${own} and --no-${own} were both given; nothing was done`,
+            `give one of them: see kubehyve ${command} --help`,
           );
-        }
-        const own = canonical.get(plain)!;
-        const before = given.get(own);
-        if (before !== undefined && before !== value && !repeatable.has(own))
-          throw new InputError(
-            `--${own} was given twice, as ${JSON.stringify(before)} and ${JSON.stringify(value)}; nothing was done`,
-            `give --${own} once: see kubehyve ${command} --help`,
-          );
-        given.set(own, value);
+        switches.set(own, !negated);
+        continue;
       }
+      // citty, like getopt, takes the rest of the group as the value (-cy: config "y"), while
+      // the person meant the next word.
+      if (at < shortGroup.length - 1) {
+        const others = shortGroup.filter((_, k) => k !== at).join("");
+        throw new InputError(
+          `${token}: -${name} takes a value, so it must come last in a group of short flags`,
+          `write -${others}${name} VALUE, or -${name} VALUE on its own`,
+        );
+      }
+      const inline = token.includes("=");
+      // citty would quietly take the flag as empty, and -c would fall back to the default file.
+      if (!inline && (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--"))
+        throw new InputError(`${token} needs a value`, `see kubehyve ${command} --help`);
+      const value = inline ? token.slice(token.indexOf("=") + 1) : rawArgs[++i]!;
+      // An empty value is most often an unset variable (`-c "$CLUSTER"`): taken as "no value",
+      // -c "" would act on ./kubehyve.yaml and --state-dir "" on the working directory.
+      if (!value.trim()) {
+        const shown = inline ? token.slice(0, token.indexOf("=")) : token;
+        throw new InputError(
+          `${shown} was given an empty value${inline ? "" : ` (${JSON.stringify(value)})`}; nothing was done`,
+          `give ${shown} a value, or leave the flag out: see kubehyve ${command} --help`,
+        );
+      }
+      const own = canonical.get(plain)!;
+      const before = given.get(own);
+      if (before !== undefined && before !== value && !repeatable.has(own))
+        throw new InputError(
+          `--${own} was given twice, as ${JSON.stringify(before)} and ${JSON.stringify(value)}; nothing was done`,
+          `give --${own} once: see kubehyve ${command} --help`,
+        );
+      given.set(own, value);
     }
   }
   if (words.length > allowed)
@@ -168,15 +194,30 @@ export function checkFlags(rawArgs: readonly string[], args: ArgsDef, command: s
 
 async function usage(path: string[]): Promise<string> {
   let cmd: CommandDef<ArgsDef> = main as CommandDef<ArgsDef>;
-  let parent: CommandDef<ArgsDef> | undefined;
+  const walked: string[] = [];
   for (const name of path) {
     const subs = (await cmd.subCommands) as Record<string, Loader | CommandDef<ArgsDef>> | undefined;
     const sub = subs?.[name];
     if (!sub) break;
-    parent = cmd;
+    walked.push(name);
     cmd = typeof sub === "function" ? await (sub as Loader)() : sub;
   }
-  return renderUsage(cmd, parent);
+  // citty names a command after its parent alone (`config validate`): the parent given here is
+  // the whole way to it, so that the usage line is one to type.
+  const parent = walked.length
+    ? { meta: { name: ["kubehyve", ...walked.slice(0, -1)].join(" ") } }
+    : undefined;
+  // citty shows every alias with one dash (`-upgrade-image`), which the command line takes for a
+  // group of short flags and refuses: a long alias is shown with two, as it is typed.
+  const args = Object.fromEntries(
+    Object.entries(((await cmd.args) ?? {}) as ArgsDef).map(([name, def]) => {
+      const alias = (def as { alias?: string | string[] }).alias;
+      if (alias === undefined) return [name, def];
+      const aliases = (Array.isArray(alias) ? alias : [alias]).map((a) => (a.length > 1 ? `-${a}` : a));
+      return [name, { ...def, alias: aliases }];
+    }),
+  ) as ArgsDef;
+  return renderUsage({ ...cmd, args }, parent as CommandDef<ArgsDef> | undefined);
 }
 
 /** The shared flags that take a value: their value may stand before the command's name. */
@@ -247,6 +288,18 @@ function systemError(error: unknown): KubehyveError | undefined {
 /** `text` with every control or format character escaped as a JSON string would have it. */
 const visible = (text: string) => text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => quoted(c).slice(1, -1));
 
+/** The most of one text of an error shown on the terminal (--json keeps it whole). */
+const SHOWN_ERROR_CHARS = 4_000;
+
+/**
+ * `text` cut to SHOWN_ERROR_CHARS: a message echoes what it was given, and a 1 MB value pasted
+ * into a flag must not come back as 1 MB on the terminal, once in the message and again in the hint.
+ */
+function cut(text: string): string {
+  if (text.length <= SHOWN_ERROR_CHARS) return text;
+  return `${text.slice(0, SHOWN_ERROR_CHARS)}… (${text.length - SHOWN_ERROR_CHARS} characters more)`;
+}
+
 export function printError(thrown: unknown, json: boolean, verbose = false): number {
   const system = systemError(thrown);
   if (system && verbose && !json) output().stderr(`${(thrown as Error).stack}\n`);
@@ -264,25 +317,40 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
     output().stderr(`✖ kubehyve hit a bug: ${(error as Error)?.stack ?? String(error)}\n`);
     return exitCode;
   }
-  output().stderr(`✖ ${printable(error.message)}\n`);
+  output().stderr(`✖ ${cut(visible(error.message))}\n`);
   if (error instanceof InputError) {
     for (const p of error.problems) {
       const where = p.where ? `${p.where}: ` : "";
       // One problem, one line: what the file put into a message (a name with a line break or an
       // escape sequence, in a stage's own message too) is shown escaped, never raw.
-      output().stderr(`  ${visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`)}\n`);
+      output().stderr(`  ${cut(visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`))}\n`);
     }
   }
-  if (error.hint) output().stderr(`  → ${printable(error.hint)}\n`);
+  if (error.hint) output().stderr(`  → ${cut(visible(error.hint))}\n`);
   if (error instanceof CancelledError)
     output().stderr("  stopped; the journal in the state dir says where\n");
   return exitCode;
+}
+
+/**
+ * Refuses an argument that was not UTF-8. The runtime decodes argv as UTF-8 and puts U+FFFD for
+ * every byte it cannot read, so `init -c $'x\xff.yaml'` would write "x\uFFFD.yaml", another file than
+ * the one named, and `-c` of such a file would say it does not exist while it does.
+ */
+function refuseUndecodable(rawArgs: readonly string[]): void {
+  const bad = rawArgs.find((a) => a.includes("\uFFFD"));
+  if (bad !== undefined)
+    throw new InputError(
+      `the argument ${quoted(bad)} is not valid UTF-8 (or holds U+FFFD), so kubehyve cannot know which file or name it means; nothing was done`,
+      "give names in UTF-8: rename the file, or reach it through a link with a UTF-8 name",
+    );
 }
 
 /** Runs the CLI and returns the exit code. */
 export async function runCli(rawArgs: string[]): Promise<number> {
   const json = rawArgs.includes("--json");
   try {
+    refuseUndecodable(rawArgs);
     let { path, rest, leaf } = await resolvePath(rawArgs);
     const help = rest.includes("--help") || rest.includes("-h");
     // `kubehyve --verbose --version` is the version too, not a usage error: only the fast path in

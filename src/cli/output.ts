@@ -108,11 +108,26 @@ export function processStreamsMade(): boolean {
   return streamsMade;
 }
 
+/**
+ * The values of FORCE_COLOR that ask for colours, as Node reads it (doc/api/cli.md, FORCE_COLOR:
+ * "1, true, or the empty string" and 2 or 3 for more colours; "any other value will result in
+ * colorized output being disabled"): FORCE_COLOR=false must not colour the lines.
+ */
+const FORCE_COLOR_ON = new Set(["", "1", "2", "3", "true"]);
+
 /** NO_COLOR (https://no-color.org: set and not empty) wins, then FORCE_COLOR, then a terminal. */
 function colorsOn(fd: number): boolean {
   if (process.env.NO_COLOR) return false;
-  if (process.env.FORCE_COLOR !== undefined) return process.env.FORCE_COLOR !== "0";
+  if (process.env.FORCE_COLOR !== undefined) return FORCE_COLOR_ON.has(process.env.FORCE_COLOR);
   return process.env.TERM !== "dumb" && isTerminal(fd);
+}
+
+/**
+ * Whether the terminal moves its cursor when told (\r\x1b[2K to redraw a line, a clear screen):
+ * TERM=dumb (Emacs' shell, some consoles) says it does not, and would show the sequences as text.
+ */
+export function cursorMoves(): boolean {
+  return process.env.TERM !== "dumb";
 }
 
 const processOutput: Output = {
@@ -233,15 +248,19 @@ export function lineReporter(out: () => Output): ConsolaReporter {
         text
           .replace(/`([^`]+)`/gm, (_, m: string) => paint("cyan", m))
           .replace(/\s+_([^_]+)_\s+/gm, (_, m: string) => ` ${paint("underline", m)} `);
-      const text = logObj.args
-        .map((arg: unknown) =>
-          typeof arg === "string"
-            ? arg
-            : arg instanceof Error
-              ? (arg.stack ?? `${arg.name}: ${arg.message}`)
-              : Bun.inspect(arg, { colors: false }),
-        )
-        .join(" ");
+      // What a line names (a path, a cluster file's name, a plugin dir) came from the user or a
+      // host: escaped here, before the line's own colours are added, it can never drive the terminal.
+      const text = printable(
+        logObj.args
+          .map((arg: unknown) =>
+            typeof arg === "string"
+              ? arg
+              : arg instanceof Error
+                ? (arg.stack ?? `${arg.name}: ${arg.message}`)
+                : Bun.inspect(arg, { colors: false }),
+          )
+          .join(" "),
+      );
       const [first = "", ...rest] = text.split("\n");
       const color = TYPE_COLOR[logObj.type] ?? LEVEL_COLOR[logObj.level] ?? "gray";
       const badge = logObj.badge ?? logObj.level < 2;

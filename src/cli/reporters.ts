@@ -8,7 +8,7 @@ import type { DoctorFinding, DoctorReport } from "../core/doctor-report.ts";
 import { doctorSummaryLine } from "../core/doctor-report.ts";
 import { EVENT_VERSION, type Reporter, RUN_SECTION, type RunEvent } from "../core/reporter.ts";
 import { appendPrivateFile } from "../lib/fsutil.ts";
-import { logger, output, printable, shortened } from "./output.ts";
+import { cursorMoves, logger, output, printable, shortened } from "./output.ts";
 
 function tee(logFile: string | undefined, event: RunEvent): void {
   if (!logFile) return;
@@ -67,7 +67,7 @@ export function humanReporter(
 ): Reporter {
   const out = opts.consola ?? logger({ verbose: opts.verbose });
   const terminal = output();
-  const live = terminal.interactive && !process.env.CI;
+  const live = terminal.interactive && !process.env.CI && cursorMoves();
   // consola draws errors and warnings as a badge between blank lines (" ERROR  …"); a run's
   // failure lines keep the one-line, one-symbol form of every other line, and of the CLI's ✖.
   const error = (message: string) => out.error({ message, badge: false });
@@ -240,7 +240,7 @@ export function doctorReporter(opts: { logFile?: string; live?: boolean; verbose
   done(): void;
 } {
   const terminal = output();
-  const live = Boolean(opts.live) && terminal.interactive && !process.env.CI;
+  const live = Boolean(opts.live) && terminal.interactive && !process.env.CI && cursorMoves();
   let shown = false;
   const clear = () => {
     if (shown) terminal.stderr("\r\x1b[2K");

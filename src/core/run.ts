@@ -87,8 +87,9 @@ export function selectStages(ordered: readonly Stage[], select: StageSelection =
   const from = select.from ? slots.indexOf(select.from) : 0;
   const until = select.until ? slots.indexOf(select.until) : slots.length - 1;
   // A selection that selects nothing is a slip (the two swapped), never a run that does nothing
-  // and says it went well.
-  if (from > until)
+  // and says it went well. A cluster file without stages has nothing to select: from 0 "after"
+  // until -1 is no swap.
+  if (slots.length && from > until)
     throw new InputError(
       `--from ${select.from} comes after --until ${select.until} in the run order: no stage would run`,
       `the stages in run order: ${slots.join(", ")}`,

@@ -75,6 +75,50 @@ describe("flags", () => {
     expect(() => checkFlags(["--ignore", "a", "--ignore", "b"], doctor, "doctor")).not.toThrow();
   });
 
+  test("a switch given a value is refused: citty would read --yes=no as yes", () => {
+    for (const token of ["--yes=no", "--yes=false", "--offline=0", "--no-offline=true"])
+      expect(() => checkFlags([token], args, "down")).toThrow(InputError);
+    try {
+      checkFlags(["--yes=no"], args, "down");
+      throw new Error("accepted");
+    } catch (error) {
+      expect((error as InputError).message).toBe(
+        "--yes=no: --yes is a switch and takes no value; nothing was done",
+      );
+      expect((error as InputError).hint).toBe(
+        "write --yes to turn it on, or leave it out: see kubehyve down --help",
+      );
+    }
+  });
+
+  test("a switch turned both on and off is refused: citty lets --no-X win wherever it stands", () => {
+    expect(() => checkFlags(["--no-offline", "--offline"], args, "plan")).toThrow(
+      new InputError("--offline and --no-offline were both given; nothing was done"),
+    );
+    expect(() => checkFlags(["--offline", "--no-offline"], args, "plan")).toThrow(InputError);
+    expect(() => checkFlags(["-y", "--no-yes"], args, "down")).toThrow(
+      new InputError("--yes and --no-yes were both given; nothing was done"),
+    );
+    expect(() => checkFlags(["--offline", "--offline", "--no-yes", "--no-yes"], args, "plan")).not.toThrow();
+  });
+
+  test('a short flag with = is refused: citty keeps the = in the value (-c=lab.yaml names "=lab.yaml")', () => {
+    for (const token of ["-c=lab.yaml", "-y=no", "-yc=lab.yaml"])
+      expect(() => checkFlags([token], args, "plan")).toThrow(InputError);
+    try {
+      checkFlags(["-c=lab.yaml"], args, "plan");
+      throw new Error("accepted");
+    } catch (error) {
+      expect((error as InputError).message).toBe(
+        '-c=lab.yaml: a short flag takes its value after a space, not after "="; nothing was done',
+      );
+      expect((error as InputError).hint).toBe(
+        'write -c VALUE, or the long flag with "=": see kubehyve plan --help',
+      );
+    }
+    expect(() => checkFlags(["--config=lab.yaml"], args, "plan")).not.toThrow();
+  });
+
   test("suggests the nearest command, and nothing when none is near", () => {
     const commands = [
       "init",

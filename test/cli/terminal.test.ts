@@ -72,6 +72,17 @@ describe("colours", () => {
     expect(forced.stdout).toStartWith(GREEN_TICK);
   });
 
+  test("FORCE_COLOR colours a pipe only for the values Node takes as asking for colours", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-pipe-"));
+    const seen = (value: string) =>
+      runCli([process.execPath, MAIN, "config", "validate", "--example"], {
+        cwd: dir,
+        env: colourable({ FORCE_COLOR: value }),
+      }).stdout.startsWith(GREEN_TICK);
+    expect(["", "true"].filter(seen)).toEqual(["", "true"]);
+    expect(["0", "false"].filter(seen)).toEqual([]);
+  });
+
   test.skipIf(!have("script", "bsdutils"))(
     "--help is styled on a terminal and plain text on a pipe or in a file",
     () => {
@@ -169,4 +180,34 @@ writeFully(2, "went on\\n");`);
         closeSync(full);
       }
     });
+});
+
+describe("a terminal that cannot move its cursor", () => {
+  test.skipIf(!have("script", "bsdutils"))(
+    "TERM=dumb gets no line redrawn in place, nor any other escape sequence",
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "kubehyve-dumb-"));
+      writeFileSync(
+        join(dir, "kubehyve.yaml"),
+        "name: probe\nnetwork: { gateway: 127.0.0.1, subnet: 127.0.0.0/24 }\nnodes:\n  - { name: n1, role: control-plane, address: 127.0.0.10 }\n",
+      );
+      const args = [
+        process.execPath,
+        MAIN,
+        "doctor",
+        "-c",
+        join(dir, "kubehyve.yaml"),
+        "--state-dir",
+        join(dir, "state"),
+      ];
+      // On a terminal that can, the line saying what doctor looks at is drawn and then cleared.
+      const xterm = onTerminal(args, colourable());
+      expect(xterm.code).toBe(0);
+      expect(xterm.text).toContain("doctor: looking at nothing…\r\x1b[2K");
+      const dumb = onTerminal(args, colourable({ TERM: "dumb" }));
+      expect(dumb.code).toBe(0);
+      expect(dumb.text).toStartWith("doctor probe: no stages");
+      expect(dumb.text).not.toContain("\x1b");
+    },
+  );
 });
