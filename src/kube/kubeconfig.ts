@@ -401,6 +401,41 @@ export interface MergeResult {
  * a symbolic link is written through, to its target, atomically there, keeping the file's owner;
  * the file's previous content is kept beside it as `<file>.kubehyve-backup-<time>`.
  */
+/**
+ * The fields of a kubeconfig (client-go tools/clientcmd/api/v1 types.go, Config). A mapping with
+ * others, or of another kind, is some other YAML file ($KUBECONFIG naming a cluster file, say), and
+ * entries merged into it would break it for whatever reads it.
+ */
+const CONFIG_FIELDS = new Set([
+  "apiVersion",
+  "kind",
+  "preferences",
+  "clusters",
+  "users",
+  "contexts",
+  "current-context",
+  "extensions",
+]);
+
+function notAKubeconfig(data: Record<string, unknown>, path: string): void {
+  if (data.kind !== undefined && data.kind !== null && data.kind !== "Config")
+    throw new KubeconfigError(
+      path,
+      "kind",
+      `is ${JSON.stringify(data.kind)}: this file is not a kubeconfig (kind: Config)`,
+    );
+  const others = Object.keys(data).filter((key) => !CONFIG_FIELDS.has(key));
+  if (others.length)
+    throw new KubeconfigError(
+      path,
+      "(file)",
+      `is not a kubeconfig: it has ${others
+        .slice(0, 4)
+        .map((k) => JSON.stringify(k))
+        .join(", ")}${others.length > 4 ? ", …" : ""}, which a kubeconfig does not; nothing was changed`,
+    );
+}
+
 export async function mergeKubeconfig(
   targetPath: string,
   sourceText: string,
@@ -439,7 +474,8 @@ export async function mergeKubeconfig(
       );
   }
   // Checked as data first: the same errors as every other kubeconfig, with their line.
-  parseYamlObject(existing ?? "", targetPath);
+  const data = parseYamlObject(existing ?? "", targetPath);
+  notAKubeconfig(data, targetPath);
   const doc = parseDocument(existing ?? "");
   if (doc.contents === null) doc.contents = doc.createNode({}) as never;
   const root = doc.contents as unknown as YAMLMap;

@@ -181,12 +181,12 @@ describe("a command line without a command", () => {
     mkdirSync(bin);
     writeFileSync(join(bin, "git"), "#!/bin/sh\nexec sleep 120\n", { mode: 0o755 });
     const r = Bun.spawnSync([process.execPath, join(import.meta.dir, "../../src/main.ts"), "--version"], {
-      env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
-      timeout: 60_000,
+      env: { PATH: `${bin}:${process.env.PATH}`, HOME: process.env.HOME ?? "/root" },
+      timeout: 25_000,
     });
     expect(r.stdout.toString()).toMatch(/^kubehyve \d+\.\d+\.\d+ \(commit unknown, /);
     expect(r.exitCode).toBe(0);
-  });
+  }, 30_000);
 });
 
 describe("words and flags the command line would get wrong", () => {

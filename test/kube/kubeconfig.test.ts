@@ -304,4 +304,22 @@ current-context: work
     );
     expect(readFileSync(target, "utf8")).toBe("clusters: nope\n");
   });
+
+  test("refuses a YAML file that is something else ($KUBECONFIG naming a cluster file), changing nothing", async () => {
+    const cluster = join(dir, "kubehyve.yaml");
+    const text = "name: lab\nhost: local\nnetwork: { gateway: 192.168.1.1 }\nnodes: []\nstages: {}\n";
+    writeFileSync(cluster, text);
+    await expect(mergeKubeconfig(cluster, adminConf(), "lab")).rejects.toThrow(
+      `kubeconfig ${cluster}: (file): is not a kubeconfig: it has "name", "host", "network", "nodes", …, which a kubeconfig does not; nothing was changed`,
+    );
+    const manifest = join(dir, "deploy.yaml");
+    writeFileSync(manifest, "apiVersion: apps/v1\nkind: Deployment\n");
+    await expect(mergeKubeconfig(manifest, adminConf(), "lab")).rejects.toThrow(
+      `kubeconfig ${manifest}: kind: is "Deployment": this file is not a kubeconfig (kind: Config)`,
+    );
+    expect(readFileSync(cluster, "utf8")).toBe(text);
+    expect(
+      readdirSync(dir).filter((f) => f.startsWith("kubehyve.yaml.") || f.startsWith("deploy.yaml.")),
+    ).toEqual([]);
+  });
 });
