@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { Journal } from "../../src/core/journal.ts";
 import { appendPrivateFile, ensurePrivateDirSync, readPrivateFile } from "../../src/lib/fsutil.ts";
 import { runCli } from "../lab/cli.ts";
+import { canMount, onFullDisk } from "../lab/full-disk.ts";
 import { findTool, have } from "../lab/prereq.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
@@ -264,44 +265,31 @@ describe("a file written atomically", () => {
 });
 
 describe("a file written atomically on a full disk", () => {
-  test.skipIf(!have("unshare", "util-linux") || !have("mount", "mount"))(
+  test.skipIf(!canMount)(
     "keeps the old file whole, leaves no temporary file, and names the file in its error",
     () => {
-      // A 16 KiB tmpfs in a mount namespace of its own: full for real, and gone with the process.
-      const dir = mkdtempSync(join(tmpdir(), "kubehyve-fulldisk-"));
       const module = join(import.meta.dir, "../../src/lib/fsutil.ts");
-      const target = join(dir, "kubehyve.prom");
-      const script = `
-        const fs = await import("node:fs");
-        const { writeFileAtomic } = await import(${JSON.stringify(module)});
-        fs.writeFileSync(${JSON.stringify(target)}, "old report\\n");
-        let error;
-        try { await writeFileAtomic(${JSON.stringify(target)}, "x".repeat(64 * 1024), 0o644); }
-        catch (e) { error = { code: e.code, message: e.message, path: e.path }; }
-        console.log(JSON.stringify({ error, left: fs.readdirSync(${JSON.stringify(dir)}),
-          content: fs.readFileSync(${JSON.stringify(target)}, "utf8") }));`;
-      const proc = Bun.spawnSync([
-        findTool("unshare")!,
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        'mount -t tmpfs -o size=16k kubehyve-full "$1" && exec "$2" -e "$3"',
-        "sh",
-        dir,
-        process.execPath,
-        script,
-      ]);
-      expect(proc.stderr.toString()).toBe("");
-      expect(proc.exitCode).toBe(0);
-      const seen = JSON.parse(proc.stdout.toString());
-      expect(seen.error.code).toBe("ENOSPC");
-      expect(seen.error.message).toBe(`ENOSPC: no space left on device, write '${target}'`);
-      expect(seen.error.path).toBe(target);
-      expect(seen.left).toEqual(["kubehyve.prom"]);
-      expect(seen.content).toBe("old report\n");
-      rmSync(dir, { recursive: true, force: true });
+      const result = onFullDisk(
+        "printf 'old report\\n' > kubehyve.prom",
+        `const fs = await import("node:fs");
+         const { writeFileAtomic } = await import(${JSON.stringify(module)});
+         let error;
+         try { await writeFileAtomic("kubehyve.prom", "x".repeat(64 * 1024), 0o644); }
+         catch (e) { error = { code: e.code, message: e.message, path: e.path }; }
+         console.log(JSON.stringify({ error, left: fs.readdirSync(".").sort(),
+           content: fs.readFileSync("kubehyve.prom", "utf8") }));`,
+      );
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual({
+        error: {
+          code: "ENOSPC",
+          message: "ENOSPC: no space left on device, write 'kubehyve.prom'",
+          path: "kubehyve.prom",
+        },
+        left: ["fill", "kubehyve.prom"],
+        content: "old report\n",
+      });
     },
   );
 });
