@@ -47,7 +47,7 @@ cleanup() {
   for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
     umount "${mounted[i]}" 2>/dev/null || umount -l "${mounted[i]}" || true
   done
-  if awk -v r="$root/" 'index($2, r) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+  if awk -v root="$root" -v r="$root/" '$2 == root || index($2, r) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
     echo "left $work in place: something is still mounted under it" >&2
     return
   fi
@@ -83,6 +83,13 @@ cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 # on port 22): the usual policy for a chroot.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
+
+# The root is a mount point of its own, as / is on a real machine: a mount namespace made inside it
+# (the full-disk tests' unshare -m) can then make its mounts private, which it cannot do for a /
+# that is no mount point. Private here too, so that nothing mounted below it reaches this machine.
+mount --bind "$root" "$root"
+mount --make-private "$root"
+mounted+=("$root")
 
 bind /proc
 bind /sys
