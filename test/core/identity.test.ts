@@ -6,8 +6,9 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { syncsAndRenames } from "../lab/durability.ts";
 import { canMount, onFullDisk } from "../lab/full-disk.ts";
-import { findTool, have } from "../lab/prereq.ts";
+import { have } from "../lab/prereq.ts";
 
 setDefaultTimeout(30_000);
 
@@ -44,25 +45,13 @@ describe("the cluster's identity", () => {
     () => {
       const dir = mkdtempSync(join(tmpdir(), "kubehyve-identity-"));
       try {
-        const log = join(dir, "strace.log");
         const state = join(dir, "state");
-        const proc = Bun.spawnSync([
-          findTool("strace")!,
-          "-f",
-          "-y",
-          "-e",
-          "trace=fsync,fdatasync,rename,renameat,renameat2",
-          "-o",
-          log,
-          process.execPath,
-          "-e",
+        const { exitCode, calls } = syncsAndRenames(
           `const { clusterIdentity } = await import(${JSON.stringify(MODULE)}); clusterIdentity(${JSON.stringify(state)}, true);`,
-        ]);
-        expect(proc.exitCode).toBe(0);
+          dir,
+        );
+        expect(exitCode).toBe(0);
         expect(readFileSync(join(state, "cluster-id"), "utf8")).toMatch(/^[0-9a-f-]{36}\n$/);
-        const calls = readFileSync(log, "utf8")
-          .split("\n")
-          .filter((line) => /\b(fsync|fdatasync|rename\w*)\(/.test(line) && !line.includes("unfinished"));
         const renameAt = calls.findIndex((line) => /rename\w*\(/.test(line) && line.includes("cluster-id."));
         expect(renameAt).toBeGreaterThan(0);
         expect(

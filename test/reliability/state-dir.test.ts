@@ -23,8 +23,9 @@ import { join } from "node:path";
 import { Journal } from "../../src/core/journal.ts";
 import { appendPrivateFile, ensurePrivateDirSync, readPrivateFile } from "../../src/lib/fsutil.ts";
 import { runCli } from "../lab/cli.ts";
+import { syncsAndRenames } from "../lab/durability.ts";
 import { canMount, onFullDisk } from "../lab/full-disk.ts";
-import { findTool, have } from "../lab/prereq.ts";
+import { have } from "../lab/prereq.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -230,25 +231,13 @@ describe("a file written atomically", () => {
     () => {
       const dir = mkdtempSync(join(tmpdir(), "kubehyve-durable-"));
       const target = join(dir, "state.json");
-      const log = join(dir, "strace.log");
       const module = join(import.meta.dir, "../../src/lib/fsutil.ts");
-      const proc = Bun.spawnSync([
-        findTool("strace")!,
-        "-f",
-        "-y",
-        "-e",
-        "trace=fsync,fdatasync,rename,renameat,renameat2",
-        "-o",
-        log,
-        process.execPath,
-        "-e",
+      const { exitCode, calls } = syncsAndRenames(
         `const { writeFileAtomic } = await import(${JSON.stringify(module)}); await writeFileAtomic(${JSON.stringify(target)}, '{"a":1}');`,
-      ]);
-      expect(proc.exitCode).toBe(0);
+        dir,
+      );
+      expect(exitCode).toBe(0);
       expect(readFileSync(target, "utf8")).toBe('{"a":1}');
-      const calls = readFileSync(log, "utf8")
-        .split("\n")
-        .filter((line) => /\b(fsync|fdatasync|rename\w*)\(/.test(line) && !line.includes("unfinished"));
       const renameAt = calls.findIndex(
         (line) => /rename\w*\(/.test(line) && line.includes("state.json.") && line.includes(".tmp"),
       );
