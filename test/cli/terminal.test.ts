@@ -157,9 +157,12 @@ writeFully(2, "went on\\n");`);
     expect(proc.stdout.toString()).toBe("exit 0\n");
   });
 
+  // --version alone takes a fast path of its own in main.ts, and must fail as `kubehyve version` does.
   for (const args of [
     ["config", "validate", "--example"],
     ["plan", "--example", "--offline", "--json"],
+    ["--version"],
+    ["version"],
   ])
     test(`stdout on a full disk fails \`${args.join(" ")}\` with one line saying so, after the run, not a crash`, () => {
       const dir = mkdtempSync(join(tmpdir(), "kubehyve-full-"));
