@@ -3,9 +3,8 @@
  * hand, or by another cluster, is refused by `up` (naming its owner, before anything changes) and
  * left alone by `down`, and so are switches this cluster did not make.
  */
-import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bhyvePlugin } from "../../../../plugins/hypervisor/bhyve/index.ts";
 import { parseBhyveOptions } from "../../../../plugins/hypervisor/bhyve/options.ts";
@@ -14,25 +13,17 @@ import { runEngine } from "../../../../src/core/engine.ts";
 import type { Cluster } from "../../../../src/core/model.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { labNode } from "../../../lab/cluster.ts";
-import { createFreebsdHost, type FreebsdHost, hostTarget, run } from "../../../lab/freebsd/host.ts";
+import { type FreebsdHost, hostTarget, run } from "../../../lab/freebsd/host.ts";
 import { exampleCluster, isMutating, labContext, up } from "./lab.ts";
+import { perTestHost } from "./per-test.ts";
 
 setDefaultTimeout(60_000);
 
+const lab = perTestHost("kubehyve-bhyve-owner-");
+const stateDir = lab.stateDir;
 let host: FreebsdHost;
-const dirs: string[] = [];
-const stateDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), "kubehyve-bhyve-owner-"));
-  dirs.push(dir);
-  return dir;
-};
-
 beforeEach(() => {
-  host = createFreebsdHost({ stopDelayMs: 100 });
-});
-afterEach(() => {
-  host.cleanup();
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  host = lab.host();
 });
 
 const options = (extra: Record<string, unknown> = {}) => ({
