@@ -50,6 +50,17 @@ function write(name: string, text: string, mode = 0o644): string {
   return file;
 }
 
+/** The problems of a one-node cluster file with these `stages:` lines, read against `registry`. */
+function problemsOf(stages: string, registry: Parameters<typeof parseClusterText>[2]): unknown {
+  const text = `name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n${stages}`;
+  try {
+    parseClusterText(text, "lab.yaml", registry);
+  } catch (error) {
+    return (error as { problems?: unknown }).problems;
+  }
+  return undefined;
+}
+
 describe("the plugin loader", () => {
   test("loads a drop-in file next to the built-ins", async () => {
     const file = write("other.ts", dropIn("extra/thing"));
@@ -403,15 +414,7 @@ export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-file
   test("a cluster file naming a plugin that was found but refused says what is wrong with it, not that it is missing", async () => {
     const file = write("future.ts", dropIn("extra/future").replace("apiVersion: 1", "apiVersion: 2"));
     const registry = await loadPlugins([builtin], [dir]);
-    const text =
-      "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  extra:\n    plugin: future\n";
-    let thrown: unknown;
-    try {
-      parseClusterText(text, "lab.yaml", registry);
-    } catch (error) {
-      thrown = error;
-    }
-    expect((thrown as { problems?: unknown }).problems).toEqual([
+    expect(problemsOf("  extra:\n    plugin: future\n", registry)).toEqual([
       expect.objectContaining({
         path: "stages.extra.plugin",
         message: `plugin extra/future in ${file} is not loaded: it needs plugin API 2; this kubehyve speaks 1`,
@@ -426,15 +429,7 @@ export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-file
     write("b.ts", after("second/b", "first"));
     const registry = await loadPlugins([builtin], [dir]);
     expect(registry.diagnostics).toEqual([]);
-    const text =
-      "name: lab\nnetwork:\n  gateway: 10.9.0.1\n  subnet: 10.9.0.0/24\nnodes:\n  - name: n1\n    role: control-plane\n    address: 10.9.0.10\nstages:\n  first:\n    plugin: a\n  second:\n    plugin: b\n";
-    let thrown: unknown;
-    try {
-      parseClusterText(text, "lab.yaml", registry);
-    } catch (error) {
-      thrown = error;
-    }
-    expect((thrown as { problems?: unknown }).problems).toEqual([
+    expect(problemsOf("  first:\n    plugin: a\n  second:\n    plugin: b\n", registry)).toEqual([
       expect.objectContaining({
         path: "stages",
         message: `the stages' "after" lists form a cycle: first (after second); second (after first)`,
