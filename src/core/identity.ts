@@ -3,10 +3,9 @@
  * stage creates on a host carries it, so that `up` and `down` act only on what this cluster made:
  * two clusters with the same node names, or a VM someone made by hand, are never mistaken for ours.
  */
-import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { KubehyveError } from "../lib/errors.ts";
-import { ensurePrivateDirSync, pathError, readPrivateFile, tempPathFor } from "../lib/fsutil.ts";
+import { ensurePrivateDirSync, pathError, readPrivateFile, writeFileAtomicSync } from "../lib/fsutil.ts";
 
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -39,47 +38,21 @@ export function clusterIdentity(stateDir: string, keep: boolean): string {
   if (keep) {
     const file = identityFileOf(stateDir);
     ensurePrivateDirSync(stateDir, "state dir");
-    writeDurably(file, `${id}\n`);
+    // Aside, synced, renamed, the directory synced: a reader never sees half an id, and a power cut
+    // after the first VMs were marked with it never leaves the file empty.
+    try {
+      writeFileAtomicSync(file, `${id}\n`);
+    } catch (error) {
+      throw (
+        pathError(error, `cannot write the cluster's identity ${file}`) ??
+        new KubehyveError(
+          // The file is named once, before the system's words.
+          `cannot write the cluster's identity ${file}: ${(error as Error).message.replace(/ '[^']*'$/, "")}`,
+          1,
+          `make room on the file system of ${dirname(file)}, then run the command again`,
+        )
+      );
+    }
   }
   return id;
-}
-
-/**
- * Aside, synced, renamed, and the directory synced: a reader never sees half an id, and a power cut
- * after the first VMs were marked with it never leaves the file empty (a rename can reach the disk
- * before the data it names). A write that fails (a full disk) leaves nothing beside the file.
- */
-function writeDurably(file: string, text: string): void {
-  const draft = tempPathFor(file);
-  try {
-    // "wx": never through something already lying at the temporary name.
-    const fd = openSync(draft, "wx", 0o600);
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(draft, file);
-  } catch (error) {
-    rmSync(draft, { force: true });
-    throw (
-      pathError(error, `cannot write the cluster's identity ${file}`) ??
-      new KubehyveError(
-        `cannot write the cluster's identity ${file}: ${(error as Error).message}`,
-        1,
-        `make room on the file system of ${dirname(file)}, then run the command again`,
-      )
-    );
-  }
-  try {
-    const dir = openSync(dirname(file), constants.O_RDONLY | constants.O_DIRECTORY);
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
-  } catch {
-    // A file system that cannot sync a directory: the rename stands, only less durably.
-  }
 }

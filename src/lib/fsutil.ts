@@ -9,16 +9,20 @@
 import {
   closeSync,
   constants,
+  fchmodSync,
   fstatSync,
+  fsyncSync,
   lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   realpathSync,
+  renameSync,
   rmSync,
   type Stats,
   statSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
@@ -376,6 +380,37 @@ export async function writeFileAtomic(
     throw namingTarget(error, path);
   }
   await syncDirectory(dir);
+}
+
+/** writeFileAtomic for the few callers that cannot wait (the cluster's identity, read by a getter). */
+export function writeFileAtomicSync(path: string, content: string | Uint8Array, mode = 0o600): void {
+  const dir = dirname(path);
+  if (!lstatOrUndefined(dir)) ensurePrivateDirSync(dir);
+  const tmp = tempPathFor(path);
+  try {
+    const fd = openSync(tmp, "wx", mode);
+    try {
+      writeFileSync(fd, content);
+      fchmodSync(fd, mode);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (error) {
+    rmSync(tmp, { force: true });
+    throw namingTarget(error, path);
+  }
+  try {
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // As syncDirectory: where directories cannot be synced, the rename stands, only less durably.
+  }
 }
 
 /**
