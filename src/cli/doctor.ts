@@ -7,6 +7,7 @@ import { lstatSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { type DoctorReport, doctorReport, doctorSummaryLine, prometheusText } from "../core/doctor-report.ts";
+import { parseDuration } from "../core/duration.ts";
 import { runEngine } from "../core/engine.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
 import { CancelledError, ExitCode, InputError } from "../lib/errors.ts";
@@ -49,18 +50,32 @@ interface DoctorRequest {
  */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-function seconds(value: string | undefined, flag: string, example: string): number | undefined {
+/**
+ * The shortest --watch interval, watch(1)'s (procps-ng watch.c clamps `-n` to 0.1 s): a round asks
+ * every node, and `--watch 1e-9` made rounds back to back.
+ */
+const MIN_WATCH_MS = 100;
+
+/**
+ * A flag's duration in the cluster file's grammar (`90`, `1.5`, `90s`, `10m`, `2h`, `500ms`).
+ * `Number()` alone took `0x10` for 16 s and `1e-300` for no time at all.
+ */
+function seconds(value: string | undefined, flag: string, example: string, minMs = 1): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  // Number("abc") is NaN, which a timer would take as "no time at all".
-  if (!(Number.isFinite(n) && n > 0))
-    throw new InputError(`${flag} ${JSON.stringify(value)} is not a number of seconds`, example);
-  if (n * 1000 > MAX_TIMER_MS)
+  const ms = parseDuration(value);
+  if (ms === undefined || ms <= 0)
+    throw new InputError(
+      `${flag} ${JSON.stringify(value)} is not a number of seconds (or a duration such as 90s, 10m, 2h)`,
+      example,
+    );
+  if (ms < minMs)
+    throw new InputError(`${flag} ${JSON.stringify(value)} is less than ${minMs / 1000} s`, example);
+  if (ms > MAX_TIMER_MS)
     throw new InputError(
       `${flag} ${JSON.stringify(value)} is more than ${Math.floor(MAX_TIMER_MS / 1000)} seconds (24 days), the longest kubehyve can wait`,
       example,
     );
-  return n * 1000;
+  return ms;
 }
 
 /** Every --ignore, repeated or comma-separated: citty keeps only a flag's last value. */
@@ -135,7 +150,7 @@ export function doctorRequest(flags: DoctorFlags, rawArgs: readonly string[]): D
     phaseTimeoutMs: seconds(flags.timeout, "--timeout", "kubehyve doctor --timeout 300"),
     stages: splitList(nonEmpty(flags.stage, "--stage"), "--stage"),
     ignore: ignoredIds(rawArgs),
-    watchMs: seconds(flags.watch, "--watch", "kubehyve doctor --watch 60"),
+    watchMs: seconds(flags.watch, "--watch", "kubehyve doctor --watch 60", MIN_WATCH_MS),
     format,
     output: out,
   };
@@ -351,7 +366,7 @@ export default defineCommand({
     },
     watch: {
       type: "string",
-      description: "Run again every SECONDS until Ctrl-C (exit 130)",
+      description: "Run again every SECONDS (or 90s, 10m, 2h; at least 0.1) until Ctrl-C (exit 130)",
       valueHint: "SECONDS",
     },
     format: {
@@ -367,7 +382,7 @@ export default defineCommand({
     },
     timeout: {
       type: "string",
-      description: "Seconds one stage's check or verify may take (default 120)",
+      description: "Seconds (or 90s, 10m, 2h) one stage's check or verify may take (default 120)",
       valueHint: "SECONDS",
     },
   },

@@ -310,7 +310,7 @@ describe("bad input is a message, not a stack trace", () => {
       `✖ state dir ${join(dir, "in-the-way")} is a file, not a directory\n  → move ${join(dir, "in-the-way")} away\n`,
     );
     expect((await run(["doctor", "--timeout", "soon"])).stderr).toBe(
-      '✖ --timeout "soon" is not a number of seconds\n  → kubehyve doctor --timeout 300\n',
+      '✖ --timeout "soon" is not a number of seconds (or a duration such as 90s, 10m, 2h)\n  → kubehyve doctor --timeout 300\n',
     );
   });
 });

@@ -265,13 +265,18 @@ describe("kubehyve doctor for people", () => {
 
   test("bad values are refused before anything runs, naming the flag", async () => {
     const { run, dir } = lab();
+    const notSeconds = "is not a number of seconds (or a duration such as 90s, 10m, 2h)";
     const cases: [string[], string][] = [
-      [["--watch", "soon"], '✖ --watch "soon" is not a number of seconds\n  → kubehyve doctor --watch 60\n'],
-      [["--timeout", "0"], '✖ --timeout "0" is not a number of seconds\n  → kubehyve doctor --timeout 300\n'],
+      [["--watch", "soon"], `✖ --watch "soon" ${notSeconds}\n  → kubehyve doctor --watch 60\n`],
+      [["--timeout", "0"], `✖ --timeout "0" ${notSeconds}\n  → kubehyve doctor --timeout 300\n`],
+      // Number() read these as 16 s and as no time at all (a round back to back with the last).
+      [["--watch", "0x10"], `✖ --watch "0x10" ${notSeconds}\n  → kubehyve doctor --watch 60\n`],
+      [["--timeout", "1e-300"], `✖ --timeout "1e-300" ${notSeconds}\n  → kubehyve doctor --timeout 300\n`],
+      [["--watch", "0.05"], '✖ --watch "0.05" is less than 0.1 s\n  → kubehyve doctor --watch 60\n'],
       // Past a timer's range: taken, they would time every check out at once, or run a round a millisecond.
       [
-        ["--timeout", "1e10"],
-        '✖ --timeout "1e10" is more than 2147483 seconds (24 days), the longest kubehyve can wait\n  → kubehyve doctor --timeout 300\n',
+        ["--timeout", "600h"],
+        '✖ --timeout "600h" is more than 2147483 seconds (24 days), the longest kubehyve can wait\n  → kubehyve doctor --timeout 300\n',
       ],
       [
         ["--watch", "2147484"],
@@ -298,6 +303,13 @@ describe("kubehyve doctor for people", () => {
       const r = await run(args);
       expect([args, r.code, r.stderr]).toEqual([args, 2, stderr]);
       expect(r.stdout).toBe("");
+    }
+    // The cluster file's durations are taken as well as bare seconds.
+    const plain = await run([]);
+    expect(plain.code).not.toBe(2);
+    for (const timeout of ["2m", "90s", "1500ms", "1.5"]) {
+      const r = await run(["--timeout", timeout]);
+      expect([timeout, r.code, r.stderr]).toEqual([timeout, plain.code, plain.stderr]);
     }
     // With --json the refusal is a JSON line on stdout, like every error of a --json run.
     const json = await run(["--json", "--format", "prometheus"]);

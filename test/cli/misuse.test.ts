@@ -300,7 +300,7 @@ describe("two commands on one cluster at once", () => {
         MAIN,
         "doctor",
         "--watch",
-        "0.001",
+        "0.1",
         "--state-dir",
         state,
         "-o",
