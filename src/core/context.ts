@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { DownloadCache } from "../artifacts/cache.ts";
 import type { ArtifactCache } from "../artifacts/types.ts";
 import type { KubeClient } from "../kube/types.ts";
+import { busy, busyMethods } from "../lib/activity.ts";
 import { CancelledError, KubehyveError } from "../lib/errors.ts";
 import { ensurePrivateDir, writeFileAtomic } from "../lib/fsutil.ts";
 import { pending, poll } from "../lib/poll.ts";
@@ -219,7 +220,8 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     },
     kubeconfigPath,
     kube() {
-      const guard = (client: KubeClient) => pool.kube(client);
+      // Each request is bounded: a phase waiting on one is not stuck (activity.ts).
+      const guard = (client: KubeClient) => busyMethods(pool.kube(client));
       if (args.kube) return args.kube().then(guard);
       if (kubeClient) return kubeClient.then(guard);
       const client = (async () => {
@@ -240,12 +242,13 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
       kubeClient = client;
       return client.then(guard);
     },
-    artifacts:
+    artifacts: busyMethods(
       args.artifacts ??
-      new DownloadCache({
-        dir: join(args.stateDir, "cache"),
-        mirror: process.env.KUBEHYVE_MIRROR || undefined,
-      }),
+        new DownloadCache({
+          dir: join(args.stateDir, "cache"),
+          mirror: process.env.KUBEHYVE_MIRROR || undefined,
+        }),
+    ),
     log,
     state: pluginState,
     dir,
@@ -256,10 +259,8 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
         // all show the same key.
         let pending = keygens.get(privateKeyPath);
         if (!pending) {
-          pending = generateClusterKey(
-            args.stateDir,
-            privateKeyPath,
-            `kubehyve@${args.cluster.name}`,
+          pending = busy(() =>
+            generateClusterKey(args.stateDir, privateKeyPath, `kubehyve@${args.cluster.name}`),
           ).finally(() => keygens.delete(privateKeyPath));
           keygens.set(privateKeyPath, pending);
         }
@@ -279,7 +280,8 @@ export function createPluginContext(args: ContextArgs): TestablePluginContext {
     async confirm(question) {
       need(typeof question === "string", "ctx.confirm", "a question", question, "a string");
       if (args.assumeYes) return true;
-      return args.ask ? args.ask(question) : false;
+      // The operator's time, not the plugin's: no phase is stuck while a question waits.
+      return args.ask ? busy(() => args.ask!(question)) : false;
     },
     async wet(description, fn, opts) {
       need(

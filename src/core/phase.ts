@@ -3,8 +3,9 @@
  * its journal line, the limit doctor gives it, and what a failure becomes (the run stops, naming the
  * stage and phase; an interruption stays an interruption; a bug keeps its stack in the log).
  */
+import { Activity, withActivity } from "../lib/activity.ts";
 import { CancelledError, ExitCode, KubehyveError } from "../lib/errors.ts";
-import { thrownText } from "../lib/values.ts";
+import { formatDuration, thrownText } from "../lib/values.ts";
 import { CommandError } from "../targets/target.ts";
 import type { Change } from "./contract.ts";
 import { type Diagnostic, hasErrors } from "./diagnostics.ts";
@@ -59,6 +60,42 @@ function withTimeout<T>(
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Runs `fn` and fails once it has had nothing in flight (activity.ts) for `ms`: a phase that runs no
+ * command, makes no request, downloads, waits or asks nothing for that long is stuck in its plugin's
+ * own code (an `await` of a promise nobody settles), and without this would hold the run, and the
+ * host's lock, until someone pressed Ctrl-C twice.
+ */
+function withIdleLimit<T>(
+  fn: () => Promise<T>,
+  ms: number | undefined,
+  what: string,
+  plugin: string,
+): Promise<T> {
+  if (!ms) return fn();
+  const activity = new Activity();
+  let timer: Timer | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setInterval(
+      () => {
+        if (activity.idleMs() < ms) return;
+        reject(
+          new KubehyveError(
+            `${what} did nothing for ${formatDuration(ms)}: no command, request, download, wait or question in flight, so ${plugin} is stuck in its own code`,
+            ExitCode.phaseFailed,
+            `a bug of ${plugin} (kubehyve plugins shows where it comes from): report it with the run's log; if the plugin truly works that long between commands, raise timeouts.change in the cluster file`,
+          ),
+        );
+      },
+      Math.max(10, Math.min(ms / 4, 15_000)),
+    );
+  });
+  // Inside an async function, a phase that throws before its first await rejects too: the timer is
+  // cleared either way.
+  const work = withActivity(activity, async () => fn());
+  return Promise.race([work, stuck]).finally(() => clearInterval(timer));
+}
+
 export interface PhaseRunner {
   /**
    * Runs one phase: its events, its journal line, and the limit (doctor's) after which `giveUp` is
@@ -86,6 +123,8 @@ export function phaseRunner(args: {
   signal: AbortSignal;
   /** What every finding goes through before it is recorded (doctor --ignore). */
   adjust?: (d: Diagnostic) => Diagnostic;
+  /** How long a phase may have nothing in flight before it fails as stuck (withIdleLimit). */
+  idleLimitMs?: number;
 }): PhaseRunner {
   const { runId, command, journal, signal } = args;
   const adjust = args.adjust ?? ((d: Diagnostic) => d);
@@ -122,7 +161,13 @@ export function phaseRunner(args: {
         record(o, phase, durationMs, error);
       };
       try {
-        const result = await withTimeout(fn(), opts.limitMs, `${o.slot} ${phase}`, opts.giveUp);
+        const what = `${o.slot} ${phase}`;
+        const result = await withTimeout(
+          withIdleLimit(fn, args.idleLimitMs, what, o.plugin),
+          opts.limitMs,
+          what,
+          opts.giveUp,
+        );
         o.status = statusOf(result);
         end();
         return result;

@@ -15,7 +15,7 @@ import type { ExposeRequest } from "./expose.ts";
 import { acquireHostLock, type HostLock } from "./host-lock.ts";
 import { clusterIdentity } from "./identity.ts";
 import { acquireLock, Journal, type Lock, type StaleLock } from "./journal.ts";
-import type { Cluster } from "./model.ts";
+import { type Cluster, DEFAULT_TIMEOUTS } from "./model.ts";
 import { orderStages } from "./order.ts";
 import { errorMessage, type PhaseRunner, phaseRunner, type StageOutcome } from "./phase.ts";
 import { checkedHookAnswer, PluginContractError } from "./plugin-results.ts";
@@ -182,6 +182,8 @@ export class Run {
       reporter: req.reporter,
       signal: this.signal,
       adjust: this.adjust,
+      // doctor has a hard limit of its own for each phase, and starts verify outside its phase.
+      idleLimitMs: req.command === "doctor" ? undefined : (req.cluster.timeouts ?? DEFAULT_TIMEOUTS).change,
     });
     this.pool = new TargetPool(
       this.offline ? offlineTargets : (req.targets ?? defaultTargets(req.cluster, req.stateDir)),

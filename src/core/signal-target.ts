@@ -15,6 +15,7 @@
  * 124) to judge itself, as from any target.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { busy } from "../lib/activity.ts";
 import { KubehyveError } from "../lib/errors.ts";
 import { formatDuration } from "../lib/values.ts";
 import type { CommandKind, RunOptions, RunResult, Target } from "../targets/target.ts";
@@ -82,11 +83,14 @@ export function policyBinder(policy: RunPolicy): (target: Target) => Target {
         if (check) stops.push(check);
         if (opts.signal && opts.signal !== policy.signal) stops.push(opts.signal);
         if (opts.cancellable && !policy.cleaningUp?.()) stops.push(policy.signal);
-        const result = await target.run(argv, {
-          ...opts,
-          timeoutMs,
-          signal: stops.length > 1 ? AbortSignal.any(stops) : stops[0],
-        });
+        // Bounded by its timeout: the phase it runs in is waiting, not stuck (activity.ts).
+        const result = await busy(() =>
+          target.run(argv, {
+            ...opts,
+            timeoutMs,
+            signal: stops.length > 1 ? AbortSignal.any(stops) : stops[0],
+          }),
+        );
         if (result.timedOut && opts.timeoutMs === undefined)
           throw new CommandTimeoutError(target.name, opts.shownAs ?? argv, timeoutMs, kind);
         return result;

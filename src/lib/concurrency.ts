@@ -1,3 +1,4 @@
+import { busy } from "./activity.ts";
 import { CancelledError } from "./errors.ts";
 
 /**
@@ -35,16 +36,20 @@ export async function mapLimit<T, R>(
 
 /** Waits `ms`, or rejects with CancelledError as soon as `signal` aborts (at once if it already has). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new CancelledError());
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new CancelledError());
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+  // A wait is bounded: the phase it is in is not stuck (activity.ts).
+  return busy(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        if (signal?.aborted) return reject(new CancelledError());
+        const timer = setTimeout(() => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        }, ms);
+        const onAbort = () => {
+          clearTimeout(timer);
+          reject(new CancelledError());
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+      }),
+  );
 }

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ArtifactCache } from "../../src/artifacts/types.ts";
 import type { Stage } from "../../src/core/config.ts";
 import { type AnyPlugin, type Change, definePlugin } from "../../src/core/contract.ts";
 import { diag } from "../../src/core/diagnostics.ts";
@@ -11,7 +12,9 @@ import { Journal } from "../../src/core/journal.ts";
 import { orderStages } from "../../src/core/order.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
 import { RUNBOOKS } from "../../src/core/runbooks.ts";
+import type { KubeClient } from "../../src/kube/types.ts";
 import { InputError, LockHeldError } from "../../src/lib/errors.ts";
+import { pending, poll, sleep } from "../../src/lib/poll.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
 import { labCluster, labNode } from "../lab/cluster.ts";
@@ -651,6 +654,93 @@ describe("cleanups after Ctrl-C", () => {
     }).promise;
     expect(result.exitCode).toBe(130);
     expect(readFileSync(marker, "utf8")).toBe("cleaned\n");
+  });
+});
+
+describe("a phase stuck in its plugin's own code", () => {
+  // As long as a change may take, here 300 ms: a phase with nothing in flight that long is stuck.
+  const impatient = { ...cluster, timeouts: { read: 60_000, change: 300, long: 60_000 } };
+
+  test("fails the run naming the stage, the phase and the plugin, in check and in apply", async () => {
+    for (const phase of ["check", "apply"] as const) {
+      const stuck = definePlugin({
+        id: "os/stuck",
+        title: "stuck",
+        apiVersion: 1,
+        check: async () =>
+          phase === "check" ? new Promise(() => {}) : { changes: [{ summary: "make os" }], diagnostics: [] },
+        apply: () => new Promise(() => {}),
+      });
+      const started = Date.now();
+      const { promise, reporter } = run("up", [{ slot: "os", plugin: stuck as AnyPlugin, options: {} }], {
+        cluster: impatient,
+        assumeYes: true,
+      });
+      const result = await promise;
+      expect(result.exitCode).toBe(1);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(reporter.events).toContainEqual(
+        expect.objectContaining({
+          type: "phase.end",
+          stage: "os",
+          phase,
+          status: "failed",
+          error: `os ${phase} did nothing for 300 ms: no command, request, download, wait or question in flight, so os/stuck is stuck in its own code`,
+        }),
+      );
+    }
+  });
+
+  /** A promise a plain timer settles (not our sleep, which counts as a wait itself). */
+  const later = <T>(value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), 800));
+  const unanswering = { server: "https://127.0.0.1:6443", dir: stateDir };
+
+  test("a phase that waits on a command, a sleep, a poll, a question, a request or a download longer than that is not stuck", async () => {
+    const answered: string[] = [];
+    const patient = definePlugin({
+      id: "os/patient",
+      title: "patient",
+      apiVersion: 1,
+      async check(ctx) {
+        const r = await ctx.local.run(["sleep", "0.8"]);
+        expect(r.code).toBe(0);
+        await sleep(800);
+        let probes = 0;
+        await poll("three probes", async () => (++probes < 3 ? pending("not yet") : true), {
+          timeoutMs: 10_000,
+          intervalMs: 400,
+        });
+        expect(await ctx.confirm("go on?")).toBe(true);
+        expect(await (await ctx.kube()).get("v1", "Namespace", "default")).toBeUndefined();
+        expect(await ctx.artifacts.has({ url: "https://example.invalid/a", sha256: "0".repeat(64) })).toBe(
+          false,
+        );
+        return { changes: [], diagnostics: [] };
+      },
+    });
+    const { promise, reporter } = run("up", [{ slot: "os", plugin: patient as AnyPlugin, options: {} }], {
+      cluster: impatient,
+      targets: {
+        host: () => new LocalTarget(),
+        node: () => new LocalTarget(),
+        local: () => new LocalTarget(),
+      },
+      // A slow API server and a slow disk: each answer takes longer than the phase may stay idle.
+      kube: async () => ({ ...unanswering, get: () => later(undefined) }) as unknown as KubeClient,
+      artifacts: { ...unanswering, has: () => later(false) } as unknown as ArtifactCache,
+      ask: async (question) => {
+        // A person answering, not a wait of the plugin's.
+        await new Promise((resolve) => setTimeout(resolve, 800));
+        answered.push(question);
+        return true;
+      },
+    });
+    const result = await promise;
+    expect(reporter.events.filter((e) => e.type === "phase.end")).toEqual([
+      expect.objectContaining({ stage: "os", phase: "check", status: "up-to-date" }),
+    ]);
+    expect(result.exitCode).toBe(0);
+    expect(answered).toEqual(["go on?"]);
   });
 });
 
