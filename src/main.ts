@@ -3,6 +3,7 @@
  * stays fast) and runs the command line.
  */
 import { writeSync } from "node:fs";
+import { exitNow, guardProcessExit } from "./cli/exit-guard.ts";
 import { restoreJitPolicyAfter } from "./cli/jit-policy.ts";
 import { versionLine } from "./cli/version-info.ts";
 
@@ -26,6 +27,7 @@ if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
 } else {
   // Start-up code runs once: it stays interpreted until the command proves a long one.
   restoreJitPolicyAfter();
+  guardProcessExit();
   const [{ provideBuiltins }, { runCli }, { lostOutput, processStreamsMade, writeFully }] = await Promise.all(
     [import("./cli/builtins.ts"), import("./cli/index.ts"), import("./cli/output.ts")],
   );
@@ -51,5 +53,5 @@ if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
       });
     await Promise.all([drain(process.stdout), drain(process.stderr)]);
   }
-  process.exit(code);
+  exitNow(code);
 }

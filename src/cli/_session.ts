@@ -9,6 +9,7 @@ import { CancelledError } from "../lib/errors.ts";
 import { ensurePrivateDir } from "../lib/fsutil.ts";
 import { killRunningCommands } from "../targets/local.ts";
 import type { GlobalFlags } from "./_shared.ts";
+import { exitNow } from "./exit-guard.ts";
 import { isTerminal, logger, output, processStreamsMade } from "./output.ts";
 import { humanReporter, jsonReporter } from "./reporters.ts";
 
@@ -51,7 +52,7 @@ export function interruptSignals(): { signal: AbortSignal; abort: AbortSignal; d
       if (++seen[name] > 1) {
         hard.abort(new CancelledError("left at once"));
         killRunningCommands();
-        process.exit(exitCode);
+        exitNow(exitCode);
       }
       if (controller.signal.aborted) return;
       // With the terminal gone a write to it fails (EIO): that must not end the run mid-step.

@@ -26,7 +26,7 @@ export default definePlugin({
   options: v.object({
     file: v.string(),
     pidFile: v.optional(v.string()),
-    mode: v.optional(v.picklist(["ok", "fail", "sleep", "hang", "stubborn"]), "ok"),
+    mode: v.optional(v.picklist(["ok", "fail", "sleep", "hang", "stubborn", "exit"]), "ok"),
   }),
   async check(ctx) {
     const current = await readTargetFile(ctx.host, ctx.options.file);
@@ -35,6 +35,7 @@ export default definePlugin({
   async apply(ctx) {
     const { mode, pidFile, file } = ctx.options;
     if (mode === "fail") throw new Error("the disk caught fire");
+    if (mode === "exit") process.exit(0);
     if (mode === "sleep")
       await ctx.host.run(["sh", "-c", 'echo $$ > "$1"; exec sleep 60', "sh", pidFile], { cancellable: true });
     if (mode === "stubborn")
@@ -134,6 +135,29 @@ describe("a failing run on a terminal-less NO_COLOR output", () => {
       .map((l) => JSON.parse(l));
     expect(events).toContainEqual(
       expect.objectContaining({ type: "phase.end", stage: "marker", phase: "apply", status: "failed" }),
+    );
+  });
+});
+
+describe("a plugin that calls process.exit", () => {
+  test("fails its phase, naming where it was called, instead of ending the run with success", async () => {
+    const { spawn, file, journal, dir } = lab("exit");
+    const proc = spawn(["up", "--yes"]);
+    const [code, stdout, stderr] = await Promise.all([
+      proc.exited,
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+    ]);
+    expect(code).toBe(1);
+    const why = `process.exit(0) was called by a plugin, at apply (${join(dir, "plugins", "marker.ts")}:18:34): only kubehyve ends the run`;
+    expect(stderr).toBe(
+      `✖ marker apply failed after ${/after (\d+ ms)/.exec(stderr)?.[1]}: ${why}\n✖ marker apply failed: ${why}\n`,
+    );
+    expect(stdout).toContain("✔ marker check changes (");
+    expect(existsSync(file)).toBe(false);
+    // The run ended as a run does: its journal has the failed phase.
+    expect(journal()).toContainEqual(
+      expect.objectContaining({ stage: "marker", phase: "apply", status: "failed" }),
     );
   });
 });
