@@ -185,6 +185,13 @@ export class SshTarget implements Target {
     const o = (key: string, value: string) => ["-o", `${key}=${value}`];
     const args = [
       "ssh",
+      // No ssh_config at all, neither ~/.ssh/config nor /etc/ssh/ssh_config (ssh(1): "-F none": no
+      // configuration files are read). Whatever they say would apply to every option set below by
+      // its absence: a `Host *` with ForwardAgent, RemoteCommand, ProxyCommand or `Match exec`
+      // would reach the cluster's machines, and Debian's own file hashes known_hosts and sends the
+      // locale. The user's default keys and agent still serve a host given without an identity.
+      "-F",
+      "none",
       "-T",
       ...o("BatchMode", "yes"),
       ...o("ControlMaster", "auto"),

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { mapLimit } from "../../src/lib/concurrency.ts";
-import { CancelledError } from "../../src/lib/errors.ts";
+import { CancelledError, KubehyveError } from "../../src/lib/errors.ts";
+import { processAlive } from "../../src/lib/process.ts";
 import { LocalTarget, spawnCommand } from "../../src/targets/local.ts";
 import { classifySshFailure, parseSshUrl, SshError, SshTarget } from "../../src/targets/ssh.ts";
 import { runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
@@ -236,6 +237,46 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     expect(() => new SshTarget({ user: "root", host: "-oProxyCommand=id", stateDir })).toThrow(
       '"-oProxyCommand=id" is not a host name or IP address',
     );
+  });
+});
+
+describe.skipIf(!haveOpenSsh)("SshTarget against hostile paths and settings", () => {
+  let sshd: Sshd;
+  beforeAll(async () => {
+    sshd = await startSshd();
+    cleanups.push(() => sshd.stop());
+  });
+
+  test("reads no ssh_config: neither the user's ~/.ssh/config nor the system's", async () => {
+    expect(have("strace", "strace")).toBe(true);
+    const dir = await tempDir("kubehyve-ssh-config-");
+    const target = targetFor(sshd, dir);
+    // The master is up first: the traced client is then a short-lived one that strace can outlast.
+    await runOk(target, ["true"]);
+    const trace = join(dir, "trace");
+    // ssh reads ~/.ssh/config from the passwd entry's home, not from $HOME: writing one would change
+    // every other ssh client of this machine, so the test watches which files ssh opens instead.
+    const result = await spawnCommand(
+      "test",
+      [
+        "strace",
+        "-f",
+        "-e",
+        "trace=open,openat",
+        "-o",
+        trace,
+        ...(await target.sshArgs()),
+        "--",
+        `${sshd.user}@127.0.0.1`,
+        "echo ran",
+      ],
+      { timeoutMs: 30_000 },
+    );
+    expect(result.stdout).toBe("ran\n");
+    const opened = (await readFile(trace, "utf8"))
+      .split("\n")
+      .filter((line) => /ssh_config|\/\.ssh\/config"/.test(line));
+    expect(opened).toEqual([]);
   });
 });
 
