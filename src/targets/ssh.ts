@@ -123,6 +123,9 @@ export class SshTarget implements Target {
     this.name = options.name ?? `${options.user}@${options.host}${port === 22 ? "" : `:${port}`}`;
     this.sshDir = join(resolve(options.stateDir), "ssh");
     this.knownHostsFile = join(this.sshDir, "known_hosts");
+    // Refused here, before any machine is contacted, rather than by the first command.
+    sshPathValue(this.knownHostsFile, this.name);
+    if (options.identityFile !== undefined) sshPathValue(resolve(options.identityFile), this.name);
   }
 
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -196,8 +199,8 @@ export class SshTarget implements Target {
       ...o("BatchMode", "yes"),
       ...o("ControlMaster", "auto"),
       ...o("ControlPersist", "60s"),
-      ...o("ControlPath", controlPath),
-      ...o("UserKnownHostsFile", this.knownHostsFile),
+      ...o("ControlPath", sshPathValue(controlPath, this.name)),
+      ...o("UserKnownHostsFile", sshPathValue(this.knownHostsFile, this.name)),
       // The state dir is the one record of which keys are trusted for this cluster.
       ...o("GlobalKnownHostsFile", "/dev/null"),
       ...o("StrictHostKeyChecking", "accept-new"),
@@ -211,7 +214,9 @@ export class SshTarget implements Target {
       ...o("Port", String(this.port)),
     ];
     if (this.options.identityFile) {
-      args.push("-i", this.options.identityFile, ...o("IdentitiesOnly", "yes"));
+      // Absolute, so that a relative path starting with `~` is not taken for a home directory.
+      const identity = sshPathValue(resolve(this.options.identityFile), this.name);
+      args.push(...o("IdentityFile", identity), ...o("IdentitiesOnly", "yes"));
     }
     for (const [key, value] of Object.entries(this.options.extraOptions ?? {})) args.push(...o(key, value));
     return args;
@@ -401,6 +406,28 @@ function sshMessage(stderr: string): string {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith("@"));
   return (lines.at(-1) ?? "ssh exited 255").replace(/^ssh: /, "");
+}
+
+/**
+ * A file's path as the value of an ssh option. ssh splits an option's value into words at white
+ * space, honouring double quotes and backslash escapes (misc.c argv_split), then expands
+ * `%`-tokens and `${VARIABLE}`s in ControlPath, UserKnownHostsFile and IdentityFile (ssh.c,
+ * default_client_percent_dollar_expand): a state dir with a space in its path would otherwise be
+ * cut in two, and one with `%h` or `${HOME}` would put the known_hosts file elsewhere. `%%` stands
+ * for `%` (misc.c percent_expand); there is no escape for `${`, so such a path is refused.
+ */
+function sshPathValue(path: string, target: string): string {
+  const control = [...path].some((c) => c.charCodeAt(0) < 0x20 || c === "\x7f");
+  if (path.includes("${") || control) {
+    throw new KubehyveError(
+      `ssh target ${target}: ${path}: ${path.includes("${") ? 'ssh would read "${" in it as a variable' : "ssh cannot take a control character in it"}`,
+      undefined,
+      "use a state dir (and key file) whose path has neither",
+    );
+  }
+  const value = path.replaceAll("%", "%%");
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(value)) return value;
+  return `"${value.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
 function oneLine(result: RunResult): string {

@@ -4,8 +4,7 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat } from "no
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { mapLimit } from "../../src/lib/concurrency.ts";
-import { CancelledError, KubehyveError } from "../../src/lib/errors.ts";
-import { processAlive } from "../../src/lib/process.ts";
+import { CancelledError } from "../../src/lib/errors.ts";
 import { LocalTarget, spawnCommand } from "../../src/targets/local.ts";
 import { classifySshFailure, parseSshUrl, SshError, SshTarget } from "../../src/targets/ssh.ts";
 import { runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
@@ -277,6 +276,39 @@ describe.skipIf(!haveOpenSsh)("SshTarget against hostile paths and settings", ()
       .split("\n")
       .filter((line) => /ssh_config|\/\.ssh\/config"/.test(line));
     expect(opened).toEqual([]);
+  });
+
+  test("a state dir with spaces, quotes and % in its path keeps known_hosts and the socket inside it", async () => {
+    const parent = await tempDir("kubehyve-ssh-odd-");
+    const odd = join(parent, 'a "b" %h');
+    await mkdir(odd);
+    const key = join(odd, "key %d");
+    await copyFile(sshd.identityFile, key);
+    await chmod(key, 0o600);
+    const target = targetFor(sshd, odd, { identityFile: key });
+    expect((await runOk(target, ["echo", "odd"])).stdout).toBe("odd\n");
+    const [type, hostKey] = sshd.hostPublicKey.split(" ");
+    expect((await readFile(join(odd, "ssh", "known_hosts"), "utf8")).trim()).toBe(
+      `[127.0.0.1]:${sshd.port} ${type} ${hostKey}`,
+    );
+    // Nothing landed next to the state dir (a path cut at a space, or % expanded).
+    expect((await readdir(parent)).sort()).toEqual([basename(odd)]);
+    const socket = (await readdir(join(odd, "ssh"))).find((name) => name.startsWith("cm-"));
+    expect(socket).toBeDefined();
+    // The second command goes through the master on that socket.
+    const before = await acceptedLogins(sshd);
+    expect((await runOk(target, ["echo", "again"])).stdout).toBe("again\n");
+    expect(await acceptedLogins(sshd)).toBe(before);
+  });
+
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ssh's own ${VARIABLE} syntax, on purpose
+  test("refuses a state dir whose path ssh would expand as ${VARIABLE}, naming it", async () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: ssh's own ${VARIABLE} syntax, on purpose
+    const odd = join(await tempDir("kubehyve-ssh-dollar-"), "${HOME}");
+    // Before any command: nothing is contacted with a known_hosts file ssh would look for elsewhere.
+    expect(() => new SshTarget({ ...loginOf(sshd), stateDir: odd })).toThrow(
+      `${join(odd, "ssh", "known_hosts")}: ssh would read "\${" in it as a variable`,
+    );
   });
 });
 
