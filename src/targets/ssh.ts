@@ -172,14 +172,23 @@ export class SshTarget implements Target {
     }
   }
 
-  /** Stops the master connection. Safe to call twice and when there never was one. */
+  /**
+   * Stops the master connection. Safe to call twice and when there never was one.
+   *
+   * The master is not ours alone: another kubehyve process on the same state dir (a doctor beside
+   * an `up`) sends its commands through it too. `-O exit` would end it with their sessions in it,
+   * so it is `-O stop`: the master stops taking new sessions (it removes its socket at once, so the
+   * next command anywhere opens a connection of its own) and leaves when the last running one ends
+   * (mux.c mux_master_process_stop_listening; clientloop.c client_stop_mux: with ControlPersist
+   * the master closes once no channel is open).
+   */
   async close(): Promise<void> {
     this.masterReady = undefined;
     this.masterUsedAt = 0;
     // Never used: there is no master of ours to stop.
     if (!this.controlPath) return;
     const args = await this.sshArgs();
-    await spawnCommand(this.name, [...args, "-O", "exit", "--", this.destination()], { timeoutMs: 10_000 });
+    await spawnCommand(this.name, [...args, "-O", "stop", "--", this.destination()], { timeoutMs: 10_000 });
   }
 
   /** The ssh options shared by every invocation, without destination and command. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -39,6 +39,17 @@ async function acceptedLogins(sshd: Sshd): Promise<number> {
   return log
     .split("\n")
     .filter((line) => line.startsWith(`Accepted publickey for ${sshd.user} from 127.0.0.1`)).length;
+}
+
+/** True while the process runs; a zombie (gone, not yet reaped by its new parent) counts as gone. */
+function isRunning(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
 }
 
 /** A loopback port nothing listens on: bound by us, then released. */
@@ -310,6 +321,35 @@ describe.skipIf(!haveOpenSsh)("SshTarget against hostile paths and settings", ()
       `${join(odd, "ssh", "known_hosts")}: ssh would read "\${" in it as a variable`,
     );
   });
+
+  test("close() on one target lets a command another process runs over the same connection finish", async () => {
+    // Two kubehyve processes on one state dir (doctor beside up) share the master: the one that
+    // leaves first must not cut the other's commands off.
+    const dir = await tempDir("kubehyve-ssh-shared-");
+    const mine = targetFor(sshd, dir);
+    const theirs = targetFor(sshd, dir);
+    await runOk(theirs, ["true"]);
+    await runOk(mine, ["true"]);
+    const check = await spawnCommand("test", [
+      ...(await theirs.sshArgs()),
+      "-O",
+      "check",
+      "--",
+      `${sshd.user}@127.0.0.1`,
+    ]);
+    const masterPid = Number(/pid=(\d+)/.exec(check.stderr)?.[1]);
+    expect(masterPid).toBeGreaterThan(0);
+    const running = theirs.run(["sh", "-c", "sleep 2; echo finished"], { timeoutMs: 30_000 });
+    await Bun.sleep(500);
+    await mine.close();
+    expect(await running).toEqual({ code: 0, stdout: "finished\n", stderr: "" });
+    // The master leaves once that command is done: nothing of ours runs on after close().
+    const deadline = Date.now() + 20_000;
+    while (isRunning(masterPid) && Date.now() < deadline) await Bun.sleep(100);
+    expect(isRunning(masterPid)).toBe(false);
+    // And the next command opens a connection anew.
+    expect((await runOk(theirs, ["echo", "new"])).stdout).toBe("new\n");
+  }, 60_000);
 });
 
 describe.skipIf(!haveOpenSsh)("SshTarget when the host key changes", () => {
