@@ -1,8 +1,8 @@
 /**
  * A machine reached with the system OpenSSH client: the FreeBSD host given as `ssh://user@host`, and
  * the nodes (as `core`). One multiplexed connection per target serves every command (ControlMaster),
- * and the host key is pinned on first contact in the state dir's known_hosts: a changed key stops
- * the run, it is never accepted silently.
+ * and the host key is pinned on first contact in the state dir's known_hosts: a changed key (or one
+ * of another type, or an entry that no longer reads) stops the run, it is never accepted silently.
  *
  * A timeout or an abort ends the local ssh client at once. The remote command cannot be signalled
  * through ssh (short of a pty, which would merge stderr into stdout), so every remote command runs
@@ -14,7 +14,8 @@ import { lstat, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CancelledError, KubehyveError } from "../lib/errors.ts";
-import { ensurePrivateDir } from "../lib/fsutil.ts";
+import { appendPrivateFile, ensurePrivateDir, readPrivateFile } from "../lib/fsutil.ts";
+import { knownHostsName, pinsName } from "./known-hosts.ts";
 import { spawnCommand } from "./local.ts";
 import { shellJoin } from "./quote.ts";
 import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, type Target } from "./target.ts";
@@ -212,7 +213,7 @@ export class SshTarget implements Target {
       ...o("UserKnownHostsFile", sshPathValue(this.knownHostsFile, this.name)),
       // The state dir is the one record of which keys are trusted for this cluster.
       ...o("GlobalKnownHostsFile", "/dev/null"),
-      ...o("StrictHostKeyChecking", "accept-new"),
+      ...o("StrictHostKeyChecking", this.hostKeyChecking()),
       // Readable entries (Debian's ssh_config hashes them): the file lists only this cluster's machines.
       ...o("HashKnownHosts", "no"),
       ...o("ConnectTimeout", String(this.options.connectTimeoutSec ?? 10)),
@@ -229,6 +230,22 @@ export class SshTarget implements Target {
     }
     for (const [key, value] of Object.entries(this.options.extraOptions ?? {})) args.push(...o(key, value));
     return args;
+  }
+
+  /**
+   * accept-new only while the state dir pins no key for this machine; from then on `yes`: the
+   * pinned key or nothing (see known-hosts.ts). Read at each invocation, as any of them may be the
+   * one that connects (a master gone, or stopped by another process).
+   */
+  private hostKeyChecking(): "yes" | "accept-new" {
+    // Never through a link, and only a file of this user nobody else can write: what it lists is
+    // what this cluster trusts.
+    const text = readPrivateFile(this.knownHostsFile) ?? "";
+    if (pinsName(text, knownHostsName(this.host, this.port))) return "yes";
+    // ssh appends its line as is: after a last line cut short, the two would run together and
+    // neither would pin anything.
+    if (text !== "" && !text.endsWith("\n")) appendPrivateFile(this.knownHostsFile, "\n");
+    return "accept-new";
   }
 
   private destination(): string {
@@ -329,7 +346,7 @@ export class SshTarget implements Target {
     const detail = sshMessage(result.stderr);
     switch (failure) {
       case "host-key-changed": {
-        const entry = this.port === 22 ? this.host : `[${this.host}]:${this.port}`;
+        const entry = knownHostsName(this.host, this.port);
         throw new SshError(
           failure,
           this.name,

@@ -1,10 +1,21 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { mapLimit } from "../../src/lib/concurrency.ts";
-import { CancelledError } from "../../src/lib/errors.ts";
+import { CancelledError, KubehyveError } from "../../src/lib/errors.ts";
 import { LocalTarget, spawnCommand } from "../../src/targets/local.ts";
 import { classifySshFailure, parseSshUrl, SshError, SshTarget } from "../../src/targets/ssh.ts";
 import { runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
@@ -382,6 +393,92 @@ describe.skipIf(!haveOpenSsh)("SshTarget when the host key changes", () => {
     );
     const [type, key] = sshd.hostPublicKey.split(" ");
     expect((await readFile(knownHosts, "utf8")).trim()).toBe(`[127.0.0.1]:${sshd.port} ${type} ${key}`);
+  });
+});
+
+describe.skipIf(!haveOpenSsh)("SshTarget and a damaged or foreign known_hosts", () => {
+  let sshd: Sshd;
+  beforeAll(async () => {
+    sshd = await startSshd();
+    cleanups.push(() => sshd.stop());
+  });
+
+  /** A state dir whose known_hosts holds `content`, made the way kubehyve makes the dir. */
+  async function stateWith(content: string): Promise<{ dir: string; knownHosts: string }> {
+    const dir = await tempDir("kubehyve-ssh-kh-");
+    await mkdir(join(dir, "ssh"), { mode: 0o700 });
+    const knownHosts = join(dir, "ssh", "known_hosts");
+    await writeFile(knownHosts, content, { mode: 0o600 });
+    return { dir, knownHosts };
+  }
+
+  test("a key of another type than the pinned one is refused, not pinned beside it", async () => {
+    // Any ECDSA key: the server has only its ed25519 one.
+    const other = (
+      await runOk(new LocalTarget(), [
+        "sh",
+        "-c",
+        `ssh-keygen -q -t ecdsa -N '' -f "$1" && cat "$1.pub"`,
+        "sh",
+        join(await tempDir("kubehyve-ssh-ecdsa-"), "k"),
+      ])
+    ).stdout.split(" ");
+    const pinned = `[127.0.0.1]:${sshd.port} ${other[0]} ${other[1]}\n`;
+    const { dir, knownHosts } = await stateWith(pinned);
+    const error = await targetFor(sshd, dir)
+      .run(["true"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshError);
+    expect((error as SshError).kind).toBe("host-key-changed");
+    expect(await readFile(knownHosts, "utf8")).toBe(pinned);
+  });
+
+  test("a pinned entry cut short refuses the machine's key rather than pinning it anew", async () => {
+    // A disk that filled up while the entry was written: the line names the machine, its key is cut.
+    const [type, key] = sshd.hostPublicKey.split(" ");
+    const cut = `[127.0.0.1]:${sshd.port} ${type} ${key?.slice(0, 30)}`;
+    const { dir, knownHosts } = await stateWith(cut);
+    const error = await targetFor(sshd, dir)
+      .run(["touch", "/nonexistent/never-run"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshError);
+    expect((error as SshError).kind).toBe("host-key-changed");
+    expect(await readFile(knownHosts, "utf8")).toBe(cut);
+  });
+
+  test("a new machine's key goes on a line of its own after another machine's line cut short", async () => {
+    const { dir, knownHosts } = await stateWith("[10.0.0.9]:22 ssh-ed25519 AAAAC3NzaC1lZDI1");
+    expect((await runOk(targetFor(sshd, dir), ["echo", "pinned"])).stdout).toBe("pinned\n");
+    const [type, key] = sshd.hostPublicKey.split(" ");
+    expect((await readFile(knownHosts, "utf8")).split("\n")).toEqual([
+      "[10.0.0.9]:22 ssh-ed25519 AAAAC3NzaC1lZDI1",
+      `[127.0.0.1]:${sshd.port} ${type} ${key}`,
+      "",
+    ]);
+  });
+
+  test("a known_hosts that is a symbolic link is refused, and nothing is pinned through it", async () => {
+    const { dir, knownHosts } = await stateWith("");
+    const elsewhere = join(await tempDir("kubehyve-ssh-elsewhere-"), "known_hosts");
+    await writeFile(elsewhere, "", { mode: 0o600 });
+    await rm(knownHosts);
+    await symlink(elsewhere, knownHosts);
+    const error = await targetFor(sshd, dir)
+      .run(["true"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KubehyveError);
+    expect((error as KubehyveError).message).toContain(`${knownHosts} is a symbolic link`);
+    expect(await readFile(elsewhere, "utf8")).toBe("");
+  });
+
+  test("a known_hosts others can write is refused", async () => {
+    const { dir, knownHosts } = await stateWith("");
+    await chmod(knownHosts, 0o666);
+    const error = await targetFor(sshd, dir)
+      .run(["true"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KubehyveError);
+    expect((error as KubehyveError).message).toContain(`${knownHosts} is writable by group or others`);
   });
 });
 
