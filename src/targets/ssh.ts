@@ -18,7 +18,7 @@ import { appendPrivateFile, ensurePrivateDir, readPrivateFile } from "../lib/fsu
 import { knownHostsName, pinsName } from "./known-hosts.ts";
 import { spawnCommand } from "./local.ts";
 import { shellJoin } from "./quote.ts";
-import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, type Target } from "./target.ts";
+import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, showCommand, type Target } from "./target.ts";
 
 export interface SshTargetOptions {
   user: string;
@@ -57,6 +57,8 @@ export class SshError extends KubehyveError {
 const SUN_PATH_MAX = 104;
 /** ssh binds the master socket as `<ControlPath>.<16 random characters>` first, then renames it. */
 const CONTROL_TEMP_SUFFIX = 17;
+/** Linux's MAX_ARG_STRLEN (32 pages of 4 KiB): one argument of execve(2), its final NUL included. */
+const MAX_ARG_BYTES = 131_072;
 /** OpenSSH's sshd allows 10 sessions per connection (MaxSessions); stay below it. */
 const MAX_SESSIONS = 8;
 /** Right after a command went through the master, it is assumed alive without asking it. */
@@ -133,12 +135,30 @@ export class SshTarget implements Target {
     if (argv.length === 0 || argv[0] === "") throw new Error(`${this.name}: cannot run an empty command`);
     const limitMs = opts.timeoutMs ?? FALLBACK_TIMEOUT_MS;
     const remote = shellJoin([
+      // ssh passes on a command's exit status but not its death by a signal (clientloop.c
+      // client_input_channel_req reads "exit-status" only; it then exits 255, as for a lost
+      // connection). A shell around turns the signal into 128 + its number, as the local target
+      // reports it: the `exit` after the command keeps it from exec'ing the command, and it runs
+      // timeout(1), an outside program, so the command is still found as the local target finds
+      // it (never a shell builtin of the same name: echo, printf, kill, test).
+      "sh",
+      "-c",
+      '"$@"; exit "$?"',
+      "sh",
       "timeout",
       "-k",
       String(REMOTE_KILL_AFTER_S),
       String(Math.ceil(limitMs / 1000) + REMOTE_GRACE_S),
       ...withEnvAndCwd(argv, opts),
     ]);
+    // The remote shell gets this as one argument, and Linux takes at most 128 KiB in one
+    // (MAX_ARG_STRLEN): past it, spawning ssh fails with no word of which command was too long.
+    const bytes = Buffer.byteLength(remote);
+    if (bytes >= MAX_ARG_BYTES) {
+      throw new Error(
+        `${this.name}: the remote command line of \`${showCommand(argv)}\` is ${bytes} bytes, more than the ${MAX_ARG_BYTES} one argument may hold: pass large data on stdin`,
+      );
+    }
     await this.ensureMaster(opts);
     await this.acquireSession();
     try {

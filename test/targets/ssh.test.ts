@@ -98,6 +98,27 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     expect(result).toEqual({ code: 255, stdout: "", stderr: "failed on purpose\n" });
   });
 
+  test("reports a remote command's death by a signal as 128 plus its number, as the local target does", async () => {
+    // ssh itself exits 255 for a command that died by a signal (it passes on exit-status only):
+    // the same as a connection lost, and not what the command did.
+    expect((await target.run(["sh", "-c", "kill -KILL $$"])).code).toBe(128 + 9);
+    expect((await target.run(["sh", "-c", "kill -TERM $$"])).code).toBe(128 + 15);
+    expect((await target.run(["sh", "-c", "exit 3"])).code).toBe(3);
+    // The shell in between runs the program, never a builtin of its name (dash's echo knows no -e).
+    expect((await target.run(["echo", "-e", "a"])).stdout).toBe(
+      (await new LocalTarget().run(["echo", "-e", "a"])).stdout,
+    );
+  });
+
+  test("refuses a remote command line longer than an argument may be, naming its length", async () => {
+    // Linux takes at most 128 KiB in one argument (MAX_ARG_STRLEN), and ssh sends the remote
+    // command as one string, which the remote shell gets as one argument again.
+    const long = "x".repeat(200_000);
+    await expect(target.run(["printf", "%s", long])).rejects.toThrow(
+      /the remote command line of `printf %s x+…` is \d+ bytes, more than the 131072 one argument may hold: pass large data on stdin/,
+    );
+  });
+
   test("runs in the session environment sshd sets", async () => {
     const result = await runOk(target, ["sh", "-c", 'echo "$KUBEHYVE_SESSION_MARK"']);
     expect(result.stdout).toBe("set by sshd\n");
