@@ -140,8 +140,9 @@ export class SshTarget implements Target {
       // connection). A shell around turns the signal into 128 + its number, as the local target
       // reports it: the `exit` after the command keeps it from exec'ing the command, and it runs
       // timeout(1), an outside program, so the command is still found as the local target finds
-      // it (never a shell builtin of the same name: echo, printf, kill, test).
-      "sh",
+      // it (never a shell builtin of the same name: echo, printf, kill, test). /bin/sh by its path:
+      // the transport's own shell, whatever the session's PATH puts first.
+      "/bin/sh",
       "-c",
       '"$@"; exit "$?"',
       "sh",
