@@ -69,9 +69,25 @@ const MASTER_FRESH_MS = 20_000;
  */
 const REMOTE_GRACE_S = 10;
 const REMOTE_KILL_AFTER_S = 5;
-/** Options the target depends on: extraOptions cannot replace them. */
+/**
+ * Options the target depends on: extraOptions cannot replace them. Beside the ones it sets: any
+ * other source of trusted host keys or name to look the pin up by (the pin in the state dir is the
+ * one), local commands and agent forwarding (nothing of this machine goes to the cluster's), and a
+ * session other than a plain command without a terminal (a tty merges stderr into stdout).
+ */
 const PINNED = new Set(
   [
+    "HostKeyAlias",
+    "KnownHostsCommand",
+    "UpdateHostKeys",
+    "VerifyHostKeyDNS",
+    "CheckHostIP",
+    "LocalCommand",
+    "PermitLocalCommand",
+    "ForwardAgent",
+    "RemoteCommand",
+    "RequestTTY",
+    "SessionType",
     "BatchMode",
     "ControlMaster",
     "ControlPath",

@@ -275,6 +275,26 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     ).toThrow("extraOptions cannot set StrictHostKeyChecking");
   });
 
+  test.each([
+    // Keys trusted, or looked up, other than by the pin of this host in the state dir.
+    "HostKeyAlias",
+    "KnownHostsCommand",
+    "UpdateHostKeys",
+    "VerifyHostKeyDNS",
+    "CheckHostIP",
+    // Local commands, agent forwarding, and a session unlike the one every command expects.
+    "LocalCommand",
+    "PermitLocalCommand",
+    "ForwardAgent",
+    "RemoteCommand",
+    "RequestTTY",
+    "SessionType",
+  ])("refuses extraOptions %s, which would undo what the target depends on", (option) => {
+    expect(
+      () => new SshTarget({ user: "root", host: "127.0.0.1", stateDir, extraOptions: { [option]: "yes" } }),
+    ).toThrow(`extraOptions cannot set ${option}`);
+  });
+
   test("refuses a host that ssh could read as an option", () => {
     expect(() => new SshTarget({ user: "root", host: "-oProxyCommand=id", stateDir })).toThrow(
       '"-oProxyCommand=id" is not a host name or IP address',
