@@ -437,6 +437,91 @@ describe.skipIf(!haveOpenSsh)("SshTarget when the host key changes", () => {
   });
 });
 
+describe.skipIf(!haveOpenSsh)("SshTarget when processes misbehave", () => {
+  let sshd: Sshd;
+  beforeAll(async () => {
+    sshd = await startSshd();
+    cleanups.push(() => sshd.stop());
+  });
+
+  async function masterPid(target: SshTarget): Promise<number> {
+    const check = await spawnCommand("test", [
+      ...(await target.sshArgs()),
+      "-O",
+      "check",
+      "--",
+      `${sshd.user}@127.0.0.1`,
+    ]);
+    return Number(/pid=(\d+)/.exec(check.stderr)?.[1]);
+  }
+
+  test("a master killed outright leaves its socket behind, and the next command connects anew", async () => {
+    const dir = await tempDir("kubehyve-ssh-stale-");
+    const first = targetFor(sshd, dir);
+    await runOk(first, ["true"]);
+    const pid = await masterPid(first);
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid, "SIGKILL");
+    const deadline = Date.now() + 10_000;
+    while (isRunning(pid) && Date.now() < deadline) await Bun.sleep(50);
+    const socket = (await readdir(join(dir, "ssh"))).filter((name) => name.startsWith("cm-"));
+    expect(socket).toHaveLength(1);
+    // A new run (a new target object) on the same state dir finds the dead socket.
+    const before = await acceptedLogins(sshd);
+    expect((await runOk(targetFor(sshd, dir), ["echo", "after"])).stdout).toBe("after\n");
+    expect(await acceptedLogins(sshd)).toBe(before + 1);
+  });
+
+  test("a remote command that reads stdin gets its end at once when none is given", async () => {
+    const target = targetFor(sshd, await tempDir("kubehyve-ssh-stdin-"));
+    expect(await target.run(["cat"], { timeoutMs: 20_000 })).toEqual({ code: 0, stdout: "", stderr: "" });
+  });
+
+  test("a remote command that ignores SIGTERM is still ended on the remote side after its timeout", async () => {
+    const dir = await tempDir("kubehyve-ssh-term-");
+    const target = targetFor(sshd, dir);
+    const pidFile = join(dir, "pid");
+    const result = await target.run(
+      ["sh", "-c", `trap '' TERM; echo $$ > "$1"; while :; do sleep 1; done`, "sh", pidFile],
+      { timeoutMs: 1000 },
+    );
+    expect(result.code).toBe(TIMEOUT_EXIT);
+    // sshd runs on this machine, so the remote process is one of ours to watch: timeout(1) sends
+    // SIGTERM 10 s past the local limit and SIGKILL 5 s after that.
+    const pid = Number((await readFile(pidFile, "utf8")).trim());
+    expect(isRunning(pid)).toBe(true);
+    const deadline = Date.now() + 45_000;
+    while (isRunning(pid) && Date.now() < deadline) await Bun.sleep(200);
+    expect(isRunning(pid)).toBe(false);
+  }, 60_000);
+
+  test("no prompt can hold a command: a key with a passphrase fails at once, askpass or not", async () => {
+    const dir = await tempDir("kubehyve-ssh-askpass-");
+    const key = join(dir, "locked");
+    await runOk(new LocalTarget(), ["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", key]);
+    await writeFile(join(sshd.dir, "authorized_keys"), `\n${await readFile(`${key}.pub`, "utf8")}`, {
+      flag: "a",
+    });
+    const askpass = join(dir, "askpass");
+    await writeFile(askpass, `#!/bin/sh\ntouch "${dir}/asked"\necho 'a passphrase'\n`, { mode: 0o755 });
+    const saved = { ...process.env };
+    Object.assign(process.env, { SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: "force", DISPLAY: ":0" });
+    try {
+      const error = await targetFor(sshd, dir, { identityFile: key })
+        .run(["true"])
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(SshError);
+      expect((error as SshError).kind).toBe("auth-failed");
+    } finally {
+      for (const name of ["SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "DISPLAY"]) {
+        if (saved[name] === undefined) delete process.env[name];
+        else process.env[name] = saved[name];
+      }
+    }
+    expect(await Bun.file(join(dir, "asked")).exists()).toBe(false);
+  });
+});
+
 describe.skipIf(!haveOpenSsh)("SshTarget and a damaged or foreign known_hosts", () => {
   let sshd: Sshd;
   beforeAll(async () => {
