@@ -472,6 +472,22 @@ describe.skipIf(!haveOpenSsh)("SshTarget when processes misbehave", () => {
     expect(await acceptedLogins(sshd)).toBe(before + 1);
   });
 
+  test("two processes opening the first connection of one state dir at once both run, then share one", async () => {
+    const dir = await tempDir("kubehyve-ssh-race-");
+    const [a, b] = [targetFor(sshd, dir), targetFor(sshd, dir)];
+    const results = await Promise.all([a, b].map((t, i) => t.run(["echo", `from ${i}`])));
+    expect(results).toEqual([
+      { code: 0, stdout: "from 0\n", stderr: "" },
+      { code: 0, stdout: "from 1\n", stderr: "" },
+    ]);
+    // The one that lost the race to bind the socket ran over a connection of its own; from then
+    // on both go through the same master.
+    expect(await masterPid(a)).toBe(await masterPid(b));
+    const before = await acceptedLogins(sshd);
+    await Promise.all([a, b].map((t) => runOk(t, ["true"])));
+    expect(await acceptedLogins(sshd)).toBe(before);
+  });
+
   test("a remote command that reads stdin gets its end at once when none is given", async () => {
     const target = targetFor(sshd, await tempDir("kubehyve-ssh-stdin-"));
     expect(await target.run(["cat"], { timeoutMs: 20_000 })).toEqual({ code: 0, stdout: "", stderr: "" });
