@@ -477,13 +477,14 @@ function sshMessage(stderr: string): string {
  * `%`-tokens and `${VARIABLE}`s in ControlPath, UserKnownHostsFile and IdentityFile (ssh.c,
  * default_client_percent_dollar_expand): a state dir with a space in its path would otherwise be
  * cut in two, and one with `%h` or `${HOME}` would put the known_hosts file elsewhere. `%%` stands
- * for `%` (misc.c percent_expand); there is no escape for `${`, so such a path is refused.
+ * for `%` (misc.c percent_expand); there is no escape for `${`, so such a path is refused, and so
+ * is one with a line break or another control character, which no state dir needs.
  */
 function sshPathValue(path: string, target: string): string {
   const control = [...path].some((c) => c.charCodeAt(0) < 0x20 || c === "\x7f");
   if (path.includes("${") || control) {
     throw new KubehyveError(
-      `ssh target ${target}: ${path}: ${path.includes("${") ? 'ssh would read "${" in it as a variable' : "ssh cannot take a control character in it"}`,
+      `ssh target ${target}: ${path}: ${path.includes("${") ? 'ssh would read "${" in it as a variable' : "a path with a control character is not handed to ssh"}`,
       undefined,
       "use a state dir (and key file) whose path has neither",
     );
