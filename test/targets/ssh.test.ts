@@ -374,6 +374,12 @@ describe.skipIf(!haveOpenSsh)("SshTarget against hostile paths and settings", ()
     );
   });
 
+  test("refuses a state dir with a line break in its path, before any command", () => {
+    expect(() => new SshTarget({ ...loginOf(sshd), stateDir: "/tmp/kubehyve-lab\nUser=x" })).toThrow(
+      "/tmp/kubehyve-lab\nUser=x/ssh/known_hosts: a path with a control character is not handed to ssh",
+    );
+  });
+
   test("close() on one target lets a command another process runs over the same connection finish", async () => {
     // Two kubehyve processes on one state dir (doctor beside up) share the master: the one that
     // leaves first must not cut the other's commands off.
