@@ -179,6 +179,7 @@ export class SshTarget implements Target {
     await this.ensureMaster(opts);
     await this.acquireSession();
     try {
+      const stderr = opts.onStderr ? muxFallbackFilter(opts.onStderr) : undefined;
       const result = await spawnCommand(
         this.name,
         [...(await this.sshArgs()), "--", this.destination(), remote],
@@ -187,9 +188,12 @@ export class SshTarget implements Target {
           timeoutMs: limitMs,
           env: undefined,
           cwd: undefined,
+          onStderr: stderr?.push,
         },
         argv,
       );
+      stderr?.end();
+      result.stderr = withoutMuxFallback(result.stderr);
       this.throwIfSshFailed(result, argv);
       // A connection that drops mid-command ends the client with 255 and, multiplexed, not a word:
       // the same as a remote command that exits 255. Only the master's being gone tells them apart.
@@ -452,6 +456,50 @@ const AUTH_FAILED =
 const UNREACHABLE =
   /^(ssh: connect to host |ssh: Could not resolve hostname |kex_exchange_identification: |banner exchange: |Connection (closed|reset|timed out) by |Connection to \S+ (closed by remote host|timed out)|Unable to negotiate with )/m;
 const OTHER_SSH_FAILURE = /^(ssh: |mux_client_|muxclient: |Control socket |ControlSocket )/m;
+
+/**
+ * What ssh prints before anything of the command when the master refuses it a session (sshd's
+ * MaxSessions reached by the processes sharing the master, or a master stopped by another one):
+ * it then runs the command over a connection of its own (mux.c mux_client_request_session), and,
+ * with ControlMaster=auto, fails to bind the socket the live master holds (mux.c
+ * muxserver_listen). The command runs all the same: the lines are no part of its output, and taken
+ * for ssh failing they would report a command that ran as one that never did.
+ */
+const MUX_FALLBACK =
+  /^(mux_client_request_session: session request failed: [^\n]*|ControlSocket [^\n]* already exists, disabling multiplexing\.?)\r?\n/;
+const MUX_FALLBACK_STARTS = ["mux_client_request_session: session request failed: ", "ControlSocket "];
+
+function withoutMuxFallback(stderr: string): string {
+  let rest = stderr;
+  for (let m = MUX_FALLBACK.exec(rest); m; m = MUX_FALLBACK.exec(rest)) rest = rest.slice(m[0].length);
+  return rest;
+}
+
+/**
+ * Streams stderr to `onChunk` without the lines of MUX_FALLBACK at its start: the first bytes are
+ * held while they may still become one of those lines, and everything after the first line that is
+ * not one of them is passed on as it comes.
+ */
+function muxFallbackFilter(onChunk: (chunk: string) => void): { push(chunk: string): void; end(): void } {
+  let held = "";
+  let passing = false;
+  const release = () => {
+    passing = true;
+    if (held) onChunk(held);
+    held = "";
+  };
+  return {
+    push(chunk) {
+      if (passing) return onChunk(chunk);
+      held = withoutMuxFallback(held + chunk);
+      const mayBecomeOne =
+        !held.includes("\n") &&
+        MUX_FALLBACK_STARTS.some((start) => start.startsWith(held) || held.startsWith(start));
+      if (held && !mayBecomeOne) release();
+    },
+    end: release,
+  };
+}
 
 /** Tells ssh's own failures (exit 255 plus one of its messages) from a remote command that exited 255. */
 export function classifySshFailure(stderr: string): SshErrorKind | undefined {

@@ -544,6 +544,33 @@ describe.skipIf(!haveOpenSsh)("SshTarget when processes misbehave", () => {
   });
 });
 
+describe.skipIf(!haveOpenSsh)("SshTarget when the shared connection has no session left", () => {
+  test("a command ssh runs over a connection of its own is reported as it ran, without ssh's words", async () => {
+    // sshd takes one session per connection here: while one target's command holds it, another
+    // process's command on the same state dir is refused by the master, and ssh runs it over a
+    // new connection instead, saying so on stderr first.
+    const sshd = await startSshd({ maxSessions: 1 });
+    cleanups.push(() => sshd.stop());
+    const dir = await tempDir("kubehyve-ssh-full-");
+    const [busy, other] = [targetFor(sshd, dir), targetFor(sshd, dir)];
+    await runOk(busy, ["true"]);
+    await runOk(other, ["true"]);
+    const holding = busy.run(["sleep", "3"], { timeoutMs: 30_000 });
+    await Bun.sleep(500);
+    const streamed: string[] = [];
+    const before = await acceptedLogins(sshd);
+    const result = await other.run(["sh", "-c", "echo ran >&2; exit 255"], {
+      timeoutMs: 30_000,
+      onStderr: (chunk) => streamed.push(chunk),
+    });
+    // It ran (and exited 255 on its own): not "ssh failed before running".
+    expect(result).toEqual({ code: 255, stdout: "", stderr: "ran\n" });
+    expect(streamed.join("")).toBe("ran\n");
+    expect((await acceptedLogins(sshd)) - before).toBe(1);
+    expect((await holding).code).toBe(0);
+  });
+});
+
 describe.skipIf(!haveOpenSsh)("SshTarget and a damaged or foreign known_hosts", () => {
   let sshd: Sshd;
   beforeAll(async () => {
