@@ -4,6 +4,7 @@
  * FreeBSD's fetch(1), which the base system has. fetch(1) cannot send a Host header of its own
  * (libfetch takes it from the URL), so a request that needs one says that curl is missing.
  */
+import { KubehyveError } from "../lib/errors.ts";
 import type { Target } from "./target.ts";
 
 /** The answer of one HTTP GET, or why there was none. */
@@ -27,6 +28,13 @@ export interface HttpGetOptions {
 const CURL_STATUS = "\nkubehyve-http-status:";
 
 export async function httpGet(target: Target, url: string, opts: HttpGetOptions = {}): Promise<HttpAnswer> {
+  // The URL is curl's and fetch's last argument: one starting with `-` would be read as an option
+  // (-K FILE: a config file), and both read file:// URLs and speak other protocols besides.
+  if (!/^https?:\/\/[^\s]+$/i.test(url))
+    throw new KubehyveError(`httpGet on ${target.name}: ${JSON.stringify(url)} is not an http or https URL`);
+  // A line break would end the Host header and start another of the caller's making.
+  if (opts.host !== undefined && !/^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/.test(opts.host))
+    throw new KubehyveError(`httpGet on ${target.name}: ${JSON.stringify(opts.host)} is not a host name`);
   const timeoutSeconds = opts.timeoutSeconds ?? 5;
   const run = { timeoutMs: (timeoutSeconds + 5) * 1000, signal: opts.signal, cancellable: true };
   const curl = await target.run(
@@ -36,6 +44,9 @@ export async function httpGet(target: Target, url: string, opts: HttpGetOptions 
       "--show-error",
       "--noproxy",
       "*",
+      // Redirects are not followed; this holds the protocol to HTTP should that ever change.
+      "--proto",
+      "=http,https",
       "--max-time",
       String(timeoutSeconds),
       "--write-out",

@@ -193,7 +193,8 @@ async function collect(
   const chunks: Uint8Array[] = [];
   let kept = 0;
   let seen = 0;
-  const streaming = onChunk ? new TextDecoder() : undefined;
+  // ignoreBOM keeps a leading byte-order mark: a file read with cat and written back keeps it.
+  const streaming = onChunk ? new TextDecoder("utf-8", { ignoreBOM: true }) : undefined;
   let drainTimer: ReturnType<typeof setTimeout> | undefined;
   void exited.then(() => {
     drainTimer = setTimeout(() => void reader.cancel().catch(() => {}), drainMs());
@@ -225,7 +226,7 @@ async function collect(
     const rest = streaming.decode();
     if (rest) onChunk(rest);
   }
-  return new TextDecoder().decode(Buffer.concat(chunks));
+  return new TextDecoder("utf-8", { ignoreBOM: true }).decode(Buffer.concat(chunks));
 }
 
 async function spawnFailure(

@@ -6,7 +6,9 @@
  */
 export function shellQuote(word: string): string {
   if (word.includes("\0")) throw new Error("a command word cannot contain a NUL byte");
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  // Left bare only when no shell reads anything into it: zsh turns a word starting with `=` into
+  // the path of the program it names (zshexpn(1), "= expansion": the EQUALS option, on by default).
+  if (/^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/.test(word)) return word;
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 

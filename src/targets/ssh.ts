@@ -1,8 +1,8 @@
 /**
  * A machine reached with the system OpenSSH client: the FreeBSD host given as `ssh://user@host`, and
  * the nodes (as `core`). One multiplexed connection per target serves every command (ControlMaster),
- * and the host key is pinned on first contact in the state dir's known_hosts: a changed key stops
- * the run, it is never accepted silently.
+ * and the host key is pinned on first contact in the state dir's known_hosts: a changed key (or one
+ * of another type, or an entry that no longer reads) stops the run, it is never accepted silently.
  *
  * A timeout or an abort ends the local ssh client at once. The remote command cannot be signalled
  * through ssh (short of a pty, which would merge stderr into stdout), so every remote command runs
@@ -14,10 +14,11 @@ import { lstat, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CancelledError, KubehyveError } from "../lib/errors.ts";
-import { ensurePrivateDir } from "../lib/fsutil.ts";
+import { appendPrivateFile, ensurePrivateDir, readPrivateFile } from "../lib/fsutil.ts";
+import { knownHostsName, pinsName } from "./known-hosts.ts";
 import { spawnCommand } from "./local.ts";
 import { shellJoin } from "./quote.ts";
-import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, type Target } from "./target.ts";
+import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, showCommand, type Target } from "./target.ts";
 
 export interface SshTargetOptions {
   user: string;
@@ -56,6 +57,8 @@ export class SshError extends KubehyveError {
 const SUN_PATH_MAX = 104;
 /** ssh binds the master socket as `<ControlPath>.<16 random characters>` first, then renames it. */
 const CONTROL_TEMP_SUFFIX = 17;
+/** Linux's MAX_ARG_STRLEN (32 pages of 4 KiB): one argument of execve(2), its final NUL included. */
+const MAX_ARG_BYTES = 131_072;
 /** OpenSSH's sshd allows 10 sessions per connection (MaxSessions); stay below it. */
 const MAX_SESSIONS = 8;
 /** Right after a command went through the master, it is assumed alive without asking it. */
@@ -66,9 +69,25 @@ const MASTER_FRESH_MS = 20_000;
  */
 const REMOTE_GRACE_S = 10;
 const REMOTE_KILL_AFTER_S = 5;
-/** Options the target depends on: extraOptions cannot replace them. */
+/**
+ * Options the target depends on: extraOptions cannot replace them. Beside the ones it sets: any
+ * other source of trusted host keys or name to look the pin up by (the pin in the state dir is the
+ * one), local commands and agent forwarding (nothing of this machine goes to the cluster's), and a
+ * session other than a plain command without a terminal (a tty merges stderr into stdout).
+ */
 const PINNED = new Set(
   [
+    "HostKeyAlias",
+    "KnownHostsCommand",
+    "UpdateHostKeys",
+    "VerifyHostKeyDNS",
+    "CheckHostIP",
+    "LocalCommand",
+    "PermitLocalCommand",
+    "ForwardAgent",
+    "RemoteCommand",
+    "RequestTTY",
+    "SessionType",
     "BatchMode",
     "ControlMaster",
     "ControlPath",
@@ -123,21 +142,44 @@ export class SshTarget implements Target {
     this.name = options.name ?? `${options.user}@${options.host}${port === 22 ? "" : `:${port}`}`;
     this.sshDir = join(resolve(options.stateDir), "ssh");
     this.knownHostsFile = join(this.sshDir, "known_hosts");
+    // Refused here, before any machine is contacted, rather than by the first command.
+    sshPathValue(this.knownHostsFile, this.name);
+    if (options.identityFile !== undefined) sshPathValue(resolve(options.identityFile), this.name);
   }
 
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     if (argv.length === 0 || argv[0] === "") throw new Error(`${this.name}: cannot run an empty command`);
     const limitMs = opts.timeoutMs ?? FALLBACK_TIMEOUT_MS;
     const remote = shellJoin([
+      // ssh passes on a command's exit status but not its death by a signal (clientloop.c
+      // client_input_channel_req reads "exit-status" only; it then exits 255, as for a lost
+      // connection). A shell around turns the signal into 128 + its number, as the local target
+      // reports it: the `exit` after the command keeps it from exec'ing the command, and it runs
+      // timeout(1), an outside program, so the command is still found as the local target finds
+      // it (never a shell builtin of the same name: echo, printf, kill, test). /bin/sh by its path:
+      // the transport's own shell, whatever the session's PATH puts first.
+      "/bin/sh",
+      "-c",
+      '"$@"; exit "$?"',
+      "sh",
       "timeout",
       "-k",
       String(REMOTE_KILL_AFTER_S),
       String(Math.ceil(limitMs / 1000) + REMOTE_GRACE_S),
       ...withEnvAndCwd(argv, opts),
     ]);
+    // The remote shell gets this as one argument, and Linux takes at most 128 KiB in one
+    // (MAX_ARG_STRLEN): past it, spawning ssh fails with no word of which command was too long.
+    const bytes = Buffer.byteLength(remote);
+    if (bytes >= MAX_ARG_BYTES) {
+      throw new Error(
+        `${this.name}: the remote command line of \`${showCommand(argv)}\` is ${bytes} bytes, more than the ${MAX_ARG_BYTES} one argument may hold: pass large data on stdin`,
+      );
+    }
     await this.ensureMaster(opts);
     await this.acquireSession();
     try {
+      const stderr = opts.onStderr ? muxFallbackFilter(opts.onStderr) : undefined;
       const result = await spawnCommand(
         this.name,
         [...(await this.sshArgs()), "--", this.destination(), remote],
@@ -146,9 +188,12 @@ export class SshTarget implements Target {
           timeoutMs: limitMs,
           env: undefined,
           cwd: undefined,
+          onStderr: stderr?.push,
         },
         argv,
       );
+      stderr?.end();
+      result.stderr = withoutMuxFallback(result.stderr);
       this.throwIfSshFailed(result, argv);
       // A connection that drops mid-command ends the client with 255 and, multiplexed, not a word:
       // the same as a remote command that exits 255. Only the master's being gone tells them apart.
@@ -169,14 +214,23 @@ export class SshTarget implements Target {
     }
   }
 
-  /** Stops the master connection. Safe to call twice and when there never was one. */
+  /**
+   * Stops the master connection. Safe to call twice and when there never was one.
+   *
+   * The master is not ours alone: another kubehyve process on the same state dir (a doctor beside
+   * an `up`) sends its commands through it too. `-O exit` would end it with their sessions in it,
+   * so it is `-O stop`: the master stops taking new sessions (it removes its socket at once, so the
+   * next command anywhere opens a connection of its own) and leaves when the last running one ends
+   * (mux.c mux_master_process_stop_listening; clientloop.c client_stop_mux: with ControlPersist
+   * the master closes once no channel is open).
+   */
   async close(): Promise<void> {
     this.masterReady = undefined;
     this.masterUsedAt = 0;
     // Never used: there is no master of ours to stop.
     if (!this.controlPath) return;
     const args = await this.sshArgs();
-    await spawnCommand(this.name, [...args, "-O", "exit", "--", this.destination()], { timeoutMs: 10_000 });
+    await spawnCommand(this.name, [...args, "-O", "stop", "--", this.destination()], { timeoutMs: 10_000 });
   }
 
   /** The ssh options shared by every invocation, without destination and command. */
@@ -185,15 +239,22 @@ export class SshTarget implements Target {
     const o = (key: string, value: string) => ["-o", `${key}=${value}`];
     const args = [
       "ssh",
+      // No ssh_config at all, neither ~/.ssh/config nor /etc/ssh/ssh_config (ssh(1): "-F none": no
+      // configuration files are read). Whatever they say would apply to every option set below by
+      // its absence: a `Host *` with ForwardAgent, RemoteCommand, ProxyCommand or `Match exec`
+      // would reach the cluster's machines, and Debian's own file hashes known_hosts and sends the
+      // locale. The user's default keys and agent still serve a host given without an identity.
+      "-F",
+      "none",
       "-T",
       ...o("BatchMode", "yes"),
       ...o("ControlMaster", "auto"),
       ...o("ControlPersist", "60s"),
-      ...o("ControlPath", controlPath),
-      ...o("UserKnownHostsFile", this.knownHostsFile),
+      ...o("ControlPath", sshPathValue(controlPath, this.name)),
+      ...o("UserKnownHostsFile", sshPathValue(this.knownHostsFile, this.name)),
       // The state dir is the one record of which keys are trusted for this cluster.
       ...o("GlobalKnownHostsFile", "/dev/null"),
-      ...o("StrictHostKeyChecking", "accept-new"),
+      ...o("StrictHostKeyChecking", this.hostKeyChecking()),
       // Readable entries (Debian's ssh_config hashes them): the file lists only this cluster's machines.
       ...o("HashKnownHosts", "no"),
       ...o("ConnectTimeout", String(this.options.connectTimeoutSec ?? 10)),
@@ -204,10 +265,28 @@ export class SshTarget implements Target {
       ...o("Port", String(this.port)),
     ];
     if (this.options.identityFile) {
-      args.push("-i", this.options.identityFile, ...o("IdentitiesOnly", "yes"));
+      // Absolute, so that a relative path starting with `~` is not taken for a home directory.
+      const identity = sshPathValue(resolve(this.options.identityFile), this.name);
+      args.push(...o("IdentityFile", identity), ...o("IdentitiesOnly", "yes"));
     }
     for (const [key, value] of Object.entries(this.options.extraOptions ?? {})) args.push(...o(key, value));
     return args;
+  }
+
+  /**
+   * accept-new only while the state dir pins no key for this machine; from then on `yes`: the
+   * pinned key or nothing (see known-hosts.ts). Read at each invocation, as any of them may be the
+   * one that connects (a master gone, or stopped by another process).
+   */
+  private hostKeyChecking(): "yes" | "accept-new" {
+    // Never through a link, and only a file of this user nobody else can write: what it lists is
+    // what this cluster trusts.
+    const text = readPrivateFile(this.knownHostsFile) ?? "";
+    if (pinsName(text, knownHostsName(this.host, this.port))) return "yes";
+    // ssh appends its line as is: after a last line cut short, the two would run together and
+    // neither would pin anything.
+    if (text !== "" && !text.endsWith("\n")) appendPrivateFile(this.knownHostsFile, "\n");
+    return "accept-new";
   }
 
   private destination(): string {
@@ -308,7 +387,7 @@ export class SshTarget implements Target {
     const detail = sshMessage(result.stderr);
     switch (failure) {
       case "host-key-changed": {
-        const entry = this.port === 22 ? this.host : `[${this.host}]:${this.port}`;
+        const entry = knownHostsName(this.host, this.port);
         throw new SshError(
           failure,
           this.name,
@@ -378,6 +457,50 @@ const UNREACHABLE =
   /^(ssh: connect to host |ssh: Could not resolve hostname |kex_exchange_identification: |banner exchange: |Connection (closed|reset|timed out) by |Connection to \S+ (closed by remote host|timed out)|Unable to negotiate with )/m;
 const OTHER_SSH_FAILURE = /^(ssh: |mux_client_|muxclient: |Control socket |ControlSocket )/m;
 
+/**
+ * What ssh prints before anything of the command when the master refuses it a session (sshd's
+ * MaxSessions reached by the processes sharing the master, or a master stopped by another one):
+ * it then runs the command over a connection of its own (mux.c mux_client_request_session), and,
+ * with ControlMaster=auto, fails to bind the socket the live master holds (mux.c
+ * muxserver_listen). The command runs all the same: the lines are no part of its output, and taken
+ * for ssh failing they would report a command that ran as one that never did.
+ */
+const MUX_FALLBACK =
+  /^(mux_client_request_session: session request failed: [^\n]*|ControlSocket [^\n]* already exists, disabling multiplexing\.?)\r?\n/;
+const MUX_FALLBACK_STARTS = ["mux_client_request_session: session request failed: ", "ControlSocket "];
+
+function withoutMuxFallback(stderr: string): string {
+  let rest = stderr;
+  for (let m = MUX_FALLBACK.exec(rest); m; m = MUX_FALLBACK.exec(rest)) rest = rest.slice(m[0].length);
+  return rest;
+}
+
+/**
+ * Streams stderr to `onChunk` without the lines of MUX_FALLBACK at its start: the first bytes are
+ * held while they may still become one of those lines, and everything after the first line that is
+ * not one of them is passed on as it comes.
+ */
+function muxFallbackFilter(onChunk: (chunk: string) => void): { push(chunk: string): void; end(): void } {
+  let held = "";
+  let passing = false;
+  const release = () => {
+    passing = true;
+    if (held) onChunk(held);
+    held = "";
+  };
+  return {
+    push(chunk) {
+      if (passing) return onChunk(chunk);
+      held = withoutMuxFallback(held + chunk);
+      const mayBecomeOne =
+        !held.includes("\n") &&
+        MUX_FALLBACK_STARTS.some((start) => start.startsWith(held) || held.startsWith(start));
+      if (held && !mayBecomeOne) release();
+    },
+    end: release,
+  };
+}
+
 /** Tells ssh's own failures (exit 255 plus one of its messages) from a remote command that exited 255. */
 export function classifySshFailure(stderr: string): SshErrorKind | undefined {
   if (HOST_KEY_CHANGED.test(stderr)) return "host-key-changed";
@@ -394,6 +517,29 @@ function sshMessage(stderr: string): string {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith("@"));
   return (lines.at(-1) ?? "ssh exited 255").replace(/^ssh: /, "");
+}
+
+/**
+ * A file's path as the value of an ssh option. ssh splits an option's value into words at white
+ * space, honouring double quotes and backslash escapes (misc.c argv_split), then expands
+ * `%`-tokens and `${VARIABLE}`s in ControlPath, UserKnownHostsFile and IdentityFile (ssh.c,
+ * default_client_percent_dollar_expand): a state dir with a space in its path would otherwise be
+ * cut in two, and one with `%h` or `${HOME}` would put the known_hosts file elsewhere. `%%` stands
+ * for `%` (misc.c percent_expand); there is no escape for `${`, so such a path is refused, and so
+ * is one with a line break or another control character, which no state dir needs.
+ */
+function sshPathValue(path: string, target: string): string {
+  const control = [...path].some((c) => c.charCodeAt(0) < 0x20 || c === "\x7f");
+  if (path.includes("${") || control) {
+    throw new KubehyveError(
+      `ssh target ${target}: ${path}: ${path.includes("${") ? 'ssh would read "${" in it as a variable' : "a path with a control character is not handed to ssh"}`,
+      undefined,
+      "use a state dir (and key file) whose path has neither",
+    );
+  }
+  const value = path.replaceAll("%", "%%");
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(value)) return value;
+  return `"${value.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
 function oneLine(result: RunResult): string {

@@ -24,6 +24,8 @@ export interface SshdOptions {
    * defaults to `<dir>/home`.
    */
   env?: Record<string, string>;
+  /** Sessions sshd allows on one connection (MaxSessions); 64 unless given (OpenSSH's default is 10). */
+  maxSessions?: number;
 }
 
 export interface Sshd {
@@ -75,7 +77,10 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
     const state = { proc: undefined as Bun.Subprocess | undefined, port: 0 };
     const launch = async (port: number) => {
       const seen = countListening(await readLog(logFile), port);
-      await writeFile(config, sshdConfig({ port, hostKey, authorizedKeys, user, env, dir }));
+      await writeFile(
+        config,
+        sshdConfig({ port, hostKey, authorizedKeys, user, env, dir, maxSessions: opts.maxSessions ?? 64 }),
+      );
       // Ended with the test file even when a test forgets stop() (servers.ts).
       const proc = track(
         Bun.spawn(dyingWithParent([sshdPath, "-D", "-e", "-E", logFile, "-f", config]), {
@@ -153,6 +158,7 @@ function sshdConfig(c: {
   user: string;
   env: Record<string, string>;
   dir: string;
+  maxSessions: number;
 }): string {
   const lines = [
     `Port ${c.port}`,
@@ -177,7 +183,7 @@ function sshdConfig(c: {
     // Ansible moves files over sftp; the built-in server needs no sftp-server binary.
     "Subsystem sftp internal-sftp",
     // Tests run many sessions over one multiplexed connection and many connections at once.
-    "MaxSessions 64",
+    `MaxSessions ${c.maxSessions}`,
     "MaxStartups 64",
   ];
   const setEnv: string[] = [];

@@ -267,6 +267,17 @@ describe("LocalTarget", () => {
     }
   });
 
+  test("keeps a byte-order mark at the start of the output, streamed or not", async () => {
+    // A file read with `cat` and written back must keep its first bytes: TextDecoder drops a
+    // leading BOM unless told not to.
+    const script = "printf '\\357\\273\\277bom'";
+    const chunks: string[] = [];
+    expect((await local.run(["sh", "-c", script])).stdout).toBe("\ufeffbom");
+    const streamed = await local.run(["sh", "-c", script], { onStdout: (chunk) => chunks.push(chunk) });
+    expect(streamed.stdout).toBe("\ufeffbom");
+    expect(chunks.join("")).toBe("\ufeffbom");
+  });
+
   test("close() is harmless and can be called twice", async () => {
     const target = new LocalTarget();
     await target.close();

@@ -1,6 +1,6 @@
 /**
  * The quoting function against real shells: every word, however hostile, must reach the program as
- * the same bytes, through `sh -c` and `bash -c` here and through a real sshd (whose login shell parses
+ * the same bytes, through `sh -c`, `bash -c` and `zsh -c` here and through a real sshd (whose login shell parses
  * the remote command line).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -74,6 +74,9 @@ const HOSTILE = [
   "--help",
   "-rf",
   "=",
+  // zsh expands a word starting with = into the path of the program it names (EQUALS).
+  "=ls",
+  "=sh=",
   "a=b",
   "PATH=/nonexistent",
   "%s",
@@ -145,7 +148,8 @@ describe("shellQuote", () => {
   });
 
   const local = new LocalTarget();
-  for (const shell of ["sh", "bash"]) {
+  // zsh: the login shell a FreeBSD user may have chosen for the account kubehyve logs in as.
+  for (const shell of ["sh", "bash", ...(have("zsh", "zsh") ? ["zsh"] : [])]) {
     test(`${shell} -c gets back every hostile word byte for byte`, async () => {
       const result = await runOk(local, [shell, "-c", shellJoin([...PRINT_WORDS, ...HOSTILE])]);
       expect(splitWords(result.stdout)).toEqual(HOSTILE);

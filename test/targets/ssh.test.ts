@@ -1,10 +1,21 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { readFileSync, writeFileSync } from "node:fs";
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { mapLimit } from "../../src/lib/concurrency.ts";
-import { CancelledError } from "../../src/lib/errors.ts";
+import { CancelledError, KubehyveError } from "../../src/lib/errors.ts";
 import { LocalTarget, spawnCommand } from "../../src/targets/local.ts";
 import { classifySshFailure, parseSshUrl, SshError, SshTarget } from "../../src/targets/ssh.ts";
 import { runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
@@ -41,6 +52,17 @@ async function acceptedLogins(sshd: Sshd): Promise<number> {
     .filter((line) => line.startsWith(`Accepted publickey for ${sshd.user} from 127.0.0.1`)).length;
 }
 
+/** True while the process runs; a zombie (gone, not yet reaped by its new parent) counts as gone. */
+function isRunning(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+}
+
 /** A loopback port nothing listens on: bound by us, then released. */
 function closedPort(): number {
   const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -74,6 +96,27 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
   test("returns a remote command's own exit code 255 as a result, not as an ssh failure", async () => {
     const result = await target.run(["sh", "-c", "echo 'failed on purpose' >&2; exit 255"]);
     expect(result).toEqual({ code: 255, stdout: "", stderr: "failed on purpose\n" });
+  });
+
+  test("reports a remote command's death by a signal as 128 plus its number, as the local target does", async () => {
+    // ssh itself exits 255 for a command that died by a signal (it passes on exit-status only):
+    // the same as a connection lost, and not what the command did.
+    expect((await target.run(["sh", "-c", "kill -KILL $$"])).code).toBe(128 + 9);
+    expect((await target.run(["sh", "-c", "kill -TERM $$"])).code).toBe(128 + 15);
+    expect((await target.run(["sh", "-c", "exit 3"])).code).toBe(3);
+    // The shell in between runs the program, never a builtin of its name (dash's echo knows no -e).
+    expect((await target.run(["echo", "-e", "a"])).stdout).toBe(
+      (await new LocalTarget().run(["echo", "-e", "a"])).stdout,
+    );
+  });
+
+  test("refuses a remote command line longer than an argument may be, naming its length", async () => {
+    // Linux takes at most 128 KiB in one argument (MAX_ARG_STRLEN), and ssh sends the remote
+    // command as one string, which the remote shell gets as one argument again.
+    const long = "x".repeat(200_000);
+    await expect(target.run(["printf", "%s", long])).rejects.toThrow(
+      /the remote command line of `printf %s x+…` is \d+ bytes, more than the 131072 one argument may hold: pass large data on stdin/,
+    );
   });
 
   test("runs in the session environment sshd sets", async () => {
@@ -232,11 +275,139 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     ).toThrow("extraOptions cannot set StrictHostKeyChecking");
   });
 
+  test.each([
+    // Keys trusted, or looked up, other than by the pin of this host in the state dir.
+    "HostKeyAlias",
+    "KnownHostsCommand",
+    "UpdateHostKeys",
+    "VerifyHostKeyDNS",
+    "CheckHostIP",
+    // Local commands, agent forwarding, and a session unlike the one every command expects.
+    "LocalCommand",
+    "PermitLocalCommand",
+    "ForwardAgent",
+    "RemoteCommand",
+    "RequestTTY",
+    "SessionType",
+  ])("refuses extraOptions %s, which would undo what the target depends on", (option) => {
+    expect(
+      () => new SshTarget({ user: "root", host: "127.0.0.1", stateDir, extraOptions: { [option]: "yes" } }),
+    ).toThrow(`extraOptions cannot set ${option}`);
+  });
+
   test("refuses a host that ssh could read as an option", () => {
     expect(() => new SshTarget({ user: "root", host: "-oProxyCommand=id", stateDir })).toThrow(
       '"-oProxyCommand=id" is not a host name or IP address',
     );
   });
+});
+
+describe.skipIf(!haveOpenSsh)("SshTarget against hostile paths and settings", () => {
+  let sshd: Sshd;
+  beforeAll(async () => {
+    sshd = await startSshd();
+    cleanups.push(() => sshd.stop());
+  });
+
+  test("reads no ssh_config: neither the user's ~/.ssh/config nor the system's", async () => {
+    expect(have("strace", "strace")).toBe(true);
+    const dir = await tempDir("kubehyve-ssh-config-");
+    const target = targetFor(sshd, dir);
+    // The master is up first: the traced client is then a short-lived one that strace can outlast.
+    await runOk(target, ["true"]);
+    const trace = join(dir, "trace");
+    // ssh reads ~/.ssh/config from the passwd entry's home, not from $HOME: writing one would change
+    // every other ssh client of this machine, so the test watches which files ssh opens instead.
+    const result = await spawnCommand(
+      "test",
+      [
+        "strace",
+        "-f",
+        "-e",
+        "trace=open,openat",
+        "-o",
+        trace,
+        ...(await target.sshArgs()),
+        "--",
+        `${sshd.user}@127.0.0.1`,
+        "echo ran",
+      ],
+      { timeoutMs: 30_000 },
+    );
+    expect(result.stdout).toBe("ran\n");
+    const opened = (await readFile(trace, "utf8"))
+      .split("\n")
+      .filter((line) => /ssh_config|\/\.ssh\/config"/.test(line));
+    expect(opened).toEqual([]);
+  });
+
+  test("a state dir with spaces, quotes and % in its path keeps known_hosts and the socket inside it", async () => {
+    const parent = await tempDir("kubehyve-ssh-odd-");
+    const odd = join(parent, 'a "b" %h');
+    await mkdir(odd);
+    const key = join(odd, "key %d");
+    await copyFile(sshd.identityFile, key);
+    await chmod(key, 0o600);
+    const target = targetFor(sshd, odd, { identityFile: key });
+    expect((await runOk(target, ["echo", "odd"])).stdout).toBe("odd\n");
+    const [type, hostKey] = sshd.hostPublicKey.split(" ");
+    expect((await readFile(join(odd, "ssh", "known_hosts"), "utf8")).trim()).toBe(
+      `[127.0.0.1]:${sshd.port} ${type} ${hostKey}`,
+    );
+    // Nothing landed next to the state dir (a path cut at a space, or % expanded).
+    expect((await readdir(parent)).sort()).toEqual([basename(odd)]);
+    const socket = (await readdir(join(odd, "ssh"))).find((name) => name.startsWith("cm-"));
+    expect(socket).toBeDefined();
+    // The second command goes through the master on that socket.
+    const before = await acceptedLogins(sshd);
+    expect((await runOk(target, ["echo", "again"])).stdout).toBe("again\n");
+    expect(await acceptedLogins(sshd)).toBe(before);
+  });
+
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ssh's own ${VARIABLE} syntax, on purpose
+  test("refuses a state dir whose path ssh would expand as ${VARIABLE}, naming it", async () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: ssh's own ${VARIABLE} syntax, on purpose
+    const odd = join(await tempDir("kubehyve-ssh-dollar-"), "${HOME}");
+    // Before any command: nothing is contacted with a known_hosts file ssh would look for elsewhere.
+    expect(() => new SshTarget({ ...loginOf(sshd), stateDir: odd })).toThrow(
+      `${join(odd, "ssh", "known_hosts")}: ssh would read "\${" in it as a variable`,
+    );
+  });
+
+  test("refuses a state dir with a line break in its path, before any command", () => {
+    expect(() => new SshTarget({ ...loginOf(sshd), stateDir: "/tmp/kubehyve-lab\nUser=x" })).toThrow(
+      "/tmp/kubehyve-lab\nUser=x/ssh/known_hosts: a path with a control character is not handed to ssh",
+    );
+  });
+
+  test("close() on one target lets a command another process runs over the same connection finish", async () => {
+    // Two kubehyve processes on one state dir (doctor beside up) share the master: the one that
+    // leaves first must not cut the other's commands off.
+    const dir = await tempDir("kubehyve-ssh-shared-");
+    const mine = targetFor(sshd, dir);
+    const theirs = targetFor(sshd, dir);
+    await runOk(theirs, ["true"]);
+    await runOk(mine, ["true"]);
+    const check = await spawnCommand("test", [
+      ...(await theirs.sshArgs()),
+      "-O",
+      "check",
+      "--",
+      `${sshd.user}@127.0.0.1`,
+    ]);
+    const masterPid = Number(/pid=(\d+)/.exec(check.stderr)?.[1]);
+    expect(masterPid).toBeGreaterThan(0);
+    const running = theirs.run(["sh", "-c", "sleep 2; echo finished"], { timeoutMs: 30_000 });
+    await Bun.sleep(500);
+    await mine.close();
+    expect(await running).toEqual({ code: 0, stdout: "finished\n", stderr: "" });
+    // The master leaves once that command is done: nothing of ours runs on after close().
+    const deadline = Date.now() + 20_000;
+    while (isRunning(masterPid) && Date.now() < deadline) await Bun.sleep(100);
+    expect(isRunning(masterPid)).toBe(false);
+    // And the next command opens a connection anew.
+    expect((await runOk(theirs, ["echo", "new"])).stdout).toBe("new\n");
+  }, 60_000);
 });
 
 describe.skipIf(!haveOpenSsh)("SshTarget when the host key changes", () => {
@@ -269,6 +440,220 @@ describe.skipIf(!haveOpenSsh)("SshTarget when the host key changes", () => {
     );
     const [type, key] = sshd.hostPublicKey.split(" ");
     expect((await readFile(knownHosts, "utf8")).trim()).toBe(`[127.0.0.1]:${sshd.port} ${type} ${key}`);
+  });
+});
+
+describe.skipIf(!haveOpenSsh)("SshTarget when processes misbehave", () => {
+  let sshd: Sshd;
+  beforeAll(async () => {
+    sshd = await startSshd();
+    cleanups.push(() => sshd.stop());
+  });
+
+  async function masterPid(target: SshTarget): Promise<number> {
+    const check = await spawnCommand("test", [
+      ...(await target.sshArgs()),
+      "-O",
+      "check",
+      "--",
+      `${sshd.user}@127.0.0.1`,
+    ]);
+    return Number(/pid=(\d+)/.exec(check.stderr)?.[1]);
+  }
+
+  test("a master killed outright leaves its socket behind, and the next command connects anew", async () => {
+    const dir = await tempDir("kubehyve-ssh-stale-");
+    const first = targetFor(sshd, dir);
+    await runOk(first, ["true"]);
+    const pid = await masterPid(first);
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid, "SIGKILL");
+    const deadline = Date.now() + 10_000;
+    while (isRunning(pid) && Date.now() < deadline) await Bun.sleep(50);
+    const socket = (await readdir(join(dir, "ssh"))).filter((name) => name.startsWith("cm-"));
+    expect(socket).toHaveLength(1);
+    // A new run (a new target object) on the same state dir finds the dead socket.
+    const before = await acceptedLogins(sshd);
+    expect((await runOk(targetFor(sshd, dir), ["echo", "after"])).stdout).toBe("after\n");
+    expect(await acceptedLogins(sshd)).toBe(before + 1);
+  });
+
+  test("two processes opening the first connection of one state dir at once both run, then share one", async () => {
+    const dir = await tempDir("kubehyve-ssh-race-");
+    const [a, b] = [targetFor(sshd, dir), targetFor(sshd, dir)];
+    const results = await Promise.all([a, b].map((t, i) => t.run(["echo", `from ${i}`])));
+    expect(results).toEqual([
+      { code: 0, stdout: "from 0\n", stderr: "" },
+      { code: 0, stdout: "from 1\n", stderr: "" },
+    ]);
+    // The one that lost the race to bind the socket ran over a connection of its own; from then
+    // on both go through the same master.
+    expect(await masterPid(a)).toBe(await masterPid(b));
+    const before = await acceptedLogins(sshd);
+    await Promise.all([a, b].map((t) => runOk(t, ["true"])));
+    expect(await acceptedLogins(sshd)).toBe(before);
+  });
+
+  test("a remote command that reads stdin gets its end at once when none is given", async () => {
+    const target = targetFor(sshd, await tempDir("kubehyve-ssh-stdin-"));
+    expect(await target.run(["cat"], { timeoutMs: 20_000 })).toEqual({ code: 0, stdout: "", stderr: "" });
+  });
+
+  test("a remote command that ignores SIGTERM is still ended on the remote side after its timeout", async () => {
+    const dir = await tempDir("kubehyve-ssh-term-");
+    const target = targetFor(sshd, dir);
+    const pidFile = join(dir, "pid");
+    const result = await target.run(
+      ["sh", "-c", `trap '' TERM; echo $$ > "$1"; while :; do sleep 1; done`, "sh", pidFile],
+      { timeoutMs: 1000 },
+    );
+    expect(result.code).toBe(TIMEOUT_EXIT);
+    // sshd runs on this machine, so the remote process is one of ours to watch: timeout(1) sends
+    // SIGTERM 10 s past the local limit and SIGKILL 5 s after that.
+    const pid = Number((await readFile(pidFile, "utf8")).trim());
+    expect(isRunning(pid)).toBe(true);
+    const deadline = Date.now() + 45_000;
+    while (isRunning(pid) && Date.now() < deadline) await Bun.sleep(200);
+    expect(isRunning(pid)).toBe(false);
+  }, 60_000);
+
+  test("no prompt can hold a command: a key with a passphrase fails at once, askpass or not", async () => {
+    const dir = await tempDir("kubehyve-ssh-askpass-");
+    const key = join(dir, "locked");
+    await runOk(new LocalTarget(), ["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", key]);
+    await writeFile(join(sshd.dir, "authorized_keys"), `\n${await readFile(`${key}.pub`, "utf8")}`, {
+      flag: "a",
+    });
+    const askpass = join(dir, "askpass");
+    await writeFile(askpass, `#!/bin/sh\ntouch "${dir}/asked"\necho 'a passphrase'\n`, { mode: 0o755 });
+    const saved = { ...process.env };
+    Object.assign(process.env, { SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: "force", DISPLAY: ":0" });
+    try {
+      const error = await targetFor(sshd, dir, { identityFile: key })
+        .run(["true"])
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(SshError);
+      expect((error as SshError).kind).toBe("auth-failed");
+    } finally {
+      for (const name of ["SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "DISPLAY"]) {
+        if (saved[name] === undefined) delete process.env[name];
+        else process.env[name] = saved[name];
+      }
+    }
+    expect(await Bun.file(join(dir, "asked")).exists()).toBe(false);
+  });
+});
+
+describe.skipIf(!haveOpenSsh)("SshTarget when the shared connection has no session left", () => {
+  test("a command ssh runs over a connection of its own is reported as it ran, without ssh's words", async () => {
+    // sshd takes one session per connection here: while one target's command holds it, another
+    // process's command on the same state dir is refused by the master, and ssh runs it over a
+    // new connection instead, saying so on stderr first.
+    const sshd = await startSshd({ maxSessions: 1 });
+    cleanups.push(() => sshd.stop());
+    const dir = await tempDir("kubehyve-ssh-full-");
+    const [busy, other] = [targetFor(sshd, dir), targetFor(sshd, dir)];
+    await runOk(busy, ["true"]);
+    await runOk(other, ["true"]);
+    const holding = busy.run(["sleep", "3"], { timeoutMs: 30_000 });
+    await Bun.sleep(500);
+    const streamed: string[] = [];
+    const before = await acceptedLogins(sshd);
+    const result = await other.run(["sh", "-c", "echo ran >&2; exit 255"], {
+      timeoutMs: 30_000,
+      onStderr: (chunk) => streamed.push(chunk),
+    });
+    // It ran (and exited 255 on its own): not "ssh failed before running".
+    expect(result).toEqual({ code: 255, stdout: "", stderr: "ran\n" });
+    expect(streamed.join("")).toBe("ran\n");
+    expect((await acceptedLogins(sshd)) - before).toBe(1);
+    expect((await holding).code).toBe(0);
+  });
+});
+
+describe.skipIf(!haveOpenSsh)("SshTarget and a damaged or foreign known_hosts", () => {
+  let sshd: Sshd;
+  beforeAll(async () => {
+    sshd = await startSshd();
+    cleanups.push(() => sshd.stop());
+  });
+
+  /** A state dir whose known_hosts holds `content`, made the way kubehyve makes the dir. */
+  async function stateWith(content: string): Promise<{ dir: string; knownHosts: string }> {
+    const dir = await tempDir("kubehyve-ssh-kh-");
+    await mkdir(join(dir, "ssh"), { mode: 0o700 });
+    const knownHosts = join(dir, "ssh", "known_hosts");
+    await writeFile(knownHosts, content, { mode: 0o600 });
+    return { dir, knownHosts };
+  }
+
+  test("a key of another type than the pinned one is refused, not pinned beside it", async () => {
+    // Any ECDSA key: the server has only its ed25519 one.
+    const other = (
+      await runOk(new LocalTarget(), [
+        "sh",
+        "-c",
+        `ssh-keygen -q -t ecdsa -N '' -f "$1" && cat "$1.pub"`,
+        "sh",
+        join(await tempDir("kubehyve-ssh-ecdsa-"), "k"),
+      ])
+    ).stdout.split(" ");
+    const pinned = `[127.0.0.1]:${sshd.port} ${other[0]} ${other[1]}\n`;
+    const { dir, knownHosts } = await stateWith(pinned);
+    const error = await targetFor(sshd, dir)
+      .run(["true"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshError);
+    expect((error as SshError).kind).toBe("host-key-changed");
+    expect(await readFile(knownHosts, "utf8")).toBe(pinned);
+  });
+
+  test("a pinned entry cut short refuses the machine's key rather than pinning it anew", async () => {
+    // A disk that filled up while the entry was written: the line names the machine, its key is cut.
+    const [type, key] = sshd.hostPublicKey.split(" ");
+    const cut = `[127.0.0.1]:${sshd.port} ${type} ${key?.slice(0, 30)}`;
+    const { dir, knownHosts } = await stateWith(cut);
+    const error = await targetFor(sshd, dir)
+      .run(["touch", "/nonexistent/never-run"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshError);
+    expect((error as SshError).kind).toBe("host-key-changed");
+    expect(await readFile(knownHosts, "utf8")).toBe(cut);
+  });
+
+  test("a new machine's key goes on a line of its own after another machine's line cut short", async () => {
+    const { dir, knownHosts } = await stateWith("[10.0.0.9]:22 ssh-ed25519 AAAAC3NzaC1lZDI1");
+    expect((await runOk(targetFor(sshd, dir), ["echo", "pinned"])).stdout).toBe("pinned\n");
+    const [type, key] = sshd.hostPublicKey.split(" ");
+    expect((await readFile(knownHosts, "utf8")).split("\n")).toEqual([
+      "[10.0.0.9]:22 ssh-ed25519 AAAAC3NzaC1lZDI1",
+      `[127.0.0.1]:${sshd.port} ${type} ${key}`,
+      "",
+    ]);
+  });
+
+  test("a known_hosts that is a symbolic link is refused, and nothing is pinned through it", async () => {
+    const { dir, knownHosts } = await stateWith("");
+    const elsewhere = join(await tempDir("kubehyve-ssh-elsewhere-"), "known_hosts");
+    await writeFile(elsewhere, "", { mode: 0o600 });
+    await rm(knownHosts);
+    await symlink(elsewhere, knownHosts);
+    const error = await targetFor(sshd, dir)
+      .run(["true"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KubehyveError);
+    expect((error as KubehyveError).message).toContain(`${knownHosts} is a symbolic link`);
+    expect(await readFile(elsewhere, "utf8")).toBe("");
+  });
+
+  test("a known_hosts others can write is refused", async () => {
+    const { dir, knownHosts } = await stateWith("");
+    await chmod(knownHosts, 0o666);
+    const error = await targetFor(sshd, dir)
+      .run(["true"])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KubehyveError);
+    expect((error as KubehyveError).message).toContain(`${knownHosts} is writable by group or others`);
   });
 });
 

@@ -1,0 +1,63 @@
+/**
+ * Whether a known_hosts file already pins a key for a machine, read as OpenSSH reads it
+ * (hostfile.c hostkeys_foreach_file and check_markers, match.c match_hostname), so that the ssh
+ * target can tell a first contact (StrictHostKeyChecking=accept-new pins the key) from every later
+ * one (StrictHostKeyChecking=yes: the pinned key or nothing).
+ *
+ * accept-new alone is not enough: it takes any key for a name whose every entry is unusable, so a
+ * line cut short (a disk that filled up as it was written) would let the next key in, whoever's.
+ * Here a line counts as soon as its names match, whatever follows them.
+ */
+import { createHmac } from "node:crypto";
+
+/** The name ssh looks a machine up by: the host, or `[host]:port` off port 22 (hostfile.c put_host_port). */
+export function knownHostsName(host: string, port: number): string {
+  // ssh lowercases the name it looks up (ssh.c, "force lowercase for hostkey matching").
+  const name = host.toLowerCase();
+  return port === 22 ? name : `[${name}]:${port}`;
+}
+
+/** Whether any entry of `text` (a known_hosts file) is for `name` (see knownHostsName). */
+export function pinsName(text: string, name: string): boolean {
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const fields = line.split(/[ \t]+/);
+    // @cert-authority and @revoked lines name hosts too: either is a decision about this machine
+    // that a newly offered plain key must not get around.
+    const hosts = fields[0]?.startsWith("@") ? fields[1] : fields[0];
+    if (hosts !== undefined && hostsMatch(hosts, name)) return true;
+  }
+  return false;
+}
+
+/** HASH_MAGIC "|1|": base64 salt, `|`, base64 HMAC-SHA1 of the name keyed with the salt (hostfile.c). */
+function hashedMatch(field: string, name: string): boolean {
+  const [salt, hash] = field.slice(3).split("|");
+  if (!salt || !hash) return false;
+  const mac = createHmac("sha1", Buffer.from(salt, "base64")).update(name).digest("base64");
+  return mac === hash;
+}
+
+/**
+ * match_hostname: a comma-separated list of patterns (`*`, `?`), matched without regard to case;
+ * a matching `!pattern` rules the line out whatever else matches.
+ */
+function hostsMatch(hosts: string, name: string): boolean {
+  if (hosts.startsWith("|1|")) return hashedMatch(hosts, name);
+  let matched = false;
+  for (const pattern of hosts.split(",")) {
+    const negated = pattern.startsWith("!");
+    if (!globMatch(negated ? pattern.slice(1) : pattern, name)) continue;
+    if (negated) return false;
+    matched = true;
+  }
+  return matched;
+}
+
+function globMatch(pattern: string, name: string): boolean {
+  const source = [...pattern]
+    .map((c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[.+^${}()|[\]\\]/g, "\\$&")))
+    .join("");
+  return new RegExp(`^${source}$`, "i").test(name);
+}
