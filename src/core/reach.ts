@@ -71,6 +71,14 @@ export class ReachGuard implements Target {
   close(): Promise<void> {
     return this.target.close();
   }
+
+  get knownHostsFile(): string | undefined {
+    return this.target.knownHostsFile;
+  }
+
+  async forgetHostKey(): Promise<void> {
+    await this.target.forgetHostKey?.();
+  }
 }
 
 /** The id of the finding that reports a Kubernetes API no request reached. */

@@ -61,3 +61,19 @@ function globMatch(pattern: string, name: string): boolean {
     .join("");
   return new RegExp(`^${source}$`, "i").test(name);
 }
+
+/**
+ * `text` without the entries ssh wrote for `name` when it pinned its key: a line whose hosts are
+ * this name alone, plain or hashed. Lines an operator wrote with patterns, several names or a
+ * marker (@cert-authority, @revoked) stay: they are decisions about more than this one machine.
+ */
+export function withoutPin(text: string, name: string): string {
+  const lines = text.split("\n").filter((raw) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#") || line.startsWith("@")) return true;
+    const hosts = line.split(/[ \t]+/)[0]!;
+    const own = hosts.startsWith("|1|") ? hashedMatch(hosts, name) : hosts.toLowerCase() === name;
+    return !own;
+  });
+  return lines.join("\n");
+}

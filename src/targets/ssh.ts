@@ -14,8 +14,8 @@ import { lstat, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CancelledError, KubehyveError } from "../lib/errors.ts";
-import { appendPrivateFile, ensurePrivateDir, readPrivateFile } from "../lib/fsutil.ts";
-import { knownHostsName, pinsName } from "./known-hosts.ts";
+import { appendPrivateFile, ensurePrivateDir, readPrivateFile, writeFileAtomic } from "../lib/fsutil.ts";
+import { knownHostsName, pinsName, withoutPin } from "./known-hosts.ts";
 import { spawnCommand } from "./local.ts";
 import { shellJoin } from "./quote.ts";
 import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, showCommand, type Target } from "./target.ts";
@@ -231,6 +231,19 @@ export class SshTarget implements Target {
     if (!this.controlPath) return;
     const args = await this.sshArgs();
     await spawnCommand(this.name, [...args, "-O", "stop", "--", this.destination()], { timeoutMs: 10_000 });
+  }
+
+  /**
+   * The machine at this address is a new one: the master to the old one is stopped and the key ssh
+   * pinned for it is forgotten (only the entries ssh wrote for this name, see withoutPin), so the
+   * next connection pins the new machine's key rather than refusing it as a changed one.
+   */
+  async forgetHostKey(): Promise<void> {
+    await this.close();
+    const text = readPrivateFile(this.knownHostsFile);
+    if (text === undefined) return;
+    const kept = withoutPin(text, knownHostsName(this.host, this.port));
+    if (kept !== text) await writeFileAtomic(this.knownHostsFile, kept, 0o600);
   }
 
   /** The ssh options shared by every invocation, without destination and command. */

@@ -56,6 +56,13 @@ export interface Target {
   run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
   /** Releases connections (the ssh master). Safe to call twice. */
   close(): Promise<void>;
+  /** Where this machine's host key is pinned, for another ssh client of the run (Ansible). */
+  readonly knownHostsFile?: string;
+  /**
+   * The machine at this address is a new one (its VM was made anew, or destroyed): forget its
+   * pinned host key, so that the next connection pins the new machine's instead of refusing it.
+   */
+  forgetHostKey?(): Promise<void>;
 }
 
 /** Exit code used when a command was killed by its timeout (as timeout(1) does). */

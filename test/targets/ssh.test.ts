@@ -443,6 +443,38 @@ describe.skipIf(!haveOpenSsh)("SshTarget when the host key changes", () => {
   });
 });
 
+describe.skipIf(!haveOpenSsh)("SshTarget when its machine is made anew", () => {
+  test("forgetHostKey forgets that machine's pin alone, and the next contact pins the new key", async () => {
+    const sshd = await startSshd();
+    cleanups.push(() => sshd.stop());
+    const stateDir = await tempDir("kubehyve-ssh-anew-");
+    const target = targetFor(sshd, stateDir);
+    await runOk(target, ["true"]);
+    const knownHosts = join(stateDir, "ssh", "known_hosts");
+    const [type, oldKey] = sshd.hostPublicKey.split(" ");
+    // Other machines' pins, and lines an operator wrote for several machines, are no business of it.
+    const others = [
+      `[127.0.0.1]:1 ${type} ${oldKey}`,
+      `a.example,b.example ${type} ${oldKey}`,
+      `@revoked [127.0.0.2]:22 ${type} ${oldKey}`,
+    ];
+    await writeFile(knownHosts, `${others.join("\n")}\n${await readFile(knownHosts, "utf8")}`, {
+      mode: 0o600,
+    });
+
+    await sshd.rotateHostKey();
+    await target.forgetHostKey();
+    expect((await runOk(target, ["echo", "the new machine"])).stdout).toBe("the new machine\n");
+    const [, newKey] = sshd.hostPublicKey.split(" ");
+    expect(newKey).not.toBe(oldKey);
+    expect((await readFile(knownHosts, "utf8")).trim().split("\n")).toEqual([
+      ...others,
+      `[127.0.0.1]:${sshd.port} ${type} ${newKey}`,
+    ]);
+    expect((await stat(knownHosts)).mode & 0o777).toBe(0o600);
+  });
+});
+
 describe.skipIf(!haveOpenSsh)("SshTarget when processes misbehave", () => {
   let sshd: Sshd;
   beforeAll(async () => {

@@ -49,7 +49,7 @@ import {
 import { hostPreflight } from "./preflight.ts";
 import { verify } from "./verify.ts";
 import { renderVmConfig } from "./vmconfig.ts";
-import { configInput, createVm, finishVm, startVm, stopVm } from "./vms.ts";
+import { configInput, createVm, finishVm, forgetNodeKey, startVm, stopVm } from "./vms.ts";
 
 export type { NodeBoot, NodeBootPayload } from "./plan.ts";
 
@@ -361,7 +361,10 @@ async function destroy(ctx: Ctx): Promise<void> {
       // -f: vm destroy asks first otherwise, and with nothing on stdin util::confirm takes that for yes.
       await ctx.wet(
         `destroy VM ${name} and its disks`,
-        () => runOk(ctx.host, ["vm", "destroy", "-f", name]),
+        async () => {
+          await runOk(ctx.host, ["vm", "destroy", "-f", name]);
+          await forgetNodeKey(ctx, name);
+        },
         { target: name },
       );
     },

@@ -101,6 +101,15 @@ export function configInput(
 }
 
 /**
+ * A node whose VM is made anew or destroyed is a new machine at its address, with host keys of its
+ * own: the key pinned for the old one is forgotten, or the next connection would be refused as a
+ * changed key (a `down` and `up` of the lab).
+ */
+export async function forgetNodeKey(ctx: Ctx, name: string): Promise<void> {
+  if (ctx.cluster.nodes.some((n) => n.name === name)) await ctx.node(name).forgetHostKey?.();
+}
+
+/**
  * Creates the VM from a template that carries the marks (the dataset gets them at creation), then
  * its boot disk and its config. The config without vm create's CONFIG_CREATING is written last: a
  * run stopped before that leaves a VM that check recognises as unfinished.
@@ -125,6 +134,7 @@ export async function createVm(
     name,
     renderVmTemplate({ ...input, bootImage: finalBoot.bootImage !== undefined }),
   );
+  await forgetNodeKey(ctx, name);
   const dev = diskDevOf(ctx.options);
   const missing = finalBoot.bootImage ? disksOf(node, dev).filter((d) => d.index === 0) : [];
   await finishVm(ctx, ds, name, finalBoot, missing, true);

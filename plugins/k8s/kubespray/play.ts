@@ -93,6 +93,17 @@ export async function runWithProgress(
   if (again) throw new KubehyveError(again.report);
 }
 
+/**
+ * The file that pins the nodes' host keys for their targets, when they share one: Ansible keeps its
+ * pins there too, so a node made anew, whose pin the hypervisor stage forgot, is not refused by
+ * Ansible alone. Nodes whose targets keep no such file leave Ansible a file of its own.
+ */
+function nodePins(ctx: Ctx): string | undefined {
+  const files = new Set(ctx.cluster.nodes.map((n) => ctx.node(n.name).knownHostsFile));
+  const [file] = files;
+  return files.size === 1 ? file : undefined;
+}
+
 /** Runs a playbook; undefined when it succeeded, else what its failure was. */
 async function runOnce(
   ctx: Ctx,
@@ -104,6 +115,7 @@ async function runOnce(
     kubesprayDir: prepared.kubesprayDir,
     inventoryDir: prepared.inventoryDir,
     workDir: ctx.dir,
+    knownHostsFile: nodePins(ctx),
     signal: ctx.signal,
     ...step,
   };

@@ -317,8 +317,13 @@ export interface PlaybookRequest {
   extraVars?: Record<string, string | boolean>;
   /** Where the whole output goes (appended). */
   logFile: string;
-  /** Private dir for Ansible's fact cache and known_hosts. */
+  /** Private dir for Ansible's fact cache (and its known_hosts, without `knownHostsFile`). */
   workDir: string;
+  /**
+   * Where the nodes' targets pin their host keys: Ansible pins there too, so that a node made anew,
+   * whose pin the hypervisor stage forgot, is not refused by Ansible alone as a changed key.
+   */
+  knownHostsFile?: string;
   signal?: AbortSignal;
   onEvent?: (event: AnsibleEvent) => void;
 }
@@ -362,8 +367,10 @@ export function playbookEnv(req: PlaybookRequest): Record<string, string> {
       "-o ControlMaster=auto",
       "-o ControlPersist=30m",
       "-o ConnectionAttempts=100",
-      `-o UserKnownHostsFile=${join(req.workDir, "known_hosts")}`,
+      `-o UserKnownHostsFile=${req.knownHostsFile ?? join(req.workDir, "known_hosts")}`,
       "-o StrictHostKeyChecking=accept-new",
+      // In the file the node targets write, in their form (Debian's ssh_config hashes the names).
+      "-o HashKnownHosts=no",
     ].join(" "),
   };
 }

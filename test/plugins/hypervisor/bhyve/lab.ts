@@ -31,6 +31,8 @@ export interface LabContextArgs {
   hooks?: Hooks;
   ask?: (question: string) => Promise<boolean>;
   signal?: AbortSignal;
+  /** The nodes' targets (the stage reaches them only to forget a made or destroyed node's key). */
+  node?: (node: NodeSpec) => Target;
 }
 
 export function labContext(args: LabContextArgs): TestablePluginContext & { options: BhyveOptions } {
@@ -45,7 +47,7 @@ export function labContext(args: LabContextArgs): TestablePluginContext & { opti
     hooks: args.hooks,
     ask: args.ask,
     signal: args.signal,
-    targets: { host: args.host },
+    targets: { host: args.host, node: args.node },
   }) as TestablePluginContext & { options: BhyveOptions };
 }
 

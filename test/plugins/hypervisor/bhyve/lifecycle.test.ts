@@ -6,9 +6,11 @@ import { bhyvePlugin, type NodeBoot } from "../../../../plugins/hypervisor/bhyve
 import { parseBhyveOptions } from "../../../../plugins/hypervisor/bhyve/options.ts";
 import type { AnyPlugin } from "../../../../src/core/contract.ts";
 import { type EngineRequest, runEngine } from "../../../../src/core/engine.ts";
+import type { NodeSpec } from "../../../../src/core/model.ts";
 import { nodeMac } from "../../../../src/core/node-identity.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { GiB } from "../../../../src/core/units.ts";
+import type { Target } from "../../../../src/targets/target.ts";
 import { createFreebsdHost, type FreebsdHost, hostTarget, run } from "../../../lab/freebsd/host.ts";
 import { exampleCluster, isMutating, labContext, up } from "./lab.ts";
 
@@ -178,6 +180,30 @@ describe("hypervisor/bhyve on the simulated host", () => {
         .map((a) => a.join(" "))
         .sort(),
     ).toEqual(["vm destroy -f cp1", "vm destroy -f w1", "vm destroy -f w2"]);
+  });
+
+  test("a node whose VM is made or destroyed has its pinned host key forgotten, a foreign VM's never", async () => {
+    const forgotten: string[] = [];
+    const node = (n: NodeSpec): Target => ({
+      name: `core@${n.name}`,
+      run: () => Promise.reject(new Error("the stage does not run commands on nodes")),
+      close: async () => {},
+      forgetHostKey: async () => {
+        forgotten.push(n.name);
+      },
+    });
+    await up(ctxFor({ node }));
+    // Made anew: the key pinned for an earlier machine at its address would refuse the new one.
+    expect(forgotten.toSorted()).toEqual(["cp1", "w1", "w2"]);
+    forgotten.length = 0;
+    await up(ctxFor({ node }));
+    expect(forgotten).toEqual([]);
+    host.createForeignVm("legacy", { running: true });
+    await bhyvePlugin.destroy!(ctxFor({ assumeYes: true, node }));
+    expect(forgotten.toSorted()).toEqual(["cp1", "w1", "w2"]);
+    forgotten.length = 0;
+    await bhyvePlugin.destroy!(ctxFor({ dryRun: true, node }));
+    expect(forgotten).toEqual([]);
   });
 
   test("down asks first and does nothing when the answer is no", async () => {

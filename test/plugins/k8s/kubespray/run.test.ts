@@ -91,6 +91,14 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
       (await stat(join(ctx.dir, "logs", logs.find((f) => f.endsWith("-cluster.log"))!))).mode & 0o777,
     ).toBe(0o600);
 
+    // Ansible pinned the nodes' key where their targets do, so that the hypervisor stage's forgetting
+    // a node made anew holds for both; it keeps no file of its own.
+    const pins = await readFile(join(lab.stateDir, "ssh", "known_hosts"), "utf8");
+    expect(pins).toContain(
+      `[127.0.0.1]:${lab.sshd.port} ${lab.sshd.hostPublicKey.split(" ").slice(0, 2).join(" ")}`,
+    );
+    expect(await stat(join(ctx.dir, "known_hosts")).catch(() => undefined)).toBeUndefined();
+
     // The admin kubeconfig is in the state dir, private, and reaches the API server.
     const info = await stat(ctx.kubeconfigPath);
     expect(info.mode & 0o777).toBe(0o600);
