@@ -61,7 +61,19 @@ export interface KubeClientOptions {
   fieldManager?: string;
   /** Called with the text of each Warning header the server sends (deprecations, unknown fields under Warn). */
   onWarning?: (text: string) => void;
+  /**
+   * Most bytes of one answer (default MAX_RESPONSE_BYTES): a longer one is stopped there and is an
+   * error, not read into memory until the timeout.
+   */
+  maxResponseBytes?: number;
 }
+
+/**
+ * The longest answer read by default. What kubehyve asks for is one object or a stage's objects of
+ * one kind by label (its largest: Calico's CRDs, a few MiB as JSON); a server that sends more is
+ * broken or hostile, and at loopback speed a whole timeout of it is gigabytes.
+ */
+export const MAX_RESPONSE_BYTES = 128 * 1024 * 1024;
 
 export interface KubeClientImpl extends KubeClient {
   readonly credentials: KubeCredentials;
@@ -192,6 +204,52 @@ function theObject<T>(
   return { ...data, apiVersion: data.apiVersion ?? apiVersion, kind } as T;
 }
 
+/** 1 KiB, 128 MiB: the bound in a message. */
+function shownBytes(n: number): string {
+  for (const [unit, size] of [
+    ["GiB", 1024 ** 3],
+    ["MiB", 1024 ** 2],
+    ["KiB", 1024],
+  ] as const)
+    if (n >= size && n % size === 0) return `${n / size} ${unit}`;
+  return `${n} bytes`;
+}
+
+/** Thrown while reading an answer's body: the answer is longer than the client reads. */
+class TooLong extends Error {}
+
+/**
+ * The body of an answer as text, at most `max` bytes: a Content-Length over it is refused before
+ * reading, and a body that goes on past it is cancelled there. The request's signal still bounds
+ * the time (a body that trickles in is a timeout).
+ */
+async function boundedText(
+  body: ReadableStream<Uint8Array> | null | undefined,
+  headers: Headers,
+  max: number,
+) {
+  const declared = Number(headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > max) {
+    await body?.cancel().catch(() => {});
+    throw new TooLong();
+  }
+  if (!body) return "";
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.byteLength;
+    if (length > max) {
+      await reader.cancel().catch(() => {});
+      throw new TooLong();
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}
+
 /** "a ConfigMapList", "an IngressList". */
 const listOf = (kind: string) => `${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`;
 
@@ -209,6 +267,7 @@ export async function createKubeClient(
   const baseDelay = opts.baseDelayMs ?? 200;
   const maxDelay = opts.maxDelayMs ?? 5000;
   const fieldManager = opts.fieldManager ?? "kubehyve";
+  const maxResponseBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES;
   const tls = { ca: creds.ca, cert: creds.cert, key: creds.key, rejectUnauthorized: true };
   const authHeaders: Record<string, string> = creds.token ? { Authorization: `Bearer ${creds.token}` } : {};
   const http = ofetch.create({ baseURL: creds.server, retry: 0, ignoreResponseError: true });
@@ -252,9 +311,25 @@ export async function createKubeClient(
           // Bun-specific fetch option; ofetch hands its options to fetch unchanged.
           tls,
           signal: AbortSignal.any(signals),
-          responseType: "text",
+          responseType: "stream",
         } as Parameters<typeof http.raw>[1]);
-        const text = (res._data as string | undefined) ?? "";
+        let text: string;
+        try {
+          text = await boundedText(
+            res._data as ReadableStream<Uint8Array> | undefined,
+            res.headers,
+            maxResponseBytes,
+          );
+        } catch (error) {
+          if (!(error instanceof TooLong)) throw error;
+          throw new KubeApiError(
+            method,
+            shown,
+            res.status,
+            "BadResponse",
+            `the answer is longer than ${shownBytes(maxResponseBytes)}, the most this client reads; it stopped there`,
+          );
+        }
         if (opts.onWarning) for (const w of parseWarnings(res.headers.get("warning"))) opts.onWarning(w);
         if (res.status < 400) {
           let data: unknown = text;

@@ -629,3 +629,83 @@ describe.skipIf(!have("openssl", "openssl"))("TLS and authentication of the clie
     }
   });
 });
+
+describe.skipIf(!have("openssl", "openssl"))("a hostile or broken API server", () => {
+  let pki: ReturnType<typeof createPki>;
+  let answer: (req: Request) => Response | Promise<Response>;
+  let server: ReturnType<typeof Bun.serve>;
+  const credentials = (token?: string) => ({
+    source: "admin.conf",
+    context: "admin",
+    server: `https://127.0.0.1:${server.port}`,
+    ca: pki.caCert,
+    ...(token ? { token } : { cert: pki.clientCert, key: pki.clientKey }),
+  });
+
+  beforeAll(() => {
+    pki = createPki({ cn: "hostile-ca", serverSans: ["IP:127.0.0.1", "IP:127.0.0.2"] });
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: pki.serverCert, key: pki.serverKey },
+      fetch: (req) => answer(req),
+    });
+  });
+  afterAll(() => {
+    server?.stop(true);
+    pki?.remove();
+  });
+
+  test("an answer that never ends is cut off at the client's bound and named, not read into memory until the timeout", async () => {
+    let sent = 0;
+    answer = () =>
+      new Response(
+        new ReadableStream({
+          pull(c) {
+            sent += 65536;
+            c.enqueue(new Uint8Array(65536).fill(32));
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      );
+    const client = await createKubeClient(credentials(), {
+      ...fast,
+      maxResponseBytes: 1024 * 1024,
+      timeoutMs: 20_000,
+    });
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toContain("GET /version: 200");
+    expect(error.message).toContain("the answer is longer than 1 MiB");
+    expect(sent).toBeLessThan(50 * 1024 * 1024);
+  }, 60_000);
+
+  test("an answer that says in advance it is too long is refused without reading it", async () => {
+    answer = () =>
+      new Response("x".repeat(4096), {
+        headers: { "content-type": "application/json", "content-length": "4096" },
+      });
+    const client = await createKubeClient(credentials(), { ...fast, maxResponseBytes: 1024 });
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toContain("the answer is longer than 1 KiB");
+  });
+
+  test("an answer that trickles in is given up within the timeout per attempt", async () => {
+    answer = () =>
+      new Response(
+        new ReadableStream({
+          async pull(c) {
+            await Bun.sleep(100);
+            c.enqueue(new TextEncoder().encode(" "));
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      );
+    const client = await createKubeClient(credentials(), { ...fast, timeoutMs: 500 });
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeTransportError);
+    expect(error.message).toContain("no answer from the API server");
+    expect(error.message).toContain("(gave up after 2 attempts)");
+  }, 60_000);
+});
