@@ -312,6 +312,10 @@ export async function createKubeClient(
           tls,
           signal: AbortSignal.any(signals),
           responseType: "stream",
+          // kube-apiserver answers its REST paths itself and never sends a client elsewhere; a
+          // redirect followed would take the credentials and the question to another host, and
+          // its answer for the cluster's.
+          redirect: "manual",
         } as Parameters<typeof http.raw>[1]);
         let text: string;
         try {
@@ -328,6 +332,16 @@ export async function createKubeClient(
             res.status,
             "BadResponse",
             `the answer is longer than ${shownBytes(maxResponseBytes)}, the most this client reads; it stopped there`,
+          );
+        }
+        if (res.status >= 300 && res.status < 400) {
+          const location = res.headers.get("location");
+          throw new KubeApiError(
+            method,
+            shown,
+            res.status,
+            "Redirect",
+            `the API server ${creds.server} ${location ? `redirects to ${location}` : "answers with a redirect"}; an API server answers itself, so it is not followed`,
           );
         }
         if (opts.onWarning) for (const w of parseWarnings(res.headers.get("warning"))) opts.onWarning(w);

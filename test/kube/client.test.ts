@@ -656,6 +656,31 @@ describe.skipIf(!have("openssl", "openssl"))("a hostile or broken API server", (
     pki?.remove();
   });
 
+  test("a redirect to another host is an error naming it, and the other host is never asked", async () => {
+    const asked: string[] = [];
+    const elsewhere = Bun.serve({
+      hostname: "127.0.0.2",
+      port: 0,
+      tls: { cert: pki.serverCert, key: pki.serverKey },
+      fetch: (req) => {
+        asked.push(`${req.method} ${new URL(req.url).pathname} ${req.headers.get("authorization")}`);
+        return Response.json({ gitVersion: "v0.0.0-elsewhere" });
+      },
+    });
+    try {
+      const location = `https://127.0.0.2:${elsewhere.port}/version`;
+      answer = () => new Response(null, { status: 307, headers: { location } });
+      const client = await createKubeClient(credentials("s3cret"), fast);
+      const error = await client.version().catch((e) => e);
+      expect(error).toBeInstanceOf(KubeApiError);
+      expect(error.message).toContain(`GET /version: 307`);
+      expect(error.message).toContain(`redirects to ${location}`);
+      expect(asked).toEqual([]);
+    } finally {
+      elsewhere.stop(true);
+    }
+  });
+
   test("an answer that never ends is cut off at the client's bound and named, not read into memory until the timeout", async () => {
     let sent = 0;
     answer = () =>
