@@ -17,6 +17,7 @@ import {
   splitApiVersion,
 } from "./discovery.ts";
 import { type KubeCredentials, loadKubeconfig } from "./kubeconfig.ts";
+import { FIELD_MANAGER } from "./ownership.ts";
 import { objectShapeProblem } from "./shape.ts";
 import {
   isWebhookCallFailure,
@@ -266,7 +267,7 @@ export async function createKubeClient(
   const webhookRetryMs = opts.webhookRetryMs ?? 120_000;
   const baseDelay = opts.baseDelayMs ?? 200;
   const maxDelay = opts.maxDelayMs ?? 5000;
-  const fieldManager = opts.fieldManager ?? "kubehyve";
+  const fieldManager = opts.fieldManager ?? FIELD_MANAGER;
   const maxResponseBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES;
   const tls = { ca: creds.ca, cert: creds.cert, key: creds.key, rejectUnauthorized: true };
   const authHeaders: Record<string, string> = creds.token ? { Authorization: `Bearer ${creds.token}` } : {};

@@ -13,7 +13,7 @@
  */
 
 import { mapLimit } from "../lib/concurrency.ts";
-import { findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
+import { FIELD_MANAGER, findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
 import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
@@ -178,7 +178,7 @@ export async function diffManifests(
   objects: readonly KubeObject[],
   opts: DiffOptions = {},
 ): Promise<PlannedObject[]> {
-  const manager = opts.fieldManager ?? "kubehyve";
+  const manager = opts.fieldManager ?? FIELD_MANAGER;
   let done = 0;
   // Side by side: each object is a read and a dry run that change nothing, so their order does not
   // matter, and one at a time a plan of a few hundred objects is a few hundred round trips long.
