@@ -510,6 +510,18 @@ export async function createKubeClient(
     legacyFetched.clear();
   }
 
+  /**
+   * A name or namespace put in a request's path. "." and ".." are no object's name
+   * (k8s.io/apimachinery pkg/api/validation/path name.go NameMayNotBe), and a URL resolves them:
+   * DELETE …/namespaces/victim/configmaps/.. is a DELETE of the namespace victim.
+   */
+  function pathSegment(method: string, kind: string, what: "name" | "namespace", value: string | undefined) {
+    if (value === "." || value === "..")
+      throw new KubeRequestError(
+        `${method} ${kind}: the ${what} ${JSON.stringify(value)} cannot be in a request path: no object is called that`,
+      );
+  }
+
   function needNamespace(
     method: string,
     info: ResourceInfo,
@@ -517,7 +529,9 @@ export async function createKubeClient(
     name: string,
     namespace?: string,
   ): string | undefined {
+    pathSegment(method, kind, "name", name);
     if (!info.namespaced) return undefined;
+    pathSegment(method, kind, "namespace", namespace);
     if (!namespace) {
       throw new KubeRequestError(
         `${method} ${kind} ${name}: ${info.resource} are namespaced, so a namespace is required`,
@@ -557,6 +571,7 @@ export async function createKubeClient(
       listOpts: ListOptions = {},
     ) {
       const info = await resourceFor(apiVersion, kind);
+      pathSegment("GET", `${kind}List`, "namespace", listOpts.namespace);
       const path = resourcePath(info, listOpts.namespace);
       const res = await request<{ items?: T[] | null }>("GET", path, {
         query: { labelSelector: listOpts.labelSelector, fieldSelector: listOpts.fieldSelector },

@@ -505,6 +505,32 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     expect(server.requests.filter((r) => r.path.includes("configmaps"))).toHaveLength(0);
   });
 
+  test("a name or namespace of . or .. is refused before a request, since a URL would resolve it to another path", async () => {
+    await client.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "victim" } });
+    await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "kept", namespace: "victim" },
+    });
+    server.requests.length = 0;
+    const refused = [
+      () => client.delete("v1", "ConfigMap", "..", "victim"),
+      () => client.delete("v1", "ConfigMap", "kept", "."),
+      () => client.get("v1", "ConfigMap", ".", "victim"),
+      () =>
+        client.apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "..", namespace: "victim" } }),
+      () => client.list("v1", "ConfigMap", { namespace: ".." }),
+    ];
+    for (const call of refused) {
+      const error = await call().catch((e) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect(error.message).toMatch(/(name|namespace) "\.\.?" cannot be in a request path/);
+    }
+    expect(server.requests).toEqual([]);
+    expect(server.get("v1", "Namespace", "victim")).toBeDefined();
+    expect(server.get("v1", "ConfigMap", "kept", "victim")).toBeDefined();
+  });
+
   test("does not retry a client error", async () => {
     server.requests.length = 0;
     await client
