@@ -707,6 +707,41 @@ describe.skipIf(!have("openssl", "openssl"))("a hostile or broken API server", (
     }
   });
 
+  test("a server certificate that names another address is refused, naming the mismatch and the kubeconfig", async () => {
+    const other = createPki({ cn: "mismatch-ca", serverSans: ["IP:127.0.0.2", "DNS:elsewhere.example"] });
+    const wrong = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: other.serverCert, key: other.serverKey },
+      fetch: () => Response.json({ gitVersion: "v1.35.0" }),
+    });
+    try {
+      const client = await createKubeClient(
+        { ...credentials(), server: `https://127.0.0.1:${wrong.port}`, ca: other.caCert },
+        fast,
+      );
+      const error = await client.version().catch((e) => e);
+      expect(error).toBeInstanceOf(KubeTransportError);
+      expect(error.message).toContain(`GET https://127.0.0.1:${wrong.port}/version: TLS verification failed`);
+      expect(error.message).toContain("the server certificate does not name this host or address");
+      expect(error.message).toContain("(kubeconfig admin.conf)");
+    } finally {
+      wrong.stop(true);
+      other.remove();
+    }
+  });
+
+  test("an error answer that is no Status is shown by its first 2 KiB, not whole", async () => {
+    const page = `<html>${"<p>upstream trouble</p>".repeat(50_000)}</html>`;
+    answer = () => new Response(page, { status: 502, headers: { "content-type": "text/html" } });
+    const client = await createKubeClient(credentials(), { ...fast, retries: 0 });
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toStartWith("GET /version: 502 HTTP502: <html><p>upstream trouble</p>");
+    expect(error.message).toContain(`… (${page.length} characters in all)`);
+    expect(error.message.length).toBeLessThan(2200);
+  });
+
   test("an answer that never ends is cut off at the client's bound and named, not read into memory until the timeout", async () => {
     let sent = 0;
     answer = () =>
