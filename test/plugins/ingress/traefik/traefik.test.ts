@@ -70,6 +70,13 @@ describe("validate: the fixed address", () => {
     expect(d!.path).toBe("stages.ingress.address");
   });
 
+  test("an address with anything around it is refused: a node's address with a blank is still the node's", () => {
+    // MetalLB trims the annotation (controller/service.go getDesiredLbIPs: strings.TrimSpace), so
+    // "192.168.1.22 " is the node's address to it; Go keeps a byte order mark, which makes it none.
+    for (const address of ["192.168.1.22 ", " 192.168.1.240", "192.168.1.240\n", "\ufeff192.168.1.240"])
+      expect({ address, codes: check(address) }).toEqual({ address, codes: ["traefik.address-invalid"] });
+  });
+
   test("with MetalLB's pools in the cluster file, the address must lie in one of them", () => {
     const withPool = labCluster({
       stages: { lb: { plugin: "lb/metallb", options: { addresses: ["192.168.1.240-192.168.1.250"] } } },
