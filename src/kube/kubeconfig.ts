@@ -86,6 +86,8 @@ function decodePem(value: unknown, source: string, field: string): string {
 
 /** Most bytes of a file a kubeconfig names: a CA bundle or a token is kilobytes. */
 const CREDENTIAL_FILE_MAX = 1024 * 1024;
+/** Most bytes of a kubeconfig: one with many clusters and inlined certificates has some hundred KiB. */
+const KUBECONFIG_MAX = 16 * 1024 * 1024;
 
 /**
  * A file a kubeconfig names (certificate-authority, client-certificate, client-key, tokenFile), as
@@ -94,7 +96,13 @@ const CREDENTIAL_FILE_MAX = 1024 * 1024;
  * waits for a writer forever, and /dev/zero never ends. Opened without blocking, so that a FIFO is
  * told apart before anything waits on it.
  */
-async function readCredentialFile(full: string, source: string, field: string): Promise<string> {
+async function readCredentialFile(
+  full: string,
+  source: string,
+  field: string,
+  max = CREDENTIAL_FILE_MAX,
+  what = "a certificate, key or token",
+): Promise<string> {
   const cannot = (e: unknown) =>
     new KubeconfigError(source, field, `cannot read ${full}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   let handle: Awaited<ReturnType<typeof open>>;
@@ -106,20 +114,22 @@ async function readCredentialFile(full: string, source: string, field: string): 
   try {
     const st = await handle.stat();
     if (!st.isFile()) throw new KubeconfigError(source, field, `${full} is ${kindOf(st)}, not a file`);
-    const buffer = Buffer.alloc(CREDENTIAL_FILE_MAX + 1);
+    const chunks: Buffer[] = [];
     let length = 0;
     for (;;) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      const chunk = Buffer.alloc(64 * 1024);
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
       if (bytesRead === 0) break;
       length += bytesRead;
-      if (length > CREDENTIAL_FILE_MAX)
+      if (length > max)
         throw new KubeconfigError(
           source,
           field,
-          `${full} has more than 1 MiB: not a certificate, key or token`,
+          `${full} has more than ${max / 1024 / 1024} MiB: not ${what}`,
         );
+      chunks.push(chunk.subarray(0, bytesRead));
     }
-    return buffer.subarray(0, length).toString("utf8");
+    return Buffer.concat(chunks).toString("utf8");
   } catch (e) {
     if (e instanceof KubeconfigError) throw e;
     throw cannot(e);
@@ -242,12 +252,8 @@ export async function loadKubeconfig(
   path: string,
   opts: { context?: string } = {},
 ): Promise<KubeCredentials> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    throw new KubeconfigError(path, "(file)", `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
+  // Read as the files it names are: a FIFO would be waited on for good.
+  const text = await readCredentialFile(path, path, "(file)", KUBECONFIG_MAX, "a kubeconfig");
   return resolveKubeconfig(text, path, opts);
 }
 

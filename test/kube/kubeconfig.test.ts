@@ -14,7 +14,12 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { mergeKubeconfig, resolveKubeconfig, rewriteServer } from "../../src/kube/kubeconfig.ts";
+import {
+  loadKubeconfig,
+  mergeKubeconfig,
+  resolveKubeconfig,
+  rewriteServer,
+} from "../../src/kube/kubeconfig.ts";
 import { adminConf, b64, CA, CERT, KEY } from "../lab/kube/kubeconfig.ts";
 
 let dir: string;
@@ -74,6 +79,14 @@ describe("reading a kubeconfig", () => {
       expect(error.message).toContain(`${field}: `);
       expect(error.message).toContain(`${problem}, not a file`);
     }
+  });
+
+  test("a kubeconfig that is a FIFO is refused at once, not waited on", async () => {
+    const fifo = join(dir, "admin.conf");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    await expect(loadKubeconfig(fifo)).rejects.toThrow(
+      `kubeconfig ${fifo}: (file): ${fifo} is a FIFO, not a file`,
+    );
   });
 
   test("a token file of more than 1 MiB is refused, not read to the end", async () => {
