@@ -656,7 +656,12 @@ export async function createKubeClient(
       try {
         await request("DELETE", resourcePath(info, ns, name), {
           query: deleteOpts.dryRun ? { dryRun: "All" } : {},
-          body: JSON.stringify({ kind: "DeleteOptions", apiVersion: "v1", propagationPolicy: "Background" }),
+          body: JSON.stringify({
+            kind: "DeleteOptions",
+            apiVersion: "v1",
+            propagationPolicy: "Background",
+            ...(deleteOpts.preconditions ? { preconditions: deleteOpts.preconditions } : {}),
+          }),
           contentType: "application/json",
         });
         return true;

@@ -198,5 +198,23 @@ export async function deleteOwned(client: KubeClient, owner: Owner, ref: ObjectR
       `${describeRef(ref)} does not carry the labels of stage ${owner.stage} of this cluster, so it is not deleted`,
     );
   }
-  return client.delete(ref.apiVersion, ref.kind, ref.name, ref.namespace);
+  // The object read and found ours, not whatever has its name when the DELETE arrives: one removed
+  // and made again by someone else in between has another UID, and the server refuses with 409.
+  const uid = typeof live.metadata.uid === "string" && live.metadata.uid ? live.metadata.uid : undefined;
+  try {
+    return await client.delete(ref.apiVersion, ref.kind, ref.name, ref.namespace, {
+      ...(uid ? { preconditions: { uid } } : {}),
+    });
+  } catch (error) {
+    if (
+      uid &&
+      error instanceof KubeApiError &&
+      error.httpStatus === 409 &&
+      /Precondition failed/.test(error.apiMessage)
+    )
+      throw new KubehyveError(
+        `${describeRef(ref)} changed hands after it was read (${error.apiMessage.replace(/^.*AdditionalErrorMsg: /, "")}), so it is not deleted`,
+      );
+    throw error;
+  }
 }

@@ -15,7 +15,7 @@ import {
   ownerSelector,
   withOwner,
 } from "../../src/kube/ownership.ts";
-import type { KubeObject } from "../../src/kube/types.ts";
+import type { KubeClient, KubeObject } from "../../src/kube/types.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
 
@@ -149,6 +149,43 @@ describe.skipIf(!have("openssl", "openssl"))("leftovers of a stage on a live clu
     expect(server.get("v1", "ConfigMap", "by-hand", "default")).toBeDefined();
     expect(server.get("v1", "ConfigMap", "other-stage", "default")).toBeDefined();
     expect(server.get("v1", "ConfigMap", "other-cluster", "default")).toBeDefined();
+  });
+});
+
+describe.skipIf(!have("openssl", "openssl"))("deleting one of a stage's objects", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+    client = await createKubeClient(server.kubeconfigPath, { baseDelayMs: 10 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("deletes only the object it read: one of the same name made meanwhile by someone else is left alone", async () => {
+    await client.apply(withOwner(cm("swapped"), net));
+    // Between the read and the delete, the object is removed and someone makes their own of the name.
+    const racing = {
+      ...client,
+      get: async (...args: Parameters<KubeClientImpl["get"]>) => {
+        const live = await client.get(...args);
+        server.delete("v1", "ConfigMap", "swapped", "default");
+        server.put({ ...cm("swapped"), data: { v: "theirs" } });
+        return live;
+      },
+    } as KubeClient;
+    const ref = { apiVersion: "v1", kind: "ConfigMap", name: "swapped", namespace: "default" };
+    await expect(deleteOwned(racing, net, ref)).rejects.toThrow(
+      "ConfigMap default/swapped changed hands after it was read (Precondition failed: UID in precondition:",
+    );
+    expect(server.get("v1", "ConfigMap", "swapped", "default")?.data).toEqual({ v: "theirs" });
+    // Without a race it is deleted, precondition and all.
+    await client.apply(withOwner(cm("plain"), net));
+    expect(await deleteOwned(client, net, { ...ref, name: "plain" })).toBe(true);
+    expect(server.get("v1", "ConfigMap", "plain", "default")).toBeUndefined();
+    const del = server.requests.filter((r) => r.method === "DELETE").at(-1)!;
+    expect(del.path).toBe("/api/v1/namespaces/default/configmaps/plain");
   });
 });
 
