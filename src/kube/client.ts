@@ -269,6 +269,7 @@ export async function createKubeClient(
   const maxDelay = opts.maxDelayMs ?? 5000;
   const fieldManager = opts.fieldManager ?? FIELD_MANAGER;
   const maxResponseBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+  const maxRetryAfter = opts.maxRetryAfterMs ?? 30_000;
   const tls = { ca: creds.ca, cert: creds.cert, key: creds.key, rejectUnauthorized: true };
   const authHeaders: Record<string, string> = creds.token ? { Authorization: `Bearer ${creds.token}` } : {};
   const http = ofetch.create({ baseURL: creds.server, retry: 0, ignoreResponseError: true });
@@ -365,12 +366,21 @@ export async function createKubeClient(
             throw e;
           }
         } else if (!RETRY_STATUS.has(res.status) || attempt > retries || isPermanent(res.status, text)) {
-          throw KubeApiError.fromResponse(method, shown, res.status, text, attempt);
+          const e = KubeApiError.fromResponse(method, shown, res.status, text, attempt);
+          // Waited a fraction of what was asked: the user hears how long the server wanted.
+          const asked = RETRY_STATUS.has(res.status)
+            ? parseRetryAfter(res.headers.get("retry-after"))
+            : undefined;
+          if (asked !== undefined && asked * 1000 > maxRetryAfter) {
+            const note = `the server asked to retry after ${formatDuration(asked * 1000)}, and the client waits at most ${formatDuration(maxRetryAfter)}`;
+            e.message = attempt > 1 ? `${e.message.slice(0, -1)}; ${note})` : `${e.message} (${note})`;
+          }
+          throw e;
         }
         const retryAfter = parseRetryAfter(res.headers.get("retry-after"));
         wait =
           retryAfter !== undefined
-            ? Math.min(Math.max(retryAfter * 1000, backoff(attempt)), opts.maxRetryAfterMs ?? 30_000)
+            ? Math.min(Math.max(retryAfter * 1000, backoff(attempt)), maxRetryAfter)
             : backoff(attempt);
       } catch (error) {
         if (error instanceof KubeApiError || error instanceof CancelledError) throw error;

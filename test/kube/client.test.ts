@@ -219,6 +219,19 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     expect(elapsed).toBeGreaterThanOrEqual(1900);
   });
 
+  test("a Retry-After of hours is waited only up to the client's limit, and the error says what the server asked", async () => {
+    const hasty = await createKubeClient(server.kubeconfigPath, { ...fast, retries: 2, maxRetryAfterMs: 50 });
+    server.injectFault({ path: /^\/version$/, status: 503, times: 3, retryAfter: 36_000 });
+    const started = Date.now();
+    const error = await hasty.version().catch((e) => e);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toStartWith("GET /version: 503");
+    expect(error.message).toEndWith(
+      "(gave up after 3 attempts; the server asked to retry after 10 h, and the client waits at most 50 ms)",
+    );
+  });
+
   test("retries on 503 and 500 with backoff, then succeeds", async () => {
     server.injectFault({ path: /configmaps\/settings$/, status: 503, times: 1 });
     server.injectFault({ path: /configmaps\/settings$/, status: 500, times: 1 });
