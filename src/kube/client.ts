@@ -594,6 +594,16 @@ export async function createKubeClient(
         items?.some((item) => !isJsonObject(item) || !isJsonObject(item.metadata))
       )
         throw badAnswer(path, res.status, `the answer is not ${listOf(kind)}`, res.data);
+      // A list of another kind or version is not this one, whatever its items look like (a SecretList
+      // taken for ConfigMaps). A CRD may name its list kind (spec.names.listKind); built-in kinds'
+      // lists are the kind and "List" (apimachinery's List types).
+      const listed: Record<string, unknown> = isJsonObject(res.data) ? res.data : {};
+      const builtIn = !info.group.includes(".") || info.group.endsWith(".k8s.io");
+      if (
+        (listed.apiVersion !== undefined && listed.apiVersion !== apiVersion) ||
+        (builtIn && listed.kind !== undefined && listed.kind !== `${kind}List`)
+      )
+        throw badAnswer(path, res.status, `the answer is not ${listOf(kind)} of ${apiVersion}`, res.data);
       for (const [i, item] of (items ?? []).entries()) {
         // Pruning and down delete by what a list names: an item must name one object.
         const problem =

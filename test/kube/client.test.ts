@@ -341,6 +341,26 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     expect(ingresses.message).toContain("the answer is not an IngressList: {}");
   });
 
+  test("a list of another kind is no list of the kind asked for, whatever its items look like", async () => {
+    const secrets = JSON.stringify({
+      kind: "SecretList",
+      apiVersion: "v1",
+      metadata: {},
+      items: [{ metadata: { name: "token", namespace: "default" }, data: { key: "c2VjcmV0" } }],
+    });
+    for (const body of [
+      secrets,
+      secrets.replace('"apiVersion":"v1"', '"apiVersion":"apps/v1"').replace("SecretList", "ConfigMapList"),
+    ]) {
+      server.injectFault({ path: /namespaces\/default\/configmaps$/, status: 200, body, times: 1 });
+      const error = await client.list("v1", "ConfigMap", { namespace: "default" }).catch((e) => e);
+      expect([body, error]).toEqual([body, expect.any(KubeApiError)]);
+      expect(error.message).toStartWith(
+        "GET /api/v1/namespaces/default/configmaps: 200 BadResponse: the answer is not a ConfigMapList of v1: ",
+      );
+    }
+  });
+
   test("an object of the right name with a field of the wrong type fails naming the request, not in the code that reads it", async () => {
     await client.apply({
       apiVersion: "v1",
