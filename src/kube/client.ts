@@ -17,6 +17,7 @@ import {
   splitApiVersion,
 } from "./discovery.ts";
 import { type KubeCredentials, loadKubeconfig } from "./kubeconfig.ts";
+import { FIELD_MANAGER } from "./ownership.ts";
 import { objectShapeProblem } from "./shape.ts";
 import {
   isWebhookCallFailure,
@@ -61,7 +62,19 @@ export interface KubeClientOptions {
   fieldManager?: string;
   /** Called with the text of each Warning header the server sends (deprecations, unknown fields under Warn). */
   onWarning?: (text: string) => void;
+  /**
+   * Most bytes of one answer (default MAX_RESPONSE_BYTES): a longer one is stopped there and is an
+   * error, not read into memory until the timeout.
+   */
+  maxResponseBytes?: number;
 }
+
+/**
+ * The longest answer read by default. What kubehyve asks for is one object or a stage's objects of
+ * one kind by label (its largest: Calico's CRDs, a few MiB as JSON); a server that sends more is
+ * broken or hostile, and at loopback speed a whole timeout of it is gigabytes.
+ */
+export const MAX_RESPONSE_BYTES = 128 * 1024 * 1024;
 
 export interface KubeClientImpl extends KubeClient {
   readonly credentials: KubeCredentials;
@@ -192,6 +205,52 @@ function theObject<T>(
   return { ...data, apiVersion: data.apiVersion ?? apiVersion, kind } as T;
 }
 
+/** 1 KiB, 128 MiB: the bound in a message. */
+function shownBytes(n: number): string {
+  for (const [unit, size] of [
+    ["GiB", 1024 ** 3],
+    ["MiB", 1024 ** 2],
+    ["KiB", 1024],
+  ] as const)
+    if (n >= size && n % size === 0) return `${n / size} ${unit}`;
+  return `${n} bytes`;
+}
+
+/** Thrown while reading an answer's body: the answer is longer than the client reads. */
+class TooLong extends Error {}
+
+/**
+ * The body of an answer as text, at most `max` bytes: a Content-Length over it is refused before
+ * reading, and a body that goes on past it is cancelled there. The request's signal still bounds
+ * the time (a body that trickles in is a timeout).
+ */
+async function boundedText(
+  body: ReadableStream<Uint8Array> | null | undefined,
+  headers: Headers,
+  max: number,
+) {
+  const declared = Number(headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > max) {
+    await body?.cancel().catch(() => {});
+    throw new TooLong();
+  }
+  if (!body) return "";
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.byteLength;
+    if (length > max) {
+      await reader.cancel().catch(() => {});
+      throw new TooLong();
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}
+
 /** "a ConfigMapList", "an IngressList". */
 const listOf = (kind: string) => `${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`;
 
@@ -208,7 +267,9 @@ export async function createKubeClient(
   const webhookRetryMs = opts.webhookRetryMs ?? 120_000;
   const baseDelay = opts.baseDelayMs ?? 200;
   const maxDelay = opts.maxDelayMs ?? 5000;
-  const fieldManager = opts.fieldManager ?? "kubehyve";
+  const fieldManager = opts.fieldManager ?? FIELD_MANAGER;
+  const maxResponseBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+  const maxRetryAfter = opts.maxRetryAfterMs ?? 30_000;
   const tls = { ca: creds.ca, cert: creds.cert, key: creds.key, rejectUnauthorized: true };
   const authHeaders: Record<string, string> = creds.token ? { Authorization: `Bearer ${creds.token}` } : {};
   const http = ofetch.create({ baseURL: creds.server, retry: 0, ignoreResponseError: true });
@@ -252,9 +313,39 @@ export async function createKubeClient(
           // Bun-specific fetch option; ofetch hands its options to fetch unchanged.
           tls,
           signal: AbortSignal.any(signals),
-          responseType: "text",
+          responseType: "stream",
+          // kube-apiserver answers its REST paths itself and never sends a client elsewhere; a
+          // redirect followed would take the credentials and the question to another host, and
+          // its answer for the cluster's.
+          redirect: "manual",
         } as Parameters<typeof http.raw>[1]);
-        const text = (res._data as string | undefined) ?? "";
+        let text: string;
+        try {
+          text = await boundedText(
+            res._data as ReadableStream<Uint8Array> | undefined,
+            res.headers,
+            maxResponseBytes,
+          );
+        } catch (error) {
+          if (!(error instanceof TooLong)) throw error;
+          throw new KubeApiError(
+            method,
+            shown,
+            res.status,
+            "BadResponse",
+            `the answer is longer than ${shownBytes(maxResponseBytes)}, the most this client reads; it stopped there`,
+          );
+        }
+        if (res.status >= 300 && res.status < 400) {
+          const location = res.headers.get("location");
+          throw new KubeApiError(
+            method,
+            shown,
+            res.status,
+            "Redirect",
+            `the API server ${creds.server} ${location ? `redirects to ${location}` : "answers with a redirect"}; an API server answers itself, so it is not followed`,
+          );
+        }
         if (opts.onWarning) for (const w of parseWarnings(res.headers.get("warning"))) opts.onWarning(w);
         if (res.status < 400) {
           let data: unknown = text;
@@ -275,12 +366,21 @@ export async function createKubeClient(
             throw e;
           }
         } else if (!RETRY_STATUS.has(res.status) || attempt > retries || isPermanent(res.status, text)) {
-          throw KubeApiError.fromResponse(method, shown, res.status, text, attempt);
+          const e = KubeApiError.fromResponse(method, shown, res.status, text, attempt);
+          // Waited a fraction of what was asked: the user hears how long the server wanted.
+          const asked = RETRY_STATUS.has(res.status)
+            ? parseRetryAfter(res.headers.get("retry-after"))
+            : undefined;
+          if (asked !== undefined && asked * 1000 > maxRetryAfter) {
+            const note = `the server asked to retry after ${formatDuration(asked * 1000)}, and the client waits at most ${formatDuration(maxRetryAfter)}`;
+            e.message = attempt > 1 ? `${e.message.slice(0, -1)}; ${note})` : `${e.message} (${note})`;
+          }
+          throw e;
         }
         const retryAfter = parseRetryAfter(res.headers.get("retry-after"));
         wait =
           retryAfter !== undefined
-            ? Math.min(Math.max(retryAfter * 1000, backoff(attempt)), opts.maxRetryAfterMs ?? 30_000)
+            ? Math.min(Math.max(retryAfter * 1000, backoff(attempt)), maxRetryAfter)
             : backoff(attempt);
       } catch (error) {
         if (error instanceof KubeApiError || error instanceof CancelledError) throw error;
@@ -420,6 +520,18 @@ export async function createKubeClient(
     legacyFetched.clear();
   }
 
+  /**
+   * A name or namespace put in a request's path. "." and ".." are no object's name
+   * (k8s.io/apimachinery pkg/api/validation/path name.go NameMayNotBe), and a URL resolves them:
+   * DELETE …/namespaces/victim/configmaps/.. is a DELETE of the namespace victim.
+   */
+  function pathSegment(method: string, kind: string, what: "name" | "namespace", value: string | undefined) {
+    if (value === "." || value === "..")
+      throw new KubeRequestError(
+        `${method} ${kind}: the ${what} ${JSON.stringify(value)} cannot be in a request path: no object is called that`,
+      );
+  }
+
   function needNamespace(
     method: string,
     info: ResourceInfo,
@@ -427,7 +539,9 @@ export async function createKubeClient(
     name: string,
     namespace?: string,
   ): string | undefined {
+    pathSegment(method, kind, "name", name);
     if (!info.namespaced) return undefined;
+    pathSegment(method, kind, "namespace", namespace);
     if (!namespace) {
       throw new KubeRequestError(
         `${method} ${kind} ${name}: ${info.resource} are namespaced, so a namespace is required`,
@@ -467,6 +581,7 @@ export async function createKubeClient(
       listOpts: ListOptions = {},
     ) {
       const info = await resourceFor(apiVersion, kind);
+      pathSegment("GET", `${kind}List`, "namespace", listOpts.namespace);
       const path = resourcePath(info, listOpts.namespace);
       const res = await request<{ items?: T[] | null }>("GET", path, {
         query: { labelSelector: listOpts.labelSelector, fieldSelector: listOpts.fieldSelector },
@@ -479,6 +594,16 @@ export async function createKubeClient(
         items?.some((item) => !isJsonObject(item) || !isJsonObject(item.metadata))
       )
         throw badAnswer(path, res.status, `the answer is not ${listOf(kind)}`, res.data);
+      // A list of another kind or version is not this one, whatever its items look like (a SecretList
+      // taken for ConfigMaps). A CRD may name its list kind (spec.names.listKind); built-in kinds'
+      // lists are the kind and "List" (apimachinery's List types).
+      const listed: Record<string, unknown> = isJsonObject(res.data) ? res.data : {};
+      const builtIn = !info.group.includes(".") || info.group.endsWith(".k8s.io");
+      if (
+        (listed.apiVersion !== undefined && listed.apiVersion !== apiVersion) ||
+        (builtIn && listed.kind !== undefined && listed.kind !== `${kind}List`)
+      )
+        throw badAnswer(path, res.status, `the answer is not ${listOf(kind)} of ${apiVersion}`, res.data);
       for (const [i, item] of (items ?? []).entries()) {
         // Pruning and down delete by what a list names: an item must name one object.
         const problem =
@@ -551,7 +676,12 @@ export async function createKubeClient(
       try {
         await request("DELETE", resourcePath(info, ns, name), {
           query: deleteOpts.dryRun ? { dryRun: "All" } : {},
-          body: JSON.stringify({ kind: "DeleteOptions", apiVersion: "v1", propagationPolicy: "Background" }),
+          body: JSON.stringify({
+            kind: "DeleteOptions",
+            apiVersion: "v1",
+            propagationPolicy: "Background",
+            ...(deleteOpts.preconditions ? { preconditions: deleteOpts.preconditions } : {}),
+          }),
           contentType: "application/json",
         });
         return true;

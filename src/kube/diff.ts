@@ -13,7 +13,7 @@
  */
 
 import { mapLimit } from "../lib/concurrency.ts";
-import { findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
+import { FIELD_MANAGER, findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
 import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
@@ -153,6 +153,8 @@ export interface PlannedObject {
   action: "create" | "update" | "unchanged" | "foreign";
   /** For updates, the fields that would change. */
   fields: string[];
+  /** A create of a kind the cluster does not serve (yet: a CRD among the objects may define it). */
+  unserved?: true;
 }
 
 export interface DiffOptions {
@@ -178,7 +180,7 @@ export async function diffManifests(
   objects: readonly KubeObject[],
   opts: DiffOptions = {},
 ): Promise<PlannedObject[]> {
-  const manager = opts.fieldManager ?? "kubehyve";
+  const manager = opts.fieldManager ?? FIELD_MANAGER;
   let done = 0;
   // Side by side: each object is a read and a dry run that change nothing, so their order does not
   // matter, and one at a time a plan of a few hundred objects is a few hundred round trips long.
@@ -195,7 +197,7 @@ export async function diffManifests(
     let planned: PlannedObject;
     if (!live) {
       if (served) await dryRun(client, obj, ref, true);
-      planned = { ref, action: "create", fields: [] };
+      planned = { ref, action: "create", fields: [], ...(served ? {} : { unserved: true as const }) };
     } else if (opts.owner && !isOwnedBy(live, opts.owner)) {
       planned = { ref, action: "foreign", fields: [] };
     } else {
@@ -273,6 +275,11 @@ export interface OwnedPlan<G extends ObjectGroup> {
   /** Objects of the groups that are there without the owner's labels: never applied, never taken over. */
   foreign: ObjectRef[];
   /**
+   * Objects of kinds the cluster does not serve and no CustomResourceDefinition of the groups
+   * defines: applying them fails at their turn, after what comes before them is applied.
+   */
+  unserved: ObjectRef[];
+  /**
    * The owner's objects that no group holds any more (found by its labels, in the kinds given and
    * those of the groups), in deletion order, with the plan line that deletes them.
    */
@@ -301,7 +308,8 @@ export async function planOwned<G extends ObjectGroup>(
     onRefused?: (group: G, error: KubeApiError) => boolean;
   },
 ): Promise<OwnedPlan<G>> {
-  const out: OwnedPlan<G> = { groups: [], foreign: [] };
+  const out: OwnedPlan<G> = { groups: [], foreign: [], unserved: [] };
+  const defined = crdKinds(groups.flatMap((g) => g.objects));
   for (const group of groups) {
     if (opts.skip?.(group)) continue;
     let planned: PlannedObject[];
@@ -315,6 +323,7 @@ export async function planOwned<G extends ObjectGroup>(
       throw error;
     }
     out.foreign.push(...planned.filter((p) => p.action === "foreign").map((p) => p.ref));
+    out.unserved.push(...planned.filter((p) => p.unserved && !defined.has(kindKey(p.ref))).map((p) => p.ref));
     const line = describePlan(group.title, planned);
     // diffManifests answers object by object, in the group's order.
     const changing = group.objects.filter((_, i) => ["create", "update"].includes(planned[i]!.action));
@@ -327,6 +336,26 @@ export async function planOwned<G extends ObjectGroup>(
   return out;
 }
 
+const kindKey = (r: { apiVersion: string; kind: string }) => `${r.apiVersion}/${r.kind}`;
+
+/**
+ * `group/version/kind` of every version the CustomResourceDefinitions among `objects` serve
+ * (apiextensions.k8s.io/v1 CustomResourceDefinitionSpec: group, names.kind, versions[].served).
+ */
+function crdKinds(objects: readonly KubeObject[]): Set<string> {
+  const out = new Set<string>();
+  for (const o of objects) {
+    if (o.kind !== "CustomResourceDefinition" || !o.apiVersion.startsWith("apiextensions.k8s.io/")) continue;
+    const spec = isJsonObject(o.spec) ? o.spec : {};
+    const kind = isJsonObject(spec.names) ? spec.names.kind : undefined;
+    if (typeof spec.group !== "string" || typeof kind !== "string" || !Array.isArray(spec.versions)) continue;
+    for (const v of spec.versions)
+      if (isJsonObject(v) && v.served === true && typeof v.name === "string")
+        out.add(kindKey({ apiVersion: `${spec.group}/${v.name}`, kind }));
+  }
+  return out;
+}
+
 /** The plan line that deletes what a stage applied before and no longer renders, or undefined. */
 export function describePrune(refs: readonly ObjectRef[]): { summary: string; detail: string } | undefined {
   if (!refs.length) return undefined;
@@ -334,6 +363,22 @@ export function describePrune(refs: readonly ObjectRef[]): { summary: string; de
   return {
     summary: `delete ${what} this stage applied before and no longer renders`,
     detail: refs.map((r) => `delete ${describeRef(r)}`).join("\n"),
+  };
+}
+
+/**
+ * The finding for objects of kinds the cluster does not serve and the stage defines no CRD of, or
+ * undefined: "1 object of Calico's manifests is of a kind the cluster does not serve …".
+ */
+export function describeUnserved(
+  refs: readonly ObjectRef[],
+  what = "this stage would apply",
+): { summary: string; detail: string } | undefined {
+  if (!refs.length) return undefined;
+  const one = refs.length === 1;
+  return {
+    summary: `${refs.length} object${one ? "" : "s"} ${what} ${one ? "is of a kind" : "are of kinds"} the cluster does not serve and no CustomResourceDefinition of this stage defines`,
+    detail: refs.map((r) => `${describeRef(r)} (${r.apiVersion})`).join("\n"),
   };
 }
 

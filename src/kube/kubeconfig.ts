@@ -8,7 +8,7 @@ import { chown, lstat, mkdir, open, readFile, readlink, stat, writeFile } from "
 import { dirname, isAbsolute, resolve } from "node:path";
 import { isMap, isScalar, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from "yaml";
 import { ExitCode, KubehyveError } from "../lib/errors.ts";
-import { writeFileAtomic } from "../lib/fsutil.ts";
+import { kindOf, writeFileAtomic } from "../lib/fsutil.ts";
 import { isJsonObject } from "./types.ts";
 
 export class KubeconfigError extends KubehyveError {
@@ -84,21 +84,66 @@ function decodePem(value: unknown, source: string, field: string): string {
   return text;
 }
 
+/** Most bytes of a file a kubeconfig names: a CA bundle or a token is kilobytes. */
+const CREDENTIAL_FILE_MAX = 1024 * 1024;
+/** Most bytes of a kubeconfig: one with many clusters and inlined certificates has some hundred KiB. */
+const KUBECONFIG_MAX = 16 * 1024 * 1024;
+
+/**
+ * A file a kubeconfig names (certificate-authority, client-certificate, client-key, tokenFile), as
+ * text. Links are followed, as client-go follows them (a projected service account token is one),
+ * but what they lead to must be a regular file of at most CREDENTIAL_FILE_MAX bytes: reading a FIFO
+ * waits for a writer forever, and /dev/zero never ends. Opened without blocking, so that a FIFO is
+ * told apart before anything waits on it.
+ */
+async function readCredentialFile(
+  full: string,
+  source: string,
+  field: string,
+  max = CREDENTIAL_FILE_MAX,
+  what = "a certificate, key or token",
+): Promise<string> {
+  const cannot = (e: unknown) =>
+    new KubeconfigError(source, field, `cannot read ${full}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(full, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw cannot(e);
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) throw new KubeconfigError(source, field, `${full} is ${kindOf(st)}, not a file`);
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(64 * 1024);
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > max)
+        throw new KubeconfigError(
+          source,
+          field,
+          `${full} has more than ${max / 1024 / 1024} MiB: not ${what}`,
+        );
+      chunks.push(chunk.subarray(0, bytesRead));
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  } catch (e) {
+    if (e instanceof KubeconfigError) throw e;
+    throw cannot(e);
+  } finally {
+    await handle.close();
+  }
+}
+
 async function readPem(path: unknown, baseDir: string, source: string, field: string): Promise<string> {
   if (typeof path !== "string" || path === "")
     throw new KubeconfigError(source, field, "must be a file path");
   // client-go resolves relative paths against the directory of the kubeconfig that names them.
   const full = isAbsolute(path) ? path : resolve(baseDir, path);
-  let text: string;
-  try {
-    text = await readFile(full, "utf8");
-  } catch (e) {
-    throw new KubeconfigError(
-      source,
-      field,
-      `cannot read ${full}: ${(e as NodeJS.ErrnoException).code ?? e}`,
-    );
-  }
+  const text = await readCredentialFile(full, source, field);
   if (!text.includes("-----BEGIN ")) throw new KubeconfigError(source, field, `${full} holds no PEM block`);
   return text;
 }
@@ -191,15 +236,7 @@ export async function resolveKubeconfig(
   } else if (user.tokenFile !== undefined) {
     const file = String(user.tokenFile);
     const full = isAbsolute(file) ? file : resolve(baseDir, file);
-    try {
-      creds.token = (await readFile(full, "utf8")).trim();
-    } catch (e) {
-      throw new KubeconfigError(
-        source,
-        userField("tokenFile"),
-        `cannot read ${full}: ${(e as NodeJS.ErrnoException).code ?? e}`,
-      );
-    }
+    creds.token = (await readCredentialFile(full, source, userField("tokenFile"))).trim();
   }
   if (!creds.cert && !creds.token) {
     throw new KubeconfigError(
@@ -215,12 +252,8 @@ export async function loadKubeconfig(
   path: string,
   opts: { context?: string } = {},
 ): Promise<KubeCredentials> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    throw new KubeconfigError(path, "(file)", `cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
+  // Read as the files it names are: a FIFO would be waited on for good.
+  const text = await readCredentialFile(path, path, "(file)", KUBECONFIG_MAX, "a kubeconfig");
   return resolveKubeconfig(text, path, opts);
 }
 

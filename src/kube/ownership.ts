@@ -9,7 +9,7 @@
 import { KubehyveError } from "../lib/errors.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
-import type { KubeClient, KubeObject } from "./types.ts";
+import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
 
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
 export const MANAGED_BY = "kubehyve";
@@ -60,10 +60,31 @@ export function withOwner<T extends KubeObject>(obj: T, owner: Owner): T {
   };
 }
 
-/** True when `obj` carries every one of the owner's labels. */
+/** The field manager of kubehyve's writes: the client's default (src/kube/client.ts). */
+export const FIELD_MANAGER = "kubehyve";
+
+/**
+ * True when `obj` carries every one of the owner's labels, and, where the server records who set
+ * which field (metadata.managedFields, on every object kube-apiserver has stored since 1.18),
+ * kubehyve's own server-side apply set them. Labels alone are text anyone can copy: a manifest
+ * that `kubehyve render` wrote, created under another name with kubectl; a `kubectl label` of this
+ * cluster's labels; the same object installed by Helm. Such an object carries the labels with
+ * another manager's Update or Apply, and is not kubehyve's to change or delete. An entry of
+ * kubehyve's besides someone else's (a person who also labelled or edited the object) keeps it ours.
+ */
 export function isOwnedBy(obj: KubeObject, owner: Owner): boolean {
   const labels = obj.metadata?.labels ?? {};
-  return Object.entries(ownerLabels(owner)).every(([k, v]) => labels[k] === v);
+  const expected = ownerLabels(owner);
+  if (!Object.entries(expected).every(([k, v]) => labels[k] === v)) return false;
+  const entries = obj.metadata?.managedFields;
+  if (!Array.isArray(entries) || entries.length === 0) return true;
+  return entries.some((e: unknown) => {
+    if (!isJsonObject(e) || e.manager !== FIELD_MANAGER || e.operation !== "Apply" || e.subresource)
+      return false;
+    const metadata = isJsonObject(e.fieldsV1) ? e.fieldsV1["f:metadata"] : undefined;
+    const set = isJsonObject(metadata) ? metadata["f:labels"] : undefined;
+    return isJsonObject(set) && Object.keys(expected).every((k) => isJsonObject(set[`f:${k}`]));
+  });
 }
 
 export function refOf(obj: KubeObject): ObjectRef {
@@ -177,5 +198,23 @@ export async function deleteOwned(client: KubeClient, owner: Owner, ref: ObjectR
       `${describeRef(ref)} does not carry the labels of stage ${owner.stage} of this cluster, so it is not deleted`,
     );
   }
-  return client.delete(ref.apiVersion, ref.kind, ref.name, ref.namespace);
+  // The object read and found ours, not whatever has its name when the DELETE arrives: one removed
+  // and made again by someone else in between has another UID, and the server refuses with 409.
+  const uid = typeof live.metadata.uid === "string" && live.metadata.uid ? live.metadata.uid : undefined;
+  try {
+    return await client.delete(ref.apiVersion, ref.kind, ref.name, ref.namespace, {
+      ...(uid ? { preconditions: { uid } } : {}),
+    });
+  } catch (error) {
+    if (
+      uid &&
+      error instanceof KubeApiError &&
+      error.httpStatus === 409 &&
+      /Precondition failed/.test(error.apiMessage)
+    )
+      throw new KubehyveError(
+        `${describeRef(ref)} changed hands after it was read (${error.apiMessage.replace(/^.*AdditionalErrorMsg: /, "")}), so it is not deleted`,
+      );
+    throw error;
+  }
 }

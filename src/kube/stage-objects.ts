@@ -18,7 +18,7 @@
  */
 import { KubehyveError } from "../lib/errors.ts";
 import { applyManifests } from "./apply.ts";
-import { describeForeign, type ObjectGroup, planOwned } from "./diff.ts";
+import { describeForeign, describeUnserved, type ObjectGroup, planOwned } from "./diff.ts";
 import {
   deleteOwned,
   deletionOrder,
@@ -141,7 +141,10 @@ export async function checkReachable<C extends StageChange, D>(
 }
 
 export interface StagePlanOptions {
-  /** Change kinds are `<prefix>.apply` and `<prefix>.prune`; the finding is `<prefix>.foreign-objects`. */
+  /**
+   * Change kinds are `<prefix>.apply` and `<prefix>.prune`; the findings `<prefix>.foreign-objects`
+   * and `<prefix>.unknown-kinds`.
+   */
   prefix: string;
   /** What the finding calls the objects (describeForeign): "of Calico's manifests". */
   what?: string;
@@ -184,6 +187,14 @@ export async function planStageObjects(
     const { summary, detail, refs } = plan.prune;
     changes.push({ kind: `${opts.prefix}.prune`, summary, detail, data: refs });
   }
+  const unserved = describeUnserved(plan.unserved, opts.what);
+  if (unserved)
+    findings.push({
+      code: `${opts.prefix}.unknown-kinds`,
+      severity: "error",
+      ...unserved,
+      hint: "is the stage's version one for this cluster's Kubernetes? `kubectl api-resources` lists the kinds it serves",
+    });
   const foreign = describeForeign(plan.foreign, opts.what);
   if (foreign)
     findings.push({ code: `${opts.prefix}.foreign-objects`, severity: "error", ...foreign, hint: opts.hint });

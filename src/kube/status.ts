@@ -69,6 +69,9 @@ export function parseStatus(body: unknown): KubeStatus | undefined {
   };
 }
 
+/** Most characters of an error answer that is no Status shown in the error. */
+const UNSTRUCTURED_TEXT_MAX = 2048;
+
 export class KubeApiError extends KubehyveError {
   constructor(
     readonly method: string,
@@ -93,7 +96,13 @@ export class KubeApiError extends KubehyveError {
     attempts = 1,
   ): KubeApiError {
     const status = parseStatus(body);
-    const text = typeof body === "string" ? body.trim() : "";
+    const whole = typeof body === "string" ? body.trim() : "";
+    // What is no Status is an HTML page of a proxy, a stack trace: its start says what it is, as
+    // client-go keeps only maxUnstructuredResponseTextBytes (2048) of it (rest/request.go).
+    const text =
+      whole.length > UNSTRUCTURED_TEXT_MAX
+        ? `${whole.slice(0, UNSTRUCTURED_TEXT_MAX)}… (${whole.length} characters in all)`
+        : whole;
     return new KubeApiError(
       method,
       path,

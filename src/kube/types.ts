@@ -40,6 +40,11 @@ export interface ApplyOptions {
 export interface DeleteOptions {
   /** dryRun=All: the server checks the deletion and answers, but deletes nothing. */
   dryRun?: boolean;
+  /**
+   * DeleteOptions.preconditions: the server deletes only the object of this UID (and
+   * resourceVersion), and answers 409 Conflict for another one of the same name.
+   */
+  preconditions?: { uid?: string; resourceVersion?: string };
 }
 
 export interface KubeClient {

@@ -219,6 +219,19 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     expect(elapsed).toBeGreaterThanOrEqual(1900);
   });
 
+  test("a Retry-After of hours is waited only up to the client's limit, and the error says what the server asked", async () => {
+    const hasty = await createKubeClient(server.kubeconfigPath, { ...fast, retries: 2, maxRetryAfterMs: 50 });
+    server.injectFault({ path: /^\/version$/, status: 503, times: 3, retryAfter: 36_000 });
+    const started = Date.now();
+    const error = await hasty.version().catch((e) => e);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toStartWith("GET /version: 503");
+    expect(error.message).toEndWith(
+      "(gave up after 3 attempts; the server asked to retry after 10 h, and the client waits at most 50 ms)",
+    );
+  });
+
   test("retries on 503 and 500 with backoff, then succeeds", async () => {
     server.injectFault({ path: /configmaps\/settings$/, status: 503, times: 1 });
     server.injectFault({ path: /configmaps\/settings$/, status: 500, times: 1 });
@@ -326,6 +339,26 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     server.injectFault({ path: /ingresses$/, status: 200, body: "{}", times: 1 });
     const ingresses = await client.list("networking.k8s.io/v1", "Ingress").catch((e) => e);
     expect(ingresses.message).toContain("the answer is not an IngressList: {}");
+  });
+
+  test("a list of another kind is no list of the kind asked for, whatever its items look like", async () => {
+    const secrets = JSON.stringify({
+      kind: "SecretList",
+      apiVersion: "v1",
+      metadata: {},
+      items: [{ metadata: { name: "token", namespace: "default" }, data: { key: "c2VjcmV0" } }],
+    });
+    for (const body of [
+      secrets,
+      secrets.replace('"apiVersion":"v1"', '"apiVersion":"apps/v1"').replace("SecretList", "ConfigMapList"),
+    ]) {
+      server.injectFault({ path: /namespaces\/default\/configmaps$/, status: 200, body, times: 1 });
+      const error = await client.list("v1", "ConfigMap", { namespace: "default" }).catch((e) => e);
+      expect([body, error]).toEqual([body, expect.any(KubeApiError)]);
+      expect(error.message).toStartWith(
+        "GET /api/v1/namespaces/default/configmaps: 200 BadResponse: the answer is not a ConfigMapList of v1: ",
+      );
+    }
   });
 
   test("an object of the right name with a field of the wrong type fails naming the request, not in the code that reads it", async () => {
@@ -505,6 +538,32 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     expect(server.requests.filter((r) => r.path.includes("configmaps"))).toHaveLength(0);
   });
 
+  test("a name or namespace of . or .. is refused before a request, since a URL would resolve it to another path", async () => {
+    await client.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "victim" } });
+    await client.apply({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "kept", namespace: "victim" },
+    });
+    server.requests.length = 0;
+    const refused = [
+      () => client.delete("v1", "ConfigMap", "..", "victim"),
+      () => client.delete("v1", "ConfigMap", "kept", "."),
+      () => client.get("v1", "ConfigMap", ".", "victim"),
+      () =>
+        client.apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "..", namespace: "victim" } }),
+      () => client.list("v1", "ConfigMap", { namespace: ".." }),
+    ];
+    for (const call of refused) {
+      const error = await call().catch((e) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect(error.message).toMatch(/(name|namespace) "\.\.?" cannot be in a request path/);
+    }
+    expect(server.requests).toEqual([]);
+    expect(server.get("v1", "Namespace", "victim")).toBeDefined();
+    expect(server.get("v1", "ConfigMap", "kept", "victim")).toBeDefined();
+  });
+
   test("does not retry a client error", async () => {
     server.requests.length = 0;
     await client
@@ -628,4 +687,144 @@ describe.skipIf(!have("openssl", "openssl"))("TLS and authentication of the clie
       pki.remove();
     }
   });
+});
+
+describe.skipIf(!have("openssl", "openssl"))("a hostile or broken API server", () => {
+  let pki: ReturnType<typeof createPki>;
+  let answer: (req: Request) => Response | Promise<Response>;
+  let server: ReturnType<typeof Bun.serve>;
+  const credentials = (token?: string) => ({
+    source: "admin.conf",
+    context: "admin",
+    server: `https://127.0.0.1:${server.port}`,
+    ca: pki.caCert,
+    ...(token ? { token } : { cert: pki.clientCert, key: pki.clientKey }),
+  });
+
+  beforeAll(() => {
+    pki = createPki({ cn: "hostile-ca", serverSans: ["IP:127.0.0.1", "IP:127.0.0.2"] });
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: pki.serverCert, key: pki.serverKey },
+      fetch: (req) => answer(req),
+    });
+  });
+  afterAll(() => {
+    server?.stop(true);
+    pki?.remove();
+  });
+
+  test("a redirect to another host is an error naming it, and the other host is never asked", async () => {
+    const asked: string[] = [];
+    const elsewhere = Bun.serve({
+      hostname: "127.0.0.2",
+      port: 0,
+      tls: { cert: pki.serverCert, key: pki.serverKey },
+      fetch: (req) => {
+        asked.push(`${req.method} ${new URL(req.url).pathname} ${req.headers.get("authorization")}`);
+        return Response.json({ gitVersion: "v0.0.0-elsewhere" });
+      },
+    });
+    try {
+      const location = `https://127.0.0.2:${elsewhere.port}/version`;
+      answer = () => new Response(null, { status: 307, headers: { location } });
+      const client = await createKubeClient(credentials("s3cret"), fast);
+      const error = await client.version().catch((e) => e);
+      expect(error).toBeInstanceOf(KubeApiError);
+      expect(error.message).toContain(`GET /version: 307`);
+      expect(error.message).toContain(`redirects to ${location}`);
+      expect(asked).toEqual([]);
+    } finally {
+      elsewhere.stop(true);
+    }
+  });
+
+  test("a server certificate that names another address is refused, naming the mismatch and the kubeconfig", async () => {
+    const other = createPki({ cn: "mismatch-ca", serverSans: ["IP:127.0.0.2", "DNS:elsewhere.example"] });
+    const wrong = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: other.serverCert, key: other.serverKey },
+      fetch: () => Response.json({ gitVersion: "v1.35.0" }),
+    });
+    try {
+      const client = await createKubeClient(
+        { ...credentials(), server: `https://127.0.0.1:${wrong.port}`, ca: other.caCert },
+        fast,
+      );
+      const error = await client.version().catch((e) => e);
+      expect(error).toBeInstanceOf(KubeTransportError);
+      expect(error.message).toContain(`GET https://127.0.0.1:${wrong.port}/version: TLS verification failed`);
+      expect(error.message).toContain("the server certificate does not name this host or address");
+      expect(error.message).toContain("(kubeconfig admin.conf)");
+    } finally {
+      wrong.stop(true);
+      other.remove();
+    }
+  });
+
+  test("an error answer that is no Status is shown by its first 2 KiB, not whole", async () => {
+    const page = `<html>${"<p>upstream trouble</p>".repeat(50_000)}</html>`;
+    answer = () => new Response(page, { status: 502, headers: { "content-type": "text/html" } });
+    const client = await createKubeClient(credentials(), { ...fast, retries: 0 });
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toStartWith("GET /version: 502 HTTP502: <html><p>upstream trouble</p>");
+    expect(error.message).toContain(`… (${page.length} characters in all)`);
+    expect(error.message.length).toBeLessThan(2200);
+  });
+
+  test("an answer that never ends is cut off at the client's bound and named, not read into memory until the timeout", async () => {
+    let sent = 0;
+    answer = () =>
+      new Response(
+        new ReadableStream({
+          pull(c) {
+            sent += 65536;
+            c.enqueue(new Uint8Array(65536).fill(32));
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      );
+    const client = await createKubeClient(credentials(), {
+      ...fast,
+      maxResponseBytes: 1024 * 1024,
+      timeoutMs: 20_000,
+    });
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toContain("GET /version: 200");
+    expect(error.message).toContain("the answer is longer than 1 MiB");
+    expect(sent).toBeLessThan(50 * 1024 * 1024);
+  }, 60_000);
+
+  test("an answer that says in advance it is too long is refused without reading it", async () => {
+    answer = () =>
+      new Response("x".repeat(4096), {
+        headers: { "content-type": "application/json", "content-length": "4096" },
+      });
+    const client = await createKubeClient(credentials(), { ...fast, maxResponseBytes: 1024 });
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.message).toContain("the answer is longer than 1 KiB");
+  });
+
+  test("an answer that trickles in is given up within the timeout per attempt", async () => {
+    answer = () =>
+      new Response(
+        new ReadableStream({
+          async pull(c) {
+            await Bun.sleep(100);
+            c.enqueue(new TextEncoder().encode(" "));
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      );
+    const client = await createKubeClient(credentials(), { ...fast, timeoutMs: 500 });
+    const error = await client.version().catch((e) => e);
+    expect(error).toBeInstanceOf(KubeTransportError);
+    expect(error.message).toContain("no answer from the API server");
+    expect(error.message).toContain("(gave up after 2 attempts)");
+  }, 60_000);
 });

@@ -14,7 +14,12 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { mergeKubeconfig, resolveKubeconfig, rewriteServer } from "../../src/kube/kubeconfig.ts";
+import {
+  loadKubeconfig,
+  mergeKubeconfig,
+  resolveKubeconfig,
+  rewriteServer,
+} from "../../src/kube/kubeconfig.ts";
 import { adminConf, b64, CA, CERT, KEY } from "../lab/kube/kubeconfig.ts";
 
 let dir: string;
@@ -48,6 +53,62 @@ describe("reading a kubeconfig", () => {
       .replace(/client-key-data: .*/, `client-key: ${join(dir, "admin.key")}`);
     const creds = await resolveKubeconfig(text, join(dir, "config"));
     expect([creds.ca, creds.cert, creds.key]).toEqual([CA, CERT, KEY]);
+  });
+
+  test("a certificate, key or token file that is a FIFO or a device is refused at once, naming it", async () => {
+    const fifo = join(dir, "token.fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const tokenConf = (file: string) =>
+      adminConf().replace(
+        / {4}client-certificate-data: .*\n {4}client-key-data: .*\n/,
+        `    tokenFile: ${file}\n`,
+      );
+    const cases: [string, string, string][] = [
+      [tokenConf(fifo), "tokenFile", `${fifo} is a FIFO`],
+      [tokenConf("/dev/zero"), "tokenFile", "/dev/zero is a character device"],
+      [adminConf().replace(/client-key-data: .*/, `client-key: ${fifo}`), "client-key", `${fifo} is a FIFO`],
+      [
+        adminConf().replace(/certificate-authority-data: .*/, "certificate-authority: /dev/urandom"),
+        "certificate-authority",
+        "/dev/urandom is a character device",
+      ],
+    ];
+    for (const [text, field, problem] of cases) {
+      const error = await resolveKubeconfig(text, join(dir, "config")).catch((e) => e);
+      expect(error).toBeInstanceOf(Error);
+      expect(error.message).toContain(`${field}: `);
+      expect(error.message).toContain(`${problem}, not a file`);
+    }
+  });
+
+  test("a kubeconfig that is a FIFO is refused at once, not waited on", async () => {
+    const fifo = join(dir, "admin.conf");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    await expect(loadKubeconfig(fifo)).rejects.toThrow(
+      `kubeconfig ${fifo}: (file): ${fifo} is a FIFO, not a file`,
+    );
+  });
+
+  test("a token file of more than 1 MiB is refused, not read to the end", async () => {
+    const big = join(dir, "token");
+    writeFileSync(big, "x".repeat(1024 * 1024 + 1));
+    const text = adminConf().replace(
+      / {4}client-certificate-data: .*\n {4}client-key-data: .*\n/,
+      `    tokenFile: ${big}\n`,
+    );
+    const error = await resolveKubeconfig(text, join(dir, "config")).catch((e) => e);
+    expect(error.message).toContain(`tokenFile: ${big} has more than 1 MiB`);
+  });
+
+  test("a token file reached through a symbolic link is read, as a projected service account token is", async () => {
+    mkdirSync(join(dir, "..data"));
+    writeFileSync(join(dir, "..data", "token"), "abc.def\n");
+    symlinkSync("..data/token", join(dir, "token"));
+    const text = adminConf().replace(
+      / {4}client-certificate-data: .*\n {4}client-key-data: .*\n/,
+      "    tokenFile: token\n",
+    );
+    expect((await resolveKubeconfig(text, join(dir, "config"))).token).toBe("abc.def");
   });
 
   test("accepts a bearer token instead of a client certificate", async () => {

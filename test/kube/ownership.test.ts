@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
+import { diffManifests } from "../../src/kube/diff.ts";
 import {
   deleteOwned,
   deletionOrder,
@@ -14,7 +15,7 @@ import {
   ownerSelector,
   withOwner,
 } from "../../src/kube/ownership.ts";
-import type { KubeObject } from "../../src/kube/types.ts";
+import type { KubeClient, KubeObject } from "../../src/kube/types.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
 
@@ -148,5 +149,122 @@ describe.skipIf(!have("openssl", "openssl"))("leftovers of a stage on a live clu
     expect(server.get("v1", "ConfigMap", "by-hand", "default")).toBeDefined();
     expect(server.get("v1", "ConfigMap", "other-stage", "default")).toBeDefined();
     expect(server.get("v1", "ConfigMap", "other-cluster", "default")).toBeDefined();
+  });
+});
+
+describe.skipIf(!have("openssl", "openssl"))("deleting one of a stage's objects", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+    client = await createKubeClient(server.kubeconfigPath, { baseDelayMs: 10 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("deletes only the object it read: one of the same name made meanwhile by someone else is left alone", async () => {
+    await client.apply(withOwner(cm("swapped"), net));
+    // Between the read and the delete, the object is removed and someone makes their own of the name.
+    const racing = {
+      ...client,
+      get: async (...args: Parameters<KubeClientImpl["get"]>) => {
+        const live = await client.get(...args);
+        server.delete("v1", "ConfigMap", "swapped", "default");
+        server.put({ ...cm("swapped"), data: { v: "theirs" } });
+        return live;
+      },
+    } as KubeClient;
+    const ref = { apiVersion: "v1", kind: "ConfigMap", name: "swapped", namespace: "default" };
+    await expect(deleteOwned(racing, net, ref)).rejects.toThrow(
+      "ConfigMap default/swapped changed hands after it was read (Precondition failed: UID in precondition:",
+    );
+    expect(server.get("v1", "ConfigMap", "swapped", "default")?.data).toEqual({ v: "theirs" });
+    // Without a race it is deleted, precondition and all.
+    await client.apply(withOwner(cm("plain"), net));
+    expect(await deleteOwned(client, net, { ...ref, name: "plain" })).toBe(true);
+    expect(server.get("v1", "ConfigMap", "plain", "default")).toBeUndefined();
+    const del = server.requests.filter((r) => r.method === "DELETE").at(-1)!;
+    expect(del.path).toBe("/api/v1/namespaces/default/configmaps/plain");
+  });
+});
+
+describe.skipIf(!have("openssl", "openssl"))("a stage's labels that someone else set", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+  /** A write of a person with kubectl: a request of another field manager (an Update, not an Apply). */
+  let kubectl: (method: string, path: string, manager: string, body: unknown, type?: string) => Promise<void>;
+  const configmaps = "/api/v1/namespaces/default/configmaps";
+
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+    client = await createKubeClient(server.kubeconfigPath, { baseDelayMs: 10 });
+    kubectl = async (method, path, manager, body, type = "application/json") => {
+      const res = await fetch(`${server.url}${path}?fieldManager=${manager}`, {
+        method,
+        headers: { "Content-Type": type },
+        body: JSON.stringify(body),
+        tls: { cert: server.pki.clientCert, key: server.pki.clientKey, ca: server.caCert },
+      } as RequestInit);
+      expect(res.status).toBeLessThan(300);
+    };
+    await client.apply(withOwner(cm("ours"), net));
+    // What `kubehyve render` wrote, copied and created under a name of the user's own.
+    await kubectl("POST", configmaps, "kubectl-create", withOwner(cm("copied"), net));
+    // Made by hand, then labelled by hand with this cluster's labels.
+    await kubectl("POST", configmaps, "kubectl-create", cm("labelled"));
+    await kubectl(
+      "PATCH",
+      `${configmaps}/labelled`,
+      "kubectl-label",
+      { metadata: { labels: ownerLabels(net) } },
+      "application/merge-patch+json",
+    );
+    // The same name as one of ours, applied by another tool with the labels copied.
+    await createKubeClient(server.kubeconfigPath, { fieldManager: "helm" }).then((helm) =>
+      helm.apply(withOwner(cm("helmed"), net)),
+    );
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("is not the stage's: prune and down do not list it, and deleting it is refused", async () => {
+    const live = async (name: string) => (await client.get("v1", "ConfigMap", name, "default"))!;
+    expect(isOwnedBy(await live("ours"), net)).toBe(true);
+    for (const name of ["copied", "labelled", "helmed"]) {
+      expect({ name, owned: isOwnedBy(await live(name), net) }).toEqual({ name, owned: false });
+      await expect(
+        deleteOwned(client, net, { apiVersion: "v1", kind: "ConfigMap", name, namespace: "default" }),
+      ).rejects.toThrow(`ConfigMap default/${name} does not carry the labels of stage net of this cluster`);
+    }
+    const leftovers = await findLeftovers(client, {
+      owner: net,
+      keep: [],
+      kinds: [{ apiVersion: "v1", kind: "ConfigMap" }],
+    });
+    expect(leftovers.map((o) => o.metadata.name)).toEqual(["ours"]);
+    for (const name of ["copied", "labelled", "helmed"])
+      expect(server.get("v1", "ConfigMap", name, "default")).toBeDefined();
+  });
+
+  test("a plan calls it someone else's and never dry-runs an apply over it", async () => {
+    const planned = await diffManifests(
+      client,
+      ["copied", "labelled", "helmed"].map((name) => withOwner(cm(name), net)),
+      { owner: net },
+    );
+    expect(planned.map((p) => p.action)).toEqual(["foreign", "foreign", "foreign"]);
+  });
+
+  test("an object of ours that a person also labelled or edited stays ours", async () => {
+    await kubectl(
+      "PATCH",
+      `${configmaps}/ours`,
+      "kubectl-label",
+      { metadata: { labels: { team: "infra" } }, data: { extra: "theirs" } },
+      "application/merge-patch+json",
+    );
+    expect(isOwnedBy((await client.get("v1", "ConfigMap", "ours", "default"))!, net)).toBe(true);
   });
 });

@@ -111,6 +111,28 @@ describe("pinnedManifests", () => {
     expect(await cache.has(wrong)).toBe(false);
   });
 
+  test("a mirror serving a file of the right size whose objects were changed (a binding to cluster-admin) is refused before anything is parsed", async () => {
+    const upstream = readFileSync(oracle(RBAC_FILE), "utf8");
+    // The binding's roleRef now names cluster-admin; padded to keep the file's size.
+    const tampered = upstream.replace(
+      /(roleRef:\s*\n(?:\s+\w+:.*\n)*?\s+name: )traefik-ingress-controller/,
+      (_, head) => `${head}${"cluster-admin".padEnd("traefik-ingress-controller".length)}`,
+    );
+    expect(tampered).not.toBe(upstream);
+    expect(Buffer.byteLength(tampered)).toBe(Buffer.byteLength(upstream));
+    const evil = serveFiles({ [RBAC_PATH]: tampered });
+    try {
+      const cache = new DownloadCache({ dir: await mkdtemp(join(tmp, "cache-")), mirror: evil.url });
+      const file = { ...rbac, size: Buffer.byteLength(upstream) };
+      await expect(pinnedManifests(cache, [file])).rejects.toThrow(
+        `checksum mismatch for ${evil.url}${RBAC_PATH} (mirror of ${rbac.url}): expected sha256 ${rbac.sha256}`,
+      );
+      expect(await cache.has(file)).toBe(false);
+    } finally {
+      await evil.stop();
+    }
+  });
+
   test("cachedOnly downloads nothing and lists, in order, the files not in the cache yet", async () => {
     const cache = await freshCache();
     await cache.fetch(rbac);

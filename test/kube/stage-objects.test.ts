@@ -127,6 +127,66 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     expect(again.changes[0]!.data).toEqual([ours(cm("b", "B", "demo"))]);
   });
 
+  test("an object of a kind the cluster does not serve and no CRD of the stage defines is an error finding, before anything is applied", async () => {
+    const widgets = ours({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "widgets.example.com" },
+      spec: {
+        group: "example.com",
+        names: { kind: "Widget", listKind: "WidgetList", plural: "widgets", singular: "widget" },
+        scope: "Namespaced",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    });
+    const widget = ours({
+      apiVersion: "example.com/v1",
+      kind: "Widget",
+      metadata: { name: "w", namespace: "demo" },
+    });
+    const gadget = ours({
+      apiVersion: "example.com/v1",
+      kind: "Gadget",
+      metadata: { name: "g", namespace: "demo" },
+    });
+    const oldWidget = ours({
+      apiVersion: "example.com/v1beta1",
+      kind: "Widget",
+      metadata: { name: "old", namespace: "demo" },
+    });
+    const release = (extra: KubeObject[]) => [
+      ...groups([]),
+      { title: "the demo's CRDs", objects: [widgets] },
+      { title: "the demo's widgets", objects: [widget, ...extra] },
+    ];
+    const before = writes().length;
+    // A custom resource whose CRD the stage applies first is planned as a create.
+    const fine = await planStageObjects(ctx(), client, release([]), OPTS);
+    expect(fine.findings).toEqual([]);
+    const plan = await planStageObjects(ctx(), client, release([gadget, oldWidget]), OPTS);
+    expect(plan.findings).toEqual([
+      {
+        code: "demo.unknown-kinds",
+        severity: "error",
+        summary:
+          "2 objects of the demo's are of kinds the cluster does not serve and no CustomResourceDefinition of this stage defines",
+        detail: "Gadget demo/g (example.com/v1)\nWidget demo/old (example.com/v1beta1)",
+        hint: "is the stage's version one for this cluster's Kubernetes? `kubectl api-resources` lists the kinds it serves",
+      },
+    ]);
+    expect(() => changesOrRefusal(plan)).toThrow(
+      "2 objects of the demo's are of kinds the cluster does not serve",
+    );
+    expect(writes()).toHaveLength(before);
+  });
+
   test("an object of the stage's name without its labels is an error finding, never applied and left alone", async () => {
     await client.apply(cm("taken", "theirs", "default"));
     const before = server.get("v1", "ConfigMap", "taken", "default");

@@ -11,6 +11,7 @@ import {
   type KubeClient,
   type Target,
 } from "kubehyve";
+import { parseIpv4 } from "./ipv4.ts";
 import { NAME } from "./manifests.ts";
 
 export type { HttpAnswer } from "kubehyve";
@@ -65,6 +66,18 @@ export async function loadBalancerAddress(
         {
           hint: `kubectl -n ${namespace} describe service ${NAME}   # MetalLB's events say why (pool exhausted, address not in a pool)`,
         },
+      ),
+    };
+  }
+  // It goes into a URL the host asks for: "203.0.113.9@evil.example" would send that request to
+  // another host. kube-apiserver admits only an IP there (ValidateLoadBalancerStatus), so anything
+  // else is a broken or hostile server's.
+  if (address.trim() !== address || parseIpv4(address) === undefined) {
+    return {
+      diagnostic: diag.error(
+        "traefik.address-malformed",
+        `Service ${namespace}/${NAME} reports the external address ${JSON.stringify(address)}, which is no IPv4 address: it is not asked`,
+        { hint: `kubectl -n ${namespace} get service ${NAME} -o yaml   # status.loadBalancer.ingress` },
       ),
     };
   }

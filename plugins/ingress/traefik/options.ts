@@ -49,7 +49,9 @@ export function validateTraefik({
   const path = "stages.ingress.address";
   const address = options.address;
   if (address === undefined) return out;
-  if (parseIpv4(address) === undefined) {
+  // parseIpv4 reads past blanks, and the checks below compare the text: "192.168.1.22 " would pass
+  // for no node's address, and MetalLB, which trims the annotation, would take the node's.
+  if (address.trim() !== address || parseIpv4(address) === undefined) {
     out.push(
       diag.error("traefik.address-invalid", `${JSON.stringify(address)} is not an IPv4 address`, { path }),
     );

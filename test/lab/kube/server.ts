@@ -1143,13 +1143,17 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     ctx: RequestContext,
   ): Response {
     let bodyDryRun: unknown[] = [];
+    let preconditions: Obj = {};
     if (text.trim()) {
       const opts = parseBody(text, "application/json").value;
       if (isObj(opts) && Array.isArray(opts.dryRun)) bodyDryRun = opts.dryRun;
+      if (isObj(opts) && isObj(opts.preconditions)) preconditions = opts.preconditions;
     }
     const o = writeOptions(url, ctx, "DeleteOptions", false, bodyDryRun);
     const obj = store.get(key(res, namespace, name));
     if (!obj) throw notFound(res, name);
+    const failed = preconditionFailure(preconditions, obj.metadata as Obj);
+    if (failed) throw preconditionConflict(res, namespace, name, failed);
     admit({ operation: "DELETE", resource: res, object: obj, old: obj, dryRun: o.dryRun });
     if (!o.dryRun) remove(res, namespace, name);
     if (res.crd || res.kind === "Service" || res.kind === "Pod") return json(200, present(res, obj));
@@ -1325,6 +1329,48 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       message: `failed to create typed patch object (${res.namespaced ? (namespace ?? "") : ""}/${name}; ${gvk}): ${detail}`,
       code: 500,
     });
+  }
+
+  /**
+   * DeleteOptions.preconditions against the stored object, as storage.Preconditions.Check words it
+   * (k8s.io/apiserver pkg/storage/interfaces.go; the etcd3 store's checkPreconditions): the UID
+   * first, then the resourceVersion.
+   */
+  function preconditionFailure(pre: Obj, meta: Obj): string | undefined {
+    if (typeof pre.uid === "string" && pre.uid !== meta.uid)
+      return `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${meta.uid ?? ""}`;
+    if (typeof pre.resourceVersion === "string" && pre.resourceVersion !== meta.resourceVersion)
+      return `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${meta.resourceVersion ?? ""}`;
+    return undefined;
+  }
+
+  /**
+   * A failed precondition: the store's InvalidObjError, which the registry turns into a 409
+   * Conflict (apiserver pkg/storage/errors.go NewInvalidObjError, interpretStorageError), its
+   * message naming the etcd key (/registry/[group/]resource/[namespace/]name).
+   */
+  function preconditionConflict(
+    res: ServedResource,
+    namespace: string | undefined,
+    name: string,
+    failure: string,
+  ): HttpError {
+    const etcdKey = [
+      "/registry",
+      ...(res.group ? [res.group] : []),
+      res.resource,
+      ...(namespace ? [namespace] : []),
+      name,
+    ].join("/");
+    return new HttpError(
+      409,
+      statusBody(
+        409,
+        "Conflict",
+        `Operation cannot be fulfilled on ${qualified(res)} "${name}": StorageError: invalid object, Code: 4, Key: ${etcdKey}, ResourceVersion: 0, AdditionalErrorMsg: ${failure}`,
+        { name, ...(res.group ? { group: res.group } : {}), kind: res.resource },
+      ),
+    );
   }
 
   function conflict(res: ServedResource, name: string): HttpError {

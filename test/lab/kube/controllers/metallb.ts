@@ -66,6 +66,24 @@ function summarize(range: Range): string[] {
   return out;
 }
 
+/**
+ * Go's strings.TrimSpace, which MetalLB's ParseCIDR trims each end of a range with: it trims what
+ * unicode.IsSpace calls space (Unicode's White_Space: NEL and the no-break spaces, but not the byte
+ * order mark that JavaScript's trim() also removes).
+ */
+const GO_SPACE = "[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const GO_TRIM = new RegExp(`^${GO_SPACE}+|${GO_SPACE}+$`, "g");
+const trimSpace = (s: string) => s.replace(GO_TRIM, "");
+
+/**
+ * Go's strings.SplitN(s, "-", 2): the text before the first dash and all of the rest (JavaScript's
+ * split("-", 2) drops what follows a second dash).
+ */
+function splitRange(text: string): [string, string] {
+  const i = text.indexOf("-");
+  return [text.slice(0, i), text.slice(i + 1)];
+}
+
 /** MetalLB's ParseCIDR: the prefixes of a CIDR or a range, or its error message. */
 export function parsePoolAddress(text: string): { prefixes: Range[] } | { error: string } {
   if (!text.includes("-")) {
@@ -77,13 +95,15 @@ export function parsePoolAddress(text: string): { prefixes: Range[] } | { error:
     const first = Math.floor(ip / size) * size;
     return { prefixes: [{ first, last: first + size - 1 }] };
   }
-  const [a, b] = text.split("-", 2) as [string, string];
-  const first = parseIpv4(a.trim());
+  const [a, b] = splitRange(text);
+  const first = parseIpv4(trimSpace(a));
   if (first === undefined) return { error: `invalid IP range "${text}": invalid start IP "${a}"` };
-  const last = parseIpv4(b.trim());
+  const last = parseIpv4(trimSpace(b));
   if (last === undefined) return { error: `invalid IP range "${text}": invalid end IP "${b}"` };
   if (first > last)
-    return { error: `invalid IP range "${text}": start IP "${a.trim()}" is after the end IP "${b.trim()}"` };
+    return {
+      error: `invalid IP range "${text}": start IP "${trimSpace(a)}" is after the end IP "${trimSpace(b)}"`,
+    };
   return {
     prefixes: summarize({ first, last }).map((p) => {
       const [ip, bits] = p.split("/");

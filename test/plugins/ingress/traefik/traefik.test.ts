@@ -6,7 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { httpGetOn, pingThroughEntrypoint } from "../../../../plugins/ingress/traefik/hops.ts";
+import {
+  httpGetOn,
+  loadBalancerAddress,
+  pingThroughEntrypoint,
+} from "../../../../plugins/ingress/traefik/hops.ts";
 import plugin, { KNOWN_KINDS } from "../../../../plugins/ingress/traefik/index.ts";
 import { deployment, NAME, pingRoute, service } from "../../../../plugins/ingress/traefik/manifests.ts";
 import { validateTraefik } from "../../../../plugins/ingress/traefik/options.ts";
@@ -68,6 +72,13 @@ describe("validate: the fixed address", () => {
     expect(check("192.168.1.22")).toEqual(["traefik.address-taken"]);
     const [d] = validateTraefik({ cluster, options: { ...OPTIONS, address: "10.0.0.5" } });
     expect(d!.path).toBe("stages.ingress.address");
+  });
+
+  test("an address with anything around it is refused: a node's address with a blank is still the node's", () => {
+    // MetalLB trims the annotation (controller/service.go getDesiredLbIPs: strings.TrimSpace), so
+    // "192.168.1.22 " is the node's address to it; Go keeps a byte order mark, which makes it none.
+    for (const address of ["192.168.1.22 ", " 192.168.1.240", "192.168.1.240\n", "\ufeff192.168.1.240"])
+      expect({ address, codes: check(address) }).toEqual({ address, codes: ["traefik.address-invalid"] });
   });
 
   test("with MetalLB's pools in the cluster file, the address must lie in one of them", () => {
@@ -172,6 +183,34 @@ describe("the HTTP hop from the host", () => {
       expect(d.summary).toContain(`GET http://127.0.0.1:${port}/ping got no answer: curl: (7)`);
     },
   );
+});
+
+describe("the Service's external address, as the API server reports it", () => {
+  /** A server that answers what it likes: kube-apiserver admits only an IP in status.loadBalancer. */
+  const answering = (ingress: unknown[]) =>
+    ({
+      get: async () => ({
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: NAME, namespace: "traefik" },
+        status: { loadBalancer: { ingress } },
+      }),
+    }) as never;
+
+  test("an address that is no IPv4 address is a broken hop, and nothing is asked of it", async () => {
+    for (const ip of ["203.0.113.9@evil.example", "192.168.1.240/x?", "192.168.1.240:22", " 192.168.1.240"]) {
+      const lb = await loadBalancerAddress(answering([{ ip }]), "traefik");
+      expect({ ip, address: lb.address, code: lb.diagnostic.code }).toEqual({
+        ip,
+        address: undefined,
+        code: "traefik.address-malformed",
+      });
+      expect(lb.diagnostic.summary).toContain(JSON.stringify(ip));
+    }
+    expect((await loadBalancerAddress(answering([{ ip: "192.168.1.240" }]), "traefik")).address).toBe(
+      "192.168.1.240",
+    );
+  });
 });
 
 describe("up, verify and doctor against the API test server", () => {

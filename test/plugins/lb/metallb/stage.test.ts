@@ -170,6 +170,29 @@ describe("config validate for lb/metallb", () => {
     expect("error" in parsePoolAddress("192.168.1.300/28")).toBe(true);
   });
 
+  test("an address MetalLB refuses is refused by config validate too, whatever is around its dash", () => {
+    // Go's strings.SplitN(cidr, "-", 2) keeps everything after the first dash in the end IP, and
+    // strings.TrimSpace trims Unicode's White_Space, which has no byte order mark and has NEL.
+    const refused = {
+      "192.168.1.240-192.168.1.245-192.168.1.250":
+        'invalid IP range "192.168.1.240-192.168.1.245-192.168.1.250": invalid end IP "192.168.1.245-192.168.1.250"',
+      "\ufeff192.168.1.240-192.168.1.250":
+        'invalid IP range "\ufeff192.168.1.240-192.168.1.250": invalid start IP "\ufeff192.168.1.240"',
+      "192.168.1.240-192.168.1.250\n-":
+        'invalid IP range "192.168.1.240-192.168.1.250\n-": invalid end IP "192.168.1.250\n-"',
+    };
+    for (const [text, error] of Object.entries(refused)) {
+      expect({ text, theirs: metallbParse(text) }).toEqual({ text, theirs: { error } });
+      expect({ text, ours: parsePoolAddress(text) }).toEqual({ text, ours: { error } });
+      expect(codes(validate([{ name: "lab", addresses: [text] }]))).toEqual([
+        ["metallb.pool-address-invalid", "stages.lb.pools[0].addresses[0]"],
+      ]);
+    }
+    const nel = "\u0085192.168.1.240 -\t192.168.1.250";
+    expect(metallbParse(nel)).toMatchObject({ prefixes: expect.any(Array) });
+    expect(parsePoolAddress(nel)).toMatchObject({ first: 0xc0a801f0, last: 0xc0a801fa });
+  });
+
   test("config validate exits 2 for a pool in the DHCP range, naming the file's path", () => {
     const dir = mkdtempSync(join(work, "cli-"));
     const file = join(dir, "kubehyve.yaml");
