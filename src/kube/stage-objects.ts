@@ -23,6 +23,7 @@ import {
   deleteOwned,
   deletionOrder,
   isCustomResource,
+  isOwnedBy,
   type KindRef,
   kindsOf,
   listOwned,
@@ -30,7 +31,7 @@ import {
   refOf,
 } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
-import { type KubeApiError, KubeTransportError } from "./status.ts";
+import { KubeApiError, KubeRequestError, KubeTransportError } from "./status.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
 /** What of a plugin's context (PluginContext in src/core/contract.ts) this uses. */
@@ -44,7 +45,10 @@ export interface OwningContext {
     set(key: string, value: unknown): Promise<void>;
     delete(key: string): Promise<void>;
   };
-  readonly log: { progress(message: string, current?: number, total?: number): void };
+  readonly log: {
+    progress(message: string, current?: number, total?: number): void;
+    warn(message: string): void;
+  };
   wet<T>(description: string, fn: () => Promise<T>): Promise<T | undefined>;
 }
 
@@ -269,7 +273,23 @@ export async function destroyStageObjects(
   opts: { afterCustomResources?: () => Promise<void> } = {},
 ): Promise<void> {
   const owner = stageOwner(ctx);
-  const owned = deletionOrder(await listOwned(client, owner, appliedKinds(ctx, kinds)));
+  const listed = deletionOrder(await listOwned(client, owner, appliedKinds(ctx, kinds)));
+  // Deleting a CRD deletes every object of its kind, in every namespace: one that still serves
+  // someone else's objects (an IngressRoute of theirs, in their namespace) stays, as `helm
+  // uninstall` leaves CRDs. Decided before anything is deleted, so a dry run says the same.
+  const doomed = new Set(listed.filter((o) => o.kind === "Namespace").map((o) => o.metadata.name));
+  const kept = new Set<KubeObject>();
+  for (const o of listed) {
+    if (o.kind !== "CustomResourceDefinition") continue;
+    const theirs = await instancesNotOwned(client, owner, o, doomed);
+    if (!theirs.length) continue;
+    kept.add(o);
+    const first = theirs[0]!.metadata;
+    ctx.log.warn(
+      `left CustomResourceDefinition ${o.metadata.name}: ${theirs.length} object${theirs.length === 1 ? "" : "s"} of it that this stage did not make (${first.namespace}/${first.name}${theirs.length > 1 ? ", …" : ""}) would go with it; once they are not needed: kubectl delete crd ${o.metadata.name}`,
+    );
+  }
+  const owned = listed.filter((o) => !kept.has(o));
   const remove = (o: KubeObject) =>
     ctx.wet(`delete ${describeRef(refOf(o))}`, () => deleteOwned(client, owner, refOf(o)));
   // deletionOrder puts the custom resources first.
@@ -278,4 +298,37 @@ export async function destroyStageObjects(
   if (!ctx.dryRun && custom.length) await opts.afterCustomResources?.();
   for (const o of owned.filter((x) => !isCustomResource(x))) await remove(o);
   await ctx.wet("forget the kinds this stage applied", () => ctx.state.delete(APPLIED_KINDS_KEY));
+}
+
+/**
+ * Objects of the kind a CRD defines that are not `owner`'s and live outside the namespaces the
+ * stage deletes: what deleting the CRD would take from someone else. Cluster-scoped objects of a
+ * stage's CRDs are its operator's own (Calico's default IPPool, FelixConfiguration) and not counted.
+ */
+async function instancesNotOwned(
+  client: KubeClient,
+  owner: Owner,
+  crd: KubeObject,
+  doomed: ReadonlySet<string>,
+): Promise<KubeObject[]> {
+  const spec = crd.spec as
+    | {
+        group?: string;
+        scope?: string;
+        names?: { kind?: string };
+        versions?: { name?: string; served?: boolean }[];
+      }
+    | undefined;
+  const version = spec?.versions?.find((v) => v.served)?.name;
+  if (spec?.scope !== "Namespaced" || !spec.group || !spec.names?.kind || !version) return [];
+  let items: KubeObject[];
+  try {
+    items = await client.list(`${spec.group}/${version}`, spec.names.kind);
+  } catch (error) {
+    // No longer served (being deleted already): nothing of it is left to lose.
+    if (error instanceof KubeRequestError) return [];
+    if (error instanceof KubeApiError && error.httpStatus === 404) return [];
+    throw error;
+  }
+  return items.filter((o) => !isOwnedBy(o, owner) && !doomed.has(o.metadata.namespace ?? ""));
 }

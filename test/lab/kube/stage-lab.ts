@@ -10,6 +10,7 @@ import { DownloadCache } from "../../../src/artifacts/cache.ts";
 import { createPluginContext, type TestablePluginContext } from "../../../src/core/context.ts";
 import type { AnyPlugin, Hooks } from "../../../src/core/contract.ts";
 import type { Cluster, NodeSpec } from "../../../src/core/model.ts";
+import type { Reporter } from "../../../src/core/reporter.ts";
 import { createKubeClient } from "../../../src/kube/client.ts";
 import type { KubeClient } from "../../../src/kube/types.ts";
 import type { Target } from "../../../src/targets/target.ts";
@@ -51,6 +52,8 @@ export interface StageLab {
       hooks?: Hooks;
       /** As `up --canaries`: every canary runs, whatever its record says. */
       canaries?: boolean;
+      /** Where the context's events go (its log lines). */
+      reporter?: Reporter;
     },
   ): TestablePluginContext;
   stop(): Promise<void>;
@@ -88,6 +91,7 @@ export async function startStageLab(cluster: Cluster, controllers: Controller[])
         artifacts,
         hooks: opts.hooks,
         targets: { host: opts.host, node: opts.node },
+        reporter: opts.reporter,
       }),
     async stop() {
       await server.stop();

@@ -15,6 +15,7 @@ import plugin, { KNOWN_KINDS } from "../../../../plugins/ingress/traefik/index.t
 import { deployment, NAME, pingRoute, service } from "../../../../plugins/ingress/traefik/manifests.ts";
 import { validateTraefik } from "../../../../plugins/ingress/traefik/options.ts";
 import type { Diagnostic } from "../../../../src/core/diagnostics.ts";
+import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { parseManifests } from "../../../../src/kube/apply.ts";
 import type { KubeObject } from "../../../../src/kube/types.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
@@ -370,8 +371,34 @@ describe("up, verify and doctor against the API test server", () => {
     // An object of the same name that this cluster did not label: not ours to delete.
     const ic = lab.server.get("networking.k8s.io/v1", "IngressClass", "traefik") as unknown as KubeObject;
     lab.server.put({ ...ic, metadata: { ...ic.metadata, labels: {} } });
-    const ctx = lab.ctx(plugin, OPTIONS, { host });
+    // Someone's own Middleware, in their namespace: deleting its CRD would delete it with it.
+    lab.server.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "apps" } });
+    const theirs = {
+      apiVersion: "traefik.io/v1alpha1",
+      kind: "Middleware",
+      metadata: { name: "strip-prefix", namespace: "apps" },
+      spec: { stripPrefix: { prefixes: ["/app"] } },
+    };
+    lab.server.put(theirs);
+    const dry = lab.ctx(plugin, OPTIONS, { host, dryRun: true });
+    await plugin.destroy!(dry as never);
+    const reporter = memoryReporter();
+    const ctx = lab.ctx(plugin, OPTIONS, { host, reporter });
     await plugin.destroy!(ctx as never);
+    expect(ctx.wetLog).toEqual(dry.wetLog);
+    expect(lab.server.get("traefik.io/v1alpha1", "Middleware", "strip-prefix", "apps")).toBeDefined();
+    expect(
+      lab.server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "middlewares.traefik.io"),
+    ).toBeDefined();
+    expect(ctx.wetLog).not.toContain("delete CustomResourceDefinition middlewares.traefik.io");
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({
+        type: "log",
+        level: "warn",
+        message:
+          "left CustomResourceDefinition middlewares.traefik.io: 1 object of it that this stage did not make (apps/strip-prefix) would go with it; once they are not needed: kubectl delete crd middlewares.traefik.io",
+      }),
+    );
     expect(lab.server.get("apps/v1", "Deployment", "traefik", "traefik")).toBeUndefined();
     expect(lab.server.get("v1", "Service", "traefik", "traefik")).toBeUndefined();
     expect(lab.server.get("networking.k8s.io/v1", "IngressClass", "traefik")).toBeDefined();
