@@ -320,6 +320,23 @@ export function checkKubesprayVars(
   return found;
 }
 
+/** The first string in `value` that Jinja2 would read as a template, with where it is. */
+function templateIn(value: unknown, path: string): { path: string; text: string } | undefined {
+  if (typeof value === "string") return /\{[{%#]/.test(value) ? { path, text: value } : undefined;
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = templateIn(item, `${path}[${i}]`);
+      if (found) return found;
+    }
+  } else if (typeof value === "object" && value !== null) {
+    for (const [k, item] of Object.entries(value)) {
+      const found = templateIn(k, path) ?? templateIn(item, `${path}.${k}`);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
 /** The stage's rules for the whole cluster file (Plugin.validate). Pure, except for reading runner.dir. */
 export function validateStage(input: { cluster: Cluster; options: KubesprayOptions }): Diagnostic[] {
   const { cluster, options } = input;
@@ -387,6 +404,20 @@ export function validateStage(input: { cluster: Cluster; options: KubesprayOptio
       );
     } else if (key in OWNED) {
       found.push(diag.error("kubespray.var-owned", `${key} is set by kubehyve from ${OWNED[key]}`, { path }));
+    }
+    const template = templateIn(options.extraVars[key], path);
+    if (template) {
+      found.push(
+        diag.warn(
+          "kubespray.var-template",
+          `${template.path} holds a Jinja2 template, which Kubespray gets as plain text`,
+          {
+            detail: `${JSON.stringify(template.text.slice(0, 80))}: kubehyve writes extraVars as values tagged !unsafe, because a template in the inventory runs with kubehyve's rights on this machine ({{ lookup('pipe', …) }})`,
+            hint: "write the value itself, not a template",
+            path: template.path,
+          },
+        ),
+      );
     }
   }
 

@@ -142,6 +142,22 @@ describe("config validate for the k8s/kubespray stage", () => {
     ]);
   });
 
+  test("a template in extraVars is a warning naming where: Kubespray gets it as plain text", () => {
+    const found = validate({
+      extraVars: {
+        kube_apiserver_ip: "{{ lookup('pipe', 'id') }}",
+        containerd_registries_mirrors: [{ prefix: "docker.io", mirrors: [{ host: "{% raw %}x" }] }],
+        kube_oidc_url: "https://example.invalid/{#",
+        kubelet_custom_flags: ["{not a template}"],
+      },
+    }).filter((d) => d.code === "kubespray.var-template");
+    expect(found.map((d) => [d.severity, d.path])).toEqual([
+      ["warn", "stages.k8s.extraVars.kube_apiserver_ip"],
+      ["warn", "stages.k8s.extraVars.containerd_registries_mirrors[0].mirrors[0].host"],
+      ["warn", "stages.k8s.extraVars.kube_oidc_url"],
+    ]);
+  });
+
   test("another Kubespray release needs its content pin, and its versions cannot be checked", () => {
     const found = validate({ version: "v2.30.0", kubernetesVersion: "1.33.5" });
     expect(found.map((d) => [d.code, d.severity, d.path])).toEqual([
