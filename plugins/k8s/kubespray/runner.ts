@@ -14,21 +14,52 @@ import { type AnsibleEvent, parseAnsibleEvent } from "./progress.ts";
 const PROBE_TIMEOUT_MS = 60_000;
 
 /**
- * Cuts streamed output into lines for a line-based consumer: `push` each chunk as it arrives, then
- * `end` hands over a last line that has no newline.
+ * The longest line of output read for progress: the jsonl callback writes one line per result, and
+ * one result rarely comes near this. A longer one (a task that printed a flood) is only in the log.
  */
-export function lineSplitter(onLine: (line: string) => void): { push(chunk: string): void; end(): void } {
-  let partial = "";
+export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
+
+/**
+ * Cuts streamed output into lines for a line-based consumer: `push` each chunk as it arrives, then
+ * `end` hands over a last line that has no newline. Each chunk is scanned once, and a line longer
+ * than `maxLength` is dropped as it streams (`onDropped` gets its length), so that a flood without
+ * line breaks costs neither time nor memory beyond its length.
+ */
+export function lineSplitter(
+  onLine: (line: string) => void,
+  opts: { maxLength?: number; onDropped?: (length: number) => void } = {},
+): { push(chunk: string): void; end(): void } {
+  const maxLength = opts.maxLength ?? MAX_LINE_LENGTH;
+  let parts: string[] = [];
+  let length = 0;
+  let overlong = false;
+  const take = (piece: string) => {
+    length += piece.length;
+    if (overlong) return;
+    if (length > maxLength) {
+      overlong = true;
+      parts = [];
+    } else if (piece) parts.push(piece);
+  };
+  const finish = () => {
+    if (overlong) opts.onDropped?.(length);
+    else onLine(parts.join(""));
+    parts = [];
+    length = 0;
+    overlong = false;
+  };
   return {
     push(chunk) {
-      partial += chunk;
-      const lines = partial.split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) onLine(line);
+      let start = 0;
+      for (let nl = chunk.indexOf("\n"); nl !== -1; nl = chunk.indexOf("\n", start)) {
+        take(chunk.slice(start, nl));
+        finish();
+        start = nl + 1;
+      }
+      take(chunk.slice(start));
     },
     end() {
-      if (partial) onLine(partial);
-      partial = "";
+      if (length > 0) finish();
     },
   };
 }
@@ -389,8 +420,15 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
   await mkdir(dirname(req.logFile), { recursive: true, mode: 0o700 });
   const log = createWriteStream(req.logFile, { flags: "a", mode: 0o600 });
   log.write(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
+  // The log gets every byte as it came; only the events are read line by line.
+  let atLineStart = true;
+  const write = (chunk: string) => {
+    if (!chunk) return;
+    log.write(chunk);
+    atLineStart = chunk.endsWith("\n");
+  };
+  const note = (text: string) => log.write(`${atLineStart ? "" : "\n"}# ${text}\n`);
   const lines = lineSplitter((line) => {
-    log.write(`${line}\n`);
     const event = parseAnsibleEvent(line);
     if (event) req.onEvent?.(event);
   });
@@ -402,15 +440,18 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
       kind: "long",
       cancellable: true,
       signal: req.signal,
-      onStdout: (chunk) => lines.push(chunk),
-      onStderr: (chunk) => log.write(chunk),
+      onStdout: (chunk) => {
+        write(chunk);
+        lines.push(chunk);
+      },
+      onStderr: write,
     });
     lines.end();
-    log.write(`# exit ${r.code}\n`);
+    note(`exit ${r.code}`);
     return { code: r.code, argv };
   } catch (error) {
     lines.end();
-    log.write(`# ${error instanceof Error ? error.message : String(error)}\n`);
+    note(error instanceof Error ? error.message : String(error));
     throw error;
   } finally {
     await new Promise<void>((resolve) => log.end(resolve));

@@ -137,6 +137,30 @@ describe("the line splitter", () => {
     split.end();
     expect(lines).toEqual(["one", "two", "three", "four"]);
   });
+
+  test("drops a line longer than it may be, keeping none of it, and reads the lines after it", () => {
+    const lines: string[] = [];
+    const dropped: number[] = [];
+    const split = lineSplitter((l) => lines.push(l), { maxLength: 10, onDropped: (n) => dropped.push(n) });
+    for (const chunk of ["short\n0123456789", "0123", "456789\nnext\n", "x".repeat(11)]) split.push(chunk);
+    split.end();
+    expect(lines).toEqual(["short", "next"]);
+    expect(dropped).toEqual([20, 11]);
+  });
+
+  test("reads an endless line of output in one pass: a flood costs its length, not its square", () => {
+    // 256 MiB in the 64 KiB chunks a pipe gives: splitting the whole line again at every chunk
+    // took minutes and held all of it.
+    const lines: string[] = [];
+    const dropped: number[] = [];
+    const split = lineSplitter((l) => lines.push(l), { onDropped: (n) => dropped.push(n) });
+    const chunk = "x".repeat(64 * 1024);
+    for (let i = 0; i < 4096; i++) split.push(chunk);
+    split.push('\n{"event": "v2_playbook_on_stats"}\n');
+    split.end();
+    expect(dropped).toEqual([256 * 1024 * 1024]);
+    expect(lines).toEqual(['{"event": "v2_playbook_on_stats"}']);
+  }, 30_000);
 });
 
 describe("runner prerequisites", () => {
@@ -427,6 +451,42 @@ describe.skipIf(!have("python3", "python3-venv"))("the venv runner's directory",
       ]),
     );
   });
+});
+
+describe("a playbook that floods its output", () => {
+  test("keeps every byte in the log, still reads the events after the flood, and notes the exit on a line of its own", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kubehyve-flood-"));
+    try {
+      const task =
+        '{"_event":"v2_playbook_on_task_start","hosts":{},"task":{"id":"t1","name":"after the flood","path":"x.yml:1"}}';
+      // 40 MiB on one line, more than a line read for progress may be, then an event and a last
+      // line without a newline.
+      const script = `head -c 41943040 /dev/zero | tr '\\0' x; printf '\\n%s\\n' '${task}'; printf 'no newline'`;
+      const runner = {
+        ...createRunner(v.parse(optionsSchema, { runner: { kind: "system" } }), dir, local, CLUSTER_ID),
+        command: () => ["sh", "-c", script, "ansible-playbook"],
+      };
+      const events: AnsibleEvent[] = [];
+      const logFile = join(dir, "logs", "flood.log");
+      const r = await runPlaybook(runner, {
+        kubesprayDir: dir,
+        inventoryDir: dir,
+        playbook: "cluster.yml",
+        logFile,
+        workDir: dir,
+        onEvent: (e) => events.push(e),
+      });
+      expect(r.code).toBe(0);
+      expect(events.map((e) => (e.type === "task" ? e.name : e.type))).toEqual(["after the flood"]);
+      const log = await readFile(logFile, "utf8");
+      const lines = log.split("\n");
+      expect(lines[0]).toStartWith("# ");
+      expect(lines[1]).toBe("x".repeat(41943040));
+      expect(lines.slice(2)).toEqual([task, "no newline", "# exit 0", ""]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))("a playbook run", () => {
