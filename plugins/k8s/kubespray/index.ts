@@ -7,8 +7,8 @@
  * - inventory.ts: the inventory and group vars; play.ts: the playbooks, their progress and failures
  * - inspect.ts, nodes.ts, certificates.ts, kubeconfig.ts: what check and verify read, the handover
  */
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import {
   type Change,
   type Diagnostic,
@@ -25,6 +25,7 @@ import {
   v,
 } from "kubehyve";
 import { certificateFindings } from "./certificates.ts";
+import { writeStageFiles } from "./files.ts";
 import { type Assessment, assessCluster, verifyCluster } from "./inspect.ts";
 import {
   baseGroupVars,
@@ -284,21 +285,13 @@ function pinnedRelease(ctx: Ctx) {
   return { ...release, treeSha256V1: release.treeSha256V1 };
 }
 
-async function writeRendered(dir: string, files: RenderedFile[]): Promise<void> {
-  for (const f of files) {
-    const path = join(dir, f.path);
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    await writeFile(path, f.content, { mode: f.mode ?? 0o600 });
-  }
-}
-
 /** Writes the inventory, fetches Kubespray and prepares the runner; returns what a run needs. */
 async function prepare(ctx: Ctx): Promise<Prepared | undefined> {
   const tree = treeRequestOf(pinnedRelease(ctx), ctx.options.version);
   const { files } = await renderFiles(ctx);
   const key = await ctx.clusterKey();
   const inventoryDir = inventoryDirOf(ctx);
-  await ctx.wet(`write the Kubespray inventory to ${inventoryDir}`, () => writeRendered(ctx.dir, files));
+  await ctx.wet(`write the Kubespray inventory to ${inventoryDir}`, () => writeStageFiles(ctx.dir, files));
   // Recorded before the first playbook: from then on etcd members may exist under these names.
   const topology = topologyOf(ctx);
   await ctx.wet(`record the control planes' order ${topology.order.join(", ")} and etcd member names`, () =>

@@ -4,9 +4,10 @@
  * default is a Python venv on the host and not a container.
  */
 import { constants, createWriteStream, lstatSync, readdirSync, readFileSync } from "node:fs";
-import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Diagnostic, diag, KubehyveError, type Target } from "kubehyve";
+import { ensureStageDirs } from "./files.ts";
 import type { KubesprayOptions } from "./options.ts";
 import { type AnsibleEvent, parseAnsibleEvent } from "./progress.ts";
 
@@ -416,9 +417,22 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
       `the state dir ${req.workDir} contains white space, which Ansible's ssh_args cannot carry`,
     );
   }
-  await mkdir(join(req.workDir, "facts"), { recursive: true, mode: 0o700 });
-  await mkdir(dirname(req.logFile), { recursive: true, mode: 0o700 });
-  const log = createWriteStream(req.logFile, { flags: "a", mode: 0o600 });
+  await ensureStageDirs(req.workDir, join(req.workDir, "facts"));
+  await ensureStageDirs(req.workDir, dirname(req.logFile));
+  // Never through a link left at the log's name.
+  const fd = await open(
+    req.logFile,
+    constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+    0o600,
+  ).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "ELOOP") throw error;
+    throw new KubehyveError(
+      `${req.logFile} is a symlink, where kubehyve writes the playbook's log`,
+      1,
+      "move it away",
+    );
+  });
+  const log = createWriteStream(req.logFile, { fd });
   log.write(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
   // The log gets every byte as it came; only the events are read line by line.
   let atLineStart = true;
