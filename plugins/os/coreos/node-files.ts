@@ -63,6 +63,12 @@ const LOGIN_PATHS = [
   "/var/roothome",
 ];
 
+/** The index of a UTF-16 surrogate without its pair (which the data URL cannot encode), if any. */
+function loneSurrogate(text: string): number | undefined {
+  const m = /\p{Surrogate}/u.exec(text);
+  return m ? m.index : undefined;
+}
+
 const within = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
 
 /**
@@ -114,6 +120,9 @@ export const nodeFilesAnswer = v.optional(
                     contents: v.pipe(
                       v.string("text"),
                       check((text: string) => {
+                        const lone = loneSurrogate(text);
+                        if (lone !== undefined)
+                          return `text with a lone surrogate at ${lone}, which no UTF-8 file can hold`;
                         const bytes = new TextEncoder().encode(text).byteLength;
                         return bytes > MAX_FILE_BYTES
                           ? `${bytes} bytes, more than ${MAX_FILE_BYTES}`
@@ -189,6 +198,7 @@ export function collectNodeFiles(
           `both ${nested.path} and ${path} (or two stages want them): one path cannot be both a file and its directory`,
         );
       if (typeof contents !== "string") refuse(node, `no text for ${path}`);
+      if (loneSurrogate(contents) !== undefined) refuse(node, `text for ${path} that is not Unicode`);
       const bytes = new TextEncoder().encode(contents).byteLength;
       if (bytes > MAX_FILE_BYTES) refuse(node, `${path} of ${bytes} bytes, more than ${MAX_FILE_BYTES}`);
       if (!Number.isInteger(mode) || mode < 0 || mode > 0o777)

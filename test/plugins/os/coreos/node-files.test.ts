@@ -85,6 +85,7 @@ describe("os:node-files through the engine", () => {
     ["a sudo rule", { path: "/etc/sudoers.d/x", contents: "" }, "/etc/sudoers.d"],
     ["a setuid mode", { path: "/etc/x", contents: "", mode: 0o4755 }, "0o4755"],
     ["a file too large", { path: "/etc/x", contents: "x".repeat(65 * 1024) }, "more than 65536"],
+    ["text that is no Unicode", { path: "/etc/x", contents: "a\ud800b" }, "a lone surrogate at 1"],
   ])(
     "an answer with %s fails the render, naming the plugin that gave it and the hook",
     async (what, file, message) => {
