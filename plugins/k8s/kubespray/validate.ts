@@ -320,20 +320,22 @@ export function checkKubesprayVars(
   return found;
 }
 
-/** The first string in `value` that Jinja2 would read as a template, with where it is. */
-function templateIn(value: unknown, path: string): { path: string; text: string } | undefined {
-  if (typeof value === "string") return /\{[{%#]/.test(value) ? { path, text: value } : undefined;
-  if (Array.isArray(value)) {
-    for (const [i, item] of value.entries()) {
-      const found = templateIn(item, `${path}[${i}]`);
-      if (found) return found;
-    }
+/** Every string in `value` (map keys too), with where it is. */
+function* stringsIn(value: unknown, path: string): Generator<{ path: string; text: string }> {
+  if (typeof value === "string") yield { path, text: value };
+  else if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) yield* stringsIn(item, `${path}[${i}]`);
   } else if (typeof value === "object" && value !== null) {
     for (const [k, item] of Object.entries(value)) {
-      const found = templateIn(k, path) ?? templateIn(item, `${path}.${k}`);
-      if (found) return found;
+      yield { path, text: k };
+      yield* stringsIn(item, `${path}.${k}`);
     }
   }
+}
+
+/** The first string in `value` that Jinja2 would read as a template, with where it is. */
+function templateIn(value: unknown, path: string): { path: string; text: string } | undefined {
+  for (const found of stringsIn(value, path)) if (/\{[{%#]/.test(found.text)) return found;
   return undefined;
 }
 
@@ -404,6 +406,22 @@ export function validateStage(input: { cluster: Cluster; options: KubesprayOptio
       );
     } else if (key in OWNED) {
       found.push(diag.error("kubespray.var-owned", `${key} is set by kubehyve from ${OWNED[key]}`, { path }));
+    }
+    // A lone UTF-16 surrogate (a "\ud800" escape in the cluster file) is no Unicode text: PyYAML
+    // refuses it even escaped, so Ansible could not read the group vars at all.
+    const broken = [...stringsIn(options.extraVars[key], path)].find((s) => /\p{Surrogate}/u.test(s.text));
+    if (broken) {
+      found.push(
+        diag.error(
+          "kubespray.var-not-text",
+          `${broken.path} holds a lone UTF-16 surrogate, which is no Unicode text`,
+          {
+            detail:
+              "Ansible's YAML reader refuses it even escaped, so every playbook would stop reading the group vars",
+            path: broken.path,
+          },
+        ),
+      );
     }
     const template = templateIn(options.extraVars[key], path);
     if (template) {

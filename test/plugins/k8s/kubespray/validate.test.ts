@@ -158,6 +158,16 @@ describe("config validate for the k8s/kubespray stage", () => {
     ]);
   });
 
+  test("a lone surrogate in an extraVar, in a value or a key, is an error naming where", () => {
+    const found = errors(
+      validate({ extraVars: { kube_oidc_url: "a\ud800", containerd_registries_mirrors: [{ "\udc00": 1 }] } }),
+    );
+    expect(found.map((d) => [d.code, d.path])).toEqual([
+      ["kubespray.var-not-text", "stages.k8s.extraVars.kube_oidc_url"],
+      ["kubespray.var-not-text", "stages.k8s.extraVars.containerd_registries_mirrors[0]"],
+    ]);
+  });
+
   test("another Kubespray release needs its content pin, and its versions cannot be checked", () => {
     const found = validate({ version: "v2.30.0", kubernetesVersion: "1.33.5" });
     expect(found.map((d) => [d.code, d.severity, d.path])).toEqual([
