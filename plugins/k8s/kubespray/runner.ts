@@ -419,19 +419,31 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
   }
   await ensureStageDirs(req.workDir, join(req.workDir, "facts"));
   await ensureStageDirs(req.workDir, dirname(req.logFile));
-  // Never through a link left at the log's name.
+  // Never through a link left at the log's name (O_NOFOLLOW: ELOOP on Linux, EMLINK on FreeBSD),
+  // and never waiting on a FIFO left there (O_NONBLOCK: ENXIO without a reader; no change for a file).
   const fd = await open(
     req.logFile,
-    constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+    constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK,
     0o600,
   ).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== "ELOOP") throw error;
+    const what = { ELOOP: "a symlink", EMLINK: "a symlink", ENXIO: "a FIFO", EISDIR: "a directory" }[
+      error.code ?? ""
+    ];
+    if (!what) throw error;
     throw new KubehyveError(
-      `${req.logFile} is a symlink, where kubehyve writes the playbook's log`,
+      `${req.logFile} is ${what}, where kubehyve writes the playbook's log`,
       1,
       "move it away",
     );
   });
+  if (!(await fd.stat()).isFile()) {
+    await fd.close();
+    throw new KubehyveError(
+      `${req.logFile} is not a file, where kubehyve writes the playbook's log`,
+      1,
+      "move it away",
+    );
+  }
   const log = createWriteStream(req.logFile, { fd });
   log.write(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
   // The log gets every byte as it came; only the events are read line by line.

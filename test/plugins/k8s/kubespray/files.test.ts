@@ -86,7 +86,7 @@ describe("writing the stage's files", () => {
     expect((await stat(join(stage, "inventory"))).mode & 0o777).toBe(0o700);
   });
 
-  test("a playbook's log is never written through a link, nor into a logs directory that is one", async () => {
+  test("a playbook's log is never written through a link, nor into a logs directory that is one, nor waits on a FIFO", async () => {
     const runner = {
       ...createRunner(v.parse(optionsSchema, { runner: { kind: "system" } }), stage, new LocalTarget(), "id"),
       command: () => ["true"],
@@ -109,6 +109,13 @@ describe("writing the stage's files", () => {
     await symlink(outside, join(stage, "logs"));
     await expect(runPlaybook(runner, request(join(stage, "logs", "other.log")))).rejects.toThrow(
       `${join(stage, "logs")} is a symlink`,
+    );
+    await rm(join(stage, "logs"));
+    await mkdir(join(stage, "logs"), { mode: 0o700 });
+    // A FIFO without a reader: opening it to write would wait forever.
+    Bun.spawnSync(["mkfifo", join(stage, "logs", "fifo.log")]);
+    await expect(runPlaybook(runner, request(join(stage, "logs", "fifo.log")))).rejects.toThrow(
+      `${join(stage, "logs", "fifo.log")} is a FIFO`,
     );
     expect(await readdir(outside)).toEqual(["theirs.log"]);
     expect(await readFile(theirs, "utf8")).toBe("theirs\n");
