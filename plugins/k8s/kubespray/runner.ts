@@ -377,9 +377,24 @@ export function playbookArgv(runner: AnsibleRunner, req: PlaybookRequest): strin
   return argv;
 }
 
-export function playbookEnv(req: PlaybookRequest): Record<string, string> {
+/**
+ * Settings of this process's environment that would change what a playbook does: any ANSIBLE_* one
+ * (an operator's ANSIBLE_RUN_TAGS makes Kubespray do nothing and succeed, ANSIBLE_ROLES_PATH or
+ * ANSIBLE_COLLECTIONS_PATH swap its roles and collections, and environment settings win over
+ * Kubespray's ansible.cfg), and Python's PYTHONPATH and PYTHONHOME, which swap the packages the
+ * venv pins.
+ */
+export function inheritedAnsibleSettings(env: Record<string, string | undefined> = process.env): string[] {
+  return Object.keys(env).filter(
+    (name) => name.startsWith("ANSIBLE_") || name === "PYTHONPATH" || name === "PYTHONHOME",
+  );
+}
+
+/** The playbook's environment: only kubehyve's settings, every inherited one of Ansible's removed. */
+export function playbookEnv(req: PlaybookRequest): Record<string, string | undefined> {
   const cfg = join(req.kubesprayDir, "ansible.cfg");
   return {
+    ...Object.fromEntries(inheritedAnsibleSettings().map((name) => [name, undefined])),
     ANSIBLE_CONFIG: cfg,
     ANSIBLE_STDOUT_CALLBACK: "ansible.posix.jsonl",
     ANSIBLE_NOCOLOR: "1",

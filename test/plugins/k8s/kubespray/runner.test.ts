@@ -499,6 +499,61 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))(
     await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
+  test("runs with none of the operator's Ansible or Python settings, which would change what it does", async () => {
+    const tree = join(dir, "env-kubespray");
+    const inventoryDir = join(dir, "env-inventory");
+    await mkdir(tree, { recursive: true });
+    await mkdir(inventoryDir, { recursive: true });
+    await writeFile(join(tree, "ansible.cfg"), "[defaults]\ninterpreter_python = auto_silent\n");
+    await writeFile(
+      join(inventoryDir, "hosts.yaml"),
+      "all:\n  hosts:\n    lab:\n      ansible_connection: local\n",
+    );
+    const marker = join(dir, "env-ran");
+    await writeFile(
+      join(tree, "touch.yml"),
+      [
+        "- name: One task",
+        "  hosts: all",
+        "  gather_facts: false",
+        "  tasks:",
+        "    - name: Touch the marker",
+        "      ansible.builtin.file: { path: '{{ marker }}', state: touch }",
+        "",
+      ].join("\n"),
+    );
+    const saved = { ...process.env };
+    // An operator's shell: only tasks tagged "other" would run, from someone else's roles.
+    Object.assign(process.env, {
+      ANSIBLE_RUN_TAGS: "other",
+      ANSIBLE_ROLES_PATH: "/nonexistent/roles",
+      PYTHONPATH: "/nonexistent/python",
+    });
+    try {
+      const runner = createRunner(
+        v.parse(optionsSchema, { runner: { kind: "system" } }),
+        dir,
+        local,
+        CLUSTER_ID,
+      );
+      const r = await runPlaybook(runner, {
+        kubesprayDir: tree,
+        inventoryDir,
+        playbook: "touch.yml",
+        extraVars: { marker },
+        logFile: join(dir, "logs", "env.log"),
+        workDir: dir,
+      });
+      expect(r.code).toBe(0);
+      expect(existsSync(marker)).toBe(true);
+    } finally {
+      for (const name of ["ANSIBLE_RUN_TAGS", "ANSIBLE_ROLES_PATH", "PYTHONPATH"]) {
+        if (saved[name] === undefined) delete process.env[name];
+        else process.env[name] = saved[name];
+      }
+    }
+  }, 60_000);
+
   test("stops with its whole process group when the run is interrupted, its output kept in a private log", async () => {
     const tree = join(dir, "kubespray");
     const inventoryDir = join(dir, "inventory");
