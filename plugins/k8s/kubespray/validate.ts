@@ -78,6 +78,12 @@ const REMOVED_VARS = ["kubelet_static_pod_path"];
 const OWNED: Record<string, string> = {
   kube_version: "stages.k8s.kubernetesVersion",
   etcd_member_name: "the node's name (kubehyve sets it per etcd member)",
+  // The admin kubeconfig kubehyve hands over is the one Kubespray writes to artifacts_dir when
+  // kubeconfig_localhost is on (roles/kubernetes/client: defaults/main.yml, tasks/main.yml): without
+  // either, a whole install ends with no kubeconfig.
+  kubeconfig_localhost:
+    "its handover of the admin kubeconfig (Kubespray copies it to the inventory's artifacts/ only then)",
+  artifacts_dir: "its handover of the admin kubeconfig (taken from the inventory's artifacts/)",
 };
 
 const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;

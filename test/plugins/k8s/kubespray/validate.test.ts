@@ -142,6 +142,16 @@ describe("config validate for the k8s/kubespray stage", () => {
     ]);
   });
 
+  test("extraVars may not move or turn off the admin kubeconfig kubehyve takes over", () => {
+    const found = errors(
+      validate({ extraVars: { kubeconfig_localhost: false, artifacts_dir: "/tmp/artifacts" } }),
+    );
+    expect(found.map((d) => [d.code, d.path])).toEqual([
+      ["kubespray.var-owned", "stages.k8s.extraVars.kubeconfig_localhost"],
+      ["kubespray.var-owned", "stages.k8s.extraVars.artifacts_dir"],
+    ]);
+  });
+
   test("a template in extraVars is a warning naming where: Kubespray gets it as plain text", () => {
     const found = validate({
       extraVars: {
