@@ -41,7 +41,7 @@ import { verifyNodes } from "./nodes.ts";
 import { type KubesprayOptions, resolvedRelease } from "./options.ts";
 import { logFileOf, type Prepared, playbooksFor, runWithProgress } from "./play.ts";
 import { ensureKubespray, treeRequestOf } from "./release.ts";
-import { createRunner, runnerDirDiagnostics } from "./runner.ts";
+import { createRunner, knownHostsFileOf, runnerDirDiagnostics } from "./runner.ts";
 import {
   addControlPlaneProcedure,
   type EtcdRecord,
@@ -375,10 +375,20 @@ async function destroy(ctx: Ctx): Promise<void> {
       extraVars: { reset_confirmation: "yes" },
     });
   });
-  await ctx.wet(`remove the admin kubeconfig ${ctx.kubeconfigPath}`, async () => {
-    await rm(ctx.kubeconfigPath, { force: true });
-    await ctx.state.delete("installed");
-  });
+  const adminConf = adminConfPathOf(inventoryDirOf(ctx));
+  const knownHosts = knownHostsFileOf(ctx.dir);
+  await ctx.wet(
+    `remove the admin kubeconfig ${ctx.kubeconfigPath} and Kubespray's copy ${adminConf}`,
+    async () => {
+      await rm(ctx.kubeconfigPath, { force: true });
+      await rm(adminConf, { force: true });
+      await ctx.state.delete("installed");
+    },
+  );
+  // The nodes are destroyed after this stage: the next cluster's get new host keys on these addresses.
+  await ctx.wet(`forget the nodes' host keys Ansible pinned in ${knownHosts}`, () =>
+    rm(knownHosts, { force: true }),
+  );
 }
 
 export const kubesprayPlugin = definePlugin({

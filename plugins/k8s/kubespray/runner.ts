@@ -367,6 +367,11 @@ export interface PlaybookRequest {
  */
 export const SKIPPED_TAGS = ["system-packages"];
 
+/** Where Ansible's ssh pins the nodes' host keys: the stage's own file, not the core's. */
+export function knownHostsFileOf(workDir: string): string {
+  return join(workDir, "known_hosts");
+}
+
 /** The argv of one playbook run; a list, so no value is ever parsed by a shell. */
 export function playbookArgv(runner: AnsibleRunner, req: PlaybookRequest): string[] {
   const argv = [...runner.command(), "-i", join(req.inventoryDir, "hosts.yaml"), "-b"];
@@ -409,7 +414,7 @@ export function playbookEnv(req: PlaybookRequest): Record<string, string | undef
       "-o ControlMaster=auto",
       "-o ControlPersist=30m",
       "-o ConnectionAttempts=100",
-      `-o UserKnownHostsFile=${join(req.workDir, "known_hosts")}`,
+      `-o UserKnownHostsFile=${knownHostsFileOf(req.workDir)}`,
       "-o StrictHostKeyChecking=accept-new",
     ].join(" "),
   };

@@ -4,7 +4,7 @@
  * from a loopback HTTP server, and check/verify ask the Kubernetes API test server.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseYaml } from "kubehyve";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
@@ -18,7 +18,8 @@ const ready =
   have("sshd", "openssh-server") &&
   have("ansible-playbook", "ansible") &&
   have("sudo", "sudo") &&
-  have("tar", "tar");
+  have("tar", "tar") &&
+  have("ssh-keygen", "openssh-client");
 
 function progressLines(events: RunEvent[]): { message: string; current?: number; total?: number }[] {
   return events.flatMap((e) => (e.type === "progress" ? [e] : []));
@@ -187,6 +188,36 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
     expect(message).not.toContain("w1:");
   }, 120_000);
 
+  test("a node whose host key changed since Ansible pinned it is refused, with the key to forget", async () => {
+    // A lab of its own: an ssh master another test left open to the same sshd would skip the check.
+    const own = await startLab();
+    try {
+      const ctx = own.context(labCluster([cp1]), own.options());
+      const knownHosts = join(ctx.dir, "known_hosts");
+      // A re-created node: the address answers with another host key than the one pinned for it.
+      const other = join(own.dir, "other-host-key");
+      Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other]);
+      const entry = `[127.0.0.1]:${own.sshd.port}`;
+      await mkdir(ctx.dir, { recursive: true, mode: 0o700 });
+      const otherKey = (await readFile(`${other}.pub`, "utf8")).split(" ").slice(0, 2).join(" ");
+      await writeFile(knownHosts, `${entry} ${otherKey}\n`);
+      const error = await kubesprayPlugin.apply!(ctx, [
+        { kind: "kubespray.converge", summary: "again" },
+      ]).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(error).toBeInstanceOf(Error);
+      expect(error!.message).toContain("cp1: task");
+      expect(error!.message).toContain(
+        `hint: the node's SSH host key is not the one pinned for it in ${knownHosts}`,
+      );
+      expect(error!.message).toContain(`ssh-keygen -f ${knownHosts} -R '${entry}'`);
+    } finally {
+      await own.stop();
+    }
+  }, 120_000);
+
   test("a node at an older Kubernetes version is a disruptive upgrade with upgrade-cluster.yml", async () => {
     const cluster = labCluster([cp1, w1, w2]);
     // w2's kubelet still reports the release before: the cluster file's version is newer.
@@ -293,13 +324,18 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
     expect(out).toContain("/usr is a read-only file system");
   }, 120_000);
 
-  test("down resets the cluster with reset.yml and removes the kubeconfig", async () => {
+  test("down resets the cluster with reset.yml and removes the kubeconfig, the admin.conf and the pinned host keys", async () => {
     const cluster = labCluster([cp1, w1, w2]);
     expect(await lab.readNodeFile("cp1", "runs")).toBeDefined();
     const ctx = lab.context(cluster, lab.options());
+    expect((await stat(join(ctx.dir, "known_hosts"))).isFile()).toBe(true);
+    expect((await stat(join(ctx.dir, "inventory", "artifacts", "admin.conf"))).isFile()).toBe(true);
     await kubesprayPlugin.destroy!(ctx);
     expect(await lab.readNodeFile("cp1", "runs")).toBeUndefined();
     expect(await lab.readNodeFile("w2", "runs")).toBeUndefined();
     await expect(stat(ctx.kubeconfigPath)).rejects.toThrow();
+    // The VMs go next, and a new cluster's nodes get new host keys and a new admin credential.
+    await expect(stat(join(ctx.dir, "known_hosts"))).rejects.toThrow();
+    await expect(stat(join(ctx.dir, "inventory", "artifacts", "admin.conf"))).rejects.toThrow();
   }, 120_000);
 });
