@@ -10,11 +10,12 @@
 
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
-import { lstat, mkdtemp, readFile, rename, rm } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { finished } from "node:stream/promises";
 import { KubehyveError } from "../lib/errors.ts";
 import { ensurePrivateDir, removeStaleTemps, tempPathFor, writeFileAtomic } from "../lib/fsutil.ts";
+import { processAlive } from "../lib/process.ts";
 import { redact } from "../lib/url.ts";
 import { TREE_DIGEST_V1, treeSha256V1, unpackTarball } from "./tree.ts";
 import type { ArtifactCache, ArtifactRequest, TreeRequest } from "./types.ts";
@@ -43,6 +44,24 @@ type FetchOpts = Parameters<ArtifactCache["fetch"]>[1];
 const SHA256 = /^[0-9a-f]{64}$/;
 // A cache entry is a plain file name: nothing that climbs out of the cache or hides as a dotfile.
 const SAFE_NAME = /^[A-Za-z0-9_+][A-Za-z0-9._+-]*$/;
+
+let workCounter = 0;
+
+/** Removes the unpacking directories of tree `name` left by processes that are gone; nothing else. */
+async function removeStaleWorkDirs(dir: string, name: string): Promise<void> {
+  const prefix = `.${name}.`;
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const entry of names) {
+    const m = entry.startsWith(prefix) ? /^(\d+)\.\d+\.unpack$/.exec(entry.slice(prefix.length)) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    const path = join(dir, entry);
+    // Only a directory: a link there is someone's way elsewhere, and is left for the state dir check.
+    if ((await lstat(path).catch(() => undefined))?.isDirectory())
+      await rm(path, { recursive: true, force: true });
+  }
+}
 
 export class DownloadCache implements ArtifactCache {
   readonly dir: string;
@@ -163,8 +182,12 @@ export class DownloadCache implements ArtifactCache {
       const shown = showUrl(url, req.url);
       // Its content may have 1 GiB (unpackTarball's limit): an archive of twice that holds no such tree.
       const archiveMax = req.maxBytes ?? 2 * 1024 ** 3;
-      // mkdtemp makes a 0700 directory no one else can have prepared.
-      const work = await mkdtemp(join(this.dir, `.${basename(path)}.unpack-`));
+      // A run killed here (SIGKILL, the OOM killer) leaves its working directory, with up to
+      // 2 GiB of archive: the next run removes those whose process is gone.
+      await removeStaleWorkDirs(this.dir, basename(path));
+      // A 0700 directory of its own name, which mkdir makes new or fails: no one else prepared it.
+      const work = join(this.dir, `.${basename(path)}.${process.pid}.${++workCounter}.unpack`);
+      await mkdir(work, { mode: 0o700 });
       try {
         let archive: string;
         if (req.sha256 !== undefined) {

@@ -98,6 +98,7 @@ class RefusedArchive extends KubehyveError {}
  * and the archive is refused (and `dest` left for the caller to remove) when an entry
  *
  * - has an absolute path or a `..` component, or lies outside the top directory;
+ * - has a name longer than 255 bytes, or a path deeper than the file system takes;
  * - is a device file, a FIFO or anything else but a file, a directory, a symlink or a hard link;
  * - is a symlink whose target is absolute or resolves (through the tree's other symlinks) outside
  *   the tree, or lies under a symlink;
@@ -132,8 +133,10 @@ export async function unpackTarball(
   let failure: Error | undefined;
 
   const refuse = (entryPath: string, why: string): never => {
+    // A path of thousands of bytes is named by its start.
+    const name = entryPath.length > 160 ? `${entryPath.slice(0, 160)}…` : entryPath;
     throw new RefusedArchive(
-      `${shown} is refused: its entry ${JSON.stringify(entryPath)} ${why}`,
+      `${shown} is refused: its entry ${JSON.stringify(name)} ${why}`,
       1,
       "the archive is not the one expected; nothing of it is used",
     );
@@ -147,6 +150,10 @@ export async function unpackTarball(
     const parts = raw.split("/").filter((p) => p !== "" && p !== ".");
     if (parts.includes("..")) refuse(raw, "climbs out with ..");
     if (parts.length === 0) refuse(raw, "has an empty path");
+    // NAME_MAX on Linux and FreeBSD alike; the kernel's ENAMETOOLONG would say less.
+    const long = parts.find((p) => Buffer.byteLength(p) > 255);
+    if (long)
+      refuse(raw, `has a name of ${Buffer.byteLength(long)} bytes, more than a file system takes (255)`);
     const first = parts[0]!;
     top ??= first;
     if (first !== top) refuse(raw, `lies outside the archive's top directory ${top}/`);
@@ -262,7 +269,22 @@ export async function unpackTarball(
           handle(entry);
         } catch (error) {
           entry.resume();
-          fail(error);
+          if (error instanceof KubehyveError || (error as NodeJS.ErrnoException).code !== "ENAMETOOLONG")
+            fail(
+              error instanceof KubehyveError
+                ? error
+                : new KubehyveError(
+                    `${shown}: an entry could not be unpacked into ${dest}: ${(error as Error).message}`,
+                  ),
+            );
+          else {
+            // A path deeper than the file system takes is the archive's doing, not a bug.
+            try {
+              refuse(entry.path, "has a path longer than the file system takes (ENAMETOOLONG)");
+            } catch (refused) {
+              fail(refused);
+            }
+          }
         }
       },
     });

@@ -577,7 +577,13 @@ function withEnvAndCwd(argv: readonly string[], opts: RunOptions): string[] {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
         throw new Error(`not an environment variable name: ${JSON.stringify(name)}`);
     }
-    command = ["env", ...env.map(([name, value]) => `${name}=${value}`), ...command];
+    // env(1) -u, in FreeBSD's and GNU's alike, removes a name; sshd passes little, but PAM may.
+    command = [
+      "env",
+      ...env.flatMap(([name, value]) => (value === undefined ? ["-u", name] : [])),
+      ...env.flatMap(([name, value]) => (value === undefined ? [] : [`${name}=${value}`])),
+      ...command,
+    ];
   }
   return command;
 }

@@ -35,7 +35,8 @@ export interface RunOptions {
   shownAs?: readonly string[];
   /** What the command reads: text, bytes, or a local file streamed from disk (`{ file }`). */
   stdin?: string | Uint8Array | { file: string };
-  env?: Record<string, string>;
+  /** Added to the environment the command inherits; a name set to undefined is removed from it. */
+  env?: Record<string, string | undefined>;
   cwd?: string;
   /** Called with each chunk of stdout as it arrives (progress of long commands). */
   onStdout?: (chunk: string) => void;

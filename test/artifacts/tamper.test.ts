@@ -4,12 +4,14 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { chown, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from "node:fs/promises";
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DownloadCache } from "../../src/artifacts/cache.ts";
+import { treeSha256V1 } from "../../src/artifacts/tree.ts";
 import { type FileServer, serveFiles } from "../lab/http.ts";
 import { freshCache } from "./lab.ts";
+import { buildTarball } from "./tarball.ts";
 
 const sha256 = (data: string | Uint8Array) => new Bun.CryptoHasher("sha256").update(data).digest("hex");
 
@@ -109,4 +111,78 @@ describe("the cache on disk", () => {
     await writeFile(`${path}.sha256`, `${FILE_SHA}  file.bin\n`);
     expect(await cache.has(req)).toBe(false);
   });
+});
+
+describe("a tree whose download was killed", () => {
+  // Half an archive is sent, then nothing: the process that fetches it is killed while it waits.
+  const TREE = buildTarball([
+    { path: "proj-1.0/", type: "Directory" },
+    { path: "proj-1.0/big.bin", content: FILE },
+  ]);
+  let stalling: ReturnType<typeof Bun.serve>;
+  let sent: () => void;
+  const halfSent = new Promise<void>((resolve) => {
+    sent = resolve;
+  });
+  beforeAll(() => {
+    stalling = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) =>
+        new URL(req.url).pathname === "/whole.tar.gz"
+          ? new Response(TREE)
+          : new Response(
+              new ReadableStream({
+                start(controller) {
+                  controller.enqueue(TREE.subarray(0, TREE.byteLength >> 1));
+                  sent();
+                },
+              }),
+            ),
+    });
+  });
+  afterAll(() => stalling.stop(true));
+
+  test("leaves a working directory that the next fetch removes once its process is gone, and no other's", async () => {
+    const dir = join(await mkdtemp(join(tmp, "killed-")), "cache");
+    const digest = await (async () => {
+      const src = join(tmp, `src-${Date.now()}`);
+      await mkdir(join(src, "proj-1.0"), { recursive: true });
+      await writeFile(join(src, "proj-1.0", "big.bin"), FILE);
+      return (await treeSha256V1(join(src, "proj-1.0"))).digest;
+    })();
+    const script = join(tmp, "fetch-tree.ts");
+    await writeFile(
+      script,
+      `import { DownloadCache } from ${JSON.stringify(join(import.meta.dir, "../../src/artifacts/cache.ts"))};
+await new DownloadCache({ dir: process.argv[2] }).fetchTree({ url: process.argv[3], treeSha256V1: process.argv[4], name: "proj" });`,
+    );
+    const child = Bun.spawn(
+      [process.execPath, script, dir, `http://127.0.0.1:${stalling.port}/half.tar.gz`, digest],
+      {
+        stdout: "ignore",
+        stderr: "ignore",
+      },
+    );
+    await halfSent;
+    // The child has its working directory once it has the first bytes.
+    for (let i = 0; i < 200 && !(await readdir(dir).catch(() => [])).some((n) => n.includes("unpack")); i++)
+      await Bun.sleep(50);
+    child.kill("SIGKILL");
+    await child.exited;
+    const left = (await readdir(dir)).filter((n) => n.includes("unpack"));
+    expect(left.length).toBe(1);
+    // Another run's, still alive (this test's own parent stands for it).
+    const live = `.proj.${process.ppid}.1.unpack`;
+    await mkdir(join(dir, live), { mode: 0o700 });
+
+    const cache = new DownloadCache({ dir });
+    const tree = await cache.fetchTree({
+      url: `http://127.0.0.1:${stalling.port}/whole.tar.gz`,
+      treeSha256V1: digest,
+      name: "proj",
+    });
+    expect(tree).toBe(join(dir, "proj"));
+    expect((await readdir(dir)).sort()).toEqual([live, "proj", "proj.tree-sha256-v1"].sort());
+  }, 60_000);
 });

@@ -3,7 +3,7 @@
  * 512-byte ustar header (POSIX.1-1988 layout), so a test can write what no well-behaved tar would
  * (an absolute path, `..`, a device file, a link out of the tree).
  */
-import { Header } from "tar";
+import { Header, Pax } from "tar";
 
 export interface TarEntry {
   path: string;
@@ -34,7 +34,9 @@ export function buildTarball(entries: readonly TarEntry[], gzip = true): Uint8Ar
       gname: "root",
     });
     const block = Buffer.alloc(BLOCK);
-    header.encode(block, 0);
+    // A path or link target longer than ustar holds goes before the header in a pax extended
+    // header (POSIX.1-2001), as GitHub's archives write them.
+    if (header.encode(block, 0)) blocks.push(new Pax({ path: e.path, linkpath: e.linkpath }).encode());
     blocks.push(block);
     if (type === "File" && body.byteLength > 0) {
       const padded = new Uint8Array(Math.ceil(body.byteLength / BLOCK) * BLOCK);

@@ -233,6 +233,16 @@ describe("unpacking a tarball", () => {
       "appears twice, as a directory and as a file or link",
     ],
     [
+      "a name longer than a file system takes",
+      [...GOOD, { path: `proj-1.0/roles/${"n".repeat(256)}`, content: "x" }],
+      "has a name of 256 bytes",
+    ],
+    [
+      "a path deeper than a file system takes",
+      [...GOOD, { path: `proj-1.0/${"d/".repeat(2100)}f`, content: "x" }],
+      "has a path longer than the file system takes (ENAMETOOLONG)",
+    ],
+    [
       "a file under an earlier file",
       [...GOOD, { path: "proj-1.0/README.md/inside", content: "x" }],
       "lies under README.md, an earlier file or link",

@@ -66,6 +66,11 @@ describe("LocalTarget", () => {
     expect(result.stdout).toBe(`a value with spaces|${process.env.HOME ?? ""}`);
   });
 
+  test("removes a name set to undefined from the environment it inherits", async () => {
+    const result = await local.run(["sh", "-c", "printenv HOME || echo unset"], { env: { HOME: undefined } });
+    expect(result.stdout).toBe("unset\n");
+  });
+
   test("finds programs through the PATH given in env", async () => {
     const dir = await mkdtemp(join(tmpdir(), "kubehyve-shim-"));
     try {

@@ -140,6 +140,17 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     expect(result.stdout).toBe(`a value|${dir}`);
   });
 
+  test("removes a name set to undefined from the remote environment", async () => {
+    const result = await runOk(
+      target,
+      ["sh", "-c", "printenv KUBEHYVE_SESSION_MARK || echo unset; printenv B_VAR"],
+      {
+        env: { KUBEHYVE_SESSION_MARK: undefined, B_VAR: "kept" },
+      },
+    );
+    expect(result.stdout).toBe("unset\nkept\n");
+  });
+
   test("streams remote output to the callbacks as it arrives", async () => {
     const go = join(await tempDir("kubehyve-ssh-stream-"), "go");
     const chunks: string[] = [];

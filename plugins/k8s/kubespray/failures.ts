@@ -14,6 +14,9 @@ export interface HintContext {
   addresses: Record<string, string>;
   sshUser: string;
   privateKeyPath: string;
+  /** Where Ansible pins the nodes' host keys (runner.ts playbookEnv), and the port it reaches them on. */
+  knownHostsFile: string;
+  sshPort: number;
   logFile: string;
 }
 
@@ -40,6 +43,15 @@ export function kubesprayHint(failure: TaskFailure, hc: HintContext): string | u
   }
   if (text.includes("Python netaddr is not present")) {
     return "the runner lacks python netaddr: recreate the venv (remove it from the state dir and run kubehyve up again)";
+  }
+  // OpenSSH's words for a key that differs from the pinned one (sshconnect.c, warn_changed_key).
+  if (
+    failure.unreachable &&
+    /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/.test(text)
+  ) {
+    const address = hc.addresses[failure.host] ?? failure.host;
+    const entry = hc.sshPort === 22 ? address : `[${address}]:${hc.sshPort}`;
+    return `the node's SSH host key is not the one pinned for it in ${hc.knownHostsFile} (the node was re-created, or someone is intercepting the connection); if it was re-created, forget the old key: ssh-keygen -f ${hc.knownHostsFile} -R '${entry}', then run kubehyve up again`;
   }
   if (failure.unreachable) {
     const address = hc.addresses[failure.host];

@@ -7,8 +7,9 @@
  * - inventory.ts: the inventory and group vars; play.ts: the playbooks, their progress and failures
  * - inspect.ts, nodes.ts, certificates.ts, kubeconfig.ts: what check and verify read, the handover
  */
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { existsSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import {
   type Change,
   type Diagnostic,
@@ -25,6 +26,7 @@ import {
   v,
 } from "kubehyve";
 import { certificateFindings } from "./certificates.ts";
+import { writeStageFiles } from "./files.ts";
 import { type Assessment, assessCluster, verifyCluster } from "./inspect.ts";
 import {
   baseGroupVars,
@@ -40,7 +42,7 @@ import { verifyNodes } from "./nodes.ts";
 import { type KubesprayOptions, resolvedRelease } from "./options.ts";
 import { logFileOf, type Prepared, playbooksFor, runWithProgress } from "./play.ts";
 import { ensureKubespray, treeRequestOf } from "./release.ts";
-import { createRunner, runnerDirDiagnostics } from "./runner.ts";
+import { createRunner, knownHostsFileOf, runnerDirDiagnostics } from "./runner.ts";
 import {
   addControlPlaneProcedure,
   type EtcdRecord,
@@ -284,21 +286,13 @@ function pinnedRelease(ctx: Ctx) {
   return { ...release, treeSha256V1: release.treeSha256V1 };
 }
 
-async function writeRendered(dir: string, files: RenderedFile[]): Promise<void> {
-  for (const f of files) {
-    const path = join(dir, f.path);
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    await writeFile(path, f.content, { mode: f.mode ?? 0o600 });
-  }
-}
-
 /** Writes the inventory, fetches Kubespray and prepares the runner; returns what a run needs. */
 async function prepare(ctx: Ctx): Promise<Prepared | undefined> {
   const tree = treeRequestOf(pinnedRelease(ctx), ctx.options.version);
   const { files } = await renderFiles(ctx);
   const key = await ctx.clusterKey();
   const inventoryDir = inventoryDirOf(ctx);
-  await ctx.wet(`write the Kubespray inventory to ${inventoryDir}`, () => writeRendered(ctx.dir, files));
+  await ctx.wet(`write the Kubespray inventory to ${inventoryDir}`, () => writeStageFiles(ctx.dir, files));
   // Recorded before the first playbook: from then on etcd members may exist under these names.
   const topology = topologyOf(ctx);
   await ctx.wet(`record the control planes' order ${topology.order.join(", ")} and etcd member names`, () =>
@@ -382,10 +376,23 @@ async function destroy(ctx: Ctx): Promise<void> {
       extraVars: { reset_confirmation: "yes" },
     });
   });
-  await ctx.wet(`remove the admin kubeconfig ${ctx.kubeconfigPath}`, async () => {
-    await rm(ctx.kubeconfigPath, { force: true });
-    await ctx.state.delete("installed");
-  });
+  const adminConf = adminConfPathOf(inventoryDirOf(ctx));
+  const knownHosts = knownHostsFileOf(ctx.dir);
+  await ctx.wet(
+    `remove the admin kubeconfig ${ctx.kubeconfigPath} and Kubespray's copy ${adminConf}`,
+    async () => {
+      await rm(ctx.kubeconfigPath, { force: true });
+      await rm(adminConf, { force: true });
+      await ctx.state.delete("installed");
+    },
+  );
+  // Ansible pins the nodes' keys in their targets' file, which the hypervisor stage forgets a node's
+  // pin in when it makes or destroys its VM; a file of the stage's own (earlier versions kept one)
+  // would refuse the next cluster's nodes on these addresses.
+  if (existsSync(knownHosts))
+    await ctx.wet(`forget the nodes' host keys Ansible pinned in ${knownHosts}`, () =>
+      rm(knownHosts, { force: true }),
+    );
 }
 
 export const kubesprayPlugin = definePlugin({

@@ -10,6 +10,7 @@ import type { KubesprayOptions } from "./options.ts";
 import { countListedTasks, formatProgress, RunProgress, type TaskFailure } from "./progress.ts";
 import {
   type AnsibleRunner,
+  knownHostsFileOf,
   type PlaybookRequest,
   playbookArgv,
   playbookEnv,
@@ -40,6 +41,8 @@ function hintContext(ctx: Ctx, privateKeyPath: string, logFile: string): HintCon
     addresses: Object.fromEntries(ctx.cluster.nodes.map((n) => [n.name, n.address])),
     sshUser: ctx.options.ssh.user,
     privateKeyPath,
+    knownHostsFile: nodePins(ctx) ?? knownHostsFileOf(ctx.dir),
+    sshPort: ctx.options.ssh.port,
     logFile,
   };
 }

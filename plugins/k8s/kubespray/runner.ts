@@ -4,9 +4,10 @@
  * default is a Python venv on the host and not a container.
  */
 import { constants, createWriteStream, lstatSync, readdirSync, readFileSync } from "node:fs";
-import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Diagnostic, diag, KubehyveError, type Target } from "kubehyve";
+import { ensureStageDirs } from "./files.ts";
 import type { KubesprayOptions } from "./options.ts";
 import { type AnsibleEvent, parseAnsibleEvent } from "./progress.ts";
 
@@ -14,21 +15,52 @@ import { type AnsibleEvent, parseAnsibleEvent } from "./progress.ts";
 const PROBE_TIMEOUT_MS = 60_000;
 
 /**
- * Cuts streamed output into lines for a line-based consumer: `push` each chunk as it arrives, then
- * `end` hands over a last line that has no newline.
+ * The longest line of output read for progress: the jsonl callback writes one line per result, and
+ * one result rarely comes near this. A longer one (a task that printed a flood) is only in the log.
  */
-export function lineSplitter(onLine: (line: string) => void): { push(chunk: string): void; end(): void } {
-  let partial = "";
+export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
+
+/**
+ * Cuts streamed output into lines for a line-based consumer: `push` each chunk as it arrives, then
+ * `end` hands over a last line that has no newline. Each chunk is scanned once, and a line longer
+ * than `maxLength` is dropped as it streams (`onDropped` gets its length), so that a flood without
+ * line breaks costs neither time nor memory beyond its length.
+ */
+export function lineSplitter(
+  onLine: (line: string) => void,
+  opts: { maxLength?: number; onDropped?: (length: number) => void } = {},
+): { push(chunk: string): void; end(): void } {
+  const maxLength = opts.maxLength ?? MAX_LINE_LENGTH;
+  let parts: string[] = [];
+  let length = 0;
+  let overlong = false;
+  const take = (piece: string) => {
+    length += piece.length;
+    if (overlong) return;
+    if (length > maxLength) {
+      overlong = true;
+      parts = [];
+    } else if (piece) parts.push(piece);
+  };
+  const finish = () => {
+    if (overlong) opts.onDropped?.(length);
+    else onLine(parts.join(""));
+    parts = [];
+    length = 0;
+    overlong = false;
+  };
   return {
     push(chunk) {
-      partial += chunk;
-      const lines = partial.split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) onLine(line);
+      let start = 0;
+      for (let nl = chunk.indexOf("\n"); nl !== -1; nl = chunk.indexOf("\n", start)) {
+        take(chunk.slice(start, nl));
+        finish();
+        start = nl + 1;
+      }
+      take(chunk.slice(start));
     },
     end() {
-      if (partial) onLine(partial);
-      partial = "";
+      if (length > 0) finish();
     },
   };
 }
@@ -340,6 +372,14 @@ export interface PlaybookRequest {
  */
 export const SKIPPED_TAGS = ["system-packages"];
 
+/**
+ * Where Ansible's ssh pins the nodes' host keys when their targets keep no file of their own (see
+ * PlaybookRequest.knownHostsFile); earlier versions always pinned here.
+ */
+export function knownHostsFileOf(workDir: string): string {
+  return join(workDir, "known_hosts");
+}
+
 /** The argv of one playbook run; a list, so no value is ever parsed by a shell. */
 export function playbookArgv(runner: AnsibleRunner, req: PlaybookRequest): string[] {
   const argv = [...runner.command(), "-i", join(req.inventoryDir, "hosts.yaml"), "-b"];
@@ -350,9 +390,24 @@ export function playbookArgv(runner: AnsibleRunner, req: PlaybookRequest): strin
   return argv;
 }
 
-export function playbookEnv(req: PlaybookRequest): Record<string, string> {
+/**
+ * Settings of this process's environment that would change what a playbook does: any ANSIBLE_* one
+ * (an operator's ANSIBLE_RUN_TAGS makes Kubespray do nothing and succeed, ANSIBLE_ROLES_PATH or
+ * ANSIBLE_COLLECTIONS_PATH swap its roles and collections, and environment settings win over
+ * Kubespray's ansible.cfg), and Python's PYTHONPATH and PYTHONHOME, which swap the packages the
+ * venv pins.
+ */
+export function inheritedAnsibleSettings(env: Record<string, string | undefined> = process.env): string[] {
+  return Object.keys(env).filter(
+    (name) => name.startsWith("ANSIBLE_") || name === "PYTHONPATH" || name === "PYTHONHOME",
+  );
+}
+
+/** The playbook's environment: only kubehyve's settings, every inherited one of Ansible's removed. */
+export function playbookEnv(req: PlaybookRequest): Record<string, string | undefined> {
   const cfg = join(req.kubesprayDir, "ansible.cfg");
   return {
+    ...Object.fromEntries(inheritedAnsibleSettings().map((name) => [name, undefined])),
     ANSIBLE_CONFIG: cfg,
     ANSIBLE_STDOUT_CALLBACK: "ansible.posix.jsonl",
     ANSIBLE_NOCOLOR: "1",
@@ -367,7 +422,7 @@ export function playbookEnv(req: PlaybookRequest): Record<string, string> {
       "-o ControlMaster=auto",
       "-o ControlPersist=30m",
       "-o ConnectionAttempts=100",
-      `-o UserKnownHostsFile=${req.knownHostsFile ?? join(req.workDir, "known_hosts")}`,
+      `-o UserKnownHostsFile=${req.knownHostsFile ?? knownHostsFileOf(req.workDir)}`,
       "-o StrictHostKeyChecking=accept-new",
       // In the file the node targets write, in their form (Debian's ssh_config hashes the names).
       "-o HashKnownHosts=no",
@@ -392,12 +447,44 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
       `the state dir ${req.workDir} contains white space, which Ansible's ssh_args cannot carry`,
     );
   }
-  await mkdir(join(req.workDir, "facts"), { recursive: true, mode: 0o700 });
-  await mkdir(dirname(req.logFile), { recursive: true, mode: 0o700 });
-  const log = createWriteStream(req.logFile, { flags: "a", mode: 0o600 });
+  await ensureStageDirs(req.workDir, join(req.workDir, "facts"));
+  await ensureStageDirs(req.workDir, dirname(req.logFile));
+  // Never through a link left at the log's name (O_NOFOLLOW: ELOOP on Linux, EMLINK on FreeBSD),
+  // and never waiting on a FIFO left there (O_NONBLOCK: ENXIO without a reader; no change for a file).
+  const fd = await open(
+    req.logFile,
+    constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    0o600,
+  ).catch((error: NodeJS.ErrnoException) => {
+    const what = { ELOOP: "a symlink", EMLINK: "a symlink", ENXIO: "a FIFO", EISDIR: "a directory" }[
+      error.code ?? ""
+    ];
+    if (!what) throw error;
+    throw new KubehyveError(
+      `${req.logFile} is ${what}, where kubehyve writes the playbook's log`,
+      1,
+      "move it away",
+    );
+  });
+  if (!(await fd.stat()).isFile()) {
+    await fd.close();
+    throw new KubehyveError(
+      `${req.logFile} is not a file, where kubehyve writes the playbook's log`,
+      1,
+      "move it away",
+    );
+  }
+  const log = createWriteStream(req.logFile, { fd });
   log.write(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
+  // The log gets every byte as it came; only the events are read line by line.
+  let atLineStart = true;
+  const write = (chunk: string) => {
+    if (!chunk) return;
+    log.write(chunk);
+    atLineStart = chunk.endsWith("\n");
+  };
+  const note = (text: string) => log.write(`${atLineStart ? "" : "\n"}# ${text}\n`);
   const lines = lineSplitter((line) => {
-    log.write(`${line}\n`);
     const event = parseAnsibleEvent(line);
     if (event) req.onEvent?.(event);
   });
@@ -409,15 +496,18 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
       kind: "long",
       cancellable: true,
       signal: req.signal,
-      onStdout: (chunk) => lines.push(chunk),
-      onStderr: (chunk) => log.write(chunk),
+      onStdout: (chunk) => {
+        write(chunk);
+        lines.push(chunk);
+      },
+      onStderr: write,
     });
     lines.end();
-    log.write(`# exit ${r.code}\n`);
+    note(`exit ${r.code}`);
     return { code: r.code, argv };
   } catch (error) {
     lines.end();
-    log.write(`# ${error instanceof Error ? error.message : String(error)}\n`);
+    note(error instanceof Error ? error.message : String(error));
     throw error;
   } finally {
     await new Promise<void>((resolve) => log.end(resolve));

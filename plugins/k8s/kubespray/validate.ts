@@ -78,6 +78,12 @@ const REMOVED_VARS = ["kubelet_static_pod_path"];
 const OWNED: Record<string, string> = {
   kube_version: "stages.k8s.kubernetesVersion",
   etcd_member_name: "the node's name (kubehyve sets it per etcd member)",
+  // The admin kubeconfig kubehyve hands over is the one Kubespray writes to artifacts_dir when
+  // kubeconfig_localhost is on (roles/kubernetes/client: defaults/main.yml, tasks/main.yml): without
+  // either, a whole install ends with no kubeconfig.
+  kubeconfig_localhost:
+    "its handover of the admin kubeconfig (Kubespray copies it to the inventory's artifacts/ only then)",
+  artifacts_dir: "its handover of the admin kubeconfig (taken from the inventory's artifacts/)",
 };
 
 const VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -320,6 +326,25 @@ export function checkKubesprayVars(
   return found;
 }
 
+/** Every string in `value` (map keys too), with where it is. */
+function* stringsIn(value: unknown, path: string): Generator<{ path: string; text: string }> {
+  if (typeof value === "string") yield { path, text: value };
+  else if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) yield* stringsIn(item, `${path}[${i}]`);
+  } else if (typeof value === "object" && value !== null) {
+    for (const [k, item] of Object.entries(value)) {
+      yield { path, text: k };
+      yield* stringsIn(item, `${path}.${k}`);
+    }
+  }
+}
+
+/** The first string in `value` that Jinja2 would read as a template, with where it is. */
+function templateIn(value: unknown, path: string): { path: string; text: string } | undefined {
+  for (const found of stringsIn(value, path)) if (/\{[{%#]/.test(found.text)) return found;
+  return undefined;
+}
+
 /** The stage's rules for the whole cluster file (Plugin.validate). Pure, except for reading runner.dir. */
 export function validateStage(input: { cluster: Cluster; options: KubesprayOptions }): Diagnostic[] {
   const { cluster, options } = input;
@@ -387,6 +412,36 @@ export function validateStage(input: { cluster: Cluster; options: KubesprayOptio
       );
     } else if (key in OWNED) {
       found.push(diag.error("kubespray.var-owned", `${key} is set by kubehyve from ${OWNED[key]}`, { path }));
+    }
+    // A lone UTF-16 surrogate (a "\ud800" escape in the cluster file) is no Unicode text: PyYAML
+    // refuses it even escaped, so Ansible could not read the group vars at all.
+    const broken = [...stringsIn(options.extraVars[key], path)].find((s) => /\p{Surrogate}/u.test(s.text));
+    if (broken) {
+      found.push(
+        diag.error(
+          "kubespray.var-not-text",
+          `${broken.path} holds a lone UTF-16 surrogate, which is no Unicode text`,
+          {
+            detail:
+              "Ansible's YAML reader refuses it even escaped, so every playbook would stop reading the group vars",
+            path: broken.path,
+          },
+        ),
+      );
+    }
+    const template = templateIn(options.extraVars[key], path);
+    if (template) {
+      found.push(
+        diag.warn(
+          "kubespray.var-template",
+          `${template.path} holds a Jinja2 template, which Kubespray gets as plain text`,
+          {
+            detail: `${JSON.stringify(template.text.slice(0, 80))}: kubehyve writes extraVars as values tagged !unsafe, because a template in the inventory runs with kubehyve's rights on this machine ({{ lookup('pipe', …) }})`,
+            hint: "write the value itself, not a template",
+            path: template.path,
+          },
+        ),
+      );
     }
   }
 

@@ -76,6 +76,7 @@ export async function buildGoldenImage(
   await runOk(host, ["mkdir", "-p", dirname(golden)], { signal });
   try {
     await runOk(host, ["xz", "--decompress", "--keep", "--force", compressed], { signal, kind: "long" });
+    await inspectQcow2(host, qcow2, signal);
     await runOk(host, ["qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow2, part], {
       signal,
       kind: "long",
@@ -125,6 +126,50 @@ export function parseQemuImgVirtualSize(json: string): number {
   return size;
 }
 
+/**
+ * What a qcow2 names outside itself, from `qemu-img info --output=json` (qemu's qapi ImageInfo:
+ * `backing-filename`, and `format-specific.data.data-file` of ImageInfoSpecificQCow2). qemu-img
+ * convert reads both from the host: an image that names one would copy a host file (a key, another
+ * VM's disk) into every node's disk, which is how the image-format attacks on OpenStack worked
+ * (OSSA-2024-001). Fedora CoreOS's images name neither.
+ */
+export function qcow2OutsideReferences(json: string): string[] {
+  let info: unknown;
+  try {
+    info = JSON.parse(json);
+  } catch {
+    throw new KubehyveError("qemu-img info did not print JSON");
+  }
+  const i = (info ?? {}) as {
+    "backing-filename"?: unknown;
+    "full-backing-filename"?: unknown;
+    "format-specific"?: { data?: { "data-file"?: unknown } };
+  };
+  const found: string[] = [];
+  const backing = i["full-backing-filename"] ?? i["backing-filename"];
+  if (backing !== undefined) found.push(`a backing file ${String(backing)}`);
+  const dataFile = i["format-specific"]?.data?.["data-file"];
+  if (dataFile !== undefined) found.push(`an external data file ${String(dataFile)}`);
+  return found;
+}
+
+/**
+ * Reads a downloaded qcow2's header as qcow2 (`-f`: never probed as another format) and refuses it
+ * when it reads anything but itself; gives its virtual size.
+ */
+async function inspectQcow2(host: Target, qcow2: string, signal?: AbortSignal): Promise<number> {
+  const json = (await runOk(host, ["qemu-img", "info", "--output=json", "-f", "qcow2", qcow2], { signal }))
+    .stdout;
+  const outside = qcow2OutsideReferences(json);
+  if (outside.length > 0)
+    throw new KubehyveError(
+      `the Fedora CoreOS image ${qcow2} names ${outside.join(" and ")} on the host, which converting it would copy into every node's disk; nothing was built from it`,
+      1,
+      "Fedora CoreOS's images name no such file: check where the stream metadata and the image came from (the mirror)",
+    );
+  return parseQemuImgVirtualSize(json);
+}
+
 export async function hostHasSnapshot(host: Target, snapshot: string): Promise<boolean> {
   return (
     (await host.run(["zfs", "list", "-H", "-o", "name", "-t", "snapshot", snapshot]).catch(() => undefined))
@@ -150,9 +195,7 @@ export async function buildGoldenZvol(
   const qcow2 = compressed.slice(0, -3);
   try {
     await runOk(host, ["xz", "--decompress", "--keep", "--force", compressed], { signal, kind: "long" });
-    const size = parseQemuImgVirtualSize(
-      (await runOk(host, ["qemu-img", "info", "--output=json", qcow2], { signal })).stdout,
-    );
+    const size = await inspectQcow2(host, qcow2, signal);
     if ((await host.run(["zfs", "list", "-H", "-o", "name", zvol])).code === 0)
       await runOk(host, ["zfs", "destroy", zvol], { signal });
     // volmode=dev: GEOM must not taste the guest's partitions on the host.

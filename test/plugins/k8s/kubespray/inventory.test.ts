@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { v } from "kubehyve";
@@ -280,3 +280,104 @@ describe("toYaml", () => {
     },
   );
 });
+
+/**
+ * Ansible templates every string of the inventory and the group vars when a task reads it, and a
+ * template runs code on this machine (lookup('pipe', …)) as the user that runs kubehyve, root. What
+ * kubehyve writes there is data, so each string that could start a template is tagged `!unsafe`
+ * (Ansible docs, playbooks_advanced_syntax "Unsafe or raw strings": on each element of a list or map).
+ */
+describe.skipIf(!have("ansible-playbook", "ansible"))(
+  "values as the real ansible-playbook reads them",
+  () => {
+    async function readBack(input: {
+      extraVars: Record<string, unknown>;
+      hookAnswers?: unknown[];
+      privateKeyPath?: string;
+      names: string[];
+    }): Promise<{ dir: string; values: Record<string, unknown> }> {
+      const dir = await mkdtemp(join(tmpdir(), "kubehyve-unsafe-"));
+      const merged = mergeGroupVars(
+        baseGroupVars(exampleLab, options),
+        input.hookAnswers ?? [],
+        input.extraVars,
+      );
+      await writeInventory(
+        dir,
+        renderInventory({ cluster: exampleLab, options, privateKeyPath: input.privateKeyPath ?? KEY }),
+        renderGroupVars(merged.vars),
+      );
+      const playbook = join(dir, "read.yml");
+      await writeFile(
+        playbook,
+        toYaml([
+          {
+            hosts: "cp1",
+            gather_facts: false,
+            connection: "local",
+            tasks: input.names.map((name) => ({ name, "ansible.builtin.debug": { var: name } })),
+          },
+        ]),
+      );
+      const r = await spawnText(["ansible-playbook", "-i", join(dir, INVENTORY_FILE), playbook], {
+        env: {
+          ...process.env,
+          ANSIBLE_STDOUT_CALLBACK: "json",
+          ANSIBLE_NOCOLOR: "1",
+          ANSIBLE_INVENTORY_ENABLED: "yaml",
+          ANSIBLE_INVENTORY_UNPARSED_FAILED: "True",
+        },
+      });
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+      // biome-ignore lint/suspicious/noExplicitAny: the json callback's output
+      const tasks = JSON.parse(r.stdout).plays[0].tasks as any[];
+      const values = Object.fromEntries(
+        tasks.map((t) => [t.task.name, t.hosts.cp1[t.task.name]] as [string, unknown]),
+      );
+      return { dir, values };
+    }
+
+    test("a template in extraVars, another stage's answer or the key's path is a string, never run", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "kubehyve-unsafe-mark-"));
+      const pipe = (what: string) => `{{ lookup('pipe', 'touch ${dir}/ran-${what}') }}`;
+      const extraVars = {
+        kubelet_custom_flags: [pipe("list"), "--v=2"],
+        containerd_registries_mirrors: { [pipe("key")]: { endpoint: pipe("nested") } },
+        kube_apiserver_ip: pipe("plain"),
+        kube_oidc_url: `{% set x = lookup('pipe', 'touch ${dir}/ran-block') %}x`,
+        kube_token_dir: "{# a comment #}/etc/kubernetes/tokens",
+        kube_proxy_strict_arp: true,
+        kubelet_max_pods: 110,
+      };
+      const keyPath = `/var/db/kubehyve/${pipe("key-path")}/id_ed25519`;
+      try {
+        const names = [...Object.keys(extraVars), "kube_read_only_port", "ansible_ssh_private_key_file"];
+        const { values, dir: inventoryDir } = await readBack({
+          extraVars,
+          hookAnswers: [{ kube_read_only_port: pipe("hook") }],
+          privateKeyPath: keyPath,
+          names,
+        });
+        await rm(inventoryDir, { recursive: true, force: true });
+        expect((await readdir(dir)).filter((n) => n.startsWith("ran-"))).toEqual([]);
+        expect(values).toEqual({
+          ...extraVars,
+          kube_read_only_port: pipe("hook"),
+          ansible_ssh_private_key_file: keyPath,
+        });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }, 120_000);
+
+    test("a string with characters PyYAML refuses in a stream reaches the play unchanged", async () => {
+      const extraVars = {
+        kube_oidc_username_prefix:
+          "a\u007fb\u0085c\u0001d\u009fe\tf\u{1f600}g\u00e9h\u2028i\u2029j\ufeffk\r\nl",
+      };
+      const { values, dir } = await readBack({ extraVars, names: Object.keys(extraVars) });
+      await rm(dir, { recursive: true, force: true });
+      expect(values).toEqual(extraVars);
+    }, 120_000);
+  },
+);

@@ -29,6 +29,8 @@ const hc = {
   addresses: { cp1: "192.168.1.21", gone: "127.0.0.1" },
   sshUser: "core",
   privateKeyPath: "/state/ssh/id_ed25519",
+  knownHostsFile: "/state/k8s/known_hosts",
+  sshPort: 22,
   logFile: "/state/k8s/logs/x.log",
 };
 

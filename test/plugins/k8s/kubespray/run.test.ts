@@ -4,7 +4,7 @@
  * from a loopback HTTP server, and check/verify ask the Kubernetes API test server.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseYaml } from "kubehyve";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
@@ -18,7 +18,8 @@ const ready =
   have("sshd", "openssh-server") &&
   have("ansible-playbook", "ansible") &&
   have("sudo", "sudo") &&
-  have("tar", "tar");
+  have("tar", "tar") &&
+  have("ssh-keygen", "openssh-client");
 
 function progressLines(events: RunEvent[]): { message: string; current?: number; total?: number }[] {
   return events.flatMap((e) => (e.type === "progress" ? [e] : []));
@@ -195,6 +196,37 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
     expect(message).not.toContain("w1:");
   }, 120_000);
 
+  test("a node whose host key changed since Ansible pinned it is refused, with the key to forget", async () => {
+    // A lab of its own: an ssh master another test left open to the same sshd would skip the check.
+    const own = await startLab();
+    try {
+      const ctx = own.context(labCluster([cp1]), own.options());
+      // Where the nodes' targets pin their keys, and Ansible with them.
+      const knownHosts = join(own.stateDir, "ssh", "known_hosts");
+      // A re-created node: the address answers with another host key than the one pinned for it.
+      const other = join(own.dir, "other-host-key");
+      Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other]);
+      const entry = `[127.0.0.1]:${own.sshd.port}`;
+      await mkdir(ctx.dir, { recursive: true, mode: 0o700 });
+      const otherKey = (await readFile(`${other}.pub`, "utf8")).split(" ").slice(0, 2).join(" ");
+      await writeFile(knownHosts, `${entry} ${otherKey}\n`, { mode: 0o600 });
+      const error = await kubesprayPlugin.apply!(ctx, [
+        { kind: "kubespray.converge", summary: "again" },
+      ]).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(error).toBeInstanceOf(Error);
+      expect(error!.message).toContain("cp1: task");
+      expect(error!.message).toContain(
+        `hint: the node's SSH host key is not the one pinned for it in ${knownHosts}`,
+      );
+      expect(error!.message).toContain(`ssh-keygen -f ${knownHosts} -R '${entry}'`);
+    } finally {
+      await own.stop();
+    }
+  }, 120_000);
+
   test("a node at an older Kubernetes version is a disruptive upgrade with upgrade-cluster.yml", async () => {
     const cluster = labCluster([cp1, w1, w2]);
     // w2's kubelet still reports the release before: the cluster file's version is newer.
@@ -301,13 +333,23 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
     expect(out).toContain("/usr is a read-only file system");
   }, 120_000);
 
-  test("down resets the cluster with reset.yml and removes the kubeconfig", async () => {
+  test("down resets the cluster with reset.yml and removes the kubeconfig and the admin.conf, not the nodes' pins", async () => {
     const cluster = labCluster([cp1, w1, w2]);
     expect(await lab.readNodeFile("cp1", "runs")).toBeDefined();
     const ctx = lab.context(cluster, lab.options());
+    // Ansible pinned the nodes' key in their targets' file, not in one of the stage's own.
+    const pins = join(lab.stateDir, "ssh", "known_hosts");
+    const pinned = await readFile(pins, "utf8");
+    expect(pinned).toContain(`[127.0.0.1]:${lab.sshd.port} `);
+    await expect(stat(join(ctx.dir, "known_hosts"))).rejects.toThrow();
+    expect((await stat(join(ctx.dir, "inventory", "artifacts", "admin.conf"))).isFile()).toBe(true);
     await kubesprayPlugin.destroy!(ctx);
     expect(await lab.readNodeFile("cp1", "runs")).toBeUndefined();
     expect(await lab.readNodeFile("w2", "runs")).toBeUndefined();
     await expect(stat(ctx.kubeconfigPath)).rejects.toThrow();
+    // A new cluster gets a new admin credential. The nodes are the same machines until the
+    // hypervisor stage makes or destroys their VMs, which forgets their pins then.
+    await expect(stat(join(ctx.dir, "inventory", "artifacts", "admin.conf"))).rejects.toThrow();
+    expect(await readFile(pins, "utf8")).toBe(pinned);
   }, 120_000);
 });

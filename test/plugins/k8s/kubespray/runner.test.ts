@@ -137,6 +137,30 @@ describe("the line splitter", () => {
     split.end();
     expect(lines).toEqual(["one", "two", "three", "four"]);
   });
+
+  test("drops a line longer than it may be, keeping none of it, and reads the lines after it", () => {
+    const lines: string[] = [];
+    const dropped: number[] = [];
+    const split = lineSplitter((l) => lines.push(l), { maxLength: 10, onDropped: (n) => dropped.push(n) });
+    for (const chunk of ["short\n0123456789", "0123", "456789\nnext\n", "x".repeat(11)]) split.push(chunk);
+    split.end();
+    expect(lines).toEqual(["short", "next"]);
+    expect(dropped).toEqual([20, 11]);
+  });
+
+  test("reads an endless line of output in one pass: a flood costs its length, not its square", () => {
+    // 256 MiB in the 64 KiB chunks a pipe gives: splitting the whole line again at every chunk
+    // took minutes and held all of it.
+    const lines: string[] = [];
+    const dropped: number[] = [];
+    const split = lineSplitter((l) => lines.push(l), { onDropped: (n) => dropped.push(n) });
+    const chunk = "x".repeat(64 * 1024);
+    for (let i = 0; i < 4096; i++) split.push(chunk);
+    split.push('\n{"event": "v2_playbook_on_stats"}\n');
+    split.end();
+    expect(dropped).toEqual([256 * 1024 * 1024]);
+    expect(lines).toEqual(['{"event": "v2_playbook_on_stats"}']);
+  }, 30_000);
 });
 
 describe("runner prerequisites", () => {
@@ -429,6 +453,42 @@ describe.skipIf(!have("python3", "python3-venv"))("the venv runner's directory",
   });
 });
 
+describe("a playbook that floods its output", () => {
+  test("keeps every byte in the log, still reads the events after the flood, and notes the exit on a line of its own", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kubehyve-flood-"));
+    try {
+      const task =
+        '{"_event":"v2_playbook_on_task_start","hosts":{},"task":{"id":"t1","name":"after the flood","path":"x.yml:1"}}';
+      // 40 MiB on one line, more than a line read for progress may be, then an event and a last
+      // line without a newline.
+      const script = `head -c 41943040 /dev/zero | tr '\\0' x; printf '\\n%s\\n' '${task}'; printf 'no newline'`;
+      const runner = {
+        ...createRunner(v.parse(optionsSchema, { runner: { kind: "system" } }), dir, local, CLUSTER_ID),
+        command: () => ["sh", "-c", script, "ansible-playbook"],
+      };
+      const events: AnsibleEvent[] = [];
+      const logFile = join(dir, "logs", "flood.log");
+      const r = await runPlaybook(runner, {
+        kubesprayDir: dir,
+        inventoryDir: dir,
+        playbook: "cluster.yml",
+        logFile,
+        workDir: dir,
+        onEvent: (e) => events.push(e),
+      });
+      expect(r.code).toBe(0);
+      expect(events.map((e) => (e.type === "task" ? e.name : e.type))).toEqual(["after the flood"]);
+      const log = await readFile(logFile, "utf8");
+      const lines = log.split("\n");
+      expect(lines[0]).toStartWith("# ");
+      expect(lines[1]).toBe("x".repeat(41943040));
+      expect(lines.slice(2)).toEqual([task, "no newline", "# exit 0", ""]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
 describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))("a playbook run", () => {
   let dir: string;
   beforeAll(async () => {
@@ -437,6 +497,61 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))(
   // Venvs are thousands of files: removing them takes a while on a busy machine.
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  test("runs with none of the operator's Ansible or Python settings, which would change what it does", async () => {
+    const tree = join(dir, "env-kubespray");
+    const inventoryDir = join(dir, "env-inventory");
+    await mkdir(tree, { recursive: true });
+    await mkdir(inventoryDir, { recursive: true });
+    await writeFile(join(tree, "ansible.cfg"), "[defaults]\ninterpreter_python = auto_silent\n");
+    await writeFile(
+      join(inventoryDir, "hosts.yaml"),
+      "all:\n  hosts:\n    lab:\n      ansible_connection: local\n",
+    );
+    const marker = join(dir, "env-ran");
+    await writeFile(
+      join(tree, "touch.yml"),
+      [
+        "- name: One task",
+        "  hosts: all",
+        "  gather_facts: false",
+        "  tasks:",
+        "    - name: Touch the marker",
+        "      ansible.builtin.file: { path: '{{ marker }}', state: touch }",
+        "",
+      ].join("\n"),
+    );
+    const saved = { ...process.env };
+    // An operator's shell: only tasks tagged "other" would run, from someone else's roles.
+    Object.assign(process.env, {
+      ANSIBLE_RUN_TAGS: "other",
+      ANSIBLE_ROLES_PATH: "/nonexistent/roles",
+      PYTHONPATH: "/nonexistent/python",
+    });
+    try {
+      const runner = createRunner(
+        v.parse(optionsSchema, { runner: { kind: "system" } }),
+        dir,
+        local,
+        CLUSTER_ID,
+      );
+      const r = await runPlaybook(runner, {
+        kubesprayDir: tree,
+        inventoryDir,
+        playbook: "touch.yml",
+        extraVars: { marker },
+        logFile: join(dir, "logs", "env.log"),
+        workDir: dir,
+      });
+      expect(r.code).toBe(0);
+      expect(existsSync(marker)).toBe(true);
+    } finally {
+      for (const name of ["ANSIBLE_RUN_TAGS", "ANSIBLE_ROLES_PATH", "PYTHONPATH"]) {
+        if (saved[name] === undefined) delete process.env[name];
+        else process.env[name] = saved[name];
+      }
+    }
   }, 60_000);
 
   test("stops with its whole process group when the run is interrupted, its output kept in a private log", async () => {

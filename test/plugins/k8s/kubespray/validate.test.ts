@@ -142,6 +142,42 @@ describe("config validate for the k8s/kubespray stage", () => {
     ]);
   });
 
+  test("extraVars may not move or turn off the admin kubeconfig kubehyve takes over", () => {
+    const found = errors(
+      validate({ extraVars: { kubeconfig_localhost: false, artifacts_dir: "/tmp/artifacts" } }),
+    );
+    expect(found.map((d) => [d.code, d.path])).toEqual([
+      ["kubespray.var-owned", "stages.k8s.extraVars.kubeconfig_localhost"],
+      ["kubespray.var-owned", "stages.k8s.extraVars.artifacts_dir"],
+    ]);
+  });
+
+  test("a template in extraVars is a warning naming where: Kubespray gets it as plain text", () => {
+    const found = validate({
+      extraVars: {
+        kube_apiserver_ip: "{{ lookup('pipe', 'id') }}",
+        containerd_registries_mirrors: [{ prefix: "docker.io", mirrors: [{ host: "{% raw %}x" }] }],
+        kube_oidc_url: "https://example.invalid/{#",
+        kubelet_custom_flags: ["{not a template}"],
+      },
+    }).filter((d) => d.code === "kubespray.var-template");
+    expect(found.map((d) => [d.severity, d.path])).toEqual([
+      ["warn", "stages.k8s.extraVars.kube_apiserver_ip"],
+      ["warn", "stages.k8s.extraVars.containerd_registries_mirrors[0].mirrors[0].host"],
+      ["warn", "stages.k8s.extraVars.kube_oidc_url"],
+    ]);
+  });
+
+  test("a lone surrogate in an extraVar, in a value or a key, is an error naming where", () => {
+    const found = errors(
+      validate({ extraVars: { kube_oidc_url: "a\ud800", containerd_registries_mirrors: [{ "\udc00": 1 }] } }),
+    );
+    expect(found.map((d) => [d.code, d.path])).toEqual([
+      ["kubespray.var-not-text", "stages.k8s.extraVars.kube_oidc_url"],
+      ["kubespray.var-not-text", "stages.k8s.extraVars.containerd_registries_mirrors[0]"],
+    ]);
+  });
+
   test("another Kubespray release needs its content pin, and its versions cannot be checked", () => {
     const found = validate({ version: "v2.30.0", kubernetesVersion: "1.33.5" });
     expect(found.map((d) => [d.code, d.severity, d.path])).toEqual([

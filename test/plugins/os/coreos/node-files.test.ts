@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { builtinPlugins } from "../../../../plugins/index.ts";
 import type { IgnitionConfig } from "../../../../plugins/os/coreos/ignition.ts";
-import { OWN_FILE_PATHS } from "../../../../plugins/os/coreos/ignition.ts";
+import { NM_KEYFILE_PATH, OWN_FILE_PATHS, ZINCATI_PATH } from "../../../../plugins/os/coreos/ignition.ts";
 import { collectNodeFiles } from "../../../../plugins/os/coreos/node-files.ts";
 import { parseClusterText } from "../../../../src/core/config.ts";
 import type { AnyPlugin } from "../../../../src/core/contract.ts";
@@ -18,6 +18,7 @@ import { memoryReporter } from "../../../../src/core/reporter.ts";
 import exampleText from "../../../../src/example/kubehyve.yaml" with { type: "text" };
 import { KubehyveError } from "../../../../src/lib/errors.ts";
 import { labNode } from "../../../lab/cluster.ts";
+import { applyIgnition, haveIgnition } from "../../../lab/ignition.ts";
 import { nodeFilesFixture } from "./lab.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kubehyve-node-files-"));
@@ -65,17 +66,67 @@ describe("os:node-files through the engine", () => {
     expect(config.storage.files.map((f) => f.path)).toEqual([...OWN_FILE_PATHS]);
   });
 
-  test("an answer the os stage refuses fails the render, naming the node and the hook", async () => {
-    const bad = {
-      ...nodeFilesFixture,
-      id: "net/bad",
-      hooks: { "os:node-files": () => ({ files: [{ path: "/usr/bin/x", contents: "" }] }) },
-    };
-    const { result, reporter } = await renderWith([bad as AnyPlugin], "bad");
-    expect(result.exitCode).not.toBe(0);
-    const ended = reporter.events.find((e) => e.type === "run.end") as { message?: string };
-    expect(ended.message).toContain('a stage answered os:node-files for cp1 with the path "/usr/bin/x"');
-  });
+  test.each([
+    ["a path under /usr", { path: "/usr/bin/x", contents: "" }, '"/usr/bin/x"'],
+    ["the os stage's own keyfile", { path: NM_KEYFILE_PATH, contents: "" }, "writes that file itself"],
+    ["a file below one of the os stage's own", { path: "/etc/hostname/x", contents: "" }, "/etc/hostname"],
+    [
+      "the directory of one of the os stage's own",
+      { path: "/etc/zincati/config.d", contents: "" },
+      ZINCATI_PATH,
+    ],
+    ["sshd's configuration", { path: "/etc/ssh/sshd_config", contents: "" }, "/etc/ssh decides who logs in"],
+    ["an sshd drop-in", { path: "/etc/ssh/sshd_config.d/10-x.conf", contents: "" }, "/etc/ssh decides"],
+    [
+      "core's authorized keys",
+      { path: "/var/home/core/.ssh/authorized_keys.d/ignition", contents: "" },
+      "/var/home",
+    ],
+    ["a sudo rule", { path: "/etc/sudoers.d/x", contents: "" }, "/etc/sudoers.d"],
+    ["a setuid mode", { path: "/etc/x", contents: "", mode: 0o4755 }, "0o4755"],
+    ["a file too large", { path: "/etc/x", contents: "x".repeat(65 * 1024) }, "more than 65536"],
+    ["text that is no Unicode", { path: "/etc/x", contents: "a\ud800b" }, "a lone surrogate at 1"],
+  ])(
+    "an answer with %s fails the render, naming the plugin that gave it and the hook",
+    async (what, file, message) => {
+      const bad = {
+        ...nodeFilesFixture,
+        id: "net/bad",
+        hooks: {
+          "os:node-files": () => ({ files: [{ path: "/etc/sysctl.d/ok.conf", contents: "" }, file] }),
+        },
+      };
+      const { result, reporter } = await renderWith([bad as AnyPlugin], `bad-${what.replaceAll(/\W/g, "-")}`);
+      expect(result.exitCode).not.toBe(0);
+      const ended = reporter.events.find((e) => e.type === "run.end") as { message?: string };
+      expect(ended.message).toContain(
+        "plugin net/bad's handler of hook os:node-files answered what os/coreos does not take: files.1.",
+      );
+      expect(ended.message).toContain(message);
+    },
+  );
+
+  test.skipIf(!haveIgnition())(
+    "the real Ignition fails a node's first boot on a file below another, which its validator lets through",
+    async () => {
+      const config = {
+        ignition: { version: "3.3.0" },
+        storage: {
+          files: ["/etc/hostname", "/etc/hostname/x"].map((path) => ({
+            path,
+            mode: 0o644,
+            overwrite: true,
+            contents: { source: "data:,x" },
+          })),
+        },
+      };
+      const validated = Bun.spawnSync(["ignition-validate", "-"], {
+        stdin: new TextEncoder().encode(JSON.stringify(config)),
+      });
+      expect(validated.exitCode).toBe(0);
+      await expect(applyIgnition(JSON.stringify(config))).rejects.toThrow("not a directory");
+    },
+  );
 });
 
 describe("collectNodeFiles", () => {
@@ -123,6 +174,16 @@ describe("collectNodeFiles", () => {
   ])("refuses %s", (_what, answer, message) => {
     expect(() => collect(answer)).toThrow(KubehyveError);
     expect(() => collect(answer)).toThrow(message);
+  });
+
+  test("refuses a file and its directory, from one answer or two", () => {
+    const file = { files: [{ path: "/etc/sysctl.d/x.conf", contents: "a" }] };
+    const dir = { files: [{ path: "/etc/sysctl.d", contents: "a" }] };
+    expect(() => collect(file, dir)).toThrow("both /etc/sysctl.d/x.conf and /etc/sysctl.d");
+    expect(() => collect(dir, file)).toThrow("both /etc/sysctl.d and /etc/sysctl.d/x.conf");
+    expect(() => collect({ files: [...dir.files, ...file.files] })).toThrow(
+      "cannot be both a file and its directory",
+    );
   });
 
   test("refuses two answers for the same file", () => {

@@ -325,6 +325,81 @@ describe.skipIf(!have("qemu-img", "qemu-utils") || !have("xz", "xz-utils"))(
       }
     });
 
+    // qemu-img follows a qcow2's backing file and external data file, paths on the host that the
+    // image names (the image-format attacks of OpenStack's OSSA-2024-001): a mirror's image, pinned
+    // only by the mirror's own stream metadata, would copy a host file into every node's disk.
+    for (const [what, make] of [
+      [
+        "a backing file",
+        (secret: string, image: string) =>
+          run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", secret, "-F", "raw", image, "4M"]),
+      ],
+      [
+        "an external data file",
+        (secret: string, image: string) => {
+          const data = `${secret}.data`;
+          run([
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            `data_file=${data},data_file_raw=on`,
+            image,
+            "4M",
+          ]);
+          run(["cp", secret, data]);
+        },
+      ],
+    ] as const) {
+      for (const zfs of [false, true]) {
+        test(`an image with ${what} on the host is refused before it is converted${zfs ? " into a zvol" : ""}, naming it`, async () => {
+          const stateDir = await mkdtemp(join(tmp, "state-"));
+          const work = await mkdtemp(join(tmp, "hostile-"));
+          const secret = join(work, "host-secret");
+          await writeFile(secret, "HOST SECRET ".repeat(1000));
+          const image = join(work, "disk.qcow2");
+          make(secret, image);
+          run(["xz", "-k", image]);
+          const hostile = await readFile(`${image}.xz`);
+          const path = "/hostile/disk.qcow2.xz";
+          server.set(path, hostile);
+          const doc = JSON.parse(streamWith(sha256(hostile), sha256(await readFile(image)), "44.1.hostile"));
+          doc.architectures.x86_64.artifacts.qemu.formats["qcow2.xz"].disk.location =
+            `https://builds.example${path}`;
+          server.set("/streams/stable.json", JSON.stringify(doc));
+          try {
+            const zvols = await mkdtemp(join(tmp, "zvol-"));
+            const host = zfs ? new ZfsHost(zvols) : new LocalTarget();
+            const ctx = createPluginContext({
+              cluster: labCluster(),
+              plugin,
+              options: coreosOptions(),
+              stateDir,
+              targets: { host, node: (node) => new OfflineTarget(node.name) },
+              artifacts: new DownloadCache({ dir: join(stateDir, "cache"), mirror: server.url }),
+            });
+            const hook = plugin.hooks!["hypervisor:node-boot"]!;
+            const error = await Promise.resolve(
+              hook(ctx as never, { node: labCluster().nodes[0]!, vmDir: zfs ? "/zroot/vm/cp1" : "/vm/cp1" }),
+            ).catch((e: Error) => e);
+            expect(error).toBeInstanceOf(KubehyveError);
+            expect((error as Error).message).toContain(what);
+            expect((error as Error).message).toContain(secret);
+            const images = join(stateDir, "os", "images");
+            expect(existsSync(images) ? await readdir(images) : []).toEqual([]);
+            expect(await readdir(zvols)).toEqual([]);
+          } finally {
+            server.set(
+              "/streams/stable.json",
+              streamWith(sha256(xz), sha256(await readFile(join(tmp, "disk.qcow2")))),
+            );
+          }
+        });
+      }
+    }
+
     test("a newer release is only reported, and becomes a change on request", async () => {
       const stateDir = await mkdtemp(join(tmp, "state-"));
       const ctx = await context(stateDir);
