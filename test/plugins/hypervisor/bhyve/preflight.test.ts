@@ -210,6 +210,16 @@ describe("host preflight on the simulated FreeBSD host", () => {
     expect(found!.hint).toStartWith("give it memory: 2GiB or more.");
   });
 
+  test("takes 2 GiB itself as enough, and a MiB less as too little", async () => {
+    const cluster = exampleCluster();
+    cluster.nodes[0]!.memory = 2 * GiB;
+    cluster.nodes[1]!.memory = 2 * GiB - 1024 * 1024;
+    const found = find(await diagnosticsWith(undefined, { cluster }), "bhyve.node-memory-too-small");
+    expect(found.map((d) => [d.target, d.summary])).toEqual([
+      [cluster.nodes[1]!.name, `node ${cluster.nodes[1]!.name} has 2047 MiB of memory, less than 2 GiB`],
+    ]);
+  });
+
   test("warns when the switch has no NIC and fails on a NIC the host lacks", async () => {
     const ctx = labContext({ host: hostTarget(host), stateDir, options: { firmware: host.firmwarePath } });
     (ctx.options as { nic?: string }).nic = undefined;
