@@ -321,6 +321,18 @@ describe("clocks and FlexVolume", () => {
     expect(d.summary).toContain("w2 and w1 are 130 ms apart");
   });
 
+  test("50 ms beyond the readings' uncertainty is allowed, a millisecond more is not", () => {
+    const skew = (apart: number, uncertaintyMs: number) =>
+      clockSkew([
+        { node: "w1", offsetMs: 10, uncertaintyMs },
+        { node: "w2", offsetMs: 10 + apart, uncertaintyMs },
+      ]).code;
+    expect(skew(54, 2)).toBe("rook.clocks");
+    expect(skew(55, 2)).toBe("rook.clock-skew");
+    // 60 ms apart, but each reading may be 6 ms off: they may be only 48 ms apart.
+    expect(skew(60, 6)).toBe("rook.clocks");
+  });
+
   test("a FlexVolume directory under /usr is found in the kubelet's config or flags", () => {
     const config =
       "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nvolumePluginDir: /usr/libexec/kubernetes/kubelet-plugins/volume/exec\n";
