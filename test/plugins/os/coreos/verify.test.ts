@@ -385,7 +385,7 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("dnsmasq", "dnsmasq-bas
         expect(found[0]!.summary).toBe(
           "Zincati rebooted cp1 outside its update window Sat, Sun from 02:00 for 240 minutes (UTC): 2026-11-25T14:00:00.000Z (to 41.20241201.3.0)",
         );
-        expect(found[0]!.hint).toContain("/etc/zincati/config.d");
+        expect(found[0]!.hint).toContain("ls /etc/zincati/config.d /usr/lib/zincati/config.d");
       } finally {
         await cp1.write("zincati.txt", "");
       }
