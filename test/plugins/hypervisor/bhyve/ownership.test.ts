@@ -136,6 +136,21 @@ describe("what the bhyve stage owns", () => {
     ]);
   });
 
+  test("down leaves a VM another host holds the lock of, names the lock, and keeps it in vm_list", async () => {
+    const state = stateDir();
+    await engine("up", state);
+    // Its host died with cp1 running on another host sharing the datastore (vm::lock's run.lock).
+    run(host, ["vm", "poweroff", "-f", "cp1"]);
+    host.vm("cp1").lock("hv2.lab.home.arpa");
+    const down = await engine("down", state);
+    expect(down.exitCode).toBe(1);
+    expect(down.lines.join("\n")).toContain(
+      `VM cp1 is locked by host hv2.lab.home.arpa (run.lock): if that host does not run it, rm ${host.vm("cp1").dir}/run.lock, then kubehyve down again`,
+    );
+    expect(["cp1", "w1", "w2"].map((n) => host.vm(n).exists)).toEqual([true, false, false]);
+    expect(host.rcConf().vm_list).toBe("cp1");
+  });
+
   test("marks each VM's config and dataset, and the disks inherit the dataset's mark", async () => {
     const state = stateDir();
     await up(ctxFor(state));
