@@ -176,6 +176,25 @@ describe("what the bhyve stage owns", () => {
     expect(plan.changes.some((c) => c.target === "w1")).toBe(false);
   });
 
+  test("down leaves a dataset with a node's name that is not this cluster's, and one of another cluster", async () => {
+    host.prepareVmBhyve();
+    run(host, ["zfs", "create", "zroot/vm/w1"]);
+    run(host, [
+      "zfs",
+      "create",
+      "-o",
+      "kubehyve:cluster=0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5",
+      "zroot/vm/w2",
+    ]);
+    host.clearLog();
+    expect((await engine("down", stateDir())).exitCode).toBe(0);
+    expect(mutations()).toEqual([]);
+    expect(Object.keys(host.state().datasets).filter((d) => d.startsWith("zroot/vm/"))).toEqual([
+      "zroot/vm/w1",
+      "zroot/vm/w2",
+    ]);
+  });
+
   test("never gives a NIC to a switch this cluster did not make, and does to one it made", async () => {
     run(host, ["zfs", "create", "-p", "zroot/vm"]);
     run(host, ["sysrc", "vm_enable=YES", "vm_dir=zfs:zroot/vm"]);
