@@ -5,7 +5,7 @@
  * text-format parser from npm reads), --ignore, --stage, exit codes, and --watch.
  * Two drop-in stages whose findings are what a file on this machine says.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, onTestFinished, test } from "bun:test";
 import {
   chmodSync,
   existsSync,
@@ -443,8 +443,12 @@ describe("kubehyve doctor --output after a doctor killed mid-write", () => {
     // A process that has ended: its pid names no one now.
     const gone = Bun.spawnSync([process.execPath, "-e", ""]).pid;
     const left = `kubehyve.prom.${gone}.1.tmp`;
+    // Another process that still runs, as a second doctor writing the same file would.
+    const live = Bun.spawn([process.execPath, "-e", "setTimeout(() => {}, 60_000)"]);
+    onTestFinished(() => live.kill());
     const kept = [
       `kubehyve.prom.${process.pid}.7.tmp`,
+      `kubehyve.prom.${live.pid}.3.tmp`,
       `smartmon.prom.${gone}.1.tmp`,
       `kubehyve.prom.${gone}.tmp`,
     ];
