@@ -433,7 +433,7 @@ describe("objects of a cluster without MetalLB's schema", () => {
       version: "v0.16.1",
       pools: [{ name: "lab", addresses: ["192.168.1.240-192.168.1.250"] }],
     });
-    const node = (name: string, excluded: boolean) => ({
+    const node = (name: string, excluded: boolean): KubeObject => ({
       apiVersion: "v1",
       kind: "Node",
       metadata: {
@@ -441,7 +441,7 @@ describe("objects of a cluster without MetalLB's schema", () => {
         labels: excluded ? { "node.kubernetes.io/exclude-from-external-load-balancers": "" } : {},
       },
     });
-    const excludedWarning = (nodes: ReturnType<typeof node>[]) =>
+    const excludedWarning = (nodes: KubeObject[]) =>
       checkAgainstCluster({
         options,
         kubeconfigPath: "/nonexistent/kubeconfig",
