@@ -145,6 +145,51 @@ describe.skipIf(!have("sshd", "openssh-server"))("doctor and a machine it cannot
     }
   });
 
+  test("machines it cannot reach are reported in the cluster file's order, not in the order they were met", async () => {
+    const stateDir = mkdtempSync(join(dir, "state-"));
+    const made: Target[] = [];
+    const factory = (node: { name: string }): Target => {
+      const ssh = new SshTarget({
+        user: sshd.user,
+        host: "127.0.0.1",
+        port: down,
+        identityFile: sshd.identityFile,
+        stateDir,
+        name: `core@${node.name}`,
+      });
+      made.push(ssh);
+      return ssh;
+    };
+    const backwards = definePlugin({
+      id: "os/backwards",
+      title: "os",
+      apiVersion: 1,
+      async check(ctx) {
+        // n2 first, then n1: each is met down, the run reports both.
+        for (const node of [...ctx.cluster.nodes].reverse())
+          await ctx
+            .node(node.name)
+            .run(["true"])
+            .catch(() => undefined);
+        return { changes: [], diagnostics: [] };
+      },
+    });
+    try {
+      const { promise } = engine(
+        [{ slot: "os", plugin: backwards as AnyPlugin, options: {} }],
+        { targets: { host: () => new LocalTarget(), node: factory } },
+        stateDir,
+      );
+      const result = await promise;
+      expect(result.findings.map((d) => [d.code, d.target])).toEqual([
+        ["target.unreachable", "n1"],
+        ["target.unreachable", "n2"],
+      ]);
+    } finally {
+      await Promise.all(made.map((t) => t.close()));
+    }
+  });
+
   test("a phase that needs the unreachable host is a skip, and the stage's verify still runs", async () => {
     const stateDir = mkdtempSync(join(dir, "state-"));
     const hostAt = new SshTarget({
