@@ -21,7 +21,8 @@ import {
 import { join } from "node:path";
 import Ajv from "ajv";
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
-import type { DoctorReport } from "../../src/core/doctor-report.ts";
+import { type Diagnostic, diag } from "../../src/core/diagnostics.ts";
+import { type DoctorReport, doctorReport, prometheusText } from "../../src/core/doctor-report.ts";
 import { acquireLock } from "../../src/core/journal.ts";
 import { dropInLab, runInProcess, userEnv } from "../lab/cli.ts";
 import { haveNodeExporter, startNodeExporter, type TextfileScrape } from "../lab/node-exporter.ts";
@@ -419,10 +420,15 @@ describe("kubehyve doctor --output over what is already there", () => {
     ] as const) {
       const out = join(dir, file);
       writeFileSync(out, "");
+      const inodes = [statSync(out).ino];
       for (let i = 0; i < 2; i++) {
         const r = await run([...args, "--output", out]);
         expect([file, r.code, r.stderr]).toEqual([file, 1, ""]);
+        inodes.push(statSync(out).ino);
       }
+      // Each round's file is a new one renamed into place (the one before it is still there when it
+      // is made, so it cannot have its inode), never rewritten where a reader may be halfway.
+      expect(inodes.slice(1).map((ino, i) => ino !== inodes[i])).toEqual([true, true]);
     }
     const other = lab(FINDINGS, "otherlab");
     const out = join(dir, "kubehyve.prom");
@@ -498,6 +504,38 @@ describe("kubehyve doctor --watch --output", () => {
       `✖ --output ${out}: the directory ${textfiles} does not exist\n  → make it first (node_exporter's --collector.textfile.directory names it)\n`,
     ]);
     expect(existsSync(textfiles)).toBe(false);
+  });
+});
+
+describe("the report made of a round's findings", () => {
+  const report = (findings: Diagnostic[], stage: Diagnostic[]) =>
+    doctorReport({
+      cluster: "doclab",
+      outcomes: [{ slot: "alpha", plugin: "alpha/probe", status: "ok", changes: [], diagnostics: stage }],
+      findings,
+      exitCode: 1,
+      finishedAt: new Date(0),
+      durationMs: 1,
+    });
+
+  test("counts the run's own findings (an unreachable machine) with the stages' in its summary", () => {
+    const doc = report([diag.error("target.unreachable", "n1 cannot be reached", { target: "n1" })], []);
+    expect(doc.summary).toEqual({ ok: 0, info: 0, skip: 0, warn: 0, error: 1 });
+  });
+
+  test("gives a check found more than once on one target its worst status, in whichever order", () => {
+    const found = [
+      diag.ok("alpha.disk", "vdb is fine", { target: "n1" }),
+      diag.error("alpha.disk", "vdc is broken", { target: "n1" }),
+    ];
+    for (const order of [found, [...found].reverse()]) {
+      const series = prometheusText(report([], order))
+        .split("\n")
+        .filter((l) => l.startsWith("kubehyve_check_status{"));
+      expect(series).toEqual([
+        'kubehyve_check_status{cluster="doclab",stage="alpha",id="alpha.disk",target="n1"} 4',
+      ]);
+    }
   });
 });
 
