@@ -249,8 +249,10 @@ describe("kubehyve doctor for people", () => {
       expect(r.stdout).toContain('  ⚠ alpha is "broken" [n1 stages.alpha.file] (alpha.broken, ignored)\n');
       expect(r.stdout).toEndWith("doctor: 0 errors, 2 warnings, 1 skipped, 1 info, 2 ok\n");
     }
-    const both = await run(["--ignore", "beta.odd", "--ignore", "alpha.broken"]);
+    // Each --ignore counts, not only the last: the error's id comes first.
+    const both = await run(["--ignore", "alpha.broken", "--ignore", "beta.odd"]);
     expect(both.code).toBe(0);
+    expect(both.stdout).toContain("(alpha.broken, ignored)");
   });
 
   test("--stage limits it to those stages; an unknown one is refused with exit 2", async () => {
@@ -289,6 +291,11 @@ describe("kubehyve doctor for people", () => {
       [
         ["--format", "prometheus", "--output", join(dir, "nowhere/kubehyve.prom")],
         `✖ --output ${join(dir, "nowhere/kubehyve.prom")}: the directory ${join(dir, "nowhere")} does not exist\n  → make it first (node_exporter's --collector.textfile.directory names it)\n`,
+      ],
+      // Whole ids, not patterns (the README).
+      [
+        ["--ignore", "bhyve.*"],
+        '✖ --ignore "bhyve.*" is not a check id\n  → the ids are in parentheses at the end of each line of the report, e.g. --ignore bhyve.cpu-overcommit\n',
       ],
       [
         ["--ignore", "a b"],

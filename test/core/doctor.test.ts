@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkEach } from "../../src/core/checks.ts";
+import { CHECK_TIMEOUT_MS, checkEach } from "../../src/core/checks.ts";
 import type { Stage } from "../../src/core/config.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { type Diagnostic, diag } from "../../src/core/diagnostics.ts";
@@ -388,6 +388,14 @@ describe("doctor and a Kubernetes API that does not answer", () => {
     }
     // The client retries a refused connection for some seconds before it gives up.
   }, 60_000);
+});
+
+describe("doctor's limits", () => {
+  test("one node's checks get the 60 s the README gives them", () => {
+    const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+    const said = /one node's checks: (\d+) s\)/.exec(readme.replace(/\s+/g, " "));
+    expect(Number(said?.[1]) * 1000).toBe(CHECK_TIMEOUT_MS);
+  });
 });
 
 describe("doctor's stages", () => {
