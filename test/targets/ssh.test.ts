@@ -150,6 +150,8 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     // Keys in /etc/ssh/ssh_known_hosts are the machine's opinion, not this cluster's.
     expect(options).toContain("GlobalKnownHostsFile=/dev/null");
     expect(options).toContain("StrictHostKeyChecking=accept-new");
+    // Never a prompt for a password or a passphrase: doctor runs from cron with nobody to answer.
+    expect(options).toContain("BatchMode=yes");
   });
 
   test("an abort rejects with CancelledError and leaves the target usable", async () => {
@@ -322,6 +324,29 @@ describe.skipIf(!haveOpenSsh)("SshTarget when the host cannot be reached", () =>
     );
     await target.close();
   });
+
+  test("a server that accepts and never speaks is given up on after connectTimeoutSec", async () => {
+    // A TCP listener that takes the connection and says nothing: no SSH banner ever comes.
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const target = new SshTarget({
+        user: "root",
+        host: "127.0.0.1",
+        port: silent.port,
+        stateDir: await tempDir("kubehyve-ssh-silent-"),
+        connectTimeoutSec: 2,
+      });
+      const started = Date.now();
+      const error = await target.run(["true"], { timeoutMs: 60_000 }).catch((e: unknown) => e);
+      // ssh applies ConnectTimeout to the banner exchange too (ssh_config(5)); the master's own
+      // limit, connectTimeoutSec + 20 s, would come much later.
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(error).toBeInstanceOf(SshError);
+      await target.close();
+    } finally {
+      silent.stop(true);
+    }
+  }, 45_000);
 
   test("a connection lost while a command runs is named so, not taken for the command exiting 255", async () => {
     const sshd = await startSshd();
