@@ -1,11 +1,11 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CancelledError } from "../../src/lib/errors.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
-import { MAX_OUTPUT_BYTES, runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
+import { FALLBACK_TIMEOUT_MS, MAX_OUTPUT_BYTES, runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
 
 const local = new LocalTarget();
 
@@ -163,6 +163,17 @@ describe("LocalTarget", () => {
     expect(result.stdout).toBe("ready\n");
     expect(elapsed).toBeGreaterThanOrEqual(2000);
     expect(elapsed).toBeLessThan(6000);
+  });
+
+  test("gives a command that was given no limit the fallback one, so that nothing runs forever", async () => {
+    // The fallback is three hours: what is checked is that its timer is armed, not that it fires.
+    const timer = spyOn(globalThis, "setTimeout");
+    try {
+      await local.run(["true"]);
+      expect(timer.mock.calls.map((c) => c[1])).toContain(FALLBACK_TIMEOUT_MS);
+    } finally {
+      timer.mockRestore();
+    }
   });
 
   test("does not touch a command that finishes before its timeout", async () => {
