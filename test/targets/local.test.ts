@@ -59,6 +59,25 @@ describe("LocalTarget", () => {
     expect(result).toEqual({ code: 0, stdout: "", stderr: "" });
   });
 
+  test("gives it an empty stdin also when kubehyve's own stdin is a pipe left open", async () => {
+    // kubehyve from cron or ssh may have a stdin nobody ever closes: the command must not read it.
+    const module = join(import.meta.dir, "../../src/targets/local.ts");
+    const proc = Bun.spawn(
+      [
+        process.execPath,
+        "-e",
+        `const { LocalTarget } = await import(${JSON.stringify(module)}); const r = await new LocalTarget().run(["cat"], { timeoutMs: 5000 }); console.log(r.code);`,
+      ],
+      { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+    );
+    try {
+      expect(await new Response(proc.stdout).text()).toBe("0\n");
+    } finally {
+      proc.stdin.end();
+      await proc.exited;
+    }
+  }, 30_000);
+
   test("merges env over the environment of kubehyve itself", async () => {
     const result = await local.run(["sh", "-c", 'printf "%s|%s" "$KUBEHYVE_TEST_VAR" "$HOME"'], {
       env: { KUBEHYVE_TEST_VAR: "a value with spaces" },
