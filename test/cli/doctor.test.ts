@@ -848,6 +848,55 @@ describe("kubehyve doctor --watch", () => {
     expect(await new Response(proc.stderr).text()).toContain("interrupted");
   });
 
+  test("a round that takes longer than the interval is followed by the next at once", async () => {
+    // A stage whose check takes 3 s, watched every 2 s: the next round is due before this one ends.
+    const slow = dropInLab({
+      prefix: "kubehyve-doctor-slow-",
+      name: "slowlab",
+      plugins: {
+        "slow.ts": `import { definePlugin, diag, sleep } from "kubehyve";
+export default definePlugin({
+  id: "alpha/slow",
+  title: "slow",
+  apiVersion: 1,
+  async check(ctx) {
+    await sleep(3000, ctx.signal);
+    return { changes: [], diagnostics: [diag.ok("alpha.slow", "took its time")] };
+  },
+});
+`,
+      },
+      stages: () => "  alpha:\n    plugin: slow\n",
+    });
+    const proc = Bun.spawn(
+      [
+        process.execPath,
+        MAIN,
+        "doctor",
+        "--watch",
+        "2",
+        "--json",
+        "--plugin-dir",
+        slow.plugins,
+        "--state-dir",
+        slow.state,
+      ],
+      { cwd: slow.dir, env: userEnv(slow.dir), stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+    );
+    try {
+      const text = await readUntil(proc.stdout, (t) => t.split("\n").length > 2);
+      const [first, second] = text.trim().split("\n").map(document);
+      const endOf = (d: { checkedAt: string }) => Date.parse(d.checkedAt);
+      const startOf = (d: { checkedAt: string; durationMs: number }) => endOf(d) - d.durationMs;
+      expect(first!.durationMs).toBeGreaterThanOrEqual(2000);
+      // Not two more seconds after the end: the interval runs from one start to the next.
+      expect(startOf(second!) - endOf(first!)).toBeLessThan(1500);
+    } finally {
+      proc.kill("SIGINT");
+      await proc.exited;
+    }
+  }, 45_000);
+
   test("a reader of its stdout that goes away ends the watch, with the last round's exit code", async () => {
     const { spawn } = lab();
     const proc = spawn(["--watch", "0.2", "--json"]);
