@@ -151,6 +151,22 @@ describe("what the bhyve stage owns", () => {
     expect(host.rcConf().vm_list).toBe("cp1");
   });
 
+  test("a half-written zvol in another cluster's VM is that cluster's to clean up, not this one's", async () => {
+    const first = stateDir();
+    await engine("up", first);
+    // The first cluster was interrupted while writing one of w1's disks.
+    run(host, ["zfs", "create", "-V", "1G", "zroot/vm/w1/disk0.kubehyve-new"]);
+    const second = stateDir();
+    const other = exampleCluster({ name: "lab2" });
+    const plan = await bhyvePlugin.check(ctxFor(second, { cluster: other }));
+    expect(plan.changes.filter((c) => c.summary.includes("interrupted run"))).toEqual([]);
+    // The first cluster finds it as its own leftover.
+    const own = await bhyvePlugin.check(ctxFor(first));
+    expect(own.changes.map((c) => c.summary)).toContain(
+      "remove what an interrupted run left: zroot/vm/w1/disk0.kubehyve-new",
+    );
+  });
+
   test("marks each VM's config and dataset, and the disks inherit the dataset's mark", async () => {
     const state = stateDir();
     await up(ctxFor(state));
