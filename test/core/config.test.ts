@@ -752,6 +752,20 @@ describe("input that costs little", () => {
     );
   });
 
+  test("more than 10 000 lines are refused at the first line past them, comments counted too", () => {
+    const lines = VALID.split("\n").length - 1;
+    const at = (n: number) => `${VALID}${"# a note\n".repeat(n - lines)}`;
+    // 10 000 lines are a file like any other; the line after them is refused, where it starts.
+    expect(() => parseClusterText(at(10_000), "kubehyve.yaml", plugins)).not.toThrow();
+    expect(problemsOf(at(10_001))).toEqual([
+      {
+        path: "",
+        message: "has more than 10000 lines, more than any lab needs",
+        where: "kubehyve.yaml:10001:1",
+      },
+    ]);
+  });
+
   test("a key of a megabyte makes a short message", () => {
     const problems = problemsOf(`${VALID}${"k".repeat(200_000)}: 1\n`);
     for (const p of problems) expect(p.path.length + p.message.length).toBeLessThan(700);
