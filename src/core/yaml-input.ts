@@ -179,7 +179,8 @@ function prescanText(text: string): void {
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
     if (c === "\n") {
-      if (++lines > YAML_LIMITS.lines)
+      // The newline ends its line: only text after it starts one more (a last line ends with one).
+      if (++lines > YAML_LIMITS.lines && i + 1 < text.length)
         throw new YamlRefused([
           {
             message: `has more than ${YAML_LIMITS.lines} lines, more than any lab needs`,

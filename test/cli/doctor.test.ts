@@ -5,7 +5,7 @@
  * text-format parser from npm reads), --ignore, --stage, exit codes, and --watch.
  * Two drop-in stages whose findings are what a file on this machine says.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, onTestFinished, test } from "bun:test";
 import {
   chmodSync,
   existsSync,
@@ -21,7 +21,8 @@ import {
 import { join } from "node:path";
 import Ajv from "ajv";
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format";
-import type { DoctorReport } from "../../src/core/doctor-report.ts";
+import { type Diagnostic, diag } from "../../src/core/diagnostics.ts";
+import { type DoctorReport, doctorReport, prometheusText } from "../../src/core/doctor-report.ts";
 import { acquireLock } from "../../src/core/journal.ts";
 import { dropInLab, runInProcess, userEnv } from "../lab/cli.ts";
 import { haveNodeExporter, startNodeExporter, type TextfileScrape } from "../lab/node-exporter.ts";
@@ -248,8 +249,10 @@ describe("kubehyve doctor for people", () => {
       expect(r.stdout).toContain('  ⚠ alpha is "broken" [n1 stages.alpha.file] (alpha.broken, ignored)\n');
       expect(r.stdout).toEndWith("doctor: 0 errors, 2 warnings, 1 skipped, 1 info, 2 ok\n");
     }
-    const both = await run(["--ignore", "beta.odd", "--ignore", "alpha.broken"]);
+    // Each --ignore counts, not only the last: the error's id comes first.
+    const both = await run(["--ignore", "alpha.broken", "--ignore", "beta.odd"]);
     expect(both.code).toBe(0);
+    expect(both.stdout).toContain("(alpha.broken, ignored)");
   });
 
   test("--stage limits it to those stages; an unknown one is refused with exit 2", async () => {
@@ -293,6 +296,11 @@ describe("kubehyve doctor for people", () => {
       [
         ["--format", "prometheus", "--output", join(dir, "nowhere/kubehyve.prom")],
         `✖ --output ${join(dir, "nowhere/kubehyve.prom")}: the directory ${join(dir, "nowhere")} does not exist\n  → make it first (node_exporter's --collector.textfile.directory names it)\n`,
+      ],
+      // Whole ids, not patterns (the README).
+      [
+        ["--ignore", "bhyve.*"],
+        '✖ --ignore "bhyve.*" is not a check id\n  → the ids are in parentheses at the end of each line of the report, e.g. --ignore bhyve.cpu-overcommit\n',
       ],
       [
         ["--ignore", "a b"],
@@ -431,10 +439,15 @@ describe("kubehyve doctor --output over what is already there", () => {
     ] as const) {
       const out = join(dir, file);
       writeFileSync(out, "");
+      const inodes = [statSync(out).ino];
       for (let i = 0; i < 2; i++) {
         const r = await run([...args, "--output", out]);
         expect([file, r.code, r.stderr]).toEqual([file, 1, ""]);
+        inodes.push(statSync(out).ino);
       }
+      // Each round's file is a new one renamed into place (the one before it is still there when it
+      // is made, so it cannot have its inode), never rewritten where a reader may be halfway.
+      expect(inodes.slice(1).map((ino, i) => ino !== inodes[i])).toEqual([true, true]);
     }
     const other = lab(FINDINGS, "otherlab");
     const out = join(dir, "kubehyve.prom");
@@ -455,8 +468,12 @@ describe("kubehyve doctor --output after a doctor killed mid-write", () => {
     // A process that has ended: its pid names no one now.
     const gone = Bun.spawnSync([process.execPath, "-e", ""]).pid;
     const left = `kubehyve.prom.${gone}.1.tmp`;
+    // Another process that still runs, as a second doctor writing the same file would.
+    const live = Bun.spawn([process.execPath, "-e", "setTimeout(() => {}, 60_000)"]);
+    onTestFinished(() => live.kill());
     const kept = [
       `kubehyve.prom.${process.pid}.7.tmp`,
+      `kubehyve.prom.${live.pid}.3.tmp`,
       `smartmon.prom.${gone}.1.tmp`,
       `kubehyve.prom.${gone}.tmp`,
     ];
@@ -506,6 +523,38 @@ describe("kubehyve doctor --watch --output", () => {
       `✖ --output ${out}: the directory ${textfiles} does not exist\n  → make it first (node_exporter's --collector.textfile.directory names it)\n`,
     ]);
     expect(existsSync(textfiles)).toBe(false);
+  });
+});
+
+describe("the report made of a round's findings", () => {
+  const report = (findings: Diagnostic[], stage: Diagnostic[]) =>
+    doctorReport({
+      cluster: "doclab",
+      outcomes: [{ slot: "alpha", plugin: "alpha/probe", status: "ok", changes: [], diagnostics: stage }],
+      findings,
+      exitCode: 1,
+      finishedAt: new Date(0),
+      durationMs: 1,
+    });
+
+  test("counts the run's own findings (an unreachable machine) with the stages' in its summary", () => {
+    const doc = report([diag.error("target.unreachable", "n1 cannot be reached", { target: "n1" })], []);
+    expect(doc.summary).toEqual({ ok: 0, info: 0, skip: 0, warn: 0, error: 1 });
+  });
+
+  test("gives a check found more than once on one target its worst status, in whichever order", () => {
+    const found = [
+      diag.ok("alpha.disk", "vdb is fine", { target: "n1" }),
+      diag.error("alpha.disk", "vdc is broken", { target: "n1" }),
+    ];
+    for (const order of [found, [...found].reverse()]) {
+      const series = prometheusText(report([], order))
+        .split("\n")
+        .filter((l) => l.startsWith("kubehyve_check_status{"));
+      expect(series).toEqual([
+        'kubehyve_check_status{cluster="doclab",stage="alpha",id="alpha.disk",target="n1"} 4',
+      ]);
+    }
   });
 });
 
@@ -810,6 +859,55 @@ describe("kubehyve doctor --watch", () => {
     expect(startOf(docs[1]!) - startOf(docs[0]!)).toBeGreaterThanOrEqual(900);
     expect(await new Response(proc.stderr).text()).toContain("interrupted");
   });
+
+  test("a round that takes longer than the interval is followed by the next at once", async () => {
+    // A stage whose check takes 3 s, watched every 2 s: the next round is due before this one ends.
+    const slow = dropInLab({
+      prefix: "kubehyve-doctor-slow-",
+      name: "slowlab",
+      plugins: {
+        "slow.ts": `import { definePlugin, diag, sleep } from "kubehyve";
+export default definePlugin({
+  id: "alpha/slow",
+  title: "slow",
+  apiVersion: 1,
+  async check(ctx) {
+    await sleep(3000, ctx.signal);
+    return { changes: [], diagnostics: [diag.ok("alpha.slow", "took its time")] };
+  },
+});
+`,
+      },
+      stages: () => "  alpha:\n    plugin: slow\n",
+    });
+    const proc = Bun.spawn(
+      [
+        process.execPath,
+        MAIN,
+        "doctor",
+        "--watch",
+        "2",
+        "--json",
+        "--plugin-dir",
+        slow.plugins,
+        "--state-dir",
+        slow.state,
+      ],
+      { cwd: slow.dir, env: userEnv(slow.dir), stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+    );
+    try {
+      const text = await readUntil(proc.stdout, (t) => t.split("\n").length > 2);
+      const [first, second] = text.trim().split("\n").map(document);
+      const endOf = (d: { checkedAt: string }) => Date.parse(d.checkedAt);
+      const startOf = (d: { checkedAt: string; durationMs: number }) => endOf(d) - d.durationMs;
+      expect(first!.durationMs).toBeGreaterThanOrEqual(2000);
+      // Not two more seconds after the end: the interval runs from one start to the next.
+      expect(startOf(second!) - endOf(first!)).toBeLessThan(1500);
+    } finally {
+      proc.kill("SIGINT");
+      await proc.exited;
+    }
+  }, 45_000);
 
   test("a reader of its stdout that goes away ends the watch, with the last round's exit code", async () => {
     const { spawn } = lab();

@@ -752,6 +752,45 @@ describe("input that costs little", () => {
     );
   });
 
+  test("more than 10 000 lines are refused at the first line past them, comments counted too", () => {
+    const lines = VALID.split("\n").length - 1;
+    const at = (n: number) => `${VALID}${"# a note\n".repeat(n - lines)}`;
+    // 10 000 lines are a file like any other; the line after them is refused, where it starts.
+    expect(() => parseClusterText(at(10_000), "kubehyve.yaml", plugins)).not.toThrow();
+    expect(problemsOf(at(10_001))).toEqual([
+      {
+        path: "",
+        message: "has more than 10000 lines, more than any lab needs",
+        where: "kubehyve.yaml:10001:1",
+      },
+    ]);
+  });
+
+  test("more than 30 000 YAML indicators are refused, and those in comments do not count", () => {
+    const list = (n: number) => `extra: [${Array(n).fill("1").join(",")}]\n`;
+    // `extra: [` and `]` are three, each comma one more.
+    expect(problemsOf(`${VALID}${list(30_000)}`)[0]!.message).toBe(
+      "holds more than 30000 YAML indicators ([]{},:-?&*!|>'\"%@), more than any lab needs",
+    );
+    const note = `# ${",".repeat(40_000)}\n`;
+    expect(problemsOf(`${VALID}${note}x: 1\n`).map((p) => p.message)).not.toContainEqual(
+      expect.stringContaining("YAML indicators"),
+    );
+  });
+
+  test("more than 1000 references to anchors are refused", () => {
+    const refs = (n: number) => `a: &a 1\nrefs: [${Array(n).fill("*a").join(", ")}]\n`;
+    expect(problemsOf(`${VALID}${refs(1000)}`).map((p) => p.message)).not.toContainEqual(
+      expect.stringContaining("refers to anchors"),
+    );
+    expect(problemsOf(`${VALID}${refs(1001)}`)[0]!.message).toBe("refers to anchors more than 1000 times");
+  });
+
+  test("block collections nested deeper than 64 levels, one per line, are refused too", () => {
+    const deep = Array.from({ length: 70 }, (_, i) => `${"  ".repeat(i)}k:`).join("\n");
+    expect(problemsOf(`${VALID}${deep} 1\n`)[0]!.message).toBe("nests collections deeper than 64 levels");
+  });
+
   test("a key of a megabyte makes a short message", () => {
     const problems = problemsOf(`${VALID}${"k".repeat(200_000)}: 1\n`);
     for (const p of problems) expect(p.path.length + p.message.length).toBeLessThan(700);

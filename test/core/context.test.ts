@@ -25,7 +25,7 @@ import { readClusterId } from "../../src/core/identity.ts";
 import { acquireLock, Journal } from "../../src/core/journal.ts";
 import { CommandTimeoutError, policyBinder } from "../../src/core/signal-target.ts";
 import { CancelledError, KubehyveError, LockHeldError } from "../../src/lib/errors.ts";
-import { writeFileAtomic } from "../../src/lib/fsutil.ts";
+import { tempPathFor, writeFileAtomic } from "../../src/lib/fsutil.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { RecordingTarget } from "../../src/targets/recording.ts";
 import { labCluster, labNode } from "../lab/cluster.ts";
@@ -513,6 +513,31 @@ describe("atomic writes", () => {
     expect(readdirSync(dir)).toEqual(["secret"]);
     expect(mode(file)).toBe(0o600);
     expect(mode(dir)).toBe(0o700);
+  });
+
+  test("keeps the mode it is given whatever the umask, as a report node_exporter reads must be 0644", async () => {
+    const file = join(stateDir, "report.prom");
+    const before = process.umask(0o077);
+    try {
+      await writeFileAtomic(file, "x", 0o644);
+    } finally {
+      process.umask(before);
+    }
+    expect(mode(file)).toBe(0o644);
+  });
+
+  test("never writes through a link planted at its temporary name", async () => {
+    const file = join(stateDir, "state.json");
+    const victim = join(stateDir, "victim");
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(victim, "theirs");
+    // The names are `<file>.<pid>.<n>.tmp`, n counting up: the next few are planted as links.
+    const n = Number(/\.(\d+)\.tmp$/.exec(tempPathFor(file))![1]);
+    for (let i = n + 1; i <= n + 5; i++)
+      symlinkSync(victim, join(stateDir, `state.json.${process.pid}.${i}.tmp`));
+    await expect(writeFileAtomic(file, "ours")).rejects.toThrow("EEXIST");
+    expect(readFileSync(victim, "utf8")).toBe("theirs");
+    expect(existsSync(file)).toBe(false);
   });
 
   test("writes a file whose name is as long as the file system allows", async () => {

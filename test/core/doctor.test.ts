@@ -6,16 +6,17 @@
  * closed loopback port stands for the one that is down.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkEach } from "../../src/core/checks.ts";
+import { CHECK_TIMEOUT_MS, checkEach } from "../../src/core/checks.ts";
 import type { Stage } from "../../src/core/config.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
 import { type Diagnostic, diag } from "../../src/core/diagnostics.ts";
 import { type EngineRequest, runEngine } from "../../src/core/engine.ts";
 import { memoryReporter } from "../../src/core/reporter.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
+import { sleep } from "../../src/lib/poll.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { SshTarget } from "../../src/targets/ssh.ts";
 import type { Target } from "../../src/targets/target.ts";
@@ -142,6 +143,51 @@ describe.skipIf(!have("sshd", "openssh-server"))("doctor and a machine it cannot
       expect(t.calls.n2).toBe(1);
     } finally {
       await t.close();
+    }
+  });
+
+  test("machines it cannot reach are reported in the cluster file's order, not in the order they were met", async () => {
+    const stateDir = mkdtempSync(join(dir, "state-"));
+    const made: Target[] = [];
+    const factory = (node: { name: string }): Target => {
+      const ssh = new SshTarget({
+        user: sshd.user,
+        host: "127.0.0.1",
+        port: down,
+        identityFile: sshd.identityFile,
+        stateDir,
+        name: `core@${node.name}`,
+      });
+      made.push(ssh);
+      return ssh;
+    };
+    const backwards = definePlugin({
+      id: "os/backwards",
+      title: "os",
+      apiVersion: 1,
+      async check(ctx) {
+        // n2 first, then n1: each is met down, the run reports both.
+        for (const node of [...ctx.cluster.nodes].reverse())
+          await ctx
+            .node(node.name)
+            .run(["true"])
+            .catch(() => undefined);
+        return { changes: [], diagnostics: [] };
+      },
+    });
+    try {
+      const { promise } = engine(
+        [{ slot: "os", plugin: backwards as AnyPlugin, options: {} }],
+        { targets: { host: () => new LocalTarget(), node: factory } },
+        stateDir,
+      );
+      const result = await promise;
+      expect(result.findings.map((d) => [d.code, d.target])).toEqual([
+        ["target.unreachable", "n1"],
+        ["target.unreachable", "n2"],
+      ]);
+    } finally {
+      await Promise.all(made.map((t) => t.close()));
     }
   });
 
@@ -342,6 +388,119 @@ describe("doctor and a Kubernetes API that does not answer", () => {
     }
     // The client retries a refused connection for some seconds before it gives up.
   }, 60_000);
+});
+
+describe("doctor's limits", () => {
+  test("one node's checks get the 60 s the README gives them", () => {
+    const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+    const said = /one node's checks: (\d+) s\)/.exec(readme.replace(/\s+/g, " "));
+    expect(Number(said?.[1]) * 1000).toBe(CHECK_TIMEOUT_MS);
+  });
+});
+
+describe("doctor's stages", () => {
+  test("run side by side, each one's lines printed in stage order", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-doctor-"));
+    try {
+      // os answers only once k8s has started: in turn, it would wait out its five seconds.
+      let k8sStarted!: () => void;
+      const started = new Promise<void>((resolve) => {
+        k8sStarted = resolve;
+      });
+      const stage = (slot: string, check: () => Promise<Diagnostic>): Stage => ({
+        slot,
+        plugin: definePlugin({
+          id: `${slot}/side`,
+          title: slot,
+          apiVersion: 1,
+          check: async () => ({ changes: [], diagnostics: [await check()] }),
+        }) as AnyPlugin,
+        options: {},
+      });
+      const stages = [
+        stage("os", async () => {
+          const first = await Promise.race([
+            started.then(() => "k8s"),
+            Bun.sleep(5000).then(() => "nothing"),
+          ]);
+          return diag.ok("os.check", `os saw ${first} start`);
+        }),
+        stage("k8s", async () => {
+          k8sStarted();
+          return diag.ok("k8s.check", "k8s is fine");
+        }),
+      ];
+      const targets = { host: () => new LocalTarget(), node: () => new LocalTarget() };
+      const { promise, reporter } = engine(stages, { targets }, dir);
+      const result = await promise;
+      expect(result.outcomes.map((o) => o.diagnostics.map((d) => d.summary))).toEqual([
+        ["os saw k8s start"],
+        ["k8s is fine"],
+      ]);
+      const order = reporter.events.flatMap((e) => (e.type === "phase.start" ? [e.stage] : []));
+      expect(order).toEqual(["os", "k8s"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a phase that passes --timeout is an error naming that limit, and the run goes on without it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-doctor-"));
+    try {
+      const slow = definePlugin({
+        id: "os/slow",
+        title: "slow",
+        apiVersion: 1,
+        check: async (ctx) => {
+          // Ended by the stage's stop once the limit gives up on it.
+          await sleep(20_000, ctx.signal).catch(() => undefined);
+          return { changes: [], diagnostics: [diag.ok("os.check", "at last")] };
+        },
+      });
+      const targets = { host: () => new LocalTarget(), node: () => new LocalTarget() };
+      const started = Date.now();
+      const result = await engine(
+        [{ slot: "os", plugin: slow as AnyPlugin, options: {} }],
+        { targets, phaseTimeoutMs: 300 },
+        dir,
+      ).promise;
+      expect(result.exitCode).toBe(1);
+      expect(JSON.stringify(result.outcomes[0]!.diagnostics)).toContain(
+        "os check did not finish within 300 ms",
+      );
+      // Well before the check's own 20 s.
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("one whose context cannot be built is a finding of its own; the others are still looked at", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-doctor-"));
+    try {
+      const stage = (slot: string): Stage => ({
+        slot,
+        plugin: definePlugin({
+          id: `${slot}/plain`,
+          title: slot,
+          apiVersion: 1,
+          check: async () => ({ changes: [], diagnostics: [diag.ok(`${slot}.check`, `${slot} is fine`)] }),
+        }) as AnyPlugin,
+        options: {},
+      });
+      mkdirSync(join(dir, "state"), { recursive: true, mode: 0o700 });
+      writeFileSync(join(dir, "state", "os.json"), '{"image": ', { mode: 0o600 });
+      const targets = { host: () => new LocalTarget(), node: () => new LocalTarget() };
+      const result = await engine([stage("os"), stage("k8s")], { targets }, dir).promise;
+      expect(result.exitCode).toBe(1);
+      const [os, k8s] = result.outcomes;
+      expect(os!.diagnostics.map((d) => d.severity)).toEqual(["error"]);
+      expect(JSON.stringify(os!.diagnostics)).toContain("is not valid JSON");
+      expect(k8s!.diagnostics.map((d) => d.code)).toEqual(["k8s.check"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("doctor's check and verify of one stage", () => {

@@ -13,7 +13,15 @@ import { exposeHops } from "../../plugins/lb/metallb/expose.ts";
 import metallbPlugin from "../../plugins/lb/metallb/index.ts";
 import { optionsSchema as metallbOptions } from "../../plugins/lb/metallb/options.ts";
 import { type AnyPlugin, definePlugin } from "../../src/core/contract.ts";
-import type { ExposeTarget, HopReport } from "../../src/core/expose.ts";
+import {
+  type ExposeTarget,
+  type HopPlace,
+  type HopReport,
+  type HopResult,
+  type SourcedHop,
+  verdictOf,
+  walkHops,
+} from "../../src/core/expose.ts";
 import type { RunEvent } from "../../src/core/reporter.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import type { Target } from "../../src/targets/target.ts";
@@ -38,6 +46,52 @@ beforeAll(async () => {
 afterAll(async () => {
   await lab?.stop();
 }, 60_000);
+
+describe("the walk itself", () => {
+  const target: ExposeTarget = {
+    host: "whoami.lab.home.arpa",
+    path: "/",
+    ingress: { namespace: "default", name: "whoami" },
+    service: { namespace: "default", name: "whoami", port: 80 },
+    expects: "any",
+  };
+  const hop = (id: string, place: HopPlace, walk: () => Promise<HopResult>): SourcedHop => ({
+    hop: { id, place, title: id, walk },
+    from: "test",
+  });
+
+  test("a hop that throws is broken with the error as its reason, and the hops after it are still walked", async () => {
+    const report = await walkHops(target, [
+      hop("a.entry", "entry", async () => {
+        throw new Error("no route to host");
+      }),
+      hop("b.pod", "pod", async () => ({ status: "ok", summary: "the pod is ready" })),
+    ]);
+    expect(report.hops.map((h) => [h.id, h.status, h.summary])).toEqual([
+      ["a.entry", "broken", "the hop could not be walked: no route to host"],
+      ["b.pod", "ok", "the pod is ready"],
+    ]);
+    expect(verdictOf(report)).toMatchObject({ code: "expose.broken", severity: "error" });
+  });
+
+  test("with only blocked hops left, the first of them is named, with its fix", async () => {
+    const report = await walkHops(target, [
+      hop("a.entry", "entry", async () => ({ status: "ok", summary: "fine" })),
+      hop("b.route", "route", async () => ({
+        status: "blocked",
+        summary: "no answer yet",
+        hint: "kubectl get endpoints",
+      })),
+      hop("c.pod", "pod", async () => ({ status: "blocked", summary: "waiting" })),
+    ]);
+    expect(report.broken?.id).toBe("b.route");
+    expect(verdictOf(report)).toMatchObject({
+      code: "expose.broken",
+      summary: "whoami.lab.home.arpa: the first broken hop is 2, b.route: no answer yet",
+      hint: "kubectl get endpoints",
+    });
+  });
+});
 
 describe("verify --expose", () => {
   test("a healthy path is walked hop by hop from the host, all ok, and the canary is removed", async () => {

@@ -15,6 +15,7 @@ import {
   ownerSelector,
   withOwner,
 } from "../../src/kube/ownership.ts";
+import { KubeApiError } from "../../src/kube/status.ts";
 import type { KubeClient, KubeObject } from "../../src/kube/types.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
@@ -99,6 +100,42 @@ describe.skipIf(!have("openssl", "openssl"))("leftovers of a stage on a live clu
       "default/dropped",
       "kube-system/dropped",
     ]);
+  });
+
+  test("are told apart by their labels even where a server answers a list without its label selector", async () => {
+    // An aggregated API may serve lists without filtering them: the labels are looked at again.
+    const unfiltered = {
+      ...client,
+      list: (apiVersion: string, kind: string, opts?: Parameters<KubeClientImpl["list"]>[2]) =>
+        client.list(apiVersion, kind, { ...opts, labelSelector: undefined }),
+    } as KubeClientImpl;
+    const leftovers = await findLeftovers(unfiltered, {
+      owner: net,
+      keep: [withOwner(cm("kept"), net)],
+      kinds: [{ apiVersion: "v1", kind: "ConfigMap" }],
+    });
+    expect(leftovers.map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort()).toEqual([
+      "default/dropped",
+      "kube-system/dropped",
+    ]);
+  });
+
+  test("a list the server refuses stops the search instead of passing for a kind with no objects", async () => {
+    const forbidden = {
+      ...client,
+      list: async (apiVersion: string, kind: string) => {
+        throw new KubeApiError(
+          "GET",
+          `/api/${apiVersion}/${kind.toLowerCase()}s`,
+          403,
+          "Forbidden",
+          "forbidden",
+        );
+      },
+    } as KubeClientImpl;
+    await expect(
+      findLeftovers(forbidden, { owner: net, keep: [], kinds: [{ apiVersion: "v1", kind: "ConfigMap" }] }),
+    ).rejects.toThrow("403 Forbidden");
   });
 
   test("a kind the cluster no longer serves has none", async () => {

@@ -137,6 +137,22 @@ describe("--state-dir", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${join(state, "cache")} is writable by group or others`);
     expect(mode(join(state, "cache"))).toBe(0o777);
+    // Group-writable is as open: anyone of the group could swap what is in it.
+    chmodSync(join(state, "cache"), 0o770);
+    const group = plan("--state-dir", state);
+    expect(group.code).toBe(2);
+    expect(group.stderr).toContain(`${join(state, "cache")} is writable by group or others`);
+    expect(mode(join(state, "cache"))).toBe(0o770);
+  });
+
+  test("refuses a file given as the state dir, naming what it is, and leaves it as it was", () => {
+    const { dir, plan } = lab();
+    const file = join(dir, "notes.txt");
+    writeFileSync(file, "mine\n", { mode: 0o600 });
+    const r = plan("--state-dir", file);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`state dir ${file} is a file, not a directory`);
+    expect(readFileSync(file, "utf8")).toBe("mine\n");
   });
 
   test("refuses to make one below a directory that others can write (and that is not sticky)", () => {

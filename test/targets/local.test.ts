@@ -1,11 +1,11 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CancelledError } from "../../src/lib/errors.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
-import { MAX_OUTPUT_BYTES, runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
+import { FALLBACK_TIMEOUT_MS, MAX_OUTPUT_BYTES, runOk, TIMEOUT_EXIT } from "../../src/targets/target.ts";
 
 const local = new LocalTarget();
 
@@ -58,6 +58,25 @@ describe("LocalTarget", () => {
     const result = await local.run(["cat"], { timeoutMs: 5000 });
     expect(result).toEqual({ code: 0, stdout: "", stderr: "" });
   });
+
+  test("gives it an empty stdin also when kubehyve's own stdin is a pipe left open", async () => {
+    // kubehyve from cron or ssh may have a stdin nobody ever closes: the command must not read it.
+    const module = join(import.meta.dir, "../../src/targets/local.ts");
+    const proc = Bun.spawn(
+      [
+        process.execPath,
+        "-e",
+        `const { LocalTarget } = await import(${JSON.stringify(module)}); const r = await new LocalTarget().run(["cat"], { timeoutMs: 5000 }); console.log(r.code);`,
+      ],
+      { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+    );
+    try {
+      expect(await new Response(proc.stdout).text()).toBe("0\n");
+    } finally {
+      proc.stdin.end();
+      await proc.exited;
+    }
+  }, 30_000);
 
   test("merges env over the environment of kubehyve itself", async () => {
     const result = await local.run(["sh", "-c", 'printf "%s|%s" "$KUBEHYVE_TEST_VAR" "$HOME"'], {
@@ -168,6 +187,17 @@ describe("LocalTarget", () => {
     expect(result.stdout).toBe("ready\n");
     expect(elapsed).toBeGreaterThanOrEqual(2000);
     expect(elapsed).toBeLessThan(6000);
+  });
+
+  test("gives a command that was given no limit the fallback one, so that nothing runs forever", async () => {
+    // The fallback is three hours: what is checked is that its timer is armed, not that it fires.
+    const timer = spyOn(globalThis, "setTimeout");
+    try {
+      await local.run(["true"]);
+      expect(timer.mock.calls.map((c) => c[1])).toContain(FALLBACK_TIMEOUT_MS);
+    } finally {
+      timer.mockRestore();
+    }
   });
 
   test("does not touch a command that finishes before its timeout", async () => {

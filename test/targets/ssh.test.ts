@@ -176,6 +176,38 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     expect(result.stderr).toBe(`${target.name}: \`sleep 8\` timed out after 0.5s\n`);
   });
 
+  test("a command past its timeout is ended on the remote side too, not left running there", async () => {
+    const dir = await tempDir("kubehyve-ssh-remote-timeout-");
+    const pidFile = join(dir, "pid");
+    // The loopback sshd's side is this machine: the remote command's pid can be watched from here.
+    const result = await target.run(["sh", "-c", `echo $$ > ${pidFile}; exec sleep 60`], { timeoutMs: 500 });
+    expect(result.code).toBe(TIMEOUT_EXIT);
+    const pid = Number((await readFile(pidFile, "utf8")).trim());
+    // The remote timeout(1) fires 10 s after the local limit (rounded up to a second).
+    const gone = async () => {
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; await Bun.sleep(200)) {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          return true;
+        }
+      }
+      return false;
+    };
+    expect(await gone()).toBe(true);
+  }, 45_000);
+
+  test("gives ssh the state dir's known_hosts as the only record of trusted keys", async () => {
+    const args = await target.sshArgs();
+    const options = args.flatMap((a, i) => (args[i - 1] === "-o" ? [a] : []));
+    expect(options).toContain(`UserKnownHostsFile=${join(stateDir, "ssh", "known_hosts")}`);
+    // Keys in /etc/ssh/ssh_known_hosts are the machine's opinion, not this cluster's.
+    expect(options).toContain("GlobalKnownHostsFile=/dev/null");
+    expect(options).toContain("StrictHostKeyChecking=accept-new");
+    // Never a prompt for a password or a passphrase: doctor runs from cron with nobody to answer.
+    expect(options).toContain("BatchMode=yes");
+  });
+
   test("an abort rejects with CancelledError and leaves the target usable", async () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 300);
@@ -720,6 +752,29 @@ describe.skipIf(!haveOpenSsh)("SshTarget when the host cannot be reached", () =>
     );
     await target.close();
   });
+
+  test("a server that accepts and never speaks is given up on after connectTimeoutSec", async () => {
+    // A TCP listener that takes the connection and says nothing: no SSH banner ever comes.
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const target = new SshTarget({
+        user: "root",
+        host: "127.0.0.1",
+        port: silent.port,
+        stateDir: await tempDir("kubehyve-ssh-silent-"),
+        connectTimeoutSec: 2,
+      });
+      const started = Date.now();
+      const error = await target.run(["true"], { timeoutMs: 60_000 }).catch((e: unknown) => e);
+      // ssh applies ConnectTimeout to the banner exchange too (ssh_config(5)); the master's own
+      // limit, connectTimeoutSec + 20 s, would come much later.
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(error).toBeInstanceOf(SshError);
+      await target.close();
+    } finally {
+      silent.stop(true);
+    }
+  }, 45_000);
 
   test("a connection lost while a command runs is named so, not taken for the command exiting 255", async () => {
     const sshd = await startSshd();

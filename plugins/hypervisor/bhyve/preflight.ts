@@ -2,7 +2,7 @@
  * Host preflight: what must hold before any VM can run, each finding a diagnostic with a stable code
  * and a hint. A pure function of the facts read by inspect.ts, so every rule is tested on its own.
  */
-import { type Cluster, type Diagnostic, diag, formatSize, GiB } from "kubehyve";
+import { type Cluster, type Diagnostic, diag, formatSize, GiB, MiB } from "kubehyve";
 import { failure, type HostFacts } from "./inspect.ts";
 import type { BhyveOptions } from "./options.ts";
 import { biosDisabledLine, parseFreebsdVersion, parseVmVersion, versionAtLeast } from "./parse.ts";
@@ -190,7 +190,7 @@ export function hostPreflight(
       out.push(
         diag.error(
           "bhyve.node-memory-too-small",
-          `node ${node.name} has ${formatSize(node.memory)} of memory, less than ${formatSize(MIN_NODE_MEMORY)}`,
+          `node ${node.name} has ${shownBelow(node.memory, MIN_NODE_MEMORY)} of memory, less than ${formatSize(MIN_NODE_MEMORY)}`,
           {
             target: node.name,
             path: `nodes[${i}].memory`,
@@ -201,6 +201,12 @@ export function hostPreflight(
     }
   });
   return out;
+}
+
+/** `size`, known to be less than `limit`, never rounded up to look like it (2047 MiB, not "2 GiB"). */
+function shownBelow(size: number, limit: number): string {
+  const shown = formatSize(size);
+  return shown === formatSize(limit) ? `${Math.floor(size / MiB)} MiB` : shown;
 }
 
 function vmmDiagnostics(facts: HostFacts, at: { target: string }): Diagnostic[] {

@@ -210,6 +210,13 @@ describe("the layer-2 checks on the simulated host", () => {
     run(host, ["vm", "init"]);
     run(host, ["vm", "switch", "create", "-a", "192.168.8.1/24", "public"]);
     run(host, ["vm", "switch", "add", "public", "em0"]);
+    // The switch's own address of another network says NAT already, before any rule translates it.
+    expect(find(await check(), "bhyve.l2-switch-nat")).toMatchObject({
+      severity: "warn",
+      summary:
+        "switch public is set up for NAT (vm-public has 192.168.8.1/24, outside 192.168.1.0/24): the LAN cannot reach the nodes' addresses",
+      hint: "vm switch address public none",
+    });
     host.inject({ kind: "pf", nat: ["nat on em0 inet from 192.168.8.0/24 to any -> (em0) round-robin"] });
     const nat = find(await check(), "bhyve.l2-switch-nat");
     expect(nat).toMatchObject({
@@ -257,6 +264,23 @@ describe("the layer-2 checks on the simulated host", () => {
     host.inject({ kind: "sysctl", name: "net.link.bridge.pfil_bridge", value: "0" });
     expect(find(await check(), "bhyve.l2-filtered")?.summary).toStartWith(
       "ipfw filters the traffic bridged to the nodes (net.link.bridge.ipfw=1)",
+    );
+  });
+
+  test("ipfw sees bridged traffic through pfil_member and pfil_bridge too, without net.link.bridge.ipfw", async () => {
+    host.prepareVmBhyve();
+    host.inject({ kind: "ipfw" });
+    expect(find(await check(), "bhyve.l2-filtered")?.summary).toStartWith(
+      "ipfw filters the traffic bridged to the nodes (net.link.bridge.pfil_member=1, net.link.bridge.pfil_bridge=1)",
+    );
+  });
+
+  test("on FreeBSD 15 with member_ifaddrs=1 the address on a member is named with FreeBSD 16 ahead", async () => {
+    host.inject({ kind: "freebsd-version", version: "15.0-RELEASE" });
+    host.inject({ kind: "sysctl", name: "net.link.bridge.member_ifaddrs", value: "1" });
+    host.prepareVmBhyve();
+    expect(find(await check(), "bhyve.l2-address-on-member")?.summary).toBe(
+      "the host's address 192.168.1.10 is on em0, a member of vm-public: FreeBSD 15 allows that only while net.link.bridge.member_ifaddrs=1, which FreeBSD 16 removes",
     );
   });
 

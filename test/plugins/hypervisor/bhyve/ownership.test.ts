@@ -136,6 +136,37 @@ describe("what the bhyve stage owns", () => {
     ]);
   });
 
+  test("down leaves a VM another host holds the lock of, names the lock, and keeps it in vm_list", async () => {
+    const state = stateDir();
+    await engine("up", state);
+    // Its host died with cp1 running on another host sharing the datastore (vm::lock's run.lock).
+    run(host, ["vm", "poweroff", "-f", "cp1"]);
+    host.vm("cp1").lock("hv2.lab.home.arpa");
+    const down = await engine("down", state);
+    expect(down.exitCode).toBe(1);
+    expect(down.lines.join("\n")).toContain(
+      `VM cp1 is locked by host hv2.lab.home.arpa (run.lock): if that host does not run it, rm ${host.vm("cp1").dir}/run.lock, then kubehyve down again`,
+    );
+    expect(["cp1", "w1", "w2"].map((n) => host.vm(n).exists)).toEqual([true, false, false]);
+    expect(host.rcConf().vm_list).toBe("cp1");
+  });
+
+  test("a half-written zvol in another cluster's VM is that cluster's to clean up, not this one's", async () => {
+    const first = stateDir();
+    await engine("up", first);
+    // The first cluster was interrupted while writing one of w1's disks.
+    run(host, ["zfs", "create", "-V", "1G", "zroot/vm/w1/disk0.kubehyve-new"]);
+    const second = stateDir();
+    const other = exampleCluster({ name: "lab2" });
+    const plan = await bhyvePlugin.check(ctxFor(second, { cluster: other }));
+    expect(plan.changes.filter((c) => c.summary.includes("interrupted run"))).toEqual([]);
+    // The first cluster finds it as its own leftover.
+    const own = await bhyvePlugin.check(ctxFor(first));
+    expect(own.changes.map((c) => c.summary)).toContain(
+      "remove what an interrupted run left: zroot/vm/w1/disk0.kubehyve-new",
+    );
+  });
+
   test("marks each VM's config and dataset, and the disks inherit the dataset's mark", async () => {
     const state = stateDir();
     await up(ctxFor(state));
@@ -159,6 +190,25 @@ describe("what the bhyve stage owns", () => {
       "bhyve.dataset-not-ours",
     ]);
     expect(plan.changes.some((c) => c.target === "w1")).toBe(false);
+  });
+
+  test("down leaves a dataset with a node's name that is not this cluster's, and one of another cluster", async () => {
+    host.prepareVmBhyve();
+    run(host, ["zfs", "create", "zroot/vm/w1"]);
+    run(host, [
+      "zfs",
+      "create",
+      "-o",
+      "kubehyve:cluster=0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5",
+      "zroot/vm/w2",
+    ]);
+    host.clearLog();
+    expect((await engine("down", stateDir())).exitCode).toBe(0);
+    expect(mutations()).toEqual([]);
+    expect(Object.keys(host.state().datasets).filter((d) => d.startsWith("zroot/vm/"))).toEqual([
+      "zroot/vm/w1",
+      "zroot/vm/w2",
+    ]);
   });
 
   test("never gives a NIC to a switch this cluster did not make, and does to one it made", async () => {

@@ -80,6 +80,22 @@ describe("host preflight on the simulated FreeBSD host", () => {
     expect(full).toMatchObject({ severity: "error", summary: "pool zroot is 92% full (460 GiB of 500 GiB)" });
   });
 
+  test("takes 80% and 90% themselves as the marks: 79% is fine, 80% and 89% warn, 90% is an error", async () => {
+    const severityAt = async (usedGiB: number) => {
+      host.cleanup();
+      host = createFreebsdHost();
+      host.prepareVmBhyve();
+      const found = await diagnosticsWith({ kind: "pool-full", free: (500 - usedGiB) * GiB });
+      return found
+        .filter((d) => d.code === "bhyve.pool-nearly-full" || d.code === "bhyve.pool-capacity")
+        .map((d) => `${d.severity} ${d.code}`);
+    };
+    expect(await severityAt(395)).toEqual(["ok bhyve.pool-capacity"]);
+    expect(await severityAt(400)).toEqual(["warn bhyve.pool-nearly-full"]);
+    expect(await severityAt(445)).toEqual(["warn bhyve.pool-nearly-full"]);
+    expect(await severityAt(450)).toEqual(["error bhyve.pool-nearly-full"]);
+  });
+
   const cases: { name: string; fault: Fault; code: string; severity?: string; hint: RegExp }[] = [
     {
       name: "vmm not loaded",
@@ -191,6 +207,17 @@ describe("host preflight on the simulated FreeBSD host", () => {
     expect(found).toMatchObject({ severity: "error", path: "nodes[0].memory", target: "cp1" });
     expect(found!.hint).toContain("1700 MB");
     expect(found!.hint).toContain('"Assertion failed"');
+    expect(found!.hint).toStartWith("give it memory: 2GiB or more.");
+  });
+
+  test("takes 2 GiB itself as enough, and a MiB less as too little", async () => {
+    const cluster = exampleCluster();
+    cluster.nodes[0]!.memory = 2 * GiB;
+    cluster.nodes[1]!.memory = 2 * GiB - 1024 * 1024;
+    const found = find(await diagnosticsWith(undefined, { cluster }), "bhyve.node-memory-too-small");
+    expect(found.map((d) => [d.target, d.summary])).toEqual([
+      [cluster.nodes[1]!.name, `node ${cluster.nodes[1]!.name} has 2047 MiB of memory, less than 2 GiB`],
+    ]);
   });
 
   test("warns when the switch has no NIC and fails on a NIC the host lacks", async () => {

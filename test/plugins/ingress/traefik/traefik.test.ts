@@ -352,7 +352,9 @@ describe("up, verify and doctor against the API test server", () => {
     expect(legacy.map((d) => d.summary)).toEqual([
       "IngressRoute default/old-app is of the old traefik.containo.us group: Traefik v3 ignores it without a word",
     ]);
-    expect(legacy[0]!.hint).toContain("traefik.io/v1alpha1");
+    expect(legacy[0]!.hint).toBe(
+      "change its apiVersion to traefik.io/v1alpha1 (kubectl -n default get ingressroute.traefik.containo.us old-app -o yaml | sed 's#traefik.containo.us/v1alpha1#traefik.io/v1alpha1#' | kubectl apply -f -)",
+    );
   }, 60_000);
 
   test("render writes every manifest, labelled as apply sends them", async () => {

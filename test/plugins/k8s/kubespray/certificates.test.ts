@@ -3,6 +3,7 @@
  * (a self-signed CA, a client certificate it signs), read back by the stage with X509Certificate.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -133,5 +134,19 @@ users:
     );
     expect(caLater[0]).toMatchObject({ code: "kubespray.cert-expiring", severity: "warn" });
     expect(caLater[0]!.hint).toContain("kubeadm cannot renew a CA");
+  });
+
+  test("30 days left is still fine, and 29 days left is the warning", () => {
+    const end = Date.parse(new X509Certificate(client).validTo);
+    const judged = (daysLeft: number) =>
+      certificateFindings(
+        kubeconfig("certificate-authority: ca.crt"),
+        join(dir, "kubeconfig"),
+        end - daysLeft * DAY,
+      )
+        .filter((d) => d.summary.startsWith("the client certificate"))
+        .map((d) => d.code);
+    expect(judged(30)).toEqual(["kubespray.cert-valid"]);
+    expect(judged(29.5)).toEqual(["kubespray.cert-expiring"]);
   });
 });

@@ -73,6 +73,7 @@ describe.skipIf(!(have("sshd", "openssh-server") && have("sudo", "sudo")))(
       expect(found[2]!.summary).toBe(
         "node w1 has Python 3.14.2, newer than ansible-core 2.18 supports (3.13)",
       );
+      expect(found[2]!.hint).toContain("Python 3.13 or older");
     }, 60_000);
 
     test("a volume plugin directory that does not exist is an error naming it", async () => {
@@ -90,6 +91,7 @@ describe.skipIf(!(have("sshd", "openssh-server") && have("sudo", "sudo")))(
           severity: "error",
           summary:
             "node cp1: the kubelet's volume plugin directory /usr/libexec/kubernetes/kubelet-plugins/volume/exec/ does not exist",
+          hint: expect.stringContaining("leave kubelet_flexvolumes_plugins_dir to Kubespray"),
         });
       } finally {
         await lonely.sshd.stop();

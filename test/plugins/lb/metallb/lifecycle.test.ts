@@ -224,6 +224,11 @@ describe.skipIf(!have("openssl", "openssl"))("lb/metallb on a cluster", () => {
       "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nipvs:\n  strictARP: true\n",
     );
     expect(await strictArp()).toEqual([]);
+    // kube-proxy's default for strictARP is false (KubeProxyIPVSConfiguration): left out is off.
+    await kubeProxy(
+      "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\n",
+    );
+    expect((await strictArp()).map((d) => d.code)).toEqual(["metallb.strict-arp-off"]);
     await kubeProxy(
       "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: iptables\n",
     );

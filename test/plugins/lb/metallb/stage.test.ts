@@ -450,4 +450,35 @@ describe("objects of a cluster without MetalLB's schema", () => {
     expect(check("192.168.1.245/32")).not.toContain("metallb.pool-overlaps-foreign");
     expect(check([7, null, "192.168.1.245/32"])).toContain("metallb.pool-overlaps-foreign");
   });
+
+  test("nodes excluded from load balancers are a warning only when every node is", () => {
+    const options = v.parse(optionsSchema, {
+      version: "v0.16.1",
+      pools: [{ name: "lab", addresses: ["192.168.1.240-192.168.1.250"] }],
+    });
+    const node = (name: string, excluded: boolean): KubeObject => ({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: {
+        name,
+        labels: excluded ? { "node.kubernetes.io/exclude-from-external-load-balancers": "" } : {},
+      },
+    });
+    const excludedWarning = (nodes: KubeObject[]) =>
+      checkAgainstCluster({
+        options,
+        kubeconfigPath: "/nonexistent/kubeconfig",
+        ours: { pools: [], advertisement: advertisement({}) },
+        livePools: [],
+        liveAdvertisements: [],
+        nodes,
+        isOurs: () => false,
+      }).filter((d) => d.code === "metallb.all-nodes-excluded");
+    // kubeadm labels its control planes: with a worker left, MetalLB announces from it.
+    expect(excludedWarning([node("cp1", true), node("w1", false)])).toEqual([]);
+    expect(excludedWarning([])).toEqual([]);
+    expect(excludedWarning([node("cp1", true), node("cp2", true)]).map((d) => d.hint)).toEqual([
+      "kubectl --kubeconfig /nonexistent/kubeconfig label node cp1 cp2 node.kubernetes.io/exclude-from-external-load-balancers-   (or add a worker node)",
+    ]);
+  });
 });

@@ -220,6 +220,21 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("dnsmasq", "dnsmasq-bas
       expect(errors[0]!.hint).not.toContain("host-record=w1");
     });
 
+    test("asks every server of network.dns, and names the one that lacks a record", async () => {
+      // A second resolver on another loopback address, on the port the first one answers on.
+      const full = await startDnsmasq({ lines: LAB_RECORDS, address: "127.0.0.2", port: dnsWithoutW2.port });
+      try {
+        const cluster = labCluster({ network: { ...labCluster().network, dns: ["127.0.0.2", "127.0.0.1"] } });
+        const errors = (await verify(dnsWithoutW2, cluster)).filter((d) => d.severity === "error");
+        expect(errors.map((d) => [d.code, d.target])).toEqual([["coreos.dns-missing", "w2"]]);
+        expect(errors[0]!.summary).toStartWith(
+          `w2.lab.home.arpa does not resolve to 192.168.1.23 through 127.0.0.1:${dnsWithoutW2.port}`,
+        );
+      } finally {
+        await full.stop();
+      }
+    });
+
     test("reports a config that never reached the guest, with the bhyve options to check", async () => {
       const w1 = nodes[1]!;
       await w1.write("journal.txt", JOURNAL_NO_CONFIG);
@@ -248,7 +263,9 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("dnsmasq", "dnsmasq-bas
       );
       await rm(join(cp1.root, "etc/.ignition-result.json"));
       try {
-        const found = problems(await verify(dns)).map((d) => [d.code, d.severity, d.target]);
+        const all = problems(await verify(dns));
+        const found = all.map((d) => [d.code, d.severity, d.target]);
+        expect(all.find((d) => d.code === "coreos.time")!.hint).toBe("ssh core@192.168.1.21 chronyc sources");
         expect(found).toEqual([
           ["coreos.not-coreos", "error", "cp1"],
           ["coreos.hostname", "error", "cp1"],
@@ -333,13 +350,19 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("dnsmasq", "dnsmasq-bas
       await w1.write("etc/machine-id", `${machineIdOf("cp1")}\n`);
       await w1.write("ip-link.txt", ipLink(cp1.node.mac));
       try {
-        const found = problems(await verify(dns)).map((d) => [d.code, d.target, d.summary]);
+        const all = problems(await verify(dns));
+        const found = all.map((d) => [d.code, d.target, d.summary]);
         expect(found).toEqual([
           ["coreos.machine-id-duplicate", "cp1", `cp1 has the machine-id of w1 (${machineIdOf("cp1")})`],
           ["coreos.machine-id-duplicate", "w1", `w1 has the machine-id of cp1 (${machineIdOf("cp1")})`],
           ["coreos.mac-duplicate", "cp1", `cp1's NIC has the MAC ${cp1.node.mac} of w1`],
           ["coreos.mac-duplicate", "w1", `w1's NIC has the MAC ${cp1.node.mac} of cp1`],
         ]);
+        const hints = all.map((d) => d.hint);
+        expect(hints[0]).toContain(
+          "ssh core@192.168.1.21 'sudo rm /etc/machine-id && sudo systemd-machine-id-setup && sudo systemctl reboot'",
+        );
+        expect(hints[2]).toContain("compare network0_mac in `vm configure cp1` and `vm configure w1`");
       } finally {
         await w1.write("etc/machine-id", `${machineIdOf("w1")}\n`);
         await w1.write("ip-link.txt", ipLink(w1.node.mac));
@@ -362,7 +385,7 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("dnsmasq", "dnsmasq-bas
         expect(found[0]!.summary).toBe(
           "Zincati rebooted cp1 outside its update window Sat, Sun from 02:00 for 240 minutes (UTC): 2026-11-25T14:00:00.000Z (to 41.20241201.3.0)",
         );
-        expect(found[0]!.hint).toContain("/etc/zincati/config.d");
+        expect(found[0]!.hint).toContain("ls /etc/zincati/config.d /usr/lib/zincati/config.d");
       } finally {
         await cp1.write("zincati.txt", "");
       }

@@ -319,6 +319,21 @@ describe("clocks and FlexVolume", () => {
     ]);
     expect(d).toMatchObject({ severity: "error", code: "rook.clock-skew" });
     expect(d.summary).toContain("w2 and w1 are 130 ms apart");
+    expect(d.hint).toBe(
+      "ssh core@w2 chronyc tracking; ssh core@w1 chronyc tracking   # both should follow the same NTP server",
+    );
+  });
+
+  test("50 ms beyond the readings' uncertainty is allowed, a millisecond more is not", () => {
+    const skew = (apart: number, uncertaintyMs: number) =>
+      clockSkew([
+        { node: "w1", offsetMs: 10, uncertaintyMs },
+        { node: "w2", offsetMs: 10 + apart, uncertaintyMs },
+      ]).code;
+    expect(skew(54, 2)).toBe("rook.clocks");
+    expect(skew(55, 2)).toBe("rook.clock-skew");
+    // 60 ms apart, but each reading may be 6 ms off: they may be only 48 ms apart.
+    expect(skew(60, 6)).toBe("rook.clocks");
   });
 
   test("a FlexVolume directory under /usr is found in the kubelet's config or flags", () => {
@@ -334,6 +349,10 @@ describe("clocks and FlexVolume", () => {
       ),
     ).toEqual(["/etc/kubernetes/kubelet.env: --volume-plugin-dir=/usr/local/flex"]);
     expect(flexVolumeUnderUsr(undefined, undefined)).toEqual([]);
+    // /usr itself is under /usr; a directory whose name only starts with "usr" is not.
+    expect(flexVolumeUnderUsr("volumePluginDir: /usr\n", "--volume-plugin-dir=/usrdata/flex")).toEqual([
+      "/etc/kubernetes/kubelet-config.yaml: volumePluginDir: /usr",
+    ]);
   });
 });
 
@@ -400,6 +419,7 @@ describe("check, up, verify and destroy against the API test server", () => {
       const { diagnostics } = await plugin.check(lab.ctx(plugin, OPTIONS, { node: nodeTarget }) as never);
       const flex = diagnostics.filter((d) => d.code === "rook.flexvolume-under-usr");
       expect(flex.map((d) => d.target)).toEqual(["cp1"]);
+      expect(flex[0]!.hint).toContain("kubelet_flexvolumes_plugins_dir: /var/lib/kubelet/volumeplugins");
     } finally {
       nodes.get("cp1")!.kubeletConfig = undefined;
     }
