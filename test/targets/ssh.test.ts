@@ -198,14 +198,24 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
   }, 45_000);
 
   test("gives ssh the state dir's known_hosts as the only record of trusted keys", async () => {
-    const args = await target.sshArgs();
-    const options = args.flatMap((a, i) => (args[i - 1] === "-o" ? [a] : []));
-    expect(options).toContain(`UserKnownHostsFile=${join(stateDir, "ssh", "known_hosts")}`);
+    // A state dir of its own: whether the key is pinned yet must not depend on the tests before.
+    const fresh = await tempDir("kubehyve-ssh-trust-");
+    const first = targetFor(sshd, fresh);
+    const options = async () => {
+      const args = await first.sshArgs();
+      return args.flatMap((a, i) => (args[i - 1] === "-o" ? [a] : []));
+    };
+    expect(await options()).toContain(`UserKnownHostsFile=${join(fresh, "ssh", "known_hosts")}`);
     // Keys in /etc/ssh/ssh_known_hosts are the machine's opinion, not this cluster's.
-    expect(options).toContain("GlobalKnownHostsFile=/dev/null");
-    expect(options).toContain("StrictHostKeyChecking=accept-new");
+    expect(await options()).toContain("GlobalKnownHostsFile=/dev/null");
+    // Pinned on first contact; from then on the pinned key or nothing.
+    expect(await options()).toContain("StrictHostKeyChecking=accept-new");
+    await runOk(first, ["true"]);
+    await first.close();
+    expect(await targetFor(sshd, fresh).sshArgs()).toContain("StrictHostKeyChecking=yes");
+    const options_ = await options();
     // Never a prompt for a password or a passphrase: doctor runs from cron with nobody to answer.
-    expect(options).toContain("BatchMode=yes");
+    expect(options_).toContain("BatchMode=yes");
   });
 
   test("an abort rejects with CancelledError and leaves the target usable", async () => {
