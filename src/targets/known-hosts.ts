@@ -63,16 +63,24 @@ function globMatch(pattern: string, name: string): boolean {
 }
 
 /**
- * `text` without the entries ssh wrote for `name` when it pinned its key: a line whose hosts are
- * this name alone, plain or hashed. Lines an operator wrote with patterns, several names or a
- * marker (@cert-authority, @revoked) stay: they are decisions about more than this one machine.
+ * `text` without the entries ssh wrote for the machine at `host`, on any port: a line whose hosts
+ * are `host` or `[host]:PORT` alone, plain, or hashed for one of `ports`. A machine made anew has
+ * new keys whatever port it is reached on (Ansible may use another than the ssh target). Lines an
+ * operator wrote with patterns, several names or a marker (@cert-authority, @revoked) stay: they
+ * are decisions about more than this one machine.
  */
-export function withoutPin(text: string, name: string): string {
+export function withoutPins(text: string, host: string, ports: readonly number[]): string {
+  const name = host.toLowerCase();
+  const hashedNames = ports.map((p) => knownHostsName(host, p));
+  const onAnyPort = (hosts: string) =>
+    hosts === name || (hosts.startsWith(`[${name}]:`) && /^\d{1,5}$/.test(hosts.slice(name.length + 3)));
   const lines = text.split("\n").filter((raw) => {
     const line = raw.trim();
     if (line === "" || line.startsWith("#") || line.startsWith("@")) return true;
     const hosts = line.split(/[ \t]+/)[0]!;
-    const own = hosts.startsWith("|1|") ? hashedMatch(hosts, name) : hosts.toLowerCase() === name;
+    const own = hosts.startsWith("|1|")
+      ? hashedNames.some((n) => hashedMatch(hosts, n))
+      : onAnyPort(hosts.toLowerCase());
     return !own;
   });
   return lines.join("\n");

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CancelledError, KubehyveError } from "../lib/errors.ts";
 import { appendPrivateFile, ensurePrivateDir, readPrivateFile, writeFileAtomic } from "../lib/fsutil.ts";
-import { knownHostsName, pinsName, withoutPin } from "./known-hosts.ts";
+import { knownHostsName, pinsName, withoutPins } from "./known-hosts.ts";
 import { spawnCommand } from "./local.ts";
 import { shellJoin } from "./quote.ts";
 import { FALLBACK_TIMEOUT_MS, type RunOptions, type RunResult, showCommand, type Target } from "./target.ts";
@@ -235,14 +235,15 @@ export class SshTarget implements Target {
 
   /**
    * The machine at this address is a new one: the master to the old one is stopped and the key ssh
-   * pinned for it is forgotten (only the entries ssh wrote for this name, see withoutPin), so the
+   * pinned for it is forgotten (only the entries ssh wrote for this machine, see withoutPins), so the
    * next connection pins the new machine's key rather than refusing it as a changed one.
    */
   async forgetHostKey(): Promise<void> {
     await this.close();
     const text = readPrivateFile(this.knownHostsFile);
     if (text === undefined) return;
-    const kept = withoutPin(text, knownHostsName(this.host, this.port));
+    // On every port: Ansible may reach the machine on another than this target's.
+    const kept = withoutPins(text, this.host, [this.port, 22]);
     if (kept !== text) await writeFileAtomic(this.knownHostsFile, kept, 0o600);
   }
 

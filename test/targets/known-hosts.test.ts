@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { knownHostsName, pinsName } from "../../src/targets/known-hosts.ts";
+import { knownHostsName, pinsName, withoutPins } from "../../src/targets/known-hosts.ts";
 import { LocalTarget } from "../../src/targets/local.ts";
 import { have } from "../lab/prereq.ts";
 
@@ -66,6 +66,26 @@ describe.skipIf(!have("ssh-keygen", "openssh-client"))("pinsName agrees with ssh
       expect(pinsName(hashed, name)).toBe(await sshKeygenFinds(hashed, name));
     }
     expect(pinsName(hashed, "cp1.lab")).toBe(true);
+  });
+
+  test("withoutPins forgets one machine's entries, plain on any port or hashed, and nothing of the operator's", async () => {
+    const file = join(dir, "forget");
+    await writeFile(file, `10.0.0.5 ${KEY}\n[10.0.0.5]:2222 ${KEY}\n`);
+    expect((await local.run(["ssh-keygen", "-H", "-f", file], { timeoutMs: 10_000 })).code).toBe(0);
+    const hashed = (await readFile(file, "utf8")).trim().split("\n");
+    const kept = [
+      `10.0.0.50 ${KEY}`,
+      `[10.0.0.50]:22 ${KEY}`,
+      `cp1.lab,10.0.0.5 ${KEY}`,
+      `10.0.0.* ${KEY}`,
+      `@revoked 10.0.0.5 ${KEY}`,
+      `# 10.0.0.5 ${KEY}`,
+    ];
+    const text = [...kept, `10.0.0.5 ${KEY}`, `[10.0.0.5]:2222 ${KEY}`, ...hashed].join("\n");
+    const left = withoutPins(text, "10.0.0.5", [22, 2222]);
+    expect(left.split("\n")).toEqual(kept);
+    // And ssh-keygen finds nothing for the machine in what is left but the operator's lines.
+    expect(pinsName(left, "10.0.0.5")).toBe(await sshKeygenFinds(left, "10.0.0.5"));
   });
 
   test("a line whose key was cut short still names the machine", () => {

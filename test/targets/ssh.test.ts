@@ -497,7 +497,7 @@ describe.skipIf(!haveOpenSsh)("SshTarget when the host key changes", () => {
 });
 
 describe.skipIf(!haveOpenSsh)("SshTarget when its machine is made anew", () => {
-  test("forgetHostKey forgets that machine's pin alone, and the next contact pins the new key", async () => {
+  test("forgetHostKey forgets that machine's pins alone, on any port, and the next contact pins the new key", async () => {
     const sshd = await startSshd();
     cleanups.push(() => sshd.stop());
     const stateDir = await tempDir("kubehyve-ssh-anew-");
@@ -507,11 +507,14 @@ describe.skipIf(!haveOpenSsh)("SshTarget when its machine is made anew", () => {
     const [type, oldKey] = sshd.hostPublicKey.split(" ");
     // Other machines' pins, and lines an operator wrote for several machines, are no business of it.
     const others = [
-      `[127.0.0.1]:1 ${type} ${oldKey}`,
+      `127.0.0.2 ${type} ${oldKey}`,
+      `[127.0.0.2]:${sshd.port} ${type} ${oldKey}`,
       `a.example,b.example ${type} ${oldKey}`,
-      `@revoked [127.0.0.2]:22 ${type} ${oldKey}`,
+      `@revoked [127.0.0.1]:22 ${type} ${oldKey}`,
     ];
-    await writeFile(knownHosts, `${others.join("\n")}\n${await readFile(knownHosts, "utf8")}`, {
+    // The same machine reached on another port (Ansible's): its key is the old machine's too.
+    const otherPort = `[127.0.0.1]:2222 ${type} ${oldKey}`;
+    await writeFile(knownHosts, `${others.join("\n")}\n${otherPort}\n${await readFile(knownHosts, "utf8")}`, {
       mode: 0o600,
     });
 
