@@ -366,6 +366,21 @@ export function describePrune(refs: readonly ObjectRef[]): { summary: string; de
   };
 }
 
+/** A finding about some objects: `N object(s) <what> <said of them>`, one line of detail each. */
+function objectsFinding(
+  refs: readonly ObjectRef[],
+  what: string,
+  said: (one: boolean) => string,
+  line: (ref: ObjectRef) => string,
+): { summary: string; detail: string } | undefined {
+  if (!refs.length) return undefined;
+  const one = refs.length === 1;
+  return {
+    summary: `${refs.length} object${one ? "" : "s"} ${what} ${said(one)}`,
+    detail: refs.map(line).join("\n"),
+  };
+}
+
 /**
  * The finding for objects of kinds the cluster does not serve and the stage defines no CRD of, or
  * undefined: "1 object of Calico's manifests is of a kind the cluster does not serve …".
@@ -374,12 +389,13 @@ export function describeUnserved(
   refs: readonly ObjectRef[],
   what = "this stage would apply",
 ): { summary: string; detail: string } | undefined {
-  if (!refs.length) return undefined;
-  const one = refs.length === 1;
-  return {
-    summary: `${refs.length} object${one ? "" : "s"} ${what} ${one ? "is of a kind" : "are of kinds"} the cluster does not serve and no CustomResourceDefinition of this stage defines`,
-    detail: refs.map((r) => `${describeRef(r)} (${r.apiVersion})`).join("\n"),
-  };
+  return objectsFinding(
+    refs,
+    what,
+    (one) =>
+      `${one ? "is of a kind" : "are of kinds"} the cluster does not serve and no CustomResourceDefinition of this stage defines`,
+    (r) => `${describeRef(r)} (${r.apiVersion})`,
+  );
 }
 
 /**
@@ -390,10 +406,11 @@ export function describeForeign(
   refs: readonly ObjectRef[],
   what = "this stage would apply",
 ): { summary: string; detail: string } | undefined {
-  if (!refs.length) return undefined;
-  const one = refs.length === 1;
-  return {
-    summary: `${refs.length} object${one ? "" : "s"} ${what} already exist${one ? "s" : ""} without this stage's labels: kubehyve does not take over what it did not make`,
-    detail: refs.map((r) => describeRef(r)).join("\n"),
-  };
+  return objectsFinding(
+    refs,
+    what,
+    (one) =>
+      `already exist${one ? "s" : ""} without this stage's labels: kubehyve does not take over what it did not make`,
+    (r) => describeRef(r),
+  );
 }
