@@ -161,24 +161,11 @@ export function acquireLock(stateDir: string, command: string, run?: string): Lo
           what: verdict.kind === "alive" ? describe(seen) : verdict.why,
         });
       }
-      // Move the stale lock aside under a name of our own: of two runs taking it over at once,
-      // only one moves it. If what was moved is not the lock judged stale, another run had
-      // already replaced it: put that one back and look again.
-      const aside = `${file}.${process.pid}.stale`;
-      try {
-        renameSync(file, aside);
-      } catch {
-        continue;
-      }
-      const moved = readLock(aside);
-      if (moved?.text !== seen.text) {
-        try {
-          linkSync(aside, file);
-        } catch {}
-        unlinkSync(aside);
-        continue;
-      }
-      unlinkSync(aside);
+      // Only the run holding the takeover lock may remove a stale lock, and only once it has read it
+      // again under that lock. Moving it aside without one was not enough: a run that came late
+      // moved the lock the first one had just taken, and while it put it back a third linked its
+      // own in, so two runs held the lock at once.
+      if (!removeStale(file, seen.text)) continue;
       takenOver = {
         pid: seen.pid,
         run: seen.run,
@@ -192,6 +179,33 @@ export function acquireLock(stateDir: string, command: string, run?: string): Lo
     try {
       unlinkSync(draft);
     } catch {}
+  }
+}
+
+/** A takeover lock older than this was left by a process that died holding it (a takeover takes microseconds). */
+const STALE_TAKEOVER_MS = 10_000;
+
+/**
+ * Removes the lock at `file` if it still says `text`, holding `file.takeover` (an exclusive create)
+ * meanwhile. False when another run holds the takeover lock or the lock changed: look again.
+ */
+function removeStale(file: string, text: string): boolean {
+  const takeover = `${file}.takeover`;
+  try {
+    writeFileSync(takeover, String(process.pid), { flag: "wx", mode: 0o600 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    try {
+      if (Date.now() - lstatSync(takeover).mtimeMs > STALE_TAKEOVER_MS) unlinkSync(takeover);
+    } catch {}
+    return false;
+  }
+  try {
+    if (readLock(file)?.text !== text) return false;
+    unlinkSync(file);
+    return true;
+  } finally {
+    unlinkSync(takeover);
   }
 }
 
