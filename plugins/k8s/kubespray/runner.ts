@@ -4,7 +4,8 @@
  * default is a Python venv on the host and not a container.
  */
 import { constants, createWriteStream, lstatSync, readdirSync, readFileSync } from "node:fs";
-import { access, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { access, lstat, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type Diagnostic, diag, KubehyveError, type Target } from "kubehyve";
 import { ensureStageDirs } from "./files.ts";
@@ -403,6 +404,86 @@ export function inheritedAnsibleSettings(env: Record<string, string | undefined>
   );
 }
 
+/**
+ * FreeBSD's sun_path holds 104 bytes, the final NUL included (Linux: 108). OpenSSH refuses a longer
+ * ControlPath (misc.c unix_listener: "path too long for Unix domain socket"), and the master binds
+ * `<ControlPath>.<16 random characters>` first, renaming it after listen() (mux.c muxserver_listen).
+ */
+const SUN_PATH_MAX = 104;
+const CONTROL_TEMP_SUFFIX = 17;
+/**
+ * The name Ansible gives a host's socket in control_path_dir when control_path is empty: the first
+ * 10 hex digits of a sha1 (ansible-core stable-2.18, lib/ansible/plugins/connection/ssh.py
+ * `_create_control_path`, `cpath = '%(directory)s/' + digest[:10]`).
+ */
+const ANSIBLE_SOCKET_NAME = 10;
+/**
+ * What may stand in the directory: Ansible puts it unquoted into `-o ControlPath="<dir>/<hash>"`
+ * (ssh.py `_build_command`), where ssh expands `%` tokens and `${VARIABLE}`s and a `"` ends the value.
+ */
+const PLAIN_PATH = /^[A-Za-z0-9_@+=:,./-]+$/;
+
+function fitsSocket(dir: string): boolean {
+  return (
+    PLAIN_PATH.test(dir) &&
+    Buffer.byteLength(dir) + 1 + ANSIBLE_SOCKET_NAME + CONTROL_TEMP_SUFFIX < SUN_PATH_MAX
+  );
+}
+
+/**
+ * The directory of Ansible's ControlMaster sockets for a stage directory: `<workDir>/cp`, never the
+ * default ~/.ansible/cp that everything else root runs with Ansible shares. A state dir whose path
+ * leaves no room for a socket (or holds what ssh would expand) gets a directory of its own in this
+ * user's private directory of the temp dir, the one the node targets fall back to as well.
+ */
+export function controlPathDirOf(workDir: string, tmp = tmpdir()): string {
+  const own = join(workDir, "cp");
+  if (fitsSocket(own)) return own;
+  const hash = new Bun.CryptoHasher("sha256").update(workDir).digest("hex").slice(0, 16);
+  return join(tmp, `kubehyve-${process.getuid?.() ?? 0}`, `ansible-${hash}`);
+}
+
+async function privateDir(dir: string, uid: number): Promise<void> {
+  await mkdir(dir, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "EEXIST") throw error;
+  });
+  const info = await lstat(dir);
+  if (!info.isDirectory() || info.uid !== uid || (info.mode & 0o077) !== 0) {
+    throw new KubehyveError(
+      `${dir} must be a directory owned by uid ${uid} that only it can write (mode 0700): it holds Ansible's ssh control sockets; nothing was run`,
+      1,
+      `move it away, or use a shorter --state-dir`,
+    );
+  }
+}
+
+/**
+ * Makes the directory controlPathDirOf names (0700) and checks it, as the state dir's own files are
+ * checked: a link, another user's directory or one others can write is refused before any host is
+ * touched, as is a path that leaves ssh no room for a socket.
+ */
+export async function ensureControlPathDir(workDir: string, tmp = tmpdir()): Promise<string> {
+  const dir = controlPathDirOf(workDir, tmp);
+  if (!fitsSocket(dir)) {
+    throw new KubehyveError(
+      `no directory for Ansible's ssh control sockets fits in the ${SUN_PATH_MAX} bytes of a socket's path: ${join(workDir, "cp")} and ${dir} are too long; nothing was run`,
+      1,
+      "use a shorter --state-dir, or a shorter TMPDIR",
+    );
+  }
+  if (dir === join(workDir, "cp")) {
+    await ensureStageDirs(workDir, dir);
+    const info = await lstat(dir);
+    if ((info.mode & 0o077) !== 0) await privateDir(dir, process.getuid?.() ?? 0);
+    return dir;
+  }
+  const uid = process.getuid?.() ?? 0;
+  await mkdir(tmp, { recursive: true });
+  await privateDir(dirname(dir), uid);
+  await privateDir(dir, uid);
+  return dir;
+}
+
 /** The playbook's environment: only kubehyve's settings, every inherited one of Ansible's removed. */
 export function playbookEnv(req: PlaybookRequest): Record<string, string | undefined> {
   const cfg = join(req.kubesprayDir, "ansible.cfg");
@@ -415,6 +496,11 @@ export function playbookEnv(req: PlaybookRequest): Record<string, string | undef
     ANSIBLE_RETRY_FILES_ENABLED: "0",
     // Kubespray's ansible.cfg caches facts in /tmp; this lab's facts stay in its state dir.
     ANSIBLE_CACHE_PLUGIN_CONNECTION: join(req.workDir, "facts"),
+    // ControlMaster sockets in a directory of this cluster's (see controlPathDirOf), under the name
+    // Ansible makes when control_path is empty: an empty setting here wins over a control_path in
+    // ansible.cfg (config/manager.py: environment before ini), so the socket's length is known.
+    ANSIBLE_SSH_CONTROL_PATH_DIR: controlPathDirOf(req.workDir),
+    ANSIBLE_SSH_CONTROL_PATH: "",
     // Kubespray's ansible.cfg turns host key checking off; a node's key is trusted on first use and
     // a changed key is an error, as for every other SSH connection of this tool.
     ANSIBLE_HOST_KEY_CHECKING: "True",
@@ -449,6 +535,7 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
   }
   await ensureStageDirs(req.workDir, join(req.workDir, "facts"));
   await ensureStageDirs(req.workDir, dirname(req.logFile));
+  await ensureControlPathDir(req.workDir);
   // Never through a link left at the log's name (O_NOFOLLOW: ELOOP on Linux, EMLINK on FreeBSD),
   // and never waiting on a FIFO left there (O_NONBLOCK: ENXIO without a reader; no change for a file).
   const fd = await open(

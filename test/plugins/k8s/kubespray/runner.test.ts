@@ -1,15 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { type RunOptions, runOk, type Target, v } from "kubehyve";
+import { type RunOptions, runOk, stringifyYaml, type Target, v } from "kubehyve";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
 import { pointServerAt } from "../../../../plugins/k8s/kubespray/kubeconfig.ts";
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import type { AnsibleEvent } from "../../../../plugins/k8s/kubespray/progress.ts";
 import {
+  controlPathDirOf,
   createRunner,
+  ensureControlPathDir,
   lineSplitter,
   playbookArgv,
   playbookEnv,
@@ -21,6 +23,7 @@ import { LocalTarget } from "../../../../src/targets/local.ts";
 import { labCluster } from "../../../lab/cluster.ts";
 import { ORACLES } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
+import { type Sshd, startSshd } from "../../../lab/sshd.ts";
 
 const local = new LocalTarget();
 const CLUSTER_ID = "0b4f6c2e-8d1a-4c3b-9e2f-5a6b7c8d9e0f";
@@ -125,6 +128,8 @@ describe("the ansible-playbook command", () => {
     expect(env.ANSIBLE_SSH_ARGS).toContain("-o UserKnownHostsFile=/state/k8s/known_hosts");
     expect(env.ANSIBLE_SSH_ARGS).toContain("-o StrictHostKeyChecking=accept-new");
     expect(env.ANSIBLE_CACHE_PLUGIN_CONNECTION).toBe("/state/k8s/facts");
+    expect(env.ANSIBLE_SSH_CONTROL_PATH_DIR).toBe("/state/k8s/cp");
+    expect(env.ANSIBLE_SSH_CONTROL_PATH).toBe("");
   });
 });
 
@@ -617,6 +622,151 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))(
     );
   }, 60_000);
 });
+
+describe.skipIf(!(have("ansible-playbook", "ansible") && have("sshd", "openssh-server")))(
+  "Ansible's ssh control sockets",
+  () => {
+    let sshd: Sshd;
+    let dir: string;
+    beforeAll(async () => {
+      sshd = await startSshd();
+      dir = await mkdtemp(join(tmpdir(), "kubehyve-cp-"));
+    });
+    afterAll(async () => {
+      await sshd?.stop();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    /** Ansible's own name for a host's socket: sha1 of `host-port-user`, cut to 10 (ssh.py _create_control_path). */
+    const socketName = () =>
+      new Bun.CryptoHasher("sha1").update(`127.0.0.1-${sshd.port}-${sshd.user}`).digest("hex").slice(0, 10);
+
+    /** One raw task on the loopback sshd, with HOME elsewhere so that ~/.ansible/cp is seen. */
+    async function runOnLoopback(workDir: string, home: string, cfg = "") {
+      const tree = join(dir, "tree");
+      const inventoryDir = join(dir, "inventory");
+      await mkdir(tree, { recursive: true });
+      await mkdir(inventoryDir, { recursive: true });
+      // Kubespray's ansible.cfg turns on ControlPersist; a control_path there would move the socket.
+      await writeFile(
+        join(tree, "ansible.cfg"),
+        `[defaults]\ninterpreter_python = auto_silent\n[ssh_connection]\nssh_args = -o ControlMaster=auto -o ControlPersist=30m\n${cfg}`,
+      );
+      await writeFile(
+        join(inventoryDir, "hosts.yaml"),
+        stringifyYaml({
+          all: {
+            hosts: {
+              lab: {
+                ansible_host: "127.0.0.1",
+                ansible_port: sshd.port,
+                ansible_user: sshd.user,
+                ansible_ssh_private_key_file: sshd.identityFile,
+              },
+            },
+          },
+        }),
+      );
+      await writeFile(
+        join(tree, "raw.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.raw: 'true'\n",
+      );
+      await mkdir(workDir, { recursive: true, mode: 0o700 });
+      const runner = createRunner(
+        v.parse(optionsSchema, { runner: { kind: "system" } }),
+        workDir,
+        local,
+        CLUSTER_ID,
+      );
+      const saved = process.env.HOME;
+      process.env.HOME = home;
+      try {
+        return await runPlaybook(runner, {
+          kubesprayDir: tree,
+          inventoryDir,
+          playbook: "raw.yml",
+          logFile: join(workDir, "logs", "raw.log"),
+          workDir,
+        });
+      } finally {
+        process.env.HOME = saved;
+      }
+    }
+
+    /** Ends the master Ansible left behind (ControlPersist=30m). */
+    async function stopMaster(socket: string) {
+      await local.run(["ssh", "-F", "none", "-o", `ControlPath=${socket}`, "-O", "exit", "lab"], {
+        timeoutMs: 10_000,
+      });
+    }
+
+    test("are kept in a private directory of the state dir, not in the shared ~/.ansible/cp", async () => {
+      const workDir = join(dir, "state", "k8s");
+      const home = join(dir, "home");
+      const r = await runOnLoopback(workDir, home, "control_path = %(directory)s/ansible-%%r@%%h:%%p\n");
+      const log = await readFile(join(workDir, "logs", "raw.log"), "utf8");
+      expect({ code: r.code, log }).toMatchObject({ code: 0 });
+      const socket = join(controlPathDirOf(workDir), socketName());
+      try {
+        expect(controlPathDirOf(workDir)).toBe(join(workDir, "cp"));
+        expect((await lstat(socket)).isSocket()).toBe(true);
+        expect((await stat(controlPathDirOf(workDir))).mode & 0o777).toBe(0o700);
+        expect(existsSync(join(home, ".ansible", "cp"))).toBe(false);
+      } finally {
+        await stopMaster(socket);
+      }
+    }, 60_000);
+
+    test("go to a private directory of this user in the temp dir when the state dir's path is too long for a socket", async () => {
+      // FreeBSD's sun_path holds 103 bytes and a NUL; ssh binds `<path>.<16 characters>` first.
+      const workDir = join(dir, "a".repeat(60), "state", "k8s");
+      const home = join(dir, "home-long");
+      const cpDir = controlPathDirOf(workDir);
+      expect(cpDir.startsWith(join(tmpdir(), `kubehyve-${process.getuid!()}`, "ansible-"))).toBe(true);
+      expect(Buffer.byteLength(join(cpDir, socketName())) + 17).toBeLessThan(104);
+      const r = await runOnLoopback(workDir, home);
+      const socket = join(cpDir, socketName());
+      try {
+        expect(r.code).toBe(0);
+        expect((await lstat(socket)).isSocket()).toBe(true);
+        expect((await stat(cpDir)).mode & 0o777).toBe(0o700);
+      } finally {
+        await stopMaster(socket);
+        await rm(cpDir, { recursive: true, force: true });
+      }
+    }, 60_000);
+
+    test("a fallback directory others could change is refused before any host is touched", async () => {
+      const workDir = join(dir, "b".repeat(80), "k8s");
+      // A temp dir of its own, short enough to leave room for the socket.
+      const tmp = await mkdtemp(join(tmpdir(), "t"));
+      const theirs = controlPathDirOf(workDir, tmp);
+      await mkdir(theirs, { recursive: true, mode: 0o700 });
+      await chmod(dirname(theirs), 0o777);
+      await expect(ensureControlPathDir(workDir, tmp)).rejects.toThrow(
+        `${dirname(theirs)} must be a directory owned by uid ${process.getuid!()} that only it can write`,
+      );
+      await chmod(dirname(theirs), 0o700);
+      await chmod(theirs, 0o755);
+      await expect(ensureControlPathDir(workDir, tmp)).rejects.toThrow(`${theirs} must be a directory`);
+      await rm(theirs, { recursive: true });
+      await symlink(dir, theirs);
+      await expect(ensureControlPathDir(workDir, tmp)).rejects.toThrow(`${theirs} must be a directory`);
+      await rm(theirs);
+      expect(await ensureControlPathDir(workDir, tmp)).toBe(theirs);
+      expect((await lstat(theirs)).mode & 0o777).toBe(0o700);
+      await rm(tmp, { recursive: true });
+    });
+
+    test("a state dir ssh would read tokens in, or no room for a socket anywhere, is a clear error", async () => {
+      expect(controlPathDirOf(join(dir, "100%", "k8s")).startsWith(tmpdir())).toBe(true);
+      const deep = join(dir, "c".repeat(80), "k8s");
+      await expect(ensureControlPathDir(deep, join(dir, "t".repeat(60)))).rejects.toThrow(
+        "no directory for Ansible's ssh control sockets fits",
+      );
+    });
+  },
+);
 
 function isAlive(pid: number): boolean {
   try {
