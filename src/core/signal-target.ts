@@ -54,11 +54,13 @@ export class CommandTimeoutError extends KubehyveError {
     readonly argv: readonly string[],
     readonly timeoutMs: number,
     readonly kind: CommandKind,
+    /** The target's word on why a command may pass its limit (RunResult.timeoutNote). */
+    note?: string,
   ) {
     super(
       `${target}: \`${showCommand(argv)}\` did not finish within ${formatDuration(timeoutMs)} (the limit for ${WHAT[kind]}) and was killed`,
       undefined,
-      `if it needs longer, raise timeouts.${kind} in the cluster file; otherwise find out why it hangs on ${target}`,
+      `if it needs longer, raise timeouts.${kind} in the cluster file; otherwise find out why it hangs on ${target}${note ? ` (${note})` : ""}`,
     );
     this.name = "CommandTimeoutError";
   }
@@ -92,7 +94,13 @@ export function policyBinder(policy: RunPolicy): (target: Target) => Target {
           }),
         );
         if (result.timedOut && opts.timeoutMs === undefined)
-          throw new CommandTimeoutError(target.name, opts.shownAs ?? argv, timeoutMs, kind);
+          throw new CommandTimeoutError(
+            target.name,
+            opts.shownAs ?? argv,
+            timeoutMs,
+            kind,
+            result.timeoutNote,
+          );
         return result;
       };
       proxy = new Proxy(target, {

@@ -53,6 +53,18 @@ export class SshError extends KubehyveError {
   }
 }
 
+/**
+ * sshd sends a command's exit status when it exits, but closes the channel, and ssh exits, only once
+ * every process holding the command's stdout and stderr has closed them (OpenSSH session.c
+ * session_exit_message: the session "will be then be closed by session_close_by_channel when the
+ * child sessions close their fds"): a process started
+ * with `cmd &` that keeps them holds the command open until it ends or the limit comes. No wrapper
+ * on the remote side can take those descriptors from another process, and ending the command's
+ * process group when it exits would kill what it meant to leave running, so it is said instead.
+ */
+const BACKGROUND_HOLDS_OUTPUT =
+  "over ssh, a command runs until every process holding its stdout or stderr has closed them: a background process the command started (`cmd &`, a daemon that does not detach) keeps it running after it exited; send that process's output elsewhere (`cmd >/dev/null 2>&1 &`)";
+
 /** FreeBSD's sun_path holds 104 bytes including the final NUL (Linux: 108). */
 const SUN_PATH_MAX = 104;
 /** ssh binds the master socket as `<ControlPath>.<16 random characters>` first, then renames it. */
@@ -194,6 +206,7 @@ export class SshTarget implements Target {
       );
       stderr?.end();
       result.stderr = withoutMuxFallback(result.stderr);
+      if (result.timedOut) result.timeoutNote = BACKGROUND_HOLDS_OUTPUT;
       this.throwIfSshFailed(result, argv);
       // A connection that drops mid-command ends the client with 255 and, multiplexed, not a word:
       // the same as a remote command that exits 255. Only the master's being gone tells them apart.

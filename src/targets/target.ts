@@ -49,6 +49,11 @@ export interface RunResult {
   stderr: string;
   /** Set when the command was killed by its timeout (code 124). */
   timedOut?: boolean;
+  /**
+   * With `timedOut`: what the target knows makes a command pass its limit without hanging itself
+   * (over ssh, a background process holding its output), for the message that reports it.
+   */
+  timeoutNote?: string;
 }
 
 export interface Target {

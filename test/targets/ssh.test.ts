@@ -14,6 +14,7 @@ import {
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { CommandTimeoutError, policyBinder } from "../../src/core/signal-target.ts";
 import { mapLimit } from "../../src/lib/concurrency.ts";
 import { CancelledError, KubehyveError } from "../../src/lib/errors.ts";
 import { LocalTarget, spawnCommand } from "../../src/targets/local.ts";
@@ -548,6 +549,32 @@ describe.skipIf(!haveOpenSsh)("SshTarget when processes misbehave", () => {
     ]);
     return Number(/pid=(\d+)/.exec(check.stderr)?.[1]);
   }
+
+  test("a background process that keeps the command's output open holds it to its timeout, and the timeout says so", async () => {
+    const target = targetFor(sshd, await tempDir("kubehyve-ssh-background-"));
+    // sshd closes the channel only once every holder of the command's stdout and stderr has closed
+    // them (session.c): `cmd &` in the command keeps it open after the command itself exited.
+    const held = await target.run(["sh", "-c", "sleep 30 & echo started"], { timeoutMs: 2000 });
+    expect(held).toMatchObject({ code: TIMEOUT_EXIT, timedOut: true, stdout: "started\n" });
+    expect(held.timeoutNote).toContain("a background process the command started");
+    // Its output sent elsewhere, the same background process lets the command end when it ends.
+    const started = Date.now();
+    const freed = await target.run(["sh", "-c", "sleep 30 >/dev/null 2>&1 & echo started"], {
+      timeoutMs: 20_000,
+    });
+    expect(freed).toEqual({ code: 0, stdout: "started\n", stderr: "" });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // Past a default limit, the phase's error carries the note in its hint.
+    const bound = policyBinder({
+      signal: new AbortController().signal,
+      timeouts: { read: 2000, change: 60_000, long: 60_000 },
+    })(target);
+    const error = await bound.run(["sh", "-c", "sleep 30 & echo started"]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CommandTimeoutError);
+    expect((error as CommandTimeoutError).hint).toContain(
+      "over ssh, a command runs until every process holding its stdout or stderr has closed them",
+    );
+  }, 60_000);
 
   test("a master killed outright leaves its socket behind, and the next command connects anew", async () => {
     const dir = await tempDir("kubehyve-ssh-stale-");
