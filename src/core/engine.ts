@@ -120,7 +120,14 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
     stages: run.walking.map((s) => s.slot),
     dryRun: run.dryRunAsked,
   });
-  journal.record({ run: run.id, command: req.command, status: "started" });
+  try {
+    journal.record({ run: run.id, command: req.command, status: "started" });
+  } catch (error) {
+    // Nothing ran yet and nothing will: a journal that takes no line (a full disk, a directory in
+    // its place) must not leave the lock held for the next run to take over as a dead one's.
+    run.lock?.release();
+    throw error;
+  }
 
   // Leaving at once (a second Ctrl-C exits the process) skips the finally below: the journal still
   // gets its end line and the state dir's lock is freed. The host lock cannot be (that takes a

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ArtifactCache } from "../../src/artifacts/types.ts";
@@ -488,6 +488,18 @@ describe("journal and lock", () => {
       level: "warn",
       message: `took over the lock left by a run that is gone (pid ${dead.pid})`,
     });
+    expect(existsSync(join(stateDir, "lock"))).toBe(false);
+  });
+});
+
+describe("a journal that cannot be written", () => {
+  test("fails the run before any stage, naming the journal, and leaves the state dir's lock free", async () => {
+    // A directory where the journal belongs passes the state dir's check, and takes no line.
+    mkdirSync(join(stateDir, "journal.ndjson"));
+    const log: string[] = [];
+    const { promise } = run("up", [fakePlugin("hypervisor", log, {})]);
+    await expect(promise).rejects.toThrow(`${join(stateDir, "journal.ndjson")} is a directory, not a file`);
+    expect(log).toEqual([]);
     expect(existsSync(join(stateDir, "lock"))).toBe(false);
   });
 });
