@@ -6,7 +6,7 @@ import { linkSync, lstatSync, readFileSync, renameSync, unlinkSync, writeFileSyn
 import { uptime } from "node:os";
 import { join } from "node:path";
 import { LockHeldError } from "../lib/errors.ts";
-import { appendPrivateFile, readPrivateFile } from "../lib/fsutil.ts";
+import { appendPrivateFile, namingTarget, readPrivateFile } from "../lib/fsutil.ts";
 import { type Holder, type HolderVerdict, judgeHolder, me } from "./holder.ts";
 
 export interface JournalEntry {
@@ -40,7 +40,9 @@ export class Journal {
   }
   record(entry: JournalEntry): void {
     // Never through a link: root appending to wherever a planted journal.ndjson points.
-    appendPrivateFile(this.file, `${JSON.stringify({ ts: new Date().toISOString(), ...entry })}\n`);
+    appendPrivateFile(this.file, `${JSON.stringify({ ts: new Date().toISOString(), ...entry })}\n`, {
+      ownLine: true,
+    });
     this.rotateIfLarge();
   }
   /**
@@ -133,9 +135,14 @@ export function acquireLock(stateDir: string, command: string, run?: string): Lo
   // The lock appears whole or not at all: written aside, then linked into place, which fails when
   // a lock exists. Another run can never read a lock that is still being written.
   const draft = `${file}.${process.pid}.new`;
-  writeFileSync(draft, mine, { mode: 0o600 });
   let takenOver: StaleLock | undefined;
   try {
+    try {
+      writeFileSync(draft, mine, { mode: 0o600 });
+    } catch (error) {
+      // A full disk: the error names the lock, not a draft the user never saw (removed below).
+      throw namingTarget(error, file);
+    }
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         linkSync(draft, file);

@@ -17,6 +17,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readSync,
   realpathSync,
   renameSync,
   rmSync,
@@ -291,13 +292,27 @@ export function readPrivateFile(path: string): string | undefined {
   }
 }
 
-/** Appends to one of kubehyve's own files (journal, run log), made 0600; never through a link. */
-export function appendPrivateFile(path: string, text: string): void {
-  const fd = openChecked(path, APPEND_FLAGS, 0o600);
+/**
+ * Appends to one of kubehyve's own files (journal, run log), made 0600; never through a link.
+ * `ownLine`: the text starts a line of its own even after a last line cut short (a writer killed
+ * half-way, a disk that filled during its write), which it would otherwise run into and spoil.
+ */
+export function appendPrivateFile(path: string, text: string, opts: { ownLine?: boolean } = {}): void {
+  // Read and write, to look at the last byte; O_APPEND still puts every write at the end.
+  const flags = opts.ownLine ? (APPEND_FLAGS & ~constants.O_WRONLY) | constants.O_RDWR : APPEND_FLAGS;
+  const fd = openChecked(path, flags, 0o600);
   try {
-    const bytes = Buffer.from(text);
+    let bytes = Buffer.from(text);
+    if (opts.ownLine) {
+      const size = fstatSync(fd).size;
+      const last = Buffer.alloc(1);
+      if (size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a)
+        bytes = Buffer.concat([Buffer.from("\n"), bytes]);
+    }
     let done = 0;
     while (done < bytes.length) done += writeSync(fd, bytes, done);
+  } catch (error) {
+    throw namingTarget(error, path);
   } finally {
     closeSync(fd);
   }
@@ -418,7 +433,7 @@ export function writeFileAtomicSync(path: string, content: string | Uint8Array, 
  * for a call on a descriptor (`ENOSPC: no space left on device, write`), and the one it names for
  * an open is the temporary file's, which the user never saw: the target is what they asked for.
  */
-function namingTarget(error: unknown, path: string): unknown {
+export function namingTarget(error: unknown, path: string): unknown {
   const e = error as NodeJS.ErrnoException;
   if (!(e instanceof Error) || typeof e.code !== "string") return error;
   const bare = e.message.replace(/ '[^']*'( -> '[^']*')?$/, "");

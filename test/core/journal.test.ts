@@ -104,4 +104,15 @@ describe("the journal", () => {
     for (let i = 0; i < 10; i++) journal.record(entry(i));
     expect(readFileSync(journal.file, "utf8").trim().split("\n")).toHaveLength(10);
   });
+
+  test("a line cut short by a run that died or a full disk costs only itself, not the next line written", () => {
+    const dir = stateDir();
+    const journal = new Journal(dir);
+    journal.record(entry(0));
+    // What a write that stopped half-way leaves: the start of a line, no newline.
+    writeFileSync(journal.file, '{"ts":"2026-01-01T00:00:00.000Z","run":"run-1","comm', { flag: "a" });
+    journal.record(entry(2));
+    journal.record(entry(3));
+    expect(journal.read().map((e) => e.run)).toEqual(["run-0", "run-2", "run-3"]);
+  });
 });

@@ -298,3 +298,34 @@ describe("a file written atomically on a full disk", () => {
     },
   );
 });
+
+describe("the lock and the journal on a full disk", () => {
+  test.skipIf(!canMount)(
+    "name the file they could not write, leave no draft of the lock, and the journal's next line is whole",
+    () => {
+      const module = join(import.meta.dir, "../../src/core/journal.ts");
+      const result = onFullDisk(
+        `mkdir -m 700 state && printf '{"ts":"2026-01-01T00:00:00.000Z","run":"r0","command":"up","status":"ok"}\\n' > state/journal.ndjson`,
+        `const fs = await import("node:fs");
+         const { acquireLock, Journal } = await import(${JSON.stringify(module)});
+         const failure = (f) => { try { f(); } catch (e) { return { code: e.code, message: e.message }; } };
+         const lock = failure(() => acquireLock("state", "up"));
+         const journal = new Journal("state");
+         // Longer than what is left of the journal's last page: written in part, then ENOSPC.
+         const line = failure(() => journal.record({ run: "r1", command: "up", status: "ok", message: "x".repeat(8000) }));
+         fs.rmSync("fill");
+         journal.record({ run: "r2", command: "up", status: "ok" });
+         console.log(JSON.stringify({ lock, line, left: fs.readdirSync("state").sort(),
+           runs: journal.read().map((e) => e.run) }));`,
+      );
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual({
+        lock: { code: "ENOSPC", message: "ENOSPC: no space left on device, write 'state/lock'" },
+        line: { code: "ENOSPC", message: "ENOSPC: no space left on device, write 'state/journal.ndjson'" },
+        left: ["journal.ndjson"],
+        runs: ["r0", "r2"],
+      });
+    },
+  );
+});
