@@ -345,6 +345,20 @@ function templateIn(value: unknown, path: string): { path: string; text: string 
   return undefined;
 }
 
+/**
+ * Node names (DNS labels) that would name something else in Kubespray's host patterns at v2.31.0:
+ * its groups and Ansible's own, and the host Ansible means by localhost.
+ */
+const TAKEN_NAMES: Readonly<Record<string, string>> = {
+  all: "Kubespray's plays for `hosts: all` would run on this node alone",
+  etcd: "the plays for the etcd group would run on this node instead of the control planes",
+  bastion:
+    "playbooks/boilerplate.yml's `hosts: bastion[0]` would take it for an SSH bastion, whose setup then fails for want of a bastion group",
+  localhost:
+    "the plays and tasks Kubespray runs on this machine (`hosts: localhost`, `delegate_to: localhost`) would run on the node over ssh",
+  ungrouped: "it is the name of Ansible's group of hosts in no other group",
+};
+
 /** The stage's rules for the whole cluster file (Plugin.validate). Pure, except for reading runner.dir. */
 export function validateStage(input: { cluster: Cluster; options: KubesprayOptions }): Diagnostic[] {
   const { cluster, options } = input;
@@ -360,6 +374,23 @@ export function validateStage(input: { cluster: Cluster; options: KubesprayOptio
             'roles/validate_inventory asserts "Stop if even number of etcd hosts" (etcd runs stacked on the control planes): etcd needs a majority, and an even count tolerates no more failures than one member fewer',
           hint: `use ${controlPlanes - 1} or ${controlPlanes + 1} control-plane nodes`,
           path: "nodes",
+        },
+      ),
+    );
+  }
+
+  for (const [i, node] of cluster.nodes.entries()) {
+    const why = TAKEN_NAMES[node.name];
+    if (!why) continue;
+    found.push(
+      diag.error(
+        "kubespray.node-name-taken",
+        `the node name ${node.name} is one Ansible reads as something else in Kubespray's playbooks: ${why}`,
+        {
+          detail:
+            "a host of the inventory wins over a group of its name in every host pattern (ansible-core stable-2.18, lib/ansible/inventory/manager.py _evaluate_patterns), and the node's name is its inventory name",
+          hint: "give the node another name",
+          path: `nodes[${i}].name`,
         },
       ),
     );

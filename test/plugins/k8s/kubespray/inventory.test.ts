@@ -14,8 +14,9 @@ import {
   renderInventory,
 } from "../../../../plugins/k8s/kubespray/inventory.ts";
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
+import { validateStage } from "../../../../plugins/k8s/kubespray/validate.ts";
 import { toYaml } from "../../../../plugins/k8s/kubespray/yaml.ts";
-import { labCluster } from "../../../lab/cluster.ts";
+import { labCluster, labNode } from "../../../lab/cluster.ts";
 import { oracle } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
 
@@ -150,6 +151,64 @@ describe.skipIf(!have("ansible-inventory", "ansible"))("the inventory as ansible
     expect(allowed("kube_network_plugin")).toContain(vars.kube_network_plugin as string);
     expect(allowed("kube_proxy_mode")).toContain(vars.kube_proxy_mode as string);
     expect(allowed("container_manager")).toContain(vars.container_manager as string);
+  });
+});
+
+describe.skipIf(!have("ansible", "ansible"))("a node named like a group or Ansible's localhost", () => {
+  /** The hosts Ansible picks for `pattern` from the inventory of these nodes. */
+  async function picked(names: string[], pattern: string): Promise<string[]> {
+    const dir = await mkdtemp(join(tmpdir(), "kubehyve-names-"));
+    try {
+      const cluster = labCluster({
+        nodes: [
+          labNode("cp1", "control-plane", "192.168.1.21"),
+          ...names.map((n, i) => labNode(n, "worker", `192.168.1.${22 + i}`)),
+        ],
+        stages: { k8s: { plugin: "k8s/kubespray", options: {} } },
+      });
+      await writeInventory(dir, renderInventory({ cluster, options, privateKeyPath: KEY }), "");
+      const r = await spawnText(["ansible", "-i", join(dir, INVENTORY_FILE), "--list-hosts", pattern], {
+        env: { ...process.env, ANSIBLE_NOCOLOR: "1", ANSIBLE_INVENTORY_UNPARSED_FAILED: "True" },
+      });
+      expect(r.code).toBe(0);
+      return r.stdout
+        .split("\n")
+        .slice(1)
+        .map((l) => l.trim())
+        .filter(Boolean);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  test("takes the place of what Kubespray's plays name, so config validate refuses it", async () => {
+    // A plain host name wins over a group of that name (ansible-core stable-2.18,
+    // inventory/manager.py _evaluate_patterns): Kubespray's 22 plays for `all` and its etcd plays
+    // would run on that one node, and `--limit` of a scale would pick it alone or the group.
+    expect(await picked(["w1"], "all")).toEqual(["cp1", "w1"]);
+    expect(await picked(["all"], "all")).toEqual(["all"]);
+    expect(await picked(["w1"], "etcd")).toEqual(["cp1"]);
+    expect(await picked(["etcd"], "etcd")).toEqual(["etcd"]);
+    // playbooks/boilerplate.yml's `hosts: bastion[0]` finds a host when no group has the name, and
+    // an inventory host named localhost replaces Ansible's own, reached over ssh.
+    expect(await picked(["w1"], "bastion[0]")).toEqual([]);
+    expect(await picked(["bastion"], "bastion[0]")).toEqual(["bastion"]);
+    for (const name of ["all", "etcd", "bastion", "localhost", "ungrouped"]) {
+      const cluster = labCluster({
+        nodes: [labNode("cp1", "control-plane", "192.168.1.21"), labNode(name, "worker", "192.168.1.22")],
+        stages: { k8s: { plugin: "k8s/kubespray", options: {} } },
+      });
+      expect(validateStage({ cluster, options })).toContainEqual(
+        expect.objectContaining({
+          code: "kubespray.node-name-taken",
+          severity: "error",
+          path: "nodes[1].name",
+        }),
+      );
+    }
+    expect(validateStage({ cluster: exampleLab, options }).map((d) => d.code)).not.toContain(
+      "kubespray.node-name-taken",
+    );
   });
 });
 
