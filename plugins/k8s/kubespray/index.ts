@@ -51,7 +51,7 @@ import {
   STATE_KEY,
   type Topology,
 } from "./topology.ts";
-import { checkKubesprayVars } from "./validate.ts";
+import { checkKubesprayVars, screenHookAnswers } from "./validate.ts";
 
 type Ctx = PluginContext<KubesprayOptions>;
 
@@ -88,10 +88,15 @@ function topologyOf(ctx: Ctx): Topology {
 
 async function renderFiles(ctx: Ctx): Promise<{ files: RenderedFile[]; diagnostics: Diagnostic[] }> {
   const key = await ctx.clusterKey();
-  const answers = await ctx.hooks.call(HOOK);
-  const merged = mergeGroupVars(baseGroupVars(ctx.cluster, ctx.options), answers, ctx.options.extraVars);
+  const screened = screenHookAnswers(await ctx.hooks.call(HOOK));
+  const merged = mergeGroupVars(
+    baseGroupVars(ctx.cluster, ctx.options),
+    screened.answers,
+    ctx.options.extraVars,
+  );
   // Other stages' answers are only known now; what the user set was checked by validate() already.
   const diagnostics = [
+    ...screened.diagnostics,
     ...merged.diagnostics,
     ...checkKubesprayVars(merged.vars, {
       extraVarKeys: new Set(Object.keys(ctx.options.extraVars)),

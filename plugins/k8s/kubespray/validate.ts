@@ -346,6 +346,36 @@ function templateIn(value: unknown, path: string): { path: string; text: string 
 }
 
 /**
+ * Other stages' answers to k8s:kubespray-vars held to the rules of extraVars: no connection setting
+ * (`ansible_connection: local` would run every task on this machine, as root), none of kubehyve's
+ * own variables, only variable names. What breaks them is left out of the group vars and reported;
+ * answers that are not maps are mergeGroupVars' to report.
+ */
+export function screenHookAnswers(answers: readonly unknown[]): {
+  answers: unknown[];
+  diagnostics: Diagnostic[];
+} {
+  const diagnostics: Diagnostic[] = [];
+  const said = (what: string) =>
+    diagnostics.push(
+      diag.error("kubespray.hook-vars-invalid", `a stage answered k8s:kubespray-vars with ${what}`),
+    );
+  const screened = answers.map((answer) => {
+    if (!answer || typeof answer !== "object" || Array.isArray(answer)) return answer;
+    const kept: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(answer)) {
+      if (!VAR_NAME.test(key)) said(`${JSON.stringify(key)}, which is not an Ansible variable name`);
+      else if (key.startsWith("ansible_"))
+        said(`${key}, a connection setting, which other stages may not change`);
+      else if (key in OWNED) said(`${key}, which kubehyve sets from ${OWNED[key]}`);
+      else kept[key] = value;
+    }
+    return kept;
+  });
+  return { answers: screened, diagnostics };
+}
+
+/**
  * Node names (DNS labels) that would name something else in Kubespray's host patterns at v2.31.0:
  * its groups and Ansible's own, and the host Ansible means by localhost.
  */

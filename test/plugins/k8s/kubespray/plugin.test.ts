@@ -46,6 +46,57 @@ describe.skipIf(!have("ssh-keygen", "openssh-client"))("k8s/kubespray without a 
     expect(String(files[1]!.content)).toContain("kube_proxy_strict_arp: true");
   });
 
+  test("what another stage asks for may not change the connection or kubehyve's own variables", async () => {
+    // As extraVars may not: ansible_connection: local would run every task here, as root, and
+    // kube_version or kubeconfig_localhost would change what the stage installs and hands over.
+    const ctx = createPluginContext({
+      cluster,
+      plugin: kubesprayPlugin,
+      options,
+      stateDir,
+      dryRun: true,
+      hooks: answering({
+        "k8s:kubespray-vars": [
+          {
+            ansible_connection: "local",
+            kube_version: "1.33.0",
+            kubeconfig_localhost: false,
+            "not-a-name": 1,
+            kube_proxy_strict_arp: true,
+          },
+        ],
+      }),
+    });
+    const { diagnostics } = await kubesprayPlugin.check(ctx);
+    const fromHook = diagnostics.filter((d) => d.code === "kubespray.hook-vars-invalid");
+    expect(fromHook.map((d) => [d.code, d.summary])).toEqual([
+      [
+        "kubespray.hook-vars-invalid",
+        "a stage answered k8s:kubespray-vars with ansible_connection, a connection setting, which other stages may not change",
+      ],
+      [
+        "kubespray.hook-vars-invalid",
+        "a stage answered k8s:kubespray-vars with kube_version, which kubehyve sets from stages.k8s.kubernetesVersion",
+      ],
+      [
+        "kubespray.hook-vars-invalid",
+        "a stage answered k8s:kubespray-vars with kubeconfig_localhost, which kubehyve sets from its handover of the admin kubeconfig (Kubespray copies it to the inventory's artifacts/ only then)",
+      ],
+      [
+        "kubespray.hook-vars-invalid",
+        'a stage answered k8s:kubespray-vars with "not-a-name", which is not an Ansible variable name',
+      ],
+    ]);
+    const files = await kubesprayPlugin.render!(ctx);
+    const vars = parse(String(files[1]!.content));
+    expect(vars).toMatchObject({
+      kube_version: "1.35.4",
+      kubeconfig_localhost: true,
+      kube_proxy_strict_arp: true,
+    });
+    expect(vars.ansible_connection).toBeUndefined();
+  });
+
   test("a plan before the earlier stages are done names a runner directory it may not take, starting no program", async () => {
     const theirs = await mkdtemp(join(tmpdir(), "kubehyve-their-dir-"));
     await mkdir(theirs, { recursive: true });
