@@ -45,7 +45,9 @@ export function buildInventory(input: InventoryInput): Record<string, unknown> {
       vars: {
         ansible_user: options.ssh.user,
         ansible_port: options.ssh.port,
-        ansible_ssh_private_key_file: privateKeyPath,
+        // Ansible hands it to ssh as `-o IdentityFile="<path>"` (plugins/connection/ssh.py
+        // _build_command), where ssh expands %-tokens: `%%` stands for a `%` of the path.
+        ansible_ssh_private_key_file: privateKeyPath.replaceAll("%", "%%"),
       },
       hosts,
       children: {

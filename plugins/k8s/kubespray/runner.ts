@@ -484,9 +484,28 @@ export async function ensureControlPathDir(workDir: string, tmp = tmpdir()): Pro
   return dir;
 }
 
+/**
+ * A path as a value in ANSIBLE_SSH_ARGS, which Ansible splits with shlex (plugins/connection/__init__.py
+ * `_split_ssh_args`) and ssh splits again, honouring quotes and backslashes, before it expands
+ * `%`-tokens and `${VARIABLE}`s in UserKnownHostsFile (ssh.c default_client_percent_dollar_expand).
+ * `%%` stands for `%`; a path with white space, a quote, a backslash or `$` is refused, as the two
+ * quotings of one value cannot be told apart, rather than pinning host keys somewhere else.
+ */
+function sshArgsPath(path: string, workDir: string): string {
+  if (!/^[A-Za-z0-9_@%+=:,./-]+$/.test(path)) {
+    throw new KubehyveError(
+      `the state dir ${workDir} holds a character that Ansible's ssh_args cannot carry (white space, a quote, a backslash or $): ${path}`,
+      1,
+      "use a state dir whose path has none of them",
+    );
+  }
+  return path.replaceAll("%", "%%");
+}
+
 /** The playbook's environment: only kubehyve's settings, every inherited one of Ansible's removed. */
 export function playbookEnv(req: PlaybookRequest): Record<string, string | undefined> {
   const cfg = join(req.kubesprayDir, "ansible.cfg");
+  const knownHosts = sshArgsPath(req.knownHostsFile ?? knownHostsFileOf(req.workDir), req.workDir);
   return {
     ...Object.fromEntries(inheritedAnsibleSettings().map((name) => [name, undefined])),
     ANSIBLE_CONFIG: cfg,
@@ -508,7 +527,7 @@ export function playbookEnv(req: PlaybookRequest): Record<string, string | undef
       "-o ControlMaster=auto",
       "-o ControlPersist=30m",
       "-o ConnectionAttempts=100",
-      `-o UserKnownHostsFile=${req.knownHostsFile ?? knownHostsFileOf(req.workDir)}`,
+      `-o UserKnownHostsFile=${knownHosts}`,
       "-o StrictHostKeyChecking=accept-new",
       // In the file the node targets write, in their form (Debian's ssh_config hashes the names).
       "-o HashKnownHosts=no",
@@ -527,12 +546,8 @@ export interface PlaybookResult {
  */
 export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): Promise<PlaybookResult> {
   const argv = playbookArgv(runner, req);
-  if (/\s/.test(req.workDir)) {
-    // ANSIBLE_SSH_ARGS is split on spaces by Ansible itself.
-    throw new KubehyveError(
-      `the state dir ${req.workDir} contains white space, which Ansible's ssh_args cannot carry`,
-    );
-  }
+  // Before anything is made: a state dir whose path ssh_args cannot carry is refused here.
+  const env = playbookEnv(req);
   await ensureStageDirs(req.workDir, join(req.workDir, "facts"));
   await ensureStageDirs(req.workDir, dirname(req.logFile));
   await ensureControlPathDir(req.workDir);
@@ -578,7 +593,7 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
   try {
     const r = await runner.target.run(argv, {
       cwd: req.kubesprayDir,
-      env: playbookEnv(req),
+      env,
       // A playbook run takes long, and Kubespray converges when run again: Ctrl-C may stop it.
       kind: "long",
       cancellable: true,

@@ -1,10 +1,22 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { chmod, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type RunOptions, runOk, stringifyYaml, type Target, v } from "kubehyve";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
+import { buildInventory } from "../../../../plugins/k8s/kubespray/inventory.ts";
 import { pointServerAt } from "../../../../plugins/k8s/kubespray/kubeconfig.ts";
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import type { AnsibleEvent } from "../../../../plugins/k8s/kubespray/progress.ts";
@@ -642,7 +654,7 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sshd", "openssh-s
       new Bun.CryptoHasher("sha1").update(`127.0.0.1-${sshd.port}-${sshd.user}`).digest("hex").slice(0, 10);
 
     /** One raw task on the loopback sshd, with HOME elsewhere so that ~/.ansible/cp is seen. */
-    async function runOnLoopback(workDir: string, home: string, cfg = "") {
+    async function runOnLoopback(workDir: string, home: string, cfg = "", identityFile = sshd.identityFile) {
       const tree = join(dir, "tree");
       const inventoryDir = join(dir, "inventory");
       await mkdir(tree, { recursive: true });
@@ -661,7 +673,7 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sshd", "openssh-s
                 ansible_host: "127.0.0.1",
                 ansible_port: sshd.port,
                 ansible_user: sshd.user,
-                ansible_ssh_private_key_file: sshd.identityFile,
+                ansible_ssh_private_key_file: identityFile,
               },
             },
           },
@@ -716,6 +728,44 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sshd", "openssh-s
         await stopMaster(socket);
       }
     }, 60_000);
+
+    test("a state dir with a % in its path keeps Ansible's pins in its own known_hosts, which ssh would read as a token", async () => {
+      // ssh expands %-tokens in UserKnownHostsFile (%p: the port), so the pins went elsewhere.
+      const workDir = join(dir, "100%p", "k8s");
+      // The cluster key in that state dir too, as the inventory names it.
+      const key = join(dir, "100%p", "id_ed25519");
+      await mkdir(workDir, { recursive: true, mode: 0o700 });
+      await copyFile(sshd.identityFile, key);
+      const { vars } = buildInventory({
+        cluster: labCluster(),
+        options: v.parse(optionsSchema, {}),
+        privateKeyPath: key,
+      }).all as { vars: { ansible_ssh_private_key_file: string } };
+      const r = await runOnLoopback(
+        workDir,
+        join(dir, "home-percent"),
+        "",
+        vars.ansible_ssh_private_key_file,
+      );
+      const socket = join(controlPathDirOf(workDir), socketName());
+      try {
+        expect(r.code).toBe(0);
+        expect(await readFile(join(workDir, "known_hosts"), "utf8")).toContain(`[127.0.0.1]:${sshd.port} `);
+      } finally {
+        await stopMaster(socket);
+        await rm(controlPathDirOf(workDir), { recursive: true, force: true });
+      }
+    }, 60_000);
+
+    test("a state dir whose path Ansible's and ssh's quoting would change is refused before any host is touched", async () => {
+      for (const odd of ["o'brien", 'say"hi', "back\\slash", "$HOME", "two words"]) {
+        const workDir = join(dir, odd, "k8s");
+        await expect(runOnLoopback(workDir, join(dir, "home-odd"))).rejects.toThrow(
+          `the state dir ${workDir} holds a character that Ansible's ssh_args cannot carry`,
+        );
+        expect(existsSync(join(workDir, "logs"))).toBe(false);
+      }
+    });
 
     test("go to a private directory of this user in the temp dir when the state dir's path is too long for a socket", async () => {
       // FreeBSD's sun_path holds 103 bytes and a NUL; ssh binds `<path>.<16 characters>` first.
