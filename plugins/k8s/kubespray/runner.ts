@@ -509,6 +509,9 @@ export function playbookEnv(req: PlaybookRequest): Record<string, string | undef
   return {
     ...Object.fromEntries(inheritedAnsibleSettings().map((name) => [name, undefined])),
     ANSIBLE_CONFIG: cfg,
+    // Python puts the user's own site directory (~/.local, of root's `pip install --user`) before
+    // the system's packages, and a venv made with --system-site-packages keeps it (site.py).
+    PYTHONNOUSERSITE: "1",
     ANSIBLE_STDOUT_CALLBACK: "ansible.posix.jsonl",
     ANSIBLE_NOCOLOR: "1",
     ANSIBLE_FORCE_COLOR: "0",

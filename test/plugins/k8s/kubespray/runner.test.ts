@@ -571,6 +571,60 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))(
     }
   }, 60_000);
 
+  test("runs without the packages of the user's own site directory, which would come before the system's", async () => {
+    const tree = join(dir, "site-kubespray");
+    const inventoryDir = join(dir, "site-inventory");
+    await mkdir(tree, { recursive: true });
+    await mkdir(inventoryDir, { recursive: true });
+    await writeFile(join(tree, "ansible.cfg"), "[defaults]\ninterpreter_python = auto_silent\n");
+    await writeFile(
+      join(inventoryDir, "hosts.yaml"),
+      "all:\n  hosts:\n    lab:\n      ansible_connection: local\n",
+    );
+    await writeFile(
+      join(tree, "ping.yml"),
+      "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n",
+    );
+    // `pip install --user` by root: Python puts ~/.local's packages before the system's (and the
+    // venv's system site packages, pkg's cryptography among them). Here a jinja2 that breaks.
+    const home = join(dir, "site-home");
+    const userSite = (
+      await runOk(local, ["python3", "-c", "import site; print(site.getusersitepackages())"], {
+        env: { HOME: home },
+      })
+    ).stdout.trim();
+    expect(userSite.startsWith(`${home}/`)).toBe(true);
+    await mkdir(join(userSite, "jinja2"), { recursive: true });
+    await writeFile(
+      join(userSite, "jinja2", "__init__.py"),
+      'raise ImportError("a jinja2 of the user\'s own")\n',
+    );
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      const runner = createRunner(
+        v.parse(optionsSchema, { runner: { kind: "system" } }),
+        dir,
+        local,
+        CLUSTER_ID,
+      );
+      const logFile = join(dir, "logs", "site.log");
+      const r = await runPlaybook(runner, {
+        kubesprayDir: tree,
+        inventoryDir,
+        playbook: "ping.yml",
+        logFile,
+        workDir: dir,
+      });
+      expect({ code: r.code, log: (await readFile(logFile, "utf8")).includes("of the user's own") }).toEqual({
+        code: 0,
+        log: false,
+      });
+    } finally {
+      process.env.HOME = saved;
+    }
+  }, 60_000);
+
   test("stops with its whole process group when the run is interrupted, its output kept in a private log", async () => {
     const tree = join(dir, "kubespray");
     const inventoryDir = join(dir, "inventory");
