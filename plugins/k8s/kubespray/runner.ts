@@ -580,19 +580,29 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
     );
   }
   const log = createWriteStream(req.logFile, { fd });
-  log.write(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
+  // A log that cannot be written (a full disk) does not stop the playbook, whose run is worth more
+  // than its record, nor end kubehyve as an unhandled stream error: the run fails once it is over.
+  let logError: Error | undefined;
+  log.on("error", (error) => {
+    logError ??= error;
+  });
+  const append = (text: string) => {
+    if (!logError) log.write(text);
+  };
+  append(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
   // The log gets every byte as it came; only the events are read line by line.
   let atLineStart = true;
   const write = (chunk: string) => {
     if (!chunk) return;
-    log.write(chunk);
+    append(chunk);
     atLineStart = chunk.endsWith("\n");
   };
-  const note = (text: string) => log.write(`${atLineStart ? "" : "\n"}# ${text}\n`);
+  const note = (text: string) => append(`${atLineStart ? "" : "\n"}# ${text}\n`);
   const lines = lineSplitter((line) => {
     const event = parseAnsibleEvent(line);
     if (event) req.onEvent?.(event);
   });
+  let code: number;
   try {
     const r = await runner.target.run(argv, {
       cwd: req.kubesprayDir,
@@ -609,12 +619,25 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
     });
     lines.end();
     note(`exit ${r.code}`);
-    return { code: r.code, argv };
+    code = r.code;
   } catch (error) {
     lines.end();
     note(error instanceof Error ? error.message : String(error));
     throw error;
   } finally {
-    await new Promise<void>((resolve) => log.end(resolve));
+    // An errored stream is destroyed and never calls end's callback; it has closed, or will.
+    await new Promise<void>((resolve) => {
+      if (log.destroyed) return resolve();
+      log.once("close", () => resolve());
+      log.end();
+    });
   }
+  if (logError) {
+    throw new KubehyveError(
+      `ansible-playbook ${req.playbook} exited ${code}, but its log ${req.logFile} could not be written: ${logError.message}`,
+      1,
+      "free space on the state dir's file system (df), then run again",
+    );
+  }
+  return { code, argv };
 }

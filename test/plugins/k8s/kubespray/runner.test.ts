@@ -33,6 +33,7 @@ import {
 import { CancelledError } from "../../../../src/lib/errors.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
 import { labCluster } from "../../../lab/cluster.ts";
+import { canMount, onFullDisk } from "../../../lab/full-disk.ts";
 import { ORACLES } from "../../../lab/oracles.ts";
 import { have } from "../../../lab/prereq.ts";
 import { type Sshd, startSshd } from "../../../lab/sshd.ts";
@@ -504,6 +505,45 @@ describe("a playbook that floods its output", () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe("a playbook whose log fills the disk", () => {
+  test.skipIf(!canMount)(
+    "runs to its end and then fails naming the log, rather than ending kubehyve with a stray error",
+    () => {
+      const runnerModule = join(import.meta.dir, "../../../../plugins/k8s/kubespray/runner.ts");
+      const result = onFullDisk(
+        // Room for the directories, the log's first page and little more.
+        "mkdir -m 700 k8s k8s/logs k8s/facts k8s/cp && : > k8s/logs/cluster.log && chmod 600 k8s/logs/cluster.log && dd if=/dev/zero of=room bs=4k count=2 2>/dev/null",
+        `const fs = await import("node:fs");
+         const { createRunner, runPlaybook } = await import(${JSON.stringify(runnerModule)});
+         const { LocalTarget } = await import(${JSON.stringify(join(import.meta.dir, "../../../../src/targets/local.ts"))});
+         const { v } = await import(${JSON.stringify(join(import.meta.dir, "../../../../src/api.ts"))});
+         const { optionsSchema } = await import(${JSON.stringify(join(import.meta.dir, "../../../../plugins/k8s/kubespray/options.ts"))});
+         fs.rmSync("room");
+         const dir = process.cwd() + "/k8s";
+         const runner = { ...createRunner(v.parse(optionsSchema, { runner: { kind: "system" } }), dir, new LocalTarget(), "id"),
+           command: () => ["sh", "-c", "head -c 1000000 /dev/zero | tr '\\\\0' x; echo; touch ran-to-the-end", "ansible-playbook"] };
+         let outcome;
+         try {
+           outcome = await runPlaybook(runner, { kubesprayDir: dir, inventoryDir: dir, playbook: "cluster.yml",
+             logFile: dir + "/logs/cluster.log", workDir: dir });
+         } catch (e) { outcome = { name: e.name, message: e.message }; }
+         console.log(JSON.stringify({ outcome, ran: fs.existsSync(dir + "/ran-to-the-end") }));`,
+      );
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual({
+        outcome: {
+          name: "KubehyveError",
+          message: expect.stringMatching(
+            /^ansible-playbook cluster\.yml exited 0, but its log .*\/k8s\/logs\/cluster\.log could not be written: ENOSPC: no space left on device/,
+          ),
+        },
+        ran: true,
+      });
+    },
+  );
 });
 
 describe.skipIf(!(have("ansible-playbook", "ansible") && have("sudo", "sudo")))("a playbook run", () => {
