@@ -472,9 +472,8 @@ export async function ensureControlPathDir(workDir: string, tmp = tmpdir()): Pro
     );
   }
   if (dir === join(workDir, "cp")) {
+    // In the stage's directory, which the core checked: made 0700, or checked and made 0700.
     await ensureStageDirs(workDir, dir);
-    const info = await lstat(dir);
-    if ((info.mode & 0o077) !== 0) await privateDir(dir, process.getuid?.() ?? 0);
     return dir;
   }
   const uid = process.getuid?.() ?? 0;
