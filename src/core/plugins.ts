@@ -44,6 +44,21 @@ function fileKind(st: Stats): string {
   return "no regular file";
 }
 
+/**
+ * What to do about a plugin directory readdir refused. ENOTDIR: a plugin file given in its place
+ * (its directory is meant), or a FIFO or a device, which is no plugin's.
+ */
+function dirUnreadableHint(dir: string, code: string | undefined): string {
+  if (code !== "ENOTDIR") return `check its permissions (ls -ld ${dir}), or leave it out of the plugin path`;
+  let st: Stats | undefined;
+  try {
+    st = statSync(dir);
+  } catch {}
+  if (st && !st.isFile())
+    return `${dir} is ${fileKind(st)}: name a directory of plugin files, or leave it out of the plugin path`;
+  return `name the directory that holds the plugin files: --plugin-dir ${dirname(dir)}`;
+}
+
 /** --plugin-dir first, then $KUBEHYVE_PLUGIN_PATH (colon-separated), then the system directory. */
 export function pluginSearchPath(flagDirs: readonly string[] = [], env = process.env): string[] {
   const fromEnv = (env.KUBEHYVE_PLUGIN_PATH ?? "").split(":").filter(Boolean);
@@ -302,10 +317,7 @@ export async function loadPlugins(
           `plugin directory ${dir} cannot be read, so no plugin is loaded from it`,
           {
             detail: e.message,
-            hint:
-              e.code === "ENOTDIR"
-                ? `name the directory that holds the plugin files: --plugin-dir ${dirname(dir)}`
-                : `check its permissions (ls -ld ${dir}), or leave it out of the plugin path`,
+            hint: dirUnreadableHint(dir, e.code),
           },
         ),
       );

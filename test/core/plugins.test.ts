@@ -208,6 +208,22 @@ describe("the plugin loader", () => {
     ]);
   });
 
+  test("a FIFO or a device given as the plugin directory is named as such, not taken for a plugin file", async () => {
+    const fifo = join(root, "pipe");
+    Bun.spawnSync(["mkfifo", fifo]);
+    const registry = await loadPlugins([builtin], [fifo, "/dev/null"]);
+    expect(registry.diagnostics.map((d) => [d.code, d.hint])).toEqual([
+      [
+        "plugin.dir-unreadable",
+        `${fifo} is a FIFO: name a directory of plugin files, or leave it out of the plugin path`,
+      ],
+      [
+        "plugin.dir-unreadable",
+        "/dev/null is a device: name a directory of plugin files, or leave it out of the plugin path",
+      ],
+    ]);
+  });
+
   test("a file whose loading never ends is one diagnostic after a limit, and the others still load", async () => {
     const file = write("hangs.ts", "await new Promise(() => {});\nexport default {};\n");
     write("safe.ts", dropIn("extra/safe"));
