@@ -3,10 +3,10 @@
  * host in the usual setup); it only needs to reach the nodes over SSH. See README.md for why the
  * default is a Python venv on the host and not a container.
  */
-import { constants, createWriteStream, lstatSync, readdirSync, readFileSync } from "node:fs";
+import { constants, createWriteStream, lstatSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { access, lstat, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { type Diagnostic, diag, KubehyveError, type Target } from "kubehyve";
 import { ensureStageDirs } from "./files.ts";
 import type { KubesprayOptions } from "./options.ts";
@@ -438,9 +438,23 @@ function fitsSocket(dir: string): boolean {
  */
 export function controlPathDirOf(workDir: string, tmp = tmpdir()): string {
   const own = join(workDir, "cp");
-  if (fitsSocket(own)) return own;
+  if (fitsSocket(own) && fitsSocket(realOrNearest(own))) return own;
   const hash = new Bun.CryptoHasher("sha256").update(workDir).digest("hex").slice(0, 16);
   return join(tmp, `kubehyve-${process.getuid?.() ?? 0}`, `ansible-${hash}`);
+}
+
+/**
+ * `path` with its links resolved as far as it exists, as Ansible resolves control_path_dir before
+ * it makes it (lib/ansible/utils/path.py unfrackpath: os.path.realpath).
+ */
+function realOrNearest(path: string): string {
+  for (let at = path; ; at = dirname(at)) {
+    try {
+      return join(realpathSync(at), relative(at, path));
+    } catch {
+      if (dirname(at) === at) return path;
+    }
+  }
 }
 
 async function privateDir(dir: string, uid: number): Promise<void> {
@@ -464,7 +478,7 @@ async function privateDir(dir: string, uid: number): Promise<void> {
  */
 export async function ensureControlPathDir(workDir: string, tmp = tmpdir()): Promise<string> {
   const dir = controlPathDirOf(workDir, tmp);
-  if (!fitsSocket(dir)) {
+  if (!fitsSocket(dir) || !fitsSocket(realOrNearest(dir))) {
     throw new KubehyveError(
       `no directory for Ansible's ssh control sockets fits in the ${SUN_PATH_MAX} bytes of a socket's path: ${join(workDir, "cp")} and ${dir} are too long; nothing was run`,
       1,

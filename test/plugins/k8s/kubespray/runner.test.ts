@@ -880,6 +880,27 @@ describe.skipIf(!(have("ansible-playbook", "ansible") && have("sshd", "openssh-s
       }
     }, 60_000);
 
+    test("are measured where Ansible puts them: past the links of the state dir's path", async () => {
+      // Ansible resolves control_path_dir (unfrackpath: realpath), as FreeBSD's /home leads to
+      // /usr/home: a short path through a link may lead to one too long for a socket.
+      const deep = join(dir, "d".repeat(70));
+      await mkdir(join(deep, "k8s"), { recursive: true, mode: 0o700 });
+      const link = join(dir, "short");
+      await symlink(deep, link);
+      const workDir = join(link, "k8s");
+      const cpDir = controlPathDirOf(workDir);
+      expect(cpDir.startsWith(join(tmpdir(), `kubehyve-${process.getuid!()}`, "ansible-"))).toBe(true);
+      const r = await runOnLoopback(workDir, join(dir, "home-link"));
+      const socket = join(cpDir, socketName());
+      try {
+        expect(r.code).toBe(0);
+        expect((await lstat(socket)).isSocket()).toBe(true);
+      } finally {
+        await stopMaster(socket);
+        await rm(cpDir, { recursive: true, force: true });
+      }
+    }, 60_000);
+
     test("a fallback directory others could change is refused before any host is touched", async () => {
       const workDir = join(dir, "b".repeat(80), "k8s");
       // A temp dir of its own, short enough to leave room for the socket.
