@@ -603,7 +603,8 @@ export async function runPlaybook(runner: AnsibleRunner, req: PlaybookRequest): 
     if (!logError) log.write(text);
   };
   append(`# ${new Date().toISOString()} ${argv.join(" ")}\n`);
-  // The log gets every byte as it came; only the events are read line by line.
+  // The log gets all the output as it came (a byte that is no UTF-8 as U+FFFD: the target hands
+  // over text); only the events are read line by line.
   let atLineStart = true;
   const write = (chunk: string) => {
     if (!chunk) return;
