@@ -6,16 +6,23 @@ import { join } from "node:path";
 const dir = mkdtempSync(join(tmpdir(), "kubehyve-lock-race-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-// Each contender takes the lock, holds it for a while, and says whether it got it.
+// Each contender tries the lock once and says so in a file of its own; one that got it holds it
+// until every contender has said, so that a contender started late on a busy machine cannot take a
+// lock the winner has already let go.
 const CONTENDER = `
+import { existsSync, writeFileSync } from "node:fs";
 import { acquireLock } from ${JSON.stringify(join(import.meta.dir, "../../src/core/journal.ts"))};
+const [state, said, release] = process.argv.slice(2);
+let lock;
 try {
-  const lock = acquireLock(process.argv[2], "up");
-  await Bun.sleep(1500);
-  lock.release();
-  console.log("held");
+  lock = acquireLock(state, "up");
+  writeFileSync(said, "held");
 } catch (error) {
-  console.log(error.name);
+  writeFileSync(said, error.name);
+}
+if (lock) {
+  while (!existsSync(release)) await Bun.sleep(20);
+  lock.release();
 }
 `;
 
@@ -24,17 +31,32 @@ test("of many runs taking over a stale lock at the same moment, exactly one gets
   writeFileSync(script, CONTENDER);
   for (let round = 0; round < 8; round++) {
     const state = mkdtempSync(join(dir, "state-"));
+    const saidDir = mkdtempSync(join(dir, "said-"));
+    const release = join(saidDir, "release");
     const dead = Bun.spawn(["true"]);
     await dead.exited;
     writeFileSync(
       join(state, "lock"),
       JSON.stringify({ pid: dead.pid, command: "up", since: new Date().toISOString() }),
     );
-    const runs = Array.from({ length: 24 }, () =>
-      Bun.spawn([process.execPath, script, state], { stdout: "pipe" }),
+    const runs = Array.from({ length: 24 }, (_, i) =>
+      Bun.spawn([process.execPath, script, state, join(saidDir, `${i}.said`), release]),
     );
-    const said = await Promise.all(runs.map(async (p) => (await new Response(p.stdout).text()).trim()));
-    expect(said.filter((s) => s === "held")).toHaveLength(1);
-    expect(said.filter((s) => s !== "held").every((s) => s === "LockHeldError")).toBe(true);
+    const said = async () => {
+      const found: string[] = [];
+      for (let i = 0; i < runs.length; i++) {
+        const file = Bun.file(join(saidDir, `${i}.said`));
+        if (await file.exists()) found.push(await file.text());
+      }
+      return found;
+    };
+    // Every contender has tried while the winner still holds the lock.
+    while ((await said()).length < runs.length && runs.some((p) => p.exitCode === null)) await Bun.sleep(50);
+    const answers = await said();
+    writeFileSync(release, "");
+    await Promise.all(runs.map((p) => p.exited));
+    expect(answers).toHaveLength(runs.length);
+    expect(answers.filter((s) => s === "held")).toHaveLength(1);
+    expect(answers.filter((s) => s !== "held").every((s) => s === "LockHeldError")).toBe(true);
   }
 }, 120_000);
