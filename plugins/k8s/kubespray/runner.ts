@@ -91,6 +91,10 @@ export type DirectoryOwner =
  * Read-only and synchronous, so that validate() can ask too.
  */
 export function directoryOwner(dir: string, clusterId: string | undefined, ownDir?: string): DirectoryOwner {
+  // Root runs the venv's bin/ansible-playbook: whoever could rename what is in the directory, or
+  // the directory itself, could put a program of their own there.
+  const above = writableAbove(dir);
+  if (above) return { kind: "foreign", why: `others can write ${above}, above it` };
   let info: ReturnType<typeof lstatSync>;
   try {
     info = lstatSync(dir);
@@ -100,6 +104,9 @@ export function directoryOwner(dir: string, clusterId: string | undefined, ownDi
   }
   if (info.isSymbolicLink()) return { kind: "foreign", why: "it is a symlink" };
   if (!info.isDirectory()) return { kind: "foreign", why: "it is not a directory" };
+  const uid = process.getuid?.();
+  if (uid !== undefined && info.uid !== uid) return { kind: "foreign", why: `it belongs to uid ${info.uid}` };
+  if ((info.mode & 0o022) !== 0) return { kind: "foreign", why: "others can write it" };
   let marker: string | undefined;
   try {
     marker = readFileSync(join(dir, VENV_MARKER), "utf8").trim();
@@ -122,6 +129,34 @@ export function directoryOwner(dir: string, clusterId: string | undefined, ownDi
     kind: "foreign",
     why: `it holds ${names.length} entr${names.length === 1 ? "y" : "ies"} and no ${VENV_MARKER} marker`,
   };
+}
+
+/**
+ * The first directory above `dir` that group or others may write and that is not sticky (as /tmp
+ * is), judged where links lead (FreeBSD's /home is one to /usr/home); undefined when there is none.
+ */
+function writableAbove(dir: string): string | undefined {
+  let at = dirname(dir);
+  for (;;) {
+    try {
+      at = realpathSync(at);
+      break;
+    } catch {
+      if (dirname(at) === at) return undefined;
+      at = dirname(at);
+    }
+  }
+  for (;;) {
+    let mode: number;
+    try {
+      mode = lstatSync(at).mode;
+    } catch {
+      return undefined;
+    }
+    if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0) return at;
+    if (dirname(at) === at) return undefined;
+    at = dirname(at);
+  }
 }
 
 /** The diagnostic for a runner directory kubehyve must not take; undefined when it may. */

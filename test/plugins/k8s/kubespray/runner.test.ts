@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import {
   chmod,
+  chown,
   copyFile,
   lstat,
   mkdir,
@@ -403,6 +404,39 @@ describe.skipIf(!have("python3", "python3-venv"))("the venv runner's directory",
       "was not made by kubehyve",
     );
     expect(await readFile(join(theirs, "src", "precious.txt"), "utf8")).toBe("keep me\n");
+  });
+
+  test("a directory another user owns or others can write is refused: they could swap the ansible-playbook root runs", async () => {
+    // Empty, so it would be taken; whoever owns it (or may write it, or the directory above it)
+    // could rename bin/ once the venv is made and put an ansible-playbook of their own there.
+    const tree = await treeWith("cryptography==50.0.0\n");
+    const theirs = join(dir, "nobodys-venv");
+    await mkdir(theirs);
+    await chown(theirs, 65534, 65534);
+    const open = join(dir, "open-venv");
+    await mkdir(open);
+    await chmod(open, 0o777);
+    const shared = join(dir, "shared");
+    await mkdir(shared);
+    await chmod(shared, 0o777);
+    const below = join(shared, "venv");
+    for (const [venvDir, why] of [
+      [theirs, "it belongs to uid 65534"],
+      [open, "others can write it"],
+      [below, `others can write ${shared}, above it`],
+    ] as const) {
+      const runner = runnerAt(venvDir);
+      expect(await runner.prerequisites()).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({
+            code: "kubespray.runner-dir-foreign",
+            summary: `the runner directory ${venvDir} was not made by kubehyve: ${why}`,
+          }),
+        ]),
+      );
+      await expect(runner.prepare(tree)).rejects.toThrow(why);
+      expect(existsSync(join(venvDir, ".kubehyve-venv"))).toBe(false);
+    }
   });
 
   test("a symlink is refused as the venv directory", async () => {
