@@ -7,7 +7,7 @@ import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand }
 import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
 import { globalArgs, selectionArgs } from "./_args.ts";
-import { coloredFor, output } from "./output.ts";
+import { coloredFor, jsonLine, output } from "./output.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -309,7 +309,13 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
   if (json) {
     const problems = error instanceof InputError ? error.problems : undefined;
     output().stdout(
-      `${JSON.stringify({ v: 1, type: "error", message: (error as Error).message, hint: known ? error.hint : undefined, problems, exitCode })}\n`,
+      jsonLine({
+        type: "error",
+        message: (error as Error).message,
+        hint: known ? error.hint : undefined,
+        problems,
+        exitCode,
+      }),
     );
     return exitCode;
   }

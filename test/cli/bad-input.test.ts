@@ -154,6 +154,7 @@ describe("a command line without a command", () => {
     ).toEqual([
       {
         v: 1,
+        ts: expect.any(String),
         type: "error",
         message: "no command given",
         hint: "kubehyve --help lists the commands",
