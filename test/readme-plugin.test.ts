@@ -24,6 +24,29 @@ function example(): { code: string; stage: string; entry: Record<string, unknown
   return { code, stage, entry };
 }
 
+/** The members of an interface of src/core/contract.ts, as its source declares them. */
+function members(name: string): string[] {
+  const source = readFileSync(join(import.meta.dir, "..", "src", "core", "contract.ts"), "utf8");
+  const start = source.search(new RegExp(`export interface ${name}[<\\s]`));
+  const body = source.slice(start, source.indexOf("\n}\n", start));
+  return [...body.matchAll(/^ {2}(?:readonly )?([a-zA-Z]+)\??[(<:]/gm)].map((m) => m[1]!);
+}
+
+describe("the README's section on writing a plugin", () => {
+  test("names every member of the plugin object and of the context it is given", () => {
+    const start = readme.indexOf("### Writing a plugin");
+    const section = readme.slice(start, readme.indexOf("\n## ", start));
+    const names = [...members("Plugin"), ...members("PluginContext")];
+    expect(names).toEqual(
+      expect.arrayContaining(["id", "check", "hookAnswers", "wet", "clusterId", "hooks"]),
+    );
+    // `name`, `name(…)` or `name:` in a code span, or a key of the example's object.
+    const named = (n: string) =>
+      new RegExp(`\`(ctx\\.)?${n}[\`(]|\`${n}:|^ {2}(async )?${n}[(:]`, "m").test(section);
+    expect(names.filter((n) => !named(n))).toEqual([]);
+  });
+});
+
 describe("the README's plugin example", () => {
   test("is found with its cluster-file line", () => {
     const { code, stage, entry } = example();
