@@ -36,3 +36,14 @@ export const selectionArgs = {
   from: { type: "string", description: "Start at this stage", valueHint: "SLOT" },
   until: { type: "string", description: "Stop after this stage", valueHint: "SLOT" },
 } as const satisfies ArgsDef;
+
+/**
+ * Arguments a command cannot run without but checks itself, with the others, so that every problem
+ * is named at once (citty's own `required` stops at the first). `--help` shows them as required.
+ */
+export const shownRequired = new WeakSet<object>();
+
+export function needed<T extends object>(def: T): T {
+  shownRequired.add(def);
+  return def;
+}

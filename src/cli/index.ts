@@ -6,7 +6,7 @@
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
-import { globalArgs, selectionArgs } from "./_args.ts";
+import { globalArgs, selectionArgs, shownRequired } from "./_args.ts";
 import { coloredFor, jsonLine, output } from "./output.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
@@ -211,10 +211,11 @@ async function usage(path: string[]): Promise<string> {
   // group of short flags and refuses: a long alias is shown with two, as it is typed.
   const args = Object.fromEntries(
     Object.entries(((await cmd.args) ?? {}) as ArgsDef).map(([name, def]) => {
+      const shown = shownRequired.has(def) ? { ...def, required: true } : def;
       const alias = (def as { alias?: string | string[] }).alias;
-      if (alias === undefined) return [name, def];
+      if (alias === undefined) return [name, shown];
       const aliases = (Array.isArray(alias) ? alias : [alias]).map((a) => (a.length > 1 ? `-${a}` : a));
-      return [name, { ...def, alias: aliases }];
+      return [name, { ...shown, alias: aliases }];
     }),
   ) as ArgsDef;
   return renderUsage({ ...cmd, args }, parent as CommandDef<ArgsDef> | undefined);

@@ -183,6 +183,19 @@ describe("--help", () => {
     const typed = await run(["plan", "--offline", "--upgrade-image", "--state-dir", join(dir, "state")]);
     expect(typed.code).toBe(0);
   });
+  test("what a command cannot run without is shown as required, though it is checked with the rest", async () => {
+    const { run } = workdir();
+    const expose = await run(["expose", "--help"]);
+    expect(expose.stdout).toContain("USAGE kubehyve expose [OPTIONS] <SERVICE> --host=<NAME>");
+    expect(expose.stdout).toMatch(/--host=<NAME> +The name clients use .*\(Required\)/);
+    const render = await run(["render", "--help"]);
+    expect(render.stdout).toContain("USAGE kubehyve render [OPTIONS] --output=<DIR>");
+    // Still every problem at once, not citty's first one.
+    const bare = await run(["expose"]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("SERVICE: the Service to expose is needed");
+    expect(bare.stderr).toContain("--host: the name clients use is needed");
+  });
 });
 
 describe("a very long value", () => {
