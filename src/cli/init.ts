@@ -30,6 +30,8 @@ export default defineCommand({
   meta: { name: "init", description: "Write a commented example cluster file to start from" },
   args: {
     ...globalArgs,
+    // Not the lookup of the other commands: init writes here, never the system-wide file.
+    config: { ...globalArgs.config, description: "The cluster file to write (default: ./kubehyve.yaml)" },
     force: { type: "boolean", description: "Overwrite an existing file" },
   },
   async run({ args }) {

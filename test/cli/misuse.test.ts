@@ -183,6 +183,15 @@ describe("--help", () => {
     const typed = await run(["plan", "--offline", "--upgrade-image", "--state-dir", join(dir, "state")]);
     expect(typed.code).toBe(0);
   });
+  test("init's -c is the file it writes, which is never the system-wide one", async () => {
+    const { run } = workdir();
+    const help = await run(["init", "--help"]);
+    expect(help.stdout).toMatch(
+      /-c, --config=<FILE> +The cluster file to write \(default: \.\/kubehyve\.yaml\)/,
+    );
+    expect(help.stdout).not.toContain("/usr/local/etc");
+  });
+
   test("what a command cannot run without is shown as required, though it is checked with the rest", async () => {
     const { run } = workdir();
     const expose = await run(["expose", "--help"]);
