@@ -422,6 +422,26 @@ describe("the README's way to reach an application", () => {
       const again = await run(args);
       expect(again.out).not.toContain("broken");
       expect(again.code).toBe(0);
+
+      // The walk's hops are the README's table of them, in its order, each from the stage it names.
+      const table = readme
+        .slice(at, readme.indexOf("\n## ", at + 1))
+        .split("\n")
+        .filter((l) => /^\| `[a-z]+\.[a-z-]+`/.test(l))
+        .map((l) =>
+          l
+            .split("|")
+            .slice(1, 3)
+            .map((c) => c.trim().replace(/`/g, "")),
+        );
+      const json = await run([...args, "--json"]);
+      const hops = json.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .filter((e) => e.type === "hop")
+        .map((h) => [h.id, h.from]);
+      expect(hops).toEqual(table);
     } finally {
       lab.kube.server.delete("networking.k8s.io/v1", "Ingress", name!, "default");
       lab.kube.server.delete("v1", "Service", name!, "default");
