@@ -98,3 +98,26 @@ describe("the README's table of commands", () => {
     }
   });
 });
+
+describe("the README's exit codes", () => {
+  test("are the codes kubehyve exits with, and only those", async () => {
+    const { ExitCode } = await import("../src/lib/errors.ts");
+    const start = readme.indexOf("### Exit codes");
+    const table = readme.slice(start, readme.indexOf("\n### ", start + 1));
+    const listed = table
+      .split("\n")
+      .filter((l) => /^\| \d/.test(l))
+      .flatMap((l) =>
+        l
+          .split("|")[1]!
+          .split(",")
+          .map((c) => Number(c.trim())),
+      );
+    // A second SIGTERM or SIGHUP leaves at once with the shell's code for it (src/cli/_session.ts).
+    const session = readFileSync(join(import.meta.dir, "..", "src", "cli", "_session.ts"), "utf8");
+    const signals = [...session.matchAll(/on\("SIG[A-Z]+", (\d+),/g)].map((m) => Number(m[1]));
+    expect(signals.length).toBe(3);
+    const exits = [...new Set([...Object.values(ExitCode), ...signals])].sort((a, b) => a - b);
+    expect(listed.sort((a, b) => a - b)).toEqual(exits);
+  });
+});
