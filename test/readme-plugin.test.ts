@@ -7,10 +7,12 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { Glob } from "bun";
 import { parse } from "yaml";
 import { dropInLab, runInProcess } from "./lab/cli.ts";
 
-const readme = readFileSync(join(import.meta.dir, "..", "README.md"), "utf8");
+const ROOT = join(import.meta.dir, "..");
+const readme = readFileSync(join(ROOT, "README.md"), "utf8");
 
 /** The section's one `ts` block, and the cluster-file line the text after it gives. */
 function example(): { code: string; stage: string; entry: Record<string, unknown> } {
@@ -126,5 +128,59 @@ describe("the README's plugin example", () => {
     const r = await runInProcess(["config", "validate", "--plugin-dir", lab.plugins], { cwd: lab.dir });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("stages.motd.txt: unknown field");
+  });
+});
+
+describe("the README's hooks", () => {
+  const start = readme.indexOf("### Writing a plugin");
+  const section = readme.slice(start, readme.indexOf("\n## ", start));
+
+  test("its table names every hook a stage or the core declares, and no other", () => {
+    const declared = new Set<string>();
+    for (const file of new Glob("{src,plugins}/**/*.ts").scanSync(ROOT))
+      for (const [, name] of readFileSync(join(ROOT, file), "utf8").matchAll(
+        /\bconst [A-Z0-9_]*HOOK[A-Z0-9_]* = "([a-z0-9-]+:[a-z0-9-]+)"/g,
+      ))
+        declared.add(name!);
+    expect(declared.size).toBeGreaterThan(3);
+    const table = section
+      .split("\n")
+      .filter((l) => /^\| `[a-z0-9-]+:[a-z0-9-]+`/.test(l))
+      .map((l) => /`([^`]+)`/.exec(l)![1]!);
+    expect(table.sort()).toEqual([...declared].sort());
+  });
+
+  test("its example answers os:node-files through the real loader, and the file is in every node's Ignition", async () => {
+    const code = [...section.matchAll(/```ts\n([\s\S]*?)\n```/g)]
+      .map((m) => m[1]!)
+      .find((c) => c.includes("os:node-files"));
+    const line = /with `stages: (\{[^`]*\})`/.exec(section)?.[1];
+    expect(code && line).toBeTruthy();
+    const [stage, entry] = Object.entries(parse(line!) as Record<string, Record<string, unknown>>)[0]!;
+    const { exampleText } = await import("../src/cli/_shared.ts");
+    const lab = dropInLab({
+      prefix: "kubehyve-readme-hook-",
+      name: "unused",
+      plugins: { "sysctl.ts": code! },
+      stages: () => "",
+    });
+    writeFileSync(join(lab.dir, "kubehyve.yaml"), `${exampleText}  ${stage}: ${JSON.stringify(entry)}\n`);
+    const out = join(lab.dir, "rendered");
+    const r = await runInProcess(
+      ["render", "-o", out, "--plugin-dir", lab.plugins, "--state-dir", lab.state],
+      {
+        cwd: lab.dir,
+      },
+    );
+    expect(r.code).toBe(0);
+    const answered = /path: "([^"]+)", contents: "([^"]+)"/.exec(code!)!;
+    for (const node of ["cp1", "w1", "w2"]) {
+      const ignition = JSON.parse(readFileSync(join(out, "os", `${node}.ign`), "utf8"));
+      const file = ignition.storage.files.find((f: { path: string }) => f.path === answered[1]);
+      expect(file).toBeDefined();
+      const source: string = file.contents.source;
+      const data = decodeURIComponent(source.slice(source.indexOf(",") + 1));
+      expect(data).toBe(JSON.parse(`"${answered[2]}"`));
+    }
   });
 });
