@@ -121,3 +121,22 @@ describe("the README's exit codes", () => {
     expect(listed.sort((a, b) => a - b)).toEqual(exits);
   });
 });
+
+describe("the README's config validate sample", () => {
+  test("is what config validate prints for the example lab with w1's memory and address mistyped", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { exampleText } = await import("../src/cli/_shared.ts");
+    const { runInProcess } = await import("./lab/cli.ts");
+    const start = readme.indexOf("## The cluster file");
+    const sample = /```\n(✖[\s\S]*?)\n```/.exec(readme.slice(start))![1]!;
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-readme-validate-"));
+    const text = exampleText
+      .replace("memory: 6GiB", "memory: 6 gigs")
+      .replace("address: 192.168.1.22", "address: 192.168.1.150");
+    writeFileSync(join(dir, "kubehyve.yaml"), text);
+    const r = await runInProcess(["config", "validate"], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().replaceAll(dir, "/root")).toBe(sample);
+  });
+});
