@@ -14,7 +14,8 @@ export const globalArgs = {
   },
   "state-dir": {
     type: "string",
-    description: "State directory of this cluster (keys, kubeconfig, journal, cache)",
+    description:
+      "State directory of this cluster: keys, kubeconfig, journal, cache (default: /var/db/kubehyve/NAME on FreeBSD, $XDG_STATE_HOME/kubehyve/NAME elsewhere)",
     valueHint: "DIR",
   },
   json: { type: "boolean", description: "Write NDJSON events on stdout and nothing else" },

@@ -183,6 +183,14 @@ describe("--help", () => {
     const typed = await run(["plan", "--offline", "--upgrade-image", "--state-dir", join(dir, "state")]);
     expect(typed.code).toBe(0);
   });
+  test("--state-dir says where the state dir is without it", async () => {
+    const { run } = workdir();
+    const help = await run(["plan", "--help"]);
+    expect(help.stdout).toMatch(
+      /--state-dir=<DIR> +.*\(default: \/var\/db\/kubehyve\/NAME on FreeBSD, \$XDG_STATE_HOME\/kubehyve\/NAME elsewhere\)/,
+    );
+  });
+
   test("init's -c is the file it writes, which is never the system-wide one", async () => {
     const { run } = workdir();
     const help = await run(["init", "--help"]);
