@@ -331,6 +331,7 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
       // One problem, one line: what the file put into a message (a name with a line break or an
       // escape sequence, in a stage's own message too) is shown escaped, never raw.
       output().stderr(`  ${cut(visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`))}\n`);
+      if (p.hint) output().stderr(`    → ${cut(visible(p.hint))}\n`);
     }
   }
   if (error.hint) output().stderr(`  → ${cut(visible(error.hint))}\n`);

@@ -64,6 +64,8 @@ export interface Problem {
   message: string;
   /** `file:line:column` where the path could be located in the source. */
   where?: string;
+  /** The fix, where the rule's owner gives one (a stage's validate()). */
+  hint?: string;
 }
 
 type PathKey = string | number;
@@ -104,7 +106,8 @@ export function formatPath(path: readonly PathKey[]): string {
 }
 
 class ProblemList {
-  private readonly found: { path: readonly PathKey[]; message: string; atKey?: boolean }[] = [];
+  private readonly found: { path: readonly PathKey[]; message: string; atKey?: boolean; hint?: string }[] =
+    [];
   /** `located` gives the document with its positions; it is read only once a problem is found. */
   constructor(
     private readonly source: string,
@@ -116,8 +119,8 @@ class ProblemList {
   }
 
   /** `atKey`: the problem is the key itself (an unknown field), so its place is the key's, not its value's. */
-  add(path: readonly PathKey[], message: string, atKey = false): void {
-    this.found.push({ path, message, atKey });
+  add(path: readonly PathKey[], message: string, atKey = false, hint?: string): void {
+    this.found.push({ path, message, atKey, hint });
   }
 
   /**
@@ -125,10 +128,11 @@ class ProblemList {
    * text (keys, names), so each is cut short: a megabyte key must not become a megabyte message.
    */
   get items(): Problem[] {
-    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message, atKey }) => ({
+    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message, atKey, hint }) => ({
       path: shorten(formatPath(path.map((k) => (typeof k === "string" ? shorten(k, 64) : k))), 200),
       message: shorten(message, 400),
       where: this.locate(path, atKey),
+      ...(hint === undefined ? {} : { hint: shorten(hint, 400) }),
     }));
   }
 
@@ -599,7 +603,8 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
       continue;
     }
     for (const d of found) {
-      if (d.severity === "error") problems.add(parsePath(d.path ?? `stages.${stage.slot}`), d.summary);
+      if (d.severity === "error")
+        problems.add(parsePath(d.path ?? `stages.${stage.slot}`), d.summary, false, d.hint);
       else warnings.push(d);
     }
   }
