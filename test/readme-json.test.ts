@@ -126,6 +126,10 @@ describe("the README's --json table", () => {
         if (!known.has(field)) wrong.push(`${where}: field ${field} is not in the README`);
     }
     expect(wrong).toEqual([]);
+    // The one exception the README names: the schema, one JSON document, with or without --json.
+    const schema = await runInProcess(["config", "schema", "--json"], { cwd: tmpdir() });
+    expect(JSON.parse(schema.stdout).$schema).toBe("http://json-schema.org/draft-07/schema#");
+    expect(readme).toContain("and `config schema` the schema itself, with or without `--json`");
     // What was run reached every kind of answer, so the check above looked at each.
     const seen = new Set(lines.map((l) => l.line.type));
     for (const type of ["version", "plugin", "config.valid", "init", "kubeconfig", "kubeconfig.merged"])

@@ -6,7 +6,7 @@ const schema = defineCommand({
   meta: {
     name: "schema",
     description:
-      "Print the JSON Schema of the cluster file, built-in plugins' options included (for editors)",
+      "Print the JSON Schema of the cluster file, every loaded plugin's options included (for editors)",
   },
   args: { ...globalArgs },
   async run({ args }) {
