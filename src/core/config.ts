@@ -247,14 +247,31 @@ function safeParseKeys<S extends v.GenericSchema>(schema: S, input: unknown): v.
   return { ...first, issues: issues as typeof first.issues };
 }
 
+/**
+ * Stage options no field of the plugin's schema takes. valibot's plain `v.object` drops them without
+ * a word (only `strictObject` refuses them), so a misspelt option would be taken as its default. A
+ * `looseObject`, or any other schema, says what it accepts itself; a plugin without a schema is
+ * handed the stage's keys as they are.
+ */
+function unknownOptions(schema: v.GenericSchema | undefined, raw: unknown): string[] {
+  if (!schema || !raw || typeof raw !== "object" || Array.isArray(raw)) return [];
+  const keys = Object.keys(raw);
+  const entries = (schema as { type?: string; entries?: Record<string, unknown> }).entries;
+  if (schema.type !== "object" || !entries) return [];
+  return keys.filter((k) => !Object.hasOwn(entries, k));
+}
+
+function unknownField(key: string): string {
+  if (key === "<<")
+    return "unknown field: YAML merge keys (<<) are not supported; write the fields out, or share a value with an anchor and an alias";
+  return `unknown field (${shownKey(shorten(key, 64))} is not one of the fields allowed here)`;
+}
+
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   // valibot's own messages for type mismatches name the received value; ours name the fix.
   if (isUnknownKey(issue)) {
     // The key itself, from the issue's path: `received` is it between quotes, unescaped.
-    const key = String(issue.path?.at(-1)?.key ?? issue.input);
-    if (key === "<<")
-      return "unknown field: YAML merge keys (<<) are not supported; write the fields out, or share a value with an anchor and an alias";
-    return `unknown field (${shownKey(shorten(key, 64))} is not one of the fields allowed here)`;
+    return unknownField(String(issue.path?.at(-1)?.key ?? issue.input));
   }
   if (issue.input === undefined && issue.kind === "schema") return "is required";
   return ownWords(issue) ?? issue.message;
@@ -520,6 +537,8 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
       continue;
     }
     let options: unknown = rawOptions;
+    for (const key of unknownOptions(plugin.options, rawOptions))
+      problems.add(["stages", slot, key], unknownField(key), true);
     if (plugin.options) {
       let result: ReturnType<typeof safeParseEveryKey>;
       try {
