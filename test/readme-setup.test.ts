@@ -10,10 +10,11 @@ import { join } from "node:path";
 import { Glob } from "bun";
 import { parseBhyveOptions } from "../plugins/hypervisor/bhyve/options.ts";
 import { MIN_NODE_MEMORY } from "../plugins/hypervisor/bhyve/preflight.ts";
+import { builtinPlugins } from "../plugins/index.ts";
 import { DAEMON_MEMORY, kubernetesMemory } from "../plugins/storage/rook/sizing.ts";
-import { EXAMPLE_SOURCE, exampleText, loadRegistry } from "../src/cli/_shared.ts";
-import { provideBuiltins } from "../src/cli/builtins.ts";
+import { EXAMPLE_SOURCE, exampleText } from "../src/cli/_shared.ts";
 import { parseClusterText } from "../src/core/config.ts";
+import { loadPlugins } from "../src/core/plugins.ts";
 import { formatSize, parseSize } from "../src/core/units.ts";
 import { resolveA } from "../src/lib/dns.ts";
 import { startDnsmasq } from "./lab/dnsmasq.ts";
@@ -66,8 +67,8 @@ describe("the README's install and its list before the first up", () => {
       ?.split("\n")
       .map((l) => l.trim());
     expect(lines?.length).toBeGreaterThan(0);
-    provideBuiltins(async () => (await import("../plugins/index.ts")).builtinPlugins);
-    const registry = await loadRegistry({ "plugin-dir": undefined });
+    // The built-ins alone: no plugin directory of this machine's is read.
+    const registry = await loadPlugins(builtinPlugins, []);
     const { cluster } = parseClusterText(exampleText, EXAMPLE_SOURCE, registry);
     const dns = await startDnsmasq({ lines: lines! });
     try {
