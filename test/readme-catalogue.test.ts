@@ -51,3 +51,37 @@ describe("the README's doctor catalogue", () => {
     });
   }
 });
+
+describe("the ids the README names anywhere", () => {
+  const code = filesUnder("{src,plugins}/**/*.ts").join("\n");
+  // The prefixes of findings: the stages' plugin names and the core's own.
+  const prefixes = [
+    "bhyve",
+    "coreos",
+    "kubespray",
+    "calico",
+    "metallb",
+    "traefik",
+    "rook",
+    "expose",
+    "engine",
+    "target",
+    "api",
+  ];
+  const named = [
+    ...new Set(
+      [...readme.matchAll(/(?<![\w./-])([a-z]+\.[a-z][a-z0-9-]*[a-z0-9])(?![\w/-]|\.\w)/g)]
+        .map((m) => m[1]!)
+        .filter((id) => prefixes.includes(id.split(".")[0]!)),
+    ),
+  ];
+
+  test("are found", () => {
+    expect(named).toContain("bhyve.cpu-overcommit");
+    expect(named).toContain("engine.changes-pending");
+  });
+
+  test("are each made by the code", () => {
+    expect(named.filter((id) => !code.includes(`"${id}"`) && !code.includes(`\`${id}`))).toEqual([]);
+  });
+});

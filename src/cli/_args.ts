@@ -14,7 +14,8 @@ export const globalArgs = {
   },
   "state-dir": {
     type: "string",
-    description: "State directory of this cluster (keys, kubeconfig, journal, cache)",
+    description:
+      "State directory of this cluster: keys, kubeconfig, journal, cache (default: /var/db/kubehyve/NAME on FreeBSD, $XDG_STATE_HOME/kubehyve/NAME elsewhere)",
     valueHint: "DIR",
   },
   json: { type: "boolean", description: "Write NDJSON events on stdout and nothing else" },
@@ -36,3 +37,14 @@ export const selectionArgs = {
   from: { type: "string", description: "Start at this stage", valueHint: "SLOT" },
   until: { type: "string", description: "Stop after this stage", valueHint: "SLOT" },
 } as const satisfies ArgsDef;
+
+/**
+ * Arguments a command cannot run without but checks itself, with the others, so that every problem
+ * is named at once (citty's own `required` stops at the first). `--help` shows them as required.
+ */
+export const shownRequired = new WeakSet<object>();
+
+export function needed<T extends object>(def: T): T {
+  shownRequired.add(def);
+  return def;
+}

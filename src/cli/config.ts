@@ -1,12 +1,12 @@
 import { defineCommand } from "citty";
 import { exampleArg, globalArgs, loadCluster, loadRegistry } from "./_shared.ts";
-import { logger, output, printable } from "./output.ts";
+import { jsonLine, logger, output, printable } from "./output.ts";
 
 const schema = defineCommand({
   meta: {
     name: "schema",
     description:
-      "Print the JSON Schema of the cluster file, built-in plugins' options included (for editors)",
+      "Print the JSON Schema of the cluster file, every loaded plugin's options included (for editors)",
   },
   args: { ...globalArgs },
   async run({ args }) {
@@ -35,9 +35,16 @@ const validate = defineCommand({
     const pluginProblems = registry.diagnostics;
     if (args.json) {
       for (const d of pluginProblems)
-        output().stdout(`${JSON.stringify({ v: 1, type: "diagnostic", stage: "plugins", ...d })}\n`);
+        output().stdout(jsonLine({ type: "diagnostic", stage: "plugins", ...d }));
       output().stdout(
-        `${JSON.stringify({ v: 1, type: "config.valid", file: config.source, cluster: c.name, nodes: c.nodes.length, stages: config.stages.map((s) => s.plugin.id), warnings: config.warnings })}\n`,
+        jsonLine({
+          type: "config.valid",
+          file: config.source,
+          cluster: c.name,
+          nodes: c.nodes.length,
+          stages: config.stages.map((s) => s.plugin.id),
+          warnings: config.warnings,
+        }),
       );
       return 0;
     }

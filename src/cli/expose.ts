@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { HOST_NAME } from "../core/expose-run.ts";
 import { InputError } from "../lib/errors.ts";
+import { needed } from "./_args.ts";
 import { runStages } from "./_run.ts";
 import { globalArgs, nonEmpty } from "./_shared.ts";
 
@@ -31,18 +32,18 @@ export default defineCommand({
   },
   args: {
     ...globalArgs,
-    service: {
+    service: needed({
       type: "positional",
       // Checked below with the other flags, so that every problem is named at once.
       required: false,
       description: "The Service to expose",
       valueHint: "SERVICE",
-    },
-    host: {
+    }),
+    host: needed({
       type: "string",
       description: "The name clients use (it must resolve to the ingress's address)",
       valueHint: "NAME",
-    },
+    }),
     port: {
       type: "string",
       description: "The Service port, by number or name (default: its only port)",

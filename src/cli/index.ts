@@ -6,8 +6,8 @@
 import { type ArgsDef, type CommandDef, defineCommand, renderUsage, runCommand } from "citty";
 import { quoted } from "../core/config.ts";
 import { CancelledError, ExitCode, InputError, KubehyveError } from "../lib/errors.ts";
-import { globalArgs, selectionArgs } from "./_args.ts";
-import { coloredFor, output } from "./output.ts";
+import { globalArgs, selectionArgs, shownRequired } from "./_args.ts";
+import { coloredFor, jsonLine, output } from "./output.ts";
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 const load = (p: Promise<{ default: unknown }>) => p.then((m) => m.default as CommandDef<ArgsDef>);
@@ -211,10 +211,11 @@ async function usage(path: string[]): Promise<string> {
   // group of short flags and refuses: a long alias is shown with two, as it is typed.
   const args = Object.fromEntries(
     Object.entries(((await cmd.args) ?? {}) as ArgsDef).map(([name, def]) => {
+      const shown = shownRequired.has(def) ? { ...def, required: true } : def;
       const alias = (def as { alias?: string | string[] }).alias;
-      if (alias === undefined) return [name, def];
+      if (alias === undefined) return [name, shown];
       const aliases = (Array.isArray(alias) ? alias : [alias]).map((a) => (a.length > 1 ? `-${a}` : a));
-      return [name, { ...def, alias: aliases }];
+      return [name, { ...shown, alias: aliases }];
     }),
   ) as ArgsDef;
   return renderUsage({ ...cmd, args }, parent as CommandDef<ArgsDef> | undefined);
@@ -309,7 +310,13 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
   if (json) {
     const problems = error instanceof InputError ? error.problems : undefined;
     output().stdout(
-      `${JSON.stringify({ v: 1, type: "error", message: (error as Error).message, hint: known ? error.hint : undefined, problems, exitCode })}\n`,
+      jsonLine({
+        type: "error",
+        message: (error as Error).message,
+        hint: known ? error.hint : undefined,
+        problems,
+        exitCode,
+      }),
     );
     return exitCode;
   }
@@ -324,6 +331,7 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
       // One problem, one line: what the file put into a message (a name with a line break or an
       // escape sequence, in a stage's own message too) is shown escaped, never raw.
       output().stderr(`  ${cut(visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`))}\n`);
+      if (p.hint) output().stderr(`    → ${cut(visible(p.hint))}\n`);
     }
   }
   if (error.hint) output().stderr(`  → ${cut(visible(error.hint))}\n`);

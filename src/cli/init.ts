@@ -5,7 +5,7 @@ import { InputError } from "../lib/errors.ts";
 import { pathError, writeFileAtomic } from "../lib/fsutil.ts";
 import { shellQuote } from "../targets/quote.ts";
 import { exampleText, globalArgs } from "./_shared.ts";
-import { logger, output } from "./output.ts";
+import { jsonLine, logger, output } from "./output.ts";
 
 function lstatOrUndefined(path: string): Stats | undefined {
   try {
@@ -30,6 +30,8 @@ export default defineCommand({
   meta: { name: "init", description: "Write a commented example cluster file to start from" },
   args: {
     ...globalArgs,
+    // Not the lookup of the other commands: init writes here, never the system-wide file.
+    config: { ...globalArgs.config, description: "The cluster file to write (default: ./kubehyve.yaml)" },
     force: { type: "boolean", description: "Overwrite an existing file" },
   },
   async run({ args }) {
@@ -74,7 +76,7 @@ export default defineCommand({
       // Said of the file the user named: the error itself names the temporary one beside it.
       throw pathError(error, `cannot write ${path}`, path) ?? error;
     }
-    if (args.json) output().stdout(`${JSON.stringify({ v: 1, type: "init", file: path })}\n`);
+    if (args.json) output().stdout(jsonLine({ type: "init", file: path }));
     else {
       // As typed, so that it works from here: plan alone reads ./kubehyve.yaml.
       const named = path === resolve("kubehyve.yaml") ? "" : ` -c ${shellQuote(args.config!)}`;

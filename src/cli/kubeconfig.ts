@@ -8,7 +8,7 @@ import { prepareStateDir } from "../core/state-dir.ts";
 import { InputError, KubehyveError } from "../lib/errors.ts";
 import { pathError, readPrivateFile } from "../lib/fsutil.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
-import { logger, output } from "./output.ts";
+import { jsonLine, logger, output } from "./output.ts";
 
 /**
  * The file kubectl itself would write new entries to (client-go clientcmd PathOptions
@@ -57,7 +57,7 @@ export default defineCommand({
       );
     if (!args.merge) {
       // --json promises NDJSON on stdout and nothing else, so the path comes as an event there too.
-      output().stdout(args.json ? `${JSON.stringify({ v: 1, type: "kubeconfig", path })}\n` : `${path}\n`);
+      output().stdout(args.json ? jsonLine({ type: "kubeconfig", path }) : `${path}\n`);
       return 0;
     }
     const target = mergeTarget();
@@ -73,7 +73,15 @@ export default defineCommand({
     const name = config.cluster.name;
     if (args.json)
       output().stdout(
-        `${JSON.stringify({ v: 1, type: "kubeconfig.merged", path, file: result.file, context: name, changed: result.changed, backup: result.backup, replaced: result.replaced })}\n`,
+        jsonLine({
+          type: "kubeconfig.merged",
+          path,
+          file: result.file,
+          context: name,
+          changed: result.changed,
+          backup: result.backup,
+          replaced: result.replaced,
+        }),
       );
     else {
       const where = result.file === target ? target : `${target} (→ ${result.file})`;

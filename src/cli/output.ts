@@ -37,6 +37,14 @@ export interface Output {
 }
 
 /**
+ * One line of a command's `--json` answer (README, "--json"): version 1 and the time it was written,
+ * as every event of a run has them, so that a script reads every command's lines alike.
+ */
+export function jsonLine(record: { type: string } & Record<string, unknown>): string {
+  return `${JSON.stringify({ v: 1, ts: new Date().toISOString(), ...record })}\n`;
+}
+
+/**
  * isatty(3) of `fd`. Bun answers it natively through the tty_wrap binding (what Node's own tty
  * module calls); node:tty's isatty would load the stream machinery this module avoids. The
  * fallback keeps the answer right should a runtime drop the binding.

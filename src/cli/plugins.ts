@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import type { PluginEntry } from "../core/plugins.ts";
 import { globalArgs, loadRegistry } from "./_shared.ts";
-import { logger, output, printable, shortened } from "./output.ts";
+import { jsonLine, logger, output, printable, shortened } from "./output.ts";
 import { version } from "./version-info.ts";
 
 /**
@@ -28,11 +28,18 @@ export default defineCommand({
     if (args.json) {
       for (const e of registry.entries) {
         output().stdout(
-          `${JSON.stringify({ v: 1, type: "plugin", id: e.id, origin: e.origin, version: versionOf(e), status: e.status, title: e.plugin?.title })}\n`,
+          jsonLine({
+            type: "plugin",
+            id: e.id,
+            origin: e.origin,
+            version: versionOf(e),
+            status: e.status,
+            title: e.plugin?.title,
+          }),
         );
       }
       for (const d of registry.diagnostics)
-        output().stdout(`${JSON.stringify({ v: 1, type: "diagnostic", stage: "plugins", ...d })}\n`);
+        output().stdout(jsonLine({ type: "diagnostic", stage: "plugins", ...d }));
     } else {
       const width = Math.max(4, ...registry.entries.map((e) => oneLine(e.id).length));
       for (const e of registry.entries) {

@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { checkRenderDir } from "../core/render-output.ts";
 import { InputError } from "../lib/errors.ts";
+import { needed } from "./_args.ts";
 import { runStages } from "./_run.ts";
 import { exampleArg, globalArgs } from "./_shared.ts";
 
@@ -14,12 +15,12 @@ export default defineCommand({
   args: {
     ...globalArgs,
     ...exampleArg,
-    output: {
+    output: needed({
       type: "string",
       alias: "o",
       description: "Output directory: a new or empty one, or one render made before",
       valueHint: "DIR",
-    },
+    }),
     force: {
       type: "boolean",
       description:

@@ -64,6 +64,8 @@ export interface Problem {
   message: string;
   /** `file:line:column` where the path could be located in the source. */
   where?: string;
+  /** The fix, where the rule's owner gives one (a stage's validate()). */
+  hint?: string;
 }
 
 type PathKey = string | number;
@@ -104,7 +106,8 @@ export function formatPath(path: readonly PathKey[]): string {
 }
 
 class ProblemList {
-  private readonly found: { path: readonly PathKey[]; message: string; atKey?: boolean }[] = [];
+  private readonly found: { path: readonly PathKey[]; message: string; atKey?: boolean; hint?: string }[] =
+    [];
   /** `located` gives the document with its positions; it is read only once a problem is found. */
   constructor(
     private readonly source: string,
@@ -116,8 +119,8 @@ class ProblemList {
   }
 
   /** `atKey`: the problem is the key itself (an unknown field), so its place is the key's, not its value's. */
-  add(path: readonly PathKey[], message: string, atKey = false): void {
-    this.found.push({ path, message, atKey });
+  add(path: readonly PathKey[], message: string, atKey = false, hint?: string): void {
+    this.found.push({ path, message, atKey, hint });
   }
 
   /**
@@ -125,10 +128,11 @@ class ProblemList {
    * text (keys, names), so each is cut short: a megabyte key must not become a megabyte message.
    */
   get items(): Problem[] {
-    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message, atKey }) => ({
+    return this.found.slice(0, YAML_LIMITS.problems).map(({ path, message, atKey, hint }) => ({
       path: shorten(formatPath(path.map((k) => (typeof k === "string" ? shorten(k, 64) : k))), 200),
       message: shorten(message, 400),
       where: this.locate(path, atKey),
+      ...(hint === undefined ? {} : { hint: shorten(hint, 400) }),
     }));
   }
 
@@ -243,14 +247,31 @@ function safeParseKeys<S extends v.GenericSchema>(schema: S, input: unknown): v.
   return { ...first, issues: issues as typeof first.issues };
 }
 
+/**
+ * Stage options no field of the plugin's schema takes. valibot's plain `v.object` drops them without
+ * a word (only `strictObject` refuses them), so a misspelt option would be taken as its default. A
+ * `looseObject`, or any other schema, says what it accepts itself; a plugin without a schema is
+ * handed the stage's keys as they are.
+ */
+function unknownOptions(schema: v.GenericSchema | undefined, raw: unknown): string[] {
+  if (!schema || !raw || typeof raw !== "object" || Array.isArray(raw)) return [];
+  const keys = Object.keys(raw);
+  const entries = (schema as { type?: string; entries?: Record<string, unknown> }).entries;
+  if (schema.type !== "object" || !entries) return [];
+  return keys.filter((k) => !Object.hasOwn(entries, k));
+}
+
+function unknownField(key: string): string {
+  if (key === "<<")
+    return "unknown field: YAML merge keys (<<) are not supported; write the fields out, or share a value with an anchor and an alias";
+  return `unknown field (${shownKey(shorten(key, 64))} is not one of the fields allowed here)`;
+}
+
 function describeIssue(issue: v.BaseIssue<unknown>): string {
   // valibot's own messages for type mismatches name the received value; ours name the fix.
   if (isUnknownKey(issue)) {
     // The key itself, from the issue's path: `received` is it between quotes, unescaped.
-    const key = String(issue.path?.at(-1)?.key ?? issue.input);
-    if (key === "<<")
-      return "unknown field: YAML merge keys (<<) are not supported; write the fields out, or share a value with an anchor and an alias";
-    return `unknown field (${shownKey(shorten(key, 64))} is not one of the fields allowed here)`;
+    return unknownField(String(issue.path?.at(-1)?.key ?? issue.input));
   }
   if (issue.input === undefined && issue.kind === "schema") return "is required";
   return ownWords(issue) ?? issue.message;
@@ -516,6 +537,8 @@ function resolveStages(view: LenientView, plugins: PluginLookup, problems: Probl
       continue;
     }
     let options: unknown = rawOptions;
+    for (const key of unknownOptions(plugin.options, rawOptions))
+      problems.add(["stages", slot, key], unknownField(key), true);
     if (plugin.options) {
       let result: ReturnType<typeof safeParseEveryKey>;
       try {
@@ -599,7 +622,8 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
       continue;
     }
     for (const d of found) {
-      if (d.severity === "error") problems.add(parsePath(d.path ?? `stages.${stage.slot}`), d.summary);
+      if (d.severity === "error")
+        problems.add(parsePath(d.path ?? `stages.${stage.slot}`), d.summary, false, d.hint);
       else warnings.push(d);
     }
   }

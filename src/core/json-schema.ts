@@ -25,8 +25,12 @@ export function clusterJsonSchema(plugins: readonly AnyPlugin[]): JsonSchema {
         required?: string[];
       };
       const name = p.id.split("/")[1]!;
+      // config validate refuses a key a plain v.object does not name (config.ts, unknownOptions),
+      // though valibot's converter leaves such a schema open: the editor is told the same.
+      const closed = p.options?.type === "object" ? { additionalProperties: false } : {};
       return {
         ...options,
+        ...closed,
         title: p.title,
         properties: { plugin: { enum: [name, p.id], description: p.title }, ...(options.properties ?? {}) },
         required: ["plugin", ...(options.required ?? [])],

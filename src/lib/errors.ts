@@ -26,7 +26,7 @@ export class InputError extends KubehyveError {
   constructor(
     message: string,
     hint?: string,
-    readonly problems: readonly { path: string; message: string; where?: string }[] = [],
+    readonly problems: readonly { path: string; message: string; where?: string; hint?: string }[] = [],
   ) {
     super(message, ExitCode.badInput, hint);
     this.name = "InputError";

@@ -154,6 +154,7 @@ describe("a command line without a command", () => {
     ).toEqual([
       {
         v: 1,
+        ts: expect.any(String),
         type: "error",
         message: "no command given",
         hint: "kubehyve --help lists the commands",
@@ -242,6 +243,30 @@ describe("a cluster file whose text reaches the messages", () => {
     expect(lines).toContain(
       `  ${join(dir, "kubehyve.yaml")}:6:13: nodes[1].name: "a\\nb" is also the name of nodes[0]`,
     );
+  });
+});
+
+describe("a stage's own rule that the file breaks", () => {
+  test("is shown with the fix the stage gives, on the terminal and in --json", async () => {
+    const { dir, run } = workdir();
+    const { exampleText } = await import("../../src/cli/_shared.ts");
+    // A Kubespray release kubehyve knows no content digest of: validate() says what to set.
+    writeFileSync(join(dir, "kubehyve.yaml"), exampleText.replace("version: v2.31.0", "version: v2.30.0"));
+    const r = await run(["config", "validate"]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trimEnd().split("\n");
+    const at = lines.findIndex((l) =>
+      l.includes("stages.k8s.release.tree-sha256-v1: no tree-sha256-v1 digest"),
+    );
+    expect(at).toBeGreaterThan(0);
+    expect(lines[at + 1]).toBe(
+      "    → set stages.k8s.release.tree-sha256-v1 (README.md of the k8s/kubespray stage shows how to compute it from the tag with git)",
+    );
+    const json = await run(["config", "validate", "--json"]);
+    const problem = JSON.parse(json.stdout).problems.find(
+      (p: { path: string }) => p.path === "stages.k8s.release.tree-sha256-v1",
+    );
+    expect(problem.hint).toStartWith("set stages.k8s.release.tree-sha256-v1");
   });
 });
 

@@ -263,7 +263,12 @@ describe("kubehyve kubeconfig", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${join(state, "kubeconfig")}\n`);
     const json = await run(["kubeconfig", "--json"]);
-    expect(JSON.parse(json.stdout)).toEqual({ v: 1, type: "kubeconfig", path: join(state, "kubeconfig") });
+    expect(JSON.parse(json.stdout)).toEqual({
+      v: 1,
+      ts: expect.any(String),
+      type: "kubeconfig",
+      path: join(state, "kubeconfig"),
+    });
   });
 
   test("--merge adds the cluster to ~/.kube/config, 0600, under the cluster's name", async () => {

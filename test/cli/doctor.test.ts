@@ -152,6 +152,31 @@ function document(stdout: string): DoctorReport {
   return doc as unknown as DoctorReport;
 }
 
+describe("the README's doctor --json", () => {
+  test("its example document has the shape doctor writes, and its field table names each field", () => {
+    const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+    const at = readme.indexOf("### `doctor --json`");
+    const section = readme.slice(at, readme.indexOf("\n### ", at + 1));
+    const example = JSON.parse(/```json\n([\s\S]*?)\n```/.exec(section)![1]!);
+    expect(validate(example) ? [] : validate.errors).toEqual([]);
+    const named = new Set(
+      section
+        .split("\n")
+        .filter((l) => l.startsWith("| `"))
+        .flatMap((l) => [...l.matchAll(/`([a-zA-Z]+)(?:\[\]|: [^`]+)?`/g)].map((m) => m[1]!)),
+    );
+    const fields = (schema: { properties?: Record<string, unknown> }): string[] =>
+      Object.entries(schema.properties ?? {}).flatMap(([name, sub]) => {
+        const inner = sub as {
+          properties?: Record<string, unknown>;
+          items?: { properties?: Record<string, unknown> };
+        };
+        return [name, ...fields(inner.items ?? inner)];
+      });
+    expect(fields(REPORT_SCHEMA).filter((f) => !named.has(f))).toEqual([]);
+  });
+});
+
 describe("kubehyve doctor for people", () => {
   test("a section per stage with its counts, a line and a hint per finding, the summary line last; exit 1 with an error", async () => {
     const { run } = lab();

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Glob } from "bun";
 import type { ArgsDef, CommandDef } from "citty";
+import { globalArgs } from "../../src/cli/_args.ts";
 import { checkFlags, commands } from "../../src/cli/index.ts";
 
 const ROOT = join(import.meta.dir, "../..");
@@ -21,6 +22,26 @@ interface Shown {
   words: string[];
 }
 
+/**
+ * Global flags may stand before the command (`kubehyve -c FILE doctor …`): they are moved after it,
+ * where the command's own flag check sees them, as the command line itself takes them.
+ */
+function beforeCommand(words: string[]): string[] {
+  const globals: string[] = [];
+  let at = 0;
+  while (at < words.length && words[at]!.startsWith("-")) {
+    const name = words[at]!.replace(/^--?/, "").split("=")[0]!;
+    const def = Object.entries(globalArgs).find(
+      ([flag, d]) => flag === name || (d as { alias?: string }).alias === name,
+    )?.[1];
+    if (!def) break;
+    globals.push(words[at++]!);
+    if (def.type === "string" && !words[at - 1]!.includes("=") && at < words.length)
+      globals.push(words[at++]!);
+  }
+  return at === 0 ? words : [words[at]!, ...globals, ...words.slice(at + 1)].filter(Boolean);
+}
+
 /** `kubehyve WORD…` up to the end of the line or of the quote, code span or sentence it stands in. */
 function shownCommandLines(): Shown[] {
   const shown: Shown[] = [];
@@ -29,7 +50,7 @@ function shownCommandLines(): Shown[] {
       const lines = readFileSync(join(ROOT, file), "utf8").split("\n");
       for (const [index, line] of lines.entries())
         for (const m of line.matchAll(/(?:^|[\s`"'(])kubehyve ([^`"'|;#)\n]*)/g)) {
-          const words = m[1]!.trim().split(/\s+/).filter(Boolean);
+          const words = beforeCommand(m[1]!.trim().split(/\s+/).filter(Boolean));
           if (words[0] && words[0] in commands)
             shown.push({ file, line: index + 1, text: m[0].trim(), words });
         }
@@ -85,6 +106,8 @@ describe("the command lines shown to a person", () => {
     expect(shown.filter((s) => s.file.startsWith("src/")).length).toBeGreaterThan(20);
     expect(shown.filter((s) => s.file.startsWith("plugins/")).length).toBeGreaterThan(20);
     expect(shown.some((s) => s.text.includes("doctor --format prometheus --output"))).toBe(true);
+    // A line with a global flag before the command is checked too.
+    expect(shown.some((s) => s.text.startsWith("kubehyve -c ") && s.words[0] === "doctor")).toBe(true);
   });
 
   test("name commands and flags that exist, with a value where a flag takes one", async () => {

@@ -4,7 +4,7 @@
  * applied over. The cluster is the exposure lab's (test/lab/expose-lab.ts); the host is this machine.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runInProcess } from "../lab/cli.ts";
@@ -360,4 +360,93 @@ describe("doctor and the exposures", () => {
       lab.kube.server.delete("networking.k8s.io/v1", "Ingress", "web", "default");
     }
   }, 90_000);
+});
+
+/**
+ * The README's steps to reach an application from the LAN: its sh block under "The exposure walk",
+ * with the objects its two kubectl lines make (kubectl create deployment: labels app=NAME, a
+ * container named after the image, its --port as containerPort; kubectl expose deployment --port 80: the Deployment's
+ * selector, port 80 to targetPort 80, TCP), then its `kubehyve expose` line as written.
+ */
+describe("the README's way to reach an application", () => {
+  const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+  const at = readme.indexOf("## The exposure walk");
+  const block = /```sh\n([\s\S]*?)\n```/.exec(readme.slice(at))![1]!;
+  const lines = block.split("\n").map((l) => l.replace(/#.*$/, "").trim());
+
+  test("its kubehyve expose line reaches the app once the line its DNS hint gives is added", async () => {
+    const deployment = /^kubectl --context lab create deployment (\S+) --image=(\S+) --port=(\d+)$/.exec(
+      lines[1]!,
+    );
+    const service = /^kubectl --context lab expose deployment (\S+) --port (\d+)$/.exec(lines[2]!);
+    const expose = /^kubehyve (expose .*)$/.exec(lines[3]!);
+    expect([lines[0], Boolean(deployment), Boolean(service), Boolean(expose)]).toEqual([
+      "kubehyve kubeconfig --merge",
+      true,
+      true,
+      true,
+    ]);
+    const [, name, image, containerPort] = deployment!;
+    const labels = { app: name! };
+    lab.kube.server.put({
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name, namespace: "default", labels },
+      spec: {
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            containers: [{ name: "whoami", image, ports: [{ containerPort: Number(containerPort) }] }],
+          },
+        },
+      },
+    });
+    const port = Number(service![2]);
+    lab.kube.server.put({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: service![1], namespace: "default", labels },
+      spec: { selector: labels, ports: [{ port, targetPort: port, protocol: "TCP" }] },
+    });
+    lab.kube.server.reconcile();
+    const args = expose![1]!.split(/\s+/);
+    const host = args[args.indexOf("--host") + 1]!;
+    try {
+      const first = await run(args);
+      expect(first.code).toBe(1);
+      const record = `host-record=${host},${lab.address}`;
+      expect(first.out).toContain(`add to the router's dnsmasq configuration and reload it: ${record}`);
+
+      await lab.dns([record, lab.record("web.lab.home.arpa"), lab.record()]);
+      const again = await run(args);
+      expect(again.out).not.toContain("broken");
+      expect(again.code).toBe(0);
+
+      // The walk's hops are the README's table of them, in its order, each from the stage it names.
+      const table = readme
+        .slice(at, readme.indexOf("\n## ", at + 1))
+        .split("\n")
+        .filter((l) => /^\| `[a-z]+\.[a-z-]+`/.test(l))
+        .map((l) =>
+          l
+            .split("|")
+            .slice(1, 3)
+            .map((c) => c.trim().replace(/`/g, "")),
+        );
+      const json = await run([...args, "--json"]);
+      const hops = json.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .filter((e) => e.type === "hop")
+        .map((h) => [h.id, h.from]);
+      expect(hops).toEqual(table);
+    } finally {
+      lab.kube.server.delete("networking.k8s.io/v1", "Ingress", name!, "default");
+      lab.kube.server.delete("v1", "Service", name!, "default");
+      lab.kube.server.delete("apps/v1", "Deployment", name!, "default");
+      await lab.dns([lab.record("web.lab.home.arpa"), lab.record()]);
+    }
+  }, 120_000);
 });

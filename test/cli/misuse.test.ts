@@ -183,6 +183,36 @@ describe("--help", () => {
     const typed = await run(["plan", "--offline", "--upgrade-image", "--state-dir", join(dir, "state")]);
     expect(typed.code).toBe(0);
   });
+  test("--state-dir says where the state dir is without it", async () => {
+    const { run } = workdir();
+    const help = await run(["plan", "--help"]);
+    expect(help.stdout).toMatch(
+      /--state-dir=<DIR> +.*\(default: \/var\/db\/kubehyve\/NAME on FreeBSD, \$XDG_STATE_HOME\/kubehyve\/NAME elsewhere\)/,
+    );
+  });
+
+  test("init's -c is the file it writes, which is never the system-wide one", async () => {
+    const { run } = workdir();
+    const help = await run(["init", "--help"]);
+    expect(help.stdout).toMatch(
+      /-c, --config=<FILE> +The cluster file to write \(default: \.\/kubehyve\.yaml\)/,
+    );
+    expect(help.stdout).not.toContain("/usr/local/etc");
+  });
+
+  test("what a command cannot run without is shown as required, though it is checked with the rest", async () => {
+    const { run } = workdir();
+    const expose = await run(["expose", "--help"]);
+    expect(expose.stdout).toContain("USAGE kubehyve expose [OPTIONS] <SERVICE> --host=<NAME>");
+    expect(expose.stdout).toMatch(/--host=<NAME> +The name clients use .*\(Required\)/);
+    const render = await run(["render", "--help"]);
+    expect(render.stdout).toContain("USAGE kubehyve render [OPTIONS] --output=<DIR>");
+    // Still every problem at once, not citty's first one.
+    const bare = await run(["expose"]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("SERVICE: the Service to expose is needed");
+    expect(bare.stderr).toContain("--host: the name clients use is needed");
+  });
 });
 
 describe("a very long value", () => {

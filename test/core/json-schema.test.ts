@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import Ajv from "ajv";
+import * as v from "valibot";
 import { parse } from "yaml";
 import { builtinPlugins } from "../../plugins/index.ts";
+import { definePlugin } from "../../src/core/contract.ts";
 import { clusterJsonSchema } from "../../src/core/json-schema.ts";
 import exampleText from "../../src/example/kubehyve.yaml" with { type: "text" };
 
@@ -44,5 +46,31 @@ describe("the cluster file's JSON Schema", () => {
     const where = (validate.errors ?? []).map((e) => e.instancePath);
     expect(where).toContain("/stages/os");
     expect(where).toContain("/nodes/0/role");
+  });
+
+  test("flags a misspelt option of a drop-in whose schema is a plain v.object, as config validate does", () => {
+    const plugin = (id: string, options: v.GenericSchema) =>
+      definePlugin({
+        id,
+        title: id,
+        apiVersion: 1,
+        options,
+        async check() {
+          return { changes: [], diagnostics: [] };
+        },
+      });
+    const withDropIns = clusterJsonSchema([
+      ...builtinPlugins,
+      plugin("motd/banner", v.object({ text: v.optional(v.string()) })),
+      plugin("loose/one", v.looseObject({ text: v.optional(v.string()) })),
+    ]);
+    const check = new Ajv({ allErrors: true, strict: false }).compile(withDropIns);
+    const file = parse(exampleText);
+    file.stages.motd = { plugin: "banner", txt: "Hello" };
+    expect(check(file)).toBe(false);
+    expect((check.errors ?? []).map((e) => e.instancePath)).toContain("/stages/motd");
+    file.stages.motd = { plugin: "banner", text: "Hello" };
+    file.stages.loose = { plugin: "one", more: 1 };
+    expect(check(file)).toBe(true);
   });
 });

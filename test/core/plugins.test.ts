@@ -438,6 +438,36 @@ export const later = () => { plugin.id = "os/coreos"; plugin.hooks["os:node-file
     ]);
   });
 
+  test("a stage option its plugin's plain object schema does not know is refused, not dropped", async () => {
+    // valibot's v.object drops unknown keys without a word: a typo in the cluster file would be
+    // taken as the option's default. An explicit looseObject keeps what it does not know, and a
+    // plugin without a schema is handed the keys as they are.
+    const withOptions = (id: string, options: string) =>
+      dropIn(id)
+        .replace('import { definePlugin } from "kubehyve";', 'import { definePlugin, v } from "kubehyve";')
+        .replace('version: "0.1.0",', `version: "0.1.0",\n  options: ${options},`);
+    write("plain.ts", withOptions("extra/plain", 'v.object({ text: v.optional(v.string(), "hi") })'));
+    write("loose.ts", withOptions("loose/one", "v.looseObject({ text: v.optional(v.string()) })"));
+    write("none.ts", dropIn("bare/none"));
+    const registry = await loadPlugins([builtin], [dir]);
+    expect(registry.diagnostics).toEqual([]);
+    const unknown = (key: string) => `unknown field (${key} is not one of the fields allowed here)`;
+    expect(
+      problemsOf(
+        "  extra:\n    plugin: plain\n    txt: hello\n  bare:\n    plugin: none\n    colour: red\n",
+        registry,
+      ),
+    ).toEqual([
+      expect.objectContaining({ path: "stages.extra.txt", message: unknown("txt"), where: "lab.yaml:12:5" }),
+    ]);
+    expect(
+      problemsOf(
+        "  extra:\n    plugin: plain\n    text: hello\n  loose:\n    plugin: one\n    more: 1\n  bare:\n    plugin: none\n    colour: red\n",
+        registry,
+      ),
+    ).toBeUndefined();
+  });
+
   test("stages whose after lists form a cycle make the cluster file invalid, before any run", async () => {
     const after = (id: string, slot: string) =>
       dropIn(id).replace('version: "0.1.0",', `version: "0.1.0",\n  after: ["${slot}"],`);

@@ -46,7 +46,7 @@ import {
   type VmObservation,
   vmChanges,
 } from "./plan.ts";
-import { hostPreflight } from "./preflight.ts";
+import { hostPreflight, nodeMemoryDiagnostics } from "./preflight.ts";
 import { verify } from "./verify.ts";
 import { renderVmConfig } from "./vmconfig.ts";
 import { configInput, createVm, finishVm, forgetNodeKey, startVm, stopVm } from "./vms.ts";
@@ -76,7 +76,7 @@ function freshInstall(ctx: Ctx): CheckResult {
   ];
   const autostart = autostartChange(empty, ctx.cluster, ctx.options, target);
   if (autostart) changes.push(autostart);
-  return { changes, diagnostics: [] };
+  return { changes, diagnostics: nodeMemoryDiagnostics(ctx.cluster) };
 }
 
 async function check(ctx: Ctx): Promise<CheckResult> {

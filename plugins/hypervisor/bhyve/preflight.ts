@@ -185,6 +185,16 @@ export function hostPreflight(
   }
 
   out.push(...capacityDiagnostics(facts, cluster, options, at));
+  out.push(...nodeMemoryDiagnostics(cluster));
+  return out;
+}
+
+/**
+ * Every node below the 2 GiB the installer needs. Read from the cluster file alone, so that a plan
+ * that inspects nothing (`plan --offline`) says it too, before anyone boots a node to find out.
+ */
+export function nodeMemoryDiagnostics(cluster: Cluster): Diagnostic[] {
+  const out: Diagnostic[] = [];
   cluster.nodes.forEach((node, i) => {
     if (node.memory < MIN_NODE_MEMORY) {
       out.push(

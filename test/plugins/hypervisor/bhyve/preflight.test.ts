@@ -238,3 +238,20 @@ describe("host preflight on the simulated FreeBSD host", () => {
     expect(found!.hint).toContain('vmDir: "/usr/local/vm"');
   });
 });
+
+describe("plan --offline", () => {
+  test("says a node has less than 2 GiB, as a plan on the host would, though it inspects nothing", async () => {
+    const { runInProcess } = await import("../../../lab/cli.ts");
+    const { exampleText } = await import("../../../../src/cli/_shared.ts");
+    const dir = mkdtempSync(join(tmpdir(), "kubehyve-bhyve-offline-"));
+    // The example lab with its first node given 1 GiB; without the storage stage, whose own rule
+    // (the memory Ceph's daemons need) would refuse the file before any plan.
+    const text = exampleText.replace("memory: 4GiB", "memory: 1GiB").replace(/\n {2}storage:[\s\S]*$/, "\n");
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(dir, "kubehyve.yaml"), text);
+    const r = await runInProcess(["plan", "--offline", "--state-dir", join(dir, "state")], { cwd: dir });
+    expect(r.out).toContain("node cp1 has 1 GiB of memory, less than 2 GiB");
+    expect(r.out).toContain("(bhyve.node-memory-too-small)");
+    expect(r.code).toBe(1);
+  });
+});
