@@ -23,6 +23,7 @@ import {
   isWebhookCallFailure,
   KubeApiError,
   KubeApplyConflictError,
+  KubeNotServedError,
   KubeRequestError,
   KubeTransportError,
 } from "./status.ts";
@@ -506,7 +507,7 @@ export async function createKubeClient(
       info = await lookup(apiVersion, kind);
     }
     if (!info) {
-      throw new KubeRequestError(
+      throw new KubeNotServedError(
         `the server at ${creds.server} serves no ${kind} in ${apiVersion}`,
         "if a CustomResourceDefinition defines it, apply it and wait until it is Established",
       );

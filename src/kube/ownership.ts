@@ -8,8 +8,8 @@
  */
 import { KubehyveError } from "../lib/errors.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
-import { KubeApiError, KubeRequestError } from "./status.ts";
-import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
+import { KubeApiError, KubeNotServedError } from "./status.ts";
+import { isJsonObject, type KubeClient, type KubeObject, type ListOptions } from "./types.ts";
 
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
 export const MANAGED_BY = "kubehyve";
@@ -148,18 +148,32 @@ export async function listOwned(
   const out: KubeObject[] = [];
   const labelSelector = ownerSelector(owner);
   for (const k of kinds) {
-    let items: KubeObject[];
-    try {
-      items = await client.list(k.apiVersion, k.kind, { labelSelector });
-    } catch (error) {
-      if (error instanceof KubeRequestError) continue;
-      if (error instanceof KubeApiError && error.httpStatus === 404) continue;
-      throw error;
-    }
+    const items = await listServed(client, k.apiVersion, k.kind, { labelSelector });
     // The server filtered by the selector; checked again here, since deleting is at stake.
     out.push(...items.filter((o) => isOwnedBy(o, owner)));
   }
   return out;
+}
+
+/**
+ * The objects of a kind, none when the cluster does not serve it: discovery does not list it, or
+ * the list is a 404 (its CRD went between discovery and the list, and every object of it with
+ * it). Only that: pruning and `down` decide what to delete, and what to keep, on this answer, so a
+ * list the server refuses (403), fails (500) or cannot even be asked is an error, never "none".
+ */
+export async function listServed(
+  client: KubeClient,
+  apiVersion: string,
+  kind: string,
+  opts: ListOptions = {},
+): Promise<KubeObject[]> {
+  try {
+    return await client.list(apiVersion, kind, opts);
+  } catch (error) {
+    if (error instanceof KubeNotServedError) return [];
+    if (error instanceof KubeApiError && error.httpStatus === 404) return [];
+    throw error;
+  }
 }
 
 export interface PruneOptions {
@@ -189,7 +203,8 @@ export async function deleteOwned(client: KubeClient, owner: Owner, ref: ObjectR
   try {
     live = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
   } catch (error) {
-    if (error instanceof KubeRequestError) return false;
+    // Its kind is gone, and the object with it; a request that cannot be made is no answer.
+    if (error instanceof KubeNotServedError) return false;
     throw error;
   }
   if (!live) return false;

@@ -27,11 +27,12 @@ import {
   type KindRef,
   kindsOf,
   listOwned,
+  listServed,
   type Owner,
   refOf,
 } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
-import { KubeApiError, KubeRequestError, KubeTransportError } from "./status.ts";
+import { type KubeApiError, KubeTransportError } from "./status.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
 /** What of a plugin's context (PluginContext in src/core/contract.ts) this uses. */
@@ -321,14 +322,7 @@ async function instancesNotOwned(
     | undefined;
   const version = spec?.versions?.find((v) => v.served)?.name;
   if (spec?.scope !== "Namespaced" || !spec.group || !spec.names?.kind || !version) return [];
-  let items: KubeObject[];
-  try {
-    items = await client.list(`${spec.group}/${version}`, spec.names.kind);
-  } catch (error) {
-    // No longer served (being deleted already): nothing of it is left to lose.
-    if (error instanceof KubeRequestError) return [];
-    if (error instanceof KubeApiError && error.httpStatus === 404) return [];
-    throw error;
-  }
+  // No longer served (being deleted already): nothing of it is left to lose.
+  const items = await listServed(client, `${spec.group}/${version}`, spec.names.kind);
   return items.filter((o) => !isOwnedBy(o, owner) && !doomed.has(o.metadata.namespace ?? ""));
 }

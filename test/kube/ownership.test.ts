@@ -11,11 +11,12 @@ import {
   deletionOrder,
   findLeftovers,
   isOwnedBy,
+  listServed,
   ownerLabels,
   ownerSelector,
   withOwner,
 } from "../../src/kube/ownership.ts";
-import { KubeApiError } from "../../src/kube/status.ts";
+import { KubeApiError, KubeRequestError } from "../../src/kube/status.ts";
 import type { KubeClient, KubeObject } from "../../src/kube/types.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
@@ -136,6 +137,18 @@ describe.skipIf(!have("openssl", "openssl"))("leftovers of a stage on a live clu
     await expect(
       findLeftovers(forbidden, { owner: net, keep: [], kinds: [{ apiVersion: "v1", kind: "ConfigMap" }] }),
     ).rejects.toThrow("403 Forbidden");
+  });
+
+  test("a list the server fails (500 past every retry) or a request that cannot be made is an error, not a kind with no objects", async () => {
+    server.injectFault({ path: /\/configmaps$/, method: "GET", status: 500, times: 6 });
+    await expect(
+      findLeftovers(client, { owner: net, keep: [], kinds: [{ apiVersion: "v1", kind: "ConfigMap" }] }),
+    ).rejects.toThrow("500 InternalError");
+    await expect(listServed(client, "v1", "ConfigMap", { namespace: ".." })).rejects.toThrow(
+      KubeRequestError,
+    );
+    // Past the fault, the same search finds them.
+    expect((await listServed(client, "v1", "ConfigMap")).length).toBeGreaterThan(0);
   });
 
   test("a kind the cluster no longer serves has none", async () => {

@@ -22,6 +22,7 @@ import {
   planStageObjects,
   stageCluster,
 } from "../../src/kube/stage-objects.ts";
+import { KubeApiError } from "../../src/kube/status.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
 import { labCluster } from "../lab/cluster.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
@@ -412,6 +413,52 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     );
     await destroyStageObjects(ctx(), client, [], { afterCustomResources });
     expect(order).toHaveLength(1);
+  });
+  test("down keeps or deletes a CRD only on a full answer: a refused list of its objects stops down before anything is deleted", async () => {
+    const crd = ours({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "gizmos.demo.example.com" },
+      spec: {
+        group: "demo.example.com",
+        names: { kind: "Gizmo", plural: "gizmos", singular: "gizmo", listKind: "GizmoList" },
+        scope: "Namespaced",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    });
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, [...groups([]), { title: "gizmos", objects: [crd] }], OPTS)).changes,
+      "demo",
+    );
+    // Someone's Gizmos could be there; a viewer without the right to list them cannot tell.
+    const refusing = {
+      ...client,
+      list: async (apiVersion: string, kind: string, opts?: Parameters<KubeClientImpl["list"]>[2]) => {
+        if (kind === "Gizmo")
+          throw new KubeApiError("GET", "/apis/demo.example.com/v1/gizmos", 403, "Forbidden", "forbidden");
+        return client.list(apiVersion, kind, opts);
+      },
+    } as KubeClientImpl;
+    const down = ctx();
+    await expect(destroyStageObjects(down, refusing, [])).rejects.toThrow("403 Forbidden");
+    expect(down.wetLog.filter((l) => l.startsWith("delete "))).toEqual([]);
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeDefined();
+    await destroyStageObjects(ctx(), client, []);
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeUndefined();
   });
 });
 
