@@ -64,20 +64,27 @@ export function withOwner<T extends KubeObject>(obj: T, owner: Owner): T {
 export const FIELD_MANAGER = "kubehyve";
 
 /**
- * True when `obj` carries every one of the owner's labels, and, where the server records who set
- * which field (metadata.managedFields, on every object kube-apiserver has stored since 1.18),
- * kubehyve's own server-side apply set them. Labels alone are text anyone can copy: a manifest
- * that `kubehyve render` wrote, created under another name with kubectl; a `kubectl label` of this
- * cluster's labels; the same object installed by Helm. Such an object carries the labels with
- * another manager's Update or Apply, and is not kubehyve's to change or delete. An entry of
- * kubehyve's besides someone else's (a person who also labelled or edited the object) keeps it ours.
+ * True when `obj` carries every one of the owner's labels and the server's record of who set
+ * which field (metadata.managedFields) says kubehyve's own server-side apply set them. Labels
+ * alone are text anyone can copy: a manifest that `kubehyve render` wrote, created under another
+ * name with kubectl; a `kubectl label` of this cluster's labels; the same object installed by Helm.
+ * Such an object carries the labels with another manager's Update or Apply, and is not kubehyve's
+ * to change or delete. An entry of kubehyve's besides someone else's (a person who also labelled or
+ * edited the object) keeps it ours.
+ *
+ * An object without managedFields is not ours either: kube-apiserver records them on every write
+ * (server-side apply's field management, GA since 1.22), so an object of
+ * kubehyve's lacks them only when someone cleared them (an update sending `managedFields: [{}]`,
+ * apimachinery fieldmanager.go isResetManagedFields) or a server that is not kube-apiserver
+ * answers. Then nothing proves kubehyve set the labels, and what cannot be proven ours is not
+ * deleted.
  */
 export function isOwnedBy(obj: KubeObject, owner: Owner): boolean {
   const labels = obj.metadata?.labels ?? {};
   const expected = ownerLabels(owner);
   if (!Object.entries(expected).every(([k, v]) => labels[k] === v)) return false;
   const entries = obj.metadata?.managedFields;
-  if (!Array.isArray(entries) || entries.length === 0) return true;
+  if (!Array.isArray(entries)) return false;
   return entries.some((e: unknown) => {
     if (!isJsonObject(e) || e.manager !== FIELD_MANAGER || e.operation !== "Apply" || e.subresource)
       return false;

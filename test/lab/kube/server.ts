@@ -805,6 +805,21 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     return decodeManagedFields(obj ? (obj.metadata as Obj).managedFields : undefined);
   }
 
+  /**
+   * The managers an update starts from (apimachinery managedfields/internal/fieldmanager.go
+   * decodeLiveOrNew): a subresource's request cannot set them, so the live ones; a request that
+   * sends an empty list or one empty entry resets them (isResetManagedFields), and the server
+   * keeps none but what this update itself changes; other entries it sends replace the live ones;
+   * none sent, or none that decode, keep the live ones.
+   */
+  function requestManagers(live: Obj, sent: unknown, sub: string | undefined): Map<string, ManagerSet> {
+    if (sub) return managersOf(live);
+    if (Array.isArray(sent) && (sent.length === 0 || (sent.length === 1 && deepEqual(sent[0], {}))))
+      return new Map();
+    const decoded = decodeManagedFields(sent);
+    return decoded.size ? decoded : managersOf(live);
+  }
+
   function withManagedFields(obj: Obj, managers: Map<string, ManagerSet>): Obj {
     const entries = encodeManagedFields(managers);
     if (entries.length) (obj.metadata as Obj).managedFields = entries;
@@ -1009,9 +1024,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
           next = obj;
           if (res.status) next.status = live.status;
         }
-        // A body with managedFields sets them (fieldmanager.go decodeLiveOrNew); else the live ones count.
-        const own = (obj.metadata as Obj).managedFields;
-        const managers = Array.isArray(own) && sub !== "status" ? decodeManagedFields(own) : managersOf(live);
+        const managers = requestManagers(live, (obj.metadata as Obj).managedFields, sub);
         delete (next.metadata as Obj).managedFields;
         stamp(res, next, live);
         const updated = updateObject({
@@ -1066,13 +1079,17 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
             next = patched;
             if (res.status) next.status = live.status;
           }
+          // The patch is applied to the live object, managedFields and all (patch.go), so that a
+          // patch that sets them is an update that sends them.
+          const sent = (patched.metadata as Obj | undefined)?.managedFields;
           next = patchValidated(res, next, body, o.directive, ctx);
+          delete (next.metadata as Obj).managedFields;
           stamp(res, next, live);
           const managers = updateObject({
             live: stripForMerge(live),
             object: next,
             type: typeFor(res),
-            managers: managersOf(live),
+            managers: requestManagers(live, sent, sub),
             manager: o.manager,
             apiVersion: apiVersionOf(res),
             ...(sub ? { subresource: sub } : {}),
