@@ -665,6 +665,40 @@ export async function createKubeClient(
       return theObject<T>("PATCH", path, res, obj.apiVersion, obj.kind, name, ns);
     },
 
+    async create<T extends KubeObject = KubeObject>(obj: KubeObject, createOpts: { dryRun?: boolean } = {}) {
+      const name = obj?.metadata?.name;
+      if (!name)
+        throw new KubeRequestError(`cannot create ${obj?.kind ?? "an object"} without metadata.name`);
+      const info = await resourceFor(obj.apiVersion, obj.kind);
+      const ns = needNamespace("POST", info, obj.kind, name, obj.metadata.namespace);
+      const path = resourcePath(info, ns);
+      const res = await request("POST", path, {
+        query: {
+          ...(createOpts.dryRun ? { dryRun: "All" } : {}),
+          fieldManager,
+          fieldValidation: "Strict",
+        },
+        body: JSON.stringify(obj),
+        contentType: "application/json",
+      });
+      return theObject<T>("POST", path, res, obj.apiVersion, obj.kind, name, ns);
+    },
+
+    async mergePatch<T extends KubeObject = KubeObject>(
+      ref: { apiVersion: string; kind: string; name: string; namespace?: string },
+      patch: Record<string, unknown>,
+    ) {
+      const info = await resourceFor(ref.apiVersion, ref.kind);
+      const ns = needNamespace("PATCH", info, ref.kind, ref.name, ref.namespace);
+      const path = resourcePath(info, ns, ref.name);
+      const res = await request("PATCH", path, {
+        query: { fieldManager, fieldValidation: "Strict" },
+        body: JSON.stringify(patch),
+        contentType: "application/merge-patch+json",
+      });
+      return theObject<T>("PATCH", path, res, ref.apiVersion, ref.kind, ref.name, ns);
+    },
+
     async delete(
       apiVersion: string,
       kind: string,

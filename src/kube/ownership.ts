@@ -65,7 +65,8 @@ export const FIELD_MANAGER = "kubehyve";
 
 /**
  * True when `obj` carries every one of the owner's labels and the server's record of who set
- * which field (metadata.managedFields) says kubehyve's own server-side apply set them. Labels
+ * which field (metadata.managedFields) says kubehyve's own server-side apply (or its create, see
+ * applyOwned) set them. Labels
  * alone are text anyone can copy: a manifest that `kubehyve render` wrote, created under another
  * name with kubectl; a `kubectl label` of this cluster's labels; the same object installed by Helm.
  * Such an object carries the labels with another manager's Update or Apply, and is not kubehyve's
@@ -86,7 +87,13 @@ export function isOwnedBy(obj: KubeObject, owner: Owner): boolean {
   const entries = obj.metadata?.managedFields;
   if (!Array.isArray(entries)) return false;
   return entries.some((e: unknown) => {
-    if (!isJsonObject(e) || e.manager !== FIELD_MANAGER || e.operation !== "Apply" || e.subresource)
+    // kubehyve's one Update is the create of applyOwned (src/kube/apply.ts), before it applies.
+    if (
+      !isJsonObject(e) ||
+      e.manager !== FIELD_MANAGER ||
+      (e.operation !== "Apply" && e.operation !== "Update") ||
+      e.subresource
+    )
       return false;
     const metadata = isJsonObject(e.fieldsV1) ? e.fieldsV1["f:metadata"] : undefined;
     const set = isJsonObject(metadata) ? metadata["f:labels"] : undefined;

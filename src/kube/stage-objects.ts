@@ -248,6 +248,7 @@ export async function applyStageObjects(
     await ctx.wet(change.summary, () =>
       applyManifests(client, group, {
         signal: ctx.signal,
+        owner: stageOwner(ctx),
         onApplied: (o, i, n) => ctx.log.progress(`applied ${describeRef(refOf(o))}`, i, n),
       }),
     );

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { applyManifests, parseManifests } from "../../src/kube/apply.ts";
+import { applyManifests, applyOwned, parseManifests } from "../../src/kube/apply.ts";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
+import { isOwnedBy, withOwner } from "../../src/kube/ownership.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { oracle } from "../lab/oracles.ts";
 import { have } from "../lab/prereq.ts";
@@ -83,5 +84,68 @@ describe.skipIf(!have("openssl", "openssl"))("applying manifests", () => {
     await expect(applyManifests(client, crds, { crdTimeoutMs: 400, intervalMs: 50 })).rejects.toThrow(
       "timed out after 0.4s waiting for CustomResourceDefinition l2advertisements.metallb.io to be Established: condition Established is False (Installing: the initial names have not been accepted yet)",
     );
+  });
+});
+
+describe.skipIf(!have("openssl", "openssl"))("applying a stage's object without taking over another", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+  const owner = { stage: "net", clusterId: "6f1c8a52-3d4e-4f8a-9b2c-1d2e3f4a5b6c" };
+  const cm = (name: string, v: string) =>
+    withOwner(
+      { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace: "default" }, data: { v } },
+      owner,
+    );
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+    client = await createKubeClient(server.kubeconfigPath, { baseDelayMs: 10 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("one of ours replaced by someone else's between the read and the apply is left to them", async () => {
+    await applyOwned(client, cm("swapped", "1"), owner);
+    let swapped = false;
+    const racing = {
+      ...client,
+      get: async (...args: Parameters<KubeClientImpl["get"]>) => {
+        const live = await client.get(...args);
+        if (!swapped) {
+          swapped = true;
+          server.delete("v1", "ConfigMap", "swapped", "default");
+          server.put({
+            apiVersion: "v1",
+            kind: "ConfigMap",
+            metadata: { name: "swapped", namespace: "default" },
+            data: { v: "theirs" },
+          });
+        }
+        return live;
+      },
+    } as KubeClientImpl;
+    await expect(applyOwned(racing, cm("swapped", "2"), owner)).rejects.toThrow(
+      "ConfigMap default/swapped is there and is not this stage's",
+    );
+    expect(server.get("v1", "ConfigMap", "swapped", "default")?.data).toEqual({ v: "theirs" });
+  });
+
+  test("one of ours removed between the read and the apply is made again, and is ours", async () => {
+    await applyOwned(client, cm("removed", "1"), owner);
+    let removed = false;
+    const racing = {
+      ...client,
+      get: async (...args: Parameters<KubeClientImpl["get"]>) => {
+        const live = await client.get(...args);
+        if (!removed) {
+          removed = true;
+          server.delete("v1", "ConfigMap", "removed", "default");
+        }
+        return live;
+      },
+    } as KubeClientImpl;
+    const stored = await applyOwned(racing, cm("removed", "2"), owner);
+    expect(stored.data).toEqual({ v: "2" });
+    expect(isOwnedBy(stored, owner)).toBe(true);
   });
 });

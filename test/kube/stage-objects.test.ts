@@ -24,6 +24,7 @@ import {
 } from "../../src/kube/stage-objects.ts";
 import { KubeApiError } from "../../src/kube/status.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
+import { KubehyveError } from "../../src/lib/errors.ts";
 import { labCluster } from "../lab/cluster.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
@@ -414,6 +415,68 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     await destroyStageObjects(ctx(), client, [], { afterCustomResources });
     expect(order).toHaveLength(1);
   });
+  test("an object the plan said is new and someone makes before apply is not taken over: apply stops there, naming it", async () => {
+    const plan = await planStageObjects(
+      ctx(),
+      client,
+      groups([cm("racing", "mine", "default"), cm("after", "a", "demo")]),
+      OPTS,
+    );
+    expect(plan.changes.map((c) => c.summary)).toContain("the demo's settings: create 2 objects");
+    // Between the plan and apply, someone's own ConfigMap of the name (kubectl create, Helm).
+    const helm = await createKubeClient(server.kubeconfigPath, { fieldManager: "helm" });
+    await helm.create(cm("racing", "theirs", "default"));
+    const before = server.get("v1", "ConfigMap", "racing", "default");
+    const up = ctx();
+    const err = await applyStageObjects(up, client, plan.changes, "demo").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KubehyveError);
+    expect((err as Error).message).toBe(
+      'ConfigMap default/racing is there and is not this stage\'s (its fields are set by "helm"): it was not there when the plan was made, and kubehyve does not take over what it did not make',
+    );
+    expect((err as KubehyveError).hint).toBe(
+      "kubectl get configmap racing -n default -o yaml (whose is it?); delete it if it is not needed, or rename this stage's, then run again",
+    );
+    expect(server.get("v1", "ConfigMap", "racing", "default")).toEqual(before);
+    // Nothing after it was applied, and down does not take it for the stage's.
+    expect(server.get("v1", "ConfigMap", "after", "demo")).toBeUndefined();
+    const down = ctx();
+    await destroyStageObjects(down, client, []);
+    expect(down.wetLog).not.toContain("delete ConfigMap default/racing");
+    expect(server.get("v1", "ConfigMap", "racing", "default")).toEqual(before);
+    await helm.delete("v1", "ConfigMap", "racing", "default");
+  });
+
+  test("what apply creates is the stage's, as applied: a later plan sees no change and down deletes it", async () => {
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("fresh", "f", "demo")]), OPTS)).changes,
+      "demo",
+    );
+    const live = server.get("v1", "ConfigMap", "fresh", "demo") as KubeObject;
+    expect(
+      (live.metadata.managedFields as { manager: string; operation: string }[]).map(
+        (e) => `${e.manager} ${e.operation}`,
+      ),
+    ).toEqual(["kubehyve Apply"]);
+    const again = await planStageObjects(ctx(), client, groups([cm("fresh", "f", "demo")]), OPTS);
+    expect(again.changes.filter((x) => x.kind === "demo.apply")).toEqual([]);
+    // A field the manifests no longer set is pruned: nothing but the apply owned it.
+    const dropped = ours({ ...cm("fresh", "f", "demo"), data: {} });
+    const c2 = ctx();
+    await applyStageObjects(
+      c2,
+      client,
+      (await planStageObjects(c2, client, groups([dropped]), OPTS)).changes,
+      "demo",
+    );
+    expect(server.get("v1", "ConfigMap", "fresh", "demo")?.data).toBeUndefined();
+    const down = ctx();
+    await destroyStageObjects(down, client, []);
+    expect(down.wetLog).toContain("delete ConfigMap demo/fresh");
+  });
+
   test("down keeps or deletes a CRD only on a full answer: a refused list of its objects stops down before anything is deleted", async () => {
     const crd = ours({
       apiVersion: "apiextensions.k8s.io/v1",

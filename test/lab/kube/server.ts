@@ -862,6 +862,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (unknown.length) throw typedPatchError(res, namespace, name, unknown);
     const live = store.get(key(res, namespace, name));
     if (sub === "status" && !live) throw notFound(res, name);
+    applyPreconditions(res, name, config, live);
     let result: ReturnType<typeof applyConfig>;
     try {
       result = applyConfig({
@@ -910,6 +911,45 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     }
     const stored = persist(res, next, live, o.dryRun);
     return json(live ? 200 : 201, present(res, stored));
+  }
+
+  /**
+   * What an applied configuration's metadata.uid and resourceVersion hold the apply to, in the
+   * order kube-apiserver looks at them. No object there: a uid is the 409 of
+   * k8s.io/apiserver pkg/endpoints/handlers/patch.go applyPatch ("uid mismatch: the provided object
+   * specified uid %s, and no existing object was found"), and a resourceVersion is wiped with the
+   * other system fields (pkg/registry/generic/registry/store.go Update, WipeObjectMetaSystemFields
+   * on create-via-apply). An object there: a resourceVersion that is not its own is store.go
+   * Update's optimistic-lock 409, and a uid that is not its own the 422 of apimachinery
+   * pkg/api/validation/objectmeta.go ValidateObjectMetaUpdate (metadata.uid is immutable).
+   */
+  function applyPreconditions(res: ServedResource, name: string, config: Obj, live: Obj | undefined): void {
+    const meta = isObj(config.metadata) ? config.metadata : {};
+    const uid = typeof meta.uid === "string" ? meta.uid : "";
+    const rv = typeof meta.resourceVersion === "string" ? meta.resourceVersion : "";
+    if (!live) {
+      if (uid)
+        throw new HttpError(
+          409,
+          statusBody(
+            409,
+            "Conflict",
+            `Operation cannot be fulfilled on ${qualified(res)} "${name}": uid mismatch: the provided object specified uid ${uid}, and no existing object was found`,
+            { name, ...(res.group ? { group: res.group } : {}), kind: res.resource },
+          ),
+        );
+      return;
+    }
+    const liveMeta = live.metadata as Obj;
+    if (rv && rv !== liveMeta.resourceVersion) throw conflict(res, name);
+    if (uid && uid !== liveMeta.uid)
+      throw invalid(res, name, [
+        {
+          reason: "FieldValueInvalid",
+          message: `Invalid value: ${JSON.stringify(uid)}: field is immutable`,
+          field: "metadata.uid",
+        },
+      ]);
   }
 
   /** The live object as the merge sees it: its managedFields are bookkeeping, not content. */
@@ -1071,6 +1111,11 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
               throw new HttpError(422, statusBody(422, "Invalid", e.message));
             }
           })();
+          // A resourceVersion the patch sets holds it to that version (store.go Update: a
+          // version that is not the stored one is the optimistic-lock 409).
+          const patchedRv = (patched.metadata as Obj | undefined)?.resourceVersion;
+          if (patchedRv !== undefined && patchedRv !== (live.metadata as Obj).resourceVersion)
+            throw conflict(res, name);
           let next: Obj;
           if (sub === "status") {
             next = clone(live);
