@@ -262,17 +262,29 @@ export async function applyStageObjects(
   return objects;
 }
 
+export interface DestroyOptions {
+  /**
+   * Runs once the custom resources (deleted first) are, outside dry runs and only when there were
+   * any: an operator removes what it made for them only while it still runs.
+   */
+  afterCustomResources?: () => Promise<void>;
+  /**
+   * Objects of the stage's CRDs that its own software made (an operator's status objects, a
+   * CNI's IP address blocks), which go with the stage: they do not keep their CRD. Only the stage
+   * knows them; without it every object of a CRD that is not the stage's keeps it.
+   */
+  madeByStage?: (obj: KubeObject) => boolean;
+}
+
 /**
  * Deletes every object the stage owns, found by its labels in the kinds it recorded and `kinds`
  * (those it may have applied without a record: the release's, a canary's), in deletionOrder.
- * `afterCustomResources` runs once the custom resources (deleted first) are, outside dry runs and
- * only when there were any: an operator removes what it made for them only while it still runs.
  */
 export async function destroyStageObjects(
   ctx: OwningContext,
   client: KubeClient,
   kinds: readonly KindRef[],
-  opts: { afterCustomResources?: () => Promise<void> } = {},
+  opts: DestroyOptions = {},
 ): Promise<void> {
   const owner = stageOwner(ctx);
   const listed = deletionOrder(await listOwned(client, owner, appliedKinds(ctx, kinds)));
@@ -283,12 +295,12 @@ export async function destroyStageObjects(
   const kept = new Set<KubeObject>();
   for (const o of listed) {
     if (o.kind !== "CustomResourceDefinition") continue;
-    const theirs = await instancesNotOwned(client, owner, o, doomed);
+    const theirs = (await instancesNotOwned(client, owner, o, doomed)).filter((x) => !opts.madeByStage?.(x));
     if (!theirs.length) continue;
     kept.add(o);
     const first = theirs[0]!.metadata;
     ctx.log.warn(
-      `left CustomResourceDefinition ${o.metadata.name}: ${theirs.length} object${theirs.length === 1 ? "" : "s"} of it that this stage did not make (${first.namespace}/${first.name}${theirs.length > 1 ? ", …" : ""}) would go with it; once they are not needed: kubectl delete crd ${o.metadata.name}`,
+      `left CustomResourceDefinition ${o.metadata.name}: ${theirs.length} object${theirs.length === 1 ? "" : "s"} of it that this stage did not make (${first.namespace ? `${first.namespace}/` : ""}${first.name}${theirs.length > 1 ? ", …" : ""}) would go with it; once they are not needed: kubectl delete crd ${o.metadata.name}`,
     );
   }
   const owned = listed.filter((o) => !kept.has(o));
@@ -303,9 +315,11 @@ export async function destroyStageObjects(
 }
 
 /**
- * Objects of the kind a CRD defines that are not `owner`'s and live outside the namespaces the
- * stage deletes: what deleting the CRD would take from someone else. Cluster-scoped objects of a
- * stage's CRDs are its operator's own (Calico's default IPPool, FelixConfiguration) and not counted.
+ * Objects of the kind a CRD defines that are not `owner`'s, cluster-scoped or in a namespace the
+ * stage does not delete: what deleting the CRD would take from someone else. A cluster-scoped one
+ * counts as much as a namespaced one (a GlobalNetworkPolicy of the user's is lost with Calico's
+ * CRD as surely as their NetworkPolicy); what the stage's own software made is told apart by the
+ * stage (DestroyOptions.madeByStage).
  */
 async function instancesNotOwned(
   client: KubeClient,
@@ -322,8 +336,10 @@ async function instancesNotOwned(
       }
     | undefined;
   const version = spec?.versions?.find((v) => v.served)?.name;
-  if (spec?.scope !== "Namespaced" || !spec.group || !spec.names?.kind || !version) return [];
+  if (!spec?.group || !spec.names?.kind || !version) return [];
   // No longer served (being deleted already): nothing of it is left to lose.
   const items = await listServed(client, `${spec.group}/${version}`, spec.names.kind);
-  return items.filter((o) => !isOwnedBy(o, owner) && !doomed.has(o.metadata.namespace ?? ""));
+  return items.filter(
+    (o) => !isOwnedBy(o, owner) && !(o.metadata.namespace && doomed.has(o.metadata.namespace)),
+  );
 }

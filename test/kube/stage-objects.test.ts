@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createPluginContext } from "../../src/core/context.ts";
 import { definePlugin } from "../../src/core/contract.ts";
+import { memoryReporter } from "../../src/core/reporter.ts";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
 import { withOwner } from "../../src/kube/ownership.ts";
 import {
@@ -475,6 +476,90 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     const down = ctx();
     await destroyStageObjects(down, client, []);
     expect(down.wetLog).toContain("delete ConfigMap demo/fresh");
+  });
+
+  test("a cluster-scoped object of the stage's CRD that someone else made keeps the CRD at down, with a warning; what the stage's own software made does not", async () => {
+    const crd = ours({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "gadgets.demo.example.com" },
+      spec: {
+        group: "demo.example.com",
+        names: { kind: "Gadget", plural: "gadgets", singular: "gadget", listKind: "GadgetList" },
+        scope: "Cluster",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    });
+    const gadget = (name: string): KubeObject => ({
+      apiVersion: "demo.example.com/v1",
+      kind: "Gadget",
+      metadata: { name },
+    });
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (
+        await planStageObjects(
+          c,
+          client,
+          [...groups([]), { title: "gadgets", objects: [crd, ours(gadget("mine"))] }],
+          OPTS,
+        )
+      ).changes,
+      "demo",
+    );
+    // The stage's operator's own (its status, say), and someone's own, made with kubectl.
+    const other = await createKubeClient(server.kubeconfigPath, { fieldManager: "kubectl-create" });
+    await other.create(gadget("operator-status"));
+    await other.create(gadget("theirs"));
+    const madeByStage = (o: KubeObject) => o.metadata.name === "operator-status";
+    const reporter = memoryReporter();
+    const down = createPluginContext({
+      cluster: labCluster(),
+      plugin,
+      options: {},
+      stateDir,
+      clusterId: CLUSTER_ID,
+      dryRun: false,
+      kube: async () => client,
+      reporter,
+    });
+    await destroyStageObjects(down, client, [], { madeByStage });
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeDefined();
+    expect(server.get("demo.example.com/v1", "Gadget", "theirs")).toBeDefined();
+    expect(server.get("demo.example.com/v1", "Gadget", "mine")).toBeUndefined();
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({
+        type: "log",
+        level: "warn",
+        message:
+          "left CustomResourceDefinition gadgets.demo.example.com: 1 object of it that this stage did not make (theirs) would go with it; once they are not needed: kubectl delete crd gadgets.demo.example.com",
+      }),
+    );
+    // Once theirs is gone, only what the stage's software made is left: the CRD goes too.
+    await other.delete("demo.example.com/v1", "Gadget", "theirs");
+    // (The CRD was kept, unchanged, so it is named: as a stage names the kinds it renders.)
+    await destroyStageObjects(
+      ctx(),
+      client,
+      [{ apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition" }],
+      {
+        madeByStage,
+      },
+    );
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeUndefined();
   });
 
   test("down keeps or deletes a CRD only on a full answer: a refused list of its objects stops down before anything is deleted", async () => {
