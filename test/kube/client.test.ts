@@ -167,6 +167,51 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
     expect(byName.map((o) => o.metadata.namespace)).toEqual(["default"]);
   });
 
+  test("a list longer than a page is read to its end, chunk by chunk, as one list", async () => {
+    const paged = await createKubeClient(server.kubeconfigPath, { ...fast, listPageSize: 2 });
+    await client.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "paging" } });
+    for (const n of [1, 2, 3, 4, 5])
+      await client.apply({
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: `page-${n}`, namespace: "paging" },
+      });
+    server.requests.length = 0;
+    const all = await paged.list("v1", "ConfigMap", { namespace: "paging" });
+    expect(all.map((o) => o.metadata.name)).toEqual(["page-1", "page-2", "page-3", "page-4", "page-5"]);
+    const lists = server.requests.filter((r) => r.path === "/api/v1/namespaces/paging/configmaps");
+    expect(lists.map((r) => new URLSearchParams(r.query).has("continue"))).toEqual([false, true, true]);
+    expect(lists.every((r) => new URLSearchParams(r.query).get("limit") === "2")).toBe(true);
+  });
+
+  test("a continue token the server no longer honours (410) starts the list again whole, never going on with the inconsistent token", async () => {
+    const paged = await createKubeClient(server.kubeconfigPath, { ...fast, listPageSize: 2 });
+    let compacted = false;
+    const hook = (r: { query: string; path: string }) => {
+      if (compacted || !r.query.includes("continue=")) return;
+      compacted = true;
+      // Between two chunks: one object more, and the history of the first chunk's revision gone.
+      server.put({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "page-0", namespace: "paging" } });
+      server.compact();
+    };
+    server.onRequest.push(hook);
+    server.requests.length = 0;
+    const all = await paged.list("v1", "ConfigMap", { namespace: "paging" });
+    server.onRequest.splice(server.onRequest.indexOf(hook), 1);
+    expect(all.map((o) => o.metadata.name)).toEqual([
+      "page-0",
+      "page-1",
+      "page-2",
+      "page-3",
+      "page-4",
+      "page-5",
+    ]);
+    const lists = server.requests.filter((r) => r.path === "/api/v1/namespaces/paging/configmaps");
+    expect(lists.map((r) => r.status)).toEqual([200, 410, 200]);
+    // The whole list again, in one answer: no limit, no token (client-go's pager, FullListIfExpired).
+    expect(lists.at(-1)!.query).toBe("");
+  });
+
   test("deletes an object and reports false when it was already gone", async () => {
     expect(await client.delete("v1", "ConfigMap", "other", "kube-system")).toBe(true);
     expect(await client.delete("v1", "ConfigMap", "other", "kube-system")).toBe(false);

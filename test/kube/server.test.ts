@@ -194,6 +194,45 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes API test server", (
     ).toBeUndefined();
   });
 
+  test("serves lists in chunks with limit and continue, and refuses a token it did not make", async () => {
+    for (const n of ["c1", "c2", "c3"])
+      await call("POST", "/api/v1/namespaces/kube-public/configmaps", {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: n },
+      });
+    const first = (await (
+      await call("GET", "/api/v1/namespaces/kube-public/configmaps?limit=2")
+    ).json()) as Json;
+    expect(first.items.map((i: Json) => i.metadata.name)).toEqual(["c1", "c2"]);
+    expect(first.metadata.remainingItemCount).toBe(1);
+    const token = first.metadata.continue as string;
+    expect(JSON.parse(Buffer.from(token, "base64url").toString())).toMatchObject({ v: "meta.k8s.io/v1" });
+    const rest = (await (
+      await call("GET", `/api/v1/namespaces/kube-public/configmaps?limit=2&continue=${token}`)
+    ).json()) as Json;
+    expect(rest.items.map((i: Json) => i.metadata.name)).toEqual(["c3"]);
+    expect(rest.metadata.continue).toBeUndefined();
+    expect(rest.metadata.resourceVersion).toBe(first.metadata.resourceVersion);
+    const bad = await call("GET", "/api/v1/namespaces/kube-public/configmaps?limit=2&continue=bm9wZQ");
+    expect(bad.status).toBe(400);
+    // A write after the first chunk, then the compaction of the revisions before it.
+    await call("POST", "/api/v1/namespaces/kube-public/configmaps", {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "c0" },
+    });
+    server.compact();
+    const expired = await call("GET", `/api/v1/namespaces/kube-public/configmaps?limit=2&continue=${token}`);
+    expect(expired.status).toBe(410);
+    const status = (await expired.json()) as Json;
+    expect(status.reason).toBe("Expired");
+    expect(status.message).toStartWith(
+      "The provided continue parameter is too old to display a consistent list result.",
+    );
+    expect(JSON.parse(Buffer.from(status.metadata.continue, "base64url").toString()).rv).toBe(-1);
+  });
+
   test("requires a field manager for apply, as upstream does", async () => {
     const res = await call(
       "PATCH",

@@ -175,6 +175,8 @@ export interface KubeApiServer {
   clearFaults(): void;
   /** Every request, in order. */
   requests: RequestLogEntry[];
+  /** Called with each request before it is answered: a test's way to act between two requests. */
+  onRequest: ((entry: RequestLogEntry) => void)[];
   /** The controller list; tests may add to or remove from it. */
   controllers: Controller[];
   validators: Validator[];
@@ -330,6 +332,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   const admission = opts.admission ?? [];
   const gitVersion = opts.gitVersion ?? "v1.35.0";
   const requests: RequestLogEntry[] = [];
+  const onRequest: ((entry: RequestLogEntry) => void)[] = [];
   const faults: Fault[] = [];
   const held = new Set<string>();
   // group/resource/namespace/name -> object; one copy per group, served at every version of it.
@@ -1250,6 +1253,21 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (match && !rvParam) {
       throw badRequest(`resourceVersionMatch is forbidden unless resourceVersion is provided`);
     }
+    const paging = listPaging(url, res);
+    if (paging.from) {
+      // A continued list is the state at the first chunk's resourceVersion (etcd3 store.go
+      // GetList reads at the token's revision), gone once that revision is compacted.
+      const all = objectsOf(res.group, res.resource);
+      const snapshot =
+        paging.rv === resourceVersion
+          ? all
+          : hub.snapshotAt(paging.rv, all, keyOfObj(res), `${res.group}/${res.resource}`);
+      if (!snapshot) throw continueExpired(res, paging.from);
+      objects = snapshot.filter(
+        (o) => !res.namespaced || namespace === undefined || (o.metadata as Obj).namespace === namespace,
+      );
+      listRv = paging.rv;
+    }
     if (rvParam && rvParam !== "0") {
       const rv = Number(rvParam);
       if (!Number.isInteger(rv) || rv < 0) throw badRequest(`invalid resource version "${rvParam}"`);
@@ -1278,17 +1296,84 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         listRv = rv;
       }
     }
-    const items = objects
+    const keyOf = keyOfObj(res);
+    let items = objects
       .filter((o) => matchesLabels(labels, (o.metadata as Obj).labels as Record<string, string>))
       .filter((o) => fields.every((f) => f(o)))
-      .sort((a, b) => (keyOfObj(res)(a) < keyOfObj(res)(b) ? -1 : 1));
+      .filter((o) => !paging.from || keyOf(o) >= paging.from)
+      .sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
+    const listMeta: Obj = { resourceVersion: String(listRv) };
+    if (paging.limit && items.length > paging.limit) {
+      const rest = items.length - paging.limit;
+      items = items.slice(0, paging.limit);
+      // The next key after the last one returned (storage PrepareContinueToken: lastKey + "\x00").
+      listMeta.continue = encodeContinue(res, `${keyOf(items.at(-1)!)}\u0000`, listRv);
+      // Counted only where no selector could leave some out (etcd3 store.go GetList, pred.Empty()).
+      if (!labels.length && !fields.length) listMeta.remainingItemCount = rest;
+    }
     if (wantsTable(req.headers.get("accept"))) return json(200, toTable(res, items, String(listRv)));
     return json(200, {
       kind: `${res.kind}List`,
       apiVersion: apiVersionOf(res),
-      metadata: { resourceVersion: String(listRv) },
+      metadata: listMeta,
       items: items.map((o) => present(res, o, true)),
     });
+  }
+
+  /**
+   * A list's `limit` and `continue` (API concepts, "Retrieving large results sets in chunks"). The
+   * token is k8s.io/apiserver pkg/storage/continue.go's: base64url of {"v":"meta.k8s.io/v1","rv":N,
+   * "start":KEY}; one that does not decode is a 400, and a resourceVersion beside it too
+   * (apimachinery validation: "specifying resource version is not allowed when using continue").
+   */
+  function listPaging(url: URL, res: ServedResource): { limit?: number; from?: string; rv: number } {
+    const limitParam = url.searchParams.get("limit") ?? "";
+    const limit = limitParam ? Number(limitParam) : undefined;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0))
+      throw badRequest(`invalid limit ${JSON.stringify(limitParam)}`);
+    const token = url.searchParams.get("continue") ?? "";
+    if (!token) return { ...(limit ? { limit } : {}), rv: resourceVersion };
+    const rvParam = url.searchParams.get("resourceVersion") ?? "";
+    if (rvParam && rvParam !== "0")
+      throw badRequest("specifying resource version is not allowed when using continue");
+    let decoded: { v?: unknown; rv?: unknown; start?: unknown };
+    try {
+      decoded = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    } catch {
+      throw badRequest("invalid continue token: continue key is not valid");
+    }
+    if (decoded.v !== "meta.k8s.io/v1" || typeof decoded.start !== "string" || !decoded.start)
+      throw badRequest("invalid continue token: continue key is not valid");
+    if (typeof decoded.rv !== "number" || decoded.rv === 0)
+      throw badRequest(
+        "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+      );
+    const prefix = `${res.group}/${res.resource}/`;
+    // -1: what the expired answer hands out, to go on at the latest state (inconsistently).
+    const rv = decoded.rv === -1 ? resourceVersion : decoded.rv;
+    return { ...(limit ? { limit } : {}), from: `${prefix}${decoded.start}`, rv };
+  }
+
+  function encodeContinue(res: ServedResource, key: string, rv: number): string {
+    const prefix = `${res.group}/${res.resource}/`;
+    return Buffer.from(
+      JSON.stringify({ v: "meta.k8s.io/v1", rv, start: key.slice(prefix.length) }),
+      "utf8",
+    ).toString("base64url");
+  }
+
+  /**
+   * A continue token whose revision is compacted: etcd3/errors.go handleCompactedErrorForPaging,
+   * 410 Expired with a token to go on at the latest state, which gives an inconsistent list.
+   */
+  function continueExpired(res: ServedResource, from: string): HttpError {
+    const body = statusBody(
+      410,
+      "Expired",
+      "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+    ) as Obj;
+    body.metadata = { continue: encodeContinue(res, from, -1) };
+    return new HttpError(410, body);
   }
 
   /** WATCH (handlers/watch.go serveWatch over the cacher; see ./watch.ts). */
@@ -1633,6 +1718,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       status: 0,
     };
     requests.push(entry);
+    for (const hook of onRequest) hook(entry);
     let response: Response;
     const user = authenticate(req);
     const ctx: RequestContext = {
@@ -1730,6 +1816,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     caCert: pki.caCert,
     pki,
     requests,
+    onRequest,
     controllers,
     validators,
     admission,
