@@ -6,6 +6,7 @@
  */
 import type * as Yaml from "yaml";
 import { KubehyveError } from "../lib/errors.ts";
+import { deletionOf, describeDeleting } from "./diff.ts";
 import { FIELD_MANAGER, isOwnedBy, type Owner, refOf } from "./ownership.ts";
 import { describeRef, waitFor } from "./readiness.ts";
 import { KubeApiError } from "./status.ts";
@@ -169,6 +170,13 @@ export async function applyOwned(client: KubeClient, obj: KubeObject, owner: Own
         `kubectl get ${kind.toLowerCase()} ${name}${namespace ? ` -n ${namespace}` : ""} -o yaml (whose is it?); delete it if it is not needed, or rename this stage's, then run again`,
       );
     }
+    const deleting = deletionOf(live);
+    if (deleting)
+      throw new KubehyveError(
+        `${describeRef(ref)} is being deleted (${describeDeleting(deleting)}): what is applied to it now would go with it`,
+        undefined,
+        "wait until it is gone, then run again; a finalizer that never clears belongs to a controller that no longer runs",
+      );
     const uid = typeof live.metadata.uid === "string" ? live.metadata.uid : "";
     try {
       const applied = await client.apply({ ...obj, metadata: { ...obj.metadata, ...(uid ? { uid } : {}) } });

@@ -148,9 +148,12 @@ export interface PlannedObject {
   ref: ObjectRef;
   /**
    * `create`: not there; `update`: fields kubehyve manages would change; `unchanged`: nothing to
-   * do; `foreign`: there, but without the owner's labels (see DiffOptions.owner): not to be touched.
+   * do; `foreign`: there, but without the owner's labels (see DiffOptions.owner): not to be touched;
+   * `deleting`: there and being deleted, so that whatever is applied to it goes with it.
    */
-  action: "create" | "update" | "unchanged" | "foreign";
+  action: "create" | "update" | "unchanged" | "foreign" | "deleting";
+  /** For `deleting` (the owner's object, being deleted): since when, and what it waits for. */
+  deleting?: Deleting;
   /** For updates, the fields that would change. */
   fields: string[];
   /** A create of a kind the cluster does not serve (yet: a CRD among the objects may define it). */
@@ -200,6 +203,8 @@ export async function diffManifests(
       planned = { ref, action: "create", fields: [], ...(served ? {} : { unserved: true as const }) };
     } else if (opts.owner && !isOwnedBy(live, opts.owner)) {
       planned = { ref, action: "foreign", fields: [] };
+    } else if (deletionOf(live)) {
+      planned = { ref, action: "deleting", fields: [], deleting: deletionOf(live) };
     } else {
       const next = await dryRun(client, obj, ref, false);
       const fields = next ? changedFields(live, next, manager) : [];
@@ -208,6 +213,34 @@ export async function diffManifests(
     opts.onDiffed?.(planned, ++done, objects.length);
     return planned;
   });
+}
+
+/** An object being deleted: since when, and the finalizers it waits for. */
+export interface Deleting {
+  since: string;
+  finalizers: string[];
+}
+
+/**
+ * When `obj` is being deleted, since when and what it waits for, else undefined. kube-apiserver
+ * keeps an object whose deletion waits for finalizers (metadata.finalizers; a Namespace's
+ * spec.finalizers too, while its content is removed and its phase is Terminating) with
+ * metadata.deletionTimestamp set until the last one is removed (apiserver
+ * pkg/registry/generic/registry/store.go Delete, updateForGracefulDeletionAndFinalizers); whatever
+ * is applied to it meanwhile goes with it, and a Namespace in Terminating refuses new objects
+ * (the NamespaceLifecycle admission plugin's 403).
+ */
+export function deletionOf(obj: KubeObject): Deleting | undefined {
+  const since = obj.metadata.deletionTimestamp;
+  if (typeof since !== "string" || !since) return undefined;
+  const names = (v: unknown) => (Array.isArray(v) ? v.filter((f): f is string => typeof f === "string") : []);
+  const spec = isJsonObject(obj.spec) ? obj.spec : {};
+  return { since, finalizers: [...new Set([...names(obj.metadata.finalizers), ...names(spec.finalizers)])] };
+}
+
+/** "since …, waiting for finalizers: a, b". */
+export function describeDeleting(d: Deleting): string {
+  return `since ${d.since}${d.finalizers.length ? `, waiting for finalizers: ${d.finalizers.join(", ")}` : ""}`;
 }
 
 /**
@@ -274,6 +307,8 @@ export interface OwnedPlan<G extends ObjectGroup> {
   groups: { group: G; summary: string; detail: string; objects: KubeObject[] }[];
   /** Objects of the groups that are there without the owner's labels: never applied, never taken over. */
   foreign: ObjectRef[];
+  /** The owner's objects of the groups that are being deleted: nothing of the groups is applied until they are gone. */
+  deleting: { ref: ObjectRef; deleting: Deleting }[];
   /**
    * Objects of kinds the cluster does not serve and no CustomResourceDefinition of the groups
    * defines: applying them fails at their turn, after what comes before them is applied.
@@ -308,7 +343,7 @@ export async function planOwned<G extends ObjectGroup>(
     onRefused?: (group: G, error: KubeApiError) => boolean;
   },
 ): Promise<OwnedPlan<G>> {
-  const out: OwnedPlan<G> = { groups: [], foreign: [], unserved: [] };
+  const out: OwnedPlan<G> = { groups: [], foreign: [], deleting: [], unserved: [] };
   const defined = crdKinds(groups.flatMap((g) => g.objects));
   for (const group of groups) {
     if (opts.skip?.(group)) continue;
@@ -323,6 +358,7 @@ export async function planOwned<G extends ObjectGroup>(
       throw error;
     }
     out.foreign.push(...planned.filter((p) => p.action === "foreign").map((p) => p.ref));
+    for (const p of planned) if (p.deleting) out.deleting.push({ ref: p.ref, deleting: p.deleting });
     out.unserved.push(...planned.filter((p) => p.unserved && !defined.has(kindKey(p.ref))).map((p) => p.ref));
     const line = describePlan(group.title, planned);
     // diffManifests answers object by object, in the group's order.
@@ -412,5 +448,23 @@ export function describeForeign(
     (one) =>
       `already exist${one ? "s" : ""} without this stage's labels: kubehyve does not take over what it did not make`,
     (r) => describeRef(r),
+  );
+}
+
+/**
+ * The finding for the owner's objects that are being deleted, or undefined: "1 object of Calico's
+ * manifests is being deleted: …", one line each with since when and its finalizers.
+ */
+export function describeDeletingObjects(
+  found: readonly { ref: ObjectRef; deleting: Deleting }[],
+  what = "this stage would apply",
+): { summary: string; detail: string } | undefined {
+  const byKey = new Map(found.map((f) => [describeRef(f.ref), f.deleting]));
+  return objectsFinding(
+    found.map((f) => f.ref),
+    what,
+    (one) =>
+      `${one ? "is" : "are"} being deleted: applying to ${one ? "it" : "them"} now would be lost once ${one ? "it goes" : "they go"}`,
+    (r) => `${describeRef(r)} (${describeDeleting(byKey.get(describeRef(r))!)})`,
   );
 }

@@ -18,7 +18,13 @@
  */
 import { KubehyveError } from "../lib/errors.ts";
 import { applyManifests } from "./apply.ts";
-import { describeForeign, describeUnserved, type ObjectGroup, planOwned } from "./diff.ts";
+import {
+  describeDeletingObjects,
+  describeForeign,
+  describeUnserved,
+  type ObjectGroup,
+  planOwned,
+} from "./diff.ts";
 import {
   deleteOwned,
   deletionOrder,
@@ -200,6 +206,16 @@ export async function planStageObjects(
       ...unserved,
       hint: "is the stage's version one for this cluster's Kubernetes? `kubectl api-resources` lists the kinds it serves",
     });
+  const deleting = describeDeletingObjects(plan.deleting, opts.what);
+  if (deleting) {
+    const first = plan.deleting[0]!.ref;
+    findings.push({
+      code: `${opts.prefix}.being-deleted`,
+      severity: "error",
+      ...deleting,
+      hint: `wait until ${plan.deleting.length === 1 ? "it is" : "they are"} gone (kubectl get ${first.kind.toLowerCase()} ${first.name}${first.namespace ? ` -n ${first.namespace}` : ""}), then run again; a finalizer that never clears belongs to a controller that no longer runs`,
+    });
+  }
   const foreign = describeForeign(plan.foreign, opts.what);
   if (foreign)
     findings.push({ code: `${opts.prefix}.foreign-objects`, severity: "error", ...foreign, hint: opts.hint });

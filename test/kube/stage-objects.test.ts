@@ -562,6 +562,73 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     ).toBeUndefined();
   });
 
+  test("a stage's object still being deleted (a namespace in Terminating, a finalizer that has not cleared) is an error finding, not a plan that fails half-way", async () => {
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("kept", "k", "demo")]), OPTS)).changes,
+      "demo",
+    );
+    // As kube-apiserver shows a namespace whose deletion waits for its finalizers: deletionTimestamp
+    // set, phase Terminating (pkg/registry/core/namespace/storage Delete).
+    const ns = server.get("v1", "Namespace", "demo") as KubeObject;
+    server.put({
+      ...ns,
+      metadata: { ...ns.metadata, deletionTimestamp: "2026-01-01T00:00:00Z" },
+      spec: { finalizers: ["kubernetes"] },
+      status: { phase: "Terminating" },
+    });
+    const before = writes().length;
+    const plan = await planStageObjects(
+      ctx(),
+      client,
+      groups([cm("kept", "k", "demo"), cm("new", "n", "demo")]),
+      OPTS,
+    );
+    expect(plan.findings).toEqual([
+      {
+        code: "demo.being-deleted",
+        severity: "error",
+        summary: "1 object of the demo's is being deleted: applying to it now would be lost once it goes",
+        detail: "Namespace demo (since 2026-01-01T00:00:00Z, waiting for finalizers: kubernetes)",
+        hint: "wait until it is gone (kubectl get namespace demo), then run again; a finalizer that never clears belongs to a controller that no longer runs",
+      },
+    ]);
+    expect(() => changesOrRefusal(plan)).toThrow("is being deleted");
+    // And one that goes into deletion between the plan and apply stops apply at it.
+    const fresh = ctx();
+    const c2 = await planStageObjects(
+      fresh,
+      client,
+      [{ title: "other", objects: [ours(cm("late", "l", "default"))] }],
+      OPTS,
+    );
+    const late = server.get("v1", "ConfigMap", "late", "default");
+    expect(late).toBeUndefined();
+    await applyStageObjects(fresh, client, c2.changes, "demo");
+    const live = server.get("v1", "ConfigMap", "late", "default") as KubeObject;
+    server.put({
+      ...live,
+      metadata: {
+        ...live.metadata,
+        deletionTimestamp: "2026-01-01T00:00:00Z",
+        finalizers: ["example.com/hold"],
+      },
+    });
+    await expect(
+      applyStageObjects(
+        ctx(),
+        client,
+        [{ kind: "demo.apply", summary: "again", data: [ours(cm("late", "L", "default"))] }],
+        "demo",
+      ),
+    ).rejects.toThrow("ConfigMap default/late is being deleted");
+    expect(writes().length).toBeGreaterThan(before);
+    server.delete("v1", "ConfigMap", "late", "default");
+    server.put({ ...ns });
+  });
+
   test("down keeps or deletes a CRD only on a full answer: a refused list of its objects stops down before anything is deleted", async () => {
     const crd = ours({
       apiVersion: "apiextensions.k8s.io/v1",
