@@ -7,7 +7,7 @@
 import type * as Yaml from "yaml";
 import { KubehyveError } from "../lib/errors.ts";
 import { deletionOf, describeDeleting } from "./diff.ts";
-import { FIELD_MANAGER, isOwnedBy, type Owner, refOf } from "./ownership.ts";
+import { FIELD_MANAGER, fieldManagers, isOwnedBy, type Owner, refOf } from "./ownership.ts";
 import { describeRef, waitFor } from "./readiness.ts";
 import { KubeApiError } from "./status.ts";
 
@@ -87,15 +87,6 @@ export interface ApplyManifestsOptions {
   owner?: Owner;
 }
 
-/** The managers of an object's fields, for a message: `"helm", "kubectl-create"`. */
-function managersOf(obj: KubeObject): string {
-  const entries = Array.isArray(obj.metadata.managedFields) ? obj.metadata.managedFields : [];
-  const names = [
-    ...new Set(entries.map((e: unknown) => (isJsonObject(e) ? e.manager : undefined)).filter(Boolean)),
-  ];
-  return names.length ? names.map((n) => JSON.stringify(n)).join(", ") : "no manager the server recorded";
-}
-
 const isCreateEntry = (e: unknown) =>
   isJsonObject(e) && e.manager === FIELD_MANAGER && e.operation === "Update" && !e.subresource;
 
@@ -165,7 +156,7 @@ export async function applyOwned(client: KubeClient, obj: KubeObject, owner: Own
     if (!isOwnedBy(live, owner)) {
       const { kind, name, namespace } = ref;
       throw new KubehyveError(
-        `${describeRef(ref)} is there and is not this stage's (its fields are set by ${managersOf(live)}): it was not there when the plan was made, and kubehyve does not take over what it did not make`,
+        `${describeRef(ref)} is there and is not this stage's (${fieldManagers(live)}): it was not there when the plan was made, and kubehyve does not take over what it did not make`,
         undefined,
         `kubectl get ${kind.toLowerCase()} ${name}${namespace ? ` -n ${namespace}` : ""} -o yaml (whose is it?); delete it if it is not needed, or rename this stage's, then run again`,
       );

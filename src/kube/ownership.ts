@@ -101,6 +101,21 @@ export function isOwnedBy(obj: KubeObject, owner: Owner): boolean {
   });
 }
 
+/** Who set an object's fields, for a message: `its fields are set by "helm", "kubectl-label"`. */
+export function fieldManagers(obj: KubeObject): string {
+  const entries = Array.isArray(obj.metadata.managedFields) ? obj.metadata.managedFields : [];
+  const names = [
+    ...new Set(
+      entries
+        .map((e: unknown) => (isJsonObject(e) ? e.manager : undefined))
+        .filter((m) => typeof m === "string"),
+    ),
+  ];
+  return names.length
+    ? `its fields are set by ${names.map((n) => JSON.stringify(n)).join(", ")}`
+    : "the server keeps no record of who set its fields";
+}
+
 export function refOf(obj: KubeObject): ObjectRef {
   return {
     apiVersion: obj.apiVersion,
@@ -159,12 +174,29 @@ export async function listOwned(
   owner: Owner,
   kinds: readonly KindRef[],
 ): Promise<KubeObject[]> {
-  const out: KubeObject[] = [];
+  return (await listLabelled(client, owner, kinds)).owned;
+}
+
+/**
+ * The objects of the given kinds that carry the owner's labels: those that are the owner's
+ * (isOwnedBy), and those that only carry the labels (someone copied or set them, or cleared the
+ * managedFields that said who did), which are never deleted and which `down` names.
+ */
+export async function listLabelled(
+  client: KubeClient,
+  owner: Owner,
+  kinds: readonly KindRef[],
+): Promise<{ owned: KubeObject[]; unproven: KubeObject[] }> {
+  const out = { owned: [] as KubeObject[], unproven: [] as KubeObject[] };
+  const expected = Object.entries(ownerLabels(owner));
   const labelSelector = ownerSelector(owner);
   for (const k of kinds) {
     const items = await listServed(client, k.apiVersion, k.kind, { labelSelector });
     // The server filtered by the selector; checked again here, since deleting is at stake.
-    out.push(...items.filter((o) => isOwnedBy(o, owner)));
+    for (const o of items) {
+      if (isOwnedBy(o, owner)) out.owned.push(o);
+      else if (expected.every(([key, v]) => o.metadata.labels?.[key] === v)) out.unproven.push(o);
+    }
   }
   return out;
 }

@@ -28,11 +28,12 @@ import {
 import {
   deleteOwned,
   deletionOrder,
+  fieldManagers,
   isCustomResource,
   isOwnedBy,
   type KindRef,
   kindsOf,
-  listOwned,
+  listLabelled,
   listServed,
   type Owner,
   refOf,
@@ -303,7 +304,14 @@ export async function destroyStageObjects(
   opts: DestroyOptions = {},
 ): Promise<void> {
   const owner = stageOwner(ctx);
-  const listed = deletionOrder(await listOwned(client, owner, appliedKinds(ctx, kinds)));
+  const labelled = await listLabelled(client, owner, appliedKinds(ctx, kinds));
+  for (const o of labelled.unproven) {
+    const { kind, name, namespace } = refOf(o);
+    ctx.log.warn(
+      `left ${describeRef(refOf(o))}: it carries this stage's labels, but nothing the server keeps says kubehyve set them (${fieldManagers(o)}), so it is not deleted; if it is this stage's: kubectl delete ${kind.toLowerCase()} ${name}${namespace ? ` -n ${namespace}` : ""}`,
+    );
+  }
+  const listed = deletionOrder(labelled.owned);
   // Deleting a CRD deletes every object of its kind, in every namespace: one that still serves
   // someone else's objects (an IngressRoute of theirs, in their namespace) stays, as `helm
   // uninstall` leaves CRDs. Decided before anything is deleted, so a dry run says the same.

@@ -629,6 +629,47 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     server.put({ ...ns });
   });
 
+  test("down names what carries the stage's labels without proof that kubehyve set them, and leaves it", async () => {
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("cleared", "c", "demo")]), OPTS)).changes,
+      "demo",
+    );
+    // Someone cleared its managedFields; another tool made one with the labels copied.
+    await client.mergePatch(
+      { apiVersion: "v1", kind: "ConfigMap", name: "cleared", namespace: "demo" },
+      { metadata: { managedFields: [{}] } },
+    );
+    const helm = await createKubeClient(server.kubeconfigPath, { fieldManager: "helm" });
+    await helm.apply(ours(cm("copied", "h", "default")));
+    const reporter = memoryReporter();
+    const down = createPluginContext({
+      cluster: labCluster(),
+      plugin,
+      options: {},
+      stateDir,
+      clusterId: CLUSTER_ID,
+      dryRun: true,
+      kube: async () => client,
+      reporter,
+    });
+    await destroyStageObjects(down, client, []);
+    const warnings = reporter.events.flatMap((e) =>
+      e.type === "log" && e.level === "warn" ? [e.message] : [],
+    );
+    expect(warnings).toContain(
+      "left ConfigMap default/copied: it carries this stage's labels, but nothing the server keeps says kubehyve set them (its fields are set by \"helm\"), so it is not deleted; if it is this stage's: kubectl delete configmap copied -n default",
+    );
+    expect(warnings).toContain(
+      "left ConfigMap demo/cleared: it carries this stage's labels, but nothing the server keeps says kubehyve set them (the server keeps no record of who set its fields), so it is not deleted; if it is this stage's: kubectl delete configmap cleared -n demo",
+    );
+    expect(down.wetLog).not.toContain("delete ConfigMap demo/cleared");
+    await helm.delete("v1", "ConfigMap", "copied", "default");
+    server.delete("v1", "ConfigMap", "cleared", "demo");
+  });
+
   test("down keeps or deletes a CRD only on a full answer: a refused list of its objects stops down before anything is deleted", async () => {
     const crd = ours({
       apiVersion: "apiextensions.k8s.io/v1",
