@@ -141,11 +141,9 @@ export async function applyOwned(client: KubeClient, obj: KubeObject, owner: Own
   const ref = refOf(obj);
   for (let attempt = 1; ; attempt++) {
     let live = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
-    let created = false;
     if (!live) {
       try {
         live = await client.create(obj);
-        created = true;
       } catch (error) {
         // Made meanwhile (or by a retried POST of this one): looked at again, whoever made it.
         if (!(error instanceof KubeApiError && error.httpStatus === 409) || attempt >= OWNED_ATTEMPTS)
@@ -171,7 +169,8 @@ export async function applyOwned(client: KubeClient, obj: KubeObject, owner: Own
     const uid = typeof live.metadata.uid === "string" ? live.metadata.uid : "";
     try {
       const applied = await client.apply({ ...obj, metadata: { ...obj.metadata, ...(uid ? { uid } : {}) } });
-      return created ? await withoutCreateEntry(client, applied) : applied;
+      // Also for one created by a run that stopped before its apply, or by a retried POST.
+      return await withoutCreateEntry(client, applied);
     } catch (error) {
       // Removed, or removed and made again by someone, since it was read: looked at again.
       const replaced =

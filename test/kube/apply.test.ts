@@ -149,3 +149,36 @@ describe.skipIf(!have("openssl", "openssl"))("applying a stage's object without 
     expect(isOwnedBy(stored, owner)).toBe(true);
   });
 });
+
+describe.skipIf(!have("openssl", "openssl"))("an object kubehyve created and did not get to apply", () => {
+  let server: KubeApiServer;
+  let client: KubeClientImpl;
+  const owner = { stage: "net", clusterId: "6f1c8a52-3d4e-4f8a-9b2c-1d2e3f4a5b6c" };
+  beforeAll(async () => {
+    server = await startKubeApiServer();
+    client = await createKubeClient(server.kubeconfigPath, { baseDelayMs: 10 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("is the stage's, and the next apply leaves only its apply's managedFields entry", async () => {
+    const obj = withOwner(
+      {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: "half", namespace: "default" },
+        data: { v: "1" },
+      },
+      owner,
+    );
+    // A run stopped between the create and the apply (or a POST retried after a lost answer).
+    await client.create(obj);
+    const stored = await applyOwned(client, obj, owner);
+    expect(isOwnedBy(stored, owner)).toBe(true);
+    const entries = server.get("v1", "ConfigMap", "half", "default")!.metadata as {
+      managedFields: { manager: string; operation: string }[];
+    };
+    expect(entries.managedFields.map((e) => `${e.manager} ${e.operation}`)).toEqual(["kubehyve Apply"]);
+  });
+});
