@@ -112,8 +112,11 @@ async function withoutCreateEntry(client: KubeClient, applied: KubeObject): Prom
         metadata: { resourceVersion: current.metadata.resourceVersion, managedFields: kept },
       });
     } catch (error) {
-      if (!(error instanceof KubeApiError && error.httpStatus === 409) || attempt >= OWNED_ATTEMPTS)
-        throw error;
+      // The object is applied already; this only tidies its record, and the next apply tries again:
+      // a controller that keeps writing (a Deployment's status), or a server that refuses, does
+      // not fail the apply.
+      if (!(error instanceof KubeApiError)) throw error;
+      if (error.httpStatus !== 409 || attempt >= OWNED_ATTEMPTS) return current;
       const again = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
       if (!again || again.metadata.uid !== applied.metadata.uid) return current;
       current = again;
@@ -154,9 +157,9 @@ export async function applyOwned(client: KubeClient, obj: KubeObject, owner: Own
     if (!isOwnedBy(live, owner)) {
       const { kind, name, namespace } = ref;
       throw new KubehyveError(
-        `${describeRef(ref)} is there and is not this stage's (${fieldManagers(live)}): it was not there when the plan was made, and kubehyve does not take over what it did not make`,
+        `${describeRef(ref)} is there and stage ${owner.stage} of this cluster did not make it (${fieldManagers(live)}): someone made it after kubehyve looked, and kubehyve does not take over what it did not make`,
         undefined,
-        `kubectl get ${kind.toLowerCase()} ${name}${namespace ? ` -n ${namespace}` : ""} -o yaml (whose is it?); delete it if it is not needed, or rename this stage's, then run again`,
+        `kubectl get ${kind.toLowerCase()} ${name}${namespace ? ` -n ${namespace}` : ""} -o yaml (whose is it?); delete it if it is not needed, or rename kubehyve's, then run again`,
       );
     }
     const deleting = deletionOf(live);

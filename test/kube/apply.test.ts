@@ -125,7 +125,7 @@ describe.skipIf(!have("openssl", "openssl"))("applying a stage's object without 
       },
     } as KubeClientImpl;
     await expect(applyOwned(racing, cm("swapped", "2"), owner)).rejects.toThrow(
-      "ConfigMap default/swapped is there and is not this stage's",
+      "ConfigMap default/swapped is there and stage net of this cluster did not make it",
     );
     expect(server.get("v1", "ConfigMap", "swapped", "default")?.data).toEqual({ v: "theirs" });
   });
@@ -180,5 +180,44 @@ describe.skipIf(!have("openssl", "openssl"))("an object kubehyve created and did
       managedFields: { manager: string; operation: string }[];
     };
     expect(entries.managedFields.map((e) => `${e.manager} ${e.operation}`)).toEqual(["kubehyve Apply"]);
+  });
+
+  test("a writer that keeps changing it does not fail the apply: the create's entry is dropped by a later one", async () => {
+    const obj = withOwner(
+      {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: "busy", namespace: "default" },
+        data: { v: "1" },
+      },
+      owner,
+    );
+    // Before each tidy-up, a controller's write: its resourceVersion is always stale.
+    const hook = (r: { contentType: string | null; path: string }) => {
+      if (r.contentType !== "application/merge-patch+json" || !r.path.endsWith("/busy")) return;
+      const live = server.get("v1", "ConfigMap", "busy", "default")!;
+      server.put({
+        ...live,
+        metadata: { ...(live.metadata as object), annotations: { n: String(Math.random()) } },
+      });
+    };
+    server.onRequest.push(hook);
+    const managers = () =>
+      (
+        server.get("v1", "ConfigMap", "busy", "default")!.metadata as {
+          managedFields: { operation: string }[];
+        }
+      ).managedFields
+        .map((e) => e.operation)
+        .sort();
+    try {
+      const stored = await applyOwned(client, obj, owner);
+      expect(stored.data).toEqual({ v: "1" });
+      expect(managers()).toEqual(["Apply", "Update"]);
+    } finally {
+      server.onRequest.splice(server.onRequest.indexOf(hook), 1);
+    }
+    await applyOwned(client, obj, owner);
+    expect(managers()).toEqual(["Apply"]);
   });
 });

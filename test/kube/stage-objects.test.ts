@@ -432,10 +432,10 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     const err = await applyStageObjects(up, client, plan.changes, "demo").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubehyveError);
     expect((err as Error).message).toBe(
-      'ConfigMap default/racing is there and is not this stage\'s (its fields are set by "helm"): it was not there when the plan was made, and kubehyve does not take over what it did not make',
+      'ConfigMap default/racing is there and stage demo of this cluster did not make it (its fields are set by "helm"): someone made it after kubehyve looked, and kubehyve does not take over what it did not make',
     );
     expect((err as KubehyveError).hint).toBe(
-      "kubectl get configmap racing -n default -o yaml (whose is it?); delete it if it is not needed, or rename this stage's, then run again",
+      "kubectl get configmap racing -n default -o yaml (whose is it?); delete it if it is not needed, or rename kubehyve's, then run again",
     );
     expect(server.get("v1", "ConfigMap", "racing", "default")).toEqual(before);
     // Nothing after it was applied, and down does not take it for the stage's.
