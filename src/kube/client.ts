@@ -574,12 +574,14 @@ export async function createKubeClient(
   }
 
   /**
-   * A name or namespace put in a request's path. "." and ".." are no object's name
-   * (k8s.io/apimachinery pkg/api/validation/path name.go NameMayNotBe), and a URL resolves them:
-   * DELETE …/namespaces/victim/configmaps/.. is a DELETE of the namespace victim.
+   * A name or namespace put in a request's path. "." and ".." are no object's name, nor is one
+   * with "/" or "%" in it (k8s.io/apimachinery pkg/api/validate/content path.go IsPathSegmentName),
+   * and a URL resolves them: DELETE …/namespaces/victim/configmaps/.. is a DELETE of the namespace
+   * victim, and kube-apiserver reads an encoded "/" (%2F) in a path as a separator, so the name
+   * "../../x" would reach another resource.
    */
   function pathSegment(method: string, kind: string, what: "name" | "namespace", value: string | undefined) {
-    if (value === "." || value === "..")
+    if (value === "." || value === ".." || (value !== undefined && /[/%]/.test(value)))
       throw new KubeRequestError(
         `${method} ${kind}: the ${what} ${JSON.stringify(value)} cannot be in a request path: no object is called that`,
       );
