@@ -13,7 +13,16 @@
  */
 
 import { mapLimit } from "../lib/concurrency.ts";
-import { FIELD_MANAGER, findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
+import {
+  FIELD_MANAGER,
+  fieldManagers,
+  findLeftovers,
+  isOwnedBy,
+  type KindRef,
+  type Owner,
+  ownerLabels,
+  refOf,
+} from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
 import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
@@ -152,6 +161,8 @@ export interface PlannedObject {
    * `deleting`: there and being deleted, so that whatever is applied to it goes with it.
    */
   action: "create" | "update" | "unchanged" | "foreign" | "deleting";
+  /** For `foreign`: why an object that carries the owner's labels is not the owner's. */
+  note?: string;
   /** For `deleting` (the owner's object, being deleted): since when, and what it waits for. */
   deleting?: Deleting;
   /** For updates, the fields that would change. */
@@ -202,7 +213,15 @@ export async function diffManifests(
       if (served) await dryRun(client, obj, ref, true);
       planned = { ref, action: "create", fields: [], ...(served ? {} : { unserved: true as const }) };
     } else if (opts.owner && !isOwnedBy(live, opts.owner)) {
-      planned = { ref, action: "foreign", fields: [] };
+      const labels = live.metadata.labels ?? {};
+      const labelled = Object.entries(ownerLabels(opts.owner)).every(([k, v]) => labels[k] === v);
+      planned = {
+        ref,
+        action: "foreign",
+        fields: [],
+        // It carries the labels, and yet is not ours: say why, or the finding reads as a lie.
+        ...(labelled ? { note: `it carries the labels, but ${fieldManagers(live)}` } : {}),
+      };
     } else if (deletionOf(live)) {
       planned = { ref, action: "deleting", fields: [], deleting: deletionOf(live) };
     } else {
@@ -306,7 +325,7 @@ export interface OwnedPlan<G extends ObjectGroup> {
   /** Each group in which something would change, in order: its plan line and what to apply of it. */
   groups: { group: G; summary: string; detail: string; objects: KubeObject[] }[];
   /** Objects of the groups that are there without the owner's labels: never applied, never taken over. */
-  foreign: ObjectRef[];
+  foreign: (ObjectRef & { note?: string })[];
   /** The owner's objects of the groups that are being deleted: nothing of the groups is applied until they are gone. */
   deleting: { ref: ObjectRef; deleting: Deleting }[];
   /**
@@ -357,7 +376,11 @@ export async function planOwned<G extends ObjectGroup>(
       if (error instanceof KubeApiError && opts.onRefused?.(group, error)) continue;
       throw error;
     }
-    out.foreign.push(...planned.filter((p) => p.action === "foreign").map((p) => p.ref));
+    out.foreign.push(
+      ...planned
+        .filter((p) => p.action === "foreign")
+        .map((p) => ({ ...p.ref, ...(p.note ? { note: p.note } : {}) })),
+    );
     for (const p of planned) if (p.deleting) out.deleting.push({ ref: p.ref, deleting: p.deleting });
     out.unserved.push(...planned.filter((p) => p.unserved && !defined.has(kindKey(p.ref))).map((p) => p.ref));
     const line = describePlan(group.title, planned);
@@ -439,7 +462,7 @@ export function describeUnserved(
  * "1 object of Calico's manifests already exists without this stage's labels: …".
  */
 export function describeForeign(
-  refs: readonly ObjectRef[],
+  refs: readonly (ObjectRef & { note?: string })[],
   what = "this stage would apply",
 ): { summary: string; detail: string } | undefined {
   return objectsFinding(
@@ -447,7 +470,7 @@ export function describeForeign(
     what,
     (one) =>
       `already exist${one ? "s" : ""} without this stage's labels: kubehyve does not take over what it did not make`,
-    (r) => describeRef(r),
+    (r) => `${describeRef(r)}${(r as { note?: string }).note ? ` (${(r as { note?: string }).note})` : ""}`,
   );
 }
 

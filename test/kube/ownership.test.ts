@@ -326,6 +326,11 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's labels that someone else
       { owner: net },
     );
     expect(planned.map((p) => p.action)).toEqual(["foreign", "foreign", "foreign"]);
+    expect(planned.map((p) => p.note)).toEqual([
+      'it carries the labels, but its fields are set by "kubectl-create"',
+      'it carries the labels, but its fields are set by "kubectl-create", "kubectl-label"',
+      'it carries the labels, but its fields are set by "helm"',
+    ]);
   });
 
   test("is not the stage's once its managedFields are cleared: nothing then proves kubehyve set the labels", async () => {
@@ -353,6 +358,8 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's labels that someone else
     expect(leftovers.map((o) => o.metadata.name)).not.toContain("stripped");
     const [planned] = await diffManifests(client, [withOwner(cm("stripped"), net)], { owner: net });
     expect(planned!.action).toBe("foreign");
+    // The finding says why something with the labels is not the stage's.
+    expect(planned!.note).toBe("it carries the labels, but the server keeps no record of who set its fields");
     expect(server.get("v1", "ConfigMap", "stripped", "default")).toBeDefined();
   });
 
