@@ -319,7 +319,15 @@ export async function destroyStageObjects(
   const kept = new Set<KubeObject>();
   for (const o of listed) {
     if (o.kind !== "CustomResourceDefinition") continue;
-    const theirs = (await instancesNotOwned(client, owner, o, doomed)).filter((x) => !opts.madeByStage?.(x));
+    const instances = await instancesNotOwned(client, owner, o, doomed);
+    if (!instances) {
+      kept.add(o);
+      ctx.log.warn(
+        `left CustomResourceDefinition ${o.metadata.name}: it serves no version, so its objects cannot be listed to tell whether someone else's would go with it; once they are not needed: kubectl delete crd ${o.metadata.name}`,
+      );
+      continue;
+    }
+    const theirs = instances.filter((x) => !opts.madeByStage?.(x));
     if (!theirs.length) continue;
     kept.add(o);
     const first = theirs[0]!.metadata;
@@ -343,14 +351,15 @@ export async function destroyStageObjects(
  * stage does not delete: what deleting the CRD would take from someone else. A cluster-scoped one
  * counts as much as a namespaced one (a GlobalNetworkPolicy of the user's is lost with Calico's
  * CRD as surely as their NetworkPolicy); what the stage's own software made is told apart by the
- * stage (DestroyOptions.madeByStage).
+ * stage (DestroyOptions.madeByStage). Undefined when the CRD serves no version (someone turned
+ * them off): what is stored of it cannot be listed, and would still go with it.
  */
 async function instancesNotOwned(
   client: KubeClient,
   owner: Owner,
   crd: KubeObject,
   doomed: ReadonlySet<string>,
-): Promise<KubeObject[]> {
+): Promise<KubeObject[] | undefined> {
   const spec = crd.spec as
     | {
         group?: string;
@@ -359,8 +368,9 @@ async function instancesNotOwned(
         versions?: { name?: string; served?: boolean }[];
       }
     | undefined;
-  const version = spec?.versions?.find((v) => v.served)?.name;
-  if (!spec?.group || !spec.names?.kind || !version) return [];
+  if (!spec?.group || !spec.names?.kind) return [];
+  const version = spec.versions?.find((v) => v.served)?.name;
+  if (!version) return undefined;
   // No longer served (being deleted already): nothing of it is left to lose.
   const items = await listServed(client, `${spec.group}/${version}`, spec.names.kind);
   return items.filter(

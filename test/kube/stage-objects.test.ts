@@ -670,6 +670,64 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     server.delete("v1", "ConfigMap", "cleared", "demo");
   });
 
+  test("a CRD of the stage's that serves no version keeps it at down: its objects cannot be listed to tell whose they are", async () => {
+    const crd = ours({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "knobs.demo.example.com" },
+      spec: {
+        group: "demo.example.com",
+        names: { kind: "Knob", plural: "knobs", singular: "knob", listKind: "KnobList" },
+        scope: "Namespaced",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    });
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, [{ title: "knobs", objects: [crd] }], OPTS)).changes,
+      "demo",
+    );
+    // Someone turned its only version off (kubectl edit): what is stored of it stays, unlistable.
+    const live = server.get(
+      "apiextensions.k8s.io/v1",
+      "CustomResourceDefinition",
+      crd.metadata.name,
+    ) as KubeObject;
+    server.put({ ...live, spec: { ...live.spec, versions: [{ ...live.spec.versions[0], served: false }] } });
+    const reporter = memoryReporter();
+    const down = createPluginContext({
+      cluster: labCluster(),
+      plugin,
+      options: {},
+      stateDir,
+      clusterId: CLUSTER_ID,
+      dryRun: false,
+      kube: async () => client,
+      reporter,
+    });
+    await destroyStageObjects(down, client, []);
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeDefined();
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({
+        level: "warn",
+        message:
+          "left CustomResourceDefinition knobs.demo.example.com: it serves no version, so its objects cannot be listed to tell whether someone else's would go with it; once they are not needed: kubectl delete crd knobs.demo.example.com",
+      }),
+    );
+    server.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name);
+  });
+
   test("down keeps or deletes a CRD only on a full answer: a refused list of its objects stops down before anything is deleted", async () => {
     const crd = ours({
       apiVersion: "apiextensions.k8s.io/v1",
