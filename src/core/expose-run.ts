@@ -117,8 +117,9 @@ export async function defaultIngressClass(kube: KubeClient): Promise<string | un
   return defaults[0]?.metadata.name;
 }
 
-const apply = (kube: KubeClient, objects: KubeObject[], signal: AbortSignal) =>
-  applyManifests(kube, objects, { signal }).then(() => undefined);
+/** What refuseForeign found free is still checked at its write: someone may make it in between. */
+const apply = (kube: KubeClient, objects: KubeObject[], signal: AbortSignal, clusterId: string) =>
+  applyManifests(kube, objects, { signal, owner: ownerOf(clusterId) }).then(() => undefined);
 
 async function walkCanary(run: Run, ctx: Ctx, req: ExposeRequest): Promise<Diagnostic[]> {
   const kube = await ctx.kube();
@@ -149,7 +150,7 @@ async function walkCanary(run: Run, ctx: Ctx, req: ExposeRequest): Promise<Diagn
   if (!ctx.dryRun) ctx.onCleanup(remove);
   await ctx.wet(
     `deploy the whoami canary for ${target.host}: Deployment, Service and Ingress ${CANARY_NAMESPACE}/${CANARY_NAME} (${WHOAMI_IMAGE})`,
-    () => apply(kube, objects, ctx.signal),
+    () => apply(kube, objects, ctx.signal, run.clusterId),
   );
   if (ctx.dryRun)
     return [
@@ -253,7 +254,7 @@ async function walkService(
     );
   await ctx.wet(
     `apply Ingress ${app.namespace}/${app.name}: http://${app.host}/ to Service ${app.name} port ${portRef}`,
-    () => apply(kube, [ingress], ctx.signal),
+    () => apply(kube, [ingress], ctx.signal, run.clusterId),
   );
   if (ctx.dryRun)
     return [diag.info("expose.dry-run", `then walk http://${app.host}/ from the host to the Service's pods`)];

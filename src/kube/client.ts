@@ -23,6 +23,7 @@ import {
   isWebhookCallFailure,
   KubeApiError,
   KubeApplyConflictError,
+  KubeNotServedError,
   KubeRequestError,
   KubeTransportError,
 } from "./status.ts";
@@ -67,7 +68,15 @@ export interface KubeClientOptions {
    * error, not read into memory until the timeout.
    */
   maxResponseBytes?: number;
+  /** Objects asked for per chunk of a list (`limit`, default 500 as client-go's pager asks). */
+  listPageSize?: number;
 }
+
+/**
+ * Most chunks of one list: a server that hands out continue tokens without end is not followed
+ * forever (500 000 objects at the default page size).
+ */
+const MAX_LIST_PAGES = 1000;
 
 /**
  * The longest answer read by default. What kubehyve asks for is one object or a stage's objects of
@@ -255,6 +264,49 @@ async function boundedText(
 const listOf = (kind: string) => `${/^[AEIOU]/.test(kind) ? "an" : "a"} ${kind}List`;
 
 /**
+ * The items of one list answer, each with its kind and apiVersion, or an error when the answer is
+ * no list of that kind.
+ */
+function listItems<T extends KubeObject>(
+  res: Response<unknown>,
+  path: string,
+  info: ResourceInfo,
+  apiVersion: string,
+  kind: string,
+): T[] {
+  // Go encodes an empty list's items as null or []; anything else is no list, and taken for an
+  // empty one it would hide what is there (another Ingress routing the same host).
+  const items = isJsonObject(res.data) ? res.data.items : undefined;
+  if (
+    (items !== null && !Array.isArray(items)) ||
+    items?.some((item) => !isJsonObject(item) || !isJsonObject(item.metadata))
+  )
+    throw badAnswer(path, res.status, `the answer is not ${listOf(kind)}`, res.data);
+  // A list of another kind or version is not this one, whatever its items look like (a SecretList
+  // taken for ConfigMaps). A CRD may name its list kind (spec.names.listKind); built-in kinds'
+  // lists are the kind and "List" (apimachinery's List types).
+  const listed: Record<string, unknown> = isJsonObject(res.data) ? res.data : {};
+  const builtIn = !info.group.includes(".") || info.group.endsWith(".k8s.io");
+  if (
+    (listed.apiVersion !== undefined && listed.apiVersion !== apiVersion) ||
+    (builtIn && listed.kind !== undefined && listed.kind !== `${kind}List`)
+  )
+    throw badAnswer(path, res.status, `the answer is not ${listOf(kind)} of ${apiVersion}`, res.data);
+  for (const [i, item] of (items ?? []).entries()) {
+    // Pruning and down delete by what a list names: an item must name one object.
+    const problem =
+      objectShapeProblem(item, apiVersion, kind) ??
+      (typeof item.metadata.name !== "string" || !item.metadata.name
+        ? "metadata.name is missing"
+        : undefined);
+    if (problem)
+      throw badAnswer(path, res.status, `item ${i + 1} of ${listOf(kind)} is malformed: ${problem}`, item);
+  }
+  // List items carry no kind/apiVersion on the wire (see list-serviceaccounts.client-go-golden.http).
+  return (items ?? []).map((item) => ({ ...item, apiVersion, kind }));
+}
+
+/**
  * A client for the cluster in a kubeconfig file (path) or already resolved credentials.
  */
 export async function createKubeClient(
@@ -270,6 +322,7 @@ export async function createKubeClient(
   const fieldManager = opts.fieldManager ?? FIELD_MANAGER;
   const maxResponseBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES;
   const maxRetryAfter = opts.maxRetryAfterMs ?? 30_000;
+  const listPageSize = opts.listPageSize ?? 500;
   const tls = { ca: creds.ca, cert: creds.cert, key: creds.key, rejectUnauthorized: true };
   const authHeaders: Record<string, string> = creds.token ? { Authorization: `Bearer ${creds.token}` } : {};
   const http = ofetch.create({ baseURL: creds.server, retry: 0, ignoreResponseError: true });
@@ -506,7 +559,7 @@ export async function createKubeClient(
       info = await lookup(apiVersion, kind);
     }
     if (!info) {
-      throw new KubeRequestError(
+      throw new KubeNotServedError(
         `the server at ${creds.server} serves no ${kind} in ${apiVersion}`,
         "if a CustomResourceDefinition defines it, apply it and wait until it is Established",
       );
@@ -521,12 +574,14 @@ export async function createKubeClient(
   }
 
   /**
-   * A name or namespace put in a request's path. "." and ".." are no object's name
-   * (k8s.io/apimachinery pkg/api/validation/path name.go NameMayNotBe), and a URL resolves them:
-   * DELETE …/namespaces/victim/configmaps/.. is a DELETE of the namespace victim.
+   * A name or namespace put in a request's path. "." and ".." are no object's name, nor is one
+   * with "/" or "%" in it (k8s.io/apimachinery pkg/api/validate/content path.go IsPathSegmentName),
+   * and a URL resolves them: DELETE …/namespaces/victim/configmaps/.. is a DELETE of the namespace
+   * victim, and kube-apiserver reads an encoded "/" (%2F) in a path as a separator, so the name
+   * "../../x" would reach another resource.
    */
   function pathSegment(method: string, kind: string, what: "name" | "namespace", value: string | undefined) {
-    if (value === "." || value === "..")
+    if (value === "." || value === ".." || (value !== undefined && /[/%]/.test(value)))
       throw new KubeRequestError(
         `${method} ${kind}: the ${what} ${JSON.stringify(value)} cannot be in a request path: no object is called that`,
       );
@@ -583,44 +638,43 @@ export async function createKubeClient(
       const info = await resourceFor(apiVersion, kind);
       pathSegment("GET", `${kind}List`, "namespace", listOpts.namespace);
       const path = resourcePath(info, listOpts.namespace);
-      const res = await request<{ items?: T[] | null }>("GET", path, {
-        query: { labelSelector: listOpts.labelSelector, fieldSelector: listOpts.fieldSelector },
-      });
-      // Go encodes an empty list's items as null or []; anything else is no list, and taken for an
-      // empty one it would hide what is there (another Ingress routing the same host).
-      const items = isJsonObject(res.data) ? res.data.items : undefined;
-      if (
-        (items !== null && !Array.isArray(items)) ||
-        items?.some((item) => !isJsonObject(item) || !isJsonObject(item.metadata))
-      )
-        throw badAnswer(path, res.status, `the answer is not ${listOf(kind)}`, res.data);
-      // A list of another kind or version is not this one, whatever its items look like (a SecretList
-      // taken for ConfigMaps). A CRD may name its list kind (spec.names.listKind); built-in kinds'
-      // lists are the kind and "List" (apimachinery's List types).
-      const listed: Record<string, unknown> = isJsonObject(res.data) ? res.data : {};
-      const builtIn = !info.group.includes(".") || info.group.endsWith(".k8s.io");
-      if (
-        (listed.apiVersion !== undefined && listed.apiVersion !== apiVersion) ||
-        (builtIn && listed.kind !== undefined && listed.kind !== `${kind}List`)
-      )
-        throw badAnswer(path, res.status, `the answer is not ${listOf(kind)} of ${apiVersion}`, res.data);
-      for (const [i, item] of (items ?? []).entries()) {
-        // Pruning and down delete by what a list names: an item must name one object.
-        const problem =
-          objectShapeProblem(item, apiVersion, kind) ??
-          (typeof item.metadata.name !== "string" || !item.metadata.name
-            ? "metadata.name is missing"
-            : undefined);
-        if (problem)
+      const selectors = { labelSelector: listOpts.labelSelector, fieldSelector: listOpts.fieldSelector };
+      // In chunks, as client-go's pager reads (tools/pager/pager.go): what pruning and down decide on
+      // must be the whole list, never the first chunk of it. A token the server no longer honours
+      // (410 Expired, its revision compacted) is not followed with the "inconsistent" token the
+      // answer offers: the list is read again whole, in one answer (FullListIfExpired).
+      const out: T[] = [];
+      let token: string | undefined;
+      const seen = new Set<string>();
+      for (let page = 1; ; page++) {
+        let res: Response<unknown>;
+        try {
+          res = await request("GET", path, {
+            query: { ...selectors, limit: String(listPageSize), continue: token },
+          });
+        } catch (error) {
+          if (!(token && error instanceof KubeApiError && error.httpStatus === 410)) throw error;
+          const whole = await request("GET", path, { query: selectors });
+          return listItems<T>(whole, path, info, apiVersion, kind);
+        }
+        out.push(...listItems<T>(res, path, info, apiVersion, kind));
+        const meta = isJsonObject(res.data) && isJsonObject(res.data.metadata) ? res.data.metadata : {};
+        const next = meta.continue;
+        if (next === undefined || next === "") return out;
+        if (typeof next !== "string")
+          throw badAnswer(path, res.status, `the answer's metadata.continue is not a string`, res.data);
+        if (seen.has(next) || page >= MAX_LIST_PAGES)
           throw badAnswer(
             path,
             res.status,
-            `item ${i + 1} of ${listOf(kind)} is malformed: ${problem}`,
-            item,
+            seen.has(next)
+              ? "the server hands out a continue token it gave before: the list would never end"
+              : `the list goes on past ${MAX_LIST_PAGES} chunks of ${listPageSize}`,
+            next,
           );
+        seen.add(next);
+        token = next;
       }
-      // List items carry no kind/apiVersion on the wire (see list-serviceaccounts.client-go-golden.http).
-      return (items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },
 
     async apply<T extends KubeObject = KubeObject>(obj: KubeObject, applyOpts: ApplyOptions = {}) {
@@ -662,6 +716,40 @@ export async function createKubeClient(
       // What the server stored (or, in a dry run, would store) is what a plan compares and a stage
       // reads back: it must be the object applied.
       return theObject<T>("PATCH", path, res, obj.apiVersion, obj.kind, name, ns);
+    },
+
+    async create<T extends KubeObject = KubeObject>(obj: KubeObject, createOpts: { dryRun?: boolean } = {}) {
+      const name = obj?.metadata?.name;
+      if (!name)
+        throw new KubeRequestError(`cannot create ${obj?.kind ?? "an object"} without metadata.name`);
+      const info = await resourceFor(obj.apiVersion, obj.kind);
+      const ns = needNamespace("POST", info, obj.kind, name, obj.metadata.namespace);
+      const path = resourcePath(info, ns);
+      const res = await request("POST", path, {
+        query: {
+          ...(createOpts.dryRun ? { dryRun: "All" } : {}),
+          fieldManager,
+          fieldValidation: "Strict",
+        },
+        body: JSON.stringify(obj),
+        contentType: "application/json",
+      });
+      return theObject<T>("POST", path, res, obj.apiVersion, obj.kind, name, ns);
+    },
+
+    async mergePatch<T extends KubeObject = KubeObject>(
+      ref: { apiVersion: string; kind: string; name: string; namespace?: string },
+      patch: Record<string, unknown>,
+    ) {
+      const info = await resourceFor(ref.apiVersion, ref.kind);
+      const ns = needNamespace("PATCH", info, ref.kind, ref.name, ref.namespace);
+      const path = resourcePath(info, ns, ref.name);
+      const res = await request("PATCH", path, {
+        query: { fieldManager, fieldValidation: "Strict" },
+        body: JSON.stringify(patch),
+        contentType: "application/merge-patch+json",
+      });
+      return theObject<T>("PATCH", path, res, ref.apiVersion, ref.kind, ref.name, ns);
     },
 
     async delete(

@@ -13,7 +13,16 @@
  */
 
 import { mapLimit } from "../lib/concurrency.ts";
-import { FIELD_MANAGER, findLeftovers, isOwnedBy, type KindRef, type Owner, refOf } from "./ownership.ts";
+import {
+  FIELD_MANAGER,
+  fieldManagers,
+  findLeftovers,
+  isOwnedBy,
+  type KindRef,
+  type Owner,
+  ownerLabels,
+  refOf,
+} from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
 import { KubeApiError, KubeRequestError } from "./status.ts";
 import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
@@ -148,9 +157,14 @@ export interface PlannedObject {
   ref: ObjectRef;
   /**
    * `create`: not there; `update`: fields kubehyve manages would change; `unchanged`: nothing to
-   * do; `foreign`: there, but without the owner's labels (see DiffOptions.owner): not to be touched.
+   * do; `foreign`: there, but without the owner's labels (see DiffOptions.owner): not to be touched;
+   * `deleting`: there and being deleted, so that whatever is applied to it goes with it.
    */
-  action: "create" | "update" | "unchanged" | "foreign";
+  action: "create" | "update" | "unchanged" | "foreign" | "deleting";
+  /** For `foreign`: why an object that carries the owner's labels is not the owner's. */
+  note?: string;
+  /** For `deleting` (the owner's object, being deleted): since when, and what it waits for. */
+  deleting?: Deleting;
   /** For updates, the fields that would change. */
   fields: string[];
   /** A create of a kind the cluster does not serve (yet: a CRD among the objects may define it). */
@@ -199,7 +213,17 @@ export async function diffManifests(
       if (served) await dryRun(client, obj, ref, true);
       planned = { ref, action: "create", fields: [], ...(served ? {} : { unserved: true as const }) };
     } else if (opts.owner && !isOwnedBy(live, opts.owner)) {
-      planned = { ref, action: "foreign", fields: [] };
+      const labels = live.metadata.labels ?? {};
+      const labelled = Object.entries(ownerLabels(opts.owner)).every(([k, v]) => labels[k] === v);
+      planned = {
+        ref,
+        action: "foreign",
+        fields: [],
+        // It carries the labels, and yet is not ours: say why, or the finding reads as a lie.
+        ...(labelled ? { note: `it carries the labels, but ${fieldManagers(live)}` } : {}),
+      };
+    } else if (deletionOf(live)) {
+      planned = { ref, action: "deleting", fields: [], deleting: deletionOf(live) };
     } else {
       const next = await dryRun(client, obj, ref, false);
       const fields = next ? changedFields(live, next, manager) : [];
@@ -208,6 +232,34 @@ export async function diffManifests(
     opts.onDiffed?.(planned, ++done, objects.length);
     return planned;
   });
+}
+
+/** An object being deleted: since when, and the finalizers it waits for. */
+export interface Deleting {
+  since: string;
+  finalizers: string[];
+}
+
+/**
+ * When `obj` is being deleted, since when and what it waits for, else undefined. kube-apiserver
+ * keeps an object whose deletion waits for finalizers (metadata.finalizers; a Namespace's
+ * spec.finalizers too, while its content is removed and its phase is Terminating) with
+ * metadata.deletionTimestamp set until the last one is removed (apiserver
+ * pkg/registry/generic/registry/store.go Delete, updateForGracefulDeletionAndFinalizers); whatever
+ * is applied to it meanwhile goes with it, and a Namespace in Terminating refuses new objects
+ * (the NamespaceLifecycle admission plugin's 403).
+ */
+export function deletionOf(obj: KubeObject): Deleting | undefined {
+  const since = obj.metadata.deletionTimestamp;
+  if (typeof since !== "string" || !since) return undefined;
+  const names = (v: unknown) => (Array.isArray(v) ? v.filter((f): f is string => typeof f === "string") : []);
+  const spec = isJsonObject(obj.spec) ? obj.spec : {};
+  return { since, finalizers: [...new Set([...names(obj.metadata.finalizers), ...names(spec.finalizers)])] };
+}
+
+/** "since …, waiting for finalizers: a, b". */
+export function describeDeleting(d: Deleting): string {
+  return `since ${d.since}${d.finalizers.length ? `, waiting for finalizers: ${d.finalizers.join(", ")}` : ""}`;
 }
 
 /**
@@ -273,7 +325,9 @@ export interface OwnedPlan<G extends ObjectGroup> {
   /** Each group in which something would change, in order: its plan line and what to apply of it. */
   groups: { group: G; summary: string; detail: string; objects: KubeObject[] }[];
   /** Objects of the groups that are there without the owner's labels: never applied, never taken over. */
-  foreign: ObjectRef[];
+  foreign: (ObjectRef & { note?: string })[];
+  /** The owner's objects of the groups that are being deleted: nothing of the groups is applied until they are gone. */
+  deleting: { ref: ObjectRef; deleting: Deleting }[];
   /**
    * Objects of kinds the cluster does not serve and no CustomResourceDefinition of the groups
    * defines: applying them fails at their turn, after what comes before them is applied.
@@ -308,7 +362,7 @@ export async function planOwned<G extends ObjectGroup>(
     onRefused?: (group: G, error: KubeApiError) => boolean;
   },
 ): Promise<OwnedPlan<G>> {
-  const out: OwnedPlan<G> = { groups: [], foreign: [], unserved: [] };
+  const out: OwnedPlan<G> = { groups: [], foreign: [], deleting: [], unserved: [] };
   const defined = crdKinds(groups.flatMap((g) => g.objects));
   for (const group of groups) {
     if (opts.skip?.(group)) continue;
@@ -322,7 +376,12 @@ export async function planOwned<G extends ObjectGroup>(
       if (error instanceof KubeApiError && opts.onRefused?.(group, error)) continue;
       throw error;
     }
-    out.foreign.push(...planned.filter((p) => p.action === "foreign").map((p) => p.ref));
+    out.foreign.push(
+      ...planned
+        .filter((p) => p.action === "foreign")
+        .map((p) => ({ ...p.ref, ...(p.note ? { note: p.note } : {}) })),
+    );
+    for (const p of planned) if (p.deleting) out.deleting.push({ ref: p.ref, deleting: p.deleting });
     out.unserved.push(...planned.filter((p) => p.unserved && !defined.has(kindKey(p.ref))).map((p) => p.ref));
     const line = describePlan(group.title, planned);
     // diffManifests answers object by object, in the group's order.
@@ -403,7 +462,7 @@ export function describeUnserved(
  * "1 object of Calico's manifests already exists without this stage's labels: …".
  */
 export function describeForeign(
-  refs: readonly ObjectRef[],
+  refs: readonly (ObjectRef & { note?: string })[],
   what = "this stage would apply",
 ): { summary: string; detail: string } | undefined {
   return objectsFinding(
@@ -411,6 +470,24 @@ export function describeForeign(
     what,
     (one) =>
       `already exist${one ? "s" : ""} without this stage's labels: kubehyve does not take over what it did not make`,
-    (r) => describeRef(r),
+    (r) => `${describeRef(r)}${(r as { note?: string }).note ? ` (${(r as { note?: string }).note})` : ""}`,
+  );
+}
+
+/**
+ * The finding for the owner's objects that are being deleted, or undefined: "1 object of Calico's
+ * manifests is being deleted: …", one line each with since when and its finalizers.
+ */
+export function describeDeletingObjects(
+  found: readonly { ref: ObjectRef; deleting: Deleting }[],
+  what = "this stage would apply",
+): { summary: string; detail: string } | undefined {
+  const byKey = new Map(found.map((f) => [describeRef(f.ref), f.deleting]));
+  return objectsFinding(
+    found.map((f) => f.ref),
+    what,
+    (one) =>
+      `${one ? "is" : "are"} being deleted: applying to ${one ? "it" : "them"} now would be lost once ${one ? "it goes" : "they go"}`,
+    (r) => `${describeRef(r)} (${describeDeleting(byKey.get(describeRef(r))!)})`,
   );
 }

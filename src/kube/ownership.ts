@@ -8,8 +8,8 @@
  */
 import { KubehyveError } from "../lib/errors.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
-import { KubeApiError, KubeRequestError } from "./status.ts";
-import { isJsonObject, type KubeClient, type KubeObject } from "./types.ts";
+import { KubeApiError, KubeNotServedError } from "./status.ts";
+import { isJsonObject, type KubeClient, type KubeObject, type ListOptions } from "./types.ts";
 
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
 export const MANAGED_BY = "kubehyve";
@@ -64,27 +64,56 @@ export function withOwner<T extends KubeObject>(obj: T, owner: Owner): T {
 export const FIELD_MANAGER = "kubehyve";
 
 /**
- * True when `obj` carries every one of the owner's labels, and, where the server records who set
- * which field (metadata.managedFields, on every object kube-apiserver has stored since 1.18),
- * kubehyve's own server-side apply set them. Labels alone are text anyone can copy: a manifest
- * that `kubehyve render` wrote, created under another name with kubectl; a `kubectl label` of this
- * cluster's labels; the same object installed by Helm. Such an object carries the labels with
- * another manager's Update or Apply, and is not kubehyve's to change or delete. An entry of
- * kubehyve's besides someone else's (a person who also labelled or edited the object) keeps it ours.
+ * True when `obj` carries every one of the owner's labels and the server's record of who set
+ * which field (metadata.managedFields) says kubehyve's own server-side apply (or its create, see
+ * applyOwned) set them. Labels
+ * alone are text anyone can copy: a manifest that `kubehyve render` wrote, created under another
+ * name with kubectl; a `kubectl label` of this cluster's labels; the same object installed by Helm.
+ * Such an object carries the labels with another manager's Update or Apply, and is not kubehyve's
+ * to change or delete. An entry of kubehyve's besides someone else's (a person who also labelled or
+ * edited the object) keeps it ours.
+ *
+ * An object without managedFields is not ours either: kube-apiserver records them on every write
+ * (server-side apply's field management, GA since 1.22), so an object of
+ * kubehyve's lacks them only when someone cleared them (an update sending `managedFields: [{}]`,
+ * apimachinery fieldmanager.go isResetManagedFields) or a server that is not kube-apiserver
+ * answers. Then nothing proves kubehyve set the labels, and what cannot be proven ours is not
+ * deleted.
  */
 export function isOwnedBy(obj: KubeObject, owner: Owner): boolean {
   const labels = obj.metadata?.labels ?? {};
   const expected = ownerLabels(owner);
   if (!Object.entries(expected).every(([k, v]) => labels[k] === v)) return false;
   const entries = obj.metadata?.managedFields;
-  if (!Array.isArray(entries) || entries.length === 0) return true;
+  if (!Array.isArray(entries)) return false;
   return entries.some((e: unknown) => {
-    if (!isJsonObject(e) || e.manager !== FIELD_MANAGER || e.operation !== "Apply" || e.subresource)
+    // kubehyve's one Update is the create of applyOwned (src/kube/apply.ts), before it applies.
+    if (
+      !isJsonObject(e) ||
+      e.manager !== FIELD_MANAGER ||
+      (e.operation !== "Apply" && e.operation !== "Update") ||
+      e.subresource
+    )
       return false;
     const metadata = isJsonObject(e.fieldsV1) ? e.fieldsV1["f:metadata"] : undefined;
     const set = isJsonObject(metadata) ? metadata["f:labels"] : undefined;
     return isJsonObject(set) && Object.keys(expected).every((k) => isJsonObject(set[`f:${k}`]));
   });
+}
+
+/** Who set an object's fields, for a message: `its fields are set by "helm", "kubectl-label"`. */
+export function fieldManagers(obj: KubeObject): string {
+  const entries = Array.isArray(obj.metadata.managedFields) ? obj.metadata.managedFields : [];
+  const names = [
+    ...new Set(
+      entries
+        .map((e: unknown) => (isJsonObject(e) ? e.manager : undefined))
+        .filter((m) => typeof m === "string"),
+    ),
+  ];
+  return names.length
+    ? `its fields are set by ${names.map((n) => JSON.stringify(n)).join(", ")}`
+    : "the server keeps no record of who set its fields";
 }
 
 export function refOf(obj: KubeObject): ObjectRef {
@@ -145,21 +174,52 @@ export async function listOwned(
   owner: Owner,
   kinds: readonly KindRef[],
 ): Promise<KubeObject[]> {
-  const out: KubeObject[] = [];
+  return (await listLabelled(client, owner, kinds)).owned;
+}
+
+/**
+ * The objects of the given kinds that carry the owner's labels: those that are the owner's
+ * (isOwnedBy), and those that only carry the labels (someone copied or set them, or cleared the
+ * managedFields that said who did), which are never deleted and which `down` names.
+ */
+export async function listLabelled(
+  client: KubeClient,
+  owner: Owner,
+  kinds: readonly KindRef[],
+): Promise<{ owned: KubeObject[]; unproven: KubeObject[] }> {
+  const out = { owned: [] as KubeObject[], unproven: [] as KubeObject[] };
+  const expected = Object.entries(ownerLabels(owner));
   const labelSelector = ownerSelector(owner);
   for (const k of kinds) {
-    let items: KubeObject[];
-    try {
-      items = await client.list(k.apiVersion, k.kind, { labelSelector });
-    } catch (error) {
-      if (error instanceof KubeRequestError) continue;
-      if (error instanceof KubeApiError && error.httpStatus === 404) continue;
-      throw error;
-    }
+    const items = await listServed(client, k.apiVersion, k.kind, { labelSelector });
     // The server filtered by the selector; checked again here, since deleting is at stake.
-    out.push(...items.filter((o) => isOwnedBy(o, owner)));
+    for (const o of items) {
+      if (isOwnedBy(o, owner)) out.owned.push(o);
+      else if (expected.every(([key, v]) => o.metadata.labels?.[key] === v)) out.unproven.push(o);
+    }
   }
   return out;
+}
+
+/**
+ * The objects of a kind, none when the cluster does not serve it: discovery does not list it, or
+ * the list is a 404 (its CRD went between discovery and the list, and every object of it with
+ * it). Only that: pruning and `down` decide what to delete, and what to keep, on this answer, so a
+ * list the server refuses (403), fails (500) or cannot even be asked is an error, never "none".
+ */
+export async function listServed(
+  client: KubeClient,
+  apiVersion: string,
+  kind: string,
+  opts: ListOptions = {},
+): Promise<KubeObject[]> {
+  try {
+    return await client.list(apiVersion, kind, opts);
+  } catch (error) {
+    if (error instanceof KubeNotServedError) return [];
+    if (error instanceof KubeApiError && error.httpStatus === 404) return [];
+    throw error;
+  }
 }
 
 export interface PruneOptions {
@@ -189,7 +249,8 @@ export async function deleteOwned(client: KubeClient, owner: Owner, ref: ObjectR
   try {
     live = await client.get(ref.apiVersion, ref.kind, ref.name, ref.namespace);
   } catch (error) {
-    if (error instanceof KubeRequestError) return false;
+    // Its kind is gone, and the object with it; a request that cannot be made is no answer.
+    if (error instanceof KubeNotServedError) return false;
     throw error;
   }
   if (!live) return false;

@@ -18,20 +18,28 @@
  */
 import { KubehyveError } from "../lib/errors.ts";
 import { applyManifests } from "./apply.ts";
-import { describeForeign, describeUnserved, type ObjectGroup, planOwned } from "./diff.ts";
+import {
+  describeDeletingObjects,
+  describeForeign,
+  describeUnserved,
+  type ObjectGroup,
+  planOwned,
+} from "./diff.ts";
 import {
   deleteOwned,
   deletionOrder,
+  fieldManagers,
   isCustomResource,
   isOwnedBy,
   type KindRef,
   kindsOf,
-  listOwned,
+  listLabelled,
+  listServed,
   type Owner,
   refOf,
 } from "./ownership.ts";
 import { describeRef, type ObjectRef } from "./readiness.ts";
-import { KubeApiError, KubeRequestError, KubeTransportError } from "./status.ts";
+import { type KubeApiError, KubeTransportError } from "./status.ts";
 import type { KubeClient, KubeObject } from "./types.ts";
 
 /** What of a plugin's context (PluginContext in src/core/contract.ts) this uses. */
@@ -199,6 +207,16 @@ export async function planStageObjects(
       ...unserved,
       hint: "is the stage's version one for this cluster's Kubernetes? `kubectl api-resources` lists the kinds it serves",
     });
+  const deleting = describeDeletingObjects(plan.deleting, opts.what);
+  if (deleting) {
+    const first = plan.deleting[0]!.ref;
+    findings.push({
+      code: `${opts.prefix}.being-deleted`,
+      severity: "error",
+      ...deleting,
+      hint: `wait until ${plan.deleting.length === 1 ? "it is" : "they are"} gone (kubectl get ${first.kind.toLowerCase()} ${first.name}${first.namespace ? ` -n ${first.namespace}` : ""}), then run again; a finalizer that never clears belongs to a controller that no longer runs`,
+    });
+  }
   const foreign = describeForeign(plan.foreign, opts.what);
   if (foreign)
     findings.push({ code: `${opts.prefix}.foreign-objects`, severity: "error", ...foreign, hint: opts.hint });
@@ -247,6 +265,7 @@ export async function applyStageObjects(
     await ctx.wet(change.summary, () =>
       applyManifests(client, group, {
         signal: ctx.signal,
+        owner: stageOwner(ctx),
         onApplied: (o, i, n) => ctx.log.progress(`applied ${describeRef(refOf(o))}`, i, n),
       }),
     );
@@ -260,20 +279,39 @@ export async function applyStageObjects(
   return objects;
 }
 
+export interface DestroyOptions {
+  /**
+   * Runs once the custom resources (deleted first) are, outside dry runs and only when there were
+   * any: an operator removes what it made for them only while it still runs.
+   */
+  afterCustomResources?: () => Promise<void>;
+  /**
+   * Objects of the stage's CRDs that its own software made (an operator's status objects, a
+   * CNI's IP address blocks), which go with the stage: they do not keep their CRD. Only the stage
+   * knows them; without it every object of a CRD that is not the stage's keeps it.
+   */
+  madeByStage?: (obj: KubeObject) => boolean;
+}
+
 /**
  * Deletes every object the stage owns, found by its labels in the kinds it recorded and `kinds`
  * (those it may have applied without a record: the release's, a canary's), in deletionOrder.
- * `afterCustomResources` runs once the custom resources (deleted first) are, outside dry runs and
- * only when there were any: an operator removes what it made for them only while it still runs.
  */
 export async function destroyStageObjects(
   ctx: OwningContext,
   client: KubeClient,
   kinds: readonly KindRef[],
-  opts: { afterCustomResources?: () => Promise<void> } = {},
+  opts: DestroyOptions = {},
 ): Promise<void> {
   const owner = stageOwner(ctx);
-  const listed = deletionOrder(await listOwned(client, owner, appliedKinds(ctx, kinds)));
+  const labelled = await listLabelled(client, owner, appliedKinds(ctx, kinds));
+  for (const o of labelled.unproven) {
+    const { kind, name, namespace } = refOf(o);
+    ctx.log.warn(
+      `left ${describeRef(refOf(o))}: it carries this stage's labels, but nothing the server keeps says kubehyve set them (${fieldManagers(o)}), so it is not deleted; if it is this stage's: kubectl delete ${kind.toLowerCase()} ${name}${namespace ? ` -n ${namespace}` : ""}`,
+    );
+  }
+  const listed = deletionOrder(labelled.owned);
   // Deleting a CRD deletes every object of its kind, in every namespace: one that still serves
   // someone else's objects (an IngressRoute of theirs, in their namespace) stays, as `helm
   // uninstall` leaves CRDs. Decided before anything is deleted, so a dry run says the same.
@@ -281,12 +319,20 @@ export async function destroyStageObjects(
   const kept = new Set<KubeObject>();
   for (const o of listed) {
     if (o.kind !== "CustomResourceDefinition") continue;
-    const theirs = await instancesNotOwned(client, owner, o, doomed);
+    const instances = await instancesNotOwned(client, owner, o, doomed);
+    if (!instances) {
+      kept.add(o);
+      ctx.log.warn(
+        `left CustomResourceDefinition ${o.metadata.name}: it serves no version, so its objects cannot be listed to tell whether someone else's would go with it; once they are not needed: kubectl delete crd ${o.metadata.name}`,
+      );
+      continue;
+    }
+    const theirs = instances.filter((x) => !opts.madeByStage?.(x));
     if (!theirs.length) continue;
     kept.add(o);
     const first = theirs[0]!.metadata;
     ctx.log.warn(
-      `left CustomResourceDefinition ${o.metadata.name}: ${theirs.length} object${theirs.length === 1 ? "" : "s"} of it that this stage did not make (${first.namespace}/${first.name}${theirs.length > 1 ? ", …" : ""}) would go with it; once they are not needed: kubectl delete crd ${o.metadata.name}`,
+      `left CustomResourceDefinition ${o.metadata.name}: ${theirs.length} object${theirs.length === 1 ? "" : "s"} of it that this stage did not make (${first.namespace ? `${first.namespace}/` : ""}${first.name}${theirs.length > 1 ? ", …" : ""}) would go with it; once they are not needed: kubectl delete crd ${o.metadata.name}`,
     );
   }
   const owned = listed.filter((o) => !kept.has(o));
@@ -301,16 +347,19 @@ export async function destroyStageObjects(
 }
 
 /**
- * Objects of the kind a CRD defines that are not `owner`'s and live outside the namespaces the
- * stage deletes: what deleting the CRD would take from someone else. Cluster-scoped objects of a
- * stage's CRDs are its operator's own (Calico's default IPPool, FelixConfiguration) and not counted.
+ * Objects of the kind a CRD defines that are not `owner`'s, cluster-scoped or in a namespace the
+ * stage does not delete: what deleting the CRD would take from someone else. A cluster-scoped one
+ * counts as much as a namespaced one (a GlobalNetworkPolicy of the user's is lost with Calico's
+ * CRD as surely as their NetworkPolicy); what the stage's own software made is told apart by the
+ * stage (DestroyOptions.madeByStage). Undefined when the CRD serves no version (someone turned
+ * them off): what is stored of it cannot be listed, and would still go with it.
  */
 async function instancesNotOwned(
   client: KubeClient,
   owner: Owner,
   crd: KubeObject,
   doomed: ReadonlySet<string>,
-): Promise<KubeObject[]> {
+): Promise<KubeObject[] | undefined> {
   const spec = crd.spec as
     | {
         group?: string;
@@ -319,16 +368,12 @@ async function instancesNotOwned(
         versions?: { name?: string; served?: boolean }[];
       }
     | undefined;
-  const version = spec?.versions?.find((v) => v.served)?.name;
-  if (spec?.scope !== "Namespaced" || !spec.group || !spec.names?.kind || !version) return [];
-  let items: KubeObject[];
-  try {
-    items = await client.list(`${spec.group}/${version}`, spec.names.kind);
-  } catch (error) {
-    // No longer served (being deleted already): nothing of it is left to lose.
-    if (error instanceof KubeRequestError) return [];
-    if (error instanceof KubeApiError && error.httpStatus === 404) return [];
-    throw error;
-  }
-  return items.filter((o) => !isOwnedBy(o, owner) && !doomed.has(o.metadata.namespace ?? ""));
+  if (!spec?.group || !spec.names?.kind) return [];
+  const version = spec.versions?.find((v) => v.served)?.name;
+  if (!version) return undefined;
+  // No longer served (being deleted already): nothing of it is left to lose.
+  const items = await listServed(client, `${spec.group}/${version}`, spec.names.kind);
+  return items.filter(
+    (o) => !isOwnedBy(o, owner) && !(o.metadata.namespace && doomed.has(o.metadata.namespace)),
+  );
 }

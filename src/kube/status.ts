@@ -158,6 +158,18 @@ export class KubeRequestError extends KubehyveError {
   }
 }
 
+/**
+ * A kind the server does not serve (discovery, asked again, does not list it): its CRD is not
+ * there, or not yet. The one KubeRequestError that says something about the cluster rather than
+ * about the request, and so the one a search may take for "there are none".
+ */
+export class KubeNotServedError extends KubeRequestError {
+  constructor(message: string, hint?: string) {
+    super(message, hint);
+    this.name = "KubeNotServedError";
+  }
+}
+
 /** One field another manager owns, as a 409 apply conflict names it (details.causes[].field/message). */
 export interface ApplyConflict {
   /** The field path, e.g. `.spec.replicas` or `.spec.template.spec.containers[name="x"].image`. */

@@ -58,6 +58,19 @@ export interface KubeClient {
     namespace?: string,
   ): Promise<T | undefined>;
   list<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, opts?: ListOptions): Promise<T[]>;
+  /**
+   * Creates one object (POST, fieldManager kubehyve): a KubeApiError 409 AlreadyExists when one of
+   * its name is there, which is never changed. What apply cannot say: "only if it is new".
+   */
+  create<T extends KubeObject = KubeObject>(obj: KubeObject, opts?: { dryRun?: boolean }): Promise<T>;
+  /**
+   * A JSON merge patch (RFC 7386) of one object, fieldManager kubehyve; a metadata.resourceVersion
+   * in it holds the patch to that version (409 Conflict for another). Returns what the server stored.
+   */
+  mergePatch<T extends KubeObject = KubeObject>(
+    ref: { apiVersion: string; kind: string; name: string; namespace?: string },
+    patch: Record<string, unknown>,
+  ): Promise<T>;
   /** Server-side apply of one object (fieldManager kubehyve, forced unless `force: false`). */
   apply<T extends KubeObject = KubeObject>(obj: KubeObject, opts?: ApplyOptions): Promise<T>;
   /** Deletes one object; false when it was not there. */

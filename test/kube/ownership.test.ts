@@ -11,11 +11,12 @@ import {
   deletionOrder,
   findLeftovers,
   isOwnedBy,
+  listServed,
   ownerLabels,
   ownerSelector,
   withOwner,
 } from "../../src/kube/ownership.ts";
-import { KubeApiError } from "../../src/kube/status.ts";
+import { KubeApiError, KubeRequestError } from "../../src/kube/status.ts";
 import type { KubeClient, KubeObject } from "../../src/kube/types.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
@@ -41,8 +42,29 @@ test("an owner's labels name kubehyve, the stage and the cluster", () => {
   );
   const labelled = withOwner({ ...cm("a"), metadata: { ...cm("a").metadata, labels: { app: "x" } } }, net);
   expect(labelled.metadata.labels).toEqual({ app: "x", ...ownerLabels(net) });
-  expect(isOwnedBy(labelled, net)).toBe(true);
-  expect(isOwnedBy(labelled, { ...net, stage: "lb" })).toBe(false);
+  // Labels alone, without the server's record of who set them (managedFields), prove nothing.
+  expect(isOwnedBy(labelled, net)).toBe(false);
+  const applied = {
+    ...labelled,
+    metadata: {
+      ...labelled.metadata,
+      managedFields: [
+        {
+          manager: "kubehyve",
+          operation: "Apply",
+          apiVersion: "v1",
+          fieldsType: "FieldsV1",
+          fieldsV1: {
+            "f:metadata": {
+              "f:labels": Object.fromEntries(Object.keys(ownerLabels(net)).map((k) => [`f:${k}`, {}])),
+            },
+          },
+        },
+      ],
+    },
+  };
+  expect(isOwnedBy(applied, net)).toBe(true);
+  expect(isOwnedBy(applied, { ...net, stage: "lb" })).toBe(false);
   expect(() => ownerLabels({ stage: "net stage", clusterId: CLUSTER })).toThrow(
     'the stage "net stage" cannot be a label value',
   );
@@ -136,6 +158,18 @@ describe.skipIf(!have("openssl", "openssl"))("leftovers of a stage on a live clu
     await expect(
       findLeftovers(forbidden, { owner: net, keep: [], kinds: [{ apiVersion: "v1", kind: "ConfigMap" }] }),
     ).rejects.toThrow("403 Forbidden");
+  });
+
+  test("a list the server fails (500 past every retry) or a request that cannot be made is an error, not a kind with no objects", async () => {
+    server.injectFault({ path: /\/configmaps$/, method: "GET", status: 500, times: 6 });
+    await expect(
+      findLeftovers(client, { owner: net, keep: [], kinds: [{ apiVersion: "v1", kind: "ConfigMap" }] }),
+    ).rejects.toThrow("500 InternalError");
+    await expect(listServed(client, "v1", "ConfigMap", { namespace: ".." })).rejects.toThrow(
+      KubeRequestError,
+    );
+    // Past the fault, the same search finds them.
+    expect((await listServed(client, "v1", "ConfigMap")).length).toBeGreaterThan(0);
   });
 
   test("a kind the cluster no longer serves has none", async () => {
@@ -292,6 +326,41 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's labels that someone else
       { owner: net },
     );
     expect(planned.map((p) => p.action)).toEqual(["foreign", "foreign", "foreign"]);
+    expect(planned.map((p) => p.note)).toEqual([
+      'it carries the labels, but its fields are set by "kubectl-create"',
+      'it carries the labels, but its fields are set by "kubectl-create", "kubectl-label"',
+      'it carries the labels, but its fields are set by "helm"',
+    ]);
+  });
+
+  test("is not the stage's once its managedFields are cleared: nothing then proves kubehyve set the labels", async () => {
+    await client.apply(withOwner(cm("stripped"), net));
+    // The way to clear them (Server-Side Apply, "Clearing managedFields"): an update that sends one
+    // empty entry; the server keeps none (fieldmanager.go isResetManagedFields).
+    await kubectl(
+      "PATCH",
+      `${configmaps}/stripped`,
+      "kubectl-edit",
+      { metadata: { managedFields: [{}] } },
+      "application/merge-patch+json",
+    );
+    const live = (await client.get("v1", "ConfigMap", "stripped", "default"))!;
+    expect(live.metadata.labels).toEqual(ownerLabels(net));
+    expect(live.metadata.managedFields).toBeUndefined();
+    expect(isOwnedBy(live, net)).toBe(false);
+    const ref = { apiVersion: "v1", kind: "ConfigMap", name: "stripped", namespace: "default" };
+    await expect(deleteOwned(client, net, ref)).rejects.toThrow("does not carry the labels");
+    const leftovers = await findLeftovers(client, {
+      owner: net,
+      keep: [],
+      kinds: [{ apiVersion: "v1", kind: "ConfigMap" }],
+    });
+    expect(leftovers.map((o) => o.metadata.name)).not.toContain("stripped");
+    const [planned] = await diffManifests(client, [withOwner(cm("stripped"), net)], { owner: net });
+    expect(planned!.action).toBe("foreign");
+    // The finding says why something with the labels is not the stage's.
+    expect(planned!.note).toBe("it carries the labels, but the server keeps no record of who set its fields");
+    expect(server.get("v1", "ConfigMap", "stripped", "default")).toBeDefined();
   });
 
   test("an object of ours that a person also labelled or edited stays ours", async () => {

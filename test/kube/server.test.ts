@@ -125,6 +125,114 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes API test server", (
     );
   });
 
+  test("holds an apply to the uid and resourceVersion it names, as kube-apiserver does", async () => {
+    const path = "/api/v1/namespaces/default/configmaps/pinned";
+    const applyAs = (metadata: Record<string, unknown>) =>
+      call(
+        "PATCH",
+        `${path}?fieldManager=test`,
+        { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "pinned", ...metadata }, data: { a: "1" } },
+        "application/apply-patch+yaml",
+      );
+    // Nothing there: a uid is a 409 and nothing is created (patch.go applyPatch).
+    const absent = await applyAs({ uid: "0e6f3a6e-0000-4000-8000-000000000001" });
+    expect(absent.status).toBe(409);
+    expect(await absent.json()).toMatchObject({
+      reason: "Conflict",
+      message:
+        'Operation cannot be fulfilled on configmaps "pinned": uid mismatch: the provided object specified uid 0e6f3a6e-0000-4000-8000-000000000001, and no existing object was found',
+    });
+    expect(server.get("v1", "ConfigMap", "pinned", "default")).toBeUndefined();
+    // A resourceVersion on create-via-apply is wiped (store.go Update).
+    expect((await applyAs({ resourceVersion: "1" })).status).toBe(201);
+    const live = server.get("v1", "ConfigMap", "pinned", "default")!;
+    const meta = live.metadata as { uid: string; resourceVersion: string };
+    expect((await applyAs({ uid: meta.uid, resourceVersion: meta.resourceVersion })).status).toBe(200);
+    const stale = await applyAs({ resourceVersion: "1" });
+    expect(stale.status).toBe(409);
+    expect(((await stale.json()) as { message: string }).message).toContain("the object has been modified");
+    const other = await applyAs({ uid: "0e6f3a6e-0000-4000-8000-000000000002" });
+    expect(other.status).toBe(422);
+    expect(await other.json()).toMatchObject({
+      reason: "Invalid",
+      message:
+        'ConfigMap "pinned" is invalid: metadata.uid: Invalid value: "0e6f3a6e-0000-4000-8000-000000000002": field is immutable',
+      details: { causes: [{ reason: "FieldValueInvalid", field: "metadata.uid" }] },
+    });
+  });
+
+  test("takes managedFields a patch sets, resets them on one empty entry, and holds a patch to its resourceVersion", async () => {
+    const path = "/api/v1/namespaces/default/configmaps/fields";
+    const merge = (body: unknown) =>
+      call("PATCH", `${path}?fieldManager=editor`, body, "application/merge-patch+json");
+    expect(
+      (
+        await call(
+          "PATCH",
+          `${path}?fieldManager=one`,
+          { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "fields" }, data: { a: "1" } },
+          "application/apply-patch+yaml",
+        )
+      ).status,
+    ).toBe(201);
+    const live = server.get("v1", "ConfigMap", "fields", "default")!;
+    const entries = (live.metadata as { managedFields: Record<string, unknown>[] }).managedFields;
+    const renamed = entries.map((e) => ({ ...e, manager: "two" }));
+    const set = await merge({ metadata: { managedFields: renamed } });
+    expect(set.status).toBe(200);
+    // Nothing but managedFields changed: the editor owns nothing (fieldmanager.go decodeLiveOrNew).
+    const after = server.get("v1", "ConfigMap", "fields", "default")!;
+    expect(
+      (after.metadata as { managedFields: { manager: string }[] }).managedFields.map((e) => e.manager),
+    ).toEqual(["two"]);
+    const stale = await merge({ metadata: { resourceVersion: "1", labels: { x: "y" } } });
+    expect(stale.status).toBe(409);
+    expect((await merge({ metadata: { managedFields: [{}] } })).status).toBe(200);
+    expect(
+      (server.get("v1", "ConfigMap", "fields", "default")!.metadata as { managedFields?: unknown })
+        .managedFields,
+    ).toBeUndefined();
+  });
+
+  test("serves lists in chunks with limit and continue, and refuses a token it did not make", async () => {
+    for (const n of ["c1", "c2", "c3"])
+      await call("POST", "/api/v1/namespaces/kube-public/configmaps", {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: n },
+      });
+    const first = (await (
+      await call("GET", "/api/v1/namespaces/kube-public/configmaps?limit=2")
+    ).json()) as Json;
+    expect(first.items.map((i: Json) => i.metadata.name)).toEqual(["c1", "c2"]);
+    expect(first.metadata.remainingItemCount).toBe(1);
+    const token = first.metadata.continue as string;
+    expect(JSON.parse(Buffer.from(token, "base64url").toString())).toMatchObject({ v: "meta.k8s.io/v1" });
+    const rest = (await (
+      await call("GET", `/api/v1/namespaces/kube-public/configmaps?limit=2&continue=${token}`)
+    ).json()) as Json;
+    expect(rest.items.map((i: Json) => i.metadata.name)).toEqual(["c3"]);
+    expect(rest.metadata.continue).toBeUndefined();
+    expect(rest.metadata.resourceVersion).toBe(first.metadata.resourceVersion);
+    const bad = await call("GET", "/api/v1/namespaces/kube-public/configmaps?limit=2&continue=bm9wZQ");
+    expect(bad.status).toBe(400);
+    // A write after the first chunk, then the compaction of the revisions before it.
+    await call("POST", "/api/v1/namespaces/kube-public/configmaps", {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "c0" },
+    });
+    server.compact();
+    const expired = await call("GET", `/api/v1/namespaces/kube-public/configmaps?limit=2&continue=${token}`);
+    expect(expired.status).toBe(410);
+    const status = (await expired.json()) as Json;
+    expect(status.reason).toBe("Expired");
+    expect(status.message).toStartWith(
+      "The provided continue parameter is too old to display a consistent list result.",
+    );
+    expect(JSON.parse(Buffer.from(status.metadata.continue, "base64url").toString()).rv).toBe(-1);
+  });
+
   test("requires a field manager for apply, as upstream does", async () => {
     const res = await call(
       "PATCH",

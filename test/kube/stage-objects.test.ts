@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createPluginContext } from "../../src/core/context.ts";
 import { definePlugin } from "../../src/core/contract.ts";
+import { memoryReporter } from "../../src/core/reporter.ts";
 import { createKubeClient, type KubeClientImpl } from "../../src/kube/client.ts";
 import { withOwner } from "../../src/kube/ownership.ts";
 import {
@@ -22,7 +23,9 @@ import {
   planStageObjects,
   stageCluster,
 } from "../../src/kube/stage-objects.ts";
+import { KubeApiError } from "../../src/kube/status.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
+import { KubehyveError } from "../../src/lib/errors.ts";
 import { labCluster } from "../lab/cluster.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
@@ -412,6 +415,364 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     );
     await destroyStageObjects(ctx(), client, [], { afterCustomResources });
     expect(order).toHaveLength(1);
+  });
+  test("an object the plan said is new and someone makes before apply is not taken over: apply stops there, naming it", async () => {
+    const plan = await planStageObjects(
+      ctx(),
+      client,
+      groups([cm("racing", "mine", "default"), cm("after", "a", "demo")]),
+      OPTS,
+    );
+    expect(plan.changes.map((c) => c.summary)).toContain("the demo's settings: create 2 objects");
+    // Between the plan and apply, someone's own ConfigMap of the name (kubectl create, Helm).
+    const helm = await createKubeClient(server.kubeconfigPath, { fieldManager: "helm" });
+    await helm.create(cm("racing", "theirs", "default"));
+    const before = server.get("v1", "ConfigMap", "racing", "default");
+    const up = ctx();
+    const err = await applyStageObjects(up, client, plan.changes, "demo").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KubehyveError);
+    expect((err as Error).message).toBe(
+      'ConfigMap default/racing is there and stage demo of this cluster did not make it (its fields are set by "helm"): someone made it after kubehyve looked, and kubehyve does not take over what it did not make',
+    );
+    expect((err as KubehyveError).hint).toBe(
+      "kubectl get configmap racing -n default -o yaml (whose is it?); delete it if it is not needed, or rename kubehyve's, then run again",
+    );
+    expect(server.get("v1", "ConfigMap", "racing", "default")).toEqual(before);
+    // Nothing after it was applied, and down does not take it for the stage's.
+    expect(server.get("v1", "ConfigMap", "after", "demo")).toBeUndefined();
+    const down = ctx();
+    await destroyStageObjects(down, client, []);
+    expect(down.wetLog).not.toContain("delete ConfigMap default/racing");
+    expect(server.get("v1", "ConfigMap", "racing", "default")).toEqual(before);
+    await helm.delete("v1", "ConfigMap", "racing", "default");
+  });
+
+  test("what apply creates is the stage's, as applied: a later plan sees no change and down deletes it", async () => {
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("fresh", "f", "demo")]), OPTS)).changes,
+      "demo",
+    );
+    const live = server.get("v1", "ConfigMap", "fresh", "demo") as KubeObject;
+    expect(
+      (live.metadata.managedFields as { manager: string; operation: string }[]).map(
+        (e) => `${e.manager} ${e.operation}`,
+      ),
+    ).toEqual(["kubehyve Apply"]);
+    const again = await planStageObjects(ctx(), client, groups([cm("fresh", "f", "demo")]), OPTS);
+    expect(again.changes.filter((x) => x.kind === "demo.apply")).toEqual([]);
+    // A field the manifests no longer set is pruned: nothing but the apply owned it.
+    const dropped = ours({ ...cm("fresh", "f", "demo"), data: {} });
+    const c2 = ctx();
+    await applyStageObjects(
+      c2,
+      client,
+      (await planStageObjects(c2, client, groups([dropped]), OPTS)).changes,
+      "demo",
+    );
+    expect(server.get("v1", "ConfigMap", "fresh", "demo")?.data).toBeUndefined();
+    const down = ctx();
+    await destroyStageObjects(down, client, []);
+    expect(down.wetLog).toContain("delete ConfigMap demo/fresh");
+  });
+
+  test("a cluster-scoped object of the stage's CRD that someone else made keeps the CRD at down, with a warning; what the stage's own software made does not", async () => {
+    const crd = ours({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "gadgets.demo.example.com" },
+      spec: {
+        group: "demo.example.com",
+        names: { kind: "Gadget", plural: "gadgets", singular: "gadget", listKind: "GadgetList" },
+        scope: "Cluster",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    });
+    const gadget = (name: string): KubeObject => ({
+      apiVersion: "demo.example.com/v1",
+      kind: "Gadget",
+      metadata: { name },
+    });
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (
+        await planStageObjects(
+          c,
+          client,
+          [...groups([]), { title: "gadgets", objects: [crd, ours(gadget("mine"))] }],
+          OPTS,
+        )
+      ).changes,
+      "demo",
+    );
+    // The stage's operator's own (its status, say), and someone's own, made with kubectl.
+    const other = await createKubeClient(server.kubeconfigPath, { fieldManager: "kubectl-create" });
+    await other.create(gadget("operator-status"));
+    await other.create(gadget("theirs"));
+    const madeByStage = (o: KubeObject) => o.metadata.name === "operator-status";
+    const reporter = memoryReporter();
+    const down = createPluginContext({
+      cluster: labCluster(),
+      plugin,
+      options: {},
+      stateDir,
+      clusterId: CLUSTER_ID,
+      dryRun: false,
+      kube: async () => client,
+      reporter,
+    });
+    await destroyStageObjects(down, client, [], { madeByStage });
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeDefined();
+    expect(server.get("demo.example.com/v1", "Gadget", "theirs")).toBeDefined();
+    expect(server.get("demo.example.com/v1", "Gadget", "mine")).toBeUndefined();
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({
+        type: "log",
+        level: "warn",
+        message:
+          "left CustomResourceDefinition gadgets.demo.example.com: 1 object of it that this stage did not make (theirs) would go with it; once they are not needed: kubectl delete crd gadgets.demo.example.com",
+      }),
+    );
+    // Once theirs is gone, only what the stage's software made is left: the CRD goes too.
+    await other.delete("demo.example.com/v1", "Gadget", "theirs");
+    // (The CRD was kept, unchanged, so it is named: as a stage names the kinds it renders.)
+    await destroyStageObjects(
+      ctx(),
+      client,
+      [{ apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition" }],
+      {
+        madeByStage,
+      },
+    );
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeUndefined();
+  });
+
+  test("a stage's object still being deleted (a namespace in Terminating, a finalizer that has not cleared) is an error finding, not a plan that fails half-way", async () => {
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("kept", "k", "demo")]), OPTS)).changes,
+      "demo",
+    );
+    // As kube-apiserver shows a namespace whose deletion waits for its finalizers: deletionTimestamp
+    // set, phase Terminating (pkg/registry/core/namespace/storage Delete).
+    const ns = server.get("v1", "Namespace", "demo") as KubeObject;
+    server.put({
+      ...ns,
+      metadata: { ...ns.metadata, deletionTimestamp: "2026-01-01T00:00:00Z" },
+      spec: { finalizers: ["kubernetes"] },
+      status: { phase: "Terminating" },
+    });
+    const before = writes().length;
+    const plan = await planStageObjects(
+      ctx(),
+      client,
+      groups([cm("kept", "k", "demo"), cm("new", "n", "demo")]),
+      OPTS,
+    );
+    expect(plan.findings).toEqual([
+      {
+        code: "demo.being-deleted",
+        severity: "error",
+        summary: "1 object of the demo's is being deleted: applying to it now would be lost once it goes",
+        detail: "Namespace demo (since 2026-01-01T00:00:00Z, waiting for finalizers: kubernetes)",
+        hint: "wait until it is gone (kubectl get namespace demo), then run again; a finalizer that never clears belongs to a controller that no longer runs",
+      },
+    ]);
+    expect(() => changesOrRefusal(plan)).toThrow("is being deleted");
+    // And one that goes into deletion between the plan and apply stops apply at it.
+    const fresh = ctx();
+    const c2 = await planStageObjects(
+      fresh,
+      client,
+      [{ title: "other", objects: [ours(cm("late", "l", "default"))] }],
+      OPTS,
+    );
+    const late = server.get("v1", "ConfigMap", "late", "default");
+    expect(late).toBeUndefined();
+    await applyStageObjects(fresh, client, c2.changes, "demo");
+    const live = server.get("v1", "ConfigMap", "late", "default") as KubeObject;
+    server.put({
+      ...live,
+      metadata: {
+        ...live.metadata,
+        deletionTimestamp: "2026-01-01T00:00:00Z",
+        finalizers: ["example.com/hold"],
+      },
+    });
+    await expect(
+      applyStageObjects(
+        ctx(),
+        client,
+        [{ kind: "demo.apply", summary: "again", data: [ours(cm("late", "L", "default"))] }],
+        "demo",
+      ),
+    ).rejects.toThrow("ConfigMap default/late is being deleted");
+    expect(writes().length).toBeGreaterThan(before);
+    server.delete("v1", "ConfigMap", "late", "default");
+    server.put({ ...ns });
+  });
+
+  test("down names what carries the stage's labels without proof that kubehyve set them, and leaves it", async () => {
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("cleared", "c", "demo")]), OPTS)).changes,
+      "demo",
+    );
+    // Someone cleared its managedFields; another tool made one with the labels copied.
+    await client.mergePatch(
+      { apiVersion: "v1", kind: "ConfigMap", name: "cleared", namespace: "demo" },
+      { metadata: { managedFields: [{}] } },
+    );
+    const helm = await createKubeClient(server.kubeconfigPath, { fieldManager: "helm" });
+    await helm.apply(ours(cm("copied", "h", "default")));
+    const reporter = memoryReporter();
+    const down = createPluginContext({
+      cluster: labCluster(),
+      plugin,
+      options: {},
+      stateDir,
+      clusterId: CLUSTER_ID,
+      dryRun: true,
+      kube: async () => client,
+      reporter,
+    });
+    await destroyStageObjects(down, client, []);
+    const warnings = reporter.events.flatMap((e) =>
+      e.type === "log" && e.level === "warn" ? [e.message] : [],
+    );
+    expect(warnings).toContain(
+      "left ConfigMap default/copied: it carries this stage's labels, but nothing the server keeps says kubehyve set them (its fields are set by \"helm\"), so it is not deleted; if it is this stage's: kubectl delete configmap copied -n default",
+    );
+    expect(warnings).toContain(
+      "left ConfigMap demo/cleared: it carries this stage's labels, but nothing the server keeps says kubehyve set them (the server keeps no record of who set its fields), so it is not deleted; if it is this stage's: kubectl delete configmap cleared -n demo",
+    );
+    expect(down.wetLog).not.toContain("delete ConfigMap demo/cleared");
+    await helm.delete("v1", "ConfigMap", "copied", "default");
+    server.delete("v1", "ConfigMap", "cleared", "demo");
+  });
+
+  test("a CRD of the stage's that serves no version keeps it at down: its objects cannot be listed to tell whose they are", async () => {
+    const crd = ours({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "knobs.demo.example.com" },
+      spec: {
+        group: "demo.example.com",
+        names: { kind: "Knob", plural: "knobs", singular: "knob", listKind: "KnobList" },
+        scope: "Namespaced",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    });
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, [{ title: "knobs", objects: [crd] }], OPTS)).changes,
+      "demo",
+    );
+    // Someone turned its only version off (kubectl edit): what is stored of it stays, unlistable.
+    const live = server.get(
+      "apiextensions.k8s.io/v1",
+      "CustomResourceDefinition",
+      crd.metadata.name,
+    ) as KubeObject;
+    server.put({ ...live, spec: { ...live.spec, versions: [{ ...live.spec.versions[0], served: false }] } });
+    const reporter = memoryReporter();
+    const down = createPluginContext({
+      cluster: labCluster(),
+      plugin,
+      options: {},
+      stateDir,
+      clusterId: CLUSTER_ID,
+      dryRun: false,
+      kube: async () => client,
+      reporter,
+    });
+    await destroyStageObjects(down, client, []);
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeDefined();
+    expect(reporter.events).toContainEqual(
+      expect.objectContaining({
+        level: "warn",
+        message:
+          "left CustomResourceDefinition knobs.demo.example.com: it serves no version, so its objects cannot be listed to tell whether someone else's would go with it; once they are not needed: kubectl delete crd knobs.demo.example.com",
+      }),
+    );
+    server.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name);
+  });
+
+  test("down keeps or deletes a CRD only on a full answer: a refused list of its objects stops down before anything is deleted", async () => {
+    const crd = ours({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "gizmos.demo.example.com" },
+      spec: {
+        group: "demo.example.com",
+        names: { kind: "Gizmo", plural: "gizmos", singular: "gizmo", listKind: "GizmoList" },
+        scope: "Namespaced",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+          },
+        ],
+      },
+    });
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, [...groups([]), { title: "gizmos", objects: [crd] }], OPTS)).changes,
+      "demo",
+    );
+    // Someone's Gizmos could be there; a viewer without the right to list them cannot tell.
+    const refusing = {
+      ...client,
+      list: async (apiVersion: string, kind: string, opts?: Parameters<KubeClientImpl["list"]>[2]) => {
+        if (kind === "Gizmo")
+          throw new KubeApiError("GET", "/apis/demo.example.com/v1/gizmos", 403, "Forbidden", "forbidden");
+        return client.list(apiVersion, kind, opts);
+      },
+    } as KubeClientImpl;
+    const down = ctx();
+    await expect(destroyStageObjects(down, refusing, [])).rejects.toThrow("403 Forbidden");
+    expect(down.wetLog.filter((l) => l.startsWith("delete "))).toEqual([]);
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeDefined();
+    await destroyStageObjects(ctx(), client, []);
+    expect(
+      server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd.metadata.name),
+    ).toBeUndefined();
   });
 });
 

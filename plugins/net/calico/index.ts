@@ -30,7 +30,7 @@ import {
   stageCluster,
   stringifyYaml,
 } from "kubehyve";
-import { customResources, KNOWN_KINDS, upstreamManifests } from "./manifests.ts";
+import { customResources, KNOWN_KINDS, madeByCalico, upstreamManifests } from "./manifests.ts";
 import { meta } from "./meta.ts";
 import { calicoNodeFiles } from "./node-files.ts";
 import { type CalicoOptions, MANIFESTS } from "./options.ts";
@@ -187,6 +187,7 @@ async function destroy(ctx: Ctx): Promise<void> {
     return;
   }
   await destroyStageObjects(ctx, kube, [...KNOWN_KINDS, { apiVersion: "v1", kind: "Pod" }], {
+    madeByStage: madeByCalico,
     // The operator removes what it made (calico-system) only while it still runs.
     afterCustomResources: async () => {
       await poll(

@@ -128,3 +128,50 @@ export const KNOWN_KINDS = [
   { apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding" },
   { apiVersion: "apps/v1", kind: "Deployment" },
 ];
+
+/** Of what Calico's own components make for themselves, the kinds whose every object is theirs. */
+const CALICO_STATE_KINDS = new Set([
+  // The operator's status of each component (tigera/operator pkg/controller/status/status.go).
+  "operator.tigera.io/TigeraStatus",
+  // The IPAM's blocks, affinities, handles and settings (libcalico-go/lib/ipam).
+  "crd.projectcalico.org/IPAMBlock",
+  "crd.projectcalico.org/BlockAffinity",
+  "crd.projectcalico.org/IPAMHandle",
+  "crd.projectcalico.org/IPAMConfig",
+]);
+
+/** Of the same, the objects of one name: `kind/name`. */
+const CALICO_STATE_OBJECTS = new Set([
+  // libcalico-go/lib/clientv3/client.go EnsureInitialized: the cluster's information, the default tiers.
+  "crd.projectcalico.org/ClusterInformation/default",
+  "crd.projectcalico.org/Tier/default",
+  "crd.projectcalico.org/Tier/kube-admin",
+  "crd.projectcalico.org/Tier/kube-baseline",
+  // tigera/operator pkg/render/common/networkpolicy CalicoTierName, the operator's own tier.
+  "crd.projectcalico.org/Tier/calico-system",
+  // node/pkg/lifecycle/startup/startup.go: calico-node's global settings (globalFelixConfigName).
+  "crd.projectcalico.org/FelixConfiguration/default",
+  // kube-controllers/pkg/config/runconfig.go getOrCreateSnapshot (defaultKubeControllersConfigName).
+  "crd.projectcalico.org/KubeControllersConfiguration/default",
+]);
+
+/**
+ * Whether an object of Calico's CRDs is one Calico's own software made for this install, which
+ * goes with the stage at `down` and does not keep its CRD (destroyStageObjects' madeByStage): the
+ * state above; each node's Felix settings, `node.<node>` (startup.go felixNodeConfigNamePrefix);
+ * the IP pools the operator makes from the Installation, labelled
+ * `app.kubernetes.io/managed-by: tigera-operator` (tigera/operator pkg/controller/ippool
+ * pool_controller.go managedByLabel). Anything else, a GlobalNetworkPolicy or an IPPool of the
+ * user's, is theirs: its CRD stays.
+ */
+export function madeByCalico(obj: KubeObject): boolean {
+  const group = obj.apiVersion.split("/")[0];
+  const kind = `${group}/${obj.kind}`;
+  if (CALICO_STATE_KINDS.has(kind) || CALICO_STATE_OBJECTS.has(`${kind}/${obj.metadata.name}`)) return true;
+  if (kind === "crd.projectcalico.org/FelixConfiguration" && obj.metadata.name.startsWith("node."))
+    return true;
+  return (
+    kind === "crd.projectcalico.org/IPPool" &&
+    obj.metadata.labels?.["app.kubernetes.io/managed-by"] === "tigera-operator"
+  );
+}

@@ -195,7 +195,8 @@ async function canary(ctx: Ctx): Promise<Diagnostic> {
   const token = randomBytes(8).toString("hex");
   const objects = [canaryClaim(), canaryPod(token)].map((o) => withOwner(o, owner));
   const kube = await ctx.kube();
-  const apply = (o: KubeObject) => applyManifests(kube, [o], { signal: ctx.signal });
+  // Held to the owner at the write too: one made by someone after the look below is not taken over.
+  const apply = (o: KubeObject) => applyManifests(kube, [o], { signal: ctx.signal, owner });
   // A claim or pod of the canary's name that someone else made is theirs: not applied over, not deleted.
   const taken: string[] = [];
   for (const ref of objects.map(refOf)) {

@@ -175,6 +175,8 @@ export interface KubeApiServer {
   clearFaults(): void;
   /** Every request, in order. */
   requests: RequestLogEntry[];
+  /** Called with each request before it is answered: a test's way to act between two requests. */
+  onRequest: ((entry: RequestLogEntry) => void)[];
   /** The controller list; tests may add to or remove from it. */
   controllers: Controller[];
   validators: Validator[];
@@ -330,6 +332,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   const admission = opts.admission ?? [];
   const gitVersion = opts.gitVersion ?? "v1.35.0";
   const requests: RequestLogEntry[] = [];
+  const onRequest: ((entry: RequestLogEntry) => void)[] = [];
   const faults: Fault[] = [];
   const held = new Set<string>();
   // group/resource/namespace/name -> object; one copy per group, served at every version of it.
@@ -805,6 +808,21 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     return decodeManagedFields(obj ? (obj.metadata as Obj).managedFields : undefined);
   }
 
+  /**
+   * The managers an update starts from (apimachinery managedfields/internal/fieldmanager.go
+   * decodeLiveOrNew): a subresource's request cannot set them, so the live ones; a request that
+   * sends an empty list or one empty entry resets them (isResetManagedFields), and the server
+   * keeps none but what this update itself changes; other entries it sends replace the live ones;
+   * none sent, or none that decode, keep the live ones.
+   */
+  function requestManagers(live: Obj, sent: unknown, sub: string | undefined): Map<string, ManagerSet> {
+    if (sub) return managersOf(live);
+    if (Array.isArray(sent) && (sent.length === 0 || (sent.length === 1 && deepEqual(sent[0], {}))))
+      return new Map();
+    const decoded = decodeManagedFields(sent);
+    return decoded.size ? decoded : managersOf(live);
+  }
+
   function withManagedFields(obj: Obj, managers: Map<string, ManagerSet>): Obj {
     const entries = encodeManagedFields(managers);
     if (entries.length) (obj.metadata as Obj).managedFields = entries;
@@ -847,6 +865,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (unknown.length) throw typedPatchError(res, namespace, name, unknown);
     const live = store.get(key(res, namespace, name));
     if (sub === "status" && !live) throw notFound(res, name);
+    applyPreconditions(res, name, config, live);
     let result: ReturnType<typeof applyConfig>;
     try {
       result = applyConfig({
@@ -895,6 +914,45 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     }
     const stored = persist(res, next, live, o.dryRun);
     return json(live ? 200 : 201, present(res, stored));
+  }
+
+  /**
+   * What an applied configuration's metadata.uid and resourceVersion hold the apply to, in the
+   * order kube-apiserver looks at them. No object there: a uid is the 409 of
+   * k8s.io/apiserver pkg/endpoints/handlers/patch.go applyPatch ("uid mismatch: the provided object
+   * specified uid %s, and no existing object was found"), and a resourceVersion is wiped with the
+   * other system fields (pkg/registry/generic/registry/store.go Update, WipeObjectMetaSystemFields
+   * on create-via-apply). An object there: a resourceVersion that is not its own is store.go
+   * Update's optimistic-lock 409, and a uid that is not its own the 422 of apimachinery
+   * pkg/api/validation/objectmeta.go ValidateObjectMetaUpdate (metadata.uid is immutable).
+   */
+  function applyPreconditions(res: ServedResource, name: string, config: Obj, live: Obj | undefined): void {
+    const meta = isObj(config.metadata) ? config.metadata : {};
+    const uid = typeof meta.uid === "string" ? meta.uid : "";
+    const rv = typeof meta.resourceVersion === "string" ? meta.resourceVersion : "";
+    if (!live) {
+      if (uid)
+        throw new HttpError(
+          409,
+          statusBody(
+            409,
+            "Conflict",
+            `Operation cannot be fulfilled on ${qualified(res)} "${name}": uid mismatch: the provided object specified uid ${uid}, and no existing object was found`,
+            { name, ...(res.group ? { group: res.group } : {}), kind: res.resource },
+          ),
+        );
+      return;
+    }
+    const liveMeta = live.metadata as Obj;
+    if (rv && rv !== liveMeta.resourceVersion) throw conflict(res, name);
+    if (uid && uid !== liveMeta.uid)
+      throw invalid(res, name, [
+        {
+          reason: "FieldValueInvalid",
+          message: `Invalid value: ${JSON.stringify(uid)}: field is immutable`,
+          field: "metadata.uid",
+        },
+      ]);
   }
 
   /** The live object as the merge sees it: its managedFields are bookkeeping, not content. */
@@ -1009,9 +1067,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
           next = obj;
           if (res.status) next.status = live.status;
         }
-        // A body with managedFields sets them (fieldmanager.go decodeLiveOrNew); else the live ones count.
-        const own = (obj.metadata as Obj).managedFields;
-        const managers = Array.isArray(own) && sub !== "status" ? decodeManagedFields(own) : managersOf(live);
+        const managers = requestManagers(live, (obj.metadata as Obj).managedFields, sub);
         delete (next.metadata as Obj).managedFields;
         stamp(res, next, live);
         const updated = updateObject({
@@ -1058,6 +1114,11 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
               throw new HttpError(422, statusBody(422, "Invalid", e.message));
             }
           })();
+          // A resourceVersion the patch sets holds it to that version (store.go Update: a
+          // version that is not the stored one is the optimistic-lock 409).
+          const patchedRv = (patched.metadata as Obj | undefined)?.resourceVersion;
+          if (patchedRv !== undefined && patchedRv !== (live.metadata as Obj).resourceVersion)
+            throw conflict(res, name);
           let next: Obj;
           if (sub === "status") {
             next = clone(live);
@@ -1066,13 +1127,17 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
             next = patched;
             if (res.status) next.status = live.status;
           }
+          // The patch is applied to the live object, managedFields and all (patch.go), so that a
+          // patch that sets them is an update that sends them.
+          const sent = (patched.metadata as Obj | undefined)?.managedFields;
           next = patchValidated(res, next, body, o.directive, ctx);
+          delete (next.metadata as Obj).managedFields;
           stamp(res, next, live);
           const managers = updateObject({
             live: stripForMerge(live),
             object: next,
             type: typeFor(res),
-            managers: managersOf(live),
+            managers: requestManagers(live, sent, sub),
             manager: o.manager,
             apiVersion: apiVersionOf(res),
             ...(sub ? { subresource: sub } : {}),
@@ -1188,6 +1253,21 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     if (match && !rvParam) {
       throw badRequest(`resourceVersionMatch is forbidden unless resourceVersion is provided`);
     }
+    const paging = listPaging(url, res);
+    if (paging.from) {
+      // A continued list is the state at the first chunk's resourceVersion (etcd3 store.go
+      // GetList reads at the token's revision), gone once that revision is compacted.
+      const all = objectsOf(res.group, res.resource);
+      const snapshot =
+        paging.rv === resourceVersion
+          ? all
+          : hub.snapshotAt(paging.rv, all, keyOfObj(res), `${res.group}/${res.resource}`);
+      if (!snapshot) throw continueExpired(res, paging.from);
+      objects = snapshot.filter(
+        (o) => !res.namespaced || namespace === undefined || (o.metadata as Obj).namespace === namespace,
+      );
+      listRv = paging.rv;
+    }
     if (rvParam && rvParam !== "0") {
       const rv = Number(rvParam);
       if (!Number.isInteger(rv) || rv < 0) throw badRequest(`invalid resource version "${rvParam}"`);
@@ -1216,17 +1296,84 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         listRv = rv;
       }
     }
-    const items = objects
+    const keyOf = keyOfObj(res);
+    let items = objects
       .filter((o) => matchesLabels(labels, (o.metadata as Obj).labels as Record<string, string>))
       .filter((o) => fields.every((f) => f(o)))
-      .sort((a, b) => (keyOfObj(res)(a) < keyOfObj(res)(b) ? -1 : 1));
+      .filter((o) => !paging.from || keyOf(o) >= paging.from)
+      .sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
+    const listMeta: Obj = { resourceVersion: String(listRv) };
+    if (paging.limit && items.length > paging.limit) {
+      const rest = items.length - paging.limit;
+      items = items.slice(0, paging.limit);
+      // The next key after the last one returned (storage PrepareContinueToken: lastKey + "\x00").
+      listMeta.continue = encodeContinue(res, `${keyOf(items.at(-1)!)}\u0000`, listRv);
+      // Counted only where no selector could leave some out (etcd3 store.go GetList, pred.Empty()).
+      if (!labels.length && !fields.length) listMeta.remainingItemCount = rest;
+    }
     if (wantsTable(req.headers.get("accept"))) return json(200, toTable(res, items, String(listRv)));
     return json(200, {
       kind: `${res.kind}List`,
       apiVersion: apiVersionOf(res),
-      metadata: { resourceVersion: String(listRv) },
+      metadata: listMeta,
       items: items.map((o) => present(res, o, true)),
     });
+  }
+
+  /**
+   * A list's `limit` and `continue` (API concepts, "Retrieving large results sets in chunks"). The
+   * token is k8s.io/apiserver pkg/storage/continue.go's: base64url of {"v":"meta.k8s.io/v1","rv":N,
+   * "start":KEY}; one that does not decode is a 400, and a resourceVersion beside it too
+   * (apimachinery validation: "specifying resource version is not allowed when using continue").
+   */
+  function listPaging(url: URL, res: ServedResource): { limit?: number; from?: string; rv: number } {
+    const limitParam = url.searchParams.get("limit") ?? "";
+    const limit = limitParam ? Number(limitParam) : undefined;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0))
+      throw badRequest(`invalid limit ${JSON.stringify(limitParam)}`);
+    const token = url.searchParams.get("continue") ?? "";
+    if (!token) return { ...(limit ? { limit } : {}), rv: resourceVersion };
+    const rvParam = url.searchParams.get("resourceVersion") ?? "";
+    if (rvParam && rvParam !== "0")
+      throw badRequest("specifying resource version is not allowed when using continue");
+    let decoded: { v?: unknown; rv?: unknown; start?: unknown };
+    try {
+      decoded = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    } catch {
+      throw badRequest("invalid continue token: continue key is not valid");
+    }
+    if (decoded.v !== "meta.k8s.io/v1" || typeof decoded.start !== "string" || !decoded.start)
+      throw badRequest("invalid continue token: continue key is not valid");
+    if (typeof decoded.rv !== "number" || decoded.rv === 0)
+      throw badRequest(
+        "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+      );
+    const prefix = `${res.group}/${res.resource}/`;
+    // -1: what the expired answer hands out, to go on at the latest state (inconsistently).
+    const rv = decoded.rv === -1 ? resourceVersion : decoded.rv;
+    return { ...(limit ? { limit } : {}), from: `${prefix}${decoded.start}`, rv };
+  }
+
+  function encodeContinue(res: ServedResource, key: string, rv: number): string {
+    const prefix = `${res.group}/${res.resource}/`;
+    return Buffer.from(
+      JSON.stringify({ v: "meta.k8s.io/v1", rv, start: key.slice(prefix.length) }),
+      "utf8",
+    ).toString("base64url");
+  }
+
+  /**
+   * A continue token whose revision is compacted: etcd3/errors.go handleCompactedErrorForPaging,
+   * 410 Expired with a token to go on at the latest state, which gives an inconsistent list.
+   */
+  function continueExpired(res: ServedResource, from: string): HttpError {
+    const body = statusBody(
+      410,
+      "Expired",
+      "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+    ) as Obj;
+    body.metadata = { continue: encodeContinue(res, from, -1) };
+    return new HttpError(410, body);
   }
 
   /** WATCH (handlers/watch.go serveWatch over the cacher; see ./watch.ts). */
@@ -1571,6 +1718,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       status: 0,
     };
     requests.push(entry);
+    for (const hook of onRequest) hook(entry);
     let response: Response;
     const user = authenticate(req);
     const ctx: RequestContext = {
@@ -1668,6 +1816,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     caCert: pki.caCert,
     pki,
     requests,
+    onRequest,
     controllers,
     validators,
     admission,

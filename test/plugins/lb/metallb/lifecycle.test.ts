@@ -49,20 +49,34 @@ describe.skipIf(!have("openssl", "openssl"))("lb/metallb on a cluster", () => {
     expect(lab.files.hits(RELEASE_PATH)).toBe(1);
     // The webhook refused the pools for a while after the controller was ready; the client waited.
     expect(lab.metallb.refusals()).toBeGreaterThan(3);
-    const pool = lab.server.requests.filter(
-      (r) => r.path.endsWith("/ipaddresspools/lab") && r.method === "PATCH",
+    // The pools are new: created (refused by the webhook until it serves), then applied.
+    const creates = lab.server.requests.filter(
+      (r) => r.path.endsWith("/ipaddresspools") && r.method === "POST",
     );
-    expect(pool.length).toBeGreaterThan(2);
-    expect(pool.map((r) => r.status).at(-1)).toBe(201);
-    expect(pool.slice(0, -1).every((r) => r.status === 500)).toBe(true);
+    const first = creates.findIndex((r) => r.status === 201);
+    expect(first).toBeGreaterThan(1);
+    expect(creates.slice(0, first).every((r) => r.status === 500)).toBe(true);
     expect(
       lab.server.requests
-        .filter((r) => r.path.endsWith("/deployments/controller") && r.method === "PATCH")
-        .map((r) => r.status),
+        .filter((r) => r.path.endsWith("/ipaddresspools/lab") && r.method === "PATCH")
+        .map((r) => [r.status, r.contentType]),
     ).toEqual([
-      // check's dry run meets the faults, retries, then hears the namespace is not there yet
-      500, 500, 404, 201,
+      [200, "application/apply-patch+yaml"],
+      [200, "application/merge-patch+json"],
     ]);
+    const controller = lab.server.requests.filter(
+      (r) => r.path.endsWith("/deployments/controller") && r.method === "PATCH",
+    );
+    // check's dry run meets the faults, retries, then hears the namespace is not there yet
+    expect(controller.filter((r) => r.query.includes("dryRun=All")).map((r) => r.status)).toEqual([
+      500, 500, 404,
+    ]);
+    // up creates it and applies it once
+    expect(
+      controller.filter(
+        (r) => r.contentType === "application/apply-patch+yaml" && !r.query.includes("dryRun"),
+      ),
+    ).toHaveLength(1);
 
     expect(diagnosticsOf(reporter.events).map((d) => `${d.severity} ${d.summary}`)).toEqual([
       "ok MetalLB's controller is ready",
