@@ -9,6 +9,7 @@ import {
   chmodSync,
   existsSync,
   lstatSync,
+  mkdirSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -141,6 +142,7 @@ describe("a state dir without the record (made before it existed)", () => {
     rmSync(marker);
     expect((await run(["doctor"])).code).toBe(0);
     expect((await run(["up", "--dry-run"])).code).toBe(0);
+    expect((await run(["down", "--dry-run"])).code).toBe(0);
     expect((await run(["plan"])).code).toBe(0);
     expect(existsSync(record)).toBe(false);
     expect((await run(["up", "--yes"])).code).toBe(0);
@@ -201,6 +203,7 @@ describe("a broken or hostile record", () => {
       },
       /writable/,
     ],
+    ["a directory", (r) => mkdirSync(r, { mode: 0o700 }), /is a directory, not a file/],
     [
       "a huge file",
       (r) => writeFileSync(r, `{"format":1,"pad":"${"x".repeat(1 << 20)}"}`),
