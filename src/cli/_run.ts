@@ -3,9 +3,11 @@ import { realpathSync } from "node:fs";
 import { basename, dirname, join, sep } from "node:path";
 import { type Command, type EngineRequest, runEngine } from "../core/engine.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
+import { checkStateFormat } from "../core/state-format.ts";
 import { InputError } from "../lib/errors.ts";
 import { askFor, interruptSignals, makeReporter } from "./_session.ts";
 import { type GlobalFlags, loadCluster, nonEmpty, splitList } from "./_shared.ts";
+import { version } from "./version-info.ts";
 
 export interface StageFlags extends GlobalFlags {
   only?: string;
@@ -80,6 +82,10 @@ export async function runStages(
   try {
     // Checked (or made) before anything is written into it, the run's log included.
     prepareStateDir(stateDir);
+    // A state dir a newer kubehyve wrote is refused before this run writes its log into it.
+    // render and plan --offline read nothing of the state (the engine skips the check too).
+    const kubehyve = version();
+    if (command !== "render" && !extra.offline) checkStateFormat(stateDir, kubehyve);
     // A log in a directory about to be removed would be named in vain.
     const reporter = await makeReporter(flags, throwaway ? undefined : stateDir, command);
     for (const w of config.warnings) reporter.emit({ type: "diagnostic", stage: "config", ...w });
@@ -98,6 +104,7 @@ export async function runStages(
       signal: interrupts.signal,
       abort: interrupts.abort,
       ...extra,
+      kubehyve,
     });
     return result.exitCode;
   } finally {

@@ -10,6 +10,7 @@ import { type DoctorReport, doctorReport, doctorSummaryLine, prometheusText } fr
 import { parseDuration } from "../core/duration.ts";
 import { runEngine } from "../core/engine.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
+import { checkStateFormat } from "../core/state-format.ts";
 import { CancelledError, ExitCode, InputError } from "../lib/errors.ts";
 import { ensurePrivateDir, pathError, removeStaleTemps, writeFileAtomic } from "../lib/fsutil.ts";
 import { sleep } from "../lib/poll.ts";
@@ -17,6 +18,7 @@ import { interruptSignals } from "./_session.ts";
 import { exampleArg, type GlobalFlags, globalArgs, loadCluster, nonEmpty, splitList } from "./_shared.ts";
 import { cursorMoves, output } from "./output.ts";
 import { doctorReporter, formatDoctorReport } from "./reporters.ts";
+import { version } from "./version-info.ts";
 
 const FORMATS = ["human", "json", "prometheus"] as const;
 type Format = (typeof FORMATS)[number];
@@ -262,6 +264,9 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
   const out = output();
   try {
     prepareStateDir(stateDir);
+    // Before its log is written: a state dir a newer kubehyve wrote is not this one's to read.
+    const kubehyve = version();
+    checkStateFormat(stateDir, kubehyve);
     let logFile: string | undefined;
     if (!throwaway) {
       await ensurePrivateDir(join(stateDir, "logs"));
@@ -291,6 +296,7 @@ async function runDoctor(flags: DoctorFlags, rawArgs: readonly string[]): Promis
           phaseTimeoutMs: req.phaseTimeoutMs,
           preflight: [...config.warnings, ...registry.diagnostics],
           ignore: req.ignore,
+          kubehyve,
         });
       } finally {
         reporter.done();

@@ -5,10 +5,12 @@ import { defineCommand } from "citty";
 import { kubeconfigPathOf } from "../core/context.ts";
 import { readClusterId } from "../core/identity.ts";
 import { prepareStateDir } from "../core/state-dir.ts";
+import { checkStateFormat } from "../core/state-format.ts";
 import { InputError, KubehyveError } from "../lib/errors.ts";
 import { pathError, readPrivateFile } from "../lib/fsutil.ts";
 import { globalArgs, loadCluster } from "./_shared.ts";
 import { jsonLine, logger, output } from "./output.ts";
+import { version } from "./version-info.ts";
 
 /**
  * The file kubectl itself would write new entries to (client-go clientcmd PathOptions
@@ -47,7 +49,10 @@ export default defineCommand({
     const { config, stateDir } = await loadCluster(args);
     const path = kubeconfigPathOf(stateDir);
     // Only an existing state dir is checked: there is nothing to read in one that is not there.
-    if (existsSync(stateDir)) prepareStateDir(stateDir);
+    if (existsSync(stateDir)) {
+      prepareStateDir(stateDir);
+      checkStateFormat(stateDir, version());
+    }
     const admin = readPrivateFile(path);
     if (admin === undefined)
       throw new KubehyveError(

@@ -22,6 +22,7 @@ import { checkedHookAnswer, PluginContractError } from "./plugin-results.ts";
 import { defaultTargets, offlineTargets, type TargetFactory, TargetPool } from "./pool.ts";
 import type { RenderedSlot } from "./render-output.ts";
 import { type Reporter, RUN_SECTION } from "./reporter.ts";
+import type { KubehyveBuild } from "./state-format.ts";
 
 export type Command = "plan" | "up" | "verify" | "doctor" | "down" | "render" | "expose";
 
@@ -67,6 +68,8 @@ export interface EngineRequest {
   expose?: ExposeRequest;
   /** doctor --ignore: the errors of these check ids are shown as warnings, marked ignored. */
   ignore?: string[];
+  /** The kubehyve running, recorded in the state dir by a run that changes it (state-format.ts). */
+  kubehyve?: KubehyveBuild;
 }
 
 /** How a run treats what it reaches, from its command's runbook. */

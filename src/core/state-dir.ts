@@ -37,7 +37,14 @@ function unlessGone<T>(fn: () => T): T | undefined {
  * What kubehyve keeps at the top of a state dir: a directory with none of it is no state dir.
  * Every run makes logs/ first (a run refused at once leaves only that), then the journal.
  */
-const OWN_ENTRIES = new Set([...KEPT_FOLDERS, "journal.ndjson", "kubeconfig", "cluster-id", "lock"]);
+const OWN_ENTRIES = new Set([
+  ...KEPT_FOLDERS,
+  "journal.ndjson",
+  "kubeconfig",
+  "cluster-id",
+  "lock",
+  "format.json",
+]);
 
 /** What a file system puts at the top of its root (ext4, UFS): a state dir of its own mount has them. */
 const FILE_SYSTEM_OWN = new Set(["lost+found", ".snap"]);

@@ -277,7 +277,7 @@ function openChecked(path: string, flags: number, mode?: number): number {
  * Reads one of kubehyve's own files (state, journal, identity): never through a link, and only a
  * regular file of this user that nobody else can write. Undefined when it does not exist.
  */
-export function readPrivateFile(path: string): string | undefined {
+export function readPrivateFile(path: string, opts: { maxBytes?: number } = {}): string | undefined {
   let fd: number;
   try {
     fd = openChecked(path, READ_FLAGS);
@@ -286,6 +286,14 @@ export function readPrivateFile(path: string): string | undefined {
     throw error;
   }
   try {
+    // A file of a few bytes by design that holds gigabytes is not ours: refused before it is read.
+    const size = opts.maxBytes === undefined ? 0 : fstatSync(fd).size;
+    if (opts.maxBytes !== undefined && size > opts.maxBytes)
+      throw new UnsafePathError(
+        path,
+        `${path} holds ${size} bytes, more than the ${opts.maxBytes} that kubehyve ever writes there`,
+        `look at it and remove it if you did not make it: rm ${path}`,
+      );
     return readFileSync(fd, "utf8");
   } finally {
     closeSync(fd);

@@ -890,3 +890,39 @@ describe("render", () => {
     expect(existsSync(join(stateDir, "escape"))).toBe(false);
   });
 });
+
+describe("the state dir's format", () => {
+  test("a newer one is refused by the engine itself before the lock, the journal or any stage: down destroys nothing", async () => {
+    const log: string[] = [];
+    const world = { a: true };
+    writeFileSync(join(stateDir, "format.json"), '{"format":99,"version":"9.0.0","commit":"feedface"}\n', {
+      mode: 0o600,
+    });
+    const { promise } = run("down", [fakePlugin("a", log, world)], {
+      assumeYes: true,
+      kubehyve: { version: "0.1.0", commit: "c0ffee" },
+    });
+    await expect(promise).rejects.toThrow(
+      `state dir ${stateDir} was last changed by kubehyve 9.0.0 (commit feedface), in state format 99; this is kubehyve 0.1.0 (commit c0ffee)`,
+    );
+    expect(log).toEqual([]);
+    expect(world.a).toBe(true);
+    expect(existsSync(join(stateDir, "journal.ndjson"))).toBe(false);
+    expect(existsSync(join(stateDir, "lock"))).toBe(false);
+  });
+
+  test("a real up records the kubehyve that ran it; a dry run, a plan and doctor record nothing", async () => {
+    const world = { a: false };
+    const stages = [fakePlugin("a", [], world)];
+    const kubehyve = { version: "0.1.0", commit: "c0ffee" };
+    await run("up", stages, { dryRun: true, kubehyve }).promise;
+    await run("plan", stages, { kubehyve }).promise;
+    await run("doctor", stages, { kubehyve }).promise;
+    expect(existsSync(join(stateDir, "format.json"))).toBe(false);
+    await run("up", stages, { kubehyve }).promise;
+    expect(JSON.parse(readFileSync(join(stateDir, "format.json"), "utf8"))).toEqual({
+      format: 1,
+      ...kubehyve,
+    });
+  });
+});
