@@ -238,6 +238,26 @@ describe("a dataset an interrupted run left", () => {
     expect(guests()).toEqual(["zroot/vm/w3"]);
     expect(host.state().datasets["zroot/vm/w3@look"]).toBeDefined();
   });
+
+  test("is destroyed by down, with the template that run left, and another cluster's template stays", async () => {
+    const state = stateDir();
+    expect((await engine("up", state)).exitCode).toBe(0);
+    const id = readFileSync(join(state, "cluster-id"), "utf8").trim();
+    // vm create of a new node w3 was stopped after zfs create, its template still in .templates.
+    run(host, ["zfs", "create", "-o", `kubehyve:cluster=${id}`, "zroot/vm/w3"]);
+    const templates = join(host.vmDir(), ".templates");
+    writeFileSync(join(templates, `kubehyve-${id}-w3.conf`), `kubehyve_cluster=${id}\n`);
+    const theirs = "kubehyve-00000000-0000-4000-8000-000000000000-w3.conf";
+    writeFileSync(join(templates, theirs), "kubehyve_cluster=00000000-0000-4000-8000-000000000000\n");
+    const cluster = exampleCluster({
+      nodes: [...exampleCluster().nodes, labNode("w3", "worker", "192.168.1.24")],
+    });
+
+    const down = await engine("down", state, { cluster });
+    expect(down.exitCode).toBe(0);
+    expect(guests()).toEqual([]);
+    expect(readdirSync(templates).sort()).toEqual(["default.conf", theirs]);
+  });
 });
 
 describe("a node's VM renamed by hand", () => {
