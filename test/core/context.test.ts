@@ -14,6 +14,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -491,6 +492,27 @@ describe("the journal and the lock", () => {
     } finally {
       live.kill();
     }
+  });
+
+  test("a takeover lock a run left when it died is cleared after 10 s; a fresh one keeps the stale lock in place", () => {
+    mkdirSync(stateDir, { recursive: true });
+    const file = join(stateDir, "lock");
+    const takeover = `${file}.takeover`;
+    const dead = { pid: 2 ** 22 + 1, command: "up", since: new Date().toISOString() };
+    // Another run is taking the stale lock over this very moment: not this run's to remove.
+    writeFileSync(file, JSON.stringify(dead));
+    writeFileSync(takeover, "1");
+    expect(() => acquireLock(stateDir, "up")).toThrow(LockHeldError);
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual(dead);
+    expect(existsSync(takeover)).toBe(true);
+
+    // That run died holding it: a takeover takes microseconds, so one of 11 s is nobody's.
+    const old = (Date.now() - 11_000) / 1000;
+    utimesSync(takeover, old, old);
+    const lock = acquireLock(stateDir, "up");
+    expect(JSON.parse(readFileSync(file, "utf8")).pid).toBe(process.pid);
+    expect(existsSync(takeover)).toBe(false);
+    lock.release();
   });
 
   test("a lock naming no usable pid is stale, not a process group or every process", () => {
