@@ -302,6 +302,40 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     expect(await Bun.file(join(deep, "ssh", "known_hosts")).exists()).toBe(true);
   });
 
+  test("refuses a /tmp socket dir that others can write, or that is a link, rather than put its socket there", async () => {
+    const deep = join(await tempDir("kubehyve-ssh-deep-"), "a-rather-long-cluster-directory-name".repeat(3));
+    await mkdir(deep, { recursive: true });
+    // Another user of the machine made the socket dir first (a shared /tmp is everyone's to write in).
+    const tmp = await tempDir("kubehyve-ssh-tmp-");
+    const socketDir = join(tmp, `kubehyve-${process.getuid!()}`);
+    const elsewhere = await tempDir("kubehyve-ssh-elsewhere-");
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      await mkdir(socketDir);
+      await chmod(socketDir, 0o777);
+      const open = await targetFor(sshd, deep)
+        .sshArgs()
+        .catch((e: Error) => e);
+      expect(open).toBeInstanceOf(KubehyveError);
+      expect((open as Error).message).toContain(
+        `${socketDir} must be a directory owned by uid ${process.getuid!()} with mode 0700 (it holds ssh control sockets)`,
+      );
+
+      await rm(socketDir, { recursive: true });
+      await symlink(elsewhere, socketDir);
+      const linked = await targetFor(sshd, deep)
+        .sshArgs()
+        .catch((e: Error) => e);
+      expect(linked).toBeInstanceOf(KubehyveError);
+      expect((linked as Error).message).toContain(`${socketDir} must be a directory owned by uid`);
+      expect(await readdir(elsewhere)).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
+
   test("a key that is not authorized is refused with a clear error naming the key", async () => {
     const dir = await tempDir("kubehyve-ssh-auth-");
     const otherKey = join(dir, "other_key");
