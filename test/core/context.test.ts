@@ -102,6 +102,35 @@ describe.skipIf(!have("ssh-keygen", "openssh-client"))("the cluster key", () => 
     expect(readFileSync(join(ssh, "id_ed25519"), "utf8")).toBe(readFileSync(join(ssh, "other"), "utf8"));
   });
 
+  test("is not kept waiting by a lock a killed run left: once the key is there, or once the lock is 30 s old", async () => {
+    const ssh = join(stateDir, "ssh");
+    const lock = join(ssh, "id_ed25519.lock");
+    mkdirSync(ssh, { recursive: true, mode: 0o700 });
+    // Another run holds the lock, writes both halves and is killed before it lets go of the lock.
+    mkdirSync(lock, { mode: 0o700 });
+    const started = Date.now();
+    const waiting = context().clusterKey();
+    await Bun.sleep(150);
+    const keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "theirs", "-f"];
+    expect(Bun.spawnSync([...keygen, join(ssh, "id_ed25519")]).exitCode).toBe(0);
+    const theirs = await waiting;
+    // The lock would be taken for stale only after 30 s; the key is used long before.
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(theirs.publicKey).toBe(readFileSync(join(ssh, "id_ed25519.pub"), "utf8").trim());
+
+    // Killed before it wrote anything: its lock, 31 s old, is nobody's, and is taken at once.
+    rmSync(join(ssh, "id_ed25519"));
+    rmSync(join(ssh, "id_ed25519.pub"));
+    const old = (Date.now() - 31_000) / 1000;
+    utimesSync(lock, old, old);
+    const again = Date.now();
+    const mine = await context().clusterKey();
+    expect(Date.now() - again).toBeLessThan(20_000);
+    expect(mine.publicKey).not.toBe(theirs.publicKey);
+    expect(mode(mine.privateKeyPath)).toBe(0o600);
+    expect(existsSync(lock)).toBe(false);
+  }, 90_000);
+
   test("is generated in a dry run too, so plan and up show the same key", async () => {
     const planned = await context({ dryRun: true }).clusterKey();
     expect(existsSync(planned.privateKeyPath)).toBe(true);
