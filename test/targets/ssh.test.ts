@@ -119,6 +119,17 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     );
   });
 
+  test("runs the longest remote command line an argument holds, and refuses one byte more", async () => {
+    // MAX_ARG_STRLEN counts the final NUL: 131071 bytes of command line is the most.
+    const measure = await target.run(["printf", "%s", "x".repeat(200_000)]).catch((e: Error) => e.message);
+    const overhead = Number(/ is (\d+) bytes/.exec(String(measure))![1]) - 200_000;
+    const longest = "x".repeat(131_071 - overhead);
+    expect((await runOk(target, ["printf", "%s", longest])).stdout).toBe(longest);
+    await expect(target.run(["printf", "%s", `${longest}x`])).rejects.toThrow(
+      "is 131072 bytes, more than the 131072 one argument may hold",
+    );
+  });
+
   test("runs in the session environment sshd sets", async () => {
     const result = await runOk(target, ["sh", "-c", 'echo "$KUBEHYVE_SESSION_MARK"']);
     expect(result.stdout).toBe("set by sshd\n");
