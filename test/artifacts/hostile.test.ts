@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DownloadCache } from "../../src/artifacts/cache.ts";
@@ -238,6 +238,16 @@ describe("answers that are not the file", () => {
     const cache = await freshCache();
     const path = await cache.fetch({ url: `${server.url}/moved.bin`, sha256: FILE_SHA, name: "f.bin" });
     expect(sha256(await readFile(path))).toBe(FILE_SHA);
+  });
+
+  test("a file at the download's name that nothing vouches for is gone after a failed download", async () => {
+    const cache = await freshCache();
+    const req = { url: `${server.url}/portal.bin`, sha256: FILE_SHA, name: "f.bin" };
+    // Left by hand, or by a kubehyve killed before it wrote the checksum beside it.
+    await mkdir(cache.dir, { recursive: true, mode: 0o700 });
+    await writeFile(cache.pathOf(req), "not the file");
+    await failure(cache.fetch(req));
+    expect(await leftovers(cache)).toEqual([]);
   });
 
   test("a redirect to a file: URL is refused, and the local file it names is not read", async () => {
