@@ -157,6 +157,30 @@ describe("a read of the VMs' configs that is cut short", () => {
   });
 });
 
+describe("a listing of the VMs' disk files that fails", () => {
+  test("stops up with the failure named, and changes nothing", async () => {
+    const options = { vmDir: join(host.root, "vm") };
+    const state = stateDir();
+    expect((await engine("up", state, { options })).exitCode).toBe(0);
+    host.clearLog();
+    host.inject({
+      kind: "fail-once",
+      command: "ls",
+      args: ["-lnd"],
+      code: 1,
+      stderr: "ls: Input/output error",
+    });
+    const again = await engine("up", state, { options });
+    expect(again.exitCode).not.toBe(0);
+    expect(again.errors.map((e) => [e.code, e.summary, e.detail])).toContainEqual([
+      "bhyve.host-read-failed",
+      "could not read the VMs' disk files",
+      "ls -lnd exited 1: ls: Input/output error",
+    ]);
+    expect(mutations()).toEqual([]);
+  });
+});
+
 describe("what the operator keeps inside a VM of this cluster", () => {
   test("down destroys neither a VM holding a snapshot, a dataset or a file of theirs nor those things, names each, and its dry run says the same", async () => {
     const state = stateDir();
