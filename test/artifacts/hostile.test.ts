@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DownloadCache } from "../../src/artifacts/cache.ts";
@@ -51,6 +51,9 @@ beforeAll(async () => {
       }),
     "/moved.bin": () => new Response(null, { status: 302, headers: { location: "/file.bin" } }),
     "/loop.bin": () => new Response(null, { status: 302, headers: { location: "/loop.bin" } }),
+    // A file of this machine with just the bytes asked for: read as root, it would pass the checksum.
+    "/to-file.bin": () =>
+      new Response(null, { status: 302, headers: { location: `file://${join(tmp, "local.bin")}` } }),
     "/stall.bin": () =>
       new Response(
         new ReadableStream({
@@ -235,6 +238,25 @@ describe("answers that are not the file", () => {
     const cache = await freshCache();
     const path = await cache.fetch({ url: `${server.url}/moved.bin`, sha256: FILE_SHA, name: "f.bin" });
     expect(sha256(await readFile(path))).toBe(FILE_SHA);
+  });
+
+  test("a file at the download's name that nothing vouches for is gone after a failed download", async () => {
+    const cache = await freshCache();
+    const req = { url: `${server.url}/portal.bin`, sha256: FILE_SHA, name: "f.bin" };
+    // Left by hand, or by a kubehyve killed before it wrote the checksum beside it.
+    await mkdir(cache.dir, { recursive: true, mode: 0o700 });
+    await writeFile(cache.pathOf(req), "not the file");
+    await failure(cache.fetch(req));
+    expect(await leftovers(cache)).toEqual([]);
+  });
+
+  test("a redirect to a file: URL is refused, and the local file it names is not read", async () => {
+    await writeFile(join(tmp, "local.bin"), FILE);
+    const cache = await freshCache();
+    const url = `${server.url}/to-file.bin`;
+    const error = await failure(cache.fetch({ url, sha256: FILE_SHA, name: "f.bin" }));
+    expect(error.message).toBe(`download of ${url} is refused: it redirects to a file: URL`);
+    expect(await leftovers(cache)).toEqual([]);
   });
 
   test("a redirect loop is refused after ten hops", async () => {

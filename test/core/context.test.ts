@@ -14,6 +14,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -100,6 +101,35 @@ describe.skipIf(!have("ssh-keygen", "openssh-client"))("the cluster key", () => 
     expect((await mine).publicKey).toBe(readFileSync(join(ssh, "other.pub"), "utf8").trim());
     expect(readFileSync(join(ssh, "id_ed25519"), "utf8")).toBe(readFileSync(join(ssh, "other"), "utf8"));
   });
+
+  test("is not kept waiting by a lock a killed run left: once the key is there, or once the lock is 30 s old", async () => {
+    const ssh = join(stateDir, "ssh");
+    const lock = join(ssh, "id_ed25519.lock");
+    mkdirSync(ssh, { recursive: true, mode: 0o700 });
+    // Another run holds the lock, writes both halves and is killed before it lets go of the lock.
+    mkdirSync(lock, { mode: 0o700 });
+    const started = Date.now();
+    const waiting = context().clusterKey();
+    await Bun.sleep(150);
+    const keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "theirs", "-f"];
+    expect(Bun.spawnSync([...keygen, join(ssh, "id_ed25519")]).exitCode).toBe(0);
+    const theirs = await waiting;
+    // The lock would be taken for stale only after 30 s; the key is used long before.
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(theirs.publicKey).toBe(readFileSync(join(ssh, "id_ed25519.pub"), "utf8").trim());
+
+    // Killed before it wrote anything: its lock, 31 s old, is nobody's, and is taken at once.
+    rmSync(join(ssh, "id_ed25519"));
+    rmSync(join(ssh, "id_ed25519.pub"));
+    const old = (Date.now() - 31_000) / 1000;
+    utimesSync(lock, old, old);
+    const again = Date.now();
+    const mine = await context().clusterKey();
+    expect(Date.now() - again).toBeLessThan(20_000);
+    expect(mine.publicKey).not.toBe(theirs.publicKey);
+    expect(mode(mine.privateKeyPath)).toBe(0o600);
+    expect(existsSync(lock)).toBe(false);
+  }, 90_000);
 
   test("is generated in a dry run too, so plan and up show the same key", async () => {
     const planned = await context({ dryRun: true }).clusterKey();
@@ -491,6 +521,27 @@ describe("the journal and the lock", () => {
     } finally {
       live.kill();
     }
+  });
+
+  test("a takeover lock a run left when it died is cleared after 10 s; a fresh one keeps the stale lock in place", () => {
+    mkdirSync(stateDir, { recursive: true });
+    const file = join(stateDir, "lock");
+    const takeover = `${file}.takeover`;
+    const dead = { pid: 2 ** 22 + 1, command: "up", since: new Date().toISOString() };
+    // Another run is taking the stale lock over this very moment: not this run's to remove.
+    writeFileSync(file, JSON.stringify(dead));
+    writeFileSync(takeover, "1");
+    expect(() => acquireLock(stateDir, "up")).toThrow(LockHeldError);
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual(dead);
+    expect(existsSync(takeover)).toBe(true);
+
+    // That run died holding it: a takeover takes microseconds, so one of 11 s is nobody's.
+    const old = (Date.now() - 11_000) / 1000;
+    utimesSync(takeover, old, old);
+    const lock = acquireLock(stateDir, "up");
+    expect(JSON.parse(readFileSync(file, "utf8")).pid).toBe(process.pid);
+    expect(existsSync(takeover)).toBe(false);
+    lock.release();
   });
 
   test("a lock naming no usable pid is stale, not a process group or every process", () => {

@@ -217,6 +217,19 @@ describe("the render writer", () => {
       expect(readdirSync(out).sort()).toEqual([MANIFEST, "os"]);
       expect(readdirSync(join(out, "os")).sort()).toEqual(["a.ign", "b.ign", "mine.txt"]);
     }
+    // A file new to the directory, already in place when a later move fails, goes again too.
+    let moves = 0;
+    const failFourth = (from: string, to: string) => {
+      if (++moves === 4) throw new Error("the disk went away");
+      renameSync(from, to);
+    };
+    expect(() =>
+      writeRenderOutput(out, [{ slot: "os", files: [file("c/d.ign", "d"), file("a.ign", "new")] }], {
+        rename: failFourth,
+      }),
+    ).toThrow(`render could not write into ${out}: the disk went away; it is left as it was`);
+    expect(tree(out)).toEqual(before);
+    expect(readdirSync(join(out, "os")).sort()).toEqual(["a.ign", "b.ign", "mine.txt"]);
 
     const made = join(fresh(), "new", "out");
     const failing = () => {

@@ -243,6 +243,41 @@ describe("LocalTarget", () => {
     );
   });
 
+  test("a command killed for its output fails even when it answers SIGTERM by exiting 0", async () => {
+    // Cut short, its output is not what it meant to say: a code of 0 would pass it off as complete.
+    const result = await local.run(["sh", "-c", "trap 'exit 0' TERM; yes aaaaaaaaaaaaaaaa & wait"], {
+      timeoutMs: 60_000,
+    });
+    expect(result.code).toBe(128 + 15);
+    expect(result.stderr).toContain(
+      `wrote more than ${MAX_OUTPUT_BYTES / 1024 / 1024} MiB to stdout and was killed`,
+    );
+  });
+
+  test("returns soon after the command exits, though something it left in the background holds its output open", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kubehyve-drain-"));
+    const pidFile = join(dir, "pid");
+    try {
+      const started = Date.now();
+      const result = await local.run(["sh", "-c", `echo done; sleep 60 & echo $! > ${pidFile}`], {
+        timeoutMs: 120_000,
+      });
+      expect(result).toEqual({ code: 0, stdout: "done\n", stderr: "" });
+      // The pipes stay open for 60 s; what was read is kept after 2 s.
+      expect(Date.now() - started).toBeLessThan(30_000);
+    } finally {
+      const pid = Number(
+        (
+          await Bun.file(pidFile)
+            .text()
+            .catch(() => "")
+        ).trim(),
+      );
+      if (pid > 0) process.kill(pid, "SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   test("a streamed command's output past the cap still reaches its callback, and the command runs on", async () => {
     let streamed = 0;
     const bytes = MAX_OUTPUT_BYTES + 1024 * 1024;

@@ -120,6 +120,17 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     );
   });
 
+  test("runs the longest remote command line an argument holds, and refuses one byte more", async () => {
+    // MAX_ARG_STRLEN counts the final NUL: 131071 bytes of command line is the most.
+    const measure = await target.run(["printf", "%s", "x".repeat(200_000)]).catch((e: Error) => e.message);
+    const overhead = Number(/ is (\d+) bytes/.exec(String(measure))![1]) - 200_000;
+    const longest = "x".repeat(131_071 - overhead);
+    expect((await runOk(target, ["printf", "%s", longest])).stdout).toBe(longest);
+    await expect(target.run(["printf", "%s", `${longest}x`])).rejects.toThrow(
+      "is 131072 bytes, more than the 131072 one argument may hold",
+    );
+  });
+
   test("runs in the session environment sshd sets", async () => {
     const result = await runOk(target, ["sh", "-c", 'echo "$KUBEHYVE_SESSION_MARK"']);
     expect(result.stdout).toBe("set by sshd\n");
@@ -301,6 +312,40 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     expect(socketDir.mode & 0o777).toBe(0o700);
     // known_hosts stays with the cluster even when the socket cannot.
     expect(await Bun.file(join(deep, "ssh", "known_hosts")).exists()).toBe(true);
+  });
+
+  test("refuses a /tmp socket dir that others can write, or that is a link, rather than put its socket there", async () => {
+    const deep = join(await tempDir("kubehyve-ssh-deep-"), "a-rather-long-cluster-directory-name".repeat(3));
+    await mkdir(deep, { recursive: true });
+    // Another user of the machine made the socket dir first (a shared /tmp is everyone's to write in).
+    const tmp = await tempDir("kubehyve-ssh-tmp-");
+    const socketDir = join(tmp, `kubehyve-${process.getuid!()}`);
+    const elsewhere = await tempDir("kubehyve-ssh-elsewhere-");
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      await mkdir(socketDir);
+      await chmod(socketDir, 0o777);
+      const open = await targetFor(sshd, deep)
+        .sshArgs()
+        .catch((e: Error) => e);
+      expect(open).toBeInstanceOf(KubehyveError);
+      expect((open as Error).message).toContain(
+        `${socketDir} must be a directory owned by uid ${process.getuid!()} with mode 0700 (it holds ssh control sockets)`,
+      );
+
+      await rm(socketDir, { recursive: true });
+      await symlink(elsewhere, socketDir);
+      const linked = await targetFor(sshd, deep)
+        .sshArgs()
+        .catch((e: Error) => e);
+      expect(linked).toBeInstanceOf(KubehyveError);
+      expect((linked as Error).message).toContain(`${socketDir} must be a directory owned by uid`);
+      expect(await readdir(elsewhere)).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
   });
 
   test("a key that is not authorized is refused with a clear error naming the key", async () => {

@@ -128,12 +128,18 @@ export async function observeVms(
           for (const name of dataset.volumes.keys())
             if (name.endsWith(TEMP_SUFFIX)) leftovers.datasets.push(`${dataset.name}/${name}`);
       } else if (listed.has(node.name)) {
-        disks = new Map(
-          disksOf(node, dev).map((d) => {
-            const fact = files.files.get(`${dir}/${d.name}`);
-            return [d.index, fact ? { present: true, size: fact.size, mode: fact.mode } : { present: false }];
-          }),
-        );
+        // A listing that failed says nothing of the disks: they are unknown then, not missing
+        // (check reports the failure, and stops the stage on it).
+        if (!files.failed)
+          disks = new Map(
+            disksOf(node, dev).map((d) => {
+              const fact = files.files.get(`${dir}/${d.name}`);
+              return [
+                d.index,
+                fact ? { present: true, size: fact.size, mode: fact.mode } : { present: false },
+              ];
+            }),
+          );
         if (ours)
           for (const d of disksOf(node, dev))
             if (files.files.get(`${dir}/${d.name}${TEMP_SUFFIX}`))

@@ -157,6 +157,33 @@ describe("a read of the VMs' configs that is cut short", () => {
   });
 });
 
+describe("a listing of the VMs' disk files that fails", () => {
+  test("stops up with the failure named, calls no disk missing, and changes nothing", async () => {
+    const options = { vmDir: join(host.root, "vm") };
+    const state = stateDir();
+    expect((await engine("up", state, { options })).exitCode).toBe(0);
+    host.clearLog();
+    host.inject({
+      kind: "fail-once",
+      command: "ls",
+      args: ["-lnd"],
+      code: 1,
+      stderr: "ls: Input/output error",
+    });
+    const again = await engine("up", state, { options });
+    expect(again.exitCode).not.toBe(0);
+    // The one finding: a listing that failed says nothing of the disks, so none is called missing.
+    expect(again.errors.map((e) => [e.code, e.summary, e.detail])).toEqual([
+      [
+        "bhyve.host-read-failed",
+        "could not read the VMs' disk files",
+        "ls -lnd exited 1: ls: Input/output error",
+      ],
+    ]);
+    expect(mutations()).toEqual([]);
+  });
+});
+
 describe("what the operator keeps inside a VM of this cluster", () => {
   test("down destroys neither a VM holding a snapshot, a dataset or a file of theirs nor those things, names each, and its dry run says the same", async () => {
     const state = stateDir();
@@ -237,6 +264,26 @@ describe("a dataset an interrupted run left", () => {
     );
     expect(guests()).toEqual(["zroot/vm/w3"]);
     expect(host.state().datasets["zroot/vm/w3@look"]).toBeDefined();
+  });
+
+  test("is destroyed by down, with the template that run left, and another cluster's template stays", async () => {
+    const state = stateDir();
+    expect((await engine("up", state)).exitCode).toBe(0);
+    const id = readFileSync(join(state, "cluster-id"), "utf8").trim();
+    // vm create of a new node w3 was stopped after zfs create, its template still in .templates.
+    run(host, ["zfs", "create", "-o", `kubehyve:cluster=${id}`, "zroot/vm/w3"]);
+    const templates = join(host.vmDir(), ".templates");
+    writeFileSync(join(templates, `kubehyve-${id}-w3.conf`), `kubehyve_cluster=${id}\n`);
+    const theirs = "kubehyve-00000000-0000-4000-8000-000000000000-w3.conf";
+    writeFileSync(join(templates, theirs), "kubehyve_cluster=00000000-0000-4000-8000-000000000000\n");
+    const cluster = exampleCluster({
+      nodes: [...exampleCluster().nodes, labNode("w3", "worker", "192.168.1.24")],
+    });
+
+    const down = await engine("down", state, { cluster });
+    expect(down.exitCode).toBe(0);
+    expect(guests()).toEqual([]);
+    expect(readdirSync(templates).sort()).toEqual(["default.conf", theirs]);
   });
 });
 

@@ -333,7 +333,7 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
     expect(out).toContain("/usr is a read-only file system");
   }, 120_000);
 
-  test("down resets the cluster with reset.yml and removes the kubeconfig and the admin.conf, not the nodes' pins", async () => {
+  test("down resets the cluster with reset.yml and removes the kubeconfig, the admin.conf and a pins file of the stage's own, not the nodes' pins", async () => {
     const cluster = labCluster([cp1, w1, w2]);
     expect(await lab.readNodeFile("cp1", "runs")).toBeDefined();
     const ctx = lab.context(cluster, lab.options());
@@ -342,8 +342,12 @@ describe.skipIf(!ready)("k8s/kubespray with ansible-playbook over a loopback ssh
     const pinned = await readFile(pins, "utf8");
     expect(pinned).toContain(`[127.0.0.1]:${lab.sshd.port} `);
     await expect(stat(join(ctx.dir, "known_hosts"))).rejects.toThrow();
+    // An earlier version kept a file of the stage's own: its pins would refuse the next cluster's nodes.
+    const ownPins = join(ctx.dir, "known_hosts");
+    await writeFile(ownPins, pinned, { mode: 0o600 });
     expect((await stat(join(ctx.dir, "inventory", "artifacts", "admin.conf"))).isFile()).toBe(true);
     await kubesprayPlugin.destroy!(ctx);
+    await expect(stat(ownPins)).rejects.toThrow();
     expect(await lab.readNodeFile("cp1", "runs")).toBeUndefined();
     expect(await lab.readNodeFile("w2", "runs")).toBeUndefined();
     await expect(stat(ctx.kubeconfigPath)).rejects.toThrow();

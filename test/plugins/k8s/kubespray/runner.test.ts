@@ -18,7 +18,7 @@ import { dirname, join } from "node:path";
 import { type RunOptions, runOk, stringifyYaml, type Target, v } from "kubehyve";
 import { kubesprayPlugin } from "../../../../plugins/k8s/kubespray/index.ts";
 import { buildInventory } from "../../../../plugins/k8s/kubespray/inventory.ts";
-import { pointServerAt } from "../../../../plugins/k8s/kubespray/kubeconfig.ts";
+import { handOverKubeconfig, pointServerAt } from "../../../../plugins/k8s/kubespray/kubeconfig.ts";
 import { optionsSchema } from "../../../../plugins/k8s/kubespray/options.ts";
 import type { AnsibleEvent } from "../../../../plugins/k8s/kubespray/progress.ts";
 import {
@@ -1011,5 +1011,48 @@ describe("pointServerAt", () => {
     expect(() => pointServerAt("apiVersion: v1\nclusters: []\n", "192.168.1.21")).toThrow(
       "no `server:` line",
     );
+  });
+});
+
+describe("handOverKubeconfig", () => {
+  test("writes the admin kubeconfig 0600 in a 0700 dir, even over a file of another mode left at its temporary name", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kubehyve-handover-"));
+    try {
+      const adminConf = join(dir, "inventory", "artifacts", "admin.conf");
+      await mkdir(dirname(adminConf), { recursive: true });
+      await writeFile(
+        adminConf,
+        "apiVersion: v1\nclusters:\n  - cluster:\n      server: https://10.233.0.1:6443\n",
+      );
+      const dest = join(dir, "state", "kubeconfig");
+      await handOverKubeconfig(adminConf, dest, "192.168.1.21");
+      expect((await stat(dest)).mode & 0o777).toBe(0o600);
+      expect((await stat(dirname(dest))).mode & 0o777).toBe(0o700);
+      expect(await readFile(dest, "utf8")).toContain("server: https://192.168.1.21:6443");
+
+      // A run killed between the write and the rename, whose pid this process now has.
+      await writeFile(`${dest}.${process.pid}.tmp`, "half a kubeconfig", { mode: 0o644 });
+      await handOverKubeconfig(adminConf, dest, "192.168.1.22");
+      expect((await stat(dest)).mode & 0o777).toBe(0o600);
+      expect(await readFile(dest, "utf8")).toContain("server: https://192.168.1.22:6443");
+      expect(existsSync(`${dest}.${process.pid}.tmp`)).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("says Kubespray wrote no admin kubeconfig when there is none, and writes nothing", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kubehyve-handover-"));
+    try {
+      const adminConf = join(dir, "artifacts", "admin.conf");
+      await expect(
+        handOverKubeconfig(adminConf, join(dir, "state", "kubeconfig"), "192.168.1.21"),
+      ).rejects.toThrow(
+        `Kubespray did not write the admin kubeconfig ${adminConf} (is kubeconfig_localhost set?)`,
+      );
+      expect(existsSync(join(dir, "state"))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

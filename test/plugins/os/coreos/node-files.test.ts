@@ -106,6 +106,26 @@ describe("os:node-files through the engine", () => {
     },
   );
 
+  test("an answer with a file of exactly 64 KiB renders, and one with a byte more does not", async () => {
+    const answering = (contents: string) =>
+      ({
+        ...nodeFilesFixture,
+        id: "net/big",
+        hooks: { "os:node-files": () => ({ files: [{ path: "/etc/big.conf", contents }] }) },
+      }) as AnyPlugin;
+    // 65536 bytes in 32768 characters: the limit is the file's size on the node.
+    const full = "é".repeat(32 * 1024);
+    expect((await renderWith([answering(full)], "big-full")).result.exitCode).toBe(0);
+    const over = await renderWith([answering(`${full}x`)], "big-over");
+    expect(over.result.exitCode).not.toBe(0);
+    const ended = over.reporter.events.find((e) => e.type === "run.end") as { message?: string };
+    // Named as the answer of the plugin that gave it, before the files of all answers are put together.
+    expect(ended.message).toContain(
+      "plugin net/big's handler of hook os:node-files answered what os/coreos does not take: files.0.",
+    );
+    expect(ended.message).toContain("65537 bytes, more than 65536");
+  });
+
   test.skipIf(!haveIgnition())(
     "the real Ignition fails a node's first boot on a file below another, which its validator lets through",
     async () => {
@@ -174,6 +194,20 @@ describe("collectNodeFiles", () => {
   ])("refuses %s", (_what, answer, message) => {
     expect(() => collect(answer)).toThrow(KubehyveError);
     expect(() => collect(answer)).toThrow(message);
+  });
+
+  test("takes a file of exactly 64 KiB and 32 files in all answers; one byte or one file more is refused", () => {
+    // 65536 bytes in 32768 characters: the limit is the file's size on the node, not its length.
+    const full = "é".repeat(32 * 1024);
+    expect(collect({ files: [{ path: "/etc/x", contents: full }] })).toHaveLength(1);
+    expect(() => collect({ files: [{ path: "/etc/x", contents: `${full}x` }] })).toThrow(
+      "/etc/x of 65537 bytes, more than 65536",
+    );
+    const files = (n: number, from = 0) => ({
+      files: Array.from({ length: n }, (_, i) => ({ path: `/etc/f${from + i}.conf`, contents: "" })),
+    });
+    expect(collect(files(16), files(16, 16))).toHaveLength(32);
+    expect(() => collect(files(16), files(17, 16))).toThrow("33 files, more than 32");
   });
 
   test("refuses a file and its directory, from one answer or two", () => {

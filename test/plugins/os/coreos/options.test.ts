@@ -139,6 +139,20 @@ describe("kernelArgs", () => {
     ]);
   });
 
+  test("takes arguments of exactly 1024 characters together, and refuses one more", () => {
+    // 31 arguments of 31 characters and one of 32, with the 31 spaces between them: 1024.
+    const args = [
+      ...Array.from({ length: 31 }, (_, i) => `a${String(i).padStart(2, "0")}=${"x".repeat(27)}`),
+      `z=${"x".repeat(30)}`,
+    ];
+    expect(args.join(" ")).toHaveLength(1024);
+    expect(problemsOf(withOsOptions(`kernelArgs: [${args.join(", ")}]`))).toEqual([]);
+    const over = [...args.slice(0, -1), `z=${"x".repeat(31)}`];
+    expect(problemsOf(withOsOptions(`kernelArgs: [${over.join(", ")}]`))).toEqual([
+      { path: "stages.os.kernelArgs", message: expect.stringContaining("together at most 1024 characters") },
+    ]);
+  });
+
   test("refuses arguments longer together than the command line has room for", () => {
     const many = Array.from({ length: 40 }, (_, i) => `arg${i}=${"x".repeat(30)}`);
     const problems = problemsOf(withOsOptions(`kernelArgs: [${many.join(", ")}]`));

@@ -13,6 +13,7 @@ import { ignitionPathOf } from "../../../../plugins/os/coreos/paths.ts";
 import { createPluginContext } from "../../../../src/core/context.ts";
 import type { Diagnostic } from "../../../../src/core/diagnostics.ts";
 import type { Cluster, NodeSpec } from "../../../../src/core/model.ts";
+import { CancelledError } from "../../../../src/lib/errors.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
 import { SshTarget } from "../../../../src/targets/ssh.ts";
 import type { Target } from "../../../../src/targets/target.ts";
@@ -122,6 +123,41 @@ async function fakeNode(base: string, node: NodeSpec): Promise<FakeNode> {
   await write("ip-link.txt", ipLink(node.mac));
   const sshd = await startSshd({ env: { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin` } });
   return { node, sshd, root, write };
+}
+
+/** A TCP forwarder on loopback from `port` to `to`: the moment a booting node's sshd starts listening. */
+function forwardTcp(port: number, to: number): { stop(): void; connections(): number } {
+  let connections = 0;
+  type Side = { peer?: import("bun").Socket<Side>; queued: Uint8Array[] };
+  const server = Bun.listen<Side>({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      open(client) {
+        connections++;
+        client.data = { queued: [] };
+        void Bun.connect<Side>({
+          hostname: "127.0.0.1",
+          port: to,
+          socket: {
+            open(upstream) {
+              upstream.data = { peer: client, queued: [] };
+              client.data.peer = upstream;
+              for (const chunk of client.data.queued) upstream.write(chunk);
+            },
+            data: (upstream, chunk) => void upstream.data.peer?.write(chunk),
+            close: (upstream) => void upstream.data.peer?.end(),
+          },
+        });
+      },
+      data(client, chunk) {
+        if (client.data.peer) client.data.peer.write(chunk);
+        else client.data.queued.push(new Uint8Array(chunk));
+      },
+      close: (client) => void client.data.peer?.end(),
+    },
+  });
+  return { stop: () => server.stop(true), connections: () => connections };
 }
 
 const LAB_RECORDS = [
@@ -316,6 +352,57 @@ describe.skipIf(!have("sshd", "openssh-server") || !have("dnsmasq", "dnsmasq-bas
       expect(changes.filter((c) => c.kind === "ssh.wait").map((c) => c.target)).toEqual(["w2"]);
       expect(diagnostics.filter((d) => d.severity === "error").map((d) => d.code)).toEqual(["coreos.stream"]);
     });
+
+    test("apply waits for a node until it answers over SSH, and Ctrl-C ends the wait as an interruption", async () => {
+      const w2 = nodes.find((n) => n.node.name === "w2")!;
+      const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
+      const port = probe.port!;
+      await probe.stop(true);
+      const ctxFor = (stateDir: string, signal?: AbortSignal) =>
+        createPluginContext({
+          cluster: labCluster(),
+          plugin,
+          options: coreosOptions(),
+          stateDir,
+          signal,
+          targets: {
+            host: new LocalTarget(),
+            node: () => {
+              const target = new SshTarget({
+                user: w2.sshd.user,
+                host: "127.0.0.1",
+                port,
+                identityFile: w2.sshd.identityFile,
+                stateDir,
+              });
+              targets.push(target);
+              return target;
+            },
+          },
+        });
+      const wait = [{ kind: "ssh.wait", target: "w2", summary: "wait for w2", data: { node: "w2" } }];
+
+      // A VM just booted: nothing listens on its port yet, then its sshd comes up.
+      let sshd: ReturnType<typeof forwardTcp> | undefined;
+      const comesUp = setTimeout(() => {
+        sshd = forwardTcp(port, w2.sshd.port);
+      }, 1500);
+      try {
+        await plugin.apply!(ctxFor(await mkdtemp(join(tmp, "state-"))) as never, wait as never);
+        expect(sshd?.connections()).toBeGreaterThan(0);
+      } finally {
+        clearTimeout(comesUp);
+        sshd?.stop();
+      }
+
+      // Gone again: Ctrl-C during the wait is the run's interruption, not a failure to explain.
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new CancelledError("interrupted")), 500);
+      const again = ctxFor(await mkdtemp(join(tmp, "state-")), controller.signal);
+      const error = await plugin.apply!(again as never, wait as never).catch((e) => e);
+      expect(error).toBeInstanceOf(CancelledError);
+      expect(String(error.message)).not.toContain("vm console");
+    }, 60_000);
 
     test("a node that cannot be reached over SSH is an error naming it", async () => {
       const cluster = labCluster({ network: { ...labCluster().network, dns: ["127.0.0.1"] } });
