@@ -159,6 +159,57 @@ function writableAbove(dir: string): string | undefined {
   }
 }
 
+/**
+ * Why root must not run the program at the absolute path `file`; undefined when it may. It must be
+ * a file of root's or of the user running kubehyve that neither group nor others can write, and no
+ * directory on the way to it (nor to where a link there leads) may be writable by others without
+ * the sticky bit: whoever could write it, or rename it, would have root run a program of theirs.
+ * Read-only and synchronous, so that validate() can ask too.
+ */
+export function programProblem(file: string): string | undefined {
+  const above = writableAbove(file);
+  if (above) return `others can write ${above}, on the way to it`;
+  let real: string;
+  try {
+    real = realpathSync(file);
+  } catch {
+    // Missing: the probe of check says it cannot run.
+    return undefined;
+  }
+  if (real !== file) {
+    const beyond = writableAbove(real);
+    if (beyond) return `it leads to ${real}, and others can write ${beyond}, on the way to it`;
+  }
+  const info = lstatSync(real);
+  if (!info.isFile()) return real === file ? "it is not a file" : `it leads to ${real}, which is not a file`;
+  const uid = process.getuid?.();
+  if (uid !== undefined && info.uid !== uid && info.uid !== 0)
+    return real === file
+      ? `it belongs to uid ${info.uid}`
+      : `it leads to ${real}, which belongs to uid ${info.uid}`;
+  if ((info.mode & 0o022) !== 0)
+    return real === file ? "others can write it" : `it leads to ${real}, which others can write`;
+  return undefined;
+}
+
+/** The diagnostic for a system runner's ansible-playbook root must not run; undefined when it may. */
+export function unsafeAnsiblePlaybook(path: string): Diagnostic | undefined {
+  // A bare name is looked up in PATH, which is the operator's to keep.
+  if (!path.startsWith("/")) return undefined;
+  const why = programProblem(path);
+  if (!why) return undefined;
+  return diag.error(
+    "kubespray.runner-unsafe",
+    `the ansible-playbook ${path} is not safe to run as root: ${why}`,
+    {
+      detail:
+        "kubehyve runs it as root: whoever can change or replace it would run their own program as root",
+      hint: `use an ansible-playbook that only root (or you) owns and can write, in directories only root can write (chown root ${path}; chmod go-w ${path}), or the default runner: stages.k8s.runner: { kind: "venv" }`,
+      path: "stages.k8s.runner.ansiblePlaybook",
+    },
+  );
+}
+
 /** The diagnostic for a runner directory kubehyve must not take; undefined when it may. */
 export function runnerDirProblem(owner: DirectoryOwner, dir: string): Diagnostic | undefined {
   if (owner.kind === "foreign") {
@@ -237,6 +288,9 @@ function systemRunner(local: Target, ansiblePlaybook: string): AnsibleRunner {
     kind: "system",
     target: local,
     async prerequisites() {
+      // Before the probe: the probe runs it, as root.
+      const unsafe = unsafeAnsiblePlaybook(ansiblePlaybook);
+      if (unsafe) return [unsafe];
       const r = await local.run([ansiblePlaybook, "--version"], { timeoutMs: PROBE_TIMEOUT_MS });
       if (r.code !== 0) {
         return [

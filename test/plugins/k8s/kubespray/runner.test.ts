@@ -201,6 +201,59 @@ describe("runner prerequisites", () => {
     ]);
   });
 
+  test("an ansible-playbook another user owns or could swap is refused before it is run", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kh-playbook-"));
+    try {
+      const ran = join(dir, "ran");
+      // It records that it ran: the version probe of check must not run what it refuses, as root.
+      const script = `#!/bin/sh\necho ran >> ${ran}\necho 'ansible-playbook [core 2.18.1]'\n`;
+      const make = async (path: string, mode = 0o755) => {
+        await mkdir(dirname(path), { recursive: true });
+        await writeFile(path, script, { mode });
+        await chmod(path, mode);
+        return path;
+      };
+      const theirs = await make(join(dir, "theirs", "ansible-playbook"));
+      await chown(theirs, 65534, 65534);
+      const open = await make(join(dir, "open", "ansible-playbook"), 0o757);
+      const shared = join(dir, "shared");
+      const below = await make(join(shared, "bin", "ansible-playbook"));
+      await chmod(shared, 0o777);
+      const link = join(dir, "links", "ansible-playbook");
+      await mkdir(dirname(link));
+      await symlink(below, link);
+      const fine = await make(join(dir, "fine", "ansible-playbook"));
+      for (const [path, why] of [
+        [theirs, "it belongs to uid 65534"],
+        [open, "others can write it"],
+        [below, `others can write ${shared}, on the way to it`],
+        [link, `it leads to ${below}, and others can write ${shared}, on the way to it`],
+      ] as const) {
+        const options = v.parse(optionsSchema, { runner: { kind: "system", ansiblePlaybook: path } });
+        const refusal = expect.objectContaining({
+          code: "kubespray.runner-unsafe",
+          severity: "error",
+          summary: `the ansible-playbook ${path} is not safe to run as root: ${why}`,
+          hint: expect.stringContaining(`chmod go-w ${path}`),
+          path: "stages.k8s.runner.ansiblePlaybook",
+        });
+        expect(await createRunner(options, dir, local, CLUSTER_ID).prerequisites()).toEqual([refusal]);
+        expect(kubesprayPlugin.validate!({ cluster: labCluster(), options })).toEqual(
+          expect.arrayContaining([refusal]),
+        );
+      }
+      expect(existsSync(ran)).toBe(false);
+      // One of its own, in directories only it can write (below the sticky /tmp), is run.
+      const options = v.parse(optionsSchema, { runner: { kind: "system", ansiblePlaybook: fine } });
+      expect(await createRunner(options, dir, local, CLUSTER_ID).prerequisites()).toEqual([
+        expect.objectContaining({ code: "kubespray.runner", severity: "ok" }),
+      ]);
+      expect(await readFile(ran, "utf8")).toBe("ran\n");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test.skipIf(!have("ansible-playbook", "ansible"))(
     "a working ansible-playbook is reported with its version",
     async () => {
