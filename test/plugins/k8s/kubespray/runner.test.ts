@@ -1068,7 +1068,7 @@ describe("pointServerAt", () => {
 });
 
 describe("handOverKubeconfig", () => {
-  test("writes the admin kubeconfig 0600 in a 0700 dir, even over a file of another mode left at its temporary name", async () => {
+  test("writes the admin kubeconfig 0600 in a 0700 dir, never through a link planted at a temporary name", async () => {
     const dir = await mkdtemp(join(tmpdir(), "kubehyve-handover-"));
     try {
       const adminConf = join(dir, "inventory", "artifacts", "admin.conf");
@@ -1083,12 +1083,19 @@ describe("handOverKubeconfig", () => {
       expect((await stat(dirname(dest))).mode & 0o777).toBe(0o700);
       expect(await readFile(dest, "utf8")).toContain("server: https://192.168.1.21:6443");
 
-      // A run killed between the write and the rename, whose pid this process now has.
-      await writeFile(`${dest}.${process.pid}.tmp`, "half a kubeconfig", { mode: 0o644 });
+      // A link planted at the name a temporary file had (the state dir's, then the process id):
+      // written through, the cluster's admin credentials would land where it leads.
+      const victim = join(dir, "victim");
+      await writeFile(victim, "not kubehyve's\n", { mode: 0o644 });
+      const planted = `${dest}.${process.pid}.tmp`;
+      await symlink(victim, planted);
       await handOverKubeconfig(adminConf, dest, "192.168.1.22");
+      expect(await readFile(victim, "utf8")).toBe("not kubehyve's\n");
+      expect((await lstat(dest)).isFile()).toBe(true);
       expect((await stat(dest)).mode & 0o777).toBe(0o600);
       expect(await readFile(dest, "utf8")).toContain("server: https://192.168.1.22:6443");
-      expect(existsSync(`${dest}.${process.pid}.tmp`)).toBe(false);
+      // Not made by kubehyve, so left alone.
+      expect((await lstat(planted)).isSymbolicLink()).toBe(true);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
