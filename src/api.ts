@@ -131,6 +131,11 @@ export { mapLimit } from "./lib/concurrency.ts";
 /** A name's A records as one DNS server answers them (the lab's dnsmasq, at any port). */
 export { type DnsAnswer, resolveA } from "./lib/dns.ts";
 export { CancelledError, KubehyveError } from "./lib/errors.ts";
+/**
+ * Writes a file through an exclusively created temporary name of its own (never through what lies
+ * there), with `mode`, synced, then renamed into place; the directory is made 0700 when missing.
+ */
+export { writeFileAtomic } from "./lib/fsutil.ts";
 export { type Pending, type PollOptions, pending, poll, sleep } from "./lib/poll.ts";
 export { redact as urlWithoutCredentials } from "./lib/url.ts";
 export { type HttpAnswer, type HttpGetOptions, httpGet } from "./targets/http.ts";

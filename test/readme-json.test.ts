@@ -104,7 +104,7 @@ describe("the README's --json table", () => {
     expect(rows.get("phase.end")).toEqual(
       new Set(["stage", "plugin", "phase", "status", "durationMs", "error"]),
     );
-    expect(rows.get("error")).toEqual(new Set(["message", "hint", "problems", "exitCode"]));
+    expect(rows.get("error")).toEqual(new Set(["message", "hint", "problems", "warnings", "exitCode"]));
   });
 
   test("holds every line each command's --json writes: v 1, a ts, a documented type and fields", async () => {

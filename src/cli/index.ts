@@ -309,12 +309,14 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
   const exitCode = known ? error.exitCode : ExitCode.phaseFailed;
   if (json) {
     const problems = error instanceof InputError ? error.problems : undefined;
+    const warnings = error instanceof InputError && error.warnings.length ? error.warnings : undefined;
     output().stdout(
       jsonLine({
         type: "error",
         message: (error as Error).message,
         hint: known ? error.hint : undefined,
         problems,
+        warnings,
         exitCode,
       }),
     );
@@ -332,6 +334,10 @@ export function printError(thrown: unknown, json: boolean, verbose = false): num
       // escape sequence, in a stage's own message too) is shown escaped, never raw.
       output().stderr(`  ${cut(visible(`${where}${p.path ? `${p.path}: ` : ""}${p.message}`))}\n`);
       if (p.hint) output().stderr(`    → ${cut(visible(p.hint))}\n`);
+    }
+    for (const w of error.warnings) {
+      output().stderr(`  ⚠ ${cut(visible(`${w.path ? `${w.path}: ` : ""}${w.summary}`))}\n`);
+      if (w.hint) output().stderr(`    → ${cut(visible(w.hint))}\n`);
     }
   }
   if (error.hint) output().stderr(`  → ${cut(visible(error.hint))}\n`);

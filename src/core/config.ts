@@ -627,7 +627,8 @@ export function parseClusterText(text: string, source: string, plugins: PluginLo
       else warnings.push(d);
     }
   }
-  if (problems.count) throw invalid(source, problems);
+  // The warnings of the stages whose rules ran are as true as the errors: both are said at once.
+  if (problems.count) throw invalid(source, problems, warnings);
   return { cluster, stages, warnings, source };
 }
 
@@ -638,10 +639,15 @@ export function parsePath(path: string): PathKey[] {
   );
 }
 
-function invalid(source: string, problems: ProblemList): InputError {
+function invalid(source: string, problems: ProblemList, warnings: Diagnostic[] = []): InputError {
   const n = problems.count;
   const shown = n > YAML_LIMITS.problems ? ` (the first ${YAML_LIMITS.problems} follow)` : "";
-  return new InputError(`${source} has ${n} problem${n === 1 ? "" : "s"}${shown}`, undefined, problems.items);
+  return new InputError(
+    `${source} has ${n} problem${n === 1 ? "" : "s"}${shown}`,
+    undefined,
+    problems.items,
+    warnings,
+  );
 }
 
 function notYaml(source: string, refused: YamlRefused): InputError {

@@ -27,6 +27,8 @@ export class InputError extends KubehyveError {
     message: string,
     hint?: string,
     readonly problems: readonly { path: string; message: string; where?: string; hint?: string }[] = [],
+    /** Findings that alone would not stop a run (a stage's validate() warnings), said beside them. */
+    readonly warnings: readonly { path?: string; summary: string; hint?: string }[] = [],
   ) {
     super(message, ExitCode.badInput, hint);
     this.name = "InputError";

@@ -182,10 +182,11 @@ export class SshTarget implements Target {
     ]);
     // The remote shell gets this as one argument, and Linux takes at most 128 KiB in one
     // (MAX_ARG_STRLEN): past it, spawning ssh fails with no word of which command was too long.
+    // MAX_ARG_BYTES counts the final NUL, so the line itself may be one byte shorter.
     const bytes = Buffer.byteLength(remote);
-    if (bytes >= MAX_ARG_BYTES) {
+    if (bytes + 1 > MAX_ARG_BYTES) {
       throw new Error(
-        `${this.name}: the remote command line of \`${showCommand(argv)}\` is ${bytes} bytes, more than the ${MAX_ARG_BYTES} one argument may hold: pass large data on stdin`,
+        `${this.name}: the remote command line of \`${showCommand(argv)}\` is ${bytes} bytes, more than the ${MAX_ARG_BYTES - 1} one argument may hold (${MAX_ARG_BYTES} with its final NUL): pass large data on stdin`,
       );
     }
     await this.ensureMaster(opts);

@@ -270,6 +270,54 @@ describe("a stage's own rule that the file breaks", () => {
   });
 });
 
+describe("a stage's warnings beside the file's errors", () => {
+  test("are shown with the errors, on the terminal and in --json", async () => {
+    const { dir, run } = workdir();
+    const { exampleText } = await import("../../src/cli/_shared.ts");
+    // A release kubehyve was not tested with (a warning) and knows no digest of (an error).
+    writeFileSync(join(dir, "kubehyve.yaml"), exampleText.replace("version: v2.31.0", "version: v2.30.0"));
+    const r = await run(["config", "validate"]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines).toContain(
+      "  ⚠ stages.k8s.version: kubehyve was tested with Kubespray v2.31.0, not v2.30.0",
+    );
+    expect(lines.some((l) => l.includes("stages.k8s.release.tree-sha256-v1: no tree-sha256-v1 digest"))).toBe(
+      true,
+    );
+    const json = await run(["config", "validate", "--json"]);
+    expect(json.code).toBe(2);
+    const event = JSON.parse(json.stdout);
+    expect(event.type).toBe("error");
+    expect(event.warnings).toEqual([
+      expect.objectContaining({
+        code: "kubespray.release-unknown",
+        severity: "warn",
+        path: "stages.k8s.version",
+        summary: "kubehyve was tested with Kubespray v2.31.0, not v2.30.0",
+      }),
+    ]);
+  });
+
+  test("are not guessed at when the core checks failed and no stage's rules could run", async () => {
+    const { dir, run } = workdir();
+    const { exampleText } = await import("../../src/cli/_shared.ts");
+    const broken = exampleText
+      .replace("version: v2.31.0", "version: v2.30.0")
+      .replace(/^name: .*$/m, "name: 'not a name!'");
+    expect(broken).not.toBe(exampleText.replace("version: v2.31.0", "version: v2.30.0"));
+    writeFileSync(join(dir, "kubehyve.yaml"), broken);
+    const r = await run(["config", "validate"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("name: must be a DNS label");
+    expect(r.stderr).not.toContain("⚠");
+    expect(r.stderr).not.toContain("tested with Kubespray");
+    const json = await run(["config", "validate", "--json"]);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout).warnings).toBeUndefined();
+  });
+});
+
 /** A cluster file of one node on loopback and no stages: nothing in it reaches any host. */
 const BARE = `name: probe
 network: { gateway: 127.0.0.1, subnet: 127.0.0.0/24 }

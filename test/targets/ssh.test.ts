@@ -116,7 +116,7 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     // command as one string, which the remote shell gets as one argument again.
     const long = "x".repeat(200_000);
     await expect(target.run(["printf", "%s", long])).rejects.toThrow(
-      /the remote command line of `printf %s x+…` is \d+ bytes, more than the 131072 one argument may hold: pass large data on stdin/,
+      /the remote command line of `printf %s x+…` is \d+ bytes, more than the 131071 one argument may hold \(131072 with its final NUL\): pass large data on stdin/,
     );
   });
 
@@ -125,9 +125,11 @@ describe.skipIf(!haveOpenSsh)("SshTarget against a real sshd", () => {
     const measure = await target.run(["printf", "%s", "x".repeat(200_000)]).catch((e: Error) => e.message);
     const overhead = Number(/ is (\d+) bytes/.exec(String(measure))![1]) - 200_000;
     const longest = "x".repeat(131_071 - overhead);
+    // At the limit: it runs, so no message may call it too long.
     expect((await runOk(target, ["printf", "%s", longest])).stdout).toBe(longest);
+    // One past it: the message must be true of the number it names.
     await expect(target.run(["printf", "%s", `${longest}x`])).rejects.toThrow(
-      "is 131072 bytes, more than the 131072 one argument may hold",
+      "is 131072 bytes, more than the 131071 one argument may hold (131072 with its final NUL)",
     );
   });
 

@@ -3,9 +3,9 @@
  * kubeconfig_localhost is set (roles/kubernetes/client/tasks/main.yml, written with to_nice_yaml),
  * handed over to the state dir with the server on the first control plane's address.
  */
-import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { KubehyveError } from "kubehyve";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { KubehyveError, writeFileAtomic } from "kubehyve";
 
 export function adminConfPathOf(inventoryDir: string): string {
   return join(inventoryDir, "artifacts", "admin.conf");
@@ -46,10 +46,6 @@ export async function handOverKubeconfig(adminConf: string, dest: string, addres
       `Kubespray did not write the admin kubeconfig ${adminConf} (is kubeconfig_localhost set?)`,
     );
   }
-  const content = pointServerAt(text, address);
-  await mkdir(dirname(dest), { recursive: true, mode: 0o700 });
-  const tmp = `${dest}.${process.pid}.tmp`;
-  await writeFile(tmp, content, { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await rename(tmp, dest);
+  // The cluster's admin credentials: never written through a link planted at a temporary name.
+  await writeFileAtomic(dest, pointServerAt(text, address), 0o600);
 }

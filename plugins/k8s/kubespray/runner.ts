@@ -159,6 +159,57 @@ function writableAbove(dir: string): string | undefined {
   }
 }
 
+/**
+ * Why root must not run the program at the absolute path `file`; undefined when it may. It must be
+ * a file of root's or of the user running kubehyve that neither group nor others can write, and no
+ * directory on the way to it (nor to where a link there leads) may be writable by others without
+ * the sticky bit: whoever could write it, or rename it, would have root run a program of theirs.
+ * Read-only and synchronous, so that validate() can ask too.
+ */
+export function programProblem(file: string): string | undefined {
+  const above = writableAbove(file);
+  if (above) return `others can write ${above}, on the way to it`;
+  let real: string;
+  try {
+    real = realpathSync(file);
+  } catch {
+    // Missing: the probe of check says it cannot run.
+    return undefined;
+  }
+  if (real !== file) {
+    const beyond = writableAbove(real);
+    if (beyond) return `it leads to ${real}, and others can write ${beyond}, on the way to it`;
+  }
+  const info = lstatSync(real);
+  if (!info.isFile()) return real === file ? "it is not a file" : `it leads to ${real}, which is not a file`;
+  const uid = process.getuid?.();
+  if (uid !== undefined && info.uid !== uid && info.uid !== 0)
+    return real === file
+      ? `it belongs to uid ${info.uid}`
+      : `it leads to ${real}, which belongs to uid ${info.uid}`;
+  if ((info.mode & 0o022) !== 0)
+    return real === file ? "others can write it" : `it leads to ${real}, which others can write`;
+  return undefined;
+}
+
+/** The diagnostic for a system runner's ansible-playbook root must not run; undefined when it may. */
+export function unsafeAnsiblePlaybook(path: string): Diagnostic | undefined {
+  // A bare name is looked up in PATH, which is the operator's to keep.
+  if (!path.startsWith("/")) return undefined;
+  const why = programProblem(path);
+  if (!why) return undefined;
+  return diag.error(
+    "kubespray.runner-unsafe",
+    `the ansible-playbook ${path} is not safe to run as root: ${why}`,
+    {
+      detail:
+        "kubehyve runs it as root: whoever can change or replace it would run their own program as root",
+      hint: `use an ansible-playbook that only root (or you) owns and can write, in directories only root can write (chown root ${path}; chmod go-w ${path}), or the default runner: stages.k8s.runner: { kind: "venv" }`,
+      path: "stages.k8s.runner.ansiblePlaybook",
+    },
+  );
+}
+
 /** The diagnostic for a runner directory kubehyve must not take; undefined when it may. */
 export function runnerDirProblem(owner: DirectoryOwner, dir: string): Diagnostic | undefined {
   if (owner.kind === "foreign") {
@@ -195,6 +246,24 @@ export function runnerDirDiagnostics(
   if (!dir) return [];
   const problem = runnerDirProblem(directoryOwner(dir, clusterId, stageDir), dir);
   return problem ? [problem] : [];
+}
+
+/**
+ * What this machine's filesystem alone says will stop a playbook (no program runs, so a plan may be
+ * offline): the venv directory, the system ansible-playbook, room for the ssh control sockets.
+ */
+export function localRunnerDiagnostics(
+  options: KubesprayOptions,
+  stageDir: string,
+  clusterId: string,
+): Diagnostic[] {
+  const found = runnerDirDiagnostics(options, stageDir, clusterId);
+  const unsafe =
+    options.runner.kind === "system" ? unsafeAnsiblePlaybook(options.runner.ansiblePlaybook) : undefined;
+  if (unsafe) found.push(unsafe);
+  const tooLong = controlPathProblem(stageDir);
+  if (tooLong) found.push(tooLong);
+  return found;
 }
 
 /** The runtime Ansible runs in. */
@@ -237,6 +306,9 @@ function systemRunner(local: Target, ansiblePlaybook: string): AnsibleRunner {
     kind: "system",
     target: local,
     async prerequisites() {
+      // Before the probe: the probe runs it, as root.
+      const unsafe = unsafeAnsiblePlaybook(ansiblePlaybook);
+      if (unsafe) return [unsafe];
       const r = await local.run([ansiblePlaybook, "--version"], { timeoutMs: PROBE_TIMEOUT_MS });
       if (r.code !== 0) {
         return [
@@ -507,19 +579,29 @@ async function privateDir(dir: string, uid: number): Promise<void> {
 }
 
 /**
+ * The error that ensureControlPathDir would stop a playbook with when no directory for the sockets
+ * fits, for check (and so plan and doctor) to say before `up` starts; undefined when one fits.
+ * Read-only: the path is measured, nothing is made.
+ */
+export function controlPathProblem(workDir: string, tmp = tmpdir()): Diagnostic | undefined {
+  const dir = controlPathDirOf(workDir, tmp);
+  if (fitsSocket(dir) && fitsSocket(realOrNearest(dir))) return undefined;
+  return diag.error(
+    "kubespray.control-path-too-long",
+    `no directory for Ansible's ssh control sockets fits in the ${SUN_PATH_MAX} bytes of a socket's path: ${join(workDir, "cp")} and ${dir} are too long`,
+    { hint: "use a shorter --state-dir, or a shorter TMPDIR" },
+  );
+}
+
+/**
  * Makes the directory controlPathDirOf names (0700) and checks it, as the state dir's own files are
  * checked: a link, another user's directory or one others can write is refused before any host is
  * touched, as is a path that leaves ssh no room for a socket.
  */
 export async function ensureControlPathDir(workDir: string, tmp = tmpdir()): Promise<string> {
   const dir = controlPathDirOf(workDir, tmp);
-  if (!fitsSocket(dir) || !fitsSocket(realOrNearest(dir))) {
-    throw new KubehyveError(
-      `no directory for Ansible's ssh control sockets fits in the ${SUN_PATH_MAX} bytes of a socket's path: ${join(workDir, "cp")} and ${dir} are too long; nothing was run`,
-      1,
-      "use a shorter --state-dir, or a shorter TMPDIR",
-    );
-  }
+  const tooLong = controlPathProblem(workDir, tmp);
+  if (tooLong) throw new KubehyveError(`${tooLong.summary}; nothing was run`, 1, tooLong.hint);
   if (dir === join(workDir, "cp")) {
     // In the stage's directory, which the core checked: made 0700, or checked and made 0700.
     await ensureStageDirs(workDir, dir);

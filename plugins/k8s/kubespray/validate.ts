@@ -7,7 +7,7 @@
 import { type Cluster, type Diagnostic, diag } from "kubehyve";
 import { baseGroupVars, mergeGroupVars } from "./inventory.ts";
 import { KNOWN_RELEASES, type KubesprayOptions } from "./options.ts";
-import { directoryOwner, runnerDirProblem } from "./runner.ts";
+import { directoryOwner, runnerDirProblem, unsafeAnsiblePlaybook } from "./runner.ts";
 
 const SLOT = "k8s";
 
@@ -519,6 +519,10 @@ export function validateStage(input: { cluster: Cluster; options: KubesprayOptio
     // Only a directory without any marker can be judged here; whose marker it is, check() knows.
     const owner = directoryOwner(options.runner.dir, undefined);
     if (owner.kind === "foreign") found.push(runnerDirProblem(owner, options.runner.dir)!);
+  }
+  if (options.runner.kind === "system") {
+    const unsafe = unsafeAnsiblePlaybook(options.runner.ansiblePlaybook);
+    if (unsafe) found.push(unsafe);
   }
   return found;
 }

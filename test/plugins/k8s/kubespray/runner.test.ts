@@ -201,6 +201,59 @@ describe("runner prerequisites", () => {
     ]);
   });
 
+  test("an ansible-playbook another user owns or could swap is refused before it is run", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kh-playbook-"));
+    try {
+      const ran = join(dir, "ran");
+      // It records that it ran: the version probe of check must not run what it refuses, as root.
+      const script = `#!/bin/sh\necho ran >> ${ran}\necho 'ansible-playbook [core 2.18.1]'\n`;
+      const make = async (path: string, mode = 0o755) => {
+        await mkdir(dirname(path), { recursive: true });
+        await writeFile(path, script, { mode });
+        await chmod(path, mode);
+        return path;
+      };
+      const theirs = await make(join(dir, "theirs", "ansible-playbook"));
+      await chown(theirs, 65534, 65534);
+      const open = await make(join(dir, "open", "ansible-playbook"), 0o757);
+      const shared = join(dir, "shared");
+      const below = await make(join(shared, "bin", "ansible-playbook"));
+      await chmod(shared, 0o777);
+      const link = join(dir, "links", "ansible-playbook");
+      await mkdir(dirname(link));
+      await symlink(below, link);
+      const fine = await make(join(dir, "fine", "ansible-playbook"));
+      for (const [path, why] of [
+        [theirs, "it belongs to uid 65534"],
+        [open, "others can write it"],
+        [below, `others can write ${shared}, on the way to it`],
+        [link, `it leads to ${below}, and others can write ${shared}, on the way to it`],
+      ] as const) {
+        const options = v.parse(optionsSchema, { runner: { kind: "system", ansiblePlaybook: path } });
+        const refusal = expect.objectContaining({
+          code: "kubespray.runner-unsafe",
+          severity: "error",
+          summary: `the ansible-playbook ${path} is not safe to run as root: ${why}`,
+          hint: expect.stringContaining(`chmod go-w ${path}`),
+          path: "stages.k8s.runner.ansiblePlaybook",
+        });
+        expect(await createRunner(options, dir, local, CLUSTER_ID).prerequisites()).toEqual([refusal]);
+        expect(kubesprayPlugin.validate!({ cluster: labCluster(), options })).toEqual(
+          expect.arrayContaining([refusal]),
+        );
+      }
+      expect(existsSync(ran)).toBe(false);
+      // One of its own, in directories only it can write (below the sticky /tmp), is run.
+      const options = v.parse(optionsSchema, { runner: { kind: "system", ansiblePlaybook: fine } });
+      expect(await createRunner(options, dir, local, CLUSTER_ID).prerequisites()).toEqual([
+        expect.objectContaining({ code: "kubespray.runner", severity: "ok" }),
+      ]);
+      expect(await readFile(ran, "utf8")).toBe("ran\n");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test.skipIf(!have("ansible-playbook", "ansible"))(
     "a working ansible-playbook is reported with its version",
     async () => {
@@ -1015,7 +1068,7 @@ describe("pointServerAt", () => {
 });
 
 describe("handOverKubeconfig", () => {
-  test("writes the admin kubeconfig 0600 in a 0700 dir, even over a file of another mode left at its temporary name", async () => {
+  test("writes the admin kubeconfig 0600 in a 0700 dir, never through a link planted at a temporary name", async () => {
     const dir = await mkdtemp(join(tmpdir(), "kubehyve-handover-"));
     try {
       const adminConf = join(dir, "inventory", "artifacts", "admin.conf");
@@ -1030,12 +1083,19 @@ describe("handOverKubeconfig", () => {
       expect((await stat(dirname(dest))).mode & 0o777).toBe(0o700);
       expect(await readFile(dest, "utf8")).toContain("server: https://192.168.1.21:6443");
 
-      // A run killed between the write and the rename, whose pid this process now has.
-      await writeFile(`${dest}.${process.pid}.tmp`, "half a kubeconfig", { mode: 0o644 });
+      // A link planted at the name a temporary file had (the state dir's, then the process id):
+      // written through, the cluster's admin credentials would land where it leads.
+      const victim = join(dir, "victim");
+      await writeFile(victim, "not kubehyve's\n", { mode: 0o644 });
+      const planted = `${dest}.${process.pid}.tmp`;
+      await symlink(victim, planted);
       await handOverKubeconfig(adminConf, dest, "192.168.1.22");
+      expect(await readFile(victim, "utf8")).toBe("not kubehyve's\n");
+      expect((await lstat(dest)).isFile()).toBe(true);
       expect((await stat(dest)).mode & 0o777).toBe(0o600);
       expect(await readFile(dest, "utf8")).toContain("server: https://192.168.1.22:6443");
-      expect(existsSync(`${dest}.${process.pid}.tmp`)).toBe(false);
+      // Not made by kubehyve, so left alone.
+      expect((await lstat(planted)).isSymbolicLink()).toBe(true);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
