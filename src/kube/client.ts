@@ -91,6 +91,7 @@ export interface KubeClientImpl extends KubeClient {
   refreshDiscovery(): Promise<void>;
   /** The resource serving apiVersion+kind, from discovery. */
   resourceFor(apiVersion: string, kind: string): Promise<ResourceInfo>;
+  servedResources(): Promise<ResourceInfo[]>;
 }
 
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);

@@ -637,6 +637,46 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
       await legacy.stop();
     }
   });
+
+  test("lists every served resource, asking discovery again, in the aggregated and the legacy format alike", async () => {
+    for (const legacyDiscoveryOnly of [false, true]) {
+      const api = await startKubeApiServer({ legacyDiscoveryOnly });
+      try {
+        const c = await createKubeClient(api.kubeconfigPath, fast);
+        const names = async () =>
+          (await c.servedResources()).map((r) => `${r.group}/${r.version}/${r.kind} ${r.namespaced}`);
+        expect(await names()).toEqual(
+          expect.arrayContaining([
+            "apps/v1/Deployment true",
+            "/v1/PersistentVolumeClaim true",
+            "/v1/Namespace false",
+          ]),
+        );
+        // A CRD applied since the last answer is in the next one: what is in a namespace now.
+        await c.apply({
+          apiVersion: "apiextensions.k8s.io/v1",
+          kind: "CustomResourceDefinition",
+          metadata: { name: "widgets.demo.example.com" },
+          spec: {
+            group: "demo.example.com",
+            names: { kind: "Widget", plural: "widgets", singular: "widget", listKind: "WidgetList" },
+            scope: "Namespaced",
+            versions: [
+              { name: "v1", served: true, storage: true, schema: { openAPIV3Schema: { type: "object" } } },
+            ],
+          },
+        });
+        expect({ legacyDiscoveryOnly, names: await names() }).toEqual({
+          legacyDiscoveryOnly,
+          names: expect.arrayContaining(["demo.example.com/v1/Widget true"]),
+        });
+        const verbs = (await c.servedResources()).find((r) => r.kind === "SelfSubjectAccessReview")?.verbs;
+        expect(verbs).toEqual(["create"]);
+      } finally {
+        await api.stop();
+      }
+    }
+  });
 });
 
 describe.skipIf(!have("openssl", "openssl"))("TLS and authentication of the client", () => {
