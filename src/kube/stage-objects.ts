@@ -462,6 +462,9 @@ async function objectsNotOwned(
  * - the ConfigMap `kube-root-ca.crt` (pkg/controller/certificates/rootcacertpublisher publisher.go
  *   RootCACertConfigMapName);
  * - Events, of either group, which components record and kube-apiserver expires (--event-ttl);
+ * - Leases, the leader-election locks of controllers (client-go tools/leaderelection/resourcelock
+ *   leaselock.go Create: no ownerReference), a stage's CSI provisioner's among them: a lock holds
+ *   no one's data, and its holder makes it again;
  * - the Endpoints of a Service in the namespace, of its name and without an ownerReference (pkg/
  *   controller/endpoint endpoints_controller.go syncService); the EndpointSlices of a Service carry
  *   one to it (pkg/controller/endpointslice, endpointslice utils.go newEndpointSlice), as above;
@@ -477,6 +480,7 @@ function madeByKubernetes(
 ): boolean {
   const core = o.apiVersion === "v1";
   if (o.kind === "Event" && (core || o.apiVersion.startsWith("events.k8s.io/"))) return true;
+  if (o.kind === "Lease" && o.apiVersion.startsWith("coordination.k8s.io/")) return true;
   if (!core) return false;
   const name = o.metadata.name;
   if (o.kind === "ServiceAccount") return name === "default";

@@ -356,6 +356,29 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
       addressType: "IPv4",
       endpoints: [],
     });
+    // endpoints_controller.go syncService: the Service's Endpoints, of its name, owned by no one.
+    await kcm.create({ apiVersion: "v1", kind: "Endpoints", metadata: { name: "web", namespace: "demo" } });
+    // An Event about the Service, of either group, and a controller's leader-election Lease.
+    await kcm.create({
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { name: "web.1", namespace: "demo" },
+      involvedObject: { kind: "Service", name: "web", namespace: "demo" },
+      reason: "Created",
+    });
+    await kcm.create({
+      apiVersion: "events.k8s.io/v1",
+      kind: "Event",
+      metadata: { name: "web.2", namespace: "demo" },
+      regarding: { kind: "Service", name: "web", namespace: "demo" },
+      reason: "Updated",
+    });
+    await kcm.create({
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name: "demo-controller-lock", namespace: "demo" },
+      spec: { holderIdentity: "demo-controller-0" },
+    });
     // tokens_controller.go: a legacy token of an account that goes with the namespace.
     for (const sa of ["default", "worker"])
       await kcm.create({
@@ -376,7 +399,7 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     expect(server.get("v1", "Namespace", "demo")).toBeUndefined();
   });
 
-  test("someone else's ServiceAccount, its token Secret and a Secret named like Kubernetes' ConfigMap keep the namespace", async () => {
+  test("someone else's ServiceAccount, its token Secret, a Secret named like Kubernetes' ConfigMap and Endpoints of no Service keep the namespace", async () => {
     const c = ctx();
     await applyStageObjects(c, client, (await planStageObjects(c, client, groups([]), OPTS)).changes, "demo");
     const kubectl = await createKubeClient(server.kubeconfigPath, { fieldManager: "kubectl-create" });
@@ -400,14 +423,21 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
       kind: "Secret",
       metadata: { name: "kube-root-ca.crt", namespace: "demo" },
     });
+    // Endpoints of no Service: set by hand, to reach something outside.
+    await kubectl.create({
+      apiVersion: "v1",
+      kind: "Endpoints",
+      metadata: { name: "external-db", namespace: "demo" },
+    });
     const reporter = memoryReporter();
     const down = ctx(false, reporter);
     await destroyStageObjects(down, client, []);
     expect(down.wetLog).not.toContain("delete Namespace demo");
     expect(warnings(reporter)).toEqual([
-      'left Namespace demo: 3 objects in it that this stage did not make (Secret demo/ci-token: its fields are set by "kubectl-create"; …) would go with it; once they are not needed: kubectl delete namespace demo',
+      'left Namespace demo: 4 objects in it that this stage did not make (Secret demo/ci-token: its fields are set by "kubectl-create"; …) would go with it; once they are not needed: kubectl delete namespace demo',
     ]);
     for (const [kind, name] of [
+      ["Endpoints", "external-db"],
       ["ServiceAccount", "ci"],
       ["Secret", "ci-token"],
       ["Secret", "kube-root-ca.crt"],
