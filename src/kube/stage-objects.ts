@@ -405,11 +405,13 @@ async function instancesNotOwned(
 }
 
 /**
- * The kinds discovery lists as namespaced, with the verbs `list` and `delete` (what a namespace's
- * deletion lists and deletes: kubernetes pkg/controller/namespace/deletion
- * namespaced_resources_deleter.go deleteAllContent), one version per group and kind (the first,
- * the preferred: aggregated discovery lists a group's versions in preference order). Undefined
- * when the client cannot ask.
+ * The kinds discovery lists as namespaced, with the verbs `list` and `delete`, one version per
+ * group and kind (the first, the preferred: aggregated discovery lists a group's versions in
+ * preference order). What a namespace's deletion takes: the namespace controller deletes every
+ * preferred namespaced kind with the `delete` verb (kubernetes pkg/controller/namespace/deletion
+ * namespaced_resources_deleter.go: discovery.FilteredBy(SupportsAllVerbs{"delete"}), then
+ * deleteAllContent); of those, what can be listed can be looked at. Undefined when the client
+ * cannot ask.
  */
 async function namespacedKinds(client: KubeClient): Promise<KindRef[] | undefined> {
   if (!client.servedResources) return undefined;
