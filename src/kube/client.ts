@@ -91,6 +91,7 @@ export interface KubeClientImpl extends KubeClient {
   refreshDiscovery(): Promise<void>;
   /** The resource serving apiVersion+kind, from discovery. */
   resourceFor(apiVersion: string, kind: string): Promise<ResourceInfo>;
+  servedResources(): Promise<ResourceInfo[]>;
 }
 
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
@@ -567,6 +568,38 @@ export async function createKubeClient(
     return info;
   }
 
+  /**
+   * Every resource the server serves now, discovery asked again (a CRD applied or deleted since
+   * counts): aggregated discovery, or the legacy lists of `/api`'s versions and of each group's
+   * preferred version (APIVersions, APIGroupList: k8s.io/apimachinery pkg/apis/meta/v1 types.go).
+   */
+  async function servedResources(): Promise<ResourceInfo[]> {
+    await refreshDiscovery();
+    const loaded = loadAggregated();
+    aggregated = loaded.catch(() => false);
+    if (!(await loaded)) {
+      const core = await request<Record<string, unknown>>("GET", "/api");
+      const apis = await request<Record<string, unknown>>("GET", "/apis");
+      const versions = Array.isArray(core.data?.versions) ? core.data.versions : [];
+      const groups = Array.isArray(apis.data?.groups) ? apis.data.groups : [];
+      const gvs: string[] = [
+        ...versions.filter((v): v is string => typeof v === "string"),
+        ...groups
+          .map((g: unknown) =>
+            isJsonObject(g) && isJsonObject(g.preferredVersion) ? g.preferredVersion.groupVersion : undefined,
+          )
+          .filter((gv): gv is string => typeof gv === "string"),
+      ];
+      for (const gv of gvs) {
+        const { group, version } = splitApiVersion(gv);
+        const pending = loadLegacy(group, version);
+        legacyFetched.set(`${group}/${version}`, pending);
+        await pending;
+      }
+    }
+    return [...resources.values()];
+  }
+
   async function refreshDiscovery(): Promise<void> {
     resources = new Map();
     aggregated = undefined;
@@ -610,6 +643,7 @@ export async function createKubeClient(
     credentials: creds,
     refreshDiscovery,
     resourceFor,
+    servedResources,
 
     async get<T extends KubeObject = KubeObject>(
       apiVersion: string,

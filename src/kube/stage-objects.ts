@@ -315,8 +315,34 @@ export async function destroyStageObjects(
   // Deleting a CRD deletes every object of its kind, in every namespace: one that still serves
   // someone else's objects (an IngressRoute of theirs, in their namespace) stays, as `helm
   // uninstall` leaves CRDs. Decided before anything is deleted, so a dry run says the same.
-  const doomed = new Set(listed.filter((o) => o.kind === "Namespace").map((o) => o.metadata.name));
+  const doomed = new Set<string>();
   const kept = new Set<KubeObject>();
+  // Deleting a namespace deletes everything in it: one that holds someone else's objects (their
+  // Deployment, a PersistentVolumeClaim with their data, a CephBlockPool they made) stays, with a
+  // warning; the stage's own objects in it are still deleted. Looked at before the CRDs, so that
+  // a custom resource of theirs in a kept namespace also keeps its CRD.
+  const namespaces = listed.filter((o) => o.kind === "Namespace" && o.apiVersion === "v1");
+  const contents = namespaces.length ? await namespacedKinds(client) : [];
+  for (const ns of namespaces) {
+    const name = ns.metadata.name;
+    if (!contents) {
+      kept.add(ns);
+      ctx.log.warn(
+        `left Namespace ${name}: this client cannot list what the server serves, so what is in it cannot be told apart from this stage's; once what is in it is not needed: kubectl delete namespace ${name}`,
+      );
+      continue;
+    }
+    const theirs = await objectsNotOwned(client, owner, contents, name, opts.madeByStage);
+    if (!theirs.length) {
+      doomed.add(name);
+      continue;
+    }
+    kept.add(ns);
+    const first = theirs[0]!;
+    ctx.log.warn(
+      `left Namespace ${name}: ${theirs.length} object${theirs.length === 1 ? "" : "s"} in it that this stage did not make (${first.kind} ${name}/${first.metadata.name}: ${fieldManagers(first)}${theirs.length > 1 ? "; …" : ""}) would go with it; once they are not needed: kubectl delete namespace ${name}`,
+    );
+  }
   for (const o of listed) {
     if (o.kind !== "CustomResourceDefinition") continue;
     const instances = await instancesNotOwned(client, owner, o, doomed);
@@ -376,4 +402,99 @@ async function instancesNotOwned(
   return items.filter(
     (o) => !isOwnedBy(o, owner) && !(o.metadata.namespace && doomed.has(o.metadata.namespace)),
   );
+}
+
+/**
+ * The kinds discovery lists as namespaced, with the verbs `list` and `delete`, one version per
+ * group and kind (the first, the preferred: aggregated discovery lists a group's versions in
+ * preference order). What a namespace's deletion takes: the namespace controller deletes every
+ * preferred namespaced kind with the `delete` verb (kubernetes pkg/controller/namespace/deletion
+ * namespaced_resources_deleter.go: discovery.FilteredBy(SupportsAllVerbs{"delete"}), then
+ * deleteAllContent); of those, what can be listed can be looked at. Undefined when the client
+ * cannot ask.
+ */
+async function namespacedKinds(client: KubeClient): Promise<KindRef[] | undefined> {
+  if (!client.servedResources) return undefined;
+  const seen = new Map<string, KindRef>();
+  for (const r of await client.servedResources()) {
+    if (!r.namespaced || !r.verbs.includes("list") || !r.verbs.includes("delete")) continue;
+    const key = `${r.group}/${r.kind}`;
+    if (!seen.has(key))
+      seen.set(key, { apiVersion: r.group ? `${r.group}/${r.version}` : r.version, kind: r.kind });
+  }
+  return [...seen.values()];
+}
+
+/**
+ * The objects in a namespace that deleting it would take from someone else: not `owner`'s
+ * (isOwnedBy), not made by a controller for an owner (an ownerReference: the garbage collector
+ * takes it with its owner), not made by the stage's own software (madeByStage), and not what
+ * Kubernetes puts in every namespace (madeByKubernetes). A kind that cannot be listed stops the
+ * down (listServed): never taken for an empty one.
+ */
+async function objectsNotOwned(
+  client: KubeClient,
+  owner: Owner,
+  kinds: readonly KindRef[],
+  namespace: string,
+  madeByStage?: (obj: KubeObject) => boolean,
+): Promise<KubeObject[]> {
+  const items: KubeObject[] = [];
+  for (const k of kinds) items.push(...(await listServed(client, k.apiVersion, k.kind, { namespace })));
+  const goes = (o: KubeObject) =>
+    isOwnedBy(o, owner) ||
+    (Array.isArray(o.metadata.ownerReferences) && o.metadata.ownerReferences.length > 0) ||
+    madeByStage?.(o) === true;
+  const services = new Set(
+    items.filter((o) => o.apiVersion === "v1" && o.kind === "Service").map((o) => o.metadata.name),
+  );
+  const accounts = new Set(
+    items
+      .filter((o) => o.apiVersion === "v1" && o.kind === "ServiceAccount")
+      .filter((o) => goes(o) || o.metadata.name === "default")
+      .map((o) => o.metadata.name),
+  );
+  return items.filter((o) => !goes(o) && !madeByKubernetes(o, services, accounts));
+}
+
+/**
+ * What Kubernetes itself makes in a namespace, which is no one's data:
+ * - the ServiceAccount `default`, made in every namespace (kubernetes pkg/controller/serviceaccount
+ *   serviceaccounts_controller.go DefaultServiceAccountsControllerOptions);
+ * - the ConfigMap `kube-root-ca.crt` (pkg/controller/certificates/rootcacertpublisher publisher.go
+ *   RootCACertConfigMapName);
+ * - Events, of either group, which components record and kube-apiserver expires (--event-ttl);
+ * - Leases, the leader-election locks of controllers (client-go tools/leaderelection/resourcelock
+ *   leaselock.go Create: no ownerReference), a stage's CSI provisioner's among them: a lock holds
+ *   no one's data, and its holder makes it again;
+ * - the Endpoints of a Service in the namespace, of its name and without an ownerReference (pkg/
+ *   controller/endpoint endpoints_controller.go syncService); the EndpointSlices of a Service carry
+ *   one to it (pkg/controller/endpointslice, endpointslice utils.go newEndpointSlice), as above;
+ * - a service-account token Secret of a ServiceAccount that goes (`services`/`accounts` here: the
+ *   Service and ServiceAccount names that go with the namespace), which the tokens controller
+ *   deletes with its account (pkg/controller/serviceaccount tokens_controller.go, the annotation
+ *   kubernetes.io/service-account.name: k8s.io/api core/v1 types.go ServiceAccountNameKey).
+ */
+function madeByKubernetes(
+  o: KubeObject,
+  services: ReadonlySet<string>,
+  accounts: ReadonlySet<string>,
+): boolean {
+  const core = o.apiVersion === "v1";
+  if (o.kind === "Event" && (core || o.apiVersion.startsWith("events.k8s.io/"))) return true;
+  if (o.kind === "Lease" && o.apiVersion.startsWith("coordination.k8s.io/")) return true;
+  if (!core) return false;
+  const name = o.metadata.name;
+  if (o.kind === "ServiceAccount") return name === "default";
+  if (o.kind === "ConfigMap") return name === "kube-root-ca.crt";
+  if (o.kind === "Endpoints") return services.has(name);
+  if (o.kind === "Secret") {
+    const account = o.metadata.annotations?.["kubernetes.io/service-account.name"];
+    return (
+      (o as { type?: unknown }).type === "kubernetes.io/service-account-token" &&
+      !!account &&
+      accounts.has(account)
+    );
+  }
+  return false;
 }

@@ -1,3 +1,5 @@
+import type { ResourceInfo } from "./discovery.ts";
+
 /** The Kubernetes client as plugins see it (ctx.kube()). */
 export interface KubeObject {
   apiVersion: string;
@@ -88,6 +90,11 @@ export interface KubeClient {
    * compatibility with other implementations; the kubehyve client always has it.
    */
   refreshDiscovery?(): Promise<void>;
+  /**
+   * Every resource discovery lists now, asked again: what may be in a namespace. Optional like
+   * refreshDiscovery; without it `down` cannot tell what a namespace holds, and keeps it.
+   */
+  servedResources?(): Promise<ResourceInfo[]>;
 }
 
 /** A JSON object: not null, not an array. What the API and kubeconfigs hold is checked with it. */

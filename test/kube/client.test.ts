@@ -5,6 +5,7 @@ import { resolveKubeconfig } from "../../src/kube/kubeconfig.ts";
 import { isOwnedBy } from "../../src/kube/ownership.ts";
 import { isReady, waitFor } from "../../src/kube/readiness.ts";
 import { KubeApiError, KubeTransportError } from "../../src/kube/status.ts";
+import { pending, poll } from "../../src/lib/poll.ts";
 import { createPki } from "../lab/kube/pki.ts";
 import { type KubeApiServer, startKubeApiServer } from "../lab/kube/server.ts";
 import { have } from "../lab/prereq.ts";
@@ -635,6 +636,49 @@ describe.skipIf(!have("openssl", "openssl"))("the Kubernetes client against the 
       expect(paths).toContain("/apis/storage.k8s.io/v1");
     } finally {
       await legacy.stop();
+    }
+  });
+
+  test("lists every served resource, asking discovery again each time, in the aggregated and the legacy format alike", async () => {
+    for (const legacyDiscoveryOnly of [false, true]) {
+      const api = await startKubeApiServer({ legacyDiscoveryOnly });
+      try {
+        const c = await createKubeClient(api.kubeconfigPath, fast);
+        const names = async () =>
+          (await c.servedResources()).map((r) => `${r.group}/${r.version}/${r.kind} ${r.namespaced}`);
+        expect(await names()).toEqual(
+          expect.arrayContaining([
+            "apps/v1/Deployment true",
+            "/v1/PersistentVolumeClaim true",
+            "/v1/Namespace false",
+          ]),
+        );
+        // A CRD applied since the last answer is in the next one: what is in a namespace now.
+        await c.apply({
+          apiVersion: "apiextensions.k8s.io/v1",
+          kind: "CustomResourceDefinition",
+          metadata: { name: "widgets.demo.example.com" },
+          spec: {
+            group: "demo.example.com",
+            names: { kind: "Widget", plural: "widgets", singular: "widget", listKind: "WidgetList" },
+            scope: "Namespaced",
+            versions: [
+              { name: "v1", served: true, storage: true, schema: { openAPIV3Schema: { type: "object" } } },
+            ],
+          },
+        });
+        // Served once the server has established it (a moment later): each answer asks again.
+        const widget = "demo.example.com/v1/Widget true";
+        await poll(
+          `the Widget kind in discovery (legacy only: ${legacyDiscoveryOnly})`,
+          async () => ((await names()).includes(widget) ? true : pending("not listed yet")),
+          { timeoutMs: 20_000, intervalMs: 50 },
+        );
+        const verbs = (await c.servedResources()).find((r) => r.kind === "SelfSubjectAccessReview")?.verbs;
+        expect(verbs).toEqual(["create"]);
+      } finally {
+        await api.stop();
+      }
     }
   });
 });

@@ -59,7 +59,7 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
   let server: KubeApiServer;
   let client: KubeClientImpl;
   let stateDir: string;
-  const ctx = (dryRun = false) =>
+  const ctx = (dryRun = false, reporter?: ReturnType<typeof memoryReporter>) =>
     createPluginContext({
       cluster: labCluster(),
       plugin,
@@ -68,7 +68,10 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
       clusterId: CLUSTER_ID,
       dryRun,
       kube: async () => client,
+      ...(reporter ? { reporter } : {}),
     });
+  const warnings = (r: ReturnType<typeof memoryReporter>) =>
+    r.events.flatMap((e) => (e.type === "log" && e.level === "warn" ? [e.message] : []));
   const groups = (settings: KubeObject[]) => [
     {
       title: "the demo's namespace",
@@ -249,7 +252,7 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
     expect(server.get("v1", "ConfigMap", "kept", "demo")).toBeDefined();
   });
 
-  test("down deletes what carries the stage's labels, the namespace last, and forgets the kinds", async () => {
+  test("down deletes what carries the stage's labels and forgets the kinds, and keeps its namespace while someone else's object is in it", async () => {
     const c = ctx();
     await applyStageObjects(
       c,
@@ -258,20 +261,221 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
       "demo",
     );
     // With no record of the kinds (another state dir), the kinds named are enough.
-    const down = ctx();
-    await down.state.delete(APPLIED_KINDS_KEY);
-    await destroyStageObjects(down, client, [
+    const kinds = [
       { apiVersion: "v1", kind: "Namespace" },
       { apiVersion: "v1", kind: "ConfigMap" },
-    ]);
+    ];
+    const dryReporter = memoryReporter();
+    const dry = ctx(true, dryReporter);
+    await dry.state.delete(APPLIED_KINDS_KEY);
+    const reporter = memoryReporter();
+    const down = ctx(false, reporter);
+    await destroyStageObjects(dry, client, kinds);
+    await destroyStageObjects(down, client, kinds);
+    expect(down.wetLog).toEqual(dry.wetLog);
     const deletes = down.wetLog.filter((l) => l.startsWith("delete "));
-    expect(deletes.at(-1)).toBe("delete Namespace demo");
     expect(deletes).toContain("delete ConfigMap demo/one");
     expect(deletes).not.toContain("delete ConfigMap demo/by-hand");
+    // The ConfigMap made by hand in the stage's namespace would go with the namespace: it stays.
+    expect(deletes).not.toContain("delete Namespace demo");
+    const kept =
+      'left Namespace demo: 1 object in it that this stage did not make (ConfigMap demo/by-hand: its fields are set by "kubehyve") would go with it; once they are not needed: kubectl delete namespace demo';
+    expect(warnings(reporter)).toEqual([kept]);
+    expect(warnings(dryReporter)).toEqual([kept]);
+    expect(server.get("v1", "ConfigMap", "by-hand", "demo")).toBeDefined();
+    expect(server.get("v1", "Namespace", "demo")).toBeDefined();
     expect(down.wetLog.at(-1)).toBe("forget the kinds this stage applied");
     expect(down.state.get(APPLIED_KINDS_KEY)).toBeUndefined();
     expect(server.get("v1", "ConfigMap", "one", "demo")).toBeUndefined();
     expect(server.get("v1", "ConfigMap", "taken", "default")).toBeDefined();
+    // Once it is gone, the namespace goes at the next down, last.
+    await client.delete("v1", "ConfigMap", "by-hand", "demo");
+    const again = ctx();
+    await destroyStageObjects(again, client, kinds);
+    expect(again.wetLog.filter((l) => l.startsWith("delete "))).toEqual(["delete Namespace demo"]);
+    expect(server.get("v1", "Namespace", "demo")).toBeUndefined();
+  });
+
+  test("a namespace that holds only the stage's objects, what controllers made for them and what Kubernetes puts in every namespace goes at down", async () => {
+    const c = ctx();
+    const service = {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "web", namespace: "demo" },
+      spec: { ports: [{ port: 80 }] },
+    };
+    const account = {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "worker", namespace: "demo" },
+    };
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("one", "1", "demo"), service, account]), OPTS)).changes,
+      "demo",
+    );
+    const web = server.get("v1", "Service", "web", "demo") as KubeObject;
+    // As kube-controller-manager makes them, with its own field managers.
+    const kcm = await createKubeClient(server.kubeconfigPath, { fieldManager: "kube-controller-manager" });
+    // serviceaccounts_controller.go DefaultServiceAccountsControllerOptions: `default` in every namespace.
+    await kcm.create({
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "default", namespace: "demo" },
+    });
+    // rootcacertpublisher publisher.go RootCACertConfigMapName.
+    await kcm.create({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "kube-root-ca.crt", namespace: "demo" },
+      data: { "ca.crt": "-----BEGIN CERTIFICATE-----" },
+    });
+    // endpointslice utils.go newEndpointSlice: owned by its Service.
+    await kcm.create({
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: {
+        name: "web-x7k2p",
+        namespace: "demo",
+        labels: {
+          "kubernetes.io/service-name": "web",
+          "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+        },
+        ownerReferences: [
+          {
+            apiVersion: "v1",
+            kind: "Service",
+            name: "web",
+            uid: web.metadata.uid,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
+      },
+      addressType: "IPv4",
+      endpoints: [],
+    });
+    // endpoints_controller.go syncService: the Service's Endpoints, of its name, owned by no one.
+    await kcm.create({ apiVersion: "v1", kind: "Endpoints", metadata: { name: "web", namespace: "demo" } });
+    // An Event about the Service, of either group, and a controller's leader-election Lease.
+    await kcm.create({
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { name: "web.1", namespace: "demo" },
+      involvedObject: { kind: "Service", name: "web", namespace: "demo" },
+      reason: "Created",
+    });
+    await kcm.create({
+      apiVersion: "events.k8s.io/v1",
+      kind: "Event",
+      metadata: { name: "web.2", namespace: "demo" },
+      regarding: { kind: "Service", name: "web", namespace: "demo" },
+      reason: "Updated",
+    });
+    await kcm.create({
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name: "demo-controller-lock", namespace: "demo" },
+      spec: { holderIdentity: "demo-controller-0" },
+    });
+    // tokens_controller.go: a legacy token of an account that goes with the namespace.
+    for (const sa of ["default", "worker"])
+      await kcm.create({
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: {
+          name: `${sa}-token-abcde`,
+          namespace: "demo",
+          annotations: { "kubernetes.io/service-account.name": sa },
+        },
+        type: "kubernetes.io/service-account-token",
+      });
+    const reporter = memoryReporter();
+    const down = ctx(false, reporter);
+    await destroyStageObjects(down, client, []);
+    expect(warnings(reporter)).toEqual([]);
+    expect(down.wetLog.filter((l) => l.startsWith("delete ")).at(-1)).toBe("delete Namespace demo");
+    expect(server.get("v1", "Namespace", "demo")).toBeUndefined();
+  });
+
+  test("someone else's ServiceAccount, its token Secret, a Secret named like Kubernetes' ConfigMap and Endpoints of no Service keep the namespace", async () => {
+    const c = ctx();
+    await applyStageObjects(c, client, (await planStageObjects(c, client, groups([]), OPTS)).changes, "demo");
+    const kubectl = await createKubeClient(server.kubeconfigPath, { fieldManager: "kubectl-create" });
+    await kubectl.create({
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "ci", namespace: "demo" },
+    });
+    await kubectl.create({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: {
+        name: "ci-token",
+        namespace: "demo",
+        annotations: { "kubernetes.io/service-account.name": "ci" },
+      },
+      type: "kubernetes.io/service-account-token",
+    });
+    await kubectl.create({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "kube-root-ca.crt", namespace: "demo" },
+    });
+    // Endpoints of no Service: set by hand, to reach something outside.
+    await kubectl.create({
+      apiVersion: "v1",
+      kind: "Endpoints",
+      metadata: { name: "external-db", namespace: "demo" },
+    });
+    const reporter = memoryReporter();
+    const down = ctx(false, reporter);
+    await destroyStageObjects(down, client, []);
+    expect(down.wetLog).not.toContain("delete Namespace demo");
+    expect(warnings(reporter)).toEqual([
+      'left Namespace demo: 4 objects in it that this stage did not make (Secret demo/ci-token: its fields are set by "kubectl-create"; …) would go with it; once they are not needed: kubectl delete namespace demo',
+    ]);
+    for (const [kind, name] of [
+      ["Endpoints", "external-db"],
+      ["ServiceAccount", "ci"],
+      ["Secret", "ci-token"],
+      ["Secret", "kube-root-ca.crt"],
+    ])
+      await kubectl.delete("v1", kind!, name!, "demo");
+    await destroyStageObjects(ctx(), client, [{ apiVersion: "v1", kind: "Namespace" }]);
+    expect(server.get("v1", "Namespace", "demo")).toBeUndefined();
+  });
+
+  test("down deletes a namespace only on a full answer: a refused list of a kind in it stops down before anything is deleted", async () => {
+    const c = ctx();
+    await applyStageObjects(
+      c,
+      client,
+      (await planStageObjects(c, client, groups([cm("one", "1", "demo")]), OPTS)).changes,
+      "demo",
+    );
+    // Someone's claims could be in it; a viewer without the right to list them cannot tell.
+    const refusing = {
+      ...client,
+      list: async (apiVersion: string, kind: string, opts?: Parameters<KubeClientImpl["list"]>[2]) => {
+        if (kind === "PersistentVolumeClaim")
+          throw new KubeApiError(
+            "GET",
+            "/api/v1/namespaces/demo/persistentvolumeclaims",
+            403,
+            "Forbidden",
+            "forbidden",
+          );
+        return client.list(apiVersion, kind, opts);
+      },
+    } as KubeClientImpl;
+    const down = ctx();
+    await expect(destroyStageObjects(down, refusing, [])).rejects.toThrow("403 Forbidden");
+    expect(down.wetLog.filter((l) => l.startsWith("delete "))).toEqual([]);
+    expect(server.get("v1", "ConfigMap", "one", "demo")).toBeDefined();
+    await destroyStageObjects(ctx(), client, []);
+    expect(server.get("v1", "Namespace", "demo")).toBeUndefined();
   });
 
   test("a group of its own change kind, one held back, and one the cluster refuses: each planned as told, and what is held back is not pruned", async () => {

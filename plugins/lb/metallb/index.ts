@@ -240,7 +240,24 @@ async function destroy(ctx: Ctx): Promise<void> {
     ctx.log.info(`nothing to remove from a cluster: ${kube.detail ?? kube.summary}`);
     return;
   }
-  await destroyStageObjects(ctx, kube, KNOWN_KINDS);
+  await destroyStageObjects(ctx, kube, KNOWN_KINDS, { madeByStage: madeByMetallb });
+}
+
+/**
+ * What MetalLB's own components write in its namespace, which goes with the stage at `down` and
+ * keeps neither the namespace nor a CRD: the controller's and each speaker's report on the
+ * configuration, ConfigurationState `controller` and `speaker-<node>` (metallb v0.16.1
+ * internal/k8s/controllers/configuration_state_controller.go), and the speakers' ServiceL2Status
+ * of each address they announce (api/v1beta1/servicel2status_types.go). The memberlist Secret the
+ * controller makes carries an ownerReference to its Deployment (internal/k8s/k8s.go
+ * CreateMlSecret), and goes with it.
+ */
+export function madeByMetallb(obj: KubeObject): boolean {
+  return (
+    obj.apiVersion.startsWith("metallb.io/") &&
+    obj.metadata.namespace === METALLB_NAMESPACE &&
+    (obj.kind === "ConfigurationState" || obj.kind === "ServiceL2Status")
+  );
 }
 
 export const metallbPlugin = definePlugin({

@@ -64,6 +64,12 @@ export function builtinResources(): ServedResource[] {
     r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, { status: false }),
     r("networking.k8s.io", "v1", "Ingress", "ingresses", true, { shortNames: ["ing"] }),
     r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, { status: false }),
+    // What controllers and components write in every namespace: an Endpoints per Service, Events,
+    // leader-election Leases (k8s.io/api core/v1, events/v1, coordination/v1).
+    r("", "v1", "Endpoints", "endpoints", true, { shortNames: ["ep"], status: false }),
+    r("", "v1", "Event", "events", true, { shortNames: ["ev"], status: false }),
+    r("events.k8s.io", "v1", "Event", "events", true, { shortNames: ["ev"], status: false }),
+    r("coordination.k8s.io", "v1", "Lease", "leases", true, { status: false }),
     r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, { status: false }),
     r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, {
       status: false,

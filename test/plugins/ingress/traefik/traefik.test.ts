@@ -17,6 +17,7 @@ import { validateTraefik } from "../../../../plugins/ingress/traefik/options.ts"
 import type { Diagnostic } from "../../../../src/core/diagnostics.ts";
 import { memoryReporter } from "../../../../src/core/reporter.ts";
 import { parseManifests } from "../../../../src/kube/apply.ts";
+import { createKubeClient } from "../../../../src/kube/client.ts";
 import type { KubeObject } from "../../../../src/kube/types.ts";
 import { LocalTarget } from "../../../../src/targets/local.ts";
 import { RecordingTarget } from "../../../../src/targets/recording.ts";
@@ -414,6 +415,70 @@ describe("up, verify and doctor against the API test server", () => {
     expect(deletes.at(-1)).toBe("delete Namespace traefik");
     expect(deletes).not.toContain("delete IngressClass traefik");
     expect(await kube.get("v1", "Namespace", "traefik")).toBeUndefined();
+  }, 60_000);
+
+  test("down keeps Traefik's namespace while someone's own Deployment, claim or Middleware is in it, naming it; once it is gone, the namespace goes", async () => {
+    const kube = await lab.kube();
+    // Made with kubectl, by its own field manager.
+    const kubectl = await createKubeClient(lab.server.kubeconfigPath, { fieldManager: "kubectl-create" });
+    const theirs: KubeObject[] = [
+      {
+        ...deployment({ namespace: "traefik", replicas: 1 }),
+        metadata: { name: "whoami", namespace: "traefik" },
+      },
+      {
+        apiVersion: "v1",
+        kind: "PersistentVolumeClaim",
+        metadata: { name: "app-data", namespace: "traefik" },
+        spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+      },
+      {
+        apiVersion: "traefik.io/v1alpha1",
+        kind: "Middleware",
+        metadata: { name: "auth", namespace: "traefik" },
+        spec: { basicAuth: { secret: "users" } },
+      },
+    ];
+    // The Deployment's status is its controller's, the claim's the volume binder's.
+    const managers: Record<string, string> = {
+      Deployment: '"kube-controller-manager", "kubectl-create"',
+      PersistentVolumeClaim: '"kube-controller-manager", "kubectl-create"',
+      Middleware: '"kubectl-create"',
+    };
+    const warnings = (r: ReturnType<typeof memoryReporter>) =>
+      r.events.flatMap((e) => (e.type === "log" && e.level === "warn" ? [e.message] : []));
+    for (const obj of theirs) {
+      const up = lab.ctx(plugin, OPTIONS, { host });
+      await plugin.apply!(up as never, (await plugin.check(up as never)).changes);
+      await kubectl.create(obj);
+      const { apiVersion, kind, metadata } = obj;
+      const dryReporter = memoryReporter();
+      const dry = lab.ctx(plugin, OPTIONS, { host, dryRun: true, reporter: dryReporter });
+      await plugin.destroy!(dry as never);
+      const reporter = memoryReporter();
+      const ctx = lab.ctx(plugin, OPTIONS, { host, reporter });
+      await plugin.destroy!(ctx as never);
+      expect(ctx.wetLog).toEqual(dry.wetLog);
+      expect(ctx.wetLog).not.toContain("delete Namespace traefik");
+      const kept = `left Namespace traefik: 1 object in it that this stage did not make (${kind} traefik/${metadata.name}: its fields are set by ${managers[kind]}) would go with it; once they are not needed: kubectl delete namespace traefik`;
+      expect(warnings(reporter)).toContain(kept);
+      expect(warnings(dryReporter)).toContain(kept);
+      // A Middleware in the kept namespace counts for its CRD too, besides the one in apps.
+      if (kind === "Middleware")
+        expect(warnings(reporter)).toContain(
+          "left CustomResourceDefinition middlewares.traefik.io: 2 objects of it that this stage did not make (apps/strip-prefix, …) would go with it; once they are not needed: kubectl delete crd middlewares.traefik.io",
+        );
+      expect(lab.server.get(apiVersion, kind, metadata.name, "traefik")).toBeDefined();
+      expect(await kube.get("v1", "Namespace", "traefik")).toBeDefined();
+      // The stage's own objects in it are deleted all the same.
+      expect(lab.server.get("apps/v1", "Deployment", "traefik", "traefik")).toBeUndefined();
+      expect(lab.server.get("v1", "Service", "traefik", "traefik")).toBeUndefined();
+      await kubectl.delete(apiVersion, kind, metadata.name, "traefik");
+      const again = lab.ctx(plugin, OPTIONS, { host });
+      await plugin.destroy!(again as never);
+      expect(again.wetLog.filter((l) => l.startsWith("delete ")).at(-1)).toBe("delete Namespace traefik");
+      expect(await kube.get("v1", "Namespace", "traefik")).toBeUndefined();
+    }
   }, 60_000);
 });
 

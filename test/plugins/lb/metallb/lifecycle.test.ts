@@ -305,14 +305,31 @@ describe.skipIf(!have("openssl", "openssl"))("lb/metallb on a cluster", () => {
       metadata: { name: "metallb-system:extra" },
       rules: [],
     });
+    // The pool made by hand in metallb-system would go with the namespace and with its CRD: both
+    // stay, named, until it is removed.
     lab.server.requests.length = 0;
-    const { exitCode } = await lab.run("down");
-    expect(exitCode).toBe(0);
-    const deletes = lab.server.requests.filter((r) => r.method === "DELETE").map((r) => r.path);
-    expect(deletes.slice(0, 2).sort()).toEqual([
+    const first = await lab.run("down");
+    expect(first.exitCode).toBe(0);
+    const deleted = () => lab.server.requests.filter((r) => r.method === "DELETE").map((r) => r.path);
+    expect(deleted().slice(0, 2).sort()).toEqual([
       "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/lab",
       "/apis/metallb.io/v1beta1/namespaces/metallb-system/l2advertisements/kubehyve",
     ]);
+    expect(deleted()).not.toContain("/api/v1/namespaces/metallb-system");
+    expect(
+      first.reporter.events.flatMap((e) => (e.type === "log" && e.level === "warn" ? [e.message] : [])),
+    ).toEqual([
+      'left Namespace metallb-system: 1 object in it that this stage did not make (IPAddressPool metallb-system/by-hand: its fields are set by "kubehyve") would go with it; once they are not needed: kubectl delete namespace metallb-system',
+      "left CustomResourceDefinition ipaddresspools.metallb.io: 1 object of it that this stage did not make (metallb-system/by-hand) would go with it; once they are not needed: kubectl delete crd ipaddresspools.metallb.io",
+    ]);
+    expect(lab.server.get("metallb.io/v1beta1", "IPAddressPool", "by-hand", "metallb-system")).toBeDefined();
+    expect(lab.server.get("v1", "Namespace", "metallb-system")).toBeDefined();
+    // Once it is removed, the next down takes the rest, the namespace last.
+    await lab.client.delete("metallb.io/v1beta1", "IPAddressPool", "by-hand", "metallb-system");
+    lab.server.requests.length = 0;
+    const { exitCode } = await lab.run("down");
+    expect(exitCode).toBe(0);
+    const deletes = deleted();
     expect(deletes.at(-1)).toBe("/api/v1/namespaces/metallb-system");
     expect(lab.server.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")).toEqual([]);
     expect(
