@@ -55,6 +55,29 @@ const cm = (name: string, value = name, namespace = "default"): KubeObject => ({
 });
 const ours = (o: KubeObject) => withOwner(o, owner);
 
+/** A CRD of one served and stored version, v1, that takes any object: `Widget` → widgets.<group>. */
+const crdOf = (group: string, kind: string, scope: "Namespaced" | "Cluster" = "Namespaced"): KubeObject => {
+  const singular = kind.toLowerCase();
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${singular}s.${group}` },
+    spec: {
+      group,
+      names: { kind, plural: `${singular}s`, singular, listKind: `${kind}List` },
+      scope,
+      versions: [
+        {
+          name: "v1",
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
+        },
+      ],
+    },
+  };
+};
+
 describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluster", () => {
   let server: KubeApiServer;
   let client: KubeClientImpl;
@@ -134,24 +157,7 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
   });
 
   test("an object of a kind the cluster does not serve and no CRD of the stage defines is an error finding, before anything is applied", async () => {
-    const widgets = ours({
-      apiVersion: "apiextensions.k8s.io/v1",
-      kind: "CustomResourceDefinition",
-      metadata: { name: "widgets.example.com" },
-      spec: {
-        group: "example.com",
-        names: { kind: "Widget", listKind: "WidgetList", plural: "widgets", singular: "widget" },
-        scope: "Namespaced",
-        versions: [
-          {
-            name: "v1",
-            served: true,
-            storage: true,
-            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-          },
-        ],
-      },
-    });
+    const widgets = ours(crdOf("example.com", "Widget"));
     const widget = ours({
       apiVersion: "example.com/v1",
       kind: "Widget",
@@ -560,24 +566,7 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
   });
 
   test("down deletes the custom resources first, then waits in afterCustomResources before the rest; not in a dry run, nor without any", async () => {
-    const crd = {
-      apiVersion: "apiextensions.k8s.io/v1",
-      kind: "CustomResourceDefinition",
-      metadata: { name: "widgets.demo.example.com" },
-      spec: {
-        group: "demo.example.com",
-        names: { kind: "Widget", plural: "widgets", singular: "widget", listKind: "WidgetList" },
-        scope: "Namespaced",
-        versions: [
-          {
-            name: "v1",
-            served: true,
-            storage: true,
-            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-          },
-        ],
-      },
-    };
+    const crd = crdOf("demo.example.com", "Widget");
     const widget = {
       apiVersion: "demo.example.com/v1",
       kind: "Widget",
@@ -683,24 +672,7 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
   });
 
   test("a cluster-scoped object of the stage's CRD that someone else made keeps the CRD at down, with a warning; what the stage's own software made does not", async () => {
-    const crd = ours({
-      apiVersion: "apiextensions.k8s.io/v1",
-      kind: "CustomResourceDefinition",
-      metadata: { name: "gadgets.demo.example.com" },
-      spec: {
-        group: "demo.example.com",
-        names: { kind: "Gadget", plural: "gadgets", singular: "gadget", listKind: "GadgetList" },
-        scope: "Cluster",
-        versions: [
-          {
-            name: "v1",
-            served: true,
-            storage: true,
-            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-          },
-        ],
-      },
-    });
+    const crd = ours(crdOf("demo.example.com", "Gadget", "Cluster"));
     const gadget = (name: string): KubeObject => ({
       apiVersion: "demo.example.com/v1",
       kind: "Gadget",
@@ -875,24 +847,7 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
   });
 
   test("a CRD of the stage's that serves no version keeps it at down: its objects cannot be listed to tell whose they are", async () => {
-    const crd = ours({
-      apiVersion: "apiextensions.k8s.io/v1",
-      kind: "CustomResourceDefinition",
-      metadata: { name: "knobs.demo.example.com" },
-      spec: {
-        group: "demo.example.com",
-        names: { kind: "Knob", plural: "knobs", singular: "knob", listKind: "KnobList" },
-        scope: "Namespaced",
-        versions: [
-          {
-            name: "v1",
-            served: true,
-            storage: true,
-            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-          },
-        ],
-      },
-    });
+    const crd = ours(crdOf("demo.example.com", "Knob"));
     const c = ctx();
     await applyStageObjects(
       c,
@@ -933,24 +888,7 @@ describe.skipIf(!have("openssl", "openssl"))("a stage's objects on a live cluste
   });
 
   test("down keeps or deletes a CRD only on a full answer: a refused list of its objects stops down before anything is deleted", async () => {
-    const crd = ours({
-      apiVersion: "apiextensions.k8s.io/v1",
-      kind: "CustomResourceDefinition",
-      metadata: { name: "gizmos.demo.example.com" },
-      spec: {
-        group: "demo.example.com",
-        names: { kind: "Gizmo", plural: "gizmos", singular: "gizmo", listKind: "GizmoList" },
-        scope: "Namespaced",
-        versions: [
-          {
-            name: "v1",
-            served: true,
-            storage: true,
-            schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-          },
-        ],
-      },
-    });
+    const crd = ours(crdOf("demo.example.com", "Gizmo"));
     const c = ctx();
     await applyStageObjects(
       c,
