@@ -42,7 +42,7 @@ import { verifyNodes } from "./nodes.ts";
 import { type KubesprayOptions, resolvedRelease } from "./options.ts";
 import { logFileOf, type Prepared, playbooksFor, runWithProgress } from "./play.ts";
 import { ensureKubespray, treeRequestOf } from "./release.ts";
-import { controlPathProblem, createRunner, knownHostsFileOf, localRunnerDiagnostics } from "./runner.ts";
+import { createRunner, knownHostsFileOf, runnerDirDiagnostics } from "./runner.ts";
 import {
   addControlPlaneProcedure,
   type EtcdRecord,
@@ -175,13 +175,10 @@ async function check(ctx: Ctx): Promise<{ changes: Change[]; diagnostics: Diagno
     // Nothing can be inspected yet: plan the full install. The runner directory is on this machine,
     // so whether it may be taken is said now (no program runs: a plan may be offline), so that the
     // plan does not hide what will stop `up`.
-    return { changes: [install], diagnostics: localRunnerDiagnostics(ctx.options, ctx.dir, ctx.clusterId) };
+    return { changes: [install], diagnostics: runnerDirDiagnostics(ctx.options, ctx.dir, ctx.clusterId) };
   }
   const runner = createRunner(ctx.options, ctx.dir, ctx.local, ctx.clusterId);
   diagnostics.push(...(await runner.prerequisites()));
-  // What runPlaybook would stop at only once `up` has begun.
-  const tooLong = controlPathProblem(ctx.dir);
-  if (tooLong) diagnostics.push(tooLong);
   const rendered = await renderFiles(ctx);
   diagnostics.push(...rendered.diagnostics);
 

@@ -248,24 +248,6 @@ export function runnerDirDiagnostics(
   return problem ? [problem] : [];
 }
 
-/**
- * What this machine's filesystem alone says will stop a playbook (no program runs, so a plan may be
- * offline): the venv directory, the system ansible-playbook, room for the ssh control sockets.
- */
-export function localRunnerDiagnostics(
-  options: KubesprayOptions,
-  stageDir: string,
-  clusterId: string,
-): Diagnostic[] {
-  const found = runnerDirDiagnostics(options, stageDir, clusterId);
-  const unsafe =
-    options.runner.kind === "system" ? unsafeAnsiblePlaybook(options.runner.ansiblePlaybook) : undefined;
-  if (unsafe) found.push(unsafe);
-  const tooLong = controlPathProblem(stageDir);
-  if (tooLong) found.push(tooLong);
-  return found;
-}
-
 /** The runtime Ansible runs in. */
 export interface AnsibleRunner {
   readonly kind: KubesprayOptions["runner"]["kind"];
@@ -579,29 +561,19 @@ async function privateDir(dir: string, uid: number): Promise<void> {
 }
 
 /**
- * The error that ensureControlPathDir would stop a playbook with when no directory for the sockets
- * fits, for check (and so plan and doctor) to say before `up` starts; undefined when one fits.
- * Read-only: the path is measured, nothing is made.
- */
-export function controlPathProblem(workDir: string, tmp = tmpdir()): Diagnostic | undefined {
-  const dir = controlPathDirOf(workDir, tmp);
-  if (fitsSocket(dir) && fitsSocket(realOrNearest(dir))) return undefined;
-  return diag.error(
-    "kubespray.control-path-too-long",
-    `no directory for Ansible's ssh control sockets fits in the ${SUN_PATH_MAX} bytes of a socket's path: ${join(workDir, "cp")} and ${dir} are too long`,
-    { hint: "use a shorter --state-dir, or a shorter TMPDIR" },
-  );
-}
-
-/**
  * Makes the directory controlPathDirOf names (0700) and checks it, as the state dir's own files are
  * checked: a link, another user's directory or one others can write is refused before any host is
  * touched, as is a path that leaves ssh no room for a socket.
  */
 export async function ensureControlPathDir(workDir: string, tmp = tmpdir()): Promise<string> {
   const dir = controlPathDirOf(workDir, tmp);
-  const tooLong = controlPathProblem(workDir, tmp);
-  if (tooLong) throw new KubehyveError(`${tooLong.summary}; nothing was run`, 1, tooLong.hint);
+  if (!fitsSocket(dir) || !fitsSocket(realOrNearest(dir))) {
+    throw new KubehyveError(
+      `no directory for Ansible's ssh control sockets fits in the ${SUN_PATH_MAX} bytes of a socket's path: ${join(workDir, "cp")} and ${dir} are too long; nothing was run`,
+      1,
+      "use a shorter --state-dir, or a shorter TMPDIR",
+    );
+  }
   if (dir === join(workDir, "cp")) {
     // In the stage's directory, which the core checked: made 0700, or checked and made 0700.
     await ensureStageDirs(workDir, dir);
