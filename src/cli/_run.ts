@@ -3,7 +3,7 @@ import { realpathSync } from "node:fs";
 import { basename, dirname, join, sep } from "node:path";
 import { type Command, type EngineRequest, runEngine } from "../core/engine.ts";
 import { prepareStateDir, throwawayStateDir } from "../core/state-dir.ts";
-import { checkStateFormat } from "../core/state-format.ts";
+import { checkStateFormat, readsStateDir } from "../core/state-format.ts";
 import { InputError } from "../lib/errors.ts";
 import { askFor, interruptSignals, makeReporter } from "./_session.ts";
 import { type GlobalFlags, loadCluster, nonEmpty, splitList } from "./_shared.ts";
@@ -83,9 +83,8 @@ export async function runStages(
     // Checked (or made) before anything is written into it, the run's log included.
     prepareStateDir(stateDir);
     // A state dir a newer kubehyve wrote is refused before this run writes its log into it.
-    // render and plan --offline read nothing of the state (the engine skips the check too).
     const kubehyve = version();
-    if (command !== "render" && !extra.offline) checkStateFormat(stateDir, kubehyve);
+    if (readsStateDir(command, extra.offline)) checkStateFormat(stateDir, kubehyve);
     // A log in a directory about to be removed would be named in vain.
     const reporter = await makeReporter(flags, throwaway ? undefined : stateDir, command);
     for (const w of config.warnings) reporter.emit({ type: "diagnostic", stage: "config", ...w });

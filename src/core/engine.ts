@@ -13,7 +13,7 @@ import { UnreachableError } from "./reach.ts";
 import { memoryReporter, type Reporter } from "./reporter.ts";
 import { type EngineRequest, Run } from "./run.ts";
 import { RUNBOOKS, type Runbook } from "./runbooks.ts";
-import { checkStateFormat, PACKAGE_BUILD, recordStateFormat } from "./state-format.ts";
+import { checkStateFormat, PACKAGE_BUILD, readsStateDir, recordStateFormat } from "./state-format.ts";
 import { Declined, SKIP_REST, type StageRun } from "./steps.ts";
 
 export type { StageOutcome } from "./phase.ts";
@@ -110,8 +110,8 @@ export async function runEngine(req: EngineRequest): Promise<EngineResult> {
   await ensurePrivateDir(req.stateDir);
   const running = req.kubehyve ?? PACKAGE_BUILD;
   // Read before anything else of the state dir is: the stages' state and the journal of a newer
-  // format are not this kubehyve's to read. render and plan --offline read none of it.
-  if (req.command !== "render" && !req.offline) checkStateFormat(req.stateDir, running);
+  // format are not this kubehyve's to read.
+  if (readsStateDir(req.command, req.offline)) checkStateFormat(req.stateDir, running);
   const run = new Run(req, { rememberUnreachable: runbook.looksOnce });
   run.walking = runbook.stages(run);
   const changesHosts = runbook.changesHosts && !run.dryRun;

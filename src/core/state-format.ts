@@ -53,6 +53,11 @@ function broken(stateDir: string, file: string, why: string): KubehyveError {
   );
 }
 
+/** Whether a command reads the state dir, and so its format: render and plan --offline read none of it. */
+export function readsStateDir(command: string, offline: boolean | undefined): boolean {
+  return command !== "render" && !offline;
+}
+
 /** The record, or undefined in a state dir without one (format 1). Broken or hostile: refused. */
 export function readStateFormat(stateDir: string): StateFormatRecord | undefined {
   const file = formatFileOf(stateDir);
